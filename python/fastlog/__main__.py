@@ -1,0 +1,3 @@
+from fastlog.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,41 @@
+//! Errors of the core, each naming what was wrong; the binding maps them to Python exceptions.
+
+use std::fmt;
+use std::io;
+
+/// Every failure of the core. The variant tells the server which Kafka error code to answer with.
+#[derive(Debug)]
+pub enum CoreError {
+    /// A record batch whose bytes cannot be trusted (bad length, magic or CRC): CORRUPT_MESSAGE.
+    CorruptBatch(String),
+    /// A batch larger than the configured maximum: MESSAGE_TOO_LARGE.
+    BatchTooLarge(String),
+    /// An offset outside the log: OFFSET_OUT_OF_RANGE.
+    OffsetOutOfRange(String),
+    /// The caller asked for something the log cannot do (bad argument): INVALID_REQUEST.
+    InvalidArgument(String),
+    /// An I/O failure, with the path or operation it happened on: KAFKA_STORAGE_ERROR.
+    Io(String, io::Error),
+}
+
+impl CoreError {
+    pub fn io(context: impl Into<String>, err: io::Error) -> Self {
+        CoreError::Io(context.into(), err)
+    }
+}
+
+impl fmt::Display for CoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CoreError::CorruptBatch(m)
+            | CoreError::BatchTooLarge(m)
+            | CoreError::OffsetOutOfRange(m)
+            | CoreError::InvalidArgument(m) => f.write_str(m),
+            CoreError::Io(ctx, e) => write!(f, "{ctx}: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for CoreError {}
+
+pub type Result<T> = std::result::Result<T, CoreError>;

@@ -1,0 +1,10 @@
+//! fastlog's Rust core: record-batch validation and CRC32C, and (in later modules) the partition log.
+//!
+//! Everything here is plain Rust, testable with `cargo test --no-default-features`; the Python
+//! binding lives in `python.rs` alone and only converts arguments and delegates.
+
+pub mod batch;
+pub mod error;
+
+#[cfg(feature = "python")]
+mod python;
