@@ -8,3 +8,8 @@ pub mod error;
 
 #[cfg(feature = "python")]
 mod python;
+pub mod checkpoint;
+pub mod files;
+pub mod index;
+pub mod log;
+pub mod segment;

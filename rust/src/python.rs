@@ -3,10 +3,18 @@
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::os::unix::io::AsRawFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::batch;
+use crate::checkpoint;
 use crate::error::CoreError;
+use crate::files;
+use crate::log::{LogConfig, PartitionLog};
 
 create_exception!(_core, StorageError, PyException, "Base of every error raised by fastlog's core.");
 create_exception!(_core, CorruptRecordError, StorageError, "A record batch failed validation: CORRUPT_MESSAGE.");
@@ -64,6 +72,300 @@ fn assign_offsets<'py>(
     Ok(PyBytes::new(py, &owned))
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Reads Kafka-named topic configs (`segment.bytes`, `retention.ms`, ...) into a LogConfig.
+fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
+    let mut c = LogConfig::default();
+    let Some(config) = config else { return Ok(c) };
+    for (key, value) in config.iter() {
+        let key: String = key.extract()?;
+        let int = || -> PyResult<i64> {
+            value.extract::<i64>().map_err(|_| {
+                pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be an integer, not {value}"))
+            })
+        };
+        let non_negative = |v: i64| -> PyResult<u64> {
+            u64::try_from(v).map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be >= 0, not {v}")))
+        };
+        match key.as_str() {
+            "segment.bytes" => c.segment_bytes = non_negative(int()?)?.max(batch::HEADER_SIZE as u64),
+            "segment.ms" => c.segment_ms = int()?,
+            "segment.index.bytes" => c.segment_index_bytes = non_negative(int()?)?,
+            "index.interval.bytes" => c.index_interval_bytes = non_negative(int()?)?,
+            "retention.ms" => c.retention_ms = int()?,
+            "retention.bytes" => c.retention_bytes = int()?,
+            "max.message.bytes" => c.max_message_bytes = non_negative(int()?)? as usize,
+            "flush.messages" => c.flush_messages = int()?,
+            "flush.ms" => c.flush_ms = int()?,
+            "message.timestamp.type" => {
+                let v: String = value.extract()?;
+                c.log_append_time = match v.as_str() {
+                    "LogAppendTime" => true,
+                    "CreateTime" => false,
+                    _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown message.timestamp.type {v}"))),
+                }
+            }
+            _ => {} // other topic configs are the Python layer's business
+        }
+    }
+    Ok(c)
+}
+
+/// A run of whole batches in a segment file: hand `fileno()`, `position` and `len()` to
+/// `os.sendfile`. Holding the slice keeps the file open, even if the segment is deleted.
+#[pyclass(frozen, module = "fastlog._core")]
+struct FileSlice {
+    file: Arc<File>,
+    #[pyo3(get)]
+    position: u64,
+    #[pyo3(get)]
+    length: u64,
+    #[pyo3(get)]
+    base_offset: i64,
+}
+
+#[pymethods]
+impl FileSlice {
+    fn fileno(&self) -> i32 {
+        self.file.as_raw_fd()
+    }
+    fn __len__(&self) -> usize {
+        self.length as usize
+    }
+    /// The bytes of the slice (a copy, for internal readers).
+    fn read<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let mut buf = vec![0u8; self.length as usize];
+        py.detach(|| self.file.read_exact_at(&mut buf, self.position))
+            .map_err(|e| CoreError::io("read file slice", e))?;
+        Ok(PyBytes::new(py, &buf))
+    }
+    fn __repr__(&self) -> String {
+        format!("FileSlice(base_offset={}, position={}, length={})", self.base_offset, self.position, self.length)
+    }
+}
+
+/// A partition log on disk. Every method releases the GIL while it works.
+#[pyclass(frozen, module = "fastlog._core")]
+struct Log {
+    inner: Mutex<Option<PartitionLog>>,
+    #[pyo3(get)]
+    path: PathBuf,
+}
+
+impl Log {
+    fn lock(&self) -> PyResult<MutexGuardLog<'_>> {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            return Err(LogIOError::new_err(format!("log {} is closed", self.path.display())));
+        }
+        Ok(MutexGuardLog(guard))
+    }
+    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError> + Send) -> PyResult<T> {
+        py.detach(|| {
+            let mut guard = self.lock()?;
+            f(guard.0.as_mut().unwrap()).map_err(PyErr::from)
+        })
+    }
+}
+
+struct MutexGuardLog<'a>(MutexGuard<'a, Option<PartitionLog>>);
+
+#[pymethods]
+impl Log {
+    /// Opens or creates the log in `path`, recovering from `recovery_point`.
+    #[new]
+    #[pyo3(signature = (path, config = None, recovery_point = 0, log_start_offset = 0))]
+    fn new(py: Python<'_>, path: PathBuf, config: Option<&Bound<'_, PyDict>>, recovery_point: i64, log_start_offset: i64) -> PyResult<Self> {
+        let config = log_config(config)?;
+        let log = py.detach(|| PartitionLog::open(&path, config, recovery_point, log_start_offset, now_ms()))?;
+        Ok(Log { inner: Mutex::new(Some(log)), path })
+    }
+
+    /// Validates and appends a producer's record batches.
+    /// Returns (base_offset, last_offset, log_append_time or -1, record_count).
+    #[pyo3(signature = (data, leader_epoch = 0, now_ms = None))]
+    fn append(&self, py: Python<'_>, data: &[u8], leader_epoch: i32, now_ms: Option<i64>) -> PyResult<(i64, i64, i64, i64)> {
+        let now = now_ms.unwrap_or_else(self::now_ms);
+        let info = self.with(py, |log| log.append(data, leader_epoch, now))?;
+        Ok((info.base_offset, info.last_offset, info.log_append_time, info.record_count))
+    }
+
+    /// Whole batches from `offset`, up to `max_bytes` (at least one batch when `min_one`), none at
+    /// or past `max_offset` (default: the high watermark). None when there is nothing to read.
+    #[pyo3(signature = (offset, max_bytes, max_offset = None, min_one = true))]
+    fn read(&self, py: Python<'_>, offset: i64, max_bytes: i64, max_offset: Option<i64>, min_one: bool) -> PyResult<Option<FileSlice>> {
+        let max_bytes = max_bytes.max(0) as u64;
+        let slice = self.with(py, |log| {
+            let upper = max_offset.unwrap_or(log.high_watermark);
+            log.read(offset, max_bytes, upper, min_one)
+        })?;
+        Ok(slice.map(|s| FileSlice { file: s.file, position: s.position, length: s.length, base_offset: s.base_offset }))
+    }
+
+    /// Like `read`, as bytes (empty when there is nothing).
+    #[pyo3(signature = (offset, max_bytes, max_offset = None, min_one = true))]
+    fn read_bytes<'py>(&self, py: Python<'py>, offset: i64, max_bytes: i64, max_offset: Option<i64>, min_one: bool) -> PyResult<Bound<'py, PyBytes>> {
+        match self.read(py, offset, max_bytes, max_offset, min_one)? {
+            Some(slice) => slice.read(py),
+            None => Ok(PyBytes::new(py, b"")),
+        }
+    }
+
+    #[getter]
+    fn log_start_offset(&self) -> PyResult<i64> {
+        Ok(self.lock()?.0.as_ref().unwrap().log_start_offset)
+    }
+    #[getter]
+    fn log_end_offset(&self) -> PyResult<i64> {
+        Ok(self.lock()?.0.as_ref().unwrap().log_end_offset())
+    }
+    #[getter]
+    fn high_watermark(&self) -> PyResult<i64> {
+        Ok(self.lock()?.0.as_ref().unwrap().high_watermark)
+    }
+    #[setter]
+    fn set_high_watermark(&self, value: i64) -> PyResult<()> {
+        let mut guard = self.lock()?;
+        let log = guard.0.as_mut().unwrap();
+        log.high_watermark = value.clamp(log.log_start_offset, log.log_end_offset());
+        Ok(())
+    }
+    #[getter]
+    fn recovery_point(&self) -> PyResult<i64> {
+        Ok(self.lock()?.0.as_ref().unwrap().recovery_point)
+    }
+    #[getter]
+    fn size_bytes(&self) -> PyResult<u64> {
+        Ok(self.lock()?.0.as_ref().unwrap().size_bytes())
+    }
+    #[getter]
+    fn segment_count(&self) -> PyResult<usize> {
+        Ok(self.lock()?.0.as_ref().unwrap().segment_count())
+    }
+    #[getter]
+    fn latest_epoch(&self) -> PyResult<i32> {
+        Ok(self.lock()?.0.as_ref().unwrap().latest_epoch())
+    }
+    /// What opening the log repaired (torn tails, rebuilt indexes), for the log file.
+    #[getter]
+    fn repairs(&self) -> PyResult<Vec<String>> {
+        Ok(self.lock()?.0.as_ref().unwrap().repairs.clone())
+    }
+
+    /// Replaces the Kafka-named settings this log uses (retention, segment size, ...).
+    fn reconfigure(&self, config: &Bound<'_, PyDict>) -> PyResult<()> {
+        let config = log_config(Some(config))?;
+        self.lock()?.0.as_mut().unwrap().config = config;
+        Ok(())
+    }
+
+    /// Fsyncs all unflushed data and moves the recovery point to the log end.
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |log| log.flush(now_ms()))
+    }
+
+    /// Flushes if `flush.ms` has passed since the last flush; returns whether it did.
+    #[pyo3(signature = (now_ms = None))]
+    fn flush_if_due(&self, py: Python<'_>, now_ms: Option<i64>) -> PyResult<bool> {
+        let now = now_ms.unwrap_or_else(self::now_ms);
+        self.with(py, |log| log.flush_if_due(now))
+    }
+
+    /// Starts a new segment now (if the active one holds anything).
+    fn roll(&self, py: Python<'_>) -> PyResult<()> {
+        self.with(py, |log| log.roll(now_ms()))
+    }
+
+    /// (base offset of the batch, its bytes) of the first batch with a record at or after
+    /// `timestamp`; None when every record is older.
+    fn batch_for_timestamp<'py>(&self, py: Python<'py>, timestamp: i64) -> PyResult<Option<(i64, Bound<'py, PyBytes>)>> {
+        let found = self.with(py, |log| log.batch_for_timestamp(timestamp))?;
+        Ok(found.map(|(offset, bytes)| (offset, PyBytes::new(py, &bytes))))
+    }
+
+    /// (max timestamp, offset of the last record of the batch holding it), or (-1, -1).
+    fn max_timestamp(&self, py: Python<'_>) -> PyResult<(i64, i64)> {
+        self.with(py, |log| Ok(log.max_timestamp()))
+    }
+
+    /// DeleteRecords: advances the log start offset (up to the high watermark); returns it.
+    fn delete_records(&self, py: Python<'_>, offset: i64) -> PyResult<i64> {
+        self.with(py, |log| log.delete_records_before(offset))
+    }
+
+    /// Deletes segments past retention.ms / retention.bytes; returns how many.
+    #[pyo3(signature = (now_ms = None))]
+    fn apply_retention(&self, py: Python<'_>, now_ms: Option<i64>) -> PyResult<usize> {
+        let now = now_ms.unwrap_or_else(self::now_ms);
+        self.with(py, |log| log.apply_retention(now))
+    }
+
+    /// Removes every record at or after `offset`.
+    fn truncate_to(&self, py: Python<'_>, offset: i64) -> PyResult<()> {
+        self.with(py, |log| log.truncate_to(offset))
+    }
+
+    /// OffsetForLeaderEpoch: (largest known epoch <= `epoch`, the offset where it ends).
+    fn end_offset_for_epoch(&self, py: Python<'_>, epoch: i32) -> PyResult<(i32, i64)> {
+        self.with(py, |log| Ok(log.end_offset_for_epoch(epoch)))
+    }
+
+    /// Flushes and closes; later calls raise.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(mut log) = guard.take() {
+                log.close(now_ms())?;
+            }
+            Ok::<(), CoreError>(())
+        })?;
+        Ok(())
+    }
+
+    /// Closes the log and deletes its directory.
+    fn delete(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| {
+            let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(log) = guard.take() {
+                log.delete()?;
+            }
+            Ok::<(), CoreError>(())
+        })?;
+        Ok(())
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Log({:?})", self.path)
+    }
+}
+
+/// Caps how many segment files stay open across all logs.
+#[pyfunction]
+fn set_open_file_limit(limit: usize) {
+    files::set_capacity(limit);
+}
+
+#[pyfunction]
+fn open_file_count() -> usize {
+    files::open_count()
+}
+
+/// Writes a Kafka offset checkpoint file atomically (temp file, fsync, rename, fsync dir).
+#[pyfunction]
+fn write_checkpoint(py: Python<'_>, path: PathBuf, lines: Vec<String>) -> PyResult<()> {
+    py.detach(|| checkpoint::write(&path, &lines))?;
+    Ok(())
+}
+
+/// Reads a Kafka offset checkpoint file's entry lines ([] when the file does not exist).
+#[pyfunction]
+fn read_checkpoint(py: Python<'_>, path: PathBuf) -> PyResult<Vec<String>> {
+    Ok(py.detach(|| checkpoint::read(&path))?)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -76,5 +378,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(crc32c_of, m)?)?;
     m.add_function(wrap_pyfunction!(validate_batches, m)?)?;
     m.add_function(wrap_pyfunction!(assign_offsets, m)?)?;
+    m.add_function(wrap_pyfunction!(set_open_file_limit, m)?)?;
+    m.add_function(wrap_pyfunction!(open_file_count, m)?)?;
+    m.add_function(wrap_pyfunction!(write_checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(read_checkpoint, m)?)?;
+    m.add_class::<Log>()?;
+    m.add_class::<FileSlice>()?;
     Ok(())
 }

@@ -1,0 +1,681 @@
+//! A partition's log: an ordered run of segments in one directory (`<topic>-<partition>`).
+//!
+//! Offsets: `log_start_offset` (first readable), `log_end_offset` (next to assign), and the
+//! `high_watermark` (last offset consumers may see, exclusive), kept apart from the log end so
+//! that replication can move it later. The `recovery_point` is the offset below which everything
+//! is known to be on disk (fsynced); a restart scans and validates only from there.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{self, BatchHeader};
+use crate::checkpoint;
+use crate::error::{CoreError, Result};
+use crate::segment::Segment;
+
+/// Per-log settings, named after Kafka's topic configs.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub segment_index_bytes: u64,
+    pub index_interval_bytes: u64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub max_message_bytes: usize,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+    /// `message.timestamp.type=LogAppendTime`.
+    pub log_append_time: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            segment_index_bytes: 10 * 1024 * 1024,
+            index_interval_bytes: 4096,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: 1024 * 1024 + 12,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+            log_append_time: false,
+        }
+    }
+}
+
+/// What one append did.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's time when LogAppendTime applies, else -1.
+    pub log_append_time: i64,
+    pub record_count: i64,
+    pub log_start_offset: i64,
+    pub rolled: bool,
+}
+
+/// A run of whole batches inside one segment file, to be sent as it is.
+pub struct FileSlice {
+    pub file: Arc<File>,
+    pub position: u64,
+    pub length: u64,
+    pub base_offset: i64,
+}
+
+const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    pub config: LogConfig,
+    segments: BTreeMap<i64, Segment>,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub recovery_point: i64,
+    unflushed_messages: i64,
+    last_flush_ms: i64,
+    dir_needs_sync: bool,
+    /// (leader epoch, first offset written in it), ascending: answers OffsetForLeaderEpoch.
+    epochs: Vec<(i32, i64)>,
+    /// What opening the log had to repair, for the caller to log.
+    pub repairs: Vec<String>,
+}
+
+fn parse_segment_base(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok()).flatten()
+}
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering every segment from `recovery_point` on.
+    pub fn open(dir: &Path, config: LogConfig, recovery_point: i64, log_start_offset: i64, now_ms: i64) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| CoreError::io(format!("create {}", dir.display()), e))?;
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            segments: BTreeMap::new(),
+            log_start_offset: 0,
+            high_watermark: 0,
+            recovery_point: 0,
+            unflushed_messages: 0,
+            last_flush_ms: now_ms,
+            dir_needs_sync: false,
+            epochs: Vec::new(),
+            repairs: Vec::new(),
+        };
+        let mut bases = log.list_segment_files()?;
+        bases.sort_unstable();
+        for base in bases {
+            log.segments.insert(base, Segment::open_existing(dir, base, now_ms)?);
+        }
+        log.load_segments(recovery_point, now_ms)?;
+        if log.segments.is_empty() {
+            let base = log_start_offset.max(0);
+            log.segments.insert(base, Segment::create(dir, base, now_ms)?);
+            log.dir_needs_sync = true;
+        }
+        let first_base = *log.segments.keys().next().unwrap();
+        let end = log.log_end_offset();
+        log.log_start_offset = log_start_offset.clamp(first_base, end);
+        log.high_watermark = end;
+        log.recovery_point = recovery_point.clamp(0, end);
+        log.active_mut().activate()?;
+        log.load_epochs()?;
+        Ok(log)
+    }
+
+    fn list_segment_files(&mut self) -> Result<Vec<i64>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
+        let mut bases = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".tmp") || name.ends_with(".deleted") {
+                let _ = fs::remove_file(entry.path());
+                self.repairs.push(format!("removed leftover file {}", entry.path().display()));
+            } else if let Some(base) = parse_segment_base(&name) {
+                bases.push(base);
+            }
+        }
+        Ok(bases)
+    }
+
+    /// Scans segments from the one holding the recovery point; trusts (after a sanity check)
+    /// the ones before it. A bad batch truncates the log there and drops every later segment.
+    fn load_segments(&mut self, recovery_point: i64, _now_ms: i64) -> Result<()> {
+        let interval = self.config.index_interval_bytes;
+        let scan_from = self.segments.range(..=recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        let mut expected_next = None;
+        for (i, base) in bases.iter().enumerate() {
+            let segment = self.segments.get_mut(base).unwrap();
+            let mut cut_reason = None;
+            if let Some(next) = expected_next {
+                if *base < next {
+                    cut_reason = Some(format!("segment {base} overlaps the previous one, which ends at {next}"));
+                }
+            }
+            if cut_reason.is_none() {
+                if *base >= scan_from {
+                    let scan = segment.recover(interval, true)?;
+                    segment.write_indexes()?;
+                    if let Some(reason) = scan.invalid_reason {
+                        let file_size = fs::metadata(segment.log_path()).map(|m| m.len()).unwrap_or(0);
+                        self.repairs.push(format!(
+                            "{}: {reason}; truncated {} bytes from position {}",
+                            segment.log_path().display(),
+                            file_size.saturating_sub(scan.valid_bytes),
+                            scan.valid_bytes
+                        ));
+                        segment.truncate_file(scan.valid_bytes)?;
+                        self.drop_segments_after(&bases[i + 1..], "an earlier segment had a corrupt tail")?;
+                        return Ok(());
+                    }
+                } else if let Some(note) = segment.load_sealed(interval)? {
+                    self.repairs.push(note);
+                }
+                expected_next = Some(segment.next_offset);
+                continue;
+            }
+            self.drop_segments_after(&bases[i..], cut_reason.as_deref().unwrap())?;
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    fn drop_segments_after(&mut self, bases: &[i64], reason: &str) -> Result<()> {
+        for base in bases {
+            if let Some(segment) = self.segments.remove(base) {
+                self.repairs.push(format!("deleted segment {}: {reason}", segment.log_path().display()));
+                segment.delete_files()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log always has a segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a log always has a segment")
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.segments.values().next_back().map_or(0, |s| s.next_offset)
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Validates a producer's batches, assigns offsets and appends them to the active segment.
+    pub fn append(&mut self, data: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        let headers = batch::validate_produce(data, self.config.max_message_bytes)?;
+        self.append_validated(data.to_vec(), &headers, leader_epoch, now_ms)
+    }
+
+    fn append_validated(&mut self, mut bytes: Vec<u8>, headers: &[BatchHeader], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        let base_offset = self.log_end_offset();
+        let append_time = self.config.log_append_time.then_some(now_ms);
+        let assigned = batch::assign_offsets(&mut bytes, headers, base_offset, leader_epoch, append_time);
+        let rolled = self.maybe_roll(bytes.len() as u64, assigned.last_offset, now_ms)?;
+        let interval = self.config.index_interval_bytes;
+        let mut shifted: Vec<BatchHeader> = Vec::with_capacity(headers.len());
+        let mut next = base_offset;
+        for header in headers {
+            let mut h = *header;
+            h.base_offset = next;
+            if let Some(t) = append_time {
+                h.max_timestamp = t;
+            }
+            next = h.next_offset();
+            shifted.push(h);
+        }
+        self.active_mut().append(&bytes, &shifted, interval)?;
+        if self.epochs.last().is_none_or(|(epoch, _)| leader_epoch > *epoch) && leader_epoch >= 0 {
+            self.epochs.push((leader_epoch, base_offset));
+            self.write_epochs()?;
+        }
+        let record_count: i64 = headers.iter().map(|h| h.record_count as i64).sum();
+        self.unflushed_messages += record_count;
+        if self.unflushed_messages >= self.config.flush_messages {
+            self.flush(now_ms)?;
+        }
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: assigned.last_offset,
+            log_append_time: append_time.unwrap_or(-1),
+            record_count,
+            log_start_offset: self.log_start_offset,
+            rolled,
+        })
+    }
+
+    /// Starts a new segment when the active one would outgrow `segment.bytes`, is older than
+    /// `segment.ms`, has a full index, or would overflow its 32-bit relative offsets.
+    fn maybe_roll(&mut self, incoming: u64, last_offset: i64, now_ms: i64) -> Result<bool> {
+        let config = self.config.clone();
+        let active = self.active_mut();
+        if active.size == 0 {
+            return Ok(false);
+        }
+        let max_index_entries = (config.segment_index_bytes / 8).max(1) as usize;
+        let full = active.size + incoming > config.segment_bytes
+            || now_ms - active.created_ms > config.segment_ms
+            || active.index_entry_count()? >= max_index_entries
+            || last_offset - active.base_offset > i32::MAX as i64;
+        if !full {
+            return Ok(false);
+        }
+        self.roll(now_ms)?;
+        Ok(true)
+    }
+
+    pub fn roll(&mut self, now_ms: i64) -> Result<()> {
+        let next = self.log_end_offset();
+        if self.active().size == 0 {
+            return Ok(());
+        }
+        self.active_mut().seal()?;
+        self.segments.insert(next, Segment::create(&self.dir, next, now_ms)?);
+        self.dir_needs_sync = true;
+        Ok(())
+    }
+
+    /// Whole batches from `offset`, at most `max_bytes` (but at least one batch when `min_one`),
+    /// none at or past `max_offset` (the high watermark for consumers). `None` when there is
+    /// nothing to return; an error when `offset` is outside [log start, log end].
+    pub fn read(&mut self, offset: i64, max_bytes: u64, max_offset: i64, min_one: bool) -> Result<Option<FileSlice>> {
+        let end = self.log_end_offset();
+        if offset < self.log_start_offset || offset > end {
+            return Err(CoreError::OffsetOutOfRange(format!(
+                "offset {offset} is outside the log of {} [{}, {end}]",
+                self.dir.display(),
+                self.log_start_offset
+            )));
+        }
+        let upper = max_offset.min(end);
+        if offset >= upper {
+            return Ok(None);
+        }
+        let first_base = self.segments.range(..=offset).next_back().map_or(offset, |(b, _)| *b);
+        let bases: Vec<i64> = self.segments.range(first_base..).map(|(b, _)| *b).collect();
+        for base in bases {
+            let segment = self.segments.get_mut(&base).unwrap();
+            let file = segment.file()?;
+            let Some((start, first)) = segment.find_batch(&file, offset)? else { continue };
+            if first.base_offset >= upper {
+                return Ok(None);
+            }
+            let mut length = 0u64;
+            let mut position = start;
+            let mut header = Some(first);
+            while let Some(h) = header {
+                if h.base_offset >= upper {
+                    break;
+                }
+                let size = h.size() as u64;
+                if length + size > max_bytes && !(length == 0 && min_one) {
+                    break;
+                }
+                length += size;
+                position += size;
+                header = segment.header_at(&file, position)?;
+            }
+            if length == 0 {
+                return Ok(None);
+            }
+            return Ok(Some(FileSlice { file, position: start, length, base_offset: first.base_offset }));
+        }
+        Ok(None)
+    }
+
+    /// The first batch holding a record with timestamp >= `timestamp`, read whole, with its
+    /// offset; the caller finds the exact record inside it.
+    pub fn batch_for_timestamp(&mut self, timestamp: i64) -> Result<Option<(i64, Vec<u8>)>> {
+        let start = self.log_start_offset;
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for base in bases {
+            let segment = self.segments.get_mut(&base).unwrap();
+            if segment.max_timestamp < timestamp || segment.next_offset <= start {
+                continue;
+            }
+            let file = segment.file()?;
+            if let Some((position, header)) = segment.find_batch_by_time(&file, timestamp)? {
+                if header.last_offset() < start {
+                    continue;
+                }
+                let mut bytes = vec![0u8; header.size()];
+                use std::os::unix::fs::FileExt;
+                file.read_exact_at(&mut bytes, position)
+                    .map_err(|e| CoreError::io(format!("read {}", segment.log_path().display()), e))?;
+                return Ok(Some((header.base_offset, bytes)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// (max timestamp, offset of the batch's last record holding it) over the whole log.
+    pub fn max_timestamp(&self) -> (i64, i64) {
+        self.segments
+            .values()
+            .filter(|s| s.size > 0)
+            .map(|s| (s.max_timestamp, s.offset_of_max_timestamp))
+            .fold((-1, -1), |best, cur| if cur.0 > best.0 { cur } else { best })
+    }
+
+    /// Fsyncs everything past the recovery point and moves the recovery point to the log end.
+    pub fn flush(&mut self, now_ms: i64) -> Result<()> {
+        let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
+        for segment in self.segments.range(from..).map(|(_, s)| s) {
+            segment.fsync()?;
+        }
+        if self.dir_needs_sync {
+            checkpoint::sync_dir(&self.dir)?;
+            self.dir_needs_sync = false;
+        }
+        self.recovery_point = self.log_end_offset();
+        self.unflushed_messages = 0;
+        self.last_flush_ms = now_ms;
+        Ok(())
+    }
+
+    /// Flushes when `flush.ms` has passed since the last flush and something is unflushed.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
+        let due = self.recovery_point < self.log_end_offset() && now_ms - self.last_flush_ms >= self.config.flush_ms;
+        if due {
+            self.flush(now_ms)?;
+        }
+        Ok(due)
+    }
+
+    /// DeleteRecords: moves the log start to `offset` (at most the high watermark) and deletes
+    /// segments wholly below it.
+    pub fn delete_records_before(&mut self, offset: i64) -> Result<i64> {
+        if offset > self.high_watermark || offset < 0 {
+            return Err(CoreError::OffsetOutOfRange(format!(
+                "cannot delete records before {offset}: the log of {} holds [{}, {}]",
+                self.dir.display(),
+                self.log_start_offset,
+                self.high_watermark
+            )));
+        }
+        self.log_start_offset = self.log_start_offset.max(offset);
+        self.delete_segments_below_start()?;
+        Ok(self.log_start_offset)
+    }
+
+    fn delete_segments_below_start(&mut self) -> Result<usize> {
+        let mut doomed = Vec::new();
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for pair in bases.windows(2) {
+            if pair[1] <= self.log_start_offset {
+                doomed.push(pair[0]);
+            }
+        }
+        self.delete_segments(&doomed)
+    }
+
+    fn delete_segments(&mut self, bases: &[i64]) -> Result<usize> {
+        for base in bases {
+            if let Some(segment) = self.segments.remove(base) {
+                segment.delete_files()?;
+            }
+        }
+        if let Some(first) = self.segments.keys().next() {
+            self.log_start_offset = self.log_start_offset.max(*first);
+        }
+        Ok(bases.len())
+    }
+
+    /// Deletes whole sealed segments past `retention.ms` (by their newest timestamp) or beyond
+    /// `retention.bytes`, oldest first; never the active segment. Returns how many went.
+    pub fn apply_retention(&mut self, now_ms: i64) -> Result<usize> {
+        let config = &self.config;
+        let mut doomed = Vec::new();
+        let mut total = self.size_bytes() as i64;
+        let sealed: Vec<(i64, u64, i64)> = {
+            let n = self.segments.len();
+            self.segments.values().take(n.saturating_sub(1)).map(|s| (s.base_offset, s.size, s.max_timestamp)).collect()
+        };
+        for (base, size, max_timestamp) in sealed {
+            let expired = config.retention_ms >= 0 && max_timestamp >= 0 && now_ms - max_timestamp > config.retention_ms;
+            let oversize = config.retention_bytes >= 0 && total - size as i64 >= config.retention_bytes;
+            if !(expired || oversize) {
+                break;
+            }
+            doomed.push(base);
+            total -= size as i64;
+        }
+        let mut deleted = self.delete_segments(&doomed)?;
+        deleted += self.delete_segments_below_start()?;
+        Ok(deleted)
+    }
+
+    /// Cuts the log back so that `offset` is the next offset (replication's truncation).
+    pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        let offset = offset.max(self.log_start_offset);
+        let first = *self.segments.keys().next().unwrap();
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).filter(|b| *b != first).collect();
+        for base in doomed {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete_files()?;
+            }
+        }
+        let interval = self.config.index_interval_bytes;
+        let segment = self.active_mut();
+        segment.seal()?;
+        let file = segment.file()?;
+        let cut = segment.find_batch(&file, offset)?.map_or(segment.size, |(position, _)| position);
+        segment.truncate_file(cut)?;
+        segment.recover(interval, false)?;
+        segment.write_indexes()?;
+        segment.activate()?;
+        let end = self.log_end_offset();
+        self.high_watermark = self.high_watermark.min(end);
+        self.recovery_point = self.recovery_point.min(end);
+        self.epochs.retain(|(_, start)| *start < end);
+        self.write_epochs()?;
+        Ok(())
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch <= `epoch` we know and the offset it ends at.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let Some(position) = self.epochs.iter().rposition(|(e, _)| *e <= epoch) else {
+            return (-1, -1);
+        };
+        let found = self.epochs[position].0;
+        let end = self.epochs.get(position + 1).map_or(self.log_end_offset(), |(_, start)| *start);
+        (found, end)
+    }
+
+    pub fn latest_epoch(&self) -> i32 {
+        self.epochs.last().map_or(-1, |(e, _)| *e)
+    }
+
+    fn write_epochs(&self) -> Result<()> {
+        let lines: Vec<String> = self.epochs.iter().map(|(e, o)| format!("{e} {o}")).collect();
+        checkpoint::write(&self.dir.join(LEADER_EPOCH_FILE), &lines)
+    }
+
+    fn load_epochs(&mut self) -> Result<()> {
+        let path = self.dir.join(LEADER_EPOCH_FILE);
+        let lines = match checkpoint::read(&path) {
+            Ok(lines) => lines,
+            Err(e) => {
+                self.repairs.push(format!("ignored {}: {e}", path.display()));
+                Vec::new()
+            }
+        };
+        let end = self.log_end_offset();
+        self.epochs = lines
+            .iter()
+            .filter_map(|l| {
+                let mut parts = l.split_whitespace();
+                Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+            })
+            .filter(|(_, start): &(i32, i64)| *start <= end)
+            .collect();
+        Ok(())
+    }
+
+    /// Flushes and seals the active segment's index files (clean shutdown).
+    pub fn close(&mut self, now_ms: i64) -> Result<()> {
+        self.flush(now_ms)?;
+        for segment in self.segments.values() {
+            segment.forget_file();
+        }
+        Ok(())
+    }
+
+    /// Removes the whole log directory (topic deletion).
+    pub fn delete(self) -> Result<()> {
+        for segment in self.segments.values() {
+            segment.forget_file();
+        }
+        fs::remove_dir_all(&self.dir).map_err(|e| CoreError::io(format!("delete {}", self.dir.display()), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::build_batch;
+    use std::os::unix::fs::FileExt;
+
+    fn small_config() -> LogConfig {
+        LogConfig { segment_bytes: 1000, index_interval_bytes: 100, ..LogConfig::default() }
+    }
+
+    fn read_all(log: &mut PartitionLog, from: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        while let Some(slice) = log.read(offset, 1 << 20, i64::MAX, true).unwrap() {
+            let mut buf = vec![0u8; slice.length as usize];
+            slice.file.read_exact_at(&mut buf, slice.position).unwrap();
+            let mut pos = 0;
+            while pos < buf.len() {
+                let h = batch::parse_header(&buf[pos..]).unwrap();
+                offset = h.next_offset();
+                pos += h.size();
+            }
+            out.extend(buf);
+        }
+        out
+    }
+
+    #[test]
+    fn append_read_roll_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        let mut expected = Vec::new();
+        for i in 0..50i64 {
+            let value = format!("value-{i:04}-{}", "x".repeat(40));
+            let info = log.append(&build_batch(0, 1000 + i, &[value.as_bytes(), b"second"]), 0, 5).unwrap();
+            assert_eq!(info.base_offset, i * 2);
+            assert_eq!(info.last_offset, i * 2 + 1);
+        }
+        assert!(log.segment_count() > 3, "segments roll at segment.bytes");
+        assert_eq!(log.log_end_offset(), 100);
+        let all = read_all(&mut log, 0);
+        expected.extend(all.clone());
+        // Reading from the middle of a batch starts at that batch.
+        let slice = log.read(37, 1, i64::MAX, true).unwrap().unwrap();
+        assert_eq!(slice.base_offset, 36);
+        assert!(log.read(101, 10, i64::MAX, true).is_err());
+        assert!(log.read(100, 10, i64::MAX, true).unwrap().is_none());
+        log.close(0).unwrap();
+        drop(log);
+        // A reopen from recovery point 0 rescans everything and finds the same bytes.
+        let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        assert!(log.repairs.is_empty(), "{:?}", log.repairs);
+        assert_eq!(log.log_end_offset(), 100);
+        assert_eq!(read_all(&mut log, 0), expected);
+        // A reopen that trusts all but the last segment reads the same too.
+        drop(log);
+        let mut log = PartitionLog::open(&path, small_config(), 100, 0, 0).unwrap();
+        assert_eq!(read_all(&mut log, 0), expected);
+        assert_eq!(log.max_timestamp(), (1049, 99));
+    }
+
+    #[test]
+    fn torn_tail_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, LogConfig::default(), 0, 0, 0).unwrap();
+        for _ in 0..3 {
+            log.append(&build_batch(0, 1, &[b"abc"]), 0, 0).unwrap();
+        }
+        let seg = path.join(format!("{:020}.log", 0));
+        let len = fs::metadata(&seg).unwrap().len();
+        drop(log);
+        let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(len - 5).unwrap();
+        let mut log = PartitionLog::open(&path, LogConfig::default(), 0, 0, 0).unwrap();
+        assert_eq!(log.log_end_offset(), 2);
+        assert_eq!(log.repairs.len(), 1, "{:?}", log.repairs);
+        assert_eq!(log.append(&build_batch(0, 1, &[b"abc"]), 0, 0).unwrap().base_offset, 2);
+    }
+
+    #[test]
+    fn retention_truncation_and_delete_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut config = small_config();
+        config.retention_bytes = 2000;
+        let mut log = PartitionLog::open(&path, config, 0, 0, 0).unwrap();
+        for i in 0..60i64 {
+            log.append(&build_batch(0, i, &["y".repeat(100).as_bytes()]), 0, 0).unwrap();
+        }
+        let before = log.segment_count();
+        let deleted = log.apply_retention(10).unwrap();
+        assert!(deleted > 0 && log.segment_count() == before - deleted);
+        assert!(log.size_bytes() <= 2000 + 1000);
+        assert!(log.log_start_offset > 0);
+        assert!(log.read(0, 100, i64::MAX, true).is_err());
+        let start = log.log_start_offset;
+        assert!(log.delete_records_before(start + 3).is_err(), "the high watermark has not moved");
+        log.high_watermark = log.log_end_offset();
+        log.delete_records_before(start + 3).unwrap();
+        assert_eq!(log.log_start_offset, start + 3);
+        log.truncate_to(55).unwrap();
+        assert_eq!(log.log_end_offset(), 55);
+        assert_eq!(log.append(&build_batch(0, 1, &[b"z"]), 1, 0).unwrap().base_offset, 55);
+        assert_eq!(log.end_offset_for_epoch(0), (0, 55));
+        assert_eq!(log.end_offset_for_epoch(1), (1, 56));
+    }
+
+    #[test]
+    fn timestamp_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(&dir.path().join("t-0"), small_config(), 0, 0, 0).unwrap();
+        for i in 0..40i64 {
+            log.append(&build_batch(0, i * 10, &["v".repeat(50).as_bytes()]), 0, 0).unwrap();
+        }
+        for target in [0, 5, 10, 155, 390] {
+            let (offset, bytes) = log.batch_for_timestamp(target).unwrap().unwrap();
+            let h = batch::parse_header(&bytes).unwrap();
+            assert!(h.max_timestamp >= target);
+            assert_eq!(offset, (target + 9) / 10);
+        }
+        assert!(log.batch_for_timestamp(391).unwrap().is_none());
+    }
+}
