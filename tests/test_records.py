@@ -239,6 +239,8 @@ def test_run_of_batches_and_trailing_partial():
         with pytest.raises(CorruptRecordsError):
             decode_batches(partial, allow_partial=False)
     assert decode_batches(b"") == []
+    # Any buffer works, not only bytes.
+    assert decode_batches(bytearray(run)) == decode_batches(memoryview(run)) == decode_batches(run)
 
 
 # --------------------------------------------------------------------------- #

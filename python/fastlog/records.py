@@ -270,7 +270,9 @@ def decompress(codec: Compression, data: Buffer, max_bytes: int = DEFAULT_MAX_BY
     module = {Compression.GZIP: cramjam.gzip, Compression.LZ4: cramjam.lz4, Compression.ZSTD: cramjam.zstd}[codec]
     hint = 4 * len(data)
     if codec == Compression.GZIP and len(data) >= 18:
-        hint = int.from_bytes(bytes(data[-4:]), "little")  # ISIZE: a hint only
+        # ISIZE (the last member's size mod 2**32) is only a hint; deflate
+        # cannot expand more than ~1032:1, so a larger claim is a lie.
+        hint = min(int.from_bytes(bytes(data[-4:]), "little"), 1032 * len(data))
     return _bounded_decompress(module, codec.name.lower(), bytes(data), max_bytes, hint)
 
 
@@ -610,9 +612,9 @@ def decode_batches(
             raise CorruptRecordsError(f"truncated batch header at byte {pos}")
         (length,) = struct.unpack_from(">i", view, pos + 8)
         magic = view[pos + _LEGACY_MAGIC_OFFSET]
-        minimum = _V2_MIN_BATCH_LENGTH if magic >= 2 else _LEGACY_MIN_SIZE.get(magic, 0)
         if magic > 2:
             raise CorruptRecordsError(f"unknown magic {magic} at byte {pos}")
+        minimum = _V2_MIN_BATCH_LENGTH if magic == 2 else _LEGACY_MIN_SIZE[magic]
         if length < minimum:
             raise CorruptRecordsError(f"batch length {length} at byte {pos} is below the minimum {minimum}")
         end = pos + _LOG_OVERHEAD + length
