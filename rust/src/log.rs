@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
 use crate::error::{CoreError, Result};
-use crate::segment::Segment;
+use crate::segment::{ScanRules, Segment};
 
 /// Per-log settings, named after Kafka's topic configs.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct LogConfig {
     pub flush_ms: i64,
     /// `message.timestamp.type=LogAppendTime`.
     pub log_append_time: bool,
+    /// `cleanup.policy` includes `compact`: offsets may have gaps.
+    pub compacted: bool,
 }
 
 impl Default for LogConfig {
@@ -44,6 +46,7 @@ impl Default for LogConfig {
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
             log_append_time: false,
+            compacted: false,
         }
     }
 }
@@ -148,11 +151,11 @@ impl PartitionLog {
     /// Scans segments from the one holding the recovery point; trusts (after a sanity check)
     /// the ones before it. A bad batch truncates the log there and drops every later segment.
     fn load_segments(&mut self, recovery_point: i64, _now_ms: i64) -> Result<()> {
-        let interval = self.config.index_interval_bytes;
         let scan_from = self.segments.range(..=recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         let mut expected_next = None;
         for (i, base) in bases.iter().enumerate() {
+            let rules = self.scan_rules(bases.get(i + 1).copied().unwrap_or(i64::MAX));
             let segment = self.segments.get_mut(base).unwrap();
             let mut cut_reason = None;
             if let Some(next) = expected_next {
@@ -162,7 +165,7 @@ impl PartitionLog {
             }
             if cut_reason.is_none() {
                 if *base >= scan_from {
-                    let scan = segment.recover(interval, true)?;
+                    let scan = segment.recover(rules)?;
                     segment.write_indexes()?;
                     if let Some(reason) = scan.invalid_reason {
                         let file_size = fs::metadata(segment.log_path()).map(|m| m.len()).unwrap_or(0);
@@ -176,7 +179,7 @@ impl PartitionLog {
                         self.drop_segments_after(&bases[i + 1..], "an earlier segment had a corrupt tail")?;
                         return Ok(());
                     }
-                } else if let Some(note) = segment.load_sealed(interval)? {
+                } else if let Some(note) = segment.load_sealed(rules)? {
                     self.repairs.push(note);
                 }
                 expected_next = Some(segment.next_offset);
@@ -186,6 +189,15 @@ impl PartitionLog {
             return Ok(());
         }
         Ok(())
+    }
+
+    fn scan_rules(&self, offset_limit: i64) -> ScanRules {
+        ScanRules {
+            index_interval: self.config.index_interval_bytes,
+            verify_crc: true,
+            contiguous: !self.config.compacted,
+            offset_limit,
+        }
     }
 
     fn drop_segments_after(&mut self, bases: &[i64], reason: &str) -> Result<()> {
@@ -479,13 +491,13 @@ impl PartitionLog {
                 segment.delete_files()?;
             }
         }
-        let interval = self.config.index_interval_bytes;
+        let rules = ScanRules { verify_crc: false, ..self.scan_rules(i64::MAX) };
         let segment = self.active_mut();
         segment.seal()?;
         let file = segment.file()?;
         let cut = segment.find_batch(&file, offset)?.map_or(segment.size, |(position, _)| position);
         segment.truncate_file(cut)?;
-        segment.recover(interval, false)?;
+        segment.recover(rules)?;
         segment.write_indexes()?;
         segment.activate()?;
         let end = self.log_end_offset();

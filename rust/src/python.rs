@@ -100,6 +100,10 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
             "max.message.bytes" => c.max_message_bytes = non_negative(int()?)? as usize,
             "flush.messages" => c.flush_messages = int()?,
             "flush.ms" => c.flush_ms = int()?,
+            "cleanup.policy" => {
+                let v: String = value.extract()?;
+                c.compacted = v.split(',').any(|p| p.trim() == "compact");
+            }
             "message.timestamp.type" => {
                 let v: String = value.extract()?;
                 c.log_append_time = match v.as_str() {

@@ -40,6 +40,17 @@ pub struct Segment {
     time_indexed_max: i64,
 }
 
+/// What a recovery scan accepts as a valid batch.
+#[derive(Clone, Copy)]
+pub struct ScanRules {
+    pub index_interval: u64,
+    pub verify_crc: bool,
+    /// Offsets must follow each other without gaps (every log that is not compacted).
+    pub contiguous: bool,
+    /// Offsets must stay below this (the next segment's base offset).
+    pub offset_limit: i64,
+}
+
 /// What a recovery scan found in a segment.
 pub struct ScanResult {
     pub valid_bytes: u64,
@@ -228,7 +239,7 @@ impl Segment {
 
     /// Walks every batch from the start, checking length, magic, CRC and offset order, and
     /// rebuilds both indexes as it goes. Stops at the first bad batch; the caller truncates there.
-    pub fn recover(&mut self, index_interval: u64, verify_crc: bool) -> Result<ScanResult> {
+    pub fn recover(&mut self, rules: ScanRules) -> Result<ScanResult> {
         let path = self.log_path();
         let file = File::open(&path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
         let file_size = file.metadata().map_err(|e| CoreError::io(format!("stat {}", path.display()), e))?.len();
@@ -258,9 +269,13 @@ impl Segment {
             reader
                 .read_exact(&mut batch_bytes[LOG_OVERHEAD..])
                 .map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
-            let checked = if verify_crc { batch::validate_batch(&batch_bytes) } else { batch::parse_header(&batch_bytes) };
+            let checked = if rules.verify_crc { batch::validate_batch(&batch_bytes) } else { batch::parse_header(&batch_bytes) };
+            let in_order = |h: &BatchHeader| {
+                let starts_right = if rules.contiguous { h.base_offset == self.next_offset } else { h.base_offset >= self.next_offset };
+                starts_right && h.last_offset() < rules.offset_limit && h.last_offset() - self.base_offset <= i32::MAX as i64
+            };
             let header = match checked {
-                Ok(h) if h.base_offset >= self.next_offset && h.last_offset() - self.base_offset <= i32::MAX as i64 => h,
+                Ok(h) if in_order(&h) => h,
                 Ok(h) => {
                     invalid_reason = Some(format!(
                         "batch at position {position} has offset {} out of order (expected >= {})",
@@ -273,7 +288,7 @@ impl Segment {
                     break;
                 }
             };
-            self.note_batch(&header, position, index_interval)?;
+            self.note_batch(&header, position, rules.index_interval)?;
             position += size as u64;
         }
         self.size = position;
@@ -340,7 +355,7 @@ impl Segment {
 
     /// Loads what a sealed segment knows without a scan: indexes checked, rebuilt if not sane,
     /// the last batch read for the next offset, and the max timestamp from the time index.
-    pub fn load_sealed(&mut self, index_interval: u64) -> Result<Option<String>> {
+    pub fn load_sealed(&mut self, rules: ScanRules) -> Result<Option<String>> {
         let log_size = self.size.max(1);
         let offset_ok =
             self.path(".index").exists() && index::offset_index_is_sane(self.offset_index_bytes()?.as_slice(), log_size);
@@ -348,7 +363,7 @@ impl Segment {
             && self.path(".timeindex").exists()
             && index::time_index_is_sane(self.time_index_bytes()?.as_slice(), i32::MAX as i64);
         if !offset_ok || !time_ok || self.size == 0 {
-            let scan = self.recover(index_interval, false)?;
+            let scan = self.recover(ScanRules { verify_crc: false, ..rules })?;
             self.write_indexes()?;
             self.offset_index = None;
             self.time_index = None;

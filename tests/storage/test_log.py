@@ -1,0 +1,214 @@
+"""The partition log through its Python API: append, read, offsets, retention, recovery."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fastlog import _core
+from fastlog.records import Compression, Record, decode_batches, encode_batch
+
+
+def batch(offset: int, *values: bytes, timestamp: int = 1_000, compression: Compression = Compression.NONE) -> bytes:
+    records = [Record(offset + i, timestamp + i, b"k%d" % i, v) for i, v in enumerate(values)]
+    return encode_batch(records, base_offset=offset, partition_leader_epoch=0, compression=compression)
+
+
+def values(data: bytes) -> list[tuple[int, bytes | None]]:
+    return [(r.offset, r.value) for b in decode_batches(data) for r in b.records]
+
+
+def test_append_assigns_offsets_and_read_returns_whole_batches(tmp_path: Path) -> None:
+    log = _core.Log(tmp_path / "t-0")
+    assert (log.log_start_offset, log.log_end_offset, log.high_watermark) == (0, 0, 0)
+    assert log.append(batch(0, b"a", b"b")) == (0, 1, -1, 2)
+    # The producer's base offset is ignored: the log assigns the next offset.
+    assert log.append(batch(77, b"c", compression=Compression.GZIP))[:2] == (2, 2)
+    assert log.log_end_offset == 3
+    # Nothing is visible past the high watermark until the caller moves it.
+    assert log.read(0, 1 << 20) is None
+    log.high_watermark = 3
+    slice_ = log.read(1, 1 << 20)
+    assert slice_ is not None and slice_.base_offset == 0 and len(slice_) == slice_.length
+    assert values(slice_.read()) == [(0, b"a"), (1, b"b"), (2, b"c")]
+    # At least one whole batch even when the budget is smaller; none when min_one is off.
+    assert values(log.read_bytes(0, 1)) == [(0, b"a"), (1, b"b")]
+    assert log.read(0, 1, min_one=False) is None
+    assert log.read(3, 100) is None
+    with pytest.raises(_core.OffsetOutOfRangeError, match="offset 4 is outside"):
+        log.read(4, 100)
+
+
+def test_zero_copy_slice_reads_with_sendfile(tmp_path: Path) -> None:
+    log = _core.Log(tmp_path / "t-0")
+    log.append(batch(0, b"x" * 5000))
+    log.high_watermark = log.log_end_offset
+    slice_ = log.read(0, 1 << 20)
+    assert slice_ is not None
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        sent = os.sendfile(f.fileno(), slice_.fileno(), slice_.position, len(slice_))
+    assert sent == len(slice_)
+    assert out.read_bytes() == slice_.read()
+
+
+@pytest.mark.parametrize(
+    "mutate, error",
+    [
+        (lambda b: b[:-1], _core.CorruptRecordError),
+        (lambda b: b[:20], _core.CorruptRecordError),
+        (lambda b: b[:16] + b"\x01" + b[17:], _core.CorruptRecordError),  # magic 1
+        (lambda b: b[:-3] + bytes([b[-3] ^ 1]) + b[-2:], _core.CorruptRecordError),  # CRC
+        (lambda b: b"", _core.CorruptRecordError),
+        (lambda b: b + b"junk", _core.CorruptRecordError),
+    ],
+)
+def test_corrupt_batches_are_refused_and_nothing_is_written(tmp_path: Path, mutate, error) -> None:
+    log = _core.Log(tmp_path / "t-0")
+    log.append(batch(0, b"good"))
+    size = log.size_bytes
+    with pytest.raises(error):
+        log.append(mutate(batch(0, b"bad value")))
+    assert (log.log_end_offset, log.size_bytes) == (1, size)
+
+
+def test_oversized_batch_is_refused(tmp_path: Path) -> None:
+    log = _core.Log(tmp_path / "t-0", {"max.message.bytes": 200})
+    with pytest.raises(_core.RecordTooLargeError, match="exceeds the limit of 200"):
+        log.append(batch(0, b"x" * 500))
+    assert log.log_end_offset == 0
+
+
+def test_log_append_time(tmp_path: Path) -> None:
+    log = _core.Log(tmp_path / "t-0", {"message.timestamp.type": "LogAppendTime"})
+    assert log.append(batch(0, b"a"), now_ms=123_456)[2] == 123_456
+    log.high_watermark = 1
+    (stored,) = decode_batches(log.read_bytes(0, 1000))
+    assert stored.max_timestamp == 123_456 and stored.timestamp_type == 1
+
+
+def test_layout_is_kafkas(tmp_path: Path) -> None:
+    log = _core.Log(tmp_path / "orders-3", {"segment.bytes": 300})
+    for i in range(5):
+        log.append(batch(0, b"v" * 200))
+    log.close()
+    names = sorted(os.listdir(tmp_path / "orders-3"))
+    assert "00000000000000000000.log" in names and "00000000000000000000.index" in names
+    assert "00000000000000000000.timeindex" in names and "00000000000000000004.log" in names
+    assert "leader-epoch-checkpoint" in names
+
+
+def test_segments_roll_and_retention_deletes_oldest(tmp_path: Path) -> None:
+    log = _core.Log(tmp_path / "t-0", {"segment.bytes": 1000, "retention.bytes": 2500})
+    for i in range(40):
+        log.append(batch(0, b"v" * 100, timestamp=i))
+    assert log.segment_count > 4
+    deleted = log.apply_retention()
+    assert deleted > 0 and log.log_start_offset > 0
+    assert log.size_bytes < 2500 + 1000
+    with pytest.raises(_core.OffsetOutOfRangeError):
+        log.read(0, 100)
+    # Time retention: everything sealed is older than a week after these timestamps.
+    log.reconfigure({"segment.bytes": 1000, "retention.ms": 1000})
+    log.apply_retention(now_ms=10_000_000)
+    assert log.segment_count == 1
+
+
+def test_offsets_by_timestamp_and_max_timestamp(tmp_path: Path) -> None:
+    log = _core.Log(tmp_path / "t-0", {"index.interval.bytes": 64})
+    for i in range(30):
+        log.append(batch(0, b"a", b"b", timestamp=1000 + 10 * i))
+    found = log.batch_for_timestamp(1105)
+    assert found is not None
+    offset, data = found
+    assert offset == 22 and decode_batches(data)[0].max_timestamp >= 1105
+    assert log.batch_for_timestamp(5000) is None
+    assert log.max_timestamp() == (1291, 59)
+
+
+def test_delete_records_and_truncate(tmp_path: Path) -> None:
+    log = _core.Log(tmp_path / "t-0", {"segment.bytes": 500})
+    for i in range(20):
+        log.append(batch(0, b"v" * 100))
+    log.high_watermark = 20
+    assert log.delete_records(7) == 7
+    assert log.log_start_offset == 7
+    with pytest.raises(_core.OffsetOutOfRangeError):
+        log.delete_records(21)
+    log.truncate_to(12)
+    assert log.log_end_offset == 12 and log.high_watermark == 12
+    assert log.append(batch(0, b"again"))[0] == 12
+
+
+def test_checkpoints_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "recovery-point-offset-checkpoint"
+    assert _core.read_checkpoint(path) == []
+    _core.write_checkpoint(path, ["orders 0 42"])
+    assert path.read_text() == "0\n1\norders 0 42\n"
+    assert _core.read_checkpoint(path) == ["orders 0 42"]
+    path.write_text("garbage")
+    with pytest.raises(ValueError, match="malformed checkpoint"):
+        _core.read_checkpoint(path)
+
+
+def test_reopen_restores_everything(tmp_path: Path) -> None:
+    log = _core.Log(tmp_path / "t-0", {"segment.bytes": 700})
+    for i in range(25):
+        log.append(batch(0, b"value-%d" % i))
+    log.high_watermark = 25
+    before = b"".join(_read_all(log))
+    log.close()
+    with pytest.raises(_core.LogIOError, match="closed"):
+        log.log_end_offset
+    again = _core.Log(tmp_path / "t-0", {"segment.bytes": 700}, recovery_point=25)
+    again.high_watermark = 25
+    assert again.log_end_offset == 25 and again.repairs == []
+    assert b"".join(_read_all(again)) == before
+    assert values(b"".join(_read_all(again))) == [(i, b"value-%d" % i) for i in range(25)]
+
+
+def _read_all(log: _core.Log) -> list[bytes]:
+    out, offset = [], log.log_start_offset
+    while (slice_ := log.read(offset, 1 << 20)) is not None:
+        data = slice_.read()
+        out.append(data)
+        offset = decode_batches(data)[-1].records[-1].offset + 1
+    return out
+
+
+def test_damaged_files_reopen_with_a_message(tmp_path: Path) -> None:
+    """Files cut at random lengths or with flipped bytes: reopen keeps the intact prefix."""
+    import random
+
+    rng = random.Random(7)
+    original = tmp_path / "orig" / "t-0"
+    log = _core.Log(original, {"segment.bytes": 2000, "index.interval.bytes": 100})
+    expected = []
+    for i in range(60):
+        value = b"value-%d-" % i + b"p" * rng.randrange(0, 120)
+        log.append(batch(0, value))
+        expected.append((i, value))
+    log.close()
+    files = sorted(p for p in original.iterdir() if p.suffix in (".log", ".index", ".timeindex"))
+    for trial in range(40):
+        work = tmp_path / f"trial{trial}" / "t-0"
+        shutil.copytree(original, work)
+        victim = work / rng.choice(files).name
+        data = bytearray(victim.read_bytes())
+        if data and rng.random() < 0.5:
+            data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        else:
+            data = data[: rng.randrange(len(data) + 1)]
+        victim.write_bytes(bytes(data))
+        reopened = _core.Log(work, {"segment.bytes": 2000, "index.interval.bytes": 100})
+        end = reopened.log_end_offset
+        reopened.high_watermark = end
+        got = values(b"".join(_read_all(reopened)))
+        assert got == expected[:end], f"trial {trial}: {victim.name}"
+        if end < 60:
+            assert any("truncated" in r or "deleted" in r for r in reopened.repairs), reopened.repairs
+        assert reopened.append(batch(0, b"after"))[0] == end
+        reopened.close()
