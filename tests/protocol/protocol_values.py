@@ -33,7 +33,7 @@ def in_range(rng, v):
     return rng is not None and rng[0] <= v <= rng[1]
 
 
-def random_value(rnd: random.Random, owner, spec, version, depth=0):
+def random_value(rnd: random.Random, owner, spec, version, depth=0, unknown_tags=True):
     attr, kname, typ, versions, nullable, tagged, tag, ignorable, struct_name = spec
     can_null = in_range(nullable, version)
     if can_null and rnd.random() < 0.2:
@@ -41,13 +41,14 @@ def random_value(rnd: random.Random, owner, spec, version, depth=0):
     if typ.startswith("[]"):
         elem = typ[2:]
         n = rnd.randint(0, 3 if depth < 2 else 1)
-        return [random_scalar(rnd, owner, elem, struct_name, version, depth + 1) for _ in range(n)]
-    return random_scalar(rnd, owner, typ, struct_name, version, depth + 1)
+        return [random_scalar(rnd, owner, elem, struct_name, version, depth + 1, unknown_tags)
+                for _ in range(n)]
+    return random_scalar(rnd, owner, typ, struct_name, version, depth + 1, unknown_tags)
 
 
-def random_scalar(rnd, owner, typ, struct_name, version, depth):
+def random_scalar(rnd, owner, typ, struct_name, version, depth, unknown_tags=True):
     if struct_name is not None:
-        return random_instance(rnd, struct_class(owner, struct_name), version, depth)
+        return random_instance(rnd, struct_class(owner, struct_name), version, depth, unknown_tags)
     if typ in INT_RANGES:
         lo, hi = INT_RANGES[typ]
         return rnd.choice([lo, hi, 0, -1 if lo < 0 else 1, rnd.randint(lo, hi)])
@@ -68,7 +69,7 @@ def random_instance(rnd, cls, version, depth=0, unknown_tags=True):
     kwargs = {}
     for spec in cls._SPECS:
         if in_range(spec[3], version):
-            kwargs[spec[0]] = random_value(rnd, cls, spec, version, depth)
+            kwargs[spec[0]] = random_value(rnd, cls, spec, version, depth, unknown_tags)
     obj = cls(**kwargs)
     flexible = cls.FLEXIBLE_MIN is not None and version >= cls.FLEXIBLE_MIN
     if unknown_tags and flexible and rnd.random() < 0.3:

@@ -1,0 +1,262 @@
+"""Headers, request framing helpers, tagged fields, records parts, error codes."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+import fastlog.protocol as P
+from fastlog.protocol import (
+    CodecError, ErrorCode, InvalidValueError, Reader, TruncatedError, UnknownApiKeyError,
+    UnsupportedVersionError, Writer,
+)
+
+
+def test_class_metadata_and_defaults():
+    assert P.ProduceRequest.API_KEY == 0
+    assert P.ProduceRequest.VALID_VERSIONS == (0, 11)
+    assert P.ProduceRequest.FLEXIBLE_MIN == 9
+    assert P.SaslHandshakeRequest.FLEXIBLE_MIN is None
+    r = P.ProduceRequest()
+    assert r.transactional_id is None and r.topic_data == [] and r.acks == 0
+    assert P.ProduceResponse.PartitionProduceResponse().log_append_time_ms == -1
+    assert P.MetadataRequest().allow_auto_topic_creation is True
+    assert P.ProduceRequest.TopicProduceData.__qualname__ == "ProduceRequest.TopicProduceData"
+    assert "ProduceRequest.TopicProduceData(name='t'" in repr(P.ProduceRequest.TopicProduceData(name="t"))
+    assert P.request_class(3) is P.MetadataRequest and P.response_class(3) is P.MetadataResponse
+    assert P.API_BY_KEY[18].valid_versions == (0, 4)
+
+
+def test_header_versions():
+    assert P.request_header_version(0, 8) == 1
+    assert P.request_header_version(0, 9) == 2
+    assert P.request_header_version(7, 0) == 0
+    assert P.request_header_version(7, 1) == 1
+    assert P.response_header_version(0, 9) == 1
+    assert P.response_header_version(0, 8) == 0
+    for v in range(5):  # KIP-511: ApiVersions responses always use header v0
+        assert P.response_header_version(18, v) == 0
+    assert P.request_header_version(18, 3) == 2
+    with pytest.raises(UnsupportedVersionError):
+        P.request_header_version(0, 99)
+    with pytest.raises(UnknownApiKeyError):
+        P.response_header_version(9999, 0)
+
+
+def test_client_id_is_never_compact():
+    h = P.RequestHeader(request_api_key=18, request_api_version=3, correlation_id=7, client_id="abc")
+    data = h.encode(2)
+    assert data == struct.pack(">hhih", 18, 3, 7, 3) + b"abc" + b"\x00"
+
+
+def _frame(header, body):
+    return P.encode_request(header, body).getvalue()
+
+
+def test_decode_request_roundtrip():
+    body = P.MetadataRequest(topics=[P.MetadataRequest.MetadataRequestTopic(name="t")])
+    hdr = P.RequestHeader(request_api_key=3, request_api_version=12, correlation_id=42, client_id="c")
+    h2, b2 = P.decode_request(_frame(hdr, body))
+    assert h2 == hdr and b2 == body
+
+
+def test_decode_request_unsupported_version_carries_ids():
+    frame = struct.pack(">hhih", 18, 99, 1234, 1) + b"x" + b"\x00\x00\x00"
+    with pytest.raises(UnsupportedVersionError) as ei:
+        P.decode_request(frame)
+    e = ei.value
+    assert (e.api_key, e.api_version, e.correlation_id) == (18, 99, 1234)
+    assert e.error_code == ErrorCode.UNSUPPORTED_VERSION == 35
+
+
+def test_decode_request_unknown_key_carries_ids():
+    with pytest.raises(UnknownApiKeyError) as ei:
+        P.decode_request(struct.pack(">hhih", 4242, 0, 9, -1))
+    assert (ei.value.api_key, ei.value.api_version, ei.value.correlation_id) == (4242, 0, 9)
+    assert ei.value.error_code == 35
+
+
+def test_decode_request_truncated_body_carries_ids():
+    body = P.ProduceRequest(acks=1, topic_data=[P.ProduceRequest.TopicProduceData(name="t")])
+    hdr = P.RequestHeader(request_api_key=0, request_api_version=9, correlation_id=5, client_id=None)
+    frame = _frame(hdr, body)
+    for cut in range(8, len(frame)):
+        with pytest.raises(CodecError) as ei:
+            P.decode_request(frame[:cut])
+        assert ei.value.correlation_id == 5 and ei.value.error_code == ErrorCode.INVALID_REQUEST
+    with pytest.raises(InvalidValueError):
+        P.decode_request(frame + b"\x00")
+    with pytest.raises(TruncatedError):
+        P.decode_request(frame[:5])
+
+
+def test_encode_response_api_versions_header_v0():
+    body = P.ApiVersionsResponse(api_keys=[P.ApiVersionsResponse.ApiVersion(api_key=0, max_version=11)])
+    w = P.encode_response(77, 18, 3, body)
+    data = w.getvalue()
+    assert data[:4] == struct.pack(">i", 77)
+    assert P.ApiVersionsResponse.decode(data[4:], 3) == body
+    w = P.encode_response(78, 3, 12, P.MetadataResponse())
+    assert w.getvalue()[:5] == struct.pack(">ib", 78, 0)  # header v1: empty tag section
+
+
+def test_unknown_tagged_fields_preserved():
+    # ApiVersionsRequest v3 body: client software name + version + tags
+    w = Writer()
+    w.compact_string("fastlog")
+    w.compact_string("1.0")
+    w.tagged_fields({7: b"\x01\x02", 3: b""})
+    data = w.getvalue()
+    req = P.ApiVersionsRequest.decode(data, 3)
+    assert req.client_software_name == "fastlog"
+    assert req.unknown_tagged_fields == {3: b"", 7: b"\x01\x02"}
+    assert req.encode(3) == data  # written back, sorted by tag
+
+
+def test_known_tagged_field_and_unknown_merge_in_tag_order():
+    part = P.FetchResponse.PartitionData(partition_index=1, records=b"")
+    part.diverging_epoch = P.FetchResponse.EpochEndOffset(epoch=3, end_offset=10)  # tag 0
+    part.unknown_tagged_fields = {9: b"zz"}
+    data = part.encode(12)
+    back = P.FetchResponse.PartitionData.decode(data, 12)
+    assert back == part and back.diverging_epoch.epoch == 3
+    assert back.unknown_tagged_fields == {9: b"zz"}
+    # tags not known at a version stay raw
+    assert P.FetchResponse.PartitionData.decode(data, 12).encode(12) == data
+
+
+def test_absent_field_rules():
+    # TransactionalId appeared in v3 and is not ignorable
+    with pytest.raises(UnsupportedVersionError):
+        P.ProduceRequest(transactional_id="tx").encode(2)
+    P.ProduceRequest(transactional_id=None).encode(2)
+    # ignorable fields are dropped silently
+    r = P.MetadataResponse(cluster_id="c")  # ClusterId: versions 2+, ignorable
+    assert P.MetadataResponse.decode(r.encode(1), 1).cluster_id is None
+
+
+def test_null_in_non_nullable_rejected():
+    with pytest.raises(InvalidValueError):
+        P.ProduceRequest.TopicProduceData(name=None).encode(3)
+    # MetadataRequest.Topics is nullable only from v1
+    with pytest.raises(InvalidValueError):
+        P.MetadataRequest(topics=None).encode(0)
+    assert P.MetadataRequest.decode(P.MetadataRequest(topics=None).encode(1), 1).topics is None
+
+
+def test_records_parts_and_external_objects():
+    class FileRegion:
+        def __init__(self, n):
+            self.n = n
+
+        def __len__(self):
+            return self.n
+
+    region = FileRegion(5000)
+    part = P.FetchResponse.PartitionData(partition_index=0, records=region)
+    w = Writer()
+    part.encode_into(w, 4)
+    parts = w.parts()
+    assert any(p is region for p in parts)
+    assert len(w) == sum(len(p) for p in parts)
+    with pytest.raises(InvalidValueError):
+        w.getvalue()
+    framed = w.framed_parts()
+    assert framed[0][:4] == struct.pack(">i", len(w))
+    # records given as bytes: length prefix + bytes; a large buffer is not copied
+    big = bytes(range(256)) * 400
+    w = Writer()
+    P.FetchResponse.PartitionData(partition_index=0, records=big).encode_into(w, 12)
+    assert any(p is big for p in w.parts())
+    back = P.FetchResponse.PartitionData.decode(w.getvalue(), 12)
+    assert isinstance(back.records, memoryview) and back.records == big
+
+
+def test_records_decode_is_zero_copy():
+    data = P.ProduceRequest.PartitionProduceData(index=1, records=b"batch").encode(3)
+    back = P.ProduceRequest.PartitionProduceData.decode(data, 3)
+    assert isinstance(back.records, memoryview) and back.records.obj is data
+
+
+def test_bad_version_and_error_codes():
+    with pytest.raises(UnsupportedVersionError):
+        P.ProduceRequest.decode(b"", 12)
+    with pytest.raises(UnsupportedVersionError):
+        P.ProduceRequest().encode(-1)
+    assert TruncatedError("x").error_code == 42
+    assert InvalidValueError("x").error_code == 42
+    assert ErrorCode.UNKNOWN_TOPIC_OR_PARTITION == 3 and ErrorCode.UNKNOWN_SERVER_ERROR == -1
+
+
+def test_error_codes_match_kafka_python():
+    errors = pytest.importorskip("kafka.errors")
+    import inspect
+    theirs = {c.errno for _, c in inspect.getmembers(errors, inspect.isclass)
+              if isinstance(getattr(c, "errno", None), int)}
+    ours = {int(e) for e in ErrorCode}
+    assert theirs <= ours | {-1}
+
+
+# ---------------------------------------------------------------- primitives
+
+def test_reader_primitives_roundtrip():
+    w = Writer()
+    w.int8(-1); w.int16(-2); w.int32(-3); w.int64(-4); w.uint16(65535); w.uint32(2**32 - 1)
+    w.float64(1.5); w.boolean(True); w.unsigned_varint(300); w.varint(-5); w.varlong(-(2**40))
+    w.string("é"); w.nullable_string(None); w.compact_string("ab"); w.compact_nullable_string(None)
+    w.bytes(b"x"); w.nullable_bytes(None); w.compact_bytes(b"yz"); w.compact_nullable_bytes(None)
+    w.array([1, 2], Writer.int32); w.compact_array(["a"], Writer.compact_string)
+    w.array(None, Writer.int32)
+    w.tagged_fields({1: b"q"})
+    r = Reader(w.getvalue())
+    assert [r.int8(), r.int16(), r.int32(), r.int64(), r.uint16(), r.uint32()] == [-1, -2, -3, -4, 65535, 2**32 - 1]
+    assert r.float64() == 1.5 and r.boolean() is True
+    assert [r.unsigned_varint(), r.varint(), r.varlong()] == [300, -5, -(2**40)]
+    assert [r.string(), r.nullable_string(), r.compact_string(), r.compact_nullable_string()] == ["é", None, "ab", None]
+    assert [r.bytes(), r.nullable_bytes(), r.compact_bytes(), r.compact_nullable_bytes()] == [b"x", None, b"yz", None]
+    assert r.array(Reader.int32) == [1, 2]
+    assert r.compact_array(Reader.compact_string) == ["a"]
+    assert r.array(Reader.int32, nullable=True) is None
+    assert r.tagged_fields() == {1: b"q"}
+    assert r.remaining() == 0
+
+
+@pytest.mark.parametrize("data,method", [
+    (b"\x00", "int16"), (b"\x00\x00\x00", "int32"), (b"", "int8"),
+    (b"\x00\x05ab", "string"), (b"\x00\x00\x00\x09abc", "bytes"),
+    (b"\x80\x80", "unsigned_varint"), (b"\x05ab", "compact_string"),
+    (b"\x00\x00\x00\x09\x00\x00\x00\x01", "records"),
+])
+def test_truncated(data, method):
+    with pytest.raises(TruncatedError):
+        getattr(Reader(data), method)()
+
+
+@pytest.mark.parametrize("data,method", [
+    (b"\xff\xfe", "nullable_string"),          # length -2
+    (b"\xff\xff", "string"),                   # null in non-nullable
+    (b"\xff\xff\xff\xfe", "nullable_bytes"),   # length -2
+    (b"\x80\x80\x80\x80\x80\x01", "unsigned_varint"),  # too long
+    (b"\xff\xff\xff\xff\x7f", "unsigned_varint"),      # > 32 bits
+    (b"\x00", "compact_string"),              # null in non-nullable
+    (b"\x03\xff\xfe", "compact_string"),      # bad UTF-8
+    (b"\xff\xff\x03", "compact_nullable_string"),  # length > 32767
+])
+def test_invalid(data, method):
+    with pytest.raises(InvalidValueError):
+        getattr(Reader(data), method)()
+
+
+def test_huge_and_negative_array_counts():
+    with pytest.raises(InvalidValueError):
+        Reader(b"\x7f\xff\xff\xff" + b"\x00" * 8).array(Reader.int32)
+    with pytest.raises(InvalidValueError):
+        Reader(b"\xff\xff\xff\xf0").array(Reader.int32, nullable=True)
+    with pytest.raises(InvalidValueError):
+        Reader(b"\xff\xff\xff\x0f").compact_array(Reader.int8)
+    # same through generated code: a Metadata response claiming 2**31-1 brokers
+    with pytest.raises(InvalidValueError):
+        P.MetadataResponse.decode(b"\x7f\xff\xff\xff" + b"\x00" * 16, 1)
+    with pytest.raises(InvalidValueError):
+        P.MetadataResponse.decode(b"\xff\xff\xff\xfe" + b"\x00" * 16, 1)
