@@ -281,7 +281,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -384,7 +384,11 @@ class Emitter:
         body.extend(defaults)
         if self.flex:
             if not tagged:
-                body.append("o.unknown_tagged_fields, pos = _rutags(buf, pos)")
+                body.append("if buf[pos] == 0:")
+                body.append("    o.unknown_tagged_fields = {}")
+                body.append("    pos += 1")
+                body.append("else:")
+                body.append("    o.unknown_tagged_fields, pos = _rutags(buf, pos)")
             else:
                 body.append("unk = {}")
                 body.append("ntag, pos = _ruv(buf, pos)")
@@ -415,9 +419,21 @@ class Emitter:
         out = []
         if f.is_array:
             n = self.t("n")
-            out.append(f"{n}, pos = {'_rccnt' if flex else '_rcnt'}({B}, pos)")
-            out.append(f"if {n} is None:")
+            if flex:
+                out.append(f"{n} = {B}[pos]")
+                out.append(f"if {n} < 128:")
+                out.append("    pos += 1")
+                out.append("else:")
+                out.append(f"    {n}, pos = _ruv({B}, pos)")
+                out.append(f"{n} -= 1")
+            else:
+                out.append(f"{n} = {self.ctx.st('>i')}.unpack_from({B}, pos)[0]")
+                out.append("pos += 4")
+            null_test = f"{n} < 0" if flex else f"{n} == -1"
+            out.append(f"if {null_test}:")
             out.append(f"    {target} = None" if nullable else f"    raise _null({f.name!r})")
+            out.append(f"elif {n} < 0 or {n} > len({B}) - pos:")
+            out.append(f"    raise _badcnt({n}, {B}, pos)")
             out.append("else:")
             inner = self.decode_elems(f, n, target, B, flex)
             out.extend("    " + x for x in inner)
@@ -515,7 +531,11 @@ class Emitter:
         flush()
         if self.flex:
             if not tagged:
-                body.append("_wutags(buf, o.unknown_tagged_fields)")
+                body.append("u = o.unknown_tagged_fields")
+                body.append("if u:")
+                body.append("    _wutags(buf, u)")
+                body.append("else:")
+                body.append("    buf.append(0)")
             else:
                 body.append("unk = o.unknown_tagged_fields")
                 body.append("t = dict(unk) if unk else {}")
@@ -550,7 +570,15 @@ class Emitter:
             else:
                 out.append(f"if {a} is None: raise _null({f.name!r})")
                 ind = ""
-            out.append(f"{ind}{'_wccnt' if flex else '_wcnt'}({B}, len({a}))")
+            if flex:
+                c = self.t("c")
+                out.append(f"{ind}{c} = len({a}) + 1")
+                out.append(f"{ind}if {c} < 128:")
+                out.append(f"{ind}    {B}.append({c})")
+                out.append(f"{ind}else:")
+                out.append(f"{ind}    _wuv({B}, {c})")
+            else:
+                out.append(f"{ind}{B} += {self.ctx.st('>i')}.pack(len({a}))")
             e = f.elem
             x = self.t("x")
             if f.struct is not None:
@@ -559,7 +587,7 @@ class Emitter:
                 out.append(f"{ind}    {enc}({x}, {W}, {B})")
             elif e in FIXED and e != "uuid":
                 code = FIXED[e][0]
-                out.append(f"{ind}{B} += _S('>%d{code}' % len({a})).pack(*{a})")
+                out.append(f"{ind}_wfa({B}, {code!r}, {a})")
             else:
                 fn = {"string": "_wcs" if flex else "_ws", "uuid": None,
                       "bytes": "_wcb" if flex else "_wb"}[e]

@@ -273,12 +273,35 @@ def r_ccount(buf, pos):
     return n, pos
 
 
+_ARRAY_STRUCTS: dict = {}
+
+
+def _array_struct(code, n):
+    st = _ARRAY_STRUCTS.get((code, n))
+    if st is None:
+        st = Struct(">%d%s" % (n, code))
+        if n <= 256:  # cache the common small sizes only
+            _ARRAY_STRUCTS[(code, n)] = st
+    return st
+
+
 def r_fixed_array(buf, pos, n, code, size):
     """``n`` fixed-width ints (``code`` is a struct code) as a list."""
     end = pos + n * size
     if end > len(buf):
         raise TruncatedError("truncated array")
-    return list(Struct(">%d%s" % (n, code)).unpack_from(buf, pos)), end
+    return list(_array_struct(code, n).unpack_from(buf, pos)), end
+
+
+def w_fixed_array(buf, code, items):
+    buf += _array_struct(code, len(items)).pack(*items)
+
+
+def bad_count(n, buf, pos):
+    """The error for an array count ``n`` that is negative or exceeds the bytes left."""
+    if n < 0:
+        return InvalidValueError(f"negative array length {n}")
+    return InvalidValueError(f"array of {n} elements but only {len(buf) - pos} bytes left")
 
 
 def r_tag_header(buf, pos):

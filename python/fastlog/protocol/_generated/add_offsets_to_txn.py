@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -64,7 +64,11 @@ def _d_AddOffsetsToTxnRequest_v3(buf, pos):
     o.producer_id, o.producer_epoch, = _S_qh.unpack_from(buf, pos)
     pos += 10
     o.group_id, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddOffsetsToTxnRequest_v3(o, w, buf):
@@ -73,7 +77,11 @@ def _e_AddOffsetsToTxnRequest_v3(o, w, buf):
     buf += _S_qh.pack(o.producer_id, o.producer_epoch)
     if o.group_id is None: raise _null('GroupId')
     _wcs(buf, o.group_id)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddOffsetsToTxnResponse_v0(buf, pos):
     o = _new(AddOffsetsToTxnResponse)
@@ -89,12 +97,20 @@ def _d_AddOffsetsToTxnResponse_v3(buf, pos):
     o = _new(AddOffsetsToTxnResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddOffsetsToTxnResponse_v3(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class AddOffsetsToTxnRequest(_Message):
     'Kafka AddOffsetsToTxnRequest'

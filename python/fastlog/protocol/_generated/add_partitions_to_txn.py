@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -47,9 +47,12 @@ _S_qhZ = _S('>qh?')
 def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(buf, pos):
     o = _new(AddPartitionsToTxnRequest_AddPartitionsToTxnTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -60,18 +63,29 @@ def _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(buf, pos):
     o = _new(AddPartitionsToTxnRequest_AddPartitionsToTxnTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(o, w, buf):
@@ -79,25 +93,44 @@ def _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(buf, pos):
     o = _new(AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction)
     o.transactional_id, pos = _rcs(buf, pos)
     o.producer_id, o.producer_epoch, o.verify_only, = _S_qhZ.unpack_from(buf, pos)
     pos += 11
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(o, w, buf):
@@ -106,19 +139,30 @@ def _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(o, w, buf):
     buf += _S_qhZ.pack(o.producer_id, o.producer_epoch, o.verify_only)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddPartitionsToTxnRequest_v0(buf, pos):
     o = _new(AddPartitionsToTxnRequest)
     o.v3_and_below_transactional_id, pos = _rs(buf, pos)
     o.v3_and_below_producer_id, o.v3_and_below_producer_epoch, = _S_qh.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('V3AndBelowTopics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -137,7 +181,7 @@ def _e_AddPartitionsToTxnRequest_v0(o, w, buf):
     buf += _S_qh.pack(o.v3_and_below_producer_id, o.v3_and_below_producer_epoch)
     a1 = o.v3_and_below_topics
     if a1 is None: raise _null('V3AndBelowTopics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(x2, w, buf)
 
@@ -146,9 +190,16 @@ def _d_AddPartitionsToTxnRequest_v3(buf, pos):
     o.v3_and_below_transactional_id, pos = _rcs(buf, pos)
     o.v3_and_below_producer_id, o.v3_and_below_producer_epoch, = _S_qh.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('V3AndBelowTopics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -156,7 +207,11 @@ def _d_AddPartitionsToTxnRequest_v3(buf, pos):
             a2.append(x3)
         o.v3_and_below_topics = a2
     o.transactions = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddPartitionsToTxnRequest_v3(o, w, buf):
@@ -167,16 +222,31 @@ def _e_AddPartitionsToTxnRequest_v3(o, w, buf):
     buf += _S_qh.pack(o.v3_and_below_producer_id, o.v3_and_below_producer_epoch)
     a1 = o.v3_and_below_topics
     if a1 is None: raise _null('V3AndBelowTopics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddPartitionsToTxnRequest_v4(buf, pos):
     o = _new(AddPartitionsToTxnRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Transactions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -187,7 +257,11 @@ def _d_AddPartitionsToTxnRequest_v4(buf, pos):
     o.v3_and_below_producer_id = 0
     o.v3_and_below_producer_epoch = 0
     o.v3_and_below_topics = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddPartitionsToTxnRequest_v4(o, w, buf):
@@ -201,10 +275,18 @@ def _e_AddPartitionsToTxnRequest_v4(o, w, buf):
         raise _absent('AddPartitionsToTxnRequest', 'v3_and_below_topics')
     a1 = o.transactions
     if a1 is None: raise _null('Transactions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v0(buf, pos):
     o = _new(AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult)
@@ -220,19 +302,30 @@ def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(buf, pos)
     o = _new(AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult)
     o.partition_index, o.partition_error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(o, w, buf):
     buf += _S_ih.pack(o.partition_index, o.partition_error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(buf, pos):
     o = _new(AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('ResultsByPartition')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -247,23 +340,34 @@ def _e_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.results_by_partition
     if a1 is None: raise _null('ResultsByPartition')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v0(x2, w, buf)
 
 def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(buf, pos):
     o = _new(AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('ResultsByPartition')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(buf, pos)
             a2.append(x3)
         o.results_by_partition = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(o, w, buf):
@@ -271,24 +375,43 @@ def _e_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.results_by_partition
     if a1 is None: raise _null('ResultsByPartition')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AddPartitionsToTxnResponse_AddPartitionsToTxnPartitionResult_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(buf, pos):
     o = _new(AddPartitionsToTxnResponse_AddPartitionsToTxnResult)
     o.transactional_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicResults')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(buf, pos)
             a2.append(x3)
         o.topic_results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(o, w, buf):
@@ -296,18 +419,29 @@ def _e_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(o, w, buf):
     _wcs(buf, o.transactional_id)
     a1 = o.topic_results
     if a1 is None: raise _null('TopicResults')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddPartitionsToTxnResponse_v0(buf, pos):
     o = _new(AddPartitionsToTxnResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('ResultsByTopicV3AndBelow')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -325,7 +459,7 @@ def _e_AddPartitionsToTxnResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results_by_topic_v3_and_below
     if a1 is None: raise _null('ResultsByTopicV3AndBelow')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(x2, w, buf)
 
@@ -333,9 +467,16 @@ def _d_AddPartitionsToTxnResponse_v3(buf, pos):
     o = _new(AddPartitionsToTxnResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('ResultsByTopicV3AndBelow')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -344,7 +485,11 @@ def _d_AddPartitionsToTxnResponse_v3(buf, pos):
         o.results_by_topic_v3_and_below = a2
     o.error_code = 0
     o.results_by_transaction = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddPartitionsToTxnResponse_v3(o, w, buf):
@@ -353,18 +498,33 @@ def _e_AddPartitionsToTxnResponse_v3(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results_by_topic_v3_and_below
     if a1 is None: raise _null('ResultsByTopicV3AndBelow')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddPartitionsToTxnResponse_v4(buf, pos):
     o = _new(AddPartitionsToTxnResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('ResultsByTransaction')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -372,7 +532,11 @@ def _d_AddPartitionsToTxnResponse_v4(buf, pos):
             a2.append(x3)
         o.results_by_transaction = a2
     o.results_by_topic_v3_and_below = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddPartitionsToTxnResponse_v4(o, w, buf):
@@ -381,10 +545,18 @@ def _e_AddPartitionsToTxnResponse_v4(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.results_by_transaction
     if a1 is None: raise _null('ResultsByTransaction')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class AddPartitionsToTxnRequest_AddPartitionsToTxnTopic(_StructBase):
     'Kafka AddPartitionsToTxnRequest struct AddPartitionsToTxnTopic'

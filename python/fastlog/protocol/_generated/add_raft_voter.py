@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -49,7 +49,11 @@ def _d_AddRaftVoterRequest_Listener_v0(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.port, = _S_H.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddRaftVoterRequest_Listener_v0(o, w, buf):
@@ -58,7 +62,11 @@ def _e_AddRaftVoterRequest_Listener_v0(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_H.pack(o.port)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddRaftVoterRequest_v0(buf, pos):
     o = _new(AddRaftVoterRequest)
@@ -66,16 +74,27 @@ def _d_AddRaftVoterRequest_v0(buf, pos):
     o.timeout_ms, o.voter_id, u1, = _S_iiU.unpack_from(buf, pos)
     o.voter_directory_id = _UUID(bytes=u1)
     pos += 24
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Listeners')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_AddRaftVoterRequest_Listener_v0(buf, pos)
             a3.append(x4)
         o.listeners = a3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddRaftVoterRequest_v0(o, w, buf):
@@ -83,23 +102,39 @@ def _e_AddRaftVoterRequest_v0(o, w, buf):
     buf += _S_iiU.pack(o.timeout_ms, o.voter_id, o.voter_directory_id.bytes)
     a1 = o.listeners
     if a1 is None: raise _null('Listeners')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AddRaftVoterRequest_Listener_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AddRaftVoterRequest_Listener_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AddRaftVoterResponse_v0(buf, pos):
     o = _new(AddRaftVoterResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AddRaftVoterResponse_v0(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class AddRaftVoterRequest_Listener(_StructBase):
     'Kafka AddRaftVoterRequest struct Listener'

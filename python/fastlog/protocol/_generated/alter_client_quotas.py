@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -60,14 +60,22 @@ def _d_AlterClientQuotasRequest_EntityData_v1(buf, pos):
     o = _new(AlterClientQuotasRequest_EntityData)
     o.entity_type, pos = _rcs(buf, pos)
     o.entity_name, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterClientQuotasRequest_EntityData_v1(o, w, buf):
     if o.entity_type is None: raise _null('EntityType')
     _wcs(buf, o.entity_type)
     _wncs(buf, o.entity_name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterClientQuotasRequest_OpData_v0(buf, pos):
     o = _new(AlterClientQuotasRequest_OpData)
@@ -87,29 +95,43 @@ def _d_AlterClientQuotasRequest_OpData_v1(buf, pos):
     o.key, pos = _rcs(buf, pos)
     o.value, o.remove, = _S_dZ.unpack_from(buf, pos)
     pos += 9
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterClientQuotasRequest_OpData_v1(o, w, buf):
     if o.key is None: raise _null('Key')
     _wcs(buf, o.key)
     buf += _S_dZ.pack(o.value, o.remove)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterClientQuotasRequest_EntryData_v0(buf, pos):
     o = _new(AlterClientQuotasRequest_EntryData)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Entity')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterClientQuotasRequest_EntityData_v0(buf, pos)
             a2.append(x3)
         o.entity = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Ops')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -122,56 +144,89 @@ def _d_AlterClientQuotasRequest_EntryData_v0(buf, pos):
 def _e_AlterClientQuotasRequest_EntryData_v0(o, w, buf):
     a1 = o.entity
     if a1 is None: raise _null('Entity')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterClientQuotasRequest_EntityData_v0(x2, w, buf)
     a3 = o.ops
     if a3 is None: raise _null('Ops')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_AlterClientQuotasRequest_OpData_v0(x4, w, buf)
 
 def _d_AlterClientQuotasRequest_EntryData_v1(buf, pos):
     o = _new(AlterClientQuotasRequest_EntryData)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Entity')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterClientQuotasRequest_EntityData_v1(buf, pos)
             a2.append(x3)
         o.entity = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('Ops')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_AlterClientQuotasRequest_OpData_v1(buf, pos)
             a5.append(x6)
         o.ops = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterClientQuotasRequest_EntryData_v1(o, w, buf):
     a1 = o.entity
     if a1 is None: raise _null('Entity')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterClientQuotasRequest_EntityData_v1(x2, w, buf)
-    a3 = o.ops
-    if a3 is None: raise _null('Ops')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_AlterClientQuotasRequest_OpData_v1(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterClientQuotasRequest_EntityData_v1(x3, w, buf)
+    a4 = o.ops
+    if a4 is None: raise _null('Ops')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_AlterClientQuotasRequest_OpData_v1(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterClientQuotasRequest_v0(buf, pos):
     o = _new(AlterClientQuotasRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Entries')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -186,16 +241,23 @@ def _d_AlterClientQuotasRequest_v0(buf, pos):
 def _e_AlterClientQuotasRequest_v0(o, w, buf):
     a1 = o.entries
     if a1 is None: raise _null('Entries')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterClientQuotasRequest_EntryData_v0(x2, w, buf)
     buf += _S_Z.pack(o.validate_only)
 
 def _d_AlterClientQuotasRequest_v1(buf, pos):
     o = _new(AlterClientQuotasRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Entries')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -204,17 +266,29 @@ def _d_AlterClientQuotasRequest_v1(buf, pos):
         o.entries = a2
     o.validate_only, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterClientQuotasRequest_v1(o, w, buf):
     a1 = o.entries
     if a1 is None: raise _null('Entries')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterClientQuotasRequest_EntryData_v1(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterClientQuotasRequest_EntryData_v1(x3, w, buf)
     buf += _S_Z.pack(o.validate_only)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterClientQuotasResponse_EntityData_v0(buf, pos):
     o = _new(AlterClientQuotasResponse_EntityData)
@@ -232,23 +306,34 @@ def _d_AlterClientQuotasResponse_EntityData_v1(buf, pos):
     o = _new(AlterClientQuotasResponse_EntityData)
     o.entity_type, pos = _rcs(buf, pos)
     o.entity_name, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterClientQuotasResponse_EntityData_v1(o, w, buf):
     if o.entity_type is None: raise _null('EntityType')
     _wcs(buf, o.entity_type)
     _wncs(buf, o.entity_name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterClientQuotasResponse_EntryData_v0(buf, pos):
     o = _new(AlterClientQuotasResponse_EntryData)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.error_message, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Entity')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -263,7 +348,7 @@ def _e_AlterClientQuotasResponse_EntryData_v0(o, w, buf):
     _wns(buf, o.error_message)
     a1 = o.entity
     if a1 is None: raise _null('Entity')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterClientQuotasResponse_EntityData_v0(x2, w, buf)
 
@@ -272,16 +357,27 @@ def _d_AlterClientQuotasResponse_EntryData_v1(buf, pos):
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.error_message, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Entity')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterClientQuotasResponse_EntityData_v1(buf, pos)
             a2.append(x3)
         o.entity = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterClientQuotasResponse_EntryData_v1(o, w, buf):
@@ -289,18 +385,29 @@ def _e_AlterClientQuotasResponse_EntryData_v1(o, w, buf):
     _wncs(buf, o.error_message)
     a1 = o.entity
     if a1 is None: raise _null('Entity')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterClientQuotasResponse_EntityData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterClientQuotasResponse_EntityData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterClientQuotasResponse_v0(buf, pos):
     o = _new(AlterClientQuotasResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Entries')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -314,7 +421,7 @@ def _e_AlterClientQuotasResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.entries
     if a1 is None: raise _null('Entries')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterClientQuotasResponse_EntryData_v0(x2, w, buf)
 
@@ -322,26 +429,45 @@ def _d_AlterClientQuotasResponse_v1(buf, pos):
     o = _new(AlterClientQuotasResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Entries')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterClientQuotasResponse_EntryData_v1(buf, pos)
             a2.append(x3)
         o.entries = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterClientQuotasResponse_v1(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.entries
     if a1 is None: raise _null('Entries')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterClientQuotasResponse_EntryData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterClientQuotasResponse_EntryData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class AlterClientQuotasRequest_EntityData(_StructBase):
     'Kafka AlterClientQuotasRequest struct EntityData'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -60,23 +60,34 @@ def _d_AlterConfigsRequest_AlterableConfig_v2(buf, pos):
     o = _new(AlterConfigsRequest_AlterableConfig)
     o.name, pos = _rcs(buf, pos)
     o.value, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterConfigsRequest_AlterableConfig_v2(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
     _wncs(buf, o.value)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterConfigsRequest_AlterConfigsResource_v0(buf, pos):
     o = _new(AlterConfigsRequest_AlterConfigsResource)
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Configs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -92,7 +103,7 @@ def _e_AlterConfigsRequest_AlterConfigsResource_v0(o, w, buf):
     _ws(buf, o.resource_name)
     a1 = o.configs
     if a1 is None: raise _null('Configs')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterConfigsRequest_AlterableConfig_v0(x2, w, buf)
 
@@ -101,16 +112,27 @@ def _d_AlterConfigsRequest_AlterConfigsResource_v2(buf, pos):
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Configs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterConfigsRequest_AlterableConfig_v2(buf, pos)
             a2.append(x3)
         o.configs = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterConfigsRequest_AlterConfigsResource_v2(o, w, buf):
@@ -119,16 +141,27 @@ def _e_AlterConfigsRequest_AlterConfigsResource_v2(o, w, buf):
     _wcs(buf, o.resource_name)
     a1 = o.configs
     if a1 is None: raise _null('Configs')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterConfigsRequest_AlterableConfig_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterConfigsRequest_AlterableConfig_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterConfigsRequest_v0(buf, pos):
     o = _new(AlterConfigsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -143,16 +176,23 @@ def _d_AlterConfigsRequest_v0(buf, pos):
 def _e_AlterConfigsRequest_v0(o, w, buf):
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterConfigsRequest_AlterConfigsResource_v0(x2, w, buf)
     buf += _S_Z.pack(o.validate_only)
 
 def _d_AlterConfigsRequest_v2(buf, pos):
     o = _new(AlterConfigsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -161,17 +201,29 @@ def _d_AlterConfigsRequest_v2(buf, pos):
         o.resources = a2
     o.validate_only, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterConfigsRequest_v2(o, w, buf):
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterConfigsRequest_AlterConfigsResource_v2(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterConfigsRequest_AlterConfigsResource_v2(x3, w, buf)
     buf += _S_Z.pack(o.validate_only)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterConfigsResponse_AlterConfigsResourceResponse_v0(buf, pos):
     o = _new(AlterConfigsResponse_AlterConfigsResourceResponse)
@@ -199,7 +251,11 @@ def _d_AlterConfigsResponse_AlterConfigsResourceResponse_v2(buf, pos):
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterConfigsResponse_AlterConfigsResourceResponse_v2(o, w, buf):
@@ -208,15 +264,22 @@ def _e_AlterConfigsResponse_AlterConfigsResourceResponse_v2(o, w, buf):
     buf += _S_b.pack(o.resource_type)
     if o.resource_name is None: raise _null('ResourceName')
     _wcs(buf, o.resource_name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterConfigsResponse_v0(buf, pos):
     o = _new(AlterConfigsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -230,7 +293,7 @@ def _e_AlterConfigsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterConfigsResponse_AlterConfigsResourceResponse_v0(x2, w, buf)
 
@@ -238,26 +301,45 @@ def _d_AlterConfigsResponse_v2(buf, pos):
     o = _new(AlterConfigsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterConfigsResponse_AlterConfigsResourceResponse_v2(buf, pos)
             a2.append(x3)
         o.responses = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterConfigsResponse_v2(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterConfigsResponse_AlterConfigsResourceResponse_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterConfigsResponse_AlterConfigsResourceResponse_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class AlterConfigsRequest_AlterableConfig(_StructBase):
     'Kafka AlterConfigsRequest struct AlterableConfig'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -51,27 +51,46 @@ def _d_AlterPartitionRequest_BrokerState_v3(buf, pos):
     o = _new(AlterPartitionRequest_BrokerState)
     o.broker_id, o.broker_epoch, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_BrokerState_v3(o, w, buf):
     buf += _S_iq.pack(o.broker_id, o.broker_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_PartitionData_v0(buf, pos):
     o = _new(AlterPartitionRequest_PartitionData)
     o.partition_index, o.leader_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('NewIsr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.new_isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.new_isr_with_epochs = []
     o.leader_recovery_state = 0
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_PartitionData_v0(o, w, buf):
@@ -82,24 +101,43 @@ def _e_AlterPartitionRequest_PartitionData_v0(o, w, buf):
     buf += _S_ii.pack(o.partition_index, o.leader_epoch)
     a1 = o.new_isr
     if a1 is None: raise _null('NewIsr')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.partition_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_PartitionData_v1(buf, pos):
     o = _new(AlterPartitionRequest_PartitionData)
     o.partition_index, o.leader_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('NewIsr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.new_isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.leader_recovery_state, o.partition_epoch, = _S_bi.unpack_from(buf, pos)
     pos += 5
     o.new_isr_with_epochs = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_PartitionData_v1(o, w, buf):
@@ -108,18 +146,33 @@ def _e_AlterPartitionRequest_PartitionData_v1(o, w, buf):
     buf += _S_ii.pack(o.partition_index, o.leader_epoch)
     a1 = o.new_isr
     if a1 is None: raise _null('NewIsr')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
     buf += _S_bi.pack(o.leader_recovery_state, o.partition_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_PartitionData_v3(buf, pos):
     o = _new(AlterPartitionRequest_PartitionData)
     o.partition_index, o.leader_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('NewIsrWithEpochs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -129,7 +182,11 @@ def _d_AlterPartitionRequest_PartitionData_v3(buf, pos):
     o.leader_recovery_state, o.partition_epoch, = _S_bi.unpack_from(buf, pos)
     pos += 5
     o.new_isr = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_PartitionData_v3(o, w, buf):
@@ -138,18 +195,33 @@ def _e_AlterPartitionRequest_PartitionData_v3(o, w, buf):
     buf += _S_ii.pack(o.partition_index, o.leader_epoch)
     a1 = o.new_isr_with_epochs
     if a1 is None: raise _null('NewIsrWithEpochs')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionRequest_BrokerState_v3(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionRequest_BrokerState_v3(x3, w, buf)
     buf += _S_bi.pack(o.leader_recovery_state, o.partition_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_TopicData_v0(buf, pos):
     o = _new(AlterPartitionRequest_TopicData)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -157,7 +229,11 @@ def _d_AlterPartitionRequest_TopicData_v0(buf, pos):
             a2.append(x3)
         o.partitions = a2
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_TopicData_v0(o, w, buf):
@@ -165,17 +241,32 @@ def _e_AlterPartitionRequest_TopicData_v0(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionRequest_PartitionData_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionRequest_PartitionData_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_TopicData_v1(buf, pos):
     o = _new(AlterPartitionRequest_TopicData)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -183,7 +274,11 @@ def _d_AlterPartitionRequest_TopicData_v1(buf, pos):
             a2.append(x3)
         o.partitions = a2
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_TopicData_v1(o, w, buf):
@@ -191,19 +286,34 @@ def _e_AlterPartitionRequest_TopicData_v1(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionRequest_PartitionData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionRequest_PartitionData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_TopicData_v2(buf, pos):
     o = _new(AlterPartitionRequest_TopicData)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -211,26 +321,45 @@ def _d_AlterPartitionRequest_TopicData_v2(buf, pos):
             a3.append(x4)
         o.partitions = a3
     o.topic_name = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_TopicData_v2(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionRequest_PartitionData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionRequest_PartitionData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_TopicData_v3(buf, pos):
     o = _new(AlterPartitionRequest_TopicData)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -238,171 +367,304 @@ def _d_AlterPartitionRequest_TopicData_v3(buf, pos):
             a3.append(x4)
         o.partitions = a3
     o.topic_name = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_TopicData_v3(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionRequest_PartitionData_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionRequest_PartitionData_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_v0(buf, pos):
     o = _new(AlterPartitionRequest)
     o.broker_id, o.broker_epoch, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionRequest_TopicData_v0(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_v0(o, w, buf):
     buf += _S_iq.pack(o.broker_id, o.broker_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionRequest_TopicData_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionRequest_TopicData_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_v1(buf, pos):
     o = _new(AlterPartitionRequest)
     o.broker_id, o.broker_epoch, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionRequest_TopicData_v1(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_v1(o, w, buf):
     buf += _S_iq.pack(o.broker_id, o.broker_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionRequest_TopicData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionRequest_TopicData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_v2(buf, pos):
     o = _new(AlterPartitionRequest)
     o.broker_id, o.broker_epoch, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionRequest_TopicData_v2(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_v2(o, w, buf):
     buf += _S_iq.pack(o.broker_id, o.broker_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionRequest_TopicData_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionRequest_TopicData_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionRequest_v3(buf, pos):
     o = _new(AlterPartitionRequest)
     o.broker_id, o.broker_epoch, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionRequest_TopicData_v3(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionRequest_v3(o, w, buf):
     buf += _S_iq.pack(o.broker_id, o.broker_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionRequest_TopicData_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionRequest_TopicData_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionResponse_PartitionData_v0(buf, pos):
     o = _new(AlterPartitionResponse_PartitionData)
     o.partition_index, o.error_code, o.leader_id, o.leader_epoch, = _S_ihii.unpack_from(buf, pos)
     pos += 14
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.leader_recovery_state = 0
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionResponse_PartitionData_v0(o, w, buf):
     buf += _S_ihii.pack(o.partition_index, o.error_code, o.leader_id, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.partition_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionResponse_PartitionData_v1(buf, pos):
     o = _new(AlterPartitionResponse_PartitionData)
     o.partition_index, o.error_code, o.leader_id, o.leader_epoch, = _S_ihii.unpack_from(buf, pos)
     pos += 14
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.leader_recovery_state, o.partition_epoch, = _S_bi.unpack_from(buf, pos)
     pos += 5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionResponse_PartitionData_v1(o, w, buf):
     buf += _S_ihii.pack(o.partition_index, o.error_code, o.leader_id, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
     buf += _S_bi.pack(o.leader_recovery_state, o.partition_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionResponse_TopicData_v0(buf, pos):
     o = _new(AlterPartitionResponse_TopicData)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -410,7 +672,11 @@ def _d_AlterPartitionResponse_TopicData_v0(buf, pos):
             a2.append(x3)
         o.partitions = a2
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionResponse_TopicData_v0(o, w, buf):
@@ -418,17 +684,32 @@ def _e_AlterPartitionResponse_TopicData_v0(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionResponse_PartitionData_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionResponse_PartitionData_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionResponse_TopicData_v1(buf, pos):
     o = _new(AlterPartitionResponse_TopicData)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -436,7 +717,11 @@ def _d_AlterPartitionResponse_TopicData_v1(buf, pos):
             a2.append(x3)
         o.partitions = a2
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionResponse_TopicData_v1(o, w, buf):
@@ -444,19 +729,34 @@ def _e_AlterPartitionResponse_TopicData_v1(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionResponse_PartitionData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionResponse_PartitionData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionResponse_TopicData_v2(buf, pos):
     o = _new(AlterPartitionResponse_TopicData)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -464,92 +764,161 @@ def _d_AlterPartitionResponse_TopicData_v2(buf, pos):
             a3.append(x4)
         o.partitions = a3
     o.topic_name = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionResponse_TopicData_v2(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionResponse_PartitionData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionResponse_PartitionData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionResponse_v0(buf, pos):
     o = _new(AlterPartitionResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionResponse_TopicData_v0(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionResponse_v0(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionResponse_TopicData_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionResponse_TopicData_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionResponse_v1(buf, pos):
     o = _new(AlterPartitionResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionResponse_TopicData_v1(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionResponse_v1(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionResponse_TopicData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionResponse_TopicData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionResponse_v2(buf, pos):
     o = _new(AlterPartitionResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionResponse_TopicData_v2(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionResponse_v2(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionResponse_TopicData_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionResponse_TopicData_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class AlterPartitionRequest_BrokerState(_StructBase):
     'Kafka AlterPartitionRequest struct BrokerState'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -46,12 +46,23 @@ def _d_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(buf, pos):
     o = _new(AlterPartitionReassignmentsRequest_ReassignablePartition)
     o.partition_index, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.replicas = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(o, w, buf):
@@ -60,23 +71,42 @@ def _e_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(buf, pos):
     o = _new(AlterPartitionReassignmentsRequest_ReassignableTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(o, w, buf):
@@ -84,62 +114,108 @@ def _e_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionReassignmentsRequest_v0(buf, pos):
     o = _new(AlterPartitionReassignmentsRequest)
     o.timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionReassignmentsRequest_v0(o, w, buf):
     buf += _S_i.pack(o.timeout_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(buf, pos):
     o = _new(AlterPartitionReassignmentsResponse_ReassignablePartitionResponse)
     o.partition_index, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(o, w, buf):
     buf += _S_ih.pack(o.partition_index, o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(buf, pos):
     o = _new(AlterPartitionReassignmentsResponse_ReassignableTopicResponse)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(o, w, buf):
@@ -147,26 +223,45 @@ def _e_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(o, w, bu
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionReassignmentsResponse_ReassignablePartitionResponse_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterPartitionReassignmentsResponse_v0(buf, pos):
     o = _new(AlterPartitionReassignmentsResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(buf, pos)
             a2.append(x3)
         o.responses = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterPartitionReassignmentsResponse_v0(o, w, buf):
@@ -174,10 +269,18 @@ def _e_AlterPartitionReassignmentsResponse_v0(o, w, buf):
     _wncs(buf, o.error_message)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class AlterPartitionReassignmentsRequest_ReassignablePartition(_StructBase):
     'Kafka AlterPartitionReassignmentsRequest struct ReassignablePartition'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -45,9 +45,12 @@ _S_ih = _S('>ih')
 def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(buf, pos):
     o = _new(AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -58,18 +61,29 @@ def _e_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(buf, pos):
     o = _new(AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(o, w, buf):
@@ -77,16 +91,27 @@ def _e_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(buf, pos):
     o = _new(AlterReplicaLogDirsRequest_AlterReplicaLogDir)
     o.path, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -101,23 +126,34 @@ def _e_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(o, w, buf):
     _ws(buf, o.path)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(x2, w, buf)
 
 def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(buf, pos):
     o = _new(AlterReplicaLogDirsRequest_AlterReplicaLogDir)
     o.path, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(o, w, buf):
@@ -125,16 +161,27 @@ def _e_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(o, w, buf):
     _wcs(buf, o.path)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterReplicaLogDirsRequest_v0(buf, pos):
     o = _new(AlterReplicaLogDirsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Dirs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -147,31 +194,50 @@ def _d_AlterReplicaLogDirsRequest_v0(buf, pos):
 def _e_AlterReplicaLogDirsRequest_v0(o, w, buf):
     a1 = o.dirs
     if a1 is None: raise _null('Dirs')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(x2, w, buf)
 
 def _d_AlterReplicaLogDirsRequest_v2(buf, pos):
     o = _new(AlterReplicaLogDirsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Dirs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(buf, pos)
             a2.append(x3)
         o.dirs = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterReplicaLogDirsRequest_v2(o, w, buf):
     a1 = o.dirs
     if a1 is None: raise _null('Dirs')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v0(buf, pos):
     o = _new(AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult)
@@ -187,19 +253,30 @@ def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(buf, pos
     o = _new(AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult)
     o.partition_index, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(o, w, buf):
     buf += _S_ih.pack(o.partition_index, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(buf, pos):
     o = _new(AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult)
     o.topic_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -214,23 +291,34 @@ def _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(o, w, buf):
     _ws(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v0(x2, w, buf)
 
 def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(buf, pos):
     o = _new(AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(o, w, buf):
@@ -238,18 +326,29 @@ def _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirPartitionResult_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterReplicaLogDirsResponse_v0(buf, pos):
     o = _new(AlterReplicaLogDirsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -263,7 +362,7 @@ def _e_AlterReplicaLogDirsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(x2, w, buf)
 
@@ -271,26 +370,45 @@ def _d_AlterReplicaLogDirsResponse_v2(buf, pos):
     o = _new(AlterReplicaLogDirsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(buf, pos)
             a2.append(x3)
         o.results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterReplicaLogDirsResponse_v2(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic(_StructBase):
     'Kafka AlterReplicaLogDirsRequest struct AlterReplicaLogDirTopic'

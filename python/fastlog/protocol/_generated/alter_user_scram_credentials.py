@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -49,14 +49,22 @@ def _d_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(buf, pos):
     o.name, pos = _rcs(buf, pos)
     o.mechanism, = _S_b.unpack_from(buf, pos)
     pos += 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
     buf += _S_b.pack(o.mechanism)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(buf, pos):
     o = _new(AlterUserScramCredentialsRequest_ScramCredentialUpsertion)
@@ -65,7 +73,11 @@ def _d_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(buf, pos):
     pos += 5
     o.salt, pos = _rcb(buf, pos)
     o.salted_password, pos = _rcb(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(o, w, buf):
@@ -76,43 +88,77 @@ def _e_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(o, w, buf):
     _wcb(buf, o.salt)
     if o.salted_password is None: raise _null('SaltedPassword')
     _wcb(buf, o.salted_password)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterUserScramCredentialsRequest_v0(buf, pos):
     o = _new(AlterUserScramCredentialsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Deletions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(buf, pos)
             a2.append(x3)
         o.deletions = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('Upsertions')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(buf, pos)
             a5.append(x6)
         o.upsertions = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterUserScramCredentialsRequest_v0(o, w, buf):
     a1 = o.deletions
     if a1 is None: raise _null('Deletions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(x2, w, buf)
-    a3 = o.upsertions
-    if a3 is None: raise _null('Upsertions')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterUserScramCredentialsRequest_ScramCredentialDeletion_v0(x3, w, buf)
+    a4 = o.upsertions
+    if a4 is None: raise _null('Upsertions')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_AlterUserScramCredentialsRequest_ScramCredentialUpsertion_v0(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(buf, pos):
     o = _new(AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult)
@@ -120,7 +166,11 @@ def _d_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(buf,
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(o, w, buf):
@@ -128,32 +178,55 @@ def _e_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(o, w
     _wcs(buf, o.user)
     buf += _S_h.pack(o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_AlterUserScramCredentialsResponse_v0(buf, pos):
     o = _new(AlterUserScramCredentialsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(buf, pos)
             a2.append(x3)
         o.results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_AlterUserScramCredentialsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_AlterUserScramCredentialsResponse_AlterUserScramCredentialsResult_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class AlterUserScramCredentialsRequest_ScramCredentialDeletion(_StructBase):
     'Kafka AlterUserScramCredentialsRequest struct ScramCredentialDeletion'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -60,7 +60,11 @@ def _d_ApiVersionsRequest_v3(buf, pos):
     o = _new(ApiVersionsRequest)
     o.client_software_name, pos = _rcs(buf, pos)
     o.client_software_version, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ApiVersionsRequest_v3(o, w, buf):
@@ -68,7 +72,11 @@ def _e_ApiVersionsRequest_v3(o, w, buf):
     _wcs(buf, o.client_software_name)
     if o.client_software_version is None: raise _null('ClientSoftwareVersion')
     _wcs(buf, o.client_software_version)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ApiVersionsResponse_ApiVersion_v0(buf, pos):
     o = _new(ApiVersionsResponse_ApiVersion)
@@ -84,48 +92,75 @@ def _d_ApiVersionsResponse_ApiVersion_v3(buf, pos):
     o = _new(ApiVersionsResponse_ApiVersion)
     o.api_key, o.min_version, o.max_version, = _S_hhh.unpack_from(buf, pos)
     pos += 6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ApiVersionsResponse_ApiVersion_v3(o, w, buf):
     buf += _S_hhh.pack(o.api_key, o.min_version, o.max_version)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ApiVersionsResponse_SupportedFeatureKey_v3(buf, pos):
     o = _new(ApiVersionsResponse_SupportedFeatureKey)
     o.name, pos = _rcs(buf, pos)
     o.min_version, o.max_version, = _S_hh.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ApiVersionsResponse_SupportedFeatureKey_v3(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
     buf += _S_hh.pack(o.min_version, o.max_version)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ApiVersionsResponse_FinalizedFeatureKey_v3(buf, pos):
     o = _new(ApiVersionsResponse_FinalizedFeatureKey)
     o.name, pos = _rcs(buf, pos)
     o.max_version_level, o.min_version_level, = _S_hh.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ApiVersionsResponse_FinalizedFeatureKey_v3(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
     buf += _S_hh.pack(o.max_version_level, o.min_version_level)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ApiVersionsResponse_v0(buf, pos):
     o = _new(ApiVersionsResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('ApiKeys')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -144,7 +179,7 @@ def _e_ApiVersionsResponse_v0(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.api_keys
     if a1 is None: raise _null('ApiKeys')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ApiVersionsResponse_ApiVersion_v0(x2, w, buf)
 
@@ -152,9 +187,12 @@ def _d_ApiVersionsResponse_v1(buf, pos):
     o = _new(ApiVersionsResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('ApiKeys')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -174,7 +212,7 @@ def _e_ApiVersionsResponse_v1(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.api_keys
     if a1 is None: raise _null('ApiKeys')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ApiVersionsResponse_ApiVersion_v0(x2, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
@@ -183,9 +221,16 @@ def _d_ApiVersionsResponse_v3(buf, pos):
     o = _new(ApiVersionsResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('ApiKeys')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -204,9 +249,16 @@ def _d_ApiVersionsResponse_v3(buf, pos):
         tag, end, pos = _rtag(buf, pos)
         if tag == 0:
             tb = buf[:end]
-            n4, pos = _rccnt(tb, pos)
-            if n4 is None:
+            n4 = tb[pos]
+            if n4 < 128:
+                pos += 1
+            else:
+                n4, pos = _ruv(tb, pos)
+            n4 -= 1
+            if n4 < 0:
                 raise _null('SupportedFeatures')
+            elif n4 < 0 or n4 > len(tb) - pos:
+                raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
                 for _ in range(n4):
@@ -221,9 +273,16 @@ def _d_ApiVersionsResponse_v3(buf, pos):
             if pos != end: raise _tagsize('FinalizedFeaturesEpoch')
         elif tag == 2:
             tb = buf[:end]
-            n7, pos = _rccnt(tb, pos)
-            if n7 is None:
+            n7 = tb[pos]
+            if n7 < 128:
+                pos += 1
+            else:
+                n7, pos = _ruv(tb, pos)
+            n7 -= 1
+            if n7 < 0:
                 raise _null('FinalizedFeatures')
+            elif n7 < 0 or n7 > len(tb) - pos:
+                raise _badcnt(n7, tb, pos)
             else:
                 a8 = []
                 for _ in range(n7):
@@ -246,19 +305,27 @@ def _e_ApiVersionsResponse_v3(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.api_keys
     if a1 is None: raise _null('ApiKeys')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ApiVersionsResponse_ApiVersion_v3(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ApiVersionsResponse_ApiVersion_v3(x3, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.supported_features:
         tw = _Writer()
-        a3 = o.supported_features
-        if a3 is None: raise _null('SupportedFeatures')
-        _wccnt(tw.buf, len(a3))
-        for x4 in a3:
-            _e_ApiVersionsResponse_SupportedFeatureKey_v3(x4, tw, tw.buf)
+        a4 = o.supported_features
+        if a4 is None: raise _null('SupportedFeatures')
+        c5 = len(a4) + 1
+        if c5 < 128:
+            tw.buf.append(c5)
+        else:
+            _wuv(tw.buf, c5)
+        for x6 in a4:
+            _e_ApiVersionsResponse_SupportedFeatureKey_v3(x6, tw, tw.buf)
         t[0] = tw.getvalue()
     if o.finalized_features_epoch != -1:
         tw = _Writer()
@@ -266,11 +333,15 @@ def _e_ApiVersionsResponse_v3(o, w, buf):
         t[1] = tw.getvalue()
     if o.finalized_features:
         tw = _Writer()
-        a5 = o.finalized_features
-        if a5 is None: raise _null('FinalizedFeatures')
-        _wccnt(tw.buf, len(a5))
-        for x6 in a5:
-            _e_ApiVersionsResponse_FinalizedFeatureKey_v3(x6, tw, tw.buf)
+        a7 = o.finalized_features
+        if a7 is None: raise _null('FinalizedFeatures')
+        c8 = len(a7) + 1
+        if c8 < 128:
+            tw.buf.append(c8)
+        else:
+            _wuv(tw.buf, c8)
+        for x9 in a7:
+            _e_ApiVersionsResponse_FinalizedFeatureKey_v3(x9, tw, tw.buf)
         t[2] = tw.getvalue()
     if o.zk_migration_ready != False:
         tw = _Writer()

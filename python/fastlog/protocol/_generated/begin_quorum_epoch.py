@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -62,19 +62,30 @@ def _d_BeginQuorumEpochRequest_PartitionData_v1(buf, pos):
     o.partition_index, u1, o.leader_id, o.leader_epoch, = _S_iUii.unpack_from(buf, pos)
     o.voter_directory_id = _UUID(bytes=u1)
     pos += 28
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BeginQuorumEpochRequest_PartitionData_v1(o, w, buf):
     buf += _S_iUii.pack(o.partition_index, o.voter_directory_id.bytes, o.leader_id, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BeginQuorumEpochRequest_TopicData_v0(buf, pos):
     o = _new(BeginQuorumEpochRequest_TopicData)
     o.topic_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -89,23 +100,34 @@ def _e_BeginQuorumEpochRequest_TopicData_v0(o, w, buf):
     _ws(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_BeginQuorumEpochRequest_PartitionData_v0(x2, w, buf)
 
 def _d_BeginQuorumEpochRequest_TopicData_v1(buf, pos):
     o = _new(BeginQuorumEpochRequest_TopicData)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_BeginQuorumEpochRequest_PartitionData_v1(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BeginQuorumEpochRequest_TopicData_v1(o, w, buf):
@@ -113,10 +135,18 @@ def _e_BeginQuorumEpochRequest_TopicData_v1(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_BeginQuorumEpochRequest_PartitionData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_BeginQuorumEpochRequest_PartitionData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BeginQuorumEpochRequest_LeaderEndpoint_v1(buf, pos):
     o = _new(BeginQuorumEpochRequest_LeaderEndpoint)
@@ -124,7 +154,11 @@ def _d_BeginQuorumEpochRequest_LeaderEndpoint_v1(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.port, = _S_H.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BeginQuorumEpochRequest_LeaderEndpoint_v1(o, w, buf):
@@ -133,14 +167,21 @@ def _e_BeginQuorumEpochRequest_LeaderEndpoint_v1(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_H.pack(o.port)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BeginQuorumEpochRequest_v0(buf, pos):
     o = _new(BeginQuorumEpochRequest)
     o.cluster_id, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -156,7 +197,7 @@ def _e_BeginQuorumEpochRequest_v0(o, w, buf):
     _wns(buf, o.cluster_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_BeginQuorumEpochRequest_TopicData_v0(x2, w, buf)
 
@@ -165,25 +206,43 @@ def _d_BeginQuorumEpochRequest_v1(buf, pos):
     o.cluster_id, pos = _rncs(buf, pos)
     o.voter_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_BeginQuorumEpochRequest_TopicData_v1(buf, pos)
             a2.append(x3)
         o.topics = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('LeaderEndpoints')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_BeginQuorumEpochRequest_LeaderEndpoint_v1(buf, pos)
             a5.append(x6)
         o.leader_endpoints = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BeginQuorumEpochRequest_v1(o, w, buf):
@@ -191,15 +250,27 @@ def _e_BeginQuorumEpochRequest_v1(o, w, buf):
     buf += _S_i.pack(o.voter_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_BeginQuorumEpochRequest_TopicData_v1(x2, w, buf)
-    a3 = o.leader_endpoints
-    if a3 is None: raise _null('LeaderEndpoints')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_BeginQuorumEpochRequest_LeaderEndpoint_v1(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_BeginQuorumEpochRequest_TopicData_v1(x3, w, buf)
+    a4 = o.leader_endpoints
+    if a4 is None: raise _null('LeaderEndpoints')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_BeginQuorumEpochRequest_LeaderEndpoint_v1(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BeginQuorumEpochResponse_PartitionData_v0(buf, pos):
     o = _new(BeginQuorumEpochResponse_PartitionData)
@@ -215,19 +286,30 @@ def _d_BeginQuorumEpochResponse_PartitionData_v1(buf, pos):
     o = _new(BeginQuorumEpochResponse_PartitionData)
     o.partition_index, o.error_code, o.leader_id, o.leader_epoch, = _S_ihii.unpack_from(buf, pos)
     pos += 14
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BeginQuorumEpochResponse_PartitionData_v1(o, w, buf):
     buf += _S_ihii.pack(o.partition_index, o.error_code, o.leader_id, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BeginQuorumEpochResponse_TopicData_v0(buf, pos):
     o = _new(BeginQuorumEpochResponse_TopicData)
     o.topic_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -242,23 +324,34 @@ def _e_BeginQuorumEpochResponse_TopicData_v0(o, w, buf):
     _ws(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_BeginQuorumEpochResponse_PartitionData_v0(x2, w, buf)
 
 def _d_BeginQuorumEpochResponse_TopicData_v1(buf, pos):
     o = _new(BeginQuorumEpochResponse_TopicData)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_BeginQuorumEpochResponse_PartitionData_v1(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BeginQuorumEpochResponse_TopicData_v1(o, w, buf):
@@ -266,10 +359,18 @@ def _e_BeginQuorumEpochResponse_TopicData_v1(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_BeginQuorumEpochResponse_PartitionData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_BeginQuorumEpochResponse_PartitionData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BeginQuorumEpochResponse_NodeEndpoint_v1(buf, pos):
     o = _new(BeginQuorumEpochResponse_NodeEndpoint)
@@ -278,7 +379,11 @@ def _d_BeginQuorumEpochResponse_NodeEndpoint_v1(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.port, = _S_H.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BeginQuorumEpochResponse_NodeEndpoint_v1(o, w, buf):
@@ -286,15 +391,22 @@ def _e_BeginQuorumEpochResponse_NodeEndpoint_v1(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_H.pack(o.port)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BeginQuorumEpochResponse_v0(buf, pos):
     o = _new(BeginQuorumEpochResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -311,7 +423,7 @@ def _e_BeginQuorumEpochResponse_v0(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_BeginQuorumEpochResponse_TopicData_v0(x2, w, buf)
 
@@ -319,9 +431,16 @@ def _d_BeginQuorumEpochResponse_v1(buf, pos):
     o = _new(BeginQuorumEpochResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -335,9 +454,16 @@ def _d_BeginQuorumEpochResponse_v1(buf, pos):
         tag, end, pos = _rtag(buf, pos)
         if tag == 0:
             tb = buf[:end]
-            n4, pos = _rccnt(tb, pos)
-            if n4 is None:
+            n4 = tb[pos]
+            if n4 < 128:
+                pos += 1
+            else:
+                n4, pos = _ruv(tb, pos)
+            n4 -= 1
+            if n4 < 0:
                 raise _null('NodeEndpoints')
+            elif n4 < 0 or n4 > len(tb) - pos:
+                raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
                 for _ in range(n4):
@@ -355,18 +481,26 @@ def _e_BeginQuorumEpochResponse_v1(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_BeginQuorumEpochResponse_TopicData_v1(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_BeginQuorumEpochResponse_TopicData_v1(x3, w, buf)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.node_endpoints:
         tw = _Writer()
-        a3 = o.node_endpoints
-        if a3 is None: raise _null('NodeEndpoints')
-        _wccnt(tw.buf, len(a3))
-        for x4 in a3:
-            _e_BeginQuorumEpochResponse_NodeEndpoint_v1(x4, tw, tw.buf)
+        a4 = o.node_endpoints
+        if a4 is None: raise _null('NodeEndpoints')
+        c5 = len(a4) + 1
+        if c5 < 128:
+            tw.buf.append(c5)
+        else:
+            _wuv(tw.buf, c5)
+        for x6 in a4:
+            _e_BeginQuorumEpochResponse_NodeEndpoint_v1(x6, tw, tw.buf)
         t[0] = tw.getvalue()
     if t:
         _wtags(buf, sorted(t.items()))

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -47,14 +47,22 @@ def _d_BrokerHeartbeatRequest_v0(buf, pos):
     o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down, = _S_iqqZZ.unpack_from(buf, pos)
     pos += 22
     o.offline_log_dirs = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BrokerHeartbeatRequest_v0(o, w, buf):
     if o.offline_log_dirs:
         raise _absent('BrokerHeartbeatRequest', 'offline_log_dirs')
     buf += _S_iqqZZ.pack(o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BrokerHeartbeatRequest_v1(buf, pos):
     o = _new(BrokerHeartbeatRequest)
@@ -67,9 +75,16 @@ def _d_BrokerHeartbeatRequest_v1(buf, pos):
         tag, end, pos = _rtag(buf, pos)
         if tag == 0:
             tb = buf[:end]
-            n1, pos = _rccnt(tb, pos)
-            if n1 is None:
+            n1 = tb[pos]
+            if n1 < 128:
+                pos += 1
+            else:
+                n1, pos = _ruv(tb, pos)
+            n1 -= 1
+            if n1 < 0:
                 raise _null('OfflineLogDirs')
+            elif n1 < 0 or n1 > len(tb) - pos:
+                raise _badcnt(n1, tb, pos)
             else:
                 a2 = []
                 for _ in range(n1):
@@ -91,9 +106,13 @@ def _e_BrokerHeartbeatRequest_v1(o, w, buf):
         tw = _Writer()
         a1 = o.offline_log_dirs
         if a1 is None: raise _null('OfflineLogDirs')
-        _wccnt(tw.buf, len(a1))
-        for x2 in a1:
-            tw.buf += x2.bytes
+        c2 = len(a1) + 1
+        if c2 < 128:
+            tw.buf.append(c2)
+        else:
+            _wuv(tw.buf, c2)
+        for x3 in a1:
+            tw.buf += x3.bytes
         t[0] = tw.getvalue()
     if t:
         _wtags(buf, sorted(t.items()))
@@ -104,12 +123,20 @@ def _d_BrokerHeartbeatResponse_v0(buf, pos):
     o = _new(BrokerHeartbeatResponse)
     o.throttle_time_ms, o.error_code, o.is_caught_up, o.is_fenced, o.should_shut_down, = _S_ihZZZ.unpack_from(buf, pos)
     pos += 9
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BrokerHeartbeatResponse_v0(o, w, buf):
     buf += _S_ihZZZ.pack(o.throttle_time_ms, o.error_code, o.is_caught_up, o.is_fenced, o.should_shut_down)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class BrokerHeartbeatRequest(_Message):
     'Kafka BrokerHeartbeatRequest'

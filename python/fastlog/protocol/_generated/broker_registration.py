@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -53,7 +53,11 @@ def _d_BrokerRegistrationRequest_Listener_v0(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.port, o.security_protocol, = _S_Hh.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BrokerRegistrationRequest_Listener_v0(o, w, buf):
@@ -62,21 +66,33 @@ def _e_BrokerRegistrationRequest_Listener_v0(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_Hh.pack(o.port, o.security_protocol)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BrokerRegistrationRequest_Feature_v0(buf, pos):
     o = _new(BrokerRegistrationRequest_Feature)
     o.name, pos = _rcs(buf, pos)
     o.min_supported_version, o.max_supported_version, = _S_hh.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BrokerRegistrationRequest_Feature_v0(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
     buf += _S_hh.pack(o.min_supported_version, o.max_supported_version)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BrokerRegistrationRequest_v0(buf, pos):
     o = _new(BrokerRegistrationRequest)
@@ -86,18 +102,32 @@ def _d_BrokerRegistrationRequest_v0(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.incarnation_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Listeners')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_BrokerRegistrationRequest_Listener_v0(buf, pos)
             a3.append(x4)
         o.listeners = a3
-    n5, pos = _rccnt(buf, pos)
-    if n5 is None:
+    n5 = buf[pos]
+    if n5 < 128:
+        pos += 1
+    else:
+        n5, pos = _ruv(buf, pos)
+    n5 -= 1
+    if n5 < 0:
         raise _null('Features')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
     else:
         a6 = []
         for _ in range(n5):
@@ -108,7 +138,11 @@ def _d_BrokerRegistrationRequest_v0(buf, pos):
     o.is_migrating_zk_broker = False
     o.log_dirs = []
     o.previous_broker_epoch = -1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BrokerRegistrationRequest_v0(o, w, buf):
@@ -120,16 +154,28 @@ def _e_BrokerRegistrationRequest_v0(o, w, buf):
     buf += _S_U.pack(o.incarnation_id.bytes)
     a1 = o.listeners
     if a1 is None: raise _null('Listeners')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_BrokerRegistrationRequest_Listener_v0(x2, w, buf)
-    a3 = o.features
-    if a3 is None: raise _null('Features')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_BrokerRegistrationRequest_Feature_v0(x4, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_BrokerRegistrationRequest_Listener_v0(x3, w, buf)
+    a4 = o.features
+    if a4 is None: raise _null('Features')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_BrokerRegistrationRequest_Feature_v0(x6, w, buf)
     _wncs(buf, o.rack)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BrokerRegistrationRequest_v1(buf, pos):
     o = _new(BrokerRegistrationRequest)
@@ -139,18 +185,32 @@ def _d_BrokerRegistrationRequest_v1(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.incarnation_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Listeners')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_BrokerRegistrationRequest_Listener_v0(buf, pos)
             a3.append(x4)
         o.listeners = a3
-    n5, pos = _rccnt(buf, pos)
-    if n5 is None:
+    n5 = buf[pos]
+    if n5 < 128:
+        pos += 1
+    else:
+        n5, pos = _ruv(buf, pos)
+    n5 -= 1
+    if n5 < 0:
         raise _null('Features')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
     else:
         a6 = []
         for _ in range(n5):
@@ -162,7 +222,11 @@ def _d_BrokerRegistrationRequest_v1(buf, pos):
     pos += 1
     o.log_dirs = []
     o.previous_broker_epoch = -1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BrokerRegistrationRequest_v1(o, w, buf):
@@ -172,17 +236,29 @@ def _e_BrokerRegistrationRequest_v1(o, w, buf):
     buf += _S_U.pack(o.incarnation_id.bytes)
     a1 = o.listeners
     if a1 is None: raise _null('Listeners')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_BrokerRegistrationRequest_Listener_v0(x2, w, buf)
-    a3 = o.features
-    if a3 is None: raise _null('Features')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_BrokerRegistrationRequest_Feature_v0(x4, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_BrokerRegistrationRequest_Listener_v0(x3, w, buf)
+    a4 = o.features
+    if a4 is None: raise _null('Features')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_BrokerRegistrationRequest_Feature_v0(x6, w, buf)
     _wncs(buf, o.rack)
     buf += _S_Z.pack(o.is_migrating_zk_broker)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BrokerRegistrationRequest_v2(buf, pos):
     o = _new(BrokerRegistrationRequest)
@@ -192,18 +268,32 @@ def _d_BrokerRegistrationRequest_v2(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.incarnation_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Listeners')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_BrokerRegistrationRequest_Listener_v0(buf, pos)
             a3.append(x4)
         o.listeners = a3
-    n5, pos = _rccnt(buf, pos)
-    if n5 is None:
+    n5 = buf[pos]
+    if n5 < 128:
+        pos += 1
+    else:
+        n5, pos = _ruv(buf, pos)
+    n5 -= 1
+    if n5 < 0:
         raise _null('Features')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
     else:
         a6 = []
         for _ in range(n5):
@@ -213,9 +303,16 @@ def _d_BrokerRegistrationRequest_v2(buf, pos):
     o.rack, pos = _rncs(buf, pos)
     o.is_migrating_zk_broker, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    n8, pos = _rccnt(buf, pos)
-    if n8 is None:
+    n8 = buf[pos]
+    if n8 < 128:
+        pos += 1
+    else:
+        n8, pos = _ruv(buf, pos)
+    n8 -= 1
+    if n8 < 0:
         raise _null('LogDirs')
+    elif n8 < 0 or n8 > len(buf) - pos:
+        raise _badcnt(n8, buf, pos)
     else:
         a9 = []
         for _ in range(n8):
@@ -223,7 +320,11 @@ def _d_BrokerRegistrationRequest_v2(buf, pos):
             a9.append(x10)
         o.log_dirs = a9
     o.previous_broker_epoch = -1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BrokerRegistrationRequest_v2(o, w, buf):
@@ -233,22 +334,38 @@ def _e_BrokerRegistrationRequest_v2(o, w, buf):
     buf += _S_U.pack(o.incarnation_id.bytes)
     a1 = o.listeners
     if a1 is None: raise _null('Listeners')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_BrokerRegistrationRequest_Listener_v0(x2, w, buf)
-    a3 = o.features
-    if a3 is None: raise _null('Features')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_BrokerRegistrationRequest_Feature_v0(x4, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_BrokerRegistrationRequest_Listener_v0(x3, w, buf)
+    a4 = o.features
+    if a4 is None: raise _null('Features')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_BrokerRegistrationRequest_Feature_v0(x6, w, buf)
     _wncs(buf, o.rack)
     buf += _S_Z.pack(o.is_migrating_zk_broker)
-    a5 = o.log_dirs
-    if a5 is None: raise _null('LogDirs')
-    _wccnt(buf, len(a5))
-    for x6 in a5:
-        buf += x6.bytes
-    _wutags(buf, o.unknown_tagged_fields)
+    a7 = o.log_dirs
+    if a7 is None: raise _null('LogDirs')
+    c8 = len(a7) + 1
+    if c8 < 128:
+        buf.append(c8)
+    else:
+        _wuv(buf, c8)
+    for x9 in a7:
+        buf += x9.bytes
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BrokerRegistrationRequest_v3(buf, pos):
     o = _new(BrokerRegistrationRequest)
@@ -258,18 +375,32 @@ def _d_BrokerRegistrationRequest_v3(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.incarnation_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Listeners')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_BrokerRegistrationRequest_Listener_v0(buf, pos)
             a3.append(x4)
         o.listeners = a3
-    n5, pos = _rccnt(buf, pos)
-    if n5 is None:
+    n5 = buf[pos]
+    if n5 < 128:
+        pos += 1
+    else:
+        n5, pos = _ruv(buf, pos)
+    n5 -= 1
+    if n5 < 0:
         raise _null('Features')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
     else:
         a6 = []
         for _ in range(n5):
@@ -279,9 +410,16 @@ def _d_BrokerRegistrationRequest_v3(buf, pos):
     o.rack, pos = _rncs(buf, pos)
     o.is_migrating_zk_broker, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    n8, pos = _rccnt(buf, pos)
-    if n8 is None:
+    n8 = buf[pos]
+    if n8 < 128:
+        pos += 1
+    else:
+        n8, pos = _ruv(buf, pos)
+    n8 -= 1
+    if n8 < 0:
         raise _null('LogDirs')
+    elif n8 < 0 or n8 > len(buf) - pos:
+        raise _badcnt(n8, buf, pos)
     else:
         a9 = []
         for _ in range(n8):
@@ -290,7 +428,11 @@ def _d_BrokerRegistrationRequest_v3(buf, pos):
         o.log_dirs = a9
     o.previous_broker_epoch, = _S_q.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BrokerRegistrationRequest_v3(o, w, buf):
@@ -300,34 +442,58 @@ def _e_BrokerRegistrationRequest_v3(o, w, buf):
     buf += _S_U.pack(o.incarnation_id.bytes)
     a1 = o.listeners
     if a1 is None: raise _null('Listeners')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_BrokerRegistrationRequest_Listener_v0(x2, w, buf)
-    a3 = o.features
-    if a3 is None: raise _null('Features')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_BrokerRegistrationRequest_Feature_v0(x4, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_BrokerRegistrationRequest_Listener_v0(x3, w, buf)
+    a4 = o.features
+    if a4 is None: raise _null('Features')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_BrokerRegistrationRequest_Feature_v0(x6, w, buf)
     _wncs(buf, o.rack)
     buf += _S_Z.pack(o.is_migrating_zk_broker)
-    a5 = o.log_dirs
-    if a5 is None: raise _null('LogDirs')
-    _wccnt(buf, len(a5))
-    for x6 in a5:
-        buf += x6.bytes
+    a7 = o.log_dirs
+    if a7 is None: raise _null('LogDirs')
+    c8 = len(a7) + 1
+    if c8 < 128:
+        buf.append(c8)
+    else:
+        _wuv(buf, c8)
+    for x9 in a7:
+        buf += x9.bytes
     buf += _S_q.pack(o.previous_broker_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_BrokerRegistrationResponse_v0(buf, pos):
     o = _new(BrokerRegistrationResponse)
     o.throttle_time_ms, o.error_code, o.broker_epoch, = _S_ihq.unpack_from(buf, pos)
     pos += 14
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_BrokerRegistrationResponse_v0(o, w, buf):
     buf += _S_ihq.pack(o.throttle_time_ms, o.error_code, o.broker_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class BrokerRegistrationRequest_Listener(_StructBase):
     'Kafka BrokerRegistrationRequest struct Listener'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -47,9 +47,16 @@ _S_ii = _S('>ii')
 
 def _d_ConsumerGroupDescribeRequest_v0(buf, pos):
     o = _new(ConsumerGroupDescribeRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('GroupIds')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -58,17 +65,29 @@ def _d_ConsumerGroupDescribeRequest_v0(buf, pos):
         o.group_ids = a2
     o.include_authorized_operations, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupDescribeRequest_v0(o, w, buf):
     a1 = o.group_ids
     if a1 is None: raise _null('GroupIds')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
     buf += _S_Z.pack(o.include_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupDescribeResponse_TopicPartitions_v0(buf, pos):
     o = _new(ConsumerGroupDescribeResponse_TopicPartitions)
@@ -76,12 +95,23 @@ def _d_ConsumerGroupDescribeResponse_TopicPartitions_v0(buf, pos):
     o.topic_id = _UUID(bytes=u1)
     pos += 16
     o.topic_name, pos = _rcs(buf, pos)
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n2, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupDescribeResponse_TopicPartitions_v0(o, w, buf):
@@ -90,31 +120,58 @@ def _e_ConsumerGroupDescribeResponse_TopicPartitions_v0(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos):
     o = _new(ConsumerGroupDescribeResponse_Assignment)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicPartitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ConsumerGroupDescribeResponse_TopicPartitions_v0(buf, pos)
             a2.append(x3)
         o.topic_partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupDescribeResponse_Assignment_v0(o, w, buf):
     a1 = o.topic_partitions
     if a1 is None: raise _null('TopicPartitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ConsumerGroupDescribeResponse_TopicPartitions_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ConsumerGroupDescribeResponse_TopicPartitions_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupDescribeResponse_Member_v0(buf, pos):
     o = _new(ConsumerGroupDescribeResponse_Member)
@@ -125,9 +182,16 @@ def _d_ConsumerGroupDescribeResponse_Member_v0(buf, pos):
     pos += 4
     o.client_id, pos = _rcs(buf, pos)
     o.client_host, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('SubscribedTopicNames')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -137,7 +201,11 @@ def _d_ConsumerGroupDescribeResponse_Member_v0(buf, pos):
     o.subscribed_topic_regex, pos = _rncs(buf, pos)
     o.assignment, pos = _d_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
     o.target_assignment, pos = _d_ConsumerGroupDescribeResponse_Assignment_v0(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupDescribeResponse_Member_v0(o, w, buf):
@@ -152,15 +220,23 @@ def _e_ConsumerGroupDescribeResponse_Member_v0(o, w, buf):
     _wcs(buf, o.client_host)
     a1 = o.subscribed_topic_names
     if a1 is None: raise _null('SubscribedTopicNames')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
     _wncs(buf, o.subscribed_topic_regex)
     if o.assignment is None: raise _null('Assignment')
     _e_ConsumerGroupDescribeResponse_Assignment_v0(o.assignment, w, buf)
     if o.target_assignment is None: raise _null('TargetAssignment')
     _e_ConsumerGroupDescribeResponse_Assignment_v0(o.target_assignment, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupDescribeResponse_DescribedGroup_v0(buf, pos):
     o = _new(ConsumerGroupDescribeResponse_DescribedGroup)
@@ -172,9 +248,16 @@ def _d_ConsumerGroupDescribeResponse_DescribedGroup_v0(buf, pos):
     o.group_epoch, o.assignment_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
     o.assignor_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -183,7 +266,11 @@ def _d_ConsumerGroupDescribeResponse_DescribedGroup_v0(buf, pos):
         o.members = a2
     o.authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupDescribeResponse_DescribedGroup_v0(o, w, buf):
@@ -198,36 +285,63 @@ def _e_ConsumerGroupDescribeResponse_DescribedGroup_v0(o, w, buf):
     _wcs(buf, o.assignor_name)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ConsumerGroupDescribeResponse_Member_v0(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ConsumerGroupDescribeResponse_Member_v0(x3, w, buf)
     buf += _S_i.pack(o.authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupDescribeResponse_v0(buf, pos):
     o = _new(ConsumerGroupDescribeResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ConsumerGroupDescribeResponse_DescribedGroup_v0(buf, pos)
             a2.append(x3)
         o.groups = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupDescribeResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ConsumerGroupDescribeResponse_DescribedGroup_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ConsumerGroupDescribeResponse_DescribedGroup_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ConsumerGroupDescribeRequest(_Message):
     'Kafka ConsumerGroupDescribeRequest'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -49,21 +49,40 @@ def _d_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n2, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupHeartbeatRequest_v0(buf, pos):
     o = _new(ConsumerGroupHeartbeatRequest)
@@ -75,9 +94,16 @@ def _d_ConsumerGroupHeartbeatRequest_v0(buf, pos):
     o.rack_id, pos = _rncs(buf, pos)
     o.rebalance_timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.subscribed_topic_names = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -85,9 +111,16 @@ def _d_ConsumerGroupHeartbeatRequest_v0(buf, pos):
             a2.append(x3)
         o.subscribed_topic_names = a2
     o.server_assignor, pos = _rncs(buf, pos)
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         o.topic_partitions = None
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -95,7 +128,11 @@ def _d_ConsumerGroupHeartbeatRequest_v0(buf, pos):
             a5.append(x6)
         o.topic_partitions = a5
     o.subscribed_topic_regex = None
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupHeartbeatRequest_v0(o, w, buf):
@@ -113,18 +150,30 @@ def _e_ConsumerGroupHeartbeatRequest_v0(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _wcs(buf, x2)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _wcs(buf, x3)
     _wncs(buf, o.server_assignor)
-    a3 = o.topic_partitions
-    if a3 is None:
+    a4 = o.topic_partitions
+    if a4 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a3))
-        for x4 in a3:
-            _e_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+        c5 = len(a4) + 1
+        if c5 < 128:
+            buf.append(c5)
+        else:
+            _wuv(buf, c5)
+        for x6 in a4:
+            _e_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupHeartbeatRequest_v1(buf, pos):
     o = _new(ConsumerGroupHeartbeatRequest)
@@ -136,9 +185,16 @@ def _d_ConsumerGroupHeartbeatRequest_v1(buf, pos):
     o.rack_id, pos = _rncs(buf, pos)
     o.rebalance_timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.subscribed_topic_names = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -147,16 +203,27 @@ def _d_ConsumerGroupHeartbeatRequest_v1(buf, pos):
         o.subscribed_topic_names = a2
     o.subscribed_topic_regex, pos = _rncs(buf, pos)
     o.server_assignor, pos = _rncs(buf, pos)
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         o.topic_partitions = None
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(buf, pos)
             a5.append(x6)
         o.topic_partitions = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupHeartbeatRequest_v1(o, w, buf):
@@ -172,62 +239,112 @@ def _e_ConsumerGroupHeartbeatRequest_v1(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _wcs(buf, x2)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _wcs(buf, x3)
     _wncs(buf, o.subscribed_topic_regex)
     _wncs(buf, o.server_assignor)
-    a3 = o.topic_partitions
-    if a3 is None:
+    a4 = o.topic_partitions
+    if a4 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a3))
-        for x4 in a3:
-            _e_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+        c5 = len(a4) + 1
+        if c5 < 128:
+            buf.append(c5)
+        else:
+            _wuv(buf, c5)
+        for x6 in a4:
+            _e_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(buf, pos):
     o = _new(ConsumerGroupHeartbeatResponse_TopicPartitions)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n2, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupHeartbeatResponse_Assignment_v0(buf, pos):
     o = _new(ConsumerGroupHeartbeatResponse_Assignment)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicPartitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(buf, pos)
             a2.append(x3)
         o.topic_partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupHeartbeatResponse_Assignment_v0(o, w, buf):
     a1 = o.topic_partitions
     if a1 is None: raise _null('TopicPartitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ConsumerGroupHeartbeatResponse_v0(buf, pos):
     o = _new(ConsumerGroupHeartbeatResponse)
@@ -243,7 +360,11 @@ def _d_ConsumerGroupHeartbeatResponse_v0(buf, pos):
         o.assignment = None
     else:
         o.assignment, pos = _d_ConsumerGroupHeartbeatResponse_Assignment_v0(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ConsumerGroupHeartbeatResponse_v0(o, w, buf):
@@ -256,7 +377,11 @@ def _e_ConsumerGroupHeartbeatResponse_v0(o, w, buf):
     else:
         buf.append(1)
         _e_ConsumerGroupHeartbeatResponse_Assignment_v0(o.assignment, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ConsumerGroupHeartbeatRequest_TopicPartitions(_StructBase):
     'Kafka ConsumerGroupHeartbeatRequest struct TopicPartitions'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -39,13 +39,17 @@ def _tagsize(name):
 
 __all__ = ['ConsumerProtocolAssignment']
 
+_S_i = _S('>i')
 
 def _d_ConsumerProtocolAssignment_TopicPartition_v0(buf, pos):
     o = _new(ConsumerProtocolAssignment_TopicPartition)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -56,14 +60,17 @@ def _e_ConsumerProtocolAssignment_TopicPartition_v0(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_ConsumerProtocolAssignment_v0(buf, pos):
     o = _new(ConsumerProtocolAssignment)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('AssignedPartitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -77,7 +84,7 @@ def _d_ConsumerProtocolAssignment_v0(buf, pos):
 def _e_ConsumerProtocolAssignment_v0(o, w, buf):
     a1 = o.assigned_partitions
     if a1 is None: raise _null('AssignedPartitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ConsumerProtocolAssignment_TopicPartition_v0(x2, w, buf)
     _wnb(buf, o.user_data)

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -44,9 +44,12 @@ _S_i = _S('>i')
 def _d_ConsumerProtocolSubscription_TopicPartition_v1(buf, pos):
     o = _new(ConsumerProtocolSubscription_TopicPartition)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -57,14 +60,17 @@ def _e_ConsumerProtocolSubscription_TopicPartition_v1(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_ConsumerProtocolSubscription_v0(buf, pos):
     o = _new(ConsumerProtocolSubscription)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -81,16 +87,19 @@ def _d_ConsumerProtocolSubscription_v0(buf, pos):
 def _e_ConsumerProtocolSubscription_v0(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _ws(buf, x2)
     _wnb(buf, o.user_data)
 
 def _d_ConsumerProtocolSubscription_v1(buf, pos):
     o = _new(ConsumerProtocolSubscription)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -98,9 +107,12 @@ def _d_ConsumerProtocolSubscription_v1(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.user_data, pos = _rnb(buf, pos)
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('OwnedPartitions')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -115,21 +127,24 @@ def _d_ConsumerProtocolSubscription_v1(buf, pos):
 def _e_ConsumerProtocolSubscription_v1(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _ws(buf, x2)
     _wnb(buf, o.user_data)
     a3 = o.owned_partitions
     if a3 is None: raise _null('OwnedPartitions')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_ConsumerProtocolSubscription_TopicPartition_v1(x4, w, buf)
 
 def _d_ConsumerProtocolSubscription_v2(buf, pos):
     o = _new(ConsumerProtocolSubscription)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -137,9 +152,12 @@ def _d_ConsumerProtocolSubscription_v2(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.user_data, pos = _rnb(buf, pos)
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('OwnedPartitions')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -155,22 +173,25 @@ def _d_ConsumerProtocolSubscription_v2(buf, pos):
 def _e_ConsumerProtocolSubscription_v2(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _ws(buf, x2)
     _wnb(buf, o.user_data)
     a3 = o.owned_partitions
     if a3 is None: raise _null('OwnedPartitions')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_ConsumerProtocolSubscription_TopicPartition_v1(x4, w, buf)
     buf += _S_i.pack(o.generation_id)
 
 def _d_ConsumerProtocolSubscription_v3(buf, pos):
     o = _new(ConsumerProtocolSubscription)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -178,9 +199,12 @@ def _d_ConsumerProtocolSubscription_v3(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.user_data, pos = _rnb(buf, pos)
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('OwnedPartitions')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -196,13 +220,13 @@ def _d_ConsumerProtocolSubscription_v3(buf, pos):
 def _e_ConsumerProtocolSubscription_v3(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _ws(buf, x2)
     _wnb(buf, o.user_data)
     a3 = o.owned_partitions
     if a3 is None: raise _null('OwnedPartitions')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_ConsumerProtocolSubscription_TopicPartition_v1(x4, w, buf)
     buf += _S_i.pack(o.generation_id)

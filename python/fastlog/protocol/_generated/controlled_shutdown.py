@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -68,12 +68,20 @@ def _d_ControlledShutdownRequest_v3(buf, pos):
     o = _new(ControlledShutdownRequest)
     o.broker_id, o.broker_epoch, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ControlledShutdownRequest_v3(o, w, buf):
     buf += _S_iq.pack(o.broker_id, o.broker_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ControlledShutdownResponse_RemainingPartition_v0(buf, pos):
     o = _new(ControlledShutdownResponse_RemainingPartition)
@@ -93,22 +101,33 @@ def _d_ControlledShutdownResponse_RemainingPartition_v3(buf, pos):
     o.topic_name, pos = _rcs(buf, pos)
     o.partition_index, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ControlledShutdownResponse_RemainingPartition_v3(o, w, buf):
     if o.topic_name is None: raise _null('TopicName')
     _wcs(buf, o.topic_name)
     buf += _S_i.pack(o.partition_index)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ControlledShutdownResponse_v0(buf, pos):
     o = _new(ControlledShutdownResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('RemainingPartitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -122,7 +141,7 @@ def _e_ControlledShutdownResponse_v0(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.remaining_partitions
     if a1 is None: raise _null('RemainingPartitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ControlledShutdownResponse_RemainingPartition_v0(x2, w, buf)
 
@@ -130,26 +149,45 @@ def _d_ControlledShutdownResponse_v3(buf, pos):
     o = _new(ControlledShutdownResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('RemainingPartitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ControlledShutdownResponse_RemainingPartition_v3(buf, pos)
             a2.append(x3)
         o.remaining_partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ControlledShutdownResponse_v3(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.remaining_partitions
     if a1 is None: raise _null('RemainingPartitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ControlledShutdownResponse_RemainingPartition_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ControlledShutdownResponse_RemainingPartition_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ControlledShutdownRequest(_Message):
     'Kafka ControlledShutdownRequest'

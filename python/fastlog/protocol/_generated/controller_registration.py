@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -50,7 +50,11 @@ def _d_ControllerRegistrationRequest_Listener_v0(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.port, o.security_protocol, = _S_Hh.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ControllerRegistrationRequest_Listener_v0(o, w, buf):
@@ -59,74 +63,124 @@ def _e_ControllerRegistrationRequest_Listener_v0(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_Hh.pack(o.port, o.security_protocol)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ControllerRegistrationRequest_Feature_v0(buf, pos):
     o = _new(ControllerRegistrationRequest_Feature)
     o.name, pos = _rcs(buf, pos)
     o.min_supported_version, o.max_supported_version, = _S_hh.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ControllerRegistrationRequest_Feature_v0(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
     buf += _S_hh.pack(o.min_supported_version, o.max_supported_version)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ControllerRegistrationRequest_v0(buf, pos):
     o = _new(ControllerRegistrationRequest)
     o.controller_id, u1, o.zk_migration_ready, = _S_iUZ.unpack_from(buf, pos)
     o.incarnation_id = _UUID(bytes=u1)
     pos += 21
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Listeners')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_ControllerRegistrationRequest_Listener_v0(buf, pos)
             a3.append(x4)
         o.listeners = a3
-    n5, pos = _rccnt(buf, pos)
-    if n5 is None:
+    n5 = buf[pos]
+    if n5 < 128:
+        pos += 1
+    else:
+        n5, pos = _ruv(buf, pos)
+    n5 -= 1
+    if n5 < 0:
         raise _null('Features')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
     else:
         a6 = []
         for _ in range(n5):
             x7, pos = _d_ControllerRegistrationRequest_Feature_v0(buf, pos)
             a6.append(x7)
         o.features = a6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ControllerRegistrationRequest_v0(o, w, buf):
     buf += _S_iUZ.pack(o.controller_id, o.incarnation_id.bytes, o.zk_migration_ready)
     a1 = o.listeners
     if a1 is None: raise _null('Listeners')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ControllerRegistrationRequest_Listener_v0(x2, w, buf)
-    a3 = o.features
-    if a3 is None: raise _null('Features')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_ControllerRegistrationRequest_Feature_v0(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ControllerRegistrationRequest_Listener_v0(x3, w, buf)
+    a4 = o.features
+    if a4 is None: raise _null('Features')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_ControllerRegistrationRequest_Feature_v0(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ControllerRegistrationResponse_v0(buf, pos):
     o = _new(ControllerRegistrationResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ControllerRegistrationResponse_v0(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ControllerRegistrationRequest_Listener(_StructBase):
     'Kafka ControllerRegistrationRequest struct Listener'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -105,7 +105,11 @@ def _d_CreateAclsRequest_AclCreation_v2(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.operation, o.permission_type, = _S_bb.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateAclsRequest_AclCreation_v2(o, w, buf):
@@ -118,13 +122,20 @@ def _e_CreateAclsRequest_AclCreation_v2(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_bb.pack(o.operation, o.permission_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateAclsRequest_v0(buf, pos):
     o = _new(CreateAclsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Creations')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -137,15 +148,18 @@ def _d_CreateAclsRequest_v0(buf, pos):
 def _e_CreateAclsRequest_v0(o, w, buf):
     a1 = o.creations
     if a1 is None: raise _null('Creations')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateAclsRequest_AclCreation_v0(x2, w, buf)
 
 def _d_CreateAclsRequest_v1(buf, pos):
     o = _new(CreateAclsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Creations')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -158,31 +172,50 @@ def _d_CreateAclsRequest_v1(buf, pos):
 def _e_CreateAclsRequest_v1(o, w, buf):
     a1 = o.creations
     if a1 is None: raise _null('Creations')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateAclsRequest_AclCreation_v1(x2, w, buf)
 
 def _d_CreateAclsRequest_v2(buf, pos):
     o = _new(CreateAclsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Creations')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_CreateAclsRequest_AclCreation_v2(buf, pos)
             a2.append(x3)
         o.creations = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateAclsRequest_v2(o, w, buf):
     a1 = o.creations
     if a1 is None: raise _null('Creations')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreateAclsRequest_AclCreation_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreateAclsRequest_AclCreation_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateAclsResponse_AclCreationResult_v0(buf, pos):
     o = _new(CreateAclsResponse_AclCreationResult)
@@ -201,21 +234,32 @@ def _d_CreateAclsResponse_AclCreationResult_v2(buf, pos):
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateAclsResponse_AclCreationResult_v2(o, w, buf):
     buf += _S_h.pack(o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateAclsResponse_v0(buf, pos):
     o = _new(CreateAclsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -229,7 +273,7 @@ def _e_CreateAclsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateAclsResponse_AclCreationResult_v0(x2, w, buf)
 
@@ -237,26 +281,45 @@ def _d_CreateAclsResponse_v2(buf, pos):
     o = _new(CreateAclsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_CreateAclsResponse_AclCreationResult_v2(buf, pos)
             a2.append(x3)
         o.results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateAclsResponse_v2(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreateAclsResponse_AclCreationResult_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreateAclsResponse_AclCreationResult_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class CreateAclsRequest_AclCreation(_StructBase):
     'Kafka CreateAclsRequest struct AclCreation'

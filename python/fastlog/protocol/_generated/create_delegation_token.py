@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -61,7 +61,11 @@ def _d_CreateDelegationTokenRequest_CreatableRenewers_v2(buf, pos):
     o = _new(CreateDelegationTokenRequest_CreatableRenewers)
     o.principal_type, pos = _rcs(buf, pos)
     o.principal_name, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateDelegationTokenRequest_CreatableRenewers_v2(o, w, buf):
@@ -69,13 +73,20 @@ def _e_CreateDelegationTokenRequest_CreatableRenewers_v2(o, w, buf):
     _wcs(buf, o.principal_type)
     if o.principal_name is None: raise _null('PrincipalName')
     _wcs(buf, o.principal_name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateDelegationTokenRequest_v0(buf, pos):
     o = _new(CreateDelegationTokenRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Renewers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -96,16 +107,23 @@ def _e_CreateDelegationTokenRequest_v0(o, w, buf):
         raise _absent('CreateDelegationTokenRequest', 'owner_principal_name')
     a1 = o.renewers
     if a1 is None: raise _null('Renewers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateDelegationTokenRequest_CreatableRenewers_v0(x2, w, buf)
     buf += _S_q.pack(o.max_lifetime_ms)
 
 def _d_CreateDelegationTokenRequest_v2(buf, pos):
     o = _new(CreateDelegationTokenRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Renewers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -116,7 +134,11 @@ def _d_CreateDelegationTokenRequest_v2(buf, pos):
     pos += 8
     o.owner_principal_type = ''
     o.owner_principal_name = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateDelegationTokenRequest_v2(o, w, buf):
@@ -126,19 +148,34 @@ def _e_CreateDelegationTokenRequest_v2(o, w, buf):
         raise _absent('CreateDelegationTokenRequest', 'owner_principal_name')
     a1 = o.renewers
     if a1 is None: raise _null('Renewers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreateDelegationTokenRequest_CreatableRenewers_v2(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreateDelegationTokenRequest_CreatableRenewers_v2(x3, w, buf)
     buf += _S_q.pack(o.max_lifetime_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateDelegationTokenRequest_v3(buf, pos):
     o = _new(CreateDelegationTokenRequest)
     o.owner_principal_type, pos = _rncs(buf, pos)
     o.owner_principal_name, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Renewers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -147,7 +184,11 @@ def _d_CreateDelegationTokenRequest_v3(buf, pos):
         o.renewers = a2
     o.max_lifetime_ms, = _S_q.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateDelegationTokenRequest_v3(o, w, buf):
@@ -155,11 +196,19 @@ def _e_CreateDelegationTokenRequest_v3(o, w, buf):
     _wncs(buf, o.owner_principal_name)
     a1 = o.renewers
     if a1 is None: raise _null('Renewers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreateDelegationTokenRequest_CreatableRenewers_v2(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreateDelegationTokenRequest_CreatableRenewers_v2(x3, w, buf)
     buf += _S_q.pack(o.max_lifetime_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateDelegationTokenResponse_v0(buf, pos):
     o = _new(CreateDelegationTokenResponse)
@@ -209,7 +258,11 @@ def _d_CreateDelegationTokenResponse_v2(buf, pos):
     pos += 4
     o.token_requester_principal_type = ''
     o.token_requester_principal_name = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateDelegationTokenResponse_v2(o, w, buf):
@@ -228,7 +281,11 @@ def _e_CreateDelegationTokenResponse_v2(o, w, buf):
     if o.hmac is None: raise _null('Hmac')
     _wcb(buf, o.hmac)
     buf += _S_i.pack(o.throttle_time_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateDelegationTokenResponse_v3(buf, pos):
     o = _new(CreateDelegationTokenResponse)
@@ -244,7 +301,11 @@ def _d_CreateDelegationTokenResponse_v3(buf, pos):
     o.hmac, pos = _rcb(buf, pos)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateDelegationTokenResponse_v3(o, w, buf):
@@ -263,7 +324,11 @@ def _e_CreateDelegationTokenResponse_v3(o, w, buf):
     if o.hmac is None: raise _null('Hmac')
     _wcb(buf, o.hmac)
     buf += _S_i.pack(o.throttle_time_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class CreateDelegationTokenRequest_CreatableRenewers(_StructBase):
     'Kafka CreateDelegationTokenRequest struct CreatableRenewers'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -45,9 +45,12 @@ _S_iZ = _S('>i?')
 
 def _d_CreatePartitionsRequest_CreatePartitionsAssignment_v0(buf, pos):
     o = _new(CreatePartitionsRequest_CreatePartitionsAssignment)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('BrokerIds')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.broker_ids, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -56,34 +59,56 @@ def _d_CreatePartitionsRequest_CreatePartitionsAssignment_v0(buf, pos):
 def _e_CreatePartitionsRequest_CreatePartitionsAssignment_v0(o, w, buf):
     a1 = o.broker_ids
     if a1 is None: raise _null('BrokerIds')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_CreatePartitionsRequest_CreatePartitionsAssignment_v2(buf, pos):
     o = _new(CreatePartitionsRequest_CreatePartitionsAssignment)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('BrokerIds')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.broker_ids, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreatePartitionsRequest_CreatePartitionsAssignment_v2(o, w, buf):
     a1 = o.broker_ids
     if a1 is None: raise _null('BrokerIds')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreatePartitionsRequest_CreatePartitionsTopic_v0(buf, pos):
     o = _new(CreatePartitionsRequest_CreatePartitionsTopic)
     o.name, pos = _rs(buf, pos)
     o.count, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.assignments = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -101,7 +126,7 @@ def _e_CreatePartitionsRequest_CreatePartitionsTopic_v0(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_CreatePartitionsRequest_CreatePartitionsAssignment_v0(x2, w, buf)
 
@@ -110,16 +135,27 @@ def _d_CreatePartitionsRequest_CreatePartitionsTopic_v2(buf, pos):
     o.name, pos = _rcs(buf, pos)
     o.count, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.assignments = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_CreatePartitionsRequest_CreatePartitionsAssignment_v2(buf, pos)
             a2.append(x3)
         o.assignments = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreatePartitionsRequest_CreatePartitionsTopic_v2(o, w, buf):
@@ -130,16 +166,27 @@ def _e_CreatePartitionsRequest_CreatePartitionsTopic_v2(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_CreatePartitionsRequest_CreatePartitionsAssignment_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_CreatePartitionsRequest_CreatePartitionsAssignment_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreatePartitionsRequest_v0(buf, pos):
     o = _new(CreatePartitionsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -154,16 +201,23 @@ def _d_CreatePartitionsRequest_v0(buf, pos):
 def _e_CreatePartitionsRequest_v0(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreatePartitionsRequest_CreatePartitionsTopic_v0(x2, w, buf)
     buf += _S_iZ.pack(o.timeout_ms, o.validate_only)
 
 def _d_CreatePartitionsRequest_v2(buf, pos):
     o = _new(CreatePartitionsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -172,17 +226,29 @@ def _d_CreatePartitionsRequest_v2(buf, pos):
         o.topics = a2
     o.timeout_ms, o.validate_only, = _S_iZ.unpack_from(buf, pos)
     pos += 5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreatePartitionsRequest_v2(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreatePartitionsRequest_CreatePartitionsTopic_v2(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreatePartitionsRequest_CreatePartitionsTopic_v2(x3, w, buf)
     buf += _S_iZ.pack(o.timeout_ms, o.validate_only)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(buf, pos):
     o = _new(CreatePartitionsResponse_CreatePartitionsTopicResult)
@@ -205,7 +271,11 @@ def _d_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(buf, pos):
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(o, w, buf):
@@ -213,15 +283,22 @@ def _e_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(o, w, buf):
     _wcs(buf, o.name)
     buf += _S_h.pack(o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreatePartitionsResponse_v0(buf, pos):
     o = _new(CreatePartitionsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -235,7 +312,7 @@ def _e_CreatePartitionsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreatePartitionsResponse_CreatePartitionsTopicResult_v0(x2, w, buf)
 
@@ -243,26 +320,45 @@ def _d_CreatePartitionsResponse_v2(buf, pos):
     o = _new(CreatePartitionsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(buf, pos)
             a2.append(x3)
         o.results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreatePartitionsResponse_v2(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreatePartitionsResponse_CreatePartitionsTopicResult_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class CreatePartitionsRequest_CreatePartitionsAssignment(_StructBase):
     'Kafka CreatePartitionsRequest struct CreatePartitionsAssignment'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -50,9 +50,12 @@ def _d_CreateTopicsRequest_CreatableReplicaAssignment_v0(buf, pos):
     o = _new(CreateTopicsRequest_CreatableReplicaAssignment)
     o.partition_index, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('BrokerIds')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.broker_ids, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -62,28 +65,47 @@ def _e_CreateTopicsRequest_CreatableReplicaAssignment_v0(o, w, buf):
     buf += _S_i.pack(o.partition_index)
     a1 = o.broker_ids
     if a1 is None: raise _null('BrokerIds')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_CreateTopicsRequest_CreatableReplicaAssignment_v5(buf, pos):
     o = _new(CreateTopicsRequest_CreatableReplicaAssignment)
     o.partition_index, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('BrokerIds')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.broker_ids, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateTopicsRequest_CreatableReplicaAssignment_v5(o, w, buf):
     buf += _S_i.pack(o.partition_index)
     a1 = o.broker_ids
     if a1 is None: raise _null('BrokerIds')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateTopicsRequest_CreatableTopicConfig_v0(buf, pos):
     o = _new(CreateTopicsRequest_CreatableTopicConfig)
@@ -101,32 +123,46 @@ def _d_CreateTopicsRequest_CreatableTopicConfig_v5(buf, pos):
     o = _new(CreateTopicsRequest_CreatableTopicConfig)
     o.name, pos = _rcs(buf, pos)
     o.value, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateTopicsRequest_CreatableTopicConfig_v5(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
     _wncs(buf, o.value)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateTopicsRequest_CreatableTopic_v0(buf, pos):
     o = _new(CreateTopicsRequest_CreatableTopic)
     o.name, pos = _rs(buf, pos)
     o.num_partitions, o.replication_factor, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Assignments')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_CreateTopicsRequest_CreatableReplicaAssignment_v0(buf, pos)
             a2.append(x3)
         o.assignments = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Configs')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -142,12 +178,12 @@ def _e_CreateTopicsRequest_CreatableTopic_v0(o, w, buf):
     buf += _S_ih.pack(o.num_partitions, o.replication_factor)
     a1 = o.assignments
     if a1 is None: raise _null('Assignments')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateTopicsRequest_CreatableReplicaAssignment_v0(x2, w, buf)
     a3 = o.configs
     if a3 is None: raise _null('Configs')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_CreateTopicsRequest_CreatableTopicConfig_v0(x4, w, buf)
 
@@ -156,25 +192,43 @@ def _d_CreateTopicsRequest_CreatableTopic_v5(buf, pos):
     o.name, pos = _rcs(buf, pos)
     o.num_partitions, o.replication_factor, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Assignments')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_CreateTopicsRequest_CreatableReplicaAssignment_v5(buf, pos)
             a2.append(x3)
         o.assignments = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('Configs')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_CreateTopicsRequest_CreatableTopicConfig_v5(buf, pos)
             a5.append(x6)
         o.configs = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateTopicsRequest_CreatableTopic_v5(o, w, buf):
@@ -183,21 +237,36 @@ def _e_CreateTopicsRequest_CreatableTopic_v5(o, w, buf):
     buf += _S_ih.pack(o.num_partitions, o.replication_factor)
     a1 = o.assignments
     if a1 is None: raise _null('Assignments')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreateTopicsRequest_CreatableReplicaAssignment_v5(x2, w, buf)
-    a3 = o.configs
-    if a3 is None: raise _null('Configs')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_CreateTopicsRequest_CreatableTopicConfig_v5(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreateTopicsRequest_CreatableReplicaAssignment_v5(x3, w, buf)
+    a4 = o.configs
+    if a4 is None: raise _null('Configs')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_CreateTopicsRequest_CreatableTopicConfig_v5(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateTopicsRequest_v0(buf, pos):
     o = _new(CreateTopicsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -215,16 +284,19 @@ def _e_CreateTopicsRequest_v0(o, w, buf):
         raise _absent('CreateTopicsRequest', 'validate_only')
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateTopicsRequest_CreatableTopic_v0(x2, w, buf)
     buf += _S_i.pack(o.timeout_ms)
 
 def _d_CreateTopicsRequest_v1(buf, pos):
     o = _new(CreateTopicsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -239,16 +311,23 @@ def _d_CreateTopicsRequest_v1(buf, pos):
 def _e_CreateTopicsRequest_v1(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateTopicsRequest_CreatableTopic_v0(x2, w, buf)
     buf += _S_iZ.pack(o.timeout_ms, o.validate_only)
 
 def _d_CreateTopicsRequest_v5(buf, pos):
     o = _new(CreateTopicsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -257,17 +336,29 @@ def _d_CreateTopicsRequest_v5(buf, pos):
         o.topics = a2
     o.timeout_ms, o.validate_only, = _S_iZ.unpack_from(buf, pos)
     pos += 5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateTopicsRequest_v5(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreateTopicsRequest_CreatableTopic_v5(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreateTopicsRequest_CreatableTopic_v5(x3, w, buf)
     buf += _S_iZ.pack(o.timeout_ms, o.validate_only)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateTopicsResponse_CreatableTopicConfigs_v5(buf, pos):
     o = _new(CreateTopicsResponse_CreatableTopicConfigs)
@@ -275,7 +366,11 @@ def _d_CreateTopicsResponse_CreatableTopicConfigs_v5(buf, pos):
     o.value, pos = _rncs(buf, pos)
     o.read_only, o.config_source, o.is_sensitive, = _S_ZbZ.unpack_from(buf, pos)
     pos += 3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateTopicsResponse_CreatableTopicConfigs_v5(o, w, buf):
@@ -283,7 +378,11 @@ def _e_CreateTopicsResponse_CreatableTopicConfigs_v5(o, w, buf):
     _wcs(buf, o.name)
     _wncs(buf, o.value)
     buf += _S_ZbZ.pack(o.read_only, o.config_source, o.is_sensitive)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateTopicsResponse_CreatableTopicResult_v0(buf, pos):
     o = _new(CreateTopicsResponse_CreatableTopicResult)
@@ -332,9 +431,16 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v5(buf, pos):
     o.error_message, pos = _rncs(buf, pos)
     o.num_partitions, o.replication_factor, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.configs = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -368,9 +474,13 @@ def _e_CreateTopicsResponse_CreatableTopicResult_v5(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_CreateTopicsResponse_CreatableTopicConfigs_v5(x2, w, buf)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_CreateTopicsResponse_CreatableTopicConfigs_v5(x3, w, buf)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.topic_config_error_code != 0:
@@ -391,9 +501,16 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v7(buf, pos):
     o.error_message, pos = _rncs(buf, pos)
     o.num_partitions, o.replication_factor, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         o.configs = None
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -426,9 +543,13 @@ def _e_CreateTopicsResponse_CreatableTopicResult_v7(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_CreateTopicsResponse_CreatableTopicConfigs_v5(x2, w, buf)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_CreateTopicsResponse_CreatableTopicConfigs_v5(x3, w, buf)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.topic_config_error_code != 0:
@@ -442,9 +563,12 @@ def _e_CreateTopicsResponse_CreatableTopicResult_v7(o, w, buf):
 
 def _d_CreateTopicsResponse_v0(buf, pos):
     o = _new(CreateTopicsResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -458,15 +582,18 @@ def _d_CreateTopicsResponse_v0(buf, pos):
 def _e_CreateTopicsResponse_v0(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateTopicsResponse_CreatableTopicResult_v0(x2, w, buf)
 
 def _d_CreateTopicsResponse_v1(buf, pos):
     o = _new(CreateTopicsResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -480,7 +607,7 @@ def _d_CreateTopicsResponse_v1(buf, pos):
 def _e_CreateTopicsResponse_v1(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateTopicsResponse_CreatableTopicResult_v1(x2, w, buf)
 
@@ -488,9 +615,12 @@ def _d_CreateTopicsResponse_v2(buf, pos):
     o = _new(CreateTopicsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -504,7 +634,7 @@ def _e_CreateTopicsResponse_v2(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_CreateTopicsResponse_CreatableTopicResult_v1(x2, w, buf)
 
@@ -512,51 +642,89 @@ def _d_CreateTopicsResponse_v5(buf, pos):
     o = _new(CreateTopicsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_CreateTopicsResponse_CreatableTopicResult_v5(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateTopicsResponse_v5(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreateTopicsResponse_CreatableTopicResult_v5(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreateTopicsResponse_CreatableTopicResult_v5(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_CreateTopicsResponse_v7(buf, pos):
     o = _new(CreateTopicsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_CreateTopicsResponse_CreatableTopicResult_v7(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_CreateTopicsResponse_v7(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_CreateTopicsResponse_CreatableTopicResult_v7(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_CreateTopicsResponse_CreatableTopicResult_v7(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class CreateTopicsRequest_CreatableReplicaAssignment(_StructBase):
     'Kafka CreateTopicsRequest struct CreatableReplicaAssignment'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -99,7 +99,11 @@ def _d_DeleteAclsRequest_DeleteAclsFilter_v2(buf, pos):
     o.host_filter, pos = _rncs(buf, pos)
     o.operation, o.permission_type, = _S_bb.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteAclsRequest_DeleteAclsFilter_v2(o, w, buf):
@@ -109,13 +113,20 @@ def _e_DeleteAclsRequest_DeleteAclsFilter_v2(o, w, buf):
     _wncs(buf, o.principal_filter)
     _wncs(buf, o.host_filter)
     buf += _S_bb.pack(o.operation, o.permission_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteAclsRequest_v0(buf, pos):
     o = _new(DeleteAclsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Filters')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -128,15 +139,18 @@ def _d_DeleteAclsRequest_v0(buf, pos):
 def _e_DeleteAclsRequest_v0(o, w, buf):
     a1 = o.filters
     if a1 is None: raise _null('Filters')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteAclsRequest_DeleteAclsFilter_v0(x2, w, buf)
 
 def _d_DeleteAclsRequest_v1(buf, pos):
     o = _new(DeleteAclsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Filters')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -149,31 +163,50 @@ def _d_DeleteAclsRequest_v1(buf, pos):
 def _e_DeleteAclsRequest_v1(o, w, buf):
     a1 = o.filters
     if a1 is None: raise _null('Filters')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteAclsRequest_DeleteAclsFilter_v1(x2, w, buf)
 
 def _d_DeleteAclsRequest_v2(buf, pos):
     o = _new(DeleteAclsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Filters')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DeleteAclsRequest_DeleteAclsFilter_v2(buf, pos)
             a2.append(x3)
         o.filters = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteAclsRequest_v2(o, w, buf):
     a1 = o.filters
     if a1 is None: raise _null('Filters')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteAclsRequest_DeleteAclsFilter_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteAclsRequest_DeleteAclsFilter_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(buf, pos):
     o = _new(DeleteAclsResponse_DeleteAclsMatchingAcl)
@@ -249,7 +282,11 @@ def _d_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.operation, o.permission_type, = _S_bb.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(o, w, buf):
@@ -264,16 +301,23 @@ def _e_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_bb.pack(o.operation, o.permission_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteAclsResponse_DeleteAclsFilterResult_v0(buf, pos):
     o = _new(DeleteAclsResponse_DeleteAclsFilterResult)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.error_message, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('MatchingAcls')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -288,7 +332,7 @@ def _e_DeleteAclsResponse_DeleteAclsFilterResult_v0(o, w, buf):
     _wns(buf, o.error_message)
     a1 = o.matching_acls
     if a1 is None: raise _null('MatchingAcls')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteAclsResponse_DeleteAclsMatchingAcl_v0(x2, w, buf)
 
@@ -297,9 +341,12 @@ def _d_DeleteAclsResponse_DeleteAclsFilterResult_v1(buf, pos):
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.error_message, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('MatchingAcls')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -314,7 +361,7 @@ def _e_DeleteAclsResponse_DeleteAclsFilterResult_v1(o, w, buf):
     _wns(buf, o.error_message)
     a1 = o.matching_acls
     if a1 is None: raise _null('MatchingAcls')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteAclsResponse_DeleteAclsMatchingAcl_v1(x2, w, buf)
 
@@ -323,16 +370,27 @@ def _d_DeleteAclsResponse_DeleteAclsFilterResult_v2(buf, pos):
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.error_message, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('MatchingAcls')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(buf, pos)
             a2.append(x3)
         o.matching_acls = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteAclsResponse_DeleteAclsFilterResult_v2(o, w, buf):
@@ -340,18 +398,29 @@ def _e_DeleteAclsResponse_DeleteAclsFilterResult_v2(o, w, buf):
     _wncs(buf, o.error_message)
     a1 = o.matching_acls
     if a1 is None: raise _null('MatchingAcls')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteAclsResponse_DeleteAclsMatchingAcl_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteAclsResponse_v0(buf, pos):
     o = _new(DeleteAclsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('FilterResults')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -365,7 +434,7 @@ def _e_DeleteAclsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.filter_results
     if a1 is None: raise _null('FilterResults')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteAclsResponse_DeleteAclsFilterResult_v0(x2, w, buf)
 
@@ -373,9 +442,12 @@ def _d_DeleteAclsResponse_v1(buf, pos):
     o = _new(DeleteAclsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('FilterResults')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -389,7 +461,7 @@ def _e_DeleteAclsResponse_v1(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.filter_results
     if a1 is None: raise _null('FilterResults')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteAclsResponse_DeleteAclsFilterResult_v1(x2, w, buf)
 
@@ -397,26 +469,45 @@ def _d_DeleteAclsResponse_v2(buf, pos):
     o = _new(DeleteAclsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('FilterResults')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DeleteAclsResponse_DeleteAclsFilterResult_v2(buf, pos)
             a2.append(x3)
         o.filter_results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteAclsResponse_v2(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.filter_results
     if a1 is None: raise _null('FilterResults')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteAclsResponse_DeleteAclsFilterResult_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteAclsResponse_DeleteAclsFilterResult_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DeleteAclsRequest_DeleteAclsFilter(_StructBase):
     'Kafka DeleteAclsRequest struct DeleteAclsFilter'

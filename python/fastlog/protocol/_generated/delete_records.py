@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -57,19 +57,30 @@ def _d_DeleteRecordsRequest_DeleteRecordsPartition_v2(buf, pos):
     o = _new(DeleteRecordsRequest_DeleteRecordsPartition)
     o.partition_index, o.offset, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteRecordsRequest_DeleteRecordsPartition_v2(o, w, buf):
     buf += _S_iq.pack(o.partition_index, o.offset)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteRecordsRequest_DeleteRecordsTopic_v0(buf, pos):
     o = _new(DeleteRecordsRequest_DeleteRecordsTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -84,23 +95,34 @@ def _e_DeleteRecordsRequest_DeleteRecordsTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteRecordsRequest_DeleteRecordsPartition_v0(x2, w, buf)
 
 def _d_DeleteRecordsRequest_DeleteRecordsTopic_v2(buf, pos):
     o = _new(DeleteRecordsRequest_DeleteRecordsTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DeleteRecordsRequest_DeleteRecordsPartition_v2(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteRecordsRequest_DeleteRecordsTopic_v2(o, w, buf):
@@ -108,16 +130,27 @@ def _e_DeleteRecordsRequest_DeleteRecordsTopic_v2(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteRecordsRequest_DeleteRecordsPartition_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteRecordsRequest_DeleteRecordsPartition_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteRecordsRequest_v0(buf, pos):
     o = _new(DeleteRecordsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -132,16 +165,23 @@ def _d_DeleteRecordsRequest_v0(buf, pos):
 def _e_DeleteRecordsRequest_v0(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteRecordsRequest_DeleteRecordsTopic_v0(x2, w, buf)
     buf += _S_i.pack(o.timeout_ms)
 
 def _d_DeleteRecordsRequest_v2(buf, pos):
     o = _new(DeleteRecordsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -150,17 +190,29 @@ def _d_DeleteRecordsRequest_v2(buf, pos):
         o.topics = a2
     o.timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteRecordsRequest_v2(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteRecordsRequest_DeleteRecordsTopic_v2(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteRecordsRequest_DeleteRecordsTopic_v2(x3, w, buf)
     buf += _S_i.pack(o.timeout_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(buf, pos):
     o = _new(DeleteRecordsResponse_DeleteRecordsPartitionResult)
@@ -176,19 +228,30 @@ def _d_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(buf, pos):
     o = _new(DeleteRecordsResponse_DeleteRecordsPartitionResult)
     o.partition_index, o.low_watermark, o.error_code, = _S_iqh.unpack_from(buf, pos)
     pos += 14
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(o, w, buf):
     buf += _S_iqh.pack(o.partition_index, o.low_watermark, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(buf, pos):
     o = _new(DeleteRecordsResponse_DeleteRecordsTopicResult)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -203,23 +266,34 @@ def _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteRecordsResponse_DeleteRecordsPartitionResult_v0(x2, w, buf)
 
 def _d_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(buf, pos):
     o = _new(DeleteRecordsResponse_DeleteRecordsTopicResult)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(o, w, buf):
@@ -227,18 +301,29 @@ def _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteRecordsResponse_DeleteRecordsPartitionResult_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteRecordsResponse_v0(buf, pos):
     o = _new(DeleteRecordsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -252,7 +337,7 @@ def _e_DeleteRecordsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v0(x2, w, buf)
 
@@ -260,26 +345,45 @@ def _d_DeleteRecordsResponse_v2(buf, pos):
     o = _new(DeleteRecordsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteRecordsResponse_v2(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteRecordsResponse_DeleteRecordsTopicResult_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DeleteRecordsRequest_DeleteRecordsPartition(_StructBase):
     'Kafka DeleteRecordsRequest struct DeleteRecordsPartition'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -50,19 +50,30 @@ def _d_DeleteTopicsRequest_DeleteTopicState_v6(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteTopicsRequest_DeleteTopicState_v6(o, w, buf):
     _wncs(buf, o.name)
     buf += _S_U.pack(o.topic_id.bytes)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteTopicsRequest_v0(buf, pos):
     o = _new(DeleteTopicsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('TopicNames')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -80,16 +91,23 @@ def _e_DeleteTopicsRequest_v0(o, w, buf):
         raise _absent('DeleteTopicsRequest', 'topics')
     a1 = o.topic_names
     if a1 is None: raise _null('TopicNames')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _ws(buf, x2)
     buf += _S_i.pack(o.timeout_ms)
 
 def _d_DeleteTopicsRequest_v4(buf, pos):
     o = _new(DeleteTopicsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicNames')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -99,7 +117,11 @@ def _d_DeleteTopicsRequest_v4(buf, pos):
     o.timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.topics = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteTopicsRequest_v4(o, w, buf):
@@ -107,17 +129,32 @@ def _e_DeleteTopicsRequest_v4(o, w, buf):
         raise _absent('DeleteTopicsRequest', 'topics')
     a1 = o.topic_names
     if a1 is None: raise _null('TopicNames')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
     buf += _S_i.pack(o.timeout_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteTopicsRequest_v6(buf, pos):
     o = _new(DeleteTopicsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -127,17 +164,29 @@ def _d_DeleteTopicsRequest_v6(buf, pos):
     o.timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.topic_names = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteTopicsRequest_v6(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteTopicsRequest_DeleteTopicState_v6(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteTopicsRequest_DeleteTopicState_v6(x3, w, buf)
     buf += _S_i.pack(o.timeout_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteTopicsResponse_DeletableTopicResult_v0(buf, pos):
     o = _new(DeleteTopicsResponse_DeletableTopicResult)
@@ -161,14 +210,22 @@ def _d_DeleteTopicsResponse_DeletableTopicResult_v4(buf, pos):
     pos += 2
     o.topic_id = _ZERO_UUID
     o.error_message = None
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteTopicsResponse_DeletableTopicResult_v4(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
     buf += _S_h.pack(o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteTopicsResponse_DeletableTopicResult_v5(buf, pos):
     o = _new(DeleteTopicsResponse_DeletableTopicResult)
@@ -177,7 +234,11 @@ def _d_DeleteTopicsResponse_DeletableTopicResult_v5(buf, pos):
     pos += 2
     o.error_message, pos = _rncs(buf, pos)
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteTopicsResponse_DeletableTopicResult_v5(o, w, buf):
@@ -185,7 +246,11 @@ def _e_DeleteTopicsResponse_DeletableTopicResult_v5(o, w, buf):
     _wcs(buf, o.name)
     buf += _S_h.pack(o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteTopicsResponse_DeletableTopicResult_v6(buf, pos):
     o = _new(DeleteTopicsResponse_DeletableTopicResult)
@@ -194,20 +259,31 @@ def _d_DeleteTopicsResponse_DeletableTopicResult_v6(buf, pos):
     o.topic_id = _UUID(bytes=u1)
     pos += 18
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteTopicsResponse_DeletableTopicResult_v6(o, w, buf):
     _wncs(buf, o.name)
     buf += _S_Uh.pack(o.topic_id.bytes, o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteTopicsResponse_v0(buf, pos):
     o = _new(DeleteTopicsResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -221,7 +297,7 @@ def _d_DeleteTopicsResponse_v0(buf, pos):
 def _e_DeleteTopicsResponse_v0(o, w, buf):
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteTopicsResponse_DeletableTopicResult_v0(x2, w, buf)
 
@@ -229,9 +305,12 @@ def _d_DeleteTopicsResponse_v1(buf, pos):
     o = _new(DeleteTopicsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -245,7 +324,7 @@ def _e_DeleteTopicsResponse_v1(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DeleteTopicsResponse_DeletableTopicResult_v0(x2, w, buf)
 
@@ -253,76 +332,133 @@ def _d_DeleteTopicsResponse_v4(buf, pos):
     o = _new(DeleteTopicsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DeleteTopicsResponse_DeletableTopicResult_v4(buf, pos)
             a2.append(x3)
         o.responses = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteTopicsResponse_v4(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteTopicsResponse_DeletableTopicResult_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteTopicsResponse_DeletableTopicResult_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteTopicsResponse_v5(buf, pos):
     o = _new(DeleteTopicsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DeleteTopicsResponse_DeletableTopicResult_v5(buf, pos)
             a2.append(x3)
         o.responses = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteTopicsResponse_v5(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteTopicsResponse_DeletableTopicResult_v5(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteTopicsResponse_DeletableTopicResult_v5(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DeleteTopicsResponse_v6(buf, pos):
     o = _new(DeleteTopicsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DeleteTopicsResponse_DeletableTopicResult_v6(buf, pos)
             a2.append(x3)
         o.responses = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DeleteTopicsResponse_v6(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DeleteTopicsResponse_DeletableTopicResult_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DeleteTopicsResponse_DeletableTopicResult_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DeleteTopicsRequest_DeleteTopicState(_StructBase):
     'Kafka DeleteTopicsRequest struct DeleteTopicState'

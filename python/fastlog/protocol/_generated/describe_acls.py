@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -41,6 +41,7 @@ __all__ = ['DescribeAclsRequest', 'DescribeAclsResponse']
 
 _S_b = _S('>b')
 _S_bb = _S('>bb')
+_S_i = _S('>i')
 _S_ih = _S('>ih')
 
 def _d_DescribeAclsRequest_v0(buf, pos):
@@ -98,7 +99,11 @@ def _d_DescribeAclsRequest_v2(buf, pos):
     o.host_filter, pos = _rncs(buf, pos)
     o.operation, o.permission_type, = _S_bb.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeAclsRequest_v2(o, w, buf):
@@ -108,7 +113,11 @@ def _e_DescribeAclsRequest_v2(o, w, buf):
     _wncs(buf, o.principal_filter)
     _wncs(buf, o.host_filter)
     buf += _S_bb.pack(o.operation, o.permission_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeAclsResponse_AclDescription_v0(buf, pos):
     o = _new(DescribeAclsResponse_AclDescription)
@@ -132,7 +141,11 @@ def _d_DescribeAclsResponse_AclDescription_v2(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.operation, o.permission_type, = _S_bb.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeAclsResponse_AclDescription_v2(o, w, buf):
@@ -141,16 +154,23 @@ def _e_DescribeAclsResponse_AclDescription_v2(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_bb.pack(o.operation, o.permission_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeAclsResponse_DescribeAclsResource_v0(buf, pos):
     o = _new(DescribeAclsResponse_DescribeAclsResource)
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Acls')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -169,7 +189,7 @@ def _e_DescribeAclsResponse_DescribeAclsResource_v0(o, w, buf):
     _ws(buf, o.resource_name)
     a1 = o.acls
     if a1 is None: raise _null('Acls')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeAclsResponse_AclDescription_v0(x2, w, buf)
 
@@ -180,9 +200,12 @@ def _d_DescribeAclsResponse_DescribeAclsResource_v1(buf, pos):
     o.resource_name, pos = _rs(buf, pos)
     o.pattern_type, = _S_b.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Acls')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -199,7 +222,7 @@ def _e_DescribeAclsResponse_DescribeAclsResource_v1(o, w, buf):
     buf += _S_b.pack(o.pattern_type)
     a1 = o.acls
     if a1 is None: raise _null('Acls')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeAclsResponse_AclDescription_v0(x2, w, buf)
 
@@ -210,16 +233,27 @@ def _d_DescribeAclsResponse_DescribeAclsResource_v2(buf, pos):
     o.resource_name, pos = _rcs(buf, pos)
     o.pattern_type, = _S_b.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Acls')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeAclsResponse_AclDescription_v2(buf, pos)
             a2.append(x3)
         o.acls = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeAclsResponse_DescribeAclsResource_v2(o, w, buf):
@@ -229,19 +263,30 @@ def _e_DescribeAclsResponse_DescribeAclsResource_v2(o, w, buf):
     buf += _S_b.pack(o.pattern_type)
     a1 = o.acls
     if a1 is None: raise _null('Acls')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeAclsResponse_AclDescription_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeAclsResponse_AclDescription_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeAclsResponse_v0(buf, pos):
     o = _new(DescribeAclsResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -256,7 +301,7 @@ def _e_DescribeAclsResponse_v0(o, w, buf):
     _wns(buf, o.error_message)
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeAclsResponse_DescribeAclsResource_v0(x2, w, buf)
 
@@ -265,9 +310,12 @@ def _d_DescribeAclsResponse_v1(buf, pos):
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -282,7 +330,7 @@ def _e_DescribeAclsResponse_v1(o, w, buf):
     _wns(buf, o.error_message)
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeAclsResponse_DescribeAclsResource_v1(x2, w, buf)
 
@@ -291,16 +339,27 @@ def _d_DescribeAclsResponse_v2(buf, pos):
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeAclsResponse_DescribeAclsResource_v2(buf, pos)
             a2.append(x3)
         o.resources = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeAclsResponse_v2(o, w, buf):
@@ -308,10 +367,18 @@ def _e_DescribeAclsResponse_v2(o, w, buf):
     _wncs(buf, o.error_message)
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeAclsResponse_DescribeAclsResource_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeAclsResponse_DescribeAclsResource_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DescribeAclsRequest(_Message):
     'Kafka DescribeAclsRequest'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -42,6 +42,7 @@ __all__ = ['DescribeClientQuotasRequest', 'DescribeClientQuotasResponse']
 _S_Z = _S('>?')
 _S_b = _S('>b')
 _S_d = _S('>d')
+_S_i = _S('>i')
 _S_ih = _S('>ih')
 
 def _d_DescribeClientQuotasRequest_ComponentData_v0(buf, pos):
@@ -65,7 +66,11 @@ def _d_DescribeClientQuotasRequest_ComponentData_v1(buf, pos):
     o.match_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.match, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClientQuotasRequest_ComponentData_v1(o, w, buf):
@@ -73,13 +78,20 @@ def _e_DescribeClientQuotasRequest_ComponentData_v1(o, w, buf):
     _wcs(buf, o.entity_type)
     buf += _S_b.pack(o.match_type)
     _wncs(buf, o.match)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeClientQuotasRequest_v0(buf, pos):
     o = _new(DescribeClientQuotasRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Components')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -94,16 +106,23 @@ def _d_DescribeClientQuotasRequest_v0(buf, pos):
 def _e_DescribeClientQuotasRequest_v0(o, w, buf):
     a1 = o.components
     if a1 is None: raise _null('Components')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeClientQuotasRequest_ComponentData_v0(x2, w, buf)
     buf += _S_Z.pack(o.strict)
 
 def _d_DescribeClientQuotasRequest_v1(buf, pos):
     o = _new(DescribeClientQuotasRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Components')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -112,17 +131,29 @@ def _d_DescribeClientQuotasRequest_v1(buf, pos):
         o.components = a2
     o.strict, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClientQuotasRequest_v1(o, w, buf):
     a1 = o.components
     if a1 is None: raise _null('Components')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeClientQuotasRequest_ComponentData_v1(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeClientQuotasRequest_ComponentData_v1(x3, w, buf)
     buf += _S_Z.pack(o.strict)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeClientQuotasResponse_EntityData_v0(buf, pos):
     o = _new(DescribeClientQuotasResponse_EntityData)
@@ -140,14 +171,22 @@ def _d_DescribeClientQuotasResponse_EntityData_v1(buf, pos):
     o = _new(DescribeClientQuotasResponse_EntityData)
     o.entity_type, pos = _rcs(buf, pos)
     o.entity_name, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClientQuotasResponse_EntityData_v1(o, w, buf):
     if o.entity_type is None: raise _null('EntityType')
     _wcs(buf, o.entity_type)
     _wncs(buf, o.entity_name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeClientQuotasResponse_ValueData_v0(buf, pos):
     o = _new(DescribeClientQuotasResponse_ValueData)
@@ -167,29 +206,43 @@ def _d_DescribeClientQuotasResponse_ValueData_v1(buf, pos):
     o.key, pos = _rcs(buf, pos)
     o.value, = _S_d.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClientQuotasResponse_ValueData_v1(o, w, buf):
     if o.key is None: raise _null('Key')
     _wcs(buf, o.key)
     buf += _S_d.pack(o.value)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeClientQuotasResponse_EntryData_v0(buf, pos):
     o = _new(DescribeClientQuotasResponse_EntryData)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Entity')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeClientQuotasResponse_EntityData_v0(buf, pos)
             a2.append(x3)
         o.entity = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Values')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -202,59 +255,92 @@ def _d_DescribeClientQuotasResponse_EntryData_v0(buf, pos):
 def _e_DescribeClientQuotasResponse_EntryData_v0(o, w, buf):
     a1 = o.entity
     if a1 is None: raise _null('Entity')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeClientQuotasResponse_EntityData_v0(x2, w, buf)
     a3 = o.values
     if a3 is None: raise _null('Values')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_DescribeClientQuotasResponse_ValueData_v0(x4, w, buf)
 
 def _d_DescribeClientQuotasResponse_EntryData_v1(buf, pos):
     o = _new(DescribeClientQuotasResponse_EntryData)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Entity')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeClientQuotasResponse_EntityData_v1(buf, pos)
             a2.append(x3)
         o.entity = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('Values')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_DescribeClientQuotasResponse_ValueData_v1(buf, pos)
             a5.append(x6)
         o.values = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClientQuotasResponse_EntryData_v1(o, w, buf):
     a1 = o.entity
     if a1 is None: raise _null('Entity')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeClientQuotasResponse_EntityData_v1(x2, w, buf)
-    a3 = o.values
-    if a3 is None: raise _null('Values')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_DescribeClientQuotasResponse_ValueData_v1(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeClientQuotasResponse_EntityData_v1(x3, w, buf)
+    a4 = o.values
+    if a4 is None: raise _null('Values')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_DescribeClientQuotasResponse_ValueData_v1(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeClientQuotasResponse_v0(buf, pos):
     o = _new(DescribeClientQuotasResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.entries = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -271,7 +357,7 @@ def _e_DescribeClientQuotasResponse_v0(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_DescribeClientQuotasResponse_EntryData_v0(x2, w, buf)
 
@@ -280,16 +366,27 @@ def _d_DescribeClientQuotasResponse_v1(buf, pos):
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.entries = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeClientQuotasResponse_EntryData_v1(buf, pos)
             a2.append(x3)
         o.entries = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClientQuotasResponse_v1(o, w, buf):
@@ -299,10 +396,18 @@ def _e_DescribeClientQuotasResponse_v1(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_DescribeClientQuotasResponse_EntryData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_DescribeClientQuotasResponse_EntryData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DescribeClientQuotasRequest_ComponentData(_StructBase):
     'Kafka DescribeClientQuotasRequest struct ComponentData'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -50,25 +50,41 @@ def _d_DescribeClusterRequest_v0(buf, pos):
     o.include_cluster_authorized_operations, = _S_Z.unpack_from(buf, pos)
     pos += 1
     o.endpoint_type = 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClusterRequest_v0(o, w, buf):
     if o.endpoint_type != 1:
         raise _absent('DescribeClusterRequest', 'endpoint_type')
     buf += _S_Z.pack(o.include_cluster_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeClusterRequest_v1(buf, pos):
     o = _new(DescribeClusterRequest)
     o.include_cluster_authorized_operations, o.endpoint_type, = _S_Zb.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClusterRequest_v1(o, w, buf):
     buf += _S_Zb.pack(o.include_cluster_authorized_operations, o.endpoint_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeClusterResponse_DescribeClusterBroker_v0(buf, pos):
     o = _new(DescribeClusterResponse_DescribeClusterBroker)
@@ -78,7 +94,11 @@ def _d_DescribeClusterResponse_DescribeClusterBroker_v0(buf, pos):
     o.port, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.rack, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClusterResponse_DescribeClusterBroker_v0(o, w, buf):
@@ -87,7 +107,11 @@ def _e_DescribeClusterResponse_DescribeClusterBroker_v0(o, w, buf):
     _wcs(buf, o.host)
     buf += _S_i.pack(o.port)
     _wncs(buf, o.rack)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeClusterResponse_v0(buf, pos):
     o = _new(DescribeClusterResponse)
@@ -97,9 +121,16 @@ def _d_DescribeClusterResponse_v0(buf, pos):
     o.cluster_id, pos = _rcs(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -109,7 +140,11 @@ def _d_DescribeClusterResponse_v0(buf, pos):
     o.cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.endpoint_type = 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClusterResponse_v0(o, w, buf):
@@ -122,11 +157,19 @@ def _e_DescribeClusterResponse_v0(o, w, buf):
     buf += _S_i.pack(o.controller_id)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeClusterResponse_DescribeClusterBroker_v0(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeClusterResponse_DescribeClusterBroker_v0(x3, w, buf)
     buf += _S_i.pack(o.cluster_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeClusterResponse_v1(buf, pos):
     o = _new(DescribeClusterResponse)
@@ -138,9 +181,16 @@ def _d_DescribeClusterResponse_v1(buf, pos):
     o.cluster_id, pos = _rcs(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -149,7 +199,11 @@ def _d_DescribeClusterResponse_v1(buf, pos):
         o.brokers = a2
     o.cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeClusterResponse_v1(o, w, buf):
@@ -161,11 +215,19 @@ def _e_DescribeClusterResponse_v1(o, w, buf):
     buf += _S_i.pack(o.controller_id)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeClusterResponse_DescribeClusterBroker_v0(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeClusterResponse_DescribeClusterBroker_v0(x3, w, buf)
     buf += _S_i.pack(o.cluster_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DescribeClusterRequest(_Message):
     'Kafka DescribeClusterRequest'

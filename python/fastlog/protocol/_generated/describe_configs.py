@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -52,9 +52,12 @@ def _d_DescribeConfigsRequest_DescribeConfigsResource_v0(buf, pos):
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.configuration_keys = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -72,7 +75,7 @@ def _e_DescribeConfigsRequest_DescribeConfigsResource_v0(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _ws(buf, x2)
 
@@ -81,16 +84,27 @@ def _d_DescribeConfigsRequest_DescribeConfigsResource_v4(buf, pos):
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.configuration_keys = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _rcs(buf, pos)
             a2.append(x3)
         o.configuration_keys = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeConfigsRequest_DescribeConfigsResource_v4(o, w, buf):
@@ -101,16 +115,27 @@ def _e_DescribeConfigsRequest_DescribeConfigsResource_v4(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _wcs(buf, x2)
-    _wutags(buf, o.unknown_tagged_fields)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _wcs(buf, x3)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeConfigsRequest_v0(buf, pos):
     o = _new(DescribeConfigsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -129,15 +154,18 @@ def _e_DescribeConfigsRequest_v0(o, w, buf):
         raise _absent('DescribeConfigsRequest', 'include_documentation')
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsRequest_DescribeConfigsResource_v0(x2, w, buf)
 
 def _d_DescribeConfigsRequest_v1(buf, pos):
     o = _new(DescribeConfigsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -155,16 +183,19 @@ def _e_DescribeConfigsRequest_v1(o, w, buf):
         raise _absent('DescribeConfigsRequest', 'include_documentation')
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsRequest_DescribeConfigsResource_v0(x2, w, buf)
     buf += _S_Z.pack(o.include_synonyms)
 
 def _d_DescribeConfigsRequest_v3(buf, pos):
     o = _new(DescribeConfigsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -179,16 +210,23 @@ def _d_DescribeConfigsRequest_v3(buf, pos):
 def _e_DescribeConfigsRequest_v3(o, w, buf):
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsRequest_DescribeConfigsResource_v0(x2, w, buf)
     buf += _S_ZZ.pack(o.include_synonyms, o.include_documentation)
 
 def _d_DescribeConfigsRequest_v4(buf, pos):
     o = _new(DescribeConfigsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -197,17 +235,29 @@ def _d_DescribeConfigsRequest_v4(buf, pos):
         o.resources = a2
     o.include_synonyms, o.include_documentation, = _S_ZZ.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeConfigsRequest_v4(o, w, buf):
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeConfigsRequest_DescribeConfigsResource_v4(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeConfigsRequest_DescribeConfigsResource_v4(x3, w, buf)
     buf += _S_ZZ.pack(o.include_synonyms, o.include_documentation)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeConfigsResponse_DescribeConfigsSynonym_v1(buf, pos):
     o = _new(DescribeConfigsResponse_DescribeConfigsSynonym)
@@ -230,7 +280,11 @@ def _d_DescribeConfigsResponse_DescribeConfigsSynonym_v4(buf, pos):
     o.value, pos = _rncs(buf, pos)
     o.source, = _S_b.unpack_from(buf, pos)
     pos += 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeConfigsResponse_DescribeConfigsSynonym_v4(o, w, buf):
@@ -238,7 +292,11 @@ def _e_DescribeConfigsResponse_DescribeConfigsSynonym_v4(o, w, buf):
     _wcs(buf, o.name)
     _wncs(buf, o.value)
     buf += _S_b.pack(o.source)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(buf, pos):
     o = _new(DescribeConfigsResponse_DescribeConfigsResourceResult)
@@ -265,9 +323,12 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(buf, pos):
     o.value, pos = _rns(buf, pos)
     o.read_only, o.config_source, o.is_sensitive, = _S_ZbZ.unpack_from(buf, pos)
     pos += 3
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Synonyms')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -289,7 +350,7 @@ def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(o, w, buf):
     buf += _S_ZbZ.pack(o.read_only, o.config_source, o.is_sensitive)
     a1 = o.synonyms
     if a1 is None: raise _null('Synonyms')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsResponse_DescribeConfigsSynonym_v1(x2, w, buf)
 
@@ -299,9 +360,12 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(buf, pos):
     o.value, pos = _rns(buf, pos)
     o.read_only, o.config_source, o.is_sensitive, = _S_ZbZ.unpack_from(buf, pos)
     pos += 3
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Synonyms')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -324,7 +388,7 @@ def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(o, w, buf):
     buf += _S_ZbZ.pack(o.read_only, o.config_source, o.is_sensitive)
     a1 = o.synonyms
     if a1 is None: raise _null('Synonyms')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsResponse_DescribeConfigsSynonym_v1(x2, w, buf)
     buf += _S_b.pack(o.config_type)
@@ -336,9 +400,16 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(buf, pos):
     o.value, pos = _rncs(buf, pos)
     o.read_only, o.config_source, o.is_sensitive, = _S_ZbZ.unpack_from(buf, pos)
     pos += 3
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Synonyms')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -349,7 +420,11 @@ def _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(buf, pos):
     pos += 1
     o.documentation, pos = _rncs(buf, pos)
     o.is_default = False
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(o, w, buf):
@@ -361,12 +436,20 @@ def _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(o, w, buf):
     buf += _S_ZbZ.pack(o.read_only, o.config_source, o.is_sensitive)
     a1 = o.synonyms
     if a1 is None: raise _null('Synonyms')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeConfigsResponse_DescribeConfigsSynonym_v4(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeConfigsResponse_DescribeConfigsSynonym_v4(x3, w, buf)
     buf += _S_b.pack(o.config_type)
     _wncs(buf, o.documentation)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeConfigsResponse_DescribeConfigsResult_v0(buf, pos):
     o = _new(DescribeConfigsResponse_DescribeConfigsResult)
@@ -376,9 +459,12 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_v0(buf, pos):
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Configs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -396,7 +482,7 @@ def _e_DescribeConfigsResponse_DescribeConfigsResult_v0(o, w, buf):
     _ws(buf, o.resource_name)
     a1 = o.configs
     if a1 is None: raise _null('Configs')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v0(x2, w, buf)
 
@@ -408,9 +494,12 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_v1(buf, pos):
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Configs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -428,7 +517,7 @@ def _e_DescribeConfigsResponse_DescribeConfigsResult_v1(o, w, buf):
     _ws(buf, o.resource_name)
     a1 = o.configs
     if a1 is None: raise _null('Configs')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v1(x2, w, buf)
 
@@ -440,9 +529,12 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_v3(buf, pos):
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Configs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -460,7 +552,7 @@ def _e_DescribeConfigsResponse_DescribeConfigsResult_v3(o, w, buf):
     _ws(buf, o.resource_name)
     a1 = o.configs
     if a1 is None: raise _null('Configs')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v3(x2, w, buf)
 
@@ -472,16 +564,27 @@ def _d_DescribeConfigsResponse_DescribeConfigsResult_v4(buf, pos):
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Configs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(buf, pos)
             a2.append(x3)
         o.configs = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeConfigsResponse_DescribeConfigsResult_v4(o, w, buf):
@@ -492,18 +595,29 @@ def _e_DescribeConfigsResponse_DescribeConfigsResult_v4(o, w, buf):
     _wcs(buf, o.resource_name)
     a1 = o.configs
     if a1 is None: raise _null('Configs')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeConfigsResponse_DescribeConfigsResourceResult_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeConfigsResponse_v0(buf, pos):
     o = _new(DescribeConfigsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -517,7 +631,7 @@ def _e_DescribeConfigsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsResponse_DescribeConfigsResult_v0(x2, w, buf)
 
@@ -525,9 +639,12 @@ def _d_DescribeConfigsResponse_v1(buf, pos):
     o = _new(DescribeConfigsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -541,7 +658,7 @@ def _e_DescribeConfigsResponse_v1(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsResponse_DescribeConfigsResult_v1(x2, w, buf)
 
@@ -549,9 +666,12 @@ def _d_DescribeConfigsResponse_v3(buf, pos):
     o = _new(DescribeConfigsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -565,7 +685,7 @@ def _e_DescribeConfigsResponse_v3(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeConfigsResponse_DescribeConfigsResult_v3(x2, w, buf)
 
@@ -573,26 +693,45 @@ def _d_DescribeConfigsResponse_v4(buf, pos):
     o = _new(DescribeConfigsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeConfigsResponse_DescribeConfigsResult_v4(buf, pos)
             a2.append(x3)
         o.results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeConfigsResponse_v4(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeConfigsResponse_DescribeConfigsResult_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeConfigsResponse_DescribeConfigsResult_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DescribeConfigsRequest_DescribeConfigsResource(_StructBase):
     'Kafka DescribeConfigsRequest struct DescribeConfigsResource'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -60,7 +60,11 @@ def _d_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(buf, pos):
     o = _new(DescribeDelegationTokenRequest_DescribeDelegationTokenOwner)
     o.principal_type, pos = _rcs(buf, pos)
     o.principal_name, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(o, w, buf):
@@ -68,13 +72,20 @@ def _e_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(o, w, buf)
     _wcs(buf, o.principal_type)
     if o.principal_name is None: raise _null('PrincipalName')
     _wcs(buf, o.principal_name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeDelegationTokenRequest_v0(buf, pos):
     o = _new(DescribeDelegationTokenRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.owners = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -89,22 +100,33 @@ def _e_DescribeDelegationTokenRequest_v0(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v0(x2, w, buf)
 
 def _d_DescribeDelegationTokenRequest_v2(buf, pos):
     o = _new(DescribeDelegationTokenRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.owners = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(buf, pos)
             a2.append(x3)
         o.owners = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeDelegationTokenRequest_v2(o, w, buf):
@@ -112,10 +134,18 @@ def _e_DescribeDelegationTokenRequest_v2(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_DescribeDelegationTokenRequest_DescribeDelegationTokenOwner_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(buf, pos):
     o = _new(DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer)
@@ -134,7 +164,11 @@ def _d_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(buf, p
     o = _new(DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer)
     o.principal_type, pos = _rcs(buf, pos)
     o.principal_name, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(o, w, buf):
@@ -142,7 +176,11 @@ def _e_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(o, w, 
     _wcs(buf, o.principal_type)
     if o.principal_name is None: raise _null('PrincipalName')
     _wcs(buf, o.principal_name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(buf, pos):
     o = _new(DescribeDelegationTokenResponse_DescribedDelegationToken)
@@ -152,9 +190,12 @@ def _d_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(buf, pos):
     pos += 24
     o.token_id, pos = _rs(buf, pos)
     o.hmac, pos = _rb(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Renewers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -182,7 +223,7 @@ def _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(o, w, buf):
     _wb(buf, o.hmac)
     a1 = o.renewers
     if a1 is None: raise _null('Renewers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v0(x2, w, buf)
 
@@ -194,9 +235,16 @@ def _d_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(buf, pos):
     pos += 24
     o.token_id, pos = _rcs(buf, pos)
     o.hmac, pos = _rcb(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Renewers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -205,7 +253,11 @@ def _d_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(buf, pos):
         o.renewers = a2
     o.token_requester_principal_type = ''
     o.token_requester_principal_name = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(o, w, buf):
@@ -224,10 +276,18 @@ def _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(o, w, buf):
     _wcb(buf, o.hmac)
     a1 = o.renewers
     if a1 is None: raise _null('Renewers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(buf, pos):
     o = _new(DescribeDelegationTokenResponse_DescribedDelegationToken)
@@ -239,16 +299,27 @@ def _d_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(buf, pos):
     pos += 24
     o.token_id, pos = _rcs(buf, pos)
     o.hmac, pos = _rcb(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Renewers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(buf, pos)
             a2.append(x3)
         o.renewers = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(o, w, buf):
@@ -267,18 +338,29 @@ def _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(o, w, buf):
     _wcb(buf, o.hmac)
     a1 = o.renewers
     if a1 is None: raise _null('Renewers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeDelegationTokenResponse_DescribedDelegationTokenRenewer_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeDelegationTokenResponse_v0(buf, pos):
     o = _new(DescribeDelegationTokenResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Tokens')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -294,7 +376,7 @@ def _e_DescribeDelegationTokenResponse_v0(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.tokens
     if a1 is None: raise _null('Tokens')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(x2, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
@@ -303,9 +385,16 @@ def _d_DescribeDelegationTokenResponse_v2(buf, pos):
     o = _new(DescribeDelegationTokenResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Tokens')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -314,26 +403,45 @@ def _d_DescribeDelegationTokenResponse_v2(buf, pos):
         o.tokens = a2
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeDelegationTokenResponse_v2(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.tokens
     if a1 is None: raise _null('Tokens')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(x3, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeDelegationTokenResponse_v3(buf, pos):
     o = _new(DescribeDelegationTokenResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Tokens')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -342,18 +450,30 @@ def _d_DescribeDelegationTokenResponse_v3(buf, pos):
         o.tokens = a2
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeDelegationTokenResponse_v3(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.tokens
     if a1 is None: raise _null('Tokens')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(x3, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DescribeDelegationTokenRequest_DescribeDelegationTokenOwner(_StructBase):
     'Kafka DescribeDelegationTokenRequest struct DescribeDelegationTokenOwner'

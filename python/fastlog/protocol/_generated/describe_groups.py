@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -45,9 +45,12 @@ _S_i = _S('>i')
 
 def _d_DescribeGroupsRequest_v0(buf, pos):
     o = _new(DescribeGroupsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -63,15 +66,18 @@ def _e_DescribeGroupsRequest_v0(o, w, buf):
         raise _absent('DescribeGroupsRequest', 'include_authorized_operations')
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _ws(buf, x2)
 
 def _d_DescribeGroupsRequest_v3(buf, pos):
     o = _new(DescribeGroupsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -86,16 +92,23 @@ def _d_DescribeGroupsRequest_v3(buf, pos):
 def _e_DescribeGroupsRequest_v3(o, w, buf):
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _ws(buf, x2)
     buf += _S_Z.pack(o.include_authorized_operations)
 
 def _d_DescribeGroupsRequest_v5(buf, pos):
     o = _new(DescribeGroupsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -104,17 +117,29 @@ def _d_DescribeGroupsRequest_v5(buf, pos):
         o.groups = a2
     o.include_authorized_operations, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeGroupsRequest_v5(o, w, buf):
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
     buf += _S_Z.pack(o.include_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeGroupsResponse_DescribedGroupMember_v0(buf, pos):
     o = _new(DescribeGroupsResponse_DescribedGroupMember)
@@ -171,7 +196,11 @@ def _d_DescribeGroupsResponse_DescribedGroupMember_v5(buf, pos):
     o.client_host, pos = _rcs(buf, pos)
     o.member_metadata, pos = _rcb(buf, pos)
     o.member_assignment, pos = _rcb(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeGroupsResponse_DescribedGroupMember_v5(o, w, buf):
@@ -186,7 +215,11 @@ def _e_DescribeGroupsResponse_DescribedGroupMember_v5(o, w, buf):
     _wcb(buf, o.member_metadata)
     if o.member_assignment is None: raise _null('MemberAssignment')
     _wcb(buf, o.member_assignment)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeGroupsResponse_DescribedGroup_v0(buf, pos):
     o = _new(DescribeGroupsResponse_DescribedGroup)
@@ -196,9 +229,12 @@ def _d_DescribeGroupsResponse_DescribedGroup_v0(buf, pos):
     o.group_state, pos = _rs(buf, pos)
     o.protocol_type, pos = _rs(buf, pos)
     o.protocol_data, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -223,7 +259,7 @@ def _e_DescribeGroupsResponse_DescribedGroup_v0(o, w, buf):
     _ws(buf, o.protocol_data)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeGroupsResponse_DescribedGroupMember_v0(x2, w, buf)
 
@@ -235,9 +271,12 @@ def _d_DescribeGroupsResponse_DescribedGroup_v3(buf, pos):
     o.group_state, pos = _rs(buf, pos)
     o.protocol_type, pos = _rs(buf, pos)
     o.protocol_data, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -261,7 +300,7 @@ def _e_DescribeGroupsResponse_DescribedGroup_v3(o, w, buf):
     _ws(buf, o.protocol_data)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeGroupsResponse_DescribedGroupMember_v0(x2, w, buf)
     buf += _S_i.pack(o.authorized_operations)
@@ -274,9 +313,12 @@ def _d_DescribeGroupsResponse_DescribedGroup_v4(buf, pos):
     o.group_state, pos = _rs(buf, pos)
     o.protocol_type, pos = _rs(buf, pos)
     o.protocol_data, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -300,7 +342,7 @@ def _e_DescribeGroupsResponse_DescribedGroup_v4(o, w, buf):
     _ws(buf, o.protocol_data)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeGroupsResponse_DescribedGroupMember_v4(x2, w, buf)
     buf += _S_i.pack(o.authorized_operations)
@@ -313,9 +355,16 @@ def _d_DescribeGroupsResponse_DescribedGroup_v5(buf, pos):
     o.group_state, pos = _rcs(buf, pos)
     o.protocol_type, pos = _rcs(buf, pos)
     o.protocol_data, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -324,7 +373,11 @@ def _d_DescribeGroupsResponse_DescribedGroup_v5(buf, pos):
         o.members = a2
     o.authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeGroupsResponse_DescribedGroup_v5(o, w, buf):
@@ -339,17 +392,28 @@ def _e_DescribeGroupsResponse_DescribedGroup_v5(o, w, buf):
     _wcs(buf, o.protocol_data)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeGroupsResponse_DescribedGroupMember_v5(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeGroupsResponse_DescribedGroupMember_v5(x3, w, buf)
     buf += _S_i.pack(o.authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeGroupsResponse_v0(buf, pos):
     o = _new(DescribeGroupsResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -363,7 +427,7 @@ def _d_DescribeGroupsResponse_v0(buf, pos):
 def _e_DescribeGroupsResponse_v0(o, w, buf):
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeGroupsResponse_DescribedGroup_v0(x2, w, buf)
 
@@ -371,9 +435,12 @@ def _d_DescribeGroupsResponse_v1(buf, pos):
     o = _new(DescribeGroupsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -387,7 +454,7 @@ def _e_DescribeGroupsResponse_v1(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeGroupsResponse_DescribedGroup_v0(x2, w, buf)
 
@@ -395,9 +462,12 @@ def _d_DescribeGroupsResponse_v3(buf, pos):
     o = _new(DescribeGroupsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -411,7 +481,7 @@ def _e_DescribeGroupsResponse_v3(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeGroupsResponse_DescribedGroup_v3(x2, w, buf)
 
@@ -419,9 +489,12 @@ def _d_DescribeGroupsResponse_v4(buf, pos):
     o = _new(DescribeGroupsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -435,7 +508,7 @@ def _e_DescribeGroupsResponse_v4(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_DescribeGroupsResponse_DescribedGroup_v4(x2, w, buf)
 
@@ -443,26 +516,45 @@ def _d_DescribeGroupsResponse_v5(buf, pos):
     o = _new(DescribeGroupsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_DescribeGroupsResponse_DescribedGroup_v5(buf, pos)
             a2.append(x3)
         o.groups = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeGroupsResponse_v5(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeGroupsResponse_DescribedGroup_v5(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeGroupsResponse_DescribedGroup_v5(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DescribeGroupsRequest(_Message):
     'Kafka DescribeGroupsRequest'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -47,33 +47,56 @@ _S_i = _S('>i')
 def _d_DescribeTopicPartitionsRequest_TopicRequest_v0(buf, pos):
     o = _new(DescribeTopicPartitionsRequest_TopicRequest)
     o.name, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeTopicPartitionsRequest_TopicRequest_v0(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeTopicPartitionsRequest_Cursor_v0(buf, pos):
     o = _new(DescribeTopicPartitionsRequest_Cursor)
     o.topic_name, pos = _rcs(buf, pos)
     o.partition_index, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeTopicPartitionsRequest_Cursor_v0(o, w, buf):
     if o.topic_name is None: raise _null('TopicName')
     _wcs(buf, o.topic_name)
     buf += _S_i.pack(o.partition_index)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeTopicPartitionsRequest_v0(buf, pos):
     o = _new(DescribeTopicPartitionsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -88,82 +111,157 @@ def _d_DescribeTopicPartitionsRequest_v0(buf, pos):
         o.cursor = None
     else:
         o.cursor, pos = _d_DescribeTopicPartitionsRequest_Cursor_v0(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeTopicPartitionsRequest_v0(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeTopicPartitionsRequest_TopicRequest_v0(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeTopicPartitionsRequest_TopicRequest_v0(x3, w, buf)
     buf += _S_i.pack(o.response_partition_limit)
     if o.cursor is None:
         buf.append(255)
     else:
         buf.append(1)
         _e_DescribeTopicPartitionsRequest_Cursor_v0(o.cursor, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(buf, pos):
     o = _new(DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition)
     o.error_code, o.partition_index, o.leader_id, o.leader_epoch, = _S_hiii.unpack_from(buf, pos)
     pos += 14
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('ReplicaNodes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('IsrNodes')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.isr_nodes, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rccnt(buf, pos)
-    if n3 is None:
+    n3 = buf[pos]
+    if n3 < 128:
+        pos += 1
+    else:
+        n3, pos = _ruv(buf, pos)
+    n3 -= 1
+    if n3 < 0:
         o.eligible_leader_replicas = None
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.eligible_leader_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         o.last_known_elr = None
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         o.last_known_elr, pos = _rfa(buf, pos, n4, 'i', 4)
-    n5, pos = _rccnt(buf, pos)
-    if n5 is None:
+    n5 = buf[pos]
+    if n5 < 128:
+        pos += 1
+    else:
+        n5, pos = _ruv(buf, pos)
+    n5 -= 1
+    if n5 < 0:
         raise _null('OfflineReplicas')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
     else:
         o.offline_replicas, pos = _rfa(buf, pos, n5, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(o, w, buf):
     buf += _S_hiii.pack(o.error_code, o.partition_index, o.leader_id, o.leader_epoch)
     a1 = o.replica_nodes
     if a1 is None: raise _null('ReplicaNodes')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    a3 = o.isr_nodes
-    if a3 is None: raise _null('IsrNodes')
-    _wccnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
-    a5 = o.eligible_leader_replicas
-    if a5 is None:
-        buf.append(0)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
     else:
-        _wccnt(buf, len(a5))
-        buf += _S('>%di' % len(a5)).pack(*a5)
-    a7 = o.last_known_elr
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    a4 = o.isr_nodes
+    if a4 is None: raise _null('IsrNodes')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    _wfa(buf, 'i', a4)
+    a7 = o.eligible_leader_replicas
     if a7 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a7))
-        buf += _S('>%di' % len(a7)).pack(*a7)
-    a9 = o.offline_replicas
-    if a9 is None: raise _null('OfflineReplicas')
-    _wccnt(buf, len(a9))
-    buf += _S('>%di' % len(a9)).pack(*a9)
-    _wutags(buf, o.unknown_tagged_fields)
+        c8 = len(a7) + 1
+        if c8 < 128:
+            buf.append(c8)
+        else:
+            _wuv(buf, c8)
+        _wfa(buf, 'i', a7)
+    a10 = o.last_known_elr
+    if a10 is None:
+        buf.append(0)
+    else:
+        c11 = len(a10) + 1
+        if c11 < 128:
+            buf.append(c11)
+        else:
+            _wuv(buf, c11)
+        _wfa(buf, 'i', a10)
+    a13 = o.offline_replicas
+    if a13 is None: raise _null('OfflineReplicas')
+    c14 = len(a13) + 1
+    if c14 < 128:
+        buf.append(c14)
+    else:
+        _wuv(buf, c14)
+    _wfa(buf, 'i', a13)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(buf, pos):
     o = _new(DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic)
@@ -173,9 +271,16 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(b
     u1, o.is_internal, = _S_UZ.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 17
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -184,7 +289,11 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(b
         o.partitions = a3
     o.topic_authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(o, w, buf):
@@ -193,33 +302,56 @@ def _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(o
     buf += _S_UZ.pack(o.topic_id.bytes, o.is_internal)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_v0(x3, w, buf)
     buf += _S_i.pack(o.topic_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeTopicPartitionsResponse_Cursor_v0(buf, pos):
     o = _new(DescribeTopicPartitionsResponse_Cursor)
     o.topic_name, pos = _rcs(buf, pos)
     o.partition_index, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeTopicPartitionsResponse_Cursor_v0(o, w, buf):
     if o.topic_name is None: raise _null('TopicName')
     _wcs(buf, o.topic_name)
     buf += _S_i.pack(o.partition_index)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_DescribeTopicPartitionsResponse_v0(buf, pos):
     o = _new(DescribeTopicPartitionsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -232,22 +364,34 @@ def _d_DescribeTopicPartitionsResponse_v0(buf, pos):
         o.next_cursor = None
     else:
         o.next_cursor, pos = _d_DescribeTopicPartitionsResponse_Cursor_v0(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_DescribeTopicPartitionsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(x3, w, buf)
     if o.next_cursor is None:
         buf.append(255)
     else:
         buf.append(1)
         _e_DescribeTopicPartitionsResponse_Cursor_v0(o.next_cursor, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class DescribeTopicPartitionsRequest_TopicRequest(_StructBase):
     'Kafka DescribeTopicPartitionsRequest struct TopicRequest'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -46,9 +46,12 @@ _S_ih = _S('>ih')
 def _d_ElectLeadersRequest_TopicPartitions_v0(buf, pos):
     o = _new(ElectLeadersRequest_TopicPartitions)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -59,18 +62,29 @@ def _e_ElectLeadersRequest_TopicPartitions_v0(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_ElectLeadersRequest_TopicPartitions_v2(buf, pos):
     o = _new(ElectLeadersRequest_TopicPartitions)
     o.topic, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ElectLeadersRequest_TopicPartitions_v2(o, w, buf):
@@ -78,15 +92,26 @@ def _e_ElectLeadersRequest_TopicPartitions_v2(o, w, buf):
     _wcs(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ElectLeadersRequest_v0(buf, pos):
     o = _new(ElectLeadersRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.topic_partitions = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -106,7 +131,7 @@ def _e_ElectLeadersRequest_v0(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_ElectLeadersRequest_TopicPartitions_v0(x2, w, buf)
     buf += _S_i.pack(o.timeout_ms)
@@ -115,9 +140,12 @@ def _d_ElectLeadersRequest_v1(buf, pos):
     o = _new(ElectLeadersRequest)
     o.election_type, = _S_b.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.topic_partitions = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -135,7 +163,7 @@ def _e_ElectLeadersRequest_v1(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_ElectLeadersRequest_TopicPartitions_v0(x2, w, buf)
     buf += _S_i.pack(o.timeout_ms)
@@ -144,9 +172,16 @@ def _d_ElectLeadersRequest_v2(buf, pos):
     o = _new(ElectLeadersRequest)
     o.election_type, = _S_b.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.topic_partitions = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -155,7 +190,11 @@ def _d_ElectLeadersRequest_v2(buf, pos):
         o.topic_partitions = a2
     o.timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ElectLeadersRequest_v2(o, w, buf):
@@ -164,11 +203,19 @@ def _e_ElectLeadersRequest_v2(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_ElectLeadersRequest_TopicPartitions_v2(x2, w, buf)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_ElectLeadersRequest_TopicPartitions_v2(x3, w, buf)
     buf += _S_i.pack(o.timeout_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ElectLeadersResponse_PartitionResult_v0(buf, pos):
     o = _new(ElectLeadersResponse_PartitionResult)
@@ -187,20 +234,31 @@ def _d_ElectLeadersResponse_PartitionResult_v2(buf, pos):
     o.partition_id, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ElectLeadersResponse_PartitionResult_v2(o, w, buf):
     buf += _S_ih.pack(o.partition_id, o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ElectLeadersResponse_ReplicaElectionResult_v0(buf, pos):
     o = _new(ElectLeadersResponse_ReplicaElectionResult)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionResult')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -215,23 +273,34 @@ def _e_ElectLeadersResponse_ReplicaElectionResult_v0(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partition_result
     if a1 is None: raise _null('PartitionResult')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ElectLeadersResponse_PartitionResult_v0(x2, w, buf)
 
 def _d_ElectLeadersResponse_ReplicaElectionResult_v2(buf, pos):
     o = _new(ElectLeadersResponse_ReplicaElectionResult)
     o.topic, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionResult')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ElectLeadersResponse_PartitionResult_v2(buf, pos)
             a2.append(x3)
         o.partition_result = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ElectLeadersResponse_ReplicaElectionResult_v2(o, w, buf):
@@ -239,18 +308,29 @@ def _e_ElectLeadersResponse_ReplicaElectionResult_v2(o, w, buf):
     _wcs(buf, o.topic)
     a1 = o.partition_result
     if a1 is None: raise _null('PartitionResult')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ElectLeadersResponse_PartitionResult_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ElectLeadersResponse_PartitionResult_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ElectLeadersResponse_v0(buf, pos):
     o = _new(ElectLeadersResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('ReplicaElectionResults')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -267,7 +347,7 @@ def _e_ElectLeadersResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.replica_election_results
     if a1 is None: raise _null('ReplicaElectionResults')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ElectLeadersResponse_ReplicaElectionResult_v0(x2, w, buf)
 
@@ -275,9 +355,12 @@ def _d_ElectLeadersResponse_v1(buf, pos):
     o = _new(ElectLeadersResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('ReplicaElectionResults')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -291,7 +374,7 @@ def _e_ElectLeadersResponse_v1(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.replica_election_results
     if a1 is None: raise _null('ReplicaElectionResults')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ElectLeadersResponse_ReplicaElectionResult_v0(x2, w, buf)
 
@@ -299,26 +382,45 @@ def _d_ElectLeadersResponse_v2(buf, pos):
     o = _new(ElectLeadersResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('ReplicaElectionResults')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ElectLeadersResponse_ReplicaElectionResult_v2(buf, pos)
             a2.append(x3)
         o.replica_election_results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ElectLeadersResponse_v2(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.replica_election_results
     if a1 is None: raise _null('ReplicaElectionResults')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ElectLeadersResponse_ReplicaElectionResult_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ElectLeadersResponse_ReplicaElectionResult_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ElectLeadersRequest_TopicPartitions(_StructBase):
     'Kafka ElectLeadersRequest struct TopicPartitions'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -51,20 +51,31 @@ def _d_EndQuorumEpochRequest_ReplicaInfo_v1(buf, pos):
     o.candidate_id, u1, = _S_iU.unpack_from(buf, pos)
     o.candidate_directory_id = _UUID(bytes=u1)
     pos += 20
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndQuorumEpochRequest_ReplicaInfo_v1(o, w, buf):
     buf += _S_iU.pack(o.candidate_id, o.candidate_directory_id.bytes)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndQuorumEpochRequest_PartitionData_v0(buf, pos):
     o = _new(EndQuorumEpochRequest_PartitionData)
     o.partition_index, o.leader_id, o.leader_epoch, = _S_iii.unpack_from(buf, pos)
     pos += 12
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PreferredSuccessors')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.preferred_successors, pos = _rfa(buf, pos, n1, 'i', 4)
     o.preferred_candidates = []
@@ -75,16 +86,23 @@ def _e_EndQuorumEpochRequest_PartitionData_v0(o, w, buf):
     buf += _S_iii.pack(o.partition_index, o.leader_id, o.leader_epoch)
     a1 = o.preferred_successors
     if a1 is None: raise _null('PreferredSuccessors')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_EndQuorumEpochRequest_PartitionData_v1(buf, pos):
     o = _new(EndQuorumEpochRequest_PartitionData)
     o.partition_index, o.leader_id, o.leader_epoch, = _S_iii.unpack_from(buf, pos)
     pos += 12
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PreferredCandidates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -92,24 +110,39 @@ def _d_EndQuorumEpochRequest_PartitionData_v1(buf, pos):
             a2.append(x3)
         o.preferred_candidates = a2
     o.preferred_successors = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndQuorumEpochRequest_PartitionData_v1(o, w, buf):
     buf += _S_iii.pack(o.partition_index, o.leader_id, o.leader_epoch)
     a1 = o.preferred_candidates
     if a1 is None: raise _null('PreferredCandidates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_EndQuorumEpochRequest_ReplicaInfo_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_EndQuorumEpochRequest_ReplicaInfo_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndQuorumEpochRequest_TopicData_v0(buf, pos):
     o = _new(EndQuorumEpochRequest_TopicData)
     o.topic_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -124,23 +157,34 @@ def _e_EndQuorumEpochRequest_TopicData_v0(o, w, buf):
     _ws(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_EndQuorumEpochRequest_PartitionData_v0(x2, w, buf)
 
 def _d_EndQuorumEpochRequest_TopicData_v1(buf, pos):
     o = _new(EndQuorumEpochRequest_TopicData)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_EndQuorumEpochRequest_PartitionData_v1(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndQuorumEpochRequest_TopicData_v1(o, w, buf):
@@ -148,10 +192,18 @@ def _e_EndQuorumEpochRequest_TopicData_v1(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_EndQuorumEpochRequest_PartitionData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_EndQuorumEpochRequest_PartitionData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndQuorumEpochRequest_LeaderEndpoint_v1(buf, pos):
     o = _new(EndQuorumEpochRequest_LeaderEndpoint)
@@ -159,7 +211,11 @@ def _d_EndQuorumEpochRequest_LeaderEndpoint_v1(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.port, = _S_H.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndQuorumEpochRequest_LeaderEndpoint_v1(o, w, buf):
@@ -168,14 +224,21 @@ def _e_EndQuorumEpochRequest_LeaderEndpoint_v1(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_H.pack(o.port)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndQuorumEpochRequest_v0(buf, pos):
     o = _new(EndQuorumEpochRequest)
     o.cluster_id, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -190,47 +253,77 @@ def _e_EndQuorumEpochRequest_v0(o, w, buf):
     _wns(buf, o.cluster_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_EndQuorumEpochRequest_TopicData_v0(x2, w, buf)
 
 def _d_EndQuorumEpochRequest_v1(buf, pos):
     o = _new(EndQuorumEpochRequest)
     o.cluster_id, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_EndQuorumEpochRequest_TopicData_v1(buf, pos)
             a2.append(x3)
         o.topics = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('LeaderEndpoints')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_EndQuorumEpochRequest_LeaderEndpoint_v1(buf, pos)
             a5.append(x6)
         o.leader_endpoints = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndQuorumEpochRequest_v1(o, w, buf):
     _wncs(buf, o.cluster_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_EndQuorumEpochRequest_TopicData_v1(x2, w, buf)
-    a3 = o.leader_endpoints
-    if a3 is None: raise _null('LeaderEndpoints')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_EndQuorumEpochRequest_LeaderEndpoint_v1(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_EndQuorumEpochRequest_TopicData_v1(x3, w, buf)
+    a4 = o.leader_endpoints
+    if a4 is None: raise _null('LeaderEndpoints')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_EndQuorumEpochRequest_LeaderEndpoint_v1(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndQuorumEpochResponse_PartitionData_v0(buf, pos):
     o = _new(EndQuorumEpochResponse_PartitionData)
@@ -246,19 +339,30 @@ def _d_EndQuorumEpochResponse_PartitionData_v1(buf, pos):
     o = _new(EndQuorumEpochResponse_PartitionData)
     o.partition_index, o.error_code, o.leader_id, o.leader_epoch, = _S_ihii.unpack_from(buf, pos)
     pos += 14
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndQuorumEpochResponse_PartitionData_v1(o, w, buf):
     buf += _S_ihii.pack(o.partition_index, o.error_code, o.leader_id, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndQuorumEpochResponse_TopicData_v0(buf, pos):
     o = _new(EndQuorumEpochResponse_TopicData)
     o.topic_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -273,23 +377,34 @@ def _e_EndQuorumEpochResponse_TopicData_v0(o, w, buf):
     _ws(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_EndQuorumEpochResponse_PartitionData_v0(x2, w, buf)
 
 def _d_EndQuorumEpochResponse_TopicData_v1(buf, pos):
     o = _new(EndQuorumEpochResponse_TopicData)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_EndQuorumEpochResponse_PartitionData_v1(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndQuorumEpochResponse_TopicData_v1(o, w, buf):
@@ -297,10 +412,18 @@ def _e_EndQuorumEpochResponse_TopicData_v1(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_EndQuorumEpochResponse_PartitionData_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_EndQuorumEpochResponse_PartitionData_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndQuorumEpochResponse_NodeEndpoint_v1(buf, pos):
     o = _new(EndQuorumEpochResponse_NodeEndpoint)
@@ -309,7 +432,11 @@ def _d_EndQuorumEpochResponse_NodeEndpoint_v1(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.port, = _S_H.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndQuorumEpochResponse_NodeEndpoint_v1(o, w, buf):
@@ -317,15 +444,22 @@ def _e_EndQuorumEpochResponse_NodeEndpoint_v1(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_H.pack(o.port)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndQuorumEpochResponse_v0(buf, pos):
     o = _new(EndQuorumEpochResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -342,7 +476,7 @@ def _e_EndQuorumEpochResponse_v0(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_EndQuorumEpochResponse_TopicData_v0(x2, w, buf)
 
@@ -350,9 +484,16 @@ def _d_EndQuorumEpochResponse_v1(buf, pos):
     o = _new(EndQuorumEpochResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -366,9 +507,16 @@ def _d_EndQuorumEpochResponse_v1(buf, pos):
         tag, end, pos = _rtag(buf, pos)
         if tag == 0:
             tb = buf[:end]
-            n4, pos = _rccnt(tb, pos)
-            if n4 is None:
+            n4 = tb[pos]
+            if n4 < 128:
+                pos += 1
+            else:
+                n4, pos = _ruv(tb, pos)
+            n4 -= 1
+            if n4 < 0:
                 raise _null('NodeEndpoints')
+            elif n4 < 0 or n4 > len(tb) - pos:
+                raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
                 for _ in range(n4):
@@ -386,18 +534,26 @@ def _e_EndQuorumEpochResponse_v1(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_EndQuorumEpochResponse_TopicData_v1(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_EndQuorumEpochResponse_TopicData_v1(x3, w, buf)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.node_endpoints:
         tw = _Writer()
-        a3 = o.node_endpoints
-        if a3 is None: raise _null('NodeEndpoints')
-        _wccnt(tw.buf, len(a3))
-        for x4 in a3:
-            _e_EndQuorumEpochResponse_NodeEndpoint_v1(x4, tw, tw.buf)
+        a4 = o.node_endpoints
+        if a4 is None: raise _null('NodeEndpoints')
+        c5 = len(a4) + 1
+        if c5 < 128:
+            tw.buf.append(c5)
+        else:
+            _wuv(tw.buf, c5)
+        for x6 in a4:
+            _e_EndQuorumEpochResponse_NodeEndpoint_v1(x6, tw, tw.buf)
         t[0] = tw.getvalue()
     if t:
         _wtags(buf, sorted(t.items()))

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -61,14 +61,22 @@ def _d_EndTxnRequest_v3(buf, pos):
     o.transactional_id, pos = _rcs(buf, pos)
     o.producer_id, o.producer_epoch, o.committed, = _S_qhZ.unpack_from(buf, pos)
     pos += 11
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndTxnRequest_v3(o, w, buf):
     if o.transactional_id is None: raise _null('TransactionalId')
     _wcs(buf, o.transactional_id)
     buf += _S_qhZ.pack(o.producer_id, o.producer_epoch, o.committed)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndTxnResponse_v0(buf, pos):
     o = _new(EndTxnResponse)
@@ -88,23 +96,39 @@ def _d_EndTxnResponse_v3(buf, pos):
     pos += 6
     o.producer_id = -1
     o.producer_epoch = -1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndTxnResponse_v3(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_EndTxnResponse_v5(buf, pos):
     o = _new(EndTxnResponse)
     o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch, = _S_ihqh.unpack_from(buf, pos)
     pos += 16
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_EndTxnResponse_v5(o, w, buf):
     buf += _S_ihqh.pack(o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class EndTxnRequest(_Message):
     'Kafka EndTxnRequest'

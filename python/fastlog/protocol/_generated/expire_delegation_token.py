@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -60,14 +60,22 @@ def _d_ExpireDelegationTokenRequest_v2(buf, pos):
     o.hmac, pos = _rcb(buf, pos)
     o.expiry_time_period_ms, = _S_q.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ExpireDelegationTokenRequest_v2(o, w, buf):
     if o.hmac is None: raise _null('Hmac')
     _wcb(buf, o.hmac)
     buf += _S_q.pack(o.expiry_time_period_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ExpireDelegationTokenResponse_v0(buf, pos):
     o = _new(ExpireDelegationTokenResponse)
@@ -83,12 +91,20 @@ def _d_ExpireDelegationTokenResponse_v2(buf, pos):
     o = _new(ExpireDelegationTokenResponse)
     o.error_code, o.expiry_timestamp_ms, o.throttle_time_ms, = _S_hqi.unpack_from(buf, pos)
     pos += 14
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ExpireDelegationTokenResponse_v2(o, w, buf):
     buf += _S_hqi.pack(o.error_code, o.expiry_timestamp_ms, o.throttle_time_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ExpireDelegationTokenRequest(_Message):
     'Kafka ExpireDelegationTokenRequest'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -63,12 +63,20 @@ def _d_FetchRequest_ReplicaState_v15(buf, pos):
     o = _new(FetchRequest_ReplicaState)
     o.replica_id, o.replica_epoch, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchRequest_ReplicaState_v15(o, w, buf):
     buf += _S_iq.pack(o.replica_id, o.replica_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchRequest_FetchPartition_v0(buf, pos):
     o = _new(FetchRequest_FetchPartition)
@@ -120,12 +128,20 @@ def _d_FetchRequest_FetchPartition_v12(buf, pos):
     o.partition, o.current_leader_epoch, o.fetch_offset, o.last_fetched_epoch, o.log_start_offset, o.partition_max_bytes, = _S_iiqiqi.unpack_from(buf, pos)
     pos += 32
     o.replica_directory_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchRequest_FetchPartition_v12(o, w, buf):
     buf += _S_iiqiqi.pack(o.partition, o.current_leader_epoch, o.fetch_offset, o.last_fetched_epoch, o.log_start_offset, o.partition_max_bytes)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchRequest_FetchPartition_v17(buf, pos):
     o = _new(FetchRequest_FetchPartition)
@@ -162,9 +178,12 @@ def _e_FetchRequest_FetchPartition_v17(o, w, buf):
 def _d_FetchRequest_FetchTopic_v0(buf, pos):
     o = _new(FetchRequest_FetchTopic)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -180,16 +199,19 @@ def _e_FetchRequest_FetchTopic_v0(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchPartition_v0(x2, w, buf)
 
 def _d_FetchRequest_FetchTopic_v5(buf, pos):
     o = _new(FetchRequest_FetchTopic)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -205,16 +227,19 @@ def _e_FetchRequest_FetchTopic_v5(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchPartition_v5(x2, w, buf)
 
 def _d_FetchRequest_FetchTopic_v9(buf, pos):
     o = _new(FetchRequest_FetchTopic)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -230,16 +255,23 @@ def _e_FetchRequest_FetchTopic_v9(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchPartition_v9(x2, w, buf)
 
 def _d_FetchRequest_FetchTopic_v12(buf, pos):
     o = _new(FetchRequest_FetchTopic)
     o.topic, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -247,7 +279,11 @@ def _d_FetchRequest_FetchTopic_v12(buf, pos):
             a2.append(x3)
         o.partitions = a2
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchRequest_FetchTopic_v12(o, w, buf):
@@ -255,19 +291,34 @@ def _e_FetchRequest_FetchTopic_v12(o, w, buf):
     _wcs(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchRequest_FetchPartition_v12(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchRequest_FetchPartition_v12(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchRequest_FetchTopic_v13(buf, pos):
     o = _new(FetchRequest_FetchTopic)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -275,26 +326,45 @@ def _d_FetchRequest_FetchTopic_v13(buf, pos):
             a3.append(x4)
         o.partitions = a3
     o.topic = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchRequest_FetchTopic_v13(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchRequest_FetchPartition_v12(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchRequest_FetchPartition_v12(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchRequest_FetchTopic_v17(buf, pos):
     o = _new(FetchRequest_FetchTopic)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -302,24 +372,39 @@ def _d_FetchRequest_FetchTopic_v17(buf, pos):
             a3.append(x4)
         o.partitions = a3
     o.topic = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchRequest_FetchTopic_v17(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchRequest_FetchPartition_v17(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchRequest_FetchPartition_v17(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchRequest_ForgottenTopic_v7(buf, pos):
     o = _new(FetchRequest_ForgottenTopic)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
     o.topic_id = _ZERO_UUID
@@ -331,19 +416,30 @@ def _e_FetchRequest_ForgottenTopic_v7(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_FetchRequest_ForgottenTopic_v12(buf, pos):
     o = _new(FetchRequest_ForgottenTopic)
     o.topic, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchRequest_ForgottenTopic_v12(o, w, buf):
@@ -351,39 +447,69 @@ def _e_FetchRequest_ForgottenTopic_v12(o, w, buf):
     _wcs(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchRequest_ForgottenTopic_v13(buf, pos):
     o = _new(FetchRequest_ForgottenTopic)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.partitions, pos = _rfa(buf, pos, n2, 'i', 4)
     o.topic = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchRequest_ForgottenTopic_v13(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchRequest_v0(buf, pos):
     o = _new(FetchRequest)
     o.replica_id, o.max_wait_ms, o.min_bytes, = _S_iii.unpack_from(buf, pos)
     pos += 12
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -409,7 +535,7 @@ def _e_FetchRequest_v0(o, w, buf):
     buf += _S_iii.pack(o.replica_id, o.max_wait_ms, o.min_bytes)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchTopic_v0(x2, w, buf)
 
@@ -417,9 +543,12 @@ def _d_FetchRequest_v3(buf, pos):
     o = _new(FetchRequest)
     o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -444,7 +573,7 @@ def _e_FetchRequest_v3(o, w, buf):
     buf += _S_iiii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchTopic_v0(x2, w, buf)
 
@@ -452,9 +581,12 @@ def _d_FetchRequest_v4(buf, pos):
     o = _new(FetchRequest)
     o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, = _S_iiiib.unpack_from(buf, pos)
     pos += 17
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -478,7 +610,7 @@ def _e_FetchRequest_v4(o, w, buf):
     buf += _S_iiiib.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchTopic_v0(x2, w, buf)
 
@@ -486,9 +618,12 @@ def _d_FetchRequest_v5(buf, pos):
     o = _new(FetchRequest)
     o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, = _S_iiiib.unpack_from(buf, pos)
     pos += 17
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -512,7 +647,7 @@ def _e_FetchRequest_v5(o, w, buf):
     buf += _S_iiiib.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchTopic_v5(x2, w, buf)
 
@@ -520,18 +655,24 @@ def _d_FetchRequest_v7(buf, pos):
     o = _new(FetchRequest)
     o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch, = _S_iiiibii.unpack_from(buf, pos)
     pos += 25
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchRequest_FetchTopic_v5(buf, pos)
             a2.append(x3)
         o.topics = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('ForgottenTopicsData')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -550,12 +691,12 @@ def _e_FetchRequest_v7(o, w, buf):
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchTopic_v5(x2, w, buf)
     a3 = o.forgotten_topics_data
     if a3 is None: raise _null('ForgottenTopicsData')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_FetchRequest_ForgottenTopic_v7(x4, w, buf)
 
@@ -563,18 +704,24 @@ def _d_FetchRequest_v9(buf, pos):
     o = _new(FetchRequest)
     o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch, = _S_iiiibii.unpack_from(buf, pos)
     pos += 25
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchRequest_FetchTopic_v9(buf, pos)
             a2.append(x3)
         o.topics = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('ForgottenTopicsData')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -593,12 +740,12 @@ def _e_FetchRequest_v9(o, w, buf):
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchTopic_v9(x2, w, buf)
     a3 = o.forgotten_topics_data
     if a3 is None: raise _null('ForgottenTopicsData')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_FetchRequest_ForgottenTopic_v7(x4, w, buf)
 
@@ -606,18 +753,24 @@ def _d_FetchRequest_v11(buf, pos):
     o = _new(FetchRequest)
     o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch, = _S_iiiibii.unpack_from(buf, pos)
     pos += 25
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchRequest_FetchTopic_v9(buf, pos)
             a2.append(x3)
         o.topics = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('ForgottenTopicsData')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -636,12 +789,12 @@ def _e_FetchRequest_v11(o, w, buf):
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchRequest_FetchTopic_v9(x2, w, buf)
     a3 = o.forgotten_topics_data
     if a3 is None: raise _null('ForgottenTopicsData')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_FetchRequest_ForgottenTopic_v7(x4, w, buf)
     if o.rack_id is None: raise _null('RackId')
@@ -651,18 +804,32 @@ def _d_FetchRequest_v12(buf, pos):
     o = _new(FetchRequest)
     o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch, = _S_iiiibii.unpack_from(buf, pos)
     pos += 25
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchRequest_FetchTopic_v12(buf, pos)
             a2.append(x3)
         o.topics = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('ForgottenTopicsData')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -692,14 +859,22 @@ def _e_FetchRequest_v12(o, w, buf):
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchRequest_FetchTopic_v12(x2, w, buf)
-    a3 = o.forgotten_topics_data
-    if a3 is None: raise _null('ForgottenTopicsData')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_FetchRequest_ForgottenTopic_v12(x4, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchRequest_FetchTopic_v12(x3, w, buf)
+    a4 = o.forgotten_topics_data
+    if a4 is None: raise _null('ForgottenTopicsData')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_FetchRequest_ForgottenTopic_v12(x6, w, buf)
     if o.rack_id is None: raise _null('RackId')
     _wcs(buf, o.rack_id)
     unk = o.unknown_tagged_fields
@@ -717,18 +892,32 @@ def _d_FetchRequest_v13(buf, pos):
     o = _new(FetchRequest)
     o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch, = _S_iiiibii.unpack_from(buf, pos)
     pos += 25
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchRequest_FetchTopic_v13(buf, pos)
             a2.append(x3)
         o.topics = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('ForgottenTopicsData')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -758,14 +947,22 @@ def _e_FetchRequest_v13(o, w, buf):
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchRequest_FetchTopic_v13(x2, w, buf)
-    a3 = o.forgotten_topics_data
-    if a3 is None: raise _null('ForgottenTopicsData')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_FetchRequest_ForgottenTopic_v13(x4, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchRequest_FetchTopic_v13(x3, w, buf)
+    a4 = o.forgotten_topics_data
+    if a4 is None: raise _null('ForgottenTopicsData')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_FetchRequest_ForgottenTopic_v13(x6, w, buf)
     if o.rack_id is None: raise _null('RackId')
     _wcs(buf, o.rack_id)
     unk = o.unknown_tagged_fields
@@ -783,18 +980,32 @@ def _d_FetchRequest_v15(buf, pos):
     o = _new(FetchRequest)
     o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch, = _S_iiibii.unpack_from(buf, pos)
     pos += 21
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchRequest_FetchTopic_v13(buf, pos)
             a2.append(x3)
         o.topics = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('ForgottenTopicsData')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -829,14 +1040,22 @@ def _e_FetchRequest_v15(o, w, buf):
     buf += _S_iiibii.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchRequest_FetchTopic_v13(x2, w, buf)
-    a3 = o.forgotten_topics_data
-    if a3 is None: raise _null('ForgottenTopicsData')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_FetchRequest_ForgottenTopic_v13(x4, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchRequest_FetchTopic_v13(x3, w, buf)
+    a4 = o.forgotten_topics_data
+    if a4 is None: raise _null('ForgottenTopicsData')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_FetchRequest_ForgottenTopic_v13(x6, w, buf)
     if o.rack_id is None: raise _null('RackId')
     _wcs(buf, o.rack_id)
     unk = o.unknown_tagged_fields
@@ -859,18 +1078,32 @@ def _d_FetchRequest_v17(buf, pos):
     o = _new(FetchRequest)
     o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch, = _S_iiibii.unpack_from(buf, pos)
     pos += 21
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchRequest_FetchTopic_v17(buf, pos)
             a2.append(x3)
         o.topics = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('ForgottenTopicsData')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -905,14 +1138,22 @@ def _e_FetchRequest_v17(o, w, buf):
     buf += _S_iiibii.pack(o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchRequest_FetchTopic_v17(x2, w, buf)
-    a3 = o.forgotten_topics_data
-    if a3 is None: raise _null('ForgottenTopicsData')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_FetchRequest_ForgottenTopic_v13(x4, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchRequest_FetchTopic_v17(x3, w, buf)
+    a4 = o.forgotten_topics_data
+    if a4 is None: raise _null('ForgottenTopicsData')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_FetchRequest_ForgottenTopic_v13(x6, w, buf)
     if o.rack_id is None: raise _null('RackId')
     _wcs(buf, o.rack_id)
     unk = o.unknown_tagged_fields
@@ -935,34 +1176,58 @@ def _d_FetchResponse_EpochEndOffset_v12(buf, pos):
     o = _new(FetchResponse_EpochEndOffset)
     o.epoch, o.end_offset, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchResponse_EpochEndOffset_v12(o, w, buf):
     buf += _S_iq.pack(o.epoch, o.end_offset)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchResponse_LeaderIdAndEpoch_v12(buf, pos):
     o = _new(FetchResponse_LeaderIdAndEpoch)
     o.leader_id, o.leader_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchResponse_LeaderIdAndEpoch_v12(o, w, buf):
     buf += _S_ii.pack(o.leader_id, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchResponse_SnapshotId_v12(buf, pos):
     o = _new(FetchResponse_SnapshotId)
     o.end_offset, o.epoch, = _S_qi.unpack_from(buf, pos)
     pos += 12
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchResponse_SnapshotId_v12(o, w, buf):
     buf += _S_qi.pack(o.end_offset, o.epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchResponse_AbortedTransaction_v4(buf, pos):
     o = _new(FetchResponse_AbortedTransaction)
@@ -978,12 +1243,20 @@ def _d_FetchResponse_AbortedTransaction_v12(buf, pos):
     o = _new(FetchResponse_AbortedTransaction)
     o.producer_id, o.first_offset, = _S_qq.unpack_from(buf, pos)
     pos += 16
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchResponse_AbortedTransaction_v12(o, w, buf):
     buf += _S_qq.pack(o.producer_id, o.first_offset)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchResponse_PartitionData_v0(buf, pos):
     o = _new(FetchResponse_PartitionData)
@@ -1016,9 +1289,12 @@ def _d_FetchResponse_PartitionData_v4(buf, pos):
     o = _new(FetchResponse_PartitionData)
     o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, = _S_ihqq.unpack_from(buf, pos)
     pos += 22
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.aborted_transactions = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1048,7 +1324,7 @@ def _e_FetchResponse_PartitionData_v4(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_FetchResponse_AbortedTransaction_v4(x2, w, buf)
     _wrec(w, buf, o.records, False, True)
@@ -1057,9 +1333,12 @@ def _d_FetchResponse_PartitionData_v5(buf, pos):
     o = _new(FetchResponse_PartitionData)
     o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset, = _S_ihqqq.unpack_from(buf, pos)
     pos += 30
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.aborted_transactions = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1088,7 +1367,7 @@ def _e_FetchResponse_PartitionData_v5(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_FetchResponse_AbortedTransaction_v4(x2, w, buf)
     _wrec(w, buf, o.records, False, True)
@@ -1097,9 +1376,12 @@ def _d_FetchResponse_PartitionData_v11(buf, pos):
     o = _new(FetchResponse_PartitionData)
     o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset, = _S_ihqqq.unpack_from(buf, pos)
     pos += 30
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.aborted_transactions = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1127,7 +1409,7 @@ def _e_FetchResponse_PartitionData_v11(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_FetchResponse_AbortedTransaction_v4(x2, w, buf)
     buf += _S_i.pack(o.preferred_read_replica)
@@ -1137,9 +1419,16 @@ def _d_FetchResponse_PartitionData_v12(buf, pos):
     o = _new(FetchResponse_PartitionData)
     o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset, = _S_ihqqq.unpack_from(buf, pos)
     pos += 30
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.aborted_transactions = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1180,9 +1469,13 @@ def _e_FetchResponse_PartitionData_v12(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_FetchResponse_AbortedTransaction_v12(x2, w, buf)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_FetchResponse_AbortedTransaction_v12(x3, w, buf)
     buf += _S_i.pack(o.preferred_read_replica)
     _wrec(w, buf, o.records, True, True)
     unk = o.unknown_tagged_fields
@@ -1210,9 +1503,12 @@ def _e_FetchResponse_PartitionData_v12(o, w, buf):
 def _d_FetchResponse_FetchableTopicResponse_v0(buf, pos):
     o = _new(FetchResponse_FetchableTopicResponse)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1228,16 +1524,19 @@ def _e_FetchResponse_FetchableTopicResponse_v0(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_PartitionData_v0(x2, w, buf)
 
 def _d_FetchResponse_FetchableTopicResponse_v4(buf, pos):
     o = _new(FetchResponse_FetchableTopicResponse)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1253,16 +1552,19 @@ def _e_FetchResponse_FetchableTopicResponse_v4(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_PartitionData_v4(x2, w, buf)
 
 def _d_FetchResponse_FetchableTopicResponse_v5(buf, pos):
     o = _new(FetchResponse_FetchableTopicResponse)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1278,16 +1580,19 @@ def _e_FetchResponse_FetchableTopicResponse_v5(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_PartitionData_v5(x2, w, buf)
 
 def _d_FetchResponse_FetchableTopicResponse_v11(buf, pos):
     o = _new(FetchResponse_FetchableTopicResponse)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1303,16 +1608,23 @@ def _e_FetchResponse_FetchableTopicResponse_v11(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_PartitionData_v11(x2, w, buf)
 
 def _d_FetchResponse_FetchableTopicResponse_v12(buf, pos):
     o = _new(FetchResponse_FetchableTopicResponse)
     o.topic, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1320,7 +1632,11 @@ def _d_FetchResponse_FetchableTopicResponse_v12(buf, pos):
             a2.append(x3)
         o.partitions = a2
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchResponse_FetchableTopicResponse_v12(o, w, buf):
@@ -1328,19 +1644,34 @@ def _e_FetchResponse_FetchableTopicResponse_v12(o, w, buf):
     _wcs(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchResponse_PartitionData_v12(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchResponse_PartitionData_v12(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchResponse_FetchableTopicResponse_v13(buf, pos):
     o = _new(FetchResponse_FetchableTopicResponse)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -1348,17 +1679,29 @@ def _d_FetchResponse_FetchableTopicResponse_v13(buf, pos):
             a3.append(x4)
         o.partitions = a3
     o.topic = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchResponse_FetchableTopicResponse_v13(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchResponse_PartitionData_v12(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchResponse_PartitionData_v12(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchResponse_NodeEndpoint_v16(buf, pos):
     o = _new(FetchResponse_NodeEndpoint)
@@ -1368,7 +1711,11 @@ def _d_FetchResponse_NodeEndpoint_v16(buf, pos):
     o.port, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.rack, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchResponse_NodeEndpoint_v16(o, w, buf):
@@ -1377,13 +1724,20 @@ def _e_FetchResponse_NodeEndpoint_v16(o, w, buf):
     _wcs(buf, o.host)
     buf += _S_i.pack(o.port)
     _wncs(buf, o.rack)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchResponse_v0(buf, pos):
     o = _new(FetchResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1404,7 +1758,7 @@ def _e_FetchResponse_v0(o, w, buf):
         raise _absent('FetchResponse', 'node_endpoints')
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_FetchableTopicResponse_v0(x2, w, buf)
 
@@ -1412,9 +1766,12 @@ def _d_FetchResponse_v1(buf, pos):
     o = _new(FetchResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1435,7 +1792,7 @@ def _e_FetchResponse_v1(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_FetchableTopicResponse_v0(x2, w, buf)
 
@@ -1443,9 +1800,12 @@ def _d_FetchResponse_v4(buf, pos):
     o = _new(FetchResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1466,7 +1826,7 @@ def _e_FetchResponse_v4(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_FetchableTopicResponse_v4(x2, w, buf)
 
@@ -1474,9 +1834,12 @@ def _d_FetchResponse_v5(buf, pos):
     o = _new(FetchResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1497,7 +1860,7 @@ def _e_FetchResponse_v5(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_FetchableTopicResponse_v5(x2, w, buf)
 
@@ -1505,9 +1868,12 @@ def _d_FetchResponse_v7(buf, pos):
     o = _new(FetchResponse)
     o.throttle_time_ms, o.error_code, o.session_id, = _S_ihi.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1524,7 +1890,7 @@ def _e_FetchResponse_v7(o, w, buf):
     buf += _S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_FetchableTopicResponse_v5(x2, w, buf)
 
@@ -1532,9 +1898,12 @@ def _d_FetchResponse_v11(buf, pos):
     o = _new(FetchResponse)
     o.throttle_time_ms, o.error_code, o.session_id, = _S_ihi.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1551,7 +1920,7 @@ def _e_FetchResponse_v11(o, w, buf):
     buf += _S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_FetchResponse_FetchableTopicResponse_v11(x2, w, buf)
 
@@ -1559,9 +1928,16 @@ def _d_FetchResponse_v12(buf, pos):
     o = _new(FetchResponse)
     o.throttle_time_ms, o.error_code, o.session_id, = _S_ihi.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1569,7 +1945,11 @@ def _d_FetchResponse_v12(buf, pos):
             a2.append(x3)
         o.responses = a2
     o.node_endpoints = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchResponse_v12(o, w, buf):
@@ -1578,18 +1958,33 @@ def _e_FetchResponse_v12(o, w, buf):
     buf += _S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchResponse_FetchableTopicResponse_v12(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchResponse_FetchableTopicResponse_v12(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchResponse_v13(buf, pos):
     o = _new(FetchResponse)
     o.throttle_time_ms, o.error_code, o.session_id, = _S_ihi.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1597,7 +1992,11 @@ def _d_FetchResponse_v13(buf, pos):
             a2.append(x3)
         o.responses = a2
     o.node_endpoints = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchResponse_v13(o, w, buf):
@@ -1606,18 +2005,33 @@ def _e_FetchResponse_v13(o, w, buf):
     buf += _S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchResponse_FetchableTopicResponse_v13(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchResponse_FetchableTopicResponse_v13(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchResponse_v16(buf, pos):
     o = _new(FetchResponse)
     o.throttle_time_ms, o.error_code, o.session_id, = _S_ihi.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1631,9 +2045,16 @@ def _d_FetchResponse_v16(buf, pos):
         tag, end, pos = _rtag(buf, pos)
         if tag == 0:
             tb = buf[:end]
-            n4, pos = _rccnt(tb, pos)
-            if n4 is None:
+            n4 = tb[pos]
+            if n4 < 128:
+                pos += 1
+            else:
+                n4, pos = _ruv(tb, pos)
+            n4 -= 1
+            if n4 < 0:
                 raise _null('NodeEndpoints')
+            elif n4 < 0 or n4 > len(tb) - pos:
+                raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
                 for _ in range(n4):
@@ -1651,18 +2072,26 @@ def _e_FetchResponse_v16(o, w, buf):
     buf += _S_ihi.pack(o.throttle_time_ms, o.error_code, o.session_id)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchResponse_FetchableTopicResponse_v13(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchResponse_FetchableTopicResponse_v13(x3, w, buf)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.node_endpoints:
         tw = _Writer()
-        a3 = o.node_endpoints
-        if a3 is None: raise _null('NodeEndpoints')
-        _wccnt(tw.buf, len(a3))
-        for x4 in a3:
-            _e_FetchResponse_NodeEndpoint_v16(x4, tw, tw.buf)
+        a4 = o.node_endpoints
+        if a4 is None: raise _null('NodeEndpoints')
+        c5 = len(a4) + 1
+        if c5 < 128:
+            tw.buf.append(c5)
+        else:
+            _wuv(tw.buf, c5)
+        for x6 in a4:
+            _e_FetchResponse_NodeEndpoint_v16(x6, tw, tw.buf)
         t[0] = tw.getvalue()
     if t:
         _wtags(buf, sorted(t.items()))

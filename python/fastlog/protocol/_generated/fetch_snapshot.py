@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -52,12 +52,20 @@ def _d_FetchSnapshotRequest_SnapshotId_v0(buf, pos):
     o = _new(FetchSnapshotRequest_SnapshotId)
     o.end_offset, o.epoch, = _S_qi.unpack_from(buf, pos)
     pos += 12
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchSnapshotRequest_SnapshotId_v0(o, w, buf):
     buf += _S_qi.pack(o.end_offset, o.epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchSnapshotRequest_PartitionSnapshot_v0(buf, pos):
     o = _new(FetchSnapshotRequest_PartitionSnapshot)
@@ -67,7 +75,11 @@ def _d_FetchSnapshotRequest_PartitionSnapshot_v0(buf, pos):
     o.position, = _S_q.unpack_from(buf, pos)
     pos += 8
     o.replica_directory_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchSnapshotRequest_PartitionSnapshot_v0(o, w, buf):
@@ -75,7 +87,11 @@ def _e_FetchSnapshotRequest_PartitionSnapshot_v0(o, w, buf):
     if o.snapshot_id is None: raise _null('SnapshotId')
     _e_FetchSnapshotRequest_SnapshotId_v0(o.snapshot_id, w, buf)
     buf += _S_q.pack(o.position)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchSnapshotRequest_PartitionSnapshot_v1(buf, pos):
     o = _new(FetchSnapshotRequest_PartitionSnapshot)
@@ -118,16 +134,27 @@ def _e_FetchSnapshotRequest_PartitionSnapshot_v1(o, w, buf):
 def _d_FetchSnapshotRequest_TopicSnapshot_v0(buf, pos):
     o = _new(FetchSnapshotRequest_TopicSnapshot)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchSnapshotRequest_PartitionSnapshot_v0(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchSnapshotRequest_TopicSnapshot_v0(o, w, buf):
@@ -135,24 +162,43 @@ def _e_FetchSnapshotRequest_TopicSnapshot_v0(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchSnapshotRequest_PartitionSnapshot_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchSnapshotRequest_PartitionSnapshot_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchSnapshotRequest_TopicSnapshot_v1(buf, pos):
     o = _new(FetchSnapshotRequest_TopicSnapshot)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchSnapshotRequest_PartitionSnapshot_v1(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchSnapshotRequest_TopicSnapshot_v1(o, w, buf):
@@ -160,18 +206,33 @@ def _e_FetchSnapshotRequest_TopicSnapshot_v1(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchSnapshotRequest_PartitionSnapshot_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchSnapshotRequest_PartitionSnapshot_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchSnapshotRequest_v0(buf, pos):
     o = _new(FetchSnapshotRequest)
     o.replica_id, o.max_bytes, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -197,9 +258,13 @@ def _e_FetchSnapshotRequest_v0(o, w, buf):
     buf += _S_ii.pack(o.replica_id, o.max_bytes)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchSnapshotRequest_TopicSnapshot_v0(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchSnapshotRequest_TopicSnapshot_v0(x3, w, buf)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.cluster_id is not None:
@@ -215,9 +280,16 @@ def _d_FetchSnapshotRequest_v1(buf, pos):
     o = _new(FetchSnapshotRequest)
     o.replica_id, o.max_bytes, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -243,9 +315,13 @@ def _e_FetchSnapshotRequest_v1(o, w, buf):
     buf += _S_ii.pack(o.replica_id, o.max_bytes)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchSnapshotRequest_TopicSnapshot_v1(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchSnapshotRequest_TopicSnapshot_v1(x3, w, buf)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.cluster_id is not None:
@@ -261,23 +337,39 @@ def _d_FetchSnapshotResponse_SnapshotId_v0(buf, pos):
     o = _new(FetchSnapshotResponse_SnapshotId)
     o.end_offset, o.epoch, = _S_qi.unpack_from(buf, pos)
     pos += 12
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchSnapshotResponse_SnapshotId_v0(o, w, buf):
     buf += _S_qi.pack(o.end_offset, o.epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchSnapshotResponse_LeaderIdAndEpoch_v0(buf, pos):
     o = _new(FetchSnapshotResponse_LeaderIdAndEpoch)
     o.leader_id, o.leader_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchSnapshotResponse_LeaderIdAndEpoch_v0(o, w, buf):
     buf += _S_ii.pack(o.leader_id, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchSnapshotResponse_PartitionSnapshot_v0(buf, pos):
     o = _new(FetchSnapshotResponse_PartitionSnapshot)
@@ -323,16 +415,27 @@ def _e_FetchSnapshotResponse_PartitionSnapshot_v0(o, w, buf):
 def _d_FetchSnapshotResponse_TopicSnapshot_v0(buf, pos):
     o = _new(FetchSnapshotResponse_TopicSnapshot)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_FetchSnapshotResponse_PartitionSnapshot_v0(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchSnapshotResponse_TopicSnapshot_v0(o, w, buf):
@@ -340,10 +443,18 @@ def _e_FetchSnapshotResponse_TopicSnapshot_v0(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchSnapshotResponse_PartitionSnapshot_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchSnapshotResponse_PartitionSnapshot_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchSnapshotResponse_NodeEndpoint_v1(buf, pos):
     o = _new(FetchSnapshotResponse_NodeEndpoint)
@@ -352,7 +463,11 @@ def _d_FetchSnapshotResponse_NodeEndpoint_v1(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.port, = _S_H.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchSnapshotResponse_NodeEndpoint_v1(o, w, buf):
@@ -360,15 +475,26 @@ def _e_FetchSnapshotResponse_NodeEndpoint_v1(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_H.pack(o.port)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchSnapshotResponse_v0(buf, pos):
     o = _new(FetchSnapshotResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -376,7 +502,11 @@ def _d_FetchSnapshotResponse_v0(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.node_endpoints = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FetchSnapshotResponse_v0(o, w, buf):
@@ -385,18 +515,33 @@ def _e_FetchSnapshotResponse_v0(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchSnapshotResponse_TopicSnapshot_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchSnapshotResponse_TopicSnapshot_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FetchSnapshotResponse_v1(buf, pos):
     o = _new(FetchSnapshotResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -410,9 +555,16 @@ def _d_FetchSnapshotResponse_v1(buf, pos):
         tag, end, pos = _rtag(buf, pos)
         if tag == 0:
             tb = buf[:end]
-            n4, pos = _rccnt(tb, pos)
-            if n4 is None:
+            n4 = tb[pos]
+            if n4 < 128:
+                pos += 1
+            else:
+                n4, pos = _ruv(tb, pos)
+            n4 -= 1
+            if n4 < 0:
                 raise _null('NodeEndpoints')
+            elif n4 < 0 or n4 > len(tb) - pos:
+                raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
                 for _ in range(n4):
@@ -430,18 +582,26 @@ def _e_FetchSnapshotResponse_v1(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FetchSnapshotResponse_TopicSnapshot_v0(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FetchSnapshotResponse_TopicSnapshot_v0(x3, w, buf)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.node_endpoints:
         tw = _Writer()
-        a3 = o.node_endpoints
-        if a3 is None: raise _null('NodeEndpoints')
-        _wccnt(tw.buf, len(a3))
-        for x4 in a3:
-            _e_FetchSnapshotResponse_NodeEndpoint_v1(x4, tw, tw.buf)
+        a4 = o.node_endpoints
+        if a4 is None: raise _null('NodeEndpoints')
+        c5 = len(a4) + 1
+        if c5 < 128:
+            tw.buf.append(c5)
+        else:
+            _wuv(tw.buf, c5)
+        for x6 in a4:
+            _e_FetchSnapshotResponse_NodeEndpoint_v1(x6, tw, tw.buf)
         t[0] = tw.getvalue()
     if t:
         _wtags(buf, sorted(t.items()))

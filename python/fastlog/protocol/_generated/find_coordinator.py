@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -82,7 +82,11 @@ def _d_FindCoordinatorRequest_v3(buf, pos):
     o.key_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.coordinator_keys = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FindCoordinatorRequest_v3(o, w, buf):
@@ -91,15 +95,26 @@ def _e_FindCoordinatorRequest_v3(o, w, buf):
     if o.key is None: raise _null('Key')
     _wcs(buf, o.key)
     buf += _S_b.pack(o.key_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FindCoordinatorRequest_v4(buf, pos):
     o = _new(FindCoordinatorRequest)
     o.key_type, = _S_b.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('CoordinatorKeys')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -107,7 +122,11 @@ def _d_FindCoordinatorRequest_v4(buf, pos):
             a2.append(x3)
         o.coordinator_keys = a2
     o.key = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FindCoordinatorRequest_v4(o, w, buf):
@@ -116,10 +135,18 @@ def _e_FindCoordinatorRequest_v4(o, w, buf):
     buf += _S_b.pack(o.key_type)
     a1 = o.coordinator_keys
     if a1 is None: raise _null('CoordinatorKeys')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FindCoordinatorResponse_Coordinator_v4(buf, pos):
     o = _new(FindCoordinatorResponse_Coordinator)
@@ -130,7 +157,11 @@ def _d_FindCoordinatorResponse_Coordinator_v4(buf, pos):
     o.port, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FindCoordinatorResponse_Coordinator_v4(o, w, buf):
@@ -141,7 +172,11 @@ def _e_FindCoordinatorResponse_Coordinator_v4(o, w, buf):
     _wcs(buf, o.host)
     buf += _S_ih.pack(o.port, o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FindCoordinatorResponse_v0(buf, pos):
     o = _new(FindCoordinatorResponse)
@@ -199,7 +234,11 @@ def _d_FindCoordinatorResponse_v3(buf, pos):
     o.port, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.coordinators = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FindCoordinatorResponse_v3(o, w, buf):
@@ -211,15 +250,26 @@ def _e_FindCoordinatorResponse_v3(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_i.pack(o.port)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_FindCoordinatorResponse_v4(buf, pos):
     o = _new(FindCoordinatorResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Coordinators')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -231,7 +281,11 @@ def _d_FindCoordinatorResponse_v4(buf, pos):
     o.node_id = 0
     o.host = ''
     o.port = 0
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_FindCoordinatorResponse_v4(o, w, buf):
@@ -246,10 +300,18 @@ def _e_FindCoordinatorResponse_v4(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.coordinators
     if a1 is None: raise _null('Coordinators')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_FindCoordinatorResponse_Coordinator_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_FindCoordinatorResponse_Coordinator_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class FindCoordinatorRequest(_Message):
     'Kafka FindCoordinatorRequest'

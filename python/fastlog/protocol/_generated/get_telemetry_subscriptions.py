@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -48,50 +48,88 @@ def _d_GetTelemetrySubscriptionsRequest_v0(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.client_instance_id = _UUID(bytes=u1)
     pos += 16
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_GetTelemetrySubscriptionsRequest_v0(o, w, buf):
     buf += _S_U.pack(o.client_instance_id.bytes)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_GetTelemetrySubscriptionsResponse_v0(buf, pos):
     o = _new(GetTelemetrySubscriptionsResponse)
     o.throttle_time_ms, o.error_code, u1, o.subscription_id, = _S_ihUi.unpack_from(buf, pos)
     o.client_instance_id = _UUID(bytes=u1)
     pos += 26
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('AcceptedCompressionTypes')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.accepted_compression_types, pos = _rfa(buf, pos, n2, 'b', 1)
     o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality, = _S_iiZ.unpack_from(buf, pos)
     pos += 9
-    n3, pos = _rccnt(buf, pos)
-    if n3 is None:
+    n3 = buf[pos]
+    if n3 < 128:
+        pos += 1
+    else:
+        n3, pos = _ruv(buf, pos)
+    n3 -= 1
+    if n3 < 0:
         raise _null('RequestedMetrics')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         a4 = []
         for _ in range(n3):
             x5, pos = _rcs(buf, pos)
             a4.append(x5)
         o.requested_metrics = a4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_GetTelemetrySubscriptionsResponse_v0(o, w, buf):
     buf += _S_ihUi.pack(o.throttle_time_ms, o.error_code, o.client_instance_id.bytes, o.subscription_id)
     a1 = o.accepted_compression_types
     if a1 is None: raise _null('AcceptedCompressionTypes')
-    _wccnt(buf, len(a1))
-    buf += _S('>%db' % len(a1)).pack(*a1)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'b', a1)
     buf += _S_iiZ.pack(o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality)
-    a3 = o.requested_metrics
-    if a3 is None: raise _null('RequestedMetrics')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _wcs(buf, x4)
-    _wutags(buf, o.unknown_tagged_fields)
+    a4 = o.requested_metrics
+    if a4 is None: raise _null('RequestedMetrics')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _wcs(buf, x6)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class GetTelemetrySubscriptionsRequest(_Message):
     'Kafka GetTelemetrySubscriptionsRequest'

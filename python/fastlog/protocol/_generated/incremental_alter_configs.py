@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -65,7 +65,11 @@ def _d_IncrementalAlterConfigsRequest_AlterableConfig_v1(buf, pos):
     o.config_operation, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.value, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_IncrementalAlterConfigsRequest_AlterableConfig_v1(o, w, buf):
@@ -73,16 +77,23 @@ def _e_IncrementalAlterConfigsRequest_AlterableConfig_v1(o, w, buf):
     _wcs(buf, o.name)
     buf += _S_b.pack(o.config_operation)
     _wncs(buf, o.value)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(buf, pos):
     o = _new(IncrementalAlterConfigsRequest_AlterConfigsResource)
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Configs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -98,7 +109,7 @@ def _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(o, w, buf):
     _ws(buf, o.resource_name)
     a1 = o.configs
     if a1 is None: raise _null('Configs')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_IncrementalAlterConfigsRequest_AlterableConfig_v0(x2, w, buf)
 
@@ -107,16 +118,27 @@ def _d_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(buf, pos):
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Configs')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_IncrementalAlterConfigsRequest_AlterableConfig_v1(buf, pos)
             a2.append(x3)
         o.configs = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(o, w, buf):
@@ -125,16 +147,27 @@ def _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(o, w, buf):
     _wcs(buf, o.resource_name)
     a1 = o.configs
     if a1 is None: raise _null('Configs')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_IncrementalAlterConfigsRequest_AlterableConfig_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_IncrementalAlterConfigsRequest_AlterableConfig_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_IncrementalAlterConfigsRequest_v0(buf, pos):
     o = _new(IncrementalAlterConfigsRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -149,16 +182,23 @@ def _d_IncrementalAlterConfigsRequest_v0(buf, pos):
 def _e_IncrementalAlterConfigsRequest_v0(o, w, buf):
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v0(x2, w, buf)
     buf += _S_Z.pack(o.validate_only)
 
 def _d_IncrementalAlterConfigsRequest_v1(buf, pos):
     o = _new(IncrementalAlterConfigsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Resources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -167,17 +207,29 @@ def _d_IncrementalAlterConfigsRequest_v1(buf, pos):
         o.resources = a2
     o.validate_only, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_IncrementalAlterConfigsRequest_v1(o, w, buf):
     a1 = o.resources
     if a1 is None: raise _null('Resources')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_IncrementalAlterConfigsRequest_AlterConfigsResource_v1(x3, w, buf)
     buf += _S_Z.pack(o.validate_only)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(buf, pos):
     o = _new(IncrementalAlterConfigsResponse_AlterConfigsResourceResponse)
@@ -205,7 +257,11 @@ def _d_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(buf, pos)
     o.resource_type, = _S_b.unpack_from(buf, pos)
     pos += 1
     o.resource_name, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(o, w, buf):
@@ -214,15 +270,22 @@ def _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(o, w, buf
     buf += _S_b.pack(o.resource_type)
     if o.resource_name is None: raise _null('ResourceName')
     _wcs(buf, o.resource_name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_IncrementalAlterConfigsResponse_v0(buf, pos):
     o = _new(IncrementalAlterConfigsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -236,7 +299,7 @@ def _e_IncrementalAlterConfigsResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v0(x2, w, buf)
 
@@ -244,26 +307,45 @@ def _d_IncrementalAlterConfigsResponse_v1(buf, pos):
     o = _new(IncrementalAlterConfigsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(buf, pos)
             a2.append(x3)
         o.responses = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_IncrementalAlterConfigsResponse_v1(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_IncrementalAlterConfigsResponse_AlterConfigsResourceResponse_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class IncrementalAlterConfigsRequest_AlterableConfig(_StructBase):
     'Kafka IncrementalAlterConfigsRequest struct AlterableConfig'

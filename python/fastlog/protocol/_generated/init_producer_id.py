@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -68,7 +68,11 @@ def _d_InitProducerIdRequest_v2(buf, pos):
     pos += 4
     o.producer_id = -1
     o.producer_epoch = -1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_InitProducerIdRequest_v2(o, w, buf):
@@ -78,20 +82,32 @@ def _e_InitProducerIdRequest_v2(o, w, buf):
         raise _absent('InitProducerIdRequest', 'producer_epoch')
     _wncs(buf, o.transactional_id)
     buf += _S_i.pack(o.transaction_timeout_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_InitProducerIdRequest_v3(buf, pos):
     o = _new(InitProducerIdRequest)
     o.transactional_id, pos = _rncs(buf, pos)
     o.transaction_timeout_ms, o.producer_id, o.producer_epoch, = _S_iqh.unpack_from(buf, pos)
     pos += 14
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_InitProducerIdRequest_v3(o, w, buf):
     _wncs(buf, o.transactional_id)
     buf += _S_iqh.pack(o.transaction_timeout_ms, o.producer_id, o.producer_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_InitProducerIdResponse_v0(buf, pos):
     o = _new(InitProducerIdResponse)
@@ -107,12 +123,20 @@ def _d_InitProducerIdResponse_v2(buf, pos):
     o = _new(InitProducerIdResponse)
     o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch, = _S_ihqh.unpack_from(buf, pos)
     pos += 16
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_InitProducerIdResponse_v2(o, w, buf):
     buf += _S_ihqh.pack(o.throttle_time_ms, o.error_code, o.producer_id, o.producer_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class InitProducerIdRequest(_Message):
     'Kafka InitProducerIdRequest'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -62,7 +62,11 @@ def _d_JoinGroupRequest_JoinGroupRequestProtocol_v6(buf, pos):
     o = _new(JoinGroupRequest_JoinGroupRequestProtocol)
     o.name, pos = _rcs(buf, pos)
     o.metadata, pos = _rcb(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_JoinGroupRequest_JoinGroupRequestProtocol_v6(o, w, buf):
@@ -70,7 +74,11 @@ def _e_JoinGroupRequest_JoinGroupRequestProtocol_v6(o, w, buf):
     _wcs(buf, o.name)
     if o.metadata is None: raise _null('Metadata')
     _wcb(buf, o.metadata)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_JoinGroupRequest_v0(buf, pos):
     o = _new(JoinGroupRequest)
@@ -79,9 +87,12 @@ def _d_JoinGroupRequest_v0(buf, pos):
     pos += 4
     o.member_id, pos = _rs(buf, pos)
     o.protocol_type, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Protocols')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -106,7 +117,7 @@ def _e_JoinGroupRequest_v0(o, w, buf):
     _ws(buf, o.protocol_type)
     a1 = o.protocols
     if a1 is None: raise _null('Protocols')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_JoinGroupRequest_JoinGroupRequestProtocol_v0(x2, w, buf)
 
@@ -117,9 +128,12 @@ def _d_JoinGroupRequest_v1(buf, pos):
     pos += 8
     o.member_id, pos = _rs(buf, pos)
     o.protocol_type, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Protocols')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -143,7 +157,7 @@ def _e_JoinGroupRequest_v1(o, w, buf):
     _ws(buf, o.protocol_type)
     a1 = o.protocols
     if a1 is None: raise _null('Protocols')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_JoinGroupRequest_JoinGroupRequestProtocol_v0(x2, w, buf)
 
@@ -155,9 +169,12 @@ def _d_JoinGroupRequest_v5(buf, pos):
     o.member_id, pos = _rs(buf, pos)
     o.group_instance_id, pos = _rns(buf, pos)
     o.protocol_type, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Protocols')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -179,7 +196,7 @@ def _e_JoinGroupRequest_v5(o, w, buf):
     _ws(buf, o.protocol_type)
     a1 = o.protocols
     if a1 is None: raise _null('Protocols')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_JoinGroupRequest_JoinGroupRequestProtocol_v0(x2, w, buf)
 
@@ -191,9 +208,16 @@ def _d_JoinGroupRequest_v6(buf, pos):
     o.member_id, pos = _rcs(buf, pos)
     o.group_instance_id, pos = _rncs(buf, pos)
     o.protocol_type, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Protocols')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -201,7 +225,11 @@ def _d_JoinGroupRequest_v6(buf, pos):
             a2.append(x3)
         o.protocols = a2
     o.reason = None
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_JoinGroupRequest_v6(o, w, buf):
@@ -215,10 +243,18 @@ def _e_JoinGroupRequest_v6(o, w, buf):
     _wcs(buf, o.protocol_type)
     a1 = o.protocols
     if a1 is None: raise _null('Protocols')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_JoinGroupRequest_JoinGroupRequestProtocol_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_JoinGroupRequest_JoinGroupRequestProtocol_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_JoinGroupRequest_v8(buf, pos):
     o = _new(JoinGroupRequest)
@@ -228,9 +264,16 @@ def _d_JoinGroupRequest_v8(buf, pos):
     o.member_id, pos = _rcs(buf, pos)
     o.group_instance_id, pos = _rncs(buf, pos)
     o.protocol_type, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Protocols')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -238,7 +281,11 @@ def _d_JoinGroupRequest_v8(buf, pos):
             a2.append(x3)
         o.protocols = a2
     o.reason, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_JoinGroupRequest_v8(o, w, buf):
@@ -252,11 +299,19 @@ def _e_JoinGroupRequest_v8(o, w, buf):
     _wcs(buf, o.protocol_type)
     a1 = o.protocols
     if a1 is None: raise _null('Protocols')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_JoinGroupRequest_JoinGroupRequestProtocol_v6(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_JoinGroupRequest_JoinGroupRequestProtocol_v6(x3, w, buf)
     _wncs(buf, o.reason)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_JoinGroupResponse_JoinGroupResponseMember_v0(buf, pos):
     o = _new(JoinGroupResponse_JoinGroupResponseMember)
@@ -292,7 +347,11 @@ def _d_JoinGroupResponse_JoinGroupResponseMember_v6(buf, pos):
     o.member_id, pos = _rcs(buf, pos)
     o.group_instance_id, pos = _rncs(buf, pos)
     o.metadata, pos = _rcb(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_JoinGroupResponse_JoinGroupResponseMember_v6(o, w, buf):
@@ -301,7 +360,11 @@ def _e_JoinGroupResponse_JoinGroupResponseMember_v6(o, w, buf):
     _wncs(buf, o.group_instance_id)
     if o.metadata is None: raise _null('Metadata')
     _wcb(buf, o.metadata)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_JoinGroupResponse_v0(buf, pos):
     o = _new(JoinGroupResponse)
@@ -310,9 +373,12 @@ def _d_JoinGroupResponse_v0(buf, pos):
     o.protocol_name, pos = _rs(buf, pos)
     o.leader, pos = _rs(buf, pos)
     o.member_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -337,7 +403,7 @@ def _e_JoinGroupResponse_v0(o, w, buf):
     _ws(buf, o.member_id)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_JoinGroupResponse_JoinGroupResponseMember_v0(x2, w, buf)
 
@@ -348,9 +414,12 @@ def _d_JoinGroupResponse_v2(buf, pos):
     o.protocol_name, pos = _rs(buf, pos)
     o.leader, pos = _rs(buf, pos)
     o.member_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -374,7 +443,7 @@ def _e_JoinGroupResponse_v2(o, w, buf):
     _ws(buf, o.member_id)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_JoinGroupResponse_JoinGroupResponseMember_v0(x2, w, buf)
 
@@ -385,9 +454,12 @@ def _d_JoinGroupResponse_v5(buf, pos):
     o.protocol_name, pos = _rs(buf, pos)
     o.leader, pos = _rs(buf, pos)
     o.member_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -411,7 +483,7 @@ def _e_JoinGroupResponse_v5(o, w, buf):
     _ws(buf, o.member_id)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_JoinGroupResponse_JoinGroupResponseMember_v5(x2, w, buf)
 
@@ -422,9 +494,16 @@ def _d_JoinGroupResponse_v6(buf, pos):
     o.protocol_name, pos = _rcs(buf, pos)
     o.leader, pos = _rcs(buf, pos)
     o.member_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -433,7 +512,11 @@ def _d_JoinGroupResponse_v6(buf, pos):
         o.members = a2
     o.protocol_type = None
     o.skip_assignment = False
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_JoinGroupResponse_v6(o, w, buf):
@@ -448,10 +531,18 @@ def _e_JoinGroupResponse_v6(o, w, buf):
     _wcs(buf, o.member_id)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_JoinGroupResponse_JoinGroupResponseMember_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_JoinGroupResponse_JoinGroupResponseMember_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_JoinGroupResponse_v7(buf, pos):
     o = _new(JoinGroupResponse)
@@ -461,9 +552,16 @@ def _d_JoinGroupResponse_v7(buf, pos):
     o.protocol_name, pos = _rncs(buf, pos)
     o.leader, pos = _rcs(buf, pos)
     o.member_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -471,7 +569,11 @@ def _d_JoinGroupResponse_v7(buf, pos):
             a2.append(x3)
         o.members = a2
     o.skip_assignment = False
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_JoinGroupResponse_v7(o, w, buf):
@@ -486,10 +588,18 @@ def _e_JoinGroupResponse_v7(o, w, buf):
     _wcs(buf, o.member_id)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_JoinGroupResponse_JoinGroupResponseMember_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_JoinGroupResponse_JoinGroupResponseMember_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_JoinGroupResponse_v9(buf, pos):
     o = _new(JoinGroupResponse)
@@ -501,16 +611,27 @@ def _d_JoinGroupResponse_v9(buf, pos):
     o.skip_assignment, = _S_Z.unpack_from(buf, pos)
     pos += 1
     o.member_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_JoinGroupResponse_JoinGroupResponseMember_v6(buf, pos)
             a2.append(x3)
         o.members = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_JoinGroupResponse_v9(o, w, buf):
@@ -524,10 +645,18 @@ def _e_JoinGroupResponse_v9(o, w, buf):
     _wcs(buf, o.member_id)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_JoinGroupResponse_JoinGroupResponseMember_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_JoinGroupResponse_JoinGroupResponseMember_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class JoinGroupRequest_JoinGroupRequestProtocol(_StructBase):
     'Kafka JoinGroupRequest struct JoinGroupRequestProtocol'

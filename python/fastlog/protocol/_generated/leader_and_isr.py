@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -56,16 +56,22 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
     o.adding_replicas = []
@@ -83,29 +89,35 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.partition_epoch)
     a3 = o.replicas
     if a3 is None: raise _null('Replicas')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     o.topic_name, pos = _rs(buf, pos)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
     o.is_new, = _S_Z.unpack_from(buf, pos)
@@ -124,29 +136,35 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.partition_epoch)
     a3 = o.replicas
     if a3 is None: raise _null('Replicas')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
     buf += _S_Z.pack(o.is_new)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
     o.is_new, = _S_Z.unpack_from(buf, pos)
@@ -164,39 +182,51 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.partition_epoch)
     a3 = o.replicas
     if a3 is None: raise _null('Replicas')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
     buf += _S_Z.pack(o.is_new)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rcnt(buf, pos)
-    if n3 is None:
+    n3 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n3 == -1:
         raise _null('AddingReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.adding_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('RemovingReplicas')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         o.removing_replicas, pos = _rfa(buf, pos, n4, 'i', 4)
     o.is_new, = _S_Z.unpack_from(buf, pos)
@@ -212,54 +242,86 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.partition_epoch)
     a3 = o.replicas
     if a3 is None: raise _null('Replicas')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
     a5 = o.adding_replicas
     if a5 is None: raise _null('AddingReplicas')
-    _wcnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
+    buf += _S_i.pack(len(a5))
+    _wfa(buf, 'i', a5)
     a7 = o.removing_replicas
     if a7 is None: raise _null('RemovingReplicas')
-    _wcnt(buf, len(a7))
-    buf += _S('>%di' % len(a7)).pack(*a7)
+    buf += _S_i.pack(len(a7))
+    _wfa(buf, 'i', a7)
     buf += _S_Z.pack(o.is_new)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rccnt(buf, pos)
-    if n3 is None:
+    n3 = buf[pos]
+    if n3 < 128:
+        pos += 1
+    else:
+        n3, pos = _ruv(buf, pos)
+    n3 -= 1
+    if n3 < 0:
         raise _null('AddingReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.adding_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('RemovingReplicas')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         o.removing_replicas, pos = _rfa(buf, pos, n4, 'i', 4)
     o.is_new, = _S_Z.unpack_from(buf, pos)
     pos += 1
     o.topic_name = ''
     o.leader_recovery_state = 0
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(o, w, buf):
@@ -268,84 +330,159 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.partition_epoch)
-    a3 = o.replicas
-    if a3 is None: raise _null('Replicas')
-    _wccnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
-    a5 = o.adding_replicas
-    if a5 is None: raise _null('AddingReplicas')
-    _wccnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
-    a7 = o.removing_replicas
-    if a7 is None: raise _null('RemovingReplicas')
-    _wccnt(buf, len(a7))
-    buf += _S('>%di' % len(a7)).pack(*a7)
+    a4 = o.replicas
+    if a4 is None: raise _null('Replicas')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    _wfa(buf, 'i', a4)
+    a7 = o.adding_replicas
+    if a7 is None: raise _null('AddingReplicas')
+    c8 = len(a7) + 1
+    if c8 < 128:
+        buf.append(c8)
+    else:
+        _wuv(buf, c8)
+    _wfa(buf, 'i', a7)
+    a10 = o.removing_replicas
+    if a10 is None: raise _null('RemovingReplicas')
+    c11 = len(a10) + 1
+    if c11 < 128:
+        buf.append(c11)
+    else:
+        _wuv(buf, c11)
+    _wfa(buf, 'i', a10)
     buf += _S_Z.pack(o.is_new)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrPartitionState)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rccnt(buf, pos)
-    if n3 is None:
+    n3 = buf[pos]
+    if n3 < 128:
+        pos += 1
+    else:
+        n3, pos = _ruv(buf, pos)
+    n3 -= 1
+    if n3 < 0:
         raise _null('AddingReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.adding_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('RemovingReplicas')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         o.removing_replicas, pos = _rfa(buf, pos, n4, 'i', 4)
     o.is_new, o.leader_recovery_state, = _S_Zb.unpack_from(buf, pos)
     pos += 2
     o.topic_name = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.partition_epoch)
-    a3 = o.replicas
-    if a3 is None: raise _null('Replicas')
-    _wccnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
-    a5 = o.adding_replicas
-    if a5 is None: raise _null('AddingReplicas')
-    _wccnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
-    a7 = o.removing_replicas
-    if a7 is None: raise _null('RemovingReplicas')
-    _wccnt(buf, len(a7))
-    buf += _S('>%di' % len(a7)).pack(*a7)
+    a4 = o.replicas
+    if a4 is None: raise _null('Replicas')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    _wfa(buf, 'i', a4)
+    a7 = o.adding_replicas
+    if a7 is None: raise _null('AddingReplicas')
+    c8 = len(a7) + 1
+    if c8 < 128:
+        buf.append(c8)
+    else:
+        _wuv(buf, c8)
+    _wfa(buf, 'i', a7)
+    a10 = o.removing_replicas
+    if a10 is None: raise _null('RemovingReplicas')
+    c11 = len(a10) + 1
+    if c11 < 128:
+        buf.append(c11)
+    else:
+        _wuv(buf, c11)
+    _wfa(buf, 'i', a10)
     buf += _S_Zb.pack(o.is_new, o.leader_recovery_state)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrTopicState)
     o.topic_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -361,16 +498,19 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(o, w, buf):
     _ws(buf, o.topic_name)
     a1 = o.partition_states
     if a1 is None: raise _null('PartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(x2, w, buf)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrTopicState)
     o.topic_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -386,16 +526,23 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(o, w, buf):
     _ws(buf, o.topic_name)
     a1 = o.partition_states
     if a1 is None: raise _null('PartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(x2, w, buf)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrTopicState)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -403,7 +550,11 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(buf, pos):
             a2.append(x3)
         o.partition_states = a2
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(o, w, buf):
@@ -411,10 +562,18 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partition_states
     if a1 is None: raise _null('PartitionStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrTopicState)
@@ -422,16 +581,27 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('PartitionStates')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos)
             a3.append(x4)
         o.partition_states = a3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(o, w, buf):
@@ -440,10 +610,18 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partition_states
     if a1 is None: raise _null('PartitionStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrTopicState)
@@ -451,16 +629,27 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('PartitionStates')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(buf, pos)
             a3.append(x4)
         o.partition_states = a3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(o, w, buf):
@@ -469,10 +658,18 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partition_states
     if a1 is None: raise _null('PartitionStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(buf, pos):
     o = _new(LeaderAndIsrRequest_LeaderAndIsrLiveLeader)
@@ -497,7 +694,11 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(buf, pos):
     o.host_name, pos = _rcs(buf, pos)
     o.port, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(o, w, buf):
@@ -505,24 +706,34 @@ def _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(o, w, buf):
     if o.host_name is None: raise _null('HostName')
     _wcs(buf, o.host_name)
     buf += _S_i.pack(o.port)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrRequest_v0(buf, pos):
     o = _new(LeaderAndIsrRequest)
     o.controller_id, o.controller_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('UngroupedPartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(buf, pos)
             a2.append(x3)
         o.ungrouped_partition_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveLeaders')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -546,12 +757,12 @@ def _e_LeaderAndIsrRequest_v0(o, w, buf):
     buf += _S_ii.pack(o.controller_id, o.controller_epoch)
     a1 = o.ungrouped_partition_states
     if a1 is None: raise _null('UngroupedPartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(x2, w, buf)
     a3 = o.live_leaders
     if a3 is None: raise _null('LiveLeaders')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(x4, w, buf)
 
@@ -559,18 +770,24 @@ def _d_LeaderAndIsrRequest_v1(buf, pos):
     o = _new(LeaderAndIsrRequest)
     o.controller_id, o.controller_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('UngroupedPartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(buf, pos)
             a2.append(x3)
         o.ungrouped_partition_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveLeaders')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -594,12 +811,12 @@ def _e_LeaderAndIsrRequest_v1(o, w, buf):
     buf += _S_ii.pack(o.controller_id, o.controller_epoch)
     a1 = o.ungrouped_partition_states
     if a1 is None: raise _null('UngroupedPartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(x2, w, buf)
     a3 = o.live_leaders
     if a3 is None: raise _null('LiveLeaders')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(x4, w, buf)
 
@@ -607,18 +824,24 @@ def _d_LeaderAndIsrRequest_v2(buf, pos):
     o = _new(LeaderAndIsrRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, = _S_iiq.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveLeaders')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -641,12 +864,12 @@ def _e_LeaderAndIsrRequest_v2(o, w, buf):
     buf += _S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(x2, w, buf)
     a3 = o.live_leaders
     if a3 is None: raise _null('LiveLeaders')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(x4, w, buf)
 
@@ -654,18 +877,24 @@ def _d_LeaderAndIsrRequest_v3(buf, pos):
     o = _new(LeaderAndIsrRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, = _S_iiq.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveLeaders')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -688,12 +917,12 @@ def _e_LeaderAndIsrRequest_v3(o, w, buf):
     buf += _S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(x2, w, buf)
     a3 = o.live_leaders
     if a3 is None: raise _null('LiveLeaders')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v0(x4, w, buf)
 
@@ -701,18 +930,32 @@ def _d_LeaderAndIsrRequest_v4(buf, pos):
     o = _new(LeaderAndIsrRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, = _S_iiq.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('LiveLeaders')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -722,7 +965,11 @@ def _d_LeaderAndIsrRequest_v4(buf, pos):
     o.is_k_raft_controller = False
     o.type = 0
     o.ungrouped_partition_states = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_v4(o, w, buf):
@@ -735,32 +982,58 @@ def _e_LeaderAndIsrRequest_v4(o, w, buf):
     buf += _S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(x2, w, buf)
-    a3 = o.live_leaders
-    if a3 is None: raise _null('LiveLeaders')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(x3, w, buf)
+    a4 = o.live_leaders
+    if a4 is None: raise _null('LiveLeaders')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrRequest_v5(buf, pos):
     o = _new(LeaderAndIsrRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, o.type, = _S_iiqb.unpack_from(buf, pos)
     pos += 17
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('LiveLeaders')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -769,7 +1042,11 @@ def _d_LeaderAndIsrRequest_v5(buf, pos):
         o.live_leaders = a5
     o.is_k_raft_controller = False
     o.ungrouped_partition_states = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_v5(o, w, buf):
@@ -780,32 +1057,58 @@ def _e_LeaderAndIsrRequest_v5(o, w, buf):
     buf += _S_iiqb.pack(o.controller_id, o.controller_epoch, o.broker_epoch, o.type)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(x2, w, buf)
-    a3 = o.live_leaders
-    if a3 is None: raise _null('LiveLeaders')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(x3, w, buf)
+    a4 = o.live_leaders
+    if a4 is None: raise _null('LiveLeaders')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrRequest_v6(buf, pos):
     o = _new(LeaderAndIsrRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, o.type, = _S_iiqb.unpack_from(buf, pos)
     pos += 17
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('LiveLeaders')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -814,7 +1117,11 @@ def _d_LeaderAndIsrRequest_v6(buf, pos):
         o.live_leaders = a5
     o.is_k_raft_controller = False
     o.ungrouped_partition_states = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_v6(o, w, buf):
@@ -825,32 +1132,58 @@ def _e_LeaderAndIsrRequest_v6(o, w, buf):
     buf += _S_iiqb.pack(o.controller_id, o.controller_epoch, o.broker_epoch, o.type)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(x2, w, buf)
-    a3 = o.live_leaders
-    if a3 is None: raise _null('LiveLeaders')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(x3, w, buf)
+    a4 = o.live_leaders
+    if a4 is None: raise _null('LiveLeaders')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrRequest_v7(buf, pos):
     o = _new(LeaderAndIsrRequest)
     o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch, o.type, = _S_iZiqb.unpack_from(buf, pos)
     pos += 18
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('LiveLeaders')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -858,7 +1191,11 @@ def _d_LeaderAndIsrRequest_v7(buf, pos):
             a5.append(x6)
         o.live_leaders = a5
     o.ungrouped_partition_states = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrRequest_v7(o, w, buf):
@@ -867,15 +1204,27 @@ def _e_LeaderAndIsrRequest_v7(o, w, buf):
     buf += _S_iZiqb.pack(o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch, o.type)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(x2, w, buf)
-    a3 = o.live_leaders
-    if a3 is None: raise _null('LiveLeaders')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(x3, w, buf)
+    a4 = o.live_leaders
+    if a4 is None: raise _null('LiveLeaders')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_LeaderAndIsrRequest_LeaderAndIsrLiveLeader_v4(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(buf, pos):
     o = _new(LeaderAndIsrResponse_LeaderAndIsrPartitionError)
@@ -895,60 +1244,98 @@ def _d_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(buf, pos):
     o.topic_name, pos = _rcs(buf, pos)
     o.partition_index, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(o, w, buf):
     if o.topic_name is None: raise _null('TopicName')
     _wcs(buf, o.topic_name)
     buf += _S_ih.pack(o.partition_index, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(buf, pos):
     o = _new(LeaderAndIsrResponse_LeaderAndIsrPartitionError)
     o.partition_index, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.topic_name = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(o, w, buf):
     buf += _S_ih.pack(o.partition_index, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(buf, pos):
     o = _new(LeaderAndIsrResponse_LeaderAndIsrTopicError)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('PartitionErrors')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(buf, pos)
             a3.append(x4)
         o.partition_errors = a3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partition_errors
     if a1 is None: raise _null('PartitionErrors')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v5(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrResponse_v0(buf, pos):
     o = _new(LeaderAndIsrResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionErrors')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -965,7 +1352,7 @@ def _e_LeaderAndIsrResponse_v0(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.partition_errors
     if a1 is None: raise _null('PartitionErrors')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v0(x2, w, buf)
 
@@ -973,9 +1360,16 @@ def _d_LeaderAndIsrResponse_v4(buf, pos):
     o = _new(LeaderAndIsrResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionErrors')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -983,7 +1377,11 @@ def _d_LeaderAndIsrResponse_v4(buf, pos):
             a2.append(x3)
         o.partition_errors = a2
     o.topics = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrResponse_v4(o, w, buf):
@@ -992,18 +1390,33 @@ def _e_LeaderAndIsrResponse_v4(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.partition_errors
     if a1 is None: raise _null('PartitionErrors')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrResponse_LeaderAndIsrPartitionError_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderAndIsrResponse_v5(buf, pos):
     o = _new(LeaderAndIsrResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1011,7 +1424,11 @@ def _d_LeaderAndIsrResponse_v5(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.partition_errors = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderAndIsrResponse_v5(o, w, buf):
@@ -1020,10 +1437,18 @@ def _e_LeaderAndIsrResponse_v5(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class LeaderAndIsrRequest_LeaderAndIsrPartitionState(_StructBase):
     'Kafka LeaderAndIsrRequest struct LeaderAndIsrPartitionState'

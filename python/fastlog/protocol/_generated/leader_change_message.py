@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -48,104 +48,180 @@ def _d_LeaderChangeMessage_Voter_v0(buf, pos):
     o.voter_id, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.voter_directory_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderChangeMessage_Voter_v0(o, w, buf):
     if o.voter_directory_id != _ZERO_UUID:
         raise _absent('LeaderChangeMessage_Voter', 'voter_directory_id')
     buf += _S_i.pack(o.voter_id)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderChangeMessage_Voter_v1(buf, pos):
     o = _new(LeaderChangeMessage_Voter)
     o.voter_id, u1, = _S_iU.unpack_from(buf, pos)
     o.voter_directory_id = _UUID(bytes=u1)
     pos += 20
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderChangeMessage_Voter_v1(o, w, buf):
     buf += _S_iU.pack(o.voter_id, o.voter_directory_id.bytes)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderChangeMessage_v0(buf, pos):
     o = _new(LeaderChangeMessage)
     o.version, o.leader_id, = _S_hi.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Voters')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderChangeMessage_Voter_v0(buf, pos)
             a2.append(x3)
         o.voters = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('GrantingVoters')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_LeaderChangeMessage_Voter_v0(buf, pos)
             a5.append(x6)
         o.granting_voters = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderChangeMessage_v0(o, w, buf):
     buf += _S_hi.pack(o.version, o.leader_id)
     a1 = o.voters
     if a1 is None: raise _null('Voters')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderChangeMessage_Voter_v0(x2, w, buf)
-    a3 = o.granting_voters
-    if a3 is None: raise _null('GrantingVoters')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_LeaderChangeMessage_Voter_v0(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderChangeMessage_Voter_v0(x3, w, buf)
+    a4 = o.granting_voters
+    if a4 is None: raise _null('GrantingVoters')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_LeaderChangeMessage_Voter_v0(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaderChangeMessage_v1(buf, pos):
     o = _new(LeaderChangeMessage)
     o.version, o.leader_id, = _S_hi.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Voters')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaderChangeMessage_Voter_v1(buf, pos)
             a2.append(x3)
         o.voters = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('GrantingVoters')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_LeaderChangeMessage_Voter_v1(buf, pos)
             a5.append(x6)
         o.granting_voters = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaderChangeMessage_v1(o, w, buf):
     buf += _S_hi.pack(o.version, o.leader_id)
     a1 = o.voters
     if a1 is None: raise _null('Voters')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaderChangeMessage_Voter_v1(x2, w, buf)
-    a3 = o.granting_voters
-    if a3 is None: raise _null('GrantingVoters')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_LeaderChangeMessage_Voter_v1(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaderChangeMessage_Voter_v1(x3, w, buf)
+    a4 = o.granting_voters
+    if a4 is None: raise _null('GrantingVoters')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_LeaderChangeMessage_Voter_v1(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class LeaderChangeMessage_Voter(_StructBase):
     'Kafka LeaderChangeMessage struct Voter'

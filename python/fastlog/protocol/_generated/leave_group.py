@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -40,6 +40,7 @@ def _tagsize(name):
 __all__ = ['LeaveGroupRequest', 'LeaveGroupResponse']
 
 _S_h = _S('>h')
+_S_i = _S('>i')
 _S_ih = _S('>ih')
 
 def _d_LeaveGroupRequest_MemberIdentity_v3(buf, pos):
@@ -60,21 +61,33 @@ def _d_LeaveGroupRequest_MemberIdentity_v4(buf, pos):
     o.member_id, pos = _rcs(buf, pos)
     o.group_instance_id, pos = _rncs(buf, pos)
     o.reason = None
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaveGroupRequest_MemberIdentity_v4(o, w, buf):
     if o.member_id is None: raise _null('MemberId')
     _wcs(buf, o.member_id)
     _wncs(buf, o.group_instance_id)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaveGroupRequest_MemberIdentity_v5(buf, pos):
     o = _new(LeaveGroupRequest_MemberIdentity)
     o.member_id, pos = _rcs(buf, pos)
     o.group_instance_id, pos = _rncs(buf, pos)
     o.reason, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaveGroupRequest_MemberIdentity_v5(o, w, buf):
@@ -82,7 +95,11 @@ def _e_LeaveGroupRequest_MemberIdentity_v5(o, w, buf):
     _wcs(buf, o.member_id)
     _wncs(buf, o.group_instance_id)
     _wncs(buf, o.reason)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaveGroupRequest_v0(buf, pos):
     o = _new(LeaveGroupRequest)
@@ -103,9 +120,12 @@ def _e_LeaveGroupRequest_v0(o, w, buf):
 def _d_LeaveGroupRequest_v3(buf, pos):
     o = _new(LeaveGroupRequest)
     o.group_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -123,16 +143,23 @@ def _e_LeaveGroupRequest_v3(o, w, buf):
     _ws(buf, o.group_id)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_LeaveGroupRequest_MemberIdentity_v3(x2, w, buf)
 
 def _d_LeaveGroupRequest_v4(buf, pos):
     o = _new(LeaveGroupRequest)
     o.group_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -140,7 +167,11 @@ def _d_LeaveGroupRequest_v4(buf, pos):
             a2.append(x3)
         o.members = a2
     o.member_id = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaveGroupRequest_v4(o, w, buf):
@@ -150,17 +181,32 @@ def _e_LeaveGroupRequest_v4(o, w, buf):
     _wcs(buf, o.group_id)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaveGroupRequest_MemberIdentity_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaveGroupRequest_MemberIdentity_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaveGroupRequest_v5(buf, pos):
     o = _new(LeaveGroupRequest)
     o.group_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -168,7 +214,11 @@ def _d_LeaveGroupRequest_v5(buf, pos):
             a2.append(x3)
         o.members = a2
     o.member_id = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaveGroupRequest_v5(o, w, buf):
@@ -178,10 +228,18 @@ def _e_LeaveGroupRequest_v5(o, w, buf):
     _wcs(buf, o.group_id)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaveGroupRequest_MemberIdentity_v5(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaveGroupRequest_MemberIdentity_v5(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaveGroupResponse_MemberResponse_v3(buf, pos):
     o = _new(LeaveGroupResponse_MemberResponse)
@@ -204,7 +262,11 @@ def _d_LeaveGroupResponse_MemberResponse_v4(buf, pos):
     o.group_instance_id, pos = _rncs(buf, pos)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaveGroupResponse_MemberResponse_v4(o, w, buf):
@@ -212,7 +274,11 @@ def _e_LeaveGroupResponse_MemberResponse_v4(o, w, buf):
     _wcs(buf, o.member_id)
     _wncs(buf, o.group_instance_id)
     buf += _S_h.pack(o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_LeaveGroupResponse_v0(buf, pos):
     o = _new(LeaveGroupResponse)
@@ -245,9 +311,12 @@ def _d_LeaveGroupResponse_v3(buf, pos):
     o = _new(LeaveGroupResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -261,7 +330,7 @@ def _e_LeaveGroupResponse_v3(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_LeaveGroupResponse_MemberResponse_v3(x2, w, buf)
 
@@ -269,26 +338,45 @@ def _d_LeaveGroupResponse_v4(buf, pos):
     o = _new(LeaveGroupResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Members')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_LeaveGroupResponse_MemberResponse_v4(buf, pos)
             a2.append(x3)
         o.members = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_LeaveGroupResponse_v4(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.members
     if a1 is None: raise _null('Members')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_LeaveGroupResponse_MemberResponse_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_LeaveGroupResponse_MemberResponse_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class LeaveGroupRequest_MemberIdentity(_StructBase):
     'Kafka LeaveGroupRequest struct MemberIdentity'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -43,47 +43,82 @@ _S_ih = _S('>ih')
 
 def _d_ListClientMetricsResourcesRequest_v0(buf, pos):
     o = _new(ListClientMetricsResourcesRequest)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListClientMetricsResourcesRequest_v0(o, w, buf):
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(buf, pos):
     o = _new(ListClientMetricsResourcesResponse_ClientMetricsResource)
     o.name, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListClientMetricsResourcesResponse_v0(buf, pos):
     o = _new(ListClientMetricsResourcesResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('ClientMetricsResources')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(buf, pos)
             a2.append(x3)
         o.client_metrics_resources = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListClientMetricsResourcesResponse_v0(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.client_metrics_resources
     if a1 is None: raise _null('ClientMetricsResources')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListClientMetricsResourcesResponse_ClientMetricsResource_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ListClientMetricsResourcesRequest(_Message):
     'Kafka ListClientMetricsResourcesRequest'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -40,6 +40,7 @@ def _tagsize(name):
 __all__ = ['ListGroupsRequest', 'ListGroupsResponse']
 
 _S_h = _S('>h')
+_S_i = _S('>i')
 _S_ih = _S('>ih')
 
 def _d_ListGroupsRequest_v0(buf, pos):
@@ -59,7 +60,11 @@ def _d_ListGroupsRequest_v3(buf, pos):
     o = _new(ListGroupsRequest)
     o.states_filter = []
     o.types_filter = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListGroupsRequest_v3(o, w, buf):
@@ -67,13 +72,24 @@ def _e_ListGroupsRequest_v3(o, w, buf):
         raise _absent('ListGroupsRequest', 'states_filter')
     if o.types_filter:
         raise _absent('ListGroupsRequest', 'types_filter')
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListGroupsRequest_v4(buf, pos):
     o = _new(ListGroupsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('StatesFilter')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -81,7 +97,11 @@ def _d_ListGroupsRequest_v4(buf, pos):
             a2.append(x3)
         o.states_filter = a2
     o.types_filter = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListGroupsRequest_v4(o, w, buf):
@@ -89,46 +109,84 @@ def _e_ListGroupsRequest_v4(o, w, buf):
         raise _absent('ListGroupsRequest', 'types_filter')
     a1 = o.states_filter
     if a1 is None: raise _null('StatesFilter')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListGroupsRequest_v5(buf, pos):
     o = _new(ListGroupsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('StatesFilter')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _rcs(buf, pos)
             a2.append(x3)
         o.states_filter = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('TypesFilter')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _rcs(buf, pos)
             a5.append(x6)
         o.types_filter = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListGroupsRequest_v5(o, w, buf):
     a1 = o.states_filter
     if a1 is None: raise _null('StatesFilter')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
-    a3 = o.types_filter
-    if a3 is None: raise _null('TypesFilter')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _wcs(buf, x4)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
+    a4 = o.types_filter
+    if a4 is None: raise _null('TypesFilter')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _wcs(buf, x6)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListGroupsResponse_ListedGroup_v0(buf, pos):
     o = _new(ListGroupsResponse_ListedGroup)
@@ -151,7 +209,11 @@ def _d_ListGroupsResponse_ListedGroup_v3(buf, pos):
     o.protocol_type, pos = _rcs(buf, pos)
     o.group_state = ''
     o.group_type = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListGroupsResponse_ListedGroup_v3(o, w, buf):
@@ -159,7 +221,11 @@ def _e_ListGroupsResponse_ListedGroup_v3(o, w, buf):
     _wcs(buf, o.group_id)
     if o.protocol_type is None: raise _null('ProtocolType')
     _wcs(buf, o.protocol_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListGroupsResponse_ListedGroup_v4(buf, pos):
     o = _new(ListGroupsResponse_ListedGroup)
@@ -167,7 +233,11 @@ def _d_ListGroupsResponse_ListedGroup_v4(buf, pos):
     o.protocol_type, pos = _rcs(buf, pos)
     o.group_state, pos = _rcs(buf, pos)
     o.group_type = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListGroupsResponse_ListedGroup_v4(o, w, buf):
@@ -177,7 +247,11 @@ def _e_ListGroupsResponse_ListedGroup_v4(o, w, buf):
     _wcs(buf, o.protocol_type)
     if o.group_state is None: raise _null('GroupState')
     _wcs(buf, o.group_state)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListGroupsResponse_ListedGroup_v5(buf, pos):
     o = _new(ListGroupsResponse_ListedGroup)
@@ -185,7 +259,11 @@ def _d_ListGroupsResponse_ListedGroup_v5(buf, pos):
     o.protocol_type, pos = _rcs(buf, pos)
     o.group_state, pos = _rcs(buf, pos)
     o.group_type, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListGroupsResponse_ListedGroup_v5(o, w, buf):
@@ -197,15 +275,22 @@ def _e_ListGroupsResponse_ListedGroup_v5(o, w, buf):
     _wcs(buf, o.group_state)
     if o.group_type is None: raise _null('GroupType')
     _wcs(buf, o.group_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListGroupsResponse_v0(buf, pos):
     o = _new(ListGroupsResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -220,7 +305,7 @@ def _e_ListGroupsResponse_v0(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListGroupsResponse_ListedGroup_v0(x2, w, buf)
 
@@ -228,9 +313,12 @@ def _d_ListGroupsResponse_v1(buf, pos):
     o = _new(ListGroupsResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -244,7 +332,7 @@ def _e_ListGroupsResponse_v1(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListGroupsResponse_ListedGroup_v0(x2, w, buf)
 
@@ -252,76 +340,133 @@ def _d_ListGroupsResponse_v3(buf, pos):
     o = _new(ListGroupsResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListGroupsResponse_ListedGroup_v3(buf, pos)
             a2.append(x3)
         o.groups = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListGroupsResponse_v3(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListGroupsResponse_ListedGroup_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListGroupsResponse_ListedGroup_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListGroupsResponse_v4(buf, pos):
     o = _new(ListGroupsResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListGroupsResponse_ListedGroup_v4(buf, pos)
             a2.append(x3)
         o.groups = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListGroupsResponse_v4(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListGroupsResponse_ListedGroup_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListGroupsResponse_ListedGroup_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListGroupsResponse_v5(buf, pos):
     o = _new(ListGroupsResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListGroupsResponse_ListedGroup_v5(buf, pos)
             a2.append(x3)
         o.groups = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListGroupsResponse_v5(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListGroupsResponse_ListedGroup_v5(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListGroupsResponse_ListedGroup_v5(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ListGroupsRequest(_Message):
     'Kafka ListGroupsRequest'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -91,21 +91,32 @@ def _d_ListOffsetsRequest_ListOffsetsPartition_v6(buf, pos):
     o.partition_index, o.current_leader_epoch, o.timestamp, = _S_iiq.unpack_from(buf, pos)
     pos += 16
     o.max_num_offsets = 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListOffsetsRequest_ListOffsetsPartition_v6(o, w, buf):
     if o.max_num_offsets != 1:
         raise _absent('ListOffsetsRequest_ListOffsetsPartition', 'max_num_offsets')
     buf += _S_iiq.pack(o.partition_index, o.current_leader_epoch, o.timestamp)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListOffsetsRequest_ListOffsetsTopic_v0(buf, pos):
     o = _new(ListOffsetsRequest_ListOffsetsTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -120,16 +131,19 @@ def _e_ListOffsetsRequest_ListOffsetsTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsRequest_ListOffsetsPartition_v0(x2, w, buf)
 
 def _d_ListOffsetsRequest_ListOffsetsTopic_v1(buf, pos):
     o = _new(ListOffsetsRequest_ListOffsetsTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -144,16 +158,19 @@ def _e_ListOffsetsRequest_ListOffsetsTopic_v1(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsRequest_ListOffsetsPartition_v1(x2, w, buf)
 
 def _d_ListOffsetsRequest_ListOffsetsTopic_v4(buf, pos):
     o = _new(ListOffsetsRequest_ListOffsetsTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -168,23 +185,34 @@ def _e_ListOffsetsRequest_ListOffsetsTopic_v4(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsRequest_ListOffsetsPartition_v4(x2, w, buf)
 
 def _d_ListOffsetsRequest_ListOffsetsTopic_v6(buf, pos):
     o = _new(ListOffsetsRequest_ListOffsetsTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListOffsetsRequest_ListOffsetsPartition_v6(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListOffsetsRequest_ListOffsetsTopic_v6(o, w, buf):
@@ -192,18 +220,29 @@ def _e_ListOffsetsRequest_ListOffsetsTopic_v6(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListOffsetsRequest_ListOffsetsPartition_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListOffsetsRequest_ListOffsetsPartition_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListOffsetsRequest_v0(buf, pos):
     o = _new(ListOffsetsRequest)
     o.replica_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -221,7 +260,7 @@ def _e_ListOffsetsRequest_v0(o, w, buf):
     buf += _S_i.pack(o.replica_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsRequest_ListOffsetsTopic_v0(x2, w, buf)
 
@@ -229,9 +268,12 @@ def _d_ListOffsetsRequest_v1(buf, pos):
     o = _new(ListOffsetsRequest)
     o.replica_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -249,7 +291,7 @@ def _e_ListOffsetsRequest_v1(o, w, buf):
     buf += _S_i.pack(o.replica_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsRequest_ListOffsetsTopic_v1(x2, w, buf)
 
@@ -257,9 +299,12 @@ def _d_ListOffsetsRequest_v2(buf, pos):
     o = _new(ListOffsetsRequest)
     o.replica_id, o.isolation_level, = _S_ib.unpack_from(buf, pos)
     pos += 5
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -274,7 +319,7 @@ def _e_ListOffsetsRequest_v2(o, w, buf):
     buf += _S_ib.pack(o.replica_id, o.isolation_level)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsRequest_ListOffsetsTopic_v1(x2, w, buf)
 
@@ -282,9 +327,12 @@ def _d_ListOffsetsRequest_v4(buf, pos):
     o = _new(ListOffsetsRequest)
     o.replica_id, o.isolation_level, = _S_ib.unpack_from(buf, pos)
     pos += 5
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -299,7 +347,7 @@ def _e_ListOffsetsRequest_v4(o, w, buf):
     buf += _S_ib.pack(o.replica_id, o.isolation_level)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsRequest_ListOffsetsTopic_v4(x2, w, buf)
 
@@ -307,9 +355,16 @@ def _d_ListOffsetsRequest_v6(buf, pos):
     o = _new(ListOffsetsRequest)
     o.replica_id, o.isolation_level, = _S_ib.unpack_from(buf, pos)
     pos += 5
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -317,25 +372,44 @@ def _d_ListOffsetsRequest_v6(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.timeout_ms = 0
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListOffsetsRequest_v6(o, w, buf):
     buf += _S_ib.pack(o.replica_id, o.isolation_level)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListOffsetsRequest_ListOffsetsTopic_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListOffsetsRequest_ListOffsetsTopic_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListOffsetsRequest_v10(buf, pos):
     o = _new(ListOffsetsRequest)
     o.replica_id, o.isolation_level, = _S_ib.unpack_from(buf, pos)
     pos += 5
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -344,26 +418,41 @@ def _d_ListOffsetsRequest_v10(buf, pos):
         o.topics = a2
     o.timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListOffsetsRequest_v10(o, w, buf):
     buf += _S_ib.pack(o.replica_id, o.isolation_level)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListOffsetsRequest_ListOffsetsTopic_v6(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListOffsetsRequest_ListOffsetsTopic_v6(x3, w, buf)
     buf += _S_i.pack(o.timeout_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(buf, pos):
     o = _new(ListOffsetsResponse_ListOffsetsPartitionResponse)
     o.partition_index, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('OldStyleOffsets')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.old_style_offsets, pos = _rfa(buf, pos, n1, 'q', 8)
     o.timestamp = -1
@@ -382,8 +471,8 @@ def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(o, w, buf):
     buf += _S_ih.pack(o.partition_index, o.error_code)
     a1 = o.old_style_offsets
     if a1 is None: raise _null('OldStyleOffsets')
-    _wcnt(buf, len(a1))
-    buf += _S('>%dq' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'q', a1)
 
 def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(buf, pos):
     o = _new(ListOffsetsResponse_ListOffsetsPartitionResponse)
@@ -419,21 +508,32 @@ def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(buf, pos):
     o.partition_index, o.error_code, o.timestamp, o.offset, o.leader_epoch, = _S_ihqqi.unpack_from(buf, pos)
     pos += 26
     o.old_style_offsets = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(o, w, buf):
     if o.old_style_offsets:
         raise _absent('ListOffsetsResponse_ListOffsetsPartitionResponse', 'old_style_offsets')
     buf += _S_ihqqi.pack(o.partition_index, o.error_code, o.timestamp, o.offset, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v0(buf, pos):
     o = _new(ListOffsetsResponse_ListOffsetsTopicResponse)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -448,16 +548,19 @@ def _e_ListOffsetsResponse_ListOffsetsTopicResponse_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(x2, w, buf)
 
 def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v1(buf, pos):
     o = _new(ListOffsetsResponse_ListOffsetsTopicResponse)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -472,16 +575,19 @@ def _e_ListOffsetsResponse_ListOffsetsTopicResponse_v1(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v1(x2, w, buf)
 
 def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v4(buf, pos):
     o = _new(ListOffsetsResponse_ListOffsetsTopicResponse)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -496,23 +602,34 @@ def _e_ListOffsetsResponse_ListOffsetsTopicResponse_v4(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v4(x2, w, buf)
 
 def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v6(buf, pos):
     o = _new(ListOffsetsResponse_ListOffsetsTopicResponse)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListOffsetsResponse_ListOffsetsTopicResponse_v6(o, w, buf):
@@ -520,16 +637,27 @@ def _e_ListOffsetsResponse_ListOffsetsTopicResponse_v6(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListOffsetsResponse_ListOffsetsPartitionResponse_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListOffsetsResponse_v0(buf, pos):
     o = _new(ListOffsetsResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -543,15 +671,18 @@ def _d_ListOffsetsResponse_v0(buf, pos):
 def _e_ListOffsetsResponse_v0(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsResponse_ListOffsetsTopicResponse_v0(x2, w, buf)
 
 def _d_ListOffsetsResponse_v1(buf, pos):
     o = _new(ListOffsetsResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -565,7 +696,7 @@ def _d_ListOffsetsResponse_v1(buf, pos):
 def _e_ListOffsetsResponse_v1(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsResponse_ListOffsetsTopicResponse_v1(x2, w, buf)
 
@@ -573,9 +704,12 @@ def _d_ListOffsetsResponse_v2(buf, pos):
     o = _new(ListOffsetsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -589,7 +723,7 @@ def _e_ListOffsetsResponse_v2(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsResponse_ListOffsetsTopicResponse_v1(x2, w, buf)
 
@@ -597,9 +731,12 @@ def _d_ListOffsetsResponse_v4(buf, pos):
     o = _new(ListOffsetsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -613,7 +750,7 @@ def _e_ListOffsetsResponse_v4(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ListOffsetsResponse_ListOffsetsTopicResponse_v4(x2, w, buf)
 
@@ -621,26 +758,45 @@ def _d_ListOffsetsResponse_v6(buf, pos):
     o = _new(ListOffsetsResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListOffsetsResponse_ListOffsetsTopicResponse_v6(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListOffsetsResponse_v6(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListOffsetsResponse_ListOffsetsTopicResponse_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListOffsetsResponse_ListOffsetsTopicResponse_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ListOffsetsRequest_ListOffsetsPartition(_StructBase):
     'Kafka ListOffsetsRequest struct ListOffsetsPartition'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -45,12 +45,23 @@ _S_ih = _S('>ih')
 def _d_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(buf, pos):
     o = _new(ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionIndexes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(o, w, buf):
@@ -58,24 +69,43 @@ def _e_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(o, 
     _wcs(buf, o.name)
     a1 = o.partition_indexes
     if a1 is None: raise _null('PartitionIndexes')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListPartitionReassignmentsRequest_v0(buf, pos):
     o = _new(ListPartitionReassignmentsRequest)
     o.timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListPartitionReassignmentsRequest_v0(o, w, buf):
@@ -84,62 +114,122 @@ def _e_ListPartitionReassignmentsRequest_v0(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(buf, pos):
     o = _new(ListPartitionReassignmentsResponse_OngoingPartitionReassignment)
     o.partition_index, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Replicas')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n1, 'i', 4)
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('AddingReplicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.adding_replicas, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rccnt(buf, pos)
-    if n3 is None:
+    n3 = buf[pos]
+    if n3 < 128:
+        pos += 1
+    else:
+        n3, pos = _ruv(buf, pos)
+    n3 -= 1
+    if n3 < 0:
         raise _null('RemovingReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.removing_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(o, w, buf):
     buf += _S_i.pack(o.partition_index)
     a1 = o.replicas
     if a1 is None: raise _null('Replicas')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    a3 = o.adding_replicas
-    if a3 is None: raise _null('AddingReplicas')
-    _wccnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
-    a5 = o.removing_replicas
-    if a5 is None: raise _null('RemovingReplicas')
-    _wccnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    a4 = o.adding_replicas
+    if a4 is None: raise _null('AddingReplicas')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    _wfa(buf, 'i', a4)
+    a7 = o.removing_replicas
+    if a7 is None: raise _null('RemovingReplicas')
+    c8 = len(a7) + 1
+    if c8 < 128:
+        buf.append(c8)
+    else:
+        _wuv(buf, c8)
+    _wfa(buf, 'i', a7)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(buf, pos):
     o = _new(ListPartitionReassignmentsResponse_OngoingTopicReassignment)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(o, w, buf):
@@ -147,26 +237,45 @@ def _e_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(o, w, buf)
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListPartitionReassignmentsResponse_v0(buf, pos):
     o = _new(ListPartitionReassignmentsResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListPartitionReassignmentsResponse_v0(o, w, buf):
@@ -174,10 +283,18 @@ def _e_ListPartitionReassignmentsResponse_v0(o, w, buf):
     _wncs(buf, o.error_message)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics(_StructBase):
     'Kafka ListPartitionReassignmentsRequest struct ListPartitionReassignmentsTopics'

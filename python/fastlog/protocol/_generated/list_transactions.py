@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -44,22 +44,40 @@ _S_q = _S('>q')
 
 def _d_ListTransactionsRequest_v0(buf, pos):
     o = _new(ListTransactionsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('StateFilters')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _rcs(buf, pos)
             a2.append(x3)
         o.state_filters = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('ProducerIdFilters')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         o.producer_id_filters, pos = _rfa(buf, pos, n4, 'q', 8)
     o.duration_filter = -1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListTransactionsRequest_v0(o, w, buf):
@@ -67,48 +85,90 @@ def _e_ListTransactionsRequest_v0(o, w, buf):
         raise _absent('ListTransactionsRequest', 'duration_filter')
     a1 = o.state_filters
     if a1 is None: raise _null('StateFilters')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
-    a3 = o.producer_id_filters
-    if a3 is None: raise _null('ProducerIdFilters')
-    _wccnt(buf, len(a3))
-    buf += _S('>%dq' % len(a3)).pack(*a3)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
+    a4 = o.producer_id_filters
+    if a4 is None: raise _null('ProducerIdFilters')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    _wfa(buf, 'q', a4)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListTransactionsRequest_v1(buf, pos):
     o = _new(ListTransactionsRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('StateFilters')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _rcs(buf, pos)
             a2.append(x3)
         o.state_filters = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('ProducerIdFilters')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         o.producer_id_filters, pos = _rfa(buf, pos, n4, 'q', 8)
     o.duration_filter, = _S_q.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListTransactionsRequest_v1(o, w, buf):
     a1 = o.state_filters
     if a1 is None: raise _null('StateFilters')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
-    a3 = o.producer_id_filters
-    if a3 is None: raise _null('ProducerIdFilters')
-    _wccnt(buf, len(a3))
-    buf += _S('>%dq' % len(a3)).pack(*a3)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
+    a4 = o.producer_id_filters
+    if a4 is None: raise _null('ProducerIdFilters')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    _wfa(buf, 'q', a4)
     buf += _S_q.pack(o.duration_filter)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListTransactionsResponse_TransactionState_v0(buf, pos):
     o = _new(ListTransactionsResponse_TransactionState)
@@ -116,7 +176,11 @@ def _d_ListTransactionsResponse_TransactionState_v0(buf, pos):
     o.producer_id, = _S_q.unpack_from(buf, pos)
     pos += 8
     o.transaction_state, pos = _rcs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListTransactionsResponse_TransactionState_v0(o, w, buf):
@@ -125,46 +189,80 @@ def _e_ListTransactionsResponse_TransactionState_v0(o, w, buf):
     buf += _S_q.pack(o.producer_id)
     if o.transaction_state is None: raise _null('TransactionState')
     _wcs(buf, o.transaction_state)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ListTransactionsResponse_v0(buf, pos):
     o = _new(ListTransactionsResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('UnknownStateFilters')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _rcs(buf, pos)
             a2.append(x3)
         o.unknown_state_filters = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('TransactionStates')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_ListTransactionsResponse_TransactionState_v0(buf, pos)
             a5.append(x6)
         o.transaction_states = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ListTransactionsResponse_v0(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     a1 = o.unknown_state_filters
     if a1 is None: raise _null('UnknownStateFilters')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _wcs(buf, x2)
-    a3 = o.transaction_states
-    if a3 is None: raise _null('TransactionStates')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_ListTransactionsResponse_TransactionState_v0(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _wcs(buf, x3)
+    a4 = o.transaction_states
+    if a4 is None: raise _null('TransactionStates')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_ListTransactionsResponse_TransactionState_v0(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ListTransactionsRequest(_Message):
     'Kafka ListTransactionsRequest'

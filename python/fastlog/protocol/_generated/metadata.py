@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -64,13 +64,21 @@ def _d_MetadataRequest_MetadataRequestTopic_v9(buf, pos):
     o = _new(MetadataRequest_MetadataRequestTopic)
     o.name, pos = _rcs(buf, pos)
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataRequest_MetadataRequestTopic_v9(o, w, buf):
     if o.name is None: raise _null('Name')
     _wcs(buf, o.name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataRequest_MetadataRequestTopic_v10(buf, pos):
     o = _new(MetadataRequest_MetadataRequestTopic)
@@ -78,19 +86,30 @@ def _d_MetadataRequest_MetadataRequestTopic_v10(buf, pos):
     o.topic_id = _UUID(bytes=u1)
     pos += 16
     o.name, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataRequest_MetadataRequestTopic_v10(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     _wncs(buf, o.name)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataRequest_v0(buf, pos):
     o = _new(MetadataRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -112,15 +131,18 @@ def _e_MetadataRequest_v0(o, w, buf):
         raise _absent('MetadataRequest', 'include_topic_authorized_operations')
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataRequest_MetadataRequestTopic_v0(x2, w, buf)
 
 def _d_MetadataRequest_v1(buf, pos):
     o = _new(MetadataRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -144,15 +166,18 @@ def _e_MetadataRequest_v1(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_MetadataRequest_MetadataRequestTopic_v0(x2, w, buf)
 
 def _d_MetadataRequest_v4(buf, pos):
     o = _new(MetadataRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -175,16 +200,19 @@ def _e_MetadataRequest_v4(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_MetadataRequest_MetadataRequestTopic_v0(x2, w, buf)
     buf += _S_Z.pack(o.allow_auto_topic_creation)
 
 def _d_MetadataRequest_v8(buf, pos):
     o = _new(MetadataRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -201,16 +229,23 @@ def _e_MetadataRequest_v8(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_MetadataRequest_MetadataRequestTopic_v0(x2, w, buf)
     buf += _S_ZZZ.pack(o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations)
 
 def _d_MetadataRequest_v9(buf, pos):
     o = _new(MetadataRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -219,7 +254,11 @@ def _d_MetadataRequest_v9(buf, pos):
         o.topics = a2
     o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations, = _S_ZZZ.unpack_from(buf, pos)
     pos += 3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataRequest_v9(o, w, buf):
@@ -227,17 +266,32 @@ def _e_MetadataRequest_v9(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_MetadataRequest_MetadataRequestTopic_v9(x2, w, buf)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_MetadataRequest_MetadataRequestTopic_v9(x3, w, buf)
     buf += _S_ZZZ.pack(o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataRequest_v10(buf, pos):
     o = _new(MetadataRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -246,7 +300,11 @@ def _d_MetadataRequest_v10(buf, pos):
         o.topics = a2
     o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations, = _S_ZZZ.unpack_from(buf, pos)
     pos += 3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataRequest_v10(o, w, buf):
@@ -254,17 +312,32 @@ def _e_MetadataRequest_v10(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_MetadataRequest_MetadataRequestTopic_v10(x2, w, buf)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_MetadataRequest_MetadataRequestTopic_v10(x3, w, buf)
     buf += _S_ZZZ.pack(o.allow_auto_topic_creation, o.include_cluster_authorized_operations, o.include_topic_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataRequest_v11(buf, pos):
     o = _new(MetadataRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -274,7 +347,11 @@ def _d_MetadataRequest_v11(buf, pos):
     o.allow_auto_topic_creation, o.include_topic_authorized_operations, = _S_ZZ.unpack_from(buf, pos)
     pos += 2
     o.include_cluster_authorized_operations = False
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataRequest_v11(o, w, buf):
@@ -284,11 +361,19 @@ def _e_MetadataRequest_v11(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_MetadataRequest_MetadataRequestTopic_v10(x2, w, buf)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_MetadataRequest_MetadataRequestTopic_v10(x3, w, buf)
     buf += _S_ZZ.pack(o.allow_auto_topic_creation, o.include_topic_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataResponse_MetadataResponseBroker_v0(buf, pos):
     o = _new(MetadataResponse_MetadataResponseBroker)
@@ -333,7 +418,11 @@ def _d_MetadataResponse_MetadataResponseBroker_v9(buf, pos):
     o.port, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.rack, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataResponse_MetadataResponseBroker_v9(o, w, buf):
@@ -342,20 +431,30 @@ def _e_MetadataResponse_MetadataResponseBroker_v9(o, w, buf):
     _wcs(buf, o.host)
     buf += _S_i.pack(o.port)
     _wncs(buf, o.rack)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataResponse_MetadataResponsePartition_v0(buf, pos):
     o = _new(MetadataResponse_MetadataResponsePartition)
     o.error_code, o.partition_index, o.leader_id, = _S_hii.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('ReplicaNodes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('IsrNodes')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.isr_nodes, pos = _rfa(buf, pos, n2, 'i', 4)
     o.leader_epoch = -1
@@ -367,30 +466,39 @@ def _e_MetadataResponse_MetadataResponsePartition_v0(o, w, buf):
     buf += _S_hii.pack(o.error_code, o.partition_index, o.leader_id)
     a1 = o.replica_nodes
     if a1 is None: raise _null('ReplicaNodes')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     a3 = o.isr_nodes
     if a3 is None: raise _null('IsrNodes')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
 
 def _d_MetadataResponse_MetadataResponsePartition_v5(buf, pos):
     o = _new(MetadataResponse_MetadataResponsePartition)
     o.error_code, o.partition_index, o.leader_id, = _S_hii.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('ReplicaNodes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('IsrNodes')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.isr_nodes, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rcnt(buf, pos)
-    if n3 is None:
+    n3 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n3 == -1:
         raise _null('OfflineReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.offline_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     o.leader_epoch = -1
@@ -401,34 +509,43 @@ def _e_MetadataResponse_MetadataResponsePartition_v5(o, w, buf):
     buf += _S_hii.pack(o.error_code, o.partition_index, o.leader_id)
     a1 = o.replica_nodes
     if a1 is None: raise _null('ReplicaNodes')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     a3 = o.isr_nodes
     if a3 is None: raise _null('IsrNodes')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
     a5 = o.offline_replicas
     if a5 is None: raise _null('OfflineReplicas')
-    _wcnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
+    buf += _S_i.pack(len(a5))
+    _wfa(buf, 'i', a5)
 
 def _d_MetadataResponse_MetadataResponsePartition_v7(buf, pos):
     o = _new(MetadataResponse_MetadataResponsePartition)
     o.error_code, o.partition_index, o.leader_id, o.leader_epoch, = _S_hiii.unpack_from(buf, pos)
     pos += 14
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('ReplicaNodes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('IsrNodes')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.isr_nodes, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rcnt(buf, pos)
-    if n3 is None:
+    n3 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n3 == -1:
         raise _null('OfflineReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.offline_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -438,63 +555,107 @@ def _e_MetadataResponse_MetadataResponsePartition_v7(o, w, buf):
     buf += _S_hiii.pack(o.error_code, o.partition_index, o.leader_id, o.leader_epoch)
     a1 = o.replica_nodes
     if a1 is None: raise _null('ReplicaNodes')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     a3 = o.isr_nodes
     if a3 is None: raise _null('IsrNodes')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
     a5 = o.offline_replicas
     if a5 is None: raise _null('OfflineReplicas')
-    _wcnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
+    buf += _S_i.pack(len(a5))
+    _wfa(buf, 'i', a5)
 
 def _d_MetadataResponse_MetadataResponsePartition_v9(buf, pos):
     o = _new(MetadataResponse_MetadataResponsePartition)
     o.error_code, o.partition_index, o.leader_id, o.leader_epoch, = _S_hiii.unpack_from(buf, pos)
     pos += 14
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('ReplicaNodes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('IsrNodes')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.isr_nodes, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rccnt(buf, pos)
-    if n3 is None:
+    n3 = buf[pos]
+    if n3 < 128:
+        pos += 1
+    else:
+        n3, pos = _ruv(buf, pos)
+    n3 -= 1
+    if n3 < 0:
         raise _null('OfflineReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.offline_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataResponse_MetadataResponsePartition_v9(o, w, buf):
     buf += _S_hiii.pack(o.error_code, o.partition_index, o.leader_id, o.leader_epoch)
     a1 = o.replica_nodes
     if a1 is None: raise _null('ReplicaNodes')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    a3 = o.isr_nodes
-    if a3 is None: raise _null('IsrNodes')
-    _wccnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
-    a5 = o.offline_replicas
-    if a5 is None: raise _null('OfflineReplicas')
-    _wccnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    a4 = o.isr_nodes
+    if a4 is None: raise _null('IsrNodes')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    _wfa(buf, 'i', a4)
+    a7 = o.offline_replicas
+    if a7 is None: raise _null('OfflineReplicas')
+    c8 = len(a7) + 1
+    if c8 < 128:
+        buf.append(c8)
+    else:
+        _wuv(buf, c8)
+    _wfa(buf, 'i', a7)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataResponse_MetadataResponseTopic_v0(buf, pos):
     o = _new(MetadataResponse_MetadataResponseTopic)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -515,7 +676,7 @@ def _e_MetadataResponse_MetadataResponseTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponsePartition_v0(x2, w, buf)
 
@@ -526,9 +687,12 @@ def _d_MetadataResponse_MetadataResponseTopic_v1(buf, pos):
     o.name, pos = _rs(buf, pos)
     o.is_internal, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -549,7 +713,7 @@ def _e_MetadataResponse_MetadataResponseTopic_v1(o, w, buf):
     buf += _S_Z.pack(o.is_internal)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponsePartition_v0(x2, w, buf)
 
@@ -560,9 +724,12 @@ def _d_MetadataResponse_MetadataResponseTopic_v5(buf, pos):
     o.name, pos = _rs(buf, pos)
     o.is_internal, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -583,7 +750,7 @@ def _e_MetadataResponse_MetadataResponseTopic_v5(o, w, buf):
     buf += _S_Z.pack(o.is_internal)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponsePartition_v5(x2, w, buf)
 
@@ -594,9 +761,12 @@ def _d_MetadataResponse_MetadataResponseTopic_v7(buf, pos):
     o.name, pos = _rs(buf, pos)
     o.is_internal, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -617,7 +787,7 @@ def _e_MetadataResponse_MetadataResponseTopic_v7(o, w, buf):
     buf += _S_Z.pack(o.is_internal)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponsePartition_v7(x2, w, buf)
 
@@ -628,9 +798,12 @@ def _d_MetadataResponse_MetadataResponseTopic_v8(buf, pos):
     o.name, pos = _rs(buf, pos)
     o.is_internal, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -650,7 +823,7 @@ def _e_MetadataResponse_MetadataResponseTopic_v8(o, w, buf):
     buf += _S_Z.pack(o.is_internal)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponsePartition_v7(x2, w, buf)
     buf += _S_i.pack(o.topic_authorized_operations)
@@ -662,9 +835,16 @@ def _d_MetadataResponse_MetadataResponseTopic_v9(buf, pos):
     o.name, pos = _rcs(buf, pos)
     o.is_internal, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -674,7 +854,11 @@ def _d_MetadataResponse_MetadataResponseTopic_v9(buf, pos):
     o.topic_authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataResponse_MetadataResponseTopic_v9(o, w, buf):
@@ -684,11 +868,19 @@ def _e_MetadataResponse_MetadataResponseTopic_v9(o, w, buf):
     buf += _S_Z.pack(o.is_internal)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_MetadataResponse_MetadataResponsePartition_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_MetadataResponse_MetadataResponsePartition_v9(x3, w, buf)
     buf += _S_i.pack(o.topic_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataResponse_MetadataResponseTopic_v10(buf, pos):
     o = _new(MetadataResponse_MetadataResponseTopic)
@@ -698,9 +890,16 @@ def _d_MetadataResponse_MetadataResponseTopic_v10(buf, pos):
     u1, o.is_internal, = _S_UZ.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 17
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -709,7 +908,11 @@ def _d_MetadataResponse_MetadataResponseTopic_v10(buf, pos):
         o.partitions = a3
     o.topic_authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataResponse_MetadataResponseTopic_v10(o, w, buf):
@@ -719,11 +922,19 @@ def _e_MetadataResponse_MetadataResponseTopic_v10(o, w, buf):
     buf += _S_UZ.pack(o.topic_id.bytes, o.is_internal)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_MetadataResponse_MetadataResponsePartition_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_MetadataResponse_MetadataResponsePartition_v9(x3, w, buf)
     buf += _S_i.pack(o.topic_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataResponse_MetadataResponseTopic_v12(buf, pos):
     o = _new(MetadataResponse_MetadataResponseTopic)
@@ -733,9 +944,16 @@ def _d_MetadataResponse_MetadataResponseTopic_v12(buf, pos):
     u1, o.is_internal, = _S_UZ.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 17
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -744,7 +962,11 @@ def _d_MetadataResponse_MetadataResponseTopic_v12(buf, pos):
         o.partitions = a3
     o.topic_authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataResponse_MetadataResponseTopic_v12(o, w, buf):
@@ -753,26 +975,40 @@ def _e_MetadataResponse_MetadataResponseTopic_v12(o, w, buf):
     buf += _S_UZ.pack(o.topic_id.bytes, o.is_internal)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_MetadataResponse_MetadataResponsePartition_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_MetadataResponse_MetadataResponsePartition_v9(x3, w, buf)
     buf += _S_i.pack(o.topic_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataResponse_v0(buf, pos):
     o = _new(MetadataResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_MetadataResponse_MetadataResponseBroker_v0(buf, pos)
             a2.append(x3)
         o.brokers = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -791,20 +1027,23 @@ def _e_MetadataResponse_v0(o, w, buf):
         raise _absent('MetadataResponse', 'cluster_authorized_operations')
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponseBroker_v0(x2, w, buf)
     a3 = o.topics
     if a3 is None: raise _null('Topics')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_MetadataResponse_MetadataResponseTopic_v0(x4, w, buf)
 
 def _d_MetadataResponse_v1(buf, pos):
     o = _new(MetadataResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -813,9 +1052,12 @@ def _d_MetadataResponse_v1(buf, pos):
         o.brokers = a2
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -833,21 +1075,24 @@ def _e_MetadataResponse_v1(o, w, buf):
         raise _absent('MetadataResponse', 'cluster_authorized_operations')
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponseBroker_v1(x2, w, buf)
     buf += _S_i.pack(o.controller_id)
     a3 = o.topics
     if a3 is None: raise _null('Topics')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_MetadataResponse_MetadataResponseTopic_v1(x4, w, buf)
 
 def _d_MetadataResponse_v2(buf, pos):
     o = _new(MetadataResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -857,9 +1102,12 @@ def _d_MetadataResponse_v2(buf, pos):
     o.cluster_id, pos = _rns(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -876,14 +1124,14 @@ def _e_MetadataResponse_v2(o, w, buf):
         raise _absent('MetadataResponse', 'cluster_authorized_operations')
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponseBroker_v1(x2, w, buf)
     _wns(buf, o.cluster_id)
     buf += _S_i.pack(o.controller_id)
     a3 = o.topics
     if a3 is None: raise _null('Topics')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_MetadataResponse_MetadataResponseTopic_v1(x4, w, buf)
 
@@ -891,9 +1139,12 @@ def _d_MetadataResponse_v3(buf, pos):
     o = _new(MetadataResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -903,9 +1154,12 @@ def _d_MetadataResponse_v3(buf, pos):
     o.cluster_id, pos = _rns(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -922,14 +1176,14 @@ def _e_MetadataResponse_v3(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponseBroker_v1(x2, w, buf)
     _wns(buf, o.cluster_id)
     buf += _S_i.pack(o.controller_id)
     a3 = o.topics
     if a3 is None: raise _null('Topics')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_MetadataResponse_MetadataResponseTopic_v1(x4, w, buf)
 
@@ -937,9 +1191,12 @@ def _d_MetadataResponse_v5(buf, pos):
     o = _new(MetadataResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -949,9 +1206,12 @@ def _d_MetadataResponse_v5(buf, pos):
     o.cluster_id, pos = _rns(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -968,14 +1228,14 @@ def _e_MetadataResponse_v5(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponseBroker_v1(x2, w, buf)
     _wns(buf, o.cluster_id)
     buf += _S_i.pack(o.controller_id)
     a3 = o.topics
     if a3 is None: raise _null('Topics')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_MetadataResponse_MetadataResponseTopic_v5(x4, w, buf)
 
@@ -983,9 +1243,12 @@ def _d_MetadataResponse_v7(buf, pos):
     o = _new(MetadataResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -995,9 +1258,12 @@ def _d_MetadataResponse_v7(buf, pos):
     o.cluster_id, pos = _rns(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -1014,14 +1280,14 @@ def _e_MetadataResponse_v7(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponseBroker_v1(x2, w, buf)
     _wns(buf, o.cluster_id)
     buf += _S_i.pack(o.controller_id)
     a3 = o.topics
     if a3 is None: raise _null('Topics')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_MetadataResponse_MetadataResponseTopic_v7(x4, w, buf)
 
@@ -1029,9 +1295,12 @@ def _d_MetadataResponse_v8(buf, pos):
     o = _new(MetadataResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1041,9 +1310,12 @@ def _d_MetadataResponse_v8(buf, pos):
     o.cluster_id, pos = _rns(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -1059,14 +1331,14 @@ def _e_MetadataResponse_v8(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_MetadataResponse_MetadataResponseBroker_v1(x2, w, buf)
     _wns(buf, o.cluster_id)
     buf += _S_i.pack(o.controller_id)
     a3 = o.topics
     if a3 is None: raise _null('Topics')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_MetadataResponse_MetadataResponseTopic_v8(x4, w, buf)
     buf += _S_i.pack(o.cluster_authorized_operations)
@@ -1075,9 +1347,16 @@ def _d_MetadataResponse_v9(buf, pos):
     o = _new(MetadataResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1087,9 +1366,16 @@ def _d_MetadataResponse_v9(buf, pos):
     o.cluster_id, pos = _rncs(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -1098,33 +1384,56 @@ def _d_MetadataResponse_v9(buf, pos):
         o.topics = a5
     o.cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataResponse_v9(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_MetadataResponse_MetadataResponseBroker_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_MetadataResponse_MetadataResponseBroker_v9(x3, w, buf)
     _wncs(buf, o.cluster_id)
     buf += _S_i.pack(o.controller_id)
-    a3 = o.topics
-    if a3 is None: raise _null('Topics')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_MetadataResponse_MetadataResponseTopic_v9(x4, w, buf)
+    a4 = o.topics
+    if a4 is None: raise _null('Topics')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_MetadataResponse_MetadataResponseTopic_v9(x6, w, buf)
     buf += _S_i.pack(o.cluster_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataResponse_v10(buf, pos):
     o = _new(MetadataResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1134,9 +1443,16 @@ def _d_MetadataResponse_v10(buf, pos):
     o.cluster_id, pos = _rncs(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -1145,33 +1461,56 @@ def _d_MetadataResponse_v10(buf, pos):
         o.topics = a5
     o.cluster_authorized_operations, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataResponse_v10(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_MetadataResponse_MetadataResponseBroker_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_MetadataResponse_MetadataResponseBroker_v9(x3, w, buf)
     _wncs(buf, o.cluster_id)
     buf += _S_i.pack(o.controller_id)
-    a3 = o.topics
-    if a3 is None: raise _null('Topics')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_MetadataResponse_MetadataResponseTopic_v10(x4, w, buf)
+    a4 = o.topics
+    if a4 is None: raise _null('Topics')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_MetadataResponse_MetadataResponseTopic_v10(x6, w, buf)
     buf += _S_i.pack(o.cluster_authorized_operations)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataResponse_v11(buf, pos):
     o = _new(MetadataResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1181,9 +1520,16 @@ def _d_MetadataResponse_v11(buf, pos):
     o.cluster_id, pos = _rncs(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -1191,7 +1537,11 @@ def _d_MetadataResponse_v11(buf, pos):
             a5.append(x6)
         o.topics = a5
     o.cluster_authorized_operations = -2147483648
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataResponse_v11(o, w, buf):
@@ -1200,25 +1550,44 @@ def _e_MetadataResponse_v11(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_MetadataResponse_MetadataResponseBroker_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_MetadataResponse_MetadataResponseBroker_v9(x3, w, buf)
     _wncs(buf, o.cluster_id)
     buf += _S_i.pack(o.controller_id)
-    a3 = o.topics
-    if a3 is None: raise _null('Topics')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_MetadataResponse_MetadataResponseTopic_v10(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    a4 = o.topics
+    if a4 is None: raise _null('Topics')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_MetadataResponse_MetadataResponseTopic_v10(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_MetadataResponse_v12(buf, pos):
     o = _new(MetadataResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Brokers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -1228,9 +1597,16 @@ def _d_MetadataResponse_v12(buf, pos):
     o.cluster_id, pos = _rncs(buf, pos)
     o.controller_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('Topics')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -1238,7 +1614,11 @@ def _d_MetadataResponse_v12(buf, pos):
             a5.append(x6)
         o.topics = a5
     o.cluster_authorized_operations = -2147483648
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_MetadataResponse_v12(o, w, buf):
@@ -1247,17 +1627,29 @@ def _e_MetadataResponse_v12(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.brokers
     if a1 is None: raise _null('Brokers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_MetadataResponse_MetadataResponseBroker_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_MetadataResponse_MetadataResponseBroker_v9(x3, w, buf)
     _wncs(buf, o.cluster_id)
     buf += _S_i.pack(o.controller_id)
-    a3 = o.topics
-    if a3 is None: raise _null('Topics')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_MetadataResponse_MetadataResponseTopic_v12(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    a4 = o.topics
+    if a4 is None: raise _null('Topics')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_MetadataResponse_MetadataResponseTopic_v12(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class MetadataRequest_MetadataRequestTopic(_StructBase):
     'Kafka MetadataRequest struct MetadataRequestTopic'

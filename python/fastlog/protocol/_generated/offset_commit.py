@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -96,7 +96,11 @@ def _d_OffsetCommitRequest_OffsetCommitRequestPartition_v8(buf, pos):
     pos += 16
     o.committed_metadata, pos = _rncs(buf, pos)
     o.commit_timestamp = -1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetCommitRequest_OffsetCommitRequestPartition_v8(o, w, buf):
@@ -104,14 +108,21 @@ def _e_OffsetCommitRequest_OffsetCommitRequestPartition_v8(o, w, buf):
         raise _absent('OffsetCommitRequest_OffsetCommitRequestPartition', 'commit_timestamp')
     buf += _S_iqi.pack(o.partition_index, o.committed_offset, o.committed_leader_epoch)
     _wncs(buf, o.committed_metadata)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v0(buf, pos):
     o = _new(OffsetCommitRequest_OffsetCommitRequestTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -126,16 +137,19 @@ def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitRequest_OffsetCommitRequestPartition_v0(x2, w, buf)
 
 def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v1(buf, pos):
     o = _new(OffsetCommitRequest_OffsetCommitRequestTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -150,16 +164,19 @@ def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v1(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitRequest_OffsetCommitRequestPartition_v1(x2, w, buf)
 
 def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v6(buf, pos):
     o = _new(OffsetCommitRequest_OffsetCommitRequestTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -174,23 +191,34 @@ def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v6(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitRequest_OffsetCommitRequestPartition_v6(x2, w, buf)
 
 def _d_OffsetCommitRequest_OffsetCommitRequestTopic_v8(buf, pos):
     o = _new(OffsetCommitRequest_OffsetCommitRequestTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetCommitRequest_OffsetCommitRequestPartition_v8(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v8(o, w, buf):
@@ -198,17 +226,28 @@ def _e_OffsetCommitRequest_OffsetCommitRequestTopic_v8(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetCommitRequest_OffsetCommitRequestPartition_v8(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetCommitRequest_OffsetCommitRequestPartition_v8(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetCommitRequest_v0(buf, pos):
     o = _new(OffsetCommitRequest)
     o.group_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -229,7 +268,7 @@ def _e_OffsetCommitRequest_v0(o, w, buf):
     _ws(buf, o.group_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitRequest_OffsetCommitRequestTopic_v0(x2, w, buf)
 
@@ -239,9 +278,12 @@ def _d_OffsetCommitRequest_v1(buf, pos):
     o.generation_id_or_member_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.member_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -263,7 +305,7 @@ def _e_OffsetCommitRequest_v1(o, w, buf):
     _ws(buf, o.member_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitRequest_OffsetCommitRequestTopic_v1(x2, w, buf)
 
@@ -275,9 +317,12 @@ def _d_OffsetCommitRequest_v2(buf, pos):
     o.member_id, pos = _rs(buf, pos)
     o.retention_time_ms, = _S_q.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -299,7 +344,7 @@ def _e_OffsetCommitRequest_v2(o, w, buf):
     buf += _S_q.pack(o.retention_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitRequest_OffsetCommitRequestTopic_v0(x2, w, buf)
 
@@ -309,9 +354,12 @@ def _d_OffsetCommitRequest_v5(buf, pos):
     o.generation_id_or_member_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.member_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -333,7 +381,7 @@ def _e_OffsetCommitRequest_v5(o, w, buf):
     _ws(buf, o.member_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitRequest_OffsetCommitRequestTopic_v0(x2, w, buf)
 
@@ -343,9 +391,12 @@ def _d_OffsetCommitRequest_v6(buf, pos):
     o.generation_id_or_member_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.member_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -367,7 +418,7 @@ def _e_OffsetCommitRequest_v6(o, w, buf):
     _ws(buf, o.member_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitRequest_OffsetCommitRequestTopic_v6(x2, w, buf)
 
@@ -378,9 +429,12 @@ def _d_OffsetCommitRequest_v7(buf, pos):
     pos += 4
     o.member_id, pos = _rs(buf, pos)
     o.group_instance_id, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -400,7 +454,7 @@ def _e_OffsetCommitRequest_v7(o, w, buf):
     _wns(buf, o.group_instance_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitRequest_OffsetCommitRequestTopic_v6(x2, w, buf)
 
@@ -411,9 +465,16 @@ def _d_OffsetCommitRequest_v8(buf, pos):
     pos += 4
     o.member_id, pos = _rcs(buf, pos)
     o.group_instance_id, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -421,7 +482,11 @@ def _d_OffsetCommitRequest_v8(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.retention_time_ms = -1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetCommitRequest_v8(o, w, buf):
@@ -433,10 +498,18 @@ def _e_OffsetCommitRequest_v8(o, w, buf):
     _wncs(buf, o.group_instance_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetCommitRequest_OffsetCommitRequestTopic_v8(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetCommitRequest_OffsetCommitRequestTopic_v8(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetCommitResponse_OffsetCommitResponsePartition_v0(buf, pos):
     o = _new(OffsetCommitResponse_OffsetCommitResponsePartition)
@@ -452,19 +525,30 @@ def _d_OffsetCommitResponse_OffsetCommitResponsePartition_v8(buf, pos):
     o = _new(OffsetCommitResponse_OffsetCommitResponsePartition)
     o.partition_index, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetCommitResponse_OffsetCommitResponsePartition_v8(o, w, buf):
     buf += _S_ih.pack(o.partition_index, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetCommitResponse_OffsetCommitResponseTopic_v0(buf, pos):
     o = _new(OffsetCommitResponse_OffsetCommitResponseTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -479,23 +563,34 @@ def _e_OffsetCommitResponse_OffsetCommitResponseTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitResponse_OffsetCommitResponsePartition_v0(x2, w, buf)
 
 def _d_OffsetCommitResponse_OffsetCommitResponseTopic_v8(buf, pos):
     o = _new(OffsetCommitResponse_OffsetCommitResponseTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetCommitResponse_OffsetCommitResponsePartition_v8(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetCommitResponse_OffsetCommitResponseTopic_v8(o, w, buf):
@@ -503,16 +598,27 @@ def _e_OffsetCommitResponse_OffsetCommitResponseTopic_v8(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetCommitResponse_OffsetCommitResponsePartition_v8(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetCommitResponse_OffsetCommitResponsePartition_v8(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetCommitResponse_v0(buf, pos):
     o = _new(OffsetCommitResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -526,7 +632,7 @@ def _d_OffsetCommitResponse_v0(buf, pos):
 def _e_OffsetCommitResponse_v0(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitResponse_OffsetCommitResponseTopic_v0(x2, w, buf)
 
@@ -534,9 +640,12 @@ def _d_OffsetCommitResponse_v3(buf, pos):
     o = _new(OffsetCommitResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -550,7 +659,7 @@ def _e_OffsetCommitResponse_v3(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetCommitResponse_OffsetCommitResponseTopic_v0(x2, w, buf)
 
@@ -558,26 +667,45 @@ def _d_OffsetCommitResponse_v8(buf, pos):
     o = _new(OffsetCommitResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetCommitResponse_OffsetCommitResponseTopic_v8(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetCommitResponse_v8(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetCommitResponse_OffsetCommitResponseTopic_v8(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetCommitResponse_OffsetCommitResponseTopic_v8(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class OffsetCommitRequest_OffsetCommitRequestPartition(_StructBase):
     'Kafka OffsetCommitRequest struct OffsetCommitRequestPartition'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -56,9 +56,12 @@ def _e_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(o, w, buf):
 def _d_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(buf, pos):
     o = _new(OffsetDeleteRequest_OffsetDeleteRequestTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -73,16 +76,19 @@ def _e_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetDeleteRequest_OffsetDeleteRequestPartition_v0(x2, w, buf)
 
 def _d_OffsetDeleteRequest_v0(buf, pos):
     o = _new(OffsetDeleteRequest)
     o.group_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -97,7 +103,7 @@ def _e_OffsetDeleteRequest_v0(o, w, buf):
     _ws(buf, o.group_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetDeleteRequest_OffsetDeleteRequestTopic_v0(x2, w, buf)
 
@@ -114,9 +120,12 @@ def _e_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(o, w, buf):
 def _d_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(buf, pos):
     o = _new(OffsetDeleteResponse_OffsetDeleteResponseTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -131,7 +140,7 @@ def _e_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetDeleteResponse_OffsetDeleteResponsePartition_v0(x2, w, buf)
 
@@ -139,9 +148,12 @@ def _d_OffsetDeleteResponse_v0(buf, pos):
     o = _new(OffsetDeleteResponse)
     o.error_code, o.throttle_time_ms, = _S_hi.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -155,7 +167,7 @@ def _e_OffsetDeleteResponse_v0(o, w, buf):
     buf += _S_hi.pack(o.error_code, o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetDeleteResponse_OffsetDeleteResponseTopic_v0(x2, w, buf)
 

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -48,9 +48,12 @@ _S_iqi = _S('>iqi')
 def _d_OffsetFetchRequest_OffsetFetchRequestTopic_v0(buf, pos):
     o = _new(OffsetFetchRequest_OffsetFetchRequestTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionIndexes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -61,18 +64,29 @@ def _e_OffsetFetchRequest_OffsetFetchRequestTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partition_indexes
     if a1 is None: raise _null('PartitionIndexes')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_OffsetFetchRequest_OffsetFetchRequestTopic_v6(buf, pos):
     o = _new(OffsetFetchRequest_OffsetFetchRequestTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionIndexes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchRequest_OffsetFetchRequestTopic_v6(o, w, buf):
@@ -80,19 +94,38 @@ def _e_OffsetFetchRequest_OffsetFetchRequestTopic_v6(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partition_indexes
     if a1 is None: raise _null('PartitionIndexes')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchRequest_OffsetFetchRequestTopics_v8(buf, pos):
     o = _new(OffsetFetchRequest_OffsetFetchRequestTopics)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionIndexes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchRequest_OffsetFetchRequestTopics_v8(o, w, buf):
@@ -100,16 +133,31 @@ def _e_OffsetFetchRequest_OffsetFetchRequestTopics_v8(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partition_indexes
     if a1 is None: raise _null('PartitionIndexes')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v8(buf, pos):
     o = _new(OffsetFetchRequest_OffsetFetchRequestGroup)
     o.group_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -118,7 +166,11 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v8(buf, pos):
         o.topics = a2
     o.member_id = None
     o.member_epoch = -1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v8(o, w, buf):
@@ -128,10 +180,18 @@ def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v8(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_OffsetFetchRequest_OffsetFetchRequestTopics_v8(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_OffsetFetchRequest_OffsetFetchRequestTopics_v8(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v9(buf, pos):
     o = _new(OffsetFetchRequest_OffsetFetchRequestGroup)
@@ -139,16 +199,27 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v9(buf, pos):
     o.member_id, pos = _rncs(buf, pos)
     o.member_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetFetchRequest_OffsetFetchRequestTopics_v8(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v9(o, w, buf):
@@ -160,17 +231,28 @@ def _e_OffsetFetchRequest_OffsetFetchRequestGroup_v9(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_OffsetFetchRequest_OffsetFetchRequestTopics_v8(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_OffsetFetchRequest_OffsetFetchRequestTopics_v8(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchRequest_v0(buf, pos):
     o = _new(OffsetFetchRequest)
     o.group_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -191,16 +273,19 @@ def _e_OffsetFetchRequest_v0(o, w, buf):
     _ws(buf, o.group_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetFetchRequest_OffsetFetchRequestTopic_v0(x2, w, buf)
 
 def _d_OffsetFetchRequest_v2(buf, pos):
     o = _new(OffsetFetchRequest)
     o.group_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -223,16 +308,23 @@ def _e_OffsetFetchRequest_v2(o, w, buf):
     if a1 is None:
         buf += b'\xff\xff\xff\xff'
     else:
-        _wcnt(buf, len(a1))
+        buf += _S_i.pack(len(a1))
         for x2 in a1:
             _e_OffsetFetchRequest_OffsetFetchRequestTopic_v0(x2, w, buf)
 
 def _d_OffsetFetchRequest_v6(buf, pos):
     o = _new(OffsetFetchRequest)
     o.group_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -241,7 +333,11 @@ def _d_OffsetFetchRequest_v6(buf, pos):
         o.topics = a2
     o.groups = []
     o.require_stable = False
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchRequest_v6(o, w, buf):
@@ -255,17 +351,32 @@ def _e_OffsetFetchRequest_v6(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_OffsetFetchRequest_OffsetFetchRequestTopic_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_OffsetFetchRequest_OffsetFetchRequestTopic_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchRequest_v7(buf, pos):
     o = _new(OffsetFetchRequest)
     o.group_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         o.topics = None
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -275,7 +386,11 @@ def _d_OffsetFetchRequest_v7(buf, pos):
     o.require_stable, = _S_Z.unpack_from(buf, pos)
     pos += 1
     o.groups = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchRequest_v7(o, w, buf):
@@ -287,17 +402,32 @@ def _e_OffsetFetchRequest_v7(o, w, buf):
     if a1 is None:
         buf.append(0)
     else:
-        _wccnt(buf, len(a1))
-        for x2 in a1:
-            _e_OffsetFetchRequest_OffsetFetchRequestTopic_v6(x2, w, buf)
+        c2 = len(a1) + 1
+        if c2 < 128:
+            buf.append(c2)
+        else:
+            _wuv(buf, c2)
+        for x3 in a1:
+            _e_OffsetFetchRequest_OffsetFetchRequestTopic_v6(x3, w, buf)
     buf += _S_Z.pack(o.require_stable)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchRequest_v8(buf, pos):
     o = _new(OffsetFetchRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -308,7 +438,11 @@ def _d_OffsetFetchRequest_v8(buf, pos):
     pos += 1
     o.group_id = ''
     o.topics = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchRequest_v8(o, w, buf):
@@ -318,17 +452,32 @@ def _e_OffsetFetchRequest_v8(o, w, buf):
         raise _absent('OffsetFetchRequest', 'topics')
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetFetchRequest_OffsetFetchRequestGroup_v8(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetFetchRequest_OffsetFetchRequestGroup_v8(x3, w, buf)
     buf += _S_Z.pack(o.require_stable)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchRequest_v9(buf, pos):
     o = _new(OffsetFetchRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -339,7 +488,11 @@ def _d_OffsetFetchRequest_v9(buf, pos):
     pos += 1
     o.group_id = ''
     o.topics = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchRequest_v9(o, w, buf):
@@ -349,11 +502,19 @@ def _e_OffsetFetchRequest_v9(o, w, buf):
         raise _absent('OffsetFetchRequest', 'topics')
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetFetchRequest_OffsetFetchRequestGroup_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetFetchRequest_OffsetFetchRequestGroup_v9(x3, w, buf)
     buf += _S_Z.pack(o.require_stable)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchResponse_OffsetFetchResponsePartition_v0(buf, pos):
     o = _new(OffsetFetchResponse_OffsetFetchResponsePartition)
@@ -393,21 +554,32 @@ def _d_OffsetFetchResponse_OffsetFetchResponsePartition_v6(buf, pos):
     o.metadata, pos = _rncs(buf, pos)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchResponse_OffsetFetchResponsePartition_v6(o, w, buf):
     buf += _S_iqi.pack(o.partition_index, o.committed_offset, o.committed_leader_epoch)
     _wncs(buf, o.metadata)
     buf += _S_h.pack(o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v0(buf, pos):
     o = _new(OffsetFetchResponse_OffsetFetchResponseTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -422,16 +594,19 @@ def _e_OffsetFetchResponse_OffsetFetchResponseTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetFetchResponse_OffsetFetchResponsePartition_v0(x2, w, buf)
 
 def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v5(buf, pos):
     o = _new(OffsetFetchResponse_OffsetFetchResponseTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -446,23 +621,34 @@ def _e_OffsetFetchResponse_OffsetFetchResponseTopic_v5(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetFetchResponse_OffsetFetchResponsePartition_v5(x2, w, buf)
 
 def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v6(buf, pos):
     o = _new(OffsetFetchResponse_OffsetFetchResponseTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetFetchResponse_OffsetFetchResponsePartition_v6(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopic_v6(o, w, buf):
@@ -470,10 +656,18 @@ def _e_OffsetFetchResponse_OffsetFetchResponseTopic_v6(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetFetchResponse_OffsetFetchResponsePartition_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetFetchResponse_OffsetFetchResponsePartition_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(buf, pos):
     o = _new(OffsetFetchResponse_OffsetFetchResponsePartitions)
@@ -482,28 +676,47 @@ def _d_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(buf, pos):
     o.metadata, pos = _rncs(buf, pos)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(o, w, buf):
     buf += _S_iqi.pack(o.partition_index, o.committed_offset, o.committed_leader_epoch)
     _wncs(buf, o.metadata)
     buf += _S_h.pack(o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchResponse_OffsetFetchResponseTopics_v8(buf, pos):
     o = _new(OffsetFetchResponse_OffsetFetchResponseTopics)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchResponse_OffsetFetchResponseTopics_v8(o, w, buf):
@@ -511,17 +724,32 @@ def _e_OffsetFetchResponse_OffsetFetchResponseTopics_v8(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetFetchResponse_OffsetFetchResponsePartitions_v8(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchResponse_OffsetFetchResponseGroup_v8(buf, pos):
     o = _new(OffsetFetchResponse_OffsetFetchResponseGroup)
     o.group_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -530,7 +758,11 @@ def _d_OffsetFetchResponse_OffsetFetchResponseGroup_v8(buf, pos):
         o.topics = a2
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchResponse_OffsetFetchResponseGroup_v8(o, w, buf):
@@ -538,17 +770,28 @@ def _e_OffsetFetchResponse_OffsetFetchResponseGroup_v8(o, w, buf):
     _wcs(buf, o.group_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetFetchResponse_OffsetFetchResponseTopics_v8(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetFetchResponse_OffsetFetchResponseTopics_v8(x3, w, buf)
     buf += _S_h.pack(o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchResponse_v0(buf, pos):
     o = _new(OffsetFetchResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -566,15 +809,18 @@ def _e_OffsetFetchResponse_v0(o, w, buf):
         raise _absent('OffsetFetchResponse', 'groups')
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetFetchResponse_OffsetFetchResponseTopic_v0(x2, w, buf)
 
 def _d_OffsetFetchResponse_v2(buf, pos):
     o = _new(OffsetFetchResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -593,7 +839,7 @@ def _e_OffsetFetchResponse_v2(o, w, buf):
         raise _absent('OffsetFetchResponse', 'groups')
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetFetchResponse_OffsetFetchResponseTopic_v0(x2, w, buf)
     buf += _S_h.pack(o.error_code)
@@ -602,9 +848,12 @@ def _d_OffsetFetchResponse_v3(buf, pos):
     o = _new(OffsetFetchResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -623,7 +872,7 @@ def _e_OffsetFetchResponse_v3(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetFetchResponse_OffsetFetchResponseTopic_v0(x2, w, buf)
     buf += _S_h.pack(o.error_code)
@@ -632,9 +881,12 @@ def _d_OffsetFetchResponse_v5(buf, pos):
     o = _new(OffsetFetchResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -653,7 +905,7 @@ def _e_OffsetFetchResponse_v5(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetFetchResponse_OffsetFetchResponseTopic_v5(x2, w, buf)
     buf += _S_h.pack(o.error_code)
@@ -662,9 +914,16 @@ def _d_OffsetFetchResponse_v6(buf, pos):
     o = _new(OffsetFetchResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -674,7 +933,11 @@ def _d_OffsetFetchResponse_v6(buf, pos):
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.groups = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchResponse_v6(o, w, buf):
@@ -683,19 +946,34 @@ def _e_OffsetFetchResponse_v6(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetFetchResponse_OffsetFetchResponseTopic_v6(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetFetchResponse_OffsetFetchResponseTopic_v6(x3, w, buf)
     buf += _S_h.pack(o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetFetchResponse_v8(buf, pos):
     o = _new(OffsetFetchResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Groups')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -704,7 +982,11 @@ def _d_OffsetFetchResponse_v8(buf, pos):
         o.groups = a2
     o.topics = []
     o.error_code = 0
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetFetchResponse_v8(o, w, buf):
@@ -713,10 +995,18 @@ def _e_OffsetFetchResponse_v8(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.groups
     if a1 is None: raise _null('Groups')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetFetchResponse_OffsetFetchResponseGroup_v8(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetFetchResponse_OffsetFetchResponseGroup_v8(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class OffsetFetchRequest_OffsetFetchRequestTopic(_StructBase):
     'Kafka OffsetFetchRequest struct OffsetFetchRequestTopic'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -70,19 +70,30 @@ def _d_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(buf, pos):
     o = _new(OffsetForLeaderEpochRequest_OffsetForLeaderPartition)
     o.partition, o.current_leader_epoch, o.leader_epoch, = _S_iii.unpack_from(buf, pos)
     pos += 12
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(o, w, buf):
     buf += _S_iii.pack(o.partition, o.current_leader_epoch, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(buf, pos):
     o = _new(OffsetForLeaderEpochRequest_OffsetForLeaderTopic)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -97,16 +108,19 @@ def _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v0(x2, w, buf)
 
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(buf, pos):
     o = _new(OffsetForLeaderEpochRequest_OffsetForLeaderTopic)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -121,23 +135,34 @@ def _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v2(x2, w, buf)
 
 def _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(buf, pos):
     o = _new(OffsetForLeaderEpochRequest_OffsetForLeaderTopic)
     o.topic, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(o, w, buf):
@@ -145,16 +170,27 @@ def _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(o, w, buf):
     _wcs(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetForLeaderEpochRequest_OffsetForLeaderPartition_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetForLeaderEpochRequest_v0(buf, pos):
     o = _new(OffsetForLeaderEpochRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -168,15 +204,18 @@ def _d_OffsetForLeaderEpochRequest_v0(buf, pos):
 def _e_OffsetForLeaderEpochRequest_v0(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v0(x2, w, buf)
 
 def _d_OffsetForLeaderEpochRequest_v2(buf, pos):
     o = _new(OffsetForLeaderEpochRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -190,7 +229,7 @@ def _d_OffsetForLeaderEpochRequest_v2(buf, pos):
 def _e_OffsetForLeaderEpochRequest_v2(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(x2, w, buf)
 
@@ -198,9 +237,12 @@ def _d_OffsetForLeaderEpochRequest_v3(buf, pos):
     o = _new(OffsetForLeaderEpochRequest)
     o.replica_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -214,7 +256,7 @@ def _e_OffsetForLeaderEpochRequest_v3(o, w, buf):
     buf += _S_i.pack(o.replica_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v2(x2, w, buf)
 
@@ -222,26 +264,45 @@ def _d_OffsetForLeaderEpochRequest_v4(buf, pos):
     o = _new(OffsetForLeaderEpochRequest)
     o.replica_id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetForLeaderEpochRequest_v4(o, w, buf):
     buf += _S_i.pack(o.replica_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetForLeaderEpochRequest_OffsetForLeaderTopic_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetForLeaderEpochResponse_EpochEndOffset_v0(buf, pos):
     o = _new(OffsetForLeaderEpochResponse_EpochEndOffset)
@@ -268,19 +329,30 @@ def _d_OffsetForLeaderEpochResponse_EpochEndOffset_v4(buf, pos):
     o = _new(OffsetForLeaderEpochResponse_EpochEndOffset)
     o.error_code, o.partition, o.leader_epoch, o.end_offset, = _S_hiiq.unpack_from(buf, pos)
     pos += 18
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetForLeaderEpochResponse_EpochEndOffset_v4(o, w, buf):
     buf += _S_hiiq.pack(o.error_code, o.partition, o.leader_epoch, o.end_offset)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(buf, pos):
     o = _new(OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -295,16 +367,19 @@ def _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochResponse_EpochEndOffset_v0(x2, w, buf)
 
 def _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(buf, pos):
     o = _new(OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult)
     o.topic, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -319,23 +394,34 @@ def _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(o, w, buf):
     _ws(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochResponse_EpochEndOffset_v1(x2, w, buf)
 
 def _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(buf, pos):
     o = _new(OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult)
     o.topic, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetForLeaderEpochResponse_EpochEndOffset_v4(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(o, w, buf):
@@ -343,16 +429,27 @@ def _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(o, w, buf):
     _wcs(buf, o.topic)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetForLeaderEpochResponse_EpochEndOffset_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetForLeaderEpochResponse_EpochEndOffset_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_OffsetForLeaderEpochResponse_v0(buf, pos):
     o = _new(OffsetForLeaderEpochResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -366,15 +463,18 @@ def _d_OffsetForLeaderEpochResponse_v0(buf, pos):
 def _e_OffsetForLeaderEpochResponse_v0(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v0(x2, w, buf)
 
 def _d_OffsetForLeaderEpochResponse_v1(buf, pos):
     o = _new(OffsetForLeaderEpochResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -388,7 +488,7 @@ def _d_OffsetForLeaderEpochResponse_v1(buf, pos):
 def _e_OffsetForLeaderEpochResponse_v1(o, w, buf):
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(x2, w, buf)
 
@@ -396,9 +496,12 @@ def _d_OffsetForLeaderEpochResponse_v2(buf, pos):
     o = _new(OffsetForLeaderEpochResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -412,7 +515,7 @@ def _e_OffsetForLeaderEpochResponse_v2(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v1(x2, w, buf)
 
@@ -420,26 +523,45 @@ def _d_OffsetForLeaderEpochResponse_v4(buf, pos):
     o = _new(OffsetForLeaderEpochResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_OffsetForLeaderEpochResponse_v4(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_OffsetForLeaderEpochResponse_OffsetForLeaderTopicResult_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class OffsetForLeaderEpochRequest_OffsetForLeaderPartition(_StructBase):
     'Kafka OffsetForLeaderEpochRequest struct OffsetForLeaderPartition'

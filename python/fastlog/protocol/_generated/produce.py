@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -63,20 +63,31 @@ def _d_ProduceRequest_PartitionProduceData_v9(buf, pos):
     o.index, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.records, pos = _rcrec(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceRequest_PartitionProduceData_v9(o, w, buf):
     buf += _S_i.pack(o.index)
     _wrec(w, buf, o.records, True, True)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceRequest_TopicProduceData_v0(buf, pos):
     o = _new(ProduceRequest_TopicProduceData)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionData')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -91,23 +102,34 @@ def _e_ProduceRequest_TopicProduceData_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partition_data
     if a1 is None: raise _null('PartitionData')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceRequest_PartitionProduceData_v0(x2, w, buf)
 
 def _d_ProduceRequest_TopicProduceData_v9(buf, pos):
     o = _new(ProduceRequest_TopicProduceData)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionData')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ProduceRequest_PartitionProduceData_v9(buf, pos)
             a2.append(x3)
         o.partition_data = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceRequest_TopicProduceData_v9(o, w, buf):
@@ -115,18 +137,29 @@ def _e_ProduceRequest_TopicProduceData_v9(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partition_data
     if a1 is None: raise _null('PartitionData')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ProduceRequest_PartitionProduceData_v9(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ProduceRequest_PartitionProduceData_v9(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceRequest_v0(buf, pos):
     o = _new(ProduceRequest)
     o.acks, o.timeout_ms, = _S_hi.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('TopicData')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -143,7 +176,7 @@ def _e_ProduceRequest_v0(o, w, buf):
     buf += _S_hi.pack(o.acks, o.timeout_ms)
     a1 = o.topic_data
     if a1 is None: raise _null('TopicData')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceRequest_TopicProduceData_v0(x2, w, buf)
 
@@ -152,9 +185,12 @@ def _d_ProduceRequest_v3(buf, pos):
     o.transactional_id, pos = _rns(buf, pos)
     o.acks, o.timeout_ms, = _S_hi.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('TopicData')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -169,7 +205,7 @@ def _e_ProduceRequest_v3(o, w, buf):
     buf += _S_hi.pack(o.acks, o.timeout_ms)
     a1 = o.topic_data
     if a1 is None: raise _null('TopicData')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceRequest_TopicProduceData_v0(x2, w, buf)
 
@@ -178,16 +214,27 @@ def _d_ProduceRequest_v9(buf, pos):
     o.transactional_id, pos = _rncs(buf, pos)
     o.acks, o.timeout_ms, = _S_hi.unpack_from(buf, pos)
     pos += 6
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicData')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ProduceRequest_TopicProduceData_v9(buf, pos)
             a2.append(x3)
         o.topic_data = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceRequest_v9(o, w, buf):
@@ -195,10 +242,18 @@ def _e_ProduceRequest_v9(o, w, buf):
     buf += _S_hi.pack(o.acks, o.timeout_ms)
     a1 = o.topic_data
     if a1 is None: raise _null('TopicData')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ProduceRequest_TopicProduceData_v9(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ProduceRequest_TopicProduceData_v9(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceResponse_BatchIndexAndErrorMessage_v8(buf, pos):
     o = _new(ProduceResponse_BatchIndexAndErrorMessage)
@@ -217,24 +272,40 @@ def _d_ProduceResponse_BatchIndexAndErrorMessage_v9(buf, pos):
     o.batch_index, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.batch_index_error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceResponse_BatchIndexAndErrorMessage_v9(o, w, buf):
     buf += _S_i.pack(o.batch_index)
     _wncs(buf, o.batch_index_error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceResponse_LeaderIdAndEpoch_v10(buf, pos):
     o = _new(ProduceResponse_LeaderIdAndEpoch)
     o.leader_id, o.leader_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceResponse_LeaderIdAndEpoch_v10(o, w, buf):
     buf += _S_ii.pack(o.leader_id, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceResponse_PartitionProduceResponse_v0(buf, pos):
     o = _new(ProduceResponse_PartitionProduceResponse)
@@ -288,9 +359,12 @@ def _d_ProduceResponse_PartitionProduceResponse_v8(buf, pos):
     o = _new(ProduceResponse_PartitionProduceResponse)
     o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset, = _S_ihqqq.unpack_from(buf, pos)
     pos += 30
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('RecordErrors')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -308,7 +382,7 @@ def _e_ProduceResponse_PartitionProduceResponse_v8(o, w, buf):
     buf += _S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset)
     a1 = o.record_errors
     if a1 is None: raise _null('RecordErrors')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_BatchIndexAndErrorMessage_v8(x2, w, buf)
     _wns(buf, o.error_message)
@@ -317,9 +391,16 @@ def _d_ProduceResponse_PartitionProduceResponse_v9(buf, pos):
     o = _new(ProduceResponse_PartitionProduceResponse)
     o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset, = _S_ihqqq.unpack_from(buf, pos)
     pos += 30
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('RecordErrors')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -328,7 +409,11 @@ def _d_ProduceResponse_PartitionProduceResponse_v9(buf, pos):
         o.record_errors = a2
     o.error_message, pos = _rncs(buf, pos)
     o.current_leader = ProduceResponse_LeaderIdAndEpoch()
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceResponse_PartitionProduceResponse_v9(o, w, buf):
@@ -337,19 +422,34 @@ def _e_ProduceResponse_PartitionProduceResponse_v9(o, w, buf):
     buf += _S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset)
     a1 = o.record_errors
     if a1 is None: raise _null('RecordErrors')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ProduceResponse_BatchIndexAndErrorMessage_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ProduceResponse_BatchIndexAndErrorMessage_v9(x3, w, buf)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceResponse_PartitionProduceResponse_v10(buf, pos):
     o = _new(ProduceResponse_PartitionProduceResponse)
     o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset, = _S_ihqqq.unpack_from(buf, pos)
     pos += 30
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('RecordErrors')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -376,9 +476,13 @@ def _e_ProduceResponse_PartitionProduceResponse_v10(o, w, buf):
     buf += _S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset)
     a1 = o.record_errors
     if a1 is None: raise _null('RecordErrors')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ProduceResponse_BatchIndexAndErrorMessage_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ProduceResponse_BatchIndexAndErrorMessage_v9(x3, w, buf)
     _wncs(buf, o.error_message)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
@@ -395,9 +499,12 @@ def _e_ProduceResponse_PartitionProduceResponse_v10(o, w, buf):
 def _d_ProduceResponse_TopicProduceResponse_v0(buf, pos):
     o = _new(ProduceResponse_TopicProduceResponse)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionResponses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -412,16 +519,19 @@ def _e_ProduceResponse_TopicProduceResponse_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partition_responses
     if a1 is None: raise _null('PartitionResponses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_PartitionProduceResponse_v0(x2, w, buf)
 
 def _d_ProduceResponse_TopicProduceResponse_v2(buf, pos):
     o = _new(ProduceResponse_TopicProduceResponse)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionResponses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -436,16 +546,19 @@ def _e_ProduceResponse_TopicProduceResponse_v2(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partition_responses
     if a1 is None: raise _null('PartitionResponses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_PartitionProduceResponse_v2(x2, w, buf)
 
 def _d_ProduceResponse_TopicProduceResponse_v5(buf, pos):
     o = _new(ProduceResponse_TopicProduceResponse)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionResponses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -460,16 +573,19 @@ def _e_ProduceResponse_TopicProduceResponse_v5(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partition_responses
     if a1 is None: raise _null('PartitionResponses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_PartitionProduceResponse_v5(x2, w, buf)
 
 def _d_ProduceResponse_TopicProduceResponse_v8(buf, pos):
     o = _new(ProduceResponse_TopicProduceResponse)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionResponses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -484,23 +600,34 @@ def _e_ProduceResponse_TopicProduceResponse_v8(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partition_responses
     if a1 is None: raise _null('PartitionResponses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_PartitionProduceResponse_v8(x2, w, buf)
 
 def _d_ProduceResponse_TopicProduceResponse_v9(buf, pos):
     o = _new(ProduceResponse_TopicProduceResponse)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionResponses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ProduceResponse_PartitionProduceResponse_v9(buf, pos)
             a2.append(x3)
         o.partition_responses = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceResponse_TopicProduceResponse_v9(o, w, buf):
@@ -508,24 +635,43 @@ def _e_ProduceResponse_TopicProduceResponse_v9(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partition_responses
     if a1 is None: raise _null('PartitionResponses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ProduceResponse_PartitionProduceResponse_v9(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ProduceResponse_PartitionProduceResponse_v9(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceResponse_TopicProduceResponse_v10(buf, pos):
     o = _new(ProduceResponse_TopicProduceResponse)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionResponses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ProduceResponse_PartitionProduceResponse_v10(buf, pos)
             a2.append(x3)
         o.partition_responses = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceResponse_TopicProduceResponse_v10(o, w, buf):
@@ -533,10 +679,18 @@ def _e_ProduceResponse_TopicProduceResponse_v10(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partition_responses
     if a1 is None: raise _null('PartitionResponses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ProduceResponse_PartitionProduceResponse_v10(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ProduceResponse_PartitionProduceResponse_v10(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceResponse_NodeEndpoint_v10(buf, pos):
     o = _new(ProduceResponse_NodeEndpoint)
@@ -546,7 +700,11 @@ def _d_ProduceResponse_NodeEndpoint_v10(buf, pos):
     o.port, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.rack, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceResponse_NodeEndpoint_v10(o, w, buf):
@@ -555,13 +713,20 @@ def _e_ProduceResponse_NodeEndpoint_v10(o, w, buf):
     _wcs(buf, o.host)
     buf += _S_i.pack(o.port)
     _wncs(buf, o.rack)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceResponse_v0(buf, pos):
     o = _new(ProduceResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -578,15 +743,18 @@ def _e_ProduceResponse_v0(o, w, buf):
         raise _absent('ProduceResponse', 'node_endpoints')
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_TopicProduceResponse_v0(x2, w, buf)
 
 def _d_ProduceResponse_v1(buf, pos):
     o = _new(ProduceResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -604,16 +772,19 @@ def _e_ProduceResponse_v1(o, w, buf):
         raise _absent('ProduceResponse', 'node_endpoints')
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_TopicProduceResponse_v0(x2, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
 
 def _d_ProduceResponse_v2(buf, pos):
     o = _new(ProduceResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -631,16 +802,19 @@ def _e_ProduceResponse_v2(o, w, buf):
         raise _absent('ProduceResponse', 'node_endpoints')
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_TopicProduceResponse_v2(x2, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
 
 def _d_ProduceResponse_v5(buf, pos):
     o = _new(ProduceResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -658,16 +832,19 @@ def _e_ProduceResponse_v5(o, w, buf):
         raise _absent('ProduceResponse', 'node_endpoints')
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_TopicProduceResponse_v5(x2, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
 
 def _d_ProduceResponse_v8(buf, pos):
     o = _new(ProduceResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -685,16 +862,23 @@ def _e_ProduceResponse_v8(o, w, buf):
         raise _absent('ProduceResponse', 'node_endpoints')
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_ProduceResponse_TopicProduceResponse_v8(x2, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
 
 def _d_ProduceResponse_v9(buf, pos):
     o = _new(ProduceResponse)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -704,7 +888,11 @@ def _d_ProduceResponse_v9(buf, pos):
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.node_endpoints = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ProduceResponse_v9(o, w, buf):
@@ -712,17 +900,32 @@ def _e_ProduceResponse_v9(o, w, buf):
         raise _absent('ProduceResponse', 'node_endpoints')
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ProduceResponse_TopicProduceResponse_v9(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ProduceResponse_TopicProduceResponse_v9(x3, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ProduceResponse_v10(buf, pos):
     o = _new(ProduceResponse)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -738,9 +941,16 @@ def _d_ProduceResponse_v10(buf, pos):
         tag, end, pos = _rtag(buf, pos)
         if tag == 0:
             tb = buf[:end]
-            n4, pos = _rccnt(tb, pos)
-            if n4 is None:
+            n4 = tb[pos]
+            if n4 < 128:
+                pos += 1
+            else:
+                n4, pos = _ruv(tb, pos)
+            n4 -= 1
+            if n4 < 0:
                 raise _null('NodeEndpoints')
+            elif n4 < 0 or n4 > len(tb) - pos:
+                raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
                 for _ in range(n4):
@@ -757,19 +967,27 @@ def _d_ProduceResponse_v10(buf, pos):
 def _e_ProduceResponse_v10(o, w, buf):
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ProduceResponse_TopicProduceResponse_v10(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ProduceResponse_TopicProduceResponse_v10(x3, w, buf)
     buf += _S_i.pack(o.throttle_time_ms)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.node_endpoints:
         tw = _Writer()
-        a3 = o.node_endpoints
-        if a3 is None: raise _null('NodeEndpoints')
-        _wccnt(tw.buf, len(a3))
-        for x4 in a3:
-            _e_ProduceResponse_NodeEndpoint_v10(x4, tw, tw.buf)
+        a4 = o.node_endpoints
+        if a4 is None: raise _null('NodeEndpoints')
+        c5 = len(a4) + 1
+        if c5 < 128:
+            tw.buf.append(c5)
+        else:
+            _wuv(tw.buf, c5)
+        for x6 in a4:
+            _e_ProduceResponse_NodeEndpoint_v10(x6, tw, tw.buf)
         t[0] = tw.getvalue()
     if t:
         _wtags(buf, sorted(t.items()))

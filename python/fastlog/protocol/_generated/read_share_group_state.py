@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -49,52 +49,90 @@ def _d_ReadShareGroupStateRequest_PartitionData_v0(buf, pos):
     o = _new(ReadShareGroupStateRequest_PartitionData)
     o.partition, o.leader_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ReadShareGroupStateRequest_PartitionData_v0(o, w, buf):
     buf += _S_ii.pack(o.partition, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ReadShareGroupStateRequest_ReadStateData_v0(buf, pos):
     o = _new(ReadShareGroupStateRequest_ReadStateData)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_ReadShareGroupStateRequest_PartitionData_v0(buf, pos)
             a3.append(x4)
         o.partitions = a3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ReadShareGroupStateRequest_ReadStateData_v0(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ReadShareGroupStateRequest_PartitionData_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ReadShareGroupStateRequest_PartitionData_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ReadShareGroupStateRequest_v0(buf, pos):
     o = _new(ReadShareGroupStateRequest)
     o.group_id, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ReadShareGroupStateRequest_ReadStateData_v0(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ReadShareGroupStateRequest_v0(o, w, buf):
@@ -102,21 +140,37 @@ def _e_ReadShareGroupStateRequest_v0(o, w, buf):
     _wcs(buf, o.group_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ReadShareGroupStateRequest_ReadStateData_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ReadShareGroupStateRequest_ReadStateData_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ReadShareGroupStateResponse_StateBatch_v0(buf, pos):
     o = _new(ReadShareGroupStateResponse_StateBatch)
     o.first_offset, o.last_offset, o.delivery_state, o.delivery_count, = _S_qqbh.unpack_from(buf, pos)
     pos += 19
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ReadShareGroupStateResponse_StateBatch_v0(o, w, buf):
     buf += _S_qqbh.pack(o.first_offset, o.last_offset, o.delivery_state, o.delivery_count)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ReadShareGroupStateResponse_PartitionResult_v0(buf, pos):
     o = _new(ReadShareGroupStateResponse_PartitionResult)
@@ -125,16 +179,27 @@ def _d_ReadShareGroupStateResponse_PartitionResult_v0(buf, pos):
     o.error_message, pos = _rncs(buf, pos)
     o.state_epoch, o.start_offset, = _S_iq.unpack_from(buf, pos)
     pos += 12
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('StateBatches')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ReadShareGroupStateResponse_StateBatch_v0(buf, pos)
             a2.append(x3)
         o.state_batches = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ReadShareGroupStateResponse_PartitionResult_v0(o, w, buf):
@@ -143,58 +208,104 @@ def _e_ReadShareGroupStateResponse_PartitionResult_v0(o, w, buf):
     buf += _S_iq.pack(o.state_epoch, o.start_offset)
     a1 = o.state_batches
     if a1 is None: raise _null('StateBatches')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ReadShareGroupStateResponse_StateBatch_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ReadShareGroupStateResponse_StateBatch_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ReadShareGroupStateResponse_ReadStateResult_v0(buf, pos):
     o = _new(ReadShareGroupStateResponse_ReadStateResult)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_ReadShareGroupStateResponse_PartitionResult_v0(buf, pos)
             a3.append(x4)
         o.partitions = a3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ReadShareGroupStateResponse_ReadStateResult_v0(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ReadShareGroupStateResponse_PartitionResult_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ReadShareGroupStateResponse_PartitionResult_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ReadShareGroupStateResponse_v0(buf, pos):
     o = _new(ReadShareGroupStateResponse)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ReadShareGroupStateResponse_ReadStateResult_v0(buf, pos)
             a2.append(x3)
         o.results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ReadShareGroupStateResponse_v0(o, w, buf):
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ReadShareGroupStateResponse_ReadStateResult_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ReadShareGroupStateResponse_ReadStateResult_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ReadShareGroupStateRequest_PartitionData(_StructBase):
     'Kafka ReadShareGroupStateRequest struct PartitionData'

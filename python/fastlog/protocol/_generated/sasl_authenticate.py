@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -55,13 +55,21 @@ def _e_SaslAuthenticateRequest_v0(o, w, buf):
 def _d_SaslAuthenticateRequest_v2(buf, pos):
     o = _new(SaslAuthenticateRequest)
     o.auth_bytes, pos = _rcb(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_SaslAuthenticateRequest_v2(o, w, buf):
     if o.auth_bytes is None: raise _null('AuthBytes')
     _wcb(buf, o.auth_bytes)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_SaslAuthenticateResponse_v0(buf, pos):
     o = _new(SaslAuthenticateResponse)
@@ -105,7 +113,11 @@ def _d_SaslAuthenticateResponse_v2(buf, pos):
     o.auth_bytes, pos = _rcb(buf, pos)
     o.session_lifetime_ms, = _S_q.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_SaslAuthenticateResponse_v2(o, w, buf):
@@ -114,7 +126,11 @@ def _e_SaslAuthenticateResponse_v2(o, w, buf):
     if o.auth_bytes is None: raise _null('AuthBytes')
     _wcb(buf, o.auth_bytes)
     buf += _S_q.pack(o.session_lifetime_ms)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class SaslAuthenticateRequest(_Message):
     'Kafka SaslAuthenticateRequest'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -40,6 +40,7 @@ def _tagsize(name):
 __all__ = ['SaslHandshakeRequest', 'SaslHandshakeResponse']
 
 _S_h = _S('>h')
+_S_i = _S('>i')
 
 def _d_SaslHandshakeRequest_v0(buf, pos):
     o = _new(SaslHandshakeRequest)
@@ -55,9 +56,12 @@ def _d_SaslHandshakeResponse_v0(buf, pos):
     o = _new(SaslHandshakeResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Mechanisms')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -71,7 +75,7 @@ def _e_SaslHandshakeResponse_v0(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.mechanisms
     if a1 is None: raise _null('Mechanisms')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _ws(buf, x2)
 

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -49,72 +49,129 @@ def _d_ShareAcknowledgeRequest_AcknowledgementBatch_v0(buf, pos):
     o = _new(ShareAcknowledgeRequest_AcknowledgementBatch)
     o.first_offset, o.last_offset, = _S_qq.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('AcknowledgeTypes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.acknowledge_types, pos = _rfa(buf, pos, n1, 'b', 1)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ShareAcknowledgeRequest_AcknowledgementBatch_v0(o, w, buf):
     buf += _S_qq.pack(o.first_offset, o.last_offset)
     a1 = o.acknowledge_types
     if a1 is None: raise _null('AcknowledgeTypes')
-    _wccnt(buf, len(a1))
-    buf += _S('>%db' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'b', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ShareAcknowledgeRequest_AcknowledgePartition_v0(buf, pos):
     o = _new(ShareAcknowledgeRequest_AcknowledgePartition)
     o.partition_index, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('AcknowledgementBatches')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ShareAcknowledgeRequest_AcknowledgementBatch_v0(buf, pos)
             a2.append(x3)
         o.acknowledgement_batches = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ShareAcknowledgeRequest_AcknowledgePartition_v0(o, w, buf):
     buf += _S_i.pack(o.partition_index)
     a1 = o.acknowledgement_batches
     if a1 is None: raise _null('AcknowledgementBatches')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ShareAcknowledgeRequest_AcknowledgementBatch_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ShareAcknowledgeRequest_AcknowledgementBatch_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ShareAcknowledgeRequest_AcknowledgeTopic_v0(buf, pos):
     o = _new(ShareAcknowledgeRequest_AcknowledgeTopic)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_ShareAcknowledgeRequest_AcknowledgePartition_v0(buf, pos)
             a3.append(x4)
         o.partitions = a3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ShareAcknowledgeRequest_AcknowledgeTopic_v0(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ShareAcknowledgeRequest_AcknowledgePartition_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ShareAcknowledgeRequest_AcknowledgePartition_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ShareAcknowledgeRequest_v0(buf, pos):
     o = _new(ShareAcknowledgeRequest)
@@ -122,16 +179,27 @@ def _d_ShareAcknowledgeRequest_v0(buf, pos):
     o.member_id, pos = _rncs(buf, pos)
     o.share_session_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ShareAcknowledgeRequest_AcknowledgeTopic_v0(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ShareAcknowledgeRequest_v0(o, w, buf):
@@ -140,21 +208,37 @@ def _e_ShareAcknowledgeRequest_v0(o, w, buf):
     buf += _S_i.pack(o.share_session_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ShareAcknowledgeRequest_AcknowledgeTopic_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ShareAcknowledgeRequest_AcknowledgeTopic_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(buf, pos):
     o = _new(ShareAcknowledgeResponse_LeaderIdAndEpoch)
     o.leader_id, o.leader_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(o, w, buf):
     buf += _S_ii.pack(o.leader_id, o.leader_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ShareAcknowledgeResponse_PartitionData_v0(buf, pos):
     o = _new(ShareAcknowledgeResponse_PartitionData)
@@ -162,7 +246,11 @@ def _d_ShareAcknowledgeResponse_PartitionData_v0(buf, pos):
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
     o.current_leader, pos = _d_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ShareAcknowledgeResponse_PartitionData_v0(o, w, buf):
@@ -170,33 +258,56 @@ def _e_ShareAcknowledgeResponse_PartitionData_v0(o, w, buf):
     _wncs(buf, o.error_message)
     if o.current_leader is None: raise _null('CurrentLeader')
     _e_ShareAcknowledgeResponse_LeaderIdAndEpoch_v0(o.current_leader, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(buf, pos):
     o = _new(ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse)
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Partitions')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_ShareAcknowledgeResponse_PartitionData_v0(buf, pos)
             a3.append(x4)
         o.partitions = a3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ShareAcknowledgeResponse_PartitionData_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ShareAcknowledgeResponse_PartitionData_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ShareAcknowledgeResponse_NodeEndpoint_v0(buf, pos):
     o = _new(ShareAcknowledgeResponse_NodeEndpoint)
@@ -206,7 +317,11 @@ def _d_ShareAcknowledgeResponse_NodeEndpoint_v0(buf, pos):
     o.port, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.rack, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ShareAcknowledgeResponse_NodeEndpoint_v0(o, w, buf):
@@ -215,32 +330,54 @@ def _e_ShareAcknowledgeResponse_NodeEndpoint_v0(o, w, buf):
     _wcs(buf, o.host)
     buf += _S_i.pack(o.port)
     _wncs(buf, o.rack)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_ShareAcknowledgeResponse_v0(buf, pos):
     o = _new(ShareAcknowledgeResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Responses')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(buf, pos)
             a2.append(x3)
         o.responses = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('NodeEndpoints')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
             x6, pos = _d_ShareAcknowledgeResponse_NodeEndpoint_v0(buf, pos)
             a5.append(x6)
         o.node_endpoints = a5
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_ShareAcknowledgeResponse_v0(o, w, buf):
@@ -248,15 +385,27 @@ def _e_ShareAcknowledgeResponse_v0(o, w, buf):
     _wncs(buf, o.error_message)
     a1 = o.responses
     if a1 is None: raise _null('Responses')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(x2, w, buf)
-    a3 = o.node_endpoints
-    if a3 is None: raise _null('NodeEndpoints')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_ShareAcknowledgeResponse_NodeEndpoint_v0(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(x3, w, buf)
+    a4 = o.node_endpoints
+    if a4 is None: raise _null('NodeEndpoints')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_ShareAcknowledgeResponse_NodeEndpoint_v0(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class ShareAcknowledgeRequest_AcknowledgementBatch(_StructBase):
     'Kafka ShareAcknowledgeRequest struct AcknowledgementBatch'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -63,9 +63,12 @@ def _e_StopReplicaRequest_StopReplicaPartitionV0_v0(o, w, buf):
 def _d_StopReplicaRequest_StopReplicaTopicV1_v1(buf, pos):
     o = _new(StopReplicaRequest_StopReplicaTopicV1)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionIndexes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -76,18 +79,29 @@ def _e_StopReplicaRequest_StopReplicaTopicV1_v1(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partition_indexes
     if a1 is None: raise _null('PartitionIndexes')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_StopReplicaRequest_StopReplicaTopicV1_v2(buf, pos):
     o = _new(StopReplicaRequest_StopReplicaTopicV1)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionIndexes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_StopReplicaRequest_StopReplicaTopicV1_v2(o, w, buf):
@@ -95,34 +109,61 @@ def _e_StopReplicaRequest_StopReplicaTopicV1_v2(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partition_indexes
     if a1 is None: raise _null('PartitionIndexes')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_StopReplicaRequest_StopReplicaPartitionState_v3(buf, pos):
     o = _new(StopReplicaRequest_StopReplicaPartitionState)
     o.partition_index, o.leader_epoch, o.delete_partition, = _S_iiZ.unpack_from(buf, pos)
     pos += 9
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_StopReplicaRequest_StopReplicaPartitionState_v3(o, w, buf):
     buf += _S_iiZ.pack(o.partition_index, o.leader_epoch, o.delete_partition)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_StopReplicaRequest_StopReplicaTopicState_v3(buf, pos):
     o = _new(StopReplicaRequest_StopReplicaTopicState)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_StopReplicaRequest_StopReplicaPartitionState_v3(buf, pos)
             a2.append(x3)
         o.partition_states = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_StopReplicaRequest_StopReplicaTopicState_v3(o, w, buf):
@@ -130,18 +171,29 @@ def _e_StopReplicaRequest_StopReplicaTopicState_v3(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partition_states
     if a1 is None: raise _null('PartitionStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_StopReplicaRequest_StopReplicaPartitionState_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_StopReplicaRequest_StopReplicaPartitionState_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_StopReplicaRequest_v0(buf, pos):
     o = _new(StopReplicaRequest)
     o.controller_id, o.controller_epoch, o.delete_partitions, = _S_iiZ.unpack_from(buf, pos)
     pos += 9
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('UngroupedPartitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -165,7 +217,7 @@ def _e_StopReplicaRequest_v0(o, w, buf):
     buf += _S_iiZ.pack(o.controller_id, o.controller_epoch, o.delete_partitions)
     a1 = o.ungrouped_partitions
     if a1 is None: raise _null('UngroupedPartitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_StopReplicaRequest_StopReplicaPartitionV0_v0(x2, w, buf)
 
@@ -173,9 +225,12 @@ def _d_StopReplicaRequest_v1(buf, pos):
     o = _new(StopReplicaRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, o.delete_partitions, = _S_iiqZ.unpack_from(buf, pos)
     pos += 17
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -198,7 +253,7 @@ def _e_StopReplicaRequest_v1(o, w, buf):
     buf += _S_iiqZ.pack(o.controller_id, o.controller_epoch, o.broker_epoch, o.delete_partitions)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_StopReplicaRequest_StopReplicaTopicV1_v1(x2, w, buf)
 
@@ -206,9 +261,16 @@ def _d_StopReplicaRequest_v2(buf, pos):
     o = _new(StopReplicaRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, o.delete_partitions, = _S_iiqZ.unpack_from(buf, pos)
     pos += 17
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -218,7 +280,11 @@ def _d_StopReplicaRequest_v2(buf, pos):
     o.is_k_raft_controller = False
     o.ungrouped_partitions = []
     o.topic_states = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_StopReplicaRequest_v2(o, w, buf):
@@ -231,18 +297,33 @@ def _e_StopReplicaRequest_v2(o, w, buf):
     buf += _S_iiqZ.pack(o.controller_id, o.controller_epoch, o.broker_epoch, o.delete_partitions)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_StopReplicaRequest_StopReplicaTopicV1_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_StopReplicaRequest_StopReplicaTopicV1_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_StopReplicaRequest_v3(buf, pos):
     o = _new(StopReplicaRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, = _S_iiq.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -253,7 +334,11 @@ def _d_StopReplicaRequest_v3(buf, pos):
     o.delete_partitions = False
     o.ungrouped_partitions = []
     o.topics = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_StopReplicaRequest_v3(o, w, buf):
@@ -268,18 +353,33 @@ def _e_StopReplicaRequest_v3(o, w, buf):
     buf += _S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_StopReplicaRequest_StopReplicaTopicState_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_StopReplicaRequest_StopReplicaTopicState_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_StopReplicaRequest_v4(buf, pos):
     o = _new(StopReplicaRequest)
     o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch, = _S_iZiq.unpack_from(buf, pos)
     pos += 17
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -289,7 +389,11 @@ def _d_StopReplicaRequest_v4(buf, pos):
     o.delete_partitions = False
     o.ungrouped_partitions = []
     o.topics = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_StopReplicaRequest_v4(o, w, buf):
@@ -302,10 +406,18 @@ def _e_StopReplicaRequest_v4(o, w, buf):
     buf += _S_iZiq.pack(o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_StopReplicaRequest_StopReplicaTopicState_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_StopReplicaRequest_StopReplicaTopicState_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_StopReplicaResponse_StopReplicaPartitionError_v0(buf, pos):
     o = _new(StopReplicaResponse_StopReplicaPartitionError)
@@ -325,22 +437,33 @@ def _d_StopReplicaResponse_StopReplicaPartitionError_v2(buf, pos):
     o.topic_name, pos = _rcs(buf, pos)
     o.partition_index, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_StopReplicaResponse_StopReplicaPartitionError_v2(o, w, buf):
     if o.topic_name is None: raise _null('TopicName')
     _wcs(buf, o.topic_name)
     buf += _S_ih.pack(o.partition_index, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_StopReplicaResponse_v0(buf, pos):
     o = _new(StopReplicaResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionErrors')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -354,7 +477,7 @@ def _e_StopReplicaResponse_v0(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.partition_errors
     if a1 is None: raise _null('PartitionErrors')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_StopReplicaResponse_StopReplicaPartitionError_v0(x2, w, buf)
 
@@ -362,26 +485,45 @@ def _d_StopReplicaResponse_v2(buf, pos):
     o = _new(StopReplicaResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionErrors')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_StopReplicaResponse_StopReplicaPartitionError_v2(buf, pos)
             a2.append(x3)
         o.partition_errors = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_StopReplicaResponse_v2(o, w, buf):
     buf += _S_h.pack(o.error_code)
     a1 = o.partition_errors
     if a1 is None: raise _null('PartitionErrors')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_StopReplicaResponse_StopReplicaPartitionError_v2(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_StopReplicaResponse_StopReplicaPartitionError_v2(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class StopReplicaRequest_StopReplicaPartitionV0(_StructBase):
     'Kafka StopReplicaRequest struct StopReplicaPartitionV0'

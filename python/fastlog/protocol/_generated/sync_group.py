@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -60,7 +60,11 @@ def _d_SyncGroupRequest_SyncGroupRequestAssignment_v4(buf, pos):
     o = _new(SyncGroupRequest_SyncGroupRequestAssignment)
     o.member_id, pos = _rcs(buf, pos)
     o.assignment, pos = _rcb(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_SyncGroupRequest_SyncGroupRequestAssignment_v4(o, w, buf):
@@ -68,7 +72,11 @@ def _e_SyncGroupRequest_SyncGroupRequestAssignment_v4(o, w, buf):
     _wcs(buf, o.member_id)
     if o.assignment is None: raise _null('Assignment')
     _wcb(buf, o.assignment)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_SyncGroupRequest_v0(buf, pos):
     o = _new(SyncGroupRequest)
@@ -76,9 +84,12 @@ def _d_SyncGroupRequest_v0(buf, pos):
     o.generation_id, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.member_id, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Assignments')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -101,7 +112,7 @@ def _e_SyncGroupRequest_v0(o, w, buf):
     _ws(buf, o.member_id)
     a1 = o.assignments
     if a1 is None: raise _null('Assignments')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_SyncGroupRequest_SyncGroupRequestAssignment_v0(x2, w, buf)
 
@@ -112,9 +123,12 @@ def _d_SyncGroupRequest_v3(buf, pos):
     pos += 4
     o.member_id, pos = _rs(buf, pos)
     o.group_instance_id, pos = _rns(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Assignments')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -135,7 +149,7 @@ def _e_SyncGroupRequest_v3(o, w, buf):
     _wns(buf, o.group_instance_id)
     a1 = o.assignments
     if a1 is None: raise _null('Assignments')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_SyncGroupRequest_SyncGroupRequestAssignment_v0(x2, w, buf)
 
@@ -146,9 +160,16 @@ def _d_SyncGroupRequest_v4(buf, pos):
     pos += 4
     o.member_id, pos = _rcs(buf, pos)
     o.group_instance_id, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Assignments')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -157,7 +178,11 @@ def _d_SyncGroupRequest_v4(buf, pos):
         o.assignments = a2
     o.protocol_type = None
     o.protocol_name = None
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_SyncGroupRequest_v4(o, w, buf):
@@ -169,10 +194,18 @@ def _e_SyncGroupRequest_v4(o, w, buf):
     _wncs(buf, o.group_instance_id)
     a1 = o.assignments
     if a1 is None: raise _null('Assignments')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_SyncGroupRequest_SyncGroupRequestAssignment_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_SyncGroupRequest_SyncGroupRequestAssignment_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_SyncGroupRequest_v5(buf, pos):
     o = _new(SyncGroupRequest)
@@ -183,16 +216,27 @@ def _d_SyncGroupRequest_v5(buf, pos):
     o.group_instance_id, pos = _rncs(buf, pos)
     o.protocol_type, pos = _rncs(buf, pos)
     o.protocol_name, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Assignments')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_SyncGroupRequest_SyncGroupRequestAssignment_v4(buf, pos)
             a2.append(x3)
         o.assignments = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_SyncGroupRequest_v5(o, w, buf):
@@ -206,10 +250,18 @@ def _e_SyncGroupRequest_v5(o, w, buf):
     _wncs(buf, o.protocol_name)
     a1 = o.assignments
     if a1 is None: raise _null('Assignments')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_SyncGroupRequest_SyncGroupRequestAssignment_v4(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_SyncGroupRequest_SyncGroupRequestAssignment_v4(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_SyncGroupResponse_v0(buf, pos):
     o = _new(SyncGroupResponse)
@@ -249,14 +301,22 @@ def _d_SyncGroupResponse_v4(buf, pos):
     o.assignment, pos = _rcb(buf, pos)
     o.protocol_type = None
     o.protocol_name = None
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_SyncGroupResponse_v4(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     if o.assignment is None: raise _null('Assignment')
     _wcb(buf, o.assignment)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_SyncGroupResponse_v5(buf, pos):
     o = _new(SyncGroupResponse)
@@ -265,7 +325,11 @@ def _d_SyncGroupResponse_v5(buf, pos):
     o.protocol_type, pos = _rncs(buf, pos)
     o.protocol_name, pos = _rncs(buf, pos)
     o.assignment, pos = _rcb(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_SyncGroupResponse_v5(o, w, buf):
@@ -274,7 +338,11 @@ def _e_SyncGroupResponse_v5(o, w, buf):
     _wncs(buf, o.protocol_name)
     if o.assignment is None: raise _null('Assignment')
     _wcb(buf, o.assignment)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class SyncGroupRequest_SyncGroupRequestAssignment(_StructBase):
     'Kafka SyncGroupRequest struct SyncGroupRequestAssignment'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -76,20 +76,31 @@ def _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(buf, pos):
     o.partition_index, o.committed_offset, o.committed_leader_epoch, = _S_iqi.unpack_from(buf, pos)
     pos += 16
     o.committed_metadata, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(o, w, buf):
     buf += _S_iqi.pack(o.partition_index, o.committed_offset, o.committed_leader_epoch)
     _wncs(buf, o.committed_metadata)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(buf, pos):
     o = _new(TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -104,16 +115,19 @@ def _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v0(x2, w, buf)
 
 def _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(buf, pos):
     o = _new(TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -128,23 +142,34 @@ def _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v2(x2, w, buf)
 
 def _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(buf, pos):
     o = _new(TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(o, w, buf):
@@ -152,10 +177,18 @@ def _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_TxnOffsetCommitRequest_v0(buf, pos):
     o = _new(TxnOffsetCommitRequest)
@@ -163,9 +196,12 @@ def _d_TxnOffsetCommitRequest_v0(buf, pos):
     o.group_id, pos = _rs(buf, pos)
     o.producer_id, o.producer_epoch, = _S_qh.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -192,7 +228,7 @@ def _e_TxnOffsetCommitRequest_v0(o, w, buf):
     buf += _S_qh.pack(o.producer_id, o.producer_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v0(x2, w, buf)
 
@@ -202,9 +238,12 @@ def _d_TxnOffsetCommitRequest_v2(buf, pos):
     o.group_id, pos = _rs(buf, pos)
     o.producer_id, o.producer_epoch, = _S_qh.unpack_from(buf, pos)
     pos += 10
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -231,7 +270,7 @@ def _e_TxnOffsetCommitRequest_v2(o, w, buf):
     buf += _S_qh.pack(o.producer_id, o.producer_epoch)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v2(x2, w, buf)
 
@@ -243,16 +282,27 @@ def _d_TxnOffsetCommitRequest_v3(buf, pos):
     pos += 14
     o.member_id, pos = _rcs(buf, pos)
     o.group_instance_id, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_TxnOffsetCommitRequest_v3(o, w, buf):
@@ -266,10 +316,18 @@ def _e_TxnOffsetCommitRequest_v3(o, w, buf):
     _wncs(buf, o.group_instance_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_TxnOffsetCommitRequest_TxnOffsetCommitRequestTopic_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v0(buf, pos):
     o = _new(TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition)
@@ -285,19 +343,30 @@ def _d_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(buf, pos):
     o = _new(TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition)
     o.partition_index, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(o, w, buf):
     buf += _S_ih.pack(o.partition_index, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(buf, pos):
     o = _new(TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -312,23 +381,34 @@ def _e_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v0(x2, w, buf)
 
 def _d_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(buf, pos):
     o = _new(TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(o, w, buf):
@@ -336,18 +416,29 @@ def _e_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_TxnOffsetCommitResponse_TxnOffsetCommitResponsePartition_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_TxnOffsetCommitResponse_v0(buf, pos):
     o = _new(TxnOffsetCommitResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -361,7 +452,7 @@ def _e_TxnOffsetCommitResponse_v0(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v0(x2, w, buf)
 
@@ -369,26 +460,45 @@ def _d_TxnOffsetCommitResponse_v3(buf, pos):
     o = _new(TxnOffsetCommitResponse)
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_TxnOffsetCommitResponse_v3(o, w, buf):
     buf += _S_i.pack(o.throttle_time_ms)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_TxnOffsetCommitResponse_TxnOffsetCommitResponseTopic_v3(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class TxnOffsetCommitRequest_TxnOffsetCommitRequestPartition(_StructBase):
     'Kafka TxnOffsetCommitRequest struct TxnOffsetCommitRequestPartition'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -52,7 +52,11 @@ def _d_UpdateFeaturesRequest_FeatureUpdateKey_v0(buf, pos):
     o.max_version_level, o.allow_downgrade, = _S_hZ.unpack_from(buf, pos)
     pos += 3
     o.upgrade_type = 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateFeaturesRequest_FeatureUpdateKey_v0(o, w, buf):
@@ -61,7 +65,11 @@ def _e_UpdateFeaturesRequest_FeatureUpdateKey_v0(o, w, buf):
     if o.feature is None: raise _null('Feature')
     _wcs(buf, o.feature)
     buf += _S_hZ.pack(o.max_version_level, o.allow_downgrade)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateFeaturesRequest_FeatureUpdateKey_v1(buf, pos):
     o = _new(UpdateFeaturesRequest_FeatureUpdateKey)
@@ -69,7 +77,11 @@ def _d_UpdateFeaturesRequest_FeatureUpdateKey_v1(buf, pos):
     o.max_version_level, o.upgrade_type, = _S_hb.unpack_from(buf, pos)
     pos += 3
     o.allow_downgrade = False
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateFeaturesRequest_FeatureUpdateKey_v1(o, w, buf):
@@ -78,15 +90,26 @@ def _e_UpdateFeaturesRequest_FeatureUpdateKey_v1(o, w, buf):
     if o.feature is None: raise _null('Feature')
     _wcs(buf, o.feature)
     buf += _S_hb.pack(o.max_version_level, o.upgrade_type)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateFeaturesRequest_v0(buf, pos):
     o = _new(UpdateFeaturesRequest)
     o.timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('FeatureUpdates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -94,7 +117,11 @@ def _d_UpdateFeaturesRequest_v0(buf, pos):
             a2.append(x3)
         o.feature_updates = a2
     o.validate_only = False
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateFeaturesRequest_v0(o, w, buf):
@@ -103,18 +130,33 @@ def _e_UpdateFeaturesRequest_v0(o, w, buf):
     buf += _S_i.pack(o.timeout_ms)
     a1 = o.feature_updates
     if a1 is None: raise _null('FeatureUpdates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_UpdateFeaturesRequest_FeatureUpdateKey_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_UpdateFeaturesRequest_FeatureUpdateKey_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateFeaturesRequest_v1(buf, pos):
     o = _new(UpdateFeaturesRequest)
     o.timeout_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('FeatureUpdates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -123,18 +165,30 @@ def _d_UpdateFeaturesRequest_v1(buf, pos):
         o.feature_updates = a2
     o.validate_only, = _S_Z.unpack_from(buf, pos)
     pos += 1
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateFeaturesRequest_v1(o, w, buf):
     buf += _S_i.pack(o.timeout_ms)
     a1 = o.feature_updates
     if a1 is None: raise _null('FeatureUpdates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_UpdateFeaturesRequest_FeatureUpdateKey_v1(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_UpdateFeaturesRequest_FeatureUpdateKey_v1(x3, w, buf)
     buf += _S_Z.pack(o.validate_only)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateFeaturesResponse_UpdatableFeatureResult_v0(buf, pos):
     o = _new(UpdateFeaturesResponse_UpdatableFeatureResult)
@@ -142,7 +196,11 @@ def _d_UpdateFeaturesResponse_UpdatableFeatureResult_v0(buf, pos):
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
     o.error_message, pos = _rncs(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateFeaturesResponse_UpdatableFeatureResult_v0(o, w, buf):
@@ -150,23 +208,38 @@ def _e_UpdateFeaturesResponse_UpdatableFeatureResult_v0(o, w, buf):
     _wcs(buf, o.feature)
     buf += _S_h.pack(o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateFeaturesResponse_v0(buf, pos):
     o = _new(UpdateFeaturesResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Results')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateFeaturesResponse_UpdatableFeatureResult_v0(buf, pos)
             a2.append(x3)
         o.results = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateFeaturesResponse_v0(o, w, buf):
@@ -174,10 +247,18 @@ def _e_UpdateFeaturesResponse_v0(o, w, buf):
     _wncs(buf, o.error_message)
     a1 = o.results
     if a1 is None: raise _null('Results')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_UpdateFeaturesResponse_UpdatableFeatureResult_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_UpdateFeaturesResponse_UpdatableFeatureResult_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateFeaturesResponse_v2(buf, pos):
     o = _new(UpdateFeaturesResponse)
@@ -185,13 +266,21 @@ def _d_UpdateFeaturesResponse_v2(buf, pos):
     pos += 6
     o.error_message, pos = _rncs(buf, pos)
     o.results = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateFeaturesResponse_v2(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     _wncs(buf, o.error_message)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class UpdateFeaturesRequest_FeatureUpdateKey(_StructBase):
     'Kafka UpdateFeaturesRequest struct FeatureUpdateKey'

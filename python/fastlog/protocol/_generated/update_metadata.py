@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -53,16 +53,22 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.zk_version, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
     o.offline_replicas = []
@@ -75,34 +81,43 @@ def _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.zk_version)
     a3 = o.replicas
     if a3 is None: raise _null('Replicas')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
 
 def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataPartitionState)
     o.topic_name, pos = _rs(buf, pos)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.zk_version, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rcnt(buf, pos)
-    if n3 is None:
+    n3 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n3 == -1:
         raise _null('OfflineReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.offline_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -114,37 +129,46 @@ def _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.zk_version)
     a3 = o.replicas
     if a3 is None: raise _null('Replicas')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
     a5 = o.offline_replicas
     if a5 is None: raise _null('OfflineReplicas')
-    _wcnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
+    buf += _S_i.pack(len(a5))
+    _wfa(buf, 'i', a5)
 
 def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataPartitionState)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.zk_version, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rcnt(buf, pos)
-    if n2 is None:
+    n2 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n2 == -1:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rcnt(buf, pos)
-    if n3 is None:
+    n3 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n3 == -1:
         raise _null('OfflineReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.offline_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     o.topic_name = ''
@@ -155,66 +179,110 @@ def _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.zk_version)
     a3 = o.replicas
     if a3 is None: raise _null('Replicas')
-    _wcnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
+    buf += _S_i.pack(len(a3))
+    _wfa(buf, 'i', a3)
     a5 = o.offline_replicas
     if a5 is None: raise _null('OfflineReplicas')
-    _wcnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
+    buf += _S_i.pack(len(a5))
+    _wfa(buf, 'i', a5)
 
 def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataPartitionState)
     o.partition_index, o.controller_epoch, o.leader, o.leader_epoch, = _S_iiii.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Isr')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.zk_version, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Replicas')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
-    n3, pos = _rccnt(buf, pos)
-    if n3 is None:
+    n3 = buf[pos]
+    if n3 < 128:
+        pos += 1
+    else:
+        n3, pos = _ruv(buf, pos)
+    n3 -= 1
+    if n3 < 0:
         raise _null('OfflineReplicas')
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
         o.offline_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     o.topic_name = ''
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(o, w, buf):
     buf += _S_iiii.pack(o.partition_index, o.controller_epoch, o.leader, o.leader_epoch)
     a1 = o.isr
     if a1 is None: raise _null('Isr')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
     buf += _S_i.pack(o.zk_version)
-    a3 = o.replicas
-    if a3 is None: raise _null('Replicas')
-    _wccnt(buf, len(a3))
-    buf += _S('>%di' % len(a3)).pack(*a3)
-    a5 = o.offline_replicas
-    if a5 is None: raise _null('OfflineReplicas')
-    _wccnt(buf, len(a5))
-    buf += _S('>%di' % len(a5)).pack(*a5)
-    _wutags(buf, o.unknown_tagged_fields)
+    a4 = o.replicas
+    if a4 is None: raise _null('Replicas')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    _wfa(buf, 'i', a4)
+    a7 = o.offline_replicas
+    if a7 is None: raise _null('OfflineReplicas')
+    c8 = len(a7) + 1
+    if c8 < 128:
+        buf.append(c8)
+    else:
+        _wuv(buf, c8)
+    _wfa(buf, 'i', a7)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateMetadataRequest_UpdateMetadataTopicState_v5(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataTopicState)
     o.topic_name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -230,16 +298,23 @@ def _e_UpdateMetadataRequest_UpdateMetadataTopicState_v5(o, w, buf):
     _ws(buf, o.topic_name)
     a1 = o.partition_states
     if a1 is None: raise _null('PartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(x2, w, buf)
 
 def _d_UpdateMetadataRequest_UpdateMetadataTopicState_v6(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataTopicState)
     o.topic_name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -247,7 +322,11 @@ def _d_UpdateMetadataRequest_UpdateMetadataTopicState_v6(buf, pos):
             a2.append(x3)
         o.partition_states = a2
     o.topic_id = _ZERO_UUID
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateMetadataRequest_UpdateMetadataTopicState_v6(o, w, buf):
@@ -255,10 +334,18 @@ def _e_UpdateMetadataRequest_UpdateMetadataTopicState_v6(o, w, buf):
     _wcs(buf, o.topic_name)
     a1 = o.partition_states
     if a1 is None: raise _null('PartitionStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateMetadataRequest_UpdateMetadataTopicState_v7(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataTopicState)
@@ -266,16 +353,27 @@ def _d_UpdateMetadataRequest_UpdateMetadataTopicState_v7(buf, pos):
     u1, = _S_U.unpack_from(buf, pos)
     o.topic_id = _UUID(bytes=u1)
     pos += 16
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('PartitionStates')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
             x4, pos = _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(buf, pos)
             a3.append(x4)
         o.partition_states = a3
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateMetadataRequest_UpdateMetadataTopicState_v7(o, w, buf):
@@ -284,10 +382,18 @@ def _e_UpdateMetadataRequest_UpdateMetadataTopicState_v7(o, w, buf):
     buf += _S_U.pack(o.topic_id.bytes)
     a1 = o.partition_states
     if a1 is None: raise _null('PartitionStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataEndpoint)
@@ -333,7 +439,11 @@ def _d_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(buf, pos):
     o.listener, pos = _rcs(buf, pos)
     o.security_protocol, = _S_h.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(o, w, buf):
@@ -343,7 +453,11 @@ def _e_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(o, w, buf):
     if o.listener is None: raise _null('Listener')
     _wcs(buf, o.listener)
     buf += _S_h.pack(o.security_protocol)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateMetadataRequest_UpdateMetadataBroker_v0(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataBroker)
@@ -367,9 +481,12 @@ def _d_UpdateMetadataRequest_UpdateMetadataBroker_v1(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataBroker)
     o.id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Endpoints')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -386,7 +503,7 @@ def _e_UpdateMetadataRequest_UpdateMetadataBroker_v1(o, w, buf):
     buf += _S_i.pack(o.id)
     a1 = o.endpoints
     if a1 is None: raise _null('Endpoints')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(x2, w, buf)
 
@@ -394,9 +511,12 @@ def _d_UpdateMetadataRequest_UpdateMetadataBroker_v2(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataBroker)
     o.id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Endpoints')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -413,7 +533,7 @@ def _e_UpdateMetadataRequest_UpdateMetadataBroker_v2(o, w, buf):
     buf += _S_i.pack(o.id)
     a1 = o.endpoints
     if a1 is None: raise _null('Endpoints')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataEndpoint_v1(x2, w, buf)
     _wns(buf, o.rack)
@@ -422,9 +542,12 @@ def _d_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataBroker)
     o.id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Endpoints')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -441,7 +564,7 @@ def _e_UpdateMetadataRequest_UpdateMetadataBroker_v3(o, w, buf):
     buf += _S_i.pack(o.id)
     a1 = o.endpoints
     if a1 is None: raise _null('Endpoints')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataEndpoint_v3(x2, w, buf)
     _wns(buf, o.rack)
@@ -450,9 +573,16 @@ def _d_UpdateMetadataRequest_UpdateMetadataBroker_v6(buf, pos):
     o = _new(UpdateMetadataRequest_UpdateMetadataBroker)
     o.id, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Endpoints')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -462,35 +592,53 @@ def _d_UpdateMetadataRequest_UpdateMetadataBroker_v6(buf, pos):
     o.rack, pos = _rncs(buf, pos)
     o.v0_host = ''
     o.v0_port = 0
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateMetadataRequest_UpdateMetadataBroker_v6(o, w, buf):
     buf += _S_i.pack(o.id)
     a1 = o.endpoints
     if a1 is None: raise _null('Endpoints')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_UpdateMetadataRequest_UpdateMetadataEndpoint_v6(x3, w, buf)
     _wncs(buf, o.rack)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateMetadataRequest_v0(buf, pos):
     o = _new(UpdateMetadataRequest)
     o.controller_id, o.controller_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('UngroupedPartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos)
             a2.append(x3)
         o.ungrouped_partition_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveBrokers')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -514,12 +662,12 @@ def _e_UpdateMetadataRequest_v0(o, w, buf):
     buf += _S_ii.pack(o.controller_id, o.controller_epoch)
     a1 = o.ungrouped_partition_states
     if a1 is None: raise _null('UngroupedPartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(x2, w, buf)
     a3 = o.live_brokers
     if a3 is None: raise _null('LiveBrokers')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_UpdateMetadataRequest_UpdateMetadataBroker_v0(x4, w, buf)
 
@@ -527,18 +675,24 @@ def _d_UpdateMetadataRequest_v1(buf, pos):
     o = _new(UpdateMetadataRequest)
     o.controller_id, o.controller_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('UngroupedPartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos)
             a2.append(x3)
         o.ungrouped_partition_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveBrokers')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -562,12 +716,12 @@ def _e_UpdateMetadataRequest_v1(o, w, buf):
     buf += _S_ii.pack(o.controller_id, o.controller_epoch)
     a1 = o.ungrouped_partition_states
     if a1 is None: raise _null('UngroupedPartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(x2, w, buf)
     a3 = o.live_brokers
     if a3 is None: raise _null('LiveBrokers')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_UpdateMetadataRequest_UpdateMetadataBroker_v1(x4, w, buf)
 
@@ -575,18 +729,24 @@ def _d_UpdateMetadataRequest_v2(buf, pos):
     o = _new(UpdateMetadataRequest)
     o.controller_id, o.controller_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('UngroupedPartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos)
             a2.append(x3)
         o.ungrouped_partition_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveBrokers')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -610,12 +770,12 @@ def _e_UpdateMetadataRequest_v2(o, w, buf):
     buf += _S_ii.pack(o.controller_id, o.controller_epoch)
     a1 = o.ungrouped_partition_states
     if a1 is None: raise _null('UngroupedPartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(x2, w, buf)
     a3 = o.live_brokers
     if a3 is None: raise _null('LiveBrokers')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_UpdateMetadataRequest_UpdateMetadataBroker_v2(x4, w, buf)
 
@@ -623,18 +783,24 @@ def _d_UpdateMetadataRequest_v3(buf, pos):
     o = _new(UpdateMetadataRequest)
     o.controller_id, o.controller_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('UngroupedPartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos)
             a2.append(x3)
         o.ungrouped_partition_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveBrokers')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -658,12 +824,12 @@ def _e_UpdateMetadataRequest_v3(o, w, buf):
     buf += _S_ii.pack(o.controller_id, o.controller_epoch)
     a1 = o.ungrouped_partition_states
     if a1 is None: raise _null('UngroupedPartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(x2, w, buf)
     a3 = o.live_brokers
     if a3 is None: raise _null('LiveBrokers')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_UpdateMetadataRequest_UpdateMetadataBroker_v3(x4, w, buf)
 
@@ -671,18 +837,24 @@ def _d_UpdateMetadataRequest_v4(buf, pos):
     o = _new(UpdateMetadataRequest)
     o.controller_id, o.controller_epoch, = _S_ii.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('UngroupedPartitionStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(buf, pos)
             a2.append(x3)
         o.ungrouped_partition_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveBrokers')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -706,12 +878,12 @@ def _e_UpdateMetadataRequest_v4(o, w, buf):
     buf += _S_ii.pack(o.controller_id, o.controller_epoch)
     a1 = o.ungrouped_partition_states
     if a1 is None: raise _null('UngroupedPartitionStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(x2, w, buf)
     a3 = o.live_brokers
     if a3 is None: raise _null('LiveBrokers')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_UpdateMetadataRequest_UpdateMetadataBroker_v3(x4, w, buf)
 
@@ -719,18 +891,24 @@ def _d_UpdateMetadataRequest_v5(buf, pos):
     o = _new(UpdateMetadataRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, = _S_iiq.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateMetadataRequest_UpdateMetadataTopicState_v5(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rcnt(buf, pos)
-    if n4 is None:
+    n4 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n4 == -1:
         raise _null('LiveBrokers')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -753,12 +931,12 @@ def _e_UpdateMetadataRequest_v5(o, w, buf):
     buf += _S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_UpdateMetadataRequest_UpdateMetadataTopicState_v5(x2, w, buf)
     a3 = o.live_brokers
     if a3 is None: raise _null('LiveBrokers')
-    _wcnt(buf, len(a3))
+    buf += _S_i.pack(len(a3))
     for x4 in a3:
         _e_UpdateMetadataRequest_UpdateMetadataBroker_v3(x4, w, buf)
 
@@ -766,18 +944,32 @@ def _d_UpdateMetadataRequest_v6(buf, pos):
     o = _new(UpdateMetadataRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, = _S_iiq.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateMetadataRequest_UpdateMetadataTopicState_v6(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('LiveBrokers')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -787,7 +979,11 @@ def _d_UpdateMetadataRequest_v6(buf, pos):
     o.is_k_raft_controller = False
     o.type = 0
     o.ungrouped_partition_states = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateMetadataRequest_v6(o, w, buf):
@@ -800,32 +996,58 @@ def _e_UpdateMetadataRequest_v6(o, w, buf):
     buf += _S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_UpdateMetadataRequest_UpdateMetadataTopicState_v6(x2, w, buf)
-    a3 = o.live_brokers
-    if a3 is None: raise _null('LiveBrokers')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_UpdateMetadataRequest_UpdateMetadataBroker_v6(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_UpdateMetadataRequest_UpdateMetadataTopicState_v6(x3, w, buf)
+    a4 = o.live_brokers
+    if a4 is None: raise _null('LiveBrokers')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_UpdateMetadataRequest_UpdateMetadataBroker_v6(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateMetadataRequest_v7(buf, pos):
     o = _new(UpdateMetadataRequest)
     o.controller_id, o.controller_epoch, o.broker_epoch, = _S_iiq.unpack_from(buf, pos)
     pos += 16
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateMetadataRequest_UpdateMetadataTopicState_v7(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('LiveBrokers')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -835,7 +1057,11 @@ def _d_UpdateMetadataRequest_v7(buf, pos):
     o.is_k_raft_controller = False
     o.type = 0
     o.ungrouped_partition_states = []
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateMetadataRequest_v7(o, w, buf):
@@ -848,32 +1074,58 @@ def _e_UpdateMetadataRequest_v7(o, w, buf):
     buf += _S_iiq.pack(o.controller_id, o.controller_epoch, o.broker_epoch)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_UpdateMetadataRequest_UpdateMetadataTopicState_v7(x2, w, buf)
-    a3 = o.live_brokers
-    if a3 is None: raise _null('LiveBrokers')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_UpdateMetadataRequest_UpdateMetadataBroker_v6(x4, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_UpdateMetadataRequest_UpdateMetadataTopicState_v7(x3, w, buf)
+    a4 = o.live_brokers
+    if a4 is None: raise _null('LiveBrokers')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_UpdateMetadataRequest_UpdateMetadataBroker_v6(x6, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_UpdateMetadataRequest_v8(buf, pos):
     o = _new(UpdateMetadataRequest)
     o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch, = _S_iZiq.unpack_from(buf, pos)
     pos += 17
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('TopicStates')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_UpdateMetadataRequest_UpdateMetadataTopicState_v7(buf, pos)
             a2.append(x3)
         o.topic_states = a2
-    n4, pos = _rccnt(buf, pos)
-    if n4 is None:
+    n4 = buf[pos]
+    if n4 < 128:
+        pos += 1
+    else:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('LiveBrokers')
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
         a5 = []
         for _ in range(n4):
@@ -903,14 +1155,22 @@ def _e_UpdateMetadataRequest_v8(o, w, buf):
     buf += _S_iZiq.pack(o.controller_id, o.is_k_raft_controller, o.controller_epoch, o.broker_epoch)
     a1 = o.topic_states
     if a1 is None: raise _null('TopicStates')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_UpdateMetadataRequest_UpdateMetadataTopicState_v7(x2, w, buf)
-    a3 = o.live_brokers
-    if a3 is None: raise _null('LiveBrokers')
-    _wccnt(buf, len(a3))
-    for x4 in a3:
-        _e_UpdateMetadataRequest_UpdateMetadataBroker_v6(x4, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_UpdateMetadataRequest_UpdateMetadataTopicState_v7(x3, w, buf)
+    a4 = o.live_brokers
+    if a4 is None: raise _null('LiveBrokers')
+    c5 = len(a4) + 1
+    if c5 < 128:
+        buf.append(c5)
+    else:
+        _wuv(buf, c5)
+    for x6 in a4:
+        _e_UpdateMetadataRequest_UpdateMetadataBroker_v6(x6, w, buf)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
     if o.type != 0:
@@ -936,12 +1196,20 @@ def _d_UpdateMetadataResponse_v6(buf, pos):
     o = _new(UpdateMetadataResponse)
     o.error_code, = _S_h.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_UpdateMetadataResponse_v6(o, w, buf):
     buf += _S_h.pack(o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class UpdateMetadataRequest_UpdateMetadataPartitionState(_StructBase):
     'Kafka UpdateMetadataRequest struct UpdateMetadataPartitionState'

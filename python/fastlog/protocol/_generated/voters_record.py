@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -50,7 +50,11 @@ def _d_VotersRecord_Endpoint_v0(buf, pos):
     o.host, pos = _rcs(buf, pos)
     o.port, = _S_H.unpack_from(buf, pos)
     pos += 2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_VotersRecord_Endpoint_v0(o, w, buf):
@@ -59,27 +63,46 @@ def _e_VotersRecord_Endpoint_v0(o, w, buf):
     if o.host is None: raise _null('Host')
     _wcs(buf, o.host)
     buf += _S_H.pack(o.port)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_VotersRecord_KRaftVersionFeature_v0(buf, pos):
     o = _new(VotersRecord_KRaftVersionFeature)
     o.min_supported_version, o.max_supported_version, = _S_hh.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_VotersRecord_KRaftVersionFeature_v0(o, w, buf):
     buf += _S_hh.pack(o.min_supported_version, o.max_supported_version)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_VotersRecord_Voter_v0(buf, pos):
     o = _new(VotersRecord_Voter)
     o.voter_id, u1, = _S_iU.unpack_from(buf, pos)
     o.voter_directory_id = _UUID(bytes=u1)
     pos += 20
-    n2, pos = _rccnt(buf, pos)
-    if n2 is None:
+    n2 = buf[pos]
+    if n2 < 128:
+        pos += 1
+    else:
+        n2, pos = _ruv(buf, pos)
+    n2 -= 1
+    if n2 < 0:
         raise _null('Endpoints')
+    elif n2 < 0 or n2 > len(buf) - pos:
+        raise _badcnt(n2, buf, pos)
     else:
         a3 = []
         for _ in range(n2):
@@ -87,44 +110,75 @@ def _d_VotersRecord_Voter_v0(buf, pos):
             a3.append(x4)
         o.endpoints = a3
     o.k_raft_version_feature, pos = _d_VotersRecord_KRaftVersionFeature_v0(buf, pos)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_VotersRecord_Voter_v0(o, w, buf):
     buf += _S_iU.pack(o.voter_id, o.voter_directory_id.bytes)
     a1 = o.endpoints
     if a1 is None: raise _null('Endpoints')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_VotersRecord_Endpoint_v0(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_VotersRecord_Endpoint_v0(x3, w, buf)
     if o.k_raft_version_feature is None: raise _null('KRaftVersionFeature')
     _e_VotersRecord_KRaftVersionFeature_v0(o.k_raft_version_feature, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_VotersRecord_v0(buf, pos):
     o = _new(VotersRecord)
     o.version, = _S_h.unpack_from(buf, pos)
     pos += 2
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Voters')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_VotersRecord_Voter_v0(buf, pos)
             a2.append(x3)
         o.voters = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_VotersRecord_v0(o, w, buf):
     buf += _S_h.pack(o.version)
     a1 = o.voters
     if a1 is None: raise _null('Voters')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_VotersRecord_Voter_v0(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_VotersRecord_Voter_v0(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class VotersRecord_Endpoint(_StructBase):
     'Kafka VotersRecord struct Endpoint'

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -47,9 +47,12 @@ _S_qhZ = _S('>qh?')
 def _d_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(buf, pos):
     o = _new(WriteTxnMarkersRequest_WritableTxnMarkerTopic)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('PartitionIndexes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
@@ -60,18 +63,29 @@ def _e_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partition_indexes
     if a1 is None: raise _null('PartitionIndexes')
-    _wcnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
+    buf += _S_i.pack(len(a1))
+    _wfa(buf, 'i', a1)
 
 def _d_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(buf, pos):
     o = _new(WriteTxnMarkersRequest_WritableTxnMarkerTopic)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('PartitionIndexes')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(o, w, buf):
@@ -79,17 +93,28 @@ def _e_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partition_indexes
     if a1 is None: raise _null('PartitionIndexes')
-    _wccnt(buf, len(a1))
-    buf += _S('>%di' % len(a1)).pack(*a1)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    _wfa(buf, 'i', a1)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_WriteTxnMarkersRequest_WritableTxnMarker_v0(buf, pos):
     o = _new(WriteTxnMarkersRequest_WritableTxnMarker)
     o.producer_id, o.producer_epoch, o.transaction_result, = _S_qhZ.unpack_from(buf, pos)
     pos += 11
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -105,7 +130,7 @@ def _e_WriteTxnMarkersRequest_WritableTxnMarker_v0(o, w, buf):
     buf += _S_qhZ.pack(o.producer_id, o.producer_epoch, o.transaction_result)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v0(x2, w, buf)
     buf += _S_i.pack(o.coordinator_epoch)
@@ -114,9 +139,16 @@ def _d_WriteTxnMarkersRequest_WritableTxnMarker_v1(buf, pos):
     o = _new(WriteTxnMarkersRequest_WritableTxnMarker)
     o.producer_id, o.producer_epoch, o.transaction_result, = _S_qhZ.unpack_from(buf, pos)
     pos += 11
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -125,24 +157,39 @@ def _d_WriteTxnMarkersRequest_WritableTxnMarker_v1(buf, pos):
         o.topics = a2
     o.coordinator_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_WriteTxnMarkersRequest_WritableTxnMarker_v1(o, w, buf):
     buf += _S_qhZ.pack(o.producer_id, o.producer_epoch, o.transaction_result)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(x2, w, buf)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_WriteTxnMarkersRequest_WritableTxnMarkerTopic_v1(x3, w, buf)
     buf += _S_i.pack(o.coordinator_epoch)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_WriteTxnMarkersRequest_v0(buf, pos):
     o = _new(WriteTxnMarkersRequest)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Markers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -155,31 +202,50 @@ def _d_WriteTxnMarkersRequest_v0(buf, pos):
 def _e_WriteTxnMarkersRequest_v0(o, w, buf):
     a1 = o.markers
     if a1 is None: raise _null('Markers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_WriteTxnMarkersRequest_WritableTxnMarker_v0(x2, w, buf)
 
 def _d_WriteTxnMarkersRequest_v1(buf, pos):
     o = _new(WriteTxnMarkersRequest)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Markers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_WriteTxnMarkersRequest_WritableTxnMarker_v1(buf, pos)
             a2.append(x3)
         o.markers = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_WriteTxnMarkersRequest_v1(o, w, buf):
     a1 = o.markers
     if a1 is None: raise _null('Markers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_WriteTxnMarkersRequest_WritableTxnMarker_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_WriteTxnMarkersRequest_WritableTxnMarker_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v0(buf, pos):
     o = _new(WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult)
@@ -195,19 +261,30 @@ def _d_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(buf, pos):
     o = _new(WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult)
     o.partition_index, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(o, w, buf):
     buf += _S_ih.pack(o.partition_index, o.error_code)
-    _wutags(buf, o.unknown_tagged_fields)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(buf, pos):
     o = _new(WriteTxnMarkersResponse_WritableTxnMarkerTopicResult)
     o.name, pos = _rs(buf, pos)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -222,23 +299,34 @@ def _e_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(o, w, buf):
     _ws(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v0(x2, w, buf)
 
 def _d_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(buf, pos):
     o = _new(WriteTxnMarkersResponse_WritableTxnMarkerTopicResult)
     o.name, pos = _rcs(buf, pos)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Partitions')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(buf, pos)
             a2.append(x3)
         o.partitions = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(o, w, buf):
@@ -246,18 +334,29 @@ def _e_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(o, w, buf):
     _wcs(buf, o.name)
     a1 = o.partitions
     if a1 is None: raise _null('Partitions')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_WriteTxnMarkersResponse_WritableTxnMarkerPartitionResult_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(buf, pos):
     o = _new(WriteTxnMarkersResponse_WritableTxnMarkerResult)
     o.producer_id, = _S_q.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -271,7 +370,7 @@ def _e_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(o, w, buf):
     buf += _S_q.pack(o.producer_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v0(x2, w, buf)
 
@@ -279,32 +378,54 @@ def _d_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(buf, pos):
     o = _new(WriteTxnMarkersResponse_WritableTxnMarkerResult)
     o.producer_id, = _S_q.unpack_from(buf, pos)
     pos += 8
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Topics')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(buf, pos)
             a2.append(x3)
         o.topics = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(o, w, buf):
     buf += _S_q.pack(o.producer_id)
     a1 = o.topics
     if a1 is None: raise _null('Topics')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_WriteTxnMarkersResponse_WritableTxnMarkerTopicResult_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 def _d_WriteTxnMarkersResponse_v0(buf, pos):
     o = _new(WriteTxnMarkersResponse)
-    n1, pos = _rcnt(buf, pos)
-    if n1 is None:
+    n1 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n1 == -1:
         raise _null('Markers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
@@ -317,31 +438,50 @@ def _d_WriteTxnMarkersResponse_v0(buf, pos):
 def _e_WriteTxnMarkersResponse_v0(o, w, buf):
     a1 = o.markers
     if a1 is None: raise _null('Markers')
-    _wcnt(buf, len(a1))
+    buf += _S_i.pack(len(a1))
     for x2 in a1:
         _e_WriteTxnMarkersResponse_WritableTxnMarkerResult_v0(x2, w, buf)
 
 def _d_WriteTxnMarkersResponse_v1(buf, pos):
     o = _new(WriteTxnMarkersResponse)
-    n1, pos = _rccnt(buf, pos)
-    if n1 is None:
+    n1 = buf[pos]
+    if n1 < 128:
+        pos += 1
+    else:
+        n1, pos = _ruv(buf, pos)
+    n1 -= 1
+    if n1 < 0:
         raise _null('Markers')
+    elif n1 < 0 or n1 > len(buf) - pos:
+        raise _badcnt(n1, buf, pos)
     else:
         a2 = []
         for _ in range(n1):
             x3, pos = _d_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(buf, pos)
             a2.append(x3)
         o.markers = a2
-    o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        o.unknown_tagged_fields, pos = _rutags(buf, pos)
     return o, pos
 
 def _e_WriteTxnMarkersResponse_v1(o, w, buf):
     a1 = o.markers
     if a1 is None: raise _null('Markers')
-    _wccnt(buf, len(a1))
-    for x2 in a1:
-        _e_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(x2, w, buf)
-    _wutags(buf, o.unknown_tagged_fields)
+    c2 = len(a1) + 1
+    if c2 < 128:
+        buf.append(c2)
+    else:
+        _wuv(buf, c2)
+    for x3 in a1:
+        _e_WriteTxnMarkersResponse_WritableTxnMarkerResult_v1(x3, w, buf)
+    u = o.unknown_tagged_fields
+    if u:
+        _wutags(buf, u)
+    else:
+        buf.append(0)
 
 class WriteTxnMarkersRequest_WritableTxnMarkerTopic(_StructBase):
     'Kafka WriteTxnMarkersRequest struct WritableTxnMarkerTopic'
