@@ -285,6 +285,12 @@ def _array_struct(code, n):
     return st
 
 
+# precompiled Structs for short arrays: ARRAY_STRUCTS_BY_CODE[code][n]
+SMALL_ARRAY = 32
+ARRAY_STRUCTS_BY_CODE = {c: tuple(Struct(">%d%s" % (n, c)) for n in range(SMALL_ARRAY))
+                         for c in ("b", "h", "i", "q", "H", "d", "?")}
+
+
 def r_fixed_array(buf, pos, n, code, size):
     """``n`` fixed-width ints (``code`` is a struct code) as a list."""
     end = pos + n * size

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, ARRAY_STRUCTS_BY_CODE as _FA, SMALL_ARRAY as _SMALL, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -52,7 +52,12 @@ def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(buf, pos):
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.partitions = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
     o.unknown_tagged_fields = {}
     return o, pos
 
@@ -78,7 +83,12 @@ def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(buf, pos):
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.partitions = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.partitions, pos = _rfa(buf, pos, n1, 'i', 4)
     if buf[pos] == 0:
         o.unknown_tagged_fields = {}
         pos += 1

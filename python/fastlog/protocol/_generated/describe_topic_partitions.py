@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, ARRAY_STRUCTS_BY_CODE as _FA, SMALL_ARRAY as _SMALL, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -155,19 +155,12 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
-    n2 = buf[pos]
-    if n2 < 128:
-        pos += 1
-    else:
-        n2, pos = _ruv(buf, pos)
-    n2 -= 1
-    if n2 < 0:
-        raise _null('IsrNodes')
-    elif n2 < 0 or n2 > len(buf) - pos:
-        raise _badcnt(n2, buf, pos)
-    else:
-        o.isr_nodes, pos = _rfa(buf, pos, n2, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.replica_nodes = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
     n3 = buf[pos]
     if n3 < 128:
         pos += 1
@@ -175,23 +168,16 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
         n3, pos = _ruv(buf, pos)
     n3 -= 1
     if n3 < 0:
-        o.eligible_leader_replicas = None
+        raise _null('IsrNodes')
     elif n3 < 0 or n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
-        o.eligible_leader_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    n4 = buf[pos]
-    if n4 < 128:
-        pos += 1
-    else:
-        n4, pos = _ruv(buf, pos)
-    n4 -= 1
-    if n4 < 0:
-        o.last_known_elr = None
-    elif n4 < 0 or n4 > len(buf) - pos:
-        raise _badcnt(n4, buf, pos)
-    else:
-        o.last_known_elr, pos = _rfa(buf, pos, n4, 'i', 4)
+        e4 = pos + n3 * 4
+        if n3 < _SMALL and e4 <= len(buf):
+            o.isr_nodes = list(_FA['i'][n3].unpack_from(buf, pos))
+            pos = e4
+        else:
+            o.isr_nodes, pos = _rfa(buf, pos, n3, 'i', 4)
     n5 = buf[pos]
     if n5 < 128:
         pos += 1
@@ -199,11 +185,50 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
         n5, pos = _ruv(buf, pos)
     n5 -= 1
     if n5 < 0:
-        raise _null('OfflineReplicas')
+        o.eligible_leader_replicas = None
     elif n5 < 0 or n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
-        o.offline_replicas, pos = _rfa(buf, pos, n5, 'i', 4)
+        e6 = pos + n5 * 4
+        if n5 < _SMALL and e6 <= len(buf):
+            o.eligible_leader_replicas = list(_FA['i'][n5].unpack_from(buf, pos))
+            pos = e6
+        else:
+            o.eligible_leader_replicas, pos = _rfa(buf, pos, n5, 'i', 4)
+    n7 = buf[pos]
+    if n7 < 128:
+        pos += 1
+    else:
+        n7, pos = _ruv(buf, pos)
+    n7 -= 1
+    if n7 < 0:
+        o.last_known_elr = None
+    elif n7 < 0 or n7 > len(buf) - pos:
+        raise _badcnt(n7, buf, pos)
+    else:
+        e8 = pos + n7 * 4
+        if n7 < _SMALL and e8 <= len(buf):
+            o.last_known_elr = list(_FA['i'][n7].unpack_from(buf, pos))
+            pos = e8
+        else:
+            o.last_known_elr, pos = _rfa(buf, pos, n7, 'i', 4)
+    n9 = buf[pos]
+    if n9 < 128:
+        pos += 1
+    else:
+        n9, pos = _ruv(buf, pos)
+    n9 -= 1
+    if n9 < 0:
+        raise _null('OfflineReplicas')
+    elif n9 < 0 or n9 > len(buf) - pos:
+        raise _badcnt(n9, buf, pos)
+    else:
+        e10 = pos + n9 * 4
+        if n9 < _SMALL and e10 <= len(buf):
+            o.offline_replicas = list(_FA['i'][n9].unpack_from(buf, pos))
+            pos = e10
+        else:
+            o.offline_replicas, pos = _rfa(buf, pos, n9, 'i', 4)
     if buf[pos] == 0:
         o.unknown_tagged_fields = {}
         pos += 1

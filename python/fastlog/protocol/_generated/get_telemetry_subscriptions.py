@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, ARRAY_STRUCTS_BY_CODE as _FA, SMALL_ARRAY as _SMALL, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -79,25 +79,30 @@ def _d_GetTelemetrySubscriptionsResponse_v0(buf, pos):
     elif n2 < 0 or n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
-        o.accepted_compression_types, pos = _rfa(buf, pos, n2, 'b', 1)
+        e3 = pos + n2 * 1
+        if n2 < _SMALL and e3 <= len(buf):
+            o.accepted_compression_types = list(_FA['b'][n2].unpack_from(buf, pos))
+            pos = e3
+        else:
+            o.accepted_compression_types, pos = _rfa(buf, pos, n2, 'b', 1)
     o.push_interval_ms, o.telemetry_max_bytes, o.delta_temporality, = _S_iiZ.unpack_from(buf, pos)
     pos += 9
-    n3 = buf[pos]
-    if n3 < 128:
+    n4 = buf[pos]
+    if n4 < 128:
         pos += 1
     else:
-        n3, pos = _ruv(buf, pos)
-    n3 -= 1
-    if n3 < 0:
+        n4, pos = _ruv(buf, pos)
+    n4 -= 1
+    if n4 < 0:
         raise _null('RequestedMetrics')
-    elif n3 < 0 or n3 > len(buf) - pos:
-        raise _badcnt(n3, buf, pos)
+    elif n4 < 0 or n4 > len(buf) - pos:
+        raise _badcnt(n4, buf, pos)
     else:
-        a4 = []
-        for _ in range(n3):
-            x5, pos = _rcs(buf, pos)
-            a4.append(x5)
-        o.requested_metrics = a4
+        a5 = []
+        for _ in range(n4):
+            x6, pos = _rcs(buf, pos)
+            a5.append(x6)
+        o.requested_metrics = a5
     if buf[pos] == 0:
         o.unknown_tagged_fields = {}
         pos += 1

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, ARRAY_STRUCTS_BY_CODE as _FA, SMALL_ARRAY as _SMALL, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -63,17 +63,27 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(buf, pos):
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.isr = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2 = _S_i.unpack_from(buf, pos)[0]
+    n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n2 == -1:
+    if n3 == -1:
         raise _null('Replicas')
-    elif n2 < 0 or n2 > len(buf) - pos:
-        raise _badcnt(n2, buf, pos)
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
-        o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
+        e4 = pos + n3 * 4
+        if n3 < _SMALL and e4 <= len(buf):
+            o.replicas = list(_FA['i'][n3].unpack_from(buf, pos))
+            pos = e4
+        else:
+            o.replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     o.adding_replicas = []
     o.removing_replicas = []
     o.is_new = False
@@ -109,17 +119,27 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(buf, pos):
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.isr = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2 = _S_i.unpack_from(buf, pos)[0]
+    n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n2 == -1:
+    if n3 == -1:
         raise _null('Replicas')
-    elif n2 < 0 or n2 > len(buf) - pos:
-        raise _badcnt(n2, buf, pos)
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
-        o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
+        e4 = pos + n3 * 4
+        if n3 < _SMALL and e4 <= len(buf):
+            o.replicas = list(_FA['i'][n3].unpack_from(buf, pos))
+            pos = e4
+        else:
+            o.replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     o.is_new, = _S_Z.unpack_from(buf, pos)
     pos += 1
     o.adding_replicas = []
@@ -156,17 +176,27 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(buf, pos):
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.isr = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2 = _S_i.unpack_from(buf, pos)[0]
+    n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n2 == -1:
+    if n3 == -1:
         raise _null('Replicas')
-    elif n2 < 0 or n2 > len(buf) - pos:
-        raise _badcnt(n2, buf, pos)
+    elif n3 < 0 or n3 > len(buf) - pos:
+        raise _badcnt(n3, buf, pos)
     else:
-        o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
+        e4 = pos + n3 * 4
+        if n3 < _SMALL and e4 <= len(buf):
+            o.replicas = list(_FA['i'][n3].unpack_from(buf, pos))
+            pos = e4
+        else:
+            o.replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     o.is_new, = _S_Z.unpack_from(buf, pos)
     pos += 1
     o.topic_name = ''
@@ -202,33 +232,53 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(buf, pos):
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.isr = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2 = _S_i.unpack_from(buf, pos)[0]
-    pos += 4
-    if n2 == -1:
-        raise _null('Replicas')
-    elif n2 < 0 or n2 > len(buf) - pos:
-        raise _badcnt(n2, buf, pos)
-    else:
-        o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
     if n3 == -1:
-        raise _null('AddingReplicas')
+        raise _null('Replicas')
     elif n3 < 0 or n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
-        o.adding_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    n4 = _S_i.unpack_from(buf, pos)[0]
+        e4 = pos + n3 * 4
+        if n3 < _SMALL and e4 <= len(buf):
+            o.replicas = list(_FA['i'][n3].unpack_from(buf, pos))
+            pos = e4
+        else:
+            o.replicas, pos = _rfa(buf, pos, n3, 'i', 4)
+    n5 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
-        raise _null('RemovingReplicas')
-    elif n4 < 0 or n4 > len(buf) - pos:
-        raise _badcnt(n4, buf, pos)
+    if n5 == -1:
+        raise _null('AddingReplicas')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
     else:
-        o.removing_replicas, pos = _rfa(buf, pos, n4, 'i', 4)
+        e6 = pos + n5 * 4
+        if n5 < _SMALL and e6 <= len(buf):
+            o.adding_replicas = list(_FA['i'][n5].unpack_from(buf, pos))
+            pos = e6
+        else:
+            o.adding_replicas, pos = _rfa(buf, pos, n5, 'i', 4)
+    n7 = _S_i.unpack_from(buf, pos)[0]
+    pos += 4
+    if n7 == -1:
+        raise _null('RemovingReplicas')
+    elif n7 < 0 or n7 > len(buf) - pos:
+        raise _badcnt(n7, buf, pos)
+    else:
+        e8 = pos + n7 * 4
+        if n7 < _SMALL and e8 <= len(buf):
+            o.removing_replicas = list(_FA['i'][n7].unpack_from(buf, pos))
+            pos = e8
+        else:
+            o.removing_replicas, pos = _rfa(buf, pos, n7, 'i', 4)
     o.is_new, = _S_Z.unpack_from(buf, pos)
     pos += 1
     o.topic_name = ''
@@ -274,21 +324,14 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos):
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.isr = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2 = buf[pos]
-    if n2 < 128:
-        pos += 1
-    else:
-        n2, pos = _ruv(buf, pos)
-    n2 -= 1
-    if n2 < 0:
-        raise _null('Replicas')
-    elif n2 < 0 or n2 > len(buf) - pos:
-        raise _badcnt(n2, buf, pos)
-    else:
-        o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
     n3 = buf[pos]
     if n3 < 128:
         pos += 1
@@ -296,23 +339,50 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos):
         n3, pos = _ruv(buf, pos)
     n3 -= 1
     if n3 < 0:
-        raise _null('AddingReplicas')
+        raise _null('Replicas')
     elif n3 < 0 or n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
-        o.adding_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    n4 = buf[pos]
-    if n4 < 128:
+        e4 = pos + n3 * 4
+        if n3 < _SMALL and e4 <= len(buf):
+            o.replicas = list(_FA['i'][n3].unpack_from(buf, pos))
+            pos = e4
+        else:
+            o.replicas, pos = _rfa(buf, pos, n3, 'i', 4)
+    n5 = buf[pos]
+    if n5 < 128:
         pos += 1
     else:
-        n4, pos = _ruv(buf, pos)
-    n4 -= 1
-    if n4 < 0:
-        raise _null('RemovingReplicas')
-    elif n4 < 0 or n4 > len(buf) - pos:
-        raise _badcnt(n4, buf, pos)
+        n5, pos = _ruv(buf, pos)
+    n5 -= 1
+    if n5 < 0:
+        raise _null('AddingReplicas')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
     else:
-        o.removing_replicas, pos = _rfa(buf, pos, n4, 'i', 4)
+        e6 = pos + n5 * 4
+        if n5 < _SMALL and e6 <= len(buf):
+            o.adding_replicas = list(_FA['i'][n5].unpack_from(buf, pos))
+            pos = e6
+        else:
+            o.adding_replicas, pos = _rfa(buf, pos, n5, 'i', 4)
+    n7 = buf[pos]
+    if n7 < 128:
+        pos += 1
+    else:
+        n7, pos = _ruv(buf, pos)
+    n7 -= 1
+    if n7 < 0:
+        raise _null('RemovingReplicas')
+    elif n7 < 0 or n7 > len(buf) - pos:
+        raise _badcnt(n7, buf, pos)
+    else:
+        e8 = pos + n7 * 4
+        if n7 < _SMALL and e8 <= len(buf):
+            o.removing_replicas = list(_FA['i'][n7].unpack_from(buf, pos))
+            pos = e8
+        else:
+            o.removing_replicas, pos = _rfa(buf, pos, n7, 'i', 4)
     o.is_new, = _S_Z.unpack_from(buf, pos)
     pos += 1
     o.topic_name = ''
@@ -383,21 +453,14 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(buf, pos):
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.isr = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.isr, pos = _rfa(buf, pos, n1, 'i', 4)
     o.partition_epoch, = _S_i.unpack_from(buf, pos)
     pos += 4
-    n2 = buf[pos]
-    if n2 < 128:
-        pos += 1
-    else:
-        n2, pos = _ruv(buf, pos)
-    n2 -= 1
-    if n2 < 0:
-        raise _null('Replicas')
-    elif n2 < 0 or n2 > len(buf) - pos:
-        raise _badcnt(n2, buf, pos)
-    else:
-        o.replicas, pos = _rfa(buf, pos, n2, 'i', 4)
     n3 = buf[pos]
     if n3 < 128:
         pos += 1
@@ -405,23 +468,50 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(buf, pos):
         n3, pos = _ruv(buf, pos)
     n3 -= 1
     if n3 < 0:
-        raise _null('AddingReplicas')
+        raise _null('Replicas')
     elif n3 < 0 or n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
-        o.adding_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
-    n4 = buf[pos]
-    if n4 < 128:
+        e4 = pos + n3 * 4
+        if n3 < _SMALL and e4 <= len(buf):
+            o.replicas = list(_FA['i'][n3].unpack_from(buf, pos))
+            pos = e4
+        else:
+            o.replicas, pos = _rfa(buf, pos, n3, 'i', 4)
+    n5 = buf[pos]
+    if n5 < 128:
         pos += 1
     else:
-        n4, pos = _ruv(buf, pos)
-    n4 -= 1
-    if n4 < 0:
-        raise _null('RemovingReplicas')
-    elif n4 < 0 or n4 > len(buf) - pos:
-        raise _badcnt(n4, buf, pos)
+        n5, pos = _ruv(buf, pos)
+    n5 -= 1
+    if n5 < 0:
+        raise _null('AddingReplicas')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
     else:
-        o.removing_replicas, pos = _rfa(buf, pos, n4, 'i', 4)
+        e6 = pos + n5 * 4
+        if n5 < _SMALL and e6 <= len(buf):
+            o.adding_replicas = list(_FA['i'][n5].unpack_from(buf, pos))
+            pos = e6
+        else:
+            o.adding_replicas, pos = _rfa(buf, pos, n5, 'i', 4)
+    n7 = buf[pos]
+    if n7 < 128:
+        pos += 1
+    else:
+        n7, pos = _ruv(buf, pos)
+    n7 -= 1
+    if n7 < 0:
+        raise _null('RemovingReplicas')
+    elif n7 < 0 or n7 > len(buf) - pos:
+        raise _badcnt(n7, buf, pos)
+    else:
+        e8 = pos + n7 * 4
+        if n7 < _SMALL and e8 <= len(buf):
+            o.removing_replicas = list(_FA['i'][n7].unpack_from(buf, pos))
+            pos = e8
+        else:
+            o.removing_replicas, pos = _rfa(buf, pos, n7, 'i', 4)
     o.is_new, o.leader_recovery_state, = _S_Zb.unpack_from(buf, pos)
     pos += 2
     o.topic_name = ''

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, ARRAY_STRUCTS_BY_CODE as _FA, SMALL_ARRAY as _SMALL, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -56,7 +56,12 @@ def _d_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(buf
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.partition_indexes = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.partition_indexes, pos = _rfa(buf, pos, n1, 'i', 4)
     if buf[pos] == 0:
         o.unknown_tagged_fields = {}
         pos += 1
@@ -142,19 +147,12 @@ def _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(buf, p
     elif n1 < 0 or n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
-        o.replicas, pos = _rfa(buf, pos, n1, 'i', 4)
-    n2 = buf[pos]
-    if n2 < 128:
-        pos += 1
-    else:
-        n2, pos = _ruv(buf, pos)
-    n2 -= 1
-    if n2 < 0:
-        raise _null('AddingReplicas')
-    elif n2 < 0 or n2 > len(buf) - pos:
-        raise _badcnt(n2, buf, pos)
-    else:
-        o.adding_replicas, pos = _rfa(buf, pos, n2, 'i', 4)
+        e2 = pos + n1 * 4
+        if n1 < _SMALL and e2 <= len(buf):
+            o.replicas = list(_FA['i'][n1].unpack_from(buf, pos))
+            pos = e2
+        else:
+            o.replicas, pos = _rfa(buf, pos, n1, 'i', 4)
     n3 = buf[pos]
     if n3 < 128:
         pos += 1
@@ -162,11 +160,33 @@ def _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(buf, p
         n3, pos = _ruv(buf, pos)
     n3 -= 1
     if n3 < 0:
-        raise _null('RemovingReplicas')
+        raise _null('AddingReplicas')
     elif n3 < 0 or n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
-        o.removing_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
+        e4 = pos + n3 * 4
+        if n3 < _SMALL and e4 <= len(buf):
+            o.adding_replicas = list(_FA['i'][n3].unpack_from(buf, pos))
+            pos = e4
+        else:
+            o.adding_replicas, pos = _rfa(buf, pos, n3, 'i', 4)
+    n5 = buf[pos]
+    if n5 < 128:
+        pos += 1
+    else:
+        n5, pos = _ruv(buf, pos)
+    n5 -= 1
+    if n5 < 0:
+        raise _null('RemovingReplicas')
+    elif n5 < 0 or n5 > len(buf) - pos:
+        raise _badcnt(n5, buf, pos)
+    else:
+        e6 = pos + n5 * 4
+        if n5 < _SMALL and e6 <= len(buf):
+            o.removing_replicas = list(_FA['i'][n5].unpack_from(buf, pos))
+            pos = e6
+        else:
+            o.removing_replicas, pos = _rfa(buf, pos, n5, 'i', 4)
     if buf[pos] == 0:
         o.unknown_tagged_fields = {}
         pos += 1

@@ -14,7 +14,7 @@ from fastlog.protocol.primitives import (
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
     w_records as _wrec, w_count as _wcnt, w_ccount as _wccnt, w_tags as _wtags,
-    w_unknown_tags as _wutags, w_fixed_array as _wfa, w_uvarint as _wuv, bad_count as _badcnt,
+    w_unknown_tags as _wutags, w_fixed_array as _wfa, ARRAY_STRUCTS_BY_CODE as _FA, SMALL_ARRAY as _SMALL, w_uvarint as _wuv, bad_count as _badcnt,
 )
 from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
@@ -71,7 +71,12 @@ def _d_ListTransactionsRequest_v0(buf, pos):
     elif n4 < 0 or n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
-        o.producer_id_filters, pos = _rfa(buf, pos, n4, 'q', 8)
+        e5 = pos + n4 * 8
+        if n4 < _SMALL and e5 <= len(buf):
+            o.producer_id_filters = list(_FA['q'][n4].unpack_from(buf, pos))
+            pos = e5
+        else:
+            o.producer_id_filters, pos = _rfa(buf, pos, n4, 'q', 8)
     o.duration_filter = -1
     if buf[pos] == 0:
         o.unknown_tagged_fields = {}
@@ -135,7 +140,12 @@ def _d_ListTransactionsRequest_v1(buf, pos):
     elif n4 < 0 or n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
-        o.producer_id_filters, pos = _rfa(buf, pos, n4, 'q', 8)
+        e5 = pos + n4 * 8
+        if n4 < _SMALL and e5 <= len(buf):
+            o.producer_id_filters = list(_FA['q'][n4].unpack_from(buf, pos))
+            pos = e5
+        else:
+            o.producer_id_filters, pos = _rfa(buf, pos, n4, 'q', 8)
     o.duration_filter, = _S_q.unpack_from(buf, pos)
     pos += 8
     if buf[pos] == 0:
