@@ -3,24 +3,61 @@
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+import logging
+import sys
+from typing import Optional, Sequence
 
 from fastlog import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fastlog", description="A Kafka-compatible streaming broker."
-    )
+    parser = argparse.ArgumentParser(prog="fastlog", description="A Kafka-compatible streaming broker.")
     parser.add_argument("--version", action="version", version=f"fastlog {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run a broker",
+        description="Run a broker. With no arguments: 127.0.0.1:9092, data in ./fastlog-data.",
+    )
+    serve.add_argument("--config", metavar="FILE", help="a server.properties file (Kafka's key names)")
+    serve.add_argument(
+        "--override",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="set a config key, e.g. --override listeners=PLAINTEXT://127.0.0.1:19092 (repeatable)",
+    )
+    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from fastlog.broker import Broker, run_until_signalled
+    from fastlog.config import BrokerConfig, ConfigError
+
+    logging.basicConfig(
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        config = BrokerConfig.load(args.config, args.override)
+    except ConfigError as e:
+        print(f"fastlog: configuration error: {e}", file=sys.stderr)
+        return 2
+    broker = Broker(config)
+    try:
+        trio.run(run_until_signalled, broker)
+    except OSError as e:
+        print(f"fastlog: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 0
+    if args.command == "serve":
+        return serve(args)
+    parser.print_help()
     return 0

@@ -1,0 +1,118 @@
+"""The broker: configuration, the log manager, listeners and background work, with a clean
+start and a graceful stop (stop accepting, finish requests in flight, flush and close logs)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any, Optional
+
+import trio
+
+from fastlog.config import BrokerConfig, validate_topic_configs
+from fastlog.log_manager import LogManager, Topic
+from fastlog.metrics import Metrics
+from fastlog.producer_ids import ProducerIdAllocator
+from fastlog.server import Connection, serve_listener
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_SECONDS = 10
+
+
+class Broker:
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.logs = LogManager(config)
+        self.metrics = Metrics()
+        self.producer_ids = ProducerIdAllocator(self.logs.data_dir)
+        self.connections: set[Connection] = set()
+        self.bound: list[tuple[str, int]] = []
+        self._shutdown = trio.Event()
+        # Topic administration is serialised: one create/delete/alter at a time.
+        self.admin_lock = trio.Lock()
+
+    @property
+    def node_id(self) -> int:
+        return self.config.node_id
+
+    def advertised_address(self) -> tuple[str, int]:
+        """The host and port clients are told to connect to."""
+        if self.config["advertised.listeners"]:
+            listener = self.config.advertised_listeners[0]
+            return listener.host, listener.port
+        host, port = self.bound[0] if self.bound else (self.config.listeners[0].host, self.config.listeners[0].port)
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.gethostname()
+        return host, port
+
+    def request_shutdown(self) -> None:
+        self._shutdown.set()
+
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, Any]) -> Topic:
+        async with self.admin_lock:
+            return await trio.to_thread.run_sync(self.logs.create_topic, name, partitions, validate_topic_configs(configs))
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serves until `request_shutdown()`; `task_status.started(self)` once listening."""
+        await trio.to_thread.run_sync(self.logs.open)
+        try:
+            async with trio.open_nursery() as background:
+                background.start_soon(self._every, "log.retention.check.interval.ms", self.logs.apply_retention)
+                background.start_soon(self._every, "log.flush.scheduler.interval.ms", self.logs.flush_due)
+                background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
+                await self._serve(task_status)
+                background.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self.logs.close)
+            log.info("broker stopped; logs flushed and closed")
+
+    async def _serve(self, task_status: Any) -> None:
+        listeners = []
+        for listener in self.config.listeners:
+            listeners += await trio.open_tcp_listeners(listener.port, host=listener.host)
+        self.bound = [l.socket.getsockname()[:2] for l in listeners]
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as accepting:
+                for listener in listeners:
+                    accepting.start_soon(serve_listener, self, listener, connections)
+                host, port = self.advertised_address()
+                log.info("listening on %s, data in %s, advertised as %s:%d", self.bound, self.logs.data_dir, host, port)
+                task_status.started(self)
+                await self._shutdown.wait()
+                log.info("shutting down: no new connections; finishing requests in flight")
+                accepting.cancel_scope.cancel()
+            for listener in listeners:
+                await listener.aclose()
+            for connection in list(self.connections):
+                connection.reader_scope.cancel()
+            connections.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_SECONDS
+
+    async def _every(self, interval_key: str, work: Any) -> None:
+        interval = self.config[interval_key] / 1000
+        while True:
+            await trio.sleep(interval)
+            try:
+                await trio.to_thread.run_sync(work)
+            except Exception:
+                log.exception("background %s failed", getattr(work, "__name__", work))
+
+
+async def run_until_signalled(broker: Broker, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Runs the broker until SIGTERM or SIGINT, then stops it gracefully."""
+    import signal
+
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(broker.run)
+            task_status.started(broker)
+
+            async def watch() -> None:
+                async for signum in signals:
+                    log.info("received %s", signal.Signals(signum).name)
+                    broker.request_shutdown()
+                    return
+
+            nursery.start_soon(watch)
+            await broker._shutdown.wait()

@@ -1,0 +1,351 @@
+"""Broker and topic configuration, with Apache Kafka's key names.
+
+Broker settings come from, in rising precedence: defaults, a `server.properties`-style file,
+environment variables (`FASTLOG_LOG_DIRS=/data` sets `log.dirs`), and `--override key=value`.
+Unknown keys and invalid values are refused at start-up with a message naming the key.
+Topic configs (`retention.ms`, `cleanup.policy`, ...) default to their broker-level counterparts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+log = logging.getLogger(__name__)
+
+LONG_MAX = 2**63 - 1
+INT_MAX = 2**31 - 1
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown or its value is invalid."""
+
+
+def _int(lo: int = -(2**63), hi: int = LONG_MAX) -> Callable[[str, Any], int]:
+    def parse(key: str, raw: Any) -> int:
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{key}: {raw!r} is not an integer") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{key}: {value} is outside [{lo}, {hi}]")
+        return value
+
+    return parse
+
+
+def _float(lo: float, hi: float) -> Callable[[str, Any], float]:
+    def parse(key: str, raw: Any) -> float:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            raise ConfigError(f"{key}: {raw!r} is not a number") from None
+        if not lo <= value <= hi:
+            raise ConfigError(f"{key}: {value} is outside [{lo}, {hi}]")
+        return value
+
+    return parse
+
+
+def _bool(key: str, raw: Any) -> bool:
+    text = str(raw).strip().lower()
+    if text not in ("true", "false"):
+        raise ConfigError(f"{key}: {raw!r} is not true or false")
+    return text == "true"
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def parse(key: str, raw: Any) -> str:
+        value = str(raw).strip()
+        if value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _list_of(*choices: str) -> Callable[[str, Any], str]:
+    def parse(key: str, raw: Any) -> str:
+        items = [item.strip() for item in str(raw).split(",") if item.strip()]
+        bad = [item for item in items if item not in choices]
+        if bad or not items:
+            raise ConfigError(f"{key}: {raw!r} must be a list of {', '.join(choices)}")
+        return ",".join(items)
+
+    return parse
+
+
+def _string(key: str, raw: Any) -> str:
+    return str(raw).strip()
+
+
+def _optional_string(key: str, raw: Any) -> Optional[str]:
+    text = str(raw).strip()
+    return text or None
+
+
+COMPRESSION_TYPES = ("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")
+
+
+@dataclass(frozen=True)
+class TopicConfigKey:
+    name: str
+    parse: Callable[[str, Any], Any]
+    broker_key: Optional[str]
+    default: Any
+    doc: str
+
+
+# Kafka's topic configs, each with the broker setting that supplies its default.
+TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
+    key.name: key
+    for key in [
+        TopicConfigKey("cleanup.policy", _list_of("delete", "compact"), "log.cleanup.policy", "delete", "delete or compact old segments"),
+        TopicConfigKey("compression.type", _choice(*COMPRESSION_TYPES), "compression.type", "producer", "codec the broker stores batches with"),
+        TopicConfigKey("delete.retention.ms", _int(0), "log.cleaner.delete.retention.ms", 86_400_000, "how long tombstones are kept after compaction"),
+        TopicConfigKey("file.delete.delay.ms", _int(0), "log.segment.delete.delay.ms", 60_000, "delay before a deleted segment's files go"),
+        TopicConfigKey("flush.messages", _int(1), "log.flush.interval.messages", LONG_MAX, "fsync after this many messages"),
+        TopicConfigKey("flush.ms", _int(0), "log.flush.interval.ms", LONG_MAX, "fsync after this many milliseconds"),
+        TopicConfigKey("index.interval.bytes", _int(0, INT_MAX), "log.index.interval.bytes", 4096, "bytes between offset index entries"),
+        TopicConfigKey("max.compaction.lag.ms", _int(1), "log.cleaner.max.compaction.lag.ms", LONG_MAX, "longest a record may stay uncompacted"),
+        TopicConfigKey("max.message.bytes", _int(0, INT_MAX), "message.max.bytes", 1_048_588, "largest record batch accepted"),
+        TopicConfigKey("message.timestamp.type", _choice("CreateTime", "LogAppendTime"), "log.message.timestamp.type", "CreateTime", "whose timestamp records keep"),
+        TopicConfigKey("message.timestamp.before.max.ms", _int(0), "log.message.timestamp.before.max.ms", LONG_MAX, "how far in the past a timestamp may be"),
+        TopicConfigKey("message.timestamp.after.max.ms", _int(0), "log.message.timestamp.after.max.ms", LONG_MAX, "how far in the future a timestamp may be"),
+        TopicConfigKey("min.cleanable.dirty.ratio", _float(0.0, 1.0), "log.cleaner.min.cleanable.ratio", 0.5, "dirty share that triggers compaction"),
+        TopicConfigKey("min.compaction.lag.ms", _int(0), "log.cleaner.min.compaction.lag.ms", 0, "youngest a record may be compacted"),
+        TopicConfigKey("min.insync.replicas", _int(1, INT_MAX), "min.insync.replicas", 1, "replicas that must acknowledge acks=all"),
+        TopicConfigKey("preallocate", _bool, "log.preallocate", False, "preallocate segment files"),
+        TopicConfigKey("retention.bytes", _int(), "log.retention.bytes", -1, "size kept per partition (-1: no limit)"),
+        TopicConfigKey("retention.ms", _int(-1), "log.retention.ms", 604_800_000, "time kept (-1: forever)"),
+        TopicConfigKey("segment.bytes", _int(14, INT_MAX), "log.segment.bytes", 1_073_741_824, "size of a segment file"),
+        TopicConfigKey("segment.index.bytes", _int(4, INT_MAX), "log.index.size.max.bytes", 10_485_760, "largest offset index of a segment"),
+        TopicConfigKey("segment.jitter.ms", _int(0), "log.roll.jitter.ms", 0, "random jitter subtracted from segment.ms"),
+        TopicConfigKey("segment.ms", _int(1), "log.roll.ms", 604_800_000, "age at which a segment rolls"),
+        TopicConfigKey("unclean.leader.election.enable", _bool, "unclean.leader.election.enable", False, "allow out-of-sync leaders"),
+        TopicConfigKey("message.downconversion.enable", _bool, None, True, "down-convert for old consumers"),
+    ]
+}
+
+
+@dataclass(frozen=True)
+class BrokerKey:
+    name: str
+    parse: Callable[[str, Any], Any]
+    default: Any
+    doc: str
+
+
+def _broker_keys() -> dict[str, BrokerKey]:
+    keys = [
+        BrokerKey("node.id", _int(0, INT_MAX), 0, "this broker's id"),
+        BrokerKey("broker.id", _int(-1, INT_MAX), -1, "alias of node.id"),
+        BrokerKey("listeners", _string, "PLAINTEXT://127.0.0.1:9092", "where the broker listens"),
+        BrokerKey("advertised.listeners", _optional_string, None, "addresses given to clients (default: listeners)"),
+        BrokerKey("log.dirs", _optional_string, None, "data directories (comma separated)"),
+        BrokerKey("log.dir", _string, "fastlog-data", "data directory when log.dirs is not set"),
+        BrokerKey("num.partitions", _int(1, INT_MAX), 1, "partitions of an auto-created topic"),
+        BrokerKey("default.replication.factor", _int(1, 32767), 1, "replication factor of an auto-created topic"),
+        BrokerKey("auto.create.topics.enable", _bool, True, "create topics on first metadata request"),
+        BrokerKey("delete.topic.enable", _bool, True, "allow topic deletion"),
+        BrokerKey("log.retention.hours", _int(-1, INT_MAX), 168, "hours of retention"),
+        BrokerKey("log.retention.minutes", _int(-1, INT_MAX), None, "minutes of retention (wins over hours)"),
+        BrokerKey("log.retention.ms", _int(-1), None, "milliseconds of retention (wins over minutes)"),
+        BrokerKey("log.roll.hours", _int(1, INT_MAX), 168, "hours before a segment rolls"),
+        BrokerKey("log.retention.check.interval.ms", _int(1), 300_000, "how often retention runs"),
+        BrokerKey("log.flush.scheduler.interval.ms", _int(1), 1_000, "how often flush.ms is checked"),
+        BrokerKey("log.flush.offset.checkpoint.interval.ms", _int(1), 60_000, "how often recovery points are saved"),
+        BrokerKey("log.flush.start.offset.checkpoint.interval.ms", _int(1), 60_000, "how often log start offsets are saved"),
+        BrokerKey("socket.request.max.bytes", _int(1, INT_MAX), 104_857_600, "largest request frame accepted"),
+        BrokerKey("queued.max.requests", _int(1, INT_MAX), 500, "requests in flight per connection"),
+        BrokerKey("connections.max.idle.ms", _int(-1), 600_000, "idle connections are closed after this"),
+        BrokerKey("max.connections", _int(1, INT_MAX), INT_MAX, "connections accepted at once"),
+        BrokerKey("offsets.topic.num.partitions", _int(1, INT_MAX), 50, "partitions of __consumer_offsets"),
+        BrokerKey("offsets.retention.minutes", _int(1, INT_MAX), 10080, "committed offsets of empty groups are kept this long"),
+        BrokerKey("group.initial.rebalance.delay.ms", _int(0), 3000, "wait for more members of a new group"),
+        BrokerKey("group.min.session.timeout.ms", _int(0), 6000, "smallest session timeout allowed"),
+        BrokerKey("group.max.session.timeout.ms", _int(0), 1_800_000, "largest session timeout allowed"),
+        BrokerKey("cluster.id", _optional_string, None, "cluster id (default: generated once and kept in meta.properties)"),
+        BrokerKey("open.files.max", _int(16, INT_MAX), 4096, "segment files kept open at once across all partitions"),
+    ]
+    keys += [
+        BrokerKey(k.broker_key, k.parse, k.default, k.doc)
+        for k in TOPIC_CONFIGS.values()
+        if k.broker_key and k.broker_key not in ("log.retention.ms", "log.roll.ms")
+    ]
+    keys.append(BrokerKey("log.roll.ms", _int(1), None, "milliseconds before a segment rolls (wins over hours)"))
+    return {k.name: k for k in keys}
+
+
+BROKER_KEYS = _broker_keys()
+
+# Kafka settings that make no difference to fastlog: accepted with a log line, so an
+# existing server.properties starts without edits.
+IGNORED_KEYS = frozenset(
+    """num.network.threads num.io.threads socket.send.buffer.bytes socket.receive.buffer.bytes
+    num.recovery.threads.per.data.dir offsets.topic.replication.factor
+    transaction.state.log.replication.factor transaction.state.log.min.isr process.roles
+    controller.quorum.voters controller.listener.names inter.broker.listener.name
+    listener.security.protocol.map zookeeper.connect zookeeper.connection.timeout.ms
+    log.cleaner.enable log.cleaner.threads num.replica.fetchers controller.quorum.bootstrap.servers
+    group.coordinator.rebalance.protocols share.coordinator.state.topic.replication.factor
+    share.coordinator.state.topic.min.isr""".split()
+)
+
+
+def parse_properties(text: str, source: str = "config") -> dict[str, str]:
+    """Parses Java-properties text: `key=value` or `key: value`, `#`/`!` comments."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line[0] in "#!":
+            continue
+        sep = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
+        if sep < 0:
+            raise ConfigError(f"{source}:{number}: expected key=value, got {line!r}")
+        values[line[:sep].strip()] = line[sep + 1 :].strip()
+    return values
+
+
+def env_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """`FASTLOG_LOG_RETENTION_MS=5` -> `log.retention.ms=5`, for keys fastlog knows."""
+    out = {}
+    for name, value in environ.items():
+        if name.startswith("FASTLOG_") and name != "FASTLOG_CONFIG":
+            key = name[len("FASTLOG_") :].lower().replace("_", ".")
+            if key in BROKER_KEYS:
+                out[key] = value
+    return out
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str
+    host: str
+    port: int
+
+
+def parse_listeners(key: str, text: str) -> list[Listener]:
+    listeners = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, address = item.partition("://")
+        host, colon, port = address.rpartition(":")
+        if not sep or not colon:
+            raise ConfigError(f"{key}: {item!r} is not NAME://host:port")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        listeners.append(Listener(name, host or "0.0.0.0", _int(0, 65535)(key, port)))
+    if not listeners:
+        raise ConfigError(f"{key}: no listener given")
+    return listeners
+
+
+class BrokerConfig:
+    """Validated broker settings: `config["log.segment.bytes"]` or the properties below."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values: dict[str, Any] = {k: v.default for k, v in BROKER_KEYS.items()}
+        self.explicit: set[str] = set()
+        for key, raw in (values or {}).items():
+            key = key.strip()
+            if key in IGNORED_KEYS:
+                log.info("config %s has no effect in fastlog; ignored", key)
+                continue
+            spec = BROKER_KEYS.get(key)
+            if spec is None:
+                raise ConfigError(f"unknown config key {key!r}")
+            self._values[key] = spec.parse(key, raw)
+            self.explicit.add(key)
+        self.listeners = parse_listeners("listeners", self["listeners"])
+        advertised = self["advertised.listeners"]
+        self.advertised_listeners = parse_listeners("advertised.listeners", advertised) if advertised else self.listeners
+        if self["broker.id"] >= 0 and "node.id" not in self.explicit:
+            self._values["node.id"] = self["broker.id"]
+
+    @classmethod
+    def load(
+        cls,
+        config_file: str | os.PathLike[str] | None = None,
+        overrides: Iterable[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> "BrokerConfig":
+        values: dict[str, str] = {}
+        if config_file is not None:
+            path = Path(config_file)
+            try:
+                text = path.read_text()
+            except OSError as e:
+                raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+            values.update(parse_properties(text, str(path)))
+        values.update(env_overrides(os.environ if environ is None else environ))
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--override expects KEY=VALUE, got {item!r}")
+            values[key.strip()] = value.strip()
+        return cls(values)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    @property
+    def node_id(self) -> int:
+        return self["node.id"]
+
+    @property
+    def log_dirs(self) -> list[Path]:
+        text = self["log.dirs"] or self["log.dir"]
+        return [Path(p.strip()) for p in text.split(",") if p.strip()]
+
+    def retention_ms(self) -> int:
+        if self["log.retention.ms"] is not None:
+            return self["log.retention.ms"]
+        if self["log.retention.minutes"] is not None:
+            return self["log.retention.minutes"] * 60_000
+        hours = self["log.retention.hours"]
+        return -1 if hours < 0 else hours * 3_600_000
+
+    def roll_ms(self) -> int:
+        if self["log.roll.ms"] is not None:
+            return self["log.roll.ms"]
+        return self["log.roll.hours"] * 3_600_000
+
+    def topic_defaults(self) -> dict[str, Any]:
+        """Every topic config with the value the broker's settings give it."""
+        out = {}
+        for key in TOPIC_CONFIGS.values():
+            if key.name == "retention.ms":
+                out[key.name] = self.retention_ms()
+            elif key.name == "segment.ms":
+                out[key.name] = self.roll_ms()
+            elif key.broker_key and key.broker_key in self._values:
+                out[key.name] = self._values[key.broker_key]
+            else:
+                out[key.name] = key.default
+        return out
+
+    def items(self) -> list[tuple[str, Any]]:
+        return sorted(self._values.items())
+
+
+def validate_topic_configs(configs: Mapping[str, Optional[str]]) -> dict[str, Any]:
+    """Parses topic-level overrides; raises ConfigError for unknown keys or bad values."""
+    out = {}
+    for key, raw in configs.items():
+        spec = TOPIC_CONFIGS.get(key)
+        if spec is None:
+            raise ConfigError(f"unknown topic config {key!r}")
+        if raw is None:
+            raise ConfigError(f"topic config {key} needs a value")
+        out[key] = spec.parse(key, raw)
+    return out
+
+
+def config_text(value: Any) -> str:
+    """A config value as Kafka shows it (`true`, not `True`)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)

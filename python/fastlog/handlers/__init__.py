@@ -1,0 +1,69 @@
+"""Request handlers, one module per Kafka API.
+
+Each module opens with a note on the API's behaviour and registers its handler with
+`@handles(api_key, min_version, max_version)`; ApiVersions answers from this registry, so a
+version is advertised exactly when a handler accepts it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+
+from fastlog import protocol
+
+if TYPE_CHECKING:
+    from fastlog.broker import Broker
+
+
+@dataclass
+class RequestContext:
+    broker: "Broker"
+    header: Any
+    api_version: int
+    peer: str
+
+
+HandlerFn = Callable[[RequestContext, Any], Awaitable[Optional[Any]]]
+
+
+@dataclass(frozen=True)
+class Handler:
+    api_key: int
+    min_version: int
+    max_version: int
+    handle: HandlerFn
+
+
+HANDLERS: dict[int, Handler] = {}
+
+
+def handles(api_key: int, min_version: int, max_version: int) -> Callable[[HandlerFn], HandlerFn]:
+    lo, hi = protocol.API_BY_KEY[api_key].valid_versions
+    assert lo <= min_version <= max_version <= hi, f"API {api_key}: {min_version}-{max_version} not in {lo}-{hi}"
+
+    def register(fn: HandlerFn) -> HandlerFn:
+        HANDLERS[api_key] = Handler(api_key, min_version, max_version, fn)
+        return fn
+
+    return register
+
+
+def api_versions_body(error_code: int = 0) -> Any:
+    response = protocol.ApiVersionsResponse
+    keys = [
+        response.ApiVersion(api_key=h.api_key, min_version=h.min_version, max_version=h.max_version)
+        for h in sorted(HANDLERS.values(), key=lambda h: h.api_key)
+    ]
+    return response(error_code=error_code, api_keys=keys)
+
+
+# Registration happens on import; keep this list in API key order.
+from fastlog.handlers import (  # noqa: E402,F401
+    produce,
+    fetch,
+    list_offsets,
+    metadata,
+    api_versions,
+    init_producer_id,
+)

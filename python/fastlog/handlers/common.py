@@ -1,0 +1,38 @@
+"""Small pieces several handlers share: error mapping and partition lookups."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from fastlog import _core
+from fastlog.log_manager import Partition
+from fastlog.protocol import ErrorCode
+
+# The broker is the only replica of each partition; its leader epoch never changes yet.
+LEADER_EPOCH = 0
+
+
+def storage_error_code(error: Exception) -> int:
+    """The Kafka error code for an exception from the Rust core."""
+    if isinstance(error, _core.CorruptRecordError):
+        return ErrorCode.CORRUPT_MESSAGE
+    if isinstance(error, _core.RecordTooLargeError):
+        return ErrorCode.MESSAGE_TOO_LARGE
+    if isinstance(error, _core.OffsetOutOfRangeError):
+        return ErrorCode.OFFSET_OUT_OF_RANGE
+    if isinstance(error, _core.LogIOError):
+        return ErrorCode.KAFKA_STORAGE_ERROR
+    return ErrorCode.UNKNOWN_SERVER_ERROR
+
+
+def leader_epoch_error(current_leader_epoch: int) -> Optional[int]:
+    """KIP-320: a client that knows a newer epoch than ours, or an older one, is told so."""
+    if current_leader_epoch < 0 or current_leader_epoch == LEADER_EPOCH:
+        return None
+    if current_leader_epoch > LEADER_EPOCH:
+        return ErrorCode.UNKNOWN_LEADER_EPOCH
+    return ErrorCode.FENCED_LEADER_EPOCH
+
+
+def missing_partition_error(partition: Optional[Partition]) -> Optional[int]:
+    return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if partition is None else None

@@ -1,0 +1,82 @@
+"""ListOffsets (2): offsets by time, and the special earliest / latest / max-timestamp.
+
+v0-v10. Timestamps: -2 earliest (log start), -1 latest (high watermark, or last stable
+offset for read_committed), -3 the record with the largest timestamp (KIP-734), -4 earliest
+local (= earliest without tiered storage), -5 earliest pending upload (none: -1); T >= 0 the
+first record with timestamp >= T, or offset -1 when there is none. v0 answers in
+`old_style_offsets`.
+"""
+
+from __future__ import annotations
+
+from fastlog import _core, protocol
+from fastlog.handlers import RequestContext, handles
+from fastlog.handlers.common import LEADER_EPOCH, leader_epoch_error, storage_error_code
+from fastlog.protocol import ErrorCode
+from fastlog.records import decode_batches
+
+R = protocol.ListOffsetsResponse
+LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD = -1, -2, -3, -4, -5
+
+
+def first_record_at_or_after(batch: bytes, timestamp: int, floor: int) -> tuple[int, int]:
+    for record in decode_batches(batch)[0].records:
+        if record.timestamp >= timestamp and record.offset >= floor:
+            return record.offset, record.timestamp
+    return -1, -1
+
+
+def lookup(log: _core.Log, timestamp: int) -> tuple[int, int]:
+    """(timestamp, offset) that answers `timestamp` for this log."""
+    if timestamp in (EARLIEST, EARLIEST_LOCAL):
+        return -1, log.log_start_offset
+    if timestamp == LATEST:
+        return -1, log.high_watermark
+    if timestamp == EARLIEST_PENDING_UPLOAD:
+        return -1, -1
+    if timestamp == MAX_TIMESTAMP:
+        max_ts, offset = log.max_timestamp()
+        if max_ts < 0 or offset < log.log_start_offset:
+            return -1, -1
+        batch = log.read_bytes(offset, 1, max_offset=log.log_end_offset)
+        found_offset, found_ts = first_record_at_or_after(batch, max_ts, log.log_start_offset)
+        return (found_ts, found_offset) if found_offset >= 0 else (max_ts, offset)
+    found = log.batch_for_timestamp(timestamp)
+    if found is None:
+        return -1, -1
+    offset, ts = first_record_at_or_after(found[1], timestamp, log.log_start_offset)
+    if offset >= log.high_watermark:
+        return -1, -1
+    return ts, offset
+
+
+def answer(ctx: RequestContext, topic: str, wanted) -> object:
+    partition = ctx.broker.logs.partition(topic, wanted.partition_index)
+    response = R.ListOffsetsPartitionResponse(partition_index=wanted.partition_index)
+    if partition is None:
+        response.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        return response
+    epoch_error = leader_epoch_error(wanted.current_leader_epoch)
+    if epoch_error is not None:
+        response.error_code = epoch_error
+        return response
+    try:
+        timestamp, offset = lookup(partition.log, wanted.timestamp)
+    except _core.StorageError as e:
+        response.error_code = storage_error_code(e)
+        return response
+    response.timestamp, response.offset = timestamp, offset
+    if ctx.api_version >= 4:
+        response.leader_epoch = LEADER_EPOCH if offset >= 0 else -1
+    if ctx.api_version == 0:
+        response.old_style_offsets = [offset] if offset >= 0 and wanted.max_num_offsets > 0 else []
+    return response
+
+
+@handles(2, 0, 10)
+async def handle(ctx: RequestContext, request):
+    topics = [
+        R.ListOffsetsTopicResponse(name=t.name, partitions=[answer(ctx, t.name, p) for p in t.partitions])
+        for t in request.topics
+    ]
+    return R(throttle_time_ms=0, topics=topics)

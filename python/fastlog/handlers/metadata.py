@@ -1,0 +1,107 @@
+"""Metadata (3): brokers, the controller, and topics with their partitions.
+
+v0-v12. Topics are asked for by name (v10+ also by id); a null list means all topics (v0:
+an empty list does). An unknown topic is created when the request allows it (v4+
+`allow_auto_topic_creation`; always before v4) and `auto.create.topics.enable` is true; it is
+created at once, so the answer already has its partitions rather than LEADER_NOT_AVAILABLE.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from fastlog import protocol
+from fastlog.handlers import RequestContext, handles
+from fastlog.handlers.common import LEADER_EPOCH
+from fastlog.log_manager import Topic, TopicError, topic_name_problem
+from fastlog.protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+R = protocol.MetadataResponse
+NO_OPERATIONS = -2147483648
+ZERO_UUID = uuid.UUID(int=0)
+# Without ACLs every operation is allowed: bits of Kafka's AclOperation codes.
+TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
+CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
+
+
+def topic_entry(ctx: RequestContext, topic: Topic, include_operations: bool) -> object:
+    node = ctx.broker.node_id
+    partitions = [
+        R.MetadataResponsePartition(
+            error_code=0,
+            partition_index=p.index,
+            leader_id=node,
+            leader_epoch=LEADER_EPOCH,
+            replica_nodes=[node],
+            isr_nodes=[node],
+            offline_replicas=[],
+        )
+        for p in topic.partitions
+    ]
+    return R.MetadataResponseTopic(
+        error_code=0,
+        name=topic.name,
+        topic_id=topic.id,
+        is_internal=topic.internal,
+        partitions=partitions,
+        topic_authorized_operations=TOPIC_OPERATIONS if include_operations else NO_OPERATIONS,
+    )
+
+
+def error_entry(error_code: int, name: str | None, topic_id: uuid.UUID = ZERO_UUID) -> object:
+    return R.MetadataResponseTopic(error_code=error_code, name=name, topic_id=topic_id, partitions=[])
+
+
+def brokers(ctx: RequestContext) -> list:
+    host, port = ctx.broker.advertised_address()
+    return [R.MetadataResponseBroker(node_id=ctx.broker.node_id, host=host, port=port, rack=None)]
+
+
+@handles(3, 0, 12)
+async def handle(ctx: RequestContext, request):
+    manager = ctx.broker.logs
+    version = ctx.api_version
+    include_operations = bool(getattr(request, "include_topic_authorized_operations", False))
+    all_topics = request.topics is None or (version == 0 and not request.topics)
+    entries = []
+    if all_topics:
+        entries = [topic_entry(ctx, t, include_operations) for t in list(manager.topics.values())]
+    else:
+        may_create = (version < 4 or request.allow_auto_topic_creation) and ctx.broker.config["auto.create.topics.enable"]
+        for wanted in request.topics:
+            entries.append(await lookup(ctx, wanted, may_create, include_operations))
+    return R(
+        throttle_time_ms=0,
+        brokers=brokers(ctx),
+        cluster_id=manager.cluster_id,
+        controller_id=ctx.broker.node_id,
+        topics=entries,
+        cluster_authorized_operations=CLUSTER_OPERATIONS
+        if getattr(request, "include_cluster_authorized_operations", False)
+        else NO_OPERATIONS,
+    )
+
+
+async def lookup(ctx: RequestContext, wanted, may_create: bool, include_operations: bool) -> object:
+    manager = ctx.broker.logs
+    name = wanted.name
+    if name is None:
+        topic = manager.topics_by_id.get(wanted.topic_id)
+        if topic is None:
+            return error_entry(ErrorCode.UNKNOWN_TOPIC_ID, None, wanted.topic_id)
+        return topic_entry(ctx, topic, include_operations)
+    topic = manager.topics.get(name)
+    if topic is not None:
+        return topic_entry(ctx, topic, include_operations)
+    if topic_name_problem(name):
+        return error_entry(ErrorCode.INVALID_TOPIC_EXCEPTION, name)
+    if not may_create:
+        return error_entry(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
+    try:
+        topic = await ctx.broker.create_topic(name, ctx.broker.config["num.partitions"], {})
+    except TopicError as e:
+        return error_entry(e.error_code, name)
+    log.info("auto-created topic %s for %s", name, ctx.peer)
+    return topic_entry(ctx, topic, include_operations)

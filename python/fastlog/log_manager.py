@@ -1,0 +1,311 @@
+"""Topics and their partition logs on disk, and the checkpoints that make restarts cheap.
+
+A log dir holds Kafka's files: `meta.properties` (cluster and node id), one directory per
+partition (`<topic>-<partition>`, with `partition.metadata` naming the topic id),
+`recovery-point-offset-checkpoint` and `log-start-offset-checkpoint`. The list of topics with
+their ids, partition counts and config overrides is kept in `fastlog-topics.json` (Kafka keeps
+it in its metadata log), written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+from fastlog import _core
+from fastlog.config import BrokerConfig, config_text
+
+log = logging.getLogger(__name__)
+
+TOPICS_FILE = "fastlog-topics.json"
+RECOVERY_CHECKPOINT = "recovery-point-offset-checkpoint"
+LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
+LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
+MAX_TOPIC_LENGTH = 249
+
+
+class TopicError(Exception):
+    """A topic operation that cannot be done; `error_code` is the Kafka error to answer with."""
+
+    def __init__(self, error_code: int, message: str) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+
+
+def topic_name_problem(name: str) -> Optional[str]:
+    """Why `name` is not a legal topic name, or None when it is."""
+    if not name:
+        return "topic name is empty"
+    if name in (".", ".."):
+        return f"topic name {name!r} is not allowed"
+    if len(name) > MAX_TOPIC_LENGTH:
+        return f"topic name is longer than {MAX_TOPIC_LENGTH} characters"
+    if not LEGAL_TOPIC.match(name):
+        return f"topic name {name!r} has characters other than ASCII letters, digits, '.', '_' and '-'"
+    return None
+
+
+@dataclass(eq=False)
+class Partition:
+    topic: str
+    index: int
+    log: _core.Log
+    # Fetches parked until data arrives register an event here; an append sets them all.
+    waiters: set = field(default_factory=set)
+
+    def wake_waiters(self) -> None:
+        for event in self.waiters:
+            event.set()
+        self.waiters.clear()
+
+    @property
+    def dir_name(self) -> str:
+        return f"{self.topic}-{self.index}"
+
+
+@dataclass(eq=False)
+class Topic:
+    name: str
+    id: uuid.UUID
+    configs: dict[str, Any]
+    partitions: list[Partition]
+
+    @property
+    def internal(self) -> bool:
+        return self.name.startswith("__")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class LogManager:
+    """Owns every partition log of this broker."""
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.data_dir = config.log_dirs[0].resolve()
+        self.topics: dict[str, Topic] = {}
+        self.topics_by_id: dict[uuid.UUID, Topic] = {}
+        self.cluster_id = ""
+        self.defaults = config.topic_defaults()
+
+    # -- start-up and shut-down -------------------------------------------------------------
+
+    def open(self) -> None:
+        """Opens every topic's logs, recovering each from its checkpointed recovery point."""
+        started = time.monotonic()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _core.set_open_file_limit(self.config["open.files.max"])
+        self.cluster_id = self._load_meta_properties()
+        recovery = self._read_offsets(RECOVERY_CHECKPOINT)
+        starts = self._read_offsets(LOG_START_CHECKPOINT)
+        for name, entry in self._read_topics_file().items():
+            topic = Topic(name, uuid.UUID(entry["id"]), dict(entry.get("configs", {})), [])
+            for index in range(int(entry["partitions"])):
+                key = (name, index)
+                topic.partitions.append(self._open_partition(topic, index, recovery.get(key, 0), starts.get(key, 0)))
+            self._register(topic)
+        log.info(
+            "opened %d topics, %d partitions in %s in %.2fs",
+            len(self.topics),
+            sum(len(t.partitions) for t in self.topics.values()),
+            self.data_dir,
+            time.monotonic() - started,
+        )
+
+    def _open_partition(self, topic: Topic, index: int, recovery_point: int = 0, log_start: int = 0) -> Partition:
+        path = self.data_dir / f"{topic.name}-{index}"
+        created = not path.exists()
+        partition_log = _core.Log(path, self.log_config(topic), recovery_point, log_start)
+        for repair in partition_log.repairs:
+            log.warning("recovery of %s: %s", path.name, repair)
+        if created or not (path / "partition.metadata").exists():
+            topic_id = base64.urlsafe_b64encode(topic.id.bytes).decode().rstrip("=")
+            _write_atomically(path / "partition.metadata", f"version: 0\ntopic_id: {topic_id}\n")
+        return Partition(topic.name, index, partition_log)
+
+    def close(self) -> None:
+        """Flushes every log, records the checkpoints, and closes the files (clean shutdown)."""
+        for partition in self.all_partitions():
+            partition.log.flush()
+        self.write_checkpoints()
+        for partition in self.all_partitions():
+            partition.log.close()
+
+    def _load_meta_properties(self) -> str:
+        path = self.data_dir / "meta.properties"
+        values: dict[str, str] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                key, sep, value = line.partition("=")
+                if sep and not key.startswith("#"):
+                    values[key.strip()] = value.strip()
+        configured = self.config["cluster.id"]
+        cluster_id = values.get("cluster.id") or configured
+        if configured and cluster_id != configured:
+            raise ValueError(f"{path} belongs to cluster {cluster_id}, not the configured {configured}")
+        node = values.get("node.id")
+        if node is not None and int(node) != self.config.node_id:
+            raise ValueError(f"{path} belongs to node {node}, not the configured node.id {self.config.node_id}")
+        if not cluster_id:
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not path.exists():
+            _write_atomically(path, f"version=1\ncluster.id={cluster_id}\nnode.id={self.config.node_id}\n")
+        return cluster_id
+
+    def _read_topics_file(self) -> dict[str, dict[str, Any]]:
+        path = self.data_dir / TOPICS_FILE
+        if not path.exists():
+            return {}
+        return json.loads(path.read_text())["topics"]
+
+    def _write_topics_file(self) -> None:
+        topics = {
+            t.name: {"id": str(t.id), "partitions": len(t.partitions), "configs": t.configs}
+            for t in self.topics.values()
+        }
+        _write_atomically(self.data_dir / TOPICS_FILE, json.dumps({"version": 1, "topics": topics}, indent=1))
+
+    def _read_offsets(self, name: str) -> dict[tuple[str, int], int]:
+        path = self.data_dir / name
+        try:
+            lines = _core.read_checkpoint(path)
+        except ValueError as e:
+            log.warning("ignoring %s: %s (logs recover from their start)", path, e)
+            return {}
+        out = {}
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 3:
+                out[(parts[0], int(parts[1]))] = int(parts[2])
+        return out
+
+    def write_checkpoints(self) -> None:
+        partitions = list(self.all_partitions())
+        _core.write_checkpoint(
+            self.data_dir / RECOVERY_CHECKPOINT, [f"{p.topic} {p.index} {p.log.recovery_point}" for p in partitions]
+        )
+        _core.write_checkpoint(
+            self.data_dir / LOG_START_CHECKPOINT, [f"{p.topic} {p.index} {p.log.log_start_offset}" for p in partitions]
+        )
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def _register(self, topic: Topic) -> None:
+        self.topics[topic.name] = topic
+        self.topics_by_id[topic.id] = topic
+
+    def all_partitions(self) -> Iterator[Partition]:
+        for topic in list(self.topics.values()):
+            yield from topic.partitions
+
+    def partition(self, topic: str, index: int) -> Optional[Partition]:
+        found = self.topics.get(topic)
+        if found is None or not 0 <= index < len(found.partitions):
+            return None
+        return found.partitions[index]
+
+    def effective_configs(self, topic: Topic) -> dict[str, Any]:
+        return {**self.defaults, **topic.configs}
+
+    def log_config(self, topic: Topic) -> dict[str, Any]:
+        """The Kafka-named settings handed to the Rust log."""
+        configs = self.effective_configs(topic)
+        out = {k: v for k, v in configs.items() if isinstance(v, int) and not isinstance(v, bool)}
+        out["message.timestamp.type"] = configs["message.timestamp.type"]
+        out["cleanup.policy"] = configs["cleanup.policy"]
+        return out
+
+    # -- topic administration --------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int, configs: dict[str, Any], topic_id: uuid.UUID | None = None) -> Topic:
+        problem = topic_name_problem(name)
+        if problem:
+            raise TopicError(17, problem)  # INVALID_TOPIC_EXCEPTION
+        if name in self.topics:
+            raise TopicError(36, f"topic {name!r} already exists")  # TOPIC_ALREADY_EXISTS
+        if partitions < 1:
+            raise TopicError(37, f"number of partitions must be at least 1, not {partitions}")  # INVALID_PARTITIONS
+        topic = Topic(name, topic_id or uuid.uuid4(), dict(configs), [])
+        for index in range(partitions):
+            shutil.rmtree(self.data_dir / f"{name}-{index}", ignore_errors=True)
+            topic.partitions.append(self._open_partition(topic, index))
+        self._register(topic)
+        self._write_topics_file()
+        log.info("created topic %s with %d partitions, configs %s", name, partitions, configs or "{}")
+        return topic
+
+    def delete_topic(self, name: str) -> Topic:
+        topic = self.topics.pop(name, None)
+        if topic is None:
+            raise TopicError(3, f"topic {name!r} does not exist")  # UNKNOWN_TOPIC_OR_PARTITION
+        del self.topics_by_id[topic.id]
+        self._write_topics_file()
+        for partition in topic.partitions:
+            partition.wake_waiters()
+            partition.log.delete()
+        log.info("deleted topic %s", name)
+        return topic
+
+    def add_partitions(self, name: str, total: int) -> None:
+        topic = self.topics[name]
+        if total <= len(topic.partitions):
+            raise TopicError(
+                37, f"topic {name!r} has {len(topic.partitions)} partitions; the new count {total} must be larger"
+            )
+        for index in range(len(topic.partitions), total):
+            topic.partitions.append(self._open_partition(topic, index))
+        self._write_topics_file()
+        log.info("topic %s now has %d partitions", name, total)
+
+    def set_topic_configs(self, name: str, configs: dict[str, Any]) -> None:
+        """Replaces the topic's overrides (already validated) and applies them to its logs."""
+        topic = self.topics[name]
+        topic.configs = dict(configs)
+        self._write_topics_file()
+        settings = self.log_config(topic)
+        for partition in topic.partitions:
+            partition.log.reconfigure(settings)
+        log.info("topic %s configs now %s", name, {k: config_text(v) for k, v in configs.items()})
+
+    # -- background work ----------------------------------------------------------------------
+
+    def apply_retention(self) -> int:
+        deleted = 0
+        for partition in self.all_partitions():
+            try:
+                deleted += partition.log.apply_retention()
+            except _core.StorageError as e:
+                log.error("retention of %s failed: %s", partition.dir_name, e)
+        return deleted
+
+    def flush_due(self) -> None:
+        for topic in list(self.topics.values()):
+            if self.effective_configs(topic)["flush.ms"] >= 2**62:
+                continue
+            for partition in topic.partitions:
+                try:
+                    partition.log.flush_if_due()
+                except _core.StorageError as e:
+                    log.error("flush of %s failed: %s", partition.dir_name, e)

@@ -1,0 +1,223 @@
+"""The Trio TCP server: Kafka framing, one ordered request pipeline per connection.
+
+Each connection runs three tasks joined by bounded channels:
+reader (frames off the socket) -> processor (decode, handle, encode) -> writer (socket).
+Requests on one connection are handled one at a time in arrival order, as Kafka does (so a
+producer's pipelined batches append in order), while reading ahead and writing overlap with
+handling. The channels' small buffers are the back-pressure: a client that does not read its
+responses stops being read from, and memory does not grow.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import struct
+from typing import TYPE_CHECKING, Any, Optional
+
+import trio
+
+from fastlog import protocol
+from fastlog.handlers import HANDLERS, RequestContext, api_versions_body
+from fastlog.protocol import CodecError, ErrorCode
+
+if TYPE_CHECKING:
+    from fastlog.broker import Broker
+
+log = logging.getLogger(__name__)
+
+SIZE = struct.Struct(">i")
+READ_AHEAD_FRAMES = 4
+QUEUED_RESPONSES = 4
+API_VERSIONS = 18
+
+
+class ConnectionClosed(Exception):
+    """The connection must close; the message says why (it is logged)."""
+
+
+class FrameReader:
+    """Reads length-prefixed frames, refusing a length above the limit before allocating."""
+
+    def __init__(self, stream: trio.SocketStream, max_frame: int) -> None:
+        self.stream = stream
+        self.max_frame = max_frame
+        self.buffer = bytearray()
+
+    async def _fill(self, size: int) -> bool:
+        while len(self.buffer) < size:
+            chunk = await self.stream.receive_some(max(65536, size - len(self.buffer)))
+            if not chunk:
+                if self.buffer:
+                    raise ConnectionClosed(f"client closed the connection in the middle of a frame ({len(self.buffer)} bytes read)")
+                return False
+            self.buffer += chunk
+        return True
+
+    async def next_frame(self) -> Optional[bytes]:
+        if not await self._fill(4):
+            return None
+        (size,) = SIZE.unpack_from(self.buffer)
+        if size < 0 or size > self.max_frame:
+            raise ConnectionClosed(f"frame size {size} is outside [0, socket.request.max.bytes={self.max_frame}]")
+        if not await self._fill(4 + size):
+            raise ConnectionClosed("client closed the connection in the middle of a frame")
+        frame = bytes(self.buffer[4 : 4 + size])
+        del self.buffer[: 4 + size]
+        return frame
+
+
+class Connection:
+    def __init__(self, broker: "Broker", stream: trio.SocketStream) -> None:
+        self.broker = broker
+        self.stream = stream
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            self.peer = f"{host}:{port}"
+        except OSError:
+            self.peer = "?"
+        self.reader_scope = trio.CancelScope()
+
+    async def run(self) -> None:
+        frames_in, frames_out = trio.open_memory_channel[bytes](READ_AHEAD_FRAMES)
+        responses_in, responses_out = trio.open_memory_channel[list](QUEUED_RESPONSES)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._guard, nursery, self._write, responses_out)
+                nursery.start_soon(self._guard, nursery, self._process, frames_out, responses_in)
+                await self._guard(nursery, self._read, frames_in)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    async def _guard(self, nursery: trio.Nursery, task: Any, *args: Any) -> None:
+        """Runs one of the connection's tasks; an expected failure closes the connection."""
+        try:
+            await task(*args)
+        except ConnectionClosed as e:
+            log.warning("closing connection from %s: %s", self.peer, e)
+            nursery.cancel_scope.cancel()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError) as e:
+            log.debug("connection from %s dropped: %s", self.peer, e)
+            nursery.cancel_scope.cancel()
+
+    async def _read(self, frames: trio.MemorySendChannel[bytes]) -> None:
+        reader = FrameReader(self.stream, self.broker.config["socket.request.max.bytes"])
+        idle_ms = self.broker.config["connections.max.idle.ms"]
+        async with frames:
+            with self.reader_scope:
+                while True:
+                    with trio.move_on_after(idle_ms / 1000 if idle_ms >= 0 else float("inf")) as idle:
+                        frame = await reader.next_frame()
+                    if idle.cancelled_caught:
+                        raise ConnectionClosed(f"idle for more than connections.max.idle.ms={idle_ms}")
+                    if frame is None:
+                        return
+                    await frames.send(frame)
+
+    async def _process(self, frames: trio.MemoryReceiveChannel[bytes], responses: trio.MemorySendChannel[list]) -> None:
+        async with frames, responses:
+            async for frame in frames:
+                parts = await self._handle(frame)
+                if parts is not None:
+                    await responses.send(parts)
+
+    async def _handle(self, frame: bytes) -> Optional[list]:
+        """Decodes and answers one request; None when the protocol wants no response."""
+        metrics = self.broker.metrics
+        try:
+            header, body = protocol.decode_request(frame)
+        except CodecError as e:
+            return self._answer_undecodable(e)
+        api_key, version = header.request_api_key, header.request_api_version
+        handler = HANDLERS.get(api_key)
+        if handler is None or not handler.min_version <= version <= handler.max_version:
+            if api_key == API_VERSIONS:
+                return self._api_versions_error(header.correlation_id)
+            raise ConnectionClosed(f"{type(body).__name__} v{version} is not supported by fastlog")
+        context = RequestContext(self.broker, header, version, self.peer)
+        started = trio.current_time()
+        try:
+            response = await handler.handle(context, body)
+            if response is None:
+                return None
+            parts = protocol.encode_response(header.correlation_id, api_key, version, response).framed_parts()
+        except Exception:
+            log.exception("%s v%d from %s failed", type(body).__name__, version, self.peer)
+            raise ConnectionClosed(f"internal error handling {type(body).__name__}") from None
+        finally:
+            metrics.observe_request(api_key, trio.current_time() - started)
+        return parts
+
+    def _answer_undecodable(self, error: CodecError) -> list:
+        api_key = getattr(error, "api_key", None)
+        correlation_id = getattr(error, "correlation_id", None)
+        if api_key == API_VERSIONS and correlation_id is not None and isinstance(error, protocol.UnsupportedVersionError):
+            # KIP-511: an ApiVersions request of a version we do not know gets a v0 answer
+            # with UNSUPPORTED_VERSION and our ranges, so the client can pick a version.
+            return self._api_versions_error(correlation_id)
+        raise ConnectionClosed(f"undecodable request: {error}")
+
+    def _api_versions_error(self, correlation_id: int) -> list:
+        body = api_versions_body(ErrorCode.UNSUPPORTED_VERSION)
+        return protocol.encode_response(correlation_id, API_VERSIONS, 0, body).framed_parts()
+
+    async def _write(self, responses: trio.MemoryReceiveChannel[list]) -> None:
+        async with responses:
+            async for parts in responses:
+                for part in parts:
+                    if isinstance(part, (bytes, bytearray, memoryview)):
+                        await self.stream.send_all(part)
+                    else:
+                        await self._sendfile(part)
+
+    async def _sendfile(self, region: Any) -> None:
+        """Sends a file region (a `FileSlice`) from the page cache straight to the socket."""
+        sock = self.stream.socket
+        offset, remaining = region.position, len(region)
+        while remaining:
+            await trio.lowlevel.wait_writable(sock)
+            try:
+                sent = os.sendfile(sock.fileno(), region.fileno(), offset, remaining)
+            except BlockingIOError:
+                continue
+            if sent == 0:
+                raise ConnectionClosed("segment file shrank under a fetch being sent")
+            offset += sent
+            remaining -= sent
+        self.broker.metrics.bytes_out += len(region)
+
+
+async def serve_listener(broker: "Broker", listener: trio.SocketListener, connections: trio.Nursery) -> None:
+    """Accepts connections until cancelled; each runs in the `connections` nursery."""
+    limit = trio.CapacityLimiter(broker.config["max.connections"])
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                log.error("accept failed (%s); retrying in 100 ms", os.strerror(e.errno))
+                await trio.sleep(0.1)
+                continue
+            raise
+        connections.start_soon(_run_connection, broker, stream, limit)
+
+
+async def _run_connection(broker: "Broker", stream: trio.SocketStream, limit: trio.CapacityLimiter) -> None:
+    try:
+        limit.acquire_nowait()
+    except trio.WouldBlock:
+        log.warning("refusing a connection: max.connections=%d reached", broker.config["max.connections"])
+        await stream.aclose()
+        return
+    connection = Connection(broker, stream)
+    broker.connections.add(connection)
+    broker.metrics.connections_opened += 1
+    try:
+        await connection.run()
+    except Exception:
+        log.exception("connection from %s failed", connection.peer)
+    finally:
+        broker.connections.discard(connection)
+        limit.release()
