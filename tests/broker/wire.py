@@ -64,7 +64,7 @@ class WireClient:
         reader = protocol.Reader(frame)
         header = protocol.ResponseHeader.decode(reader, protocol.response_header_version(api_key, version))
         body = protocol.response_class(api_key).decode(reader, version)
-        body.correlation_id = header.correlation_id
+        self.last_correlation_id = header.correlation_id
         return body
 
     def closed_by_broker(self) -> bool:
