@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_SCHEMAS = REPO.parent / "shared" / "kafka-protocol" / "message"
+DEFAULT_SCHEMAS = REPO / "schemas" / "kafka" / "message"
 DEFAULT_OUT = REPO / "python" / "fastlog" / "protocol" / "_generated"
 
 MAX_VERSION = 0x7FFF

@@ -10,11 +10,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMAS = REPO.parent / "shared" / "kafka-protocol" / "message"
+SCHEMAS = REPO / "schemas" / "kafka" / "message"
+REFERENCE = REPO.parent / "shared" / "kafka-protocol" / "message"
 COMMITTED = REPO / "python" / "fastlog" / "protocol" / "_generated"
 
 
-@pytest.mark.skipif(not SCHEMAS.is_dir(), reason="Kafka schemas not found next to the repo")
+@pytest.mark.skipif(not REFERENCE.is_dir(), reason="no reference copy of the schemas beside the repo")
+def test_vendored_schemas_equal_the_reference():
+    names = sorted(p.name for p in REFERENCE.glob("*.json"))
+    assert names == sorted(p.name for p in SCHEMAS.glob("*.json"))
+    match, mismatch, errors = filecmp.cmpfiles(REFERENCE, SCHEMAS, names, shallow=False)
+    assert not mismatch and not errors
+
+
 def test_generated_code_is_up_to_date(tmp_path):
     out = tmp_path / "gen"
     subprocess.run([sys.executable, str(REPO / "tools" / "gen_protocol.py"),
