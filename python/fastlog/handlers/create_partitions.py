@@ -1,0 +1,79 @@
+"""CreatePartitions (37): add partitions to existing topics.
+
+v0-v3 (same semantics; v2+ flexible). Counts only grow: a count equal to or below the current
+one is INVALID_PARTITIONS with a message saying which. `assignments`, when given, must list
+one replica set per new partition (else INVALID_REPLICA_ASSIGNMENT), each exactly [this node].
+An unknown topic is UNKNOWN_TOPIC_OR_PARTITION; a topic named twice INVALID_REQUEST.
+`validate_only` checks without adding. The new partitions are created empty and persisted,
+so the count survives a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from fastlog import protocol
+from fastlog.handlers import RequestContext, handles
+from fastlog.handlers.configs import AdminError, check_single_replica, duplicates
+from fastlog.log_manager import TopicError
+from fastlog.protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+R = protocol.CreatePartitionsResponse
+
+
+def result(name: str, code: int = 0, message=None) -> object:
+    return R.CreatePartitionsTopicResult(name=name, error_code=code, error_message=message)
+
+
+def check(ctx: RequestContext, wanted) -> int:
+    """How many partitions to add; AdminError when the request cannot be met."""
+    topic = ctx.broker.logs.topics.get(wanted.name)
+    if topic is None:
+        raise AdminError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{wanted.name}' does not exist.")
+    current = len(topic.partitions)
+    if wanted.count < current:
+        raise AdminError(
+            ErrorCode.INVALID_PARTITIONS,
+            f"Topic currently has {current} partitions, which is higher than the requested {wanted.count}.",
+        )
+    if wanted.count == current:
+        raise AdminError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions.")
+    added = wanted.count - current
+    if wanted.assignments is not None:
+        if len(wanted.assignments) != added:
+            raise AdminError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT,
+                f"Attempted to add {added} additional partitions, but {len(wanted.assignments)} assignments were given.",
+            )
+        for offset, assignment in enumerate(wanted.assignments):
+            check_single_replica(ctx.broker.node_id, assignment.broker_ids, f"partition {current + offset}")
+    return added
+
+
+async def grow(ctx: RequestContext, wanted, validate_only: bool) -> object:
+    try:
+        check(ctx, wanted)
+    except AdminError as e:
+        return result(wanted.name, e.error_code, e.message)
+    if validate_only:
+        return result(wanted.name)
+    try:
+        await trio.to_thread.run_sync(ctx.broker.logs.add_partitions, wanted.name, wanted.count)
+    except TopicError as e:
+        return result(wanted.name, e.error_code, e.message)
+    log.info("%s grew topic %s to %d partitions", ctx.peer, wanted.name, wanted.count)
+    return result(wanted.name)
+
+
+@handles(37, 0, 3)
+async def handle(ctx: RequestContext, request):
+    repeated = duplicates(t.name for t in request.topics)
+    results = [result(name, ErrorCode.INVALID_REQUEST, "Duplicate topic name.") for name in sorted(repeated)]
+    async with ctx.broker.admin_lock:
+        for wanted in request.topics:
+            if wanted.name not in repeated:
+                results.append(await grow(ctx, wanted, request.validate_only))
+    return R(throttle_time_ms=0, results=results)

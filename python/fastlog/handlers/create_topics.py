@@ -1,0 +1,138 @@
+"""CreateTopics (19): create topics, or only check that they could be (`validate_only`, v1+).
+
+v0-v7. Per topic, in Kafka's order of checks: a name given twice in one request gets
+INVALID_REQUEST (once); an illegal name INVALID_TOPIC_EXCEPTION; an existing topic
+TOPIC_ALREADY_EXISTS. Without a manual assignment, `num_partitions` -1 means `num.partitions`
+(0 or below -1: INVALID_PARTITIONS) and `replication_factor` -1 means
+`default.replication.factor` (0 or below -1, or above the one broker: INVALID_REPLICATION_FACTOR).
+A manual assignment needs both set to -1 (as Kafka's controller requires), partitions numbered
+0..n-1, and every replica list exactly [this node] (else INVALID_REPLICA_ASSIGNMENT); the
+topic gets one partition per assignment. Configs are checked like Kafka's LogConfig: unknown
+keys, null or bad values give INVALID_CONFIG. v1+ carry an error message; v5+ answer with the
+partition count, replication factor and every config with its source; v7 with the topic id.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import trio
+
+from fastlog import protocol
+from fastlog.config import ConfigError, validate_topic_configs
+from fastlog.handlers import RequestContext, handles
+from fastlog.handlers.configs import AdminError, check_single_replica, duplicates, topic_config_entries
+from fastlog.log_manager import TopicError, topic_name_problem
+from fastlog.protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+R = protocol.CreateTopicsResponse
+
+
+def error_result(name: str, code: int, message: str) -> object:
+    return R.CreatableTopicResult(name=name, error_code=code, error_message=message)
+
+
+def partition_count(ctx: RequestContext, topic) -> int:
+    """The partition count `topic` asks for; AdminError when its layout is impossible."""
+    node = ctx.broker.node_id
+    if topic.assignments:
+        if topic.replication_factor != -1:
+            raise AdminError(
+                ErrorCode.INVALID_REPLICATION_FACTOR,
+                "A manual partition assignment was specified, but replication factor was not set to -1.",
+            )
+        if topic.num_partitions != -1:
+            raise AdminError(
+                ErrorCode.INVALID_PARTITIONS,
+                "A manual partition assignment was specified, but numPartitions was not set to -1.",
+            )
+        indexes = sorted(a.partition_index for a in topic.assignments)
+        if indexes != list(range(len(indexes))):
+            raise AdminError(
+                ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions should be a consecutive 0-based integer sequence"
+            )
+        for a in topic.assignments:
+            check_single_replica(node, a.broker_ids, f"partition {a.partition_index}")
+        return len(indexes)
+    count = topic.num_partitions
+    if count == -1:
+        count = ctx.broker.config["num.partitions"]
+    if count <= 0:
+        raise AdminError(ErrorCode.INVALID_PARTITIONS, "Number of partitions was set to an invalid non-positive value.")
+    factor = topic.replication_factor
+    if factor == -1:
+        factor = ctx.broker.config["default.replication.factor"]
+    if factor <= 0:
+        raise AdminError(
+            ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0, or -1 to use the default value."
+        )
+    if factor > 1:
+        raise AdminError(
+            ErrorCode.INVALID_REPLICATION_FACTOR,
+            f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
+            "cannot be reached because only 1 broker(s) are registered.",
+        )
+    return count
+
+
+def parse_configs(topic) -> dict[str, Any]:
+    try:
+        return validate_topic_configs({c.name: c.value for c in topic.configs})
+    except ConfigError as e:
+        raise AdminError(ErrorCode.INVALID_CONFIG, str(e)) from None
+
+
+async def create_one(ctx: RequestContext, topic, validate_only: bool) -> object:
+    manager = ctx.broker.logs
+    name = topic.name
+    problem = topic_name_problem(name)
+    if problem:
+        return error_result(name, ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
+    if name in manager.topics:
+        return error_result(name, ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+    try:
+        count = partition_count(ctx, topic)
+        configs = parse_configs(topic)
+    except AdminError as e:
+        return error_result(name, e.error_code, e.message)
+    topic_id = uuid.UUID(int=0)
+    if not validate_only:
+        try:
+            created = await trio.to_thread.run_sync(manager.create_topic, name, count, configs)
+        except TopicError as e:
+            return error_result(name, e.error_code, e.message)
+        topic_id = created.id
+        log.info("%s created topic %s (%d partitions)", ctx.peer, name, count)
+    return success_result(ctx, name, topic_id, count, configs)
+
+
+def success_result(ctx: RequestContext, name: str, topic_id: uuid.UUID, count: int, configs: dict[str, Any]) -> object:
+    result = R.CreatableTopicResult(name=name, topic_id=topic_id, error_code=0, error_message=None)
+    if ctx.api_version >= 5:
+        effective = {**ctx.broker.logs.defaults, **configs}
+        result.num_partitions = count
+        result.replication_factor = 1
+        result.configs = [
+            R.CreatableTopicConfigs(
+                name=e.name, value=e.value, read_only=e.read_only, config_source=e.source, is_sensitive=False
+            )
+            for e in topic_config_entries(ctx.broker.config, effective, configs)
+        ]
+    return result
+
+
+@handles(19, 0, 7)
+async def handle(ctx: RequestContext, request):
+    validate_only = bool(ctx.api_version >= 1 and request.validate_only)
+    repeated = duplicates(t.name for t in request.topics)
+    results = [
+        error_result(name, ErrorCode.INVALID_REQUEST, "Duplicate topic name.") for name in sorted(repeated)
+    ]
+    async with ctx.broker.admin_lock:
+        for topic in request.topics:
+            if topic.name not in repeated:
+                results.append(await create_one(ctx, topic, validate_only))
+    return R(throttle_time_ms=0, topics=results)

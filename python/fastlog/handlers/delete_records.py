@@ -1,0 +1,64 @@
+"""DeleteRecords (21): move partitions' log start offsets forward.
+
+v0-v2 (same semantics; v2 flexible). Per partition, `offset` becomes the new log start
+(-1 means the high watermark); whole segments below it are deleted and reads below it get
+OFFSET_OUT_OF_RANGE. An offset above the high watermark, or negative other than -1, is
+OFFSET_OUT_OF_RANGE; an unknown topic or partition UNKNOWN_TOPIC_OR_PARTITION (low watermark
+-1). Answers the new low watermark. The log start offsets are checkpointed at once so the
+deletion survives a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+
+from fastlog import _core, protocol
+from fastlog.handlers import RequestContext, handles
+from fastlog.handlers.common import storage_error_code
+from fastlog.protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+R = protocol.DeleteRecordsResponse
+HIGH_WATERMARK = -1
+
+
+def delete_below(ctx: RequestContext, topic: str, wanted) -> object:
+    """Runs in a worker thread: deleting segments is disk work."""
+    index = wanted.partition_index
+    partition = ctx.broker.logs.partition(topic, index)
+    if partition is None:
+        return R.DeleteRecordsPartitionResult(
+            partition_index=index, low_watermark=-1, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        )
+    offset = partition.log.high_watermark if wanted.offset == HIGH_WATERMARK else wanted.offset
+    if offset < 0 or offset > partition.log.high_watermark:
+        return R.DeleteRecordsPartitionResult(
+            partition_index=index, low_watermark=-1, error_code=ErrorCode.OFFSET_OUT_OF_RANGE
+        )
+    try:
+        low = partition.log.delete_records(offset)
+    except _core.StorageError as e:
+        log.warning("delete records of %s-%d below %d failed: %s", topic, index, offset, e)
+        return R.DeleteRecordsPartitionResult(partition_index=index, low_watermark=-1, error_code=storage_error_code(e))
+    return R.DeleteRecordsPartitionResult(partition_index=index, low_watermark=low, error_code=0)
+
+
+def delete_all(ctx: RequestContext, request) -> list:
+    topics = [
+        R.DeleteRecordsTopicResult(name=t.name, partitions=[delete_below(ctx, t.name, p) for p in t.partitions])
+        for t in request.topics
+    ]
+    ctx.broker.logs.write_checkpoints()
+    return topics
+
+
+@handles(21, 0, 2)
+async def handle(ctx: RequestContext, request):
+    async with ctx.broker.admin_lock:
+        topics = await trio.to_thread.run_sync(delete_all, ctx, request)
+    log.info("%s deleted records: %s", ctx.peer, {
+        f"{t.name}-{p.partition_index}": p.low_watermark for t in topics for p in t.partitions if not p.error_code
+    })
+    return R(throttle_time_ms=0, topics=topics)

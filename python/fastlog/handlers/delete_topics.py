@@ -1,0 +1,73 @@
+"""DeleteTopics (20): delete topics with their partition logs.
+
+v0-v6. v0-v5 name topics in `topic_names`; v6 in `topics`, each by name or by id (both or
+neither: INVALID_REQUEST). A name or id given twice gets INVALID_REQUEST "Duplicate topic
+name." / "Duplicate topic id.". An unknown name is UNKNOWN_TOPIC_OR_PARTITION, an unknown id
+UNKNOWN_TOPIC_ID. With `delete.topic.enable=false` every topic is refused: TOPIC_DELETION_DISABLED
+(v3+), INVALID_REQUEST before v3, as Kafka does. Deletion is immediate (fetches parked on the
+topic are woken); v5+ carry error messages, v6 the topic id of each result.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Optional
+
+import trio
+
+from fastlog import protocol
+from fastlog.handlers import RequestContext, handles
+from fastlog.handlers.configs import duplicates
+from fastlog.protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+R = protocol.DeleteTopicsResponse
+ZERO_UUID = uuid.UUID(int=0)
+
+
+def result(name: Optional[str], topic_id: uuid.UUID, code: int = 0, message: Optional[str] = None) -> object:
+    return R.DeletableTopicResult(name=name, topic_id=topic_id, error_code=code, error_message=message)
+
+
+def wanted_topics(ctx: RequestContext, request) -> list[tuple[Optional[str], uuid.UUID]]:
+    if ctx.api_version < 6:
+        return [(name, ZERO_UUID) for name in request.topic_names]
+    return [(t.name, t.topic_id) for t in request.topics]
+
+
+async def delete_one(ctx: RequestContext, name: Optional[str], topic_id: uuid.UUID) -> object:
+    manager = ctx.broker.logs
+    if name is not None and topic_id != ZERO_UUID:
+        return result(name, topic_id, ErrorCode.INVALID_REQUEST, "You may not specify both topic name and topic id.")
+    if name is None and topic_id == ZERO_UUID:
+        return result(None, topic_id, ErrorCode.INVALID_REQUEST, "Neither topic name nor id were specified.")
+    if name is None:
+        topic = manager.topics_by_id.get(topic_id)
+        if topic is None:
+            return result(None, topic_id, ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")
+    else:
+        topic = manager.topics.get(name)
+        if topic is None:
+            return result(name, topic_id, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+    await trio.to_thread.run_sync(manager.delete_topic, topic.name)
+    log.info("%s deleted topic %s", ctx.peer, topic.name)
+    return result(topic.name, topic.id)
+
+
+@handles(20, 0, 6)
+async def handle(ctx: RequestContext, request):
+    wanted = wanted_topics(ctx, request)
+    if not ctx.broker.config["delete.topic.enable"]:
+        code = ErrorCode.TOPIC_DELETION_DISABLED if ctx.api_version >= 3 else ErrorCode.INVALID_REQUEST
+        return R(throttle_time_ms=0, responses=[result(n, i, code, "Topic deletion is disabled.") for n, i in wanted])
+    repeated_names = duplicates(n for n, _ in wanted if n is not None)
+    repeated_ids = duplicates(i for n, i in wanted if n is None and i != ZERO_UUID)
+    results = [result(n, ZERO_UUID, ErrorCode.INVALID_REQUEST, "Duplicate topic name.") for n in sorted(repeated_names)]
+    results += [result(None, i, ErrorCode.INVALID_REQUEST, "Duplicate topic id.") for i in sorted(repeated_ids)]
+    async with ctx.broker.admin_lock:
+        for name, topic_id in wanted:
+            if name in repeated_names or (name is None and topic_id in repeated_ids):
+                continue
+            results.append(await delete_one(ctx, name, topic_id))
+    return R(throttle_time_ms=0, responses=results)
