@@ -60,7 +60,7 @@ def assert_alive(broker: BrokerProcess) -> None:
         (struct.pack(">i", 3) + b"abc", "undecodable request"),
         (struct.pack(">i", 10) + struct.pack(">hhih", 9999, 0, 7, -1), "undecodable request: unknown API key 9999"),
         (struct.pack(">i", 10) + struct.pack(">hhih", 0, 99, 7, -1), "undecodable request"),
-        (struct.pack(">i", 14) + struct.pack(">hhih", 3, 1, 7, -1) + b"\x00\x00", "undecodable request"),
+        (struct.pack(">i", 12) + struct.pack(">hhih", 3, 1, 7, -1) + b"\x00\x00", "undecodable request"),
     ],
     ids=["above-socket.request.max.bytes", "negative-length", "shorter-than-header", "unknown-api-key", "unknown-version", "truncated-body"],
 )
@@ -211,3 +211,43 @@ def test_a_client_that_does_not_read_is_not_read_from(small_broker) -> None:
                 sent += 1
         assert sent < 200_000
     assert_alive(small_broker)
+
+
+def fetch_request(topic: str, offsets: dict[int, int], session_id: int, epoch: int, forgotten: list[int] = ()):
+    return P.FetchRequest(
+        max_wait_ms=0,
+        min_bytes=0,
+        session_id=session_id,
+        session_epoch=epoch,
+        topics=[P.FetchRequest.FetchTopic(topic=topic, partitions=[P.FetchRequest.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=1 << 20) for p, o in offsets.items()])] if offsets else [],
+        forgotten_topics_data=[P.FetchRequest.ForgottenTopic(topic=topic, partitions=list(forgotten))] if forgotten else [],
+    )
+
+
+def test_fetch_sessions(small_broker) -> None:
+    """KIP-227: a full fetch opens a session; incremental fetches return only partitions with news."""
+    def partitions(response) -> dict[int, int]:
+        return {p.partition_index: len(p.records) for t in response.responses for p in t.partitions}
+
+    with WireClient(small_broker.bootstrap) as client:
+        body = P.MetadataRequest(topics=[P.MetadataRequest.MetadataRequestTopic(name="sessions")], allow_auto_topic_creation=True)
+        client.request(body, 9)
+        create = P.CreatePartitionsRequest(topics=[P.CreatePartitionsRequest.CreatePartitionsTopic(name="sessions", count=3, assignments=None)], timeout_ms=5000)
+        assert client.request(create, 1).results[0].error_code == 0
+        full = client.request(fetch_request("sessions", {0: 0, 1: 0, 2: 0}, 0, 0), 11)
+        assert full.session_id > 0 and partitions(full) == {0: 0, 1: 0, 2: 0}
+        # Nothing changed: an incremental fetch names nothing and gets nothing back.
+        quiet = client.request(fetch_request("sessions", {}, full.session_id, 1), 11)
+        assert quiet.error_code == 0 and quiet.session_id == full.session_id and partitions(quiet) == {}
+        produce(client, "sessions", batch(b"news"))
+        news = client.request(fetch_request("sessions", {}, full.session_id, 2), 11)
+        assert list(partitions(news)) == [0] and partitions(news)[0] > 0
+        # The client moves its offset; partition 2 is forgotten.
+        moved = client.request(fetch_request("sessions", {0: 1}, full.session_id, 3, forgotten=[2]), 11)
+        assert moved.error_code == 0 and partitions(moved) == {}
+        stale = client.request(fetch_request("sessions", {}, full.session_id, 3), 11)
+        assert stale.error_code == ErrorCode.INVALID_FETCH_SESSION_EPOCH
+        unknown = client.request(fetch_request("sessions", {}, 12345, 1), 11)
+        assert unknown.error_code == ErrorCode.FETCH_SESSION_ID_NOT_FOUND
+        sessionless = client.request(fetch_request("sessions", {0: 0}, 0, -1), 11)
+        assert sessionless.session_id == 0 and partitions(sessionless)[0] > 0

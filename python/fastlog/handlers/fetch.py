@@ -7,96 +7,253 @@ partition and `max_bytes` for the response, except that the first non-empty part
 returns at least one whole batch (KIP-74). Consumers see nothing past the high watermark
 (read_uncommitted) or the last stable offset (read_committed; equal until transactions exist).
 
-Fetch sessions (KIP-227): the broker creates none and answers with session id 0, which tells
-clients to keep sending full fetch requests; an incremental request naming a session gets
-FETCH_SESSION_ID_NOT_FOUND so the client starts over.
+Fetch sessions (KIP-227, v7+): epoch 0 opens a session holding the requested partitions and
+answers in full; later requests (epoch 1, 2, ...) name only what changed (new fetch offsets,
+`forgotten_topics_data`) and get only partitions with news: records, an error, or a moved
+high watermark / log start. Epoch -1 is a sessionless full fetch. A request naming an
+unknown session gets FETCH_SESSION_ID_NOT_FOUND, a wrong epoch INVALID_FETCH_SESSION_EPOCH;
+the client then starts a new session. At most `MAX_SESSIONS` are kept, least recently used go.
 """
 
 from __future__ import annotations
 
+import random
 import uuid
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import trio
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.common import leader_epoch_error, storage_error_code
+from fastlog.log_manager import Partition
 from fastlog.protocol import ErrorCode
 
 R = protocol.FetchResponse
-ZERO_UUID = uuid.UUID(int=0)
+INITIAL_EPOCH, FINAL_EPOCH = 0, -1
+MAX_SESSIONS = 1000
 
 
-def read_partitions(ctx: RequestContext, request) -> tuple[list, int, list]:
-    """One pass over the requested partitions: (topic responses, bytes found, partitions)."""
+@dataclass
+class WantedPartition:
+    """A partition a fetch (or a fetch session) reads, and what its client was last told."""
+
+    topic: str
+    topic_id: uuid.UUID
+    partition: int
+    fetch_offset: int
+    partition_max_bytes: int
+    current_leader_epoch: int
+    told_high_watermark: int = -1
+    told_log_start: int = -1
+
+
+@dataclass
+class FetchSession:
+    id: int
+    epoch: int = 0  # the next request must carry epoch + 1 once a response is sent
+    partitions: "OrderedDict[tuple, WantedPartition]" = field(default_factory=OrderedDict)
+
+
+class FetchSessionCache:
+    def __init__(self) -> None:
+        self.sessions: "OrderedDict[int, FetchSession]" = OrderedDict()
+
+    def create(self) -> FetchSession:
+        while True:
+            session_id = random.randint(1, 2**31 - 1)
+            if session_id not in self.sessions:
+                break
+        if len(self.sessions) >= MAX_SESSIONS:
+            self.sessions.popitem(last=False)
+        session = self.sessions[session_id] = FetchSession(session_id)
+        return session
+
+    def get(self, session_id: int) -> Optional[FetchSession]:
+        session = self.sessions.get(session_id)
+        if session is not None:
+            self.sessions.move_to_end(session_id)
+        return session
+
+    def remove(self, session_id: int) -> None:
+        self.sessions.pop(session_id, None)
+
+
+_caches: "weakref.WeakKeyDictionary[Any, FetchSessionCache]" = weakref.WeakKeyDictionary()
+
+
+def session_cache(broker: Any) -> FetchSessionCache:
+    cache = _caches.get(broker)
+    if cache is None:
+        cache = _caches[broker] = FetchSessionCache()
+    return cache
+
+
+def partition_key(by_id: bool, topic: str, topic_id: uuid.UUID, partition: int) -> tuple:
+    return (topic_id, partition) if by_id else (topic, partition)
+
+
+def requested(ctx: RequestContext, request: Any) -> "OrderedDict[tuple, WantedPartition]":
+    by_id = ctx.api_version >= 13
+    topics_by_id = ctx.broker.logs.topics_by_id
+    wanted: "OrderedDict[tuple, WantedPartition]" = OrderedDict()
+    for topic in request.topics:
+        name = topic.topic
+        if by_id:
+            known = topics_by_id.get(topic.topic_id)
+            name = known.name if known else ""
+        for fp in topic.partitions:
+            key = partition_key(by_id, name, topic.topic_id, fp.partition)
+            wanted[key] = WantedPartition(
+                name, topic.topic_id, fp.partition, fp.fetch_offset, fp.partition_max_bytes, fp.current_leader_epoch
+            )
+    return wanted
+
+
+def find_partition(ctx: RequestContext, wanted: WantedPartition, by_id: bool) -> tuple[Optional[Partition], int]:
     manager = ctx.broker.logs
+    topic = manager.topics_by_id.get(wanted.topic_id) if by_id else manager.topics.get(wanted.topic)
+    if topic is None:
+        return None, ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    if not 0 <= wanted.partition < len(topic.partitions):
+        return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    return topic.partitions[wanted.partition], 0
+
+
+def read_partition(ctx: RequestContext, request: Any, wanted: WantedPartition, budget: int, first: bool, by_id: bool):
+    """(PartitionData, bytes read, the Partition or None)."""
+    partition, missing = find_partition(ctx, wanted, by_id)
+    if partition is None:
+        return R.PartitionData(partition_index=wanted.partition, error_code=missing, records=b""), 0, None
+    log = partition.log
+    data = R.PartitionData(
+        partition_index=wanted.partition,
+        high_watermark=log.high_watermark,
+        last_stable_offset=log.high_watermark,
+        log_start_offset=log.log_start_offset,
+        aborted_transactions=[] if request.isolation_level == 1 else None,
+        records=b"",
+    )
+    epoch_error = leader_epoch_error(wanted.current_leader_epoch)
+    if epoch_error is not None:
+        data.error_code = epoch_error
+        return data, 0, partition
+    try:
+        found = log.read(wanted.fetch_offset, min(wanted.partition_max_bytes, max(budget, 0)), min_one=first)
+    except _core.StorageError as e:
+        data.error_code = storage_error_code(e)
+        return data, 0, partition
+    if found is None:
+        return data, 0, partition
+    data.records = found
+    return data, len(found), partition
+
+
+def has_news(wanted: WantedPartition, data: Any) -> bool:
+    return bool(
+        data.error_code
+        or len(data.records)
+        or data.high_watermark != wanted.told_high_watermark
+        or data.log_start_offset != wanted.told_log_start
+    )
+
+
+def read_all(ctx: RequestContext, request: Any, wanted: "OrderedDict[tuple, WantedPartition]", incremental: bool):
+    """One pass: (included (wanted, data) pairs, bytes found, error seen, partitions to watch)."""
     by_id = ctx.api_version >= 13
     remaining = request.max_bytes
     total = 0
+    error = False
     watched = []
-    topics = []
-    for wanted in request.topics:
-        topic = manager.topics_by_id.get(wanted.topic_id) if by_id else manager.topics.get(wanted.topic)
-        results = []
-        for fp in wanted.partitions:
-            partition = topic.partitions[fp.partition] if topic and 0 <= fp.partition < len(topic.partitions) else None
-            if partition is None:
-                missing = ErrorCode.UNKNOWN_TOPIC_ID if by_id and topic is None else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-                results.append(R.PartitionData(partition_index=fp.partition, error_code=missing, records=b""))
-                continue
+    included = []
+    for want in wanted.values():
+        data, size, partition = read_partition(ctx, request, want, remaining, total == 0, by_id)
+        total += size
+        remaining -= size
+        error = error or bool(data.error_code)
+        if partition is not None:
             watched.append(partition)
-            log = partition.log
-            data = R.PartitionData(
-                partition_index=fp.partition,
-                high_watermark=log.high_watermark,
-                last_stable_offset=log.high_watermark,
-                log_start_offset=log.log_start_offset,
-                aborted_transactions=[] if request.isolation_level == 1 else None,
-                records=b"",
-            )
-            epoch_error = leader_epoch_error(fp.current_leader_epoch)
-            if epoch_error is not None:
-                data.error_code = epoch_error
-            else:
-                budget = min(fp.partition_max_bytes, max(remaining, 0))
-                try:
-                    found = log.read(fp.fetch_offset, budget, min_one=total == 0)
-                except _core.StorageError as e:
-                    data.error_code = storage_error_code(e)
-                    found = None
-                if found is not None:
-                    data.records = found
-                    total += len(found)
-                    remaining -= len(found)
-            results.append(data)
-        topics.append(
-            R.FetchableTopicResponse(
-                topic=topic.name if topic else wanted.topic,
-                topic_id=topic.id if topic else wanted.topic_id,
-                partitions=results,
-            )
-        )
-    return topics, total, watched
+        if not incremental or has_news(want, data):
+            included.append((want, data))
+    return included, total, error, watched
+
+
+def respond(included: list) -> list:
+    """Groups the included partitions by topic, noting what each client has now been told."""
+    topics: "OrderedDict[tuple, Any]" = OrderedDict()
+    for want, data in included:
+        want.told_high_watermark, want.told_log_start = data.high_watermark, data.log_start_offset
+        key = (want.topic_id, want.topic)
+        if key not in topics:
+            topics[key] = R.FetchableTopicResponse(topic=want.topic, topic_id=want.topic_id, partitions=[])
+        topics[key].partitions.append(data)
+    return list(topics.values())
+
+
+def open_session(ctx: RequestContext, request: Any) -> tuple[Optional[FetchSession], Optional[int], bool]:
+    """The session this request belongs to: (session, error code, incremental)."""
+    cache = session_cache(ctx.broker)
+    if ctx.api_version < 7 or request.session_epoch == FINAL_EPOCH:
+        if request.session_id:
+            cache.remove(request.session_id)
+        return None, None, False
+    if request.session_epoch == INITIAL_EPOCH:
+        if request.session_id:
+            cache.remove(request.session_id)
+        return cache.create(), None, False
+    session = cache.get(request.session_id)
+    if session is None:
+        return None, ErrorCode.FETCH_SESSION_ID_NOT_FOUND, True
+    if session.epoch != request.session_epoch:
+        cache.remove(session.id)
+        return None, ErrorCode.INVALID_FETCH_SESSION_EPOCH, True
+    return session, None, True
+
+
+def update_session(ctx: RequestContext, session: FetchSession, request: Any) -> None:
+    by_id = ctx.api_version >= 13
+    for key, want in requested(ctx, request).items():
+        old = session.partitions.get(key)
+        if old is not None:
+            want.told_high_watermark, want.told_log_start = old.told_high_watermark, old.told_log_start
+        session.partitions[key] = want
+    for topic in request.forgotten_topics_data:
+        for index in topic.partitions:
+            session.partitions.pop(partition_key(by_id, topic.topic, topic.topic_id, index), None)
 
 
 @handles(1, 4, 17)
-async def handle(ctx: RequestContext, request):
-    if request.session_id != 0:
-        return R(error_code=ErrorCode.FETCH_SESSION_ID_NOT_FOUND, session_id=0, responses=[])
+async def handle(ctx: RequestContext, request: Any):
+    session, error, incremental = open_session(ctx, request)
+    if error is not None:
+        return R(error_code=error, session_id=0, responses=[])
+    if session is not None:
+        update_session(ctx, session, request)
+        wanted = session.partitions
+    else:
+        wanted = requested(ctx, request)
     deadline = trio.current_time() + max(request.max_wait_ms, 0) / 1000
     while True:
-        topics, total, watched = read_partitions(ctx, request)
-        errors = any(p.error_code for t in topics for p in t.partitions)
+        included, total, errors, watched = read_all(ctx, request, wanted, incremental)
         if total >= request.min_bytes or errors or trio.current_time() >= deadline or not watched:
-            ctx.broker.metrics.bytes_out_pending += total
-            return R(throttle_time_ms=0, error_code=0, session_id=0, responses=topics)
-        # Park until an append to one of these partitions, or the deadline.
-        arrived = trio.Event()
+            break
+        await wait_for_data(watched, deadline)
+    if session is not None:
+        session.epoch += 1
+    return R(throttle_time_ms=0, error_code=0, session_id=session.id if session else 0, responses=respond(included))
+
+
+async def wait_for_data(watched: list[Partition], deadline: float) -> None:
+    """Parks until an append to one of `watched`, or the deadline."""
+    arrived = trio.Event()
+    for partition in watched:
+        partition.waiters.add(arrived)
+    try:
+        with trio.move_on_at(deadline):
+            await arrived.wait()
+    finally:
         for partition in watched:
-            partition.waiters.add(arrived)
-        try:
-            with trio.move_on_at(deadline):
-                await arrived.wait()
-        finally:
-            for partition in watched:
-                partition.waiters.discard(arrived)
+            partition.waiters.discard(arrived)
