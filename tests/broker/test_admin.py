@@ -5,6 +5,7 @@ client sends (OffsetForLeaderEpoch, old versions)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 
@@ -29,6 +30,7 @@ from kafka.structs import TopicPartition as KTopicPartition
 
 from fastlog import protocol
 from tests.broker.wire import WireClient
+from tests.conftest import BrokerProcess
 
 TIMEOUT = 15  # seconds, for every client call
 # The legacy AlterConfigs request is what these tests mean to send.
@@ -390,10 +392,78 @@ def test_configs_and_partition_counts_survive_restart(fresh_broker):
         kp.create_topics({"kept": {"num_partitions": 2, "configs": {"retention.ms": "1000"}}})
         kp.create_partitions({"kept": 4})
         kp.alter_configs([KConfigResource(KType.TOPIC, "kept", configs={"segment.bytes": "1048576"})])
+        produce(fresh_broker.bootstrap, "kept", 6)
+        kp.delete_records({KTopicPartition("kept", 0): 4})
     finally:
         kp.close()
     fresh_broker.restart()
-    configs = ck_configs(ck_admin(fresh_broker.bootstrap), "kept")
+    ck = ck_admin(fresh_broker.bootstrap)
+    earliest = ck_result(ck.list_offsets({TopicPartition("kept", 0): OffsetSpec.earliest()}, request_timeout=TIMEOUT))
+    assert earliest.offset == 4
+    configs = ck_configs(ck, "kept")
     assert configs["retention.ms"].value == "1000" and configs["segment.bytes"].value == "1048576"
     assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
     assert kcat_topics(fresh_broker.bootstrap)["kept"] == 4
+
+
+# -- every advertised version answers (the codec refuses fields a version lacks) ----------------
+
+
+def sweep_requests(topic: str) -> list:
+    P = protocol
+    CT, DT, CP = P.CreateTopicsRequest, P.DeleteTopicsRequest, P.CreatePartitionsRequest
+    DC, AC, IAC = P.DescribeConfigsRequest, P.AlterConfigsRequest, P.IncrementalAlterConfigsRequest
+    DR, OE, LD = P.DeleteRecordsRequest, P.OffsetForLeaderEpochRequest, P.DescribeLogDirsRequest
+    config = [CT.CreatableTopicConfig(name="retention.ms", value="1000")]
+    return [
+        lambda v: CT(topics=[CT.CreatableTopic(name=f"{topic}-{v}", num_partitions=1, replication_factor=-1, assignments=[], configs=config)], timeout_ms=5000),
+        lambda v: CP(topics=[CP.CreatePartitionsTopic(name=f"{topic}-{v}", count=2, assignments=None)], timeout_ms=5000),
+        lambda v: DC(resources=[DC.DescribeConfigsResource(resource_type=2, resource_name=f"{topic}-{v}", configuration_keys=None),
+                                DC.DescribeConfigsResource(resource_type=4, resource_name="0", configuration_keys=None)],
+                     include_synonyms=v >= 1, include_documentation=v >= 3),
+        lambda v: AC(resources=[AC.AlterConfigsResource(resource_type=2, resource_name=f"{topic}-{v}", configs=[AC.AlterableConfig(name="segment.ms", value="5000")])]),
+        lambda v: IAC(resources=[IAC.AlterConfigsResource(resource_type=2, resource_name=f"{topic}-{v}", configs=[IAC.AlterableConfig(name="cleanup.policy", config_operation=2, value="compact")])]),
+        lambda v: P.DescribeClusterRequest(include_cluster_authorized_operations=True),
+        lambda v: DR(topics=[DR.DeleteRecordsTopic(name=f"{topic}-{v}", partitions=[DR.DeleteRecordsPartition(partition_index=0, offset=-1)])], timeout_ms=5000),
+        lambda v: OE(topics=[OE.OffsetForLeaderTopic(topic=f"{topic}-{v}", partitions=[OE.OffsetForLeaderPartition(partition=0, leader_epoch=0)])]),
+        lambda v: LD(topics=None),
+        lambda v: DT(topic_names=[f"{topic}-{v}"]) if v < 6 else DT(topics=[DT.DeleteTopicState(name=f"{topic}-{v}")]),
+    ]
+
+
+def test_every_version_of_every_admin_api_answers(broker, unique_topic):
+    with WireClient(broker.bootstrap) as wire:
+        for make in sweep_requests(unique_topic):
+            api_key = type(make(0)).API_KEY
+            lo, hi = protocol.API_BY_KEY[api_key].valid_versions
+            for version in range(lo, hi + 1):
+                text = repr(wire.request(make(version), version))
+                assert not re.search(r"error_code=[1-9]", text), (api_key, version, text[:400])
+
+
+def test_topic_deletion_disabled_and_loggers(tmp_path):
+    process = BrokerProcess(tmp_path / "data", {"delete.topic.enable": "false"}).start()
+    try:
+        kp = kp_admin(process.bootstrap)
+        try:
+            kp.create_topics(["kept"])
+            with pytest.raises(kerrors.TopicDeletionDisabledError):
+                kp.delete_topics(["kept"])
+        finally:
+            kp.close()
+        IAC, DC = protocol.IncrementalAlterConfigsRequest, protocol.DescribeConfigsRequest
+        with WireClient(process.bootstrap) as wire:
+            v2 = wire.request(protocol.DeleteTopicsRequest(topic_names=["kept"], timeout_ms=5000), 2)
+            assert v2.responses[0].error_code == protocol.ErrorCode.INVALID_REQUEST
+            level = IAC.AlterableConfig(name="fastlog.handlers", config_operation=0, value="DEBUG")
+            bad = IAC.AlterableConfig(name="fastlog.handlers", config_operation=0, value="LOUD")
+            for configs, code in (([level], 0), ([bad], protocol.ErrorCode.INVALID_CONFIG)):
+                resource = IAC.AlterConfigsResource(resource_type=8, resource_name="0", configs=configs)
+                assert wire.request(IAC(resources=[resource]), 1).responses[0].error_code == code
+            loggers = wire.request(DC(resources=[DC.DescribeConfigsResource(resource_type=8, resource_name="0", configuration_keys=["fastlog.handlers"])]), 4)
+            assert [(c.name, c.value) for c in loggers.results[0].configs] == [("fastlog.handlers", "DEBUG")]
+            cluster = wire.request(protocol.DescribeClusterRequest(endpoint_type=2), 1)
+            assert cluster.error_code == protocol.ErrorCode.UNSUPPORTED_ENDPOINT_TYPE
+        assert kcat_topics(process.bootstrap) == {"kept": 1}
+    finally:
+        process.stop()
