@@ -676,6 +676,28 @@ mod tests {
     }
 
     #[test]
+    fn short_or_missing_indexes_of_trusted_segments_are_rebuilt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        for i in 0..40i64 {
+            log.append(&build_batch(0, i, &["w".repeat(60).as_bytes()]), 0, 0).unwrap();
+        }
+        let expected = read_all(&mut log, 0);
+        log.close(0).unwrap();
+        drop(log);
+        let first = path.join(format!("{:020}.index", 0));
+        let entries = fs::read(&first).unwrap();
+        fs::write(&first, &entries[..8]).unwrap();
+        fs::remove_file(path.join(format!("{:020}.timeindex", 0))).unwrap();
+        let mut log = PartitionLog::open(&path, small_config(), 40, 0, 0).unwrap();
+        assert_eq!(log.repairs.len(), 1, "{:?}", log.repairs);
+        assert!(log.repairs[0].contains("rebuilt the indexes"));
+        assert_eq!(fs::read(&first).unwrap(), entries);
+        assert_eq!(read_all(&mut log, 0), expected);
+    }
+
+    #[test]
     fn timestamp_lookup() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(&dir.path().join("t-0"), small_config(), 0, 0, 0).unwrap();

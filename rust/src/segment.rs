@@ -356,39 +356,53 @@ impl Segment {
     /// Loads what a sealed segment knows without a scan: indexes checked, rebuilt if not sane,
     /// the last batch read for the next offset, and the max timestamp from the time index.
     pub fn load_sealed(&mut self, rules: ScanRules) -> Result<Option<String>> {
-        let log_size = self.size.max(1);
-        let offset_ok =
-            self.path(".index").exists() && index::offset_index_is_sane(self.offset_index_bytes()?.as_slice(), log_size);
-        let time_ok = offset_ok
-            && self.path(".timeindex").exists()
-            && index::time_index_is_sane(self.time_index_bytes()?.as_slice(), i32::MAX as i64);
-        if !offset_ok || !time_ok || self.size == 0 {
-            let scan = self.recover(ScanRules { verify_crc: false, ..rules })?;
-            self.write_indexes()?;
-            self.offset_index = None;
-            self.time_index = None;
-            let mut note = format!("rebuilt the indexes of {}", self.log_path().display());
-            if let Some(reason) = scan.invalid_reason {
-                note.push_str(&format!(" (stopped early: {reason})"));
+        // An unreadable tail counts as an inconsistent index: the rebuild below reports it.
+        if self.indexes_look_complete(rules.index_interval).unwrap_or(false) {
+            if let Some((ts, rel)) = index::last_time_entry(self.time_index_bytes()?.as_slice()) {
+                self.max_timestamp = ts;
+                self.offset_of_max_timestamp = self.base_offset + rel;
             }
-            return Ok(Some(note));
+            if self.max_timestamp < 0 {
+                // Kafka falls back to the file's modification time when no batch had a timestamp.
+                self.max_timestamp = modified_ms(&self.log_path()).unwrap_or(-1);
+            }
+            return Ok(None);
+        }
+        let scan = self.recover(ScanRules { verify_crc: false, ..rules })?;
+        self.write_indexes()?;
+        self.offset_index = None;
+        self.time_index = None;
+        let mut note = format!("rebuilt the indexes of {}", self.log_path().display());
+        if let Some(reason) = scan.invalid_reason {
+            note.push_str(&format!(" (stopped early: {reason})"));
+        }
+        Ok(Some(note))
+    }
+
+    /// Whether the index files are present, sane, and not short: every batch after the last
+    /// offset-index entry starts within one index interval of it, and the walk from that entry
+    /// ends exactly at the end of the file. Sets `next_offset` from that walk.
+    fn indexes_look_complete(&mut self, index_interval: u64) -> Result<bool> {
+        if self.size == 0 || !self.path(".index").exists() || !self.path(".timeindex").exists() {
+            return Ok(false);
+        }
+        let log_size = self.size;
+        if !index::offset_index_is_sane(self.offset_index_bytes()?.as_slice(), log_size)
+            || !index::time_index_is_sane(self.time_index_bytes()?.as_slice(), i32::MAX as i64)
+        {
+            return Ok(false);
         }
         let file = self.file()?;
         let start = index::offset_lookup(self.offset_index_bytes()?.as_slice(), i64::MAX);
         let mut position = start;
         while let Some(header) = self.header_at(&file, position)? {
+            if position > start && position - start >= index_interval.max(1) {
+                return Ok(false);
+            }
             self.next_offset = header.next_offset();
             position += header.size() as u64;
         }
-        if let Some((ts, rel)) = index::last_time_entry(self.time_index_bytes()?.as_slice()) {
-            self.max_timestamp = ts;
-            self.offset_of_max_timestamp = self.base_offset + rel;
-        }
-        if self.max_timestamp < 0 {
-            // Kafka falls back to the file's modification time when no batch had a timestamp.
-            self.max_timestamp = modified_ms(&self.log_path()).unwrap_or(-1);
-        }
-        Ok(None)
+        Ok(position == log_size)
     }
 
     pub fn fsync(&self) -> Result<()> {
