@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ RECOVERY_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
 LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_LENGTH = 249
+# More partitions than this in one topic is a typo or an attack, not a plan.
+MAX_PARTITIONS_PER_TOPIC = 100_000
 
 
 class TopicError(Exception):
@@ -109,6 +112,8 @@ class LogManager:
         self.topics_by_id: dict[uuid.UUID, Topic] = {}
         self.cluster_id = ""
         self.defaults = config.topic_defaults()
+        # Checkpoints are written from worker threads (periodically) and at shutdown.
+        self._checkpoint_lock = threading.Lock()
 
     # -- start-up and shut-down -------------------------------------------------------------
 
@@ -202,6 +207,10 @@ class LogManager:
         return out
 
     def write_checkpoints(self) -> None:
+        with self._checkpoint_lock:
+            self._write_checkpoints()
+
+    def _write_checkpoints(self) -> None:
         partitions = list(self.all_partitions())
         _core.write_checkpoint(
             self.data_dir / RECOVERY_CHECKPOINT, [f"{p.topic} {p.index} {p.log.recovery_point}" for p in partitions]
@@ -245,8 +254,10 @@ class LogManager:
             raise TopicError(17, problem)  # INVALID_TOPIC_EXCEPTION
         if name in self.topics:
             raise TopicError(36, f"topic {name!r} already exists")  # TOPIC_ALREADY_EXISTS
-        if partitions < 1:
-            raise TopicError(37, f"number of partitions must be at least 1, not {partitions}")  # INVALID_PARTITIONS
+        if not 1 <= partitions <= MAX_PARTITIONS_PER_TOPIC:
+            raise TopicError(  # INVALID_PARTITIONS
+                37, f"number of partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, not {partitions}"
+            )
         topic = Topic(name, topic_id or uuid.uuid4(), dict(configs), [])
         for index in range(partitions):
             shutil.rmtree(self.data_dir / f"{name}-{index}", ignore_errors=True)
@@ -270,6 +281,8 @@ class LogManager:
 
     def add_partitions(self, name: str, total: int) -> None:
         topic = self.topics[name]
+        if total > MAX_PARTITIONS_PER_TOPIC:
+            raise TopicError(37, f"a topic may have at most {MAX_PARTITIONS_PER_TOPIC} partitions, not {total}")
         if total <= len(topic.partitions):
             raise TopicError(
                 37, f"topic {name!r} has {len(topic.partitions)} partitions; the new count {total} must be larger"

@@ -70,5 +70,7 @@ class WireClient:
     def closed_by_broker(self) -> bool:
         try:
             return self.sock.recv(1) == b""
-        except (ConnectionResetError, socket.timeout):
+        except ConnectionResetError:
             return True
+        except socket.timeout:
+            return False
