@@ -10,6 +10,7 @@ from typing import Any, Optional
 import trio
 
 from fastlog.config import BrokerConfig, validate_topic_configs
+from fastlog.group_coordinator import GroupCoordinator
 from fastlog.log_manager import LogManager, Topic
 from fastlog.metrics import Metrics
 from fastlog.producer_ids import ProducerIdAllocator
@@ -26,6 +27,7 @@ class Broker:
         self.logs = LogManager(config)
         self.metrics = Metrics()
         self.producer_ids = ProducerIdAllocator(self.logs.data_dir)
+        self.groups = GroupCoordinator.for_broker(self)
         self.connections: set[Connection] = set()
         self.bound: list[tuple[str, int]] = []
         self._shutdown = trio.Event()
@@ -61,6 +63,7 @@ class Broker:
                 background.start_soon(self._every, "log.retention.check.interval.ms", self.logs.apply_retention)
                 background.start_soon(self._every, "log.flush.scheduler.interval.ms", self.logs.flush_due)
                 background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
+                await background.start(self.groups.run)
                 await self._serve(task_status)
                 background.cancel_scope.cancel()
         finally:

@@ -77,3 +77,18 @@ from fastlog.handlers import (  # noqa: E402,F401
     incremental_alter_configs,
     describe_cluster,
 )
+
+# The group coordinator's APIs (see fastlog.group_coordinator).
+from fastlog.handlers import (  # noqa: E402,F401
+    offset_commit,
+    offset_fetch,
+    find_coordinator,
+    join_group,
+    heartbeat,
+    leave_group,
+    sync_group,
+    describe_groups,
+    list_groups,
+    delete_groups,
+    offset_delete,
+)
