@@ -7,6 +7,7 @@
 //! The CRC32C covers everything from `attributes` to the end of the batch, so the broker may
 //! rewrite base offset and leader epoch without recomputing it.
 
+use crate::compression;
 use crate::error::{CoreError, Result};
 
 pub const HEADER_SIZE: usize = 61;
@@ -172,28 +173,28 @@ fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
     None
 }
 
-/// Walks the records of an uncompressed batch and checks that their count and lengths add up.
-fn check_uncompressed_records(header: &BatchHeader, batch: &[u8]) -> Result<()> {
-    let mut pos = HEADER_SIZE;
+/// Walks a batch's records (decompressed) and checks that their count and lengths add up.
+fn check_records(header: &BatchHeader, records: &[u8]) -> Result<()> {
+    let mut pos = 0;
     for index in 0..header.record_count {
-        let length = read_varint(batch, &mut pos).filter(|l| *l >= 0).ok_or_else(|| {
+        let length = read_varint(records, &mut pos).filter(|l| *l >= 0).ok_or_else(|| {
             CoreError::CorruptBatch(format!(
                 "record {index} of batch at offset {} has a bad length",
                 header.base_offset
             ))
         })? as usize;
-        pos = pos.checked_add(length).filter(|end| *end <= batch.len()).ok_or_else(|| {
+        pos = pos.checked_add(length).filter(|end| *end <= records.len()).ok_or_else(|| {
             CoreError::CorruptBatch(format!(
                 "record {index} of batch at offset {} runs past the batch end",
                 header.base_offset
             ))
         })?;
     }
-    if pos != batch.len() {
+    if pos != records.len() {
         return Err(CoreError::CorruptBatch(format!(
             "batch at offset {} has {} bytes after its {} records",
             header.base_offset,
-            batch.len() - pos,
+            records.len() - pos,
             header.record_count
         )));
     }
@@ -216,13 +217,21 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader> {
     let batch = &buf[..size];
     verify_crc(&header, batch)?;
     if header.compression() == 0 {
-        check_uncompressed_records(&header, batch)?;
+        check_records(&header, &batch[HEADER_SIZE..])?;
     }
     Ok(header)
 }
 
+/// Decompresses a compressed batch's records (at most `limit` bytes) and checks them.
+fn check_compressed_records(header: &BatchHeader, batch: &[u8], limit: usize) -> Result<()> {
+    let records = compression::decompress(header.compression(), &batch[HEADER_SIZE..], limit)
+        .map_err(|e| CoreError::CorruptBatch(format!("record batch at offset {}: {e}", header.base_offset)))?;
+    check_records(header, &records)
+}
+
 /// Validates a producer's run of batches (the `records` field of a Produce request).
-/// Refuses an empty run, a batch above `max_batch_bytes`, or trailing garbage.
+/// Refuses an empty run, a batch above `max_batch_bytes`, trailing garbage, and compressed
+/// records that do not decompress, inflate past `max_batch_bytes`, or miscount themselves.
 pub fn validate_produce(buf: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchHeader>> {
     if buf.is_empty() {
         return Err(CoreError::CorruptBatch("produce request carries no record batch".into()));
@@ -242,6 +251,9 @@ pub fn validate_produce(buf: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchH
                 "record batch has {} records but last offset delta {}",
                 header.record_count, header.last_offset_delta
             )));
+        }
+        if header.compression() != 0 {
+            check_compressed_records(&header, &buf[pos..pos + header.size()], max_batch_bytes)?;
         }
         pos += header.size();
         headers.push(header);

@@ -14,6 +14,15 @@ pub enum CoreError {
     OffsetOutOfRange(String),
     /// The caller asked for something the log cannot do (bad argument): INVALID_REQUEST.
     InvalidArgument(String),
+    /// A producer's batch with a sequence that does not follow its last: OUT_OF_ORDER_SEQUENCE_NUMBER.
+    OutOfOrderSequence(String),
+    /// A producer epoch older than the current one: INVALID_PRODUCER_EPOCH.
+    InvalidProducerEpoch(String),
+    /// A producer this partition has no state for, mid-sequence: UNKNOWN_PRODUCER_ID.
+    UnknownProducerId(String),
+    /// A produce request the log cannot take as a whole (e.g. two batches of one idempotent
+    /// producer): INVALID_RECORD.
+    InvalidRecord(String),
     /// An I/O failure, with the path or operation it happened on: KAFKA_STORAGE_ERROR.
     Io(String, io::Error),
 }
@@ -30,7 +39,11 @@ impl fmt::Display for CoreError {
             CoreError::CorruptBatch(m)
             | CoreError::BatchTooLarge(m)
             | CoreError::OffsetOutOfRange(m)
-            | CoreError::InvalidArgument(m) => f.write_str(m),
+            | CoreError::InvalidArgument(m)
+            | CoreError::OutOfOrderSequence(m)
+            | CoreError::InvalidProducerEpoch(m)
+            | CoreError::UnknownProducerId(m)
+            | CoreError::InvalidRecord(m) => f.write_str(m),
             CoreError::Io(ctx, e) => write!(f, "{ctx}: {e}"),
         }
     }

@@ -13,3 +13,5 @@ pub mod files;
 pub mod index;
 pub mod log;
 pub mod segment;
+pub mod compression;
+pub mod producer_state;

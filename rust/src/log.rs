@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
 use crate::error::{CoreError, Result};
+use crate::producer_state::{self, ProducerState, Verdict};
 use crate::segment::{ScanRules, Segment};
 
 /// Per-log settings, named after Kafka's topic configs.
@@ -87,6 +88,7 @@ pub struct PartitionLog {
     epochs: Vec<(i32, i64)>,
     /// What opening the log had to repair, for the caller to log.
     pub repairs: Vec<String>,
+    producers: ProducerState,
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -110,6 +112,7 @@ impl PartitionLog {
             dir_needs_sync: false,
             epochs: Vec::new(),
             repairs: Vec::new(),
+            producers: ProducerState::default(),
         };
         let mut bases = log.list_segment_files()?;
         bases.sort_unstable();
@@ -129,6 +132,7 @@ impl PartitionLog {
         log.recovery_point = recovery_point.clamp(0, end);
         log.active_mut().activate()?;
         log.load_epochs()?;
+        log.load_producer_state()?;
         Ok(log)
     }
 
@@ -234,9 +238,27 @@ impl PartitionLog {
         &self.dir
     }
 
-    /// Validates a producer's batches, assigns offsets and appends them to the active segment.
+    /// Validates a producer's batches, checks idempotent producers' sequences, assigns offsets
+    /// and appends them to the active segment. A duplicate of one of a producer's last five
+    /// batches is not written again: the answer carries its original offsets and no records.
     pub fn append(&mut self, data: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let headers = batch::validate_produce(data, self.config.max_message_bytes)?;
+        if headers.len() > 1 && headers.iter().any(producer_state::is_idempotent) {
+            return Err(CoreError::InvalidRecord(format!(
+                "an idempotent producer must send one batch per partition, not {}",
+                headers.len()
+            )));
+        }
+        if let Verdict::Duplicate(meta) = self.producers.check(&headers[0])? {
+            return Ok(AppendInfo {
+                base_offset: meta.first_offset,
+                last_offset: meta.last_offset,
+                log_append_time: -1,
+                record_count: 0,
+                log_start_offset: self.log_start_offset,
+                rolled: false,
+            });
+        }
         self.append_validated(data.to_vec(), &headers, leader_epoch, now_ms)
     }
 
@@ -258,6 +280,9 @@ impl PartitionLog {
             shifted.push(h);
         }
         self.active_mut().append(&bytes, &shifted, interval)?;
+        for header in &shifted {
+            self.producers.record(header);
+        }
         if self.epochs.last().is_none_or(|(epoch, _)| leader_epoch > *epoch) && leader_epoch >= 0 {
             self.epochs.push((leader_epoch, base_offset));
             self.write_epochs()?;
@@ -305,6 +330,7 @@ impl PartitionLog {
         self.active_mut().seal()?;
         self.segments.insert(next, Segment::create(&self.dir, next, now_ms)?);
         self.dir_needs_sync = true;
+        self.write_producer_snapshot()?;
         Ok(())
     }
 
@@ -505,6 +531,12 @@ impl PartitionLog {
         self.recovery_point = self.recovery_point.min(end);
         self.epochs.retain(|(_, start)| *start < end);
         self.write_epochs()?;
+        for (offset, path) in self.snapshot_files()? {
+            if offset > end {
+                let _ = fs::remove_file(path);
+            }
+        }
+        self.load_producer_state()?;
         Ok(())
     }
 
@@ -548,9 +580,77 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// `<offset>.snapshot` files of producer state, oldest first.
+    fn snapshot_files(&self) -> Result<Vec<(i64, PathBuf)>> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
+        let mut found = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(offset) = name.strip_suffix(".snapshot").and_then(|s| s.parse::<i64>().ok()) {
+                found.push((offset, entry.path()));
+            }
+        }
+        found.sort_unstable();
+        Ok(found)
+    }
+
+    /// Writes the producer state as of the log end, keeping the two newest snapshots.
+    fn write_producer_snapshot(&self) -> Result<()> {
+        let end = self.log_end_offset();
+        let path = self.dir.join(format!("{end:020}.snapshot"));
+        let tmp = path.with_extension("snapshot.tmp");
+        let ctx = |op: &str| format!("{op} producer snapshot {}", path.display());
+        let mut file = File::create(&tmp).map_err(|e| CoreError::io(ctx("create"), e))?;
+        use std::io::Write;
+        file.write_all(&self.producers.to_bytes()).and_then(|_| file.sync_all()).map_err(|e| CoreError::io(ctx("write"), e))?;
+        fs::rename(&tmp, &path).map_err(|e| CoreError::io(ctx("rename"), e))?;
+        let snapshots = self.snapshot_files()?;
+        for (_, old) in snapshots.iter().rev().skip(2) {
+            let _ = fs::remove_file(old);
+        }
+        Ok(())
+    }
+
+    /// Loads the newest readable snapshot at or below the log end and replays later batches.
+    fn load_producer_state(&mut self) -> Result<()> {
+        self.producers.clear();
+        let end = self.log_end_offset();
+        let mut from = self.segments.keys().next().copied().unwrap_or(0);
+        for (offset, path) in self.snapshot_files()?.into_iter().rev() {
+            if offset > end {
+                continue;
+            }
+            match fs::read(&path).map_err(|e| CoreError::io(format!("read {}", path.display()), e)).and_then(|b| ProducerState::from_bytes(&b)) {
+                Ok(state) => {
+                    self.producers = state;
+                    from = offset;
+                    break;
+                }
+                Err(e) => self.repairs.push(format!("ignored {}: {e}", path.display())),
+            }
+        }
+        self.replay_producers(from)
+    }
+
+    fn replay_producers(&mut self, from: i64) -> Result<()> {
+        let first = self.segments.range(..=from).next_back().map_or(from, |(b, _)| *b);
+        let bases: Vec<i64> = self.segments.range(first..).map(|(b, _)| *b).collect();
+        for base in bases {
+            let segment = self.segments.get_mut(&base).unwrap();
+            let file = segment.file()?;
+            let Some((mut position, _)) = segment.find_batch(&file, from)? else { continue };
+            while let Some(header) = segment.header_at(&file, position)? {
+                self.producers.record(&header);
+                position += header.size() as u64;
+            }
+        }
+        Ok(())
+    }
+
     /// Flushes and seals the active segment's index files (clean shutdown).
     pub fn close(&mut self, now_ms: i64) -> Result<()> {
         self.flush(now_ms)?;
+        self.write_producer_snapshot()?;
         for segment in self.segments.values() {
             segment.forget_file();
         }
@@ -695,6 +795,52 @@ mod tests {
         assert!(log.repairs[0].contains("rebuilt the indexes"));
         assert_eq!(fs::read(&first).unwrap(), entries);
         assert_eq!(read_all(&mut log, 0), expected);
+    }
+
+    fn idempotent_batch(pid: i64, epoch: i16, seq: i32, values: &[&[u8]]) -> Vec<u8> {
+        let mut b = build_batch(0, 1, values);
+        b[43..51].copy_from_slice(&pid.to_be_bytes());
+        b[51..53].copy_from_slice(&epoch.to_be_bytes());
+        b[53..57].copy_from_slice(&seq.to_be_bytes());
+        let crc = batch::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn idempotent_duplicates_survive_restarts_and_crashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        for seq in 0..30 {
+            let info = log.append(&idempotent_batch(42, 0, seq * 2, &[b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", b"b"]), 0, 0).unwrap();
+            assert_eq!(info.base_offset, seq as i64 * 2);
+        }
+        let dup = log.append(&idempotent_batch(42, 0, 56, &[b"x", b"y"]), 0, 0).unwrap();
+        assert_eq!((dup.base_offset, dup.last_offset, dup.record_count), (56, 57, 0));
+        assert_eq!(log.log_end_offset(), 60);
+        assert!(matches!(log.append(&idempotent_batch(42, 0, 70, &[b"x"]), 0, 0), Err(CoreError::OutOfOrderSequence(_))));
+        let mut two = idempotent_batch(42, 0, 60, &[b"x"]);
+        two.extend(idempotent_batch(42, 0, 61, &[b"y"]));
+        assert!(matches!(log.append(&two, 0, 0), Err(CoreError::InvalidRecord(_))));
+        log.close(0).unwrap();
+        drop(log);
+        // Clean restart: the snapshot at the log end holds the state.
+        let mut log = PartitionLog::open(&path, small_config(), 60, 0, 0).unwrap();
+        assert_eq!(log.append(&idempotent_batch(42, 0, 58, &[b"x", b"y"]), 0, 0).unwrap().record_count, 0);
+        assert_eq!(log.append(&idempotent_batch(42, 0, 60, &[b"z"]), 0, 0).unwrap().base_offset, 60);
+        drop(log);
+        // A crash: snapshots after the last roll are missing; replaying headers rebuilds them.
+        for entry in fs::read_dir(&path).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "snapshot") {
+                fs::remove_file(entry.path()).unwrap();
+            }
+        }
+        let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        assert_eq!(log.append(&idempotent_batch(42, 0, 60, &[b"z"]), 0, 0).unwrap().record_count, 0);
+        assert!(matches!(log.append(&idempotent_batch(42, -1, 61, &[b"z"]), 0, 0), Ok(_) | Err(_)));
+        log.truncate_to(50).unwrap();
+        assert_eq!(log.append(&idempotent_batch(42, 0, 50, &[b"again", b"again"]), 0, 0).unwrap().base_offset, 50);
     }
 
     #[test]

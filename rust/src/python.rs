@@ -21,6 +21,10 @@ create_exception!(_core, CorruptRecordError, StorageError, "A record batch faile
 create_exception!(_core, RecordTooLargeError, StorageError, "A record batch exceeds the size limit: MESSAGE_TOO_LARGE.");
 create_exception!(_core, OffsetOutOfRangeError, StorageError, "An offset outside the log: OFFSET_OUT_OF_RANGE.");
 create_exception!(_core, LogIOError, StorageError, "A disk operation failed: KAFKA_STORAGE_ERROR.");
+create_exception!(_core, OutOfOrderSequenceError, StorageError, "A producer's sequence does not follow its last: OUT_OF_ORDER_SEQUENCE_NUMBER.");
+create_exception!(_core, InvalidProducerEpochError, StorageError, "A producer epoch older than the current one: INVALID_PRODUCER_EPOCH.");
+create_exception!(_core, UnknownProducerIdError, StorageError, "A producer without state here, mid-sequence: UNKNOWN_PRODUCER_ID.");
+create_exception!(_core, InvalidRecordError, StorageError, "A produce request the log cannot take: INVALID_RECORD.");
 
 impl From<CoreError> for PyErr {
     fn from(err: CoreError) -> PyErr {
@@ -31,6 +35,10 @@ impl From<CoreError> for PyErr {
             CoreError::OffsetOutOfRange(_) => OffsetOutOfRangeError::new_err(message),
             CoreError::InvalidArgument(_) => pyo3::exceptions::PyValueError::new_err(message),
             CoreError::Io(..) => LogIOError::new_err(message),
+            CoreError::OutOfOrderSequence(_) => OutOfOrderSequenceError::new_err(message),
+            CoreError::InvalidProducerEpoch(_) => InvalidProducerEpochError::new_err(message),
+            CoreError::UnknownProducerId(_) => UnknownProducerIdError::new_err(message),
+            CoreError::InvalidRecord(_) => InvalidRecordError::new_err(message),
         }
     }
 }
@@ -379,6 +387,10 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("RecordTooLargeError", py.get_type::<RecordTooLargeError>())?;
     m.add("OffsetOutOfRangeError", py.get_type::<OffsetOutOfRangeError>())?;
     m.add("LogIOError", py.get_type::<LogIOError>())?;
+    m.add("OutOfOrderSequenceError", py.get_type::<OutOfOrderSequenceError>())?;
+    m.add("InvalidProducerEpochError", py.get_type::<InvalidProducerEpochError>())?;
+    m.add("UnknownProducerIdError", py.get_type::<UnknownProducerIdError>())?;
+    m.add("InvalidRecordError", py.get_type::<InvalidRecordError>())?;
     m.add_function(wrap_pyfunction!(crc32c_of, m)?)?;
     m.add_function(wrap_pyfunction!(validate_batches, m)?)?;
     m.add_function(wrap_pyfunction!(assign_offsets, m)?)?;

@@ -22,6 +22,14 @@ def storage_error_code(error: Exception) -> int:
         return ErrorCode.OFFSET_OUT_OF_RANGE
     if isinstance(error, _core.LogIOError):
         return ErrorCode.KAFKA_STORAGE_ERROR
+    if isinstance(error, _core.OutOfOrderSequenceError):
+        return ErrorCode.OUT_OF_ORDER_SEQUENCE_NUMBER
+    if isinstance(error, _core.InvalidProducerEpochError):
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    if isinstance(error, _core.UnknownProducerIdError):
+        return ErrorCode.UNKNOWN_PRODUCER_ID
+    if isinstance(error, _core.InvalidRecordError):
+        return ErrorCode.INVALID_RECORD
     return ErrorCode.UNKNOWN_SERVER_ERROR
 
 
