@@ -28,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a config key, e.g. --override listeners=PLAINTEXT://127.0.0.1:19092 (repeatable)",
     )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    from fastlog import tools
+
+    tools.register(commands)
     return parser
 
 
@@ -59,5 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if hasattr(args, "func"):
+        return args.func(args)
     parser.print_help()
     return 0
