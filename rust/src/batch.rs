@@ -271,6 +271,46 @@ pub struct Assigned {
     pub offset_of_max_timestamp: i64,
 }
 
+/// The header of each batch with offsets assigned (see `assign_offsets`), leaving the records in
+/// `buf` untouched, so the log can write patched headers and the producer's bytes side by side.
+pub fn patched_headers(
+    buf: &[u8],
+    headers: &[BatchHeader],
+    base_offset: i64,
+    leader_epoch: i32,
+    log_append_time: Option<i64>,
+) -> (Vec<[u8; HEADER_SIZE]>, Assigned) {
+    let mut patched = Vec::with_capacity(headers.len());
+    let mut next = base_offset;
+    let mut pos = 0;
+    let mut max_timestamp = -1;
+    let mut offset_of_max_timestamp = base_offset;
+    for header in headers {
+        let mut head: [u8; HEADER_SIZE] = buf[pos..pos + HEADER_SIZE].try_into().unwrap();
+        head[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&next.to_be_bytes());
+        head[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
+        let batch_max = match log_append_time {
+            Some(now) => {
+                let attributes = header.attributes | ATTR_LOG_APPEND_TIME;
+                head[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+                head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
+                let crc = crc32c::crc32c_append(crc32c(&head[OFF_ATTRIBUTES..]), &buf[pos + HEADER_SIZE..pos + header.size()]);
+                head[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+                now
+            }
+            None => header.max_timestamp,
+        };
+        if batch_max > max_timestamp {
+            max_timestamp = batch_max;
+            offset_of_max_timestamp = next + header.last_offset_delta as i64;
+        }
+        next += header.last_offset_delta as i64 + 1;
+        pos += header.size();
+        patched.push(head);
+    }
+    (patched, Assigned { base_offset, last_offset: next - 1, max_timestamp, offset_of_max_timestamp })
+}
+
 /// Rewrites already-validated batches in place: consecutive offsets from `base_offset`, the
 /// partition leader epoch, and (when `log_append_time` is set) LogAppendTime timestamps, which
 /// changes the CRC-covered part, so the CRC is recomputed then.
@@ -378,6 +418,26 @@ pub(crate) mod tests {
         let second = validate_batch(&run[headers[0].size()..]).unwrap();
         assert_eq!(second.base_offset, 12);
         assert_eq!(second.partition_leader_epoch, 3);
+    }
+
+    #[test]
+    fn patched_headers_match_assign_offsets() {
+        let mut run = build_batch(0, 1000, &[b"a", b"bb"]);
+        run.extend(build_batch(0, 2000, &[b"c"]));
+        let headers = validate_produce(&run, 1 << 20).unwrap();
+        for append_time in [None, Some(777)] {
+            let (patched, assigned) = patched_headers(&run, &headers, 40, 2, append_time);
+            let mut whole = run.clone();
+            assert_eq!(assign_offsets(&mut whole, &headers, 40, 2, append_time), assigned);
+            let mut joined = Vec::new();
+            let mut pos = 0;
+            for (head, h) in patched.iter().zip(&headers) {
+                joined.extend_from_slice(head);
+                joined.extend_from_slice(&run[pos + HEADER_SIZE..pos + h.size()]);
+                pos += h.size();
+            }
+            assert_eq!(joined, whole);
+        }
     }
 
     #[test]

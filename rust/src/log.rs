@@ -170,7 +170,6 @@ impl PartitionLog {
             if cut_reason.is_none() {
                 if *base >= scan_from {
                     let scan = segment.recover(rules)?;
-                    segment.write_indexes()?;
                     if let Some(reason) = scan.invalid_reason {
                         let file_size = fs::metadata(segment.log_path()).map(|m| m.len()).unwrap_or(0);
                         self.repairs.push(format!(
@@ -182,6 +181,9 @@ impl PartitionLog {
                         segment.truncate_file(scan.valid_bytes)?;
                         self.drop_segments_after(&bases[i + 1..], "an earlier segment had a corrupt tail")?;
                         return Ok(());
+                    }
+                    if i + 1 < bases.len() {
+                        segment.seal()?;
                     }
                 } else if let Some(note) = segment.load_sealed(rules)? {
                     self.repairs.push(note);
@@ -259,13 +261,13 @@ impl PartitionLog {
                 rolled: false,
             });
         }
-        self.append_validated(data.to_vec(), &headers, leader_epoch, now_ms)
+        self.append_validated(data, &headers, leader_epoch, now_ms)
     }
 
-    fn append_validated(&mut self, mut bytes: Vec<u8>, headers: &[BatchHeader], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+    fn append_validated(&mut self, bytes: &[u8], headers: &[BatchHeader], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let base_offset = self.log_end_offset();
         let append_time = self.config.log_append_time.then_some(now_ms);
-        let assigned = batch::assign_offsets(&mut bytes, headers, base_offset, leader_epoch, append_time);
+        let (patched, assigned) = batch::patched_headers(bytes, headers, base_offset, leader_epoch, append_time);
         let rolled = self.maybe_roll(bytes.len() as u64, assigned.last_offset, now_ms)?;
         let interval = self.config.index_interval_bytes;
         let mut shifted: Vec<BatchHeader> = Vec::with_capacity(headers.len());
@@ -279,7 +281,14 @@ impl PartitionLog {
             next = h.next_offset();
             shifted.push(h);
         }
-        self.active_mut().append(&bytes, &shifted, interval)?;
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(headers.len() * 2);
+        let mut pos = 0;
+        for (head, header) in patched.iter().zip(headers) {
+            parts.push(head);
+            parts.push(&bytes[pos + batch::HEADER_SIZE..pos + header.size()]);
+            pos += header.size();
+        }
+        self.active_mut().append(&parts, &shifted, interval)?;
         for header in &shifted {
             self.producers.record(header);
         }
@@ -351,9 +360,7 @@ impl PartitionLog {
             return Ok(None);
         }
         let first_base = self.segments.range(..=offset).next_back().map_or(offset, |(b, _)| *b);
-        let bases: Vec<i64> = self.segments.range(first_base..).map(|(b, _)| *b).collect();
-        for base in bases {
-            let segment = self.segments.get_mut(&base).unwrap();
+        for (_, segment) in self.segments.range(first_base..) {
             let file = segment.file()?;
             let Some((start, first)) = segment.find_batch(&file, offset)? else { continue };
             if first.base_offset >= upper {
@@ -419,7 +426,7 @@ impl PartitionLog {
     /// Fsyncs everything past the recovery point and moves the recovery point to the log end.
     pub fn flush(&mut self, now_ms: i64) -> Result<()> {
         let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
-        for segment in self.segments.range(from..).map(|(_, s)| s) {
+        for (_, segment) in self.segments.range_mut(from..) {
             segment.fsync()?;
         }
         if self.dir_needs_sync {
@@ -524,8 +531,7 @@ impl PartitionLog {
         let cut = segment.find_batch(&file, offset)?.map_or(segment.size, |(position, _)| position);
         segment.truncate_file(cut)?;
         segment.recover(rules)?;
-        segment.write_indexes()?;
-        segment.activate()?;
+        segment.fsync()?;
         let end = self.log_end_offset();
         self.high_watermark = self.high_watermark.min(end);
         self.recovery_point = self.recovery_point.min(end);

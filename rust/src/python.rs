@@ -365,6 +365,12 @@ fn open_file_count() -> usize {
     files::open_count()
 }
 
+/// How many sealed segments' index files are memory-mapped now (capped process-wide).
+#[pyfunction]
+fn mapped_index_count() -> usize {
+    files::mapped_count()
+}
+
 /// Writes a Kafka offset checkpoint file atomically (temp file, fsync, rename, fsync dir).
 #[pyfunction]
 fn write_checkpoint(py: Python<'_>, path: PathBuf, lines: Vec<String>) -> PyResult<()> {
@@ -396,6 +402,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(assign_offsets, m)?)?;
     m.add_function(wrap_pyfunction!(set_open_file_limit, m)?)?;
     m.add_function(wrap_pyfunction!(open_file_count, m)?)?;
+    m.add_function(wrap_pyfunction!(mapped_index_count, m)?)?;
     m.add_function(wrap_pyfunction!(write_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(read_checkpoint, m)?)?;
     m.add_class::<Log>()?;

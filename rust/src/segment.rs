@@ -2,7 +2,9 @@
 //!
 //! The `.log` file holds record batches exactly as they went over the wire (offsets assigned).
 //! Only the last segment of a log (the active one) is appended to; it keeps its index entries in
-//! memory and also appends them to its index files. Sealed segments map their index files lazily.
+//! memory and writes them to its index files when the log is flushed or the segment sealed (an
+//! index newer than the last flush is rebuilt by recovery anyway). Sealed segments map their
+//! index files on demand through the process-wide set in `files`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
@@ -10,13 +12,44 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use memmap2::Mmap;
+
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::{CoreError, Result};
 use crate::files;
-use crate::index::{self, IndexBytes, OFFSET_ENTRY};
+use crate::index::{self, OFFSET_ENTRY};
 
 pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
     format!("{base_offset:020}{suffix}")
+}
+
+/// The index entries of the active segment, and how much of each is on disk already.
+#[derive(Default)]
+struct ActiveIndexes {
+    offsets: Vec<u8>,
+    times: Vec<u8>,
+    offsets_on_disk: usize,
+    times_on_disk: usize,
+    bytes_since_entry: u64,
+    /// Timestamp of the last time-index entry: a new entry is made only when the max grows.
+    time_indexed_max: i64,
+}
+
+/// Index entries to search: borrowed from the active segment or a shared map of a sealed one.
+pub enum IndexView<'a> {
+    Memory(&'a [u8]),
+    Mapped(Arc<Mmap>),
+    Empty,
+}
+
+impl IndexView<'_> {
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            IndexView::Memory(b) => b,
+            IndexView::Mapped(m) => m,
+            IndexView::Empty => &[],
+        }
+    }
 }
 
 pub struct Segment {
@@ -31,13 +64,8 @@ pub struct Segment {
     pub offset_of_max_timestamp: i64,
     /// Wall-clock time the segment was created or opened, for `segment.ms`.
     pub created_ms: i64,
-    offset_index: Option<IndexBytes>,
-    time_index: Option<IndexBytes>,
-    /// Open handles on the index files while the segment is active.
-    index_writers: Option<(File, File)>,
-    bytes_since_index_entry: u64,
-    /// Timestamp of the last time-index entry: a new entry is made only when the max grows.
-    time_indexed_max: i64,
+    /// Present while the segment is active (or being rebuilt).
+    active: Option<ActiveIndexes>,
 }
 
 /// What a recovery scan accepts as a valid batch.
@@ -55,6 +83,12 @@ pub struct ScanRules {
 pub struct ScanResult {
     pub valid_bytes: u64,
     pub invalid_reason: Option<String>,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        files::forget(self.file_id);
+    }
 }
 
 impl Segment {
@@ -76,27 +110,18 @@ impl Segment {
             max_timestamp: -1,
             offset_of_max_timestamp: base_offset,
             created_ms: now_ms,
-            offset_index: None,
-            time_index: None,
-            index_writers: None,
-            bytes_since_index_entry: 0,
-            time_indexed_max: -1,
+            active: None,
         }
     }
 
-    /// Creates the three empty files of a new active segment (an existing empty one is reused).
+    /// Creates the files of a new active segment (an existing one is emptied).
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
         let mut segment = Segment::blank(dir, base_offset, now_ms);
-        let log_path = segment.log_path();
-        OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(|e| CoreError::io(format!("create {}", log_path.display()), e))?;
-        segment.offset_index = Some(IndexBytes::Owned(Vec::new()));
-        segment.time_index = Some(IndexBytes::Owned(Vec::new()));
-        segment.open_index_writers(true)?;
+        for suffix in [".log", ".index", ".timeindex"] {
+            let path = segment.path(suffix);
+            File::create(&path).map_err(|e| CoreError::io(format!("create {}", path.display()), e))?;
+        }
+        segment.active = Some(ActiveIndexes { time_indexed_max: -1, ..Default::default() });
         Ok(segment)
     }
 
@@ -109,54 +134,44 @@ impl Segment {
         Ok(segment)
     }
 
-    fn open_index_writers(&mut self, truncate: bool) -> Result<()> {
-        let open = |path: PathBuf| {
-            OpenOptions::new()
-                .create(true)
-                .append(!truncate)
-                .write(true)
-                .truncate(truncate)
-                .open(&path)
-                .map_err(|e| CoreError::io(format!("open {}", path.display()), e))
-        };
-        self.index_writers = Some((open(self.path(".index"))?, open(self.path(".timeindex"))?));
-        Ok(())
-    }
-
     pub fn file(&self) -> Result<Arc<File>> {
         files::get(self.file_id, &self.log_path())
     }
 
     pub fn is_active(&self) -> bool {
-        self.index_writers.is_some()
+        self.active.is_some()
     }
 
-    pub fn index_entry_count(&mut self) -> Result<usize> {
-        Ok(self.offset_index_bytes()?.as_slice().len() / OFFSET_ENTRY)
+    pub fn offset_index(&self) -> Result<IndexView<'_>> {
+        self.index_view(false)
     }
 
-    fn offset_index_bytes(&mut self) -> Result<&IndexBytes> {
-        if self.offset_index.is_none() {
-            self.offset_index = Some(index::map_file(&self.path(".index"))?);
+    pub fn time_index(&self) -> Result<IndexView<'_>> {
+        self.index_view(true)
+    }
+
+    fn index_view(&self, time: bool) -> Result<IndexView<'_>> {
+        if let Some(active) = &self.active {
+            return Ok(IndexView::Memory(if time { &active.times } else { &active.offsets }));
         }
-        Ok(self.offset_index.as_ref().unwrap())
+        let (key, suffix) = if time { (self.file_id * 2 + 1, ".timeindex") } else { (self.file_id * 2, ".index") };
+        Ok(files::get_map(key, &self.path(suffix))?.map_or(IndexView::Empty, IndexView::Mapped))
     }
 
-    fn time_index_bytes(&mut self) -> Result<&IndexBytes> {
-        if self.time_index.is_none() {
-            self.time_index = Some(index::map_file(&self.path(".timeindex"))?);
-        }
-        Ok(self.time_index.as_ref().unwrap())
+    pub fn index_entry_count(&self) -> Result<usize> {
+        Ok(self.offset_index()?.as_slice().len() / OFFSET_ENTRY)
     }
 
     /// Appends batches whose offsets are already assigned; `headers` describe them in order.
-    pub fn append(&mut self, bytes: &[u8], headers: &[BatchHeader], index_interval: u64) -> Result<()> {
+    /// `parts` are written in one `pwritev`, so a caller may pass patched headers and the
+    /// producer's untouched record bytes without joining them first.
+    pub fn append(&mut self, parts: &[&[u8]], headers: &[BatchHeader], index_interval: u64) -> Result<()> {
         let file = self.file()?;
-        file.write_all_at(bytes, self.size)
+        write_all_at(&file, parts, self.size)
             .map_err(|e| CoreError::io(format!("append to {}", self.log_path().display()), e))?;
         let mut position = self.size;
         for header in headers {
-            self.note_batch(header, position, index_interval)?;
+            self.note_batch(header, position, index_interval);
             position += header.size() as u64;
         }
         self.size = position;
@@ -164,39 +179,25 @@ impl Segment {
     }
 
     /// Accounts for one batch at `position`: offsets, timestamps and (every interval) index entries.
-    fn note_batch(&mut self, header: &BatchHeader, position: u64, index_interval: u64) -> Result<()> {
+    fn note_batch(&mut self, header: &BatchHeader, position: u64, index_interval: u64) {
         let last_offset = header.last_offset();
         if header.max_timestamp > self.max_timestamp {
             self.max_timestamp = header.max_timestamp;
             self.offset_of_max_timestamp = last_offset;
         }
         self.next_offset = header.next_offset();
-        if self.bytes_since_index_entry >= index_interval || position == 0 {
-            let relative = (last_offset - self.base_offset) as i32;
-            let entry = index::offset_entry(relative, position as u32);
-            self.push_index_entry(&entry, false)?;
-            if self.max_timestamp > self.time_indexed_max {
-                let relative_max = (self.offset_of_max_timestamp - self.base_offset) as i32;
-                let entry = index::time_entry(self.max_timestamp, relative_max);
-                self.push_index_entry(&entry, true)?;
-                self.time_indexed_max = self.max_timestamp;
+        let (base, max_ts, max_ts_offset) = (self.base_offset, self.max_timestamp, self.offset_of_max_timestamp);
+        let Some(active) = self.active.as_mut() else { return };
+        if active.bytes_since_entry >= index_interval || position == 0 {
+            let relative = (last_offset - base) as i32;
+            active.offsets.extend_from_slice(&index::offset_entry(relative, position as u32));
+            if max_ts > active.time_indexed_max {
+                active.times.extend_from_slice(&index::time_entry(max_ts, (max_ts_offset - base) as i32));
+                active.time_indexed_max = max_ts;
             }
-            self.bytes_since_index_entry = 0;
+            active.bytes_since_entry = 0;
         }
-        self.bytes_since_index_entry += header.size() as u64;
-        Ok(())
-    }
-
-    fn push_index_entry(&mut self, entry: &[u8], time: bool) -> Result<()> {
-        let slot = if time { &mut self.time_index } else { &mut self.offset_index };
-        if let Some(IndexBytes::Owned(entries)) = slot {
-            entries.extend_from_slice(entry);
-        }
-        if let Some((offset_file, time_file)) = self.index_writers.as_mut() {
-            let file = if time { time_file } else { offset_file };
-            file.write_all(entry).map_err(|e| CoreError::io("append index entry", e))?;
-        }
-        Ok(())
+        active.bytes_since_entry += header.size() as u64;
     }
 
     /// Reads the batch header at `position`, or None at the end of the segment.
@@ -211,9 +212,8 @@ impl Segment {
     }
 
     /// Position of the first batch whose last offset is >= `offset` (with that header), or None.
-    pub fn find_batch(&mut self, file: &File, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
-        let relative = offset - self.base_offset;
-        let mut position = index::offset_lookup(self.offset_index_bytes()?.as_slice(), relative);
+    pub fn find_batch(&self, file: &File, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let mut position = index::offset_lookup(self.offset_index()?.as_slice(), offset - self.base_offset);
         while let Some(header) = self.header_at(file, position)? {
             if header.last_offset() >= offset {
                 return Ok(Some((position, header)));
@@ -224,10 +224,9 @@ impl Segment {
     }
 
     /// Position of the first batch whose max timestamp is >= `timestamp`, or None.
-    pub fn find_batch_by_time(&mut self, file: &File, timestamp: i64) -> Result<Option<(u64, BatchHeader)>> {
-        let relative = index::time_lookup(self.time_index_bytes()?.as_slice(), timestamp);
-        let start = index::offset_lookup(self.offset_index_bytes()?.as_slice(), relative);
-        let mut position = start;
+    pub fn find_batch_by_time(&self, file: &File, timestamp: i64) -> Result<Option<(u64, BatchHeader)>> {
+        let relative = index::time_lookup(self.time_index()?.as_slice(), timestamp);
+        let mut position = index::offset_lookup(self.offset_index()?.as_slice(), relative);
         while let Some(header) = self.header_at(file, position)? {
             if header.max_timestamp >= timestamp {
                 return Ok(Some((position, header)));
@@ -238,13 +237,18 @@ impl Segment {
     }
 
     /// Walks every batch from the start, checking length, magic, CRC and offset order, and
-    /// rebuilds both indexes as it goes. Stops at the first bad batch; the caller truncates there.
+    /// rebuilds both indexes in memory as it goes (the segment is active afterwards, with
+    /// nothing on disk yet). Stops at the first bad batch; the caller truncates there.
     pub fn recover(&mut self, rules: ScanRules) -> Result<ScanResult> {
         let path = self.log_path();
         let file = File::open(&path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
         let file_size = file.metadata().map_err(|e| CoreError::io(format!("stat {}", path.display()), e))?.len();
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        self.reset_indexes();
+        files::forget(self.file_id);
+        self.active = Some(ActiveIndexes { time_indexed_max: -1, ..Default::default() });
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = self.base_offset;
         let mut position = 0u64;
         let mut batch_bytes = Vec::new();
         let mut invalid_reason = None;
@@ -256,8 +260,8 @@ impl Segment {
             }
             let mut head = [0u8; LOG_OVERHEAD];
             reader.read_exact(&mut head).map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
-            let (_, size) = match batch::peek_offset_and_size(&head) {
-                Some(v) if v.1 as u64 <= remaining && v.1 >= HEADER_SIZE => v,
+            let size = match batch::peek_offset_and_size(&head) {
+                Some((_, size)) if size as u64 <= remaining && size >= HEADER_SIZE => size,
                 _ => {
                     invalid_reason = Some(format!("batch at position {position} has an impossible length"));
                     break;
@@ -271,7 +275,8 @@ impl Segment {
                 .map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
             let checked = if rules.verify_crc { batch::validate_batch(&batch_bytes) } else { batch::parse_header(&batch_bytes) };
             let in_order = |h: &BatchHeader| {
-                let starts_right = if rules.contiguous { h.base_offset == self.next_offset } else { h.base_offset >= self.next_offset };
+                let starts_right =
+                    if rules.contiguous { h.base_offset == self.next_offset } else { h.base_offset >= self.next_offset };
                 starts_right && h.last_offset() < rules.offset_limit && h.last_offset() - self.base_offset <= i32::MAX as i64
             };
             let header = match checked {
@@ -288,30 +293,34 @@ impl Segment {
                     break;
                 }
             };
-            self.note_batch(&header, position, rules.index_interval)?;
+            self.note_batch(&header, position, rules.index_interval);
             position += size as u64;
         }
         self.size = position;
         Ok(ScanResult { valid_bytes: position, invalid_reason })
     }
 
-    fn reset_indexes(&mut self) {
-        self.offset_index = Some(IndexBytes::Owned(Vec::new()));
-        self.time_index = Some(IndexBytes::Owned(Vec::new()));
-        self.index_writers = None;
-        self.bytes_since_index_entry = 0;
-        self.next_offset = self.base_offset;
-        self.max_timestamp = -1;
-        self.offset_of_max_timestamp = self.base_offset;
-        self.time_indexed_max = -1;
-    }
-
-    /// Writes the in-memory indexes to disk in full (after a rebuild).
-    pub fn write_indexes(&self) -> Result<()> {
-        for (slot, suffix) in [(&self.offset_index, ".index"), (&self.time_index, ".timeindex")] {
-            if let Some(IndexBytes::Owned(entries)) = slot {
-                index::write_file(&self.path(suffix), entries)?;
+    /// Writes what the active indexes hold beyond what is on disk, fsyncing when asked.
+    fn persist_indexes(&mut self, fsync: bool) -> Result<()> {
+        let offsets_path = self.path(".index");
+        let times_path = self.path(".timeindex");
+        let Some(active) = self.active.as_mut() else { return Ok(()) };
+        for (entries, on_disk, path) in [
+            (&active.offsets, &mut active.offsets_on_disk, offsets_path),
+            (&active.times, &mut active.times_on_disk, times_path),
+        ] {
+            if *on_disk == entries.len() && !fsync {
+                continue;
             }
+            let ctx = |e| CoreError::io(format!("write {}", path.display()), e);
+            let mut file = OpenOptions::new().create(true).write(true).truncate(*on_disk == 0).open(&path).map_err(ctx)?;
+            file.write_all_at(&entries[*on_disk..], *on_disk as u64).map_err(ctx)?;
+            file.set_len(entries.len() as u64).map_err(ctx)?;
+            if fsync {
+                file.sync_data().map_err(ctx)?;
+            }
+            *on_disk = entries.len();
+            let _ = file.flush();
         }
         Ok(())
     }
@@ -326,30 +335,30 @@ impl Segment {
         Ok(())
     }
 
-    /// Makes this segment the active one: indexes in memory, index files open for appending.
+    /// Makes this segment the active one: its index entries read into memory.
     pub fn activate(&mut self) -> Result<()> {
         if self.is_active() {
             return Ok(());
         }
-        let offset_entries = self.offset_index_bytes()?.as_slice().to_vec();
-        let time_entries = self.time_index_bytes()?.as_slice().to_vec();
-        self.time_indexed_max = index::last_time_entry(&time_entries).map_or(-1, |(ts, _)| ts);
-        self.offset_index = Some(IndexBytes::Owned(offset_entries));
-        self.time_index = Some(IndexBytes::Owned(time_entries));
-        self.write_indexes()?;
-        self.open_index_writers(false)?;
-        // The next index entry comes one interval after the last batch; unknown here, so soon.
-        self.bytes_since_index_entry = u64::MAX / 2;
+        let offsets = self.offset_index()?.as_slice().to_vec();
+        let times = self.time_index()?.as_slice().to_vec();
+        files::forget(self.file_id);
+        self.active = Some(ActiveIndexes {
+            time_indexed_max: index::last_time_entry(&times).map_or(-1, |(ts, _)| ts),
+            offsets_on_disk: offsets.len(),
+            times_on_disk: times.len(),
+            offsets,
+            times,
+            // The next entry comes one interval after the last batch; unknown here, so soon.
+            bytes_since_entry: u64::MAX / 2,
+        });
         Ok(())
     }
 
-    /// Stops appending: index files are complete on disk and get mapped when next needed.
+    /// Stops appending: index files written in full and fsynced, mapped when next needed.
     pub fn seal(&mut self) -> Result<()> {
-        if let Some((offset_file, time_file)) = self.index_writers.take() {
-            offset_file.sync_all().and_then(|_| time_file.sync_all()).map_err(|e| CoreError::io("fsync index", e))?;
-        }
-        self.offset_index = None;
-        self.time_index = None;
+        self.persist_indexes(true)?;
+        self.active = None;
         Ok(())
     }
 
@@ -358,7 +367,7 @@ impl Segment {
     pub fn load_sealed(&mut self, rules: ScanRules) -> Result<Option<String>> {
         // An unreadable tail counts as an inconsistent index: the rebuild below reports it.
         if self.indexes_look_complete(rules.index_interval).unwrap_or(false) {
-            if let Some((ts, rel)) = index::last_time_entry(self.time_index_bytes()?.as_slice()) {
+            if let Some((ts, rel)) = index::last_time_entry(self.time_index()?.as_slice()) {
                 self.max_timestamp = ts;
                 self.offset_of_max_timestamp = self.base_offset + rel;
             }
@@ -369,9 +378,7 @@ impl Segment {
             return Ok(None);
         }
         let scan = self.recover(ScanRules { verify_crc: false, ..rules })?;
-        self.write_indexes()?;
-        self.offset_index = None;
-        self.time_index = None;
+        self.seal()?;
         let mut note = format!("rebuilt the indexes of {}", self.log_path().display());
         if let Some(reason) = scan.invalid_reason {
             note.push_str(&format!(" (stopped early: {reason})"));
@@ -386,14 +393,17 @@ impl Segment {
         if self.size == 0 || !self.path(".index").exists() || !self.path(".timeindex").exists() {
             return Ok(false);
         }
-        let log_size = self.size;
-        if !index::offset_index_is_sane(self.offset_index_bytes()?.as_slice(), log_size)
-            || !index::time_index_is_sane(self.time_index_bytes()?.as_slice(), i32::MAX as i64)
-        {
-            return Ok(false);
-        }
+        let start = {
+            let offsets = self.offset_index()?;
+            let times = self.time_index()?;
+            if !index::offset_index_is_sane(offsets.as_slice(), self.size)
+                || !index::time_index_is_sane(times.as_slice(), i32::MAX as i64)
+            {
+                return Ok(false);
+            }
+            index::offset_lookup(offsets.as_slice(), i64::MAX)
+        };
         let file = self.file()?;
-        let start = index::offset_lookup(self.offset_index_bytes()?.as_slice(), i64::MAX);
         let mut position = start;
         while let Some(header) = self.header_at(&file, position)? {
             if position > start && position - start >= index_interval.max(1) {
@@ -402,16 +412,14 @@ impl Segment {
             self.next_offset = header.next_offset();
             position += header.size() as u64;
         }
-        Ok(position == log_size)
+        Ok(position == self.size)
     }
 
-    pub fn fsync(&self) -> Result<()> {
+    /// Fsyncs the log file and writes (and fsyncs) the active indexes.
+    pub fn fsync(&mut self) -> Result<()> {
         let file = self.file()?;
         file.sync_data().map_err(|e| CoreError::io(format!("fsync {}", self.log_path().display()), e))?;
-        if let Some((offset_file, time_file)) = &self.index_writers {
-            offset_file.sync_data().and_then(|_| time_file.sync_data()).map_err(|e| CoreError::io("fsync index", e))?;
-        }
-        Ok(())
+        self.persist_indexes(true)
     }
 
     /// Removes the segment's files from disk.
@@ -431,6 +439,45 @@ impl Segment {
     pub fn forget_file(&self) {
         files::forget(self.file_id);
     }
+}
+
+/// `pwritev` of all `parts` at `offset`, looping over short writes.
+fn write_all_at(file: &File, parts: &[&[u8]], mut offset: u64) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    let mut parts: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    let mut first = 0;
+    while first < parts.len() {
+        let iov: Vec<libc::iovec> = parts[first..]
+            .iter()
+            .take(512)
+            .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
+            .collect();
+        // SAFETY: every iovec points into a live slice of `parts` for the duration of the call.
+        let written = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, offset as libc::off_t) };
+        if written < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        let mut written = written as usize;
+        if written == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "pwritev wrote nothing"));
+        }
+        offset += written as u64;
+        while written > 0 {
+            let part = parts[first];
+            if written >= part.len() {
+                written -= part.len();
+                first += 1;
+            } else {
+                parts[first] = &part[written..];
+                written = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn modified_ms(path: &Path) -> Option<i64> {

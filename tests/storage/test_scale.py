@@ -135,13 +135,6 @@ def run_partitions(root: Path, hold: int, watch: FdWatch) -> None:
     assert open_fds() <= base_fds + 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="core bug: the active segment's .index/.timeindex writers (Segment::index_writers, "
-    "rust/src/segment.rs) stay open per log outside the open-file cap: 2 fds per open log, so 10,000 "
-    "logs need > 20,000 descriptors whatever set_open_file_limit says",
-)
 def test_ten_thousand_partitions_hold_a_bounded_number_of_fds(scale_dir: Path, file_limit: int) -> None:
     run_partitions(scale_dir, hold=PARTITIONS, watch=FdWatch(FD_CEILING))
 
@@ -199,7 +192,6 @@ def test_held_slice_reads_after_its_file_is_evicted_and_deleted(tmp_path: Path, 
 # Minimal reproductions of the core bugs found while writing the tests above.
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="core bug: index writers are outside the open-file cap")
 def test_open_logs_stay_within_the_open_file_limit(tmp_path: Path, file_limit: int) -> None:
     _core.set_open_file_limit(16)
     before = open_fds()
@@ -214,7 +206,6 @@ def test_open_logs_stay_within_the_open_file_limit(tmp_path: Path, file_limit: i
             log.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="core bug: files::get evicts at most one file per open")
 def test_lowering_the_limit_shrinks_the_open_file_set(tmp_path: Path, file_limit: int) -> None:
     _core.set_open_file_limit(1024)
     logs = [_core.Log(tmp_path / f"t-{i}") for i in range(100)]
@@ -233,7 +224,6 @@ def test_lowering_the_limit_shrinks_the_open_file_set(tmp_path: Path, file_limit
             log.close()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="core bug: a Log dropped without close() leaves its files in the set")
 def test_dropping_a_log_releases_its_files(tmp_path: Path, file_limit: int) -> None:
     before = open_fds()
     for i in range(20):
