@@ -51,10 +51,14 @@ class GroupMember(threading.Thread):
 
     def _run_kafka_python(self) -> None:
         consumer = KafkaConsumer(
-            self.topic, bootstrap_servers=self.bootstrap, group_id=self.group, auto_offset_reset="earliest",
+            bootstrap_servers=self.bootstrap, group_id=self.group, auto_offset_reset="earliest",
             enable_auto_commit=False, session_timeout_ms=3000, heartbeat_interval_ms=300,
             max_poll_interval_ms=10_000, **self.extra,
         )
+        # kafka-python 3.0.12 leaders that assign before knowing the topic's partitions
+        # sometimes stall after the follow-up rebalance; learn the metadata first.
+        consumer.partitions_for_topic(self.topic)
+        consumer.subscribe([self.topic])
         try:
             while not self.stop.is_set():
                 batches = consumer.poll(timeout_ms=100)

@@ -261,3 +261,23 @@ def test_partition_for_matches_java():
     assert java_string_hashcode("polygenelubricants") == -2147483648
     assert partition_for("polygenelubricants", 50) == 0
     assert partition_for("my-group", 50) == abs(java_string_hashcode("my-group")) % 50
+
+
+async def test_group_lag_uses_high_watermarks(autojump_clock, nursery):
+    from types import SimpleNamespace
+
+    from fastlog.group_coordinator import group_lag
+
+    c = await start(nursery)
+    await c.commit_offsets("g", -1, "", None, [("t", 0, 4, -1, "", -1), ("t", 1, 10, -1, "", -1), ("gone", 0, 1, -1, "", -1)])
+    watermarks = {("t", 0): 10, ("t", 1): 10}
+
+    def partition(topic, index):
+        hw = watermarks.get((topic, index))
+        return None if hw is None else SimpleNamespace(log=SimpleNamespace(high_watermark=hw))
+
+    broker = SimpleNamespace(groups=c, logs=SimpleNamespace(partition=partition))
+    rows = group_lag(broker, "g")
+    assert [(r.topic, r.partition, r.committed, r.log_end, r.lag) for r in rows] == [
+        ("gone", 0, 1, -1, None), ("t", 0, 4, 10, 6), ("t", 1, 10, 10, 0)
+    ]
