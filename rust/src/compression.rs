@@ -39,7 +39,7 @@ pub fn codec_name(codec: i16) -> &'static str {
 /// Reads everything from `reader`, failing once more than `limit` bytes come out.
 fn read_bounded(codec: i16, reader: impl Read, limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| corrupt(codec, e))?;
+    reader.take((limit as u64).saturating_add(1)).read_to_end(&mut out).map_err(|e| corrupt(codec, e))?;
     if out.len() > limit {
         return Err(too_large(limit));
     }
