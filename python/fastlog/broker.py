@@ -12,7 +12,7 @@ import trio
 from fastlog.config import BrokerConfig, validate_topic_configs
 from fastlog.group_coordinator import GroupCoordinator
 from fastlog.log_manager import LogManager, Topic
-from fastlog.metrics import Metrics
+from fastlog.metrics import Metrics, serve_metrics
 from fastlog.producer_ids import ProducerIdAllocator
 from fastlog.server import Connection, serve_listener
 
@@ -64,6 +64,7 @@ class Broker:
                 background.start_soon(self._every, "log.flush.scheduler.interval.ms", self.logs.flush_due)
                 background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
                 await background.start(self.groups.run)
+                await background.start(serve_metrics, self)
                 await self._serve(task_status)
                 background.cancel_scope.cancel()
         finally:

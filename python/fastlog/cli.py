@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Optional, Sequence
 
@@ -41,14 +40,16 @@ def serve(args: argparse.Namespace) -> int:
     from fastlog.broker import Broker, run_until_signalled
     from fastlog.config import BrokerConfig, ConfigError
 
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    from fastlog import logs
+
+    logs.configure(args.log_level)
     try:
         config = BrokerConfig.load(args.config, args.override)
     except ConfigError as e:
         print(f"fastlog: configuration error: {e}", file=sys.stderr)
         return 2
+    if config["log.format"] != "text":
+        logs.configure(args.log_level, config["log.format"])
     broker = Broker(config)
     try:
         trio.run(run_until_signalled, broker)

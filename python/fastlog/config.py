@@ -170,6 +170,9 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("group.max.session.timeout.ms", _int(0), 1_800_000, "largest session timeout allowed"),
         BrokerKey("cluster.id", _optional_string, None, "cluster id (default: generated once and kept in meta.properties)"),
         BrokerKey("open.files.max", _int(16, INT_MAX), 4096, "segment files kept open at once across all partitions"),
+        BrokerKey("metrics.host", _string, "127.0.0.1", "address of the Prometheus endpoint (http://host:port/metrics)"),
+        BrokerKey("metrics.port", _int(-1, 65535), 9404, "port of the Prometheus endpoint (-1: off, 0: any free port)"),
+        BrokerKey("log.format", _choice("text", "json"), "text", "broker log lines as text, or as JSON lines"),
     ]
     keys += [
         BrokerKey(k.broker_key, k.parse, k.default, k.doc)

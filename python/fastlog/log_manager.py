@@ -20,7 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from fastlog import _core
 from fastlog.config import BrokerConfig, config_text
@@ -114,6 +114,8 @@ class LogManager:
         self.defaults = config.topic_defaults()
         # Checkpoints are written from worker threads (periodically) and at shutdown.
         self._checkpoint_lock = threading.Lock()
+        # Told the seconds each flush (fsync) took; the metrics set it.
+        self.on_flush: Optional[Callable[[float], None]] = None
 
     # -- start-up and shut-down -------------------------------------------------------------
 
@@ -153,7 +155,7 @@ class LogManager:
     def close(self) -> None:
         """Flushes every log, records the checkpoints, and closes the files (clean shutdown)."""
         for partition in self.all_partitions():
-            partition.log.flush()
+            self._flush(partition.log.flush)
         self.write_checkpoints()
         for partition in self.all_partitions():
             partition.log.close()
@@ -244,6 +246,7 @@ class LogManager:
         out = {k: v for k, v in configs.items() if isinstance(v, int) and not isinstance(v, bool)}
         out["message.timestamp.type"] = configs["message.timestamp.type"]
         out["cleanup.policy"] = configs["cleanup.policy"]
+        out["compression.type"] = configs["compression.type"]
         return out
 
     # -- topic administration --------------------------------------------------------------
@@ -319,6 +322,13 @@ class LogManager:
                 continue
             for partition in topic.partitions:
                 try:
-                    partition.log.flush_if_due()
+                    self._flush(partition.log.flush_if_due)
                 except _core.StorageError as e:
                     log.error("flush of %s failed: %s", partition.dir_name, e)
+
+    def _flush(self, flush: Callable[[], Any]) -> None:
+        """Runs a partition flush, timing it for the metrics when it did flush."""
+        started = time.perf_counter()
+        flushed = flush()
+        if self.on_flush is not None and flushed is not False:
+            self.on_flush(time.perf_counter() - started)

@@ -1,9 +1,65 @@
-"""Counters the broker keeps about itself (exported by the operator tooling)."""
+"""What the broker counts about itself, and the Prometheus endpoint that exports it.
+
+The hot path only bumps plain counters and observes latency histograms; everything that can
+be read off the broker's state (partition sizes and offsets, connections, group lag) is
+collected when Prometheus scrapes, so it costs nothing in between. Each broker has its own
+registry (several brokers can run in one process, as in tests).
+
+The endpoint is a tiny HTTP/1.0 server on Trio (`serve_metrics`), started from the broker's
+background nursery: `GET /metrics` answers `prometheus_client.generate_latest()`. It listens on
+`metrics.host:metrics.port` (127.0.0.1:9404 by default; -1 turns it off, 0 takes a free port).
+A port already in use is logged as an error and the broker runs on without the endpoint.
+
+Exported (all prefixed `fastlog_`):
+  request_duration_seconds{api}            histogram; its _count is the request rate
+  requests_total{api}                      requests handled
+  errors_total{api,error}                  error codes answered (top-level, and per partition
+                                           for Produce and Fetch)
+  bytes_in_total, bytes_out_total          produced record bytes, fetched record bytes sent
+  messages_in_total{topic}                 records produced
+  connections_active, connections_opened_total, connections_closed_total{reason}
+  fsync_duration_seconds                   histogram of the scheduled flushes (flush.ms)
+  partition_log_size_bytes, partition_log_end_offset, partition_high_watermark,
+  partition_log_start_offset, partition_segments {topic,partition}
+  topics, partitions, open_files
+  log_cleaner_*                            placeholders (0) until log compaction exists
+  consumer_group_committed_offset, consumer_group_lag {group,topic,partition};
+  consumer_groups{state}, consumer_group_members{group}
+  broker_info{version,node_id,cluster_id}  always 1
+"""
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from fastlog import protocol
+
+if TYPE_CHECKING:
+    from fastlog.broker import Broker
+
+log = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+PRODUCE, FETCH = 0, 1
+
+
+def api_name(api_key: int) -> str:
+    info = protocol.API_BY_KEY.get(api_key)
+    return info.name if info else str(api_key)
+
+
+def error_name(code: int) -> str:
+    try:
+        return protocol.ErrorCode(code).name
+    except ValueError:
+        return str(code)
 
 
 @dataclass
@@ -15,11 +71,274 @@ class Metrics:
     messages_in: dict = field(default_factory=lambda: defaultdict(int))
     requests: dict = field(default_factory=lambda: defaultdict(int))
     request_seconds: dict = field(default_factory=lambda: defaultdict(float))
+    errors: dict = field(default_factory=lambda: defaultdict(int))  # (api_key, error code) -> count
+    connections_closed: dict = field(default_factory=lambda: defaultdict(int))  # reason -> count
+    address: Optional[tuple[str, int]] = None  # where /metrics listens, once it does
+
+    def __post_init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.request_latency = Histogram(
+            "fastlog_request_duration_seconds", "Time to handle a request, by API", ["api"], registry=self.registry, buckets=LATENCY_BUCKETS
+        )
+        self.fsync_latency = Histogram(
+            "fastlog_fsync_duration_seconds", "Time of a partition flush (fsync)", registry=self.registry, buckets=LATENCY_BUCKETS
+        )
+        self._latency_by_api: dict[int, Any] = {}
+        self._attached = False
+
+    # -- the hot path ----------------------------------------------------------------------
 
     def observe_request(self, api_key: int, seconds: float) -> None:
         self.requests[api_key] += 1
         self.request_seconds[api_key] += seconds
+        child = self._latency_by_api.get(api_key)
+        if child is None:
+            child = self._latency_by_api[api_key] = self.request_latency.labels(api_name(api_key))
+        child.observe(seconds)
+
+    def observe_response(self, api_key: int, response: Any) -> None:
+        """Counts the error codes of a response: its top-level code, and per partition for
+        Produce and Fetch (the responses where partition errors matter and are cheap to read)."""
+        code = getattr(response, "error_code", 0)
+        if code:
+            self.errors[(api_key, code)] += 1
+        if api_key == PRODUCE:
+            for topic in response.responses:
+                for p in topic.partition_responses:
+                    if p.error_code:
+                        self.errors[(api_key, p.error_code)] += 1
+        elif api_key == FETCH:
+            for topic in response.responses:
+                for p in topic.partitions:
+                    if p.error_code:
+                        self.errors[(api_key, p.error_code)] += 1
 
     def record_produce(self, topic: str, records: int, size: int) -> None:
         self.messages_in[topic] += records
         self.bytes_in += size
+
+    def connection_closed(self, reason: str) -> None:
+        self.connections_closed[reason] += 1
+
+    def observe_flush(self, seconds: float) -> None:
+        self.fsync_latency.observe(seconds)
+
+    # -- scrape time -----------------------------------------------------------------------
+
+    def attach(self, broker: "Broker") -> None:
+        """Exports the broker's state (read at scrape time) and times its log flushes."""
+        if self._attached:
+            return
+        self._attached = True
+        self.registry.register(BrokerCollector(broker, self))
+        broker.logs.on_flush = self.observe_flush
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class BrokerCollector:
+    """Reads counters and broker state when Prometheus scrapes."""
+
+    def __init__(self, broker: "Broker", metrics: Metrics) -> None:
+        self.broker = broker
+        self.metrics = metrics
+
+    def describe(self) -> list:
+        return []  # unchecked collector: its label sets change with topics and groups
+
+    def collect(self) -> Iterator[Any]:
+        yield from self._counters()
+        yield from self._connections()
+        yield from self._partitions()
+        yield from self._cleaner()
+        yield from self._groups()
+
+    def _counters(self) -> Iterator[Any]:
+        m = self.metrics
+        requests = CounterMetricFamily("fastlog_requests", "Requests handled, by API", labels=["api"])
+        for key, count in sorted(m.requests.items()):
+            requests.add_metric([api_name(key)], count)
+        yield requests
+        errors = CounterMetricFamily("fastlog_errors", "Error codes answered, by API and error", labels=["api", "error"])
+        for (key, code), count in sorted(m.errors.items()):
+            errors.add_metric([api_name(key), error_name(code)], count)
+        yield errors
+        yield CounterMetricFamily("fastlog_bytes_in", "Record bytes produced to the broker", value=m.bytes_in)
+        yield CounterMetricFamily("fastlog_bytes_out", "Record bytes sent to fetching clients", value=m.bytes_out)
+        messages = CounterMetricFamily("fastlog_messages_in", "Records produced, by topic", labels=["topic"])
+        for topic, count in sorted(m.messages_in.items()):
+            messages.add_metric([topic], count)
+        yield messages
+        info = GaugeMetricFamily("fastlog_broker_info", "The broker's version and ids", labels=["version", "node_id", "cluster_id"])
+        from fastlog import __version__
+
+        info.add_metric([__version__, str(self.broker.node_id), self.broker.logs.cluster_id], 1)
+        yield info
+
+    def _connections(self) -> Iterator[Any]:
+        m = self.metrics
+        yield GaugeMetricFamily("fastlog_connections_active", "Client connections open now", value=len(self.broker.connections))
+        yield CounterMetricFamily("fastlog_connections_opened", "Client connections accepted", value=m.connections_opened)
+        closed = CounterMetricFamily("fastlog_connections_closed", "Client connections closed, by reason", labels=["reason"])
+        for reason, count in sorted(m.connections_closed.items()):
+            closed.add_metric([reason], count)
+        yield closed
+
+    def _partitions(self) -> Iterator[Any]:
+        labels = ["topic", "partition"]
+        size = GaugeMetricFamily("fastlog_partition_log_size_bytes", "Bytes of a partition's segments", labels=labels)
+        end = GaugeMetricFamily("fastlog_partition_log_end_offset", "Offset the next record of a partition gets", labels=labels)
+        hw = GaugeMetricFamily("fastlog_partition_high_watermark", "Last committed offset + 1 of a partition", labels=labels)
+        start = GaugeMetricFamily("fastlog_partition_log_start_offset", "First offset still in a partition", labels=labels)
+        segments = GaugeMetricFamily("fastlog_partition_segments", "Segment files of a partition", labels=labels)
+        topics = partitions = 0
+        for topic in list(self.broker.logs.topics.values()):
+            topics += 1
+            for p in topic.partitions:
+                partitions += 1
+                key = [p.topic, str(p.index)]
+                try:
+                    plog = p.log
+                    size.add_metric(key, plog.size_bytes)
+                    end.add_metric(key, plog.log_end_offset)
+                    hw.add_metric(key, plog.high_watermark)
+                    start.add_metric(key, plog.log_start_offset)
+                    segments.add_metric(key, plog.segment_count)
+                except Exception:  # a partition deleted under the scrape
+                    continue
+        yield from (size, end, hw, start, segments)
+        yield GaugeMetricFamily("fastlog_topics", "Topics on this broker", value=topics)
+        yield GaugeMetricFamily("fastlog_partitions", "Partitions on this broker", value=partitions)
+        try:
+            from fastlog import _core
+
+            yield GaugeMetricFamily("fastlog_open_files", "Segment files open now", value=_core.open_file_count())
+        except Exception:
+            pass
+
+    def _cleaner(self) -> Iterator[Any]:
+        # Placeholders: fastlog has no log cleaner (compaction) yet; these stay 0 until it does,
+        # so dashboards and alerts can be written against the final names now.
+        yield CounterMetricFamily("fastlog_log_cleaner_runs", "Log cleaner passes (placeholder: no compaction yet)", value=0)
+        yield CounterMetricFamily("fastlog_log_cleaner_cleaned_bytes", "Bytes the log cleaner removed (placeholder)", value=0)
+        yield GaugeMetricFamily("fastlog_log_cleaner_max_dirty_ratio", "Largest dirty ratio of a compacted log (placeholder)", value=0)
+        yield GaugeMetricFamily("fastlog_log_cleaner_last_run_timestamp_seconds", "End of the last cleaner pass (placeholder)", value=0)
+
+    def _groups(self) -> Iterator[Any]:
+        coordinator = getattr(self.broker, "groups", None)
+        offsets = getattr(coordinator, "offsets", None)
+        groups = getattr(coordinator, "groups", None)
+        if not isinstance(offsets, dict) or not isinstance(groups, dict):
+            return
+        labels = ["group", "topic", "partition"]
+        committed = GaugeMetricFamily("fastlog_consumer_group_committed_offset", "A group's committed offset", labels=labels)
+        lag = GaugeMetricFamily("fastlog_consumer_group_lag", "High watermark minus committed offset", labels=labels)
+        logs = self.broker.logs
+        for group_id, by_partition in list(offsets.items()):
+            for (topic, index), value in list(by_partition.items()):
+                offset = getattr(value, "offset", None)
+                if offset is None or offset < 0:
+                    continue
+                key = [group_id, topic, str(index)]
+                committed.add_metric(key, offset)
+                partition = logs.partition(topic, index)
+                if partition is not None:
+                    lag.add_metric(key, max(0, partition.log.high_watermark - offset))
+        yield committed
+        yield lag
+        states = GaugeMetricFamily("fastlog_consumer_groups", "Groups, by state", labels=["state"])
+        members = GaugeMetricFamily("fastlog_consumer_group_members", "Members of a group", labels=["group"])
+        by_state: dict[str, int] = defaultdict(int)
+        for group_id, group in list(groups.items()):
+            state = getattr(group, "state", None)
+            by_state[str(getattr(state, "value", state))] += 1
+            members.add_metric([group_id], len(getattr(group, "members", {})))
+        for state, count in sorted(by_state.items()):
+            states.add_metric([state], count)
+        yield states
+        yield members
+
+
+# -- the HTTP endpoint -----------------------------------------------------------------------------
+
+MAX_REQUEST_HEAD = 8192
+HTTP_TIMEOUT_SECONDS = 10
+
+
+async def serve_metrics(broker: "Broker", *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Serves `GET /metrics` on metrics.host:metrics.port until cancelled.
+
+    `task_status.started(address or None)` once listening, or at once when the endpoint is
+    off or its port cannot be bound (logged; the broker runs on without it)."""
+    metrics = broker.metrics
+    metrics.attach(broker)
+    host, port = broker.config["metrics.host"], broker.config["metrics.port"]
+    if port < 0:
+        log.info("metrics endpoint off (metrics.port=-1)")
+        task_status.started(None)
+        return
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host or None)
+    except OSError as e:
+        log.error("metrics endpoint off: cannot listen on %s:%d: %s", host, port, e.strerror or e)
+        task_status.started(None)
+        return
+    bound = listeners[0].socket.getsockname()[:2]
+    metrics.address = bound
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    log.info("metrics at http://%s:%d/metrics", shown, bound[1])
+    task_status.started(bound)
+
+    async def handle(stream: trio.SocketStream) -> None:
+        await _answer_http(metrics, stream)
+
+    await trio.serve_listeners(handle, listeners)
+
+
+async def _answer_http(metrics: Metrics, stream: trio.SocketStream) -> None:
+    try:
+        with trio.move_on_after(HTTP_TIMEOUT_SECONDS):
+            head = bytearray()
+            while b"\r\n\r\n" not in head and b"\n\n" not in head:
+                chunk = await stream.receive_some(4096)
+                if not chunk:
+                    return
+                head += chunk
+                if len(head) > MAX_REQUEST_HEAD:
+                    await _respond(stream, 431, b"request head too large\n")
+                    return
+            request_line = bytes(head).split(b"\n", 1)[0].decode("latin-1").strip()
+            parts = request_line.split()
+            if len(parts) < 2:
+                await _respond(stream, 400, b"bad request\n")
+                return
+            method, target = parts[0], parts[1].split("?", 1)[0]
+            if method not in ("GET", "HEAD"):
+                await _respond(stream, 405, b"only GET\n", extra=b"Allow: GET, HEAD\r\n")
+            elif target == "/metrics":
+                await _respond(stream, 200, metrics.exposition(), CONTENT_TYPE_LATEST, head_only=method == "HEAD")
+            elif target == "/":
+                await _respond(stream, 200, b'<html><body><a href="/metrics">fastlog metrics</a></body></html>\n', "text/html", head_only=method == "HEAD")
+            else:
+                await _respond(stream, 404, b"not found; try /metrics\n")
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        pass
+    except Exception:
+        log.exception("metrics endpoint: answering a request failed")
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 431: "Request Header Fields Too Large"}
+
+
+async def _respond(
+    stream: trio.SocketStream, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8", *, head_only: bool = False, extra: bytes = b""
+) -> None:
+    head = (
+        f"HTTP/1.1 {status} {_REASONS.get(status, '')}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+    ).encode() + extra + b"\r\n"
+    await stream.send_all(head if head_only else head + body)

@@ -34,7 +34,12 @@ API_VERSIONS = 18
 
 
 class ConnectionClosed(Exception):
-    """The connection must close; the message says why (it is logged)."""
+    """The connection must close; the message says why (it is logged), `reason` is a short
+    label for the metrics (connections_closed_total{reason})."""
+
+    def __init__(self, message: str, reason: str = "protocol_error") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class FrameReader:
@@ -50,7 +55,7 @@ class FrameReader:
             chunk = await self.stream.receive_some(max(65536, size - len(self.buffer)))
             if not chunk:
                 if self.buffer:
-                    raise ConnectionClosed(f"client closed the connection in the middle of a frame ({len(self.buffer)} bytes read)")
+                    raise ConnectionClosed(f"client closed the connection in the middle of a frame ({len(self.buffer)} bytes read)", "truncated_frame")
                 return False
             self.buffer += chunk
         return True
@@ -60,9 +65,9 @@ class FrameReader:
             return None
         (size,) = SIZE.unpack_from(self.buffer)
         if size < 0 or size > self.max_frame:
-            raise ConnectionClosed(f"frame size {size} is outside [0, socket.request.max.bytes={self.max_frame}]")
+            raise ConnectionClosed(f"frame size {size} is outside [0, socket.request.max.bytes={self.max_frame}]", "bad_frame_size")
         if not await self._fill(4 + size):
-            raise ConnectionClosed("client closed the connection in the middle of a frame")
+            raise ConnectionClosed("client closed the connection in the middle of a frame", "truncated_frame")
         frame = bytes(self.buffer[4 : 4 + size])
         del self.buffer[: 4 + size]
         return frame
@@ -78,6 +83,7 @@ class Connection:
         except OSError:
             self.peer = "?"
         self.reader_scope = trio.CancelScope()
+        self.close_reason = "client_closed"
 
     async def run(self) -> None:
         frames_in, frames_out = trio.open_memory_channel[bytes](READ_AHEAD_FRAMES)
@@ -96,10 +102,12 @@ class Connection:
         try:
             await task(*args)
         except ConnectionClosed as e:
-            log.warning("closing connection from %s: %s", self.peer, e)
+            log.warning("closing connection from %s: %s", self.peer, e, extra={"peer": self.peer})
+            self.close_reason = e.reason
             nursery.cancel_scope.cancel()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError) as e:
-            log.debug("connection from %s dropped: %s", self.peer, e)
+            log.debug("connection from %s dropped: %s", self.peer, e, extra={"peer": self.peer})
+            self.close_reason = "dropped"
             nursery.cancel_scope.cancel()
 
     async def _read(self, frames: trio.MemorySendChannel[bytes]) -> None:
@@ -111,7 +119,7 @@ class Connection:
                     with trio.move_on_after(idle_ms / 1000 if idle_ms >= 0 else float("inf")) as idle:
                         frame = await reader.next_frame()
                     if idle.cancelled_caught:
-                        raise ConnectionClosed(f"idle for more than connections.max.idle.ms={idle_ms}")
+                        raise ConnectionClosed(f"idle for more than connections.max.idle.ms={idle_ms}", "idle")
                     if frame is None:
                         return
                     await frames.send(frame)
@@ -135,17 +143,21 @@ class Connection:
         if handler is None or not handler.min_version <= version <= handler.max_version:
             if api_key == API_VERSIONS:
                 return self._api_versions_error(header.correlation_id)
-            raise ConnectionClosed(f"{type(body).__name__} v{version} is not supported by fastlog")
+            raise ConnectionClosed(f"{type(body).__name__} v{version} is not supported by fastlog", "unsupported_version")
         context = RequestContext(self.broker, header, version, self.peer)
         started = trio.current_time()
         try:
             response = await handler.handle(context, body)
             if response is None:
                 return None
+            metrics.observe_response(api_key, response)
             parts = protocol.encode_response(header.correlation_id, api_key, version, response).framed_parts()
         except Exception:
-            log.exception("%s v%d from %s failed", type(body).__name__, version, self.peer)
-            raise ConnectionClosed(f"internal error handling {type(body).__name__}") from None
+            request = {"peer": self.peer, "api": type(body).__name__, "api_version": version, "correlation_id": header.correlation_id}
+            log.exception(
+                "%s v%d from %s (correlation id %d) failed", type(body).__name__, version, self.peer, header.correlation_id, extra=request
+            )
+            raise ConnectionClosed(f"internal error handling {type(body).__name__}", "internal_error") from None
         finally:
             metrics.observe_request(api_key, trio.current_time() - started)
         return parts
@@ -156,8 +168,9 @@ class Connection:
         if api_key == API_VERSIONS and correlation_id is not None and isinstance(error, protocol.UnsupportedVersionError):
             # KIP-511: an ApiVersions request of a version we do not know gets a v0 answer
             # with UNSUPPORTED_VERSION and our ranges, so the client can pick a version.
+            log.info("answering ApiVersions v%s from %s with UNSUPPORTED_VERSION", getattr(error, "api_version", "?"), self.peer)
             return self._api_versions_error(correlation_id)
-        raise ConnectionClosed(f"undecodable request: {error}")
+        raise ConnectionClosed(f"undecodable request: {error}", "undecodable_request")
 
     def _api_versions_error(self, correlation_id: int) -> list:
         body = api_versions_body(ErrorCode.UNSUPPORTED_VERSION)
@@ -183,7 +196,7 @@ class Connection:
             except BlockingIOError:
                 continue
             if sent == 0:
-                raise ConnectionClosed("segment file shrank under a fetch being sent")
+                raise ConnectionClosed("segment file shrank under a fetch being sent", "internal_error")
             offset += sent
             remaining -= sent
         self.broker.metrics.bytes_out += len(region)
@@ -209,6 +222,7 @@ async def _run_connection(broker: "Broker", stream: trio.SocketStream, limit: tr
         limit.acquire_nowait()
     except trio.WouldBlock:
         log.warning("refusing a connection: max.connections=%d reached", broker.config["max.connections"])
+        broker.metrics.connection_closed("max_connections")
         await stream.aclose()
         return
     connection = Connection(broker, stream)
@@ -217,7 +231,11 @@ async def _run_connection(broker: "Broker", stream: trio.SocketStream, limit: tr
     try:
         await connection.run()
     except Exception:
-        log.exception("connection from %s failed", connection.peer)
+        log.exception("connection from %s failed", connection.peer, extra={"peer": connection.peer})
+        connection.close_reason = "internal_error"
     finally:
         broker.connections.discard(connection)
         limit.release()
+        reason = "shutdown" if connection.reader_scope.cancel_called else connection.close_reason
+        broker.metrics.connection_closed(reason)
+        log.debug("connection from %s closed: %s", connection.peer, reason, extra={"peer": connection.peer})

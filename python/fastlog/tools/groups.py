@@ -53,7 +53,7 @@ def register(commands: "argparse._SubParsersAction") -> None:
     to.add_argument("--to-earliest", action="store_true", help="the earliest offset still in the log")
     to.add_argument("--to-latest", action="store_true", help="the log end offset")
     to.add_argument("--to-offset", type=int, metavar="N", help="this offset (kept within earliest..latest)")
-    to.add_argument("--to-datetime", metavar="YYYY-MM-DDTHH:mm:SS[.sss][+HH:MM]", help="the first offset at or after this time (local time unless an offset is given)")
+    to.add_argument("--to-datetime", type=parse_datetime, metavar="YYYY-MM-DDTHH:mm:SS[.sss][+HH:MM]", help="the first offset at or after this time (local time unless an offset is given)")
     mode = reset.add_mutually_exclusive_group()
     mode.add_argument("--dry-run", action="store_true", help="only show the new offsets (the default)")
     mode.add_argument("--execute", action="store_true", help="commit the new offsets")
@@ -164,7 +164,7 @@ def parse_datetime(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ToolError(f"--to-datetime {text!r} is not YYYY-MM-DDTHH:mm:SS[.sss][+HH:MM]") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not YYYY-MM-DDTHH:mm:SS[.sss][+HH:MM]") from None
     return int(moment.timestamp() * 1000)
 
 
@@ -201,7 +201,7 @@ def new_offsets(client: Client, args: argparse.Namespace, keys: list[tuple[str, 
         return latest
     if args.to_offset is not None:
         return {k: min(max(args.to_offset, earliest[k]), latest[k]) for k in keys}
-    found = client.list_offsets(keys, parse_datetime(args.to_datetime))
+    found = client.list_offsets(keys, args.to_datetime)
     return {k: latest[k] if found[k] < 0 else found[k] for k in keys}
 
 
