@@ -261,6 +261,25 @@ pub fn validate_produce(buf: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchH
     Ok(headers)
 }
 
+/// Rewrites one validated batch with its records compressed by `codec` instead (Kafka's
+/// `compression.type` topic config): records decompressed (within `limit`), compressed again,
+/// and a new header with the codec bits, length and CRC to match. Offsets, timestamps and
+/// producer fields are kept.
+pub fn recompress(batch: &[u8], header: &BatchHeader, codec: i16, limit: usize) -> Result<Vec<u8>> {
+    let records = compression::decompress(header.compression(), &batch[HEADER_SIZE..header.size()], limit)?;
+    let body = compression::compress(codec, &records)?;
+    let mut out = Vec::with_capacity(HEADER_SIZE + body.len());
+    out.extend_from_slice(&batch[..HEADER_SIZE]);
+    out.extend_from_slice(&body);
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = (header.attributes & !ATTR_COMPRESSION_MASK) | codec;
+    out[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c(&out[OFF_ATTRIBUTES..]);
+    out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
+}
+
 /// What `assign_offsets` did to a run of batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Assigned {
@@ -438,6 +457,18 @@ pub(crate) mod tests {
             }
             assert_eq!(joined, whole);
         }
+    }
+
+    #[test]
+    fn recompress_changes_codec_and_keeps_records() {
+        let plain = build_batch(7, 1000, &[b"aaaaaaaaaaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbbbbbbbbbb"]);
+        let header = validate_batch(&plain).unwrap();
+        let zstd = recompress(&plain, &header, compression::ZSTD, 1 << 20).unwrap();
+        let zheader = validate_produce(&zstd, 1 << 20).unwrap()[0];
+        assert_eq!(zheader.compression(), compression::ZSTD);
+        assert_eq!((zheader.base_offset, zheader.record_count, zheader.max_timestamp), (7, 2, 1000));
+        let back = recompress(&zstd, &zheader, compression::NONE, 1 << 20).unwrap();
+        assert_eq!(back, plain);
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct LogConfig {
     pub log_append_time: bool,
     /// `cleanup.policy` includes `compact`: offsets may have gaps.
     pub compacted: bool,
+    /// `compression.type`: the codec batches are stored with; None keeps the producer's.
+    pub compression: Option<i16>,
 }
 
 impl Default for LogConfig {
@@ -48,6 +50,7 @@ impl Default for LogConfig {
             flush_ms: i64::MAX,
             log_append_time: false,
             compacted: false,
+            compression: None,
         }
     }
 }
@@ -261,7 +264,31 @@ impl PartitionLog {
                 rolled: false,
             });
         }
-        self.append_validated(data, &headers, leader_epoch, now_ms)
+        match self.recompressed(data, &headers)? {
+            Some((bytes, headers)) => self.append_validated(&bytes, &headers, leader_epoch, now_ms),
+            None => self.append_validated(data, &headers, leader_epoch, now_ms),
+        }
+    }
+
+    /// The batches re-encoded with the topic's `compression.type`, when any differs from it.
+    fn recompressed(&self, data: &[u8], headers: &[BatchHeader]) -> Result<Option<(Vec<u8>, Vec<BatchHeader>)>> {
+        let Some(codec) = self.config.compression else { return Ok(None) };
+        if headers.iter().all(|h| h.compression() == codec || h.is_control()) {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(data.len());
+        let mut pos = 0;
+        for header in headers {
+            let batch = &data[pos..pos + header.size()];
+            if header.compression() == codec || header.is_control() {
+                out.extend_from_slice(batch);
+            } else {
+                out.extend(batch::recompress(batch, header, codec, self.config.max_message_bytes)?);
+            }
+            pos += header.size();
+        }
+        let headers = batch::validate_produce(&out, usize::MAX)?;
+        Ok(Some((out, headers)))
     }
 
     fn append_validated(&mut self, bytes: &[u8], headers: &[BatchHeader], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {

@@ -112,6 +112,18 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
                 let v: String = value.extract()?;
                 c.compacted = v.split(',').any(|p| p.trim() == "compact");
             }
+            "compression.type" => {
+                let v: String = value.extract()?;
+                c.compression = match v.as_str() {
+                    "producer" => None,
+                    "uncompressed" => Some(crate::compression::NONE),
+                    "gzip" => Some(crate::compression::GZIP),
+                    "snappy" => Some(crate::compression::SNAPPY),
+                    "lz4" => Some(crate::compression::LZ4),
+                    "zstd" => Some(crate::compression::ZSTD),
+                    _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown compression.type {v}"))),
+                }
+            }
             "message.timestamp.type" => {
                 let v: String = value.extract()?;
                 c.log_append_time = match v.as_str() {
