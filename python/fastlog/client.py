@@ -52,7 +52,7 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     0: (3, 11),  # Produce: magic-2 batches from v3
     1: (4, 17),  # Fetch: topic ids from v13
     2: (1, 10),  # ListOffsets
-    3: (1, 12),  # Metadata: v1 is the first with "all topics" as null
+    3: (4, 12),  # Metadata: v4 is the first that can ask not to auto-create topics
     8: (2, 9),  # OffsetCommit
     9: (2, 9),  # OffsetFetch: groups[] from v8
     10: (1, 6),  # FindCoordinator: coordinator_keys[] from v4
@@ -343,9 +343,10 @@ class Client:
     # connections
 
     def any_connection(self) -> BrokerConnection:
-        if self._connections:
-            return next(iter(self._connections.values()))
-        if self._bootstrap_connection is not None:
+        for connection in self._connections.values():
+            if connection.sock.fileno() >= 0:
+                return connection
+        if self._bootstrap_connection is not None and self._bootstrap_connection.sock.fileno() >= 0:
             return self._bootstrap_connection
         errors = []
         for host, port in self.bootstrap:

@@ -164,3 +164,15 @@ def test_metrics_url_logged_and_metrics_off(tmp_path: Path) -> None:
     off = BrokerProcess(tmp_path / "off", {"metrics.port": "-1"}).start()
     off.stop()
     assert "metrics endpoint off (metrics.port=-1)" in off.log_text()
+
+
+def test_fsync_latency_of_scheduled_flushes(broker, unique_topic) -> None:
+    b = ("--bootstrap-server", broker.bootstrap)
+    before = value(scrape(broker.metrics_url), "fastlog_fsync_duration_seconds_count")
+    ok("topics", "create", "--topic", unique_topic, "--config", "flush.ms=1", *b)
+    ok("produce", "--topic", unique_topic, *b, input="a\nb\n")
+    deadline = time.monotonic() + 10
+    while value(scrape(broker.metrics_url), "fastlog_fsync_duration_seconds_count") <= before:
+        assert time.monotonic() < deadline, "no flush observed"
+        time.sleep(0.1)
+    assert value(scrape(broker.metrics_url), "fastlog_fsync_duration_seconds_sum") > 0

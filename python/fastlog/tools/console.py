@@ -38,6 +38,13 @@ from fastlog.tools import (
 
 COMPRESSION = {"none": Compression.NONE, "gzip": Compression.GZIP, "snappy": Compression.SNAPPY, "lz4": Compression.LZ4, "zstd": Compression.ZSTD}
 BATCH_BYTES = 1 << 20
+RETRIABLE = {
+    ErrorCode.NOT_LEADER_OR_FOLLOWER,
+    ErrorCode.LEADER_NOT_AVAILABLE,
+    ErrorCode.FENCED_LEADER_EPOCH,
+    ErrorCode.UNKNOWN_LEADER_EPOCH,
+    ErrorCode.REPLICA_NOT_AVAILABLE,
+}
 
 
 def register(commands: "argparse._SubParsersAction") -> None:
@@ -297,6 +304,10 @@ def do_consume(args: argparse.Namespace) -> int:
                     if result.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
                         reset = EARLIEST if args.from_beginning else LATEST
                         positions[key] = client.list_offsets([key], reset)[key]
+                        continue
+                    if result.error_code in RETRIABLE:
+                        client.metadata([key[0]])  # the leader moved or is being elected
+                        time.sleep(0.1)
                         continue
                     if result.error_code:
                         raise KafkaError(result.error_code, context=f"fetch from {key[0]}-{key[1]}")

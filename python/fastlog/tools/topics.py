@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, Optional
 
-from fastlog.client import RESOURCE_TOPIC, Client, KafkaError
+from fastlog.client import RESOURCE_TOPIC, Client, KafkaError, UnsupportedByBroker
 from fastlog.protocol import ErrorCode
 from fastlog.tools import add_common, command, connect, key_value, positive_int, print_json, print_table
 
@@ -125,7 +125,7 @@ def describe_topic(client: Client, name: str, sizes: dict) -> dict:
         "partition_count": len(info.partitions),
         "replication_factor": replication_factor(info),
         "configs": overrides,
-        "size_bytes": sum(p["size_bytes"] or 0 for p in partitions),
+        "size_bytes": sum(p["size_bytes"] or 0 for p in partitions) if sizes else None,
         "partitions": partitions,
     }
 
@@ -139,7 +139,10 @@ def do_describe(args: argparse.Namespace) -> int:
         else:
             cluster = client.metadata()
             names = [n for n, t in sorted(cluster.topics.items()) if not (args.exclude_internal and t.internal)]
-        sizes = client.log_dir_sizes(names) if names else {}
+        try:
+            sizes = client.log_dir_sizes(names) if names else {}
+        except UnsupportedByBroker:
+            sizes = {}  # a broker without DescribeLogDirs: sizes unknown
         described = [describe_topic(client, name, sizes) for name in names]
     if args.json:
         print_json(described)
@@ -169,7 +172,9 @@ def do_describe(args: argparse.Namespace) -> int:
     return 0
 
 
-def human_bytes(size: int) -> str:
+def human_bytes(size: Optional[int]) -> str:
+    if size is None:
+        return "unknown"
     value = float(size)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
