@@ -22,7 +22,9 @@ Exported (all prefixed `fastlog_`):
   partition_log_size_bytes, partition_log_end_offset, partition_high_watermark,
   partition_log_start_offset, partition_segments {topic,partition}
   topics, partitions, open_files
-  log_cleaner_*                            placeholders (0) until log compaction exists
+  log_cleaner_enabled, log_cleaner_bytes_read_total, log_cleaner_bytes_written_total,
+  log_cleaner_records_removed_total        compaction progress (LogManager.cleaner_stats); 0 placeholders
+                                           on a broker without a cleaner
   consumer_group_committed_offset, consumer_group_lag {group,topic,partition};
   consumer_groups{state}, consumer_group_members{group}
   broker_info{version,node_id,cluster_id}  always 1
@@ -218,12 +220,17 @@ class BrokerCollector:
             pass
 
     def _cleaner(self) -> Iterator[Any]:
-        # Placeholders: fastlog has no log cleaner (compaction) yet; these stay 0 until it does,
-        # so dashboards and alerts can be written against the final names now.
-        yield CounterMetricFamily("fastlog_log_cleaner_runs", "Log cleaner passes (placeholder: no compaction yet)", value=0)
-        yield CounterMetricFamily("fastlog_log_cleaner_cleaned_bytes", "Bytes the log cleaner removed (placeholder)", value=0)
-        yield GaugeMetricFamily("fastlog_log_cleaner_max_dirty_ratio", "Largest dirty ratio of a compacted log (placeholder)", value=0)
-        yield GaugeMetricFamily("fastlog_log_cleaner_last_run_timestamp_seconds", "End of the last cleaner pass (placeholder)", value=0)
+        # Log compaction's progress, from `LogManager.cleaner_stats` when the broker has a
+        # cleaner; 0 placeholders otherwise, so dashboards can use the names either way.
+        stats = getattr(self.broker.logs, "cleaner_stats", None)
+        stats = stats if isinstance(stats, dict) else {}
+        yield GaugeMetricFamily("fastlog_log_cleaner_enabled", "1 when this broker compacts logs (else the cleaner series are placeholders)", value=1 if stats else 0)
+        for key, doc in (
+            ("bytes_read", "Bytes the log cleaner read"),
+            ("bytes_written", "Bytes the log cleaner wrote"),
+            ("records_removed", "Records compaction removed"),
+        ):
+            yield CounterMetricFamily(f"fastlog_log_cleaner_{key}", doc, value=stats.get(key, 0))
 
     def _groups(self) -> Iterator[Any]:
         coordinator = getattr(self.broker, "groups", None)

@@ -83,7 +83,7 @@ def test_counters_move_with_real_traffic(broker, unique_topic) -> None:
     assert sum(value(after, "fastlog_partition_high_watermark", topic=unique_topic, partition=str(p)) for p in (0, 1)) == 200
     assert value(after, "fastlog_partition_log_size_bytes", topic=unique_topic, partition="0") > 0
     assert value(after, "fastlog_partitions") >= 2 and value(after, "fastlog_topics") >= 1
-    assert "fastlog_log_cleaner_runs_total" in after  # a placeholder until compaction exists
+    assert "fastlog_log_cleaner_records_removed_total" in after and "fastlog_log_cleaner_enabled" in after
     committed = sum(value(after, "fastlog_consumer_group_committed_offset", group=group, topic=unique_topic, partition=str(p)) for p in (0, 1))
     lag = sum(value(after, "fastlog_consumer_group_lag", group=group, topic=unique_topic, partition=str(p)) for p in (0, 1))
     assert committed == received and lag == 200 - received
