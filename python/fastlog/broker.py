@@ -62,6 +62,7 @@ class Broker:
             async with trio.open_nursery() as background:
                 background.start_soon(self._every, "log.retention.check.interval.ms", self.logs.apply_retention)
                 background.start_soon(self._every, "log.flush.scheduler.interval.ms", self.logs.flush_due)
+                background.start_soon(self._every, "log.cleaner.backoff.ms", self.logs.clean_compacted)
                 background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
                 await background.start(self.groups.run)
                 await background.start(serve_metrics, self)

@@ -157,6 +157,7 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("log.roll.hours", _int(1, INT_MAX), 168, "hours before a segment rolls"),
         BrokerKey("log.retention.check.interval.ms", _int(1), 300_000, "how often retention runs"),
         BrokerKey("log.flush.scheduler.interval.ms", _int(1), 1_000, "how often flush.ms is checked"),
+        BrokerKey("log.cleaner.backoff.ms", _int(1), 15_000, "how often compacted logs are checked for cleaning"),
         BrokerKey("log.flush.offset.checkpoint.interval.ms", _int(1), 60_000, "how often recovery points are saved"),
         BrokerKey("log.flush.start.offset.checkpoint.interval.ms", _int(1), 60_000, "how often log start offsets are saved"),
         BrokerKey("socket.request.max.bytes", _int(1, INT_MAX), 104_857_600, "largest request frame accepted"),

@@ -112,6 +112,7 @@ class LogManager:
         self.topics_by_id: dict[uuid.UUID, Topic] = {}
         self.cluster_id = ""
         self.defaults = config.topic_defaults()
+        self.cleaner_stats = {"bytes_read": 0, "bytes_written": 0, "records_removed": 0}
         # Checkpoints are written from worker threads (periodically) and at shutdown.
         self._checkpoint_lock = threading.Lock()
         # Told the seconds each flush (fsync) took; the metrics set it.
@@ -247,6 +248,7 @@ class LogManager:
         out["message.timestamp.type"] = configs["message.timestamp.type"]
         out["cleanup.policy"] = configs["cleanup.policy"]
         out["compression.type"] = configs["compression.type"]
+        out["min.cleanable.dirty.ratio"] = configs["min.cleanable.dirty.ratio"]
         return out
 
     # -- topic administration --------------------------------------------------------------
@@ -315,6 +317,30 @@ class LogManager:
             except _core.StorageError as e:
                 log.error("retention of %s failed: %s", partition.dir_name, e)
         return deleted
+
+    def clean_compacted(self) -> int:
+        """One compaction pass over every compacted log that is dirty enough; segments cleaned."""
+        cleaned = 0
+        for topic in list(self.topics.values()):
+            if "compact" not in self.effective_configs(topic)["cleanup.policy"]:
+                continue
+            for partition in topic.partitions:
+                try:
+                    stats = partition.log.clean()
+                except _core.StorageError as e:
+                    log.error("cleaning %s failed: %s", partition.dir_name, e)
+                    continue
+                if stats is not None:
+                    segments, read, written, removed = stats
+                    cleaned += segments
+                    self.cleaner_stats["bytes_read"] += read
+                    self.cleaner_stats["bytes_written"] += written
+                    self.cleaner_stats["records_removed"] += removed
+                    log.info(
+                        "cleaned %s: %d segments, %d records removed, %d -> %d bytes",
+                        partition.dir_name, segments, removed, read, written,
+                    )
+        return cleaned
 
     def flush_due(self) -> None:
         for topic in list(self.topics.values()):

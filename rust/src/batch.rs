@@ -160,7 +160,7 @@ pub fn verify_crc(header: &BatchHeader, batch: &[u8]) -> Result<()> {
 }
 
 /// Reads a zig-zag varint; `None` when the buffer ends first or it runs past 5 bytes.
-fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
+pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
     let mut value: u32 = 0;
     for shift in (0..35).step_by(7) {
         let byte = *buf.get(*pos)?;

@@ -15,3 +15,4 @@ pub mod log;
 pub mod segment;
 pub mod compression;
 pub mod producer_state;
+pub mod cleaner;

@@ -5,13 +5,14 @@
 //! that replication can move it later. The `recovery_point` is the offset below which everything
 //! is known to be on disk (fsynced); a restart scans and validates only from there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
+use crate::cleaner::{self, CleanStats};
 use crate::error::{CoreError, Result};
 use crate::producer_state::{self, ProducerState, Verdict};
 use crate::segment::{ScanRules, Segment};
@@ -34,6 +35,9 @@ pub struct LogConfig {
     pub compacted: bool,
     /// `compression.type`: the codec batches are stored with; None keeps the producer's.
     pub compression: Option<i16>,
+    pub delete_retention_ms: i64,
+    pub min_cleanable_dirty_ratio: f64,
+    pub min_compaction_lag_ms: i64,
 }
 
 impl Default for LogConfig {
@@ -51,6 +55,9 @@ impl Default for LogConfig {
             log_append_time: false,
             compacted: false,
             compression: None,
+            delete_retention_ms: 24 * 3600 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
         }
     }
 }
@@ -76,6 +83,8 @@ pub struct FileSlice {
 }
 
 const LEADER_EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// The first offset the cleaner has not compacted yet (Kafka keeps one such file per log dir).
+const CLEANER_FILE: &str = "cleaner-offset-checkpoint";
 
 pub struct PartitionLog {
     dir: PathBuf,
@@ -92,6 +101,7 @@ pub struct PartitionLog {
     /// What opening the log had to repair, for the caller to log.
     pub repairs: Vec<String>,
     producers: ProducerState,
+    first_dirty_offset: i64,
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -116,6 +126,7 @@ impl PartitionLog {
             epochs: Vec::new(),
             repairs: Vec::new(),
             producers: ProducerState::default(),
+            first_dirty_offset: 0,
         };
         let mut bases = log.list_segment_files()?;
         bases.sort_unstable();
@@ -136,6 +147,10 @@ impl PartitionLog {
         log.active_mut().activate()?;
         log.load_epochs()?;
         log.load_producer_state()?;
+        log.first_dirty_offset = checkpoint::read(&log.dir.join(CLEANER_FILE))
+            .ok()
+            .and_then(|lines| lines.first().and_then(|l| l.trim().parse().ok()))
+            .unwrap_or(0);
         Ok(log)
     }
 
@@ -145,9 +160,17 @@ impl PartitionLog {
         for entry in entries {
             let entry = entry.map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") || name.ends_with(".deleted") {
+            if name.ends_with(".tmp") || name.ends_with(".deleted") || name.ends_with(".cleaned") {
                 let _ = fs::remove_file(entry.path());
                 self.repairs.push(format!("removed leftover file {}", entry.path().display()));
+            } else if let Some(stem) = name.strip_suffix(".swap") {
+                // A cleaned segment was complete but not yet in place: finish the swap.
+                let log_path = self.dir.join(stem);
+                cleaner::complete_swap(&log_path)?;
+                self.repairs.push(format!("completed the swap of cleaned segment {}", log_path.display()));
+                if let Some(base) = parse_segment_base(stem) {
+                    bases.push(base);
+                }
             } else if let Some(base) = parse_segment_base(&name) {
                 bases.push(base);
             }
@@ -538,6 +561,80 @@ impl PartitionLog {
         Ok(deleted)
     }
 
+    /// One compaction pass (see `cleaner`); None when the log is not compacted or not dirty
+    /// enough. Holds the log for the pass: appends to this partition wait for it.
+    pub fn clean(&mut self, now_ms: i64) -> Result<Option<CleanStats>> {
+        if !self.config.compacted || self.segments.len() < 2 {
+            return Ok(None);
+        }
+        let lag = self.config.min_compaction_lag_ms;
+        let sealed: Vec<(i64, u64, i64, i64)> = self
+            .segments
+            .values()
+            .take(self.segments.len() - 1)
+            .take_while(|s| lag <= 0 || s.max_timestamp <= now_ms - lag)
+            .map(|s| (s.base_offset, s.size, s.next_offset, s.max_timestamp))
+            .collect();
+        let Some(&(_, _, end_offset, _)) = sealed.last() else { return Ok(None) };
+        let first_dirty = self.first_dirty_offset.max(self.log_start_offset);
+        let total: u64 = sealed.iter().map(|s| s.1).sum();
+        let dirty: u64 = sealed.iter().filter(|s| s.2 > first_dirty).map(|s| s.1).sum();
+        if first_dirty >= end_offset || total == 0 || (dirty as f64) < self.config.min_cleanable_dirty_ratio * total as f64 {
+            return Ok(None);
+        }
+        let mut keys: HashMap<Vec<u8>, i64> = HashMap::new();
+        let mut stats = CleanStats::default();
+        for (base, size, next, _) in &sealed {
+            if *next > first_dirty {
+                let path = self.segments[base].log_path();
+                cleaner::for_each_batch(&path, *size, |h, b| cleaner::add_keys(&mut keys, h, b, first_dirty))?;
+                stats.bytes_read += size;
+            }
+        }
+        let horizon = now_ms - self.config.delete_retention_ms;
+        let mut rewritten = Vec::new();
+        for (base, size, _, _) in &sealed {
+            let path = self.segments[base].log_path();
+            let mut out = Vec::with_capacity(*size as usize);
+            let mut changed = false;
+            cleaner::for_each_batch(&path, *size, |header, bytes| {
+                let keep = |offset: i64, key: Option<&[u8]>, tombstone: bool| {
+                    let superseded = key.and_then(|k| keys.get(k)).is_some_and(|last| *last > offset);
+                    !(superseded || (tombstone && header.max_timestamp < horizon))
+                };
+                match cleaner::filter_batch(header, bytes, keep, &mut stats)? {
+                    Some(kept) => {
+                        changed |= kept.len() != bytes.len();
+                        out.extend_from_slice(&kept);
+                    }
+                    None => changed = true,
+                }
+                Ok(())
+            })?;
+            if changed {
+                cleaner::write_swap(&path, &out)?;
+                stats.bytes_written += out.len() as u64;
+                rewritten.push(*base);
+            }
+        }
+        for base in &rewritten {
+            let segment = self.segments.remove(base).unwrap();
+            let path = segment.log_path();
+            segment.forget_file();
+            drop(segment);
+            cleaner::complete_swap(&path)?;
+            let mut fresh = Segment::open_existing(&self.dir, *base, now_ms)?;
+            fresh.recover(ScanRules { verify_crc: false, ..self.scan_rules(i64::MAX) })?;
+            fresh.seal()?;
+            self.segments.insert(*base, fresh);
+        }
+        checkpoint::sync_dir(&self.dir)?;
+        stats.segments = rewritten.len();
+        self.first_dirty_offset = end_offset;
+        checkpoint::write(&self.dir.join(CLEANER_FILE), &[end_offset.to_string()])?;
+        Ok(Some(stats))
+    }
+
     /// Cuts the log back so that `offset` is the next offset (replication's truncation).
     pub fn truncate_to(&mut self, offset: i64) -> Result<()> {
         if offset >= self.log_end_offset() {
@@ -874,6 +971,126 @@ mod tests {
         assert!(matches!(log.append(&idempotent_batch(42, -1, 61, &[b"z"]), 0, 0), Ok(_) | Err(_)));
         log.truncate_to(50).unwrap();
         assert_eq!(log.append(&idempotent_batch(42, 0, 50, &[b"again", b"again"]), 0, 0).unwrap().base_offset, 50);
+    }
+
+    fn zigzag(v: i64, out: &mut Vec<u8>) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    /// One record with `key` and `value` (None: a tombstone), in an uncompressed batch.
+    fn keyed_batch(timestamp: i64, key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
+        let mut body = vec![0u8];
+        zigzag(0, &mut body);
+        zigzag(0, &mut body);
+        zigzag(key.len() as i64, &mut body);
+        body.extend_from_slice(key);
+        match value {
+            Some(v) => {
+                zigzag(v.len() as i64, &mut body);
+                body.extend_from_slice(v);
+            }
+            None => zigzag(-1, &mut body),
+        }
+        zigzag(0, &mut body);
+        let mut records = Vec::new();
+        zigzag(body.len() as i64, &mut records);
+        records.extend_from_slice(&body);
+        let mut b = build_batch(0, timestamp, &[b"x"]);
+        b.truncate(batch::HEADER_SIZE);
+        b.extend_from_slice(&records);
+        let length = (b.len() - 12) as i32;
+        b[8..12].copy_from_slice(&length.to_be_bytes());
+        let crc = batch::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn compaction_keeps_the_last_value_of_each_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-0");
+        let config = LogConfig { compacted: true, segment_bytes: 600, delete_retention_ms: 1000, ..small_config() };
+        let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
+        for i in 0..60i64 {
+            let key = format!("key-{}", i % 5);
+            let value = format!("value-{i}");
+            let tombstone = i == 57; // key-2's last record is a tombstone
+            log.append(&keyed_batch(i, key.as_bytes(), (!tombstone).then_some(value.as_bytes())), 0, 0).unwrap();
+        }
+        log.high_watermark = log.log_end_offset();
+        let before = log.size_bytes();
+        // Young tombstones stay; superseded records go.
+        let stats = log.clean(100).unwrap().unwrap();
+        assert!(stats.records_removed > 0 && log.size_bytes() < before, "{stats:?}");
+        assert!(log.clean(100).unwrap().is_none(), "nothing dirty until more is written");
+        let mut seen = Vec::new();
+        let data = read_all(&mut log, 0);
+        let mut pos = 0;
+        while pos < data.len() {
+            let h = batch::parse_header(&data[pos..]).unwrap();
+            let records = &data[pos + batch::HEADER_SIZE..pos + h.size()];
+            for r in cleaner::parse_records(records, h.record_count).unwrap() {
+                let key = r.key.map(|(s, e)| records[s..e].to_vec());
+                seen.push((h.base_offset + r.offset_delta as i64, key, r.tombstone));
+            }
+            pos += h.size();
+        }
+        // Every offset still there is the last of its key within the cleaned range, or in the
+        // active segment; offsets only increase, with gaps.
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+        let active_base = *log.segments.keys().next_back().unwrap();
+        for (offset, key, _) in seen.iter().filter(|(o, _, _)| *o < active_base) {
+            let later = seen.iter().any(|(o, k, _)| o > offset && k == key);
+            assert!(!later || seen.iter().any(|(o, _, _)| *o >= active_base), "offset {offset} kept though superseded");
+        }
+        assert!(seen.iter().any(|(_, _, t)| *t), "the young tombstone is kept");
+        // After delete.retention.ms the tombstone goes too, once the log is dirty again.
+        for i in 60..70i64 {
+            log.append(&keyed_batch(i, format!("key-{}", i % 5).as_bytes(), Some(b"again")), 0, 0).unwrap();
+        }
+        log.roll(0).unwrap();
+        log.clean(10_000).unwrap().unwrap();
+        drop(log);
+        let reopened = PartitionLog::open(&path, config, 0, 0, 0).unwrap();
+        assert_eq!(reopened.log_end_offset(), 70);
+        assert!(reopened.repairs.is_empty(), "{:?}", reopened.repairs);
+    }
+
+    #[test]
+    fn a_swap_left_by_a_crash_is_completed_and_a_partial_clean_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-0");
+        let config = LogConfig { compacted: true, segment_bytes: 400, ..small_config() };
+        let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
+        for i in 0..20i64 {
+            log.append(&keyed_batch(i, b"same-key", Some(format!("v{i}").as_bytes())), 0, 0).unwrap();
+        }
+        log.close(0).unwrap();
+        drop(log);
+        let first = path.join(format!("{:020}.log", 0));
+        let original = fs::read(&first).unwrap();
+        // A clean that died before finishing its output file: the original stays.
+        fs::write(cleaner::cleaned_path(&first), b"half a segment").unwrap();
+        let log = PartitionLog::open(&path, config.clone(), 20, 0, 0).unwrap();
+        assert!(!cleaner::cleaned_path(&first).exists());
+        assert_eq!(fs::read(&first).unwrap(), original);
+        drop(log);
+        // A clean that died after completing its output: the swap is finished on open.
+        let kept = original[..keyed_batch(0, b"same-key", Some(b"v0")).len()].to_vec();
+        fs::write(cleaner::swap_path(&first), &kept).unwrap();
+        let log = PartitionLog::open(&path, config, 20, 0, 0).unwrap();
+        assert_eq!(fs::read(&first).unwrap(), kept);
+        assert!(log.repairs.iter().any(|r| r.contains("completed the swap")), "{:?}", log.repairs);
+        assert_eq!(log.log_end_offset(), 20);
     }
 
     #[test]

@@ -108,6 +108,13 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
             "max.message.bytes" => c.max_message_bytes = non_negative(int()?)? as usize,
             "flush.messages" => c.flush_messages = int()?,
             "flush.ms" => c.flush_ms = int()?,
+            "delete.retention.ms" => c.delete_retention_ms = int()?,
+            "min.compaction.lag.ms" => c.min_compaction_lag_ms = int()?,
+            "min.cleanable.dirty.ratio" => {
+                c.min_cleanable_dirty_ratio = value.extract::<f64>().map_err(|_| {
+                    pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be a number, not {value}"))
+                })?
+            }
             "cleanup.policy" => {
                 let v: String = value.extract()?;
                 c.compacted = v.split(',').any(|p| p.trim() == "compact");
@@ -325,6 +332,15 @@ impl Log {
     fn apply_retention(&self, py: Python<'_>, now_ms: Option<i64>) -> PyResult<usize> {
         let now = now_ms.unwrap_or_else(self::now_ms);
         self.with(py, |log| log.apply_retention(now))
+    }
+
+    /// One compaction pass when the log is compacted and dirty enough; returns what it did
+    /// (segments, bytes_read, bytes_written, records_removed) or None.
+    #[pyo3(signature = (now_ms = None))]
+    fn clean(&self, py: Python<'_>, now_ms: Option<i64>) -> PyResult<Option<(usize, u64, u64, u64)>> {
+        let now = now_ms.unwrap_or_else(self::now_ms);
+        let stats = self.with(py, |log| log.clean(now))?;
+        Ok(stats.map(|s| (s.segments, s.bytes_read, s.bytes_written, s.records_removed)))
     }
 
     /// Removes every record at or after `offset`.

@@ -1,0 +1,212 @@
+//! Log compaction (`cleanup.policy=compact`): keep the last record of each key.
+//!
+//! A pass looks at the sealed segments (never the active one) old enough for
+//! `min.compaction.lag.ms`, when the dirty part (written since the last pass) is at least
+//! `min.cleanable.dirty.ratio` of them. It maps each key in the dirty part to its last offset,
+//! then rewrites every cleanable segment keeping a record unless a later record has its key, or
+//! it is a tombstone (null value) older than `delete.retention.ms`. Offsets never change (gaps
+//! are normal); a batch keeps its base offset, last offset delta, timestamps and producer
+//! fields, and compressed batches are decompressed, filtered and compressed again with their
+//! codec. Each rewritten segment goes to `<base>.log.cleaned`, is renamed `.log.swap` once
+//! complete, and then replaces `.log`; recovery deletes `.cleaned` files and finishes `.swap`
+//! renames, so a crash leaves a segment either old or new, never a mix.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+use crate::compression;
+use crate::error::{CoreError, Result};
+
+/// One record inside a (decompressed) records section.
+pub struct RecordRef {
+    /// Byte range of the whole record, length prefix included.
+    pub start: usize,
+    pub end: usize,
+    pub offset_delta: i32,
+    pub key: Option<(usize, usize)>,
+    pub tombstone: bool,
+}
+
+fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        value |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// Parses the records of a batch's (decompressed) records section.
+pub fn parse_records(records: &[u8], count: i32) -> Result<Vec<RecordRef>> {
+    let bad = |what: &str| CoreError::CorruptBatch(format!("record batch has a malformed record: {what}"));
+    let mut out = Vec::with_capacity(count.max(0) as usize);
+    let mut pos = 0;
+    for _ in 0..count {
+        let start = pos;
+        let length = batch::read_varint(records, &mut pos).filter(|l| *l >= 0).ok_or_else(|| bad("length"))? as usize;
+        let end = pos.checked_add(length).filter(|e| *e <= records.len()).ok_or_else(|| bad("length past the end"))?;
+        let body = &records[..end];
+        pos += 1; // attributes
+        read_varlong(body, &mut pos).ok_or_else(|| bad("timestamp delta"))?;
+        let offset_delta = batch::read_varint(body, &mut pos).ok_or_else(|| bad("offset delta"))?;
+        let key_len = batch::read_varint(body, &mut pos).ok_or_else(|| bad("key length"))?;
+        let key = if key_len < 0 {
+            None
+        } else {
+            let key_end = pos.checked_add(key_len as usize).filter(|e| *e <= end).ok_or_else(|| bad("key past the end"))?;
+            let range = (pos, key_end);
+            pos = key_end;
+            Some(range)
+        };
+        let value_len = batch::read_varint(body, &mut pos).ok_or_else(|| bad("value length"))?;
+        out.push(RecordRef { start, end, offset_delta, key, tombstone: value_len < 0 });
+        pos = end;
+    }
+    Ok(out)
+}
+
+/// The decompressed records section of one whole batch.
+fn records_of(batch_bytes: &[u8], header: &BatchHeader) -> Result<Vec<u8>> {
+    compression::decompress(header.compression(), &batch_bytes[HEADER_SIZE..], usize::MAX)
+}
+
+/// Calls `f(header, batch bytes)` for each batch of a segment file up to `size` bytes.
+pub fn for_each_batch(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<()>) -> Result<()> {
+    let file = File::open(path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
+    let mut position = 0u64;
+    let mut buf = Vec::new();
+    while position + HEADER_SIZE as u64 <= size {
+        let mut head = [0u8; HEADER_SIZE];
+        file.read_exact_at(&mut head, position).map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
+        let header = batch::parse_header(&head)?;
+        buf.resize(header.size(), 0);
+        file.read_exact_at(&mut buf, position).map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
+        f(&header, &buf)?;
+        position += header.size() as u64;
+    }
+    Ok(())
+}
+
+/// Maps each key seen in batches at or after `from` to the offset of its last record.
+pub fn add_keys(map: &mut HashMap<Vec<u8>, i64>, header: &BatchHeader, batch_bytes: &[u8], from: i64) -> Result<()> {
+    if header.is_control() || header.last_offset() < from {
+        return Ok(());
+    }
+    let records = records_of(batch_bytes, header)?;
+    for record in parse_records(&records, header.record_count)? {
+        let offset = header.base_offset + record.offset_delta as i64;
+        if let (Some((start, end)), true) = (record.key, offset >= from) {
+            map.insert(records[start..end].to_vec(), offset);
+        }
+    }
+    Ok(())
+}
+
+/// What cleaning did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CleanStats {
+    pub segments: usize,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    pub records_removed: u64,
+}
+
+/// The batch with only the records `keep` says to keep, or None when none are left.
+pub fn filter_batch(
+    header: &BatchHeader,
+    batch_bytes: &[u8],
+    keep: impl Fn(i64, Option<&[u8]>, bool) -> bool,
+    stats: &mut CleanStats,
+) -> Result<Option<Vec<u8>>> {
+    if header.is_control() {
+        return Ok(Some(batch_bytes.to_vec()));
+    }
+    let records = records_of(batch_bytes, header)?;
+    let parsed = parse_records(&records, header.record_count)?;
+    let kept: Vec<&RecordRef> = parsed
+        .iter()
+        .filter(|r| keep(header.base_offset + r.offset_delta as i64, r.key.map(|(s, e)| &records[s..e]), r.tombstone))
+        .collect();
+    stats.records_removed += (parsed.len() - kept.len()) as u64;
+    if kept.len() == parsed.len() {
+        return Ok(Some(batch_bytes.to_vec()));
+    }
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    for record in &kept {
+        body.extend_from_slice(&records[record.start..record.end]);
+    }
+    let body = compression::compress(header.compression(), &body)?;
+    let mut out = Vec::with_capacity(HEADER_SIZE + body.len());
+    out.extend_from_slice(&batch_bytes[..HEADER_SIZE]);
+    out.extend_from_slice(&body);
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    out[57..61].copy_from_slice(&(kept.len() as i32).to_be_bytes());
+    let crc = batch::crc32c(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok(Some(out))
+}
+
+pub fn cleaned_path(log_path: &Path) -> std::path::PathBuf {
+    log_path.with_extension("log.cleaned")
+}
+
+pub fn swap_path(log_path: &Path) -> std::path::PathBuf {
+    log_path.with_extension("log.swap")
+}
+
+/// Writes `bytes` to the segment's `.cleaned` file, fsyncs it, and marks it complete (`.swap`).
+pub fn write_swap(log_path: &Path, bytes: &[u8]) -> Result<()> {
+    let cleaned = cleaned_path(log_path);
+    let ctx = |e| CoreError::io(format!("write {}", cleaned.display()), e);
+    let mut file = File::create(&cleaned).map_err(ctx)?;
+    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(ctx)?;
+    fs::rename(&cleaned, swap_path(log_path)).map_err(|e| CoreError::io(format!("rename {}", cleaned.display()), e))
+}
+
+/// Replaces a segment's `.log` with its `.swap` file; its index files go, to be rebuilt.
+pub fn complete_swap(log_path: &Path) -> Result<()> {
+    for suffix in ["index", "timeindex"] {
+        let index = log_path.with_extension(suffix);
+        match fs::remove_file(&index) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CoreError::io(format!("delete {}", index.display()), e)),
+        }
+    }
+    let swap = swap_path(log_path);
+    fs::rename(&swap, log_path).map_err(|e| CoreError::io(format!("rename {}", swap.display()), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::tests::build_batch;
+
+    #[test]
+    fn parses_records_of_a_built_batch() {
+        let b = build_batch(10, 5, &[b"one", b"two", b"three"]);
+        let header = batch::validate_batch(&b).unwrap();
+        let records = records_of(&b, &header).unwrap();
+        let parsed = parse_records(&records, header.record_count).unwrap();
+        assert_eq!(parsed.iter().map(|r| r.offset_delta).collect::<Vec<_>>(), vec![0, 1, 2]);
+        assert!(parsed.iter().all(|r| r.key.is_none() && !r.tombstone));
+        let mut stats = CleanStats::default();
+        let kept = filter_batch(&header, &b, |offset, _, _| offset != 11, &mut stats).unwrap().unwrap();
+        let kept_header = batch::validate_batch(&kept).unwrap();
+        assert_eq!((kept_header.record_count, kept_header.last_offset_delta, kept_header.base_offset), (2, 2, 10));
+        assert_eq!(stats.records_removed, 1);
+        assert!(filter_batch(&header, &b, |_, _, _| false, &mut stats).unwrap().is_none());
+    }
+}
