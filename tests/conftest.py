@@ -26,7 +26,13 @@ class BrokerProcess:
     def __init__(self, data_dir: Path, overrides: Optional[dict[str, str]] = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
-        self.overrides = {"listeners": f"PLAINTEXT://127.0.0.1:{self.port}", "log.dirs": str(data_dir), **(overrides or {})}
+        self.overrides = {
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "log.dirs": str(data_dir),
+            # Each test broker serves metrics on a free port, so none fights over the default.
+            "metrics.port": "0",
+            **(overrides or {}),
+        }
         self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"
         self.process: Optional[subprocess.Popen] = None
 
