@@ -30,21 +30,30 @@ def check_consumed(log: list, total: int) -> None:
         assert offsets == sorted(offsets) == list(range(len(offsets))), partition
 
 
-KAFKA_PYTHON_STALL = pytest.mark.xfail(
-    strict=False,
-    reason="intermittent: a kafka-python 3.0.12 leader sometimes stops (no SyncGroup, no heartbeat) after "
-    "the rebalance that follows its assignment without topic metadata; under investigation",
-)
+# A kafka-python 3.0.12 leader sometimes stalls (no SyncGroup, no heartbeat) after the extra
+# rebalance it starts when it assigned before it had topic metadata; seen under CPU load only,
+# never with librdkafka. Its scenario gets one more try, with a fresh topic and group, so the
+# test still fails when the broker gets a rebalance wrong twice.
+ATTEMPTS = {"kafka-python": 2, "confluent": 1}
 
 
-@pytest.mark.parametrize("client", [pytest.param("kafka-python", marks=KAFKA_PYTHON_STALL), "confluent"])
+@pytest.mark.parametrize("client", ["kafka-python", "confluent"])
 def test_two_then_three_consumers_share_the_partitions(group_broker, unique_topic, client) -> None:
-    bootstrap = group_broker.bootstrap
-    create_topic(bootstrap, unique_topic)
-    produce(bootstrap, unique_topic, 0, 300)
+    for attempt in range(1, ATTEMPTS[client] + 1):
+        try:
+            two_then_three(group_broker.bootstrap, f"{unique_topic}-{attempt}", client)
+            return
+        except AssertionError:
+            if attempt == ATTEMPTS[client]:
+                raise
+
+
+def two_then_three(bootstrap: str, topic: str, client: str) -> None:
+    create_topic(bootstrap, topic)
+    produce(bootstrap, topic, 0, 300)
     log: list = []
     lock = threading.Lock()
-    members = [GroupMember(f"m{i}", client, bootstrap, unique_topic, "g-" + unique_topic, log, lock) for i in range(3)]
+    members = [GroupMember(f"m{i}", client, bootstrap, topic, "g-" + topic, log, lock) for i in range(3)]
     try:
         for m in members[:2]:
             m.start()
@@ -60,7 +69,7 @@ def test_two_then_three_consumers_share_the_partitions(group_broker, unique_topi
         members[2].start()
         wait_for(spread(3), what="three members sharing six partitions")
         assert all(len(m.assignment) == 2 for m in members)
-        produce(bootstrap, unique_topic, 300, 300)
+        produce(bootstrap, topic, 300, 300)
         wait_for(lambda: len(log) >= 600, what="all 600 messages")
     finally:
         for m in members:
