@@ -1,0 +1,580 @@
+"""fastlog at the machine's limits, measured side by side (issue 7).
+
+One command starts a broker on a free loopback port with a temp data dir, measures the machine
+(loopback TCP between two processes, sequential disk writes with and without fsync) and the load
+generator's own ceiling (librdkafka's mock cluster, `test.mock.num.brokers=1`), runs the
+scenarios against fastlog with confluent-kafka clients in their own processes, stops everything
+and prints a Markdown table with fastlog's figures as ratios of those limits.
+
+    python bench/perf.py                 # full run, ~5-7 minutes on the 2-core VM
+    python bench/perf.py --quick         # small sizes, ~1.5 minutes (smoke test)
+    python bench/perf.py --only produce  # a subset: machine,ceiling,produce,acks,consume,latency,scale,conns
+
+Nothing here asserts on timings; the targets of issue 7 are printed next to the figures.
+Loopback only. Needs root for `echo 3 > /proc/sys/vm/drop_caches` (skipped with a note otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+PARTITIONS = 6
+CTX = mp.get_context("spawn")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- machine limits
+
+
+def _sink(ports: "mp.Queue[int]") -> None:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    ports.put(server.getsockname()[1])
+    conn, _ = server.accept()
+    buf = bytearray(1 << 20)
+    while conn.recv_into(buf):
+        pass
+
+
+def loopback_limit(seconds: float) -> float:
+    """MB/s one process pushes to another over loopback TCP (1 MiB writes, data discarded)."""
+    ports: mp.Queue = CTX.Queue()
+    receiver = CTX.Process(target=_sink, args=(ports,))
+    receiver.start()
+    sock = socket.create_connection(("127.0.0.1", ports.get(timeout=30)))
+    chunk = b"x" * (1 << 20)
+    sent = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        sock.sendall(chunk)
+        sent += len(chunk)
+    sock.close()
+    elapsed = time.perf_counter() - start
+    receiver.join(30)
+    return sent / elapsed / 1e6
+
+
+def disk_limit(directory: Path, total: int, fsync: bool) -> float:
+    """MB/s of sequential 1 MiB os.write()s of `total` bytes to a new file (+ fdatasync at the end)."""
+    path = directory / f"disk-probe-{fsync}"
+    chunk = os.urandom(1 << 20)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        start = time.perf_counter()
+        for _ in range(total // len(chunk)):
+            os.write(fd, chunk)
+        if fsync:
+            os.fdatasync(fd)
+        elapsed = time.perf_counter() - start
+    finally:
+        os.close(fd)
+        path.unlink()
+    return total / elapsed / 1e6
+
+
+def drop_caches() -> str:
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return "page cache dropped (echo 3 > /proc/sys/vm/drop_caches)"
+    except OSError as e:
+        return f"could not drop the page cache ({e}); the consume figure is from the page cache"
+
+
+# ---------------------------------------------------------------- clients (each in its own process)
+
+PRODUCER_BASE = {
+    "linger.ms": 5,
+    "batch.size": 1_000_000,
+    "batch.num.messages": 100_000,
+    "queue.buffering.max.messages": 2_000_000,
+    "queue.buffering.max.kbytes": 2_000_000,
+    "enable.idempotence": False,
+    "compression.type": "none",
+}
+
+
+def produce_flat_out(producer: Any, topic: str, partitions: int, count: int, size: int) -> int:
+    """Queues `count` records of `size` bytes round-robin over `partitions` in runs of 10,000 per
+    partition with `produce_batch` (one C call per run, so the Python side costs little per record),
+    keeping at most ~1M records queued; returns how many were acknowledged without error."""
+    value = os.urandom(size)
+    run = 10_000
+    acked = [0]
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is None:
+            acked[0] += 1
+
+    # One delivery callback per 1,000 records keeps the Python side cheap; the count is scaled.
+    template = [{"value": value, "callback": on_delivery} if i % 1000 == 0 else {"value": value} for i in range(run)]
+    queued = 0
+    i = 0
+    while queued < count:
+        n = min(run, count - queued)
+        messages = template if n == run else template[:n]
+        while len(producer) > 1_000_000:
+            producer.poll(0.001)
+        done = producer.produce_batch(topic, messages, partition=i % partitions)
+        if done != n:
+            raise RuntimeError(f"produce_batch queued {done} of {n}: {[m.get('_error') for m in messages if '_error' in m][:1]}")
+        queued += n
+        i += 1
+        producer.poll(0)
+    producer.flush(300)
+    return min(count, acked[0] * 1000)
+
+
+def _produce(config: dict, topic: str, partitions: int, count: int, size: int, result: "mp.Queue") -> None:
+    """Produces `count` records flat out; puts (records acked, seconds)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({**PRODUCER_BASE, **config})
+    producer.list_topics(topic, timeout=30)  # connect and learn metadata outside the clock
+    start = time.perf_counter()
+    acked = produce_flat_out(producer, topic, partitions, count, size)
+    result.put((acked, time.perf_counter() - start))
+
+
+def _mock_cluster(size: int, count: int, ready: "mp.Queue", result: "mp.Queue", stop: Any) -> None:
+    """A producer against librdkafka's built-in mock broker: the generator's own ceiling. (The mock
+    keeps only its newest segments, so it cannot serve a consumer ceiling of the same size.)"""
+    from confluent_kafka import Producer
+
+    producer = Producer({**PRODUCER_BASE, "bootstrap.servers": "", "test.mock.num.brokers": 1, "acks": "1"})
+    metadata = producer.list_topics("mock", timeout=30)
+    partitions = len(metadata.topics["mock"].partitions)
+    broker = next(iter(metadata.brokers.values()))
+    start = time.perf_counter()
+    acked = produce_flat_out(producer, "mock", partitions, count, size)
+    elapsed = time.perf_counter() - start
+    result.put((acked, elapsed, f"{broker.host}:{broker.port}", partitions))
+    stop.wait(600)
+
+
+def _consume(bootstrap: str, topic: str, partitions: int, count: int, result: "mp.Queue") -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "perf",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52_428_800,
+            "max.partition.fetch.bytes": 8_388_608,
+            "fetch.wait.max.ms": 100,
+            "queued.max.messages.kbytes": 1_000_000,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got = size = 0
+    start = last = time.perf_counter()
+    deadline = start + 300
+    # Until `count` records, or 3 s without one.
+    while got < count and time.perf_counter() < min(deadline, last + 3):
+        for msg in consumer.consume(100_000, 0.5):
+            if msg.error() is None:
+                got += 1
+                size += len(msg)
+                last = time.perf_counter()
+    elapsed = last - start
+    consumer.close()
+    result.put((got, size, elapsed))
+
+
+def _latency(bootstrap: str, topic: str, rate: int, seconds: float, size: int, linger_ms: int, result: "mp.Queue") -> None:
+    """Produces at a fixed rate, paced every half millisecond: what is due goes out in one
+    `produce_batch` to the next partition in turn. One record in 100 is timed with librdkafka's
+    own produce()->delivery latency (Message.latency())."""
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "1",
+            "linger.ms": linger_ms,
+            "socket.nagle.disable": True,
+            "enable.idempotence": False,
+            "queue.buffering.max.messages": 2_000_000,
+        }
+    )
+    producer.list_topics(topic, timeout=30)
+    latencies: list[float] = []
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is None:
+            latencies.append(msg.latency())
+
+    value = os.urandom(size)
+    template = [{"value": value, "callback": on_delivery} if i % 100 == 0 else {"value": value} for i in range(100_000)]
+    sent = 0
+    tick = 0
+    start = time.perf_counter()
+    while True:
+        now = time.perf_counter()
+        if now - start >= seconds:
+            break
+        due = min(int((now - start) * rate) - sent, len(template))
+        if due > 0:
+            producer.produce_batch(topic, template[:due], partition=tick % PARTITIONS)
+            sent += due
+            tick += 1
+        producer.poll(0)
+        time.sleep(0.0005)
+    producer.flush(60)
+    result.put((sent, time.perf_counter() - start, sorted(latencies)))
+
+
+def _scale_producer(bootstrap: str, topic: str, partitions: int, rate: int, seconds: float, size: int, result: "mp.Queue") -> None:
+    """`rate` records/s spread over every partition in turn (partition i % partitions)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({**PRODUCER_BASE, "bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 20})
+    producer.list_topics(topic, timeout=60)
+    acked = [0]
+
+    def on_delivery(err: Any, msg: Any) -> None:
+        if err is None:
+            acked[0] += 1
+
+    value = os.urandom(size)
+    sent = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        due = int((time.perf_counter() - start) * rate)
+        while sent < due:
+            producer.produce(topic, value, partition=sent % partitions, on_delivery=on_delivery)
+            sent += 1
+        producer.poll(0.002)
+    producer.flush(60)
+    result.put((sent, acked[0], time.perf_counter() - start))
+
+
+def _busy_producers(bootstrap: str, topic: str, clients: int, seconds: float, size: int, result: "mp.Queue") -> None:
+    """`clients` Producer instances (one connection each) producing flat out for `seconds`."""
+    from confluent_kafka import Producer
+
+    producers = [Producer({**PRODUCER_BASE, "bootstrap.servers": bootstrap, "acks": "1"}) for _ in range(clients)]
+    for p in producers:
+        p.list_topics(topic, timeout=30)
+    value = os.urandom(size)
+    sent = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for p in producers:
+            for _ in range(1000):
+                try:
+                    p.produce(topic, value, partition=sent % PARTITIONS)
+                    sent += 1
+                except BufferError:
+                    p.poll(0.001)
+                    break
+            p.poll(0)
+    for p in producers:
+        p.flush(60)
+    result.put((sent, time.perf_counter() - start))
+
+
+def in_child(target: Any, *args: Any, timeout: float = 600) -> Any:
+    result: mp.Queue = CTX.Queue()
+    process = CTX.Process(target=target, args=(*args, result))
+    process.start()
+    try:
+        return result.get(timeout=timeout)
+    finally:
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+
+
+def in_children(n: int, target: Any, *args: Any, timeout: float = 600) -> list:
+    result: mp.Queue = CTX.Queue()
+    processes = [CTX.Process(target=target, args=(*args, result)) for _ in range(n)]
+    for p in processes:
+        p.start()
+    try:
+        return [result.get(timeout=timeout) for _ in processes]
+    finally:
+        for p in processes:
+            p.join(30)
+            if p.is_alive():
+                p.kill()
+
+
+# ---------------------------------------------------------------- the broker
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 65536), max(hard, 65536)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class BrokerProcess:
+    def __init__(self, data_dir: Path, overrides: list[str], profile: Optional[list[str]] = None) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "fastlog", "serve", "--log-level", "WARNING",
+                   "--override", f"listeners=PLAINTEXT://{self.bootstrap}", "--override", f"log.dirs={data_dir}",
+                   "--override", "metrics.port=0"]
+        for o in overrides:
+            command += ["--override", o]
+        if profile:
+            command = profile + command[1:]
+        started = time.perf_counter()
+        self.process = subprocess.Popen(command, preexec_fn=_raise_fd_limit)
+        deadline = started + 600
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.process.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.perf_counter() > deadline:
+                    raise
+                time.sleep(0.01)
+        self.startup_s = time.perf_counter() - started
+
+    def status(self, field: str) -> int:
+        """A /proc/<pid>/status memory field (VmRSS, VmHWM) in kB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+        return -1
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(120)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def create_topic(bootstrap: str, topic: str, partitions: int, config: Optional[dict] = None) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.create_topics([NewTopic(topic, partitions, 1, config=config or {})], request_timeout=600).values():
+        future.result(600)
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(p / 100 * len(values)))]
+
+
+# ---------------------------------------------------------------- the run
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, ...]] = []
+        self.notes: list[str] = []
+
+    def add(self, scenario: str, records: str = "", mbs: str = "", ratio: str = "", target: str = "", other: str = "") -> None:
+        self.rows.append((scenario, records, mbs, ratio, target, other))
+        print(f"  [{time.strftime('%H:%M:%S')}] {scenario}: {records} rec/s, {mbs} MB/s, {ratio} {other}", flush=True)
+
+    def render(self) -> str:
+        head = ("scenario", "records/s", "MB/s", "ratio", "target", "other")
+        lines = ["| " + " | ".join(head) + " |", "|---|---:|---:|---:|---|---|"]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in self.notes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", default=None, help="parent of the temp data dir (the disk measured)")
+    parser.add_argument("--seconds", type=float, default=5, help="duration of the timed-by-clock runs")
+    parser.add_argument("--records-100b", type=int, default=3_000_000)
+    parser.add_argument("--records-1kb", type=int, default=1_000_000)
+    parser.add_argument("--producers", type=int, default=1, help="producer processes for the throughput runs")
+    parser.add_argument("--disk-bytes", type=int, default=1 << 30)
+    parser.add_argument("--scale-partitions", type=int, default=10_000)
+    parser.add_argument("--idle-connections", type=int, default=1000)
+    parser.add_argument("--only", default="machine,ceiling,produce,acks,consume,latency,scale,conns")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.records_100b, args.records_1kb = 2, 300_000, 100_000
+        args.disk_bytes, args.scale_partitions, args.idle_connections = 128 << 20, 500, 100
+    only = set(args.only.split(","))
+    parent = Path(args.dir or tempfile.gettempdir())
+    work = Path(tempfile.mkdtemp(prefix="fastlog-perf-", dir=parent))
+    table = Table()
+    run_started = time.perf_counter()
+    brokers: list[BrokerProcess] = []
+
+    def start_broker(data: Path, *overrides: str, profile: Optional[list[str]] = None) -> BrokerProcess:
+        b = BrokerProcess(data, list(overrides), profile)
+        brokers.append(b)
+        return b
+
+    loopback = disk_nosync = disk_sync = float("nan")
+    peak_100b = float("nan")
+    try:
+        print(f"fastlog perf: {os.cpu_count()} cores, data in {work}", flush=True)
+        if "machine" in only or "produce" in only or "consume" in only:
+            loopback = loopback_limit(args.seconds)
+            table.add("machine: loopback TCP, 2 processes, 1 MiB writes", "", f"{loopback:,.0f}", "1.00")
+        if "machine" in only:
+            disk_nosync = disk_limit(work, args.disk_bytes, False)
+            disk_sync = disk_limit(work, args.disk_bytes, True)
+            gb = args.disk_bytes / (1 << 30)
+            table.add(f"machine: disk, {gb:g} GiB in 1 MiB writes, no fsync", "", f"{disk_nosync:,.0f}")
+            table.add(f"machine: disk, {gb:g} GiB in 1 MiB writes + fdatasync", "", f"{disk_sync:,.0f}")
+
+        ceilings: dict[int, float] = {}
+        if "ceiling" in only:
+            for size, count in ((100, args.records_100b), (1000, args.records_1kb)):
+                stop = CTX.Event()
+                result: mp.Queue = CTX.Queue()
+                ready: mp.Queue = CTX.Queue()
+                mock = CTX.Process(target=_mock_cluster, args=(size, count, ready, result, stop))
+                mock.start()
+                try:
+                    n, elapsed, mock_bootstrap, mock_parts = result.get(timeout=600)
+                    ceilings[size] = n / elapsed
+                    table.add(f"ceiling: 1 producer process -> librdkafka mock broker, {size} B", f"{n / elapsed:,.0f}",
+                              f"{n * size / elapsed / 1e6:,.1f}", "", "", f"{mock_parts} partitions")
+                finally:
+                    stop.set()
+                    mock.join(30)
+                    if mock.is_alive():
+                        mock.kill()
+
+        data = work / "data"
+        if only & {"produce", "acks", "consume", "latency"}:
+            broker = start_broker(data)
+            table.notes.append(f"broker start-up (empty data dir): {broker.startup_s * 1000:.0f} ms")
+            if "produce" in only or "consume" in only:
+                for size, count in ((100, args.records_100b), (1000, args.records_1kb)):
+                    topic = f"acks1-{size}"
+                    create_topic(broker.bootstrap, topic, PARTITIONS)
+                    cpu0 = broker.cpu_seconds()
+                    results = in_children(args.producers, _produce, {"bootstrap.servers": broker.bootstrap, "acks": "1"},
+                                          topic, PARTITIONS, count // args.producers, size)
+                    n = sum(r[0] for r in results)
+                    elapsed = max(r[1] for r in results)
+                    rate, mbs = n / elapsed, n * size / elapsed / 1e6
+                    if size == 100:
+                        peak_100b = rate
+                        target = "≥ 1,000,000 rec/s"
+                        ratio = f"{rate / ceilings[size]:.2f} of ceiling" if size in ceilings else ""
+                    else:
+                        target = "≥ 0.5 of loopback"
+                        ratio = f"{mbs / loopback:.3f} of loopback" + (f", {rate / ceilings[size]:.2f} of ceiling" if size in ceilings else "")
+                    cpu = (broker.cpu_seconds() - cpu0) / elapsed
+                    table.add(f"fastlog: produce {size} B, acks=1, {PARTITIONS} partitions, {args.producers} producer(s)",
+                              f"{rate:,.0f}", f"{mbs:,.1f}", ratio, target, f"broker CPU {cpu:.2f} cores")
+            if "acks" in only:
+                count = max(args.records_1kb // 5, 10_000)
+                for label, config in (("default flush policy", {}), ("topic flush.messages=1", {"flush.messages": "1"})):
+                    topic = "acksall-" + ("fsync" if config else "default")
+                    create_topic(broker.bootstrap, topic, PARTITIONS, config)
+                    (n, elapsed), = in_children(1, _produce, {"bootstrap.servers": broker.bootstrap, "acks": "all"},
+                                                topic, PARTITIONS, count, 1000)
+                    table.add(f"fastlog: produce 1 KB, acks=all, {label}", f"{n / elapsed:,.0f}", f"{n * 1000 / elapsed / 1e6:,.1f}",
+                              f"{n * 1000 / elapsed / 1e6 / disk_sync:.2f} of disk+fsync" if disk_sync == disk_sync else "")
+            if "latency" in only:
+                if peak_100b != peak_100b:
+                    peak_100b = 200_000
+                rate = int(peak_100b / 2)
+                create_topic(broker.bootstrap, "latency", PARTITIONS)
+                for linger in (0, 5):
+                    sent, elapsed, lat = in_child(_latency, broker.bootstrap, "latency", rate, max(args.seconds * 2, 4), 100, linger)
+                    figures = ", ".join(f"p{p} {percentile(lat, p) * 1000:.2f} ms" for p in (50, 99, 99.9))
+                    table.add(f"fastlog: produce latency at 50% of peak ({rate:,}/s asked), 100 B, linger.ms={linger}",
+                              f"{sent / elapsed:,.0f}", f"{sent * 100 / elapsed / 1e6:,.1f}", "", "p99 ≤ 5 ms",
+                              f"{figures} ({len(lat):,} samples)")
+            if "consume" in only:
+                broker.stop()
+                brokers.remove(broker)
+                note = drop_caches()
+                broker = start_broker(data)
+                brokers.append(broker)
+                table.notes.append(f"consume: broker restarted, {note}; start-up {broker.startup_s * 1000:.0f} ms")
+                got, total, elapsed = in_child(_consume, broker.bootstrap, "acks1-1000", PARTITIONS, args.records_1kb)
+                mbs = total / elapsed / 1e6
+                table.add(f"fastlog: consume 1 KB from disk (cold page cache), 1 consumer", f"{got / elapsed:,.0f}",
+                          f"{mbs:,.1f}", f"{mbs / loopback:.3f} of loopback", "≥ 0.7 of loopback", f"{got:,} records")
+            broker.stop()
+            brokers.remove(broker)
+
+        if "scale" in only:
+            data = work / "scale"
+            broker = start_broker(data)
+            n = args.scale_partitions
+            started = time.perf_counter()
+            create_topic(broker.bootstrap, "wide", n)
+            created = time.perf_counter() - started
+            rss0 = broker.status("VmRSS")
+            sent, acked, elapsed = in_child(_scale_producer, broker.bootstrap, "wide", n, n, max(args.seconds * 2, 10), 1000)
+            table.add(f"fastlog: {n:,} partitions, ~1 KB/s each ({n:,} x 1 KB records/s asked)", f"{acked / elapsed:,.0f}",
+                      f"{acked * 1000 / elapsed / 1e6:,.1f}", "", "",
+                      f"RSS {rss0 / 1024:.0f} MB idle -> {broker.status('VmRSS') / 1024:.0f} MB, created in {created:.1f} s")
+            broker.stop()
+            brokers.remove(broker)
+            broker = start_broker(data)
+            table.add(f"fastlog: start-up with {n:,} partitions on disk", "", "", "", "",
+                      f"{broker.startup_s:.2f} s exec -> accepting; RSS {broker.status('VmRSS') / 1024:.0f} MB")
+            broker.stop()
+            brokers.remove(broker)
+
+        if "conns" in only:
+            broker = start_broker(work / "conns")
+            create_topic(broker.bootstrap, "busy", PARTITIONS)
+            rss0 = broker.status("VmRSS")
+            idle = [socket.create_connection(("127.0.0.1", broker.port)) for _ in range(args.idle_connections)]
+            time.sleep(1)
+            rss_idle = broker.status("VmRSS")
+            (sent, elapsed), = in_children(1, _busy_producers, broker.bootstrap, "busy", 10, args.seconds, 1000)
+            rss_busy = broker.status("VmRSS")
+            for s in idle:
+                s.close()
+            table.add(f"fastlog: {args.idle_connections:,} idle connections + 10 busy producers, 1 KB", f"{sent / elapsed:,.0f}",
+                      f"{sent * 1000 / elapsed / 1e6:,.1f}", "", "",
+                      f"RSS {rss0 / 1024:.0f} MB -> {rss_idle / 1024:.0f} MB idle conns -> {rss_busy / 1024:.0f} MB busy (VmHWM {broker.status('VmHWM') / 1024:.0f} MB)")
+            broker.stop()
+            brokers.remove(broker)
+    finally:
+        for b in brokers:
+            b.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    table.notes.append(f"whole run {time.perf_counter() - run_started:.0f} s; {os.cpu_count()} cores; "
+                       f"confluent-kafka {__import__('confluent_kafka').version()[0]}, librdkafka {__import__('confluent_kafka').libversion()[0]}")
+    print()
+    print(table.render())
+
+
+if __name__ == "__main__":
+    main()
