@@ -54,7 +54,8 @@ class FrameReader:
     def __init__(self, stream: trio.SocketStream, max_frame: int) -> None:
         self.socket = stream.socket
         self.max_frame = max_frame
-        self.buffer = bytearray(READ_BUFFER)
+        # Allocated once the socket is readable: an idle connection holds no read buffer.
+        self.buffer = bytearray()
         self.view = memoryview(self.buffer)
         self.start = 0  # buffered bytes not yet returned: buffer[start:end]
         self.end = 0
@@ -69,6 +70,11 @@ class FrameReader:
         """Makes `size` bytes available at `start` (size <= READ_BUFFER); False at a clean EOF."""
         if self.end - self.start >= size:
             return True
+        if not self.buffer:
+            await trio.lowlevel.wait_readable(self.socket)
+            self.view.release()
+            self.buffer = bytearray(READ_BUFFER)
+            self.view = memoryview(self.buffer)
         if self.start:
             have = self.end - self.start
             self.buffer[:have] = self.view[self.start : self.end]
