@@ -63,7 +63,7 @@ def test_crashed_and_departed_members_partitions_move_to_survivors(group_broker,
     create_topic(bootstrap, unique_topic)
     log: list = []
     lock = threading.Lock()
-    survivors = [GroupMember(f"s{i}", "kafka-python", bootstrap, unique_topic, group, log, lock) for i in range(2)]
+    survivors = [GroupMember(f"s{i}", "confluent", bootstrap, unique_topic, group, log, lock) for i in range(2)]
     crasher = CrashConsumer(bootstrap, unique_topic, group)
     try:
         for s in survivors:
