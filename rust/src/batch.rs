@@ -340,33 +340,13 @@ pub fn assign_offsets(
     leader_epoch: i32,
     log_append_time: Option<i64>,
 ) -> Assigned {
-    let mut next = base_offset;
+    let (patched, assigned) = patched_headers(buf, headers, base_offset, leader_epoch, log_append_time);
     let mut pos = 0;
-    let mut max_timestamp = -1;
-    let mut offset_of_max_timestamp = base_offset;
-    for header in headers {
-        let batch = &mut buf[pos..pos + header.size()];
-        batch[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&next.to_be_bytes());
-        batch[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
-        let batch_max = match log_append_time {
-            Some(now) => {
-                let attributes = header.attributes | ATTR_LOG_APPEND_TIME;
-                batch[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-                batch[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
-                let crc = crc32c(&batch[OFF_ATTRIBUTES..]);
-                batch[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-                now
-            }
-            None => header.max_timestamp,
-        };
-        if batch_max > max_timestamp {
-            max_timestamp = batch_max;
-            offset_of_max_timestamp = next + header.last_offset_delta as i64;
-        }
-        next += header.last_offset_delta as i64 + 1;
+    for (head, header) in patched.iter().zip(headers) {
+        buf[pos..pos + HEADER_SIZE].copy_from_slice(head);
         pos += header.size();
     }
-    Assigned { base_offset, last_offset: next - 1, max_timestamp, offset_of_max_timestamp }
+    assigned
 }
 
 #[cfg(test)]
