@@ -19,7 +19,7 @@ import trio
 from fastlog import protocol
 from fastlog.config import ConfigError, validate_topic_configs
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.configs import BROKER, TOPIC, AdminError, check_broker_name, duplicates
+from fastlog.handlers.configs import BROKER, TOPIC, AdminError, alter_each, check_broker_name, duplicates
 from fastlog.log_manager import topic_name_problem
 from fastlog.protocol import ErrorCode
 
@@ -69,17 +69,4 @@ async def alter(ctx: RequestContext, resource, validate_only: bool) -> None:
 
 @handles(33, 0, 2)
 async def handle(ctx: RequestContext, request):
-    repeated = duplicates((r.resource_type, r.resource_name) for r in request.resources)
-    responses = []
-    async with ctx.broker.admin_lock:
-        for resource in request.resources:
-            if (resource.resource_type, resource.resource_name) in repeated:
-                responses.append(response(resource, ErrorCode.INVALID_REQUEST, "Duplicate resource."))
-                continue
-            try:
-                await alter(ctx, resource, request.validate_only)
-            except AdminError as e:
-                responses.append(response(resource, e.error_code, e.message))
-            else:
-                responses.append(response(resource))
-    return R(throttle_time_ms=0, responses=responses)
+    return R(throttle_time_ms=0, responses=await alter_each(ctx, request, alter, response))

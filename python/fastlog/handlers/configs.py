@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from fastlog.config import BROKER_KEYS, INT_MAX, TOPIC_CONFIGS, BrokerConfig, config_text
 from fastlog.protocol import ErrorCode
@@ -178,3 +178,27 @@ def check_single_replica(node_id: int, broker_ids: list[int], what: str) -> None
             ErrorCode.INVALID_REPLICA_ASSIGNMENT,
             f"{what}: replicas {list(broker_ids)} cannot be placed; the only broker is {node_id}",
         )
+
+
+async def alter_each(
+    ctx: Any,
+    request: Any,
+    alter: Callable[[Any, Any, bool], Awaitable[None]],
+    result: Callable[..., Any],
+) -> list:
+    """AlterConfigs and IncrementalAlterConfigs: each resource altered under the admin lock,
+    a resource named twice refused, failures answered per resource with their error."""
+    repeated = duplicates((r.resource_type, r.resource_name) for r in request.resources)
+    responses = []
+    async with ctx.broker.admin_lock:
+        for resource in request.resources:
+            if (resource.resource_type, resource.resource_name) in repeated:
+                responses.append(result(resource, ErrorCode.INVALID_REQUEST, "Duplicate resource."))
+                continue
+            try:
+                await alter(ctx, resource, request.validate_only)
+            except AdminError as e:
+                responses.append(result(resource, e.error_code, e.message))
+            else:
+                responses.append(result(resource))
+    return responses

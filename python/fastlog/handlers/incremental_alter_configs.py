@@ -23,6 +23,7 @@ from fastlog.config import TOPIC_CONFIGS, ConfigError, config_text, validate_top
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.alter_configs import check_topic
 from fastlog.handlers.configs import (
+    alter_each,
     BROKER,
     BROKER_LOGGER,
     LIST,
@@ -134,17 +135,4 @@ async def alter(ctx: RequestContext, resource, validate_only: bool) -> None:
 
 @handles(44, 0, 1)
 async def handle(ctx: RequestContext, request):
-    repeated = duplicates((r.resource_type, r.resource_name) for r in request.resources)
-    responses = []
-    async with ctx.broker.admin_lock:
-        for resource in request.resources:
-            if (resource.resource_type, resource.resource_name) in repeated:
-                responses.append(response(resource, ErrorCode.INVALID_REQUEST, "Duplicate resource."))
-                continue
-            try:
-                await alter(ctx, resource, request.validate_only)
-            except AdminError as e:
-                responses.append(response(resource, e.error_code, e.message))
-            else:
-                responses.append(response(resource))
-    return R(throttle_time_ms=0, responses=responses)
+    return R(throttle_time_ms=0, responses=await alter_each(ctx, request, alter, response))
