@@ -65,10 +65,14 @@ __all__ = [
 ]
 
 
+_LOADED: dict = {}  # class name -> class, filled on first use (the request path asks per request)
+
+
 def _load(name):
-    mod = importlib.import_module(f"{__name__}._generated.{_CLASS_MODULES[name]}")
-    cls = getattr(mod, name)
-    globals()[name] = cls
+    cls = _LOADED.get(name)
+    if cls is None:
+        mod = importlib.import_module(f"{__name__}._generated.{_CLASS_MODULES[name]}")
+        cls = _LOADED[name] = globals()[name] = getattr(mod, name)
     return cls
 
 
