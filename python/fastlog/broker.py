@@ -91,7 +91,7 @@ class Broker:
             for listener in listeners:
                 await listener.aclose()
             for connection in list(self.connections):
-                connection.reader_scope.cancel()
+                connection.stop_reading()
             connections.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_SECONDS
 
     async def _every(self, interval_key: str, work: Any) -> None:

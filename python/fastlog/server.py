@@ -1,11 +1,12 @@
-"""The Trio TCP server: Kafka framing, one ordered request pipeline per connection.
+"""The Trio TCP server: Kafka framing, one request at a time per connection.
 
-Each connection runs three tasks joined by bounded channels:
-reader (frames off the socket) -> processor (decode, handle, encode) -> writer (socket).
-Requests on one connection are handled one at a time in arrival order, as Kafka does (so a
-producer's pipelined batches append in order), while reading ahead and writing overlap with
-handling. The channels' small buffers are the back-pressure: a client that does not read its
-responses stops being read from, and memory does not grow.
+Each connection is one task that reads a request, handles it and queues its response, in
+arrival order, as Kafka does (a producer's pipelined batches append in order, and a request is
+not read before the previous one is answered). Queued responses are sent when no further
+complete request is buffered, so a pipelining client gets several responses per `sendmsg`
+and the broker pays for one task step and one send per burst rather than per request. The
+kernel's socket buffers are the back-pressure: a client that does not read its responses
+stops being read from, and memory does not grow.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SIZE = struct.Struct(">i")
-READ_AHEAD_FRAMES = 4
-QUEUED_RESPONSES = 4
 READ_BUFFER = 65536
+SEND_BATCH_BYTES = 1 << 20  # queued response bytes that are sent without waiting for the burst to end
+IOV_MAX = 1024
 API_VERSIONS = 18
 
 
@@ -88,12 +89,29 @@ class FrameReader:
             self.end += received
         return True
 
-    async def next_frame(self) -> Optional[bytes | bytearray]:
-        if not await self._buffered(4):
-            return None
+    def _frame_size(self) -> int:
         (size,) = SIZE.unpack_from(self.buffer, self.start)
         if size < 0 or size > self.max_frame:
             raise ConnectionClosed(f"frame size {size} is outside [0, socket.request.max.bytes={self.max_frame}]", "bad_frame_size")
+        return size
+
+    def buffered_frame(self) -> Optional[bytes]:
+        """The next frame if it is already wholly in the buffer (no I/O), else None."""
+        have = self.end - self.start
+        if have < 4:
+            return None
+        size = self._frame_size()
+        if size > have - 4:
+            return None
+        self.start += 4
+        frame = bytes(self.view[self.start : self.start + size])
+        self.start += size
+        return frame
+
+    async def next_frame(self) -> Optional[bytes | bytearray]:
+        if not await self._buffered(4):
+            return None
+        size = self._frame_size()
         self.start += 4
         have = self.end - self.start
         if size <= have:
@@ -121,54 +139,70 @@ class Connection:
             self.peer = f"{host}:{port}"
         except OSError:
             self.peer = "?"
-        self.reader_scope = trio.CancelScope()
+        self.stopping = False
+        self._wait: Optional[trio.CancelScope] = None  # set while waiting for the next request
         self.close_reason = "client_closed"
 
+    def stop_reading(self) -> None:
+        """Graceful shutdown: the request being handled is answered, no further one is read."""
+        self.stopping = True
+        if self._wait is not None:
+            self._wait.cancel()
+
     async def run(self) -> None:
-        frames_in, frames_out = trio.open_memory_channel[bytes](READ_AHEAD_FRAMES)
-        responses_in, responses_out = trio.open_memory_channel[list](QUEUED_RESPONSES)
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._guard, nursery, self._write, responses_out)
-                nursery.start_soon(self._guard, nursery, self._process, frames_out, responses_in)
-                await self._guard(nursery, self._read, frames_in)
+            await self._serve()
+        except ConnectionClosed as e:
+            log.warning("closing connection from %s: %s", self.peer, e, extra={"peer": self.peer})
+            self.close_reason = e.reason
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError) as e:
+            log.debug("connection from %s dropped: %s", self.peer, e, extra={"peer": self.peer})
+            self.close_reason = "dropped"
         finally:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
 
-    async def _guard(self, nursery: trio.Nursery, task: Any, *args: Any) -> None:
-        """Runs one of the connection's tasks; an expected failure closes the connection."""
-        try:
-            await task(*args)
-        except ConnectionClosed as e:
-            log.warning("closing connection from %s: %s", self.peer, e, extra={"peer": self.peer})
-            self.close_reason = e.reason
-            nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError) as e:
-            log.debug("connection from %s dropped: %s", self.peer, e, extra={"peer": self.peer})
-            self.close_reason = "dropped"
-            nursery.cancel_scope.cancel()
-
-    async def _read(self, frames: trio.MemorySendChannel[bytes]) -> None:
+    async def _serve(self) -> None:
         reader = FrameReader(self.stream, self.broker.config["socket.request.max.bytes"])
-        idle_ms = self.broker.config["connections.max.idle.ms"]
-        async with frames:
-            with self.reader_scope:
-                while True:
-                    with trio.move_on_after(idle_ms / 1000 if idle_ms >= 0 else float("inf")) as idle:
-                        frame = await reader.next_frame()
-                    if idle.cancelled_caught:
-                        raise ConnectionClosed(f"idle for more than connections.max.idle.ms={idle_ms}", "idle")
-                    if frame is None:
-                        return
-                    await frames.send(frame)
-
-    async def _process(self, frames: trio.MemoryReceiveChannel[bytes], responses: trio.MemorySendChannel[list]) -> None:
-        async with frames, responses:
-            async for frame in frames:
+        unsent: list = []  # responses of a burst of pipelined requests, sent together
+        unsent_bytes = 0
+        while not self.stopping:
+            frame = reader.buffered_frame()
+            if frame is None:
+                if unsent:
+                    await self._send(unsent)
+                    unsent, unsent_bytes = [], 0
+                frame = await self._next_frame(reader)
+                if frame is None:
+                    break
+            try:
                 parts = await self._handle(frame)
-                if parts is not None:
-                    await responses.send(parts)
+            except ConnectionClosed:
+                if unsent:  # answers to the requests before the one that closes the connection
+                    await self._send(unsent)
+                raise
+            if parts:
+                unsent += parts
+                unsent_bytes += sum(map(len, parts))
+                if unsent_bytes >= SEND_BATCH_BYTES:
+                    await self._send(unsent)
+                    unsent, unsent_bytes = [], 0
+        if unsent:
+            await self._send(unsent)
+
+    async def _next_frame(self, reader: FrameReader) -> Optional[bytes | bytearray]:
+        """Waits for the next request; None at a clean EOF or when the broker stops."""
+        idle_ms = self.broker.config["connections.max.idle.ms"]
+        with trio.CancelScope() as self._wait:
+            if idle_ms >= 0:
+                self._wait.deadline = trio.current_time() + idle_ms / 1000
+            frame = await reader.next_frame()
+            self._wait = None
+            return frame
+        self._wait = None
+        if self.stopping:
+            return None
+        raise ConnectionClosed(f"idle for more than connections.max.idle.ms={idle_ms}", "idle")
 
     async def _handle(self, frame: bytes) -> Optional[list]:
         """Decodes and answers one request; None when the protocol wants no response."""
@@ -215,14 +249,29 @@ class Connection:
         body = api_versions_body(ErrorCode.UNSUPPORTED_VERSION)
         return protocol.encode_response(correlation_id, API_VERSIONS, 0, body).framed_parts()
 
-    async def _write(self, responses: trio.MemoryReceiveChannel[list]) -> None:
-        async with responses:
-            async for parts in responses:
-                for part in parts:
-                    if isinstance(part, (bytes, bytearray, memoryview)):
-                        await self.stream.send_all(part)
-                    else:
-                        await self._sendfile(part)
+    async def _send(self, parts: list) -> None:
+        """Sends response parts in order: runs of bytes with `sendmsg`, file regions with sendfile."""
+        run: list = []
+        for part in parts:
+            if isinstance(part, (bytes, bytearray, memoryview)):
+                run.append(part)
+                continue
+            if run:
+                await self._send_buffers(run)
+                run = []
+            await self._sendfile(part)
+        if run:
+            await self._send_buffers(run)
+
+    async def _send_buffers(self, buffers: list) -> None:
+        sock = self.stream.socket
+        views = [memoryview(b).cast("B") for b in buffers]
+        while views:
+            sent = await sock.sendmsg(views[:IOV_MAX])
+            while views and sent >= len(views[0]):
+                sent -= len(views.pop(0))
+            if sent:
+                views[0] = views[0][sent:]
 
     async def _sendfile(self, region: Any) -> None:
         """Sends a file region (a `FileSlice`) from the page cache straight to the socket."""
@@ -275,6 +324,6 @@ async def _run_connection(broker: "Broker", stream: trio.SocketStream, limit: tr
     finally:
         broker.connections.discard(connection)
         limit.release()
-        reason = "shutdown" if connection.reader_scope.cancel_called else connection.close_reason
+        reason = "shutdown" if connection.stopping else connection.close_reason
         broker.metrics.connection_closed(reason)
         log.debug("connection from %s closed: %s", connection.peer, reason, extra={"peer": connection.peer})
