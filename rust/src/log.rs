@@ -179,7 +179,9 @@ impl PartitionLog {
     }
 
     /// Scans segments from the one holding the recovery point; trusts (after a sanity check)
-    /// the ones before it. A bad batch truncates the log there and drops every later segment.
+    /// the ones before it, and the active one when all of it is below the recovery point (a
+    /// clean stop: a restart then reads no record data). A bad batch truncates the log there
+    /// and drops every later segment.
     fn load_segments(&mut self, recovery_point: i64, _now_ms: i64) -> Result<()> {
         let scan_from = self.segments.range(..=recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
         let bases: Vec<i64> = self.segments.keys().copied().collect();
@@ -194,6 +196,11 @@ impl PartitionLog {
                 }
             }
             if cut_reason.is_none() {
+                let last = i + 1 == bases.len();
+                if *base >= scan_from && last && segment.load_flushed_active(recovery_point, rules.index_interval)? {
+                    expected_next = Some(segment.next_offset);
+                    continue;
+                }
                 if *base >= scan_from {
                     let scan = segment.recover(rules)?;
                     if let Some(reason) = scan.invalid_reason {
@@ -856,6 +863,38 @@ mod tests {
         let mut log = PartitionLog::open(&path, small_config(), 100, 0, 0).unwrap();
         assert_eq!(read_all(&mut log, 0), expected);
         assert_eq!(log.max_timestamp(), (1049, 99));
+    }
+
+    #[test]
+    fn a_cleanly_closed_active_segment_is_not_rescanned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let config = LogConfig { index_interval_bytes: 100, ..LogConfig::default() };
+        let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
+        for i in 0..30i64 {
+            // The max timestamp comes in the last batch, after the last index entry.
+            let ts = if i == 29 { 5000 } else { 1000 + i };
+            log.append(&build_batch(0, ts, &["v".repeat(60).as_bytes()]), 0, 0).unwrap();
+        }
+        log.close(0).unwrap();
+        let recovery_point = log.recovery_point;
+        assert_eq!(recovery_point, 30);
+        drop(log);
+        // A flipped byte in a record below the recovery point: a scan would cut the log there.
+        let seg = path.join(format!("{:020}.log", 0));
+        let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(b"X", 200).unwrap();
+        let mut log = PartitionLog::open(&path, config.clone(), recovery_point, 0, 0).unwrap();
+        assert!(log.repairs.is_empty(), "trusted, not scanned: {:?}", log.repairs);
+        assert_eq!(log.log_end_offset(), 30);
+        assert_eq!(log.max_timestamp(), (5000, 29));
+        assert_eq!(log.append(&build_batch(0, 6000, &[b"after"]), 0, 0).unwrap().base_offset, 30);
+        assert_eq!(log.read(30, 1 << 20, i64::MAX, true).unwrap().unwrap().base_offset, 30);
+        drop(log);
+        // Without the recovery point (an unclean stop) the same segment is scanned and cut.
+        let log = PartitionLog::open(&path, config, 0, 0, 0).unwrap();
+        assert_eq!(log.repairs.len(), 1, "{:?}", log.repairs);
+        assert!(log.log_end_offset() < 30);
     }
 
     #[test]

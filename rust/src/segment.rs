@@ -363,18 +363,10 @@ impl Segment {
     }
 
     /// Loads what a sealed segment knows without a scan: indexes checked, rebuilt if not sane,
-    /// the last batch read for the next offset, and the max timestamp from the time index.
+    /// the batches after the last index entry read for the next offset and max timestamp.
     pub fn load_sealed(&mut self, rules: ScanRules) -> Result<Option<String>> {
         // An unreadable tail counts as an inconsistent index: the rebuild below reports it.
         if self.indexes_look_complete(rules.index_interval).unwrap_or(false) {
-            if let Some((ts, rel)) = index::last_time_entry(self.time_index()?.as_slice()) {
-                self.max_timestamp = ts;
-                self.offset_of_max_timestamp = self.base_offset + rel;
-            }
-            if self.max_timestamp < 0 {
-                // Kafka falls back to the file's modification time when no batch had a timestamp.
-                self.max_timestamp = modified_ms(&self.log_path()).unwrap_or(-1);
-            }
             return Ok(None);
         }
         let scan = self.recover(ScanRules { verify_crc: false, ..rules })?;
@@ -384,6 +376,21 @@ impl Segment {
             note.push_str(&format!(" (stopped early: {reason})"));
         }
         Ok(Some(note))
+    }
+
+    /// Opens the active segment without a recovery scan when all of it was flushed (its last
+    /// offset is below `recovery_point`, as after a clean stop) and its indexes are sane, the
+    /// way a sealed segment is loaded; Kafka too trusts what lies below the recovery point.
+    /// False (nothing changed) when the segment needs `recover`.
+    pub fn load_flushed_active(&mut self, recovery_point: i64, index_interval: u64) -> Result<bool> {
+        if self.indexes_look_complete(index_interval).unwrap_or(false) && self.next_offset <= recovery_point {
+            self.activate()?;
+            return Ok(true);
+        }
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.offset_of_max_timestamp = self.base_offset;
+        Ok(false)
     }
 
     /// Whether the index files are present, sane, and not short: every batch after the last
@@ -403,14 +410,28 @@ impl Segment {
             }
             index::offset_lookup(offsets.as_slice(), i64::MAX)
         };
+        // The time index's last entry is the max timestamp up to the last offset-index entry;
+        // the batches after it may raise it.
+        if let Some((ts, relative)) = index::last_time_entry(self.time_index()?.as_slice()) {
+            self.max_timestamp = ts;
+            self.offset_of_max_timestamp = self.base_offset + relative;
+        }
         let file = self.file()?;
         let mut position = start;
         while let Some(header) = self.header_at(&file, position)? {
             if position > start && position - start >= index_interval.max(1) {
                 return Ok(false);
             }
+            if header.max_timestamp > self.max_timestamp {
+                self.max_timestamp = header.max_timestamp;
+                self.offset_of_max_timestamp = header.last_offset();
+            }
             self.next_offset = header.next_offset();
             position += header.size() as u64;
+        }
+        if self.max_timestamp < 0 {
+            // Kafka falls back to the file's modification time when no batch had a timestamp.
+            self.max_timestamp = modified_ms(&self.log_path()).unwrap_or(-1);
         }
         Ok(position == self.size)
     }
