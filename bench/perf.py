@@ -17,6 +17,7 @@ Loopback only. Needs root for `echo 3 > /proc/sys/vm/drop_caches` (skipped with 
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import os
 import resource
@@ -88,6 +89,28 @@ def disk_limit(directory: Path, total: int, fsync: bool) -> float:
         os.close(fd)
         path.unlink()
     return total / elapsed / 1e6
+
+
+def disk_read_limit(directory: Path, total: int) -> float:
+    """MB/s of sequential 1 MiB reads of a `total`-byte file from disk (page cache dropped first;
+    from the page cache if it cannot be dropped)."""
+    path = directory / "disk-read-probe"
+    chunk = os.urandom(1 << 20)
+    with open(path, "wb") as f:
+        for _ in range(total // len(chunk)):
+            f.write(chunk)
+    try:
+        drop_caches()
+        buf = bytearray(1 << 20)
+        read = 0
+        with open(path, "rb", buffering=0) as f:
+            start = time.perf_counter()
+            while n := f.readinto(buf):
+                read += n
+            elapsed = time.perf_counter() - start
+    finally:
+        path.unlink()
+    return read / elapsed / 1e6
 
 
 def drop_caches() -> str:
@@ -201,7 +224,78 @@ def _consume(bootstrap: str, topic: str, partitions: int, count: int, result: "m
     result.put((got, size, elapsed))
 
 
-def _latency(bootstrap: str, topic: str, rate: int, seconds: float, size: int, linger_ms: int, result: "mp.Queue") -> None:
+def kcat_consume(bootstrap: str, topic: str, partitions: Optional[list[int]] = None) -> tuple[int, float]:
+    """kcat (librdkafka's C consumer) reads `topic` from the start to its end, printing only
+    offsets; returns (records, seconds from exec to exit, metadata and connecting included)."""
+    command = ["kcat", "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%o\n",
+               "-X", "fetch.max.bytes=52428800", "-X", "max.partition.fetch.bytes=8388608",
+               "-X", "queued.max.messages.kbytes=1000000", "-X", "fetch.wait.max.ms=100"]
+    runs = [command + ["-p", str(p)] for p in partitions] if partitions else [command]
+    start = time.perf_counter()
+    processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) for c in runs]
+    records = sum(p.communicate(timeout=600)[0].count(b"\n") for p in processes)
+    return records, time.perf_counter() - start
+
+
+def _raw_fetch(bootstrap: str, topic: str, partitions: int, result: "mp.Queue") -> None:
+    """The broker's fetch path without a client library: Fetch v11 requests for every partition
+    (8 MiB each, 50 MiB per response) from offset 0 to the high watermarks. Each response is
+    received into one reused buffer and decoded with fastlog's codec (records stay a zero-copy
+    view); only batch headers are read, to find the next offset. Puts (records, bytes, seconds)."""
+    import struct
+
+    from fastlog import protocol
+
+    host, port = bootstrap.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    F = protocol.FetchRequest
+    buffer = bytearray(64 << 20)
+    view = memoryview(buffer)
+    offsets = dict.fromkeys(range(partitions), 0)
+    ends: dict[int, int] = {}
+    batch_header = struct.Struct(">qi")
+    total = 0
+
+    def receive(size: int) -> memoryview:
+        got = 0
+        while got < size:
+            n = sock.recv_into(view[got:size])
+            if not n:
+                raise ConnectionError("the broker closed the connection")
+            got += n
+        return view[:size]
+
+    start = time.perf_counter()
+    for correlation_id in itertools.count():
+        if ends and all(offsets[p] >= ends[p] for p in offsets):
+            break
+        request = F(replica_id=-1, max_wait_ms=100, min_bytes=1, max_bytes=52_428_800, isolation_level=0, session_id=0,
+                    session_epoch=-1, topics=[F.FetchTopic(topic=topic, partitions=[
+                        F.FetchPartition(partition=p, fetch_offset=o, partition_max_bytes=8_388_608) for p, o in offsets.items()])])
+        header = protocol.RequestHeader(request_api_key=F.API_KEY, request_api_version=11, correlation_id=correlation_id, client_id="perf")
+        payload = protocol.encode_request(header, request).getvalue()
+        sock.sendall(len(payload).to_bytes(4, "big") + payload)
+        (size,) = struct.unpack(">i", receive(4))
+        reader = protocol.Reader(receive(size))
+        protocol.ResponseHeader.decode(reader, protocol.response_header_version(F.API_KEY, 11))
+        for data in protocol.FetchResponse.decode(reader, 11).responses[0].partitions:
+            ends[data.partition_index] = data.high_watermark
+            records = data.records or b""
+            position = 0
+            while position + 27 <= len(records):
+                base, length = batch_header.unpack_from(records, position)
+                if position + 12 + length > len(records):
+                    break  # a partial batch at the end of the fetch
+                last_delta = int.from_bytes(records[position + 23 : position + 27], "big")
+                offsets[data.partition_index] = base + last_delta + 1
+                position += 12 + length
+            total += position
+    elapsed = time.perf_counter() - start
+    sock.close()
+    result.put((sum(offsets.values()), total, elapsed))
+
+
+def _latency(bootstrap: str, topic: str, rate: int, seconds: float, size: int, linger_ms: int, partitions: int, result: "mp.Queue") -> None:
     """Produces at a fixed rate, paced every half millisecond: what is due goes out in one
     `produce_batch` to the next partition in turn. One record in 100 is timed with librdkafka's
     own produce()->delivery latency (Message.latency())."""
@@ -235,13 +329,25 @@ def _latency(bootstrap: str, topic: str, rate: int, seconds: float, size: int, l
             break
         due = min(int((now - start) * rate) - sent, len(template))
         if due > 0:
-            producer.produce_batch(topic, template[:due], partition=tick % PARTITIONS)
+            producer.produce_batch(topic, template[:due], partition=tick % partitions)
             sent += due
             tick += 1
         producer.poll(0)
         time.sleep(0.0005)
     producer.flush(60)
     result.put((sent, time.perf_counter() - start, sorted(latencies)))
+
+
+def _mock_latency(rate: int, seconds: float, size: int, linger_ms: int, result: "mp.Queue") -> None:
+    """`_latency` against librdkafka's mock broker: the generator's own latency at that rate."""
+    from confluent_kafka import Producer
+
+    mock = Producer({"bootstrap.servers": "", "test.mock.num.brokers": 1})
+    metadata = mock.list_topics("mock", timeout=30)
+    broker = next(iter(metadata.brokers.values()))
+    inner: mp.Queue = CTX.Queue()
+    _latency(f"{broker.host}:{broker.port}", "mock", rate, seconds, size, linger_ms, len(metadata.topics["mock"].partitions), inner)
+    result.put(inner.get())
 
 
 def _scale_producer(bootstrap: str, topic: str, partitions: int, rate: int, seconds: float, size: int, result: "mp.Queue") -> None:
@@ -439,7 +545,7 @@ def main() -> None:
         brokers.append(b)
         return b
 
-    loopback = disk_nosync = disk_sync = float("nan")
+    loopback = disk_nosync = disk_sync = disk_read = float("nan")
     peak_100b = float("nan")
     try:
         print(f"fastlog perf: {os.cpu_count()} cores, data in {work}", flush=True)
@@ -452,6 +558,9 @@ def main() -> None:
             gb = args.disk_bytes / (1 << 30)
             table.add(f"machine: disk, {gb:g} GiB in 1 MiB writes, no fsync", "", f"{disk_nosync:,.0f}")
             table.add(f"machine: disk, {gb:g} GiB in 1 MiB writes + fdatasync", "", f"{disk_sync:,.0f}")
+        if "machine" in only or "consume" in only:
+            disk_read = disk_read_limit(work, args.disk_bytes)
+            table.add(f"machine: disk read, {args.disk_bytes / (1 << 30):g} GiB in 1 MiB reads, page cache dropped", "", f"{disk_read:,.0f}")
 
         ceilings: dict[int, float] = {}
         if "ceiling" in only:
@@ -510,23 +619,49 @@ def main() -> None:
                     peak_100b = 200_000
                 rate = int(peak_100b / 2)
                 create_topic(broker.bootstrap, "latency", PARTITIONS)
-                for linger in (0, 5):
-                    sent, elapsed, lat = in_child(_latency, broker.bootstrap, "latency", rate, max(args.seconds * 2, 4), 100, linger)
+                seconds = max(args.seconds * 2, 4)
+                runs = [(rate, 0), (rate, 5), (100_000, 0), (10_000, 0)]
+                for asked, linger in runs + [(rate, -1)]:
+                    cpu0 = broker.cpu_seconds()
+                    if linger < 0:  # the same generator against librdkafka's mock broker
+                        sent, elapsed, lat = in_child(_mock_latency, asked, seconds, 100, 0)
+                        name, cpu = "ceiling: latency generator -> librdkafka mock broker", ""
+                    else:
+                        sent, elapsed, lat = in_child(_latency, broker.bootstrap, "latency", asked, seconds, 100, linger, PARTITIONS)
+                        name = "fastlog: produce latency"
+                        cpu = f", broker CPU {(broker.cpu_seconds() - cpu0) / elapsed:.2f} cores"
+                    share = "50% of peak, " if asked == rate else ""
                     figures = ", ".join(f"p{p} {percentile(lat, p) * 1000:.2f} ms" for p in (50, 99, 99.9))
-                    table.add(f"fastlog: produce latency at 50% of peak ({rate:,}/s asked), 100 B, linger.ms={linger}",
-                              f"{sent / elapsed:,.0f}", f"{sent * 100 / elapsed / 1e6:,.1f}", "", "p99 ≤ 5 ms",
-                              f"{figures} ({len(lat):,} samples)")
+                    table.add(f"{name} at {share}{asked:,}/s asked, 100 B, linger.ms={max(linger, 0)}",
+                              f"{sent / elapsed:,.0f}", f"{sent * 100 / elapsed / 1e6:,.1f}", "", "p99 ≤ 5 ms" if asked == rate and linger >= 0 else "",
+                              f"{figures} ({len(lat):,} samples){cpu}")
             if "consume" in only:
-                broker.stop()
-                brokers.remove(broker)
-                note = drop_caches()
-                broker = start_broker(data)
-                brokers.append(broker)
-                table.notes.append(f"consume: broker restarted, {note}; start-up {broker.startup_s * 1000:.0f} ms")
-                got, total, elapsed = in_child(_consume, broker.bootstrap, "acks1-1000", PARTITIONS, args.records_1kb)
-                mbs = total / elapsed / 1e6
-                table.add(f"fastlog: consume 1 KB from disk (cold page cache), 1 consumer", f"{got / elapsed:,.0f}",
-                          f"{mbs:,.1f}", f"{mbs / loopback:.3f} of loopback", "≥ 0.7 of loopback", f"{got:,} records")
+                consumers = (
+                    ("kcat (librdkafka's C consumer), 1 process", lambda b: (*kcat_consume(b.bootstrap, "acks1-1000"), None)),
+                    ("confluent-kafka Python consumer, 1 process",
+                     lambda b: (lambda r: (r[0], r[2], r[1]))(in_child(_consume, b.bootstrap, "acks1-1000", PARTITIONS, args.records_1kb))),
+                    ("raw Fetch requests (no client library: the broker's fetch path)",
+                     lambda b: (lambda r: (r[0], r[2], r[1]))(in_child(_raw_fetch, b.bootstrap, "acks1-1000", PARTITIONS))),
+                )
+                for label, consume in consumers:
+                    broker.stop()
+                    brokers.remove(broker)
+                    note = drop_caches()
+                    broker = start_broker(data)
+                    cpu0 = broker.cpu_seconds()
+                    got, elapsed, size = consume(broker)  # size None: record values only (1 KB each)
+                    cpu = (broker.cpu_seconds() - cpu0) / elapsed
+                    mbs = (size or got * 1000) / elapsed / 1e6
+                    disk = f", {mbs / disk_read:.2f} of disk read" if disk_read == disk_read else ""
+                    table.add(f"fastlog: consume 1 KB from disk (cold page cache), {label}", f"{got / elapsed:,.0f}",
+                              f"{mbs:,.1f}", f"{mbs / loopback:.3f} of loopback{disk}", "≥ 0.7 of loopback",
+                              f"{got:,} records, broker CPU {cpu:.2f} cores, start-up {broker.startup_s:.2f} s")
+                table.notes.append(f"consume: before each cold row the broker was stopped, {note}, and restarted")
+                cpu0 = broker.cpu_seconds()
+                got, elapsed, size = consumers[2][1](broker)
+                mbs = size / elapsed / 1e6
+                table.add("fastlog: consume 1 KB from the page cache (warm), raw Fetch requests", f"{got / elapsed:,.0f}", f"{mbs:,.1f}",
+                          f"{mbs / loopback:.3f} of loopback", "", f"broker CPU {(broker.cpu_seconds() - cpu0) / elapsed:.2f} cores")
             broker.stop()
             brokers.remove(broker)
 
