@@ -92,8 +92,8 @@ def disk_limit(directory: Path, total: int, fsync: bool) -> float:
 
 
 def disk_read_limit(directory: Path, total: int) -> float:
-    """MB/s of sequential 1 MiB reads of a `total`-byte file from disk (page cache dropped first;
-    from the page cache if it cannot be dropped)."""
+    """MB/s of sequential 1 MiB reads of a `total`-byte file from disk, the whole file advised
+    WILLNEED first (page cache dropped first; from the page cache if it cannot be dropped)."""
     path = directory / "disk-read-probe"
     chunk = os.urandom(1 << 20)
     with open(path, "wb") as f:
@@ -105,6 +105,8 @@ def disk_read_limit(directory: Path, total: int) -> float:
         read = 0
         with open(path, "rb", buffering=0) as f:
             start = time.perf_counter()
+            if hasattr(os, "posix_fadvise"):  # read ahead as the broker does for a fetch
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
             while n := f.readinto(buf):
                 read += n
             elapsed = time.perf_counter() - start
