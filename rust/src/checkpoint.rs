@@ -11,6 +11,12 @@ use crate::error::{CoreError, Result};
 
 /// Writes `lines` (entries already formatted) under version 0.
 pub fn write(path: &Path, lines: &[String]) -> Result<()> {
+    write_with(path, lines, true)
+}
+
+/// `write`, with the fsyncs of the file and its directory only when `sync`: a caller that
+/// skips them must write the file again with `sync` before it relies on it surviving a crash.
+pub fn write_with(path: &Path, lines: &[String], sync: bool) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut text = format!("0\n{}\n", lines.len());
     for line in lines {
@@ -19,9 +25,11 @@ pub fn write(path: &Path, lines: &[String]) -> Result<()> {
     }
     let ctx = |op: &str| format!("{op} checkpoint {}", path.display());
     let mut file = File::create(&tmp).map_err(|e| CoreError::io(ctx("create"), e))?;
-    file.write_all(text.as_bytes()).and_then(|_| file.sync_all()).map_err(|e| CoreError::io(ctx("write"), e))?;
+    file.write_all(text.as_bytes())
+        .and_then(|_| if sync { file.sync_all() } else { Ok(()) })
+        .map_err(|e| CoreError::io(ctx("write"), e))?;
     fs::rename(&tmp, path).map_err(|e| CoreError::io(ctx("rename"), e))?;
-    if let Some(dir) = path.parent() {
+    if let (true, Some(dir)) = (sync, path.parent()) {
         sync_dir(dir)?;
     }
     Ok(())
