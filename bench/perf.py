@@ -1,12 +1,13 @@
 """fastlog at the machine's limits, measured side by side (issue 7).
 
 One command starts a broker on a free loopback port with a temp data dir, measures the machine
-(loopback TCP between two processes, sequential disk writes with and without fsync) and the load
-generator's own ceiling (librdkafka's mock cluster, `test.mock.num.brokers=1`), runs the
-scenarios against fastlog with confluent-kafka clients in their own processes, stops everything
-and prints a Markdown table with fastlog's figures as ratios of those limits.
+(loopback TCP between two processes, sequential disk writes with and without fsync, a cold
+sequential read) and the load generator's own ceiling and latency (librdkafka's mock cluster,
+`test.mock.num.brokers=1`), runs the scenarios against fastlog with confluent-kafka clients and
+kcat in their own processes (and raw Fetch requests for the broker's own fetch rate), stops
+everything and prints a Markdown table with fastlog's figures as ratios of those limits.
 
-    python bench/perf.py                 # full run, ~5-7 minutes on the 2-core VM
+    python bench/perf.py                 # full run, ~3.5 minutes on the 2-core VM
     python bench/perf.py --quick         # small sizes, ~1.5 minutes (smoke test)
     python bench/perf.py --only produce  # a subset: machine,ceiling,produce,acks,consume,latency,scale,conns
 
