@@ -32,6 +32,7 @@ SIZE = struct.Struct(">i")
 READ_BUFFER = 65536
 SEND_BATCH_BYTES = 1 << 20  # queued response bytes that are sent without waiting for the burst to end
 IOV_MAX = 1024
+BUFFERS = (bytes, bytearray, memoryview)  # response parts sent as they are; others are file regions
 API_VERSIONS = 18
 
 
@@ -166,27 +167,27 @@ class Connection:
         reader = FrameReader(self.stream, self.broker.config["socket.request.max.bytes"])
         unsent: list = []  # responses of a burst of pipelined requests, sent together
         unsent_bytes = 0
-        while not self.stopping:
-            frame = reader.buffered_frame()
-            if frame is None:
-                if unsent:
-                    await self._send(unsent)
-                    unsent, unsent_bytes = [], 0
-                frame = await self._next_frame(reader)
+        try:
+            while not self.stopping:
+                frame = reader.buffered_frame()
                 if frame is None:
-                    break
-            try:
+                    if unsent:
+                        await self._send(unsent)
+                        unsent, unsent_bytes = [], 0
+                    frame = await self._next_frame(reader)
+                    if frame is None:
+                        break
                 parts = await self._handle(frame)
-            except ConnectionClosed:
-                if unsent:  # answers to the requests before the one that closes the connection
-                    await self._send(unsent)
-                raise
-            if parts:
-                unsent += parts
-                unsent_bytes += sum(map(len, parts))
-                if unsent_bytes >= SEND_BATCH_BYTES:
-                    await self._send(unsent)
-                    unsent, unsent_bytes = [], 0
+                if parts:
+                    unsent += parts
+                    unsent_bytes += sum(map(len, parts))
+                    if unsent_bytes >= SEND_BATCH_BYTES:
+                        await self._send(unsent)
+                        unsent, unsent_bytes = [], 0
+        except ConnectionClosed:
+            if unsent:  # the requests before the bad one are still answered
+                await self._send(unsent)
+            raise
         if unsent:
             await self._send(unsent)
 
@@ -251,12 +252,12 @@ class Connection:
 
     async def _send(self, parts: list) -> None:
         """Sends response parts in order: runs of bytes with `sendmsg`, file regions with sendfile."""
-        regions = [part for part in parts if not isinstance(part, (bytes, bytearray, memoryview))]
+        regions = [part for part in parts if not isinstance(part, BUFFERS)]
         if regions:
             prefetch(regions)
         run: list = []
         for part in parts:
-            if isinstance(part, (bytes, bytearray, memoryview)):
+            if isinstance(part, BUFFERS):
                 run.append(part)
                 continue
             if run:

@@ -75,6 +75,18 @@ def test_malformed_frames_close_the_connection_with_a_log_line(small_broker, fra
     assert_alive(small_broker)
 
 
+@pytest.mark.parametrize("bad", [struct.pack(">i", -5), struct.pack(">i", 3) + b"abc"], ids=["bad-size", "undecodable"])
+def test_requests_pipelined_before_a_bad_frame_are_answered_before_the_close(small_broker, bad) -> None:
+    with WireClient(small_broker.bootstrap) as client:
+        good = client.encode(P.ApiVersionsRequest(), 3)
+        # One write: both good requests and the bad frame reach the broker's buffer together.
+        client.sock.sendall((struct.pack(">i", len(good)) + good) * 2 + bad)
+        for _ in range(2):
+            assert client.read_response(18, 3).error_code == 0
+        assert client.closed_by_broker()
+    assert_alive(small_broker)
+
+
 def test_api_versions_of_unknown_version_answers_v0_with_supported_ranges(small_broker) -> None:
     with WireClient(small_broker.bootstrap) as client:
         header = struct.pack(">hhih", 18, 99, 42, 4) + b"test"
