@@ -381,15 +381,12 @@ impl Segment {
     /// Opens the active segment without a recovery scan when all of it was flushed (its last
     /// offset is below `recovery_point`, as after a clean stop) and its indexes are sane, the
     /// way a sealed segment is loaded; Kafka too trusts what lies below the recovery point.
-    /// False (nothing changed) when the segment needs `recover`.
+    /// False when the segment needs `recover` (which resets what this read).
     pub fn load_flushed_active(&mut self, recovery_point: i64, index_interval: u64) -> Result<bool> {
         if self.indexes_look_complete(index_interval).unwrap_or(false) && self.next_offset <= recovery_point {
             self.activate()?;
             return Ok(true);
         }
-        self.next_offset = self.base_offset;
-        self.max_timestamp = -1;
-        self.offset_of_max_timestamp = self.base_offset;
         Ok(false)
     }
 
