@@ -42,3 +42,11 @@ def test_every_schema_has_a_class():
     assert names == set(CLASS_MODULES)
     for name in names:
         assert getattr(P, name).NAME == name
+
+
+def test_generated_rust_codec_is_up_to_date(tmp_path):
+    out = tmp_path / "generated.rs"
+    subprocess.run([sys.executable, str(REPO / "tools" / "gen_rust_codec.py"), "--schemas", str(SCHEMAS), "--out", str(out)],
+                   check=True, capture_output=True)
+    committed = REPO / "rust" / "src" / "wire" / "generated.rs"
+    assert out.read_text() == committed.read_text(), "stale rust/src/wire/generated.rs: run tools/gen_rust_codec.py"
