@@ -73,3 +73,24 @@ class Log:
     def end_offset_for_epoch(self, epoch: int) -> tuple[int, int]: ...
     def close(self) -> None: ...
     def delete(self) -> None: ...
+
+class PartitionTable:
+    """Every topic's partition logs by name, for Produce requests handled wholly in Rust."""
+
+    def __init__(self) -> None: ...
+    def set_topic(self, topic: str, logs: list[Log]) -> None: ...
+    def remove_topic(self, topic: str) -> None: ...
+    def produce(
+        self,
+        frame: Union[bytes, bytearray],
+        versions: tuple[int, int],
+        leader_epoch: int = 0,
+        now_ms: Optional[int] = None,
+    ) -> Optional[
+        tuple[
+            Optional[bytes],
+            list[tuple[str, int]],
+            list[tuple[str, int, int]],
+            list[tuple[str, int, int, str]],
+        ]
+    ]: ...

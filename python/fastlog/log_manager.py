@@ -110,6 +110,8 @@ class LogManager:
         self.data_dir = config.log_dirs[0].resolve()
         self.topics: dict[str, Topic] = {}
         self.topics_by_id: dict[uuid.UUID, Topic] = {}
+        # The same logs by topic name for the Rust core's Produce path (handlers/produce.py).
+        self.table = _core.PartitionTable()
         self.cluster_id = ""
         self.defaults = config.topic_defaults()
         self.cleaner_stats = {"bytes_read": 0, "bytes_written": 0, "records_removed": 0}
@@ -227,6 +229,7 @@ class LogManager:
     def _register(self, topic: Topic) -> None:
         self.topics[topic.name] = topic
         self.topics_by_id[topic.id] = topic
+        self.table.set_topic(topic.name, [p.log for p in topic.partitions])
 
     def all_partitions(self) -> Iterator[Partition]:
         for topic in list(self.topics.values()):
@@ -277,6 +280,7 @@ class LogManager:
         if topic is None:
             raise TopicError(3, f"topic {name!r} does not exist")  # UNKNOWN_TOPIC_OR_PARTITION
         del self.topics_by_id[topic.id]
+        self.table.remove_topic(name)
         self._write_topics_file()
         for partition in topic.partitions:
             partition.wake_waiters()
@@ -294,6 +298,7 @@ class LogManager:
             )
         for index in range(len(topic.partitions), total):
             topic.partitions.append(self._open_partition(topic, index))
+        self.table.set_topic(name, [p.log for p in topic.partitions])
         self._write_topics_file()
         log.info("topic %s now has %d partitions", name, total)
 

@@ -115,6 +115,9 @@ class Metrics:
                     if p.error_code:
                         self.errors[(api_key, p.error_code)] += 1
 
+    def count_error(self, api_key: int, code: int) -> None:
+        self.errors[(api_key, code)] += 1
+
     def record_produce(self, topic: str, records: int, size: int) -> None:
         self.messages_in[topic] += records
         self.bytes_in += size

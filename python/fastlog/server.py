@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import trio
 
 from fastlog import protocol
-from fastlog.handlers import HANDLERS, RequestContext, api_versions_body
+from fastlog.handlers import HANDLERS, RequestContext, api_versions_body, produce
 from fastlog.protocol import CodecError, ErrorCode
 
 if TYPE_CHECKING:
@@ -34,6 +34,7 @@ SEND_BATCH_BYTES = 1 << 20  # queued response bytes that are sent without waitin
 IOV_MAX = 1024
 BUFFERS = (bytes, bytearray, memoryview)  # response parts sent as they are; others are file regions
 API_VERSIONS = 18
+PRODUCE_KEY = b"\x00\x00"  # a frame's first two bytes: its API key
 
 
 class ConnectionClosed(Exception):
@@ -208,6 +209,12 @@ class Connection:
     async def _handle(self, frame: bytes) -> Optional[list]:
         """Decodes and answers one request; None when the protocol wants no response."""
         metrics = self.broker.metrics
+        if frame[:2] == PRODUCE_KEY:
+            started = trio.current_time()
+            response = produce.answer_frame(self.broker, frame, self.peer)
+            if response is not produce.DECLINED:
+                metrics.observe_request(0, trio.current_time() - started)
+                return None if response is None else [response]
         try:
             header, body = protocol.decode_request(frame)
         except CodecError as e:

@@ -16,3 +16,5 @@ pub mod segment;
 pub mod compression;
 pub mod producer_state;
 pub mod cleaner;
+pub mod produce;
+pub mod wire;

@@ -3,18 +3,20 @@
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyByteArray, PyBytes, PyDict};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::batch;
 use crate::checkpoint;
 use crate::error::CoreError;
 use crate::files;
 use crate::log::{LogConfig, PartitionLog};
+use crate::produce;
 
 create_exception!(_core, StorageError, PyException, "Base of every error raised by fastlog's core.");
 create_exception!(_core, CorruptRecordError, StorageError, "A record batch failed validation: CORRUPT_MESSAGE.");
@@ -382,6 +384,87 @@ impl Log {
     }
 }
 
+/// The logs of every topic's partitions by name, for requests handled wholly in Rust. The
+/// Python log manager keeps it in step with its topics.
+#[pyclass(frozen, module = "fastlog._core")]
+struct PartitionTable {
+    topics: RwLock<HashMap<String, Vec<Py<Log>>>>,
+}
+
+impl produce::Partitions for PartitionTable {
+    fn with_log<T>(
+        &self,
+        topic: &str,
+        index: i32,
+        f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError>,
+    ) -> Option<Result<T, CoreError>> {
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        let log = topics.get(topic)?.get(usize::try_from(index).ok()?)?.get();
+        let mut guard = log.inner.lock().unwrap_or_else(|p| p.into_inner());
+        Some(match guard.as_mut() {
+            Some(log) => f(log),
+            None => Err(CoreError::io(
+                format!("log {}", log.path.display()),
+                std::io::Error::other("the log is closed"),
+            )),
+        })
+    }
+}
+
+#[pymethods]
+impl PartitionTable {
+    #[new]
+    fn new() -> Self {
+        PartitionTable { topics: RwLock::new(HashMap::new()) }
+    }
+
+    /// Sets (or replaces) the logs of `topic`'s partitions, in partition order.
+    fn set_topic(&self, topic: String, logs: Vec<Py<Log>>) {
+        self.topics.write().unwrap_or_else(|p| p.into_inner()).insert(topic, logs);
+    }
+
+    fn remove_topic(&self, topic: &str) {
+        self.topics.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
+    }
+
+    /// Handles a Produce request frame (without its size prefix) of a version in `versions`:
+    /// decodes it, appends every partition's batches with the GIL released, encodes the
+    /// response. Returns (response frame or None for acks=0, [(topic, partition) appended to],
+    /// [(topic, records, bytes)], [(topic, partition, error code, why) refused]), or None when
+    /// the frame is not one this path decodes (the caller's codec then answers it).
+    #[pyo3(signature = (frame, versions, leader_epoch = 0, now_ms = None))]
+    #[allow(clippy::type_complexity)]
+    fn produce<'py>(
+        &self,
+        py: Python<'py>,
+        frame: &Bound<'py, PyAny>,
+        versions: (i16, i16),
+        leader_epoch: i32,
+        now_ms: Option<i64>,
+    ) -> PyResult<Option<ProduceResult<'py>>> {
+        let now = now_ms.unwrap_or_else(self::now_ms);
+        let outcome = if let Ok(bytes) = frame.cast::<PyBytes>() {
+            let data = bytes.as_bytes();
+            py.detach(|| produce::handle(data, versions, self, leader_epoch, now))
+        } else if let Ok(array) = frame.cast::<PyByteArray>() {
+            // SAFETY: the server hands over a frame buffer that nothing else references, so no
+            // Python code can resize or write it while the GIL is released.
+            let data = unsafe { array.as_bytes() };
+            py.detach(|| produce::handle(data, versions, self, leader_epoch, now))
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err("a Produce frame must be bytes or bytearray"));
+        };
+        Ok(outcome.map(|o| (o.response.map(|r| PyBytes::new(py, &r)), o.appended, o.per_topic, o.refused)))
+    }
+}
+
+type ProduceResult<'py> = (
+    Option<Bound<'py, PyBytes>>,
+    Vec<(String, i32)>,
+    Vec<(String, i64, u64)>,
+    Vec<(String, i32, i16, String)>,
+);
+
 /// Caps how many segment files stay open across all logs.
 #[pyfunction]
 fn set_open_file_limit(limit: usize) {
@@ -435,5 +518,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(read_checkpoint, m)?)?;
     m.add_class::<Log>()?;
     m.add_class::<FileSlice>()?;
+    m.add_class::<PartitionTable>()?;
     Ok(())
 }

@@ -6,35 +6,70 @@ acks=1 and acks=-1 (all) are answered after the append (one replica: the leader 
 ISR, so the high watermark moves with the log end). Per-partition errors: UNKNOWN_TOPIC_OR_PARTITION,
 CORRUPT_MESSAGE (bad CRC, length, magic), MESSAGE_TOO_LARGE (above max.message.bytes),
 KAFKA_STORAGE_ERROR.
+
+`answer_frame` is the path requests take: one call into the Rust core decodes the frame,
+appends every partition's batches and encodes the response (codec generated from the same
+schemas by tools/gen_rust_codec.py). A frame it declines (undecodable) comes to `handle`
+through the generic codec, which answers with the precise error.
 """
 
 from __future__ import annotations
 
 import logging
 
+from typing import TYPE_CHECKING, Optional
+
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.common import LEADER_EPOCH, storage_error_code
 from fastlog.protocol import ErrorCode
 
+if TYPE_CHECKING:
+    from fastlog.broker import Broker
+
 log = logging.getLogger(__name__)
 R = protocol.ProduceResponse
+VERSIONS = (0, 11)
+DECLINED = object()
+
+
+def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) -> object:
+    """Handles a Produce frame in the Rust core: its response frame (bytes), None for acks=0,
+    or DECLINED when the core's codec cannot decode it."""
+    outcome = broker.logs.table.produce(frame, VERSIONS, LEADER_EPOCH)
+    if outcome is None:
+        return DECLINED
+    response, appended, per_topic, refused = outcome
+    logs, metrics = broker.logs, broker.metrics
+    for topic, index in appended:
+        partition = logs.partition(topic, index)
+        if partition is not None and partition.waiters:
+            partition.wake_waiters()
+    for topic, records, size in per_topic:
+        metrics.record_produce(topic, records, size)
+    for topic, index, code, why in refused:
+        metrics.count_error(0, code)
+        if why:
+            log.warning("refused produce to %s-%d from %s: %s", topic, index, peer, why)
+    return response
+
+
+def refused(index: int, code: int, message: Optional[str] = None) -> object:
+    """A partition's error answer; offsets -1 as Kafka answers them (INVALID_OFFSET)."""
+    return R.PartitionProduceResponse(index=index, error_code=code, base_offset=-1, error_message=message)
 
 
 def append(ctx: RequestContext, topic: str, index: int, records) -> object:
     partition = ctx.broker.logs.partition(topic, index)
     if partition is None:
-        return R.PartitionProduceResponse(index=index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        return refused(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     if not records:
-        return R.PartitionProduceResponse(
-            index=index, error_code=ErrorCode.CORRUPT_MESSAGE, error_message="produce request without record batches"
-        )
+        return refused(index, ErrorCode.CORRUPT_MESSAGE, "produce request without record batches")
     try:
         base_offset, _, append_time, count = partition.log.append(bytes(records), LEADER_EPOCH)
     except _core.StorageError as e:
-        code = storage_error_code(e)
         log.warning("refused produce to %s-%d from %s: %s", topic, index, ctx.peer, e)
-        return R.PartitionProduceResponse(index=index, error_code=code, error_message=str(e))
+        return refused(index, storage_error_code(e), str(e))
     partition.log.high_watermark = partition.log.log_end_offset
     partition.wake_waiters()
     ctx.broker.metrics.record_produce(topic, count, len(records))
@@ -47,16 +82,13 @@ def append(ctx: RequestContext, topic: str, index: int, records) -> object:
     )
 
 
-@handles(0, 0, 11)
+@handles(0, *VERSIONS)
 async def handle(ctx: RequestContext, request):
     if request.acks not in (-1, 0, 1):
         responses = [
             R.TopicProduceResponse(
                 name=t.name,
-                partition_responses=[
-                    R.PartitionProduceResponse(index=p.index, error_code=ErrorCode.INVALID_REQUIRED_ACKS)
-                    for p in t.partition_data
-                ],
+                partition_responses=[refused(p.index, ErrorCode.INVALID_REQUIRED_ACKS) for p in t.partition_data],
             )
             for t in request.topic_data
         ]
