@@ -86,11 +86,14 @@ class PartitionTable:
         versions: tuple[int, int],
         leader_epoch: int = 0,
         now_ms: Optional[int] = None,
-    ) -> Optional[
-        tuple[
-            Optional[bytes],
-            list[tuple[str, int]],
-            list[tuple[str, int, int]],
-            list[tuple[str, int, int, str]],
-        ]
-    ]: ...
+    ) -> Optional[Produced]: ...
+
+class Produced:
+    """A Produce request whose batches are appended; `flush` (if `needs_flush`) before `response`."""
+
+    appended: list[tuple[str, int]]
+    per_topic: list[tuple[str, int, int]]
+    refused: list[tuple[str, int, int, str]]
+    needs_flush: bool
+    def flush(self, table: PartitionTable) -> None: ...
+    def response(self) -> Optional[bytes]: ...

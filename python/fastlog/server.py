@@ -211,7 +211,7 @@ class Connection:
         metrics = self.broker.metrics
         if frame[:2] == PRODUCE_KEY:
             started = trio.current_time()
-            response = produce.answer_frame(self.broker, frame, self.peer)
+            response = await produce.answer_frame(self.broker, frame, self.peer)
             if response is not produce.DECLINED:
                 metrics.observe_request(0, trio.current_time() - started)
                 return None if response is None else [response]

@@ -279,7 +279,18 @@ impl PartitionLog {
     /// Validates a producer's batches, checks idempotent producers' sequences, assigns offsets
     /// and appends them to the active segment. A duplicate of one of a producer's last five
     /// batches is not written again: the answer carries its original offsets and no records.
+    /// Flushes afterwards when `flush.messages` is reached.
     pub fn append(&mut self, data: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        let info = self.append_unflushed(data, leader_epoch, now_ms)?;
+        if self.flush_due() {
+            self.flush(now_ms)?;
+        }
+        Ok(info)
+    }
+
+    /// Like `append`, without the flush that `flush.messages` may call for: the caller checks
+    /// `flush_due` and flushes (the server does it off its event loop, before answering).
+    pub fn append_unflushed(&mut self, data: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let headers = batch::validate_produce(data, self.config.max_message_bytes)?;
         if headers.len() > 1 && headers.iter().any(producer_state::is_idempotent) {
             return Err(CoreError::InvalidRecord(format!(
@@ -361,9 +372,6 @@ impl PartitionLog {
         }
         let record_count: i64 = headers.iter().map(|h| h.record_count as i64).sum();
         self.unflushed_messages += record_count;
-        if self.unflushed_messages >= self.config.flush_messages {
-            self.flush(now_ms)?;
-        }
         Ok(AppendInfo {
             base_offset,
             last_offset: assigned.last_offset,
@@ -484,6 +492,11 @@ impl PartitionLog {
             .filter(|s| s.size > 0)
             .map(|s| (s.max_timestamp, s.offset_of_max_timestamp))
             .fold((-1, -1), |best, cur| if cur.0 > best.0 { cur } else { best })
+    }
+
+    /// Whether `flush.messages` records have been appended since the last flush.
+    pub fn flush_due(&self) -> bool {
+        self.unflushed_messages >= self.config.flush_messages
     }
 
     /// Fsyncs everything past the recovery point and moves the recovery point to the log end.

@@ -3,8 +3,10 @@
 //! objects: ~25 µs of a ~35 µs append) is what this replaces; the rules are those of
 //! `python/fastlog/handlers/produce.py`, which still answers what this path declines.
 //!
-//! A frame this path cannot decode is declined (`Ok(None)`) before anything is appended, so the
-//! Python codec can answer it with its precise error.
+//! A frame this path cannot decode is declined (`None`) before anything is appended, so the
+//! Python codec can answer it with its precise error. Partitions whose `flush.messages` is
+//! reached are not fsynced here: `Produced::flush` does it, which the server runs on a worker
+//! thread so that the fsync does not hold its event loop, before the response is encoded.
 
 use crate::error::Result as CoreResult;
 use crate::log::PartitionLog;
@@ -22,20 +24,8 @@ pub trait Partitions {
     fn with_log<T>(&self, topic: &str, index: i32, f: impl FnOnce(&mut PartitionLog) -> CoreResult<T>) -> Option<CoreResult<T>>;
 }
 
-/// What a Produce request did, for the layers that keep metrics, wake parked fetches and log.
-#[derive(Debug, Default)]
-pub struct ProduceOutcome {
-    /// The whole response frame (size prefix, header, body); None for acks=0.
-    pub response: Option<Vec<u8>>,
-    /// Partitions that got records.
-    pub appended: Vec<(String, i32)>,
-    /// Per topic: (name, records appended, bytes appended).
-    pub per_topic: Vec<(String, i64, u64)>,
-    /// Partitions whose batches were refused: (topic, partition, Kafka error code, why).
-    pub refused: Vec<(String, i32, i16, String)>,
-}
-
-/// One partition's result, before it is borrowed into the response.
+/// One partition's result, as it goes into the response.
+#[derive(Debug)]
 struct PartitionResult {
     index: i32,
     error_code: i16,
@@ -49,6 +39,25 @@ impl PartitionResult {
     fn error(index: i32, error_code: i16, message: Option<String>) -> Self {
         PartitionResult { index, error_code, base_offset: -1, log_append_time: -1, log_start_offset: -1, message }
     }
+}
+
+/// A Produce request whose batches are appended: what it did, for the layers that keep
+/// metrics, wake parked fetches and log, and what its response needs.
+#[derive(Debug, Default)]
+pub struct Produced {
+    correlation_id: i32,
+    version: i16,
+    acks: i16,
+    /// Per topic of the request, in order: its name and its partitions' results.
+    results: Vec<(String, Vec<PartitionResult>)>,
+    /// (topic position, partition position) in `results` of the partitions to fsync.
+    to_flush: Vec<(usize, usize)>,
+    /// Partitions that got records.
+    pub appended: Vec<(String, i32)>,
+    /// Per topic: (name, records appended, bytes appended).
+    pub per_topic: Vec<(String, i64, u64)>,
+    /// Partitions whose batches were refused: (topic, partition, Kafka error code, why).
+    pub refused: Vec<(String, i32, i16, String)>,
 }
 
 /// The request's API key and version, from the first four bytes of a frame.
@@ -65,7 +74,7 @@ pub fn handle(
     partitions: &impl Partitions,
     leader_epoch: i32,
     now_ms: i64,
-) -> Option<ProduceOutcome> {
+) -> Option<Produced> {
     let (api_key, version) = api_key_and_version(frame)?;
     if api_key != API_KEY || version < versions.0 || version > versions.1 {
         return None;
@@ -77,58 +86,109 @@ pub fn handle(
     if r.remaining() != 0 {
         return None;
     }
-    let mut outcome = ProduceOutcome::default();
-    let results: Vec<Vec<PartitionResult>> = request
-        .topic_data
-        .iter()
-        .map(|topic| append_topic(topic, request.acks, partitions, leader_epoch, now_ms, &mut outcome))
-        .collect();
-    if request.acks != 0 {
-        outcome.response = encode_response(header.correlation_id, version, &request, &results);
+    let mut produced = Produced { correlation_id: header.correlation_id, version, acks: request.acks, ..Default::default() };
+    for topic in &request.topic_data {
+        let results = produced.append_topic(topic, partitions, leader_epoch, now_ms);
+        produced.results.push((topic.name.to_string(), results));
     }
-    Some(outcome)
+    Some(produced)
 }
 
-fn append_topic(
-    topic: &produce_request::TopicProduceData<'_>,
-    acks: i16,
-    partitions: &impl Partitions,
-    leader_epoch: i32,
-    now_ms: i64,
-    outcome: &mut ProduceOutcome,
-) -> Vec<PartitionResult> {
-    let (mut records, mut bytes) = (0, 0);
-    let results = topic
-        .partition_data
-        .iter()
-        .map(|p| {
-            if !matches!(acks, -1..=1) {
-                return PartitionResult::error(p.index, INVALID_REQUIRED_ACKS, None);
+impl Produced {
+    /// Whether some partition waits for `flush` before the response may be sent.
+    pub fn needs_flush(&self) -> bool {
+        !self.to_flush.is_empty()
+    }
+
+    fn append_topic(
+        &mut self,
+        topic: &produce_request::TopicProduceData<'_>,
+        partitions: &impl Partitions,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Vec<PartitionResult> {
+        let (mut records, mut bytes) = (0, 0);
+        let mut results = Vec::with_capacity(topic.partition_data.len());
+        for p in &topic.partition_data {
+            if !matches!(self.acks, -1..=1) {
+                results.push(PartitionResult::error(p.index, INVALID_REQUIRED_ACKS, None));
+                continue;
             }
             let data = p.records.unwrap_or_default();
-            let result = append(partitions, topic.name, p.index, data, leader_epoch, now_ms);
-            match result {
-                Ok((result, count)) => {
+            match append(partitions, topic.name, p.index, data, leader_epoch, now_ms) {
+                Ok((result, count, flush_due)) => {
                     records += count;
                     bytes += data.len() as u64;
-                    outcome.appended.push((topic.name.to_string(), p.index));
-                    result
+                    self.appended.push((topic.name.to_string(), p.index));
+                    if flush_due {
+                        self.to_flush.push((self.results.len(), results.len()));
+                    }
+                    results.push(result);
                 }
                 Err(result) => {
                     let why = result.message.clone().unwrap_or_default();
-                    outcome.refused.push((topic.name.to_string(), p.index, result.error_code, why));
-                    result
+                    self.refused.push((topic.name.to_string(), p.index, result.error_code, why));
+                    results.push(result);
                 }
             }
-        })
-        .collect();
-    if records > 0 {
-        outcome.per_topic.push((topic.name.to_string(), records, bytes));
+        }
+        if records > 0 {
+            self.per_topic.push((topic.name.to_string(), records, bytes));
+        }
+        results
     }
-    results
+
+    /// Fsyncs the partitions whose `flush.messages` the appends reached; a partition whose
+    /// fsync fails is answered with KAFKA_STORAGE_ERROR.
+    pub fn flush(&mut self, partitions: &impl Partitions, now_ms: i64) {
+        for (t, p) in std::mem::take(&mut self.to_flush) {
+            let (topic, results) = &mut self.results[t];
+            let result = &mut results[p];
+            let Some(Err(e)) = partitions.with_log(topic, result.index, |log| log.flush(now_ms)) else { continue };
+            *result = PartitionResult::error(result.index, e.kafka_error_code(), Some(e.to_string()));
+            self.refused.push((topic.clone(), result.index, result.error_code, e.to_string()));
+        }
+    }
+
+    /// The response frame (size prefix, header, body); None for acks=0.
+    pub fn response(&self) -> Option<Vec<u8>> {
+        use produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+        if self.acks == 0 {
+            return None;
+        }
+        let responses = self
+            .results
+            .iter()
+            .map(|(name, partitions)| TopicProduceResponse {
+                name,
+                partition_responses: partitions
+                    .iter()
+                    .map(|p| PartitionProduceResponse {
+                        index: p.index,
+                        error_code: p.error_code,
+                        base_offset: p.base_offset,
+                        log_append_time_ms: p.log_append_time,
+                        log_start_offset: p.log_start_offset,
+                        error_message: p.message.as_deref(),
+                        ..Default::default()
+                    })
+                    .collect(),
+            })
+            .collect();
+        let body = ProduceResponse { responses, throttle_time_ms: 0, ..Default::default() };
+        let mut w = Writer::with_capacity(64 + 48 * self.results.iter().map(|(_, r)| r.len()).sum::<usize>());
+        w.i32(0); // the size, filled in below
+        let header_version = if self.version >= produce_response::FLEXIBLE_FROM { 1 } else { 0 };
+        response_header::ResponseHeader { correlation_id: self.correlation_id }.write(&mut w, header_version).ok()?;
+        body.write(&mut w, self.version).ok()?;
+        let size = (w.buf.len() - 4) as i32;
+        w.buf[..4].copy_from_slice(&size.to_be_bytes());
+        Some(w.buf)
+    }
 }
 
-/// Appends one partition's batches: (its result, records appended) or the refusal.
+/// Appends one partition's batches: (its result, records appended, whether its flush is due)
+/// or the refusal.
 fn append(
     partitions: &impl Partitions,
     topic: &str,
@@ -136,21 +196,21 @@ fn append(
     data: &[u8],
     leader_epoch: i32,
     now_ms: i64,
-) -> Result<(PartitionResult, i64), PartitionResult> {
+) -> Result<(PartitionResult, i64, bool), PartitionResult> {
     if data.is_empty() {
         let why = "produce request without record batches".to_string();
         return Err(PartitionResult::error(index, CORRUPT_MESSAGE, Some(why)));
     }
     let appended = partitions.with_log(topic, index, |log| {
-        let info = log.append(data, leader_epoch, now_ms)?;
+        let info = log.append_unflushed(data, leader_epoch, now_ms)?;
         // One replica: the leader is the whole ISR, so the high watermark follows the log end.
         log.high_watermark = log.log_end_offset();
-        Ok((info, log.log_start_offset))
+        Ok((info, log.log_start_offset, log.flush_due()))
     });
     match appended {
         None => Err(PartitionResult::error(index, UNKNOWN_TOPIC_OR_PARTITION, None)),
         Some(Err(e)) => Err(PartitionResult::error(index, e.kafka_error_code(), Some(e.to_string()))),
-        Some(Ok((info, log_start_offset))) => Ok((
+        Some(Ok((info, log_start_offset, flush_due))) => Ok((
             PartitionResult {
                 index,
                 error_code: 0,
@@ -160,47 +220,9 @@ fn append(
                 message: None,
             },
             info.record_count,
+            flush_due,
         )),
     }
-}
-
-/// The response frame: size prefix, response header, ProduceResponse of `version`.
-fn encode_response(
-    correlation_id: i32,
-    version: i16,
-    request: &produce_request::ProduceRequest<'_>,
-    results: &[Vec<PartitionResult>],
-) -> Option<Vec<u8>> {
-    use produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
-    let responses = request
-        .topic_data
-        .iter()
-        .zip(results)
-        .map(|(topic, partitions)| TopicProduceResponse {
-            name: topic.name,
-            partition_responses: partitions
-                .iter()
-                .map(|p| PartitionProduceResponse {
-                    index: p.index,
-                    error_code: p.error_code,
-                    base_offset: p.base_offset,
-                    log_append_time_ms: p.log_append_time,
-                    log_start_offset: p.log_start_offset,
-                    error_message: p.message.as_deref(),
-                    ..Default::default()
-                })
-                .collect(),
-        })
-        .collect();
-    let body = ProduceResponse { responses, throttle_time_ms: 0, ..Default::default() };
-    let mut w = Writer::with_capacity(64 + 48 * results.iter().map(Vec::len).sum::<usize>());
-    w.i32(0); // the size, filled in below
-    let header_version = if version >= produce_response::FLEXIBLE_FROM { 1 } else { 0 };
-    response_header::ResponseHeader { correlation_id }.write(&mut w, header_version).ok()?;
-    body.write(&mut w, version).ok()?;
-    let size = (w.buf.len() - 4) as i32;
-    w.buf[..4].copy_from_slice(&size.to_be_bytes());
-    Some(w.buf)
 }
 
 #[cfg(test)]
@@ -222,7 +244,11 @@ mod tests {
     }
 
     fn logs(dir: &std::path::Path) -> Logs {
-        let log = PartitionLog::open(&dir.join("t-0"), LogConfig::default(), 0, 0, 0).unwrap();
+        logs_with(dir, LogConfig::default())
+    }
+
+    fn logs_with(dir: &std::path::Path, config: LogConfig) -> Logs {
+        let log = PartitionLog::open(&dir.join("t-0"), config, 0, 0, 0).unwrap();
         Logs(RefCell::new(HashMap::from([(("t".to_string(), 0), log)])))
     }
 
@@ -262,7 +288,7 @@ mod tests {
         let batch = build_batch(0, 1000, &[b"a", b"b"]);
         for (i, version) in [3i16, 8, 9, 11].into_iter().enumerate() {
             let out = handle(&frame(version, 1, &[("t", 0, &batch)]), (0, 11), &logs, 0, 0).unwrap();
-            assert_eq!(response(&out.response.unwrap(), version), vec![(0, 0, 2 * i as i64)]);
+            assert_eq!(response(&out.response().unwrap(), version), vec![(0, 0, 2 * i as i64)]);
             assert_eq!(out.appended, vec![("t".to_string(), 0)]);
             assert_eq!(out.per_topic, vec![("t".to_string(), 2, batch.len() as u64)]);
         }
@@ -277,11 +303,11 @@ mod tests {
         let mut corrupt = build_batch(0, 1000, &[b"a"]);
         *corrupt.last_mut().unwrap() ^= 0xff;
         let out = handle(&frame(9, 1, &[("t", 0, &corrupt), ("t", 1, b"x"), ("u", 0, b"x"), ("t", 0, b"")]), (0, 11), &logs, 0, 0).unwrap();
-        assert_eq!(response(&out.response.unwrap(), 9), vec![(0, 2, -1), (1, 3, -1), (0, 3, -1), (0, 2, -1)]);
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 2, -1), (1, 3, -1), (0, 3, -1), (0, 2, -1)]);
         assert!(out.appended.is_empty() && out.per_topic.is_empty());
         assert_eq!(out.refused.len(), 4);
         let out = handle(&frame(9, 7, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]), (0, 11), &logs, 0, 0).unwrap();
-        assert_eq!(response(&out.response.unwrap(), 9), vec![(0, 21, -1)]); // INVALID_REQUIRED_ACKS
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 21, -1)]); // INVALID_REQUIRED_ACKS
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 0);
     }
 
@@ -299,7 +325,24 @@ mod tests {
         assert!(handle(&good, (0, 8), &logs, 0, 0).is_none(), "a version outside the range is declined");
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 0);
         let out = handle(&good, (0, 11), &logs, 0, 0).unwrap();
-        assert!(out.response.is_none());
+        assert!(out.response().is_none());
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 1);
+    }
+
+    #[test]
+    fn a_due_flush_is_left_to_flush_and_the_response_waits_for_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = logs_with(dir.path(), LogConfig { flush_messages: 1, ..LogConfig::default() });
+        let mut out = handle(&frame(9, -1, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]), (0, 11), &logs, 0, 0).unwrap();
+        assert!(out.needs_flush());
+        assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].recovery_point, 0, "no fsync during the append");
+        out.flush(&logs, 0);
+        assert!(!out.needs_flush());
+        assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].recovery_point, 1);
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 0, 0)]);
+        let other = tempfile::tempdir().unwrap();
+        let default_policy = super::tests::logs(other.path());
+        let out = handle(&frame(9, 1, &[("t", 0, &build_batch(0, 1000, &[b"b"]))]), (0, 11), &default_policy, 0, 0);
+        assert!(out.is_some_and(|o| !o.needs_flush()), "the default flush policy leaves fsync to the log flusher");
     }
 }

@@ -428,22 +428,19 @@ impl PartitionTable {
     }
 
     /// Handles a Produce request frame (without its size prefix) of a version in `versions`:
-    /// decodes it, appends every partition's batches with the GIL released, encodes the
-    /// response. Returns (response frame or None for acks=0, [(topic, partition) appended to],
-    /// [(topic, records, bytes)], [(topic, partition, error code, why) refused]), or None when
-    /// the frame is not one this path decodes (the caller's codec then answers it).
+    /// decodes it and appends every partition's batches with the GIL released. None when the
+    /// frame is not one this path decodes (the caller's codec then answers it).
     #[pyo3(signature = (frame, versions, leader_epoch = 0, now_ms = None))]
-    #[allow(clippy::type_complexity)]
-    fn produce<'py>(
+    fn produce(
         &self,
-        py: Python<'py>,
-        frame: &Bound<'py, PyAny>,
+        py: Python<'_>,
+        frame: &Bound<'_, PyAny>,
         versions: (i16, i16),
         leader_epoch: i32,
         now_ms: Option<i64>,
-    ) -> PyResult<Option<ProduceResult<'py>>> {
+    ) -> PyResult<Option<Produced>> {
         let now = now_ms.unwrap_or_else(self::now_ms);
-        let outcome = if let Ok(bytes) = frame.cast::<PyBytes>() {
+        let produced = if let Ok(bytes) = frame.cast::<PyBytes>() {
             let data = bytes.as_bytes();
             py.detach(|| produce::handle(data, versions, self, leader_epoch, now))
         } else if let Ok(array) = frame.cast::<PyByteArray>() {
@@ -454,16 +451,48 @@ impl PartitionTable {
         } else {
             return Err(pyo3::exceptions::PyTypeError::new_err("a Produce frame must be bytes or bytearray"));
         };
-        Ok(outcome.map(|o| (o.response.map(|r| PyBytes::new(py, &r)), o.appended, o.per_topic, o.refused)))
+        Ok(produced.map(|inner| Produced { inner }))
     }
 }
 
-type ProduceResult<'py> = (
-    Option<Bound<'py, PyBytes>>,
-    Vec<(String, i32)>,
-    Vec<(String, i64, u64)>,
-    Vec<(String, i32, i16, String)>,
-);
+/// A Produce request whose batches are appended (`PartitionTable.produce`).
+#[pyclass(module = "fastlog._core")]
+struct Produced {
+    inner: produce::Produced,
+}
+
+#[pymethods]
+impl Produced {
+    /// [(topic, partition)] that got records.
+    #[getter]
+    fn appended(&self) -> Vec<(String, i32)> {
+        self.inner.appended.clone()
+    }
+    /// [(topic, records, bytes)] appended.
+    #[getter]
+    fn per_topic(&self) -> Vec<(String, i64, u64)> {
+        self.inner.per_topic.clone()
+    }
+    /// [(topic, partition, Kafka error code, why)] refused.
+    #[getter]
+    fn refused(&self) -> Vec<(String, i32, i16, String)> {
+        self.inner.refused.clone()
+    }
+    /// Whether `flush` must run before the response is sent (`flush.messages` reached).
+    #[getter]
+    fn needs_flush(&self) -> bool {
+        self.inner.needs_flush()
+    }
+    /// Fsyncs the partitions that need it, with the GIL released (call it from a worker thread).
+    fn flush(&mut self, py: Python<'_>, table: &PartitionTable) {
+        let inner = &mut self.inner;
+        py.detach(|| inner.flush(table, now_ms()));
+    }
+    /// The response frame (size prefix included), or None for acks=0.
+    fn response<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.inner.response().map(|r| PyBytes::new(py, &r))
+    }
+}
 
 /// Caps how many segment files stay open across all logs.
 #[pyfunction]
@@ -519,5 +548,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Log>()?;
     m.add_class::<FileSlice>()?;
     m.add_class::<PartitionTable>()?;
+    m.add_class::<Produced>()?;
     Ok(())
 }

@@ -28,6 +28,7 @@ def open_broker(path: Path) -> Broker:
     broker.logs.open()
     broker.logs.create_topic("two", 2, {})
     broker.logs.create_topic("small", 1, {"max.message.bytes": 200})
+    broker.logs.create_topic("durable", 1, {"flush.messages": 1})
     return broker
 
 
@@ -57,6 +58,10 @@ def frame(version: int, topics: list[tuple[str, list[tuple[int, Optional[bytes]]
     return P.encode_request(header, body).getvalue()
 
 
+def core_answer(broker: Broker, data: bytes | bytearray, peer: str) -> object:
+    return trio.run(produce.answer_frame, broker, data, peer)
+
+
 def generic_answer(broker: Broker, data: bytes) -> Optional[bytes]:
     header, body = P.decode_request(data)
     ctx = RequestContext(broker, header, header.request_api_version, "test")
@@ -83,6 +88,7 @@ CASES = {
     "partition out of range": [("two", [(2, batch(b"a")), (-1, batch(b"b"))])],
     "corrupt batch": [("two", [(0, corrupt(batch(b"a")))])],
     "no records": [("two", [(0, None), (1, b"")])],
+    "flush.messages=1": [("durable", [(0, batch(b"d"))]), ("two", [(0, batch(b"e"))])],
     "too large": [("small", [(0, batch(b"z" * 300))])],
     # in this order: appended, duplicate, out of order, fenced epoch, two batches of one producer
     "idempotent": [("two", [(1, idempotent(0))]), ("two", [(1, idempotent(0))]), ("two", [(1, idempotent(5))]),
@@ -98,7 +104,7 @@ def test_core_and_generic_codec_answer_alike_in_every_version(brokers, version) 
         for acks in (1, -1, 0, 5):
             data = frame(version, topics, acks)
             expected = generic_answer(generic, data)
-            answer = produce.answer_frame(fast, data, "test")
+            answer = core_answer(fast, data, "test")
             assert answer is not produce.DECLINED, name
             assert answer == expected, f"{name}, acks={acks}"
     for broker in (fast, generic):
@@ -111,7 +117,7 @@ def test_core_and_generic_codec_answer_alike_in_every_version(brokers, version) 
 
 def test_errors_carry_kafka_codes_and_offsets_of_minus_one(brokers) -> None:
     fast, _ = brokers
-    answer = produce.answer_frame(fast, frame(9, CASES["mixed"]), "test")
+    answer = core_answer(fast, frame(9, CASES["mixed"]), "test")
     reader = P.Reader(answer[4:])
     assert P.ResponseHeader.decode(reader, 1).correlation_id == 7
     body = P.ProduceResponse.decode(reader, 9)
@@ -122,11 +128,19 @@ def test_errors_carry_kafka_codes_and_offsets_of_minus_one(brokers) -> None:
     assert fast.metrics.errors[(0, ErrorCode.CORRUPT_MESSAGE)] == 1
 
 
+def test_a_topic_with_flush_messages_is_on_disk_when_answered_and_others_are_not_synced(brokers) -> None:
+    fast, _ = brokers
+    assert core_answer(fast, frame(9, CASES["flush.messages=1"]), "test")
+    durable, = fast.logs.topics["durable"].partitions
+    assert durable.log.recovery_point == durable.log.log_end_offset == 1
+    assert fast.logs.topics["two"].partitions[0].log.recovery_point == 0
+
+
 def test_frames_the_core_cannot_decode_are_declined_and_nothing_is_appended(brokers) -> None:
     fast, _ = brokers
     good = frame(9, CASES["two partitions"])
     for bad in (good[:-1], good + b"\x00", good[:10], struct.pack(">hhi", 0, 12, 1) + good[8:]):
-        assert produce.answer_frame(fast, bad, "test") is produce.DECLINED
+        assert core_answer(fast, bad, "test") is produce.DECLINED
     assert [p.log.log_end_offset for p in fast.logs.topics["two"].partitions] == [0, 0]
 
 
@@ -141,7 +155,7 @@ def test_mutated_frames_never_crash_the_core(brokers) -> None:
             data[position] = rnd.randrange(256)
         if rnd.random() < 0.3:
             data = data[: rnd.randrange(4, len(data))]
-        answer = produce.answer_frame(fast, bytes(data) if rnd.random() < 0.5 else data, "test")
+        answer = core_answer(fast, bytes(data) if rnd.random() < 0.5 else data, "test")
         if isinstance(answer, bytes):
             (size,) = struct.unpack(">i", answer[:4])
             assert size == len(answer) - 4

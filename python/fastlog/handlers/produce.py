@@ -7,8 +7,8 @@ ISR, so the high watermark moves with the log end). Per-partition errors: UNKNOW
 CORRUPT_MESSAGE (bad CRC, length, magic), MESSAGE_TOO_LARGE (above max.message.bytes),
 KAFKA_STORAGE_ERROR.
 
-`answer_frame` is the path requests take: one call into the Rust core decodes the frame,
-appends every partition's batches and encodes the response (codec generated from the same
+`answer_frame` is the path requests take: one call into the Rust core decodes the frame and
+appends every partition's batches, another encodes the response (codec generated from the same
 schemas by tools/gen_rust_codec.py). A frame it declines (undecodable) comes to `handle`
 through the generic codec, which answers with the precise error.
 """
@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 
 from typing import TYPE_CHECKING, Optional
+
+import trio
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
@@ -33,25 +35,27 @@ VERSIONS = (0, 11)
 DECLINED = object()
 
 
-def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) -> object:
+async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) -> object:
     """Handles a Produce frame in the Rust core: its response frame (bytes), None for acks=0,
-    or DECLINED when the core's codec cannot decode it."""
-    outcome = broker.logs.table.produce(frame, VERSIONS, LEADER_EPOCH)
-    if outcome is None:
-        return DECLINED
-    response, appended, per_topic, refused = outcome
+    or DECLINED when the core's codec cannot decode it. A partition whose flush.messages is
+    reached is fsynced on a worker thread before the answer, so other connections go on."""
     logs, metrics = broker.logs, broker.metrics
-    for topic, index in appended:
+    produced = logs.table.produce(frame, VERSIONS, LEADER_EPOCH)
+    if produced is None:
+        return DECLINED
+    if produced.needs_flush:
+        await trio.to_thread.run_sync(produced.flush, logs.table)
+    for topic, index in produced.appended:
         partition = logs.partition(topic, index)
         if partition is not None and partition.waiters:
             partition.wake_waiters()
-    for topic, records, size in per_topic:
+    for topic, records, size in produced.per_topic:
         metrics.record_produce(topic, records, size)
-    for topic, index, code, why in refused:
+    for topic, index, code, why in produced.refused:
         metrics.count_error(0, code)
         if why:
             log.warning("refused produce to %s-%d from %s: %s", topic, index, peer, why)
-    return response
+    return produced.response()
 
 
 def refused(index: int, code: int, message: Optional[str] = None) -> object:
