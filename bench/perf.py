@@ -354,7 +354,9 @@ def _mock_latency(rate: int, seconds: float, size: int, linger_ms: int, result: 
 
 
 def _scale_producer(bootstrap: str, topic: str, partitions: int, rate: int, seconds: float, size: int, result: "mp.Queue") -> None:
-    """`rate` records/s spread over every partition in turn (partition i % partitions)."""
+    """`rate` records/s spread over every partition in turn (partition i % partitions).
+    Puts (sent, acked by the end of the window, acked in all, seconds to the last ack, the
+    producer process's CPU seconds)."""
     from confluent_kafka import Producer
 
     producer = Producer({**PRODUCER_BASE, "bootstrap.servers": bootstrap, "acks": "1", "linger.ms": 20})
@@ -367,6 +369,7 @@ def _scale_producer(bootstrap: str, topic: str, partitions: int, rate: int, seco
 
     value = os.urandom(size)
     sent = 0
+    cpu0 = time.process_time()
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         due = int((time.perf_counter() - start) * rate)
@@ -374,8 +377,9 @@ def _scale_producer(bootstrap: str, topic: str, partitions: int, rate: int, seco
             producer.produce(topic, value, partition=sent % partitions, on_delivery=on_delivery)
             sent += 1
         producer.poll(0.002)
+    in_window = acked[0]
     producer.flush(60)
-    result.put((sent, acked[0], time.perf_counter() - start))
+    result.put((sent, in_window, acked[0], time.perf_counter() - start, time.process_time() - cpu0))
 
 
 def _busy_producers(bootstrap: str, topic: str, clients: int, seconds: float, size: int, result: "mp.Queue") -> None:
@@ -617,6 +621,25 @@ def main() -> None:
                                                 topic, PARTITIONS, count, 1000)
                     table.add(f"fastlog: produce 1 KB, acks=all, {label}", f"{n / elapsed:,.0f}", f"{n * 1000 / elapsed / 1e6:,.1f}",
                               f"{n * 1000 / elapsed / 1e6 / disk_sync:.2f} of disk+fsync" if disk_sync == disk_sync else "")
+                # The fsyncs of a flush.messages=1 topic run on worker threads: another producer's
+                # latency beside one that writes such a topic flat out.
+                result = CTX.Queue()
+                durable = CTX.Process(target=_produce, args=({"bootstrap.servers": broker.bootstrap, "acks": "all"},
+                                                           "acksall-fsync", PARTITIONS, count * 5, 1000, result))
+                durable.start()
+                try:
+                    time.sleep(1.5)
+                    create_topic(broker.bootstrap, "beside", PARTITIONS)
+                    sent, elapsed, lat = in_child(_latency, broker.bootstrap, "beside", 10_000, max(args.seconds, 4), 100, 0, PARTITIONS)
+                    n, durable_elapsed = result.get(timeout=600)[:2]
+                finally:
+                    durable.join(60)
+                    if durable.is_alive():
+                        durable.kill()
+                figures = ", ".join(f"p{p} {percentile(lat, p) * 1000:.2f} ms" for p in (50, 99, 99.9))
+                table.add("fastlog: produce latency at 10,000/s, acks=1, beside a producer of 1 KB acks=all to a flush.messages=1 topic",
+                          f"{sent / elapsed:,.0f}", f"{sent * 100 / elapsed / 1e6:,.1f}", "", "",
+                          f"{figures}; the other producer {n / durable_elapsed:,.0f} rec/s")
             if "latency" in only:
                 if peak_100b != peak_100b:
                     peak_100b = 200_000
@@ -676,10 +699,14 @@ def main() -> None:
             create_topic(broker.bootstrap, "wide", n)
             created = time.perf_counter() - started
             rss0 = broker.status("VmRSS")
-            sent, acked, elapsed = in_child(_scale_producer, broker.bootstrap, "wide", n, n, max(args.seconds * 2, 10), 1000)
+            cpu0 = broker.cpu_seconds()
+            seconds = max(args.seconds * 2, 10)
+            sent, in_window, acked, elapsed, producer_cpu = in_child(_scale_producer, broker.bootstrap, "wide", n, n, seconds, 1000)
             table.add(f"fastlog: {n:,} partitions, ~1 KB/s each ({n:,} x 1 KB records/s asked)", f"{acked / elapsed:,.0f}",
                       f"{acked * 1000 / elapsed / 1e6:,.1f}", "", "",
-                      f"RSS {rss0 / 1024:.0f} MB idle -> {broker.status('VmRSS') / 1024:.0f} MB, created in {created:.1f} s")
+                      f"{in_window / seconds:,.0f}/s acked within the {seconds:g} s window, {sent / seconds:,.0f}/s sent; "
+                      f"RSS {rss0 / 1024:.0f} MB idle -> {broker.status('VmRSS') / 1024:.0f} MB, created in {created:.1f} s, "
+                      f"broker CPU {(broker.cpu_seconds() - cpu0) / elapsed:.2f} cores, producer CPU {producer_cpu / elapsed:.2f} cores")
             broker.stop()
             brokers.remove(broker)
             broker = start_broker(data)
