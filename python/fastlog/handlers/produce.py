@@ -16,7 +16,6 @@ through the generic codec, which answers with the precise error.
 from __future__ import annotations
 
 import logging
-
 from typing import TYPE_CHECKING, Optional
 
 import trio
