@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import trio
 
 from fastlog import protocol
-from fastlog.handlers import HANDLERS, RequestContext, api_versions_body, produce
+from fastlog.handlers import DECLINED, FRAME_HANDLERS, HANDLERS, RequestContext, api_versions_body
 from fastlog.protocol import CodecError, ErrorCode
 
 if TYPE_CHECKING:
@@ -29,12 +29,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SIZE = struct.Struct(">i")
+API_KEY = struct.Struct(">h")  # the first field of every request frame
 READ_BUFFER = 65536
 SEND_BATCH_BYTES = 1 << 20  # queued response bytes that are sent without waiting for the burst to end
 IOV_MAX = 1024
 BUFFERS = (bytes, bytearray, memoryview)  # response parts sent as they are; others are file regions
 API_VERSIONS = 18
-PRODUCE_KEY = b"\x00\x00"  # a frame's first two bytes: its API key
 
 
 class ConnectionClosed(Exception):
@@ -209,11 +209,13 @@ class Connection:
     async def _handle(self, frame: bytes) -> Optional[list]:
         """Decodes and answers one request; None when the protocol wants no response."""
         metrics = self.broker.metrics
-        if frame[:2] == PRODUCE_KEY:
+        api_key = API_KEY.unpack_from(frame)[0] if len(frame) >= API_KEY.size else -1
+        answer_frame = FRAME_HANDLERS.get(api_key)
+        if answer_frame is not None:
             started = trio.current_time()
-            response = await produce.answer_frame(self.broker, frame, self.peer)
-            if response is not produce.DECLINED:
-                metrics.observe_request(0, trio.current_time() - started)
+            response = await answer_frame(self.broker, frame, self.peer)
+            if response is not DECLINED:
+                metrics.observe_request(api_key, trio.current_time() - started)
                 return None if response is None else [response]
         try:
             header, body = protocol.decode_request(frame)

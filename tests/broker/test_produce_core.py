@@ -16,7 +16,7 @@ import trio
 from fastlog import protocol as P
 from fastlog.broker import Broker
 from fastlog.config import BrokerConfig
-from fastlog.handlers import RequestContext, produce
+from fastlog.handlers import DECLINED, RequestContext, produce
 from fastlog.protocol import ErrorCode
 from fastlog.records import Record, encode_batch
 
@@ -105,7 +105,7 @@ def test_core_and_generic_codec_answer_alike_in_every_version(brokers, version) 
             data = frame(version, topics, acks)
             expected = generic_answer(generic, data)
             answer = core_answer(fast, data, "test")
-            assert answer is not produce.DECLINED, name
+            assert answer is not DECLINED, name
             assert answer == expected, f"{name}, acks={acks}"
     for broker in (fast, generic):
         broker.logs.close()
@@ -140,7 +140,7 @@ def test_frames_the_core_cannot_decode_are_declined_and_nothing_is_appended(brok
     fast, _ = brokers
     good = frame(9, CASES["two partitions"])
     for bad in (good[:-1], good + b"\x00", good[:10], struct.pack(">hhi", 0, 12, 1) + good[8:]):
-        assert core_answer(fast, bad, "test") is produce.DECLINED
+        assert core_answer(fast, bad, "test") is DECLINED
     assert [p.log.log_end_offset for p in fast.logs.topics["two"].partitions] == [0, 0]
 
 

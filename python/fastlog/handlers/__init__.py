@@ -37,6 +37,13 @@ class Handler:
 
 HANDLERS: dict[int, Handler] = {}
 
+# An API may also answer whole request frames without the Python codec (Produce does, in the
+# Rust core): such a function returns the response frame, None for no response, or DECLINED to
+# send the frame through its decoded handler (which answers what the fast path cannot decode).
+FrameHandlerFn = Callable[["Broker", "bytes | bytearray", str], Awaitable[object]]
+FRAME_HANDLERS: dict[int, FrameHandlerFn] = {}
+DECLINED = object()
+
 
 def handles(api_key: int, min_version: int, max_version: int) -> Callable[[HandlerFn], HandlerFn]:
     lo, hi = protocol.API_BY_KEY[api_key].valid_versions
@@ -44,6 +51,14 @@ def handles(api_key: int, min_version: int, max_version: int) -> Callable[[Handl
 
     def register(fn: HandlerFn) -> HandlerFn:
         HANDLERS[api_key] = Handler(api_key, min_version, max_version, fn)
+        return fn
+
+    return register
+
+
+def answers_frames(api_key: int) -> Callable[[FrameHandlerFn], FrameHandlerFn]:
+    def register(fn: FrameHandlerFn) -> FrameHandlerFn:
+        FRAME_HANDLERS[api_key] = fn
         return fn
 
     return register

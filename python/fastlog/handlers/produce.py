@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Optional
 import trio
 
 from fastlog import _core, protocol
-from fastlog.handlers import RequestContext, handles
+from fastlog.handlers import DECLINED, RequestContext, answers_frames, handles
 from fastlog.handlers.common import LEADER_EPOCH, storage_error_code
 from fastlog.protocol import ErrorCode
 
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 R = protocol.ProduceResponse
 VERSIONS = (0, 11)
-DECLINED = object()
 
 
+@answers_frames(0)
 async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) -> object:
     """Handles a Produce frame in the Rust core: its response frame (bytes), None for acks=0,
     or DECLINED when the core's codec cannot decode it. A partition whose flush.messages is
