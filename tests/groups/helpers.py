@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from kafka import KafkaConsumer
 
 TIMEOUT = 40
@@ -78,7 +78,10 @@ class GroupMember(threading.Thread):
             "enable.auto.commit": False, "session.timeout.ms": 3000, "heartbeat.interval.ms": 300,
             "topic.metadata.refresh.interval.ms": 1000, **self.extra,
         })
-        consumer.subscribe([self.topic])
+        # A rebalance can be served in the middle of consume(), after some of the batch's messages
+        # were taken from partitions it revokes: committing in on_revoke hands those partitions
+        # over at the position after them, so that the next owner does not read them again.
+        consumer.subscribe([self.topic], on_revoke=lambda c, partitions: commit_consumed(c))
         try:
             while not self.stop.is_set():
                 messages = consumer.consume(100, 0.1)
@@ -86,10 +89,20 @@ class GroupMember(threading.Thread):
                     assert m.error() is None, m.error()
                     self._record(m.partition(), m.offset(), m.value())
                 if messages:
-                    consumer.commit(asynchronous=False)
+                    commit_consumed(consumer)
                 self.assignment = {tp.partition for tp in consumer.assignment()}
         finally:
             consumer.close()
+
+
+def commit_consumed(consumer: Consumer) -> None:
+    """Commits what was consumed; librdkafka's _NO_OFFSET (a local error: nothing consumed since
+    the last commit, e.g. on_revoke already committed it) is not a failure."""
+    try:
+        consumer.commit(asynchronous=False)
+    except KafkaException as e:
+        if e.args[0].code() != KafkaError._NO_OFFSET:
+            raise
 
 
 def wait_for(condition, timeout: float = TIMEOUT, what: str = "condition") -> None:
