@@ -299,10 +299,6 @@ def _null(name):
 
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
-
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
 '''
 
 
@@ -400,7 +396,9 @@ class Emitter:
                     body.append("        tb = buf[:end]")
                     for line in self.decode_value(f, f"o.{f.attr}", "tb", tagged=True):
                         body.append("        " + line)
-                    body.append(f"        if pos != end: raise _tagsize({f.name!r})")
+                    # Kafka reads a known tag's value and ignores its declared size;
+                    # a value shorter than its size leaves the rest unread, skipped here.
+                    body.append("        pos = end")
                     kw = "elif"
                 body.append("    else:")
                 body.append("        unk[tag] = bytes(buf[pos:end])")
@@ -429,10 +427,10 @@ class Emitter:
             else:
                 out.append(f"{n} = {self.ctx.st('>i')}.unpack_from({B}, pos)[0]")
                 out.append("pos += 4")
-            null_test = f"{n} < 0" if flex else f"{n} == -1"
-            out.append(f"if {null_test}:")
+            # Kafka's readers take any negative count as null (or refuse it where not nullable)
+            out.append(f"if {n} < 0:")
             out.append(f"    {target} = None" if nullable else f"    raise _null({f.name!r})")
-            out.append(f"elif {n} < 0 or {n} > len({B}) - pos:")
+            out.append(f"elif {n} > len({B}) - pos:")
             out.append(f"    raise _badcnt({n}, {B}, pos)")
             out.append("else:")
             inner = self.decode_elems(f, n, target, B, flex)

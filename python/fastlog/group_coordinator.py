@@ -207,7 +207,10 @@ class Group:
             data = m.metadata(self.protocol_name)
             try:
                 version = max(0, min(int.from_bytes(data[:2], "big", signed=True), 3))
-                topics |= set(protocol.ConsumerProtocolSubscription.decode(data[2:], version).topics)
+                # read as Kafka's ConsumerProtocol reads it: a newer version as the newest we
+                # know, whatever follows the fields of that version ignored
+                reader = protocol.Reader(data[2:])
+                topics |= set(protocol.ConsumerProtocolSubscription.decode(reader, version).topics)
             except Exception:
                 return None
         return topics

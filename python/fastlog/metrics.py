@@ -75,6 +75,7 @@ class Metrics:
     request_seconds: dict = field(default_factory=lambda: defaultdict(float))
     errors: dict = field(default_factory=lambda: defaultdict(int))  # (api_key, error code) -> count
     connections_closed: dict = field(default_factory=lambda: defaultdict(int))  # reason -> count
+    trailing_bytes: dict = field(default_factory=lambda: defaultdict(int))  # api_key -> requests
     address: Optional[tuple[str, int]] = None  # where /metrics listens, once it does
 
     def __post_init__(self) -> None:
@@ -117,6 +118,9 @@ class Metrics:
 
     def count_error(self, api_key: int, code: int) -> None:
         self.errors[(api_key, code)] += 1
+
+    def count_trailing_bytes(self, api_key: int) -> None:
+        self.trailing_bytes[api_key] += 1
 
     def record_produce(self, topic: str, records: int, size: int) -> None:
         self.messages_in[topic] += records
@@ -169,6 +173,12 @@ class BrokerCollector:
         for (key, code), count in sorted(m.errors.items()):
             errors.add_metric([api_name(key), error_name(code)], count)
         yield errors
+        trailing = CounterMetricFamily(
+            "fastlog_requests_with_trailing_bytes", "Requests with bytes after their last field (ignored, as Kafka does), by API", labels=["api"]
+        )
+        for key, count in sorted(m.trailing_bytes.items()):
+            trailing.add_metric([api_name(key)], count)
+        yield trailing
         yield CounterMetricFamily("fastlog_bytes_in", "Record bytes produced to the broker", value=m.bytes_in)
         yield CounterMetricFamily("fastlog_bytes_out", "Record bytes sent to fetching clients", value=m.bytes_out)
         messages = CounterMetricFamily("fastlog_messages_in", "Records produced, by topic", labels=["topic"])

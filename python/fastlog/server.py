@@ -144,6 +144,7 @@ class Connection:
         self.stopping = False
         self._wait: Optional[trio.CancelScope] = None  # set while waiting for the next request
         self.close_reason = "client_closed"
+        self.trailing_bytes_logged = False
 
     def stop_reading(self) -> None:
         """Graceful shutdown: the request being handled is answered, no further one is read."""
@@ -218,10 +219,12 @@ class Connection:
                 metrics.observe_request(api_key, trio.current_time() - started)
                 return None if response is None else [response]
         try:
-            header, body = protocol.decode_request(frame)
+            header, body, trailing = protocol.decode_request(frame)
         except CodecError as e:
             return self._answer_undecodable(e)
         api_key, version = header.request_api_key, header.request_api_version
+        if trailing:
+            self._note_trailing_bytes(api_key, version, trailing)
         handler = HANDLERS.get(api_key)
         if handler is None or not handler.min_version <= version <= handler.max_version:
             if api_key == API_VERSIONS:
@@ -244,6 +247,17 @@ class Connection:
         finally:
             metrics.observe_request(api_key, trio.current_time() - started)
         return parts
+
+    def _note_trailing_bytes(self, api_key: int, version: int, trailing: int) -> None:
+        """Bytes after a request's last field are ignored, as Kafka ignores them; counted, and
+        logged once per connection (a client that sends them sends them with every request)."""
+        self.broker.metrics.count_trailing_bytes(api_key)
+        if not self.trailing_bytes_logged:
+            self.trailing_bytes_logged = True
+            log.debug(
+                "%s v%d from %s has %d bytes after its last field; ignored (logged once per connection)",
+                protocol.API_BY_KEY[api_key].name, version, self.peer, trailing, extra={"peer": self.peer},
+            )
 
     def _answer_undecodable(self, error: CodecError) -> list:
         api_key = getattr(error, "api_key", None)

@@ -375,7 +375,7 @@ class ChaosProxy:
         records: dict = {}
         if api_key == PRODUCE:
             self._count("produce_requests")
-            _, body = protocol.decode_request(frame)
+            _, body, _ = protocol.decode_request(frame)
             if body.acks == 0:
                 return
             for topic in body.topic_data:

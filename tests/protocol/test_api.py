@@ -57,8 +57,20 @@ def _frame(header, body):
 def test_decode_request_roundtrip():
     body = P.MetadataRequest(topics=[P.MetadataRequest.MetadataRequestTopic(name="t")])
     hdr = P.RequestHeader(request_api_key=3, request_api_version=12, correlation_id=42, client_id="c")
-    h2, b2 = P.decode_request(_frame(hdr, body))
-    assert h2 == hdr and b2 == body
+    h2, b2, trailing = P.decode_request(_frame(hdr, body))
+    assert h2 == hdr and b2 == body and trailing == 0
+
+
+def test_decode_request_ignores_bytes_after_the_last_field_as_kafka_does():
+    # librdkafka 2.x writes a 4-byte placeholder for Metadata v12's null topics array and
+    # leaves the 3 unused bytes after the request (librdkafka issue 5049).
+    hdr = P.RequestHeader(request_api_key=3, request_api_version=12, correlation_id=7, client_id="rdkafka")
+    frame = _frame(hdr, P.MetadataRequest(topics=None))
+    header, body, trailing = P.decode_request(frame + b"\x00\x00\x00")
+    assert header == hdr and body.topics is None and trailing == 3
+    legacy = P.RequestHeader(request_api_key=3, request_api_version=1, correlation_id=8, client_id="x")
+    _, body, trailing = P.decode_request(_frame(legacy, P.MetadataRequest(topics=[])) + b"\xff" * 9)
+    assert body.topics == [] and trailing == 9
 
 
 def test_decode_request_unsupported_version_carries_ids():
@@ -85,8 +97,7 @@ def test_decode_request_truncated_body_carries_ids():
         with pytest.raises(CodecError) as ei:
             P.decode_request(frame[:cut])
         assert ei.value.correlation_id == 5 and ei.value.error_code == ErrorCode.INVALID_REQUEST
-    with pytest.raises(InvalidValueError):
-        P.decode_request(frame + b"\x00")
+    assert P.decode_request(frame + b"\x00")[2] == 1
     with pytest.raises(TruncatedError):
         P.decode_request(frame[:5])
 
@@ -234,25 +245,52 @@ def test_truncated(data, method):
 
 
 @pytest.mark.parametrize("data,method", [
-    (b"\xff\xfe", "nullable_string"),          # length -2
     (b"\xff\xff", "string"),                   # null in non-nullable
-    (b"\xff\xff\xff\xfe", "nullable_bytes"),   # length -2
+    (b"\xff\xfe", "string"),                   # length -2 in non-nullable
+    (b"\xff\xff\xff\xfe", "bytes"),            # length -2 in non-nullable
     (b"\x80\x80\x80\x80\x80\x01", "unsigned_varint"),  # too long
-    (b"\xff\xff\xff\xff\x7f", "unsigned_varint"),      # > 32 bits
     (b"\x00", "compact_string"),              # null in non-nullable
-    (b"\x03\xff\xfe", "compact_string"),      # bad UTF-8
-    (b"\xff\xff\x03", "compact_nullable_string"),  # length > 32767
+    (b"\xff\xff\x03", "compact_nullable_string"),  # length > 32767 (Kafka refuses it too)
 ])
 def test_invalid(data, method):
     with pytest.raises(InvalidValueError):
         getattr(Reader(data), method)()
 
 
+@pytest.mark.parametrize("data,method,value", [
+    (b"\xff\xfe", "nullable_string", None),            # any negative length is null, as in Kafka
+    (b"\x80\x00", "nullable_string", None),
+    (b"\xff\xff\xff\xfe", "nullable_bytes", None),
+    (b"\x80\x00\x00\x00", "nullable_bytes", None),
+    (b"\x03\xff\xfe", "compact_string", "\ufffd\ufffd"),  # bad UTF-8: replaced, as Java decodes it
+    (b"\x00\x02a\xc3", "string", "a\ufffd"),
+    (b"\xff\xff\xff\xff\x7f", "unsigned_varint", 0xFFFFFFFF),  # bits above 32 dropped, as Java's int does
+    (b"\x02", "boolean", True),                             # any non-zero byte is true
+])
+def test_lenient_as_kafka(data, method, value):
+    assert getattr(Reader(data), method)() == value
+
+
+def test_nullable_arrays_take_any_negative_count_as_null():
+    assert Reader(b"\xff\xff\xff\xf0").array(Reader.int32, nullable=True) is None
+    # MetadataRequest v1+ topics is nullable: -2 reads as "all topics", as Kafka reads it
+    request = P.MetadataRequest.decode(b"\xff\xff\xff\xfe", 1)
+    assert request.topics is None
+
+
+def test_a_known_tagged_field_longer_than_its_value_is_skipped_to_its_end():
+    # ApiVersionsResponse v3 tag 1 (FinalizedFeaturesEpoch, int64) declared 10 bytes long
+    good = P.ApiVersionsResponse(finalized_features_epoch=5).encode(3)
+    tag_at = good.index(b"\x01\x08")
+    padded = good[:tag_at] + b"\x01\x0a" + good[tag_at + 2 : tag_at + 10] + b"\xee\xee" + good[tag_at + 10 :]
+    assert P.ApiVersionsResponse.decode(padded, 3).finalized_features_epoch == 5
+
+
 def test_huge_and_negative_array_counts():
     with pytest.raises(InvalidValueError):
         Reader(b"\x7f\xff\xff\xff" + b"\x00" * 8).array(Reader.int32)
     with pytest.raises(InvalidValueError):
-        Reader(b"\xff\xff\xff\xf0").array(Reader.int32, nullable=True)
+        Reader(b"\xff\xff\xff\xf0").array(Reader.int32)
     with pytest.raises(InvalidValueError):
         Reader(b"\xff\xff\xff\x0f").compact_array(Reader.int8)
     # same through generated code: a Metadata response claiming 2**31-1 brokers

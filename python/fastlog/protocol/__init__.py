@@ -141,11 +141,13 @@ _HDR = _Struct(">hhi")
 def decode_request(frame):
     """Decode one request frame (without its 4-byte size prefix).
 
-    Returns ``(RequestHeader, request_body)``.  Raises :class:`CodecError`
-    subclasses; :class:`UnknownApiKeyError` / :class:`UnsupportedVersionError`
-    (and any decode error past the fixed header prefix) carry ``api_key``,
+    Returns ``(RequestHeader, request_body, trailing)``, where ``trailing`` is the
+    number of bytes after the request's last field: they are ignored, as Kafka's
+    broker ignores them (librdkafka 2.x leaves three after a Metadata request for
+    all topics).  Raises :class:`CodecError` subclasses;
+    :class:`UnknownApiKeyError` / :class:`UnsupportedVersionError` (and any
+    decode error past the fixed header prefix) carry ``api_key``,
     ``api_version`` and ``correlation_id`` so the server can still answer.
-    Trailing bytes after the body are an error.
     """
     buf = as_view(frame)
     if len(buf) < 8:
@@ -162,12 +164,10 @@ def decode_request(frame):
         reader = Reader(buf)
         header = hdr_cls.decode(reader, request_header_version(api_key, api_version))
         body = req_cls.decode(reader, api_version)
-        if reader.pos != len(buf):
-            raise InvalidValueError(f"{info.name} v{api_version}: {len(buf) - reader.pos} trailing bytes")
     except CodecError as e:
         e.api_key, e.api_version, e.correlation_id = api_key, api_version, correlation_id
         raise
-    return header, body
+    return header, body, len(buf) - reader.pos
 
 
 def encode_request(header, body) -> Writer:

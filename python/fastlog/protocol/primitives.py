@@ -10,7 +10,13 @@ Two layers:
 Untrusted input never crashes or allocates without bound: every length and
 count is checked against the bytes that remain *before* anything is sliced or
 allocated, varints are capped at their maximum width, and every failure is a
-:class:`~fastlog.protocol.errors.CodecError`.  (Generated decoders may also let
+:class:`~fastlog.protocol.errors.CodecError`.
+
+What is accepted follows Kafka's own generated readers, which clients rely on:
+any negative length of a nullable string, bytes or array is null (only -1 is
+ever written), invalid UTF-8 becomes U+FFFD as Java's decoder makes it, a bool
+is true for any non-zero byte, and the fifth byte of a varint is not checked
+for bits above 32 (Java's int arithmetic drops them).  (Generated decoders may also let
 ``struct.error``/``IndexError`` out of an inlined fixed-width read; the message
 entry points translate those to :class:`TruncatedError`.)
 
@@ -79,9 +85,7 @@ def r_uvarint(buf, pos):
         pos += 1
         result |= (b & 0x7F) << shift
         if b < 0x80:
-            if result > 0xFFFFFFFF:
-                raise InvalidValueError("unsigned varint out of range")
-            return result, pos
+            return result & 0xFFFFFFFF, pos
         shift += 7
         if shift >= 35:
             raise InvalidValueError("varint is too long")
@@ -119,10 +123,7 @@ def r_varlong(buf, pos):
 
 
 def _utf8(buf, pos, end):
-    try:
-        return str(buf[pos:end], "utf-8")
-    except UnicodeDecodeError as e:
-        raise InvalidValueError(f"invalid UTF-8 in string at offset {pos}") from e
+    return str(buf[pos:end], "utf-8", "replace")
 
 
 def r_string(buf, pos):
@@ -140,8 +141,6 @@ def r_nstring(buf, pos):
     n = I16.unpack_from(buf, pos)[0]
     pos += 2
     if n < 0:
-        if n != -1:
-            raise InvalidValueError(f"negative string length {n}")
         return None, pos
     _need(buf, pos, n)
     return _utf8(buf, pos, pos + n), pos + n
@@ -174,8 +173,8 @@ def _len32(buf, pos, nullable):
     n = I32.unpack_from(buf, pos)[0]
     pos += 4
     if n < 0:
-        if n != -1 or not nullable:
-            raise InvalidValueError(f"invalid length {n}")
+        if not nullable:
+            raise InvalidValueError(f"invalid length {n} of a non-nullable field")
         return None, pos
     _need(buf, pos, n)
     return n, pos
@@ -254,8 +253,6 @@ def r_count(buf, pos):
     n = I32.unpack_from(buf, pos)[0]
     pos += 4
     if n < 0:
-        if n != -1:
-            raise InvalidValueError(f"negative array length {n}")
         return None, pos
     if n > len(buf) - pos:
         raise InvalidValueError(f"array of {n} elements but only {len(buf) - pos} bytes left")

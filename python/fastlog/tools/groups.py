@@ -85,7 +85,8 @@ def assignments(group: Any) -> dict[tuple[str, int], Any]:
             continue
         version = min(int.from_bytes(data[:2], "big", signed=True), protocol.ConsumerProtocolAssignment.VALID_VERSIONS[1])
         try:
-            assignment = protocol.ConsumerProtocolAssignment.decode(data[2:], version)
+            # as Kafka's ConsumerProtocol: a newer version read as ours, what follows ignored
+            assignment = protocol.ConsumerProtocolAssignment.decode(protocol.Reader(data[2:]), version)
         except protocol.CodecError:
             continue
         for topic in assignment.assigned_partitions:

@@ -76,12 +76,9 @@ impl<'a> Reader<'a> {
     pub fn f64(&mut self) -> Result<f64> {
         Ok(f64::from_be_bytes(self.array()?))
     }
+    /// Any non-zero byte is true, as Kafka's readers take it.
     pub fn bool(&mut self) -> Result<bool> {
-        match self.i8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            other => err(format!("bool byte {other}")),
-        }
+        Ok(self.i8()? != 0)
     }
     pub fn uuid(&mut self) -> Result<[u8; 16]> {
         self.array()
@@ -100,7 +97,8 @@ impl<'a> Reader<'a> {
         err("unsigned varint longer than 5 bytes")
     }
 
-    /// A length that may be null: `None` for null, else checked against the bytes left.
+    /// A length that may be null: `None` for any negative length (Kafka's readers take every
+    /// negative length as null; only -1 is ever written), else checked against the bytes left.
     fn length(&mut self, compact: bool, wide: bool) -> Result<Option<usize>> {
         let n: i64 = if compact {
             i64::from(self.uvarint()?) - 1
@@ -109,11 +107,10 @@ impl<'a> Reader<'a> {
         } else {
             i64::from(self.i16()?)
         };
-        match n {
-            -1 => Ok(None),
-            n if n < 0 => err(format!("negative length {n}")),
-            n => Ok(Some(n as usize)),
+        if n < 0 {
+            return Ok(None);
         }
+        Ok(Some(n as usize))
     }
 
     pub fn nullable_string(&mut self, compact: bool) -> Result<Option<&'a str>> {
@@ -275,6 +272,8 @@ mod tests {
         assert!(Reader::new(&[0x7f, 0xff, 0xff, 0xff]).count(false).is_err());
         assert!(Reader::new(&[0xff, 0xfe]).string(false).is_err()); // -2
         assert_eq!(Reader::new(&[0xff, 0xff]).nullable_string(false).unwrap(), None);
+        assert_eq!(Reader::new(&[0xff, 0xfe]).nullable_string(false).unwrap(), None); // as Kafka reads it
+        assert!(Reader::new(&[2]).bool().unwrap());
         assert_eq!(Reader::new(&[0]).nullable_string(true).unwrap(), None);
         assert_eq!(Reader::new(&[3, b'h', b'i']).string(true).unwrap(), "hi");
     }

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['AddPartitionsToTxnRequest', 'AddPartitionsToTxnResponse']
 
 _S_i = _S('>i')
@@ -49,9 +45,9 @@ def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -82,7 +78,7 @@ def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTopic_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -128,7 +124,7 @@ def _d_AddPartitionsToTxnRequest_AddPartitionsToTxnTransaction_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -169,9 +165,9 @@ def _d_AddPartitionsToTxnRequest_v0(buf, pos):
     pos += 10
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('V3AndBelowTopics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -208,7 +204,7 @@ def _d_AddPartitionsToTxnRequest_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('V3AndBelowTopics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -255,7 +251,7 @@ def _d_AddPartitionsToTxnRequest_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Transactions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -332,9 +328,9 @@ def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('ResultsByPartition')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -365,7 +361,7 @@ def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnTopicResult_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('ResultsByPartition')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -409,7 +405,7 @@ def _d_AddPartitionsToTxnResponse_AddPartitionsToTxnResult_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicResults')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -448,9 +444,9 @@ def _d_AddPartitionsToTxnResponse_v0(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('ResultsByTopicV3AndBelow')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -485,7 +481,7 @@ def _d_AddPartitionsToTxnResponse_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('ResultsByTopicV3AndBelow')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -533,7 +529,7 @@ def _d_AddPartitionsToTxnResponse_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('ResultsByTransaction')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['AlterClientQuotasRequest', 'AlterClientQuotasResponse']
 
 _S_Z = _S('>?')
@@ -116,9 +112,9 @@ def _d_AlterClientQuotasRequest_EntryData_v0(buf, pos):
     o = _new(AlterClientQuotasRequest_EntryData)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Entity')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -128,9 +124,9 @@ def _d_AlterClientQuotasRequest_EntryData_v0(buf, pos):
         o.entity = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Ops')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -163,7 +159,7 @@ def _d_AlterClientQuotasRequest_EntryData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Entity')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -179,7 +175,7 @@ def _d_AlterClientQuotasRequest_EntryData_v1(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Ops')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -223,9 +219,9 @@ def _d_AlterClientQuotasRequest_v0(buf, pos):
     o = _new(AlterClientQuotasRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Entries')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -256,7 +252,7 @@ def _d_AlterClientQuotasRequest_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Entries')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -330,9 +326,9 @@ def _d_AlterClientQuotasResponse_EntryData_v0(buf, pos):
     o.error_message, pos = _rns(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Entity')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -365,7 +361,7 @@ def _d_AlterClientQuotasResponse_EntryData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Entity')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -404,9 +400,9 @@ def _d_AlterClientQuotasResponse_v0(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Entries')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -437,7 +433,7 @@ def _d_AlterClientQuotasResponse_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Entries')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

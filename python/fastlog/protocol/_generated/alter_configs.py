@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['AlterConfigsRequest', 'AlterConfigsResponse']
 
 _S_Z = _S('>?')
@@ -84,9 +80,9 @@ def _d_AlterConfigsRequest_AlterConfigsResource_v0(buf, pos):
     o.resource_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Configs')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -120,7 +116,7 @@ def _d_AlterConfigsRequest_AlterConfigsResource_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Configs')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -158,9 +154,9 @@ def _d_AlterConfigsRequest_v0(buf, pos):
     o = _new(AlterConfigsRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Resources')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -191,7 +187,7 @@ def _d_AlterConfigsRequest_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Resources')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -276,9 +272,9 @@ def _d_AlterConfigsResponse_v0(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -309,7 +305,7 @@ def _d_AlterConfigsResponse_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['AlterPartitionReassignmentsRequest', 'AlterPartitionReassignmentsResponse']
 
 _S_i = _S('>i')
@@ -54,7 +50,7 @@ def _d_AlterPartitionReassignmentsRequest_ReassignablePartition_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.replicas = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -99,7 +95,7 @@ def _d_AlterPartitionReassignmentsRequest_ReassignableTopic_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -144,7 +140,7 @@ def _d_AlterPartitionReassignmentsRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -208,7 +204,7 @@ def _d_AlterPartitionReassignmentsResponse_ReassignableTopicResponse_v0(buf, pos
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -254,7 +250,7 @@ def _d_AlterPartitionReassignmentsResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['AlterReplicaLogDirsRequest', 'AlterReplicaLogDirsResponse']
 
 _S_i = _S('>i')
@@ -47,9 +43,9 @@ def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -80,7 +76,7 @@ def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDirTopic_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -118,9 +114,9 @@ def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v0(buf, pos):
     o.path, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -151,7 +147,7 @@ def _d_AlterReplicaLogDirsRequest_AlterReplicaLogDir_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -188,9 +184,9 @@ def _d_AlterReplicaLogDirsRequest_v0(buf, pos):
     o = _new(AlterReplicaLogDirsRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Dirs')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -218,7 +214,7 @@ def _d_AlterReplicaLogDirsRequest_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Dirs')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -283,9 +279,9 @@ def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v0(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -316,7 +312,7 @@ def _d_AlterReplicaLogDirsResponse_AlterReplicaLogDirTopicResult_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -355,9 +351,9 @@ def _d_AlterReplicaLogDirsResponse_v0(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Results')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -388,7 +384,7 @@ def _d_AlterReplicaLogDirsResponse_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Results')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

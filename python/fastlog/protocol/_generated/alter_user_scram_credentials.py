@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['AlterUserScramCredentialsRequest', 'AlterUserScramCredentialsResponse']
 
 _S_b = _S('>b')
@@ -104,7 +100,7 @@ def _d_AlterUserScramCredentialsRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Deletions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -120,7 +116,7 @@ def _d_AlterUserScramCredentialsRequest_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Upsertions')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -196,7 +192,7 @@ def _d_AlterUserScramCredentialsResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Results')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ApiVersionsRequest', 'ApiVersionsResponse']
 
 _S_Z = _S('>?')
@@ -157,9 +153,9 @@ def _d_ApiVersionsResponse_v0(buf, pos):
     pos += 2
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('ApiKeys')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -189,9 +185,9 @@ def _d_ApiVersionsResponse_v1(buf, pos):
     pos += 2
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('ApiKeys')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -229,7 +225,7 @@ def _d_ApiVersionsResponse_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('ApiKeys')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -257,7 +253,7 @@ def _d_ApiVersionsResponse_v3(buf, pos):
             n4 -= 1
             if n4 < 0:
                 raise _null('SupportedFeatures')
-            elif n4 < 0 or n4 > len(tb) - pos:
+            elif n4 > len(tb) - pos:
                 raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
@@ -265,12 +261,12 @@ def _d_ApiVersionsResponse_v3(buf, pos):
                     x6, pos = _d_ApiVersionsResponse_SupportedFeatureKey_v3(tb, pos)
                     a5.append(x6)
                 o.supported_features = a5
-            if pos != end: raise _tagsize('SupportedFeatures')
+            pos = end
         elif tag == 1:
             tb = buf[:end]
             o.finalized_features_epoch = _S_q.unpack_from(tb, pos)[0]
             pos += 8
-            if pos != end: raise _tagsize('FinalizedFeaturesEpoch')
+            pos = end
         elif tag == 2:
             tb = buf[:end]
             n7 = tb[pos]
@@ -281,7 +277,7 @@ def _d_ApiVersionsResponse_v3(buf, pos):
             n7 -= 1
             if n7 < 0:
                 raise _null('FinalizedFeatures')
-            elif n7 < 0 or n7 > len(tb) - pos:
+            elif n7 > len(tb) - pos:
                 raise _badcnt(n7, tb, pos)
             else:
                 a8 = []
@@ -289,12 +285,12 @@ def _d_ApiVersionsResponse_v3(buf, pos):
                     x9, pos = _d_ApiVersionsResponse_FinalizedFeatureKey_v3(tb, pos)
                     a8.append(x9)
                 o.finalized_features = a8
-            if pos != end: raise _tagsize('FinalizedFeatures')
+            pos = end
         elif tag == 3:
             tb = buf[:end]
             o.zk_migration_ready = _S_Z.unpack_from(tb, pos)[0]
             pos += 1
-            if pos != end: raise _tagsize('ZkMigrationReady')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['AssignReplicasToDirsRequest', 'AssignReplicasToDirsResponse']
 
 _S_U = _S('>16s')
@@ -76,7 +72,7 @@ def _d_AssignReplicasToDirsRequest_TopicData_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -121,7 +117,7 @@ def _d_AssignReplicasToDirsRequest_DirectoryData_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Topics')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -165,7 +161,7 @@ def _d_AssignReplicasToDirsRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Directories')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -229,7 +225,7 @@ def _d_AssignReplicasToDirsResponse_TopicData_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -274,7 +270,7 @@ def _d_AssignReplicasToDirsResponse_DirectoryData_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Topics')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -318,7 +314,7 @@ def _d_AssignReplicasToDirsResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Directories')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['BeginQuorumEpochRequest', 'BeginQuorumEpochResponse']
 
 _S_H = _S('>H')
@@ -82,9 +78,9 @@ def _d_BeginQuorumEpochRequest_TopicData_v0(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -115,7 +111,7 @@ def _d_BeginQuorumEpochRequest_TopicData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -178,9 +174,9 @@ def _d_BeginQuorumEpochRequest_v0(buf, pos):
     o.cluster_id, pos = _rns(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -214,7 +210,7 @@ def _d_BeginQuorumEpochRequest_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -230,7 +226,7 @@ def _d_BeginQuorumEpochRequest_v1(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('LeaderEndpoints')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -306,9 +302,9 @@ def _d_BeginQuorumEpochResponse_TopicData_v0(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -339,7 +335,7 @@ def _d_BeginQuorumEpochResponse_TopicData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -403,9 +399,9 @@ def _d_BeginQuorumEpochResponse_v0(buf, pos):
     pos += 2
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -439,7 +435,7 @@ def _d_BeginQuorumEpochResponse_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -462,7 +458,7 @@ def _d_BeginQuorumEpochResponse_v1(buf, pos):
             n4 -= 1
             if n4 < 0:
                 raise _null('NodeEndpoints')
-            elif n4 < 0 or n4 > len(tb) - pos:
+            elif n4 > len(tb) - pos:
                 raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
@@ -470,7 +466,7 @@ def _d_BeginQuorumEpochResponse_v1(buf, pos):
                     x6, pos = _d_BeginQuorumEpochResponse_NodeEndpoint_v1(tb, pos)
                     a5.append(x6)
                 o.node_endpoints = a5
-            if pos != end: raise _tagsize('NodeEndpoints')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['BrokerHeartbeatRequest', 'BrokerHeartbeatResponse']
 
 _S_ihZZZ = _S('>ih???')
@@ -83,7 +79,7 @@ def _d_BrokerHeartbeatRequest_v1(buf, pos):
             n1 -= 1
             if n1 < 0:
                 raise _null('OfflineLogDirs')
-            elif n1 < 0 or n1 > len(tb) - pos:
+            elif n1 > len(tb) - pos:
                 raise _badcnt(n1, tb, pos)
             else:
                 a2 = []
@@ -91,7 +87,7 @@ def _d_BrokerHeartbeatRequest_v1(buf, pos):
                     x3, pos = _ruuid(tb, pos)
                     a2.append(x3)
                 o.offline_log_dirs = a2
-            if pos != end: raise _tagsize('OfflineLogDirs')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end

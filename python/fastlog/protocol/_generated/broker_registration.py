@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['BrokerRegistrationRequest', 'BrokerRegistrationResponse']
 
 _S_Hh = _S('>Hh')
@@ -110,7 +106,7 @@ def _d_BrokerRegistrationRequest_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Listeners')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -126,7 +122,7 @@ def _d_BrokerRegistrationRequest_v0(buf, pos):
     n5 -= 1
     if n5 < 0:
         raise _null('Features')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         a6 = []
@@ -193,7 +189,7 @@ def _d_BrokerRegistrationRequest_v1(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Listeners')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -209,7 +205,7 @@ def _d_BrokerRegistrationRequest_v1(buf, pos):
     n5 -= 1
     if n5 < 0:
         raise _null('Features')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         a6 = []
@@ -276,7 +272,7 @@ def _d_BrokerRegistrationRequest_v2(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Listeners')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -292,7 +288,7 @@ def _d_BrokerRegistrationRequest_v2(buf, pos):
     n5 -= 1
     if n5 < 0:
         raise _null('Features')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         a6 = []
@@ -311,7 +307,7 @@ def _d_BrokerRegistrationRequest_v2(buf, pos):
     n8 -= 1
     if n8 < 0:
         raise _null('LogDirs')
-    elif n8 < 0 or n8 > len(buf) - pos:
+    elif n8 > len(buf) - pos:
         raise _badcnt(n8, buf, pos)
     else:
         a9 = []
@@ -383,7 +379,7 @@ def _d_BrokerRegistrationRequest_v3(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Listeners')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -399,7 +395,7 @@ def _d_BrokerRegistrationRequest_v3(buf, pos):
     n5 -= 1
     if n5 < 0:
         raise _null('Features')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         a6 = []
@@ -418,7 +414,7 @@ def _d_BrokerRegistrationRequest_v3(buf, pos):
     n8 -= 1
     if n8 < 0:
         raise _null('LogDirs')
-    elif n8 < 0 or n8 > len(buf) - pos:
+    elif n8 > len(buf) - pos:
         raise _badcnt(n8, buf, pos)
     else:
         a9 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ConsumerGroupHeartbeatRequest', 'ConsumerGroupHeartbeatResponse']
 
 _S_U = _S('>16s')
@@ -57,7 +53,7 @@ def _d_ConsumerGroupHeartbeatRequest_TopicPartitions_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         e3 = pos + n2 * 4
@@ -107,7 +103,7 @@ def _d_ConsumerGroupHeartbeatRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.subscribed_topic_names = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -124,7 +120,7 @@ def _d_ConsumerGroupHeartbeatRequest_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         o.topic_partitions = None
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -198,7 +194,7 @@ def _d_ConsumerGroupHeartbeatRequest_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.subscribed_topic_names = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -216,7 +212,7 @@ def _d_ConsumerGroupHeartbeatRequest_v1(buf, pos):
     n4 -= 1
     if n4 < 0:
         o.topic_partitions = None
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -283,7 +279,7 @@ def _d_ConsumerGroupHeartbeatResponse_TopicPartitions_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         e3 = pos + n2 * 4
@@ -325,7 +321,7 @@ def _d_ConsumerGroupHeartbeatResponse_Assignment_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicPartitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ConsumerProtocolAssignment']
 
 _S_i = _S('>i')
@@ -46,9 +42,9 @@ def _d_ConsumerProtocolAssignment_TopicPartition_v0(buf, pos):
     o.topic, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -72,9 +68,9 @@ def _d_ConsumerProtocolAssignment_v0(buf, pos):
     o = _new(ConsumerProtocolAssignment)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('AssignedPartitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ControllerRegistrationRequest', 'ControllerRegistrationResponse']
 
 _S_Hh = _S('>Hh')
@@ -104,7 +100,7 @@ def _d_ControllerRegistrationRequest_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Listeners')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -120,7 +116,7 @@ def _d_ControllerRegistrationRequest_v0(buf, pos):
     n5 -= 1
     if n5 < 0:
         raise _null('Features')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         a6 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['CreateTopicsRequest', 'CreateTopicsResponse']
 
 _S_Uh = _S('>16sh')
@@ -52,9 +48,9 @@ def _d_CreateTopicsRequest_CreatableReplicaAssignment_v0(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('BrokerIds')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -85,7 +81,7 @@ def _d_CreateTopicsRequest_CreatableReplicaAssignment_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('BrokerIds')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -157,9 +153,9 @@ def _d_CreateTopicsRequest_CreatableTopic_v0(buf, pos):
     pos += 6
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Assignments')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -169,9 +165,9 @@ def _d_CreateTopicsRequest_CreatableTopic_v0(buf, pos):
         o.assignments = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Configs')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -210,7 +206,7 @@ def _d_CreateTopicsRequest_CreatableTopic_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Assignments')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -226,7 +222,7 @@ def _d_CreateTopicsRequest_CreatableTopic_v5(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Configs')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -273,9 +269,9 @@ def _d_CreateTopicsRequest_v0(buf, pos):
     o = _new(CreateTopicsRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -303,9 +299,9 @@ def _d_CreateTopicsRequest_v1(buf, pos):
     o = _new(CreateTopicsRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -336,7 +332,7 @@ def _d_CreateTopicsRequest_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -449,7 +445,7 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.configs = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -467,7 +463,7 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v5(buf, pos):
             tb = buf[:end]
             o.topic_config_error_code = _S_h.unpack_from(tb, pos)[0]
             pos += 2
-            if pos != end: raise _tagsize('TopicConfigErrorCode')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -519,7 +515,7 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v7(buf, pos):
     n2 -= 1
     if n2 < 0:
         o.configs = None
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -536,7 +532,7 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v7(buf, pos):
             tb = buf[:end]
             o.topic_config_error_code = _S_h.unpack_from(tb, pos)[0]
             pos += 2
-            if pos != end: raise _tagsize('TopicConfigErrorCode')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -575,9 +571,9 @@ def _d_CreateTopicsResponse_v0(buf, pos):
     o = _new(CreateTopicsResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -600,9 +596,9 @@ def _d_CreateTopicsResponse_v1(buf, pos):
     o = _new(CreateTopicsResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -627,9 +623,9 @@ def _d_CreateTopicsResponse_v2(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -660,7 +656,7 @@ def _d_CreateTopicsResponse_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -704,7 +700,7 @@ def _d_CreateTopicsResponse_v7(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['DeleteAclsRequest', 'DeleteAclsResponse']
 
 _S_b = _S('>b')
@@ -123,9 +119,9 @@ def _d_DeleteAclsRequest_v0(buf, pos):
     o = _new(DeleteAclsRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Filters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -147,9 +143,9 @@ def _d_DeleteAclsRequest_v1(buf, pos):
     o = _new(DeleteAclsRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Filters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -177,7 +173,7 @@ def _d_DeleteAclsRequest_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Filters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -314,9 +310,9 @@ def _d_DeleteAclsResponse_DeleteAclsFilterResult_v0(buf, pos):
     o.error_message, pos = _rns(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('MatchingAcls')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -343,9 +339,9 @@ def _d_DeleteAclsResponse_DeleteAclsFilterResult_v1(buf, pos):
     o.error_message, pos = _rns(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('MatchingAcls')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -378,7 +374,7 @@ def _d_DeleteAclsResponse_DeleteAclsFilterResult_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('MatchingAcls')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -417,9 +413,9 @@ def _d_DeleteAclsResponse_v0(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('FilterResults')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -444,9 +440,9 @@ def _d_DeleteAclsResponse_v1(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('FilterResults')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -477,7 +473,7 @@ def _d_DeleteAclsResponse_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('FilterResults')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

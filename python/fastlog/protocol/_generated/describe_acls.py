@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['DescribeAclsRequest', 'DescribeAclsResponse']
 
 _S_b = _S('>b')
@@ -167,9 +163,9 @@ def _d_DescribeAclsResponse_DescribeAclsResource_v0(buf, pos):
     o.resource_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Acls')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -202,9 +198,9 @@ def _d_DescribeAclsResponse_DescribeAclsResource_v1(buf, pos):
     pos += 1
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Acls')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -241,7 +237,7 @@ def _d_DescribeAclsResponse_DescribeAclsResource_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Acls')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -283,9 +279,9 @@ def _d_DescribeAclsResponse_v0(buf, pos):
     o.error_message, pos = _rns(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Resources')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -312,9 +308,9 @@ def _d_DescribeAclsResponse_v1(buf, pos):
     o.error_message, pos = _rns(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Resources')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -347,7 +343,7 @@ def _d_DescribeAclsResponse_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Resources')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['DescribeClientQuotasRequest', 'DescribeClientQuotasResponse']
 
 _S_Z = _S('>?')
@@ -88,9 +84,9 @@ def _d_DescribeClientQuotasRequest_v0(buf, pos):
     o = _new(DescribeClientQuotasRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Components')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -121,7 +117,7 @@ def _d_DescribeClientQuotasRequest_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Components')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -227,9 +223,9 @@ def _d_DescribeClientQuotasResponse_EntryData_v0(buf, pos):
     o = _new(DescribeClientQuotasResponse_EntryData)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Entity')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -239,9 +235,9 @@ def _d_DescribeClientQuotasResponse_EntryData_v0(buf, pos):
         o.entity = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Values')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -274,7 +270,7 @@ def _d_DescribeClientQuotasResponse_EntryData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Entity')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -290,7 +286,7 @@ def _d_DescribeClientQuotasResponse_EntryData_v1(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Values')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -337,9 +333,9 @@ def _d_DescribeClientQuotasResponse_v0(buf, pos):
     o.error_message, pos = _rns(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         o.entries = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -374,7 +370,7 @@ def _d_DescribeClientQuotasResponse_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.entries = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

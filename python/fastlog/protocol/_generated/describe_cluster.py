@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['DescribeClusterRequest', 'DescribeClusterResponse']
 
 _S_Z = _S('>?')
@@ -129,7 +125,7 @@ def _d_DescribeClusterResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -189,7 +185,7 @@ def _d_DescribeClusterResponse_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['DescribeDelegationTokenRequest', 'DescribeDelegationTokenResponse']
 
 _S_h = _S('>h')
@@ -82,9 +78,9 @@ def _d_DescribeDelegationTokenRequest_v0(buf, pos):
     o = _new(DescribeDelegationTokenRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         o.owners = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -114,7 +110,7 @@ def _d_DescribeDelegationTokenRequest_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.owners = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -192,9 +188,9 @@ def _d_DescribeDelegationTokenResponse_DescribedDelegationToken_v0(buf, pos):
     o.hmac, pos = _rb(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Renewers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -243,7 +239,7 @@ def _d_DescribeDelegationTokenResponse_DescribedDelegationToken_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Renewers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -307,7 +303,7 @@ def _d_DescribeDelegationTokenResponse_DescribedDelegationToken_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Renewers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -357,9 +353,9 @@ def _d_DescribeDelegationTokenResponse_v0(buf, pos):
     pos += 2
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Tokens')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -393,7 +389,7 @@ def _d_DescribeDelegationTokenResponse_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Tokens')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -440,7 +436,7 @@ def _d_DescribeDelegationTokenResponse_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Tokens')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

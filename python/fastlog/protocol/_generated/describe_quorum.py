@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['DescribeQuorumRequest', 'DescribeQuorumResponse']
 
 _S_H = _S('>H')
@@ -79,7 +75,7 @@ def _d_DescribeQuorumRequest_TopicData_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -122,7 +118,7 @@ def _d_DescribeQuorumRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -231,7 +227,7 @@ def _d_DescribeQuorumResponse_PartitionData_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('CurrentVoters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -247,7 +243,7 @@ def _d_DescribeQuorumResponse_PartitionData_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Observers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -301,7 +297,7 @@ def _d_DescribeQuorumResponse_PartitionData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('CurrentVoters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -317,7 +313,7 @@ def _d_DescribeQuorumResponse_PartitionData_v1(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Observers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -374,7 +370,7 @@ def _d_DescribeQuorumResponse_PartitionData_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('CurrentVoters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -390,7 +386,7 @@ def _d_DescribeQuorumResponse_PartitionData_v2(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Observers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -444,7 +440,7 @@ def _d_DescribeQuorumResponse_TopicData_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -488,7 +484,7 @@ def _d_DescribeQuorumResponse_TopicData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -532,7 +528,7 @@ def _d_DescribeQuorumResponse_TopicData_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -602,7 +598,7 @@ def _d_DescribeQuorumResponse_Node_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Listeners')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -646,7 +642,7 @@ def _d_DescribeQuorumResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -694,7 +690,7 @@ def _d_DescribeQuorumResponse_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -743,7 +739,7 @@ def _d_DescribeQuorumResponse_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -759,7 +755,7 @@ def _d_DescribeQuorumResponse_v2(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Nodes')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []

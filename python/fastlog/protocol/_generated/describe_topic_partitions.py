@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['DescribeTopicPartitionsRequest', 'DescribeTopicPartitionsResponse']
 
 _S_UZ = _S('>16s?')
@@ -95,7 +91,7 @@ def _d_DescribeTopicPartitionsRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -152,7 +148,7 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
     n1 -= 1
     if n1 < 0:
         raise _null('ReplicaNodes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -169,7 +165,7 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
     n3 -= 1
     if n3 < 0:
         raise _null('IsrNodes')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -186,7 +182,7 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
     n5 -= 1
     if n5 < 0:
         o.eligible_leader_replicas = None
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -203,7 +199,7 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
     n7 -= 1
     if n7 < 0:
         o.last_known_elr = None
-    elif n7 < 0 or n7 > len(buf) - pos:
+    elif n7 > len(buf) - pos:
         raise _badcnt(n7, buf, pos)
     else:
         e8 = pos + n7 * 4
@@ -220,7 +216,7 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponsePartition_
     n9 -= 1
     if n9 < 0:
         raise _null('OfflineReplicas')
-    elif n9 < 0 or n9 > len(buf) - pos:
+    elif n9 > len(buf) - pos:
         raise _badcnt(n9, buf, pos)
     else:
         e10 = pos + n9 * 4
@@ -304,7 +300,7 @@ def _d_DescribeTopicPartitionsResponse_DescribeTopicPartitionsResponseTopic_v0(b
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -375,7 +371,7 @@ def _d_DescribeTopicPartitionsResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['DescribeTransactionsRequest', 'DescribeTransactionsResponse']
 
 _S_h = _S('>h')
@@ -53,7 +49,7 @@ def _d_DescribeTransactionsRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TransactionalIds')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -95,7 +91,7 @@ def _d_DescribeTransactionsResponse_TopicData_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -144,7 +140,7 @@ def _d_DescribeTransactionsResponse_TransactionState_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -193,7 +189,7 @@ def _d_DescribeTransactionsResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TransactionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['DescribeUserScramCredentialsRequest', 'DescribeUserScramCredentialsResponse']
 
 _S_bi = _S('>bi')
@@ -72,7 +68,7 @@ def _d_DescribeUserScramCredentialsRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.users = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -138,7 +134,7 @@ def _d_DescribeUserScramCredentialsResponse_DescribeUserScramCredentialsResult_v
     n1 -= 1
     if n1 < 0:
         raise _null('CredentialInfos')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -186,7 +182,7 @@ def _d_DescribeUserScramCredentialsResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Results')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

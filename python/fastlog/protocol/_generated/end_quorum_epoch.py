@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['EndQuorumEpochRequest', 'EndQuorumEpochResponse']
 
 _S_H = _S('>H')
@@ -72,9 +68,9 @@ def _d_EndQuorumEpochRequest_PartitionData_v0(buf, pos):
     pos += 12
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PreferredSuccessors')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -106,7 +102,7 @@ def _d_EndQuorumEpochRequest_PartitionData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PreferredCandidates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -144,9 +140,9 @@ def _d_EndQuorumEpochRequest_TopicData_v0(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -177,7 +173,7 @@ def _d_EndQuorumEpochRequest_TopicData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -240,9 +236,9 @@ def _d_EndQuorumEpochRequest_v0(buf, pos):
     o.cluster_id, pos = _rns(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -273,7 +269,7 @@ def _d_EndQuorumEpochRequest_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -289,7 +285,7 @@ def _d_EndQuorumEpochRequest_v1(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('LeaderEndpoints')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -364,9 +360,9 @@ def _d_EndQuorumEpochResponse_TopicData_v0(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -397,7 +393,7 @@ def _d_EndQuorumEpochResponse_TopicData_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -461,9 +457,9 @@ def _d_EndQuorumEpochResponse_v0(buf, pos):
     pos += 2
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -497,7 +493,7 @@ def _d_EndQuorumEpochResponse_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -520,7 +516,7 @@ def _d_EndQuorumEpochResponse_v1(buf, pos):
             n4 -= 1
             if n4 < 0:
                 raise _null('NodeEndpoints')
-            elif n4 < 0 or n4 > len(tb) - pos:
+            elif n4 > len(tb) - pos:
                 raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
@@ -528,7 +524,7 @@ def _d_EndQuorumEpochResponse_v1(buf, pos):
                     x6, pos = _d_EndQuorumEpochResponse_NodeEndpoint_v1(tb, pos)
                     a5.append(x6)
                 o.node_endpoints = a5
-            if pos != end: raise _tagsize('NodeEndpoints')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['FetchRequest', 'FetchResponse']
 
 _S_U = _S('>16s')
@@ -155,7 +151,7 @@ def _d_FetchRequest_FetchPartition_v17(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.replica_directory_id, pos = _ruuid(tb, pos)
-            if pos != end: raise _tagsize('ReplicaDirectoryId')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -180,9 +176,9 @@ def _d_FetchRequest_FetchTopic_v0(buf, pos):
     o.topic, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -208,9 +204,9 @@ def _d_FetchRequest_FetchTopic_v5(buf, pos):
     o.topic, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -236,9 +232,9 @@ def _d_FetchRequest_FetchTopic_v9(buf, pos):
     o.topic, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -270,7 +266,7 @@ def _d_FetchRequest_FetchTopic_v12(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -317,7 +313,7 @@ def _d_FetchRequest_FetchTopic_v13(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -363,7 +359,7 @@ def _d_FetchRequest_FetchTopic_v17(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -401,9 +397,9 @@ def _d_FetchRequest_ForgottenTopic_v7(buf, pos):
     o.topic, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -435,7 +431,7 @@ def _d_FetchRequest_ForgottenTopic_v12(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -482,7 +478,7 @@ def _d_FetchRequest_ForgottenTopic_v13(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         e3 = pos + n2 * 4
@@ -521,9 +517,9 @@ def _d_FetchRequest_v0(buf, pos):
     pos += 12
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -560,9 +556,9 @@ def _d_FetchRequest_v3(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -598,9 +594,9 @@ def _d_FetchRequest_v4(buf, pos):
     pos += 17
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -635,9 +631,9 @@ def _d_FetchRequest_v5(buf, pos):
     pos += 17
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -672,9 +668,9 @@ def _d_FetchRequest_v7(buf, pos):
     pos += 25
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -684,9 +680,9 @@ def _d_FetchRequest_v7(buf, pos):
         o.topics = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('ForgottenTopicsData')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -721,9 +717,9 @@ def _d_FetchRequest_v9(buf, pos):
     pos += 25
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -733,9 +729,9 @@ def _d_FetchRequest_v9(buf, pos):
         o.topics = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('ForgottenTopicsData')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -770,9 +766,9 @@ def _d_FetchRequest_v11(buf, pos):
     pos += 25
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -782,9 +778,9 @@ def _d_FetchRequest_v11(buf, pos):
         o.topics = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('ForgottenTopicsData')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -827,7 +823,7 @@ def _d_FetchRequest_v12(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -843,7 +839,7 @@ def _d_FetchRequest_v12(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('ForgottenTopicsData')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -861,7 +857,7 @@ def _d_FetchRequest_v12(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.cluster_id, pos = _rncs(tb, pos)
-            if pos != end: raise _tagsize('ClusterId')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -915,7 +911,7 @@ def _d_FetchRequest_v13(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -931,7 +927,7 @@ def _d_FetchRequest_v13(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('ForgottenTopicsData')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -949,7 +945,7 @@ def _d_FetchRequest_v13(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.cluster_id, pos = _rncs(tb, pos)
-            if pos != end: raise _tagsize('ClusterId')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -1003,7 +999,7 @@ def _d_FetchRequest_v15(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1019,7 +1015,7 @@ def _d_FetchRequest_v15(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('ForgottenTopicsData')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1038,11 +1034,11 @@ def _d_FetchRequest_v15(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.cluster_id, pos = _rncs(tb, pos)
-            if pos != end: raise _tagsize('ClusterId')
+            pos = end
         elif tag == 1:
             tb = buf[:end]
             o.replica_state, pos = _d_FetchRequest_ReplicaState_v15(tb, pos)
-            if pos != end: raise _tagsize('ReplicaState')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -1101,7 +1097,7 @@ def _d_FetchRequest_v17(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1117,7 +1113,7 @@ def _d_FetchRequest_v17(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('ForgottenTopicsData')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1136,11 +1132,11 @@ def _d_FetchRequest_v17(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.cluster_id, pos = _rncs(tb, pos)
-            if pos != end: raise _tagsize('ClusterId')
+            pos = end
         elif tag == 1:
             tb = buf[:end]
             o.replica_state, pos = _d_FetchRequest_ReplicaState_v15(tb, pos)
-            if pos != end: raise _tagsize('ReplicaState')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -1306,9 +1302,9 @@ def _d_FetchResponse_PartitionData_v4(buf, pos):
     pos += 22
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         o.aborted_transactions = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1350,9 +1346,9 @@ def _d_FetchResponse_PartitionData_v5(buf, pos):
     pos += 30
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         o.aborted_transactions = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1393,9 +1389,9 @@ def _d_FetchResponse_PartitionData_v11(buf, pos):
     pos += 30
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         o.aborted_transactions = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1442,7 +1438,7 @@ def _d_FetchResponse_PartitionData_v12(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.aborted_transactions = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1463,15 +1459,15 @@ def _d_FetchResponse_PartitionData_v12(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.diverging_epoch, pos = _d_FetchResponse_EpochEndOffset_v12(tb, pos)
-            if pos != end: raise _tagsize('DivergingEpoch')
+            pos = end
         elif tag == 1:
             tb = buf[:end]
             o.current_leader, pos = _d_FetchResponse_LeaderIdAndEpoch_v12(tb, pos)
-            if pos != end: raise _tagsize('CurrentLeader')
+            pos = end
         elif tag == 2:
             tb = buf[:end]
             o.snapshot_id, pos = _d_FetchResponse_SnapshotId_v12(tb, pos)
-            if pos != end: raise _tagsize('SnapshotId')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -1520,9 +1516,9 @@ def _d_FetchResponse_FetchableTopicResponse_v0(buf, pos):
     o.topic, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1548,9 +1544,9 @@ def _d_FetchResponse_FetchableTopicResponse_v4(buf, pos):
     o.topic, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1576,9 +1572,9 @@ def _d_FetchResponse_FetchableTopicResponse_v5(buf, pos):
     o.topic, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1604,9 +1600,9 @@ def _d_FetchResponse_FetchableTopicResponse_v11(buf, pos):
     o.topic, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1638,7 +1634,7 @@ def _d_FetchResponse_FetchableTopicResponse_v12(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1685,7 +1681,7 @@ def _d_FetchResponse_FetchableTopicResponse_v13(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -1749,9 +1745,9 @@ def _d_FetchResponse_v0(buf, pos):
     o = _new(FetchResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1783,9 +1779,9 @@ def _d_FetchResponse_v1(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1817,9 +1813,9 @@ def _d_FetchResponse_v4(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1851,9 +1847,9 @@ def _d_FetchResponse_v5(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1885,9 +1881,9 @@ def _d_FetchResponse_v7(buf, pos):
     pos += 10
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1915,9 +1911,9 @@ def _d_FetchResponse_v11(buf, pos):
     pos += 10
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1951,7 +1947,7 @@ def _d_FetchResponse_v12(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1998,7 +1994,7 @@ def _d_FetchResponse_v13(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -2045,7 +2041,7 @@ def _d_FetchResponse_v16(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -2068,7 +2064,7 @@ def _d_FetchResponse_v16(buf, pos):
             n4 -= 1
             if n4 < 0:
                 raise _null('NodeEndpoints')
-            elif n4 < 0 or n4 > len(tb) - pos:
+            elif n4 > len(tb) - pos:
                 raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
@@ -2076,7 +2072,7 @@ def _d_FetchResponse_v16(buf, pos):
                     x6, pos = _d_FetchResponse_NodeEndpoint_v16(tb, pos)
                     a5.append(x6)
                 o.node_endpoints = a5
-            if pos != end: raise _tagsize('NodeEndpoints')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end

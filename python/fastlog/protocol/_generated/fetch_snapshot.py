@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['FetchSnapshotRequest', 'FetchSnapshotResponse']
 
 _S_H = _S('>H')
@@ -108,7 +104,7 @@ def _d_FetchSnapshotRequest_PartitionSnapshot_v1(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.replica_directory_id, pos = _ruuid(tb, pos)
-            if pos != end: raise _tagsize('ReplicaDirectoryId')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -142,7 +138,7 @@ def _d_FetchSnapshotRequest_TopicSnapshot_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -186,7 +182,7 @@ def _d_FetchSnapshotRequest_TopicSnapshot_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -231,7 +227,7 @@ def _d_FetchSnapshotRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -247,7 +243,7 @@ def _d_FetchSnapshotRequest_v0(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.cluster_id, pos = _rncs(tb, pos)
-            if pos != end: raise _tagsize('ClusterId')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -288,7 +284,7 @@ def _d_FetchSnapshotRequest_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -304,7 +300,7 @@ def _d_FetchSnapshotRequest_v1(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.cluster_id, pos = _rncs(tb, pos)
-            if pos != end: raise _tagsize('ClusterId')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -387,7 +383,7 @@ def _d_FetchSnapshotResponse_PartitionSnapshot_v0(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.current_leader, pos = _d_FetchSnapshotResponse_LeaderIdAndEpoch_v0(tb, pos)
-            if pos != end: raise _tagsize('CurrentLeader')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -423,7 +419,7 @@ def _d_FetchSnapshotResponse_TopicSnapshot_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -493,7 +489,7 @@ def _d_FetchSnapshotResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -540,7 +536,7 @@ def _d_FetchSnapshotResponse_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -563,7 +559,7 @@ def _d_FetchSnapshotResponse_v1(buf, pos):
             n4 -= 1
             if n4 < 0:
                 raise _null('NodeEndpoints')
-            elif n4 < 0 or n4 > len(tb) - pos:
+            elif n4 > len(tb) - pos:
                 raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
@@ -571,7 +567,7 @@ def _d_FetchSnapshotResponse_v1(buf, pos):
                     x6, pos = _d_FetchSnapshotResponse_NodeEndpoint_v1(tb, pos)
                     a5.append(x6)
                 o.node_endpoints = a5
-            if pos != end: raise _tagsize('NodeEndpoints')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end

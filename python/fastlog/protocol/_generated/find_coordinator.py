@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['FindCoordinatorRequest', 'FindCoordinatorResponse']
 
 _S_b = _S('>b')
@@ -113,7 +109,7 @@ def _d_FindCoordinatorRequest_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('CoordinatorKeys')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -268,7 +264,7 @@ def _d_FindCoordinatorResponse_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Coordinators')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['GetTelemetrySubscriptionsRequest', 'GetTelemetrySubscriptionsResponse']
 
 _S_U = _S('>16s')
@@ -76,7 +72,7 @@ def _d_GetTelemetrySubscriptionsResponse_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('AcceptedCompressionTypes')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         e3 = pos + n2 * 1
@@ -95,7 +91,7 @@ def _d_GetTelemetrySubscriptionsResponse_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('RequestedMetrics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['JoinGroupRequest', 'JoinGroupResponse']
 
 _S_Z = _S('>?')
@@ -89,9 +85,9 @@ def _d_JoinGroupRequest_v0(buf, pos):
     o.protocol_type, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Protocols')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -130,9 +126,9 @@ def _d_JoinGroupRequest_v1(buf, pos):
     o.protocol_type, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Protocols')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -171,9 +167,9 @@ def _d_JoinGroupRequest_v5(buf, pos):
     o.protocol_type, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Protocols')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -216,7 +212,7 @@ def _d_JoinGroupRequest_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Protocols')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -272,7 +268,7 @@ def _d_JoinGroupRequest_v8(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Protocols')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -375,9 +371,9 @@ def _d_JoinGroupResponse_v0(buf, pos):
     o.member_id, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -416,9 +412,9 @@ def _d_JoinGroupResponse_v2(buf, pos):
     o.member_id, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -456,9 +452,9 @@ def _d_JoinGroupResponse_v5(buf, pos):
     o.member_id, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -502,7 +498,7 @@ def _d_JoinGroupResponse_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -560,7 +556,7 @@ def _d_JoinGroupResponse_v7(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -619,7 +615,7 @@ def _d_JoinGroupResponse_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

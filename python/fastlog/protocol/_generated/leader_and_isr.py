@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['LeaderAndIsrRequest', 'LeaderAndIsrResponse']
 
 _S_U = _S('>16s')
@@ -58,9 +54,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -73,9 +69,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v0(buf, pos):
     pos += 4
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -114,9 +110,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -129,9 +125,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v1(buf, pos):
     pos += 4
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -171,9 +167,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -186,9 +182,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v2(buf, pos):
     pos += 4
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -227,9 +223,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -242,9 +238,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(buf, pos):
     pos += 4
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -255,9 +251,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(buf, pos):
             o.replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     n5 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n5 == -1:
+    if n5 < 0:
         raise _null('AddingReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -268,9 +264,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v3(buf, pos):
             o.adding_replicas, pos = _rfa(buf, pos, n5, 'i', 4)
     n7 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n7 == -1:
+    if n7 < 0:
         raise _null('RemovingReplicas')
-    elif n7 < 0 or n7 > len(buf) - pos:
+    elif n7 > len(buf) - pos:
         raise _badcnt(n7, buf, pos)
     else:
         e8 = pos + n7 * 4
@@ -321,7 +317,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -340,7 +336,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos):
     n3 -= 1
     if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -357,7 +353,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos):
     n5 -= 1
     if n5 < 0:
         raise _null('AddingReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -374,7 +370,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v4(buf, pos):
     n7 -= 1
     if n7 < 0:
         raise _null('RemovingReplicas')
-    elif n7 < 0 or n7 > len(buf) - pos:
+    elif n7 > len(buf) - pos:
         raise _badcnt(n7, buf, pos)
     else:
         e8 = pos + n7 * 4
@@ -450,7 +446,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -469,7 +465,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(buf, pos):
     n3 -= 1
     if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -486,7 +482,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(buf, pos):
     n5 -= 1
     if n5 < 0:
         raise _null('AddingReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -503,7 +499,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrPartitionState_v6(buf, pos):
     n7 -= 1
     if n7 < 0:
         raise _null('RemovingReplicas')
-    elif n7 < 0 or n7 > len(buf) - pos:
+    elif n7 > len(buf) - pos:
         raise _badcnt(n7, buf, pos)
     else:
         e8 = pos + n7 * 4
@@ -569,9 +565,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v2(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -597,9 +593,9 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v3(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -631,7 +627,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -679,7 +675,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v5(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('PartitionStates')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -727,7 +723,7 @@ def _d_LeaderAndIsrRequest_LeaderAndIsrTopicState_v6(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('PartitionStates')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -808,9 +804,9 @@ def _d_LeaderAndIsrRequest_v0(buf, pos):
     pos += 8
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('UngroupedPartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -820,9 +816,9 @@ def _d_LeaderAndIsrRequest_v0(buf, pos):
         o.ungrouped_partition_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveLeaders')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -862,9 +858,9 @@ def _d_LeaderAndIsrRequest_v1(buf, pos):
     pos += 8
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('UngroupedPartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -874,9 +870,9 @@ def _d_LeaderAndIsrRequest_v1(buf, pos):
         o.ungrouped_partition_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveLeaders')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -916,9 +912,9 @@ def _d_LeaderAndIsrRequest_v2(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -928,9 +924,9 @@ def _d_LeaderAndIsrRequest_v2(buf, pos):
         o.topic_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveLeaders')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -969,9 +965,9 @@ def _d_LeaderAndIsrRequest_v3(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -981,9 +977,9 @@ def _d_LeaderAndIsrRequest_v3(buf, pos):
         o.topic_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveLeaders')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1028,7 +1024,7 @@ def _d_LeaderAndIsrRequest_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1044,7 +1040,7 @@ def _d_LeaderAndIsrRequest_v4(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('LiveLeaders')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1106,7 +1102,7 @@ def _d_LeaderAndIsrRequest_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1122,7 +1118,7 @@ def _d_LeaderAndIsrRequest_v5(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('LiveLeaders')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1181,7 +1177,7 @@ def _d_LeaderAndIsrRequest_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1197,7 +1193,7 @@ def _d_LeaderAndIsrRequest_v6(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('LiveLeaders')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1256,7 +1252,7 @@ def _d_LeaderAndIsrRequest_v7(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1272,7 +1268,7 @@ def _d_LeaderAndIsrRequest_v7(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('LiveLeaders')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1384,7 +1380,7 @@ def _d_LeaderAndIsrResponse_LeaderAndIsrTopicError_v5(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('PartitionErrors')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -1422,9 +1418,9 @@ def _d_LeaderAndIsrResponse_v0(buf, pos):
     pos += 2
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionErrors')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1458,7 +1454,7 @@ def _d_LeaderAndIsrResponse_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionErrors')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1505,7 +1501,7 @@ def _d_LeaderAndIsrResponse_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['LeaderChangeMessage']
 
 _S_hi = _S('>hi')
@@ -97,7 +93,7 @@ def _d_LeaderChangeMessage_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Voters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -113,7 +109,7 @@ def _d_LeaderChangeMessage_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('GrantingVoters')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -166,7 +162,7 @@ def _d_LeaderChangeMessage_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Voters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -182,7 +178,7 @@ def _d_LeaderChangeMessage_v1(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('GrantingVoters')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['LeaveGroupRequest', 'LeaveGroupResponse']
 
 _S_h = _S('>h')
@@ -122,9 +118,9 @@ def _d_LeaveGroupRequest_v3(buf, pos):
     o.group_id, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -158,7 +154,7 @@ def _d_LeaveGroupRequest_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -205,7 +201,7 @@ def _d_LeaveGroupRequest_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -313,9 +309,9 @@ def _d_LeaveGroupResponse_v3(buf, pos):
     pos += 6
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -346,7 +342,7 @@ def _d_LeaveGroupResponse_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

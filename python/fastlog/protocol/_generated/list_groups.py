@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ListGroupsRequest', 'ListGroupsResponse']
 
 _S_h = _S('>h')
@@ -88,7 +84,7 @@ def _d_ListGroupsRequest_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('StatesFilter')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -132,7 +128,7 @@ def _d_ListGroupsRequest_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('StatesFilter')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -148,7 +144,7 @@ def _d_ListGroupsRequest_v5(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('TypesFilter')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -287,9 +283,9 @@ def _d_ListGroupsResponse_v0(buf, pos):
     pos += 2
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Groups')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -315,9 +311,9 @@ def _d_ListGroupsResponse_v1(buf, pos):
     pos += 6
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Groups')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -348,7 +344,7 @@ def _d_ListGroupsResponse_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Groups')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -392,7 +388,7 @@ def _d_ListGroupsResponse_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Groups')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -436,7 +432,7 @@ def _d_ListGroupsResponse_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Groups')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ListOffsetsRequest', 'ListOffsetsResponse']
 
 _S_i = _S('>i')
@@ -113,9 +109,9 @@ def _d_ListOffsetsRequest_ListOffsetsTopic_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -140,9 +136,9 @@ def _d_ListOffsetsRequest_ListOffsetsTopic_v1(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -167,9 +163,9 @@ def _d_ListOffsetsRequest_ListOffsetsTopic_v4(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -200,7 +196,7 @@ def _d_ListOffsetsRequest_ListOffsetsTopic_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -239,9 +235,9 @@ def _d_ListOffsetsRequest_v0(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -270,9 +266,9 @@ def _d_ListOffsetsRequest_v1(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -301,9 +297,9 @@ def _d_ListOffsetsRequest_v2(buf, pos):
     pos += 5
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -329,9 +325,9 @@ def _d_ListOffsetsRequest_v4(buf, pos):
     pos += 5
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -363,7 +359,7 @@ def _d_ListOffsetsRequest_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -408,7 +404,7 @@ def _d_ListOffsetsRequest_v10(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -449,9 +445,9 @@ def _d_ListOffsetsResponse_ListOffsetsPartitionResponse_v0(buf, pos):
     pos += 6
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('OldStyleOffsets')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 8
@@ -535,9 +531,9 @@ def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -562,9 +558,9 @@ def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v1(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -589,9 +585,9 @@ def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v4(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -622,7 +618,7 @@ def _d_ListOffsetsResponse_ListOffsetsTopicResponse_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -659,9 +655,9 @@ def _d_ListOffsetsResponse_v0(buf, pos):
     o = _new(ListOffsetsResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -684,9 +680,9 @@ def _d_ListOffsetsResponse_v1(buf, pos):
     o = _new(ListOffsetsResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -711,9 +707,9 @@ def _d_ListOffsetsResponse_v2(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -738,9 +734,9 @@ def _d_ListOffsetsResponse_v4(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -771,7 +767,7 @@ def _d_ListOffsetsResponse_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

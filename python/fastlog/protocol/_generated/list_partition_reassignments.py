@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ListPartitionReassignmentsRequest', 'ListPartitionReassignmentsResponse']
 
 _S_i = _S('>i')
@@ -53,7 +49,7 @@ def _d_ListPartitionReassignmentsRequest_ListPartitionReassignmentsTopics_v0(buf
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionIndexes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -98,7 +94,7 @@ def _d_ListPartitionReassignmentsRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -144,7 +140,7 @@ def _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(buf, p
     n1 -= 1
     if n1 < 0:
         raise _null('Replicas')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -161,7 +157,7 @@ def _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(buf, p
     n3 -= 1
     if n3 < 0:
         raise _null('AddingReplicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -178,7 +174,7 @@ def _d_ListPartitionReassignmentsResponse_OngoingPartitionReassignment_v0(buf, p
     n5 -= 1
     if n5 < 0:
         raise _null('RemovingReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -237,7 +233,7 @@ def _d_ListPartitionReassignmentsResponse_OngoingTopicReassignment_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -283,7 +279,7 @@ def _d_ListPartitionReassignmentsResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ListTransactionsRequest', 'ListTransactionsResponse']
 
 _S_ih = _S('>ih')
@@ -52,7 +48,7 @@ def _d_ListTransactionsRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('StateFilters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -68,7 +64,7 @@ def _d_ListTransactionsRequest_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('ProducerIdFilters')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         e5 = pos + n4 * 8
@@ -121,7 +117,7 @@ def _d_ListTransactionsRequest_v1(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('StateFilters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -137,7 +133,7 @@ def _d_ListTransactionsRequest_v1(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('ProducerIdFilters')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         e5 = pos + n4 * 8
@@ -217,7 +213,7 @@ def _d_ListTransactionsResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('UnknownStateFilters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -233,7 +229,7 @@ def _d_ListTransactionsResponse_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('TransactionStates')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['MetadataRequest', 'MetadataResponse']
 
 _S_U = _S('>16s')
@@ -106,9 +102,9 @@ def _d_MetadataRequest_v0(buf, pos):
     o = _new(MetadataRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -139,9 +135,9 @@ def _d_MetadataRequest_v1(buf, pos):
     o = _new(MetadataRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -174,9 +170,9 @@ def _d_MetadataRequest_v4(buf, pos):
     o = _new(MetadataRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -209,9 +205,9 @@ def _d_MetadataRequest_v8(buf, pos):
     o = _new(MetadataRequest)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -244,7 +240,7 @@ def _d_MetadataRequest_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -290,7 +286,7 @@ def _d_MetadataRequest_v10(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -336,7 +332,7 @@ def _d_MetadataRequest_v11(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -443,9 +439,9 @@ def _d_MetadataResponse_MetadataResponsePartition_v0(buf, pos):
     pos += 10
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('ReplicaNodes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -456,9 +452,9 @@ def _d_MetadataResponse_MetadataResponsePartition_v0(buf, pos):
             o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('IsrNodes')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -489,9 +485,9 @@ def _d_MetadataResponse_MetadataResponsePartition_v5(buf, pos):
     pos += 10
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('ReplicaNodes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -502,9 +498,9 @@ def _d_MetadataResponse_MetadataResponsePartition_v5(buf, pos):
             o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('IsrNodes')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -515,9 +511,9 @@ def _d_MetadataResponse_MetadataResponsePartition_v5(buf, pos):
             o.isr_nodes, pos = _rfa(buf, pos, n3, 'i', 4)
     n5 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n5 == -1:
+    if n5 < 0:
         raise _null('OfflineReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -551,9 +547,9 @@ def _d_MetadataResponse_MetadataResponsePartition_v7(buf, pos):
     pos += 14
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('ReplicaNodes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -564,9 +560,9 @@ def _d_MetadataResponse_MetadataResponsePartition_v7(buf, pos):
             o.replica_nodes, pos = _rfa(buf, pos, n1, 'i', 4)
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('IsrNodes')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -577,9 +573,9 @@ def _d_MetadataResponse_MetadataResponsePartition_v7(buf, pos):
             o.isr_nodes, pos = _rfa(buf, pos, n3, 'i', 4)
     n5 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n5 == -1:
+    if n5 < 0:
         raise _null('OfflineReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -618,7 +614,7 @@ def _d_MetadataResponse_MetadataResponsePartition_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('ReplicaNodes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -635,7 +631,7 @@ def _d_MetadataResponse_MetadataResponsePartition_v9(buf, pos):
     n3 -= 1
     if n3 < 0:
         raise _null('IsrNodes')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -652,7 +648,7 @@ def _d_MetadataResponse_MetadataResponsePartition_v9(buf, pos):
     n5 -= 1
     if n5 < 0:
         raise _null('OfflineReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -707,9 +703,9 @@ def _d_MetadataResponse_MetadataResponseTopic_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -744,9 +740,9 @@ def _d_MetadataResponse_MetadataResponseTopic_v1(buf, pos):
     pos += 1
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -781,9 +777,9 @@ def _d_MetadataResponse_MetadataResponseTopic_v5(buf, pos):
     pos += 1
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -818,9 +814,9 @@ def _d_MetadataResponse_MetadataResponseTopic_v7(buf, pos):
     pos += 1
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -855,9 +851,9 @@ def _d_MetadataResponse_MetadataResponseTopic_v8(buf, pos):
     pos += 1
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -898,7 +894,7 @@ def _d_MetadataResponse_MetadataResponseTopic_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -953,7 +949,7 @@ def _d_MetadataResponse_MetadataResponseTopic_v10(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -1007,7 +1003,7 @@ def _d_MetadataResponse_MetadataResponseTopic_v12(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -1048,9 +1044,9 @@ def _d_MetadataResponse_v0(buf, pos):
     o = _new(MetadataResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1060,9 +1056,9 @@ def _d_MetadataResponse_v0(buf, pos):
         o.brokers = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1095,9 +1091,9 @@ def _d_MetadataResponse_v1(buf, pos):
     o = _new(MetadataResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1109,9 +1105,9 @@ def _d_MetadataResponse_v1(buf, pos):
     pos += 4
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1144,9 +1140,9 @@ def _d_MetadataResponse_v2(buf, pos):
     o = _new(MetadataResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1159,9 +1155,9 @@ def _d_MetadataResponse_v2(buf, pos):
     pos += 4
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1196,9 +1192,9 @@ def _d_MetadataResponse_v3(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1211,9 +1207,9 @@ def _d_MetadataResponse_v3(buf, pos):
     pos += 4
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1248,9 +1244,9 @@ def _d_MetadataResponse_v5(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1263,9 +1259,9 @@ def _d_MetadataResponse_v5(buf, pos):
     pos += 4
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1300,9 +1296,9 @@ def _d_MetadataResponse_v7(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1315,9 +1311,9 @@ def _d_MetadataResponse_v7(buf, pos):
     pos += 4
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1352,9 +1348,9 @@ def _d_MetadataResponse_v8(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1367,9 +1363,9 @@ def _d_MetadataResponse_v8(buf, pos):
     pos += 4
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1410,7 +1406,7 @@ def _d_MetadataResponse_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1429,7 +1425,7 @@ def _d_MetadataResponse_v9(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1487,7 +1483,7 @@ def _d_MetadataResponse_v10(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1506,7 +1502,7 @@ def _d_MetadataResponse_v10(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1564,7 +1560,7 @@ def _d_MetadataResponse_v11(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1583,7 +1579,7 @@ def _d_MetadataResponse_v11(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1641,7 +1637,7 @@ def _d_MetadataResponse_v12(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Brokers')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1660,7 +1656,7 @@ def _d_MetadataResponse_v12(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('Topics')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['OffsetFetchRequest', 'OffsetFetchResponse']
 
 _S_Z = _S('>?')
@@ -50,9 +46,9 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopic_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionIndexes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -83,7 +79,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopic_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionIndexes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -127,7 +123,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestTopics_v8(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionIndexes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -171,7 +167,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v8(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -222,7 +218,7 @@ def _d_OffsetFetchRequest_OffsetFetchRequestGroup_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -264,9 +260,9 @@ def _d_OffsetFetchRequest_v0(buf, pos):
     o.group_id, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -297,9 +293,9 @@ def _d_OffsetFetchRequest_v2(buf, pos):
     o.group_id, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -338,7 +334,7 @@ def _d_OffsetFetchRequest_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -390,7 +386,7 @@ def _d_OffsetFetchRequest_v7(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.topics = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -441,7 +437,7 @@ def _d_OffsetFetchRequest_v8(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Groups')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -491,7 +487,7 @@ def _d_OffsetFetchRequest_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Groups')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -591,9 +587,9 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -618,9 +614,9 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v5(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -651,7 +647,7 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopic_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -719,7 +715,7 @@ def _d_OffsetFetchResponse_OffsetFetchResponseTopics_v8(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Partitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -763,7 +759,7 @@ def _d_OffsetFetchResponse_OffsetFetchResponseGroup_v8(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -803,9 +799,9 @@ def _d_OffsetFetchResponse_v0(buf, pos):
     o = _new(OffsetFetchResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -832,9 +828,9 @@ def _d_OffsetFetchResponse_v2(buf, pos):
     o = _new(OffsetFetchResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -865,9 +861,9 @@ def _d_OffsetFetchResponse_v3(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -898,9 +894,9 @@ def _d_OffsetFetchResponse_v5(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -937,7 +933,7 @@ def _d_OffsetFetchResponse_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -987,7 +983,7 @@ def _d_OffsetFetchResponse_v8(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Groups')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ProduceRequest', 'ProduceResponse']
 
 _S_hi = _S('>hi')
@@ -84,9 +80,9 @@ def _d_ProduceRequest_TopicProduceData_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionData')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -117,7 +113,7 @@ def _d_ProduceRequest_TopicProduceData_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionData')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -156,9 +152,9 @@ def _d_ProduceRequest_v0(buf, pos):
     pos += 6
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('TopicData')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -187,9 +183,9 @@ def _d_ProduceRequest_v3(buf, pos):
     pos += 6
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('TopicData')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -222,7 +218,7 @@ def _d_ProduceRequest_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicData')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -361,9 +357,9 @@ def _d_ProduceResponse_PartitionProduceResponse_v8(buf, pos):
     pos += 30
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('RecordErrors')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -399,7 +395,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('RecordErrors')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -448,7 +444,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v10(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('RecordErrors')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -465,7 +461,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v10(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.current_leader, pos = _d_ProduceResponse_LeaderIdAndEpoch_v10(tb, pos)
-            if pos != end: raise _tagsize('CurrentLeader')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end
@@ -501,9 +497,9 @@ def _d_ProduceResponse_TopicProduceResponse_v0(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionResponses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -528,9 +524,9 @@ def _d_ProduceResponse_TopicProduceResponse_v2(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionResponses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -555,9 +551,9 @@ def _d_ProduceResponse_TopicProduceResponse_v5(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionResponses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -582,9 +578,9 @@ def _d_ProduceResponse_TopicProduceResponse_v8(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionResponses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -615,7 +611,7 @@ def _d_ProduceResponse_TopicProduceResponse_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionResponses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -659,7 +655,7 @@ def _d_ProduceResponse_TopicProduceResponse_v10(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionResponses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -723,9 +719,9 @@ def _d_ProduceResponse_v0(buf, pos):
     o = _new(ProduceResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -751,9 +747,9 @@ def _d_ProduceResponse_v1(buf, pos):
     o = _new(ProduceResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -781,9 +777,9 @@ def _d_ProduceResponse_v2(buf, pos):
     o = _new(ProduceResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -811,9 +807,9 @@ def _d_ProduceResponse_v5(buf, pos):
     o = _new(ProduceResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -841,9 +837,9 @@ def _d_ProduceResponse_v8(buf, pos):
     o = _new(ProduceResponse)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -877,7 +873,7 @@ def _d_ProduceResponse_v9(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -924,7 +920,7 @@ def _d_ProduceResponse_v10(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -949,7 +945,7 @@ def _d_ProduceResponse_v10(buf, pos):
             n4 -= 1
             if n4 < 0:
                 raise _null('NodeEndpoints')
-            elif n4 < 0 or n4 > len(tb) - pos:
+            elif n4 > len(tb) - pos:
                 raise _badcnt(n4, tb, pos)
             else:
                 a5 = []
@@ -957,7 +953,7 @@ def _d_ProduceResponse_v10(buf, pos):
                     x6, pos = _d_ProduceResponse_NodeEndpoint_v10(tb, pos)
                     a5.append(x6)
                 o.node_endpoints = a5
-            if pos != end: raise _tagsize('NodeEndpoints')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ReadShareGroupStateSummaryRequest', 'ReadShareGroupStateSummaryResponse']
 
 _S_U = _S('>16s')
@@ -76,7 +72,7 @@ def _d_ReadShareGroupStateSummaryRequest_ReadStateSummaryData_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -119,7 +115,7 @@ def _d_ReadShareGroupStateSummaryRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -189,7 +185,7 @@ def _d_ReadShareGroupStateSummaryResponse_ReadStateSummaryResult_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -231,7 +227,7 @@ def _d_ReadShareGroupStateSummaryResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Results')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

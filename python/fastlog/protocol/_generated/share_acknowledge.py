@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ShareAcknowledgeRequest', 'ShareAcknowledgeResponse']
 
 _S_U = _S('>16s')
@@ -57,7 +53,7 @@ def _d_ShareAcknowledgeRequest_AcknowledgementBatch_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('AcknowledgeTypes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 1
@@ -101,7 +97,7 @@ def _d_ShareAcknowledgeRequest_AcknowledgePartition_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('AcknowledgementBatches')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -146,7 +142,7 @@ def _d_ShareAcknowledgeRequest_AcknowledgeTopic_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -192,7 +188,7 @@ def _d_ShareAcknowledgeRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -282,7 +278,7 @@ def _d_ShareAcknowledgeResponse_ShareAcknowledgeTopicResponse_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -354,7 +350,7 @@ def _d_ShareAcknowledgeResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -370,7 +366,7 @@ def _d_ShareAcknowledgeResponse_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('NodeEndpoints')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []

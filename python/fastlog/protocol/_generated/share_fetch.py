@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ShareFetchRequest', 'ShareFetchResponse']
 
 _S_U = _S('>16s')
@@ -60,7 +56,7 @@ def _d_ShareFetchRequest_AcknowledgementBatch_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('AcknowledgeTypes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 1
@@ -104,7 +100,7 @@ def _d_ShareFetchRequest_FetchPartition_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('AcknowledgementBatches')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -149,7 +145,7 @@ def _d_ShareFetchRequest_FetchTopic_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -194,7 +190,7 @@ def _d_ShareFetchRequest_ForgottenTopic_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         e3 = pos + n2 * 4
@@ -240,7 +236,7 @@ def _d_ShareFetchRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -256,7 +252,7 @@ def _d_ShareFetchRequest_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('ForgottenTopicsData')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -355,7 +351,7 @@ def _d_ShareFetchResponse_PartitionData_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('AcquiredRecords')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -406,7 +402,7 @@ def _d_ShareFetchResponse_ShareFetchableTopicResponse_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -478,7 +474,7 @@ def _d_ShareFetchResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Responses')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -494,7 +490,7 @@ def _d_ShareFetchResponse_v0(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('NodeEndpoints')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []

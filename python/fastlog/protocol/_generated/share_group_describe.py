@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ShareGroupDescribeRequest', 'ShareGroupDescribeResponse']
 
 _S_U = _S('>16s')
@@ -55,7 +51,7 @@ def _d_ShareGroupDescribeRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('GroupIds')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -103,7 +99,7 @@ def _d_ShareGroupDescribeResponse_TopicPartitions_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         e3 = pos + n2 * 4
@@ -147,7 +143,7 @@ def _d_ShareGroupDescribeResponse_Assignment_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicPartitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -194,7 +190,7 @@ def _d_ShareGroupDescribeResponse_Member_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('SubscribedTopicNames')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -254,7 +250,7 @@ def _d_ShareGroupDescribeResponse_DescribedGroup_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Members')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -309,7 +305,7 @@ def _d_ShareGroupDescribeResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Groups')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

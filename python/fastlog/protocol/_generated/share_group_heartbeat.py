@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['ShareGroupHeartbeatRequest', 'ShareGroupHeartbeatResponse']
 
 _S_U = _S('>16s')
@@ -59,7 +55,7 @@ def _d_ShareGroupHeartbeatRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         o.subscribed_topic_names = None
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -111,7 +107,7 @@ def _d_ShareGroupHeartbeatResponse_TopicPartitions_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         e3 = pos + n2 * 4
@@ -153,7 +149,7 @@ def _d_ShareGroupHeartbeatResponse_Assignment_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicPartitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['StopReplicaRequest', 'StopReplicaResponse']
 
 _S_h = _S('>h')
@@ -65,9 +61,9 @@ def _d_StopReplicaRequest_StopReplicaTopicV1_v1(buf, pos):
     o.name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionIndexes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -98,7 +94,7 @@ def _d_StopReplicaRequest_StopReplicaTopicV1_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionIndexes')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -161,7 +157,7 @@ def _d_StopReplicaRequest_StopReplicaTopicState_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -200,9 +196,9 @@ def _d_StopReplicaRequest_v0(buf, pos):
     pos += 9
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('UngroupedPartitions')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -237,9 +233,9 @@ def _d_StopReplicaRequest_v1(buf, pos):
     pos += 17
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -279,7 +275,7 @@ def _d_StopReplicaRequest_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -332,7 +328,7 @@ def _d_StopReplicaRequest_v3(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -388,7 +384,7 @@ def _d_StopReplicaRequest_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -470,9 +466,9 @@ def _d_StopReplicaResponse_v0(buf, pos):
     pos += 2
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionErrors')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -503,7 +499,7 @@ def _d_StopReplicaResponse_v2(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionErrors')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['SyncGroupRequest', 'SyncGroupResponse']
 
 _S_h = _S('>h')
@@ -86,9 +82,9 @@ def _d_SyncGroupRequest_v0(buf, pos):
     o.member_id, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Assignments')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -125,9 +121,9 @@ def _d_SyncGroupRequest_v3(buf, pos):
     o.group_instance_id, pos = _rns(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Assignments')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -168,7 +164,7 @@ def _d_SyncGroupRequest_v4(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Assignments')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -224,7 +220,7 @@ def _d_SyncGroupRequest_v5(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Assignments')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['UpdateMetadataRequest', 'UpdateMetadataResponse']
 
 _S_U = _S('>16s')
@@ -55,9 +51,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -70,9 +66,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v0(buf, pos):
     pos += 4
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -106,9 +102,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -121,9 +117,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(buf, pos):
     pos += 4
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -134,9 +130,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v4(buf, pos):
             o.replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     n5 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n5 == -1:
+    if n5 < 0:
         raise _null('OfflineReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -172,9 +168,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -187,9 +183,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(buf, pos):
     pos += 4
     n3 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n3 == -1:
+    if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -200,9 +196,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v5(buf, pos):
             o.replicas, pos = _rfa(buf, pos, n3, 'i', 4)
     n5 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n5 == -1:
+    if n5 < 0:
         raise _null('OfflineReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -243,7 +239,7 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Isr')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         e2 = pos + n1 * 4
@@ -262,7 +258,7 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(buf, pos):
     n3 -= 1
     if n3 < 0:
         raise _null('Replicas')
-    elif n3 < 0 or n3 > len(buf) - pos:
+    elif n3 > len(buf) - pos:
         raise _badcnt(n3, buf, pos)
     else:
         e4 = pos + n3 * 4
@@ -279,7 +275,7 @@ def _d_UpdateMetadataRequest_UpdateMetadataPartitionState_v6(buf, pos):
     n5 -= 1
     if n5 < 0:
         raise _null('OfflineReplicas')
-    elif n5 < 0 or n5 > len(buf) - pos:
+    elif n5 > len(buf) - pos:
         raise _badcnt(n5, buf, pos)
     else:
         e6 = pos + n5 * 4
@@ -334,9 +330,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataTopicState_v5(buf, pos):
     o.topic_name, pos = _rs(buf, pos)
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('PartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -368,7 +364,7 @@ def _d_UpdateMetadataRequest_UpdateMetadataTopicState_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('PartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -416,7 +412,7 @@ def _d_UpdateMetadataRequest_UpdateMetadataTopicState_v7(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('PartitionStates')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -538,9 +534,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataBroker_v1(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Endpoints')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -568,9 +564,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataBroker_v2(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Endpoints')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -599,9 +595,9 @@ def _d_UpdateMetadataRequest_UpdateMetadataBroker_v3(buf, pos):
     pos += 4
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('Endpoints')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -636,7 +632,7 @@ def _d_UpdateMetadataRequest_UpdateMetadataBroker_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Endpoints')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -678,9 +674,9 @@ def _d_UpdateMetadataRequest_v0(buf, pos):
     pos += 8
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('UngroupedPartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -690,9 +686,9 @@ def _d_UpdateMetadataRequest_v0(buf, pos):
         o.ungrouped_partition_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveBrokers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -732,9 +728,9 @@ def _d_UpdateMetadataRequest_v1(buf, pos):
     pos += 8
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('UngroupedPartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -744,9 +740,9 @@ def _d_UpdateMetadataRequest_v1(buf, pos):
         o.ungrouped_partition_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveBrokers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -786,9 +782,9 @@ def _d_UpdateMetadataRequest_v2(buf, pos):
     pos += 8
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('UngroupedPartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -798,9 +794,9 @@ def _d_UpdateMetadataRequest_v2(buf, pos):
         o.ungrouped_partition_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveBrokers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -840,9 +836,9 @@ def _d_UpdateMetadataRequest_v3(buf, pos):
     pos += 8
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('UngroupedPartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -852,9 +848,9 @@ def _d_UpdateMetadataRequest_v3(buf, pos):
         o.ungrouped_partition_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveBrokers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -894,9 +890,9 @@ def _d_UpdateMetadataRequest_v4(buf, pos):
     pos += 8
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('UngroupedPartitionStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -906,9 +902,9 @@ def _d_UpdateMetadataRequest_v4(buf, pos):
         o.ungrouped_partition_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveBrokers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -948,9 +944,9 @@ def _d_UpdateMetadataRequest_v5(buf, pos):
     pos += 16
     n1 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n1 == -1:
+    if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -960,9 +956,9 @@ def _d_UpdateMetadataRequest_v5(buf, pos):
         o.topic_states = a2
     n4 = _S_i.unpack_from(buf, pos)[0]
     pos += 4
-    if n4 == -1:
+    if n4 < 0:
         raise _null('LiveBrokers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1007,7 +1003,7 @@ def _d_UpdateMetadataRequest_v6(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1023,7 +1019,7 @@ def _d_UpdateMetadataRequest_v6(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('LiveBrokers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1085,7 +1081,7 @@ def _d_UpdateMetadataRequest_v7(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1101,7 +1097,7 @@ def _d_UpdateMetadataRequest_v7(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('LiveBrokers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1163,7 +1159,7 @@ def _d_UpdateMetadataRequest_v8(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('TopicStates')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -1179,7 +1175,7 @@ def _d_UpdateMetadataRequest_v8(buf, pos):
     n4 -= 1
     if n4 < 0:
         raise _null('LiveBrokers')
-    elif n4 < 0 or n4 > len(buf) - pos:
+    elif n4 > len(buf) - pos:
         raise _badcnt(n4, buf, pos)
     else:
         a5 = []
@@ -1197,7 +1193,7 @@ def _d_UpdateMetadataRequest_v8(buf, pos):
             tb = buf[:end]
             o.type = _S_b.unpack_from(tb, pos)[0]
             pos += 1
-            if pos != end: raise _tagsize('Type')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end

@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['UpdateRaftVoterRequest', 'UpdateRaftVoterResponse']
 
 _S_H = _S('>H')
@@ -104,7 +100,7 @@ def _d_UpdateRaftVoterRequest_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Listeners')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -177,7 +173,7 @@ def _d_UpdateRaftVoterResponse_v0(buf, pos):
         if tag == 0:
             tb = buf[:end]
             o.current_leader, pos = _d_UpdateRaftVoterResponse_CurrentLeader_v0(tb, pos)
-            if pos != end: raise _tagsize('CurrentLeader')
+            pos = end
         else:
             unk[tag] = bytes(buf[pos:end])
             pos = end

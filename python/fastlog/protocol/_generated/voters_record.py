@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['VotersRecord']
 
 _S_H = _S('>H')
@@ -101,7 +97,7 @@ def _d_VotersRecord_Voter_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Endpoints')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -148,7 +144,7 @@ def _d_VotersRecord_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Voters')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []

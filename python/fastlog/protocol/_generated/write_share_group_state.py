@@ -33,10 +33,6 @@ def _null(name):
 def _absent(cls, name):
     return _Unsupported(f"{cls}: field {name} has a non-default value but this version lacks it")
 
-
-def _tagsize(name):
-    return _Invalid(f"tagged field {name}: size does not match its content")
-
 __all__ = ['WriteShareGroupStateRequest', 'WriteShareGroupStateResponse']
 
 _S_U = _S('>16s')
@@ -75,7 +71,7 @@ def _d_WriteShareGroupStateRequest_PartitionData_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('StateBatches')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -120,7 +116,7 @@ def _d_WriteShareGroupStateRequest_WriteStateData_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -163,7 +159,7 @@ def _d_WriteShareGroupStateRequest_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Topics')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
@@ -230,7 +226,7 @@ def _d_WriteShareGroupStateResponse_WriteStateResult_v0(buf, pos):
     n2 -= 1
     if n2 < 0:
         raise _null('Partitions')
-    elif n2 < 0 or n2 > len(buf) - pos:
+    elif n2 > len(buf) - pos:
         raise _badcnt(n2, buf, pos)
     else:
         a3 = []
@@ -272,7 +268,7 @@ def _d_WriteShareGroupStateResponse_v0(buf, pos):
     n1 -= 1
     if n1 < 0:
         raise _null('Results')
-    elif n1 < 0 or n1 > len(buf) - pos:
+    elif n1 > len(buf) - pos:
         raise _badcnt(n1, buf, pos)
     else:
         a2 = []
