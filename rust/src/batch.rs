@@ -173,6 +173,89 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
     None
 }
 
+/// Skips one varint or varlong; `None` when the buffer ends first or it runs past 10 bytes.
+fn skip_varint(buf: &[u8], pos: &mut usize) -> Option<()> {
+    for _ in 0..10 {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        if byte & 0x80 == 0 {
+            return Some(());
+        }
+    }
+    None
+}
+
+/// Whether one record (its bytes after the length) has a key: attributes int8, timestamp
+/// delta varlong, offset delta varint, then the key length (-1 for none).
+fn record_has_key(record: &[u8]) -> Option<bool> {
+    let mut pos = 1;
+    skip_varint(record, &mut pos)?;
+    skip_varint(record, &mut pos)?;
+    Some(read_varint(record, &mut pos)? >= 0)
+}
+
+/// Indexes (in the batch) of the records without a key; `records` was checked by
+/// `check_records`.
+fn keyless_records(header: &BatchHeader, records: &[u8]) -> Result<Vec<i32>> {
+    let mut keyless = Vec::new();
+    let mut pos = 0;
+    for index in 0..header.record_count {
+        let length = read_varint(records, &mut pos).unwrap_or(0).max(0) as usize;
+        let record = records.get(pos..pos + length).unwrap_or_default();
+        pos += length;
+        match record_has_key(record) {
+            Some(true) => {}
+            Some(false) => keyless.push(index),
+            None => {
+                return Err(CoreError::CorruptBatch(format!(
+                    "record {index} of batch at offset {} is malformed",
+                    header.base_offset
+                )))
+            }
+        }
+    }
+    Ok(keyless)
+}
+
+/// Refuses a validated produce run that has records without a key, as Kafka's LogValidator
+/// does for a compacted topic: INVALID_RECORD naming each keyless record of the first batch
+/// that has any, with Kafka's messages (`partition` is "topic-index", as Kafka prints it).
+pub fn require_keys(buf: &[u8], headers: &[BatchHeader], limit: usize, partition: &str) -> Result<()> {
+    let mut pos = 0;
+    for header in headers {
+        let batch = &buf[pos..pos + header.size()];
+        pos += header.size();
+        if header.is_control() {
+            continue;
+        }
+        let keyless = if header.compression() == 0 {
+            keyless_records(header, &batch[HEADER_SIZE..])?
+        } else {
+            let records = compression::decompress(header.compression(), &batch[HEADER_SIZE..], limit)
+                .map_err(|e| CoreError::CorruptBatch(format!("record batch at offset {}: {e}", header.base_offset)))?;
+            keyless_records(header, &records)?
+        };
+        if !keyless.is_empty() {
+            let why = format!("Compacted topic cannot accept message without key in topic partition {partition}");
+            let errors: Vec<(i32, String)> = keyless.into_iter().map(|index| (index, why.clone())).collect();
+            return Err(record_errors(errors));
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of records one by one, with the message Kafka's broker gives it.
+fn record_errors(errors: Vec<(i32, String)>) -> CoreError {
+    let shown: Vec<String> =
+        errors.iter().take(3).map(|(index, why)| format!("RecordError(batchIndex={index}, message='{why}')")).collect();
+    let message = format!(
+        "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+        errors.len(),
+        shown.join(", ")
+    );
+    CoreError::RecordErrors(message, errors)
+}
+
 /// Walks a batch's records (decompressed) and checks that their count and lengths add up.
 fn check_records(header: &BatchHeader, records: &[u8]) -> Result<()> {
     let mut pos = 0;

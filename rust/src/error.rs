@@ -23,6 +23,9 @@ pub enum CoreError {
     /// A produce request the log cannot take as a whole (e.g. two batches of one idempotent
     /// producer): INVALID_RECORD.
     InvalidRecord(String),
+    /// Records refused one by one (KIP-467), e.g. keyless records for a compacted topic:
+    /// INVALID_RECORD with (index of the record in its batch, why) for each.
+    RecordErrors(String, Vec<(i32, String)>),
     /// An I/O failure, with the path or operation it happened on: KAFKA_STORAGE_ERROR.
     Io(String, io::Error),
 }
@@ -44,6 +47,7 @@ impl CoreError {
             CoreError::InvalidProducerEpoch(_) => 47, // INVALID_PRODUCER_EPOCH
             CoreError::UnknownProducerId(_) => 59,   // UNKNOWN_PRODUCER_ID
             CoreError::InvalidRecord(_) => 87,       // INVALID_RECORD
+            CoreError::RecordErrors(..) => 87,       // INVALID_RECORD
             CoreError::Io(..) => 56,                 // KAFKA_STORAGE_ERROR
         }
     }
@@ -59,7 +63,8 @@ impl fmt::Display for CoreError {
             | CoreError::OutOfOrderSequence(m)
             | CoreError::InvalidProducerEpoch(m)
             | CoreError::UnknownProducerId(m)
-            | CoreError::InvalidRecord(m) => f.write_str(m),
+            | CoreError::InvalidRecord(m)
+            | CoreError::RecordErrors(m, _) => f.write_str(m),
             CoreError::Io(ctx, e) => write!(f, "{ctx}: {e}"),
         }
     }

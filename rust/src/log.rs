@@ -260,6 +260,11 @@ impl PartitionLog {
         self.segments.values_mut().next_back().expect("a log always has a segment")
     }
 
+    /// "topic-index", the name of the log's directory, as Kafka prints a partition.
+    fn partition_name(&self) -> String {
+        self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
     pub fn log_end_offset(&self) -> i64 {
         self.segments.values().next_back().map_or(0, |s| s.next_offset)
     }
@@ -292,6 +297,9 @@ impl PartitionLog {
     /// `flush_due` and flushes (the server does it off its event loop, before answering).
     pub fn append_unflushed(&mut self, data: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let headers = batch::validate_produce(data, self.config.max_message_bytes)?;
+        if self.config.compacted {
+            batch::require_keys(data, &headers, self.config.max_message_bytes, &self.partition_name())?;
+        }
         if headers.len() > 1 && headers.iter().any(producer_state::is_idempotent) {
             return Err(CoreError::InvalidRecord(format!(
                 "an idempotent producer must send one batch per partition, not {}",
@@ -1090,6 +1098,22 @@ mod tests {
         let crc = batch::crc32c(&b[21..]);
         b[17..21].copy_from_slice(&crc.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn a_compacted_log_refuses_a_batch_with_keyless_records_and_writes_none_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { compacted: true, ..small_config() };
+        let mut log = PartitionLog::open(&dir.path().join("orders-3"), config, 0, 0, 0).unwrap();
+        let err = log.append(&build_batch(0, 5, &[b"a", b"b"]), 0, 0).unwrap_err();
+        assert_eq!(err.kafka_error_code(), 87);
+        let CoreError::RecordErrors(message, records) = err else { panic!("not record errors") };
+        let why = "Compacted topic cannot accept message without key in topic partition orders-3";
+        assert_eq!(records, vec![(0, why.to_string()), (1, why.to_string())]);
+        assert!(message.starts_with("One or more records have been rejected due to 2 record errors in total"), "{message}");
+        assert_eq!(log.log_end_offset(), 0);
+        log.append(&keyed_batch(5, b"", Some(b"an empty key is a key")), 0, 0).unwrap();
+        assert_eq!(log.log_end_offset(), 1);
     }
 
     #[test]

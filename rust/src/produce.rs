@@ -8,7 +8,7 @@
 //! reached are not fsynced here: `Produced::flush` does it, which the server runs on a worker
 //! thread so that the fsync does not hold its event loop, before the response is encoded.
 
-use crate::error::Result as CoreResult;
+use crate::error::{CoreError, Result as CoreResult};
 use crate::log::PartitionLog;
 use crate::wire::generated::{produce_request, produce_response, request_header, response_header};
 use crate::wire::{Reader, Writer};
@@ -33,11 +33,29 @@ struct PartitionResult {
     log_append_time: i64,
     log_start_offset: i64,
     message: Option<String>,
+    /// (index of the record in its batch, why) of records refused one by one (KIP-467).
+    record_errors: Vec<(i32, String)>,
 }
 
 impl PartitionResult {
     fn error(index: i32, error_code: i16, message: Option<String>) -> Self {
-        PartitionResult { index, error_code, base_offset: -1, log_append_time: -1, log_start_offset: -1, message }
+        PartitionResult {
+            index,
+            error_code,
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+            message,
+            record_errors: Vec::new(),
+        }
+    }
+
+    fn refusal(index: i32, error: CoreError) -> Self {
+        let mut result = Self::error(index, error.kafka_error_code(), Some(error.to_string()));
+        if let CoreError::RecordErrors(_, records) = error {
+            result.record_errors = records;
+        }
+        result
     }
 }
 
@@ -84,6 +102,8 @@ pub fn handle(
     let header = request_header::RequestHeader::read(&mut r, header_version).ok()?;
     let request = produce_request::ProduceRequest::read(&mut r, version).ok()?;
     if r.remaining() != 0 {
+        // Kafka ignores bytes after the last field; the generic path does too, and counts
+        // and logs them per connection, which this path cannot.
         return None;
     }
     let mut produced = Produced { correlation_id: header.correlation_id, version, acks: request.acks, ..Default::default() };
@@ -152,7 +172,7 @@ impl Produced {
 
     /// The response frame (size prefix, header, body); None for acks=0.
     pub fn response(&self) -> Option<Vec<u8>> {
-        use produce_response::{PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
+        use produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
         if self.acks == 0 {
             return None;
         }
@@ -170,6 +190,14 @@ impl Produced {
                         log_append_time_ms: p.log_append_time,
                         log_start_offset: p.log_start_offset,
                         error_message: p.message.as_deref(),
+                        record_errors: p
+                            .record_errors
+                            .iter()
+                            .map(|(batch_index, why)| BatchIndexAndErrorMessage {
+                                batch_index: *batch_index,
+                                batch_index_error_message: Some(why),
+                            })
+                            .collect(),
                         ..Default::default()
                     })
                     .collect(),
@@ -209,7 +237,7 @@ fn append(
     });
     match appended {
         None => Err(PartitionResult::error(index, UNKNOWN_TOPIC_OR_PARTITION, None)),
-        Some(Err(e)) => Err(PartitionResult::error(index, e.kafka_error_code(), Some(e.to_string()))),
+        Some(Err(e)) => Err(PartitionResult::refusal(index, e)),
         Some(Ok((info, log_start_offset, flush_due))) => Ok((
             PartitionResult {
                 index,
@@ -218,6 +246,7 @@ fn append(
                 log_append_time: info.log_append_time,
                 log_start_offset,
                 message: None,
+                record_errors: Vec::new(),
             },
             info.record_count,
             flush_due,
@@ -229,7 +258,6 @@ fn append(
 mod tests {
     use super::*;
     use crate::batch::tests::build_batch;
-    use crate::error::CoreError;
     use crate::log::LogConfig;
     use produce_request::{PartitionProduceData, ProduceRequest, TopicProduceData};
     use std::cell::RefCell;

@@ -41,6 +41,8 @@ impl From<CoreError> for PyErr {
             CoreError::InvalidProducerEpoch(_) => InvalidProducerEpochError::new_err(message),
             CoreError::UnknownProducerId(_) => UnknownProducerIdError::new_err(message),
             CoreError::InvalidRecord(_) => InvalidRecordError::new_err(message),
+            // args: (message, [(index of the record in its batch, why)]), for KIP-467's record_errors
+            CoreError::RecordErrors(_, records) => InvalidRecordError::new_err((message, records)),
         }
     }
 }

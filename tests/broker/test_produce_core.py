@@ -29,6 +29,7 @@ def open_broker(path: Path) -> Broker:
     broker.logs.create_topic("two", 2, {})
     broker.logs.create_topic("small", 1, {"max.message.bytes": 200})
     broker.logs.create_topic("durable", 1, {"flush.messages": 1})
+    broker.logs.create_topic("compacted", 1, {"cleanup.policy": "compact"})
     return broker
 
 
@@ -63,7 +64,7 @@ def core_answer(broker: Broker, data: bytes | bytearray, peer: str) -> object:
 
 
 def generic_answer(broker: Broker, data: bytes) -> Optional[bytes]:
-    header, body = P.decode_request(data)
+    header, body, _ = P.decode_request(data)
     ctx = RequestContext(broker, header, header.request_api_version, "test")
     response = trio.run(produce.handle, ctx, body)
     if response is None:
@@ -94,6 +95,9 @@ CASES = {
     "idempotent": [("two", [(1, idempotent(0))]), ("two", [(1, idempotent(0))]), ("two", [(1, idempotent(5))]),
                    ("two", [(1, idempotent(1, epoch=-1))]), ("two", [(0, idempotent(0) + idempotent(1))])],
     "mixed": [("two", [(0, batch(b"ok")), (1, corrupt(batch(b"bad")))]), ("nope", [(3, batch(b"a"))])],
+    # KIP-467 record errors: both keyless records named, the keyed one refused with them
+    "keyless in a compacted topic": [("compacted", [(0, encode_batch(
+        [Record(0, 1000, None, b"a"), Record(1, 1000, b"k", b"b"), Record(2, 1000, None, b"c")]))])],
 }
 
 

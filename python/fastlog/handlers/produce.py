@@ -16,7 +16,7 @@ through the generic codec, which answers with the precise error.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import trio
 
@@ -57,9 +57,16 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) ->
     return produced.response()
 
 
-def refused(index: int, code: int, message: Optional[str] = None) -> object:
-    """A partition's error answer; offsets -1 as Kafka answers them (INVALID_OFFSET)."""
-    return R.PartitionProduceResponse(index=index, error_code=code, base_offset=-1, error_message=message)
+def refused(index: int, code: int, message: Optional[str] = None, record_errors: Sequence = ()) -> object:
+    """A partition's error answer; offsets -1 as Kafka answers them (INVALID_OFFSET).
+    `record_errors`: (index of the record in its batch, why) of records refused one by one."""
+    return R.PartitionProduceResponse(
+        index=index,
+        error_code=code,
+        base_offset=-1,
+        error_message=message,
+        record_errors=[R.BatchIndexAndErrorMessage(batch_index=i, batch_index_error_message=why) for i, why in record_errors],
+    )
 
 
 def append(ctx: RequestContext, topic: str, index: int, records) -> object:
@@ -71,8 +78,9 @@ def append(ctx: RequestContext, topic: str, index: int, records) -> object:
     try:
         base_offset, _, append_time, count = partition.log.append(bytes(records), LEADER_EPOCH)
     except _core.StorageError as e:
-        log.warning("refused produce to %s-%d from %s: %s", topic, index, ctx.peer, e)
-        return refused(index, storage_error_code(e), str(e))
+        message, *record_errors = e.args  # InvalidRecordError may carry the records refused
+        log.warning("refused produce to %s-%d from %s: %s", topic, index, ctx.peer, message)
+        return refused(index, storage_error_code(e), message, record_errors[0] if record_errors else ())
     partition.log.high_watermark = partition.log.log_end_offset
     partition.wake_waiters()
     ctx.broker.metrics.record_produce(topic, count, len(records))
