@@ -275,18 +275,26 @@ class LogManager:
         log.info("created topic %s with %d partitions, configs %s", name, partitions, configs or "{}")
         return topic
 
-    def delete_topic(self, name: str) -> Topic:
+    def unregister_topic(self, name: str) -> Topic:
+        """The first half of deleting a topic, on the event loop: no request finds the topic
+        from now on, and fetches parked on its partitions wake to answer that it is gone."""
         topic = self.topics.pop(name, None)
         if topic is None:
             raise TopicError(3, f"topic {name!r} does not exist")  # UNKNOWN_TOPIC_OR_PARTITION
         del self.topics_by_id[topic.id]
         self.table.remove_topic(name)
-        self._write_topics_file()
         for partition in topic.partitions:
             partition.wake_waiters()
-            partition.log.delete()
-        log.info("deleted topic %s", name)
         return topic
+
+    def delete_topic_files(self, topic: Topic) -> None:
+        """The second half, disk work for a worker thread: the topics file without the topic
+        (written first, so a crash in between leaves no topic whose logs are half deleted),
+        then its logs."""
+        self._write_topics_file()
+        for partition in topic.partitions:
+            partition.log.delete()
+        log.info("deleted topic %s", topic.name)
 
     def add_partitions(self, name: str, total: int) -> None:
         topic = self.topics[name]

@@ -58,6 +58,13 @@ def delete_all(ctx: RequestContext, request) -> list:
 async def handle(ctx: RequestContext, request):
     async with ctx.broker.admin_lock:
         topics = await trio.to_thread.run_sync(delete_all, ctx, request)
+    # Back on the event loop: fetches parked on these partitions re-read them, and one whose
+    # offset is now below the log start is answered OFFSET_OUT_OF_RANGE at once.
+    for t in topics:
+        for p in t.partitions:
+            partition = ctx.broker.logs.partition(t.name, p.partition_index)
+            if partition is not None and not p.error_code:
+                partition.wake_waiters()
     log.info("%s deleted records: %s", ctx.peer, {
         f"{t.name}-{p.partition_index}": p.low_watermark for t in topics for p in t.partitions if not p.error_code
     })

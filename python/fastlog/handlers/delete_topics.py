@@ -50,7 +50,7 @@ async def delete_one(ctx: RequestContext, name: Optional[str], topic_id: uuid.UU
         topic = manager.topics.get(name)
         if topic is None:
             return result(name, topic_id, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-    await trio.to_thread.run_sync(manager.delete_topic, topic.name)
+    await trio.to_thread.run_sync(manager.delete_topic_files, manager.unregister_topic(topic.name))
     log.info("%s deleted topic %s", ctx.peer, topic.name)
     return result(topic.name, topic.id)
 
