@@ -97,6 +97,13 @@ class TopicConfigKey:
     broker_key: Optional[str]
     default: Any
     doc: str
+    # Kafka 3.x accepts it, but it changes nothing (deprecated, or a feature fastlog lacks):
+    # a value set for it is kept and shown, with a warning in the log.
+    no_effect: bool = False
+
+
+def _no_effect(name: str, parse: Callable[[str, Any], Any], default: Any, doc: str) -> TopicConfigKey:
+    return TopicConfigKey(name, parse, None, default, doc, no_effect=True)
 
 
 # Kafka's topic configs, each with the broker setting that supplies its default.
@@ -126,7 +133,19 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("segment.jitter.ms", _int(0), "log.roll.jitter.ms", 0, "random jitter subtracted from segment.ms"),
         TopicConfigKey("segment.ms", _int(1), "log.roll.ms", 604_800_000, "age at which a segment rolls"),
         TopicConfigKey("unclean.leader.election.enable", _bool, "unclean.leader.election.enable", False, "allow out-of-sync leaders"),
-        TopicConfigKey("message.downconversion.enable", _bool, None, True, "down-convert for old consumers"),
+        _no_effect("message.downconversion.enable", _bool, True, "down-convert for old consumers (deprecated in Kafka 3)"),
+        _no_effect("message.format.version", _string, "3.0-IV1", "on-disk message format (deprecated in Kafka 3: always v2)"),
+        _no_effect("message.timestamp.difference.max.ms", _int(0), LONG_MAX, "deprecated in Kafka 3.6 for message.timestamp.before/after.max.ms"),
+        _no_effect("compression.gzip.level", _int(-1, 9), -1, "gzip level when the broker compresses"),
+        _no_effect("compression.lz4.level", _int(1, 17), 9, "lz4 level when the broker compresses"),
+        _no_effect("compression.zstd.level", _int(-131072, 22), 3, "zstd level when the broker compresses"),
+        _no_effect("leader.replication.throttled.replicas", _string, "", "replicas throttled on the leader (one replica here)"),
+        _no_effect("follower.replication.throttled.replicas", _string, "", "replicas throttled on followers (one replica here)"),
+        _no_effect("remote.storage.enable", _bool, False, "tiered storage (not in fastlog)"),
+        _no_effect("local.retention.ms", _int(-2), -2, "local retention with tiered storage (not in fastlog)"),
+        _no_effect("local.retention.bytes", _int(-2), -2, "local retention with tiered storage (not in fastlog)"),
+        _no_effect("remote.log.copy.disable", _bool, False, "tiered storage (not in fastlog)"),
+        _no_effect("remote.log.delete.on.disable", _bool, False, "tiered storage (not in fastlog)"),
     ]
 }
 
@@ -345,6 +364,8 @@ def validate_topic_configs(configs: Mapping[str, Optional[str]]) -> dict[str, An
         if raw is None:
             raise ConfigError(f"topic config {key} needs a value")
         out[key] = spec.parse(key, raw)
+        if spec.no_effect:
+            log.warning("topic config %s=%s is accepted, as Kafka 3 accepts it, but has no effect in fastlog", key, raw)
     return out
 
 
