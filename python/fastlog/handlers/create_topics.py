@@ -135,4 +135,6 @@ async def handle(ctx: RequestContext, request):
         for topic in request.topics:
             if topic.name not in repeated:
                 results.append(await create_one(ctx, topic, validate_only))
+    for refused in (r for r in results if r.error_code):
+        log.info("%s: creating topic %s refused with %s: %s", ctx.peer, refused.name, ErrorCode(refused.error_code).name, refused.error_message)
     return R(throttle_time_ms=0, topics=results)

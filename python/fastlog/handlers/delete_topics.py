@@ -70,4 +70,6 @@ async def handle(ctx: RequestContext, request):
             if name in repeated_names or (name is None and topic_id in repeated_ids):
                 continue
             results.append(await delete_one(ctx, name, topic_id))
+    for refused in (r for r in results if r.error_code):
+        log.info("%s: deleting topic %s refused with %s: %s", ctx.peer, refused.name or refused.topic_id, ErrorCode(refused.error_code).name, refused.error_message)
     return R(throttle_time_ms=0, responses=results)
