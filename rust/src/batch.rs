@@ -256,9 +256,31 @@ fn record_errors(errors: Vec<(i32, String)>) -> CoreError {
     CoreError::RecordErrors(message, errors)
 }
 
-/// Walks a batch's records (decompressed) and checks that their count and lengths add up.
-fn check_records(header: &BatchHeader, records: &[u8]) -> Result<()> {
+/// Reads a zig-zag varlong; `None` when the buffer ends first or it runs past 10 bytes.
+fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+    let mut value: u64 = 0;
+    for shift in (0..70).step_by(7) {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        value |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
+        }
+    }
+    None
+}
+
+/// A record's timestamp delta: it follows the record's attributes byte.
+fn timestamp_delta(record: &[u8]) -> Option<i64> {
+    let mut pos = 1;
+    read_varlong(record, &mut pos)
+}
+
+/// Walks a batch's records (decompressed), checks that their count and lengths add up, and
+/// returns the largest record timestamp (the header's own max timestamp for an empty batch).
+fn check_records(header: &BatchHeader, records: &[u8]) -> Result<i64> {
     let mut pos = 0;
+    let mut max_timestamp = if header.record_count > 0 { i64::MIN } else { header.max_timestamp };
     for index in 0..header.record_count {
         let length = read_varint(records, &mut pos).filter(|l| *l >= 0).ok_or_else(|| {
             CoreError::CorruptBatch(format!(
@@ -266,12 +288,17 @@ fn check_records(header: &BatchHeader, records: &[u8]) -> Result<()> {
                 header.base_offset
             ))
         })? as usize;
-        pos = pos.checked_add(length).filter(|end| *end <= records.len()).ok_or_else(|| {
+        let end = pos.checked_add(length).filter(|end| *end <= records.len()).ok_or_else(|| {
             CoreError::CorruptBatch(format!(
                 "record {index} of batch at offset {} runs past the batch end",
                 header.base_offset
             ))
         })?;
+        let delta = timestamp_delta(&records[pos..end]).ok_or_else(|| {
+            CoreError::CorruptBatch(format!("record {index} of batch at offset {} is malformed", header.base_offset))
+        })?;
+        max_timestamp = max_timestamp.max(header.base_timestamp.wrapping_add(delta));
+        pos = end;
     }
     if pos != records.len() {
         return Err(CoreError::CorruptBatch(format!(
@@ -281,12 +308,21 @@ fn check_records(header: &BatchHeader, records: &[u8]) -> Result<()> {
             header.record_count
         )));
     }
-    Ok(())
+    Ok(max_timestamp)
 }
 
 /// Validates one batch from the start of `buf` and returns its header.
 /// Checks length, magic, CRC and (uncompressed) that the record count matches the records.
 pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader> {
+    let header = checked_header(buf)?;
+    if header.compression() == 0 {
+        check_records(&header, &buf[HEADER_SIZE..header.size()])?;
+    }
+    Ok(header)
+}
+
+/// The header of the batch at the start of `buf`, its length and CRC checked (not its records).
+fn checked_header(buf: &[u8]) -> Result<BatchHeader> {
     let header = parse_header(buf)?;
     let size = header.size();
     if size > buf.len() {
@@ -297,16 +333,13 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader> {
             buf.len()
         )));
     }
-    let batch = &buf[..size];
-    verify_crc(&header, batch)?;
-    if header.compression() == 0 {
-        check_records(&header, &batch[HEADER_SIZE..])?;
-    }
+    verify_crc(&header, &buf[..size])?;
     Ok(header)
 }
 
-/// Decompresses a compressed batch's records (at most `limit` bytes) and checks them.
-fn check_compressed_records(header: &BatchHeader, batch: &[u8], limit: usize) -> Result<()> {
+/// Decompresses a compressed batch's records (at most `limit` bytes) and checks them; returns
+/// their largest timestamp.
+fn check_compressed_records(header: &BatchHeader, batch: &[u8], limit: usize) -> Result<i64> {
     let records = compression::decompress(header.compression(), &batch[HEADER_SIZE..], limit)
         .map_err(|e| CoreError::CorruptBatch(format!("record batch at offset {}: {e}", header.base_offset)))?;
     check_records(header, &records)
@@ -322,7 +355,7 @@ pub fn validate_produce(buf: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchH
     let mut headers = Vec::new();
     let mut pos = 0;
     while pos < buf.len() {
-        let header = validate_batch(&buf[pos..])?;
+        let mut header = checked_header(&buf[pos..])?;
         if header.size() > max_batch_bytes {
             return Err(CoreError::BatchTooLarge(format!(
                 "record batch of {} bytes exceeds the limit of {max_batch_bytes}",
@@ -335,9 +368,15 @@ pub fn validate_produce(buf: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchH
                 header.record_count, header.last_offset_delta
             )));
         }
-        if header.compression() != 0 {
-            check_compressed_records(&header, &buf[pos..pos + header.size()], max_batch_bytes)?;
-        }
+        let batch = &buf[pos..pos + header.size()];
+        let records_max = if header.compression() != 0 {
+            check_compressed_records(&header, batch, max_batch_bytes)?
+        } else {
+            check_records(&header, &batch[HEADER_SIZE..])?
+        };
+        // As Kafka's LogValidator: the header's max timestamp is the records' largest one
+        // (sarama 1.22 sends -1 there); `patched_headers` writes it when it differs.
+        header.max_timestamp = records_max;
         pos += header.size();
         headers.push(header);
     }
@@ -400,7 +439,14 @@ pub fn patched_headers(
                 head[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
                 now
             }
-            None => header.max_timestamp,
+            None => {
+                if be_i64(&head, OFF_MAX_TIMESTAMP) != header.max_timestamp {
+                    head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&header.max_timestamp.to_be_bytes());
+                    let crc = crc32c::crc32c_append(crc32c(&head[OFF_ATTRIBUTES..]), &buf[pos + HEADER_SIZE..pos + header.size()]);
+                    head[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+                }
+                header.max_timestamp
+            }
         };
         if batch_max > max_timestamp {
             max_timestamp = batch_max;
@@ -481,6 +527,21 @@ pub(crate) mod tests {
         let crc = crc32c(&b[OFF_ATTRIBUTES..]);
         b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         b
+    }
+
+    #[test]
+    fn the_max_timestamp_is_the_records_largest_whatever_the_producer_wrote() {
+        // sarama 1.22 writes -1 as the batch's max timestamp; Kafka recomputes it
+        let mut sent = build_batch(0, 1000, &[b"a", b"b"]);
+        sent[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&(-1i64).to_be_bytes());
+        let crc = crc32c(&sent[OFF_ATTRIBUTES..]);
+        sent[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        let headers = validate_produce(&sent, 1 << 20).unwrap();
+        assert_eq!(headers[0].max_timestamp, 1000);
+        let assigned = assign_offsets(&mut sent, &headers, 5, 0, None);
+        assert_eq!(assigned.max_timestamp, 1000);
+        let stored = validate_batch(&sent).unwrap();
+        assert_eq!((stored.max_timestamp, stored.base_offset), (1000, 5), "header rewritten, CRC still valid");
     }
 
     #[test]
