@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 from kafka.errors import InvalidRecordError, KafkaError as KafkaPythonError
 
 from fastlog import protocol
+from fastlog._core import crc32c as crc32c_of
 from fastlog.records import Record, encode_batch
 from tests.broker.wire import WireClient
 from tests.conftest import BrokerProcess
@@ -238,3 +239,38 @@ def test_configs_kafka_3_accepts_without_effect_are_accepted_with_a_warning(brok
     assert described["message.format.version"].value == "3.0"
     assert "topic config message.format.version=2.8 is accepted" in broker.log_text()
     assert produce(broker, unique_topic, [b"x"])[0][0] is None
+
+
+# -- every advertised version is answered --------------------------------------------------------
+
+
+def test_list_offsets_v0_answers_in_old_style_offsets(broker, unique_topic) -> None:
+    # sarama's default Version (0.8.2) asks with v0; v0 answers only in old_style_offsets
+    create_topic(broker, unique_topic)
+    produce(broker, unique_topic, [b"a", b"b"])
+    R = protocol.ListOffsetsRequest
+    wanted = {-2: [0], -1: [2]}
+    with WireClient(broker.bootstrap) as wire:
+        for timestamp, expected in wanted.items():
+            partition = R.ListOffsetsPartition(partition_index=0, timestamp=timestamp, max_num_offsets=1)
+            request = R(replica_id=-1, topics=[R.ListOffsetsTopic(name=unique_topic, partitions=[partition])])
+            answer = wire.request(request, 0).topics[0].partitions[0]
+            assert (answer.error_code, answer.old_style_offsets) == (0, expected)
+
+
+def test_the_max_timestamp_a_producer_leaves_at_minus_one_is_recomputed(broker, unique_topic) -> None:
+    # sarama 1.22 writes -1 as each batch's max timestamp; offsets by time must still work
+    create_topic(broker, unique_topic)
+    records = [Record(i, 1_700_000_000_000 + 1000 * i, b"k", b"v") for i in range(3)]
+    batch = bytearray(encode_batch(records))
+    batch[35:43] = (-1).to_bytes(8, "big", signed=True)  # max_timestamp
+    batch[17:21] = crc32c_of(bytes(batch[21:])).to_bytes(4, "big")
+    R = protocol.ProduceRequest
+    request = R(acks=1, timeout_ms=5000, topic_data=[R.TopicProduceData(name=unique_topic, partition_data=[R.PartitionProduceData(index=0, records=bytes(batch))])])
+    L = protocol.ListOffsetsRequest
+    with WireClient(broker.bootstrap) as wire:
+        assert wire.request(request, 3).responses[0].partition_responses[0].error_code == 0
+        for timestamp, expected in ((1_700_000_000_500, 1), (-3, 2)):
+            partition = L.ListOffsetsPartition(partition_index=0, timestamp=timestamp)
+            answer = wire.request(L(replica_id=-1, topics=[L.ListOffsetsTopic(name=unique_topic, partitions=[partition])]), 7)
+            assert answer.topics[0].partitions[0].offset == expected

@@ -65,11 +65,12 @@ def answer(ctx: RequestContext, topic: str, wanted) -> object:
     except _core.StorageError as e:
         response.error_code = storage_error_code(e)
         return response
+    if ctx.api_version == 0:  # v0 has only the list of offsets (sarama's default version sends it)
+        response.old_style_offsets = [offset] if offset >= 0 and wanted.max_num_offsets > 0 else []
+        return response
     response.timestamp, response.offset = timestamp, offset
     if ctx.api_version >= 4:
         response.leader_epoch = LEADER_EPOCH if offset >= 0 else -1
-    if ctx.api_version == 0:
-        response.old_style_offsets = [offset] if offset >= 0 and wanted.max_num_offsets > 0 else []
     return response
 
 
