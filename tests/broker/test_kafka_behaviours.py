@@ -24,6 +24,7 @@ from kafka import KafkaProducer
 from kafka.errors import InvalidRecordError, KafkaError as KafkaPythonError
 
 from fastlog import protocol
+from fastlog.protocol import ErrorCode
 from fastlog._core import crc32c as crc32c_of
 from fastlog.records import Record, encode_batch
 from tests.broker.wire import WireClient
@@ -274,3 +275,12 @@ def test_the_max_timestamp_a_producer_leaves_at_minus_one_is_recomputed(broker, 
             partition = L.ListOffsetsPartition(partition_index=0, timestamp=timestamp)
             answer = wire.request(L(replica_id=-1, topics=[L.ListOffsetsTopic(name=unique_topic, partitions=[partition])]), 7)
             assert answer.topics[0].partitions[0].offset == expected
+
+
+def test_list_offsets_naming_a_partition_twice_answers_invalid_request(broker, unique_topic) -> None:
+    create_topic(broker, unique_topic)
+    L = protocol.ListOffsetsRequest
+    twice = [L.ListOffsetsPartition(partition_index=0, timestamp=-1), L.ListOffsetsPartition(partition_index=0, timestamp=-2)]
+    with WireClient(broker.bootstrap) as wire:
+        answer = wire.request(L(replica_id=-1, topics=[L.ListOffsetsTopic(name=unique_topic, partitions=twice)]), 7)
+    assert [p.error_code for p in answer.topics[0].partitions] == [ErrorCode.INVALID_REQUEST] * 2

@@ -4,7 +4,7 @@ v0-v10. Timestamps: -2 earliest (log start), -1 latest (high watermark, or last 
 offset for read_committed), -3 the record with the largest timestamp (KIP-734), -4 earliest
 local (= earliest without tiered storage), -5 earliest pending upload (none: -1); T >= 0 the
 first record with timestamp >= T, or offset -1 when there is none. v0 answers in
-`old_style_offsets`.
+`old_style_offsets`. From v1, a partition named more than once is answered INVALID_REQUEST.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.common import LEADER_EPOCH, leader_epoch_error, storage_error_code
+from fastlog.handlers.configs import duplicates
 from fastlog.protocol import ErrorCode
 from fastlog.records import decode_batches
 
@@ -74,10 +75,19 @@ def answer(ctx: RequestContext, topic: str, wanted) -> object:
     return response
 
 
+def refused_duplicate(wanted) -> object:
+    return R.ListOffsetsPartitionResponse(partition_index=wanted.partition_index, error_code=ErrorCode.INVALID_REQUEST)
+
+
 @handles(2, 0, 10)
 async def handle(ctx: RequestContext, request):
+    # As Kafka (v1+): a partition named twice is answered INVALID_REQUEST, every time it is named
+    repeated = set() if ctx.api_version == 0 else duplicates((t.name, p.partition_index) for t in request.topics for p in t.partitions)
     topics = [
-        R.ListOffsetsTopicResponse(name=t.name, partitions=[answer(ctx, t.name, p) for p in t.partitions])
+        R.ListOffsetsTopicResponse(
+            name=t.name,
+            partitions=[refused_duplicate(p) if (t.name, p.partition_index) in repeated else answer(ctx, t.name, p) for p in t.partitions],
+        )
         for t in request.topics
     ]
     return R(throttle_time_ms=0, topics=topics)
