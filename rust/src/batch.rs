@@ -173,48 +173,10 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
     None
 }
 
-/// Skips one varint or varlong; `None` when the buffer ends first or it runs past 10 bytes.
-fn skip_varint(buf: &[u8], pos: &mut usize) -> Option<()> {
-    for _ in 0..10 {
-        let byte = *buf.get(*pos)?;
-        *pos += 1;
-        if byte & 0x80 == 0 {
-            return Some(());
-        }
-    }
-    None
-}
-
-/// Whether one record (its bytes after the length) has a key: attributes int8, timestamp
-/// delta varlong, offset delta varint, then the key length (-1 for none).
-fn record_has_key(record: &[u8]) -> Option<bool> {
-    let mut pos = 1;
-    skip_varint(record, &mut pos)?;
-    skip_varint(record, &mut pos)?;
-    Some(read_varint(record, &mut pos)? >= 0)
-}
-
-/// Indexes (in the batch) of the records without a key; `records` was checked by
-/// `check_records`.
+/// Indexes (in the batch) of the records without a key.
 fn keyless_records(header: &BatchHeader, records: &[u8]) -> Result<Vec<i32>> {
-    let mut keyless = Vec::new();
-    let mut pos = 0;
-    for index in 0..header.record_count {
-        let length = read_varint(records, &mut pos).unwrap_or(0).max(0) as usize;
-        let record = records.get(pos..pos + length).unwrap_or_default();
-        pos += length;
-        match record_has_key(record) {
-            Some(true) => {}
-            Some(false) => keyless.push(index),
-            None => {
-                return Err(CoreError::CorruptBatch(format!(
-                    "record {index} of batch at offset {} is malformed",
-                    header.base_offset
-                )))
-            }
-        }
-    }
-    Ok(keyless)
+    let parsed = parse_records(records, header.record_count)?;
+    Ok(parsed.iter().zip(0..).filter(|(record, _)| record.key.is_none()).map(|(_, index)| index).collect())
 }
 
 /// Refuses a validated produce run that has records without a key, as Kafka's LogValidator
@@ -256,8 +218,14 @@ fn record_errors(errors: Vec<(i32, String)>) -> CoreError {
     CoreError::RecordErrors(message, errors)
 }
 
+/// A record's timestamp delta: it follows the record's attributes byte.
+fn timestamp_delta(record: &[u8]) -> Option<i64> {
+    let mut pos = 1;
+    read_varlong(record, &mut pos)
+}
+
 /// Reads a zig-zag varlong; `None` when the buffer ends first or it runs past 10 bytes.
-fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
+pub(crate) fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     let mut value: u64 = 0;
     for shift in (0..70).step_by(7) {
         let byte = *buf.get(*pos)?;
@@ -270,10 +238,43 @@ fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
     None
 }
 
-/// A record's timestamp delta: it follows the record's attributes byte.
-fn timestamp_delta(record: &[u8]) -> Option<i64> {
-    let mut pos = 1;
-    read_varlong(record, &mut pos)
+/// One record inside a (decompressed) records section.
+pub struct RecordRef {
+    /// Byte range of the whole record, length prefix included.
+    pub start: usize,
+    pub end: usize,
+    pub offset_delta: i32,
+    pub key: Option<(usize, usize)>,
+    pub tombstone: bool,
+}
+
+/// Parses the records of a batch's (decompressed) records section.
+pub fn parse_records(records: &[u8], count: i32) -> Result<Vec<RecordRef>> {
+    let bad = |what: &str| CoreError::CorruptBatch(format!("record batch has a malformed record: {what}"));
+    let mut out = Vec::with_capacity(count.max(0) as usize);
+    let mut pos = 0;
+    for _ in 0..count {
+        let start = pos;
+        let length = read_varint(records, &mut pos).filter(|l| *l >= 0).ok_or_else(|| bad("length"))? as usize;
+        let end = pos.checked_add(length).filter(|e| *e <= records.len()).ok_or_else(|| bad("length past the end"))?;
+        let body = &records[..end];
+        pos += 1; // attributes
+        read_varlong(body, &mut pos).ok_or_else(|| bad("timestamp delta"))?;
+        let offset_delta = read_varint(body, &mut pos).ok_or_else(|| bad("offset delta"))?;
+        let key_len = read_varint(body, &mut pos).ok_or_else(|| bad("key length"))?;
+        let key = if key_len < 0 {
+            None
+        } else {
+            let key_end = pos.checked_add(key_len as usize).filter(|e| *e <= end).ok_or_else(|| bad("key past the end"))?;
+            let range = (pos, key_end);
+            pos = key_end;
+            Some(range)
+        };
+        let value_len = read_varint(body, &mut pos).ok_or_else(|| bad("value length"))?;
+        out.push(RecordRef { start, end, offset_delta, key, tombstone: value_len < 0 });
+        pos = end;
+    }
+    Ok(out)
 }
 
 /// Walks a batch's records (decompressed), checks that their count and lengths add up, and

@@ -17,61 +17,9 @@ use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
+use crate::batch::{self, parse_records, BatchHeader, RecordRef, HEADER_SIZE, LOG_OVERHEAD};
 use crate::compression;
 use crate::error::{CoreError, Result};
-
-/// One record inside a (decompressed) records section.
-pub struct RecordRef {
-    /// Byte range of the whole record, length prefix included.
-    pub start: usize,
-    pub end: usize,
-    pub offset_delta: i32,
-    pub key: Option<(usize, usize)>,
-    pub tombstone: bool,
-}
-
-fn read_varlong(buf: &[u8], pos: &mut usize) -> Option<i64> {
-    let mut value: u64 = 0;
-    for shift in (0..70).step_by(7) {
-        let byte = *buf.get(*pos)?;
-        *pos += 1;
-        value |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            return Some(((value >> 1) as i64) ^ -((value & 1) as i64));
-        }
-    }
-    None
-}
-
-/// Parses the records of a batch's (decompressed) records section.
-pub fn parse_records(records: &[u8], count: i32) -> Result<Vec<RecordRef>> {
-    let bad = |what: &str| CoreError::CorruptBatch(format!("record batch has a malformed record: {what}"));
-    let mut out = Vec::with_capacity(count.max(0) as usize);
-    let mut pos = 0;
-    for _ in 0..count {
-        let start = pos;
-        let length = batch::read_varint(records, &mut pos).filter(|l| *l >= 0).ok_or_else(|| bad("length"))? as usize;
-        let end = pos.checked_add(length).filter(|e| *e <= records.len()).ok_or_else(|| bad("length past the end"))?;
-        let body = &records[..end];
-        pos += 1; // attributes
-        read_varlong(body, &mut pos).ok_or_else(|| bad("timestamp delta"))?;
-        let offset_delta = batch::read_varint(body, &mut pos).ok_or_else(|| bad("offset delta"))?;
-        let key_len = batch::read_varint(body, &mut pos).ok_or_else(|| bad("key length"))?;
-        let key = if key_len < 0 {
-            None
-        } else {
-            let key_end = pos.checked_add(key_len as usize).filter(|e| *e <= end).ok_or_else(|| bad("key past the end"))?;
-            let range = (pos, key_end);
-            pos = key_end;
-            Some(range)
-        };
-        let value_len = batch::read_varint(body, &mut pos).ok_or_else(|| bad("value length"))?;
-        out.push(RecordRef { start, end, offset_delta, key, tombstone: value_len < 0 });
-        pos = end;
-    }
-    Ok(out)
-}
 
 /// The decompressed records section of one whole batch.
 fn records_of(batch_bytes: &[u8], header: &BatchHeader) -> Result<Vec<u8>> {

@@ -1140,7 +1140,7 @@ mod tests {
         while pos < data.len() {
             let h = batch::parse_header(&data[pos..]).unwrap();
             let records = &data[pos + batch::HEADER_SIZE..pos + h.size()];
-            for r in cleaner::parse_records(records, h.record_count).unwrap() {
+            for r in batch::parse_records(records, h.record_count).unwrap() {
                 let key = r.key.map(|(s, e)| records[s..e].to_vec());
                 seen.push((h.base_offset + r.offset_delta as i64, key, r.tombstone));
             }
