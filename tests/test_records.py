@@ -294,14 +294,17 @@ def test_legacy_message_sets(module, magic, codec):
     assert len(decode_batches(bytes(data[:-1]))) == len(batches) - 1
 
 
-def test_legacy_v0_lz4_is_refused_cleanly():
-    # Magic 0 LZ4 used a broken frame header checksum (fixed by KIP-57): unsupported.
-    inner = _legacy_message_set(kafka_legacy, 0, Compression.NONE, [(None, b"x" * 100)])
-    frame = bytes(cramjam.lz4.compress(bytes(inner)))
-    body = struct.pack(">bbii", 0, int(Compression.LZ4), -1, len(frame)) + frame
-    data = struct.pack(">qiI", 0, 4 + len(body), zlib.crc32(body)) + body
-    with pytest.raises(UnsupportedCompressionError):
-        decode_batches(bytes(data))
+def test_legacy_v0_lz4_with_the_kip57_header_checksum_is_read():
+    # Magic 0 LZ4 computed its frame header checksum over the magic number too (KIP-57);
+    # kafka-python writes it that way for old brokers, as librdkafka does
+    from kafka.codec import lz4_encode_old_kafka
+
+    inner = _legacy_message_set(kafka_legacy, 0, Compression.NONE, [(None, b"x" * 100), (b"k", b"y")])
+    frame = lz4_encode_old_kafka(bytes(inner))
+    body = struct.pack(">bbi", 0, int(Compression.LZ4), -1) + struct.pack(">i", len(frame)) + frame
+    data = struct.pack(">qiI", 1, 4 + len(body), zlib.crc32(body)) + body
+    [batch] = decode_batches(bytes(data))
+    assert [(r.key, r.value) for r in batch.records] == [(None, b"x" * 100), (b"k", b"y")]
 
 
 def test_legacy_log_append_time_wrapper():

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, List, Optional, Sequence, Tuple, Union
 
 import cramjam
+import xxhash
 
 from fastlog._core import crc32c as _core_crc32c
 
@@ -772,7 +773,7 @@ def _decode_legacy(
     if reader.pos != end:
         raise CorruptRecordsError(f"message at offset {offset}: {end - reader.pos} trailing bytes")
     codec_id = attributes & _ATTR_COMPRESSION_MASK
-    if codec_id > Compression.LZ4:
+    if codec_id > Compression.ZSTD:  # zstd postdates these formats, but sarama 1.22 sends it in them
         raise UnsupportedCompressionError(f"message at offset {offset}: compression codec {codec_id}")
     codec = Compression(codec_id)
     timestamp_type = TimestampType(1 if magic == 1 and attributes & _ATTR_TIMESTAMP_TYPE else 0)
@@ -790,8 +791,7 @@ def _decode_legacy(
         if value is None:
             raise CorruptRecordsError(f"compressed message at offset {offset} has no value")
         if codec == Compression.LZ4 and magic == 0:
-            # Magic 0 LZ4 used a broken frame header checksum (fixed by KIP-57).
-            raise UnsupportedCompressionError(f"message at offset {offset}: magic-0 LZ4 framing is not supported")
+            value = _kip57_lz4_header(value)
         try:
             payload = budget.take(codec, value)
         except CorruptRecordsError as exc:
@@ -846,6 +846,17 @@ def _decode_legacy(
             size_in_bytes=end - pos,
         )
     ]
+
+
+def _kip57_lz4_header(frame: bytes) -> bytes:
+    """Magic-0 LZ4 (Kafka 0.8-0.9; librdkafka still writes it for old brokers) computed the frame
+    descriptor's checksum over the magic number too (KIP-57). Recomputed over the descriptor
+    alone (FLG, BD and the optional content size), the frame reads as standard LZ4."""
+    if len(frame) < 7:
+        return frame
+    end = 6 + (8 if frame[4] & 0x08 else 0)
+    checksum = (xxhash.xxh32_intdigest(frame[4:end]) >> 8) & 0xFF
+    return frame[:end] + bytes([checksum]) + frame[end + 1 :]
 
 
 def _legacy_bytes(reader: _Reader, what: str) -> Optional[bytes]:
