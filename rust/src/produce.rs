@@ -106,12 +106,21 @@ pub fn handle(
         // and logs them per connection, which this path cannot.
         return None;
     }
+    if request.topic_data.iter().flat_map(|t| &t.partition_data).any(|p| is_legacy_format(p.records)) {
+        return None; // message formats v0/v1: the generic path converts them to batches v2
+    }
     let mut produced = Produced { correlation_id: header.correlation_id, version, acks: request.acks, ..Default::default() };
     for topic in &request.topic_data {
         let results = produced.append_topic(topic, partitions, leader_epoch, now_ms);
         produced.results.push((topic.name.to_string(), results));
     }
     Some(produced)
+}
+
+/// Whether a partition's records are a legacy message set (magic 0 or 1): the magic byte sits
+/// at offset 16 in every format.
+fn is_legacy_format(records: Option<&[u8]>) -> bool {
+    records.and_then(|r| r.get(16)).is_some_and(|magic| *magic < 2)
 }
 
 impl Produced {

@@ -1,7 +1,9 @@
 """Produce (0): append producers' record batches.
 
-v0-v11 are accepted; v0-v2 carry legacy message sets (magic 0/1), which are refused per
-partition with CORRUPT_MESSAGE (Kafka 4 refuses them too). acks=0 gets no response at all;
+v0-v11 are accepted. Legacy message sets (magic 0/1, as Produce v0-v2 carry them, and as some
+clients send them in later versions too) are converted to one record batch v2 before the append
+(`legacy.to_record_batch`), as Kafka 3 does; one that cannot be read is refused with
+CORRUPT_MESSAGE and a log line naming the format and the client. acks=0 gets no response at all;
 acks=1 and acks=-1 (all) are answered after the append (one replica: the leader is the whole
 ISR, so the high watermark moves with the log end). Per-partition errors: UNKNOWN_TOPIC_OR_PARTITION,
 CORRUPT_MESSAGE (bad CRC, length, magic), MESSAGE_TOO_LARGE (above max.message.bytes),
@@ -20,10 +22,11 @@ from typing import TYPE_CHECKING, Optional, Sequence
 
 import trio
 
-from fastlog import _core, protocol
+from fastlog import _core, legacy, protocol
 from fastlog.handlers import DECLINED, RequestContext, answers_frames, handles
 from fastlog.handlers.common import LEADER_EPOCH, storage_error_code
 from fastlog.protocol import ErrorCode
+from fastlog.records import CorruptRecordsError
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -69,12 +72,25 @@ def refused(index: int, code: int, message: Optional[str] = None, record_errors:
     )
 
 
+def max_message_bytes(ctx: RequestContext, topic: str) -> int:
+    logs = ctx.broker.logs
+    return logs.effective_configs(logs.topics[topic])["max.message.bytes"]
+
+
 def append(ctx: RequestContext, topic: str, index: int, records) -> object:
     partition = ctx.broker.logs.partition(topic, index)
     if partition is None:
         return refused(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
     if not records:
         return refused(index, ErrorCode.CORRUPT_MESSAGE, "produce request without record batches")
+    magic = legacy.magic_of(records)
+    if magic < 2:
+        try:
+            records = legacy.to_record_batch(records, max_message_bytes(ctx, topic))
+        except CorruptRecordsError as e:
+            why = f"{legacy.format_name(magic)} from {ctx.peer} (client {ctx.header.client_id!r}): {e}"
+            log.warning("refused produce to %s-%d: %s", topic, index, why)
+            return refused(index, ErrorCode.CORRUPT_MESSAGE, why)
     try:
         base_offset, _, append_time, count = partition.log.append(bytes(records), LEADER_EPOCH)
     except _core.StorageError as e:
