@@ -133,7 +133,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("segment.jitter.ms", _int(0), "log.roll.jitter.ms", 0, "random jitter subtracted from segment.ms"),
         TopicConfigKey("segment.ms", _int(1), "log.roll.ms", 604_800_000, "age at which a segment rolls"),
         TopicConfigKey("unclean.leader.election.enable", _bool, "unclean.leader.election.enable", False, "allow out-of-sync leaders"),
-        _no_effect("message.downconversion.enable", _bool, True, "down-convert for old consumers (deprecated in Kafka 3)"),
+        TopicConfigKey("message.downconversion.enable", _bool, "log.message.downconversion.enable", True, "convert batches down for Fetch v0-v3 readers (else UNSUPPORTED_VERSION)"),
         _no_effect("message.format.version", _string, "3.0-IV1", "on-disk message format (deprecated in Kafka 3: always v2)"),
         _no_effect("message.timestamp.difference.max.ms", _int(0), LONG_MAX, "deprecated in Kafka 3.6 for message.timestamp.before/after.max.ms"),
         _no_effect("compression.gzip.level", _int(-1, 9), -1, "gzip level when the broker compresses"),

@@ -76,6 +76,7 @@ class Metrics:
     errors: dict = field(default_factory=lambda: defaultdict(int))  # (api_key, error code) -> count
     connections_closed: dict = field(default_factory=lambda: defaultdict(int))  # reason -> count
     trailing_bytes: dict = field(default_factory=lambda: defaultdict(int))  # api_key -> requests
+    down_converted: dict = field(default_factory=lambda: defaultdict(int))  # magic -> bytes sent
     address: Optional[tuple[str, int]] = None  # where /metrics listens, once it does
 
     def __post_init__(self) -> None:
@@ -118,6 +119,9 @@ class Metrics:
 
     def count_error(self, api_key: int, code: int) -> None:
         self.errors[(api_key, code)] += 1
+
+    def count_down_conversion(self, magic: int, size: int) -> None:
+        self.down_converted[magic] += size
 
     def count_trailing_bytes(self, api_key: int) -> None:
         self.trailing_bytes[api_key] += 1
@@ -179,6 +183,12 @@ class BrokerCollector:
         for key, count in sorted(m.trailing_bytes.items()):
             trailing.add_metric([api_name(key)], count)
         yield trailing
+        down = CounterMetricFamily(
+            "fastlog_fetch_down_converted_bytes", "Bytes sent to Fetch v0-v3 readers, converted to message format v0/v1", labels=["magic"]
+        )
+        for magic, size in sorted(m.down_converted.items()):
+            down.add_metric([str(magic)], size)
+        yield down
         yield CounterMetricFamily("fastlog_bytes_in", "Record bytes produced to the broker", value=m.bytes_in)
         yield CounterMetricFamily("fastlog_bytes_out", "Record bytes sent to fetching clients", value=m.bytes_out)
         messages = CounterMetricFamily("fastlog_messages_in", "Records produced, by topic", labels=["topic"])

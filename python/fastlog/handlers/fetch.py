@@ -1,7 +1,10 @@
 """Fetch (1): read record batches, waiting up to max_wait_ms for min_bytes to arrive.
 
-v4-v17 (magic-2 batches; v0-v3 would need down-conversion). Topics by name, or by topic id
-from v13. Records go from the segment file to the socket with sendfile: a partition's data is
+v0-v17. v4+ read record batches v2 as stored; v0-v3 read message formats v0 (v0-v1) and v1
+(v2-v3), converted down from the stored batches (`legacy.down_convert`: records below the fetch
+offset and control records left out, cut after the last whole message within the partition's
+budget), unless the topic's `message.downconversion.enable` is false: then UNSUPPORTED_VERSION,
+as Kafka answers. Topics by name, or by topic id from v13. Records go from the segment file to the socket with sendfile: a partition's data is
 a `FileSlice`, which the codec keeps as a separate part. Budgets: `partition_max_bytes` per
 partition and `max_bytes` for the response, except that the first non-empty partition
 returns at least one whole batch (KIP-74). Consumers see nothing past the high watermark
@@ -26,7 +29,7 @@ from typing import Any, Optional
 
 import trio
 
-from fastlog import _core, protocol
+from fastlog import _core, legacy, protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.common import leader_epoch_error, storage_error_code
 from fastlog.log_manager import Partition
@@ -35,6 +38,7 @@ from fastlog.protocol import ErrorCode
 R = protocol.FetchResponse
 INITIAL_EPOCH, FINAL_EPOCH = 0, -1
 MAX_SESSIONS = 1000
+LEGACY_FETCH_BELOW = 4  # versions below read message formats v0/v1
 
 
 @dataclass
@@ -141,15 +145,31 @@ def read_partition(ctx: RequestContext, request: Any, wanted: WantedPartition, b
     if epoch_error is not None:
         data.error_code = epoch_error
         return data, 0, partition
+    limit = min(wanted.partition_max_bytes, max(budget, 0))
     try:
-        found = log.read(wanted.fetch_offset, min(wanted.partition_max_bytes, max(budget, 0)), min_one=first)
+        found = log.read(wanted.fetch_offset, limit, min_one=first)
     except _core.StorageError as e:
         data.error_code = storage_error_code(e)
         return data, 0, partition
     if found is None:
         return data, 0, partition
+    if ctx.api_version < LEGACY_FETCH_BELOW:
+        return down_converted(ctx, wanted, data, found, limit), len(data.records), partition
     data.records = found
     return data, len(found), partition
+
+
+def down_converted(ctx: RequestContext, wanted: WantedPartition, data: Any, found: Any, limit: int) -> Any:
+    """Fetch v0-v3 read message formats v0/v1: the stored batches converted down, unless the
+    topic's message.downconversion.enable is false (then UNSUPPORTED_VERSION, as Kafka answers)."""
+    logs = ctx.broker.logs
+    if not logs.effective_configs(logs.topics[wanted.topic])["message.downconversion.enable"]:
+        data.error_code = ErrorCode.UNSUPPORTED_VERSION
+        return data
+    magic = legacy.fetch_magic(ctx.api_version)
+    data.records = legacy.down_convert(found.read(), magic, wanted.fetch_offset, limit)
+    ctx.broker.metrics.count_down_conversion(magic, len(data.records))
+    return data
 
 
 def has_news(wanted: WantedPartition, data: Any) -> bool:
@@ -225,7 +245,7 @@ def update_session(ctx: RequestContext, session: FetchSession, request: Any) -> 
             session.partitions.pop(partition_key(by_id, topic.topic, topic.topic_id, index), None)
 
 
-@handles(1, 4, 17)
+@handles(1, 0, 17)
 async def handle(ctx: RequestContext, request: Any):
     session, error, incremental = open_session(ctx, request)
     if error is not None:
