@@ -4,10 +4,13 @@ v0-v10. Timestamps: -2 earliest (log start), -1 latest (high watermark, or last 
 offset for read_committed), -3 the record with the largest timestamp (KIP-734), -4 earliest
 local (= earliest without tiered storage), -5 earliest pending upload (none: -1); T >= 0 the
 first record with timestamp >= T, or offset -1 when there is none. v0 answers in
-`old_style_offsets`. From v1, a partition named more than once is answered INVALID_REQUEST.
+`old_style_offsets`, with Kafka's segment-based semantics (`offsets_before`). From v1, a partition named more than once is answered INVALID_REQUEST.
 """
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
@@ -51,6 +54,25 @@ def lookup(log: _core.Log, timestamp: int) -> tuple[int, int]:
     return ts, offset
 
 
+def offsets_before(log: _core.Log, timestamp: int, max_count: int) -> list[int]:
+    """ListOffsets v0, as Kafka answers it (`legacyFetchOffsetsBefore`): each segment's base
+    offset stamped with the segment file's last modification, plus the log end stamped now;
+    latest is the last entry, earliest the first, a time T the last entry stamped at or before
+    T; then up to `max_count` offsets from there back, largest first."""
+    segments = sorted(Path(log.path).glob("*.log"))  # 20-digit base offsets sort as numbers
+    entries = [(max(int(s.stem), log.log_start_offset), s.stat().st_mtime_ns // 1_000_000) for s in segments]
+    if segments and segments[-1].stat().st_size > 0:
+        entries.append((log.high_watermark, time.time_ns() // 1_000_000))
+    if timestamp == LATEST:
+        start = len(entries) - 1
+    elif timestamp == EARLIEST:
+        start = 0 if entries else -1
+    else:
+        start = max((i for i, (_, stamped) in enumerate(entries) if stamped <= timestamp), default=-1)
+    count = max(0, min(max_count, start + 1))
+    return sorted((entries[i][0] for i in range(start, start - count, -1)), reverse=True)
+
+
 def answer(ctx: RequestContext, topic: str, wanted) -> object:
     partition = ctx.broker.logs.partition(topic, wanted.partition_index)
     response = R.ListOffsetsPartitionResponse(partition_index=wanted.partition_index)
@@ -61,13 +83,13 @@ def answer(ctx: RequestContext, topic: str, wanted) -> object:
     if epoch_error is not None:
         response.error_code = epoch_error
         return response
+    if ctx.api_version == 0:  # v0 has only the list of offsets (sarama's default Version asks so)
+        response.old_style_offsets = offsets_before(partition.log, wanted.timestamp, wanted.max_num_offsets)
+        return response
     try:
         timestamp, offset = lookup(partition.log, wanted.timestamp)
     except _core.StorageError as e:
         response.error_code = storage_error_code(e)
-        return response
-    if ctx.api_version == 0:  # v0 has only the list of offsets (sarama's default version sends it)
-        response.old_style_offsets = [offset] if offset >= 0 and wanted.max_num_offsets > 0 else []
         return response
     response.timestamp, response.offset = timestamp, offset
     if ctx.api_version >= 4:
