@@ -217,7 +217,6 @@ def test_record_errors_on_the_wire_with_kafkas_messages(broker, unique_topic) ->
 
 NO_EFFECT_CONFIGS = {
     "message.format.version": "2.8",
-    "message.downconversion.enable": "false",
     "message.timestamp.difference.max.ms": "86400000",
     "remote.storage.enable": "false",
     "leader.replication.throttled.replicas": "",

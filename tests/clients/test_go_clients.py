@@ -56,8 +56,6 @@ class GoClient:
     extra_checks: frozenset[str] = frozenset()
     # Checks this client (at this configuration) has no API for: check -> why.
     expected_skips: dict[str, str] = field(default_factory=dict)
-    # Sends message formats v0/v1 and Fetch below v4, which issue 21 is to serve.
-    legacy_formats: bool = False
 
 
 CLIENTS = [
@@ -73,7 +71,6 @@ CLIENTS = [
             "consumer_group_commit_resume": "sarama's ConsumerGroup needs Version 0.10.2",
             "admin": "sarama's ClusterAdmin needs Version 0.10 (its Controller() refuses below)",
         },
-        legacy_formats=True,
     ),
     GoClient(
         "kafka-go-0.2.1",
@@ -86,12 +83,8 @@ CLIENTS = [
             "admin_alter": "kafka-go 0.2.1 has no AlterConfigs / CreatePartitions",
             "metadata_all_topics": "kafka-go 0.2.1 asks for all topics with an empty array (= none from v1)",
         },
-        legacy_formats=True,
     ),
 ]
-LEGACY_FORMATS = pytest.mark.xfail(
-    strict=True, reason="issue 21: Produce with message formats v0/v1 and Fetch v0-v3 are not served yet"
-)
 
 
 class WireRecorder:
@@ -266,9 +259,7 @@ def broker_warnings(broker: BrokerProcess, since: int) -> list[str]:
     return [line for line in text.splitlines() if " WARNING " in line or " ERROR " in line]
 
 
-@pytest.mark.parametrize(
-    "client", [pytest.param(c, id=c.test_id, marks=LEGACY_FORMATS if c.legacy_formats else ()) for c in CLIENTS]
-)
+@pytest.mark.parametrize("client", CLIENTS, ids=[client.test_id for client in CLIENTS])
 def test_go_client(client: GoClient, recorded_broker, existing_topic: str) -> None:
     broker, recorder = recorded_broker
     binary = check_binary(client.binary)

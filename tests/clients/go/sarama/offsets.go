@@ -49,6 +49,12 @@ func (s *suite) offsetsByTime() (interface{}, error) {
 	answers := map[string]int64{}
 	for name, at := range asked {
 		offset, err := client.GetOffset(topic, 0, at)
+		if _, checked := want[name]; err != nil && !checked {
+			// v0 answers a time by segment modification times, as Kafka does: none stamped at
+			// or before it is an empty answer, which sarama reports as an error
+			answers[name] = -1
+			continue
+		}
 		if err != nil {
 			return nil, checks.Failf(answers, "GetOffset %s (%d): %v", name, at, err)
 		}
