@@ -17,4 +17,5 @@ pub mod compression;
 pub mod producer_state;
 pub mod cleaner;
 pub mod produce;
+pub mod quorum;
 pub mod wire;

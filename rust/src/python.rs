@@ -17,6 +17,7 @@ use crate::error::CoreError;
 use crate::files;
 use crate::log::{LogConfig, PartitionLog};
 use crate::produce;
+use crate::quorum::Quorum;
 
 create_exception!(_core, StorageError, PyException, "Base of every error raised by fastlog's core.");
 create_exception!(_core, CorruptRecordError, StorageError, "A record batch failed validation: CORRUPT_MESSAGE.");
@@ -526,6 +527,72 @@ fn read_checkpoint(py: Python<'_>, path: PathBuf) -> PyResult<Vec<String>> {
     Ok(py.detach(|| checkpoint::read(&path))?)
 }
 
+/// One node of a cluster's metadata quorum (raft-rs, its log in `dir`); the Python controller
+/// drives it: `tick` on a clock, `step` with peers' messages, `ready` for what to send and apply.
+#[pyclass(frozen, module = "fastlog._core")]
+struct MetadataQuorum {
+    inner: Mutex<Quorum>,
+}
+
+impl MetadataQuorum {
+    fn quorum(&self) -> MutexGuard<'_, Quorum> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[pymethods]
+impl MetadataQuorum {
+    #[new]
+    fn new(py: Python<'_>, node_id: u64, voters: Vec<u64>, dir: PathBuf) -> PyResult<Self> {
+        let quorum = py.detach(|| Quorum::open(node_id, &voters, &dir))?;
+        Ok(MetadataQuorum { inner: Mutex::new(quorum) })
+    }
+
+    fn tick(&self) {
+        self.quorum().tick();
+    }
+
+    /// Hands a peer's encoded raft message to the state machine.
+    fn step(&self, message: &[u8]) -> PyResult<()> {
+        Ok(self.quorum().step(message)?)
+    }
+
+    /// Appends `data` to the metadata log; ValueError unless this node leads.
+    fn propose(&self, data: Vec<u8>) -> PyResult<()> {
+        Ok(self.quorum().propose(data)?)
+    }
+
+    /// Persists (and fsyncs) what raft asks, then returns ([(peer id, message)], [(index, data)]):
+    /// the messages to send and the entries committed since the last call.
+    #[allow(clippy::type_complexity)]
+    fn ready<'py>(&self, py: Python<'py>) -> PyResult<(Vec<(u64, Bound<'py, PyBytes>)>, Vec<(u64, Bound<'py, PyBytes>)>)> {
+        let out = py.detach(|| self.quorum().ready())?;
+        let bytes = |items: Vec<(u64, Vec<u8>)>| items.into_iter().map(|(n, b)| (n, PyBytes::new(py, &b))).collect();
+        Ok((bytes(out.messages), bytes(out.committed)))
+    }
+
+    #[getter]
+    fn leader_id(&self) -> u64 {
+        self.quorum().leader_id()
+    }
+
+    #[getter]
+    fn term(&self) -> u64 {
+        self.quorum().term()
+    }
+
+    #[getter]
+    fn is_leader(&self) -> bool {
+        self.quorum().is_leader()
+    }
+
+    /// On the leader, the voters heard from within the last election timeout; else [].
+    #[getter]
+    fn active_voters(&self) -> Vec<u64> {
+        self.quorum().active_voters()
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -551,5 +618,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<FileSlice>()?;
     m.add_class::<PartitionTable>()?;
     m.add_class::<Produced>()?;
+    m.add_class::<MetadataQuorum>()?;
     Ok(())
 }
