@@ -10,6 +10,7 @@ from typing import Any, Optional
 import trio
 
 from fastlog.config import BrokerConfig, validate_topic_configs
+from fastlog.controller import Controller
 from fastlog.group_coordinator import GroupCoordinator
 from fastlog.log_manager import LogManager, Topic
 from fastlog.metrics import Metrics, serve_metrics
@@ -28,6 +29,8 @@ class Broker:
         self.metrics = Metrics()
         self.producer_ids = ProducerIdAllocator(self.logs.data_dir)
         self.groups = GroupCoordinator.for_broker(self)
+        # In a cluster (controller.quorum.voters set), this node's part of the metadata quorum.
+        self.controller: Optional[Controller] = Controller(self) if config.cluster_mode else None
         self.connections: set[Connection] = set()
         self.bound: list[tuple[str, int]] = []
         self._shutdown = trio.Event()
@@ -43,10 +46,28 @@ class Broker:
         if self.config["advertised.listeners"]:
             listener = self.config.advertised_listeners[0]
             return listener.host, listener.port
-        host, port = self.bound[0] if self.bound else (self.config.listeners[0].host, self.config.listeners[0].port)
+        listener = self.config.client_listeners[0]
+        host, port = self.bound[0] if self.bound else (listener.host, listener.port)
         if host in ("0.0.0.0", "::", ""):
             host = socket.gethostname()
         return host, port
+
+    def live_brokers(self) -> list[tuple[int, str, int, Optional[str]]]:
+        """(id, host, port, rack) of the brokers clients may use: in a cluster the unfenced
+        registered ones (this node too, before its registration is applied); else this one."""
+        host, port = self.advertised_address()
+        me = (self.node_id, host, port, self.config["broker.rack"])
+        if self.controller is None:
+            return [me]
+        live = [(b.id, b.host, b.port, b.rack) for b in self.controller.image.live_brokers()]
+        if self.node_id not in self.controller.image.brokers:
+            live = sorted(live + [me])
+        return live
+
+    @property
+    def controller_id(self) -> int:
+        """The controller's node id: this node when alone, the quorum leader (-1 if none) in a cluster."""
+        return self.node_id if self.controller is None else self.controller.leader_id
 
     def request_shutdown(self) -> None:
         self._shutdown.set()
@@ -66,6 +87,8 @@ class Broker:
                 background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
                 await background.start(self.groups.run)
                 await background.start(serve_metrics, self)
+                if self.controller is not None:
+                    await background.start(self.controller.run)
                 await self._serve(task_status)
                 background.cancel_scope.cancel()
         finally:
@@ -75,7 +98,7 @@ class Broker:
 
     async def _serve(self, task_status: Any) -> None:
         listeners = []
-        for listener in self.config.listeners:
+        for listener in self.config.client_listeners:
             listeners += await trio.open_tcp_listeners(listener.port, host=listener.host)
         self.bound = [l.socket.getsockname()[:2] for l in listeners]
         async with trio.open_nursery() as connections:

@@ -8,8 +8,10 @@ Topic configs (`retention.ms`, `cleanup.policy`, ...) default to their broker-le
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -193,6 +195,13 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("metrics.host", _string, "127.0.0.1", "address of the Prometheus endpoint (http://host:port/metrics)"),
         BrokerKey("metrics.port", _int(-1, 65535), 9404, "port of the Prometheus endpoint (-1: off, 0: any free port)"),
         BrokerKey("log.format", _choice("text", "json"), "text", "broker log lines as text, or as JSON lines"),
+        # A cluster (KRaft's names): empty voters is a single node, a cluster of one without a quorum.
+        BrokerKey("process.roles", _choice("broker,controller", "controller,broker"), "broker,controller", "roles of this node (combined only, for now)"),
+        BrokerKey("controller.quorum.voters", _string, "", "the metadata quorum: id@host:port,... (empty: a single node)"),
+        BrokerKey("controller.listener.names", _string, "CONTROLLER", "listener the quorum speaks on (not served to clients)"),
+        BrokerKey("controller.quorum.election.timeout.ms", _int(100, INT_MAX), 1000, "a follower without a leader for this long starts an election"),
+        BrokerKey("broker.session.timeout.ms", _int(100, INT_MAX), 9000, "a broker the controller does not hear from for this long is fenced"),
+        BrokerKey("broker.rack", _optional_string, None, "rack of this broker, given to clients"),
     ]
     keys += [
         BrokerKey(k.broker_key, k.parse, k.default, k.doc)
@@ -210,8 +219,7 @@ BROKER_KEYS = _broker_keys()
 IGNORED_KEYS = frozenset(
     """num.network.threads num.io.threads socket.send.buffer.bytes socket.receive.buffer.bytes
     num.recovery.threads.per.data.dir offsets.topic.replication.factor
-    transaction.state.log.replication.factor transaction.state.log.min.isr process.roles
-    controller.quorum.voters controller.listener.names inter.broker.listener.name
+    transaction.state.log.replication.factor transaction.state.log.min.isr inter.broker.listener.name
     listener.security.protocol.map zookeeper.connect zookeeper.connection.timeout.ms
     log.cleaner.enable log.cleaner.threads num.replica.fetchers controller.quorum.bootstrap.servers
     group.coordinator.rebalance.protocols share.coordinator.state.topic.replication.factor
@@ -266,6 +274,25 @@ def parse_listeners(key: str, text: str) -> list[Listener]:
     return listeners
 
 
+def parse_voters(text: str) -> dict[int, tuple[str, int]]:
+    """`1@host:9093,2@host:9093` -> {1: ("host", 9093), ...}."""
+    voters: dict[int, tuple[str, int]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        node, at, address = item.partition("@")
+        host, colon, port = address.rpartition(":")
+        if not at or not colon or not node.isdigit():
+            raise ConfigError(f"controller.quorum.voters: {item!r} is not id@host:port")
+        voters[int(node)] = (host.strip("[]"), _int(1, 65535)("controller.quorum.voters", port))
+    return voters
+
+
+def cluster_id_for(voters: dict[int, tuple[str, int]]) -> str:
+    """The cluster id every node of a cluster derives alike from its voters, when `cluster.id`
+    is not set (Kafka has `kafka-storage format` write one; fastlog needs no format step)."""
+    name = ",".join(f"{i}@{h}:{p}" for i, (h, p) in sorted(voters.items()))
+    return base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, f"fastlog:{name}").bytes).decode().rstrip("=")
+
+
 class BrokerConfig:
     """Validated broker settings: `config["log.segment.bytes"]` or the properties below."""
 
@@ -287,6 +314,28 @@ class BrokerConfig:
         self.advertised_listeners = parse_listeners("advertised.listeners", advertised) if advertised else self.listeners
         if self["broker.id"] >= 0 and "node.id" not in self.explicit:
             self._values["node.id"] = self["broker.id"]
+        self.quorum_voters = parse_voters(self["controller.quorum.voters"])
+        controller_names = {n.strip() for n in self["controller.listener.names"].split(",")} if self.quorum_voters else set()
+        self.controller_listeners = [l for l in self.listeners if l.name in controller_names]
+        self.client_listeners = [l for l in self.listeners if l.name not in controller_names]
+        if self.quorum_voters:
+            self._check_cluster(controller_names)
+
+    def _check_cluster(self, controller_names: set[str]) -> None:
+        if self.node_id not in self.quorum_voters:
+            raise ConfigError(f"node.id {self.node_id} is not one of controller.quorum.voters {sorted(self.quorum_voters)}")
+        if len(self.controller_listeners) != 1:
+            raise ConfigError(f"listeners needs exactly one listener named in controller.listener.names ({', '.join(sorted(controller_names))})")
+        if not self.client_listeners:
+            raise ConfigError("listeners needs a listener for clients besides the controller listener")
+        if self["advertised.listeners"]:
+            self.advertised_listeners = [l for l in self.advertised_listeners if l.name not in controller_names]
+        if not self["cluster.id"]:  # every node derives the same one
+            self._values["cluster.id"] = cluster_id_for(self.quorum_voters)
+
+    @property
+    def cluster_mode(self) -> bool:
+        return bool(self.quorum_voters)
 
     @classmethod
     def load(

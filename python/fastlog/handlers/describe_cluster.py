@@ -1,8 +1,8 @@
-"""DescribeCluster (60): this broker as the whole cluster, with the cluster id and controller.
+"""DescribeCluster (60): the live brokers, the cluster id and the controller.
 
-v0-v1 (the schema's whole range; there is no v2 `include_fenced_brokers` in it). The single
-broker is listed with its advertised host and port and is also the controller id (a combined
-node, as Metadata reports). `cluster_authorized_operations` is returned when asked for (no
+v0-v1 (the schema's whole range; there is no v2 `include_fenced_brokers` in it). A single node
+lists itself as the one broker and the controller; in a cluster the unfenced registered brokers
+and the metadata quorum's leader are given, as Metadata gives them. `cluster_authorized_operations` is returned when asked for (no
 ACLs: every cluster operation). v1 `endpoint_type`: 1 (brokers) is answered; 2 (controllers)
 or anything else gets UNSUPPORTED_ENDPOINT_TYPE, as a Kafka broker answers.
 """
@@ -30,14 +30,13 @@ async def handle(ctx: RequestContext, request):
             cluster_id=broker.logs.cluster_id,
             brokers=[],
         )
-    host, port = broker.advertised_address()
     body = R(
         throttle_time_ms=0,
         error_code=0,
         error_message=None,
         cluster_id=broker.logs.cluster_id,
-        controller_id=broker.node_id,
-        brokers=[R.DescribeClusterBroker(broker_id=broker.node_id, host=host, port=port, rack=None)],
+        controller_id=broker.controller_id,
+        brokers=[R.DescribeClusterBroker(broker_id=i, host=h, port=p, rack=r) for i, h, p, r in broker.live_brokers()],
         cluster_authorized_operations=CLUSTER_OPERATIONS if request.include_cluster_authorized_operations else NO_OPERATIONS,
     )
     if ctx.api_version >= 1:

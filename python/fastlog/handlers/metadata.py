@@ -55,8 +55,7 @@ def error_entry(error_code: int, name: str | None, topic_id: uuid.UUID = ZERO_UU
 
 
 def brokers(ctx: RequestContext) -> list:
-    host, port = ctx.broker.advertised_address()
-    return [R.MetadataResponseBroker(node_id=ctx.broker.node_id, host=host, port=port, rack=None)]
+    return [R.MetadataResponseBroker(node_id=i, host=h, port=p, rack=r) for i, h, p, r in ctx.broker.live_brokers()]
 
 
 @handles(3, 0, 12)
@@ -76,7 +75,7 @@ async def handle(ctx: RequestContext, request):
         throttle_time_ms=0,
         brokers=brokers(ctx),
         cluster_id=manager.cluster_id,
-        controller_id=ctx.broker.node_id,
+        controller_id=ctx.broker.controller_id,
         topics=entries,
         cluster_authorized_operations=CLUSTER_OPERATIONS
         if getattr(request, "include_cluster_authorized_operations", False)

@@ -1,0 +1,218 @@
+"""The controller of a cluster: this node's part of the metadata quorum, and the leader's duties.
+
+Every node of a combined cluster (`process.roles=broker,controller`) is a voter of the quorum
+named by `controller.quorum.voters`. Consensus is raft-rs in the Rust core
+(`_core.MetadataQuorum`, its log in `<log.dir>/__cluster_metadata-0/quorum.wal`); this module
+gives it a clock (`controller.quorum.election.timeout.ms` / 10 per tick), a transport, and
+applies what it commits to the `MetadataImage`. The quorum's leader is the controller.
+
+Transport: the controller listener (`controller.listener.names`) takes frames
+`size i32 | kind u8 | sender id u32 | payload`; kind 1 carries a raft message, kind 2 a record
+a node asks the leader to propose. Each peer gets one outgoing connection fed by a bounded
+channel; what cannot be sent is dropped, and raft sends it again.
+
+Duties: every node registers its client endpoint until the image shows it; the leader fences
+a broker it has not heard from for `broker.session.timeout.ms` and unfences it when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any, Optional
+
+import trio
+
+from fastlog import _core
+from fastlog.metadata_image import MetadataImage, encode
+
+log = logging.getLogger(__name__)
+
+KIND_RAFT, KIND_PROPOSAL = 1, 2
+FRAME_HEAD = struct.Struct(">iBI")  # size (of what follows it), kind, sender
+MAX_FRAME = 64 << 20
+ELECTION_TICKS = 10  # the Rust quorum's election timeout, in ticks
+PEER_QUEUE = 512
+RECONNECT_SECONDS = 0.2
+REGISTER_EVERY_SECONDS = 0.5
+RETRY_PROPOSAL_SECONDS = 1.0
+
+
+class Controller:
+    def __init__(self, broker: Any) -> None:
+        config = broker.config
+        self.broker = broker
+        self.node_id: int = config.node_id
+        self.voters: dict[int, tuple[str, int]] = config.quorum_voters
+        self.tick_seconds = config["controller.quorum.election.timeout.ms"] / 1000 / ELECTION_TICKS
+        self.session_timeout = config["broker.session.timeout.ms"] / 1000
+        self.listener = config.controller_listeners[0]
+        self.quorum = _core.MetadataQuorum(self.node_id, sorted(self.voters), broker.logs.data_dir / "__cluster_metadata-0")
+        self.image = MetadataImage()
+        self.known_leader = 0
+        self._outboxes: dict[int, trio.MemorySendChannel] = {}
+        self._last_heard: dict[int, float] = {}  # leader only: voter -> when last active
+        self._proposed: dict[tuple, float] = {}  # (type, id) -> when, so a duty is not proposed every tick
+
+    # -- what the rest of the broker asks ------------------------------------------------------
+
+    @property
+    def leader_id(self) -> int:
+        """The controller's node id, -1 while no leader is known (as Kafka answers)."""
+        return self.known_leader or -1
+
+    def propose(self, record: dict[str, Any]) -> None:
+        """Has the leader append `record`; it takes effect when the image applies it."""
+        data = encode(record)
+        if self.quorum.is_leader:
+            self.quorum.propose(data)
+            self._drive()
+        elif self.known_leader:
+            self._send(self.known_leader, KIND_PROPOSAL, data)
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(self.listener.port, host=self.listener.host)
+        log.info(
+            "metadata quorum: node %d of voters %s, listening on %s:%d",
+            self.node_id, sorted(self.voters), self.listener.host, self.listener.port,
+        )
+        async with trio.open_nursery() as nursery:
+            for peer in self.voters:
+                if peer != self.node_id:
+                    send, receive = trio.open_memory_channel(PEER_QUEUE)
+                    self._outboxes[peer] = send
+                    nursery.start_soon(self._feed_peer, peer, receive)
+            nursery.start_soon(trio.serve_listeners, self._serve_peer, listeners)
+            nursery.start_soon(self._clock)
+            nursery.start_soon(self._register_self)
+            task_status.started()
+
+    async def _clock(self) -> None:
+        while True:
+            await trio.sleep(self.tick_seconds)
+            self.quorum.tick()
+            self._drive()
+            if self.quorum.is_leader:
+                self._leader_duties()
+
+    def _drive(self) -> None:
+        """Sends what the quorum wants sent and applies what it committed, until it is idle."""
+        for _ in range(16):
+            messages, committed = self.quorum.ready()
+            for peer, message in messages:
+                self._send(peer, KIND_RAFT, message)
+            for index, data in committed:
+                self.image.apply(index, data)
+            if not messages and not committed:
+                break
+        leader = self.quorum.leader_id
+        if leader != self.known_leader:
+            self.known_leader = leader
+            self._last_heard = {}
+            log.info("metadata quorum: the controller is now node %s (term %d)", leader or "unknown", self.quorum.term)
+
+    # -- duties ----------------------------------------------------------------------------------
+
+    async def _register_self(self) -> None:
+        while True:
+            host, port = self.broker.advertised_address()
+            rack = self.broker.config["broker.rack"]
+            mine = self.image.brokers.get(self.node_id)
+            if mine is None or (mine.host, mine.port, mine.rack) != (host, port, rack):
+                self._propose_once(("register_broker", self.node_id), {"type": "register_broker", "id": self.node_id, "host": host, "port": port, "rack": rack})
+            await trio.sleep(REGISTER_EVERY_SECONDS)
+
+    def _leader_duties(self) -> None:
+        now = trio.current_time()
+        active = set(self.quorum.active_voters)
+        for voter in self.voters:
+            if voter in active or voter not in self._last_heard:
+                self._last_heard[voter] = now  # a new leader gives everyone a full session
+        for broker in list(self.image.brokers.values()):
+            silent = now - self._last_heard.get(broker.id, now)
+            if not broker.fenced and silent > self.session_timeout:
+                self._propose_once(("fence_broker", broker.id), {"type": "fence_broker", "id": broker.id})
+            elif broker.fenced and broker.id in active:
+                self._propose_once(("unfence_broker", broker.id), {"type": "unfence_broker", "id": broker.id})
+
+    def _propose_once(self, key: tuple, record: dict[str, Any]) -> None:
+        """Proposes `record` unless the same duty was proposed within the last second."""
+        now = trio.current_time()
+        if now - self._proposed.get(key, -RETRY_PROPOSAL_SECONDS) >= RETRY_PROPOSAL_SECONDS:
+            self._proposed[key] = now
+            try:
+                self.propose(record)
+            except ValueError as e:  # leadership moved between the check and the proposal
+                log.debug("proposal of %s not taken: %s", record["type"], e)
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def _send(self, peer: int, kind: int, payload: bytes) -> None:
+        outbox = self._outboxes.get(peer)
+        if outbox is None:
+            return
+        frame = FRAME_HEAD.pack(FRAME_HEAD.size - 4 + len(payload), kind, self.node_id) + payload
+        try:
+            outbox.send_nowait(frame)
+        except trio.WouldBlock:
+            log.debug("metadata quorum: queue to node %d full; message dropped (raft resends)", peer)
+
+    async def _feed_peer(self, peer: int, frames: trio.MemoryReceiveChannel) -> None:
+        host, port = self.voters[peer]
+        while True:
+            try:
+                stream = await trio.open_tcp_stream(host, port)
+            except OSError:
+                await trio.sleep(RECONNECT_SECONDS)
+                continue
+            log.debug("metadata quorum: connected to node %d at %s:%d", peer, host, port)
+            try:
+                async with stream:
+                    async for frame in frames:
+                        await stream.send_all(frame)
+            except (trio.BrokenResourceError, OSError) as e:
+                log.debug("metadata quorum: link to node %d lost: %s", peer, e)
+            await trio.sleep(RECONNECT_SECONDS)
+
+    async def _serve_peer(self, stream: trio.SocketStream) -> None:
+        buffer = bytearray()
+        try:
+            async with stream:
+                while True:
+                    frame = await _read_frame(stream, buffer)
+                    if frame is None:
+                        return
+                    self._receive(*frame)
+        except (trio.BrokenResourceError, OSError, ValueError) as e:
+            log.debug("metadata quorum: a peer connection closed: %s", e)
+
+    def _receive(self, kind: int, sender: int, payload: bytes) -> None:
+        if sender not in self.voters:
+            raise ValueError(f"frame from node {sender}, which is not a voter")
+        if kind == KIND_RAFT:
+            self.quorum.step(payload)
+            self._drive()
+        elif kind == KIND_PROPOSAL and self.quorum.is_leader:
+            self.quorum.propose(payload)
+            self._drive()
+
+
+async def _read_frame(stream: trio.SocketStream, buffer: bytearray) -> Optional[tuple[int, int, bytes]]:
+    """The next (kind, sender, payload), or None at a clean end of the stream."""
+    while len(buffer) < FRAME_HEAD.size or len(buffer) < 4 + struct.unpack_from(">i", buffer)[0]:
+        if len(buffer) >= 4:
+            size = struct.unpack_from(">i", buffer)[0]
+            if not FRAME_HEAD.size - 4 <= size <= MAX_FRAME:
+                raise ValueError(f"quorum frame of {size} bytes")
+        chunk = await stream.receive_some(1 << 16)
+        if not chunk:
+            if buffer:
+                raise ValueError("peer closed the connection mid-frame")
+            return None
+        buffer += chunk
+    size, kind, sender = FRAME_HEAD.unpack_from(buffer)
+    payload = bytes(buffer[FRAME_HEAD.size : 4 + size])
+    del buffer[: 4 + size]
+    return kind, sender, payload
