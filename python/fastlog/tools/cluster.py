@@ -1,0 +1,106 @@
+"""`fastlog cluster --nodes 3 [--data DIR]`: a local cluster on loopback, for trying a client's
+behaviour with several brokers (and a controller that can fail over) without Docker.
+
+Starts one `fastlog serve` process per node, each a combined broker and controller with its
+data in DIR/node-N, client ports from `--base-port` (9092, 9093, ...) and controller ports
+after them; prints the bootstrap list and waits. Ctrl-C (or SIGTERM) stops every node cleanly;
+a node that exits on its own is reported and the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+STOP_SECONDS = 30
+
+
+def register(commands: "argparse._SubParsersAction") -> None:
+    parser = commands.add_parser(
+        "cluster",
+        help="run a local cluster of several nodes",
+        description="Run a local cluster: one combined broker/controller process per node, on loopback.",
+    )
+    parser.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
+    parser.add_argument("--data", default="fastlog-cluster", help="data directory (default ./fastlog-cluster)")
+    parser.add_argument("--base-port", type=int, default=9092, help="first client port (default 9092)")
+    parser.add_argument(
+        "--override", metavar="KEY=VALUE", action="append", default=[], help="a config key for every node (repeatable)"
+    )
+    parser.set_defaults(func=run)
+
+
+def node_overrides(node: int, nodes: int, base_port: int, data: Path) -> list[str]:
+    client_port = base_port + node - 1
+    voters = ",".join(f"{n}@127.0.0.1:{base_port + nodes + n - 1}" for n in range(1, nodes + 1))
+    return [
+        f"node.id={node}",
+        f"listeners=PLAINTEXT://127.0.0.1:{client_port},CONTROLLER://127.0.0.1:{base_port + nodes + node - 1}",
+        f"controller.quorum.voters={voters}",
+        f"log.dirs={data / f'node-{node}'}",
+        "metrics.port=0",
+    ]
+
+
+def start_nodes(args: argparse.Namespace) -> list[subprocess.Popen]:
+    data = Path(args.data).resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    processes = []
+    for node in range(1, args.nodes + 1):
+        command = [sys.executable, "-m", "fastlog", "serve"]
+        for item in node_overrides(node, args.nodes, args.base_port, data) + args.override:
+            command += ["--override", item]
+        log_file = open(data / f"node-{node}.log", "a")
+        processes.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        log_file.close()
+    return processes
+
+
+def stop_nodes(processes: list[subprocess.Popen]) -> int:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    worst = 0
+    for process in processes:
+        try:
+            worst = max(worst, process.wait(max(0.1, deadline - time.monotonic())) or 0)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            worst = 1
+    return worst
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.nodes <= 9:
+        print("fastlog cluster: --nodes must be 1 to 9", file=sys.stderr)
+        return 2
+    processes = start_nodes(args)
+    bootstrap = ",".join(f"127.0.0.1:{args.base_port + i}" for i in range(args.nodes))
+    print(f"{args.nodes} nodes started; logs in {Path(args.data).resolve()}/node-N.log", flush=True)
+    print(f"bootstrap servers: {bootstrap}", flush=True)
+    stopped: Optional[str] = None
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopped
+        stopped = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while stopped is None:
+            exited = [i + 1 for i, p in enumerate(processes) if p.poll() is not None]
+            if exited:
+                print(f"fastlog cluster: node {exited[0]} exited; stopping the others", file=sys.stderr)
+                stop_nodes(processes)
+                return 1
+            time.sleep(0.2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print(f"{stopped}: stopping {args.nodes} nodes", flush=True)
+    return stop_nodes(processes)

@@ -1,0 +1,152 @@
+"""A cluster's metadata quorum with real processes (issue 14, first part): three combined
+broker/controller nodes on loopback elect a controller (raft-rs), register, and give clients
+the same picture of brokers and controller; killing the controller elects another and fences
+the dead node; a node that comes back rejoins; `fastlog cluster` starts and stops a cluster.
+Every wait is bounded."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from tests.conftest import BrokerProcess, free_port
+
+SESSION_TIMEOUT_MS = 2000
+ELECTION_TIMEOUT_MS = 500
+SETTLE_SECONDS = 20
+
+
+class Cluster:
+    def __init__(self, root: Path, size: int = 3) -> None:
+        controller_ports = {node: free_port() for node in range(1, size + 1)}
+        voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in controller_ports.items())
+        self.nodes: dict[int, BrokerProcess] = {}
+        for node, controller_port in controller_ports.items():
+            process = BrokerProcess(root / f"node-{node}")
+            process.overrides.update({
+                "node.id": str(node),
+                "listeners": f"PLAINTEXT://127.0.0.1:{process.port},CONTROLLER://127.0.0.1:{controller_port}",
+                "controller.quorum.voters": voters,
+                "broker.session.timeout.ms": str(SESSION_TIMEOUT_MS),
+                "controller.quorum.election.timeout.ms": str(ELECTION_TIMEOUT_MS),
+            })
+            self.nodes[node] = process
+
+    def start(self) -> "Cluster":
+        for process in self.nodes.values():
+            process.start()
+        return self
+
+    def stop(self) -> None:
+        for process in self.nodes.values():
+            if process.process and process.process.poll() is None:
+                process.stop()
+
+    def view(self, node: int) -> tuple[set[int], int]:
+        """(broker ids, controller id) that node `node` gives a client."""
+        metadata = AdminClient({"bootstrap.servers": self.nodes[node].bootstrap}).list_topics(timeout=5)
+        return set(metadata.brokers), metadata.controller_id
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = SETTLE_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # a node not answering yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"not within {seconds}s: {what}")
+
+
+def agreed(cluster: Cluster, nodes: list[int], brokers: set[int]) -> bool:
+    views = [cluster.view(n) for n in nodes]
+    return all(v == views[0] for v in views) and views[0][0] == brokers and views[0][1] in brokers
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    started = Cluster(tmp_path).start()
+    yield started
+    started.stop()
+
+
+def test_three_nodes_agree_on_brokers_and_controller(cluster) -> None:
+    wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "all three nodes list brokers 1-3 and one controller")
+    out = subprocess.run(["kcat", "-b", cluster.nodes[2].bootstrap, "-L"], capture_output=True, text=True, timeout=20).stdout
+    assert re.search(r"3 brokers:", out) and "(controller)" in out
+    log = cluster.nodes[1].log_text()
+    assert "metadata quorum: node 1 of voters [1, 2, 3]" in log and "broker 3 registered" in log
+
+
+def test_killing_the_controller_elects_another_and_fences_it_until_it_returns(cluster) -> None:
+    wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    _, controller = cluster.view(1)
+    cluster.nodes[controller].kill()
+    survivors = [n for n in cluster.nodes if n != controller]
+    started = time.monotonic()
+    wait_for(lambda: cluster.view(survivors[0])[1] in survivors, "a new controller among the survivors", 10)
+    elected_after = time.monotonic() - started
+    wait_for(lambda: agreed(cluster, survivors, set(survivors)), "the dead node is fenced")
+    assert elected_after < 5, f"new controller after {elected_after:.1f}s"
+    cluster.nodes[controller].start()
+    wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the returning node is unfenced and agrees")
+    assert "fenced: the controller has not heard from it" in cluster.nodes[survivors[0]].log_text()
+
+
+def test_a_whole_cluster_restarts_from_its_quorum_logs(cluster) -> None:
+    wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    cluster.stop()
+    cluster.start()
+    wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the restarted cluster settles")
+    wal = cluster.nodes[1].data_dir / "__cluster_metadata-0" / "quorum.wal"
+    assert wal.stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"controller.quorum.voters": "2@127.0.0.1:1"}, "node.id 0 is not one of controller.quorum.voters"),
+        ({"node.id": "1", "controller.quorum.voters": "1@127.0.0.1:1"}, "exactly one listener named in controller.listener.names"),
+        ({"node.id": "1", "controller.quorum.voters": "1@nowhere"}, "is not id@host:port"),
+    ],
+)
+def test_a_bad_cluster_config_stops_start_up_with_a_message(tmp_path, overrides, message) -> None:
+    args = [sys.executable, "-m", "fastlog", "serve", "--override", f"log.dirs={tmp_path}"]
+    for key, value in overrides.items():
+        args += ["--override", f"{key}={value}"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and message in done.stderr
+
+
+def test_fastlog_cluster_starts_three_nodes_and_stops_them_on_ctrl_c(tmp_path) -> None:
+    base = free_port()
+    command = [sys.executable, "-m", "fastlog", "cluster", "--nodes", "3", "--data", str(tmp_path), "--base-port", str(base)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert "3 nodes started" in process.stdout.readline()
+        bootstrap = process.stdout.readline().split(": ", 1)[1].strip()
+        assert bootstrap == f"127.0.0.1:{base},127.0.0.1:{base + 1},127.0.0.1:{base + 2}"
+
+        def three_brokers() -> bool:
+            metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=5)
+            return set(metadata.brokers) == {1, 2, 3} and metadata.controller_id in (1, 2, 3)
+
+        wait_for(three_brokers, "fastlog cluster's nodes agree")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(40) == 0
+        assert "SIGINT: stopping 3 nodes" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
