@@ -12,10 +12,11 @@ import trio
 from fastlog.config import BrokerConfig, validate_topic_configs
 from fastlog.controller import Controller
 from fastlog.group_coordinator import GroupCoordinator
-from fastlog.log_manager import LogManager, Topic
+from fastlog.log_manager import LogManager
 from fastlog.metrics import Metrics, serve_metrics
 from fastlog.producer_ids import ProducerIdAllocator
 from fastlog.server import Connection, serve_listener
+from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,12 @@ class Broker:
         self.config = config
         self.logs = LogManager(config)
         self.metrics = Metrics()
-        self.producer_ids = ProducerIdAllocator(self.logs.data_dir)
+        self.producer_ids = ProducerIdAllocator(self.logs.data_dir, config.node_id if config.cluster_mode else 0)
         self.groups = GroupCoordinator.for_broker(self)
         # In a cluster (controller.quorum.voters set), this node's part of the metadata quorum.
         self.controller: Optional[Controller] = Controller(self) if config.cluster_mode else None
+        # Topics as the admin APIs and Metadata see them: this node's logs, or the cluster's image.
+        self.topics: LocalTopics | ClusterTopics = ClusterTopics(self) if self.controller else LocalTopics(self)
         self.connections: set[Connection] = set()
         self.bound: list[tuple[str, int]] = []
         self._shutdown = trio.Event()
@@ -64,6 +67,14 @@ class Broker:
             live = sorted(live + [me])
         return live
 
+    def coordinates_groups(self) -> bool:
+        """Whether this broker is the group coordinator: always alone; in a cluster, where the
+        controller placed `__consumer_offsets`."""
+        if self.controller is None:
+            return True
+        view = self.topics.get("__consumer_offsets")
+        return view is not None and view.owner == self.node_id
+
     @property
     def controller_id(self) -> int:
         """The controller's node id: this node when alone, the quorum leader (-1 if none) in a cluster."""
@@ -72,9 +83,9 @@ class Broker:
     def request_shutdown(self) -> None:
         self._shutdown.set()
 
-    async def create_topic(self, name: str, partitions: int, configs: dict[str, Any]) -> Topic:
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, Any]) -> TopicView:
         async with self.admin_lock:
-            return await trio.to_thread.run_sync(self.logs.create_topic, name, partitions, validate_topic_configs(configs))
+            return await self.topics.create(name, partitions, validate_topic_configs(configs))
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serves until `request_shutdown()`; `task_status.started(self)` once listening."""
@@ -89,6 +100,7 @@ class Broker:
                 await background.start(serve_metrics, self)
                 if self.controller is not None:
                     await background.start(self.controller.run)
+                    background.start_soon(self.topics.reconcile)
                 await self._serve(task_status)
                 background.cancel_scope.cancel()
         finally:

@@ -403,8 +403,9 @@ class BrokerConfig:
         return sorted(self._values.items())
 
 
-def validate_topic_configs(configs: Mapping[str, Optional[str]]) -> dict[str, Any]:
-    """Parses topic-level overrides; raises ConfigError for unknown keys or bad values."""
+def validate_topic_configs(configs: Mapping[str, Optional[str]], *, warn: bool = True) -> dict[str, Any]:
+    """Parses topic-level overrides; raises ConfigError for unknown keys or bad values. Keys
+    that have no effect here are logged (`warn`) when a client sets them."""
     out = {}
     for key, raw in configs.items():
         spec = TOPIC_CONFIGS.get(key)
@@ -413,7 +414,7 @@ def validate_topic_configs(configs: Mapping[str, Optional[str]]) -> dict[str, An
         if raw is None:
             raise ConfigError(f"topic config {key} needs a value")
         out[key] = spec.parse(key, raw)
-        if spec.no_effect:
+        if spec.no_effect and warn:
             log.warning("topic config %s=%s is accepted, as Kafka 3 accepts it, but has no effect in fastlog", key, raw)
     return out
 

@@ -13,18 +13,26 @@ channel; what cannot be sent is dropped, and raft sends it again.
 
 Duties: every node registers its client endpoint until the image shows it; the leader fences
 a broker it has not heard from for `broker.session.timeout.ms` and unfences it when it is back.
+
+Topic administration from any node goes through the quorum (`create_topic`, `delete_topic`,
+`add_partitions`, `set_topic_configs`): the record is proposed (forwarded to the leader when
+this node does not lead), and the call returns once this node's image has applied it. A topic
+is placed whole on the live broker hosting the fewest partitions; the broker reconciles its
+local logs with the image (`Broker._reconcile_topics`).
 """
 
 from __future__ import annotations
 
 import logging
 import struct
-from typing import Any, Optional
+import uuid
+from typing import Any, Callable, Optional
 
 import trio
 
 from fastlog import _core
-from fastlog.metadata_image import MetadataImage, encode
+from fastlog.log_manager import TopicError, topic_name_problem
+from fastlog.metadata_image import MetadataImage, TopicImage, encode
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +44,9 @@ PEER_QUEUE = 512
 RECONNECT_SECONDS = 0.2
 REGISTER_EVERY_SECONDS = 0.5
 RETRY_PROPOSAL_SECONDS = 1.0
+# Kafka's error codes for what a topic operation through the quorum can meet
+REQUEST_TIMED_OUT, INVALID_TOPIC_EXCEPTION, TOPIC_ALREADY_EXISTS = 7, 17, 36
+UNKNOWN_TOPIC_OR_PARTITION, INVALID_REPLICATION_FACTOR = 3, 38
 
 
 class Controller:
@@ -50,6 +61,7 @@ class Controller:
         self.quorum = _core.MetadataQuorum(self.node_id, sorted(self.voters), broker.logs.data_dir / "__cluster_metadata-0")
         self.image = MetadataImage()
         self.known_leader = 0
+        self.applied = trio.Event()  # set (and replaced) whenever the image applies records
         self._outboxes: dict[int, trio.MemorySendChannel] = {}
         self._last_heard: dict[int, float] = {}  # leader only: voter -> when last active
         self._proposed: dict[tuple, float] = {}  # (type, id) -> when, so a duty is not proposed every tick
@@ -60,6 +72,61 @@ class Controller:
     def leader_id(self) -> int:
         """The controller's node id, -1 while no leader is known (as Kafka answers)."""
         return self.known_leader or -1
+
+    async def wait_for(self, condition: Callable[[], bool], seconds: float) -> bool:
+        """Whether `condition()` (read from the image) holds within `seconds`."""
+        with trio.move_on_after(seconds):
+            while True:
+                applied = self.applied
+                if condition():
+                    return True
+                await applied.wait()
+        return False
+
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, str], timeout: float) -> TopicImage:
+        """Creates a topic through the quorum, placed on the least loaded live broker."""
+        problem = topic_name_problem(name)
+        if problem:
+            raise TopicError(INVALID_TOPIC_EXCEPTION, problem)
+        if name in self.image.topics:
+            raise TopicError(TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        owner = self.image.least_loaded_broker()
+        if owner is None:
+            raise TopicError(INVALID_REPLICATION_FACTOR, "no live broker is registered to host the topic")
+        topic_id = uuid.uuid4()
+        record = {"type": "create_topic", "name": name, "id": str(topic_id), "partitions": partitions, "owner": owner, "configs": configs}
+        await self._propose_and_wait(record, lambda: name in self.image.topics, timeout)
+        topic = self.image.topics[name]
+        if topic.id != topic_id:
+            raise TopicError(TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
+        return topic
+
+    async def delete_topic(self, name: str, timeout: float) -> None:
+        if name not in self.image.topics:
+            raise TopicError(UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+        await self._propose_and_wait({"type": "delete_topic", "name": name}, lambda: name not in self.image.topics, timeout)
+
+    async def add_partitions(self, name: str, total: int, timeout: float) -> None:
+        done = lambda: name not in self.image.topics or self.image.topics[name].partitions >= total  # noqa: E731
+        await self._propose_and_wait({"type": "add_partitions", "name": name, "partitions": total}, done, timeout)
+
+    async def set_topic_configs(self, name: str, configs: dict[str, str], timeout: float) -> None:
+        done = lambda: name not in self.image.topics or self.image.topics[name].configs == configs  # noqa: E731
+        await self._propose_and_wait({"type": "set_topic_configs", "name": name, "configs": configs}, done, timeout)
+
+    async def _propose_and_wait(self, record: dict[str, Any], done: Callable[[], bool], timeout: float) -> None:
+        """Proposes `record` (again every second, as a proposal to a moving leader can be lost)
+        until `done()` holds in the image; REQUEST_TIMED_OUT after `timeout` seconds."""
+        with trio.move_on_after(timeout):
+            while not done():
+                try:
+                    self.propose(record)
+                except ValueError:  # leadership moved as we proposed
+                    pass
+                if await self.wait_for(done, RETRY_PROPOSAL_SECONDS):
+                    return
+            return
+        raise TopicError(REQUEST_TIMED_OUT, f"the controller did not apply the {record['type']} in time")
 
     def propose(self, record: dict[str, Any]) -> None:
         """Has the leader append `record`; it takes effect when the image applies it."""
@@ -105,6 +172,9 @@ class Controller:
                 self._send(peer, KIND_RAFT, message)
             for index, data in committed:
                 self.image.apply(index, data)
+            if committed:
+                self.applied.set()
+                self.applied = trio.Event()
             if not messages and not committed:
                 break
         leader = self.quorum.leader_id

@@ -7,6 +7,11 @@ Records are JSON objects with a `type`:
 - `fence_broker` {id}: the controller stopped hearing from it (`broker.session.timeout.ms`):
   clients are no longer sent to it;
 - `unfence_broker` {id}: it is heard from again.
+- `create_topic` {name, id, partitions, owner, configs}: a topic, all of whose partitions the
+  broker `owner` hosts (placement is per topic until partitions are replicated); a second
+  create of a name that exists is ignored, so the first proposal wins;
+- `delete_topic` {name}, `add_partitions` {name, partitions} (the new total),
+  `set_topic_configs` {name, configs} (the whole set of overrides).
 
 Applying a record is deterministic and never fails: a record this version does not know is
 skipped with a log line, so a newer node's records do not stop an older one.
@@ -16,10 +21,20 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TopicImage:
+    name: str
+    id: uuid.UUID
+    partitions: int
+    owner: int  # the broker that hosts every partition
+    configs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -34,10 +49,24 @@ class BrokerRegistration:
 class MetadataImage:
     def __init__(self) -> None:
         self.brokers: dict[int, BrokerRegistration] = {}
+        self.topics: dict[str, TopicImage] = {}
+        self.deleted_topics: set[uuid.UUID] = set()  # ids of topics deleted (their logs go too)
         self.last_applied = 0  # index of the last record applied
 
     def live_brokers(self) -> list[BrokerRegistration]:
         return [b for b in sorted(self.brokers.values(), key=lambda b: b.id) if not b.fenced]
+
+    def is_live(self, broker_id: int) -> bool:
+        broker = self.brokers.get(broker_id)
+        return broker is not None and not broker.fenced
+
+    def least_loaded_broker(self) -> Optional[int]:
+        """The live broker hosting the fewest partitions (the lowest id on a tie)."""
+        load = {b.id: 0 for b in self.live_brokers()}
+        for topic in self.topics.values():
+            if topic.owner in load:
+                load[topic.owner] += topic.partitions
+        return min(load, key=lambda b: (load[b], b)) if load else None
 
     def apply(self, index: int, data: bytes) -> None:
         self.last_applied = index
@@ -68,6 +97,30 @@ class MetadataImage:
         if broker is not None and broker.fenced:
             broker.fenced = False
             log.info("broker %d unfenced", broker.id)
+
+
+    def _apply_create_topic(self, record: dict[str, Any]) -> None:
+        if record["name"] in self.topics:
+            return
+        topic = TopicImage(record["name"], uuid.UUID(record["id"]), int(record["partitions"]), int(record["owner"]), dict(record.get("configs") or {}))
+        self.topics[topic.name] = topic
+        log.info("topic %s created: %d partitions on broker %d", topic.name, topic.partitions, topic.owner)
+
+    def _apply_delete_topic(self, record: dict[str, Any]) -> None:
+        topic = self.topics.pop(record["name"], None)
+        if topic is not None:
+            self.deleted_topics.add(topic.id)
+            log.info("topic %s deleted", topic.name)
+
+    def _apply_add_partitions(self, record: dict[str, Any]) -> None:
+        topic = self.topics.get(record["name"])
+        if topic is not None and int(record["partitions"]) > topic.partitions:
+            topic.partitions = int(record["partitions"])
+
+    def _apply_set_topic_configs(self, record: dict[str, Any]) -> None:
+        topic = self.topics.get(record["name"])
+        if topic is not None:
+            topic.configs = dict(record["configs"])
 
 
 def encode(record: dict[str, Any]) -> bytes:

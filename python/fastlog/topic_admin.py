@@ -1,0 +1,158 @@
+"""Where the admin APIs find and change topics: one interface, two sources of truth.
+
+- A single node (`LocalTopics`): the log manager's topics; changes are disk work on a worker
+  thread.
+- A cluster (`ClusterTopics`): the metadata image every node builds from the quorum; changes
+  are records the controller commits (`Controller.create_topic`, ...), and each broker brings
+  its own logs in line with the image (`reconcile`). A topic is placed whole on one broker (its
+  `owner`) until partitions are replicated.
+
+Handlers (CreateTopics, DeleteTopics, CreatePartitions, the configs APIs, Metadata) use
+`broker.topics`, so they work the same way in both.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional
+
+import trio
+
+from fastlog.config import config_text, validate_topic_configs
+from fastlog.log_manager import Topic, TopicError
+
+if TYPE_CHECKING:
+    from fastlog.broker import Broker
+    from fastlog.metadata_image import TopicImage
+
+log = logging.getLogger(__name__)
+ADMIN_TIMEOUT_SECONDS = 30
+
+
+@dataclass
+class TopicView:
+    name: str
+    id: uuid.UUID
+    partitions: int
+    configs: dict[str, Any]  # the topic's overrides, parsed
+    owner: int  # the broker that hosts it
+
+    @property
+    def internal(self) -> bool:
+        return self.name.startswith("__")
+
+
+class LocalTopics:
+    def __init__(self, broker: "Broker") -> None:
+        self.broker = broker
+        self.logs = broker.logs
+
+    def _view(self, topic: Optional[Topic]) -> Optional[TopicView]:
+        if topic is None:
+            return None
+        return TopicView(topic.name, topic.id, len(topic.partitions), topic.configs, self.broker.node_id)
+
+    def get(self, name: str) -> Optional[TopicView]:
+        return self._view(self.logs.topics.get(name))
+
+    def by_id(self, topic_id: uuid.UUID) -> Optional[TopicView]:
+        return self._view(self.logs.topics_by_id.get(topic_id))
+
+    def all(self) -> list[TopicView]:
+        return [self._view(t) for t in list(self.logs.topics.values())]  # type: ignore[misc]
+
+    def is_live(self, broker_id: int) -> bool:
+        return broker_id == self.broker.node_id
+
+    async def create(self, name: str, partitions: int, configs: dict[str, Any]) -> TopicView:
+        topic = await trio.to_thread.run_sync(self.logs.create_topic, name, partitions, configs)
+        return self._view(topic)  # type: ignore[return-value]
+
+    async def delete(self, name: str) -> None:
+        await trio.to_thread.run_sync(self.logs.delete_topic_files, self.logs.unregister_topic(name))
+
+    async def add_partitions(self, name: str, total: int) -> None:
+        await trio.to_thread.run_sync(self.logs.add_partitions, name, total)
+
+    async def set_configs(self, name: str, configs: dict[str, Any]) -> None:
+        await trio.to_thread.run_sync(self.logs.set_topic_configs, name, configs)
+
+
+class ClusterTopics:
+    def __init__(self, broker: "Broker") -> None:
+        self.broker = broker
+        self.controller = broker.controller
+        self.image = broker.controller.image
+
+    def _view(self, topic: Optional["TopicImage"]) -> Optional[TopicView]:
+        if topic is None:
+            return None
+        return TopicView(topic.name, topic.id, topic.partitions, validate_topic_configs(topic.configs, warn=False), topic.owner)
+
+    def get(self, name: str) -> Optional[TopicView]:
+        return self._view(self.image.topics.get(name))
+
+    def by_id(self, topic_id: uuid.UUID) -> Optional[TopicView]:
+        return self._view(next((t for t in self.image.topics.values() if t.id == topic_id), None))
+
+    def all(self) -> list[TopicView]:
+        return [self._view(t) for t in list(self.image.topics.values())]  # type: ignore[misc]
+
+    def is_live(self, broker_id: int) -> bool:
+        return self.image.is_live(broker_id)
+
+    async def create(self, name: str, partitions: int, configs: dict[str, Any]) -> TopicView:
+        texts = {k: config_text(v) for k, v in configs.items()}
+        topic = await self.controller.create_topic(name, partitions, texts, ADMIN_TIMEOUT_SECONDS)
+        return self._view(topic)  # type: ignore[return-value]
+
+    async def delete(self, name: str) -> None:
+        await self.controller.delete_topic(name, ADMIN_TIMEOUT_SECONDS)
+
+    async def add_partitions(self, name: str, total: int) -> None:
+        if total > 10_000:
+            raise TopicError(37, f"a topic may have at most 10000 partitions, not {total}")
+        await self.controller.add_partitions(name, total, ADMIN_TIMEOUT_SECONDS)
+
+    async def set_configs(self, name: str, configs: dict[str, Any]) -> None:
+        await self.controller.set_topic_configs(name, {k: config_text(v) for k, v in configs.items()}, ADMIN_TIMEOUT_SECONDS)
+
+    # -- this broker's logs, kept as the image says ------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Runs while the broker runs: after each change of the image, deletes the local topics
+        the image deleted, and creates, grows and reconfigures the ones this broker owns."""
+        while True:
+            applied = self.controller.applied
+            async with self.broker.admin_lock:
+                await self._reconcile_once()
+            await applied.wait()
+
+    async def _reconcile_once(self) -> None:
+        logs = self.broker.logs
+        for topic in list(logs.topics.values()):
+            if topic.id in self.image.deleted_topics:
+                await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(topic.name))
+        for wanted in list(self.image.topics.values()):
+            if wanted.owner == self.broker.node_id:
+                try:
+                    await self._reconcile_topic(wanted)
+                except Exception:
+                    log.exception("could not bring topic %s in line with the cluster's metadata", wanted.name)
+
+    async def _reconcile_topic(self, wanted: "TopicImage") -> None:
+        logs = self.broker.logs
+        configs = validate_topic_configs(wanted.configs, warn=False)
+        local = logs.topics.get(wanted.name)
+        if local is not None and local.id != wanted.id:  # an older topic of that name
+            await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(local.name))
+            local = None
+        if local is None:
+            await trio.to_thread.run_sync(logs.create_topic, wanted.name, wanted.partitions, configs, wanted.id)
+            return
+        if len(local.partitions) < wanted.partitions:
+            await trio.to_thread.run_sync(logs.add_partitions, wanted.name, wanted.partitions)
+        if local.configs != configs:
+            await trio.to_thread.run_sync(logs.set_topic_configs, wanted.name, configs)
