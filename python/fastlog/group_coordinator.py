@@ -44,11 +44,13 @@ from fastlog.coordinator_records import (
     group_record,
     offset_record,
 )
+from fastlog.log_manager import TopicError
 from fastlog.protocol import ErrorCode
 
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
+LOCAL_TOPIC_WAIT_SECONDS = 10  # for this broker to open the logs the controller placed here
 CONSUMER_PROTOCOL = "consumer"
 MAX_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes
 RETENTION_CHECK_SECONDS = 60.0
@@ -272,18 +274,29 @@ class GroupCoordinator:
         self.pending_commits: dict[tuple[str, str, int], int] = {}
         self.loaded = False
         self._nursery: Optional[trio.Nursery] = None
+        # In a cluster, only the broker hosting __consumer_offsets coordinates groups.
+        self.is_coordinator: Callable[[], bool] = lambda: True
+
+    def unavailable(self) -> int:
+        """The error a group request gets here: NOT_COORDINATOR on a broker that does not host
+        __consumer_offsets, COORDINATOR_LOAD_IN_PROGRESS while loading, else 0."""
+        if not self.is_coordinator():
+            return ErrorCode.NOT_COORDINATOR
+        return 0 if self.loaded else ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
 
     @classmethod
     def for_broker(cls, broker: Any) -> "GroupCoordinator":
         config = broker.config
-        return cls(
+        coordinator = cls(
             BrokerOffsetsStore(broker),
             initial_rebalance_delay_ms=config["group.initial.rebalance.delay.ms"],
             min_session_timeout_ms=config["group.min.session.timeout.ms"],
             max_session_timeout_ms=config["group.max.session.timeout.ms"],
             offsets_retention_ms=config["offsets.retention.minutes"] * 60_000,
-            partition_exists=lambda t, p: broker.logs.partition(t, p) is not None,
+            partition_exists=lambda t, p: (view := broker.topics.get(t)) is not None and 0 <= p < view.partitions,
         )
+        coordinator.is_coordinator = broker.coordinates_groups
+        return coordinator
 
     # -- running, loading and writing -------------------------------------------------------
 
@@ -630,8 +643,8 @@ class GroupCoordinator:
         def fail(code: int) -> tuple[Any, list]:
             return JoinResult(code, member_id=member_id), []
 
-        if not self.loaded:
-            return fail(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
+        if self.unavailable():
+            return fail(self.unavailable())
         if not group_id:
             return fail(ErrorCode.INVALID_GROUP_ID)
         if not self.min_session_timeout_ms <= session_timeout_ms <= self.max_session_timeout_ms:
@@ -755,8 +768,8 @@ class GroupCoordinator:
         protocol_name: Optional[str],
         assignments: dict,
     ) -> tuple[Any, list]:
-        if not self.loaded:
-            return SyncResult(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS), []
+        if self.unavailable():
+            return SyncResult(self.unavailable()), []
         group = self.groups.get(group_id)
         error = self._member_error(group, member_id, group_instance_id)
         if error:
@@ -794,8 +807,8 @@ class GroupCoordinator:
         return SyncResult(ErrorCode.NONE, member.assignment, group.protocol_type, group.protocol_name)
 
     def heartbeat(self, group_id: str, generation: int, member_id: str, group_instance_id: Optional[str]) -> int:
-        if not self.loaded:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        if self.unavailable():
+            return self.unavailable()
         group = self.groups.get(group_id)
         error = self._member_error(group, member_id, group_instance_id)
         if error:
@@ -818,8 +831,8 @@ class GroupCoordinator:
         return error, errors
 
     def leave_step(self, group_id: str, members: list) -> tuple[int, list, list]:
-        if not self.loaded:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, [], []
+        if self.unavailable():
+            return self.unavailable(), [], []
         group = self.groups.get(group_id)
         if group is None or group.state == GroupState.DEAD:
             return ErrorCode.UNKNOWN_MEMBER_ID, [], []
@@ -904,8 +917,8 @@ class GroupCoordinator:
         return results, records
 
     def _commit_error(self, group_id: str, generation: int, member_id: str, group_instance_id: Optional[str]) -> int:
-        if not self.loaded:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+        if self.unavailable():
+            return self.unavailable()
         if not group_id:
             return ErrorCode.INVALID_GROUP_ID
         group = self.groups.get(group_id)
@@ -931,8 +944,8 @@ class GroupCoordinator:
 
     def fetch_offsets(self, group_id: str, partitions: Optional[Iterable], require_stable: bool = False) -> tuple[int, list]:
         """(error, [(topic, partition, CommittedOffset or None, error)]); `partitions=None`: all."""
-        if not self.loaded:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, []
+        if self.unavailable():
+            return self.unavailable(), []
         committed = self.offsets.get(group_id, {})
         wanted = sorted(committed) if partitions is None else list(partitions)
         out = []
@@ -952,8 +965,8 @@ class GroupCoordinator:
         return error, results
 
     def delete_offsets_step(self, group_id: str, partitions: list) -> tuple[int, dict, list]:
-        if not self.loaded:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, {}, []
+        if self.unavailable():
+            return self.unavailable(), {}, []
         group = self.groups.get(group_id)
         if group is None or group.state == GroupState.DEAD:
             return ErrorCode.GROUP_ID_NOT_FOUND, {}, []
@@ -1021,8 +1034,8 @@ class GroupCoordinator:
         return results
 
     def delete_group_step(self, group_id: str) -> tuple[int, list]:
-        if not self.loaded:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, []
+        if self.unavailable():
+            return self.unavailable(), []
         group = self.groups.get(group_id)
         if group is None or group.state == GroupState.DEAD:
             return ErrorCode.GROUP_ID_NOT_FOUND, []
@@ -1055,12 +1068,33 @@ class BrokerOffsetsStore:
         return len(topic.partitions) if topic else self.broker.config["offsets.topic.num.partitions"]
 
     async def ensure_topic(self) -> Any:
+        """The local `__consumer_offsets`, created (through the controller in a cluster) when
+        missing. Raises TopicError(NOT_COORDINATOR) where another broker hosts it."""
         async with self._create_lock:
             topic = self.broker.logs.topics.get(OFFSETS_TOPIC)
-            if topic is None:
-                partitions = self.broker.config["offsets.topic.num.partitions"]
-                topic = await self.broker.create_topic(OFFSETS_TOPIC, partitions, {"cleanup.policy": "compact"})
-            return topic
+            if topic is not None:
+                return topic
+            view = await self.ensure_view()
+            if view.owner != self.broker.node_id:
+                raise TopicError(ErrorCode.NOT_COORDINATOR, f"broker {view.owner} hosts {OFFSETS_TOPIC}")
+            with trio.move_on_after(LOCAL_TOPIC_WAIT_SECONDS):  # the broker creates its logs
+                while OFFSETS_TOPIC not in self.broker.logs.topics:
+                    await trio.sleep(0.05)
+                return self.broker.logs.topics[OFFSETS_TOPIC]
+            raise TopicError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, f"{OFFSETS_TOPIC} is not open here yet")
+
+    async def ensure_view(self) -> Any:
+        """`__consumer_offsets` as the admin APIs see it, created when missing."""
+        view = self.broker.topics.get(OFFSETS_TOPIC)
+        if view is None:
+            partitions = self.broker.config["offsets.topic.num.partitions"]
+            try:
+                view = await self.broker.create_topic(OFFSETS_TOPIC, partitions, {"cleanup.policy": "compact"})
+            except TopicError as e:
+                if e.error_code != ErrorCode.TOPIC_ALREADY_EXISTS:  # another node created it first
+                    raise
+                view = self.broker.topics.get(OFFSETS_TOPIC)
+        return view
 
     async def append(self, partition: int, records: list) -> None:
         from fastlog.records import Record, encode_batch

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import logging
 
-import trio
-
 from fastlog import protocol
 from fastlog.config import ConfigError, validate_topic_configs
 from fastlog.handlers import RequestContext, handles
@@ -37,7 +35,7 @@ def check_topic(ctx: RequestContext, name: str) -> None:
     problem = topic_name_problem(name)
     if problem:
         raise AdminError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
-    if name not in ctx.broker.logs.topics:
+    if ctx.broker.topics.get(name) is None:
         raise AdminError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"The topic '{name}' does not exist.")
 
 
@@ -63,7 +61,7 @@ async def alter(ctx: RequestContext, resource, validate_only: bool) -> None:
     overrides = new_overrides(resource)
     if validate_only:
         return
-    await trio.to_thread.run_sync(ctx.broker.logs.set_topic_configs, resource.resource_name, overrides)
+    await ctx.broker.topics.set_configs(resource.resource_name, overrides)
     log.info("%s replaced configs of topic %s", ctx.peer, resource.resource_name)
 
 

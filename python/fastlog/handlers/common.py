@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 from fastlog import _core
-from fastlog.log_manager import Partition
 from fastlog.protocol import ErrorCode
 
 # The broker is the only replica of each partition; its leader epoch never changes yet.
@@ -42,5 +41,11 @@ def leader_epoch_error(current_leader_epoch: int) -> Optional[int]:
     return ErrorCode.FENCED_LEADER_EPOCH
 
 
-def missing_partition_error(partition: Optional[Partition]) -> Optional[int]:
-    return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if partition is None else None
+def missing_partition_error(broker: Any, topic: str, index: int) -> int:
+    """The error for a partition this broker does not host: NOT_LEADER_OR_FOLLOWER when the
+    cluster has it on another broker (the client refreshes its metadata and goes there), else
+    UNKNOWN_TOPIC_OR_PARTITION."""
+    view = broker.topics.get(topic)
+    if view is not None and 0 <= index < view.partitions and view.owner != broker.node_id:
+        return ErrorCode.NOT_LEADER_OR_FOLLOWER
+    return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 
-import trio
-
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.configs import AdminError, check_single_replica, duplicates
@@ -30,10 +28,10 @@ def result(name: str, code: int = 0, message=None) -> object:
 
 def check(ctx: RequestContext, wanted) -> int:
     """How many partitions to add; AdminError when the request cannot be met."""
-    topic = ctx.broker.logs.topics.get(wanted.name)
+    topic = ctx.broker.topics.get(wanted.name)
     if topic is None:
         raise AdminError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{wanted.name}' does not exist.")
-    current = len(topic.partitions)
+    current = topic.partitions
     if wanted.count < current:
         raise AdminError(
             ErrorCode.INVALID_PARTITIONS,
@@ -49,7 +47,7 @@ def check(ctx: RequestContext, wanted) -> int:
                 f"Attempted to add {added} additional partitions, but {len(wanted.assignments)} assignments were given.",
             )
         for offset, assignment in enumerate(wanted.assignments):
-            check_single_replica(ctx.broker.node_id, assignment.broker_ids, f"partition {current + offset}")
+            check_single_replica(topic.owner, assignment.broker_ids, f"partition {current + offset}")
     return added
 
 
@@ -61,7 +59,7 @@ async def grow(ctx: RequestContext, wanted, validate_only: bool) -> object:
     if validate_only:
         return result(wanted.name)
     try:
-        await trio.to_thread.run_sync(ctx.broker.logs.add_partitions, wanted.name, wanted.count)
+        await ctx.broker.topics.add_partitions(wanted.name, wanted.count)
     except TopicError as e:
         return result(wanted.name, e.error_code, e.message)
     log.info("%s grew topic %s to %d partitions", ctx.peer, wanted.name, wanted.count)

@@ -18,8 +18,6 @@ import logging
 import uuid
 from typing import Any
 
-import trio
-
 from fastlog import protocol
 from fastlog.config import ConfigError, validate_topic_configs
 from fastlog.handlers import RequestContext, handles
@@ -38,6 +36,8 @@ def error_result(name: str, code: int, message: str) -> object:
 def partition_count(ctx: RequestContext, topic) -> int:
     """The partition count `topic` asks for; AdminError when its layout is impossible."""
     node = ctx.broker.node_id
+    if topic.assignments and ctx.broker.controller is not None:
+        raise AdminError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "manual assignments are not supported in a cluster yet")
     if topic.assignments:
         if topic.replication_factor != -1:
             raise AdminError(
@@ -69,6 +69,10 @@ def partition_count(ctx: RequestContext, topic) -> int:
         raise AdminError(
             ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0, or -1 to use the default value."
         )
+    if factor > 1 and ctx.broker.controller is not None:
+        raise AdminError(
+            ErrorCode.INVALID_REPLICATION_FACTOR, f"replication factor {factor}: fastlog does not replicate partitions yet (use 1)"
+        )
     if factor > 1:
         raise AdminError(
             ErrorCode.INVALID_REPLICATION_FACTOR,
@@ -86,12 +90,12 @@ def parse_configs(topic) -> dict[str, Any]:
 
 
 async def create_one(ctx: RequestContext, topic, validate_only: bool) -> object:
-    manager = ctx.broker.logs
+    topics = ctx.broker.topics
     name = topic.name
     problem = topic_name_problem(name)
     if problem:
         return error_result(name, ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
-    if name in manager.topics:
+    if topics.get(name) is not None:
         return error_result(name, ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
     try:
         count = partition_count(ctx, topic)
@@ -101,7 +105,7 @@ async def create_one(ctx: RequestContext, topic, validate_only: bool) -> object:
     topic_id = uuid.UUID(int=0)
     if not validate_only:
         try:
-            created = await trio.to_thread.run_sync(manager.create_topic, name, count, configs)
+            created = await topics.create(name, count, configs)
         except TopicError as e:
             return error_result(name, e.error_code, e.message)
         topic_id = created.id

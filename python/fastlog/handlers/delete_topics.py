@@ -14,11 +14,10 @@ import logging
 import uuid
 from typing import Optional
 
-import trio
-
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.configs import duplicates
+from fastlog.log_manager import TopicError
 from fastlog.protocol import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -37,20 +36,23 @@ def wanted_topics(ctx: RequestContext, request) -> list[tuple[Optional[str], uui
 
 
 async def delete_one(ctx: RequestContext, name: Optional[str], topic_id: uuid.UUID) -> object:
-    manager = ctx.broker.logs
+    topics = ctx.broker.topics
     if name is not None and topic_id != ZERO_UUID:
         return result(name, topic_id, ErrorCode.INVALID_REQUEST, "You may not specify both topic name and topic id.")
     if name is None and topic_id == ZERO_UUID:
         return result(None, topic_id, ErrorCode.INVALID_REQUEST, "Neither topic name nor id were specified.")
     if name is None:
-        topic = manager.topics_by_id.get(topic_id)
+        topic = topics.by_id(topic_id)
         if topic is None:
             return result(None, topic_id, ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")
     else:
-        topic = manager.topics.get(name)
+        topic = topics.get(name)
         if topic is None:
             return result(name, topic_id, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-    await trio.to_thread.run_sync(manager.delete_topic_files, manager.unregister_topic(topic.name))
+    try:
+        await topics.delete(topic.name)
+    except TopicError as e:
+        return result(topic.name, topic.id, e.error_code, e.message)
     log.info("%s deleted topic %s", ctx.peer, topic.name)
     return result(topic.name, topic.id)
 

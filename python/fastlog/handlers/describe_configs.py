@@ -39,10 +39,10 @@ def entries_for(ctx: RequestContext, resource) -> list[ConfigEntry]:
         problem = topic_name_problem(resource.resource_name)
         if problem:
             raise AdminError(ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
-        topic = ctx.broker.logs.topics.get(resource.resource_name)
+        topic = ctx.broker.topics.get(resource.resource_name)
         if topic is None:
             raise AdminError(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, f"Topic '{resource.resource_name}' does not exist.")
-        effective = ctx.broker.logs.effective_configs(topic)
+        effective = {**ctx.broker.logs.defaults, **topic.configs}
         return topic_config_entries(ctx.broker.config, effective, topic.configs)
     if resource.resource_type == BROKER:
         check_broker_name(ctx.broker.node_id, resource.resource_name)

@@ -31,7 +31,7 @@ import trio
 
 from fastlog import _core, legacy, protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.common import leader_epoch_error, storage_error_code
+from fastlog.handlers.common import leader_epoch_error, missing_partition_error, storage_error_code
 from fastlog.log_manager import Partition
 from fastlog.protocol import ErrorCode
 
@@ -120,10 +120,13 @@ def requested(ctx: RequestContext, request: Any) -> "OrderedDict[tuple, WantedPa
 def find_partition(ctx: RequestContext, wanted: WantedPartition, by_id: bool) -> tuple[Optional[Partition], int]:
     manager = ctx.broker.logs
     topic = manager.topics_by_id.get(wanted.topic_id) if by_id else manager.topics.get(wanted.topic)
-    if topic is None:
-        return None, ErrorCode.UNKNOWN_TOPIC_ID if by_id else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
-    if not 0 <= wanted.partition < len(topic.partitions):
-        return None, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+    if topic is None and by_id:
+        view = ctx.broker.topics.by_id(wanted.topic_id)
+        if view is None:
+            return None, ErrorCode.UNKNOWN_TOPIC_ID
+        return None, missing_partition_error(ctx.broker, view.name, wanted.partition)
+    if topic is None or not 0 <= wanted.partition < len(topic.partitions):
+        return None, missing_partition_error(ctx.broker, wanted.topic, wanted.partition)
     return topic.partitions[wanted.partition], 0
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import trio
-
 from fastlog import protocol
 from fastlog.config import TOPIC_CONFIGS, ConfigError, config_text, validate_topic_configs
 from fastlog.handlers import RequestContext, handles
@@ -89,10 +87,9 @@ def apply_op(overrides: dict[str, Any], effective: dict[str, Any], op) -> None:
 
 
 async def alter_topic(ctx: RequestContext, resource, validate_only: bool) -> None:
-    manager = ctx.broker.logs
     check_topic(ctx, resource.resource_name)
-    topic = manager.topics[resource.resource_name]
-    effective = manager.effective_configs(topic)
+    topic = ctx.broker.topics.get(resource.resource_name)
+    effective = {**ctx.broker.logs.defaults, **topic.configs}
     overrides: dict[str, Any] = {k: config_text(v) for k, v in topic.configs.items()}
     for op in resource.configs:
         apply_op(overrides, effective, op)
@@ -102,7 +99,7 @@ async def alter_topic(ctx: RequestContext, resource, validate_only: bool) -> Non
         raise AdminError(ErrorCode.INVALID_CONFIG, str(e)) from None
     if validate_only:
         return
-    await trio.to_thread.run_sync(manager.set_topic_configs, topic.name, parsed)
+    await ctx.broker.topics.set_configs(topic.name, parsed)
     log.info("%s altered configs of topic %s", ctx.peer, topic.name)
 
 

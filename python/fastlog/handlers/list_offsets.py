@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.common import LEADER_EPOCH, leader_epoch_error, storage_error_code
+from fastlog.handlers.common import LEADER_EPOCH, leader_epoch_error, missing_partition_error, storage_error_code
 from fastlog.handlers.configs import duplicates
 from fastlog.protocol import ErrorCode
 from fastlog.records import decode_batches
@@ -77,7 +77,7 @@ def answer(ctx: RequestContext, topic: str, wanted) -> object:
     partition = ctx.broker.logs.partition(topic, wanted.partition_index)
     response = R.ListOffsetsPartitionResponse(partition_index=wanted.partition_index)
     if partition is None:
-        response.error_code = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+        response.error_code = missing_partition_error(ctx.broker, topic, wanted.partition_index)
         return response
     epoch_error = leader_epoch_error(wanted.current_leader_epoch)
     if epoch_error is not None:

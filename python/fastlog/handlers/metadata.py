@@ -4,6 +4,8 @@ v0-v12. Topics are asked for by name (v10+ also by id); a null list means all to
 an empty list does). An unknown topic is created when the request allows it (v4+
 `allow_auto_topic_creation`; always before v4) and `auto.create.topics.enable` is true; it is
 created at once, so the answer already has its partitions rather than LEADER_NOT_AVAILABLE.
+Topics come from `broker.topics`: this node's, or in a cluster the metadata image's, each led
+by the broker hosting it (LEADER_NOT_AVAILABLE and an offline replica while that one is fenced).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import uuid
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.common import LEADER_EPOCH
-from fastlog.log_manager import Topic, TopicError, topic_name_problem
+from fastlog.log_manager import TopicError, topic_name_problem
 from fastlog.protocol import ErrorCode
+from fastlog.topic_admin import TopicView
 
 log = logging.getLogger(__name__)
 R = protocol.MetadataResponse
@@ -26,19 +29,20 @@ TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
 CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 
 
-def topic_entry(ctx: RequestContext, topic: Topic, include_operations: bool) -> object:
-    node = ctx.broker.node_id
+def topic_entry(ctx: RequestContext, topic: TopicView, include_operations: bool) -> object:
+    """A topic's partitions, all led by the broker hosting it; none led while it is fenced."""
+    live = ctx.broker.topics.is_live(topic.owner)
     partitions = [
         R.MetadataResponsePartition(
-            error_code=0,
-            partition_index=p.index,
-            leader_id=node,
+            error_code=0 if live else ErrorCode.LEADER_NOT_AVAILABLE,
+            partition_index=index,
+            leader_id=topic.owner if live else -1,
             leader_epoch=LEADER_EPOCH,
-            replica_nodes=[node],
-            isr_nodes=[node],
-            offline_replicas=[],
+            replica_nodes=[topic.owner],
+            isr_nodes=[topic.owner] if live else [],
+            offline_replicas=[] if live else [topic.owner],
         )
-        for p in topic.partitions
+        for index in range(topic.partitions)
     ]
     return R.MetadataResponseTopic(
         error_code=0,
@@ -60,13 +64,13 @@ def brokers(ctx: RequestContext) -> list:
 
 @handles(3, 0, 12)
 async def handle(ctx: RequestContext, request):
-    manager = ctx.broker.logs
+    topics = ctx.broker.topics
     version = ctx.api_version
     include_operations = bool(getattr(request, "include_topic_authorized_operations", False))
     all_topics = request.topics is None or (version == 0 and not request.topics)
     entries = []
     if all_topics:
-        entries = [topic_entry(ctx, t, include_operations) for t in list(manager.topics.values())]
+        entries = [topic_entry(ctx, t, include_operations) for t in topics.all()]
     else:
         may_create = (version < 4 or request.allow_auto_topic_creation) and ctx.broker.config["auto.create.topics.enable"]
         for wanted in request.topics:
@@ -74,7 +78,7 @@ async def handle(ctx: RequestContext, request):
     return R(
         throttle_time_ms=0,
         brokers=brokers(ctx),
-        cluster_id=manager.cluster_id,
+        cluster_id=ctx.broker.logs.cluster_id,
         controller_id=ctx.broker.controller_id,
         topics=entries,
         cluster_authorized_operations=CLUSTER_OPERATIONS
@@ -84,14 +88,14 @@ async def handle(ctx: RequestContext, request):
 
 
 async def lookup(ctx: RequestContext, wanted, may_create: bool, include_operations: bool) -> object:
-    manager = ctx.broker.logs
+    topics = ctx.broker.topics
     name = wanted.name
     if name is None:
-        topic = manager.topics_by_id.get(wanted.topic_id)
+        topic = topics.by_id(wanted.topic_id)
         if topic is None:
             return error_entry(ErrorCode.UNKNOWN_TOPIC_ID, None, wanted.topic_id)
         return topic_entry(ctx, topic, include_operations)
-    topic = manager.topics.get(name)
+    topic = topics.get(name)
     if topic is not None:
         return topic_entry(ctx, topic, include_operations)
     if topic_name_problem(name):
@@ -101,6 +105,8 @@ async def lookup(ctx: RequestContext, wanted, may_create: bool, include_operatio
     try:
         topic = await ctx.broker.create_topic(name, ctx.broker.config["num.partitions"], {})
     except TopicError as e:
-        return error_entry(e.error_code, name)
+        if e.error_code != ErrorCode.TOPIC_ALREADY_EXISTS or topics.get(name) is None:
+            return error_entry(e.error_code, name)
+        topic = topics.get(name)  # created by another request meanwhile
     log.info("auto-created topic %s for %s", name, ctx.peer)
     return topic_entry(ctx, topic, include_operations)

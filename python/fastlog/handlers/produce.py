@@ -24,7 +24,7 @@ import trio
 
 from fastlog import _core, legacy, protocol
 from fastlog.handlers import DECLINED, RequestContext, answers_frames, handles
-from fastlog.handlers.common import LEADER_EPOCH, storage_error_code
+from fastlog.handlers.common import LEADER_EPOCH, missing_partition_error, storage_error_code
 from fastlog.protocol import ErrorCode
 from fastlog.records import CorruptRecordsError
 
@@ -80,7 +80,7 @@ def max_message_bytes(ctx: RequestContext, topic: str) -> int:
 def append(ctx: RequestContext, topic: str, index: int, records) -> object:
     partition = ctx.broker.logs.partition(topic, index)
     if partition is None:
-        return refused(index, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
+        return refused(index, missing_partition_error(ctx.broker, topic, index))
     if not records:
         return refused(index, ErrorCode.CORRUPT_MESSAGE, "produce request without record batches")
     magic = legacy.magic_of(records)
