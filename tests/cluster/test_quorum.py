@@ -8,70 +8,18 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.conftest import BrokerProcess, free_port
-
-SESSION_TIMEOUT_MS = 2000
-ELECTION_TIMEOUT_MS = 500
-SETTLE_SECONDS = 20
-
-
-class Cluster:
-    def __init__(self, root: Path, size: int = 3) -> None:
-        controller_ports = {node: free_port() for node in range(1, size + 1)}
-        voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in controller_ports.items())
-        self.nodes: dict[int, BrokerProcess] = {}
-        for node, controller_port in controller_ports.items():
-            process = BrokerProcess(root / f"node-{node}")
-            process.overrides.update({
-                "node.id": str(node),
-                "listeners": f"PLAINTEXT://127.0.0.1:{process.port},CONTROLLER://127.0.0.1:{controller_port}",
-                "controller.quorum.voters": voters,
-                "broker.session.timeout.ms": str(SESSION_TIMEOUT_MS),
-                "controller.quorum.election.timeout.ms": str(ELECTION_TIMEOUT_MS),
-            })
-            self.nodes[node] = process
-
-    def start(self) -> "Cluster":
-        for process in self.nodes.values():
-            process.start()
-        return self
-
-    def stop(self) -> None:
-        for process in self.nodes.values():
-            if process.process and process.process.poll() is None:
-                process.stop()
-
-    def view(self, node: int) -> tuple[set[int], int]:
-        """(broker ids, controller id) that node `node` gives a client."""
-        metadata = AdminClient({"bootstrap.servers": self.nodes[node].bootstrap}).list_topics(timeout=5)
-        return set(metadata.brokers), metadata.controller_id
-
-
-def wait_for(condition: Callable[[], bool], what: str, seconds: float = SETTLE_SECONDS) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except Exception:  # a node not answering yet
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"not within {seconds}s: {what}")
-
-
-def agreed(cluster: Cluster, nodes: list[int], brokers: set[int]) -> bool:
-    views = [cluster.view(n) for n in nodes]
-    return all(v == views[0] for v in views) and views[0][0] == brokers and views[0][1] in brokers
-
+from tests.cluster.helpers import Cluster, agreed, wait_for
+from tests.conftest import free_port
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
@@ -128,8 +76,27 @@ def test_a_bad_cluster_config_stops_start_up_with_a_message(tmp_path, overrides,
     assert done.returncode == 2 and message in done.stderr
 
 
+def free_port_range(count: int) -> int:
+    """A first port such that it and the `count - 1` after it are free now."""
+    for _ in range(100):
+        base = free_port()
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                probe = socket.socket()
+                sockets.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in sockets:
+                probe.close()
+    raise AssertionError(f"no {count} consecutive free ports")
+
+
 def test_fastlog_cluster_starts_three_nodes_and_stops_them_on_ctrl_c(tmp_path) -> None:
-    base = free_port()
+    base = free_port_range(6)  # three client ports, then three controller ports
     command = [sys.executable, "-m", "fastlog", "cluster", "--nodes", "3", "--data", str(tmp_path), "--base-port", str(base)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -141,7 +108,11 @@ def test_fastlog_cluster_starts_three_nodes_and_stops_them_on_ctrl_c(tmp_path) -
             metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=5)
             return set(metadata.brokers) == {1, 2, 3} and metadata.controller_id in (1, 2, 3)
 
-        wait_for(three_brokers, "fastlog cluster's nodes agree")
+        try:
+            wait_for(three_brokers, "fastlog cluster's nodes agree")
+        except AssertionError as e:
+            logs = [(tmp_path / f"node-{n}.log").read_text()[-1500:] for n in (1, 2, 3) if (tmp_path / f"node-{n}.log").exists()]
+            raise AssertionError(f"{e}\n" + "\n".join(logs)) from None
         process.send_signal(signal.SIGINT)
         assert process.wait(40) == 0
         assert "SIGINT: stopping 3 nodes" in process.stdout.read()

@@ -1,0 +1,68 @@
+"""A cluster of real `fastlog serve` processes on loopback for the cluster tests."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from confluent_kafka.admin import AdminClient
+
+from tests.conftest import BrokerProcess, free_port
+
+SESSION_TIMEOUT_MS = 2000
+ELECTION_TIMEOUT_MS = 500
+SETTLE_SECONDS = 20
+
+
+class Cluster:
+    def __init__(self, root: Path, size: int = 3) -> None:
+        controller_ports = {node: free_port() for node in range(1, size + 1)}
+        voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in controller_ports.items())
+        self.nodes: dict[int, BrokerProcess] = {}
+        for node, controller_port in controller_ports.items():
+            process = BrokerProcess(root / f"node-{node}")
+            process.overrides.update({
+                "node.id": str(node),
+                "listeners": f"PLAINTEXT://127.0.0.1:{process.port},CONTROLLER://127.0.0.1:{controller_port}",
+                "controller.quorum.voters": voters,
+                "broker.session.timeout.ms": str(SESSION_TIMEOUT_MS),
+                "controller.quorum.election.timeout.ms": str(ELECTION_TIMEOUT_MS),
+            })
+            self.nodes[node] = process
+
+    def start(self) -> "Cluster":
+        for process in self.nodes.values():
+            process.start()
+        return self
+
+    def stop(self) -> None:
+        for process in self.nodes.values():
+            if process.process and process.process.poll() is None:
+                process.stop()
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(p.bootstrap for p in self.nodes.values())
+
+    def view(self, node: int) -> tuple[set[int], int]:
+        """(broker ids, controller id) that node `node` gives a client."""
+        metadata = AdminClient({"bootstrap.servers": self.nodes[node].bootstrap}).list_topics(timeout=5)
+        return set(metadata.brokers), metadata.controller_id
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float = SETTLE_SECONDS) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # a node not answering yet
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"not within {seconds}s: {what}")
+
+
+def agreed(cluster: Cluster, nodes: list[int], brokers: set[int]) -> bool:
+    views = [cluster.view(n) for n in nodes]
+    return all(v == views[0] for v in views) and views[0][0] == brokers and views[0][1] in brokers
