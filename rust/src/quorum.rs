@@ -93,7 +93,9 @@ impl Wal {
     }
 }
 
-/// Replays records into `storage`; returns the length of the intact prefix.
+/// Replays records into `storage`; returns the length of the intact prefix. Only the last
+/// record may be bad (a write torn by a crash); a bad record with others after it means the file
+/// was damaged, and votes already given could be lost by cutting there: that is an error.
 fn replay(bytes: &[u8], storage: &MemStorage) -> Result<usize> {
     let mut pos = 0;
     while bytes.len() - pos >= RECORD_HEAD {
@@ -101,6 +103,12 @@ fn replay(bytes: &[u8], storage: &MemStorage) -> Result<usize> {
         let crc = u32::from_be_bytes(bytes[pos + 4..pos + 8].try_into().unwrap());
         let Some(covered) = bytes.get(pos + 8..pos + 8 + 1 + length) else { break };
         if crc32c::crc32c(covered) != crc {
+            if pos + 8 + 1 + length < bytes.len() {
+                return Err(CoreError::CorruptBatch(format!(
+                    "quorum log record at byte {pos} fails its CRC and {} bytes follow it: the file is damaged, not torn",
+                    bytes.len() - pos - 9 - length
+                )));
+            }
             break;
         }
         let (kind, payload) = (covered[0], &covered[1..]);
@@ -201,6 +209,24 @@ impl Quorum {
         active
     }
 
+    /// The index up to which the log is committed (the quorum's high watermark).
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    /// (voter, last log index known to be on it): the leader knows every voter's; elsewhere
+    /// only this node's own is known (others are reported as 0).
+    pub fn voter_progress(&self) -> Vec<(u64, u64)> {
+        let own = self.node.raft.raft_log.last_index();
+        let mut out: Vec<(u64, u64)> = if self.is_leader() {
+            self.node.raft.prs().iter().map(|(id, p)| (*id, if *id == self.id() { own } else { p.matched })).collect()
+        } else {
+            self.node.raft.prs().conf().voters().ids().iter().map(|id| (id, if id == self.id() { own } else { 0 })).collect()
+        };
+        out.sort_unstable();
+        out
+    }
+
     /// Persists what raft asks to persist (fsynced before any message that depends on it goes
     /// out) and returns the messages to send and the entries committed since the last call.
     pub fn ready(&mut self) -> Result<Output> {
@@ -225,7 +251,12 @@ impl Quorum {
         add_messages(&mut out, ready.take_persisted_messages());
         let mut light = self.node.advance(ready);
         if let Some(commit) = light.commit_index() {
-            self.node.store().wl().mut_hard_state().set_commit(commit);
+            // raft-rs carries this commit in no later hard state: written here (synced with
+            // the next record), so a restart re-applies all of it without waiting for a leader.
+            let mut state = self.node.store().rl().hard_state().clone();
+            state.set_commit(commit);
+            self.wal.append(KIND_HARD_STATE, &state.write_to_bytes().map_err(encode_error)?)?;
+            self.node.store().wl().set_hardstate(state);
         }
         add_messages(&mut out, light.take_messages());
         add_committed(&mut out, light.take_committed_entries());
@@ -325,6 +356,10 @@ mod tests {
         let follower = (leader + 1) % 3;
         assert!(cluster.nodes[follower].as_mut().unwrap().propose(vec![9]).is_err());
         assert_eq!(cluster.nodes[leader].as_ref().unwrap().active_voters(), vec![1, 2, 3]);
+        let leader_node = cluster.nodes[leader].as_ref().unwrap();
+        let last = leader_node.commit_index();
+        assert!(last >= 5, "five proposals and the leader's empty entry are committed");
+        assert_eq!(leader_node.voter_progress(), vec![(1, last), (2, last), (3, last)]);
     }
 
     #[test]
@@ -346,6 +381,26 @@ mod tests {
         cluster.run(30);
         assert_eq!(cluster.applied[first], vec![b"before".to_vec(), b"after".to_vec()]);
         assert_eq!(cluster.leader(), Some(second), "the returning node follows the current leader");
+    }
+
+    #[test]
+    fn a_damaged_record_before_the_end_is_an_error_not_a_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut node = Quorum::open(1, &[1], dir.path()).unwrap();
+            for _ in 0..30 {
+                node.tick();
+                node.ready().unwrap();
+            }
+            node.propose(b"one".to_vec()).unwrap();
+            node.ready().unwrap();
+        }
+        let path = dir.path().join(WAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[RECORD_HEAD + 1] ^= 0xff; // inside the first record
+        std::fs::write(&path, &bytes).unwrap();
+        let err = Quorum::open(1, &[1], dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("damaged"), "{err}");
     }
 
     #[test]
