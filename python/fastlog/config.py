@@ -196,8 +196,8 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("metrics.port", _int(-1, 65535), 9404, "port of the Prometheus endpoint (-1: off, 0: any free port)"),
         BrokerKey("log.format", _choice("text", "json"), "text", "broker log lines as text, or as JSON lines"),
         # A cluster (KRaft's names): empty voters is a single node, a cluster of one without a quorum.
-        BrokerKey("process.roles", _choice("broker,controller", "controller,broker"), "broker,controller", "roles of this node (combined only, for now)"),
-        BrokerKey("controller.quorum.voters", _string, "", "the metadata quorum: id@host:port,... (empty: a single node)"),
+        BrokerKey("process.roles", _string, "broker,controller", "roles of this node (a cluster needs combined nodes, for now)"),
+        BrokerKey("controller.quorum.voters", _string, "", "the metadata quorum: id@host:port,... (empty or one voter: a single node)"),
         BrokerKey("controller.listener.names", _string, "CONTROLLER", "listener the quorum speaks on (not served to clients)"),
         BrokerKey("controller.quorum.election.timeout.ms", _int(100, INT_MAX), 1000, "a follower without a leader for this long starts an election"),
         BrokerKey("broker.session.timeout.ms", _int(100, INT_MAX), 9000, "a broker the controller does not hear from for this long is fenced"),
@@ -314,7 +314,9 @@ class BrokerConfig:
         self.advertised_listeners = parse_listeners("advertised.listeners", advertised) if advertised else self.listeners
         if self["broker.id"] >= 0 and "node.id" not in self.explicit:
             self._values["node.id"] = self["broker.id"]
-        self.quorum_voters = parse_voters(self["controller.quorum.voters"])
+        # One voter (Kafka's stock KRaft server.properties) is a single node, run as before.
+        voters = parse_voters(self["controller.quorum.voters"])
+        self.quorum_voters = voters if len(voters) > 1 else {}
         controller_names = {n.strip() for n in self["controller.listener.names"].split(",")} if self.quorum_voters else set()
         self.controller_listeners = [l for l in self.listeners if l.name in controller_names]
         self.client_listeners = [l for l in self.listeners if l.name not in controller_names]
@@ -322,6 +324,9 @@ class BrokerConfig:
             self._check_cluster(controller_names)
 
     def _check_cluster(self, controller_names: set[str]) -> None:
+        roles = {r.strip() for r in self["process.roles"].split(",")}
+        if roles != {"broker", "controller"}:
+            raise ConfigError(f"process.roles={self['process.roles']}: a cluster needs combined nodes (broker,controller) for now")
         if self.node_id not in self.quorum_voters:
             raise ConfigError(f"node.id {self.node_id} is not one of controller.quorum.voters {sorted(self.quorum_voters)}")
         if len(self.controller_listeners) != 1:

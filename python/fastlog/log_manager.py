@@ -45,10 +45,15 @@ class TopicError(Exception):
         self.message = message
 
 
+RESERVED_TOPICS = frozenset({"__cluster_metadata"})  # the metadata quorum's log, as in Kafka
+
+
 def topic_name_problem(name: str) -> Optional[str]:
     """Why `name` is not a legal topic name, or None when it is."""
     if not name:
         return "topic name is empty"
+    if name in RESERVED_TOPICS:
+        return f"topic name {name!r} is reserved for the cluster's metadata log"
     if name in (".", ".."):
         return f"topic name {name!r} is not allowed"
     if len(name) > MAX_TOPIC_LENGTH:

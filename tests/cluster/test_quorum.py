@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from tests.cluster.helpers import Cluster, agreed, wait_for
-from tests.conftest import free_port
+from tests.conftest import BrokerProcess, free_port
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
@@ -63,9 +63,10 @@ def test_a_whole_cluster_restarts_from_its_quorum_logs(cluster) -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"controller.quorum.voters": "2@127.0.0.1:1"}, "node.id 0 is not one of controller.quorum.voters"),
-        ({"node.id": "1", "controller.quorum.voters": "1@127.0.0.1:1"}, "exactly one listener named in controller.listener.names"),
+        ({"controller.quorum.voters": "1@127.0.0.1:1,2@127.0.0.1:2"}, "node.id 0 is not one of controller.quorum.voters"),
+        ({"node.id": "1", "controller.quorum.voters": "1@127.0.0.1:1,2@127.0.0.1:2"}, "exactly one listener named in controller.listener.names"),
         ({"node.id": "1", "controller.quorum.voters": "1@nowhere"}, "is not id@host:port"),
+        ({"node.id": "1", "controller.quorum.voters": "1@127.0.0.1:1,2@127.0.0.1:2", "process.roles": "broker"}, "a cluster needs combined nodes"),
     ],
 )
 def test_a_bad_cluster_config_stops_start_up_with_a_message(tmp_path, overrides, message) -> None:
@@ -121,3 +122,75 @@ def test_fastlog_cluster_starts_three_nodes_and_stops_them_on_ctrl_c(tmp_path) -
             process.kill()
             process.wait()
         process.stdout.close()
+
+
+def describe_quorum(bootstrap: str, version: int = 2) -> object:
+    from fastlog import protocol
+    from tests.broker.wire import WireClient
+
+    Q = protocol.DescribeQuorumRequest
+    request = Q(topics=[Q.TopicData(topic_name="__cluster_metadata", partitions=[Q.PartitionData(partition_index=0)])])
+    with WireClient(bootstrap) as wire:
+        return wire.request(request, version)
+
+
+def test_describe_quorum_and_fastlog_cluster_status_show_the_quorum(cluster) -> None:
+    wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    _, controller = cluster.view(1)
+
+    def caught_up() -> bool:
+        state = describe_quorum(cluster.nodes[controller].bootstrap).topics[0].partitions[0]
+        return state.leader_id == controller and {v.log_end_offset for v in state.current_voters} == {state.high_watermark}
+
+    wait_for(caught_up, "the leader reports every voter at its high watermark")
+    answer = describe_quorum(cluster.nodes[controller].bootstrap)
+    state = answer.topics[0].partitions[0]
+    assert state.leader_epoch >= 1 and state.high_watermark >= 3  # three registrations at least
+    assert sorted(v.replica_id for v in state.current_voters) == [1, 2, 3]
+    assert sorted(n.node_id for n in answer.nodes) == [1, 2, 3] and answer.nodes[0].listeners[0].name == "CONTROLLER"
+    follower = next(n for n in (1, 2, 3) if n != controller)
+    assert describe_quorum(cluster.nodes[follower].bootstrap, 0).topics[0].partitions[0].leader_id == controller
+    out = subprocess.run(
+        [sys.executable, "-m", "fastlog", "cluster", "status", "--bootstrap-server", cluster.nodes[follower].bootstrap],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"controller {controller}" in out.stdout and "metadata quorum: leader" in out.stdout
+    assert "offline partitions (no live leader): 0" in out.stdout
+
+
+def test_a_single_node_answers_describe_quorum_as_a_quorum_of_one(broker) -> None:
+    state = describe_quorum(broker.bootstrap).topics[0].partitions[0]
+    assert (state.error_code, state.leader_id, [v.replica_id for v in state.current_voters]) == (0, 0, [0])
+
+
+def test_kafkas_stock_single_voter_kraft_config_runs_a_single_node_as_before(tmp_path) -> None:
+    # config/kraft/server.properties of Kafka 3.x: one voter, this node; its topics stay its own
+    node = BrokerProcess(tmp_path / "data")
+    controller_port = free_port()
+    node.overrides.update({
+        "node.id": "1", "process.roles": "broker,controller", "controller.quorum.voters": f"1@127.0.0.1:{controller_port}",
+        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{controller_port}",
+        "controller.listener.names": "CONTROLLER",
+    })
+    node.start()
+    try:
+        admin = AdminClient({"bootstrap.servers": node.bootstrap})
+        from confluent_kafka.admin import NewTopic
+
+        admin.create_topics([NewTopic("kept", 1, 1)])["kept"].result(timeout=20)
+        node.restart()
+        assert "kept" in AdminClient({"bootstrap.servers": node.bootstrap}).list_topics(timeout=10).topics
+        assert "metadata quorum" not in node.log_text()
+    finally:
+        node.stop()
+
+
+def test_the_metadata_log_name_is_reserved(cluster) -> None:
+    from confluent_kafka.admin import NewTopic
+
+    wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    admin = AdminClient({"bootstrap.servers": cluster.nodes[1].bootstrap})
+    with pytest.raises(Exception) as refused:
+        admin.create_topics([NewTopic("__cluster_metadata", 1, 1)])["__cluster_metadata"].result(timeout=20)
+    assert "reserved" in str(refused.value)
