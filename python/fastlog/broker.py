@@ -3,9 +3,10 @@ start and a graceful stop (stop accepting, finish requests in flight, flush and 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
-from typing import Any, Optional
+from typing import Any, AsyncContextManager, Optional
 
 import trio
 
@@ -37,7 +38,7 @@ class Broker:
         self.connections: set[Connection] = set()
         self.bound: list[tuple[str, int]] = []
         self._shutdown = trio.Event()
-        # Topic administration is serialised: one create/delete/alter at a time.
+        # Topic changes on this node's logs are serialised: one create/delete/alter at a time.
         self.admin_lock = trio.Lock()
 
     @property
@@ -83,8 +84,14 @@ class Broker:
     def request_shutdown(self) -> None:
         self._shutdown.set()
 
+    def topic_changes(self) -> AsyncContextManager[Any]:
+        """What the admin APIs hold while they change topics: the admin lock on a single node;
+        nothing in a cluster, where the quorum orders changes and a wait for it must not hold
+        up the others (this node's logs are changed by `ClusterTopics.reconcile`, under the lock)."""
+        return self.admin_lock if self.controller is None else contextlib.nullcontext()
+
     async def create_topic(self, name: str, partitions: int, configs: dict[str, Any]) -> TopicView:
-        async with self.admin_lock:
+        async with self.topic_changes():
             return await self.topics.create(name, partitions, validate_topic_configs(configs))
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

@@ -44,6 +44,7 @@ PEER_QUEUE = 512
 RECONNECT_SECONDS = 0.2
 REGISTER_EVERY_SECONDS = 0.5
 RETRY_PROPOSAL_SECONDS = 1.0
+CATCH_UP_SECONDS = 10
 # Kafka's error codes for what a topic operation through the quorum can meet
 REQUEST_TIMED_OUT, INVALID_TOPIC_EXCEPTION, TOPIC_ALREADY_EXISTS = 7, 17, 36
 UNKNOWN_TOPIC_OR_PARTITION, INVALID_REPLICATION_FACTOR = 3, 38
@@ -83,8 +84,7 @@ class Controller:
                 await applied.wait()
         return False
 
-    async def create_topic(self, name: str, partitions: int, configs: dict[str, str], timeout: float) -> TopicImage:
-        """Creates a topic through the quorum, placed on the least loaded live broker."""
+    def _create_record(self, name: str, partitions: int, configs: dict[str, str]) -> dict[str, Any]:
         problem = topic_name_problem(name)
         if problem:
             raise TopicError(INVALID_TOPIC_EXCEPTION, problem)
@@ -93,26 +93,48 @@ class Controller:
         owner = self.image.least_loaded_broker()
         if owner is None:
             raise TopicError(INVALID_REPLICATION_FACTOR, "no live broker is registered to host the topic")
-        topic_id = uuid.uuid4()
-        record = {"type": "create_topic", "name": name, "id": str(topic_id), "partitions": partitions, "owner": owner, "configs": configs}
+        return {"type": "create_topic", "name": name, "id": str(uuid.uuid4()), "partitions": partitions, "owner": owner, "configs": configs}
+
+    def propose_topic(self, name: str, partitions: int, configs: dict[str, str]) -> None:
+        """Proposes a topic once, without waiting for it."""
+        self.propose(self._create_record(name, partitions, configs))
+
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, str], timeout: float) -> TopicImage:
+        """Creates a topic through the quorum, placed on the least loaded live broker."""
+        record = self._create_record(name, partitions, configs)
+        topic_id = uuid.UUID(record["id"])
         await self._propose_and_wait(record, lambda: name in self.image.topics, timeout)
         topic = self.image.topics[name]
         if topic.id != topic_id:
             raise TopicError(TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
         return topic
 
-    async def delete_topic(self, name: str, timeout: float) -> None:
-        if name not in self.image.topics:
+    def _existing(self, name: str) -> TopicImage:
+        topic = self.image.topics.get(name)
+        if topic is None:
             raise TopicError(UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-        await self._propose_and_wait({"type": "delete_topic", "name": name}, lambda: name not in self.image.topics, timeout)
+        return topic
+
+    def _still(self, topic: TopicImage) -> Callable[[], Optional[TopicImage]]:
+        """The topic while the image still has that incarnation of it, else None."""
+        return lambda: (t if (t := self.image.topics.get(topic.name)) is not None and t.id == topic.id else None)
+
+    async def delete_topic(self, name: str, timeout: float) -> None:
+        topic = self._existing(name)
+        record = {"type": "delete_topic", "name": name, "id": str(topic.id)}
+        await self._propose_and_wait(record, lambda: self._still(topic)() is None, timeout)
 
     async def add_partitions(self, name: str, total: int, timeout: float) -> None:
-        done = lambda: name not in self.image.topics or self.image.topics[name].partitions >= total  # noqa: E731
-        await self._propose_and_wait({"type": "add_partitions", "name": name, "partitions": total}, done, timeout)
+        topic = self._existing(name)
+        still = self._still(topic)
+        record = {"type": "add_partitions", "name": name, "id": str(topic.id), "partitions": total}
+        await self._propose_and_wait(record, lambda: (t := still()) is None or t.partitions >= total, timeout)
 
     async def set_topic_configs(self, name: str, configs: dict[str, str], timeout: float) -> None:
-        done = lambda: name not in self.image.topics or self.image.topics[name].configs == configs  # noqa: E731
-        await self._propose_and_wait({"type": "set_topic_configs", "name": name, "configs": configs}, done, timeout)
+        topic = self._existing(name)
+        still = self._still(topic)
+        record = {"type": "set_topic_configs", "name": name, "id": str(topic.id), "configs": configs}
+        await self._propose_and_wait(record, lambda: (t := still()) is None or t.configs == configs, timeout)
 
     async def _propose_and_wait(self, record: dict[str, Any], done: Callable[[], bool], timeout: float) -> None:
         """Proposes `record` (again every second, as a proposal to a moving leader can be lost)
@@ -154,7 +176,20 @@ class Controller:
             nursery.start_soon(trio.serve_listeners, self._serve_peer, listeners)
             nursery.start_soon(self._clock)
             nursery.start_soon(self._register_self)
+            await self._catch_up()
             task_status.started()
+
+    async def _catch_up(self) -> None:
+        """Before clients are served: the log this node has is applied, and (for a while at
+        most) a leader is heard from, whose commit index brings what this node missed; so a
+        restarted broker does not answer Metadata from an empty image."""
+        self._drive()
+        with trio.move_on_after(CATCH_UP_SECONDS):
+            while not self.known_leader:
+                await trio.sleep(self.tick_seconds)
+            await trio.sleep(self.tick_seconds * 2)  # a heartbeat or two with the commit index
+        if not self.known_leader:
+            log.warning("metadata quorum: no leader within %ss; serving clients with what this node has", CATCH_UP_SECONDS)
 
     async def _clock(self) -> None:
         while True:
@@ -269,13 +304,19 @@ class Controller:
             self._drive()
 
 
+def _frame_size(buffer: bytearray) -> Optional[int]:
+    """The size of the frame at the front of `buffer` (checked), None until 4 bytes are in."""
+    if len(buffer) < 4:
+        return None
+    size = struct.unpack_from(">i", buffer)[0]
+    if not FRAME_HEAD.size - 4 <= size <= MAX_FRAME:
+        raise ValueError(f"quorum frame of {size} bytes")
+    return size
+
+
 async def _read_frame(stream: trio.SocketStream, buffer: bytearray) -> Optional[tuple[int, int, bytes]]:
     """The next (kind, sender, payload), or None at a clean end of the stream."""
-    while len(buffer) < FRAME_HEAD.size or len(buffer) < 4 + struct.unpack_from(">i", buffer)[0]:
-        if len(buffer) >= 4:
-            size = struct.unpack_from(">i", buffer)[0]
-            if not FRAME_HEAD.size - 4 <= size <= MAX_FRAME:
-                raise ValueError(f"quorum frame of {size} bytes")
+    while (size := _frame_size(buffer)) is None or len(buffer) < 4 + size:
         chunk = await stream.receive_some(1 << 16)
         if not chunk:
             if buffer:

@@ -1086,8 +1086,11 @@ class BrokerOffsetsStore:
     async def ensure_view(self) -> Any:
         """`__consumer_offsets` as the admin APIs see it, created when missing."""
         view = self.broker.topics.get(OFFSETS_TOPIC)
+        partitions = self.broker.config["offsets.topic.num.partitions"]
+        if view is None and self.broker.controller is not None:  # asked for; the client asks again
+            self.broker.topics.request_create(OFFSETS_TOPIC, partitions, {"cleanup.policy": "compact"})
+            raise TopicError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"{OFFSETS_TOPIC} is being created")
         if view is None:
-            partitions = self.broker.config["offsets.topic.num.partitions"]
             try:
                 view = await self.broker.create_topic(OFFSETS_TOPIC, partitions, {"cleanup.policy": "compact"})
             except TopicError as e:

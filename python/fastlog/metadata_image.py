@@ -10,8 +10,9 @@ Records are JSON objects with a `type`:
 - `create_topic` {name, id, partitions, owner, configs}: a topic, all of whose partitions the
   broker `owner` hosts (placement is per topic until partitions are replicated); a second
   create of a name that exists is ignored, so the first proposal wins;
-- `delete_topic` {name}, `add_partitions` {name, partitions} (the new total),
-  `set_topic_configs` {name, configs} (the whole set of overrides).
+- `delete_topic` {name, id}, `add_partitions` {name, id, partitions} (the new total),
+  `set_topic_configs` {name, id, configs} (the whole set of overrides): applied only to the
+  topic of that id, so a late duplicate cannot touch a newer topic of the same name.
 
 Applying a record is deterministic and never fails: a record this version does not know is
 skipped with a log line, so a newer node's records do not stop an older one.
@@ -79,7 +80,10 @@ class MetadataImage:
         if handler is None:
             log.warning("metadata record %d of unknown type %r skipped", index, record.get("type"))
             return
-        handler(record)
+        try:
+            handler(record)
+        except (KeyError, ValueError, TypeError) as e:
+            log.error("metadata record %d (%s) is malformed and skipped: %s", index, record.get("type"), e)
 
     def _apply_register_broker(self, record: dict[str, Any]) -> None:
         broker_id = int(record["id"])
@@ -99,26 +103,32 @@ class MetadataImage:
             log.info("broker %d unfenced", broker.id)
 
 
+    def _topic(self, record: dict[str, Any]) -> Optional[TopicImage]:
+        """The topic a record names, if it is still the one of the record's id."""
+        topic = self.topics.get(record["name"])
+        return topic if topic is not None and str(topic.id) == record["id"] else None
+
     def _apply_create_topic(self, record: dict[str, Any]) -> None:
-        if record["name"] in self.topics:
+        if record["name"] in self.topics or uuid.UUID(record["id"]) in self.deleted_topics:
             return
         topic = TopicImage(record["name"], uuid.UUID(record["id"]), int(record["partitions"]), int(record["owner"]), dict(record.get("configs") or {}))
         self.topics[topic.name] = topic
         log.info("topic %s created: %d partitions on broker %d", topic.name, topic.partitions, topic.owner)
 
     def _apply_delete_topic(self, record: dict[str, Any]) -> None:
-        topic = self.topics.pop(record["name"], None)
+        topic = self._topic(record)
         if topic is not None:
+            del self.topics[topic.name]
             self.deleted_topics.add(topic.id)
             log.info("topic %s deleted", topic.name)
 
     def _apply_add_partitions(self, record: dict[str, Any]) -> None:
-        topic = self.topics.get(record["name"])
+        topic = self._topic(record)
         if topic is not None and int(record["partitions"]) > topic.partitions:
             topic.partitions = int(record["partitions"])
 
     def _apply_set_topic_configs(self, record: dict[str, Any]) -> None:
-        topic = self.topics.get(record["name"])
+        topic = self._topic(record)
         if topic is not None:
             topic.configs = dict(record["configs"])
 

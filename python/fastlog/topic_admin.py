@@ -14,6 +14,7 @@ Handlers (CreateTopics, DeleteTopics, CreatePartitions, the configs APIs, Metada
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import trio
 
 from fastlog.config import config_text, validate_topic_configs
-from fastlog.log_manager import Topic, TopicError
+from fastlog.log_manager import MAX_PARTITIONS_PER_TOPIC, Topic, TopicError
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -29,6 +30,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 ADMIN_TIMEOUT_SECONDS = 30
+RECONCILE_RETRY_SECONDS = 5
+
+
+def check_partition_count(partitions: int) -> None:
+    """The partition counts a broker can open (checked before the controller commits one)."""
+    if not 1 <= partitions <= MAX_PARTITIONS_PER_TOPIC:
+        raise TopicError(37, f"number of partitions must be between 1 and {MAX_PARTITIONS_PER_TOPIC}, not {partitions}")
 
 
 @dataclass
@@ -104,16 +112,24 @@ class ClusterTopics:
         return self.image.is_live(broker_id)
 
     async def create(self, name: str, partitions: int, configs: dict[str, Any]) -> TopicView:
+        check_partition_count(partitions)
         texts = {k: config_text(v) for k, v in configs.items()}
         topic = await self.controller.create_topic(name, partitions, texts, ADMIN_TIMEOUT_SECONDS)
         return self._view(topic)  # type: ignore[return-value]
+
+    def request_create(self, name: str, partitions: int, configs: Optional[dict[str, str]] = None) -> None:
+        """Asks the controller to create a topic without waiting (auto-creation: the client is
+        told LEADER_NOT_AVAILABLE or COORDINATOR_NOT_AVAILABLE and asks again, as Kafka has it)."""
+        try:
+            self.controller.propose_topic(name, partitions, configs or {})
+        except (TopicError, ValueError) as e:
+            log.info("auto-creation of %s not proposed: %s", name, e)
 
     async def delete(self, name: str) -> None:
         await self.controller.delete_topic(name, ADMIN_TIMEOUT_SECONDS)
 
     async def add_partitions(self, name: str, total: int) -> None:
-        if total > 10_000:
-            raise TopicError(37, f"a topic may have at most 10000 partitions, not {total}")
+        check_partition_count(total)
         await self.controller.add_partitions(name, total, ADMIN_TIMEOUT_SECONDS)
 
     async def set_configs(self, name: str, configs: dict[str, Any]) -> None:
@@ -122,16 +138,22 @@ class ClusterTopics:
     # -- this broker's logs, kept as the image says ------------------------------------------------
 
     async def reconcile(self) -> None:
-        """Runs while the broker runs: after each change of the image, deletes the local topics
-        the image deleted, and creates, grows and reconfigures the ones this broker owns."""
+        """Runs while the broker runs: after each change of the image (and every few seconds
+        while a change could not be made, e.g. a full disk), deletes the local topics the image
+        deleted, and creates, grows and reconfigures the ones this broker owns."""
         while True:
             applied = self.controller.applied
             async with self.broker.admin_lock:
-                await self._reconcile_once()
-            await applied.wait()
+                complete = await self._reconcile_once()
+            with trio.move_on_after(math.inf if complete else RECONCILE_RETRY_SECONDS):
+                await applied.wait()
 
-    async def _reconcile_once(self) -> None:
+    async def _reconcile_once(self) -> bool:
+        """One pass; False when some topic could not be brought in line (retried later)."""
         logs = self.broker.logs
+        complete = True
+        others = {t.name: t.partitions for t in self.image.topics.values() if t.owner != self.broker.node_id}
+        logs.table.set_hosted_elsewhere(others)  # the Rust Produce path answers NOT_LEADER_OR_FOLLOWER
         for topic in list(logs.topics.values()):
             if topic.id in self.image.deleted_topics:
                 await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(topic.name))
@@ -141,12 +163,21 @@ class ClusterTopics:
                     await self._reconcile_topic(wanted)
                 except Exception:
                     log.exception("could not bring topic %s in line with the cluster's metadata", wanted.name)
+                    complete = False
+        return complete
 
     async def _reconcile_topic(self, wanted: "TopicImage") -> None:
         logs = self.broker.logs
         configs = validate_topic_configs(wanted.configs, warn=False)
         local = logs.topics.get(wanted.name)
-        if local is not None and local.id != wanted.id:  # an older topic of that name
+        if local is not None and local.id != wanted.id:
+            if local.id not in self.image.deleted_topics:  # never delete what the cluster never had
+                log.error(
+                    "topic %s here (id %s) is not the cluster's (id %s): left alone; "
+                    "move its directories away to let this broker host the cluster's topic",
+                    wanted.name, local.id, wanted.id,
+                )
+                return
             await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(local.name))
             local = None
         if local is None:

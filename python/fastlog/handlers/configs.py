@@ -190,7 +190,7 @@ async def alter_each(
     a resource named twice refused, failures answered per resource with their error."""
     repeated = duplicates((r.resource_type, r.resource_name) for r in request.resources)
     responses = []
-    async with ctx.broker.admin_lock:
+    async with ctx.broker.topic_changes():
         for resource in request.resources:
             if (resource.resource_type, resource.resource_name) in repeated:
                 responses.append(result(resource, ErrorCode.INVALID_REQUEST, "Duplicate resource."))

@@ -70,7 +70,7 @@ async def grow(ctx: RequestContext, wanted, validate_only: bool) -> object:
 async def handle(ctx: RequestContext, request):
     repeated = duplicates(t.name for t in request.topics)
     results = [result(name, ErrorCode.INVALID_REQUEST, "Duplicate topic name.") for name in sorted(repeated)]
-    async with ctx.broker.admin_lock:
+    async with ctx.broker.topic_changes():
         for wanted in request.topics:
             if wanted.name not in repeated:
                 results.append(await grow(ctx, wanted, request.validate_only))

@@ -135,7 +135,7 @@ async def handle(ctx: RequestContext, request):
     results = [
         error_result(name, ErrorCode.INVALID_REQUEST, "Duplicate topic name.") for name in sorted(repeated)
     ]
-    async with ctx.broker.admin_lock:
+    async with ctx.broker.topic_changes():
         for topic in request.topics:
             if topic.name not in repeated:
                 results.append(await create_one(ctx, topic, validate_only))

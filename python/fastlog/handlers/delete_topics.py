@@ -67,7 +67,7 @@ async def handle(ctx: RequestContext, request):
     repeated_ids = duplicates(i for n, i in wanted if n is None and i != ZERO_UUID)
     results = [result(n, ZERO_UUID, ErrorCode.INVALID_REQUEST, "Duplicate topic name.") for n in sorted(repeated_names)]
     results += [result(None, i, ErrorCode.INVALID_REQUEST, "Duplicate topic id.") for i in sorted(repeated_ids)]
-    async with ctx.broker.admin_lock:
+    async with ctx.broker.topic_changes():
         for name, topic_id in wanted:
             if name in repeated_names or (name is None and topic_id in repeated_ids):
                 continue

@@ -2,8 +2,9 @@
 
 v0-v12. Topics are asked for by name (v10+ also by id); a null list means all topics (v0:
 an empty list does). An unknown topic is created when the request allows it (v4+
-`allow_auto_topic_creation`; always before v4) and `auto.create.topics.enable` is true; it is
-created at once, so the answer already has its partitions rather than LEADER_NOT_AVAILABLE.
+`allow_auto_topic_creation`; always before v4) and `auto.create.topics.enable` is true. A
+single node creates it at once, so the answer already has its partitions; a cluster asks the
+controller and answers LEADER_NOT_AVAILABLE, as Kafka does, until the client asks again.
 Topics come from `broker.topics`: this node's, or in a cluster the metadata image's, each led
 by the broker hosting it (LEADER_NOT_AVAILABLE and an offline replica while that one is fenced).
 """
@@ -102,6 +103,9 @@ async def lookup(ctx: RequestContext, wanted, may_create: bool, include_operatio
         return error_entry(ErrorCode.INVALID_TOPIC_EXCEPTION, name)
     if not may_create:
         return error_entry(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
+    if ctx.broker.controller is not None:  # a cluster: asked for, answered when the client asks again
+        topics.request_create(name, ctx.broker.config["num.partitions"])
+        return error_entry(ErrorCode.LEADER_NOT_AVAILABLE, name)
     try:
         topic = await ctx.broker.create_topic(name, ctx.broker.config["num.partitions"], {})
     except TopicError as e:
