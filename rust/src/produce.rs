@@ -16,12 +16,19 @@ use crate::wire::{Reader, Writer};
 pub const API_KEY: i16 = 0;
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const INVALID_REQUIRED_ACKS: i16 = 21;
 
 /// Where the partitions' logs are.
 pub trait Partitions {
     /// Runs `f` on the log of `topic`-`index`; None when this broker has no such partition.
     fn with_log<T>(&self, topic: &str, index: i32, f: impl FnOnce(&mut PartitionLog) -> CoreResult<T>) -> Option<CoreResult<T>>;
+
+    /// Whether another broker of the cluster hosts `topic`-`index` (then the client is sent
+    /// there with NOT_LEADER_OR_FOLLOWER rather than told the partition does not exist).
+    fn hosted_elsewhere(&self, _topic: &str, _index: i32) -> bool {
+        false
+    }
 }
 
 /// One partition's result, as it goes into the response.
@@ -245,6 +252,7 @@ fn append(
         Ok((info, log.log_start_offset, log.flush_due()))
     });
     match appended {
+        None if partitions.hosted_elsewhere(topic, index) => Err(PartitionResult::error(index, NOT_LEADER_OR_FOLLOWER, None)),
         None => Err(PartitionResult::error(index, UNKNOWN_TOPIC_OR_PARTITION, None)),
         Some(Err(e)) => Err(PartitionResult::refusal(index, e)),
         Some(Ok((info, log_start_offset, flush_due))) => Ok((

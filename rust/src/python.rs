@@ -392,6 +392,8 @@ impl Log {
 #[pyclass(frozen, module = "fastlog._core")]
 struct PartitionTable {
     topics: RwLock<HashMap<String, Vec<Py<Log>>>>,
+    /// In a cluster: topics other brokers host, with their partition counts.
+    elsewhere: RwLock<HashMap<String, i32>>,
 }
 
 impl produce::Partitions for PartitionTable {
@@ -412,13 +414,23 @@ impl produce::Partitions for PartitionTable {
             )),
         })
     }
+
+    fn hosted_elsewhere(&self, topic: &str, index: i32) -> bool {
+        let elsewhere = self.elsewhere.read().unwrap_or_else(|p| p.into_inner());
+        elsewhere.get(topic).is_some_and(|count| (0..*count).contains(&index))
+    }
 }
 
 #[pymethods]
 impl PartitionTable {
     #[new]
     fn new() -> Self {
-        PartitionTable { topics: RwLock::new(HashMap::new()) }
+        PartitionTable { topics: RwLock::new(HashMap::new()), elsewhere: RwLock::new(HashMap::new()) }
+    }
+
+    /// Replaces the set of topics (name -> partition count) that other brokers host.
+    fn set_hosted_elsewhere(&self, topics: HashMap<String, i32>) {
+        *self.elsewhere.write().unwrap_or_else(|p| p.into_inner()) = topics;
     }
 
     /// Sets (or replaces) the logs of `topic`'s partitions, in partition order.
@@ -584,6 +596,18 @@ impl MetadataQuorum {
     #[getter]
     fn is_leader(&self) -> bool {
         self.quorum().is_leader()
+    }
+
+    /// The index up to which the metadata log is committed.
+    #[getter]
+    fn commit_index(&self) -> u64 {
+        self.quorum().commit_index()
+    }
+
+    /// [(voter, last log index known on it)]: complete on the leader; elsewhere 0 for others.
+    #[getter]
+    fn voter_progress(&self) -> Vec<(u64, u64)> {
+        self.quorum().voter_progress()
     }
 
     /// On the leader, the voters heard from within the last election timeout; else [].

@@ -18,7 +18,7 @@ import trio
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.common import storage_error_code
+from fastlog.handlers.common import missing_partition_error, storage_error_code
 from fastlog.protocol import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def delete_below(ctx: RequestContext, topic: str, wanted) -> object:
     partition = ctx.broker.logs.partition(topic, index)
     if partition is None:
         return R.DeleteRecordsPartitionResult(
-            partition_index=index, low_watermark=-1, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
+            partition_index=index, low_watermark=-1, error_code=missing_partition_error(ctx.broker, topic, index)
         )
     offset = partition.log.high_watermark if wanted.offset == HIGH_WATERMARK else wanted.offset
     if offset < 0 or offset > partition.log.high_watermark:

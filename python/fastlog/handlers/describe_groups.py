@@ -10,7 +10,6 @@ from __future__ import annotations
 from fastlog import protocol
 from fastlog.group_coordinator import GroupState
 from fastlog.handlers import RequestContext, handles
-from fastlog.protocol import ErrorCode
 
 R = protocol.DescribeGroupsResponse
 # Without ACLs every group operation is allowed: READ, DESCRIBE, DELETE (AclOperation codes).
@@ -20,8 +19,8 @@ GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8))
 def describe(ctx: RequestContext, group_id: str, include_operations: bool) -> object:
     coordinator = ctx.broker.groups
     ops = GROUP_OPERATIONS if include_operations else -2147483648
-    if not coordinator.loaded:
-        return R.DescribedGroup(error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, group_id=group_id,
+    if coordinator.unavailable():  # NOT_COORDINATOR elsewhere in a cluster, or still loading
+        return R.DescribedGroup(error_code=coordinator.unavailable(), group_id=group_id,
                                 group_state="", protocol_type="", protocol_data="", authorized_operations=ops)
     group = coordinator.describe(group_id)
     if group is None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.common import leader_epoch_error, storage_error_code
-from fastlog.protocol import ErrorCode
+from fastlog.handlers.common import leader_epoch_error, missing_partition_error, storage_error_code
 
 R = protocol.OffsetForLeaderEpochResponse
 
@@ -20,7 +19,7 @@ R = protocol.OffsetForLeaderEpochResponse
 def answer(ctx: RequestContext, topic: str, wanted) -> object:
     out = R.EpochEndOffset(partition=wanted.partition, error_code=0, end_offset=-1)
     partition = ctx.broker.logs.partition(topic, wanted.partition)
-    error = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if partition is None else None
+    error = missing_partition_error(ctx.broker, topic, wanted.partition) if partition is None else None
     if error is None and ctx.api_version >= 2:
         error = leader_epoch_error(wanted.current_leader_epoch)
     epoch = -1

@@ -26,7 +26,7 @@ from fastlog import _core, legacy, protocol
 from fastlog.handlers import DECLINED, RequestContext, answers_frames, handles
 from fastlog.handlers.common import LEADER_EPOCH, missing_partition_error, storage_error_code
 from fastlog.protocol import ErrorCode
-from fastlog.records import CorruptRecordsError
+from fastlog.records import DEFAULT_MAX_BYTES, CorruptRecordsError, RecordsTooLargeError
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -72,11 +72,6 @@ def refused(index: int, code: int, message: Optional[str] = None, record_errors:
     )
 
 
-def max_message_bytes(ctx: RequestContext, topic: str) -> int:
-    logs = ctx.broker.logs
-    return logs.effective_configs(logs.topics[topic])["max.message.bytes"]
-
-
 def append(ctx: RequestContext, topic: str, index: int, records) -> object:
     partition = ctx.broker.logs.partition(topic, index)
     if partition is None:
@@ -86,11 +81,14 @@ def append(ctx: RequestContext, topic: str, index: int, records) -> object:
     magic = legacy.magic_of(records)
     if magic < 2:
         try:
-            records = legacy.to_record_batch(records, max_message_bytes(ctx, topic))
+            # The decompressed size is bounded generously; the batch this makes is checked
+            # against max.message.bytes by the append, as Kafka checks the converted batch.
+            records = legacy.to_record_batch(records, DEFAULT_MAX_BYTES)
         except CorruptRecordsError as e:
             why = f"{legacy.format_name(magic)} from {ctx.peer} (client {ctx.header.client_id!r}): {e}"
             log.warning("refused produce to %s-%d: %s", topic, index, why)
-            return refused(index, ErrorCode.CORRUPT_MESSAGE, why)
+            code = ErrorCode.MESSAGE_TOO_LARGE if isinstance(e, RecordsTooLargeError) else ErrorCode.CORRUPT_MESSAGE
+            return refused(index, code, why)
     try:
         base_offset, _, append_time, count = partition.log.append(bytes(records), LEADER_EPOCH)
     except _core.StorageError as e:
