@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -32,8 +33,11 @@ class Cluster:
             self.nodes[node] = process
 
     def start(self) -> "Cluster":
-        for process in self.nodes.values():
-            process.start()
+        """Starts every node at once: a node serves clients once it hears a leader, which takes
+        a majority of the nodes running."""
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            for started in [pool.submit(process.start) for process in self.nodes.values()]:
+                started.result()
         return self
 
     def stop(self) -> None:

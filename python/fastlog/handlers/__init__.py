@@ -90,6 +90,7 @@ from fastlog.handlers import (  # noqa: E402,F401
     describe_log_dirs,
     create_partitions,
     incremental_alter_configs,
+    describe_quorum,
     describe_cluster,
 )
 

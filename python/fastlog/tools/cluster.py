@@ -1,5 +1,7 @@
 """`fastlog cluster --nodes 3 [--data DIR]`: a local cluster on loopback, for trying a client's
-behaviour with several brokers (and a controller that can fail over) without Docker.
+behaviour with several brokers (and a controller that can fail over) without Docker; and
+`fastlog cluster status`: the brokers, the controller, the metadata quorum and the partitions
+without a live leader, of any cluster (over the Kafka protocol: Metadata and DescribeQuorum).
 
 Starts one `fastlog serve` process per node, each a combined broker and controller with its
 data in DIR/node-N, client ports from `--base-port` (9092, 9093, ...) and controller ports
@@ -15,7 +17,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
+
+from fastlog import protocol
+from fastlog.client import Client, ClientError
+from fastlog.tools import add_common, command, connect, print_json, print_table
 
 STOP_SECONDS = 30
 
@@ -33,6 +39,50 @@ def register(commands: "argparse._SubParsersAction") -> None:
         "--override", metavar="KEY=VALUE", action="append", default=[], help="a config key for every node (repeatable)"
     )
     parser.set_defaults(func=run)
+    actions = parser.add_subparsers(dest="cluster_command", metavar="ACTION")
+    status_parser = command(actions, "status", status, full_name="cluster status", help="show a cluster's brokers, controller, quorum and offline partitions")
+    add_common(status_parser)
+
+
+def quorum_of(client: Client) -> Optional[Any]:
+    """The DescribeQuorum answer for the metadata partition, or None if the broker has none."""
+    Q = protocol.DescribeQuorumRequest
+    request = Q(topics=[Q.TopicData(topic_name="__cluster_metadata", partitions=[Q.PartitionData(partition_index=0)])])
+    try:
+        answer = client.controller().request(request)
+    except (ClientError, KeyError):  # a broker without DescribeQuorum
+        return None
+    return answer.topics[0].partitions[0] if answer.topics and answer.topics[0].partitions else None
+
+
+def status(args: argparse.Namespace) -> int:
+    with connect(args) as client:
+        cluster = client.metadata()
+        quorum = quorum_of(client)
+    offline = sorted(
+        (p.topic, p.index) for t in cluster.topics.values() for p in t.partitions.values() if p.leader < 0
+    )
+    report = {
+        "cluster_id": cluster.cluster_id,
+        "controller": cluster.controller_id,
+        "brokers": [{"id": i, "host": h, "port": p} for i, (h, p) in sorted(cluster.brokers.items())],
+        "quorum": None if quorum is None else {
+            "leader": quorum.leader_id, "epoch": quorum.leader_epoch, "high_watermark": quorum.high_watermark,
+            "voters": [{"id": v.replica_id, "log_end_offset": v.log_end_offset} for v in quorum.current_voters],
+        },
+        "offline_partitions": [f"{t}-{i}" for t, i in offline],
+    }
+    if args.json:
+        print_json(report)
+        return 0
+    print(f"cluster {cluster.cluster_id}, controller {cluster.controller_id}")
+    print_table([(b["id"], f"{b['host']}:{b['port']}", "controller" if b["id"] == cluster.controller_id else "") for b in report["brokers"]], ["BROKER", "ADDRESS", "ROLE"])
+    if quorum is not None:
+        lag = [(v.replica_id, v.log_end_offset, "" if v.log_end_offset < 0 else quorum.high_watermark - v.log_end_offset) for v in quorum.current_voters]
+        print(f"metadata quorum: leader {quorum.leader_id}, epoch {quorum.leader_epoch}, high watermark {quorum.high_watermark}")
+        print_table(lag, ["VOTER", "LOG-END", "LAG"])
+    print(f"offline partitions (no live leader): {len(offline)}" + (": " + ", ".join(report["offline_partitions"][:20]) if offline else ""))
+    return 0
 
 
 def node_overrides(node: int, nodes: int, base_port: int, data: Path) -> list[str]:
