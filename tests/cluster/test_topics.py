@@ -16,6 +16,7 @@ from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, C
 
 from fastlog import protocol
 from fastlog.protocol import ErrorCode
+from fastlog.records import Record, encode_batch
 from tests.broker.wire import WireClient
 from tests.cluster.helpers import Cluster, agreed, wait_for
 
@@ -93,7 +94,11 @@ def test_a_broker_that_does_not_host_a_partition_sends_the_client_elsewhere(clus
     F, L = protocol.FetchRequest, protocol.ListOffsetsRequest
     fetch = F(replica_id=-1, max_wait_ms=0, topics=[F.FetchTopic(topic=TOPICS[0], partitions=[F.FetchPartition(partition=0, partition_max_bytes=1024)])])
     offsets = L(replica_id=-1, topics=[L.ListOffsetsTopic(name=TOPICS[0], partitions=[L.ListOffsetsPartition(partition_index=0, timestamp=-1)])])
+    P = protocol.ProduceRequest
+    batch = encode_batch([Record(0, 1, None, b"v")])
+    produce_request = P(acks=1, timeout_ms=5000, topic_data=[P.TopicProduceData(name=TOPICS[0], partition_data=[P.PartitionProduceData(index=0, records=batch)])])
     with WireClient(cluster.nodes[other].bootstrap) as wire:
+        assert wire.request(produce_request, 9).responses[0].partition_responses[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
         assert wire.request(fetch, 11).responses[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
         assert wire.request(offsets, 7).topics[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
 
