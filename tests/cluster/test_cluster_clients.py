@@ -9,7 +9,6 @@ import asyncio
 import json
 import subprocess
 import time
-from pathlib import Path
 from typing import Iterator
 
 import pytest
