@@ -166,6 +166,7 @@ class BrokerCollector:
         yield from self._partitions()
         yield from self._cleaner()
         yield from self._groups()
+        yield from self._cluster()
 
     def _counters(self) -> Iterator[Any]:
         m = self.metrics
@@ -254,6 +255,21 @@ class BrokerCollector:
             ("records_removed", "Records compaction removed"),
         ):
             yield CounterMetricFamily(f"fastlog_log_cleaner_{key}", doc, value=stats.get(key, 0))
+
+    def _cluster(self) -> Iterator[Any]:
+        """The metadata quorum and the cluster as this node sees them (only in a cluster)."""
+        controller = getattr(self.broker, "controller", None)
+        if controller is None:
+            return
+        quorum, image = controller.quorum, controller.image
+        yield GaugeMetricFamily("fastlog_controller_active", "1 on the node that is the controller (the quorum leader)", value=int(quorum.is_leader))
+        yield GaugeMetricFamily("fastlog_quorum_leader", "Node id of the quorum leader (-1: none known)", value=controller.leader_id)
+        yield GaugeMetricFamily("fastlog_quorum_epoch", "The quorum's current term (a leader election raises it)", value=quorum.term)
+        yield GaugeMetricFamily("fastlog_quorum_commit_index", "Index up to which the metadata log is committed", value=quorum.commit_index)
+        yield GaugeMetricFamily("fastlog_quorum_applied_index", "Index of the last metadata record applied here", value=image.last_applied)
+        yield GaugeMetricFamily("fastlog_fenced_brokers", "Registered brokers the controller fenced", value=sum(b.fenced for b in image.brokers.values()))
+        offline = sum(t.partitions for t in image.topics.values() if not image.is_live(t.owner))
+        yield GaugeMetricFamily("fastlog_offline_partitions", "Partitions whose broker is fenced (no replica to lead them yet)", value=offline)
 
     def _groups(self) -> Iterator[Any]:
         coordinator = getattr(self.broker, "groups", None)

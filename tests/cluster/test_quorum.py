@@ -194,3 +194,23 @@ def test_the_metadata_log_name_is_reserved(cluster) -> None:
     with pytest.raises(Exception) as refused:
         admin.create_topics([NewTopic("__cluster_metadata", 1, 1)])["__cluster_metadata"].result(timeout=20)
     assert "reserved" in str(refused.value)
+
+
+def test_the_cluster_metrics_show_the_controller_and_a_fenced_broker(cluster) -> None:
+    import urllib.request
+
+    wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    _, controller = cluster.view(1)
+
+    def scrape(node: int) -> dict[str, float]:
+        port = int(cluster.nodes[node].log_text().split("metrics at http://127.0.0.1:")[1].split("/")[0])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+            lines = answer.read().decode().splitlines()
+        return {line.split()[0]: float(line.split()[1]) for line in lines if line.startswith(("fastlog_controller", "fastlog_quorum", "fastlog_fenced"))}
+
+    assert scrape(controller)["fastlog_controller_active"] == 1
+    survivor = next(n for n in (1, 2, 3) if n != controller)
+    assert scrape(survivor)["fastlog_controller_active"] == 0 and scrape(survivor)["fastlog_quorum_leader"] == controller
+    cluster.nodes[controller].kill()
+    wait_for(lambda: scrape(survivor)["fastlog_fenced_brokers"] == 1, "the killed controller counted as fenced")
+    assert scrape(survivor)["fastlog_quorum_epoch"] >= 2
