@@ -190,3 +190,17 @@ def test_every_advertised_version_of_every_api_is_answered(broker) -> None:
             answer = wire.request(request, version)
             assert type(answer) is protocol.response_class(api_key), (api_key, version)
             assert wire.last_correlation_id == wire.correlation_id, (api_key, version)
+
+
+def test_a_stored_batch_that_cannot_be_converted_down_is_a_partition_error_not_a_closed_connection(broker, unique_topic) -> None:
+    # 65 MiB of zeros (zstd makes it small) inflates past the 64 MiB bound of down-conversion
+    with WireClient(broker.bootstrap, timeout=60) as wire:
+        create(wire, unique_topic, **{"max.message.bytes": str(80 << 20)})
+        bomb = encode_batch([Record(0, 1, None, bytes(65 << 20))], compression=Compression.ZSTD)
+        R = protocol.ProduceRequest
+        request = R(acks=1, timeout_ms=5000, topic_data=[R.TopicProduceData(name=unique_topic, partition_data=[R.PartitionProduceData(index=0, records=bomb)])])
+        assert wire.request(request, 9).responses[0].partition_responses[0].error_code == 0
+        assert fetch_raw(wire, unique_topic, 0, 11).error_code == 0  # v4+: sent as stored
+        assert fetch_raw(wire, unique_topic, 0, 2).error_code == ErrorCode.MESSAGE_TOO_LARGE
+        assert fetch_raw(wire, unique_topic, 0, 11).error_code == 0  # the connection is still open
+    assert "cannot convert" in broker.log_text()

@@ -20,6 +20,7 @@ the client then starts a new session. At most `MAX_SESSIONS` are kept, least rec
 
 from __future__ import annotations
 
+import logging
 import random
 import uuid
 import weakref
@@ -34,7 +35,9 @@ from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.common import leader_epoch_error, missing_partition_error, storage_error_code
 from fastlog.log_manager import Partition
 from fastlog.protocol import ErrorCode
+from fastlog.records import CorruptRecordsError, RecordsTooLargeError
 
+log = logging.getLogger(__name__)
 R = protocol.FetchResponse
 INITIAL_EPOCH, FINAL_EPOCH = 0, -1
 MAX_SESSIONS = 1000
@@ -170,7 +173,12 @@ def down_converted(ctx: RequestContext, wanted: WantedPartition, data: Any, foun
         data.error_code = ErrorCode.UNSUPPORTED_VERSION
         return data
     magic = legacy.fetch_magic(ctx.api_version)
-    data.records = legacy.down_convert(found.read(), magic, wanted.fetch_offset, limit)
+    try:
+        data.records = legacy.down_convert(found.read(), magic, wanted.fetch_offset, limit)
+    except CorruptRecordsError as e:  # a stored batch that cannot be converted (e.g. inflating past the bound)
+        log.warning("cannot convert %s-%d at %d down for Fetch v%d: %s", wanted.topic, wanted.partition, wanted.fetch_offset, ctx.api_version, e)
+        data.error_code = ErrorCode.MESSAGE_TOO_LARGE if isinstance(e, RecordsTooLargeError) else ErrorCode.CORRUPT_MESSAGE
+        return data
     ctx.broker.metrics.count_down_conversion(magic, len(data.records))
     return data
 
