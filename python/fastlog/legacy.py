@@ -22,7 +22,7 @@ from typing import Optional
 
 from fastlog.records import LOG_APPEND_TIME, Compression, Record, RecordBatch, compress, decode_batches, encode_batch
 
-MAGIC_OFFSET = 16  # the magic byte sits here in every format
+MAGIC_OFFSET = 16  # the magic byte sits here in every format (batch.rs's OFF_MAGIC)
 ATTR_TIMESTAMP_TYPE = 0x08
 _HEAD = struct.Struct(">qiI")  # offset, size, crc
 _FORMAT_NAMES = {0: "message format v0 (magic 0)", 1: "message format v1 (magic 1)", 2: "record batch v2"}

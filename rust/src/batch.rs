@@ -18,7 +18,8 @@ pub const MAGIC_V2: i8 = 2;
 const OFF_BASE_OFFSET: usize = 0;
 const OFF_LENGTH: usize = 8;
 const OFF_LEADER_EPOCH: usize = 12;
-const OFF_MAGIC: usize = 16;
+/// The magic byte sits here in every message format (legacy messages included).
+pub const OFF_MAGIC: usize = 16;
 const OFF_CRC: usize = 17;
 const OFF_ATTRIBUTES: usize = 21;
 const OFF_LAST_OFFSET_DELTA: usize = 23;
@@ -173,39 +174,6 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
     None
 }
 
-/// Indexes (in the batch) of the records without a key.
-fn keyless_records(header: &BatchHeader, records: &[u8]) -> Result<Vec<i32>> {
-    let parsed = parse_records(records, header.record_count)?;
-    Ok(parsed.iter().zip(0..).filter(|(record, _)| record.key.is_none()).map(|(_, index)| index).collect())
-}
-
-/// Refuses a validated produce run that has records without a key, as Kafka's LogValidator
-/// does for a compacted topic: INVALID_RECORD naming each keyless record of the first batch
-/// that has any, with Kafka's messages (`partition` is "topic-index", as Kafka prints it).
-pub fn require_keys(buf: &[u8], headers: &[BatchHeader], limit: usize, partition: &str) -> Result<()> {
-    let mut pos = 0;
-    for header in headers {
-        let batch = &buf[pos..pos + header.size()];
-        pos += header.size();
-        if header.is_control() {
-            continue;
-        }
-        let keyless = if header.compression() == 0 {
-            keyless_records(header, &batch[HEADER_SIZE..])?
-        } else {
-            let records = compression::decompress(header.compression(), &batch[HEADER_SIZE..], limit)
-                .map_err(|e| CoreError::CorruptBatch(format!("record batch at offset {}: {e}", header.base_offset)))?;
-            keyless_records(header, &records)?
-        };
-        if !keyless.is_empty() {
-            let why = format!("Compacted topic cannot accept message without key in topic partition {partition}");
-            let errors: Vec<(i32, String)> = keyless.into_iter().map(|index| (index, why.clone())).collect();
-            return Err(record_errors(errors));
-        }
-    }
-    Ok(())
-}
-
 /// The refusal of records one by one, with the message Kafka's broker gives it.
 fn record_errors(errors: Vec<(i32, String)>) -> CoreError {
     let shown: Vec<String> =
@@ -216,12 +184,6 @@ fn record_errors(errors: Vec<(i32, String)>) -> CoreError {
         shown.join(", ")
     );
     CoreError::RecordErrors(message, errors)
-}
-
-/// A record's timestamp delta: it follows the record's attributes byte.
-fn timestamp_delta(record: &[u8]) -> Option<i64> {
-    let mut pos = 1;
-    read_varlong(record, &mut pos)
 }
 
 /// Reads a zig-zag varlong; `None` when the buffer ends first or it runs past 10 bytes.
@@ -277,28 +239,33 @@ pub fn parse_records(records: &[u8], count: i32) -> Result<Vec<RecordRef>> {
     Ok(out)
 }
 
+/// What walking a batch's records found.
+struct RecordsSeen {
+    /// The largest record timestamp (the header's own max timestamp for an empty batch).
+    max_timestamp: i64,
+    /// Indexes (in the batch) of records without a key, when they were looked for.
+    keyless: Vec<i32>,
+}
+
 /// Walks a batch's records (decompressed), checks that their count and lengths add up, and
-/// returns the largest record timestamp (the header's own max timestamp for an empty batch).
-fn check_records(header: &BatchHeader, records: &[u8]) -> Result<i64> {
+/// reads each record's timestamp (and, with `find_keyless`, whether it has a key).
+fn check_records(header: &BatchHeader, records: &[u8], find_keyless: bool) -> Result<RecordsSeen> {
     let mut pos = 0;
-    let mut max_timestamp = if header.record_count > 0 { i64::MIN } else { header.max_timestamp };
+    let mut seen = RecordsSeen { max_timestamp: if header.record_count > 0 { i64::MIN } else { header.max_timestamp }, keyless: vec![] };
     for index in 0..header.record_count {
-        let length = read_varint(records, &mut pos).filter(|l| *l >= 0).ok_or_else(|| {
-            CoreError::CorruptBatch(format!(
-                "record {index} of batch at offset {} has a bad length",
-                header.base_offset
-            ))
-        })? as usize;
-        let end = pos.checked_add(length).filter(|end| *end <= records.len()).ok_or_else(|| {
-            CoreError::CorruptBatch(format!(
-                "record {index} of batch at offset {} runs past the batch end",
-                header.base_offset
-            ))
-        })?;
-        let delta = timestamp_delta(&records[pos..end]).ok_or_else(|| {
-            CoreError::CorruptBatch(format!("record {index} of batch at offset {} is malformed", header.base_offset))
-        })?;
-        max_timestamp = max_timestamp.max(header.base_timestamp.wrapping_add(delta));
+        let bad = |what: &str| CoreError::CorruptBatch(format!("record {index} of batch at offset {} {what}", header.base_offset));
+        let length = read_varint(records, &mut pos).filter(|l| *l >= 0).ok_or_else(|| bad("has a bad length"))? as usize;
+        let end = pos.checked_add(length).filter(|end| *end <= records.len()).ok_or_else(|| bad("runs past the batch end"))?;
+        let record = &records[pos..end];
+        let mut at = 1; // after the attributes byte: timestamp delta, offset delta, key length
+        let delta = read_varlong(record, &mut at).ok_or_else(|| bad("is malformed"))?;
+        seen.max_timestamp = seen.max_timestamp.max(header.base_timestamp.wrapping_add(delta));
+        if find_keyless {
+            read_varint(record, &mut at).ok_or_else(|| bad("is malformed"))?;
+            if read_varint(record, &mut at).ok_or_else(|| bad("is malformed"))? < 0 {
+                seen.keyless.push(index);
+            }
+        }
         pos = end;
     }
     if pos != records.len() {
@@ -309,7 +276,7 @@ fn check_records(header: &BatchHeader, records: &[u8]) -> Result<i64> {
             header.record_count
         )));
     }
-    Ok(max_timestamp)
+    Ok(seen)
 }
 
 /// Validates one batch from the start of `buf` and returns its header.
@@ -317,7 +284,7 @@ fn check_records(header: &BatchHeader, records: &[u8]) -> Result<i64> {
 pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader> {
     let header = checked_header(buf)?;
     if header.compression() == 0 {
-        check_records(&header, &buf[HEADER_SIZE..header.size()])?;
+        check_records(&header, &buf[HEADER_SIZE..header.size()], false)?;
     }
     Ok(header)
 }
@@ -338,18 +305,28 @@ fn checked_header(buf: &[u8]) -> Result<BatchHeader> {
     Ok(header)
 }
 
-/// Decompresses a compressed batch's records (at most `limit` bytes) and checks them; returns
-/// their largest timestamp.
-fn check_compressed_records(header: &BatchHeader, batch: &[u8], limit: usize) -> Result<i64> {
+/// Decompresses a compressed batch's records (at most `limit` bytes) and checks them.
+fn check_compressed_records(header: &BatchHeader, batch: &[u8], limit: usize, find_keyless: bool) -> Result<RecordsSeen> {
     let records = compression::decompress(header.compression(), &batch[HEADER_SIZE..], limit)
         .map_err(|e| CoreError::CorruptBatch(format!("record batch at offset {}: {e}", header.base_offset)))?;
-    check_records(header, &records)
+    check_records(header, &records, find_keyless)
 }
 
 /// Validates a producer's run of batches (the `records` field of a Produce request).
 /// Refuses an empty run, a batch above `max_batch_bytes`, trailing garbage, and compressed
 /// records that do not decompress, inflate past `max_batch_bytes`, or miscount themselves.
 pub fn validate_produce(buf: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchHeader>> {
+    validate_run(buf, max_batch_bytes, None)
+}
+
+/// `validate_produce` for a compacted topic: a batch with records without a key is refused as
+/// Kafka's LogValidator refuses it, INVALID_RECORD naming each keyless record of the first such
+/// batch with Kafka's message (`partition` is "topic-index", as Kafka prints a partition).
+pub fn validate_compacted_produce(buf: &[u8], max_batch_bytes: usize, partition: &str) -> Result<Vec<BatchHeader>> {
+    validate_run(buf, max_batch_bytes, Some(partition))
+}
+
+fn validate_run(buf: &[u8], max_batch_bytes: usize, keys_required_in: Option<&str>) -> Result<Vec<BatchHeader>> {
     if buf.is_empty() {
         return Err(CoreError::CorruptBatch("produce request carries no record batch".into()));
     }
@@ -370,14 +347,19 @@ pub fn validate_produce(buf: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchH
             )));
         }
         let batch = &buf[pos..pos + header.size()];
-        let records_max = if header.compression() != 0 {
-            check_compressed_records(&header, batch, max_batch_bytes)?
+        let find_keyless = keys_required_in.is_some() && !header.is_control();
+        let seen = if header.compression() != 0 {
+            check_compressed_records(&header, batch, max_batch_bytes, find_keyless)?
         } else {
-            check_records(&header, &batch[HEADER_SIZE..])?
+            check_records(&header, &batch[HEADER_SIZE..], find_keyless)?
         };
+        if let (Some(partition), false) = (keys_required_in, seen.keyless.is_empty()) {
+            let why = format!("Compacted topic cannot accept message without key in topic partition {partition}");
+            return Err(record_errors(seen.keyless.into_iter().map(|index| (index, why.clone())).collect()));
+        }
         // As Kafka's LogValidator: the header's max timestamp is the records' largest one
         // (sarama 1.22 sends -1 there); `patched_headers` writes it when it differs.
-        header.max_timestamp = records_max;
+        header.max_timestamp = seen.max_timestamp;
         pos += header.size();
         headers.push(header);
     }
@@ -431,24 +413,18 @@ pub fn patched_headers(
         let mut head: [u8; HEADER_SIZE] = buf[pos..pos + HEADER_SIZE].try_into().unwrap();
         head[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&next.to_be_bytes());
         head[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&leader_epoch.to_be_bytes());
-        let batch_max = match log_append_time {
-            Some(now) => {
-                let attributes = header.attributes | ATTR_LOG_APPEND_TIME;
-                head[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-                head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&now.to_be_bytes());
-                let crc = crc32c::crc32c_append(crc32c(&head[OFF_ATTRIBUTES..]), &buf[pos + HEADER_SIZE..pos + header.size()]);
-                head[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-                now
-            }
-            None => {
-                if be_i64(&head, OFF_MAX_TIMESTAMP) != header.max_timestamp {
-                    head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&header.max_timestamp.to_be_bytes());
-                    let crc = crc32c::crc32c_append(crc32c(&head[OFF_ATTRIBUTES..]), &buf[pos + HEADER_SIZE..pos + header.size()]);
-                    head[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-                }
-                header.max_timestamp
-            }
+        // LogAppendTime stamps the batch; otherwise the records' own max timestamp, which
+        // `validate_produce` put in the header, replaces whatever the producer wrote there.
+        let (attributes, batch_max) = match log_append_time {
+            Some(now) => (header.attributes | ATTR_LOG_APPEND_TIME, now),
+            None => (header.attributes, header.max_timestamp),
         };
+        if be_i16(&head, OFF_ATTRIBUTES) != attributes || be_i64(&head, OFF_MAX_TIMESTAMP) != batch_max {
+            head[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+            head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&batch_max.to_be_bytes());
+            let crc = crc32c::crc32c_append(crc32c(&head[OFF_ATTRIBUTES..]), &buf[pos + HEADER_SIZE..pos + header.size()]);
+            head[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+        }
         if batch_max > max_timestamp {
             max_timestamp = batch_max;
             offset_of_max_timestamp = next + header.last_offset_delta as i64;

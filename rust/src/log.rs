@@ -296,10 +296,11 @@ impl PartitionLog {
     /// Like `append`, without the flush that `flush.messages` may call for: the caller checks
     /// `flush_due` and flushes (the server does it off its event loop, before answering).
     pub fn append_unflushed(&mut self, data: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
-        let headers = batch::validate_produce(data, self.config.max_message_bytes)?;
-        if self.config.compacted {
-            batch::require_keys(data, &headers, self.config.max_message_bytes, &self.partition_name())?;
-        }
+        let headers = if self.config.compacted {
+            batch::validate_compacted_produce(data, self.config.max_message_bytes, &self.partition_name())?
+        } else {
+            batch::validate_produce(data, self.config.max_message_bytes)?
+        };
         if headers.len() > 1 && headers.iter().any(producer_state::is_idempotent) {
             return Err(CoreError::InvalidRecord(format!(
                 "an idempotent producer must send one batch per partition, not {}",

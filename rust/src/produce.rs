@@ -8,6 +8,7 @@
 //! reached are not fsynced here: `Produced::flush` does it, which the server runs on a worker
 //! thread so that the fsync does not hold its event loop, before the response is encoded.
 
+use crate::batch;
 use crate::error::{CoreError, Result as CoreResult};
 use crate::log::PartitionLog;
 use crate::wire::generated::{produce_request, produce_response, request_header, response_header};
@@ -124,10 +125,9 @@ pub fn handle(
     Some(produced)
 }
 
-/// Whether a partition's records are a legacy message set (magic 0 or 1): the magic byte sits
-/// at offset 16 in every format.
+/// Whether a partition's records are a legacy message set (magic 0 or 1).
 fn is_legacy_format(records: Option<&[u8]>) -> bool {
-    records.and_then(|r| r.get(16)).is_some_and(|magic| *magic < 2)
+    records.and_then(|r| r.get(batch::OFF_MAGIC)).is_some_and(|magic| *magic < batch::MAGIC_V2 as u8)
 }
 
 impl Produced {
