@@ -109,32 +109,29 @@ class Controller:
             raise TopicError(TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
         return topic
 
-    def _existing(self, name: str) -> TopicImage:
+    async def delete_topic(self, name: str, timeout: float) -> None:
+        await self._change_topic(name, {"type": "delete_topic"}, lambda topic: False, timeout)
+
+    async def add_partitions(self, name: str, total: int, timeout: float) -> None:
+        record = {"type": "add_partitions", "partitions": total}
+        await self._change_topic(name, record, lambda topic: topic.partitions >= total, timeout)
+
+    async def set_topic_configs(self, name: str, configs: dict[str, str], timeout: float) -> None:
+        record = {"type": "set_topic_configs", "configs": configs}
+        await self._change_topic(name, record, lambda topic: topic.configs == configs, timeout)
+
+    async def _change_topic(self, name: str, record: dict[str, Any], applied: Callable[[TopicImage], bool], timeout: float) -> None:
+        """Proposes a change of topic `name`, keyed by its id so that it touches only this
+        incarnation of it, and waits until it is applied (or the topic is gone)."""
         topic = self.image.topics.get(name)
         if topic is None:
             raise TopicError(UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
-        return topic
 
-    def _still(self, topic: TopicImage) -> Callable[[], Optional[TopicImage]]:
-        """The topic while the image still has that incarnation of it, else None."""
-        return lambda: (t if (t := self.image.topics.get(topic.name)) is not None and t.id == topic.id else None)
+        def done() -> bool:
+            current = self.image.topics.get(name)
+            return current is None or current.id != topic.id or applied(current)
 
-    async def delete_topic(self, name: str, timeout: float) -> None:
-        topic = self._existing(name)
-        record = {"type": "delete_topic", "name": name, "id": str(topic.id)}
-        await self._propose_and_wait(record, lambda: self._still(topic)() is None, timeout)
-
-    async def add_partitions(self, name: str, total: int, timeout: float) -> None:
-        topic = self._existing(name)
-        still = self._still(topic)
-        record = {"type": "add_partitions", "name": name, "id": str(topic.id), "partitions": total}
-        await self._propose_and_wait(record, lambda: (t := still()) is None or t.partitions >= total, timeout)
-
-    async def set_topic_configs(self, name: str, configs: dict[str, str], timeout: float) -> None:
-        topic = self._existing(name)
-        still = self._still(topic)
-        record = {"type": "set_topic_configs", "name": name, "id": str(topic.id), "configs": configs}
-        await self._propose_and_wait(record, lambda: (t := still()) is None or t.configs == configs, timeout)
+        await self._propose_and_wait({**record, "name": name, "id": str(topic.id)}, done, timeout)
 
     async def _propose_and_wait(self, record: dict[str, Any], done: Callable[[], bool], timeout: float) -> None:
         """Proposes `record` (again every second, as a proposal to a moving leader can be lost)
@@ -145,8 +142,7 @@ class Controller:
                     self.propose(record)
                 except ValueError:  # leadership moved as we proposed
                     pass
-                if await self.wait_for(done, RETRY_PROPOSAL_SECONDS):
-                    return
+                await self.wait_for(done, RETRY_PROPOSAL_SECONDS)
             return
         raise TopicError(REQUEST_TIMED_OUT, f"the controller did not apply the {record['type']} in time")
 

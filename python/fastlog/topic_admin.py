@@ -17,7 +17,8 @@ import logging
 import math
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import trio
 
@@ -44,12 +45,19 @@ class TopicView:
     name: str
     id: uuid.UUID
     partitions: int
-    configs: dict[str, Any]  # the topic's overrides, parsed
     owner: int  # the broker that hosts it
+    # The topic's overrides: parsed already (a single node), or as the image keeps them (text),
+    # parsed only when asked for: Metadata, which lists every topic, never needs them.
+    overrides: Mapping[str, Any]
+    overrides_parsed: bool = True
 
     @property
     def internal(self) -> bool:
         return self.name.startswith("__")
+
+    @cached_property
+    def configs(self) -> dict[str, Any]:
+        return dict(self.overrides) if self.overrides_parsed else validate_topic_configs(self.overrides, warn=False)
 
 
 class LocalTopics:
@@ -60,7 +68,7 @@ class LocalTopics:
     def _view(self, topic: Optional[Topic]) -> Optional[TopicView]:
         if topic is None:
             return None
-        return TopicView(topic.name, topic.id, len(topic.partitions), topic.configs, self.broker.node_id)
+        return TopicView(topic.name, topic.id, len(topic.partitions), self.broker.node_id, topic.configs)
 
     def get(self, name: str) -> Optional[TopicView]:
         return self._view(self.logs.topics.get(name))
@@ -97,7 +105,7 @@ class ClusterTopics:
     def _view(self, topic: Optional["TopicImage"]) -> Optional[TopicView]:
         if topic is None:
             return None
-        return TopicView(topic.name, topic.id, topic.partitions, validate_topic_configs(topic.configs, warn=False), topic.owner)
+        return TopicView(topic.name, topic.id, topic.partitions, topic.owner, topic.configs, overrides_parsed=False)
 
     def get(self, name: str) -> Optional[TopicView]:
         return self._view(self.image.topics.get(name))
