@@ -4,8 +4,9 @@ v0-v17. v4+ read record batches v2 as stored; v0-v3 read message formats v0 (v0-
 (v2-v3), converted down from the stored batches (`legacy.down_convert`: records below the fetch
 offset and control records left out, cut after the last whole message within the partition's
 budget), unless the topic's `message.downconversion.enable` is false: then UNSUPPORTED_VERSION,
-as Kafka answers. Topics by name, or by topic id from v13. Records go from the segment file to the socket with sendfile: a partition's data is
-a `FileSlice`, which the codec keeps as a separate part. Budgets: `partition_max_bytes` per
+as Kafka answers. Topics by name, or by topic id from v13. Records (v4+) go from the segment
+file to the socket with sendfile: a partition's data is a `FileSlice`, which the codec keeps as
+a separate part. Budgets: `partition_max_bytes` per
 partition and `max_bytes` for the response, except that the first non-empty partition
 returns at least one whole batch (KIP-74). Consumers see nothing past the high watermark
 (read_uncommitted) or the last stable offset (read_committed; equal until transactions exist).

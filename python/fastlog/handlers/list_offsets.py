@@ -59,9 +59,15 @@ def offsets_before(log: _core.Log, timestamp: int, max_count: int) -> list[int]:
     offset stamped with the segment file's last modification, plus the log end stamped now;
     latest is the last entry, earliest the first, a time T the last entry stamped at or before
     T; then up to `max_count` offsets from there back, largest first."""
-    segments = sorted(Path(log.path).glob("*.log"))  # 20-digit base offsets sort as numbers
-    entries = [(max(int(s.stem), log.log_start_offset), s.stat().st_mtime_ns // 1_000_000) for s in segments]
-    if segments and segments[-1].stat().st_size > 0:
+    entries, last_size = [], 0
+    for segment in sorted(Path(log.path).glob("*.log")):  # 20-digit base offsets sort as numbers
+        try:
+            stat = segment.stat()
+        except OSError:  # deleted by retention meanwhile
+            continue
+        entries.append((max(int(segment.stem), log.log_start_offset), stat.st_mtime_ns // 1_000_000))
+        last_size = stat.st_size
+    if last_size > 0:
         entries.append((log.high_watermark, time.time_ns() // 1_000_000))
     if timestamp == LATEST:
         start = len(entries) - 1
