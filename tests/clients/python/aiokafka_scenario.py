@@ -43,6 +43,8 @@ from scenario_common import (
     expected_records,
     normalized_headers,
     parse_args,
+    resumed_report,
+    timestamped_times,
     unique_name,
 )
 
@@ -167,14 +169,12 @@ class Scenario:
             rest = await self.poll_records(second, GROUP_RECORDS - GROUP_FIRST_PART)
         finally:
             await second.stop()
-        offsets = [offset for offset, _ in rest]
-        assert offsets == list(range(GROUP_FIRST_PART, GROUP_RECORDS)), f"second member read offsets {offsets}"
-        return f"committed {GROUP_FIRST_PART}; the next member resumed at {offsets[0]} and read to {offsets[-1]}"
+        return resumed_report(rest)
 
     async def offsets_for_times(self, topic: str) -> str:
         """Creates the topic with one record a second from BASE_TIMESTAMP_MS, and looks them up."""
         await self.create_topic(topic)
-        timestamps = [BASE_TIMESTAMP_MS + 1000 * i for i in range(TIMESTAMPED_RECORDS)]
+        timestamps = timestamped_times()
         await self.produce(topic, expected_records(TIMESTAMPED_RECORDS), timestamps=timestamps)
         queries = {BASE_TIMESTAMP_MS - 1: (0, BASE_TIMESTAMP_MS), BASE_TIMESTAMP_MS + 1500: (2, BASE_TIMESTAMP_MS + 2000),
                    BASE_TIMESTAMP_MS + 4000: (4, BASE_TIMESTAMP_MS + 4000), BASE_TIMESTAMP_MS + 10**7: None}

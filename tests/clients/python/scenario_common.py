@@ -64,6 +64,18 @@ def expected_records(count: int = RECORD_COUNT) -> list[Record]:
     return records
 
 
+def timestamped_times() -> list[int]:
+    """The timestamps of the offsets-by-time check's records: one a second from BASE_TIMESTAMP_MS."""
+    return [BASE_TIMESTAMP_MS + 1000 * i for i in range(TIMESTAMPED_RECORDS)]
+
+
+def resumed_report(rest: Sequence[tuple[int, Any]]) -> str:
+    """Checks that the group's second member read exactly the records after the commit."""
+    offsets = [offset for offset, _ in rest]
+    assert offsets == list(range(GROUP_FIRST_PART, GROUP_RECORDS)), f"second member read offsets {offsets}"
+    return f"committed {GROUP_FIRST_PART}; the next member resumed at {offsets[0]} and read to {offsets[-1]}"
+
+
 def compare_records(expected: Sequence[Record], got: Sequence[tuple[int, Record]]) -> str:
     """Raises AssertionError at the first difference; `got` holds (offset, record) in order."""
     assert len(got) == len(expected), f"consumed {len(got)} records, expected {len(expected)}"
