@@ -290,7 +290,7 @@ pub fn validate_batch(buf: &[u8]) -> Result<BatchHeader> {
 }
 
 /// The header of the batch at the start of `buf`, its length and CRC checked (not its records).
-fn checked_header(buf: &[u8]) -> Result<BatchHeader> {
+pub fn checked_header(buf: &[u8]) -> Result<BatchHeader> {
     let header = parse_header(buf)?;
     let size = header.size();
     if size > buf.len() {

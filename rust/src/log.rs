@@ -323,6 +323,45 @@ impl PartitionLog {
         }
     }
 
+    /// A follower's append: the leader's batches as they are, offsets and leader epochs
+    /// included (Kafka's `appendAsFollower`). Each batch's CRC is checked; a trailing partial
+    /// batch (a fetch cut by its byte budget) is left for the next fetch. The first batch must
+    /// start at the log end. Producer state and the leader-epoch cache follow the batches, so
+    /// that this replica can lead with them. Returns (first offset, next offset) appended.
+    pub fn append_replica(&mut self, data: &[u8], now_ms: i64) -> Result<(i64, i64)> {
+        let start = self.log_end_offset();
+        let mut pos = 0;
+        while data.len() - pos >= batch::HEADER_SIZE {
+            let Some((_, size)) = batch::peek_offset_and_size(&data[pos..]) else { break };
+            if size > data.len() - pos {
+                break; // a partial batch at the end of the fetch
+            }
+            let bytes = &data[pos..pos + size];
+            let header = batch::checked_header(bytes)?;
+            let expected = self.log_end_offset();
+            if header.base_offset != expected {
+                return Err(CoreError::CorruptBatch(format!(
+                    "replicated batch at offset {} does not follow the log end {expected} of {}",
+                    header.base_offset,
+                    self.partition_name()
+                )));
+            }
+            self.maybe_roll(size as u64, header.last_offset(), now_ms)?;
+            let interval = self.config.index_interval_bytes;
+            self.active_mut().append(&[bytes], &[header], interval)?;
+            self.producers.record(&header);
+            let epoch = header.partition_leader_epoch;
+            if epoch >= 0 && self.epochs.last().is_none_or(|(e, _)| epoch > *e) {
+                self.epochs.push((epoch, header.base_offset));
+                self.write_epochs(false)?;
+                self.epochs_unsynced = true;
+            }
+            self.unflushed_messages += header.record_count as i64;
+            pos += size;
+        }
+        Ok((start, self.log_end_offset()))
+    }
+
     /// The batches re-encoded with the topic's `compression.type`, when any differs from it.
     fn recompressed(&self, data: &[u8], headers: &[BatchHeader]) -> Result<Option<(Vec<u8>, Vec<BatchHeader>)>> {
         let Some(codec) = self.config.compression else { return Ok(None) };
@@ -943,6 +982,31 @@ mod tests {
         drop(log);
         let log = PartitionLog::open(&path, LogConfig::default(), 2, 0, 0).unwrap();
         assert_eq!(log.epochs, vec![(0, 0), (3, 1)]);
+    }
+
+    #[test]
+    fn a_follower_appends_the_leaders_batches_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut leader = PartitionLog::open(&dir.path().join("l-0"), LogConfig::default(), 0, 0, 0).unwrap();
+        leader.append(&build_batch(0, 1, &[b"a", b"b"]), 2, 0).unwrap();
+        leader.append(&build_batch(0, 1, &[b"c"]), 5, 0).unwrap();
+        let fetched = read_all(&mut leader, 0);
+        let mut follower = PartitionLog::open(&dir.path().join("f-0"), LogConfig::default(), 0, 0, 0).unwrap();
+        // a partial batch at the end waits for the next fetch
+        assert_eq!(follower.append_replica(&fetched[..fetched.len() - 3], 0).unwrap(), (0, 2));
+        assert_eq!(follower.append_replica(&fetched[0..0], 0).unwrap(), (2, 2));
+        let err = follower.append_replica(&fetched, 0).unwrap_err();
+        assert!(err.to_string().contains("does not follow the log end 2"), "{err}");
+        let rest = read_all(&mut leader, 2);
+        assert_eq!(follower.append_replica(&rest, 0).unwrap(), (2, 3));
+        assert_eq!(read_all(&mut follower, 0), fetched);
+        assert_eq!(follower.epochs, vec![(2, 0), (5, 2)]);
+        assert_eq!(follower.end_offset_for_epoch(2), (2, 2));
+        let mut corrupt = rest.clone();
+        *corrupt.last_mut().unwrap() ^= 1;
+        follower.truncate_to(2).unwrap();
+        assert!(follower.append_replica(&corrupt, 0).is_err(), "a bad CRC is refused");
+        assert_eq!(follower.log_end_offset(), 2);
     }
 
     #[test]

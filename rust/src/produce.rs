@@ -18,7 +18,31 @@ pub const API_KEY: i16 = 0;
 const CORRUPT_MESSAGE: i16 = 2;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+const NOT_ENOUGH_REPLICAS: i16 = 19;
 const INVALID_REQUIRED_ACKS: i16 = 21;
+
+/// What this broker is for a partition, as the replica manager last said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Role {
+    pub leader_epoch: i32,
+    pub kind: RoleKind,
+    /// The ISR is smaller than `min.insync.replicas`: acks=all is refused (NOT_ENOUGH_REPLICAS).
+    pub isr_short: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoleKind {
+    /// The only replica: the high watermark follows the log end.
+    Alone,
+    /// The leader of replicas: the replica manager moves the high watermark as followers fetch.
+    Leader,
+    /// A follower, or not a replica at all: producers are sent to the leader.
+    NotLeader,
+}
+
+impl Role {
+    pub const ALONE: Role = Role { leader_epoch: 0, kind: RoleKind::Alone, isr_short: false };
+}
 
 /// Where the partitions' logs are.
 pub trait Partitions {
@@ -29,6 +53,11 @@ pub trait Partitions {
     /// there with NOT_LEADER_OR_FOLLOWER rather than told the partition does not exist).
     fn hosted_elsewhere(&self, _topic: &str, _index: i32) -> bool {
         false
+    }
+
+    /// This broker's role for `topic`-`index`; `default` where none was set (a single node).
+    fn role(&self, _topic: &str, _index: i32, default: Role) -> Role {
+        default
     }
 }
 
@@ -80,6 +109,11 @@ pub struct Produced {
     to_flush: Vec<(usize, usize)>,
     /// Partitions that got records.
     pub appended: Vec<(String, i32)>,
+    /// Partitions led with followers that got records, with the offset after the last one:
+    /// acks=all waits until the high watermark reaches it.
+    pub awaiting_replicas: Vec<(String, i32, i64)>,
+    /// The request's timeout_ms (how long acks=all may wait for the followers).
+    pub timeout_ms: i32,
     /// Per topic: (name, records appended, bytes appended).
     pub per_topic: Vec<(String, i64, u64)>,
     /// Partitions whose batches were refused: (topic, partition, Kafka error code, why).
@@ -117,7 +151,13 @@ pub fn handle(
     if request.topic_data.iter().flat_map(|t| &t.partition_data).any(|p| is_legacy_format(p.records)) {
         return None; // message formats v0/v1: the generic path converts them to batches v2
     }
-    let mut produced = Produced { correlation_id: header.correlation_id, version, acks: request.acks, ..Default::default() };
+    let mut produced = Produced {
+        correlation_id: header.correlation_id,
+        version,
+        acks: request.acks,
+        timeout_ms: request.timeout_ms,
+        ..Default::default()
+    };
     for topic in &request.topic_data {
         let results = produced.append_topic(topic, partitions, leader_epoch, now_ms);
         produced.results.push((topic.name.to_string(), results));
@@ -151,11 +191,15 @@ impl Produced {
                 continue;
             }
             let data = p.records.unwrap_or_default();
-            match append(partitions, topic.name, p.index, data, leader_epoch, now_ms) {
-                Ok((result, count, flush_due)) => {
+            let role = partitions.role(topic.name, p.index, Role { leader_epoch, ..Role::ALONE });
+            match append(partitions, topic.name, p.index, data, role, self.acks, now_ms) {
+                Ok((result, count, flush_due, next_offset)) => {
                     records += count;
                     bytes += data.len() as u64;
                     self.appended.push((topic.name.to_string(), p.index));
+                    if role.kind == RoleKind::Leader && self.acks == -1 {
+                        self.awaiting_replicas.push((topic.name.to_string(), p.index, next_offset));
+                    }
                     if flush_due {
                         self.to_flush.push((self.results.len(), results.len()));
                     }
@@ -183,6 +227,18 @@ impl Produced {
             let Some(Err(e)) = partitions.with_log(topic, result.index, |log| log.flush(now_ms)) else { continue };
             *result = PartitionResult::error(result.index, e.kafka_error_code(), Some(e.to_string()));
             self.refused.push((topic.clone(), result.index, result.error_code, e.to_string()));
+        }
+    }
+
+    /// Replaces a partition's answer with an error (acks=all that timed out, or whose
+    /// leadership moved while it waited).
+    pub fn fail(&mut self, topic: &str, index: i32, error_code: i16) {
+        for (name, results) in &mut self.results {
+            if name == topic {
+                for result in results.iter_mut().filter(|r| r.index == index && r.error_code == 0) {
+                    *result = PartitionResult::error(index, error_code, None);
+                }
+            }
         }
     }
 
@@ -231,31 +287,43 @@ impl Produced {
     }
 }
 
-/// Appends one partition's batches: (its result, records appended, whether its flush is due)
-/// or the refusal.
+/// Appends one partition's batches: (its result, records appended, whether its flush is due,
+/// the log end after them) or the refusal.
 fn append(
     partitions: &impl Partitions,
     topic: &str,
     index: i32,
     data: &[u8],
-    leader_epoch: i32,
+    role: Role,
+    acks: i16,
     now_ms: i64,
-) -> Result<(PartitionResult, i64, bool), PartitionResult> {
+) -> Result<(PartitionResult, i64, bool, i64), PartitionResult> {
     if data.is_empty() {
         let why = "produce request without record batches".to_string();
         return Err(PartitionResult::error(index, CORRUPT_MESSAGE, Some(why)));
     }
+    match role.kind {
+        RoleKind::NotLeader => return Err(PartitionResult::error(index, NOT_LEADER_OR_FOLLOWER, None)),
+        RoleKind::Leader if acks == -1 && role.isr_short => {
+            let why = "the partition has fewer in-sync replicas than min.insync.replicas".to_string();
+            return Err(PartitionResult::error(index, NOT_ENOUGH_REPLICAS, Some(why)));
+        }
+        _ => {}
+    }
     let appended = partitions.with_log(topic, index, |log| {
-        let info = log.append_unflushed(data, leader_epoch, now_ms)?;
-        // One replica: the leader is the whole ISR, so the high watermark follows the log end.
-        log.high_watermark = log.log_end_offset();
-        Ok((info, log.log_start_offset, log.flush_due()))
+        let info = log.append_unflushed(data, role.leader_epoch, now_ms)?;
+        if role.kind == RoleKind::Alone {
+            // One replica: the leader is the whole ISR, so the high watermark follows the log end.
+            log.high_watermark = log.log_end_offset();
+        }
+        let next_offset = info.last_offset + 1;
+        Ok((info, log.log_start_offset, log.flush_due(), next_offset))
     });
     match appended {
         None if partitions.hosted_elsewhere(topic, index) => Err(PartitionResult::error(index, NOT_LEADER_OR_FOLLOWER, None)),
         None => Err(PartitionResult::error(index, UNKNOWN_TOPIC_OR_PARTITION, None)),
         Some(Err(e)) => Err(PartitionResult::refusal(index, e)),
-        Some(Ok((info, log_start_offset, flush_due))) => Ok((
+        Some(Ok((info, log_start_offset, flush_due, next_offset))) => Ok((
             PartitionResult {
                 index,
                 error_code: 0,
@@ -267,6 +335,7 @@ fn append(
             },
             info.record_count,
             flush_due,
+            next_offset,
         )),
     }
 }
@@ -372,6 +441,41 @@ mod tests {
         let out = handle(&good, (0, 11), &logs, 0, 0).unwrap();
         assert!(out.response().is_none());
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 1);
+    }
+
+    struct Led(Logs, Role);
+
+    impl Partitions for Led {
+        fn with_log<T>(&self, topic: &str, index: i32, f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError>) -> Option<Result<T, CoreError>> {
+            self.0.with_log(topic, index, f)
+        }
+        fn role(&self, _topic: &str, _index: i32, _default: Role) -> Role {
+            self.1
+        }
+    }
+
+    #[test]
+    fn roles_send_producers_to_the_leader_and_acks_all_waits_for_followers() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = build_batch(0, 1000, &[b"a", b"b"]);
+        let follower = Led(logs(dir.path()), Role { leader_epoch: 3, kind: RoleKind::NotLeader, isr_short: false });
+        let out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &follower, 0, 0).unwrap();
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 6, -1)]); // NOT_LEADER_OR_FOLLOWER
+        let other = tempfile::tempdir().unwrap();
+        let short = Led(logs(other.path()), Role { leader_epoch: 3, kind: RoleKind::Leader, isr_short: true });
+        let out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &short, 0, 0).unwrap();
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 19, -1)]); // NOT_ENOUGH_REPLICAS
+        let out = handle(&frame(9, 1, &[("t", 0, &batch)]), (0, 11), &short, 0, 0).unwrap();
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 0, 0)], "acks=1 needs no ISR");
+        let third = tempfile::tempdir().unwrap();
+        let leader = Led(logs(third.path()), Role { leader_epoch: 3, kind: RoleKind::Leader, isr_short: false });
+        let mut out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &leader, 0, 0).unwrap();
+        assert_eq!(out.awaiting_replicas, vec![("t".to_string(), 0, 2)]);
+        assert_eq!(out.timeout_ms, 1000);
+        let log = &leader.0 .0.borrow()[&("t".to_string(), 0)];
+        assert_eq!((log.log_end_offset(), log.high_watermark, log.latest_epoch()), (2, 0, 3), "the followers move the high watermark");
+        out.fail("t", 0, 7);
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 7, -1)]);
     }
 
     #[test]

@@ -229,6 +229,14 @@ impl Log {
         Ok((info.base_offset, info.last_offset, info.log_append_time, info.record_count))
     }
 
+    /// A follower's append of the leader's batches, offsets and epochs kept (CRCs checked; a
+    /// trailing partial batch is left out). Returns (first offset, next offset) appended.
+    #[pyo3(signature = (data, now_ms = None))]
+    fn append_replica(&self, py: Python<'_>, data: &[u8], now_ms: Option<i64>) -> PyResult<(i64, i64)> {
+        let now = now_ms.unwrap_or_else(self::now_ms);
+        self.with(py, |log| log.append_replica(data, now))
+    }
+
     /// Whole batches from `offset`, up to `max_bytes` (at least one batch when `min_one`), none at
     /// or past `max_offset` (default: the high watermark). None when there is nothing to read.
     #[pyo3(signature = (offset, max_bytes, max_offset = None, min_one = true))]
@@ -394,6 +402,8 @@ struct PartitionTable {
     topics: RwLock<HashMap<String, Vec<Py<Log>>>>,
     /// In a cluster: topics other brokers host, with their partition counts.
     elsewhere: RwLock<HashMap<String, i32>>,
+    /// In a cluster: this broker's role for each partition it holds, by topic and partition.
+    roles: RwLock<HashMap<String, Vec<Option<produce::Role>>>>,
 }
 
 impl produce::Partitions for PartitionTable {
@@ -419,13 +429,47 @@ impl produce::Partitions for PartitionTable {
         let elsewhere = self.elsewhere.read().unwrap_or_else(|p| p.into_inner());
         elsewhere.get(topic).is_some_and(|count| (0..*count).contains(&index))
     }
+
+    fn role(&self, topic: &str, index: i32, default: produce::Role) -> produce::Role {
+        let roles = self.roles.read().unwrap_or_else(|p| p.into_inner());
+        let set = roles.get(topic).and_then(|r| r.get(usize::try_from(index).ok()?).copied().flatten());
+        set.unwrap_or(default)
+    }
 }
 
 #[pymethods]
 impl PartitionTable {
     #[new]
     fn new() -> Self {
-        PartitionTable { topics: RwLock::new(HashMap::new()), elsewhere: RwLock::new(HashMap::new()) }
+        PartitionTable {
+            topics: RwLock::new(HashMap::new()),
+            elsewhere: RwLock::new(HashMap::new()),
+            roles: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Sets this broker's role for a partition: `kind` "alone" (the only replica), "leader"
+    /// (of followers: the high watermark is moved from Python) or "follower" (Produce answers
+    /// NOT_LEADER_OR_FOLLOWER); `isr_short` refuses acks=all with NOT_ENOUGH_REPLICAS.
+    fn set_role(&self, topic: String, index: usize, leader_epoch: i32, kind: &str, isr_short: bool) -> PyResult<()> {
+        let kind = match kind {
+            "alone" => produce::RoleKind::Alone,
+            "leader" => produce::RoleKind::Leader,
+            "follower" => produce::RoleKind::NotLeader,
+            other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown partition role {other:?}"))),
+        };
+        let mut roles = self.roles.write().unwrap_or_else(|p| p.into_inner());
+        let partitions = roles.entry(topic).or_default();
+        if partitions.len() <= index {
+            partitions.resize(index + 1, None);
+        }
+        partitions[index] = Some(produce::Role { leader_epoch, kind, isr_short });
+        Ok(())
+    }
+
+    /// Forgets the roles of `topic`'s partitions.
+    fn clear_roles(&self, topic: &str) {
+        self.roles.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
     }
 
     /// Replaces the set of topics (name -> partition count) that other brokers host.
@@ -492,6 +536,21 @@ impl Produced {
     #[getter]
     fn refused(&self) -> Vec<(String, i32, i16, String)> {
         self.inner.refused.clone()
+    }
+    /// [(topic, partition, offset)]: led partitions whose acks=all answer waits until the
+    /// high watermark reaches `offset`.
+    #[getter]
+    fn awaiting_replicas(&self) -> Vec<(String, i32, i64)> {
+        self.inner.awaiting_replicas.clone()
+    }
+    /// The request's timeout_ms.
+    #[getter]
+    fn timeout_ms(&self) -> i32 {
+        self.inner.timeout_ms
+    }
+    /// Answers a partition with `error_code` instead of its append's offsets.
+    fn fail(&mut self, topic: &str, index: i32, error_code: i16) {
+        self.inner.fail(topic, index, error_code);
     }
     /// Whether `flush` must run before the response is sent (`flush.messages` reached).
     #[getter]
