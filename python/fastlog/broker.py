@@ -16,6 +16,7 @@ from fastlog.group_coordinator import GroupCoordinator
 from fastlog.log_manager import LogManager
 from fastlog.metrics import Metrics, serve_metrics
 from fastlog.producer_ids import ProducerIdAllocator
+from fastlog.replica_manager import OFFSETS_TOPIC, ReplicaManager
 from fastlog.server import Connection, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
 
@@ -35,11 +36,14 @@ class Broker:
         self.controller: Optional[Controller] = Controller(self) if config.cluster_mode else None
         # Topics as the admin APIs and Metadata see them: this node's logs, or the cluster's image.
         self.topics: LocalTopics | ClusterTopics = ClusterTopics(self) if self.controller else LocalTopics(self)
+        # In a cluster: which partitions this broker leads or follows, and replication.
+        self.replicas: Optional[ReplicaManager] = ReplicaManager(self) if self.controller else None
         self.connections: set[Connection] = set()
         self.bound: list[tuple[str, int]] = []
         self._shutdown = trio.Event()
         # Topic changes on this node's logs are serialised: one create/delete/alter at a time.
         self.admin_lock = trio.Lock()
+        self._background: Optional[trio.Nursery] = None
 
     @property
     def node_id(self) -> int:
@@ -69,12 +73,16 @@ class Broker:
         return live
 
     def coordinates_groups(self) -> bool:
-        """Whether this broker is the group coordinator: always alone; in a cluster, where the
-        controller placed `__consumer_offsets`."""
-        if self.controller is None:
+        """Whether this broker is the group coordinator: always alone; in a cluster, the
+        leader of `__consumer_offsets` (all its partitions have the same replicas)."""
+        if self.replicas is None:
             return True
-        view = self.topics.get("__consumer_offsets")
-        return view is not None and view.owner == self.node_id
+        return self.replicas.leader_epoch(OFFSETS_TOPIC, 0) is not None
+
+    def groups_moved_here(self) -> None:
+        """This broker now leads `__consumer_offsets`: the groups are loaded from its replica."""
+        if self._background is not None:
+            self._background.start_soon(self.groups.reload)
 
     @property
     def controller_id(self) -> int:
@@ -90,9 +98,9 @@ class Broker:
         up the others (this node's logs are changed by `ClusterTopics.reconcile`, under the lock)."""
         return self.admin_lock if self.controller is None else contextlib.nullcontext()
 
-    async def create_topic(self, name: str, partitions: int, configs: dict[str, Any]) -> TopicView:
+    async def create_topic(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1) -> TopicView:
         async with self.topic_changes():
-            return await self.topics.create(name, partitions, validate_topic_configs(configs))
+            return await self.topics.create(name, partitions, validate_topic_configs(configs), factor)
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serves until `request_shutdown()`; `task_status.started(self)` once listening."""
@@ -105,7 +113,10 @@ class Broker:
                 background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
                 await background.start(self.groups.run)
                 await background.start(serve_metrics, self)
+                self._background = background
                 if self.controller is not None:
+                    assert self.replicas is not None
+                    await background.start(self.replicas.run)
                     await background.start(self.controller.run)
                     background.start_soon(self.topics.reconcile)
                 await self._serve(task_status)

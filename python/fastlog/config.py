@@ -202,6 +202,13 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("controller.quorum.election.timeout.ms", _int(100, INT_MAX), 1000, "a follower without a leader for this long starts an election"),
         BrokerKey("broker.session.timeout.ms", _int(100, INT_MAX), 9000, "a broker the controller does not hear from for this long is fenced"),
         BrokerKey("broker.rack", _optional_string, None, "rack of this broker, given to clients"),
+        BrokerKey("replica.lag.time.max.ms", _int(1, INT_MAX), 30_000, "a follower not caught up for this long leaves the ISR"),
+        BrokerKey("replica.fetch.wait.max.ms", _int(0, INT_MAX), 500, "how long a follower's fetch waits at the leader for new records"),
+        BrokerKey("replica.fetch.max.bytes", _int(1, INT_MAX), 1_048_576, "bytes a follower asks for per partition"),
+        BrokerKey("replica.fetch.response.max.bytes", _int(1, INT_MAX), 10_485_760, "bytes a follower asks for per fetch"),
+        BrokerKey("auto.leader.rebalance.enable", _bool, True, "move leadership back to each partition's preferred replica"),
+        BrokerKey("leader.imbalance.check.interval.seconds", _int(1, INT_MAX), 300, "how often preferred leaders are checked"),
+        BrokerKey("offsets.topic.replication.factor", _int(1, 32767), 3, "replication factor of __consumer_offsets (at most the live brokers)"),
     ]
     keys += [
         BrokerKey(k.broker_key, k.parse, k.default, k.doc)
@@ -218,7 +225,7 @@ BROKER_KEYS = _broker_keys()
 # existing server.properties starts without edits.
 IGNORED_KEYS = frozenset(
     """num.network.threads num.io.threads socket.send.buffer.bytes socket.receive.buffer.bytes
-    num.recovery.threads.per.data.dir offsets.topic.replication.factor
+    num.recovery.threads.per.data.dir
     transaction.state.log.replication.factor transaction.state.log.min.isr inter.broker.listener.name
     listener.security.protocol.map zookeeper.connect zookeeper.connection.timeout.ms
     log.cleaner.enable log.cleaner.threads num.replica.fetchers controller.quorum.bootstrap.servers

@@ -46,6 +46,7 @@ REGISTER_EVERY_SECONDS = 0.5
 RETRY_PROPOSAL_SECONDS = 1.0
 CATCH_UP_SECONDS = 10
 # Kafka's error codes for what a topic operation through the quorum can meet
+OFFSETS_TOPIC = "__consumer_offsets"
 REQUEST_TIMED_OUT, INVALID_TOPIC_EXCEPTION, TOPIC_ALREADY_EXISTS = 7, 17, 36
 UNKNOWN_TOPIC_OR_PARTITION, INVALID_REPLICATION_FACTOR = 3, 38
 
@@ -60,7 +61,7 @@ class Controller:
         self.session_timeout = config["broker.session.timeout.ms"] / 1000
         self.listener = config.controller_listeners[0]
         self.quorum = _core.MetadataQuorum(self.node_id, sorted(self.voters), broker.logs.data_dir / "__cluster_metadata-0")
-        self.image = MetadataImage()
+        self.image = MetadataImage(unclean_election_default=config["unclean.leader.election.enable"])
         self.known_leader = 0
         self.applied = trio.Event()  # set (and replaced) whenever the image applies records
         self._outboxes: dict[int, trio.MemorySendChannel] = {}
@@ -84,24 +85,30 @@ class Controller:
                 await applied.wait()
         return False
 
-    def _create_record(self, name: str, partitions: int, configs: dict[str, str]) -> dict[str, Any]:
+    def _create_record(self, name: str, partitions: int, factor: int, configs: dict[str, str]) -> dict[str, Any]:
         problem = topic_name_problem(name)
         if problem:
             raise TopicError(INVALID_TOPIC_EXCEPTION, problem)
         if name in self.image.topics:
             raise TopicError(TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
-        owner = self.image.least_loaded_broker()
-        if owner is None:
-            raise TopicError(INVALID_REPLICATION_FACTOR, "no live broker is registered to host the topic")
-        return {"type": "create_topic", "name": name, "id": str(uuid.uuid4()), "partitions": partitions, "owner": owner, "configs": configs}
+        replicas = self._assign(partitions, factor)
+        if name == OFFSETS_TOPIC:  # one group coordinator: every partition led by the same broker
+            replicas = [replicas[0]] * partitions
+        return {"type": "create_topic", "name": name, "id": str(uuid.uuid4()), "replicas": replicas, "configs": configs}
 
-    def propose_topic(self, name: str, partitions: int, configs: dict[str, str]) -> None:
+    def _assign(self, partitions: int, factor: int) -> list[list[int]]:
+        try:
+            return self.image.assign_replicas(partitions, factor)
+        except ValueError as e:
+            raise TopicError(INVALID_REPLICATION_FACTOR, f"Unable to replicate the partition {factor} time(s): {e}") from None
+
+    def propose_topic(self, name: str, partitions: int, factor: int, configs: dict[str, str]) -> None:
         """Proposes a topic once, without waiting for it."""
-        self.propose(self._create_record(name, partitions, configs))
+        self.propose(self._create_record(name, partitions, factor, configs))
 
-    async def create_topic(self, name: str, partitions: int, configs: dict[str, str], timeout: float) -> TopicImage:
-        """Creates a topic through the quorum, placed on the least loaded live broker."""
-        record = self._create_record(name, partitions, configs)
+    async def create_topic(self, name: str, partitions: int, factor: int, configs: dict[str, str], timeout: float) -> TopicImage:
+        """Creates a topic through the quorum, its replicas spread over the live brokers."""
+        record = self._create_record(name, partitions, factor, configs)
         topic_id = uuid.UUID(record["id"])
         await self._propose_and_wait(record, lambda: name in self.image.topics, timeout)
         topic = self.image.topics[name]
@@ -113,8 +120,18 @@ class Controller:
         await self._change_topic(name, {"type": "delete_topic"}, lambda topic: False, timeout)
 
     async def add_partitions(self, name: str, total: int, timeout: float) -> None:
-        record = {"type": "add_partitions", "partitions": total}
+        topic = self.image.topics.get(name)
+        current = topic.partitions if topic else 0
+        factor = len(topic.assignments[0].replicas) if topic else 1
+        record = {"type": "add_partitions", "replicas": self._assign(total - current, factor)}
         await self._change_topic(name, record, lambda topic: topic.partitions >= total, timeout)
+
+    def propose_partition_change(self, topic: TopicImage, index: int, **change: Any) -> None:
+        """Proposes an ISR change or an election for a partition, to apply only if nothing
+        changed it since this node saw it (its partition epoch)."""
+        p = topic.assignments[index]
+        record = {"type": "change_partition", "name": topic.name, "id": str(topic.id), "partition": index, "partition_epoch": p.partition_epoch, **change}
+        self._propose_once(("change_partition", topic.name, index, p.partition_epoch, json_key(change)), record)
 
     async def set_topic_configs(self, name: str, configs: dict[str, str], timeout: float) -> None:
         record = {"type": "set_topic_configs", "configs": configs}
@@ -298,6 +315,10 @@ class Controller:
         elif kind == KIND_PROPOSAL and self.quorum.is_leader:
             self.quorum.propose(payload)
             self._drive()
+
+
+def json_key(change: dict[str, Any]) -> str:
+    return encode(change).decode()
 
 
 def _frame_size(buffer: bytearray) -> Optional[int]:

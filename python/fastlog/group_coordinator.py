@@ -50,6 +50,7 @@ from fastlog.protocol import ErrorCode
 log = logging.getLogger(__name__)
 
 OFFSETS_TOPIC = "__consumer_offsets"
+OFFSETS_WRITE_TIMEOUT_MS = 5000  # for a write to __consumer_offsets to reach the ISR
 LOCAL_TOPIC_WAIT_SECONDS = 10  # for this broker to open the logs the controller placed here
 CONSUMER_PROTOCOL = "consumer"
 MAX_METADATA_BYTES = 4096  # Kafka's offset.metadata.max.bytes
@@ -307,6 +308,13 @@ class GroupCoordinator:
             task_status.started(self)
             await self.load()
             nursery.start_soon(self._expire_offsets_periodically)
+
+    async def reload(self) -> None:
+        """Forgets the groups and loads them again (this broker became the coordinator: its
+        replica of `__consumer_offsets` has what the previous one wrote)."""
+        self.loaded = False
+        self.groups, self.offsets, self.pending_commits = {}, {}, {}
+        await self.load()
 
     async def load(self) -> None:
         started = time.monotonic()
@@ -1074,9 +1082,9 @@ class BrokerOffsetsStore:
             topic = self.broker.logs.topics.get(OFFSETS_TOPIC)
             if topic is not None:
                 return topic
-            view = await self.ensure_view()
-            if view.owner != self.broker.node_id:
-                raise TopicError(ErrorCode.NOT_COORDINATOR, f"broker {view.owner} hosts {OFFSETS_TOPIC}")
+            await self.ensure_view()
+            if not self.broker.coordinates_groups():
+                raise TopicError(ErrorCode.NOT_COORDINATOR, f"another broker leads {OFFSETS_TOPIC}")
             with trio.move_on_after(LOCAL_TOPIC_WAIT_SECONDS):  # the broker creates its logs
                 while OFFSETS_TOPIC not in self.broker.logs.topics:
                     await trio.sleep(0.05)
@@ -1088,7 +1096,8 @@ class BrokerOffsetsStore:
         view = self.broker.topics.get(OFFSETS_TOPIC)
         partitions = self.broker.config["offsets.topic.num.partitions"]
         if view is None and self.broker.controller is not None:  # asked for; the client asks again
-            self.broker.topics.request_create(OFFSETS_TOPIC, partitions, {"cleanup.policy": "compact"})
+            factor = min(self.broker.config["offsets.topic.replication.factor"], len(self.broker.controller.image.live_brokers()))
+            self.broker.topics.request_create(OFFSETS_TOPIC, partitions, max(factor, 1), {"cleanup.policy": "compact"})
             raise TopicError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"{OFFSETS_TOPIC} is being created")
         if view is None:
             try:
@@ -1106,10 +1115,25 @@ class BrokerOffsetsStore:
         now = wall_clock_ms()
         target = topic.partitions[partition]
         batch = encode_batch([Record(i, now, k, v) for i, (k, v) in enumerate(records)])
-        target.log.append(batch)
-        target.log.high_watermark = target.log.log_end_offset
+        replicas = self.broker.replicas
+        if replicas is None:
+            target.log.append(batch)
+            target.log.high_watermark = target.log.log_end_offset
+            target.wake_waiters()
+            await trio.to_thread.run_sync(target.log.flush)
+            return
+        epoch = replicas.leader_epoch(OFFSETS_TOPIC, partition)
+        if epoch is None:
+            raise TopicError(ErrorCode.NOT_COORDINATOR, f"this broker does not lead {OFFSETS_TOPIC}-{partition}")
+        _, last_offset, _, _ = target.log.append(batch, epoch)
+        state = replicas.state(OFFSETS_TOPIC, partition)
+        if state is not None and state.isr == [self.broker.node_id]:
+            target.log.high_watermark = target.log.log_end_offset
         target.wake_waiters()
         await trio.to_thread.run_sync(target.log.flush)
+        failed = await replicas.wait_for_replicas([(OFFSETS_TOPIC, partition, last_offset + 1)], OFFSETS_WRITE_TIMEOUT_MS)
+        if failed:
+            raise TopicError(ErrorCode.NOT_COORDINATOR, f"{OFFSETS_TOPIC}-{partition}: the write was not replicated ({failed[0][2]})")
 
     def read_all(self) -> Iterator[tuple[Optional[bytes], Optional[bytes]]]:
         from fastlog.records import decode_batches

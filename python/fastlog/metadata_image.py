@@ -5,17 +5,24 @@ Records are JSON objects with a `type`:
 
 - `register_broker` {id, host, port, rack}: a broker (re)registers its client endpoint;
 - `fence_broker` {id}: the controller stopped hearing from it (`broker.session.timeout.ms`):
-  clients are no longer sent to it;
-- `unfence_broker` {id}: it is heard from again.
-- `create_topic` {name, id, partitions, owner, configs}: a topic, all of whose partitions the
-  broker `owner` hosts (placement is per topic until partitions are replicated); a second
-  create of a name that exists is ignored, so the first proposal wins;
-- `delete_topic` {name, id}, `add_partitions` {name, id, partitions} (the new total),
+  it leaves the ISR of every partition that has another in-sync replica, and each partition
+  it led gets a new leader from the rest of its ISR (none: the partition is offline, its ISR
+  left as it was, unless `unclean.leader.election.enable` lets an out-of-sync replica lead);
+- `unfence_broker` {id}: it is heard from again; offline partitions whose ISR names it get it
+  back as their leader;
+- `create_topic` {name, id, replicas: [[broker, ...] per partition], configs}: the first
+  replica of each partition leads it, all are in sync; a second create of a name that exists
+  is ignored, so the first proposal wins;
+- `delete_topic` {name, id}, `add_partitions` {name, id, replicas} (of the new partitions),
   `set_topic_configs` {name, id, configs} (the whole set of overrides): applied only to the
-  topic of that id, so a late duplicate cannot touch a newer topic of the same name.
+  topic of that id, so a late duplicate cannot touch a newer topic of the same name;
+- `change_partition` {name, id, partition, partition_epoch, isr?, leader?}: a leader's ISR
+  change (Kafka's AlterPartition) or an election; applied only when the partition's epoch is
+  still `partition_epoch`, so a change decided on stale state is dropped.
 
-Applying a record is deterministic and never fails: a record this version does not know is
-skipped with a log line, so a newer node's records do not stop an older one.
+Every change of a partition bumps its `partition_epoch`; a change of leader bumps its
+`leader_epoch` too. Applying a record is deterministic and never fails: a record this version
+does not know is skipped with a log line, so a newer node's records do not stop an older one.
 """
 
 from __future__ import annotations
@@ -27,15 +34,31 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 log = logging.getLogger(__name__)
+NO_LEADER = -1
+
+
+@dataclass
+class PartitionImage:
+    replicas: list[int]
+    isr: list[int]
+    leader: int  # NO_LEADER while offline
+    leader_epoch: int = 0
+    partition_epoch: int = 0
+
+    def offline_replicas(self, image: "MetadataImage") -> list[int]:
+        return [r for r in self.replicas if not image.is_live(r)]
 
 
 @dataclass
 class TopicImage:
     name: str
     id: uuid.UUID
-    partitions: int
-    owner: int  # the broker that hosts every partition
+    assignments: list[PartitionImage]
     configs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def partitions(self) -> int:
+        return len(self.assignments)
 
 
 @dataclass
@@ -48,11 +71,13 @@ class BrokerRegistration:
 
 
 class MetadataImage:
-    def __init__(self) -> None:
+    def __init__(self, unclean_election_default: bool = False) -> None:
         self.brokers: dict[int, BrokerRegistration] = {}
         self.topics: dict[str, TopicImage] = {}
         self.deleted_topics: set[uuid.UUID] = set()  # ids of topics deleted (their logs go too)
         self.last_applied = 0  # index of the last record applied
+        self.unclean_election_default = unclean_election_default
+        self.leader_elections = 0  # leaders chosen after a fence or unfence, for the metrics
 
     def live_brokers(self) -> list[BrokerRegistration]:
         return [b for b in sorted(self.brokers.values(), key=lambda b: b.id) if not b.fenced]
@@ -61,13 +86,50 @@ class MetadataImage:
         broker = self.brokers.get(broker_id)
         return broker is not None and not broker.fenced
 
-    def least_loaded_broker(self) -> Optional[int]:
-        """The live broker hosting the fewest partitions (the lowest id on a tie)."""
-        load = {b.id: 0 for b in self.live_brokers()}
+    def partition(self, topic: str, index: int) -> Optional[PartitionImage]:
+        found = self.topics.get(topic)
+        if found is None or not 0 <= index < found.partitions:
+            return None
+        return found.assignments[index]
+
+    def replica_load(self) -> dict[int, tuple[int, int]]:
+        """(partitions it is the preferred leader of, replicas) per live broker."""
+        leaders = {b.id: 0 for b in self.live_brokers()}
+        replicas = dict(leaders)
         for topic in self.topics.values():
-            if topic.owner in load:
-                load[topic.owner] += topic.partitions
-        return min(load, key=lambda b: (load[b], b)) if load else None
+            for p in topic.assignments:
+                if p.replicas[0] in leaders:
+                    leaders[p.replicas[0]] += 1
+                for r in p.replicas:
+                    if r in replicas:
+                        replicas[r] += 1
+        return {b: (leaders[b], replicas[b]) for b in leaders}
+
+    def assign_replicas(self, partitions: int, factor: int) -> list[list[int]]:
+        """Replicas for `partitions` new partitions, `factor` each: round robin over the live
+        brokers (ordered so that racks alternate, as Kafka's rack-aware assignment does),
+        starting at the one leading fewest partitions; each partition's first replica is its
+        preferred leader."""
+        brokers = self._rack_alternating(self.live_brokers())
+        if factor > len(brokers):
+            raise ValueError(f"replication factor {factor} is larger than the {len(brokers)} live brokers")
+        load = self.replica_load()
+        start = min(range(len(brokers)), key=lambda i: (load[brokers[i]], brokers[i]))
+        n = len(brokers)
+        return [[brokers[(start + p + j) % n] for j in range(factor)] for p in range(partitions)]
+
+    @staticmethod
+    def _rack_alternating(brokers: list[BrokerRegistration]) -> list[int]:
+        by_rack: dict[Optional[str], list[int]] = {}
+        for b in brokers:
+            by_rack.setdefault(b.rack, []).append(b.id)
+        if len(by_rack) <= 1:
+            return [b.id for b in brokers]
+        racks = [by_rack[r] for r in sorted(by_rack, key=lambda r: r or "")]
+        out: list[int] = []
+        for i in range(max(len(r) for r in racks)):
+            out += [r[i] for r in racks if i < len(r)]
+        return out
 
     def apply(self, index: int, data: bytes) -> None:
         self.last_applied = index
@@ -82,38 +144,83 @@ class MetadataImage:
             return
         try:
             handler(record)
-        except (KeyError, ValueError, TypeError) as e:
+        except (KeyError, ValueError, TypeError, IndexError) as e:
             log.error("metadata record %d (%s) is malformed and skipped: %s", index, record.get("type"), e)
 
     def _apply_register_broker(self, record: dict[str, Any]) -> None:
         broker_id = int(record["id"])
-        self.brokers[broker_id] = BrokerRegistration(broker_id, record["host"], int(record["port"]), record.get("rack"))
+        old = self.brokers.get(broker_id)
+        self.brokers[broker_id] = BrokerRegistration(broker_id, record["host"], int(record["port"]), record.get("rack"), old.fenced if old else False)
         log.info("broker %d registered at %s:%d", broker_id, record["host"], record["port"])
 
     def _apply_fence_broker(self, record: dict[str, Any]) -> None:
         broker = self.brokers.get(int(record["id"]))
-        if broker is not None and not broker.fenced:
-            broker.fenced = True
-            log.warning("broker %d fenced: the controller has not heard from it", broker.id)
+        if broker is None or broker.fenced:
+            return
+        broker.fenced = True
+        log.warning("broker %d fenced: the controller has not heard from it", broker.id)
+        for topic in self.topics.values():
+            for index, p in enumerate(topic.assignments):
+                if broker.id not in p.isr and p.leader != broker.id:
+                    continue
+                isr = [r for r in p.isr if r != broker.id] or p.isr  # the last in-sync replica stays named
+                leader = p.leader
+                if leader == broker.id or leader == NO_LEADER:
+                    leader = next((r for r in isr if self.is_live(r)), NO_LEADER)
+                    if leader == NO_LEADER and self._unclean_allowed(topic):
+                        leader = next((r for r in p.replicas if self.is_live(r)), NO_LEADER)
+                        if leader != NO_LEADER:
+                            isr = [leader]
+                            log.warning("%s-%d: unclean election of broker %d (records may be lost)", topic.name, index, leader)
+                self._change(topic, index, p, isr, leader)
 
     def _apply_unfence_broker(self, record: dict[str, Any]) -> None:
         broker = self.brokers.get(int(record["id"]))
-        if broker is not None and broker.fenced:
-            broker.fenced = False
-            log.info("broker %d unfenced", broker.id)
+        if broker is None or not broker.fenced:
+            return
+        broker.fenced = False
+        log.info("broker %d unfenced", broker.id)
+        for topic in self.topics.values():
+            for index, p in enumerate(topic.assignments):
+                if p.leader == NO_LEADER and broker.id in p.isr:
+                    self._change(topic, index, p, p.isr, broker.id)
+                elif p.leader == NO_LEADER and broker.id in p.replicas and self._unclean_allowed(topic):
+                    self._change(topic, index, p, [broker.id], broker.id)
 
+    def _unclean_allowed(self, topic: TopicImage) -> bool:
+        text = topic.configs.get("unclean.leader.election.enable")
+        return self.unclean_election_default if text is None else text.strip().lower() == "true"
+
+    def _change(self, topic: TopicImage, index: int, p: PartitionImage, isr: list[int], leader: int) -> None:
+        if leader != p.leader:
+            p.leader_epoch += 1
+            self.leader_elections += 1
+            log.info("%s-%d: leader %s (epoch %d), ISR %s", topic.name, index, leader if leader != NO_LEADER else "none", p.leader_epoch, isr)
+        elif isr != p.isr:
+            log.info("%s-%d: ISR %s -> %s", topic.name, index, p.isr, isr)
+        else:
+            return
+        p.leader, p.isr = leader, list(isr)
+        p.partition_epoch += 1
 
     def _topic(self, record: dict[str, Any]) -> Optional[TopicImage]:
         """The topic a record names, if it is still the one of the record's id."""
         topic = self.topics.get(record["name"])
         return topic if topic is not None and str(topic.id) == record["id"] else None
 
+    @staticmethod
+    def _new_partitions(record: dict[str, Any], count: Optional[int] = None) -> list[PartitionImage]:
+        if "replicas" in record:
+            return [PartitionImage(list(map(int, r)), list(map(int, r)), int(r[0])) for r in record["replicas"]]
+        owner = int(record["owner"])  # records of the single-replica placement
+        return [PartitionImage([owner], [owner], owner) for _ in range(count if count is not None else int(record["partitions"]))]
+
     def _apply_create_topic(self, record: dict[str, Any]) -> None:
         if record["name"] in self.topics or uuid.UUID(record["id"]) in self.deleted_topics:
             return
-        topic = TopicImage(record["name"], uuid.UUID(record["id"]), int(record["partitions"]), int(record["owner"]), dict(record.get("configs") or {}))
+        topic = TopicImage(record["name"], uuid.UUID(record["id"]), self._new_partitions(record), dict(record.get("configs") or {}))
         self.topics[topic.name] = topic
-        log.info("topic %s created: %d partitions on broker %d", topic.name, topic.partitions, topic.owner)
+        log.info("topic %s created: replicas %s", topic.name, [p.replicas for p in topic.assignments][:8])
 
     def _apply_delete_topic(self, record: dict[str, Any]) -> None:
         topic = self._topic(record)
@@ -124,13 +231,34 @@ class MetadataImage:
 
     def _apply_add_partitions(self, record: dict[str, Any]) -> None:
         topic = self._topic(record)
-        if topic is not None and int(record["partitions"]) > topic.partitions:
-            topic.partitions = int(record["partitions"])
+        if topic is None:
+            return
+        if "replicas" in record:
+            topic.assignments += self._new_partitions(record)
+        elif int(record["partitions"]) > topic.partitions:
+            first = topic.assignments[0].replicas
+            topic.assignments += [PartitionImage(list(first), list(first), first[0]) for _ in range(int(record["partitions"]) - topic.partitions)]
 
     def _apply_set_topic_configs(self, record: dict[str, Any]) -> None:
         topic = self._topic(record)
         if topic is not None:
             topic.configs = dict(record["configs"])
+
+    def _apply_change_partition(self, record: dict[str, Any]) -> None:
+        topic = self._topic(record)
+        index = int(record["partition"])
+        if topic is None or not 0 <= index < topic.partitions:
+            return
+        p = topic.assignments[index]
+        if p.partition_epoch != int(record["partition_epoch"]):
+            log.debug("%s-%d: change for partition epoch %s dropped (now %d)", topic.name, index, record["partition_epoch"], p.partition_epoch)
+            return
+        isr = [int(r) for r in record.get("isr", p.isr) if int(r) in p.replicas]
+        leader = int(record.get("leader", p.leader))
+        if not isr or (leader != NO_LEADER and leader not in isr):
+            log.warning("%s-%d: change to leader %d, ISR %s refused", topic.name, index, leader, isr)
+            return
+        self._change(topic, index, p, isr, leader)
 
 
 def encode(record: dict[str, Any]) -> bytes:

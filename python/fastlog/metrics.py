@@ -268,8 +268,22 @@ class BrokerCollector:
         yield GaugeMetricFamily("fastlog_quorum_commit_index", "Index up to which the metadata log is committed", value=quorum.commit_index)
         yield GaugeMetricFamily("fastlog_quorum_applied_index", "Index of the last metadata record applied here", value=image.last_applied)
         yield GaugeMetricFamily("fastlog_fenced_brokers", "Registered brokers the controller fenced", value=sum(b.fenced for b in image.brokers.values()))
-        offline = sum(t.partitions for t in image.topics.values() if not image.is_live(t.owner))
-        yield GaugeMetricFamily("fastlog_offline_partitions", "Partitions whose broker is fenced (no replica to lead them yet)", value=offline)
+        offline = sum(1 for t in image.topics.values() for p in t.assignments if p.leader < 0)
+        yield GaugeMetricFamily("fastlog_offline_partitions", "Partitions without a leader (no live in-sync replica)", value=offline)
+        yield CounterMetricFamily("fastlog_leader_elections", "Leaders chosen after a broker was fenced or came back", value=image.leader_elections)
+        replicas = self.broker.replicas
+        if replicas is not None:
+            yield GaugeMetricFamily("fastlog_under_replicated_partitions", "Partitions led here whose ISR lacks some replica", value=replicas.under_replicated())
+            yield CounterMetricFamily("fastlog_isr_shrinks", "ISR shrinks this broker asked for as a leader", value=replicas.isr_shrinks)
+            yield CounterMetricFamily("fastlog_isr_expands", "ISR expansions this broker asked for as a leader", value=replicas.isr_expands)
+            lag = GaugeMetricFamily("fastlog_follower_lag_messages", "Leader's log end minus a follower's, per partition led here", labels=["topic", "partition", "follower"])
+            for state in list(replicas.states.values()):
+                if state.leader == self.broker.node_id:
+                    end = state.partition.log.log_end_offset
+                    for follower_id, follower in state.followers.items():
+                        if follower.log_end >= 0:
+                            lag.add_metric([state.topic, str(state.index), str(follower_id)], end - follower.log_end)
+            yield lag
 
     def _groups(self) -> Iterator[Any]:
         coordinator = getattr(self.broker, "groups", None)

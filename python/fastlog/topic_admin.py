@@ -4,8 +4,9 @@
   thread.
 - A cluster (`ClusterTopics`): the metadata image every node builds from the quorum; changes
   are records the controller commits (`Controller.create_topic`, ...), and each broker brings
-  its own logs in line with the image (`reconcile`). A topic is placed whole on one broker (its
-  `owner`) until partitions are replicated.
+  its own logs in line with the image (`reconcile`), then its replicas' roles
+  (`ReplicaManager.update`). A broker holding a replica of any partition of a topic opens logs
+  for all of its partitions (those it holds no replica of stay empty and are never served).
 
 Handlers (CreateTopics, DeleteTopics, CreatePartitions, the configs APIs, Metadata) use
 `broker.topics`, so they work the same way in both.
@@ -24,6 +25,7 @@ import trio
 
 from fastlog.config import config_text, validate_topic_configs
 from fastlog.log_manager import MAX_PARTITIONS_PER_TOPIC, Topic, TopicError
+from fastlog.metadata_image import PartitionImage
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -44,8 +46,7 @@ def check_partition_count(partitions: int) -> None:
 class TopicView:
     name: str
     id: uuid.UUID
-    partitions: int
-    owner: int  # the broker that hosts it
+    assignments: list[PartitionImage]  # replicas, ISR, leader and epoch of each partition
     # The topic's overrides: parsed already (a single node), or as the image keeps them (text),
     # parsed only when asked for: Metadata, which lists every topic, never needs them.
     overrides: Mapping[str, Any]
@@ -54,6 +55,14 @@ class TopicView:
     @property
     def internal(self) -> bool:
         return self.name.startswith("__")
+
+    @property
+    def partitions(self) -> int:
+        return len(self.assignments)
+
+    @property
+    def replication_factor(self) -> int:
+        return len(self.assignments[0].replicas) if self.assignments else 0
 
     @cached_property
     def configs(self) -> dict[str, Any]:
@@ -68,7 +77,8 @@ class LocalTopics:
     def _view(self, topic: Optional[Topic]) -> Optional[TopicView]:
         if topic is None:
             return None
-        return TopicView(topic.name, topic.id, len(topic.partitions), self.broker.node_id, topic.configs)
+        me = self.broker.node_id
+        return TopicView(topic.name, topic.id, [PartitionImage([me], [me], me) for _ in topic.partitions], topic.configs)
 
     def get(self, name: str) -> Optional[TopicView]:
         return self._view(self.logs.topics.get(name))
@@ -82,7 +92,7 @@ class LocalTopics:
     def is_live(self, broker_id: int) -> bool:
         return broker_id == self.broker.node_id
 
-    async def create(self, name: str, partitions: int, configs: dict[str, Any]) -> TopicView:
+    async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1) -> TopicView:
         topic = await trio.to_thread.run_sync(self.logs.create_topic, name, partitions, configs)
         return self._view(topic)  # type: ignore[return-value]
 
@@ -105,7 +115,7 @@ class ClusterTopics:
     def _view(self, topic: Optional["TopicImage"]) -> Optional[TopicView]:
         if topic is None:
             return None
-        return TopicView(topic.name, topic.id, topic.partitions, topic.owner, topic.configs, overrides_parsed=False)
+        return TopicView(topic.name, topic.id, topic.assignments, topic.configs, overrides_parsed=False)
 
     def get(self, name: str) -> Optional[TopicView]:
         return self._view(self.image.topics.get(name))
@@ -119,17 +129,17 @@ class ClusterTopics:
     def is_live(self, broker_id: int) -> bool:
         return self.image.is_live(broker_id)
 
-    async def create(self, name: str, partitions: int, configs: dict[str, Any]) -> TopicView:
+    async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1) -> TopicView:
         check_partition_count(partitions)
         texts = {k: config_text(v) for k, v in configs.items()}
-        topic = await self.controller.create_topic(name, partitions, texts, ADMIN_TIMEOUT_SECONDS)
+        topic = await self.controller.create_topic(name, partitions, factor, texts, ADMIN_TIMEOUT_SECONDS)
         return self._view(topic)  # type: ignore[return-value]
 
-    def request_create(self, name: str, partitions: int, configs: Optional[dict[str, str]] = None) -> None:
+    def request_create(self, name: str, partitions: int, factor: int, configs: Optional[dict[str, str]] = None) -> None:
         """Asks the controller to create a topic without waiting (auto-creation: the client is
         told LEADER_NOT_AVAILABLE or COORDINATOR_NOT_AVAILABLE and asks again, as Kafka has it)."""
         try:
-            self.controller.propose_topic(name, partitions, configs or {})
+            self.controller.propose_topic(name, partitions, factor, configs or {})
         except (TopicError, ValueError) as e:
             log.info("auto-creation of %s not proposed: %s", name, e)
 
@@ -148,11 +158,14 @@ class ClusterTopics:
     async def reconcile(self) -> None:
         """Runs while the broker runs: after each change of the image (and every few seconds
         while a change could not be made, e.g. a full disk), deletes the local topics the image
-        deleted, and creates, grows and reconfigures the ones this broker owns."""
+        deleted, creates, grows and reconfigures the ones this broker holds replicas of, and
+        gives the replica manager the partitions' new leaders and ISRs."""
         while True:
             applied = self.controller.applied
             async with self.broker.admin_lock:
                 complete = await self._reconcile_once()
+                if self.broker.replicas is not None:
+                    self.broker.replicas.update()
             with trio.move_on_after(math.inf if complete else RECONCILE_RETRY_SECONDS):
                 await applied.wait()
 
@@ -160,13 +173,15 @@ class ClusterTopics:
         """One pass; False when some topic could not be brought in line (retried later)."""
         logs = self.broker.logs
         complete = True
-        others = {t.name: t.partitions for t in self.image.topics.values() if t.owner != self.broker.node_id}
+        me = self.broker.node_id
+        mine = [t for t in self.image.topics.values() if any(me in p.replicas for p in t.assignments)]
+        others = {t.name: t.partitions for t in self.image.topics.values() if t not in mine}
         logs.table.set_hosted_elsewhere(others)  # the Rust Produce path answers NOT_LEADER_OR_FOLLOWER
         for topic in list(logs.topics.values()):
             if topic.id in self.image.deleted_topics:
                 await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(topic.name))
-        for wanted in list(self.image.topics.values()):
-            if wanted.owner == self.broker.node_id:
+        for wanted in mine:
+            if wanted.name in self.image.topics:
                 try:
                     await self._reconcile_topic(wanted)
                 except Exception:

@@ -26,7 +26,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     started = Cluster(tmp_path_factory.mktemp("cluster")).start()
     wait_for(lambda: agreed(started, [1, 2, 3], {1, 2, 3}), "the cluster settles")
     admin = AdminClient({"bootstrap.servers": started.bootstrap})
-    for future in admin.create_topics([NewTopic(t, 2, 1) for t in TOPICS]).values():
+    for future in admin.create_topics([NewTopic(t, 2, 3) for t in TOPICS]).values():
         future.result(timeout=TIMEOUT)
     yield started
     started.stop()
@@ -37,8 +37,12 @@ def test_kcat_lists_the_brokers_and_each_topics_leader(cluster) -> None:
     metadata = json.loads(out.stdout)
     assert sorted(b["id"] for b in metadata["brokers"]) == [1, 2, 3]
     leaders = {t["topic"]: {p["leader"] for p in t["partitions"]} for t in metadata["topics"] if t["topic"] in TOPICS}
-    assert set(leaders) == set(TOPICS) and all(len(l) == 1 and l <= {1, 2, 3} for l in leaders.values())
-    assert len({next(iter(l)) for l in leaders.values()}) == 3, "the three topics sit on three brokers"
+    assert set(leaders) == set(TOPICS) and all(l <= {1, 2, 3} for l in leaders.values())
+    assert set().union(*leaders.values()) == {1, 2, 3}, "the partitions are led by all three brokers"
+    for topic in (t for t in metadata["topics"] if t["topic"] in TOPICS):
+        for partition in topic["partitions"]:
+            assert sorted(r["id"] for r in partition["replicas"]) == [1, 2, 3], partition
+            assert sorted(r["id"] for r in partition["isrs"]) == [1, 2, 3], partition
     for topic in TOPICS:
         subprocess.run(["kcat", "-b", cluster.bootstrap, "-P", "-t", topic, "-K:"], input="k:kcat\n", text=True, timeout=TIMEOUT, check=True)
         got = subprocess.run(["kcat", "-b", cluster.bootstrap, "-C", "-t", topic, "-e", "-f", "%k %s\n"], capture_output=True, text=True, timeout=TIMEOUT, check=True)

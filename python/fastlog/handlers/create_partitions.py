@@ -47,7 +47,7 @@ def check(ctx: RequestContext, wanted) -> int:
                 f"Attempted to add {added} additional partitions, but {len(wanted.assignments)} assignments were given.",
             )
         for offset, assignment in enumerate(wanted.assignments):
-            check_single_replica(topic.owner, assignment.broker_ids, f"partition {current + offset}")
+            check_single_replica(topic.assignments[0].leader, assignment.broker_ids, f"partition {current + offset}")
     return added
 
 

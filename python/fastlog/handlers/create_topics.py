@@ -4,7 +4,8 @@ v0-v7. Per topic, in Kafka's order of checks: a name given twice in one request 
 INVALID_REQUEST (once); an illegal name INVALID_TOPIC_EXCEPTION; an existing topic
 TOPIC_ALREADY_EXISTS. Without a manual assignment, `num_partitions` -1 means `num.partitions`
 (0 or below -1: INVALID_PARTITIONS) and `replication_factor` -1 means
-`default.replication.factor` (0 or below -1, or above the one broker: INVALID_REPLICATION_FACTOR).
+`default.replication.factor` (0 or below -1, or above the live brokers: INVALID_REPLICATION_FACTOR); in a cluster the
+controller spreads the replicas over the live brokers.
 A manual assignment needs both set to -1 (as Kafka's controller requires), partitions numbered
 0..n-1, and every replica list exactly [this node] (else INVALID_REPLICA_ASSIGNMENT); the
 topic gets one partition per assignment. Configs are checked like Kafka's LogConfig: unknown
@@ -33,8 +34,9 @@ def error_result(name: str, code: int, message: str) -> object:
     return R.CreatableTopicResult(name=name, error_code=code, error_message=message)
 
 
-def partition_count(ctx: RequestContext, topic) -> int:
-    """The partition count `topic` asks for; AdminError when its layout is impossible."""
+def partition_count(ctx: RequestContext, topic) -> tuple[int, int]:
+    """The partition count and replication factor `topic` asks for; AdminError when its
+    layout is impossible."""
     node = ctx.broker.node_id
     if topic.assignments and ctx.broker.controller is not None:
         raise AdminError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "manual assignments are not supported in a cluster yet")
@@ -56,7 +58,7 @@ def partition_count(ctx: RequestContext, topic) -> int:
             )
         for a in topic.assignments:
             check_single_replica(node, a.broker_ids, f"partition {a.partition_index}")
-        return len(indexes)
+        return len(indexes), 1
     count = topic.num_partitions
     if count == -1:
         count = ctx.broker.config["num.partitions"]
@@ -69,17 +71,14 @@ def partition_count(ctx: RequestContext, topic) -> int:
         raise AdminError(
             ErrorCode.INVALID_REPLICATION_FACTOR, "Replication factor must be larger than 0, or -1 to use the default value."
         )
-    if factor > 1 and ctx.broker.controller is not None:
-        raise AdminError(
-            ErrorCode.INVALID_REPLICATION_FACTOR, f"replication factor {factor}: fastlog does not replicate partitions yet (use 1)"
-        )
-    if factor > 1:
+    brokers = len(ctx.broker.live_brokers())
+    if factor > brokers:
         raise AdminError(
             ErrorCode.INVALID_REPLICATION_FACTOR,
             f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
-            "cannot be reached because only 1 broker(s) are registered.",
+            f"cannot be reached because only {brokers} broker(s) are registered.",
         )
-    return count
+    return count, factor
 
 
 def parse_configs(topic) -> dict[str, Any]:
@@ -98,27 +97,27 @@ async def create_one(ctx: RequestContext, topic, validate_only: bool) -> object:
     if topics.get(name) is not None:
         return error_result(name, ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
     try:
-        count = partition_count(ctx, topic)
+        count, factor = partition_count(ctx, topic)
         configs = parse_configs(topic)
     except AdminError as e:
         return error_result(name, e.error_code, e.message)
     topic_id = uuid.UUID(int=0)
     if not validate_only:
         try:
-            created = await topics.create(name, count, configs)
+            created = await topics.create(name, count, configs, factor)
         except TopicError as e:
             return error_result(name, e.error_code, e.message)
         topic_id = created.id
-        log.info("%s created topic %s (%d partitions)", ctx.peer, name, count)
-    return success_result(ctx, name, topic_id, count, configs)
+        log.info("%s created topic %s (%d partitions, replication factor %d)", ctx.peer, name, count, factor)
+    return success_result(ctx, name, topic_id, count, configs, factor)
 
 
-def success_result(ctx: RequestContext, name: str, topic_id: uuid.UUID, count: int, configs: dict[str, Any]) -> object:
+def success_result(ctx: RequestContext, name: str, topic_id: uuid.UUID, count: int, configs: dict[str, Any], factor: int = 1) -> object:
     result = R.CreatableTopicResult(name=name, topic_id=topic_id, error_code=0, error_message=None)
     if ctx.api_version >= 5:
         effective = {**ctx.broker.logs.defaults, **configs}
         result.num_partitions = count
-        result.replication_factor = 1
+        result.replication_factor = factor
         result.configs = [
             R.CreatableTopicConfigs(
                 name=e.name, value=e.value, read_only=e.read_only, config_source=e.source, is_sensitive=False

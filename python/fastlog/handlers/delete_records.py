@@ -18,7 +18,7 @@ import trio
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.common import missing_partition_error, storage_error_code
+from fastlog.handlers.common import led_partition, storage_error_code
 from fastlog.protocol import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -29,11 +29,9 @@ HIGH_WATERMARK = -1
 def delete_below(ctx: RequestContext, topic: str, wanted) -> object:
     """Runs in a worker thread: deleting segments is disk work."""
     index = wanted.partition_index
-    partition = ctx.broker.logs.partition(topic, index)
+    partition, error, _ = led_partition(ctx.broker, topic, index)
     if partition is None:
-        return R.DeleteRecordsPartitionResult(
-            partition_index=index, low_watermark=-1, error_code=missing_partition_error(ctx.broker, topic, index)
-        )
+        return R.DeleteRecordsPartitionResult(partition_index=index, low_watermark=-1, error_code=error)
     offset = partition.log.high_watermark if wanted.offset == HIGH_WATERMARK else wanted.offset
     if offset < 0 or offset > partition.log.high_watermark:
         return R.DeleteRecordsPartitionResult(

@@ -11,6 +11,13 @@ partition and `max_bytes` for the response, except that the first non-empty part
 returns at least one whole batch (KIP-74). Consumers see nothing past the high watermark
 (read_uncommitted) or the last stable offset (read_committed; equal until transactions exist).
 
+A follower of the cluster fetches with its replica id (`replica_id`, v15+ `replica_state`):
+it reads up to the log end rather than the high watermark, and its fetch offset tells the
+leader what it holds (`ReplicaManager.on_replica_fetch`: its place in the ISR and the high
+watermark). Only the leader of a partition answers with records: elsewhere
+NOT_LEADER_OR_FOLLOWER; an older or newer `current_leader_epoch` than the leader's gets
+FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH (KIP-320).
+
 Fetch sessions (KIP-227, v7+): epoch 0 opens a session holding the requested partitions and
 answers in full; later requests (epoch 1, 2, ...) name only what changed (new fetch offsets,
 `forgotten_topics_data`) and get only partitions with news: records, an error, or a moved
@@ -33,7 +40,7 @@ import trio
 
 from fastlog import _core, legacy, protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.common import leader_epoch_error, missing_partition_error, storage_error_code
+from fastlog.handlers.common import led_partition, leader_epoch_error, missing_partition_error, storage_error_code
 from fastlog.log_manager import Partition
 from fastlog.protocol import ErrorCode
 from fastlog.records import CorruptRecordsError, RecordsTooLargeError
@@ -121,25 +128,40 @@ def requested(ctx: RequestContext, request: Any) -> "OrderedDict[tuple, WantedPa
     return wanted
 
 
-def find_partition(ctx: RequestContext, wanted: WantedPartition, by_id: bool) -> tuple[Optional[Partition], int]:
+def find_partition(ctx: RequestContext, wanted: WantedPartition, by_id: bool) -> tuple[Optional[Partition], int, int]:
+    """(the partition, 0, its leader epoch) where this broker leads it, else (None, error, -1)."""
     manager = ctx.broker.logs
     topic = manager.topics_by_id.get(wanted.topic_id) if by_id else manager.topics.get(wanted.topic)
     if topic is None and by_id:
         view = ctx.broker.topics.by_id(wanted.topic_id)
         if view is None:
-            return None, ErrorCode.UNKNOWN_TOPIC_ID
-        return None, missing_partition_error(ctx.broker, view.name, wanted.partition)
-    if topic is None or not 0 <= wanted.partition < len(topic.partitions):
-        return None, missing_partition_error(ctx.broker, wanted.topic, wanted.partition)
-    return topic.partitions[wanted.partition], 0
+            return None, ErrorCode.UNKNOWN_TOPIC_ID, -1
+        return None, missing_partition_error(ctx.broker, view.name, wanted.partition), -1
+    if topic is None:
+        return None, missing_partition_error(ctx.broker, wanted.topic, wanted.partition), -1
+    return led_partition(ctx.broker, topic.name, wanted.partition)
+
+
+def replica_id(ctx: RequestContext, request: Any) -> int:
+    """The fetching follower's broker id; -1 for a consumer."""
+    return request.replica_state.replica_id if ctx.api_version >= 15 else request.replica_id
 
 
 def read_partition(ctx: RequestContext, request: Any, wanted: WantedPartition, budget: int, first: bool, by_id: bool):
     """(PartitionData, bytes read, the Partition or None)."""
-    partition, missing = find_partition(ctx, wanted, by_id)
+    partition, missing, leader_epoch = find_partition(ctx, wanted, by_id)
     if partition is None:
         return R.PartitionData(partition_index=wanted.partition, error_code=missing, records=b""), 0, None
     log = partition.log
+    epoch_error = leader_epoch_error(wanted.current_leader_epoch, leader_epoch)
+    follower = replica_id(ctx, request)
+    max_offset = None
+    if follower >= 0 and epoch_error is None:
+        state = ctx.broker.replicas.state(wanted.topic, wanted.partition) if ctx.broker.replicas else None
+        if state is None or follower not in state.replicas:
+            return R.PartitionData(partition_index=wanted.partition, error_code=ErrorCode.NOT_LEADER_OR_FOLLOWER, records=b""), 0, None
+        ctx.broker.replicas.on_replica_fetch(state, follower, wanted.fetch_offset)
+        max_offset = log.log_end_offset
     data = R.PartitionData(
         partition_index=wanted.partition,
         high_watermark=log.high_watermark,
@@ -148,13 +170,12 @@ def read_partition(ctx: RequestContext, request: Any, wanted: WantedPartition, b
         aborted_transactions=[] if request.isolation_level == 1 else None,
         records=b"",
     )
-    epoch_error = leader_epoch_error(wanted.current_leader_epoch)
     if epoch_error is not None:
         data.error_code = epoch_error
         return data, 0, partition
     limit = min(wanted.partition_max_bytes, max(budget, 0))
     try:
-        found = log.read(wanted.fetch_offset, limit, min_one=first)
+        found = log.read(wanted.fetch_offset, limit, max_offset, min_one=first)
     except _core.StorageError as e:
         data.error_code = storage_error_code(e)
         return data, 0, partition

@@ -33,10 +33,11 @@ async def lookup(ctx: RequestContext, key: str, key_type: int) -> tuple[int, str
         view = await ctx.broker.groups.store.ensure_view()
     except TopicError as e:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, e.message, NOT_FOUND
+    leader = view.assignments[0].leader  # the leader of __consumer_offsets coordinates every group
     for node, host, port, _ in ctx.broker.live_brokers():
-        if node == view.owner:
+        if node == leader:
             return ErrorCode.NONE, None, (node, host, port)
-    return ErrorCode.COORDINATOR_NOT_AVAILABLE, f"broker {view.owner}, which hosts the group's offsets, is not live", NOT_FOUND
+    return ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the group's offsets have no live leader (broker {leader})", NOT_FOUND
 
 
 @handles(10, 0, 6)

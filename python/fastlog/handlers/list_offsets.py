@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.common import LEADER_EPOCH, leader_epoch_error, missing_partition_error, storage_error_code
+from fastlog.handlers.common import led_partition, leader_epoch_error, storage_error_code
 from fastlog.handlers.configs import duplicates
 from fastlog.protocol import ErrorCode
 from fastlog.records import decode_batches
@@ -80,12 +80,12 @@ def offsets_before(log: _core.Log, timestamp: int, max_count: int) -> list[int]:
 
 
 def answer(ctx: RequestContext, topic: str, wanted) -> object:
-    partition = ctx.broker.logs.partition(topic, wanted.partition_index)
+    partition, error, leader_epoch = led_partition(ctx.broker, topic, wanted.partition_index)
     response = R.ListOffsetsPartitionResponse(partition_index=wanted.partition_index)
     if partition is None:
-        response.error_code = missing_partition_error(ctx.broker, topic, wanted.partition_index)
+        response.error_code = error
         return response
-    epoch_error = leader_epoch_error(wanted.current_leader_epoch)
+    epoch_error = leader_epoch_error(wanted.current_leader_epoch, leader_epoch)
     if epoch_error is not None:
         response.error_code = epoch_error
         return response
@@ -99,7 +99,7 @@ def answer(ctx: RequestContext, topic: str, wanted) -> object:
         return response
     response.timestamp, response.offset = timestamp, offset
     if ctx.api_version >= 4:
-        response.leader_epoch = LEADER_EPOCH if offset >= 0 else -1
+        response.leader_epoch = leader_epoch if offset >= 0 else -1
     return response
 
 

@@ -5,8 +5,9 @@ an empty list does). An unknown topic is created when the request allows it (v4+
 `allow_auto_topic_creation`; always before v4) and `auto.create.topics.enable` is true. A
 single node creates it at once, so the answer already has its partitions; a cluster asks the
 controller and answers LEADER_NOT_AVAILABLE, as Kafka does, until the client asks again.
-Topics come from `broker.topics`: this node's, or in a cluster the metadata image's, each led
-by the broker hosting it (LEADER_NOT_AVAILABLE and an offline replica while that one is fenced).
+Topics come from `broker.topics`: this node's, or in a cluster the metadata image's: each
+partition with its leader and leader epoch, replicas, ISR and offline (fenced) replicas;
+LEADER_NOT_AVAILABLE while it has no leader.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import uuid
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.common import LEADER_EPOCH
 from fastlog.log_manager import TopicError, topic_name_problem
 from fastlog.protocol import ErrorCode
 from fastlog.topic_admin import TopicView
@@ -31,19 +31,19 @@ CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 
 
 def topic_entry(ctx: RequestContext, topic: TopicView, include_operations: bool) -> object:
-    """A topic's partitions, all led by the broker hosting it; none led while it is fenced."""
-    live = ctx.broker.topics.is_live(topic.owner)
+    """A topic's partitions with their leaders, replicas and ISRs."""
+    is_live = ctx.broker.topics.is_live
     partitions = [
         R.MetadataResponsePartition(
-            error_code=0 if live else ErrorCode.LEADER_NOT_AVAILABLE,
+            error_code=0 if p.leader >= 0 else ErrorCode.LEADER_NOT_AVAILABLE,
             partition_index=index,
-            leader_id=topic.owner if live else -1,
-            leader_epoch=LEADER_EPOCH,
-            replica_nodes=[topic.owner],
-            isr_nodes=[topic.owner] if live else [],
-            offline_replicas=[] if live else [topic.owner],
+            leader_id=p.leader,
+            leader_epoch=p.leader_epoch,
+            replica_nodes=list(p.replicas),
+            isr_nodes=list(p.isr),
+            offline_replicas=[r for r in p.replicas if not is_live(r)],
         )
-        for index in range(topic.partitions)
+        for index, p in enumerate(topic.assignments)
     ]
     return R.MetadataResponseTopic(
         error_code=0,
@@ -104,7 +104,7 @@ async def lookup(ctx: RequestContext, wanted, may_create: bool, include_operatio
     if not may_create:
         return error_entry(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
     if ctx.broker.controller is not None:  # a cluster: asked for, answered when the client asks again
-        topics.request_create(name, ctx.broker.config["num.partitions"])
+        topics.request_create(name, ctx.broker.config["num.partitions"], ctx.broker.config["default.replication.factor"])
         return error_entry(ErrorCode.LEADER_NOT_AVAILABLE, name)
     try:
         topic = await ctx.broker.create_topic(name, ctx.broker.config["num.partitions"], {})

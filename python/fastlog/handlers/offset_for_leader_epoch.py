@@ -11,17 +11,17 @@ from __future__ import annotations
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.common import leader_epoch_error, missing_partition_error, storage_error_code
+from fastlog.handlers.common import led_partition, leader_epoch_error, storage_error_code
 
 R = protocol.OffsetForLeaderEpochResponse
 
 
 def answer(ctx: RequestContext, topic: str, wanted) -> object:
     out = R.EpochEndOffset(partition=wanted.partition, error_code=0, end_offset=-1)
-    partition = ctx.broker.logs.partition(topic, wanted.partition)
-    error = missing_partition_error(ctx.broker, topic, wanted.partition) if partition is None else None
+    partition, missing, leader_epoch = led_partition(ctx.broker, topic, wanted.partition)
+    error = missing or None
     if error is None and ctx.api_version >= 2:
-        error = leader_epoch_error(wanted.current_leader_epoch)
+        error = leader_epoch_error(wanted.current_leader_epoch, leader_epoch)
     epoch = -1
     if error is None:
         try:

@@ -5,9 +5,13 @@ clients send them in later versions too) are converted to one record batch v2 be
 (`legacy.to_record_batch`), as Kafka 3 does; one that cannot be read is refused with
 CORRUPT_MESSAGE and a log line naming the format and the client. acks=0 gets no response at all;
 acks=1 and acks=-1 (all) are answered after the append (one replica: the leader is the whole
-ISR, so the high watermark moves with the log end). Per-partition errors: UNKNOWN_TOPIC_OR_PARTITION,
-CORRUPT_MESSAGE (bad CRC, length, magic), MESSAGE_TOO_LARGE (above max.message.bytes),
-KAFKA_STORAGE_ERROR.
+ISR, so the high watermark moves with the log end). In a cluster, a partition led here with
+followers answers acks=-1 once the high watermark passes the batch (the ISR has it:
+`ReplicaManager.wait_for_replicas`), REQUEST_TIMED_OUT after the request's timeout_ms;
+with fewer in-sync replicas than `min.insync.replicas` acks=-1 is refused with
+NOT_ENOUGH_REPLICAS before the append. Per-partition errors: UNKNOWN_TOPIC_OR_PARTITION,
+NOT_LEADER_OR_FOLLOWER (another broker leads it), CORRUPT_MESSAGE (bad CRC, length, magic),
+MESSAGE_TOO_LARGE (above max.message.bytes), KAFKA_STORAGE_ERROR.
 
 `answer_frame` is the path requests take: one call into the Rust core decodes the frame and
 appends every partition's batches, another encodes the response (codec generated from the same
@@ -24,7 +28,7 @@ import trio
 
 from fastlog import _core, legacy, protocol
 from fastlog.handlers import DECLINED, RequestContext, answers_frames, handles
-from fastlog.handlers.common import LEADER_EPOCH, missing_partition_error, storage_error_code
+from fastlog.handlers.common import LEADER_EPOCH, led_partition, storage_error_code
 from fastlog.protocol import ErrorCode
 from fastlog.records import DEFAULT_MAX_BYTES, CorruptRecordsError, RecordsTooLargeError
 
@@ -53,6 +57,11 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) ->
             partition.wake_waiters()
     for topic, records, size in produced.per_topic:
         metrics.record_produce(topic, records, size)
+    awaiting = produced.awaiting_replicas
+    if awaiting and broker.replicas is not None:
+        for topic, index, code in await broker.replicas.wait_for_replicas(awaiting, produced.timeout_ms):
+            metrics.count_error(0, code)
+            produced.fail(topic, index, code)
     for topic, index, code, why in produced.refused:
         metrics.count_error(0, code)
         if why:
@@ -72,10 +81,16 @@ def refused(index: int, code: int, message: Optional[str] = None, record_errors:
     )
 
 
-def append(ctx: RequestContext, topic: str, index: int, records) -> object:
-    partition = ctx.broker.logs.partition(topic, index)
+def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awaiting: list) -> object:
+    partition, error, leader_epoch = led_partition(ctx.broker, topic, index)
     if partition is None:
-        return refused(index, missing_partition_error(ctx.broker, topic, index))
+        return refused(index, error)
+    state = ctx.broker.replicas.state(topic, index) if ctx.broker.replicas is not None else None
+    replicated = state is not None and state.isr != [ctx.broker.node_id]
+    if state is not None and acks == -1:
+        min_isr = ctx.broker.logs.effective_configs(ctx.broker.logs.topics[topic])["min.insync.replicas"]
+        if len(state.isr) < min_isr:
+            return refused(index, ErrorCode.NOT_ENOUGH_REPLICAS, "the partition has fewer in-sync replicas than min.insync.replicas")
     if not records:
         return refused(index, ErrorCode.CORRUPT_MESSAGE, "produce request without record batches")
     magic = legacy.magic_of(records)
@@ -90,12 +105,15 @@ def append(ctx: RequestContext, topic: str, index: int, records) -> object:
             code = ErrorCode.MESSAGE_TOO_LARGE if isinstance(e, RecordsTooLargeError) else ErrorCode.CORRUPT_MESSAGE
             return refused(index, code, why)
     try:
-        base_offset, _, append_time, count = partition.log.append(bytes(records), LEADER_EPOCH)
+        base_offset, last_offset, append_time, count = partition.log.append(bytes(records), leader_epoch)
     except _core.StorageError as e:
         message, *record_errors = e.args  # InvalidRecordError may carry the records refused
         log.warning("refused produce to %s-%d from %s: %s", topic, index, ctx.peer, message)
         return refused(index, storage_error_code(e), message, record_errors[0] if record_errors else ())
-    partition.log.high_watermark = partition.log.log_end_offset
+    if replicated:
+        awaiting.append((topic, index, last_offset + 1))
+    else:
+        partition.log.high_watermark = partition.log.log_end_offset
     partition.wake_waiters()
     ctx.broker.metrics.record_produce(topic, count, len(records))
     return R.PartitionProduceResponse(
@@ -118,12 +136,20 @@ async def handle(ctx: RequestContext, request):
             for t in request.topic_data
         ]
         return None if request.acks == 0 else R(responses=responses)
+    awaiting: list = []
     responses = [
         R.TopicProduceResponse(
-            name=t.name, partition_responses=[append(ctx, t.name, p.index, p.records) for p in t.partition_data]
+            name=t.name, partition_responses=[append(ctx, t.name, p.index, p.records, request.acks, awaiting) for p in t.partition_data]
         )
         for t in request.topic_data
     ]
     if request.acks == 0:
         return None
+    if request.acks == -1 and awaiting and ctx.broker.replicas is not None:
+        failed = await ctx.broker.replicas.wait_for_replicas(awaiting, request.timeout_ms)
+        for topic, index, code in failed:
+            for t in responses:
+                for p in t.partition_responses:
+                    if t.name == topic and p.index == index:
+                        t.partition_responses[t.partition_responses.index(p)] = refused(index, code)
     return R(responses=responses, throttle_time_ms=0)
