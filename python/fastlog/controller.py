@@ -65,7 +65,7 @@ class Controller:
         self.known_leader = 0
         self.applied = trio.Event()  # set (and replaced) whenever the image applies records
         self._outboxes: dict[int, trio.MemorySendChannel] = {}
-        self._last_heard: dict[int, float] = {}  # leader only: voter -> when last active
+        self._last_heard: dict[int, float] = {}  # voter -> when a frame last came from it
         self._proposed: dict[tuple, float] = {}  # (type, id) -> when, so a duty is not proposed every tick
 
     # -- what the rest of the broker asks ------------------------------------------------------
@@ -244,15 +244,14 @@ class Controller:
 
     def _leader_duties(self) -> None:
         now = trio.current_time()
-        active = set(self.quorum.active_voters)
+        self._last_heard[self.node_id] = now
         for voter in self.voters:
-            if voter in active or voter not in self._last_heard:
-                self._last_heard[voter] = now  # a new leader gives everyone a full session
+            self._last_heard.setdefault(voter, now)  # a new leader gives everyone a full session
         for broker in list(self.image.brokers.values()):
             silent = now - self._last_heard.get(broker.id, now)
             if not broker.fenced and silent > self.session_timeout:
                 self._propose_once(("fence_broker", broker.id), {"type": "fence_broker", "id": broker.id})
-            elif broker.fenced and broker.id in active:
+            elif broker.fenced and silent < self.tick_seconds * ELECTION_TICKS:
                 self._propose_once(("unfence_broker", broker.id), {"type": "unfence_broker", "id": broker.id})
 
     def _propose_once(self, key: tuple, record: dict[str, Any]) -> None:
@@ -309,6 +308,7 @@ class Controller:
     def _receive(self, kind: int, sender: int, payload: bytes) -> None:
         if sender not in self.voters:
             raise ValueError(f"frame from node {sender}, which is not a voter")
+        self._last_heard[sender] = trio.current_time()  # what fences a silent broker (on the leader)
         if kind == KIND_RAFT:
             self.quorum.step(payload)
             self._drive()

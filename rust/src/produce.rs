@@ -304,7 +304,7 @@ fn append(
     }
     match role.kind {
         RoleKind::NotLeader => return Err(PartitionResult::error(index, NOT_LEADER_OR_FOLLOWER, None)),
-        RoleKind::Leader if acks == -1 && role.isr_short => {
+        _ if acks == -1 && role.isr_short => {
             let why = "the partition has fewer in-sync replicas than min.insync.replicas".to_string();
             return Err(PartitionResult::error(index, NOT_ENOUGH_REPLICAS, Some(why)));
         }

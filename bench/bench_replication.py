@@ -1,0 +1,129 @@
+"""What replication costs, and how long a partition is unwritable when its leader dies.
+
+Three `fastlog serve` processes on this machine (loopback, default timeouts), one run:
+
+1. the same load, acks=all, 1 KB records from one confluent-kafka producer, to a topic with
+   replication factor 1 and then to one with replication factor 3 (min.insync.replicas=2):
+   records/s, MB/s, and p50/p99 of the time from produce() to the delivery report;
+2. failover: while a producer writes to the replicated topic, the leader of partition 0 is
+   SIGKILLed; the time from the kill to the acknowledgement of the first record produced
+   after it to that partition.
+
+    python bench/bench_replication.py [--records 100000] [--size 1024] [--partitions 3]
+
+Every wait is bounded; the brokers are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from tests.cluster.helpers import Cluster, agreed, wait_for  # noqa: E402
+
+TIMEOUT = 120
+
+
+def create(bootstrap: str, name: str, partitions: int, factor: int, **configs: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, factor, config=configs)])[name].result(timeout=30)
+    wait_for(lambda: all(p.leader >= 0 for p in admin.list_topics(name, timeout=5).topics[name].partitions.values()), "leaders")
+
+
+def load(bootstrap: str, topic: str, records: int, size: int) -> dict[str, float]:
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "enable.idempotence": True})
+    value = b"x" * size
+    latencies: list[float] = []
+    failed = []
+
+    def delivered(error, message) -> None:
+        if error is not None:
+            failed.append(error)
+
+    started = time.perf_counter()
+    for i in range(records):
+        sent = time.perf_counter()
+        while True:
+            try:
+                producer.produce(topic, value=value, on_delivery=lambda e, m, s=sent: (latencies.append(time.perf_counter() - s), delivered(e, m)))
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if i % 100 == 0:
+            producer.poll(0)
+    assert producer.flush(TIMEOUT) == 0, "not every record was delivered in time"
+    elapsed = time.perf_counter() - started
+    assert not failed, failed[:3]
+    latencies.sort()
+    return {
+        "records/s": records / elapsed,
+        "MB/s": records * size / elapsed / 1e6,
+        "p50 ms": 1000 * latencies[len(latencies) // 2],
+        "p99 ms": 1000 * latencies[int(len(latencies) * 0.99)],
+    }
+
+
+def failover(cluster: Cluster, topic: str) -> float:
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    leader = admin.list_topics(topic, timeout=5).topics[topic].partitions[0].leader
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 1, "enable.idempotence": True})
+    acked: list[tuple[float, float]] = []  # (produced, acknowledged)
+    stop = threading.Event()
+
+    def write() -> None:
+        while not stop.is_set():
+            sent = time.monotonic()
+            producer.produce(topic, value=b"f", partition=0, on_delivery=lambda e, m, s=sent: e is None and acked.append((s, time.monotonic())))
+            producer.poll(0.005)
+        producer.flush(30)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    wait_for(lambda: len(acked) > 200, "writes before the kill")
+    killed = time.monotonic()
+    cluster.nodes[leader].kill()
+    wait_for(lambda: any(sent > killed for sent, _ in list(acked)), "a write produced after the kill is acknowledged", 60)
+    stop.set()
+    writer.join(60)
+    return min(done for sent, done in acked if sent > killed) - killed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--partitions", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as root:
+        cluster = Cluster(Path(root))
+        for node in cluster.nodes.values():  # the defaults are what is measured
+            node.overrides.pop("broker.session.timeout.ms")
+            node.overrides.pop("controller.quorum.election.timeout.ms")
+        cluster.start()
+        try:
+            wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+            create(cluster.bootstrap, "rf1", args.partitions, 1)
+            create(cluster.bootstrap, "rf3", args.partitions, 3, **{"min.insync.replicas": "2"})
+            results = {}
+            for topic in ("rf1", "rf3"):
+                results[topic] = load(cluster.bootstrap, topic, args.records, args.size)
+            print(f"{args.records} records of {args.size} B, acks=all, {args.partitions} partitions, 3 brokers on one machine")
+            for topic, r in results.items():
+                print(f"  {topic}: {r['records/s']:>9,.0f} records/s  {r['MB/s']:6.1f} MB/s  p50 {r['p50 ms']:6.1f} ms  p99 {r['p99 ms']:6.1f} ms")
+            print(f"  replicated / unreplicated throughput: {results['rf3']['records/s'] / results['rf1']['records/s']:.2f}")
+            print(f"  failover: first acknowledged write {failover(cluster, 'rf3'):.2f} s after the leader was SIGKILLed")
+        finally:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Replicated partitions (issue 14): every acknowledged record survives the loss of a leader.
+
+Three real `fastlog serve` processes, replication factor 3, min.insync.replicas=2, a
+librdkafka producer with acks=all and idempotence on. Faults are SIGKILLs; every wait is
+bounded. At the end the replicas' segment files are compared byte for byte: a follower
+copies the leader's batches as they are, so replicas that agree hold the same bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from tests.cluster.helpers import Cluster, agreed, wait_for
+
+TIMEOUT = 20
+TOPIC = "acked"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    started = Cluster(tmp_path).start()
+    wait_for(lambda: agreed(started, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    yield started
+    started.stop()
+
+
+def create(bootstrap: str, name: str, partitions: int = 1, factor: int = 3, **configs: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, factor, config=configs)])[name].result(timeout=TIMEOUT)
+
+
+def partition_info(bootstrap: str, topic: str, partition: int = 0) -> tuple[int, list[int], list[int]]:
+    """(leader, replicas, isr) as the cluster tells a client."""
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    p = metadata.topics[topic].partitions[partition]
+    return p.leader, sorted(p.replicas), sorted(p.isrs)
+
+
+class AckRecorder:
+    """A producer writing numbered values in a thread, recording what is acknowledged."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 2,
+            "message.timeout.ms": 60_000,
+        })
+        self.acked: list[tuple[float, int, int]] = []  # (when, offset, number)
+        self.sent_at: list[float] = []  # by number
+        self.errors: list[KafkaError] = []
+        self.stop = threading.Event()
+        self.sent = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _delivered(self, error: KafkaError, message) -> None:
+        if error is None:
+            self.acked.append((time.monotonic(), message.offset(), int(message.value())))
+        else:
+            self.errors.append(error)
+
+    def _run(self) -> None:
+        while not self.stop.is_set() and self.sent < 200_000:
+            try:
+                self.producer.produce(TOPIC, value=b"%d" % self.sent, on_delivery=self._delivered)
+                self.sent_at.append(time.monotonic())
+                self.sent += 1
+            except BufferError:
+                pass
+            self.producer.poll(0.001 if self.sent % 50 == 0 else 0)
+        self.producer.flush(60)
+
+    def __enter__(self) -> "AckRecorder":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(90)
+
+
+def read_all(bootstrap: str, topic: str, partition: int = 0) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker", "enable.auto.commit": False})
+    low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+    consumer.assign([TopicPartition(topic, partition, low)])
+    values: list[int] = []
+    deadline = time.monotonic() + 60
+    position = low
+    while position < high and time.monotonic() < deadline:
+        message = consumer.poll(1)
+        if message is not None and message.error() is None:
+            values.append(int(message.value()))
+            position = message.offset() + 1
+    consumer.close()
+    assert position >= high, f"read up to {position} of {high}"
+    return values
+
+
+def segment_bytes(cluster: Cluster, node: int, topic: str, partition: int = 0) -> bytes:
+    directory = cluster.nodes[node].data_dir / f"{topic}-{partition}"
+    return b"".join(p.read_bytes() for p in sorted(directory.glob("*.log")))
+
+
+def test_acks_all_survives_a_sigkilled_leader(cluster) -> None:
+    create(cluster.bootstrap, TOPIC, **{"min.insync.replicas": "2"})
+    leader, replicas, isr = partition_info(cluster.bootstrap, TOPIC)
+    assert replicas == [1, 2, 3] and isr == [1, 2, 3]
+    with AckRecorder(cluster.bootstrap) as recorder:
+        wait_for(lambda: len(recorder.acked) > 2000, "records are acknowledged before the kill")
+        killed_at = time.monotonic()
+        cluster.nodes[leader].kill()
+        survivors = [n for n in (1, 2, 3) if n != leader]
+        survivor_bootstrap = ",".join(cluster.nodes[n].bootstrap for n in survivors)
+        wait_for(lambda: partition_info(survivor_bootstrap, TOPIC)[0] in survivors, "a new leader from the ISR")
+        def written_after_kill() -> list[float]:
+            return [when for when, _, number in list(recorder.acked) if recorder.sent_at[number] > killed_at]
+
+        wait_for(lambda: bool(written_after_kill()), "records produced after the kill are acknowledged", 30)
+        print(f"first record produced after the kill acknowledged {min(written_after_kill()) - killed_at:.2f}s after it")
+        acked_after_kill = len(recorder.acked)
+        wait_for(lambda: len(recorder.acked) > acked_after_kill + 2000, "the new leader keeps taking writes")
+        cluster.nodes[leader].start()  # the old leader comes back as a follower
+        wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[2] == [1, 2, 3], "the old leader is back in the ISR", 30)
+    assert not [e for e in recorder.errors if e.fatal()], recorder.errors[:3]
+    values = read_all(cluster.bootstrap, TOPIC)
+    assert len(values) == len(set(values)), "no record is written twice"
+    assert values == sorted(values), "records are in the order they were produced"
+    acked = {number for _, _, number in recorder.acked}
+    assert acked <= set(values), f"{len(acked - set(values))} acknowledged records lost"
+    offsets = {number: offset for _, offset, number in recorder.acked}
+    assert all(values[offset] == number for number, offset in offsets.items()), "each at the offset it was acknowledged with"
+    time.sleep(1)  # the followers take the last high watermark
+    cluster.stop()
+    copies = [segment_bytes(cluster, n, TOPIC) for n in (1, 2, 3)]
+    assert copies[0] == copies[1] == copies[2], "the three replicas hold the same batches"
+
+
+def test_acks_all_is_refused_without_enough_in_sync_replicas(cluster) -> None:
+    create(cluster.bootstrap, TOPIC, factor=2, **{"min.insync.replicas": "2"})
+    leader, replicas, _ = partition_info(cluster.bootstrap, TOPIC)
+    follower = next(r for r in replicas if r != leader)
+    cluster.nodes[follower].kill()
+    others = ",".join(cluster.nodes[n].bootstrap for n in (1, 2, 3) if n != follower)
+    wait_for(lambda: partition_info(others, TOPIC)[2] == [leader], "the follower leaves the ISR")
+    results: list = []
+    producer = Producer({"bootstrap.servers": others, "acks": "all", "message.timeout.ms": 3000, "retries": 0})
+    producer.produce(TOPIC, value=b"0", on_delivery=lambda e, m: results.append(e))
+    producer.flush(10)
+    assert results and results[0] is not None and results[0].code() == KafkaError.NOT_ENOUGH_REPLICAS, results
+    ones: list = []
+    producer = Producer({"bootstrap.servers": others, "acks": 1})
+    producer.produce(TOPIC, value=b"1", on_delivery=lambda e, m: ones.append(e))
+    producer.flush(10)
+    assert ones == [None], "acks=1 needs only the leader"
+    cluster.nodes[follower].start()
+    wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[2] == sorted(replicas), "the follower catches up and rejoins the ISR", 30)
+    done: list = []
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    producer.produce(TOPIC, value=b"2", on_delivery=lambda e, m: done.append(e))
+    producer.flush(10)
+    assert done == [None]
+    assert read_all(cluster.bootstrap, TOPIC) == [1, 2], "the refused record was not written"
