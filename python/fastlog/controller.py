@@ -12,7 +12,9 @@ a node asks the leader to propose. Each peer gets one outgoing connection fed by
 channel; what cannot be sent is dropped, and raft sends it again.
 
 Duties: every node registers its client endpoint until the image shows it; the leader fences
-a broker it has not heard from for `broker.session.timeout.ms` and unfences it when it is back.
+a broker it has not heard from for `broker.session.timeout.ms`, or at once when the broker's
+controller port refuses connections (the machine is up, the process is gone: nothing to wait
+for), and unfences it when it is heard from again.
 
 Topic administration from any node goes through the quorum (`create_topic`, `delete_topic`,
 `add_partitions`, `set_topic_configs`): the record is proposed (forwarded to the leader when
@@ -42,6 +44,7 @@ MAX_FRAME = 64 << 20
 ELECTION_TICKS = 10  # the Rust quorum's election timeout, in ticks
 PEER_QUEUE = 512
 RECONNECT_SECONDS = 0.2
+REFUSED_TICKS = 3  # a peer refusing connections this long (with nothing heard) is fenced
 REGISTER_EVERY_SECONDS = 0.5
 RETRY_PROPOSAL_SECONDS = 1.0
 CATCH_UP_SECONDS = 10
@@ -66,6 +69,7 @@ class Controller:
         self.applied = trio.Event()  # set (and replaced) whenever the image applies records
         self._outboxes: dict[int, trio.MemorySendChannel] = {}
         self._last_heard: dict[int, float] = {}  # voter -> when a frame last came from it
+        self._refused_since: dict[int, float] = {}  # voter -> since when its port refuses connections
         self._proposed: dict[tuple, float] = {}  # (type, id) -> when, so a duty is not proposed every tick
 
     # -- what the rest of the broker asks ------------------------------------------------------
@@ -249,10 +253,17 @@ class Controller:
             self._last_heard.setdefault(voter, now)  # a new leader gives everyone a full session
         for broker in list(self.image.brokers.values()):
             silent = now - self._last_heard.get(broker.id, now)
-            if not broker.fenced and silent > self.session_timeout:
+            if not broker.fenced and (silent > self.session_timeout or self._process_gone(broker.id, now)):
                 self._propose_once(("fence_broker", broker.id), {"type": "fence_broker", "id": broker.id})
             elif broker.fenced and silent < self.tick_seconds * ELECTION_TICKS:
                 self._propose_once(("unfence_broker", broker.id), {"type": "unfence_broker", "id": broker.id})
+
+    def _process_gone(self, broker_id: int, now: float) -> bool:
+        """Whether a broker's controller port has refused connections for a few ticks, with
+        nothing heard from it since: its host is up but the process is not (a crash, a
+        SIGKILL), so there is no point waiting out its session."""
+        since = self._refused_since.get(broker_id)
+        return since is not None and now - since >= REFUSED_TICKS * self.tick_seconds and self._last_heard.get(broker_id, 0) < since
 
     def _propose_once(self, key: tuple, record: dict[str, Any]) -> None:
         """Proposes `record` unless the same duty was proposed within the last second."""
@@ -281,9 +292,12 @@ class Controller:
         while True:
             try:
                 stream = await trio.open_tcp_stream(host, port)
-            except OSError:
+            except OSError as e:
+                if _refused(e):
+                    self._refused_since.setdefault(peer, trio.current_time())
                 await trio.sleep(RECONNECT_SECONDS)
                 continue
+            self._refused_since.pop(peer, None)
             log.debug("metadata quorum: connected to node %d at %s:%d", peer, host, port)
             try:
                 async with stream:
@@ -315,6 +329,16 @@ class Controller:
         elif kind == KIND_PROPOSAL and self.quorum.is_leader:
             self.quorum.propose(payload)
             self._drive()
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether a failed connect was refused (trio groups the attempts' errors)."""
+    if isinstance(error, ConnectionRefusedError):
+        return True
+    cause = error.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        return all(_refused(e) for e in cause.exceptions)
+    return False
 
 
 def json_key(change: dict[str, Any]) -> str:

@@ -48,6 +48,8 @@ RETRY_SECONDS = 0.2
 CONNECT_TIMEOUT_SECONDS = 3
 _SIZE = struct.Struct(">i")
 OFFSETS_TOPIC = "__consumer_offsets"
+# What a link to a leader meets when the leader goes away or answers nonsense: reconnect.
+LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ValueError, EOFError)
 
 
 @dataclass(eq=False)
@@ -301,8 +303,11 @@ class ReplicaManager:
                             continue
                     await self._truncate(link, [s for s in self._followed_at(leader) if not s.truncated])
                     await self._fetch_once(link, self._followed_at(leader))
-                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ValueError, EOFError) as e:
-                    log.info("replica fetcher for broker %d: %s; reconnecting", leader, e)
+                except Exception as e:
+                    if isinstance(e, LINK_ERRORS):
+                        log.info("replica fetcher for broker %d: %s; reconnecting", leader, e)
+                    else:  # a bug must not take the broker down: logged, and started over
+                        log.exception("replica fetcher for broker %d failed; starting over", leader)
                     if link is not None:
                         await link.aclose()
                     link = None
@@ -413,7 +418,9 @@ class ReplicaManager:
         records = bytes(data.records or b"")
         if records:
             try:
-                partition_log.append_replica(records)
+                # On a worker thread: the write of up to replica.fetch.max.bytes overlaps the
+                # event loop's network work (append_replica checks it still follows the log end).
+                await trio.to_thread.run_sync(partition_log.append_replica, records)
             except _core.StorageError as e:
                 log.error("%s-%d: cannot append the leader's batches: %s", state.topic, state.index, e)
                 state.truncated = False  # check the tail against the leader again
@@ -436,7 +443,6 @@ class LeaderLink:
         self.stream = stream
         self.client_id = client_id
         self._correlation = itertools.count(1)
-        self._buffer = bytearray()
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
@@ -458,11 +464,14 @@ class LeaderLink:
         return protocol.response_class(api_key).decode(reader, version)
 
     async def _read(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            chunk = await self.stream.receive_some(max(size - len(self._buffer), 1 << 16))
+        """Exactly `size` bytes (one request is out at a time: nothing is read past its
+        response), copied once."""
+        chunks = []
+        missing = size
+        while missing:
+            chunk = await self.stream.receive_some(missing)
             if not chunk:
                 raise EOFError("the leader closed the connection")
-            self._buffer += chunk
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
+            chunks.append(chunk)
+            missing -= len(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,12 +1,16 @@
 """The Trio TCP server: Kafka framing, one request at a time per connection.
 
-Each connection is one task that reads a request, handles it and queues its response, in
-arrival order, as Kafka does (a producer's pipelined batches append in order, and a request is
-not read before the previous one is answered). Queued responses are sent when no further
-complete request is buffered, so a pipelining client gets several responses per `sendmsg`
-and the broker pays for one task step and one send per burst rather than per request. The
-kernel's socket buffers are the back-pressure: a client that does not read its responses
-stops being read from, and memory does not grow.
+Each connection has a task that reads a request, handles it and queues its response, in
+arrival order, as Kafka does (a producer's pipelined batches append in order), and a task that
+sends the queued responses in that order. Queued responses are handed to the sender when no
+further complete request is buffered, so a pipelining client gets several responses per
+`sendmsg` and the broker pays for one task step and one send per burst rather than per
+request. A response that is ready only later (acks=all waiting for the in-sync replicas: a
+`Pending`) takes its place in the queue while the reader goes on with the next requests, so a
+producer's pipelined batches replicate together instead of one round trip each. At most
+`RESPONSES_IN_FLIGHT` bursts wait to be sent, and the kernel's socket buffers are the
+back-pressure beyond that: a client that does not read its responses stops being read from,
+and memory does not grow.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import trio
 
 from fastlog import protocol
-from fastlog.handlers import DECLINED, FRAME_HANDLERS, HANDLERS, RequestContext, api_versions_body
+from fastlog.handlers import DECLINED, FRAME_HANDLERS, HANDLERS, Pending, RequestContext, api_versions_body
 from fastlog.protocol import CodecError, ErrorCode
 
 if TYPE_CHECKING:
@@ -32,6 +36,8 @@ SIZE = struct.Struct(">i")
 API_KEY = struct.Struct(">h")  # the first field of every request frame
 READ_BUFFER = 65536
 SEND_BATCH_BYTES = 1 << 20  # queued response bytes that are sent without waiting for the burst to end
+RESPONSES_IN_FLIGHT = 16  # bursts of responses (or pending ones) queued for the sender
+DROPPED = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)  # the client went away
 IOV_MAX = 1024
 BUFFERS = (bytes, bytearray, memoryview)  # response parts sent as they are; others are file regions
 API_VERSIONS = 18
@@ -167,6 +173,24 @@ class Connection:
 
     async def _serve(self) -> None:
         reader = FrameReader(self.stream, self.broker.config["socket.request.max.bytes"])
+        to_send, queued = trio.open_memory_channel[Any](RESPONSES_IN_FLIGHT)
+        # Each task's failure is kept and raised here, after both are done: raised inside the
+        # nursery it would come out wrapped in an exception group.
+        failures: list[BaseException] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._send_in_order, queued, failures, nursery.cancel_scope)
+            async with to_send:
+                try:
+                    await self._read_requests(reader, to_send)
+                except ConnectionClosed as e:
+                    failures.append(e)  # the requests before the bad one are still answered
+                except DROPPED as e:
+                    failures.append(e)
+                    nursery.cancel_scope.cancel()
+        if failures:
+            raise failures[0]
+
+    async def _read_requests(self, reader: FrameReader, to_send: trio.MemorySendChannel) -> None:
         unsent: list = []  # responses of a burst of pipelined requests, sent together
         unsent_bytes = 0
         try:
@@ -174,24 +198,48 @@ class Connection:
                 frame = reader.buffered_frame()
                 if frame is None:
                     if unsent:
-                        await self._send(unsent)
+                        await to_send.send(unsent)
                         unsent, unsent_bytes = [], 0
                     frame = await self._next_frame(reader)
                     if frame is None:
                         break
-                parts = await self._handle(frame)
-                if parts:
-                    unsent += parts
-                    unsent_bytes += sum(map(len, parts))
+                answer = await self._handle(frame)
+                if isinstance(answer, Pending):
+                    if unsent:
+                        await to_send.send(unsent)
+                        unsent, unsent_bytes = [], 0
+                    await to_send.send(answer)
+                elif answer:
+                    unsent += answer
+                    unsent_bytes += sum(map(len, answer))
                     if unsent_bytes >= SEND_BATCH_BYTES:
-                        await self._send(unsent)
+                        await to_send.send(unsent)
                         unsent, unsent_bytes = [], 0
         except ConnectionClosed:
-            if unsent:  # the requests before the bad one are still answered
-                await self._send(unsent)
+            if unsent:
+                await to_send.send(unsent)
             raise
         if unsent:
-            await self._send(unsent)
+            await to_send.send(unsent)
+
+    async def _send_in_order(self, queued: trio.MemoryReceiveChannel, failures: list, reading: trio.CancelScope) -> None:
+        """Sends each burst of responses, and each pending one once it is ready, in order.
+        A failure stops the reader too (the connection closes)."""
+        try:
+            async for item in queued:
+                if isinstance(item, Pending):
+                    frame = await item.wait()
+                    if frame is not None:
+                        await self._send([frame])
+                else:
+                    await self._send(item)
+        except (ConnectionClosed, *DROPPED) as e:
+            failures.append(e)
+            reading.cancel()
+        except Exception:
+            log.exception("sending a response to %s failed", self.peer, extra={"peer": self.peer})
+            failures.append(ConnectionClosed("internal error sending a response", "internal_error"))
+            reading.cancel()
 
     async def _next_frame(self, reader: FrameReader) -> Optional[bytes | bytearray]:
         """Waits for the next request; None at a clean EOF or when the broker stops."""
@@ -207,8 +255,9 @@ class Connection:
             return None
         raise ConnectionClosed(f"idle for more than connections.max.idle.ms={idle_ms}", "idle")
 
-    async def _handle(self, frame: bytes) -> Optional[list]:
-        """Decodes and answers one request; None when the protocol wants no response."""
+    async def _handle(self, frame: bytes) -> "Optional[list] | Pending":
+        """Decodes and answers one request: its response parts, a `Pending` response, or None
+        when the protocol wants no response."""
         metrics = self.broker.metrics
         api_key = API_KEY.unpack_from(frame)[0] if len(frame) >= API_KEY.size else -1
         answer_frame = FRAME_HANDLERS.get(api_key)
@@ -217,6 +266,8 @@ class Connection:
             response = await answer_frame(self.broker, frame, self.peer)
             if response is not DECLINED:
                 metrics.observe_request(api_key, trio.current_time() - started)
+                if isinstance(response, Pending):
+                    return response
                 return None if response is None else [response]
         try:
             header, body, trailing = protocol.decode_request(frame)

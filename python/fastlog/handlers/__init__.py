@@ -45,6 +45,15 @@ FRAME_HANDLERS: dict[int, FrameHandlerFn] = {}
 DECLINED = object()
 
 
+class Pending:
+    """A response that is ready later: acks=all waiting for the in-sync replicas. The
+    connection reads on (the next requests are handled, appends stay in order) and sends this
+    response in its place among the others once `wait()` returns its frame."""
+
+    def __init__(self, wait: Callable[[], Awaitable[Optional[bytes]]]) -> None:
+        self.wait = wait
+
+
 def handles(api_key: int, min_version: int, max_version: int) -> Callable[[HandlerFn], HandlerFn]:
     lo, hi = protocol.API_BY_KEY[api_key].valid_versions
     assert lo <= min_version <= max_version <= hi, f"API {api_key}: {min_version}-{max_version} not in {lo}-{hi}"

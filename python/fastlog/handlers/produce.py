@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import trio
 
 from fastlog import _core, legacy, protocol
-from fastlog.handlers import DECLINED, RequestContext, answers_frames, handles
+from fastlog.handlers import DECLINED, Pending, RequestContext, answers_frames, handles
 from fastlog.handlers.common import LEADER_EPOCH, led_partition, storage_error_code
 from fastlog.protocol import ErrorCode
 from fastlog.records import DEFAULT_MAX_BYTES, CorruptRecordsError, RecordsTooLargeError
@@ -57,15 +57,22 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) ->
             partition.wake_waiters()
     for topic, records, size in produced.per_topic:
         metrics.record_produce(topic, records, size)
-    awaiting = produced.awaiting_replicas
-    if awaiting and broker.replicas is not None:
-        for topic, index, code in await broker.replicas.wait_for_replicas(awaiting, produced.timeout_ms):
-            metrics.count_error(0, code)
-            produced.fail(topic, index, code)
     for topic, index, code, why in produced.refused:
         metrics.count_error(0, code)
         if why:
             log.warning("refused produce to %s-%d from %s: %s", topic, index, peer, why)
+    awaiting = produced.awaiting_replicas
+    if awaiting and broker.replicas is not None:
+        return Pending(lambda: answer_when_replicated(broker, produced, awaiting))
+    return produced.response()
+
+
+async def answer_when_replicated(broker: "Broker", produced: _core.Produced, awaiting: list) -> Optional[bytes]:
+    """acks=all: the response once the ISR has every partition's batches (or why not)."""
+    assert broker.replicas is not None
+    for topic, index, code in await broker.replicas.wait_for_replicas(awaiting, produced.timeout_ms):
+        broker.metrics.count_error(0, code)
+        produced.fail(topic, index, code)
     return produced.response()
 
 
