@@ -49,13 +49,17 @@ class Broker:
     def node_id(self) -> int:
         return self.config.node_id
 
-    def advertised_address(self) -> tuple[str, int]:
-        """The host and port clients are told to connect to."""
-        if self.config["advertised.listeners"]:
-            listener = self.config.advertised_listeners[0]
+    def advertised_address(self, listener_name: Optional[str] = None) -> tuple[str, int]:
+        """The host and port clients are told to connect to (of the first client listener, or
+        of the one named)."""
+        config = self.config
+        if config["advertised.listeners"]:
+            named = [l for l in config.advertised_listeners if l.name == listener_name]
+            listener = named[0] if named else config.advertised_listeners[0]
             return listener.host, listener.port
-        listener = self.config.client_listeners[0]
-        host, port = self.bound[0] if self.bound else (listener.host, listener.port)
+        index = next((i for i, l in enumerate(config.client_listeners) if l.name == listener_name), 0)
+        listener = config.client_listeners[index]
+        host, port = self.bound[index] if len(self.bound) > index else (listener.host, listener.port)
         if host in ("0.0.0.0", "::", ""):
             host = socket.gethostname()
         return host, port

@@ -204,6 +204,7 @@ def _broker_keys() -> dict[str, BrokerKey]:
         # (and moves leadership off) a dead broker sooner.
         BrokerKey("broker.session.timeout.ms", _int(100, INT_MAX), 3000, "a broker the controller does not hear from for this long is fenced"),
         BrokerKey("broker.rack", _optional_string, None, "rack of this broker, given to clients"),
+        BrokerKey("inter.broker.listener.name", _optional_string, None, "listener followers fetch from (default: the first client listener)"),
         BrokerKey("replica.lag.time.max.ms", _int(1, INT_MAX), 30_000, "a follower not caught up for this long leaves the ISR"),
         BrokerKey("replica.fetch.wait.max.ms", _int(0, INT_MAX), 500, "how long a follower's fetch waits at the leader for new records"),
         BrokerKey("replica.fetch.max.bytes", _int(1, INT_MAX), 1_048_576, "bytes a follower asks for per partition"),
@@ -228,7 +229,7 @@ BROKER_KEYS = _broker_keys()
 IGNORED_KEYS = frozenset(
     """num.network.threads num.io.threads socket.send.buffer.bytes socket.receive.buffer.bytes
     num.recovery.threads.per.data.dir
-    transaction.state.log.replication.factor transaction.state.log.min.isr inter.broker.listener.name
+    transaction.state.log.replication.factor transaction.state.log.min.isr
     listener.security.protocol.map zookeeper.connect zookeeper.connection.timeout.ms
     log.cleaner.enable log.cleaner.threads num.replica.fetchers controller.quorum.bootstrap.servers
     group.coordinator.rebalance.protocols share.coordinator.state.topic.replication.factor
@@ -344,6 +345,9 @@ class BrokerConfig:
             raise ConfigError("listeners needs a listener for clients besides the controller listener")
         if self["advertised.listeners"]:
             self.advertised_listeners = [l for l in self.advertised_listeners if l.name not in controller_names]
+        inter_broker = self["inter.broker.listener.name"]
+        if inter_broker and inter_broker not in {l.name for l in self.client_listeners}:
+            raise ConfigError(f"inter.broker.listener.name={inter_broker} names none of the listeners besides the controller's")
         if not self["cluster.id"]:  # every node derives the same one
             self._values["cluster.id"] = cluster_id_for(self.quorum_voters)
 

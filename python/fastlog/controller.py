@@ -240,10 +240,12 @@ class Controller:
     async def _register_self(self) -> None:
         while True:
             host, port = self.broker.advertised_address()
+            replication = list(self.broker.advertised_address(self.broker.config["inter.broker.listener.name"]))
             rack = self.broker.config["broker.rack"]
             mine = self.image.brokers.get(self.node_id)
-            if mine is None or (mine.host, mine.port, mine.rack) != (host, port, rack):
-                self._propose_once(("register_broker", self.node_id), {"type": "register_broker", "id": self.node_id, "host": host, "port": port, "rack": rack})
+            if mine is None or (mine.host, mine.port, mine.rack, list(mine.replication)) != (host, port, rack, replication):
+                record = {"type": "register_broker", "id": self.node_id, "host": host, "port": port, "rack": rack, "replication": replication}
+                self._propose_once(("register_broker", self.node_id), record)
             await trio.sleep(REGISTER_EVERY_SECONDS)
 
     def _leader_duties(self) -> None:

@@ -3,7 +3,8 @@ records the metadata quorum committed (`controller.py` proposes them, raft-rs or
 
 Records are JSON objects with a `type`:
 
-- `register_broker` {id, host, port, rack}: a broker (re)registers its client endpoint;
+- `register_broker` {id, host, port, rack, replication}: a broker (re)registers its client
+  endpoint and the [host, port] its followers fetch from (`inter.broker.listener.name`);
 - `fence_broker` {id}: the controller stopped hearing from it (`broker.session.timeout.ms`):
   it leaves the ISR of every partition that has another in-sync replica, and each partition
   it led gets a new leader from the rest of its ISR (none: the partition is offline, its ISR
@@ -68,6 +69,7 @@ class BrokerRegistration:
     port: int
     rack: Optional[str]
     fenced: bool = False
+    replication: tuple[str, int] = ("", 0)  # where followers fetch from it
 
 
 class MetadataImage:
@@ -150,7 +152,9 @@ class MetadataImage:
     def _apply_register_broker(self, record: dict[str, Any]) -> None:
         broker_id = int(record["id"])
         old = self.brokers.get(broker_id)
-        self.brokers[broker_id] = BrokerRegistration(broker_id, record["host"], int(record["port"]), record.get("rack"), old.fenced if old else False)
+        host, port = record["host"], int(record["port"])
+        replication = record.get("replication") or (host, port)
+        self.brokers[broker_id] = BrokerRegistration(broker_id, host, port, record.get("rack"), old.fenced if old else False, (replication[0], int(replication[1])))
         log.info("broker %d registered at %s:%d", broker_id, record["host"], record["port"])
 
     def _apply_fence_broker(self, record: dict[str, Any]) -> None:

@@ -322,7 +322,7 @@ class ReplicaManager:
             return None
         with trio.move_on_after(CONNECT_TIMEOUT_SECONDS):
             try:
-                stream = await trio.open_tcp_stream(registration.host, registration.port)
+                stream = await trio.open_tcp_stream(*registration.replication)
             except OSError as e:
                 log.debug("replica fetcher: cannot reach broker %d: %s", leader, e)
                 return None

@@ -10,6 +10,7 @@ from typing import Callable
 from confluent_kafka.admin import AdminClient
 
 from tests.conftest import BrokerProcess, free_port
+from tests.delivery.proxy import ChaosProxy
 
 SESSION_TIMEOUT_MS = 2000
 ELECTION_TIMEOUT_MS = 500
@@ -17,22 +18,38 @@ SETTLE_SECONDS = 20
 
 
 class Cluster:
-    def __init__(self, root: Path, size: int = 3) -> None:
+    """`size` nodes; with `replication_proxies`, followers fetch from each broker through a
+    `ChaosProxy` in front of its REPLICATION listener (`inter.broker.listener.name`), so a test
+    can cut a leader off from its followers while clients still reach it."""
+
+    def __init__(self, root: Path, size: int = 3, replication_proxies: bool = False) -> None:
         controller_ports = {node: free_port() for node in range(1, size + 1)}
         voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in controller_ports.items())
         self.nodes: dict[int, BrokerProcess] = {}
+        self.proxies: dict[int, ChaosProxy] = {}
         for node, controller_port in controller_ports.items():
             process = BrokerProcess(root / f"node-{node}")
+            listeners = f"PLAINTEXT://127.0.0.1:{process.port},CONTROLLER://127.0.0.1:{controller_port}"
             process.overrides.update({
                 "node.id": str(node),
-                "listeners": f"PLAINTEXT://127.0.0.1:{process.port},CONTROLLER://127.0.0.1:{controller_port}",
+                "listeners": listeners,
                 "controller.quorum.voters": voters,
                 "broker.session.timeout.ms": str(SESSION_TIMEOUT_MS),
                 "controller.quorum.election.timeout.ms": str(ELECTION_TIMEOUT_MS),
             })
+            if replication_proxies:
+                replication_port = free_port()
+                proxy = self.proxies[node] = ChaosProxy(replication_port)
+                process.overrides.update({
+                    "listeners": f"{listeners},REPLICATION://127.0.0.1:{replication_port}",
+                    "advertised.listeners": f"PLAINTEXT://127.0.0.1:{process.port},REPLICATION://127.0.0.1:{proxy.port}",
+                    "inter.broker.listener.name": "REPLICATION",
+                })
             self.nodes[node] = process
 
     def start(self) -> "Cluster":
+        for proxy in self.proxies.values():
+            proxy.start()
         """Starts every node at once: a node serves clients once it hears a leader, which takes
         a majority of the nodes running."""
         with ThreadPoolExecutor(len(self.nodes)) as pool:
@@ -44,6 +61,9 @@ class Cluster:
         for process in self.nodes.values():
             if process.process and process.process.poll() is None:
                 process.stop()
+        for proxy in self.proxies.values():
+            proxy.close()
+        self.proxies = {}
 
     @property
     def bootstrap(self) -> str:

@@ -168,3 +168,35 @@ def test_acks_all_is_refused_without_enough_in_sync_replicas(cluster) -> None:
     producer.flush(10)
     assert done == [None]
     assert read_all(cluster.bootstrap, TOPIC) == [1, 2], "the refused record was not written"
+
+
+def test_a_leader_cut_off_from_its_followers_shrinks_the_isr_and_they_catch_up(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, replication_proxies=True)
+    for node in cluster.nodes.values():
+        node.overrides["replica.lag.time.max.ms"] = "1500"
+    cluster.start()
+    try:
+        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+        create(cluster.bootstrap, TOPIC, **{"min.insync.replicas": "1"})
+        leader, _, _ = partition_info(cluster.bootstrap, TOPIC)
+        with AckRecorder(cluster.bootstrap) as recorder:
+            wait_for(lambda: len(recorder.acked) > 1000, "records are acknowledged with the link up")
+            cluster.proxies[leader].down(True)
+            wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[2] == [leader], "the followers leave the ISR")
+            during = len(recorder.acked)
+            wait_for(lambda: len(recorder.acked) > during + 1000, "the leader alone takes acks=all writes (min.insync.replicas=1)")
+            cluster.proxies[leader].down(False)
+            wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[2] == [1, 2, 3], "the followers catch up and rejoin the ISR", 30)
+            after = len(recorder.acked)
+            wait_for(lambda: len(recorder.acked) > after + 1000, "writes go on with the whole ISR")
+        assert not recorder.errors, recorder.errors[:3]
+        assert partition_info(cluster.bootstrap, TOPIC)[0] == leader, "the leader never changed"
+        values = read_all(cluster.bootstrap, TOPIC)
+        assert len(values) == len(set(values)) and values == sorted(values)
+        assert {number for _, _, number in recorder.acked} <= set(values), "no acknowledged record is lost"
+        time.sleep(1)
+        cluster.stop()
+        copies = [segment_bytes(cluster, n, TOPIC) for n in (1, 2, 3)]
+        assert copies[0] == copies[1] == copies[2], "the followers hold the leader's batches"
+    finally:
+        cluster.stop()

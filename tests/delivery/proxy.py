@@ -12,6 +12,9 @@ seeded RNG), each time in one of three ways:
   is forwarded only in part, then everything is cut: the broker has appended, the client never
   hears so and must retry.
 
+`down(True)` cuts every connection and resets each new one at once until `down(False)`: the
+link is gone (as a pulled cable or a firewall rule would have it) while both ends run.
+
 `hold(True)` lets requests through but keeps every byte the broker sends from the first Produce
 response on (per connection) from the client, so the broker appends batches whose acknowledgements
 a following `cut()` throws away.
@@ -127,6 +130,7 @@ class ChaosProxy:
         self.next_cut = 0.0
         self.armed: Optional[tuple[str, float]] = None
         self.holding = False
+        self.is_down = False
         self.stopping = False
         self.error: Optional[BaseException] = None
         self.thread = threading.Thread(target=self._run, name=f"chaos-proxy-{self.port}", daemon=True)
@@ -170,6 +174,10 @@ class ChaosProxy:
     def cut(self) -> None:
         """Cuts every open connection now (returns once done); stops holding responses."""
         self._command("cut")
+
+    def down(self, enabled: bool) -> None:
+        """Takes the link down (every connection cut, new ones reset) or brings it back."""
+        self._command("down-on" if enabled else "down-off")
 
     def hold(self, enabled: bool) -> None:
         """Keeps (or stops keeping) whatever the broker sends from the clients: requests still
@@ -249,6 +257,11 @@ class ChaosProxy:
             elif name == "chaos-off":
                 self.chaotic = False
                 self.armed = None
+            elif name == "down-on":
+                self.is_down = True
+                self._cut_all("down")
+            elif name == "down-off":
+                self.is_down = False
             elif name == "hold-on":
                 self.holding = True
             elif name == "hold-off":
@@ -266,6 +279,11 @@ class ChaosProxy:
                 client, _ = self.listener.accept()
             except BlockingIOError:
                 return
+            if self.is_down:
+                self._count("reset_while_down")
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_RST)
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
             except OSError:
