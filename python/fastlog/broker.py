@@ -23,6 +23,7 @@ from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
 log = logging.getLogger(__name__)
 
 SHUTDOWN_GRACE_SECONDS = 10
+CONTROLLED_SHUTDOWN_SECONDS = 5  # for the partitions led here to get other leaders first
 
 
 class Broker:
@@ -71,7 +72,7 @@ class Broker:
         me = (self.node_id, host, port, self.config["broker.rack"])
         if self.controller is None:
             return [me]
-        live = [(b.id, b.host, b.port, b.rack) for b in self.controller.image.live_brokers()]
+        live = [(b.id, b.host, b.port, b.rack) for b in self.controller.image.listed_brokers()]
         if self.node_id not in self.controller.image.brokers:
             live = sorted(live + [me])
         return live
@@ -143,6 +144,8 @@ class Broker:
                 log.info("listening on %s, data in %s, advertised as %s:%d", self.bound, self.logs.data_dir, host, port)
                 task_status.started(self)
                 await self._shutdown.wait()
+                if self.controller is not None:
+                    await self.controller.controlled_shutdown(CONTROLLED_SHUTDOWN_SECONDS)
                 log.info("shutting down: no new connections; finishing requests in flight")
                 accepting.cancel_scope.cancel()
             for listener in listeners:

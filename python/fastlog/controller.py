@@ -67,6 +67,7 @@ class Controller:
         self.image = MetadataImage(unclean_election_default=config["unclean.leader.election.enable"])
         self.known_leader = 0
         self.applied = trio.Event()  # set (and replaced) whenever the image applies records
+        self.shutting_down = False
         self._outboxes: dict[int, trio.MemorySendChannel] = {}
         self._last_heard: dict[int, float] = {}  # voter -> when a frame last came from it
         self._refused_since: dict[int, float] = {}  # voter -> since when its port refuses connections
@@ -237,13 +238,33 @@ class Controller:
 
     # -- duties ----------------------------------------------------------------------------------
 
+    async def controlled_shutdown(self, timeout: float) -> None:
+        """Before this broker stops (Kafka's controlled shutdown): the controller fences it, so
+        the partitions it leads get leaders among the rest of their ISR while it still answers,
+        and clients sent NOT_LEADER_OR_FOLLOWER find the new leaders without a dead broker's
+        timeouts. Bounded: a cluster without a controller just sees it go."""
+        self.shutting_down = True
+        record = {"type": "shutdown_broker", "id": self.node_id}
+
+        def moved() -> bool:
+            me = self.image.brokers.get(self.node_id)
+            leads = any(p.leader == self.node_id for t in self.image.topics.values() for p in t.assignments)
+            return me is None or ((me.shut_down or me.fenced) and not leads)
+
+        try:
+            await self._propose_and_wait(record, moved, timeout)
+            log.info("controlled shutdown: leadership moved to other brokers")
+        except TopicError:
+            log.warning("controlled shutdown: the controller did not move leadership within %gs; stopping anyway", timeout)
+        await trio.sleep(self.tick_seconds)  # the replica manager takes the new roles
+
     async def _register_self(self) -> None:
-        while True:
+        while not self.shutting_down:
             host, port = self.broker.advertised_address()
             replication = list(self.broker.advertised_address(self.broker.config["inter.broker.listener.name"]))
             rack = self.broker.config["broker.rack"]
             mine = self.image.brokers.get(self.node_id)
-            if mine is None or (mine.host, mine.port, mine.rack, list(mine.replication)) != (host, port, rack, replication):
+            if mine is None or mine.shut_down or (mine.host, mine.port, mine.rack, list(mine.replication)) != (host, port, rack, replication):
                 record = {"type": "register_broker", "id": self.node_id, "host": host, "port": port, "rack": rack, "replication": replication}
                 self._propose_once(("register_broker", self.node_id), record)
             await trio.sleep(REGISTER_EVERY_SECONDS)

@@ -400,6 +400,8 @@ class GroupCoordinator:
     async def _write_soon(self, group_id: str, records: list) -> None:
         try:
             await self.write(group_id, records)
+        except TopicError as e:  # e.g. the coordinator moved to another broker
+            log.info("records of group %s not written: %s", group_id, e.message)
         except Exception:
             log.exception("could not write records of group %s", group_id)
 

@@ -5,10 +5,14 @@ Records are JSON objects with a `type`:
 
 - `register_broker` {id, host, port, rack, replication}: a broker (re)registers its client
   endpoint and the [host, port] its followers fetch from (`inter.broker.listener.name`);
-- `fence_broker` {id}: the controller stopped hearing from it (`broker.session.timeout.ms`):
-  it leaves the ISR of every partition that has another in-sync replica, and each partition
-  it led gets a new leader from the rest of its ISR (none: the partition is offline, its ISR
-  left as it was, unless `unclean.leader.election.enable` lets an out-of-sync replica lead);
+- `fence_broker` {id}: the controller stopped hearing from it (`broker.session.timeout.ms`,
+  or its port refuses connections): clients no longer see it, it leaves the ISR of every
+  partition that has another in-sync replica, and each partition it led gets a new leader
+  from the rest of its ISR (none: the partition is offline, its ISR left as it was, unless
+  `unclean.leader.election.enable` lets an out-of-sync replica lead);
+- `shutdown_broker` {id}: it is stopping (Kafka's controlled shutdown): its partitions move
+  as when it is fenced, while clients still see it (so they take the new leaders from it);
+  it gets no partition back until it registers again;
 - `unfence_broker` {id}: it is heard from again; offline partitions whose ISR names it get it
   back as their leader;
 - `create_topic` {name, id, replicas: [[broker, ...] per partition], configs}: the first
@@ -19,7 +23,8 @@ Records are JSON objects with a `type`:
   topic of that id, so a late duplicate cannot touch a newer topic of the same name;
 - `change_partition` {name, id, partition, partition_epoch, isr?, leader?}: a leader's ISR
   change (Kafka's AlterPartition) or an election; applied only when the partition's epoch is
-  still `partition_epoch`, so a change decided on stale state is dropped.
+  still `partition_epoch`, so a change decided on stale state is dropped; a fenced broker is
+  left out of an ISR it was not in.
 
 Every change of a partition bumps its `partition_epoch`; a change of leader bumps its
 `leader_epoch` too. Applying a record is deterministic and never fails: a record this version
@@ -47,7 +52,7 @@ class PartitionImage:
     partition_epoch: int = 0
 
     def offline_replicas(self, image: "MetadataImage") -> list[int]:
-        return [r for r in self.replicas if not image.is_live(r)]
+        return [r for r in self.replicas if not image.is_listed(r)]
 
 
 @dataclass
@@ -70,6 +75,7 @@ class BrokerRegistration:
     rack: Optional[str]
     fenced: bool = False
     replication: tuple[str, int] = ("", 0)  # where followers fetch from it
+    shut_down: bool = False  # in (or after) a controlled shutdown, until it registers again
 
 
 class MetadataImage:
@@ -81,10 +87,19 @@ class MetadataImage:
         self.unclean_election_default = unclean_election_default
         self.leader_elections = 0  # leaders chosen after a fence or unfence, for the metrics
 
-    def live_brokers(self) -> list[BrokerRegistration]:
+    def listed_brokers(self) -> list[BrokerRegistration]:
+        """The brokers clients are told of: not fenced (a broker shutting down included)."""
         return [b for b in sorted(self.brokers.values(), key=lambda b: b.id) if not b.fenced]
 
+    def live_brokers(self) -> list[BrokerRegistration]:
+        """The brokers that may lead, join an ISR or get new replicas."""
+        return [b for b in self.listed_brokers() if not b.shut_down]
+
     def is_live(self, broker_id: int) -> bool:
+        broker = self.brokers.get(broker_id)
+        return broker is not None and not broker.fenced and not broker.shut_down
+
+    def is_listed(self, broker_id: int) -> bool:
         broker = self.brokers.get(broker_id)
         return broker is not None and not broker.fenced
 
@@ -156,6 +171,17 @@ class MetadataImage:
         replication = record.get("replication") or (host, port)
         self.brokers[broker_id] = BrokerRegistration(broker_id, host, port, record.get("rack"), old.fenced if old else False, (replication[0], int(replication[1])))
         log.info("broker %d registered at %s:%d", broker_id, record["host"], record["port"])
+        if old is not None and old.shut_down and not old.fenced:
+            self._elect_offline(self.brokers[broker_id])  # back from a shutdown nobody fenced
+
+    def _elect_offline(self, broker: BrokerRegistration) -> None:
+        """Offline partitions whose ISR names `broker` get it as their leader."""
+        for topic in self.topics.values():
+            for index, p in enumerate(topic.assignments):
+                if p.leader == NO_LEADER and broker.id in p.isr:
+                    self._change(topic, index, p, p.isr, broker.id)
+                elif p.leader == NO_LEADER and broker.id in p.replicas and self._unclean_allowed(topic):
+                    self._change(topic, index, p, [broker.id], broker.id)
 
     def _apply_fence_broker(self, record: dict[str, Any]) -> None:
         broker = self.brokers.get(int(record["id"]))
@@ -163,6 +189,19 @@ class MetadataImage:
             return
         broker.fenced = True
         log.warning("broker %d fenced: the controller has not heard from it", broker.id)
+        self._move_partitions_off(broker)
+
+    def _apply_shutdown_broker(self, record: dict[str, Any]) -> None:
+        broker = self.brokers.get(int(record["id"]))
+        if broker is None or broker.shut_down:
+            return
+        broker.shut_down = True
+        log.info("broker %d is shutting down: its partitions move to other replicas", broker.id)
+        self._move_partitions_off(broker)
+
+    def _move_partitions_off(self, broker: BrokerRegistration) -> None:
+        """`broker` leaves every ISR it shares with a live replica; the partitions it led
+        get new leaders from the rest of their ISR."""
         for topic in self.topics.values():
             for index, p in enumerate(topic.assignments):
                 if broker.id not in p.isr and p.leader != broker.id:
@@ -184,12 +223,9 @@ class MetadataImage:
             return
         broker.fenced = False
         log.info("broker %d unfenced", broker.id)
-        for topic in self.topics.values():
-            for index, p in enumerate(topic.assignments):
-                if p.leader == NO_LEADER and broker.id in p.isr:
-                    self._change(topic, index, p, p.isr, broker.id)
-                elif p.leader == NO_LEADER and broker.id in p.replicas and self._unclean_allowed(topic):
-                    self._change(topic, index, p, [broker.id], broker.id)
+        if broker.shut_down:
+            return  # back in the metadata; partitions only once it registers again
+        self._elect_offline(broker)
 
     def _unclean_allowed(self, topic: TopicImage) -> bool:
         text = topic.configs.get("unclean.leader.election.enable")
@@ -257,7 +293,9 @@ class MetadataImage:
         if p.partition_epoch != int(record["partition_epoch"]):
             log.debug("%s-%d: change for partition epoch %s dropped (now %d)", topic.name, index, record["partition_epoch"], p.partition_epoch)
             return
-        isr = [int(r) for r in record.get("isr", p.isr) if int(r) in p.replicas]
+        # A fenced broker (dead, or shutting down) never joins an ISR (KIP-841): a leader
+        # that still sees it fetch must not make acks=all wait for it.
+        isr = [int(r) for r in record.get("isr", p.isr) if int(r) in p.replicas and (int(r) in p.isr or self.is_live(int(r)))]
         leader = int(record.get("leader", p.leader))
         if not isr or (leader != NO_LEADER and leader not in isr):
             log.warning("%s-%d: change to leader %d, ISR %s refused", topic.name, index, leader, isr)

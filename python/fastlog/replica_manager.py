@@ -189,7 +189,7 @@ class ReplicaManager:
         follower.log_end, follower.last_fetch, follower.leader_end_at_last_fetch = fetch_offset, now, log_end
         self._advance_high_watermark(state)
         high_watermark = state.partition.log.high_watermark
-        if replica not in state.isr and fetch_offset >= max(high_watermark, state.epoch_start):
+        if replica not in state.isr and self.image.is_live(replica) and fetch_offset >= max(high_watermark, state.epoch_start):
             self._propose_isr(state, state.isr + [replica], "caught up")
 
     def _advance_high_watermark(self, state: ReplicaState) -> None:
@@ -352,6 +352,8 @@ class ReplicaManager:
         for state, latest in asking:
             answer = answers.get((state.topic, state.index))
             if answer is None or answer.error_code:
+                why = ErrorCode(answer.error_code).name if answer else "no answer"
+                log.info("%s-%d: the leader's end of epoch %d not known yet (%s); asking again", state.topic, state.index, latest, why)
                 continue  # asked again before the next fetch
             partition_log = state.partition.log
             if answer.leader_epoch < 0 or answer.end_offset < 0:

@@ -127,7 +127,7 @@ class ClusterTopics:
         return [self._view(t) for t in list(self.image.topics.values())]  # type: ignore[misc]
 
     def is_live(self, broker_id: int) -> bool:
-        return self.image.is_live(broker_id)
+        return self.image.is_listed(broker_id)
 
     async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1) -> TopicView:
         check_partition_count(partitions)

@@ -8,6 +8,7 @@ copies the leader's batches as they are, so replicas that agree hold the same by
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -44,9 +45,11 @@ def partition_info(bootstrap: str, topic: str, partition: int = 0) -> tuple[int,
 
 
 class AckRecorder:
-    """A producer writing numbered values in a thread, recording what is acknowledged."""
+    """A producer writing numbered values in a thread (at most `rate` a second, at most
+    200,000 in all), recording what is acknowledged."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, rate: float = float("inf")) -> None:
+        self.rate = rate
         self.producer = Producer({
             "bootstrap.servers": bootstrap,
             "acks": "all",
@@ -65,10 +68,16 @@ class AckRecorder:
         if error is None:
             self.acked.append((time.monotonic(), message.offset(), int(message.value())))
         else:
+            if len(self.errors) < 5:
+                print(f"delivery failed: {error}", file=sys.stderr)  # shown when a test fails
             self.errors.append(error)
 
     def _run(self) -> None:
+        started = time.monotonic()
         while not self.stop.is_set() and self.sent < 200_000:
+            ahead = self.sent / self.rate - (time.monotonic() - started)
+            if ahead > 0:
+                self.producer.poll(ahead)
             try:
                 self.producer.produce(TOPIC, value=b"%d" % self.sent, on_delivery=self._delivered)
                 self.sent_at.append(time.monotonic())
@@ -200,3 +209,62 @@ def test_a_leader_cut_off_from_its_followers_shrinks_the_isr_and_they_catch_up(t
         assert copies[0] == copies[1] == copies[2], "the followers hold the leader's batches"
     finally:
         cluster.stop()
+
+
+class GroupReader:
+    """A consumer in a group, in a thread, keeping every value it is given."""
+
+    def __init__(self, bootstrap: str, group: str) -> None:
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": True, "auto.commit.interval.ms": 200, "session.timeout.ms": 6000,
+        })
+        self.values: list[int] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        self.consumer.subscribe([TOPIC])
+        while not self.stop.is_set():
+            message = self.consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                self.values.append(int(message.value()))
+        self.consumer.close()
+
+    def __enter__(self) -> "GroupReader":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(30)
+
+
+def test_a_rolling_restart_under_load_loses_nothing_and_the_group_goes_on(cluster) -> None:
+    create(cluster.bootstrap, TOPIC, partitions=3, **{"min.insync.replicas": "2"})
+
+    def whole_isr() -> bool:
+        metadata = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(timeout=5)
+        partitions = [p for t in (TOPIC, "__consumer_offsets") if t in metadata.topics for p in metadata.topics[t].partitions.values()]
+        return bool(partitions) and all(sorted(p.isrs) == [1, 2, 3] for p in partitions)
+
+    with AckRecorder(cluster.bootstrap, rate=2000) as recorder, GroupReader(cluster.bootstrap, "rolling") as reader:
+        wait_for(lambda: len(reader.values) > 500, "the group consumes before the restarts", 40)
+        for node in (1, 2, 3):
+            cluster.nodes[node].stop()  # SIGTERM: a clean shutdown, then back up
+            acked, read = len(recorder.acked), len(reader.values)
+            wait_for(lambda: len(recorder.acked) > acked + 500, f"writes go on while broker {node} is down", 30)
+            cluster.nodes[node].start()
+            wait_for(whole_isr, f"broker {node} is back in every ISR", 40)
+            wait_for(lambda: len(reader.values) > read + 500, f"the group goes on after broker {node} came back", 40)
+        recorder.stop.set()
+        recorder.thread.join(90)
+        acked_values = {number for _, _, number in recorder.acked}
+        wait_for(lambda: acked_values <= set(reader.values), "the group has read every acknowledged record", 60)
+    assert not [e for e in recorder.errors if e.fatal()], recorder.errors[:3]
+    stored = set()
+    for partition in range(3):
+        values = read_all(cluster.bootstrap, TOPIC, partition)
+        assert len(values) == len(set(values)) and values == sorted(values), f"partition {partition}: duplicates or disorder"
+        stored |= set(values)
+    assert acked_values <= stored, f"{len(acked_values - stored)} acknowledged records lost"
