@@ -40,7 +40,7 @@ def register(commands: "argparse._SubParsersAction") -> None:
     )
     parser.set_defaults(func=run)
     actions = parser.add_subparsers(dest="cluster_command", metavar="ACTION")
-    status_parser = command(actions, "status", status, full_name="cluster status", help="show a cluster's brokers, controller, quorum and offline partitions")
+    status_parser = command(actions, "status", status, full_name="cluster status", help="show a cluster's brokers, controller, quorum, offline and under-replicated partitions")
     add_common(status_parser)
 
 
@@ -59,9 +59,9 @@ def status(args: argparse.Namespace) -> int:
     with connect(args) as client:
         cluster = client.metadata()
         quorum = quorum_of(client)
-    offline = sorted(
-        (p.topic, p.index) for t in cluster.topics.values() for p in t.partitions.values() if p.leader < 0
-    )
+    partitions = [p for t in cluster.topics.values() for p in t.partitions.values()]
+    offline = sorted((p.topic, p.index) for p in partitions if p.leader < 0)
+    under_replicated = sorted((p.topic, p.index) for p in partitions if p.leader >= 0 and len(p.isr) < len(p.replicas))
     report = {
         "cluster_id": cluster.cluster_id,
         "controller": cluster.controller_id,
@@ -71,6 +71,7 @@ def status(args: argparse.Namespace) -> int:
             "voters": [{"id": v.replica_id, "log_end_offset": v.log_end_offset} for v in quorum.current_voters],
         },
         "offline_partitions": [f"{t}-{i}" for t, i in offline],
+        "under_replicated_partitions": [f"{t}-{i}" for t, i in under_replicated],
     }
     if args.json:
         print_json(report)
@@ -82,6 +83,8 @@ def status(args: argparse.Namespace) -> int:
         print(f"metadata quorum: leader {quorum.leader_id}, epoch {quorum.leader_epoch}, high watermark {quorum.high_watermark}")
         print_table(lag, ["VOTER", "LOG-END", "LAG"])
     print(f"offline partitions (no live leader): {len(offline)}" + (": " + ", ".join(report["offline_partitions"][:20]) if offline else ""))
+    print(f"under-replicated partitions (ISR smaller than the replicas): {len(under_replicated)}"
+          + (": " + ", ".join(report["under_replicated_partitions"][:20]) if under_replicated else ""))
     return 0
 
 
