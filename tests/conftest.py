@@ -35,6 +35,8 @@ class BrokerProcess:
         }
         self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"
         self.process: Optional[subprocess.Popen] = None
+        # Largest file the broker may write (RLIMIT_FSIZE): a disk that fills up, for fault tests.
+        self.file_size_limit: Optional[int] = None
 
     @property
     def bootstrap(self) -> str:
@@ -45,7 +47,7 @@ class BrokerProcess:
         for key, value in self.overrides.items():
             args += ["--override", f"{key}={value}"]
         log_file = open(self.log_path, "a")
-        self.process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.process = subprocess.Popen(args, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=self._limits)
         log_file.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -57,6 +59,14 @@ class BrokerProcess:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError(f"broker did not listen within {timeout}s:\n{self.log_text()}")
+
+    def _limits(self) -> None:
+        """In the child before exec: a write past the limit fails with EFBIG (Python ignores
+        SIGXFSZ), as a write to a full disk fails with ENOSPC."""
+        if self.file_size_limit is not None:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         assert self.process is not None

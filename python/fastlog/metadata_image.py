@@ -21,6 +21,9 @@ Records are JSON objects with a `type`:
 - `delete_topic` {name, id}, `add_partitions` {name, id, replicas} (of the new partitions),
   `set_topic_configs` {name, id, configs} (the whole set of overrides): applied only to the
   topic of that id, so a late duplicate cannot touch a newer topic of the same name;
+- `replica_offline` {broker, name, id, partition}: the broker cannot write its replica (a full
+  disk, an I/O error): the replica is offline until the broker registers again (a restart);
+  it leaves the ISR as when fenced, and leads nothing;
 - `change_partition` {name, id, partition, partition_epoch, isr?, leader?}: a leader's ISR
   change (Kafka's AlterPartition) or an election; applied only when the partition's epoch is
   still `partition_epoch`, so a change decided on stale state is dropped; a fenced broker is
@@ -50,9 +53,10 @@ class PartitionImage:
     leader: int  # NO_LEADER while offline
     leader_epoch: int = 0
     partition_epoch: int = 0
+    failed: list[int] = field(default_factory=list)  # brokers whose replica could not be written
 
     def offline_replicas(self, image: "MetadataImage") -> list[int]:
-        return [r for r in self.replicas if not image.is_listed(r)]
+        return [r for r in self.replicas if not image.is_listed(r) or r in self.failed]
 
 
 @dataclass
@@ -171,6 +175,10 @@ class MetadataImage:
         replication = record.get("replication") or (host, port)
         self.brokers[broker_id] = BrokerRegistration(broker_id, host, port, record.get("rack"), old.fenced if old else False, (replication[0], int(replication[1])))
         log.info("broker %d registered at %s:%d", broker_id, record["host"], record["port"])
+        for topic in self.topics.values():  # a restarted broker tries its failed replicas again
+            for p in topic.assignments:
+                if broker_id in p.failed:
+                    p.failed.remove(broker_id)
         if old is not None and old.shut_down and not old.fenced:
             self._elect_offline(self.brokers[broker_id])  # back from a shutdown nobody fenced
 
@@ -204,18 +212,36 @@ class MetadataImage:
         get new leaders from the rest of their ISR."""
         for topic in self.topics.values():
             for index, p in enumerate(topic.assignments):
-                if broker.id not in p.isr and p.leader != broker.id:
-                    continue
-                isr = [r for r in p.isr if r != broker.id] or p.isr  # the last in-sync replica stays named
-                leader = p.leader
-                if leader == broker.id or leader == NO_LEADER:
-                    leader = next((r for r in isr if self.is_live(r)), NO_LEADER)
-                    if leader == NO_LEADER and self._unclean_allowed(topic):
-                        leader = next((r for r in p.replicas if self.is_live(r)), NO_LEADER)
-                        if leader != NO_LEADER:
-                            isr = [leader]
-                            log.warning("%s-%d: unclean election of broker %d (records may be lost)", topic.name, index, leader)
-                self._change(topic, index, p, isr, leader)
+                self._move_partition_off(topic, index, p, broker.id)
+
+    def _can_lead(self, p: PartitionImage, broker_id: int) -> bool:
+        return self.is_live(broker_id) and broker_id not in p.failed
+
+    def _move_partition_off(self, topic: TopicImage, index: int, p: PartitionImage, broker_id: int) -> None:
+        if broker_id not in p.isr and p.leader != broker_id:
+            return
+        isr = [r for r in p.isr if r != broker_id] or p.isr  # the last in-sync replica stays named
+        leader = p.leader
+        if leader == broker_id or leader == NO_LEADER:
+            leader = next((r for r in isr if self._can_lead(p, r)), NO_LEADER)
+            if leader == NO_LEADER and self._unclean_allowed(topic):
+                leader = next((r for r in p.replicas if self._can_lead(p, r)), NO_LEADER)
+                if leader != NO_LEADER:
+                    isr = [leader]
+                    log.warning("%s-%d: unclean election of broker %d (records may be lost)", topic.name, index, leader)
+        self._change(topic, index, p, isr, leader)
+
+    def _apply_replica_offline(self, record: dict[str, Any]) -> None:
+        topic = self._topic(record)
+        index, broker_id = int(record["partition"]), int(record["broker"])
+        if topic is None or not 0 <= index < topic.partitions:
+            return
+        p = topic.assignments[index]
+        if broker_id not in p.replicas or broker_id in p.failed:
+            return
+        p.failed.append(broker_id)
+        log.warning("%s-%d: broker %d's replica is offline (%s)", topic.name, index, broker_id, record.get("why", "storage error"))
+        self._move_partition_off(topic, index, p, broker_id)
 
     def _apply_unfence_broker(self, record: dict[str, Any]) -> None:
         broker = self.brokers.get(int(record["id"]))
@@ -295,7 +321,7 @@ class MetadataImage:
             return
         # A fenced broker (dead, or shutting down) never joins an ISR (KIP-841): a leader
         # that still sees it fetch must not make acks=all wait for it.
-        isr = [int(r) for r in record.get("isr", p.isr) if int(r) in p.replicas and (int(r) in p.isr or self.is_live(int(r)))]
+        isr = [int(r) for r in record.get("isr", p.isr) if int(r) in p.replicas and (int(r) in p.isr or self._can_lead(p, int(r)))]
         leader = int(record.get("leader", p.leader))
         if not isr or (leader != NO_LEADER and leader not in isr):
             log.warning("%s-%d: change to leader %d, ISR %s refused", topic.name, index, leader, isr)

@@ -76,6 +76,7 @@ class ReplicaState:
     followers: dict[int, FollowerState] = field(default_factory=dict)  # on the leader
     epoch_start: int = 0  # on the leader: its log end when it took the lead
     truncated: bool = False  # on a follower: its tail was checked against this epoch's leader
+    failed: bool = False  # this broker could not write its replica: offline here until a restart
     hw_moved: trio.Event = field(default_factory=trio.Event)
 
     def wake(self) -> None:
@@ -267,6 +268,7 @@ class ReplicaManager:
             while True:
                 await trio.sleep(min(self.lag_max / 2, 5))
                 self._check_lagging_followers()
+                self._report_failed_replicas()
 
     def _start_fetchers(self) -> None:
         if self._nursery is None:
@@ -276,7 +278,7 @@ class ReplicaManager:
             self._nursery.start_soon(self._fetch_from, leader)
 
     def _follows(self, state: ReplicaState) -> bool:
-        return state.leader not in (NO_LEADER, self.node_id) and self.node_id in state.replicas
+        return state.leader not in (NO_LEADER, self.node_id) and self.node_id in state.replicas and not state.failed
 
     def _followed_at(self, leader: int) -> list[ReplicaState]:
         return [s for s in self.states.values() if s.leader == leader and self._follows(s)]
@@ -423,6 +425,9 @@ class ReplicaManager:
                 # On a worker thread: the write of up to replica.fetch.max.bytes overlaps the
                 # event loop's network work (append_replica checks it still follows the log end).
                 await trio.to_thread.run_sync(partition_log.append_replica, records)
+            except _core.LogIOError as e:  # a full disk, an I/O error: this replica is offline
+                self._replica_failed(state, str(e))
+                return False
             except _core.StorageError as e:
                 log.error("%s-%d: cannot append the leader's batches: %s", state.topic, state.index, e)
                 state.truncated = False  # check the tail against the leader again
@@ -436,6 +441,25 @@ class ReplicaManager:
             except _core.StorageError as e:
                 log.warning("%s-%d: cannot move the log start to the leader's %d: %s", state.topic, state.index, data.log_start_offset, e)
         return True
+
+
+    def _replica_failed(self, state: ReplicaState, why: str) -> None:
+        """This broker cannot write its replica: it stops following it and tells the
+        controller, which takes it out of the ISR and lists it among the offline replicas
+        (Kafka's offline log dir). A restart tries again."""
+        log.error("%s-%d: this replica is offline: %s", state.topic, state.index, why)
+        state.failed = True
+        topic = self.image.topics.get(state.topic)
+        if topic is not None:
+            record = {"type": "replica_offline", "broker": self.node_id, "name": topic.name, "id": str(topic.id), "partition": state.index, "why": why[:200]}
+            self.controller.propose(record)
+
+    def _report_failed_replicas(self) -> None:
+        """Proposals can be lost while the controller moves: repeated until applied."""
+        for state in list(self.states.values()):
+            wanted = self.image.partition(state.topic, state.index)
+            if state.failed and wanted is not None and self.node_id not in wanted.failed:
+                self._replica_failed(state, "reported again")
 
 
 class LeaderLink:

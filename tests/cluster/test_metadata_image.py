@@ -118,3 +118,17 @@ def test_records_of_the_single_replica_placement_still_apply() -> None:
     assert [state(image, i) for i in (0, 1)] == [(3, 0, [3]), (3, 0, [3])]
     apply(image, type="add_partitions", name="t", id=TOPIC_ID, partitions=3)
     assert image.topics["t"].partitions == 3 and state(image, 2) == (3, 0, [3])
+
+
+def test_a_replica_that_cannot_be_written_is_offline_until_its_broker_registers_again() -> None:
+    image = image_with()
+    create(image, [[1, 2, 3]])
+    apply(image, type="replica_offline", broker=2, name="t", id=TOPIC_ID, partition=0, why="No space left on device")
+    p = image.topics["t"].assignments[0]
+    assert state(image) == (1, 0, [1, 3]) and p.offline_replicas(image) == [2]
+    apply(image, type="replica_offline", broker=1, name="t", id=TOPIC_ID, partition=0)
+    assert state(image) == (3, 1, [3]), "a leader whose replica fails hands over to the ISR"
+    apply(image, type="fence_broker", id=3)
+    assert state(image)[0] == NO_LEADER, "a failed replica does not lead, even when in sync"
+    apply(image, type="register_broker", id=1, host="h", port=9001, rack=None)
+    assert p.failed == [2], "a restart clears the broker's own failed replicas"

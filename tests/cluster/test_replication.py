@@ -342,3 +342,49 @@ def test_a_seeded_schedule_of_kills_restarts_and_cut_links_loses_no_acknowledged
             assert copies[0] == copies[1] == copies[2], f"partition {partition}: the replicas diverge (seed {seed}, {events})"
     finally:
         cluster.stop()
+
+
+def offline_replicas(bootstrap: str, topic: str, partition: int = 0) -> list[int]:
+    from fastlog import protocol
+    from tests.broker.wire import WireClient
+
+    M = protocol.MetadataRequest
+    with WireClient(bootstrap.split(",")[0]) as wire:
+        answer = wire.request(M(topics=[M.MetadataRequestTopic(name=topic)], allow_auto_topic_creation=False), 9)
+    return sorted(answer.topics[0].partitions[partition].offline_replicas)
+
+
+def test_a_follower_whose_disk_fills_up_takes_its_replica_offline_and_the_others_go_on(cluster) -> None:
+    """Fault 6: a follower that cannot write (its files may not grow past 24 MB: EFBIG, as a
+    full disk gives ENOSPC) reports its replica offline; the partition goes on with the other
+    two, and the broker goes on serving what it can still write."""
+    create(cluster.bootstrap, TOPIC, **{"min.insync.replicas": "2", "segment.bytes": str(1 << 30)})
+    leader, replicas, _ = partition_info(cluster.bootstrap, TOPIC)
+    full = next(r for r in replicas if r != leader)
+    cluster.nodes[full].stop()
+    cluster.nodes[full].file_size_limit = 24 << 20
+    cluster.nodes[full].start()
+    wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[2] == [1, 2, 3], "the follower is back in the ISR")
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "linger.ms": 5})
+    failures: list = []
+    value = b"x" * 1000
+    for i in range(40_000):  # 40 MB: past the follower's limit
+        producer.produce(TOPIC, value=value, on_delivery=lambda e, m: e and failures.append(e))
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0 and not failures, failures[:3]
+    wait_for(lambda: offline_replicas(cluster.bootstrap, TOPIC) == [full], "the full follower's replica is listed offline")
+    leader_now, _, isr = partition_info(cluster.bootstrap, TOPIC)
+    assert full not in isr and leader_now != full and len(isr) == 2, "the partition goes on with the two others"
+    assert "this replica is offline" in cluster.nodes[full].log_text()
+    create(cluster.bootstrap, "small", factor=1)  # the full broker still works where it can write
+    ok: list = []
+    elsewhere = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    elsewhere.produce("small", value=b"fine", on_delivery=lambda e, m: ok.append(e))
+    elsewhere.flush(10)
+    assert ok == [None]
+    cluster.nodes[full].stop()
+    cluster.nodes[full].file_size_limit = None
+    cluster.nodes[full].start()  # the disk has room again: the replica catches up
+    wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[2] == [1, 2, 3], "the replica is back in the ISR after a restart", 60)
+    assert offline_replicas(cluster.bootstrap, TOPIC) == []

@@ -41,7 +41,7 @@ def topic_entry(ctx: RequestContext, topic: TopicView, include_operations: bool)
             leader_epoch=p.leader_epoch,
             replica_nodes=list(p.replicas),
             isr_nodes=list(p.isr),
-            offline_replicas=[r for r in p.replicas if not is_live(r)],
+            offline_replicas=[r for r in p.replicas if not is_live(r) or r in p.failed],
         )
         for index, p in enumerate(topic.assignments)
     ]
