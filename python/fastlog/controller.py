@@ -26,6 +26,7 @@ local logs with the image (`Broker._reconcile_topics`).
 from __future__ import annotations
 
 import logging
+import math
 import struct
 import uuid
 from typing import Any, Callable, Optional
@@ -68,6 +69,8 @@ class Controller:
         self.known_leader = 0
         self.applied = trio.Event()  # set (and replaced) whenever the image applies records
         self.shutting_down = False
+        self.rebalance_every = config["leader.imbalance.check.interval.seconds"] if config["auto.leader.rebalance.enable"] else None
+        self._next_rebalance = math.inf  # set when this node becomes the controller
         self._outboxes: dict[int, trio.MemorySendChannel] = {}
         self._last_heard: dict[int, float] = {}  # voter -> when a frame last came from it
         self._refused_since: dict[int, float] = {}  # voter -> since when its port refuses connections
@@ -234,6 +237,8 @@ class Controller:
         if leader != self.known_leader:
             self.known_leader = leader
             self._last_heard = {}
+            if self.rebalance_every is not None:  # a new controller's first check is one interval away
+                self._next_rebalance = trio.current_time() + self.rebalance_every
             log.info("metadata quorum: the controller is now node %s (term %d)", leader or "unknown", self.quorum.term)
 
     # -- duties ----------------------------------------------------------------------------------
@@ -269,8 +274,20 @@ class Controller:
                 self._propose_once(("register_broker", self.node_id), record)
             await trio.sleep(REGISTER_EVERY_SECONDS)
 
+    def _rebalance_leaders(self) -> None:
+        """auto.leader.rebalance.enable: each partition whose preferred replica (its first) is
+        live and in sync but does not lead gets it back as its leader."""
+        for topic in list(self.image.topics.values()):
+            for index, p in enumerate(topic.assignments):
+                preferred = p.replicas[0]
+                if p.leader != preferred and preferred in p.isr and preferred not in p.failed and self.image.is_live(preferred):
+                    self.propose_partition_change(topic, index, leader=preferred)
+
     def _leader_duties(self) -> None:
         now = trio.current_time()
+        if self.rebalance_every is not None and now >= self._next_rebalance:
+            self._next_rebalance = now + self.rebalance_every
+            self._rebalance_leaders()
         self._last_heard[self.node_id] = now
         for voter in self.voters:
             self._last_heard.setdefault(voter, now)  # a new leader gives everyone a full session

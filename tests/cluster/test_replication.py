@@ -388,3 +388,43 @@ def test_a_follower_whose_disk_fills_up_takes_its_replica_offline_and_the_others
     cluster.nodes[full].start()  # the disk has room again: the replica catches up
     wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[2] == [1, 2, 3], "the replica is back in the ISR after a restart", 60)
     assert offline_replicas(cluster.bootstrap, TOPIC) == []
+
+
+def test_elect_leaders_moves_leadership_back_to_the_preferred_replica(cluster) -> None:
+    from confluent_kafka import ElectionType
+
+    create(cluster.bootstrap, TOPIC, partitions=3)
+    preferred = {p: partition_info(cluster.bootstrap, TOPIC, p)[0] for p in range(3)}
+    moved = preferred[0]
+    cluster.nodes[moved].stop()  # a controlled shutdown moves its leadership away
+    cluster.nodes[moved].start()
+    whole = [1, 2, 3]
+    wait_for(lambda: all(partition_info(cluster.bootstrap, TOPIC, p)[2] == whole for p in range(3)), "the broker is back in sync")
+    assert partition_info(cluster.bootstrap, TOPIC, 0)[0] != moved, "leadership does not move back by itself (the check runs every 300 s)"
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    partitions = [TopicPartition(TOPIC, p) for p in range(3)]
+    result = admin.elect_leaders(ElectionType.PREFERRED, partitions).result(timeout=TIMEOUT)
+    errors = {tp.partition: error for tp, error in result.items()}
+    assert errors[0] is None, errors
+    assert all(errors[p] is not None and errors[p].code() == KafkaError.ELECTION_NOT_NEEDED for p in (1, 2)), errors
+    assert {p: partition_info(cluster.bootstrap, TOPIC, p)[0] for p in range(3)} == preferred
+    unclean = admin.elect_leaders(ElectionType.UNCLEAN, partitions[:1]).result(timeout=TIMEOUT)
+    assert next(iter(unclean.values())).code() == KafkaError.ELECTION_NOT_NEEDED, "a partition with a leader needs no unclean election"
+
+
+def test_auto_leader_rebalance_moves_leadership_back(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path)
+    for node in cluster.nodes.values():
+        node.overrides["leader.imbalance.check.interval.seconds"] = "1"
+    cluster.start()
+    try:
+        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+        create(cluster.bootstrap, TOPIC)
+        preferred = partition_info(cluster.bootstrap, TOPIC)[0]
+        cluster.nodes[preferred].stop()
+        others = ",".join(cluster.nodes[n].bootstrap for n in (1, 2, 3) if n != preferred)
+        wait_for(lambda: partition_info(others, TOPIC)[0] not in (preferred, -1), "another replica leads")
+        cluster.nodes[preferred].start()
+        wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[0] == preferred, "the preferred replica leads again", 30)
+    finally:
+        cluster.stop()

@@ -98,6 +98,7 @@ from fastlog.handlers import (  # noqa: E402,F401
     alter_configs,
     describe_log_dirs,
     create_partitions,
+    elect_leaders,
     incremental_alter_configs,
     describe_quorum,
     describe_cluster,
