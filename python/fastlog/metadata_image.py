@@ -24,6 +24,11 @@ Records are JSON objects with a `type`:
 - `replica_offline` {broker, name, id, partition}: the broker cannot write its replica (a full
   disk, an I/O error): the replica is offline until the broker registers again (a restart);
   it leaves the ISR as when fenced, and leads nothing;
+- `reassign_partition` {name, id, partition, target}: move the partition's replicas to
+  `target` (Kafka's AlterPartitionReassignments): the new replicas are added and catch up as
+  followers; once all of them are in the ISR the partition keeps only `target` (its leader
+  moves to the first of `target` in sync when the old one is removed). `target` null cancels
+  a reassignment in progress: the added replicas go again;
 - `change_partition` {name, id, partition, partition_epoch, isr?, leader?}: a leader's ISR
   change (Kafka's AlterPartition) or an election; applied only when the partition's epoch is
   still `partition_epoch`, so a change decided on stale state is dropped; a fenced broker is
@@ -54,6 +59,8 @@ class PartitionImage:
     leader_epoch: int = 0
     partition_epoch: int = 0
     failed: list[int] = field(default_factory=list)  # brokers whose replica could not be written
+    adding: list[int] = field(default_factory=list)  # a reassignment in progress: replicas catching up
+    removing: list[int] = field(default_factory=list)  # ...and replicas that go once they have
 
     def offline_replicas(self, image: "MetadataImage") -> list[int]:
         return [r for r in self.replicas if not image.is_listed(r) or r in self.failed]
@@ -231,6 +238,50 @@ class MetadataImage:
                     log.warning("%s-%d: unclean election of broker %d (records may be lost)", topic.name, index, leader)
         self._change(topic, index, p, isr, leader)
 
+    def _apply_reassign_partition(self, record: dict[str, Any]) -> None:
+        topic = self._topic(record)
+        index = int(record["partition"])
+        if topic is None or not 0 <= index < topic.partitions:
+            return
+        p = topic.assignments[index]
+        target = record.get("target")
+        if target is None:  # cancel: back to the replicas before it
+            if not p.adding and not p.removing:
+                return
+            original = [r for r in p.replicas if r not in p.adding]
+            p.adding, p.removing = [], []
+            self._set_replicas(topic, index, p, original)
+            return
+        target = [int(r) for r in target]
+        if not target or len(set(target)) != len(target):
+            return
+        original = [r for r in p.replicas if r not in p.adding]
+        p.adding = [r for r in target if r not in original]
+        p.removing = [r for r in original if r not in target]
+        p.replicas = target + p.removing
+        p.partition_epoch += 1
+        log.info("%s-%d: reassigning to %s (adding %s, removing %s)", topic.name, index, target, p.adding, p.removing)
+        self._complete_reassignment(topic, index, p)
+
+    def _complete_reassignment(self, topic: TopicImage, index: int, p: PartitionImage) -> None:
+        """Once every added replica is in sync, the partition keeps only its target."""
+        if not (p.adding or p.removing) or any(r not in p.isr for r in p.adding):
+            return
+        target = [r for r in p.replicas if r not in p.removing]
+        p.adding, p.removing = [], []
+        log.info("%s-%d: reassignment to %s complete", topic.name, index, target)
+        self._set_replicas(topic, index, p, target)
+
+    def _set_replicas(self, topic: TopicImage, index: int, p: PartitionImage, replicas: list[int]) -> None:
+        p.replicas = list(replicas)
+        p.failed = [r for r in p.failed if r in replicas]
+        isr = [r for r in p.isr if r in replicas] or [r for r in replicas if self._can_lead(p, r)][:1]
+        leader = p.leader
+        if leader not in isr:
+            leader = next((r for r in replicas if r in isr and self._can_lead(p, r)), NO_LEADER)
+        p.partition_epoch += 1
+        self._change(topic, index, p, isr or p.isr, leader)
+
     def _apply_replica_offline(self, record: dict[str, Any]) -> None:
         topic = self._topic(record)
         index, broker_id = int(record["partition"]), int(record["broker"])
@@ -327,6 +378,7 @@ class MetadataImage:
             log.warning("%s-%d: change to leader %d, ISR %s refused", topic.name, index, leader, isr)
             return
         self._change(topic, index, p, isr, leader)
+        self._complete_reassignment(topic, index, p)
 
 
 def encode(record: dict[str, Any]) -> bytes:

@@ -132,3 +132,27 @@ def test_a_replica_that_cannot_be_written_is_offline_until_its_broker_registers_
     assert state(image)[0] == NO_LEADER, "a failed replica does not lead, even when in sync"
     apply(image, type="register_broker", id=1, host="h", port=9001, rack=None)
     assert p.failed == [2], "a restart clears the broker's own failed replicas"
+
+
+def test_a_reassignment_adds_replicas_and_drops_the_old_ones_once_they_are_in_sync() -> None:
+    image = image_with(4)
+    create(image, [[1, 2]])
+    apply(image, type="reassign_partition", name="t", id=TOPIC_ID, partition=0, target=[3, 4])
+    p = image.topics["t"].assignments[0]
+    assert (p.replicas, p.adding, p.removing, p.isr, p.leader) == ([3, 4, 1, 2], [3, 4], [1, 2], [1, 2], 1)
+    epoch = p.partition_epoch
+    apply(image, type="change_partition", name="t", id=TOPIC_ID, partition=0, partition_epoch=epoch, isr=[1, 2, 3])
+    assert p.adding == [3, 4], "not before every new replica is in sync"
+    apply(image, type="change_partition", name="t", id=TOPIC_ID, partition=0, partition_epoch=p.partition_epoch, isr=[1, 2, 3, 4])
+    assert (p.replicas, p.adding, p.removing, p.isr, p.leader) == ([3, 4], [], [], [3, 4], 3), "the target's first in-sync replica leads"
+    assert p.leader_epoch == 1
+
+
+def test_a_reassignment_can_be_cancelled() -> None:
+    image = image_with(3)
+    create(image, [[1, 2]])
+    apply(image, type="reassign_partition", name="t", id=TOPIC_ID, partition=0, target=[2, 3])
+    p = image.topics["t"].assignments[0]
+    assert (p.replicas, p.adding, p.removing) == ([2, 3, 1], [3], [1])
+    apply(image, type="reassign_partition", name="t", id=TOPIC_ID, partition=0, target=None)
+    assert (p.replicas, p.adding, p.removing, p.isr, p.leader) == ([2, 1], [], [], [1, 2], 1)

@@ -428,3 +428,52 @@ def test_auto_leader_rebalance_moves_leadership_back(tmp_path: Path) -> None:
         wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[0] == preferred, "the preferred replica leads again", 30)
     finally:
         cluster.stop()
+
+
+def reassignment_requests(bootstrap: str, topic: str, target: list[int] | None) -> tuple[int, list]:
+    """(error of the partition's AlterPartitionReassignments answer, ongoing reassignments)."""
+    from fastlog import protocol
+    from tests.broker.wire import WireClient
+
+    A, L = protocol.AlterPartitionReassignmentsRequest, protocol.ListPartitionReassignmentsRequest
+    with WireClient(bootstrap.split(",")[0]) as wire:
+        answer = wire.request(A(timeout_ms=10_000, topics=[A.ReassignableTopic(name=topic, partitions=[A.ReassignablePartition(partition_index=0, replicas=target)])]), 0)
+        ongoing = wire.request(L(timeout_ms=10_000, topics=None), 0)
+    return answer.responses[0].partitions[0].error_code, ongoing.topics
+
+
+def test_a_reassignment_moves_a_partition_to_other_brokers_after_they_catch_up(tmp_path: Path) -> None:
+    from fastlog import protocol
+    from fastlog.protocol import ErrorCode
+    from tests.broker.wire import WireClient
+
+    cluster = Cluster(tmp_path, replication_proxies=True).start()
+    try:
+        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+        create(cluster.bootstrap, TOPIC, factor=1)
+        source, _, _ = partition_info(cluster.bootstrap, TOPIC)
+        targets = [n for n in (1, 2, 3) if n != source]
+        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+        for i in range(2000):
+            producer.produce(TOPIC, value=b"%d" % i)
+        assert producer.flush(20) == 0
+        cluster.proxies[source].down(True)  # the new replicas cannot catch up yet
+        error, ongoing = reassignment_requests(cluster.bootstrap, TOPIC, targets)
+        assert error == 0
+        [partition] = ongoing[0].partitions
+        assert (sorted(partition.adding_replicas), partition.removing_replicas) == (targets, [source])
+        time.sleep(1)
+        assert partition_info(cluster.bootstrap, TOPIC)[0] == source, "no switch before the new replicas are in sync"
+        cluster.proxies[source].down(False)
+        wait_for(lambda: sorted(partition_info(cluster.bootstrap, TOPIC)[1]) == targets, "the partition lives on the two other brokers")
+        leader, _, isr = partition_info(cluster.bootstrap, TOPIC)
+        assert leader in targets and sorted(isr) == targets
+        assert reassignment_requests(cluster.bootstrap, TOPIC, None) == (ErrorCode.NO_REASSIGNMENT_IN_PROGRESS, [])
+        assert reassignment_requests(cluster.bootstrap, TOPIC, [targets[0], 9])[0] == ErrorCode.INVALID_REPLICA_ASSIGNMENT
+        assert read_all(cluster.bootstrap, TOPIC) == list(range(2000)), "every record moved with it"
+        F = protocol.FetchRequest
+        fetch = F(replica_id=-1, max_wait_ms=0, topics=[F.FetchTopic(topic=TOPIC, partitions=[F.FetchPartition(partition=0, partition_max_bytes=1024)])])
+        with WireClient(cluster.nodes[source].bootstrap) as wire:
+            assert wire.request(fetch, 11).responses[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+    finally:
+        cluster.stop()

@@ -100,6 +100,7 @@ from fastlog.handlers import (  # noqa: E402,F401
     create_partitions,
     elect_leaders,
     incremental_alter_configs,
+    alter_partition_reassignments,
     describe_quorum,
     describe_cluster,
 )
