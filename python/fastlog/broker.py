@@ -39,6 +39,8 @@ class Broker:
         self.topics: LocalTopics | ClusterTopics = ClusterTopics(self) if self.controller else LocalTopics(self)
         # In a cluster: which partitions this broker leads or follows, and replication.
         self.replicas: Optional[ReplicaManager] = ReplicaManager(self) if self.controller else None
+        if self.controller is not None:
+            self.logs.table.set_cluster_mode()  # a partition is writable here once it is led here
         self.connections: set[Connection] = set()
         self.bound: list[tuple[str, int]] = []
         self._shutdown = trio.Event()

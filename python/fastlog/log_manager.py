@@ -288,6 +288,7 @@ class LogManager:
             raise TopicError(3, f"topic {name!r} does not exist")  # UNKNOWN_TOPIC_OR_PARTITION
         del self.topics_by_id[topic.id]
         self.table.remove_topic(name)
+        self.table.clear_roles(name)  # a topic created again under this name starts without them
         for partition in topic.partitions:
             partition.wake_waiters()
         return topic

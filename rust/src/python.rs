@@ -404,6 +404,9 @@ struct PartitionTable {
     elsewhere: RwLock<HashMap<String, i32>>,
     /// In a cluster: this broker's role for each partition it holds, by topic and partition.
     roles: RwLock<HashMap<String, Vec<Option<produce::Role>>>>,
+    /// In a cluster, a partition whose role is not set yet (its logs just opened) is not led
+    /// here; alone, every partition is.
+    unset_is_follower: std::sync::atomic::AtomicBool,
 }
 
 impl produce::Partitions for PartitionTable {
@@ -433,7 +436,12 @@ impl produce::Partitions for PartitionTable {
     fn role(&self, topic: &str, index: i32, default: produce::Role) -> produce::Role {
         let roles = self.roles.read().unwrap_or_else(|p| p.into_inner());
         let set = roles.get(topic).and_then(|r| r.get(usize::try_from(index).ok()?).copied().flatten());
-        set.unwrap_or(default)
+        let unset = if self.unset_is_follower.load(std::sync::atomic::Ordering::Relaxed) {
+            produce::Role { kind: produce::RoleKind::NotLeader, ..default }
+        } else {
+            default
+        };
+        set.unwrap_or(unset)
     }
 }
 
@@ -445,7 +453,14 @@ impl PartitionTable {
             topics: RwLock::new(HashMap::new()),
             elsewhere: RwLock::new(HashMap::new()),
             roles: RwLock::new(HashMap::new()),
+            unset_is_follower: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// In a cluster: partitions without a role set are not led here (Produce answers
+    /// NOT_LEADER_OR_FOLLOWER until the replica manager says otherwise).
+    fn set_cluster_mode(&self) {
+        self.unset_is_follower.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sets this broker's role for a partition: `kind` "alone" (the only replica), "leader"
