@@ -204,6 +204,7 @@ def _broker_keys() -> dict[str, BrokerKey]:
         # (and moves leadership off) a dead broker sooner.
         BrokerKey("broker.session.timeout.ms", _int(100, INT_MAX), 3000, "a broker the controller does not hear from for this long is fenced"),
         BrokerKey("broker.rack", _optional_string, None, "rack of this broker, given to clients"),
+        BrokerKey("metadata.log.max.record.bytes.between.snapshots", _int(1, INT_MAX), 20 * 1024 * 1024, "bytes of metadata records after which the image is snapshotted and the log compacted"),
         BrokerKey("inter.broker.listener.name", _optional_string, None, "listener followers fetch from (default: the first client listener)"),
         BrokerKey("replica.lag.time.max.ms", _int(1, INT_MAX), 30_000, "a follower not caught up for this long leaves the ISR"),
         BrokerKey("replica.fetch.wait.max.ms", _int(0, INT_MAX), 500, "how long a follower's fetch waits at the leader for new records"),

@@ -66,6 +66,13 @@ class Controller:
         self.listener = config.controller_listeners[0]
         self.quorum = _core.MetadataQuorum(self.node_id, sorted(self.voters), broker.logs.data_dir / "__cluster_metadata-0")
         self.image = MetadataImage(unclean_election_default=config["unclean.leader.election.enable"])
+        # A snapshot of the image every this many bytes of applied records (Kafka's key), so the
+        # quorum's log stays small and a restart replays only what came after it.
+        self.snapshot_every = config["metadata.log.max.record.bytes.between.snapshots"]
+        self._bytes_since_snapshot = 0
+        snapshot = self.quorum.snapshot
+        if snapshot is not None:
+            self.image.load_snapshot(snapshot[1])
         self.known_leader = 0
         self.applied = trio.Event()  # set (and replaced) whenever the image applies records
         self.shutting_down = False
@@ -223,16 +230,22 @@ class Controller:
     def _drive(self) -> None:
         """Sends what the quorum wants sent and applies what it committed, until it is idle."""
         for _ in range(16):
-            messages, committed = self.quorum.ready()
+            messages, committed, snapshot = self.quorum.ready()
             for peer, message in messages:
                 self._send(peer, KIND_RAFT, message)
+            if snapshot is not None:  # the leader's: this node was too far behind its log
+                self.image.load_snapshot(snapshot[1])
+                self._bytes_since_snapshot = 0
             for index, data in committed:
                 self.image.apply(index, data)
-            if committed:
+                self._bytes_since_snapshot += len(data)
+            if snapshot is not None or committed:
                 self.applied.set()
                 self.applied = trio.Event()
-            if not messages and not committed:
+            if not messages and not committed and snapshot is None:
                 break
+        if self._bytes_since_snapshot >= self.snapshot_every:
+            self._snapshot()
         leader = self.quorum.leader_id
         if leader != self.known_leader:
             self.known_leader = leader
@@ -240,6 +253,18 @@ class Controller:
             if self.rebalance_every is not None:  # a new controller's first check is one interval away
                 self._next_rebalance = trio.current_time() + self.rebalance_every
             log.info("metadata quorum: the controller is now node %s (term %d)", leader or "unknown", self.quorum.term)
+
+    def _snapshot(self) -> None:
+        """Hands the quorum the image as of its last applied record; the log drops what it holds."""
+        try:
+            self.quorum.compact(self.image.last_applied, self.image.to_snapshot())
+        except ValueError as e:  # e.g. nothing applied past the last snapshot
+            log.debug("metadata snapshot not taken: %s", e)
+        except _core.StorageError as e:  # the log stays as it is; tried again later
+            log.error("metadata snapshot not written: %s", e)
+        else:
+            log.info("metadata snapshot at %d (%d bytes of records since the last)", self.image.last_applied, self._bytes_since_snapshot)
+        self._bytes_since_snapshot = 0
 
     # -- duties ----------------------------------------------------------------------------------
 

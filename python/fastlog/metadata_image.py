@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 log = logging.getLogger(__name__)
@@ -158,6 +158,37 @@ class MetadataImage:
         for i in range(max(len(r) for r in racks)):
             out += [r[i] for r in racks if i < len(r)]
         return out
+
+    # -- snapshots: the whole image, so that the quorum's log can drop what it holds ------------
+
+    def to_snapshot(self) -> bytes:
+        return encode({
+            "version": 1,
+            "last_applied": self.last_applied,
+            "leader_elections": self.leader_elections,
+            "brokers": [asdict(b) for b in self.brokers.values()],
+            "topics": [
+                {"name": t.name, "id": str(t.id), "configs": t.configs, "assignments": [asdict(p) for p in t.assignments]}
+                for t in self.topics.values()
+            ],
+            "deleted_topics": sorted(str(t) for t in self.deleted_topics),
+        })
+
+    def load_snapshot(self, data: bytes) -> None:
+        """Replaces the whole image with a snapshot's (this node's own at start, or the leader's)."""
+        state = json.loads(data)
+        self.last_applied = int(state["last_applied"])
+        self.leader_elections = int(state.get("leader_elections", 0))
+        self.brokers = {}
+        for b in state["brokers"]:
+            b["replication"] = tuple(b["replication"])
+            self.brokers[int(b["id"])] = BrokerRegistration(**b)
+        self.topics = {
+            t["name"]: TopicImage(t["name"], uuid.UUID(t["id"]), [PartitionImage(**p) for p in t["assignments"]], dict(t["configs"]))
+            for t in state["topics"]
+        }
+        self.deleted_topics = {uuid.UUID(t) for t in state["deleted_topics"]}
+        log.info("metadata image loaded from a snapshot at %d: %d brokers, %d topics", self.last_applied, len(self.brokers), len(self.topics))
 
     def apply(self, index: int, data: bytes) -> None:
         self.last_applied = index

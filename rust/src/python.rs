@@ -648,13 +648,30 @@ impl MetadataQuorum {
         Ok(self.quorum().propose(data)?)
     }
 
-    /// Persists (and fsyncs) what raft asks, then returns ([(peer id, message)], [(index, data)]):
-    /// the messages to send and the entries committed since the last call.
+    /// Persists (and fsyncs) what raft asks, then returns ([(peer id, message)], [(index, data)],
+    /// (index, data) or None): the messages to send, the entries committed since the last call,
+    /// and a snapshot from the leader to load before those entries.
     #[allow(clippy::type_complexity)]
-    fn ready<'py>(&self, py: Python<'py>) -> PyResult<(Vec<(u64, Bound<'py, PyBytes>)>, Vec<(u64, Bound<'py, PyBytes>)>)> {
+    fn ready<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Vec<(u64, Bound<'py, PyBytes>)>, Vec<(u64, Bound<'py, PyBytes>)>, Option<(u64, Bound<'py, PyBytes>)>)> {
         let out = py.detach(|| self.quorum().ready())?;
         let bytes = |items: Vec<(u64, Vec<u8>)>| items.into_iter().map(|(n, b)| (n, PyBytes::new(py, &b))).collect();
-        Ok((bytes(out.messages), bytes(out.committed)))
+        let snapshot = out.snapshot.map(|(index, data)| (index, PyBytes::new(py, &data)));
+        Ok((bytes(out.messages), bytes(out.committed), snapshot))
+    }
+
+    /// The snapshot the log starts from, (index, data), or None.
+    #[getter]
+    fn snapshot<'py>(&self, py: Python<'py>) -> Option<(u64, Bound<'py, PyBytes>)> {
+        self.quorum().snapshot().map(|(index, data)| (index, PyBytes::new(py, &data)))
+    }
+
+    /// Makes `data` (the whole state as of applied index `index`) the start of the log: the
+    /// entries before it leave the write-ahead file (fsynced, with the GIL released).
+    fn compact(&self, py: Python<'_>, index: u64, data: Vec<u8>) -> PyResult<()> {
+        Ok(py.detach(|| self.quorum().compact(index, data))?)
     }
 
     #[getter]

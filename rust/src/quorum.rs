@@ -7,23 +7,32 @@
 //! (kind 1: a log entry, 2: a hard state). Replayed at open into raft-rs's `MemStorage`; an
 //! entry whose index is not past the last one replaces the tail from there, as raft does when
 //! a new leader overwrites uncommitted entries. A torn record at the end (a crash mid-write) is
-//! cut off. Voters are fixed by configuration (no membership changes yet) and there are no
-//! snapshots yet: a restart re-applies every committed entry.
+//! cut off. Voters are fixed by configuration (no membership changes yet).
+//!
+//! Snapshots: the caller hands `compact` its whole state as of an applied index; it is written
+//! to `quorum.snapshot` (one record of kind 3: raft's `Snapshot`, metadata and data), the
+//! entries up to that index leave the log, and the write-ahead file is rewritten with what
+//! remains. A restart loads the snapshot (`snapshot()` gives it to the caller) and replays only
+//! the entries after it; a follower too far behind gets the snapshot from the leader, and the
+//! next `ready` hands it over (`Output::snapshot`) to replace the caller's state.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use protobuf::Message as _;
-use raft::prelude::{ConfState, Entry, EntryType, HardState, Message};
-use raft::storage::MemStorage;
-use raft::{Config, RawNode, StateRole};
+use raft::prelude::{ConfState, Entry, EntryType, HardState, Message, Snapshot};
+use raft::storage::{MemStorage, RaftState, Storage};
+use raft::{Config, GetEntriesContext, RawNode, StateRole};
 
 use crate::error::{CoreError, Result};
 
 const WAL_FILE: &str = "quorum.wal";
+const SNAPSHOT_FILE: &str = "quorum.snapshot";
 const KIND_ENTRY: u8 = 1;
 const KIND_HARD_STATE: u8 = 2;
+const KIND_SNAPSHOT: u8 = 3;
 const RECORD_HEAD: usize = 9;
 
 /// Ticks (of the caller's clock) before a follower without a leader starts an election, and
@@ -46,6 +55,72 @@ pub struct Output {
     pub messages: Vec<(u64, Vec<u8>)>,
     /// Data of newly committed entries, in log order, to apply to the metadata state machine.
     pub committed: Vec<(u64, Vec<u8>)>,
+    /// A snapshot from the leader (index, data): the state to replace the caller's with,
+    /// before `committed` is applied.
+    pub snapshot: Option<(u64, Vec<u8>)>,
+}
+
+/// raft-rs's `MemStorage`, whose snapshots carry the caller's data (MemStorage's carry none).
+#[derive(Clone, Default)]
+struct QuorumStorage {
+    mem: MemStorage,
+    snapshot: Arc<RwLock<Snapshot>>,
+}
+
+impl Storage for QuorumStorage {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        self.mem.initial_state()
+    }
+
+    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, context: GetEntriesContext) -> raft::Result<Vec<Entry>> {
+        self.mem.entries(low, high, max_size, context)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        self.mem.term(idx)
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        self.mem.first_index()
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        self.mem.last_index()
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let snapshot = self.snapshot.read().unwrap_or_else(|p| p.into_inner());
+        if snapshot.get_metadata().index == 0 || snapshot.get_metadata().index < request_index {
+            return Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable));
+        }
+        Ok(snapshot.clone())
+    }
+}
+
+impl QuorumStorage {
+    /// Makes `snapshot` the start of the log, keeping the entries after it (and the hard state).
+    fn install(&self, snapshot: &Snapshot) -> Result<()> {
+        let index = snapshot.get_metadata().index;
+        let last = self.mem.last_index().map_err(|e| raft_error("quorum log", e))?;
+        let first = self.mem.first_index().map_err(|e| raft_error("quorum log", e))?;
+        let keep = if index < last && index + 1 >= first {
+            self.mem.entries(index + 1, last + 1, None, GetEntriesContext::empty(false)).map_err(|e| raft_error("quorum log", e))?
+        } else {
+            Vec::new()
+        };
+        let hard_state = self.mem.rl().hard_state().clone();
+        if first > index {
+            return Err(CoreError::InvalidArgument(format!("snapshot at {index} is older than the log's start {first}")));
+        }
+        self.mem.wl().apply_snapshot(snapshot.clone()).map_err(|e| raft_error("installing a snapshot", e))?;
+        self.mem.wl().append(&keep).map_err(|e| raft_error("installing a snapshot", e))?;
+        let mut state = hard_state;
+        state.commit = state.commit.max(index);
+        state.term = state.term.max(snapshot.get_metadata().term);
+        self.mem.wl().set_hardstate(state);
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = snapshot.clone();
+        Ok(())
+    }
 }
 
 /// The append-only file behind the raft log.
@@ -56,15 +131,16 @@ struct Wal {
 }
 
 impl Wal {
-    /// Opens (or creates) the file and replays it into `storage`; returns the open file.
-    fn open(dir: &Path, storage: &MemStorage) -> Result<Self> {
+    /// Opens (or creates) the file and replays it into `storage` (the entries after the
+    /// snapshot's index `after`); returns the open file.
+    fn open(dir: &Path, storage: &MemStorage, after: u64) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "create", e))?;
         let path = dir.join(WAL_FILE);
         let mut bytes = Vec::new();
         if path.exists() {
             File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(&path, "read", e))?;
         }
-        let good = replay(&bytes, storage)?;
+        let good = replay(&bytes, storage, after)?;
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, "open", e))?;
         if good < bytes.len() {
             file.set_len(good as u64).map_err(|e| io_error(&path, "truncate", e))?;
@@ -73,14 +149,21 @@ impl Wal {
     }
 
     fn append(&mut self, kind: u8, payload: &[u8]) -> Result<()> {
-        let mut record = Vec::with_capacity(RECORD_HEAD + payload.len());
-        record.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        let mut covered = vec![kind];
-        covered.extend_from_slice(payload);
-        record.extend_from_slice(&crc32c::crc32c(&covered).to_be_bytes());
-        record.extend_from_slice(&covered);
-        self.file.write_all(&record).map_err(|e| io_error(&self.path, "write", e))?;
+        self.file.write_all(&framed(kind, payload)).map_err(|e| io_error(&self.path, "write", e))?;
         self.unsynced = true;
+        Ok(())
+    }
+
+    /// Replaces the file with `hard_state` and `entries` (what is left after a snapshot),
+    /// written aside, fsynced and renamed over it.
+    fn rewrite(&mut self, hard_state: &HardState, entries: &[Entry]) -> Result<()> {
+        let mut bytes = framed(KIND_HARD_STATE, &hard_state.write_to_bytes().map_err(encode_error)?);
+        for entry in entries {
+            bytes.extend(framed(KIND_ENTRY, &entry.write_to_bytes().map_err(encode_error)?));
+        }
+        write_atomically(&self.path, &bytes)?;
+        self.file = OpenOptions::new().append(true).open(&self.path).map_err(|e| io_error(&self.path, "open", e))?;
+        self.unsynced = false;
         Ok(())
     }
 
@@ -93,10 +176,53 @@ impl Wal {
     }
 }
 
+/// `length u32 | crc32c u32 | kind u8 | payload`, the CRC over kind and payload.
+fn framed(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(RECORD_HEAD + payload.len());
+    record.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    let mut covered = vec![kind];
+    covered.extend_from_slice(payload);
+    record.extend_from_slice(&crc32c::crc32c(&covered).to_be_bytes());
+    record.extend_from_slice(&covered);
+    record
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(|e| io_error(&tmp, "create", e))?;
+    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| io_error(&tmp, "write", e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io_error(path, "rename", e))?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, "fsync", e))?;
+    }
+    Ok(())
+}
+
+/// The snapshot in `dir`, if one was written (a damaged one is an error: the entries it
+/// replaced are gone from the log).
+fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>> {
+    let path = dir.join(SNAPSHOT_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).map_err(|e| io_error(&path, "read", e))?;
+    let bad = || CoreError::CorruptBatch(format!("{} is damaged", path.display()));
+    if bytes.len() < RECORD_HEAD {
+        return Err(bad());
+    }
+    let length = u32::from_be_bytes(bytes[0..4].try_into().unwrap()) as usize;
+    let crc = u32::from_be_bytes(bytes[4..8].try_into().unwrap());
+    let covered = bytes.get(8..8 + 1 + length).ok_or_else(bad)?;
+    if crc32c::crc32c(covered) != crc || covered[0] != KIND_SNAPSHOT {
+        return Err(bad());
+    }
+    Snapshot::parse_from_bytes(&covered[1..]).map(Some).map_err(|_| bad())
+}
+
 /// Replays records into `storage`; returns the length of the intact prefix. Only the last
 /// record may be bad (a write torn by a crash); a bad record with others after it means the file
 /// was damaged, and votes already given could be lost by cutting there: that is an error.
-fn replay(bytes: &[u8], storage: &MemStorage) -> Result<usize> {
+fn replay(bytes: &[u8], storage: &MemStorage, after: u64) -> Result<usize> {
     let mut pos = 0;
     while bytes.len() - pos >= RECORD_HEAD {
         let length = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
@@ -116,7 +242,13 @@ fn replay(bytes: &[u8], storage: &MemStorage) -> Result<usize> {
         match kind {
             KIND_ENTRY => {
                 let entry = Entry::parse_from_bytes(payload).map_err(|_| bad("entry"))?;
-                storage.wl().append(&[entry]).map_err(|e| raft_error("replaying the quorum log", e))?;
+                let last = storage.last_index().map_err(|e| raft_error("replaying the quorum log", e))?;
+                if entry.index > last + 1 {
+                    return Err(bad("entry index (a gap in the log)"));
+                }
+                if entry.index > after {  // those up to the snapshot are in it
+                    storage.wl().append(&[entry]).map_err(|e| raft_error("replaying the quorum log", e))?;
+                }
             }
             KIND_HARD_STATE => {
                 let state = HardState::parse_from_bytes(payload).map_err(|_| bad("hard state"))?;
@@ -131,8 +263,9 @@ fn replay(bytes: &[u8], storage: &MemStorage) -> Result<usize> {
 
 /// One node of the metadata quorum.
 pub struct Quorum {
-    node: RawNode<MemStorage>,
+    node: RawNode<QuorumStorage>,
     wal: Wal,
+    dir: PathBuf,
 }
 
 impl Quorum {
@@ -141,21 +274,70 @@ impl Quorum {
         if !voters.contains(&id) {
             return Err(CoreError::InvalidArgument(format!("node {id} is not one of the voters {voters:?}")));
         }
-        let storage = MemStorage::new();
-        let wal = Wal::open(dir, &storage)?;
-        storage.wl().set_conf_state(ConfState::from((voters.to_vec(), vec![])));
+        let storage = QuorumStorage::default();
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "create", e))?;
+        let snapshot = read_snapshot(dir)?;
+        let after = snapshot.as_ref().map_or(0, |s| s.get_metadata().index);
+        if let Some(snapshot) = &snapshot {
+            storage.install(snapshot)?;
+        }
+        let wal = Wal::open(dir, &storage.mem, after)?;
+        storage.mem.wl().set_conf_state(ConfState::from((voters.to_vec(), vec![])));
         let config = Config {
             id,
             election_tick: ELECTION_TICKS,
             heartbeat_tick: HEARTBEAT_TICKS,
             pre_vote: true,
             check_quorum: true,
+            applied: after, // what the snapshot holds is applied already
             ..Default::default()
         };
         config.validate().map_err(|e| raft_error("quorum config", e))?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let node = RawNode::new(&config, storage, &logger).map_err(|e| raft_error("starting the quorum", e))?;
-        Ok(Quorum { node, wal })
+        Ok(Quorum { node, wal, dir: dir.to_path_buf() })
+    }
+
+    /// The snapshot the log starts from: (index, data), None if there is none.
+    pub fn snapshot(&self) -> Option<(u64, Vec<u8>)> {
+        let snapshot = self.node.store().snapshot.read().unwrap_or_else(|p| p.into_inner());
+        let index = snapshot.get_metadata().index;
+        (index > 0).then(|| (index, snapshot.data.to_vec()))
+    }
+
+    /// Takes `data`, the caller's whole state as of applied index `index`, as the start of the
+    /// log: written to the snapshot file, the entries up to `index` dropped, the write-ahead
+    /// file rewritten with the rest. An index not applied yet, or not past the last snapshot,
+    /// is refused.
+    pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<()> {
+        let applied = self.node.raft.raft_log.applied;
+        let current = self.node.store().snapshot.read().unwrap_or_else(|p| p.into_inner()).get_metadata().index;
+        if index > applied || index <= current {
+            return Err(CoreError::InvalidArgument(format!("cannot snapshot at {index}: applied {applied}, last snapshot {current}")));
+        }
+        let store = self.node.store().clone();
+        let term = store.term(index).map_err(|e| raft_error("snapshot", e))?;
+        let mut snapshot = Snapshot::default();
+        snapshot.data = data.into();
+        let meta = snapshot.mut_metadata();
+        meta.index = index;
+        meta.term = term;
+        meta.set_conf_state(store.mem.initial_state().map_err(|e| raft_error("snapshot", e))?.conf_state);
+        write_atomically(&self.dir.join(SNAPSHOT_FILE), &framed(KIND_SNAPSHOT, &snapshot.write_to_bytes().map_err(encode_error)?))?;
+        store.install(&snapshot)?;
+        self.rewrite_wal()
+    }
+
+    fn rewrite_wal(&mut self) -> Result<()> {
+        let store = self.node.store().clone();
+        let (first, last) = (store.first_index().unwrap_or(1), store.last_index().unwrap_or(0));
+        let entries = if last >= first {
+            store.mem.entries(first, last + 1, None, GetEntriesContext::empty(false)).map_err(|e| raft_error("quorum log", e))?
+        } else {
+            Vec::new()
+        };
+        let hard_state = store.mem.rl().hard_state().clone();
+        self.wal.rewrite(&hard_state, &entries)
     }
 
     pub fn tick(&mut self) {
@@ -236,16 +418,24 @@ impl Quorum {
         }
         let mut ready = self.node.ready();
         add_messages(&mut out, ready.take_messages());
+        if !ready.snapshot().is_empty() {
+            // The leader's state, for a node too far behind its log: kept, then handed over.
+            let snapshot = ready.snapshot().clone();
+            write_atomically(&self.dir.join(SNAPSHOT_FILE), &framed(KIND_SNAPSHOT, &snapshot.write_to_bytes().map_err(encode_error)?))?;
+            self.node.store().install(&snapshot)?;
+            self.rewrite_wal()?;
+            out.snapshot = Some((snapshot.get_metadata().index, snapshot.data.to_vec()));
+        }
         add_committed(&mut out, ready.take_committed_entries());
         if !ready.entries().is_empty() {
             for entry in ready.entries() {
                 self.wal.append(KIND_ENTRY, &entry.write_to_bytes().map_err(encode_error)?)?;
             }
-            self.node.store().wl().append(ready.entries()).map_err(|e| raft_error("storing entries", e))?;
+            self.node.store().mem.wl().append(ready.entries()).map_err(|e| raft_error("storing entries", e))?;
         }
         if let Some(state) = ready.hs() {
             self.wal.append(KIND_HARD_STATE, &state.write_to_bytes().map_err(encode_error)?)?;
-            self.node.store().wl().set_hardstate(state.clone());
+            self.node.store().mem.wl().set_hardstate(state.clone());
         }
         self.wal.sync()?;
         add_messages(&mut out, ready.take_persisted_messages());
@@ -253,10 +443,10 @@ impl Quorum {
         if let Some(commit) = light.commit_index() {
             // raft-rs carries this commit in no later hard state: written here (synced with
             // the next record), so a restart re-applies all of it without waiting for a leader.
-            let mut state = self.node.store().rl().hard_state().clone();
+            let mut state = self.node.store().mem.rl().hard_state().clone();
             state.set_commit(commit);
             self.wal.append(KIND_HARD_STATE, &state.write_to_bytes().map_err(encode_error)?)?;
-            self.node.store().wl().set_hardstate(state);
+            self.node.store().mem.wl().set_hardstate(state);
         }
         add_messages(&mut out, light.take_messages());
         add_committed(&mut out, light.take_committed_entries());
@@ -311,6 +501,9 @@ mod tests {
             if let Some(node) = self.nodes[index].as_mut() {
                 let out = node.ready().unwrap();
                 self.queue.extend(out.messages);
+                if let Some((_, state)) = out.snapshot {
+                    self.applied[index] = vec![state]; // the leader's state replaces this node's
+                }
                 self.applied[index].extend(out.committed.into_iter().map(|(_, data)| data));
             }
         }
@@ -381,6 +574,69 @@ mod tests {
         cluster.run(30);
         assert_eq!(cluster.applied[first], vec![b"before".to_vec(), b"after".to_vec()]);
         assert_eq!(cluster.leader(), Some(second), "the returning node follows the current leader");
+    }
+
+    fn applied_index(node: &Quorum) -> u64 {
+        node.node.raft.raft_log.applied
+    }
+
+    #[test]
+    fn a_snapshot_replaces_the_log_before_it_and_a_restart_starts_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, wal_before) = {
+            let mut node = Quorum::open(1, &[1], dir.path()).unwrap();
+            for _ in 0..30 {
+                node.tick();
+                node.ready().unwrap();
+            }
+            for n in 0..50u8 {
+                node.propose(vec![n; 100]).unwrap();
+                node.ready().unwrap();
+            }
+            let index = applied_index(&node);
+            let wal_before = std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len();
+            assert!(node.compact(index + 1, b"x".to_vec()).is_err(), "not past what is applied");
+            node.compact(index, b"state after 50".to_vec()).unwrap();
+            assert!(node.compact(index, b"again".to_vec()).is_err(), "not twice at one index");
+            node.propose(b"later".to_vec()).unwrap();
+            node.ready().unwrap();
+            (index, wal_before)
+        };
+        assert!(std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len() < wal_before / 10, "the log lost what the snapshot holds");
+        let mut node = Quorum::open(1, &[1], dir.path()).unwrap();
+        assert_eq!(node.snapshot(), Some((index, b"state after 50".to_vec())));
+        let mut applied = vec![];
+        for _ in 0..30 {
+            node.tick();
+            applied.extend(node.ready().unwrap().committed.into_iter().map(|(_, d)| d));
+        }
+        assert_eq!(applied, vec![b"later".to_vec()], "only what came after the snapshot is replayed");
+    }
+
+    #[test]
+    fn a_node_behind_the_leaders_snapshot_gets_the_snapshot() {
+        let mut cluster = Cluster::new();
+        cluster.run(40);
+        let leader = cluster.leader().unwrap();
+        let behind = (leader + 1) % 3;
+        cluster.nodes[behind] = None;
+        for n in 0..10u8 {
+            cluster.nodes[leader].as_mut().unwrap().propose(vec![n]).unwrap();
+            cluster.run(1);
+        }
+        let node = cluster.nodes[leader].as_mut().unwrap();
+        let index = applied_index(node);
+        node.compact(index, b"the first ten".to_vec()).unwrap();
+        cluster.nodes[leader].as_mut().unwrap().propose(b"eleventh".to_vec()).unwrap();
+        cluster.run(3);
+        let dir = cluster.dirs[behind].path().to_path_buf();
+        cluster.nodes[behind] = Some(Quorum::open(behind as u64 + 1, &[1, 2, 3], &dir).unwrap());
+        cluster.applied[behind].clear();
+        cluster.run(30);
+        assert_eq!(cluster.applied[behind], vec![b"the first ten".to_vec(), b"eleventh".to_vec()]);
+        drop(cluster.nodes[behind].take());
+        let reopened = Quorum::open(behind as u64 + 1, &[1, 2, 3], &dir).unwrap();
+        assert_eq!(reopened.snapshot().map(|(i, _)| i), Some(index), "the snapshot it got is kept");
     }
 
     #[test]

@@ -156,3 +156,20 @@ def test_a_reassignment_can_be_cancelled() -> None:
     assert (p.replicas, p.adding, p.removing) == ([2, 3, 1], [3], [1])
     apply(image, type="reassign_partition", name="t", id=TOPIC_ID, partition=0, target=None)
     assert (p.replicas, p.adding, p.removing, p.isr, p.leader) == ([2, 1], [], [], [1, 2], 1)
+
+
+def test_a_snapshot_restores_the_whole_image() -> None:
+    image = image_with(4, racks={1: "a"})
+    create(image, [[1, 2, 3], [2, 3, 4]], **{"cleanup.policy": "compact"})
+    apply(image, type="reassign_partition", name="t", id=TOPIC_ID, partition=1, target=[4, 1])
+    apply(image, type="replica_offline", broker=3, name="t", id=TOPIC_ID, partition=0)
+    apply(image, type="shutdown_broker", id=2)
+    apply(image, type="create_topic", name="gone", id=str(uuid.UUID(int=5)), replicas=[[1]], configs={})
+    apply(image, type="delete_topic", name="gone", id=str(uuid.UUID(int=5)))
+    copy = MetadataImage()
+    copy.load_snapshot(image.to_snapshot())
+    assert copy.to_snapshot() == image.to_snapshot()
+    assert copy.topics["t"].assignments == image.topics["t"].assignments
+    assert copy.brokers == image.brokers and copy.deleted_topics == {uuid.UUID(int=5)}
+    apply(copy, type="create_topic", name="gone", id=str(uuid.UUID(int=5)), replicas=[[1]], configs={})
+    assert "gone" not in copy.topics, "a deleted topic's late duplicate stays ignored"

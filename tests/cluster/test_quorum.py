@@ -214,3 +214,42 @@ def test_the_cluster_metrics_show_the_controller_and_a_fenced_broker(cluster) ->
     cluster.nodes[controller].kill()
     wait_for(lambda: scrape(survivor)["fastlog_fenced_brokers"] == 1, "the killed controller counted as fenced")
     assert scrape(survivor)["fastlog_quorum_epoch"] >= 2
+
+
+def test_snapshots_keep_the_quorum_log_small_and_a_node_that_missed_them_catches_up(tmp_path) -> None:
+    """metadata.log.max.record.bytes.between.snapshots: every node snapshots its image and its
+    write-ahead file drops what the snapshot holds; a restarted node starts from its snapshot,
+    and one that was down while the others compacted gets the leader's snapshot."""
+    from confluent_kafka.admin import NewTopic
+
+    cluster = Cluster(tmp_path)
+    for node in cluster.nodes.values():
+        node.overrides["metadata.log.max.record.bytes.between.snapshots"] = "2000"
+    cluster.start()
+    try:
+        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+        _, controller = cluster.view(1)
+        behind = next(n for n in (1, 2, 3) if n != controller)
+        cluster.nodes[behind].kill()
+        others = [n for n in (1, 2, 3) if n != behind]
+        bootstrap = ",".join(cluster.nodes[n].bootstrap for n in others)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        names = [f"snap-{i}" for i in range(30)]
+        for future in admin.create_topics([NewTopic(n, 2, 2) for n in names]).values():
+            future.result(timeout=30)
+        for n in others:
+            wait_for(lambda: "metadata snapshot at" in cluster.nodes[n].log_text(), f"node {n} takes a snapshot")
+            wal = cluster.nodes[n].data_dir / "__cluster_metadata-0" / "quorum.wal"
+            assert wal.stat().st_size < 20_000, "the log holds only what came after the snapshot"
+        cluster.nodes[behind].start()
+        wait_for(lambda: "loaded from a snapshot" in cluster.nodes[behind].log_text(), "the node that was down gets the leader's snapshot")
+        wait_for(lambda: set(names) <= set(AdminClient({"bootstrap.servers": cluster.nodes[behind].bootstrap}).list_topics(timeout=5).topics),
+                 "it knows every topic created while it was down")
+        restarted = others[0]
+        cluster.nodes[restarted].stop()
+        cluster.nodes[restarted].start()
+        assert "loaded from a snapshot" in cluster.nodes[restarted].log_text()
+        wait_for(lambda: set(names) <= set(AdminClient({"bootstrap.servers": cluster.nodes[restarted].bootstrap}).list_topics(timeout=5).topics),
+                 "a node restarted from its own snapshot knows every topic")
+    finally:
+        cluster.stop()
