@@ -18,9 +18,11 @@ for), and unfences it when it is heard from again.
 
 Topic administration from any node goes through the quorum (`create_topic`, `delete_topic`,
 `add_partitions`, `set_topic_configs`): the record is proposed (forwarded to the leader when
-this node does not lead), and the call returns once this node's image has applied it. A topic
-is placed whole on the live broker hosting the fewest partitions; the broker reconciles its
-local logs with the image (`Broker._reconcile_topics`).
+this node does not lead), and the call returns once this node's image has applied it. Each
+partition's replicas go round robin over the live brokers (`MetadataImage.assign_replicas`);
+each broker reconciles its local logs with the image (`ClusterTopics.reconcile`) and its
+replicas' roles (`ReplicaManager.update`). ElectLeaders, reassignments, ISR changes and
+controlled shutdowns are records too.
 """
 
 from __future__ import annotations
@@ -100,13 +102,14 @@ class Controller:
                 await applied.wait()
         return False
 
-    def _create_record(self, name: str, partitions: int, factor: int, configs: dict[str, str]) -> dict[str, Any]:
+    def _create_record(self, name: str, partitions: int, factor: int, configs: dict[str, str], replicas: Optional[list[list[int]]] = None) -> dict[str, Any]:
         problem = topic_name_problem(name)
         if problem:
             raise TopicError(INVALID_TOPIC_EXCEPTION, problem)
         if name in self.image.topics:
             raise TopicError(TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
-        replicas = self._assign(partitions, factor)
+        if replicas is None:
+            replicas = self._assign(partitions, factor)
         if name == OFFSETS_TOPIC:  # one group coordinator: every partition led by the same broker
             replicas = [replicas[0]] * partitions
         return {"type": "create_topic", "name": name, "id": str(uuid.uuid4()), "replicas": replicas, "configs": configs}
@@ -121,9 +124,12 @@ class Controller:
         """Proposes a topic once, without waiting for it."""
         self.propose(self._create_record(name, partitions, factor, configs))
 
-    async def create_topic(self, name: str, partitions: int, factor: int, configs: dict[str, str], timeout: float) -> TopicImage:
-        """Creates a topic through the quorum, its replicas spread over the live brokers."""
-        record = self._create_record(name, partitions, factor, configs)
+    async def create_topic(
+        self, name: str, partitions: int, factor: int, configs: dict[str, str], timeout: float, replicas: Optional[list[list[int]]] = None
+    ) -> TopicImage:
+        """Creates a topic through the quorum, its replicas spread over the live brokers (or
+        as `replicas` says, a list per partition)."""
+        record = self._create_record(name, partitions, factor, configs, replicas)
         topic_id = uuid.UUID(record["id"])
         await self._propose_and_wait(record, lambda: name in self.image.topics, timeout)
         topic = self.image.topics[name]
@@ -134,11 +140,11 @@ class Controller:
     async def delete_topic(self, name: str, timeout: float) -> None:
         await self._change_topic(name, {"type": "delete_topic"}, lambda topic: False, timeout)
 
-    async def add_partitions(self, name: str, total: int, timeout: float) -> None:
+    async def add_partitions(self, name: str, total: int, timeout: float, replicas: Optional[list[list[int]]] = None) -> None:
         topic = self.image.topics.get(name)
         current = topic.partitions if topic else 0
         factor = len(topic.assignments[0].replicas) if topic else 1
-        record = {"type": "add_partitions", "replicas": self._assign(total - current, factor)}
+        record = {"type": "add_partitions", "replicas": replicas if replicas is not None else self._assign(total - current, factor)}
         await self._change_topic(name, record, lambda topic: topic.partitions >= total, timeout)
 
     def propose_partition_change(self, topic: TopicImage, index: int, **change: Any) -> None:

@@ -92,14 +92,14 @@ class LocalTopics:
     def is_live(self, broker_id: int) -> bool:
         return broker_id == self.broker.node_id
 
-    async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1) -> TopicView:
+    async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1, replicas: Optional[list[list[int]]] = None) -> TopicView:
         topic = await trio.to_thread.run_sync(self.logs.create_topic, name, partitions, configs)
         return self._view(topic)  # type: ignore[return-value]
 
     async def delete(self, name: str) -> None:
         await trio.to_thread.run_sync(self.logs.delete_topic_files, self.logs.unregister_topic(name))
 
-    async def add_partitions(self, name: str, total: int) -> None:
+    async def add_partitions(self, name: str, total: int, replicas: Optional[list[list[int]]] = None) -> None:
         await trio.to_thread.run_sync(self.logs.add_partitions, name, total)
 
     async def set_configs(self, name: str, configs: dict[str, Any]) -> None:
@@ -129,10 +129,10 @@ class ClusterTopics:
     def is_live(self, broker_id: int) -> bool:
         return self.image.is_listed(broker_id)
 
-    async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1) -> TopicView:
+    async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1, replicas: Optional[list[list[int]]] = None) -> TopicView:
         check_partition_count(partitions)
         texts = {k: config_text(v) for k, v in configs.items()}
-        topic = await self.controller.create_topic(name, partitions, factor, texts, ADMIN_TIMEOUT_SECONDS)
+        topic = await self.controller.create_topic(name, partitions, factor, texts, ADMIN_TIMEOUT_SECONDS, replicas)
         return self._view(topic)  # type: ignore[return-value]
 
     def request_create(self, name: str, partitions: int, factor: int, configs: Optional[dict[str, str]] = None) -> None:
@@ -146,9 +146,9 @@ class ClusterTopics:
     async def delete(self, name: str) -> None:
         await self.controller.delete_topic(name, ADMIN_TIMEOUT_SECONDS)
 
-    async def add_partitions(self, name: str, total: int) -> None:
+    async def add_partitions(self, name: str, total: int, replicas: Optional[list[list[int]]] = None) -> None:
         check_partition_count(total)
-        await self.controller.add_partitions(name, total, ADMIN_TIMEOUT_SECONDS)
+        await self.controller.add_partitions(name, total, ADMIN_TIMEOUT_SECONDS, replicas)
 
     async def set_configs(self, name: str, configs: dict[str, Any]) -> None:
         await self.controller.set_topic_configs(name, {k: config_text(v) for k, v in configs.items()}, ADMIN_TIMEOUT_SECONDS)

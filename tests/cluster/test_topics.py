@@ -159,3 +159,19 @@ def test_topics_are_still_created_after_the_controller_dies(cluster) -> None:
     bootstrap = ",".join(cluster.nodes[n].bootstrap for n in survivors)
     create(bootstrap, ["after-failover"], 2)
     assert set(leaders(bootstrap)["after-failover"]) <= set(survivors)
+
+
+def test_manual_replica_assignments_are_kept(cluster) -> None:
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    placed = NewTopic("manual", 2, replica_assignment=[[3, 1], [2, 3]])  # confluent-kafka wants the count too
+    admin.create_topics([placed])["manual"].result(timeout=TIMEOUT)
+    metadata = admin.list_topics("manual", timeout=10).topics["manual"].partitions
+    assert [(metadata[p].leader, metadata[p].replicas) for p in (0, 1)] == [(3, [3, 1]), (2, [2, 3])]
+    from confluent_kafka.admin import NewPartitions
+
+    admin.create_partitions([NewPartitions("manual", 3, replica_assignment=[[1, 2]])])["manual"].result(timeout=TIMEOUT)
+    wait_for(lambda: admin.list_topics("manual", timeout=10).topics["manual"].partitions[2].replicas == [1, 2], "the new partition is where it was asked")
+    for bad, why in (([[1, 1]], "duplicate"), ([[1, 9]], "not registered"), ([[1], [1, 2]], "same number")):
+        with pytest.raises(Exception) as refused:
+            admin.create_topics([NewTopic("bad-manual", len(bad), replica_assignment=bad)])["bad-manual"].result(timeout=TIMEOUT)
+        assert refused.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, why

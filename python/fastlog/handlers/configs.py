@@ -169,6 +169,17 @@ def duplicates(keys: Iterable[Any]) -> set[Any]:
     return out
 
 
+def check_replicas(registered: set[int], broker_ids: list[int], what: str) -> None:
+    """A manual assignment in a cluster: registered brokers, each once."""
+    if not broker_ids:
+        raise AdminError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"{what}: the replica list is empty")
+    if len(set(broker_ids)) != len(broker_ids):
+        raise AdminError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"{what}: duplicate brokers in {list(broker_ids)}")
+    unknown = sorted(set(broker_ids) - registered)
+    if unknown:
+        raise AdminError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, f"{what}: brokers {unknown} are not registered")
+
+
 def check_single_replica(node_id: int, broker_ids: list[int], what: str) -> None:
     """A manual assignment can only place each partition on this broker, once."""
     if not broker_ids:

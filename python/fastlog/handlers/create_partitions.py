@@ -2,7 +2,8 @@
 
 v0-v3 (same semantics; v2+ flexible). Counts only grow: a count equal to or below the current
 one is INVALID_PARTITIONS with a message saying which. `assignments`, when given, must list
-one replica set per new partition (else INVALID_REPLICA_ASSIGNMENT), each exactly [this node].
+one replica set per new partition (else INVALID_REPLICA_ASSIGNMENT), of registered brokers, each
+once (a single node: exactly [this node]).
 An unknown topic is UNKNOWN_TOPIC_OR_PARTITION; a topic named twice INVALID_REQUEST.
 `validate_only` checks without adding. The new partitions are created empty and persisted,
 so the count survives a restart.
@@ -14,7 +15,7 @@ import logging
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.configs import AdminError, check_single_replica, duplicates
+from fastlog.handlers.configs import AdminError, check_replicas, check_single_replica, duplicates
 from fastlog.log_manager import TopicError
 from fastlog.protocol import ErrorCode
 
@@ -47,7 +48,11 @@ def check(ctx: RequestContext, wanted) -> int:
                 f"Attempted to add {added} additional partitions, but {len(wanted.assignments)} assignments were given.",
             )
         for offset, assignment in enumerate(wanted.assignments):
-            check_single_replica(topic.assignments[0].leader, assignment.broker_ids, f"partition {current + offset}")
+            what = f"partition {current + offset}"
+            if ctx.broker.controller is None:
+                check_single_replica(ctx.broker.node_id, assignment.broker_ids, what)
+            else:
+                check_replicas(set(ctx.broker.controller.image.brokers), assignment.broker_ids, what)
     return added
 
 
@@ -59,7 +64,8 @@ async def grow(ctx: RequestContext, wanted, validate_only: bool) -> object:
     if validate_only:
         return result(wanted.name)
     try:
-        await ctx.broker.topics.add_partitions(wanted.name, wanted.count)
+        replicas = [list(a.broker_ids) for a in wanted.assignments] if wanted.assignments is not None else None
+        await ctx.broker.topics.add_partitions(wanted.name, wanted.count, replicas)
     except TopicError as e:
         return result(wanted.name, e.error_code, e.message)
     log.info("%s grew topic %s to %d partitions", ctx.peer, wanted.name, wanted.count)

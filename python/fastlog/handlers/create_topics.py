@@ -7,8 +7,9 @@ TOPIC_ALREADY_EXISTS. Without a manual assignment, `num_partitions` -1 means `nu
 `default.replication.factor` (0 or below -1, or above the live brokers: INVALID_REPLICATION_FACTOR); in a cluster the
 controller spreads the replicas over the live brokers.
 A manual assignment needs both set to -1 (as Kafka's controller requires), partitions numbered
-0..n-1, and every replica list exactly [this node] (else INVALID_REPLICA_ASSIGNMENT); the
-topic gets one partition per assignment. Configs are checked like Kafka's LogConfig: unknown
+0..n-1, and replica lists of registered brokers, each once, all of one length (a single node:
+exactly [this node]); else INVALID_REPLICA_ASSIGNMENT. The topic gets one partition per
+assignment. Configs are checked like Kafka's LogConfig: unknown
 keys, null or bad values give INVALID_CONFIG. v1+ carry an error message; v5+ answer with the
 partition count, replication factor and every config with its source; v7 with the topic id.
 """
@@ -17,12 +18,12 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, Optional
 
 from fastlog import protocol
 from fastlog.config import ConfigError, validate_topic_configs
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.configs import AdminError, check_single_replica, duplicates, topic_config_entries
+from fastlog.handlers.configs import AdminError, check_replicas, check_single_replica, duplicates, topic_config_entries
 from fastlog.log_manager import TopicError, topic_name_problem
 from fastlog.protocol import ErrorCode
 
@@ -34,12 +35,10 @@ def error_result(name: str, code: int, message: str) -> object:
     return R.CreatableTopicResult(name=name, error_code=code, error_message=message)
 
 
-def partition_count(ctx: RequestContext, topic) -> tuple[int, int]:
-    """The partition count and replication factor `topic` asks for; AdminError when its
-    layout is impossible."""
+def partition_count(ctx: RequestContext, topic) -> tuple[int, int, Optional[list[list[int]]]]:
+    """The partition count, replication factor and manual assignment (or None) `topic` asks
+    for; AdminError when its layout is impossible."""
     node = ctx.broker.node_id
-    if topic.assignments and ctx.broker.controller is not None:
-        raise AdminError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "manual assignments are not supported in a cluster yet")
     if topic.assignments:
         if topic.replication_factor != -1:
             raise AdminError(
@@ -56,9 +55,16 @@ def partition_count(ctx: RequestContext, topic) -> tuple[int, int]:
             raise AdminError(
                 ErrorCode.INVALID_REPLICA_ASSIGNMENT, "partitions should be a consecutive 0-based integer sequence"
             )
-        for a in topic.assignments:
-            check_single_replica(node, a.broker_ids, f"partition {a.partition_index}")
-        return len(indexes), 1
+        replicas = [list(a.broker_ids) for a in sorted(topic.assignments, key=lambda a: a.partition_index)]
+        if ctx.broker.controller is None:
+            for index, ids in enumerate(replicas):
+                check_single_replica(node, ids, f"partition {index}")
+            return len(indexes), 1, None
+        for index, ids in enumerate(replicas):
+            check_replicas(set(ctx.broker.controller.image.brokers), ids, f"partition {index}")
+        if len({len(ids) for ids in replicas}) != 1:
+            raise AdminError(ErrorCode.INVALID_REPLICA_ASSIGNMENT, "All partitions should have the same number of replicas")
+        return len(indexes), len(replicas[0]), replicas
     count = topic.num_partitions
     if count == -1:
         count = ctx.broker.config["num.partitions"]
@@ -78,7 +84,7 @@ def partition_count(ctx: RequestContext, topic) -> tuple[int, int]:
             f"Unable to replicate the partition {factor} time(s): The target replication factor of {factor} "
             f"cannot be reached because only {brokers} broker(s) are registered.",
         )
-    return count, factor
+    return count, factor, None
 
 
 def parse_configs(topic) -> dict[str, Any]:
@@ -97,14 +103,14 @@ async def create_one(ctx: RequestContext, topic, validate_only: bool) -> object:
     if topics.get(name) is not None:
         return error_result(name, ErrorCode.TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
     try:
-        count, factor = partition_count(ctx, topic)
+        count, factor, replicas = partition_count(ctx, topic)
         configs = parse_configs(topic)
     except AdminError as e:
         return error_result(name, e.error_code, e.message)
     topic_id = uuid.UUID(int=0)
     if not validate_only:
         try:
-            created = await topics.create(name, count, configs, factor)
+            created = await topics.create(name, count, configs, factor, replicas)
         except TopicError as e:
             return error_result(name, e.error_code, e.message)
         topic_id = created.id

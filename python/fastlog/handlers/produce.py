@@ -4,8 +4,8 @@ v0-v11 are accepted. Legacy message sets (magic 0/1, as Produce v0-v2 carry them
 clients send them in later versions too) are converted to one record batch v2 before the append
 (`legacy.to_record_batch`), as Kafka 3 does; one that cannot be read is refused with
 CORRUPT_MESSAGE and a log line naming the format and the client. acks=0 gets no response at all;
-acks=1 and acks=-1 (all) are answered after the append (one replica: the leader is the whole
-ISR, so the high watermark moves with the log end). In a cluster, a partition led here with
+acks=1 and acks=-1 (all) are answered after the append on a single node (one replica: the
+leader is the whole ISR, so the high watermark moves with the log end). In a cluster, a partition led here with
 followers answers acks=-1 once the high watermark passes the batch (the ISR has it:
 `ReplicaManager.wait_for_replicas`), REQUEST_TIMED_OUT after the request's timeout_ms;
 with fewer in-sync replicas than `min.insync.replicas` acks=-1 is refused with
