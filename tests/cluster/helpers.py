@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator, Optional
 
 from confluent_kafka.admin import AdminClient
 
@@ -90,3 +91,18 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = SETTLE_S
 def agreed(cluster: Cluster, nodes: list[int], brokers: set[int]) -> bool:
     views = [cluster.view(n) for n in nodes]
     return all(v == views[0] for v in views) and views[0][0] == brokers and views[0][1] in brokers
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, overrides: Optional[dict[str, str]] = None, replication_proxies: bool = False) -> Iterator[Cluster]:
+    """Three nodes with `overrides` each, started and settled (every node agrees on the
+    brokers and the controller); stopped at the end."""
+    cluster = Cluster(root, replication_proxies=replication_proxies)
+    for node in cluster.nodes.values():
+        node.overrides.update(overrides or {})
+    cluster.start()
+    try:
+        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+        yield cluster
+    finally:
+        cluster.stop()

@@ -18,7 +18,7 @@ from typing import Iterator
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from tests.cluster.helpers import Cluster, agreed, wait_for
+from tests.cluster.helpers import Cluster, agreed, running_cluster, wait_for
 from tests.conftest import BrokerProcess, free_port
 
 @pytest.fixture
@@ -222,12 +222,7 @@ def test_snapshots_keep_the_quorum_log_small_and_a_node_that_missed_them_catches
     and one that was down while the others compacted gets the leader's snapshot."""
     from confluent_kafka.admin import NewTopic
 
-    cluster = Cluster(tmp_path)
-    for node in cluster.nodes.values():
-        node.overrides["metadata.log.max.record.bytes.between.snapshots"] = "2000"
-    cluster.start()
-    try:
-        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    with running_cluster(tmp_path, {"metadata.log.max.record.bytes.between.snapshots": "2000"}) as cluster:
         _, controller = cluster.view(1)
         behind = next(n for n in (1, 2, 3) if n != controller)
         cluster.nodes[behind].kill()
@@ -251,5 +246,3 @@ def test_snapshots_keep_the_quorum_log_small_and_a_node_that_missed_them_catches
         assert "loaded from a snapshot" in cluster.nodes[restarted].log_text()
         wait_for(lambda: set(names) <= set(AdminClient({"bootstrap.servers": cluster.nodes[restarted].bootstrap}).list_topics(timeout=5).topics),
                  "a node restarted from its own snapshot knows every topic")
-    finally:
-        cluster.stop()

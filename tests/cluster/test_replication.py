@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.cluster.helpers import Cluster, agreed, wait_for
+from tests.cluster.helpers import Cluster, running_cluster, wait_for
 
 TIMEOUT = 20
 TOPIC = "acked"
@@ -29,10 +29,8 @@ TOPIC = "acked"
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    started = Cluster(tmp_path).start()
-    wait_for(lambda: agreed(started, [1, 2, 3], {1, 2, 3}), "the cluster settles")
-    yield started
-    started.stop()
+    with running_cluster(tmp_path) as started:
+        yield started
 
 
 def create(bootstrap: str, name: str, partitions: int = 1, factor: int = 3, **configs: str) -> None:
@@ -185,12 +183,7 @@ def test_acks_all_is_refused_without_enough_in_sync_replicas(cluster) -> None:
 
 
 def test_a_leader_cut_off_from_its_followers_shrinks_the_isr_and_they_catch_up(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path, replication_proxies=True)
-    for node in cluster.nodes.values():
-        node.overrides["replica.lag.time.max.ms"] = "1500"
-    cluster.start()
-    try:
-        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    with running_cluster(tmp_path, {"replica.lag.time.max.ms": "1500"}, replication_proxies=True) as cluster:
         create(cluster.bootstrap, TOPIC, **{"min.insync.replicas": "1"})
         leader, _, _ = partition_info(cluster.bootstrap, TOPIC)
         with AckRecorder(cluster.bootstrap) as recorder:
@@ -217,8 +210,6 @@ def test_a_leader_cut_off_from_its_followers_shrinks_the_isr_and_they_catch_up(t
         cluster.stop()
         copies = [segment_bytes(cluster, n, TOPIC) for n in (1, 2, 3)]
         assert copies[0] == copies[1] == copies[2], "the followers hold the leader's batches"
-    finally:
-        cluster.stop()
 
 
 class GroupReader:
@@ -289,14 +280,9 @@ def test_a_seeded_schedule_of_kills_restarts_and_cut_links_loses_no_acknowledged
 
     seed = int(os.environ.get("FASTLOG_CHAOS_SEED", "1414"))
     rng = random.Random(seed)
-    cluster = Cluster(tmp_path, replication_proxies=True)
-    for node in cluster.nodes.values():
-        node.overrides["replica.lag.time.max.ms"] = "1500"
-    cluster.start()
     partitions = 2
     events: list[str] = []
-    try:
-        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    with running_cluster(tmp_path, {"replica.lag.time.max.ms": "1500"}, replication_proxies=True) as cluster:
         create(cluster.bootstrap, TOPIC, partitions=partitions, **{"min.insync.replicas": "2"})
         down: int | None = None
         with AckRecorder(cluster.bootstrap, rate=1000) as recorder:
@@ -340,8 +326,6 @@ def test_a_seeded_schedule_of_kills_restarts_and_cut_links_loses_no_acknowledged
         for partition in range(partitions):
             copies = [segment_bytes(cluster, n, TOPIC, partition) for n in (1, 2, 3)]
             assert copies[0] == copies[1] == copies[2], f"partition {partition}: the replicas diverge (seed {seed}, {events})"
-    finally:
-        cluster.stop()
 
 
 def offline_replicas(bootstrap: str, topic: str, partition: int = 0) -> list[int]:
@@ -413,12 +397,7 @@ def test_elect_leaders_moves_leadership_back_to_the_preferred_replica(cluster) -
 
 
 def test_auto_leader_rebalance_moves_leadership_back(tmp_path: Path) -> None:
-    cluster = Cluster(tmp_path)
-    for node in cluster.nodes.values():
-        node.overrides["leader.imbalance.check.interval.seconds"] = "1"
-    cluster.start()
-    try:
-        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    with running_cluster(tmp_path, {"leader.imbalance.check.interval.seconds": "1"}) as cluster:
         create(cluster.bootstrap, TOPIC)
         preferred = partition_info(cluster.bootstrap, TOPIC)[0]
         cluster.nodes[preferred].stop()
@@ -426,8 +405,6 @@ def test_auto_leader_rebalance_moves_leadership_back(tmp_path: Path) -> None:
         wait_for(lambda: partition_info(others, TOPIC)[0] not in (preferred, -1), "another replica leads")
         cluster.nodes[preferred].start()
         wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[0] == preferred, "the preferred replica leads again", 30)
-    finally:
-        cluster.stop()
 
 
 def reassignment_requests(bootstrap: str, topic: str, target: list[int] | None) -> tuple[int, list]:
@@ -447,9 +424,7 @@ def test_a_reassignment_moves_a_partition_to_other_brokers_after_they_catch_up(t
     from fastlog.protocol import ErrorCode
     from tests.broker.wire import WireClient
 
-    cluster = Cluster(tmp_path, replication_proxies=True).start()
-    try:
-        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+    with running_cluster(tmp_path, replication_proxies=True) as cluster:
         create(cluster.bootstrap, TOPIC, factor=1)
         source, _, _ = partition_info(cluster.bootstrap, TOPIC)
         targets = [n for n in (1, 2, 3) if n != source]
@@ -475,5 +450,3 @@ def test_a_reassignment_moves_a_partition_to_other_brokers_after_they_catch_up(t
         fetch = F(replica_id=-1, max_wait_ms=0, topics=[F.FetchTopic(topic=TOPIC, partitions=[F.FetchPartition(partition=0, partition_max_bytes=1024)])])
         with WireClient(cluster.nodes[source].bootstrap) as wire:
             assert wire.request(fetch, 11).responses[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
-    finally:
-        cluster.stop()

@@ -18,7 +18,7 @@ from fastlog import protocol
 from fastlog.protocol import ErrorCode
 from fastlog.records import Record, encode_batch
 from tests.broker.wire import WireClient
-from tests.cluster.helpers import Cluster, agreed, wait_for
+from tests.cluster.helpers import Cluster, agreed, running_cluster, wait_for
 
 TIMEOUT = 20
 TOPICS = [f"orders-{i}" for i in range(4)]
@@ -26,10 +26,8 @@ TOPICS = [f"orders-{i}" for i in range(4)]
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    started = Cluster(tmp_path).start()
-    wait_for(lambda: agreed(started, [1, 2, 3], {1, 2, 3}), "the cluster settles")
-    yield started
-    started.stop()
+    with running_cluster(tmp_path) as started:
+        yield started
 
 
 def create(bootstrap: str, names: list[str], partitions: int = 3, **configs: str) -> None:
