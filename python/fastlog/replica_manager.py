@@ -413,13 +413,25 @@ class ReplicaManager:
         """Appends what the leader sent for one partition; False when it sent an error."""
         partition_log = state.partition.log
         if data.error_code:
+            if data.error_code == ErrorCode.OFFSET_OUT_OF_RANGE and partition_log.log_end_offset < data.log_start_offset:
+                # The leader deleted what this replica lacks (retention, DeleteRecords): start over
+                # at its log start, as Kafka's follower does.
+                log.warning("%s-%d: the leader's log starts at %d, past this replica's end %d: starting the replica there",
+                            state.topic, state.index, data.log_start_offset, partition_log.log_end_offset)
+                await trio.to_thread.run_sync(partition_log.restart_at, data.log_start_offset)
+                return True
             if data.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
-                log.error("%s-%d: the leader does not have offset %d (its log starts at %d); this replica cannot catch up",
+                log.error("%s-%d: the leader does not have offset %d (its log is [%d, ...)); checking the tail against it again",
                           state.topic, state.index, partition_log.log_end_offset, data.log_start_offset)
+                state.truncated = False
             else:
                 log.debug("%s-%d: fetch from the leader: %s", state.topic, state.index, ErrorCode(data.error_code).name)
             return False
         records = bytes(data.records or b"")
+        if len(records) >= 8 and partition_log.log_end_offset == partition_log.log_start_offset:
+            first = int.from_bytes(records[:8], "big")
+            if first < partition_log.log_end_offset:  # an empty log that starts inside the leader's first batch
+                await trio.to_thread.run_sync(partition_log.restart_at, first)
         if records:
             try:
                 # On a worker thread: the write of up to replica.fetch.max.bytes overlaps the

@@ -748,6 +748,35 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Empties the log and starts it at `offset` (Kafka's truncateFullyAndStartAt): a follower
+    /// whose log end is below the leader's log start (records the leader deleted) takes the
+    /// leader's log from there. Every segment, the leader-epoch cache and producer state go.
+    pub fn restart_at(&mut self, offset: i64, now_ms: i64) -> Result<()> {
+        let bases: Vec<i64> = self.segments.keys().copied().collect();
+        for base in bases {
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.delete_files()?;
+            }
+        }
+        for (_, path) in self.snapshot_files()? {
+            let _ = fs::remove_file(path);
+        }
+        let offset = offset.max(0);
+        self.segments.insert(offset, Segment::create(&self.dir, offset, now_ms)?);
+        self.active_mut().activate()?;
+        self.dir_needs_sync = true;
+        self.log_start_offset = offset;
+        self.high_watermark = offset;
+        self.recovery_point = offset;
+        self.unflushed_messages = 0;
+        self.epochs.clear();
+        self.write_epochs(true)?;
+        self.producers.clear();
+        self.first_dirty_offset = offset;
+        checkpoint::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
     /// OffsetForLeaderEpoch: the largest epoch <= `epoch` we know and the offset it ends at.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         let Some(position) = self.epochs.iter().rposition(|(e, _)| *e <= epoch) else {
@@ -1007,6 +1036,28 @@ mod tests {
         follower.truncate_to(2).unwrap();
         assert!(follower.append_replica(&corrupt, 0).is_err(), "a bad CRC is refused");
         assert_eq!(follower.log_end_offset(), 2);
+    }
+
+    #[test]
+    fn a_log_restarted_at_an_offset_starts_there_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        for _ in 0..20 {
+            log.append(&build_batch(0, 1, &[b"some bytes"]), 1, 0).unwrap();
+        }
+        assert!(log.segment_count() > 1);
+        log.restart_at(500, 0).unwrap();
+        assert_eq!((log.log_start_offset, log.log_end_offset(), log.high_watermark, log.segment_count()), (500, 500, 500, 1));
+        assert_eq!(log.latest_epoch(), -1);
+        let mut leader = PartitionLog::open(&dir.path().join("l-0"), LogConfig::default(), 0, 0, 0).unwrap();
+        leader.restart_at(500, 0).unwrap();
+        leader.append(&build_batch(0, 1, &[b"x"]), 4, 0).unwrap();
+        let fetched = read_all(&mut leader, 500);
+        assert_eq!(log.append_replica(&fetched, 0).unwrap(), (500, 501));
+        drop(log);
+        let log = PartitionLog::open(&path, small_config(), 0, 500, 0).unwrap();
+        assert_eq!((log.log_start_offset, log.log_end_offset(), log.latest_epoch()), (500, 501, 4), "it reopens as it was left");
     }
 
     #[test]

@@ -229,6 +229,12 @@ impl Log {
         Ok((info.base_offset, info.last_offset, info.log_append_time, info.record_count))
     }
 
+    /// Empties the log and starts it at `offset` (a follower behind the leader's log start).
+    fn restart_at(&self, py: Python<'_>, offset: i64) -> PyResult<()> {
+        let now = self::now_ms();
+        self.with(py, |log| log.restart_at(offset, now))
+    }
+
     /// A follower's append of the leader's batches, offsets and epochs kept (CRCs checked; a
     /// trailing partial batch is left out). Returns (first offset, next offset) appended.
     #[pyo3(signature = (data, now_ms = None))]

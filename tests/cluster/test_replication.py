@@ -450,3 +450,32 @@ def test_a_reassignment_moves_a_partition_to_other_brokers_after_they_catch_up(t
         fetch = F(replica_id=-1, max_wait_ms=0, topics=[F.FetchTopic(topic=TOPIC, partitions=[F.FetchPartition(partition=0, partition_max_bytes=1024)])])
         with WireClient(cluster.nodes[source].bootstrap) as wire:
             assert wire.request(fetch, 11).responses[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+
+
+def test_a_follower_behind_the_leaders_log_start_starts_over_there(cluster) -> None:
+    """A follower down while the leader deleted the records it lacks (DeleteRecords here,
+    retention alike) cannot fetch them: it empties its log and starts at the leader's log
+    start (Kafka's truncateFullyAndStartAt), then catches up and rejoins the ISR."""
+    from fastlog import protocol
+    from tests.broker.wire import WireClient
+
+    create(cluster.bootstrap, TOPIC, **{"segment.bytes": "100000"})
+    leader, replicas, _ = partition_info(cluster.bootstrap, TOPIC)
+    behind = next(r for r in replicas if r != leader)
+    cluster.nodes[behind].stop()
+    others = ",".join(cluster.nodes[n].bootstrap for n in (1, 2, 3) if n != behind)
+    producer = Producer({"bootstrap.servers": others, "acks": "all"})
+    for i in range(3000):
+        producer.produce(TOPIC, value=b"%d" % i)
+    assert producer.flush(20) == 0
+    D = protocol.DeleteRecordsRequest
+    request = D(topics=[D.DeleteRecordsTopic(name=TOPIC, partitions=[D.DeleteRecordsPartition(partition_index=0, offset=2000)])], timeout_ms=10_000)
+    with WireClient(cluster.nodes[leader].bootstrap) as wire:
+        assert wire.request(request, 2).topics[0].partitions[0].low_watermark == 2000
+    cluster.nodes[behind].start()
+    wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[2] == [1, 2, 3], "the follower catches up from the leader's log start", 30)
+    assert "starting the replica there" in cluster.nodes[behind].log_text()
+    for other in (n for n in (1, 2, 3) if n != behind):
+        cluster.nodes[other].stop()  # leadership moves to the replica that started over
+    wait_for(lambda: partition_info(cluster.nodes[behind].bootstrap, TOPIC)[0] == behind, "it leads")
+    assert read_all(cluster.nodes[behind].bootstrap, TOPIC) == list(range(2000, 3000)), "it holds what the leader held"
