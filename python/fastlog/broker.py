@@ -118,6 +118,8 @@ class Broker:
                 background.start_soon(self._every, "log.flush.scheduler.interval.ms", self.logs.flush_due)
                 background.start_soon(self._every, "log.cleaner.backoff.ms", self.logs.clean_compacted)
                 background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
+                if self.controller is not None:
+                    background.start_soon(self._every, "replica.high.watermark.checkpoint.interval.ms", self.logs.write_high_watermarks)
                 await background.start(self.groups.run)
                 await background.start(serve_metrics, self)
                 self._background = background

@@ -207,6 +207,7 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("metadata.log.max.record.bytes.between.snapshots", _int(1, INT_MAX), 20 * 1024 * 1024, "bytes of metadata records after which the image is snapshotted and the log compacted"),
         BrokerKey("inter.broker.listener.name", _optional_string, None, "listener followers fetch from (default: the first client listener)"),
         BrokerKey("replica.lag.time.max.ms", _int(1, INT_MAX), 30_000, "a follower not caught up for this long leaves the ISR"),
+        BrokerKey("replica.high.watermark.checkpoint.interval.ms", _int(1, INT_MAX), 5000, "how often high watermarks are saved (a cluster)"),
         BrokerKey("replica.fetch.wait.max.ms", _int(0, INT_MAX), 500, "how long a follower's fetch waits at the leader for new records"),
         BrokerKey("replica.fetch.max.bytes", _int(1, INT_MAX), 1_048_576, "bytes a follower asks for per partition"),
         BrokerKey("replica.fetch.response.max.bytes", _int(1, INT_MAX), 10_485_760, "bytes a follower asks for per fetch"),

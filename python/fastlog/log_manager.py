@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 TOPICS_FILE = "fastlog-topics.json"
 RECOVERY_CHECKPOINT = "recovery-point-offset-checkpoint"
 LOG_START_CHECKPOINT = "log-start-offset-checkpoint"
+# In a cluster, each partition's high watermark (Kafka's file): a restarted broker does not
+# show consumers records its followers may never have had.
+HIGH_WATERMARK_CHECKPOINT = "replication-offset-checkpoint"
 LEGAL_TOPIC = re.compile(r"^[a-zA-Z0-9._-]+$")
 MAX_TOPIC_LENGTH = 249
 # More partitions than this in one topic is a typo or an attack, not a plan.
@@ -135,11 +138,15 @@ class LogManager:
         self.cluster_id = self._load_meta_properties()
         recovery = self._read_offsets(RECOVERY_CHECKPOINT)
         starts = self._read_offsets(LOG_START_CHECKPOINT)
+        high_watermarks = self._read_offsets(HIGH_WATERMARK_CHECKPOINT) if self.config.cluster_mode else {}
         for name, entry in self._read_topics_file().items():
             topic = Topic(name, uuid.UUID(entry["id"]), dict(entry.get("configs", {})), [])
             for index in range(int(entry["partitions"])):
                 key = (name, index)
-                topic.partitions.append(self._open_partition(topic, index, recovery.get(key, 0), starts.get(key, 0)))
+                partition = self._open_partition(topic, index, recovery.get(key, 0), starts.get(key, 0))
+                if key in high_watermarks:  # the log opens with its end as high watermark
+                    partition.log.high_watermark = high_watermarks[key]
+                topic.partitions.append(partition)
             self._register(topic)
         log.info(
             "opened %d topics, %d partitions in %s in %.2fs",
@@ -227,6 +234,18 @@ class LogManager:
         )
         _core.write_checkpoint(
             self.data_dir / LOG_START_CHECKPOINT, [f"{p.topic} {p.index} {p.log.log_start_offset}" for p in partitions]
+        )
+        if self.config.cluster_mode:
+            self._write_high_watermarks(partitions)
+
+    def write_high_watermarks(self) -> None:
+        """Every replica.high.watermark.checkpoint.interval.ms in a cluster (on a worker thread)."""
+        with self._checkpoint_lock:
+            self._write_high_watermarks(list(self.all_partitions()))
+
+    def _write_high_watermarks(self, partitions: list[Partition]) -> None:
+        _core.write_checkpoint(
+            self.data_dir / HIGH_WATERMARK_CHECKPOINT, [f"{p.topic} {p.index} {p.log.high_watermark}" for p in partitions]
         )
 
     # -- lookups ---------------------------------------------------------------------------

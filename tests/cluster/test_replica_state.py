@@ -126,3 +126,20 @@ def test_a_lagging_follower_is_asked_out_of_the_isr_and_back_in(tmp_path: Path) 
         assert proposed[-1] == {"isr": [1, 2, 3]}, "caught up: asked back in"
 
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_high_watermarks_are_checkpointed_and_restored_in_a_cluster(tmp_path: Path) -> None:
+    """replication-offset-checkpoint: a restarted broker keeps the high watermark it had, not
+    its log end (records its followers may not have stay invisible until they fetch them)."""
+    broker, _ = leader_broker(tmp_path)
+    partition = broker.logs.partition("t", 0)
+    partition.log.append(encode_batch([Record(i, 0, None, b"v") for i in range(5)]), 0)
+    partition.log.high_watermark = 3
+    broker.logs.write_high_watermarks()
+    assert (tmp_path / "replication-offset-checkpoint").read_text().splitlines()[2:] == ["t 0 3"]
+    broker.logs.close()
+    reopened = Broker(broker.config)
+    reopened.logs.open()
+    log = reopened.logs.partition("t", 0).log
+    assert (log.log_end_offset, log.high_watermark) == (5, 3)
+    reopened.logs.close()
