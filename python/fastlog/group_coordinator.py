@@ -1129,7 +1129,7 @@ class BrokerOffsetsStore:
             raise TopicError(ErrorCode.NOT_COORDINATOR, f"this broker does not lead {OFFSETS_TOPIC}-{partition}")
         _, last_offset, _, _ = target.log.append(batch, epoch)
         state = replicas.state(OFFSETS_TOPIC, partition)
-        if state is not None and state.isr == [self.broker.node_id]:
+        if state is not None and replicas.alone(state):
             target.log.high_watermark = target.log.log_end_offset
         target.wake_waiters()
         await trio.to_thread.run_sync(target.log.flush)

@@ -108,6 +108,16 @@ class ReplicaManager:
     def state(self, topic: str, index: int) -> Optional[ReplicaState]:
         return self.states.get((topic, index))
 
+    def alone(self, state: ReplicaState) -> bool:
+        """Whether this broker leads `state` with no other in-sync replica: the high watermark
+        follows its log end (as on a single node)."""
+        return state.leader == self.node_id and state.isr == [self.node_id]
+
+    def isr_short(self, state: ReplicaState) -> bool:
+        """Whether the ISR is smaller than the topic's min.insync.replicas (acks=all refused)."""
+        logs = self.broker.logs
+        return len(state.isr) < logs.effective_configs(logs.topics[state.topic])["min.insync.replicas"]
+
     def under_replicated(self) -> int:
         """Partitions led here whose ISR is smaller than their replica set."""
         return sum(1 for s in self.states.values() if s.leader == self.node_id and len(s.isr) < len(s.replicas))
@@ -152,7 +162,7 @@ class ReplicaManager:
             log.info("%s-%d: following broker %s in epoch %d", key[0], key[1], wanted.leader, wanted.leader_epoch)
         state.leader, state.leader_epoch = wanted.leader, wanted.leader_epoch
         if state.leader == me:
-            alone = state.isr == [me]
+            alone = self.alone(state)
             self._set_role(state, "alone" if alone else "leader")
             if alone:
                 self._set_high_watermark(state, state.partition.log.log_end_offset)
@@ -171,10 +181,7 @@ class ReplicaManager:
             self.broker.groups_moved_here()
 
     def _set_role(self, state: ReplicaState, kind: str) -> None:
-        logs = self.broker.logs
-        topic = logs.topics[state.topic]
-        min_isr = logs.effective_configs(topic)["min.insync.replicas"]
-        logs.table.set_role(state.topic, state.index, max(state.leader_epoch, 0), kind, len(state.isr) < min_isr)
+        self.broker.logs.table.set_role(state.topic, state.index, max(state.leader_epoch, 0), kind, self.isr_short(state))
 
     # -- leading ---------------------------------------------------------------------------------
 
@@ -251,9 +258,7 @@ class ReplicaManager:
             if state is None or state.leader != self.node_id or state.leader_epoch != epoch:
                 return ErrorCode.NOT_LEADER_OR_FOLLOWER
             if state.partition.log.high_watermark >= offset:
-                logs = self.broker.logs
-                min_isr = logs.effective_configs(logs.topics[topic])["min.insync.replicas"]
-                return ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND if len(state.isr) < min_isr else 0
+                return ErrorCode.NOT_ENOUGH_REPLICAS_AFTER_APPEND if self.isr_short(state) else 0
             if trio.current_time() >= deadline:
                 return ErrorCode.REQUEST_TIMED_OUT
             with trio.move_on_at(deadline):

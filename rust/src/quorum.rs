@@ -323,8 +323,14 @@ impl Quorum {
         meta.index = index;
         meta.term = term;
         meta.set_conf_state(store.mem.initial_state().map_err(|e| raft_error("snapshot", e))?.conf_state);
+        self.keep_snapshot(&snapshot)
+    }
+
+    /// Writes `snapshot` to the snapshot file, makes it the start of the log and rewrites the
+    /// write-ahead file with what follows it.
+    fn keep_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
         write_atomically(&self.dir.join(SNAPSHOT_FILE), &framed(KIND_SNAPSHOT, &snapshot.write_to_bytes().map_err(encode_error)?))?;
-        store.install(&snapshot)?;
+        self.node.store().install(snapshot)?;
         self.rewrite_wal()
     }
 
@@ -421,9 +427,7 @@ impl Quorum {
         if !ready.snapshot().is_empty() {
             // The leader's state, for a node too far behind its log: kept, then handed over.
             let snapshot = ready.snapshot().clone();
-            write_atomically(&self.dir.join(SNAPSHOT_FILE), &framed(KIND_SNAPSHOT, &snapshot.write_to_bytes().map_err(encode_error)?))?;
-            self.node.store().install(&snapshot)?;
-            self.rewrite_wal()?;
+            self.keep_snapshot(&snapshot)?;
             out.snapshot = Some((snapshot.get_metadata().index, snapshot.data.to_vec()));
         }
         add_committed(&mut out, ready.take_committed_entries());

@@ -46,7 +46,7 @@ def missing_partition_error(broker: Any, topic: str, index: int) -> int:
     cluster has it (the client refreshes its metadata and goes to its leader), else
     UNKNOWN_TOPIC_OR_PARTITION."""
     view = broker.topics.get(topic)
-    if view is not None and 0 <= index < view.partitions and (broker.replicas is not None or broker.logs.partition(topic, index) is None):
+    if broker.replicas is not None and view is not None and 0 <= index < view.partitions:
         return ErrorCode.NOT_LEADER_OR_FOLLOWER
     return ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
 

@@ -92,12 +92,11 @@ def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awai
     partition, error, leader_epoch = led_partition(ctx.broker, topic, index)
     if partition is None:
         return refused(index, error)
-    state = ctx.broker.replicas.state(topic, index) if ctx.broker.replicas is not None else None
-    replicated = state is not None and state.isr != [ctx.broker.node_id]
-    if state is not None and acks == -1:
-        min_isr = ctx.broker.logs.effective_configs(ctx.broker.logs.topics[topic])["min.insync.replicas"]
-        if len(state.isr) < min_isr:
-            return refused(index, ErrorCode.NOT_ENOUGH_REPLICAS, "the partition has fewer in-sync replicas than min.insync.replicas")
+    replicas = ctx.broker.replicas
+    state = replicas.state(topic, index) if replicas is not None else None
+    replicated = state is not None and not replicas.alone(state)
+    if state is not None and acks == -1 and replicas.isr_short(state):
+        return refused(index, ErrorCode.NOT_ENOUGH_REPLICAS, "the partition has fewer in-sync replicas than min.insync.replicas")
     if not records:
         return refused(index, ErrorCode.CORRUPT_MESSAGE, "produce request without record batches")
     magic = legacy.magic_of(records)
