@@ -12,6 +12,8 @@ import trio
 
 from fastlog.config import BrokerConfig, validate_topic_configs
 from fastlog.controller import Controller
+from fastlog.metadata_node import MetadataNode
+from fastlog.metadata_observer import MetadataObserver
 from fastlog.group_coordinator import GroupCoordinator
 from fastlog.log_manager import LogManager
 from fastlog.metrics import Metrics, serve_metrics
@@ -33,8 +35,12 @@ class Broker:
         self.metrics = Metrics()
         self.producer_ids = ProducerIdAllocator(self.logs.data_dir, config.node_id if config.cluster_mode else 0)
         self.groups = GroupCoordinator.for_broker(self)
-        # In a cluster (controller.quorum.voters set), this node's part of the metadata quorum.
-        self.controller: Optional[Controller] = Controller(self) if config.cluster_mode else None
+        self.is_broker = config.is_broker  # False on a controller-only node: no clients, no logs served
+        # In a cluster: this node's view of the metadata, as a voter of the quorum (a node with
+        # the controller role) or as an observer of it (a broker-only node).
+        self.controller: Optional[MetadataNode] = None
+        if config.cluster_mode:
+            self.controller = Controller(self) if config.is_voter else MetadataObserver(self)
         # Topics as the admin APIs and Metadata see them: this node's logs, or the cluster's image.
         self.topics: LocalTopics | ClusterTopics = ClusterTopics(self) if self.controller else LocalTopics(self)
         # In a cluster: which partitions this broker leads or follows, and replication.
@@ -93,8 +99,14 @@ class Broker:
 
     @property
     def controller_id(self) -> int:
-        """The controller's node id: this node when alone, the quorum leader (-1 if none) in a cluster."""
-        return self.node_id if self.controller is None else self.controller.leader_id
+        """The controller's node id as clients are told it: this node when alone, the quorum
+        leader (-1 if none) in a cluster. Clients send admin requests to it, so a controller
+        that serves no clients (a controller-only node) is not named: this broker is, as it
+        forwards them (Kafka names a random live broker)."""
+        if self.controller is None:
+            return self.node_id
+        leader = self.controller.leader_id
+        return leader if leader < 0 or self.controller.image.is_listed(leader) else self.node_id
 
     def request_shutdown(self) -> None:
         self._shutdown.set()
@@ -120,9 +132,16 @@ class Broker:
                 background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
                 if self.controller is not None:
                     background.start_soon(self._every, "replica.high.watermark.checkpoint.interval.ms", self.logs.write_high_watermarks)
-                await background.start(self.groups.run)
                 await background.start(serve_metrics, self)
                 self._background = background
+                if not self.is_broker:  # a controller-only node: the quorum, nothing for clients
+                    assert self.controller is not None
+                    await background.start(self.controller.run)
+                    task_status.started(self)
+                    await self._shutdown.wait()
+                    background.cancel_scope.cancel()
+                    return
+                await background.start(self.groups.run)
                 if self.controller is not None:
                     assert self.replicas is not None
                     await background.start(self.replicas.run)

@@ -39,6 +39,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from fastlog.broker import Broker, run_until_signalled
     from fastlog.config import BrokerConfig, ConfigError
+    from fastlog.metadata_observer import ClusterMismatch
 
     from fastlog import logs
 
@@ -53,7 +54,7 @@ def serve(args: argparse.Namespace) -> int:
     broker = Broker(config)
     try:
         trio.run(run_until_signalled, broker)
-    except OSError as e:
+    except (OSError, ClusterMismatch) as e:
         print(f"fastlog: {e}", file=sys.stderr)
         return 1
     return 0

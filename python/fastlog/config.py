@@ -196,8 +196,9 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("metrics.port", _int(-1, 65535), 9404, "port of the Prometheus endpoint (-1: off, 0: any free port)"),
         BrokerKey("log.format", _choice("text", "json"), "text", "broker log lines as text, or as JSON lines"),
         # A cluster (KRaft's names): empty voters is a single node, a cluster of one without a quorum.
-        BrokerKey("process.roles", _string, "broker,controller", "roles of this node (a cluster needs combined nodes, for now)"),
+        BrokerKey("process.roles", _string, "broker,controller", "roles of this node: broker, controller, or both"),
         BrokerKey("controller.quorum.voters", _string, "", "the metadata quorum: id@host:port,... (empty or one voter: a single node)"),
+        BrokerKey("controller.quorum.bootstrap.servers", _string, "", "controllers a broker-only node may start from (host:port,...) when it does not list the voters"),
         BrokerKey("controller.listener.names", _string, "CONTROLLER", "listener the quorum speaks on (not served to clients)"),
         BrokerKey("controller.quorum.election.timeout.ms", _int(100, INT_MAX), 1000, "a follower without a leader for this long starts an election"),
         # Kafka's default is 9 s; the quorum hears from every node each tick, so fastlog fences
@@ -233,7 +234,7 @@ IGNORED_KEYS = frozenset(
     num.recovery.threads.per.data.dir
     transaction.state.log.replication.factor transaction.state.log.min.isr
     listener.security.protocol.map zookeeper.connect zookeeper.connection.timeout.ms
-    log.cleaner.enable log.cleaner.threads num.replica.fetchers controller.quorum.bootstrap.servers
+    log.cleaner.enable log.cleaner.threads num.replica.fetchers
     group.coordinator.rebalance.protocols share.coordinator.state.topic.replication.factor
     share.coordinator.state.topic.min.isr""".split()
 )
@@ -298,6 +299,24 @@ def parse_voters(text: str) -> dict[int, tuple[str, int]]:
     return voters
 
 
+def parse_roles(text: str) -> set[str]:
+    roles = {r.strip() for r in text.split(",") if r.strip()}
+    if not roles or not roles <= {"broker", "controller"}:
+        raise ConfigError(f"process.roles={text}: expected broker, controller, or broker,controller")
+    return roles
+
+
+def parse_addresses(key: str, text: str) -> list[tuple[str, int]]:
+    """`host:9093,host2:9093` -> [("host", 9093), ...]."""
+    addresses = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, colon, port = item.rpartition(":")
+        if not colon or not host:
+            raise ConfigError(f"{key}: {item!r} is not host:port")
+        addresses.append((host.strip("[]"), _int(1, 65535)(key, port)))
+    return addresses
+
+
 def cluster_id_for(voters: dict[int, tuple[str, int]]) -> str:
     """The cluster id every node of a cluster derives alike from its voters, when `cluster.id`
     is not set (Kafka has `kafka-storage format` write one; fastlog needs no format step)."""
@@ -326,36 +345,57 @@ class BrokerConfig:
         self.advertised_listeners = parse_listeners("advertised.listeners", advertised) if advertised else self.listeners
         if self["broker.id"] >= 0 and "node.id" not in self.explicit:
             self._values["node.id"] = self["broker.id"]
-        # One voter (Kafka's stock KRaft server.properties) is a single node, run as before.
+        self.roles = parse_roles(self["process.roles"])
         voters = parse_voters(self["controller.quorum.voters"])
-        self.quorum_voters = voters if len(voters) > 1 else {}
-        controller_names = {n.strip() for n in self["controller.listener.names"].split(",")} if self.quorum_voters else set()
+        self.quorum_bootstrap = parse_addresses("controller.quorum.bootstrap.servers", self["controller.quorum.bootstrap.servers"])
+        # A combined node with one voter or none (Kafka's stock KRaft server.properties) is a
+        # single node, run as before; anything else is a cluster.
+        single = self.roles == {"broker", "controller"} and len(voters) <= 1 and not self.quorum_bootstrap
+        self.quorum_voters = {} if single else voters
+        self._cluster = not single
+        controller_names = {n.strip() for n in self["controller.listener.names"].split(",")} if self._cluster else set()
         self.controller_listeners = [l for l in self.listeners if l.name in controller_names]
         self.client_listeners = [l for l in self.listeners if l.name not in controller_names]
-        if self.quorum_voters:
+        if self._cluster:
             self._check_cluster(controller_names)
 
     def _check_cluster(self, controller_names: set[str]) -> None:
-        roles = {r.strip() for r in self["process.roles"].split(",")}
-        if roles != {"broker", "controller"}:
-            raise ConfigError(f"process.roles={self['process.roles']}: a cluster needs combined nodes (broker,controller) for now")
-        if self.node_id not in self.quorum_voters:
-            raise ConfigError(f"node.id {self.node_id} is not one of controller.quorum.voters {sorted(self.quorum_voters)}")
-        if len(self.controller_listeners) != 1:
-            raise ConfigError(f"listeners needs exactly one listener named in controller.listener.names ({', '.join(sorted(controller_names))})")
-        if not self.client_listeners:
+        voters = self.quorum_voters
+        if "controller" in self.roles:
+            if self.node_id not in voters:
+                raise ConfigError(f"node.id {self.node_id} is a controller but not one of controller.quorum.voters {sorted(voters)}")
+            if len(self.controller_listeners) != 1:
+                raise ConfigError(f"listeners needs exactly one listener named in controller.listener.names ({', '.join(sorted(controller_names))})")
+        else:
+            if not voters and not self.quorum_bootstrap:
+                raise ConfigError("a broker-only node needs controller.quorum.voters or controller.quorum.bootstrap.servers")
+            if self.node_id in voters:
+                raise ConfigError(f"node.id {self.node_id} is one of controller.quorum.voters but process.roles has no controller")
+            if self.controller_listeners:
+                raise ConfigError("a broker-only node does not listen on the controller listener: remove it from listeners")
+        if "broker" in self.roles and not self.client_listeners:
             raise ConfigError("listeners needs a listener for clients besides the controller listener")
+        if "broker" not in self.roles and self.client_listeners:
+            raise ConfigError(f"a controller-only node serves no clients: listeners {[l.name for l in self.client_listeners]} are not controller listeners")
         if self["advertised.listeners"]:
             self.advertised_listeners = [l for l in self.advertised_listeners if l.name not in controller_names]
         inter_broker = self["inter.broker.listener.name"]
-        if inter_broker and inter_broker not in {l.name for l in self.client_listeners}:
+        if inter_broker and "broker" in self.roles and inter_broker not in {l.name for l in self.client_listeners}:
             raise ConfigError(f"inter.broker.listener.name={inter_broker} names none of the listeners besides the controller's")
-        if not self["cluster.id"]:  # every node derives the same one
-            self._values["cluster.id"] = cluster_id_for(self.quorum_voters)
+        if not self["cluster.id"] and voters:  # every node derives the same one (else: learned from the quorum)
+            self._values["cluster.id"] = cluster_id_for(voters)
 
     @property
     def cluster_mode(self) -> bool:
-        return bool(self.quorum_voters)
+        return self._cluster
+
+    @property
+    def is_broker(self) -> bool:
+        return "broker" in self.roles
+
+    @property
+    def is_voter(self) -> bool:
+        return self._cluster and "controller" in self.roles
 
     @classmethod
     def load(

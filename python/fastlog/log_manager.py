@@ -190,11 +190,21 @@ class LogManager:
         node = values.get("node.id")
         if node is not None and int(node) != self.config.node_id:
             raise ValueError(f"{path} belongs to node {node}, not the configured node.id {self.config.node_id}")
+        if not cluster_id and self.config.cluster_mode:
+            return ""  # a broker that knows only bootstrap servers learns it from the quorum
         if not cluster_id:
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not path.exists():
-            _write_atomically(path, f"version=1\ncluster.id={cluster_id}\nnode.id={self.config.node_id}\n")
+            self._write_meta_properties(cluster_id)
         return cluster_id
+
+    def _write_meta_properties(self, cluster_id: str) -> None:
+        _write_atomically(self.data_dir / "meta.properties", f"version=1\ncluster.id={cluster_id}\nnode.id={self.config.node_id}\n")
+
+    def adopt_cluster_id(self, cluster_id: str) -> None:
+        """The cluster id the quorum told a broker that had none (kept in meta.properties)."""
+        self.cluster_id = cluster_id
+        self._write_meta_properties(cluster_id)
 
     def _read_topics_file(self) -> dict[str, dict[str, Any]]:
         path = self.data_dir / TOPICS_FILE

@@ -261,11 +261,12 @@ class BrokerCollector:
         controller = getattr(self.broker, "controller", None)
         if controller is None:
             return
-        quorum, image = controller.quorum, controller.image
-        yield GaugeMetricFamily("fastlog_controller_active", "1 on the node that is the controller (the quorum leader)", value=int(quorum.is_leader))
+        image = controller.image
+        epoch, commit_index, _, _ = controller.quorum_state()
+        yield GaugeMetricFamily("fastlog_controller_active", "1 on the node that is the controller (the quorum leader)", value=int(controller.is_leader))
         yield GaugeMetricFamily("fastlog_quorum_leader", "Node id of the quorum leader (-1: none known)", value=controller.leader_id)
-        yield GaugeMetricFamily("fastlog_quorum_epoch", "The quorum's current term (a leader election raises it)", value=quorum.term)
-        yield GaugeMetricFamily("fastlog_quorum_commit_index", "Index up to which the metadata log is committed", value=quorum.commit_index)
+        yield GaugeMetricFamily("fastlog_quorum_epoch", "The quorum's current term (a leader election raises it)", value=epoch)
+        yield GaugeMetricFamily("fastlog_quorum_commit_index", "Index up to which the metadata log is committed", value=commit_index)
         yield GaugeMetricFamily("fastlog_quorum_applied_index", "Index of the last metadata record applied here", value=image.last_applied)
         yield GaugeMetricFamily("fastlog_fenced_brokers", "Registered brokers the controller fenced", value=sum(b.fenced for b in image.brokers.values()))
         offline = sum(1 for t in image.topics.values() for p in t.assignments if p.leader < 0)

@@ -23,30 +23,49 @@ class Cluster:
     `ChaosProxy` in front of its REPLICATION listener (`inter.broker.listener.name`), so a test
     can cut a leader off from its followers while clients still reach it."""
 
-    def __init__(self, root: Path, size: int = 3, replication_proxies: bool = False) -> None:
-        controller_ports = {node: free_port() for node in range(1, size + 1)}
+    def __init__(
+        self, root: Path, size: int = 3, replication_proxies: bool = False, roles: Optional[dict[int, str]] = None, bootstrap_only: frozenset[int] = frozenset()
+    ) -> None:
+        """`roles`: process.roles of some nodes (the rest are combined); the voters are the nodes
+        with the controller role; broker-only nodes in `bootstrap_only` are given the
+        controllers as controller.quorum.bootstrap.servers instead of the voters."""
+        roles = {node: (roles or {}).get(node, "broker,controller") for node in range(1, size + 1)}
+        controller_ports = {node: free_port() for node, role in roles.items() if "controller" in role}
         voters = ",".join(f"{n}@127.0.0.1:{p}" for n, p in controller_ports.items())
+        self.roles = roles
         self.nodes: dict[int, BrokerProcess] = {}
         self.proxies: dict[int, ChaosProxy] = {}
-        for node, controller_port in controller_ports.items():
+        for node, role in roles.items():
             process = BrokerProcess(root / f"node-{node}")
-            listeners = f"PLAINTEXT://127.0.0.1:{process.port},CONTROLLER://127.0.0.1:{controller_port}"
+            listeners = [f"PLAINTEXT://127.0.0.1:{process.port}"] if "broker" in role else []
+            if node in controller_ports:
+                listeners.append(f"CONTROLLER://127.0.0.1:{controller_ports[node]}")
+            if role == "controller":  # no client port: the test waits for the controller port
+                process.port = controller_ports[node]
             process.overrides.update({
                 "node.id": str(node),
-                "listeners": listeners,
-                "controller.quorum.voters": voters,
+                "process.roles": role,
+                "listeners": ",".join(listeners),
                 "broker.session.timeout.ms": str(SESSION_TIMEOUT_MS),
                 "controller.quorum.election.timeout.ms": str(ELECTION_TIMEOUT_MS),
             })
+            if node in bootstrap_only:
+                process.overrides["controller.quorum.bootstrap.servers"] = ",".join(f"127.0.0.1:{p}" for p in controller_ports.values())
+            else:
+                process.overrides["controller.quorum.voters"] = voters
             if replication_proxies:
                 replication_port = free_port()
                 proxy = self.proxies[node] = ChaosProxy(replication_port)
                 process.overrides.update({
-                    "listeners": f"{listeners},REPLICATION://127.0.0.1:{replication_port}",
+                    "listeners": f"{process.overrides['listeners']},REPLICATION://127.0.0.1:{replication_port}",
                     "advertised.listeners": f"PLAINTEXT://127.0.0.1:{process.port},REPLICATION://127.0.0.1:{proxy.port}",
                     "inter.broker.listener.name": "REPLICATION",
                 })
             self.nodes[node] = process
+
+    @property
+    def brokers(self) -> list[int]:
+        return [node for node, role in self.roles.items() if "broker" in role]
 
     def start(self) -> "Cluster":
         for proxy in self.proxies.values():
@@ -68,7 +87,7 @@ class Cluster:
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(p.bootstrap for p in self.nodes.values())
+        return ",".join(self.nodes[n].bootstrap for n in self.brokers)
 
     def view(self, node: int) -> tuple[set[int], int]:
         """(broker ids, controller id) that node `node` gives a client."""

@@ -63,10 +63,17 @@ def test_a_whole_cluster_restarts_from_its_quorum_logs(cluster) -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"controller.quorum.voters": "1@127.0.0.1:1,2@127.0.0.1:2"}, "node.id 0 is not one of controller.quorum.voters"),
+        ({"controller.quorum.voters": "1@127.0.0.1:1,2@127.0.0.1:2"}, "node.id 0 is a controller but not one of controller.quorum.voters"),
         ({"node.id": "1", "controller.quorum.voters": "1@127.0.0.1:1,2@127.0.0.1:2"}, "exactly one listener named in controller.listener.names"),
         ({"node.id": "1", "controller.quorum.voters": "1@nowhere"}, "is not id@host:port"),
-        ({"node.id": "1", "controller.quorum.voters": "1@127.0.0.1:1,2@127.0.0.1:2", "process.roles": "broker"}, "a cluster needs combined nodes"),
+        ({"node.id": "1", "controller.quorum.voters": "1@127.0.0.1:1,2@127.0.0.1:2", "process.roles": "broker"}, "is one of controller.quorum.voters but process.roles has no controller"),
+        ({"node.id": "3", "process.roles": "broker"}, "needs controller.quorum.voters or controller.quorum.bootstrap.servers"),
+        ({"node.id": "3", "process.roles": "broker", "controller.quorum.bootstrap.servers": "nowhere"}, "is not host:port"),
+        ({"node.id": "3", "process.roles": "broker", "controller.quorum.voters": "1@127.0.0.1:1",
+          "listeners": "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0"}, "does not listen on the controller listener"),
+        ({"node.id": "1", "process.roles": "controller", "controller.quorum.voters": "1@127.0.0.1:1",
+          "listeners": "PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:0"}, "a controller-only node serves no clients"),
+        ({"process.roles": "broker,zookeeper"}, "expected broker, controller, or broker,controller"),
     ],
 )
 def test_a_bad_cluster_config_stops_start_up_with_a_message(tmp_path, overrides, message) -> None:

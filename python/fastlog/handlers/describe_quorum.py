@@ -3,8 +3,9 @@
 v0-v2, for `__cluster_metadata` partition 0 (any other gets UNKNOWN_TOPIC_OR_PARTITION, as in
 Kafka). In a cluster: the leader known here, the raft term as the epoch, the committed index as
 the high watermark, and each voter's log end (complete on the leader; elsewhere -1 for the
-other voters, which only the leader tracks). A single node answers as a quorum of one. v2 also
-lists each voter's controller endpoint.
+other voters, which only the leader tracks); the leader lists the broker-only nodes that fetch
+from it as observers, a broker-only node lists itself. A single node answers as a quorum of
+one. v2 also lists each voter's controller endpoint.
 """
 
 from __future__ import annotations
@@ -17,21 +18,19 @@ R = protocol.DescribeQuorumResponse
 METADATA_TOPIC = "__cluster_metadata"
 
 
-def quorum_state(ctx: RequestContext) -> tuple[int, int, int, list[tuple[int, int]]]:
-    """(leader id, epoch, high watermark, [(voter, log end offset or -1)])."""
+def quorum_state(ctx: RequestContext) -> tuple[int, int, int, list[tuple[int, int]], list[tuple[int, int]]]:
+    """(leader id, epoch, high watermark, [(voter, log end offset or -1)], [(observer, log end)])."""
     controller = ctx.broker.controller
     if controller is None:
-        return ctx.broker.node_id, 0, 0, [(ctx.broker.node_id, 0)]
-    quorum = controller.quorum
-    known = quorum.is_leader
-    progress = [(v, end if known or v == ctx.broker.node_id else -1) for v, end in quorum.voter_progress]
-    return controller.leader_id, quorum.term, quorum.commit_index, progress
+        return ctx.broker.node_id, 0, 0, [(ctx.broker.node_id, 0)], []
+    epoch, high_watermark, voters, observers = controller.quorum_state()
+    return controller.leader_id, epoch, high_watermark, voters, observers
 
 
 def partition(ctx: RequestContext, index: int) -> object:
     if index != 0:
         return R.PartitionData(partition_index=index, error_code=ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)
-    leader, epoch, high_watermark, voters = quorum_state(ctx)
+    leader, epoch, high_watermark, voters, observers = quorum_state(ctx)
     return R.PartitionData(
         partition_index=0,
         error_code=0,
@@ -39,7 +38,7 @@ def partition(ctx: RequestContext, index: int) -> object:
         leader_epoch=epoch,
         high_watermark=high_watermark,
         current_voters=[R.ReplicaState(replica_id=v, log_end_offset=end) for v, end in voters],
-        observers=[],
+        observers=[R.ReplicaState(replica_id=o, log_end_offset=end) for o, end in observers],
     )
 
 
@@ -48,10 +47,10 @@ def voter_endpoints(ctx: RequestContext) -> list:
     if ctx.broker.controller is None:
         host, port = ctx.broker.advertised_address()
         return [R.Node(node_id=ctx.broker.node_id, listeners=[R.Listener(name="CONTROLLER", host=host, port=port)])]
-    name = config.controller_listeners[0].name
+    name = config["controller.listener.names"].split(",")[0].strip()
     return [
         R.Node(node_id=v, listeners=[R.Listener(name=name, host=host, port=port)])
-        for v, (host, port) in sorted(config.quorum_voters.items())
+        for v, (host, port) in sorted(ctx.broker.controller.voter_addresses().items())
     ]
 
 
