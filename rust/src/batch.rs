@@ -176,11 +176,8 @@ pub(crate) fn read_varint(buf: &[u8], pos: &mut usize) -> Option<i32> {
 
 /// The refusal of records one by one, with the message Kafka's broker gives it.
 fn record_errors(errors: Vec<(i32, String)>) -> CoreError {
-    let shown: Vec<String> = errors
-        .iter()
-        .take(3)
-        .map(|(index, why)| format!("RecordError(batchIndex={index}, message='{why}')"))
-        .collect();
+    let shown: Vec<String> =
+        errors.iter().take(3).map(|(index, why)| format!("RecordError(batchIndex={index}, message='{why}')")).collect();
     let message = format!(
         "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
         errors.len(),
@@ -215,20 +212,13 @@ pub struct RecordRef {
 
 /// Parses the records of a batch's (decompressed) records section.
 pub fn parse_records(records: &[u8], count: i32) -> Result<Vec<RecordRef>> {
-    let bad = |what: &str| {
-        CoreError::CorruptBatch(format!("record batch has a malformed record: {what}"))
-    };
+    let bad = |what: &str| CoreError::CorruptBatch(format!("record batch has a malformed record: {what}"));
     let mut out = Vec::with_capacity(count.max(0) as usize);
     let mut pos = 0;
     for _ in 0..count {
         let start = pos;
-        let length = read_varint(records, &mut pos)
-            .filter(|l| *l >= 0)
-            .ok_or_else(|| bad("length"))? as usize;
-        let end = pos
-            .checked_add(length)
-            .filter(|e| *e <= records.len())
-            .ok_or_else(|| bad("length past the end"))?;
+        let length = read_varint(records, &mut pos).filter(|l| *l >= 0).ok_or_else(|| bad("length"))? as usize;
+        let end = pos.checked_add(length).filter(|e| *e <= records.len()).ok_or_else(|| bad("length past the end"))?;
         let body = &records[..end];
         pos += 1; // attributes
         read_varlong(body, &mut pos).ok_or_else(|| bad("timestamp delta"))?;
@@ -237,22 +227,13 @@ pub fn parse_records(records: &[u8], count: i32) -> Result<Vec<RecordRef>> {
         let key = if key_len < 0 {
             None
         } else {
-            let key_end = pos
-                .checked_add(key_len as usize)
-                .filter(|e| *e <= end)
-                .ok_or_else(|| bad("key past the end"))?;
+            let key_end = pos.checked_add(key_len as usize).filter(|e| *e <= end).ok_or_else(|| bad("key past the end"))?;
             let range = (pos, key_end);
             pos = key_end;
             Some(range)
         };
         let value_len = read_varint(body, &mut pos).ok_or_else(|| bad("value length"))?;
-        out.push(RecordRef {
-            start,
-            end,
-            offset_delta,
-            key,
-            tombstone: value_len < 0,
-        });
+        out.push(RecordRef { start, end, offset_delta, key, tombstone: value_len < 0 });
         pos = end;
     }
     Ok(out)
@@ -270,34 +251,15 @@ struct RecordsSeen {
 /// reads each record's timestamp (and, with `find_keyless`, whether it has a key).
 fn check_records(header: &BatchHeader, records: &[u8], find_keyless: bool) -> Result<RecordsSeen> {
     let mut pos = 0;
-    let mut seen = RecordsSeen {
-        max_timestamp: if header.record_count > 0 {
-            i64::MIN
-        } else {
-            header.max_timestamp
-        },
-        keyless: vec![],
-    };
+    let mut seen = RecordsSeen { max_timestamp: if header.record_count > 0 { i64::MIN } else { header.max_timestamp }, keyless: vec![] };
     for index in 0..header.record_count {
-        let bad = |what: &str| {
-            CoreError::CorruptBatch(format!(
-                "record {index} of batch at offset {} {what}",
-                header.base_offset
-            ))
-        };
-        let length = read_varint(records, &mut pos)
-            .filter(|l| *l >= 0)
-            .ok_or_else(|| bad("has a bad length"))? as usize;
-        let end = pos
-            .checked_add(length)
-            .filter(|end| *end <= records.len())
-            .ok_or_else(|| bad("runs past the batch end"))?;
+        let bad = |what: &str| CoreError::CorruptBatch(format!("record {index} of batch at offset {} {what}", header.base_offset));
+        let length = read_varint(records, &mut pos).filter(|l| *l >= 0).ok_or_else(|| bad("has a bad length"))? as usize;
+        let end = pos.checked_add(length).filter(|end| *end <= records.len()).ok_or_else(|| bad("runs past the batch end"))?;
         let record = &records[pos..end];
         let mut at = 1; // after the attributes byte: timestamp delta, offset delta, key length
         let delta = read_varlong(record, &mut at).ok_or_else(|| bad("is malformed"))?;
-        seen.max_timestamp = seen
-            .max_timestamp
-            .max(header.base_timestamp.wrapping_add(delta));
+        seen.max_timestamp = seen.max_timestamp.max(header.base_timestamp.wrapping_add(delta));
         if find_keyless {
             read_varint(record, &mut at).ok_or_else(|| bad("is malformed"))?;
             if read_varint(record, &mut at).ok_or_else(|| bad("is malformed"))? < 0 {
@@ -344,19 +306,9 @@ pub fn checked_header(buf: &[u8]) -> Result<BatchHeader> {
 }
 
 /// Decompresses a compressed batch's records (at most `limit` bytes) and checks them.
-fn check_compressed_records(
-    header: &BatchHeader,
-    batch: &[u8],
-    limit: usize,
-    find_keyless: bool,
-) -> Result<RecordsSeen> {
+fn check_compressed_records(header: &BatchHeader, batch: &[u8], limit: usize, find_keyless: bool) -> Result<RecordsSeen> {
     let records = compression::decompress(header.compression(), &batch[HEADER_SIZE..], limit)
-        .map_err(|e| {
-            CoreError::CorruptBatch(format!(
-                "record batch at offset {}: {e}",
-                header.base_offset
-            ))
-        })?;
+        .map_err(|e| CoreError::CorruptBatch(format!("record batch at offset {}: {e}", header.base_offset)))?;
     check_records(header, &records, find_keyless)
 }
 
@@ -370,23 +322,13 @@ pub fn validate_produce(buf: &[u8], max_batch_bytes: usize) -> Result<Vec<BatchH
 /// `validate_produce` for a compacted topic: a batch with records without a key is refused as
 /// Kafka's LogValidator refuses it, INVALID_RECORD naming each keyless record of the first such
 /// batch with Kafka's message (`partition` is "topic-index", as Kafka prints a partition).
-pub fn validate_compacted_produce(
-    buf: &[u8],
-    max_batch_bytes: usize,
-    partition: &str,
-) -> Result<Vec<BatchHeader>> {
+pub fn validate_compacted_produce(buf: &[u8], max_batch_bytes: usize, partition: &str) -> Result<Vec<BatchHeader>> {
     validate_run(buf, max_batch_bytes, Some(partition))
 }
 
-fn validate_run(
-    buf: &[u8],
-    max_batch_bytes: usize,
-    keys_required_in: Option<&str>,
-) -> Result<Vec<BatchHeader>> {
+fn validate_run(buf: &[u8], max_batch_bytes: usize, keys_required_in: Option<&str>) -> Result<Vec<BatchHeader>> {
     if buf.is_empty() {
-        return Err(CoreError::CorruptBatch(
-            "produce request carries no record batch".into(),
-        ));
+        return Err(CoreError::CorruptBatch("produce request carries no record batch".into()));
     }
     let mut headers = Vec::new();
     let mut pos = 0;
@@ -412,15 +354,8 @@ fn validate_run(
             check_records(&header, &batch[HEADER_SIZE..], find_keyless)?
         };
         if let (Some(partition), false) = (keys_required_in, seen.keyless.is_empty()) {
-            let why = format!(
-                "Compacted topic cannot accept message without key in topic partition {partition}"
-            );
-            return Err(record_errors(
-                seen.keyless
-                    .into_iter()
-                    .map(|index| (index, why.clone()))
-                    .collect(),
-            ));
+            let why = format!("Compacted topic cannot accept message without key in topic partition {partition}");
+            return Err(record_errors(seen.keyless.into_iter().map(|index| (index, why.clone())).collect()));
         }
         // As Kafka's LogValidator: the header's max timestamp is the records' largest one
         // (sarama 1.22 sends -1 there); `patched_headers` writes it when it differs.
@@ -436,11 +371,7 @@ fn validate_run(
 /// and a new header with the codec bits, length and CRC to match. Offsets, timestamps and
 /// producer fields are kept.
 pub fn recompress(batch: &[u8], header: &BatchHeader, codec: i16, limit: usize) -> Result<Vec<u8>> {
-    let records = compression::decompress(
-        header.compression(),
-        &batch[HEADER_SIZE..header.size()],
-        limit,
-    )?;
+    let records = compression::decompress(header.compression(), &batch[HEADER_SIZE..header.size()], limit)?;
     let body = compression::compress(codec, &records)?;
     let mut out = Vec::with_capacity(HEADER_SIZE + body.len());
     out.extend_from_slice(&batch[..HEADER_SIZE]);
@@ -488,16 +419,10 @@ pub fn patched_headers(
             Some(now) => (header.attributes | ATTR_LOG_APPEND_TIME, now),
             None => (header.attributes, header.max_timestamp),
         };
-        if be_i16(&head, OFF_ATTRIBUTES) != attributes
-            || be_i64(&head, OFF_MAX_TIMESTAMP) != batch_max
-        {
+        if be_i16(&head, OFF_ATTRIBUTES) != attributes || be_i64(&head, OFF_MAX_TIMESTAMP) != batch_max {
             head[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
-            head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8]
-                .copy_from_slice(&batch_max.to_be_bytes());
-            let crc = crc32c::crc32c_append(
-                crc32c(&head[OFF_ATTRIBUTES..]),
-                &buf[pos + HEADER_SIZE..pos + header.size()],
-            );
+            head[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&batch_max.to_be_bytes());
+            let crc = crc32c::crc32c_append(crc32c(&head[OFF_ATTRIBUTES..]), &buf[pos + HEADER_SIZE..pos + header.size()]);
             head[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         }
         if batch_max > max_timestamp {
@@ -508,15 +433,7 @@ pub fn patched_headers(
         pos += header.size();
         patched.push(head);
     }
-    (
-        patched,
-        Assigned {
-            base_offset,
-            last_offset: next - 1,
-            max_timestamp,
-            offset_of_max_timestamp,
-        },
-    )
+    (patched, Assigned { base_offset, last_offset: next - 1, max_timestamp, offset_of_max_timestamp })
 }
 
 /// Rewrites already-validated batches in place: consecutive offsets from `base_offset`, the
@@ -529,8 +446,7 @@ pub fn assign_offsets(
     leader_epoch: i32,
     log_append_time: Option<i64>,
 ) -> Assigned {
-    let (patched, assigned) =
-        patched_headers(buf, headers, base_offset, leader_epoch, log_append_time);
+    let (patched, assigned) = patched_headers(buf, headers, base_offset, leader_epoch, log_append_time);
     let mut pos = 0;
     for (head, header) in patched.iter().zip(headers) {
         buf[pos..pos + HEADER_SIZE].copy_from_slice(head);
@@ -602,11 +518,7 @@ pub(crate) mod tests {
         let assigned = assign_offsets(&mut sent, &headers, 5, 0, None);
         assert_eq!(assigned.max_timestamp, 1000);
         let stored = validate_batch(&sent).unwrap();
-        assert_eq!(
-            (stored.max_timestamp, stored.base_offset),
-            (1000, 5),
-            "header rewritten, CRC still valid"
-        );
+        assert_eq!((stored.max_timestamp, stored.base_offset), (1000, 5), "header rewritten, CRC still valid");
     }
 
     #[test]
@@ -622,10 +534,7 @@ pub(crate) mod tests {
         assert_eq!(headers.len(), 2);
         let assigned = assign_offsets(&mut run, &headers, 10, 3, None);
         assert_eq!((assigned.base_offset, assigned.last_offset), (10, 12));
-        assert_eq!(
-            (assigned.max_timestamp, assigned.offset_of_max_timestamp),
-            (2000, 12)
-        );
+        assert_eq!((assigned.max_timestamp, assigned.offset_of_max_timestamp), (2000, 12));
         let second = validate_batch(&run[headers[0].size()..]).unwrap();
         assert_eq!(second.base_offset, 12);
         assert_eq!(second.partition_leader_epoch, 3);
@@ -639,10 +548,7 @@ pub(crate) mod tests {
         for append_time in [None, Some(777)] {
             let (patched, assigned) = patched_headers(&run, &headers, 40, 2, append_time);
             let mut whole = run.clone();
-            assert_eq!(
-                assign_offsets(&mut whole, &headers, 40, 2, append_time),
-                assigned
-            );
+            assert_eq!(assign_offsets(&mut whole, &headers, 40, 2, append_time), assigned);
             let mut joined = Vec::new();
             let mut pos = 0;
             for (head, h) in patched.iter().zip(&headers) {
@@ -656,23 +562,12 @@ pub(crate) mod tests {
 
     #[test]
     fn recompress_changes_codec_and_keeps_records() {
-        let plain = build_batch(
-            7,
-            1000,
-            &[b"aaaaaaaaaaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbbbbbbbbbb"],
-        );
+        let plain = build_batch(7, 1000, &[b"aaaaaaaaaaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbbbbbbbbbb"]);
         let header = validate_batch(&plain).unwrap();
         let zstd = recompress(&plain, &header, compression::ZSTD, 1 << 20).unwrap();
         let zheader = validate_produce(&zstd, 1 << 20).unwrap()[0];
         assert_eq!(zheader.compression(), compression::ZSTD);
-        assert_eq!(
-            (
-                zheader.base_offset,
-                zheader.record_count,
-                zheader.max_timestamp
-            ),
-            (7, 2, 1000)
-        );
+        assert_eq!((zheader.base_offset, zheader.record_count, zheader.max_timestamp), (7, 2, 1000));
         let back = recompress(&zstd, &zheader, compression::NONE, 1 << 20).unwrap();
         assert_eq!(back, plain);
     }
@@ -691,25 +586,17 @@ pub(crate) mod tests {
     fn refuses_corruption() {
         let good = build_batch(0, 1000, &[b"hello"]);
         for cut in 0..good.len() {
-            assert!(
-                validate_produce(&good[..cut], 1 << 20).is_err(),
-                "cut at {cut}"
-            );
+            assert!(validate_produce(&good[..cut], 1 << 20).is_err(), "cut at {cut}");
         }
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x40;
             // base offset and leader epoch are outside the CRC, so flips there are legal.
-            if (OFF_BASE_OFFSET..OFF_LENGTH).contains(&i)
-                || (OFF_LEADER_EPOCH..OFF_MAGIC).contains(&i)
-            {
+            if (OFF_BASE_OFFSET..OFF_LENGTH).contains(&i) || (OFF_LEADER_EPOCH..OFF_MAGIC).contains(&i) {
                 continue;
             }
             assert!(validate_produce(&bad, 1 << 20).is_err(), "flip at {i}");
         }
-        assert!(matches!(
-            validate_produce(&good, 10),
-            Err(CoreError::BatchTooLarge(_))
-        ));
+        assert!(matches!(validate_produce(&good, 10), Err(CoreError::BatchTooLarge(_))));
     }
 }

@@ -40,28 +40,15 @@ pub fn read(path: &Path) -> Result<Vec<String>> {
     let text = match fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(CoreError::io(
-                format!("read checkpoint {}", path.display()),
-                e,
-            ))
-        }
+        Err(e) => return Err(CoreError::io(format!("read checkpoint {}", path.display()), e)),
     };
-    let bad = |why: &str| {
-        CoreError::InvalidArgument(format!("malformed checkpoint {}: {why}", path.display()))
-    };
+    let bad = |why: &str| CoreError::InvalidArgument(format!("malformed checkpoint {}: {why}", path.display()));
     let mut lines = text.lines();
     if lines.next() != Some("0") {
         return Err(bad("unknown version"));
     }
-    let count: usize = lines
-        .next()
-        .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| bad("no entry count"))?;
-    let entries: Vec<String> = lines
-        .filter(|l| !l.trim().is_empty())
-        .map(str::to_owned)
-        .collect();
+    let count: usize = lines.next().and_then(|l| l.trim().parse().ok()).ok_or_else(|| bad("no entry count"))?;
+    let entries: Vec<String> = lines.filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
     if entries.len() != count {
         return Err(bad("entry count does not match"));
     }
@@ -84,10 +71,7 @@ mod tests {
         let path = dir.path().join("recovery-point-offset-checkpoint");
         assert!(read(&path).unwrap().is_empty());
         write(&path, &["t 0 42".into(), "t 1 7".into()]).unwrap();
-        assert_eq!(
-            read(&path).unwrap(),
-            vec!["t 0 42".to_string(), "t 1 7".to_string()]
-        );
+        assert_eq!(read(&path).unwrap(), vec!["t 0 42".to_string(), "t 1 7".to_string()]);
         fs::write(&path, "0\n3\na 0 1\n").unwrap();
         assert!(read(&path).is_err());
     }

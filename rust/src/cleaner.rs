@@ -23,31 +23,20 @@ use crate::error::{CoreError, Result};
 
 /// The decompressed records section of one whole batch.
 fn records_of(batch_bytes: &[u8], header: &BatchHeader) -> Result<Vec<u8>> {
-    compression::decompress(
-        header.compression(),
-        &batch_bytes[HEADER_SIZE..],
-        usize::MAX,
-    )
+    compression::decompress(header.compression(), &batch_bytes[HEADER_SIZE..], usize::MAX)
 }
 
 /// Calls `f(header, batch bytes)` for each batch of a segment file up to `size` bytes.
-pub fn for_each_batch(
-    path: &Path,
-    size: u64,
-    mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<()>,
-) -> Result<()> {
-    let file =
-        File::open(path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
+pub fn for_each_batch(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<()>) -> Result<()> {
+    let file = File::open(path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
     let mut position = 0u64;
     let mut buf = Vec::new();
     while position + HEADER_SIZE as u64 <= size {
         let mut head = [0u8; HEADER_SIZE];
-        file.read_exact_at(&mut head, position)
-            .map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
+        file.read_exact_at(&mut head, position).map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
         let header = batch::parse_header(&head)?;
         buf.resize(header.size(), 0);
-        file.read_exact_at(&mut buf, position)
-            .map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
+        file.read_exact_at(&mut buf, position).map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
         f(&header, &buf)?;
         position += header.size() as u64;
     }
@@ -55,12 +44,7 @@ pub fn for_each_batch(
 }
 
 /// Maps each key seen in batches at or after `from` to the offset of its last record.
-pub fn add_keys(
-    map: &mut HashMap<Vec<u8>, i64>,
-    header: &BatchHeader,
-    batch_bytes: &[u8],
-    from: i64,
-) -> Result<()> {
+pub fn add_keys(map: &mut HashMap<Vec<u8>, i64>, header: &BatchHeader, batch_bytes: &[u8], from: i64) -> Result<()> {
     if header.is_control() || header.last_offset() < from {
         return Ok(());
     }
@@ -97,13 +81,7 @@ pub fn filter_batch(
     let parsed = parse_records(&records, header.record_count)?;
     let kept: Vec<&RecordRef> = parsed
         .iter()
-        .filter(|r| {
-            keep(
-                header.base_offset + r.offset_delta as i64,
-                r.key.map(|(s, e)| &records[s..e]),
-                r.tombstone,
-            )
-        })
+        .filter(|r| keep(header.base_offset + r.offset_delta as i64, r.key.map(|(s, e)| &records[s..e]), r.tombstone))
         .collect();
     stats.records_removed += (parsed.len() - kept.len()) as u64;
     if kept.len() == parsed.len() {
@@ -141,11 +119,8 @@ pub fn write_swap(log_path: &Path, bytes: &[u8]) -> Result<()> {
     let cleaned = cleaned_path(log_path);
     let ctx = |e| CoreError::io(format!("write {}", cleaned.display()), e);
     let mut file = File::create(&cleaned).map_err(ctx)?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(ctx)?;
-    fs::rename(&cleaned, swap_path(log_path))
-        .map_err(|e| CoreError::io(format!("rename {}", cleaned.display()), e))
+    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(ctx)?;
+    fs::rename(&cleaned, swap_path(log_path)).map_err(|e| CoreError::io(format!("rename {}", cleaned.display()), e))
 }
 
 /// Replaces a segment's `.log` with its `.swap` file; its index files go, to be rebuilt.
@@ -173,27 +148,13 @@ mod tests {
         let header = batch::validate_batch(&b).unwrap();
         let records = records_of(&b, &header).unwrap();
         let parsed = parse_records(&records, header.record_count).unwrap();
-        assert_eq!(
-            parsed.iter().map(|r| r.offset_delta).collect::<Vec<_>>(),
-            vec![0, 1, 2]
-        );
+        assert_eq!(parsed.iter().map(|r| r.offset_delta).collect::<Vec<_>>(), vec![0, 1, 2]);
         assert!(parsed.iter().all(|r| r.key.is_none() && !r.tombstone));
         let mut stats = CleanStats::default();
-        let kept = filter_batch(&header, &b, |offset, _, _| offset != 11, &mut stats)
-            .unwrap()
-            .unwrap();
+        let kept = filter_batch(&header, &b, |offset, _, _| offset != 11, &mut stats).unwrap().unwrap();
         let kept_header = batch::validate_batch(&kept).unwrap();
-        assert_eq!(
-            (
-                kept_header.record_count,
-                kept_header.last_offset_delta,
-                kept_header.base_offset
-            ),
-            (2, 2, 10)
-        );
+        assert_eq!((kept_header.record_count, kept_header.last_offset_delta, kept_header.base_offset), (2, 2, 10));
         assert_eq!(stats.records_removed, 1);
-        assert!(filter_batch(&header, &b, |_, _, _| false, &mut stats)
-            .unwrap()
-            .is_none());
+        assert!(filter_batch(&header, &b, |_, _, _| false, &mut stats).unwrap().is_none());
     }
 }

@@ -18,16 +18,11 @@ pub const ZSTD: i16 = 4;
 const XERIAL_MAGIC: &[u8] = b"\x82SNAPPY\x00";
 
 fn corrupt(codec: i16, why: impl std::fmt::Display) -> CoreError {
-    CoreError::CorruptBatch(format!(
-        "{} data cannot be decompressed: {why}",
-        codec_name(codec)
-    ))
+    CoreError::CorruptBatch(format!("{} data cannot be decompressed: {why}", codec_name(codec)))
 }
 
 fn too_large(limit: usize) -> CoreError {
-    CoreError::CorruptBatch(format!(
-        "compressed records inflate past the limit of {limit} bytes"
-    ))
+    CoreError::CorruptBatch(format!("compressed records inflate past the limit of {limit} bytes"))
 }
 
 pub fn codec_name(codec: i16) -> &'static str {
@@ -44,10 +39,7 @@ pub fn codec_name(codec: i16) -> &'static str {
 /// Reads everything from `reader`, failing once more than `limit` bytes come out.
 fn read_bounded(codec: i16, reader: impl Read, limit: usize) -> Result<Vec<u8>> {
     let mut out = Vec::new();
-    reader
-        .take((limit as u64).saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| corrupt(codec, e))?;
+    reader.take((limit as u64).saturating_add(1)).read_to_end(&mut out).map_err(|e| corrupt(codec, e))?;
     if out.len() > limit {
         return Err(too_large(limit));
     }
@@ -61,9 +53,7 @@ fn snappy_block(block: &[u8], budget: usize, out: &mut Vec<u8>) -> Result<()> {
     }
     let start = out.len();
     out.resize(start + size, 0);
-    snap::raw::Decoder::new()
-        .decompress(block, &mut out[start..])
-        .map_err(|e| corrupt(SNAPPY, e))?;
+    snap::raw::Decoder::new().decompress(block, &mut out[start..]).map_err(|e| corrupt(SNAPPY, e))?;
     Ok(())
 }
 
@@ -83,14 +73,9 @@ fn snappy(data: &[u8], limit: usize) -> Result<Vec<u8>> {
             return Err(corrupt(SNAPPY, "xerial block length is truncated"));
         };
         let len = i32::from_be_bytes(len_bytes.try_into().unwrap());
-        let block = usize::try_from(len)
-            .ok()
-            .and_then(|l| data.get(pos + 4..pos + 4 + l));
+        let block = usize::try_from(len).ok().and_then(|l| data.get(pos + 4..pos + 4 + l));
         let Some(block) = block else {
-            return Err(corrupt(
-                SNAPPY,
-                format!("xerial block of {len} bytes runs past the data"),
-            ));
+            return Err(corrupt(SNAPPY, format!("xerial block of {len} bytes runs past the data")));
         };
         snappy_block(block, limit - out.len(), &mut out)?;
         pos += 4 + block.len();
@@ -114,9 +99,7 @@ pub fn decompress(codec: i16, data: &[u8], limit: usize) -> Result<Vec<u8>> {
             let decoder = zstd::stream::read::Decoder::new(data).map_err(|e| corrupt(codec, e))?;
             read_bounded(codec, decoder, limit)
         }
-        other => Err(CoreError::CorruptBatch(format!(
-            "record batch uses unknown compression codec {other}"
-        ))),
+        other => Err(CoreError::CorruptBatch(format!("record batch uses unknown compression codec {other}"))),
     }
 }
 
@@ -127,8 +110,7 @@ pub fn compress(codec: i16, data: &[u8]) -> Result<Vec<u8>> {
     match codec {
         NONE => Ok(data.to_vec()),
         GZIP => {
-            let mut encoder =
-                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             encoder.write_all(data).map_err(fail)?;
             encoder.finish().map_err(fail)
         }
@@ -148,14 +130,10 @@ pub fn compress(codec: i16, data: &[u8]) -> Result<Vec<u8>> {
         LZ4 => {
             let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
             encoder.write_all(data).map_err(fail)?;
-            encoder
-                .finish()
-                .map_err(|e| CoreError::InvalidArgument(format!("lz4 compression: {e}")))
+            encoder.finish().map_err(|e| CoreError::InvalidArgument(format!("lz4 compression: {e}")))
         }
         ZSTD => zstd::stream::encode_all(data, 3).map_err(fail),
-        other => Err(CoreError::InvalidArgument(format!(
-            "unknown compression codec {other}"
-        ))),
+        other => Err(CoreError::InvalidArgument(format!("unknown compression codec {other}"))),
     }
 }
 
@@ -165,28 +143,17 @@ mod tests {
 
     #[test]
     fn round_trip_every_codec() {
-        let data: Vec<u8> = (0..100_000u32)
-            .flat_map(|i| (i % 251).to_be_bytes())
-            .collect();
+        let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_be_bytes()).collect();
         for codec in [NONE, GZIP, SNAPPY, LZ4, ZSTD] {
             let packed = compress(codec, &data).unwrap();
-            assert_eq!(
-                decompress(codec, &packed, data.len()).unwrap(),
-                data,
-                "codec {codec}"
-            );
-            assert!(
-                decompress(codec, &packed, data.len() - 1).is_err(),
-                "codec {codec} limit"
-            );
+            assert_eq!(decompress(codec, &packed, data.len()).unwrap(), data, "codec {codec}");
+            assert!(decompress(codec, &packed, data.len() - 1).is_err(), "codec {codec} limit");
         }
     }
 
     #[test]
     fn raw_snappy_and_garbage() {
-        let raw = snap::raw::Encoder::new()
-            .compress_vec(b"hello hello hello")
-            .unwrap();
+        let raw = snap::raw::Encoder::new().compress_vec(b"hello hello hello").unwrap();
         assert_eq!(decompress(SNAPPY, &raw, 100).unwrap(), b"hello hello hello");
         for codec in [GZIP, SNAPPY, LZ4, ZSTD] {
             assert!(decompress(codec, b"\x00\x01garbage\xff\xff\xff\xff", 1000).is_err());

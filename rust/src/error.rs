@@ -39,16 +39,16 @@ impl CoreError {
     /// layer's `storage_error_code` gives the same codes for the exceptions, a test checks it).
     pub fn kafka_error_code(&self) -> i16 {
         match self {
-            CoreError::CorruptBatch(_) => 2,          // CORRUPT_MESSAGE
-            CoreError::BatchTooLarge(_) => 10,        // MESSAGE_TOO_LARGE
-            CoreError::OffsetOutOfRange(_) => 1,      // OFFSET_OUT_OF_RANGE
-            CoreError::InvalidArgument(_) => 42,      // INVALID_REQUEST
-            CoreError::OutOfOrderSequence(_) => 45,   // OUT_OF_ORDER_SEQUENCE_NUMBER
+            CoreError::CorruptBatch(_) => 2,         // CORRUPT_MESSAGE
+            CoreError::BatchTooLarge(_) => 10,       // MESSAGE_TOO_LARGE
+            CoreError::OffsetOutOfRange(_) => 1,     // OFFSET_OUT_OF_RANGE
+            CoreError::InvalidArgument(_) => 42,     // INVALID_REQUEST
+            CoreError::OutOfOrderSequence(_) => 45,  // OUT_OF_ORDER_SEQUENCE_NUMBER
             CoreError::InvalidProducerEpoch(_) => 47, // INVALID_PRODUCER_EPOCH
-            CoreError::UnknownProducerId(_) => 59,    // UNKNOWN_PRODUCER_ID
-            CoreError::InvalidRecord(_) => 87,        // INVALID_RECORD
-            CoreError::RecordErrors(..) => 87,        // INVALID_RECORD
-            CoreError::Io(..) => 56,                  // KAFKA_STORAGE_ERROR
+            CoreError::UnknownProducerId(_) => 59,   // UNKNOWN_PRODUCER_ID
+            CoreError::InvalidRecord(_) => 87,       // INVALID_RECORD
+            CoreError::RecordErrors(..) => 87,       // INVALID_RECORD
+            CoreError::Io(..) => 56,                 // KAFKA_STORAGE_ERROR
         }
     }
 }

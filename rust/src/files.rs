@@ -28,12 +28,7 @@ struct Lru<T> {
 
 impl<T: Clone> Lru<T> {
     fn new(capacity: usize) -> Self {
-        Lru {
-            capacity,
-            tick: 0,
-            by_id: HashMap::new(),
-            by_tick: BTreeMap::new(),
-        }
+        Lru { capacity, tick: 0, by_id: HashMap::new(), by_tick: BTreeMap::new() }
     }
 
     fn get(&mut self, id: u64) -> Option<T> {
@@ -62,9 +57,7 @@ impl<T: Clone> Lru<T> {
 
     fn shrink_to(&mut self, size: usize) {
         while self.by_id.len() > size {
-            let Some((_, oldest)) = self.by_tick.pop_first() else {
-                break;
-            };
+            let Some((_, oldest)) = self.by_tick.pop_first() else { break };
             self.by_id.remove(&oldest);
         }
     }
@@ -76,11 +69,7 @@ const DEFAULT_FILES: usize = 1024;
 /// Two maps per sealed segment; the kernel allows 65,530 maps per process by default.
 const DEFAULT_MAPS: usize = 16 * 1024;
 
-fn with_set<T: Clone, R>(
-    set: &Mutex<Option<Lru<T>>>,
-    default: usize,
-    f: impl FnOnce(&mut Lru<T>) -> R,
-) -> R {
+fn with_set<T: Clone, R>(set: &Mutex<Option<Lru<T>>>, default: usize, f: impl FnOnce(&mut Lru<T>) -> R) -> R {
     let mut guard = set.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     f(guard.get_or_insert_with(|| Lru::new(default)))
 }
@@ -126,12 +115,8 @@ pub fn get_map(id: u64, path: &Path) -> Result<Option<Arc<Mmap>>> {
     if let Some(map) = with_set(&MAPS, DEFAULT_MAPS, |set| set.get(id)) {
         return Ok(Some(map));
     }
-    let file =
-        File::open(path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| CoreError::io(format!("stat {}", path.display()), e))?
-        .len();
+    let file = File::open(path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
+    let len = file.metadata().map_err(|e| CoreError::io(format!("stat {}", path.display()), e))?.len();
     if len == 0 {
         return Ok(None);
     }
@@ -139,8 +124,7 @@ pub fn get_map(id: u64, path: &Path) -> Result<Option<Arc<Mmap>>> {
     // rewritten only after `forget` dropped its maps from the set, and readers holding an old
     // map keep the old inode's pages (files are replaced by rename or truncated only when
     // rebuilt at open, before any reader exists).
-    let map = unsafe { Mmap::map(&file) }
-        .map_err(|e| CoreError::io(format!("mmap {}", path.display()), e))?;
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| CoreError::io(format!("mmap {}", path.display()), e))?;
     let map = Arc::new(map);
     with_set(&MAPS, DEFAULT_MAPS, |set| set.insert(id, map.clone()));
     Ok(Some(map))

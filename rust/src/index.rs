@@ -44,12 +44,7 @@ fn be_i64(b: &[u8], at: usize) -> i64 {
 }
 
 /// Index of the last entry whose key is <= `target`, or None when every key is larger.
-fn last_at_or_below(
-    entries: &[u8],
-    width: usize,
-    target: i64,
-    key: impl Fn(&[u8], usize) -> i64,
-) -> Option<usize> {
+fn last_at_or_below(entries: &[u8], width: usize, target: i64, key: impl Fn(&[u8], usize) -> i64) -> Option<usize> {
     let count = entries.len() / width;
     let (mut lo, mut hi) = (0usize, count);
     while lo < hi {
@@ -65,9 +60,7 @@ fn last_at_or_below(
 
 /// File position to start scanning from for `relative_offset` (0 when no entry is at or below it).
 pub fn offset_lookup(entries: &[u8], relative_offset: i64) -> u64 {
-    match last_at_or_below(entries, OFFSET_ENTRY, relative_offset, |b, at| {
-        be_i32(b, at) as i64
-    }) {
+    match last_at_or_below(entries, OFFSET_ENTRY, relative_offset, |b, at| be_i32(b, at) as i64) {
         Some(i) => be_i32(entries, i * OFFSET_ENTRY + 4) as u32 as u64,
         None => 0,
     }
@@ -138,26 +131,20 @@ pub fn time_index_is_sane(entries: &[u8], max_relative_offset: i64) -> bool {
 
 /// Maps an index file read-only; an empty file maps to nothing (mmap of 0 bytes is an error).
 pub fn map_file(path: &Path) -> Result<IndexBytes> {
-    let file =
-        File::open(path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| CoreError::io(format!("stat {}", path.display()), e))?
-        .len();
+    let file = File::open(path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
+    let len = file.metadata().map_err(|e| CoreError::io(format!("stat {}", path.display()), e))?.len();
     if len == 0 {
         return Ok(IndexBytes::Empty);
     }
     // SAFETY: index files of sealed segments are never written again while mapped; a truncation
     // happens only through this process, which drops the map first.
-    let map = unsafe { Mmap::map(&file) }
-        .map_err(|e| CoreError::io(format!("mmap {}", path.display()), e))?;
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| CoreError::io(format!("mmap {}", path.display()), e))?;
     Ok(IndexBytes::Mapped(Arc::new(map)))
 }
 
 /// Writes a whole index file (used when rebuilding) and fsyncs it.
 pub fn write_file(path: &Path, entries: &[u8]) -> Result<()> {
-    let mut file =
-        File::create(path).map_err(|e| CoreError::io(format!("create {}", path.display()), e))?;
+    let mut file = File::create(path).map_err(|e| CoreError::io(format!("create {}", path.display()), e))?;
     file.write_all(entries)
         .and_then(|_| file.sync_all())
         .map_err(|e| CoreError::io(format!("write {}", path.display()), e))

@@ -6,16 +6,16 @@
 pub mod batch;
 pub mod error;
 
+#[cfg(feature = "python")]
+mod python;
 pub mod checkpoint;
-pub mod cleaner;
-pub mod compression;
 pub mod files;
 pub mod index;
 pub mod log;
-pub mod produce;
-pub mod producer_state;
-#[cfg(feature = "python")]
-mod python;
-pub mod quorum;
 pub mod segment;
+pub mod compression;
+pub mod producer_state;
+pub mod cleaner;
+pub mod produce;
+pub mod quorum;
 pub mod wire;

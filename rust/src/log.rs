@@ -108,22 +108,13 @@ pub struct PartitionLog {
 
 fn parse_segment_base(name: &str) -> Option<i64> {
     let stem = name.strip_suffix(".log")?;
-    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| stem.parse().ok())
-        .flatten()
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit())).then(|| stem.parse().ok()).flatten()
 }
 
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering every segment from `recovery_point` on.
-    pub fn open(
-        dir: &Path,
-        config: LogConfig,
-        recovery_point: i64,
-        log_start_offset: i64,
-        now_ms: i64,
-    ) -> Result<Self> {
-        fs::create_dir_all(dir)
-            .map_err(|e| CoreError::io(format!("create {}", dir.display()), e))?;
+    pub fn open(dir: &Path, config: LogConfig, recovery_point: i64, log_start_offset: i64, now_ms: i64) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|e| CoreError::io(format!("create {}", dir.display()), e))?;
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
             config,
@@ -143,14 +134,12 @@ impl PartitionLog {
         let mut bases = log.list_segment_files()?;
         bases.sort_unstable();
         for base in bases {
-            log.segments
-                .insert(base, Segment::open_existing(dir, base, now_ms)?);
+            log.segments.insert(base, Segment::open_existing(dir, base, now_ms)?);
         }
         log.load_segments(recovery_point, now_ms)?;
         if log.segments.is_empty() {
             let base = log_start_offset.max(0);
-            log.segments
-                .insert(base, Segment::create(dir, base, now_ms)?);
+            log.segments.insert(base, Segment::create(dir, base, now_ms)?);
             log.dir_needs_sync = true;
         }
         let first_base = *log.segments.keys().next().unwrap();
@@ -169,25 +158,19 @@ impl PartitionLog {
     }
 
     fn list_segment_files(&mut self) -> Result<Vec<i64>> {
-        let entries = fs::read_dir(&self.dir)
-            .map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
+        let entries = fs::read_dir(&self.dir).map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
         let mut bases = Vec::new();
         for entry in entries {
-            let entry =
-                entry.map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
+            let entry = entry.map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".tmp") || name.ends_with(".deleted") || name.ends_with(".cleaned") {
                 let _ = fs::remove_file(entry.path());
-                self.repairs
-                    .push(format!("removed leftover file {}", entry.path().display()));
+                self.repairs.push(format!("removed leftover file {}", entry.path().display()));
             } else if let Some(stem) = name.strip_suffix(".swap") {
                 // A cleaned segment was complete but not yet in place: finish the swap.
                 let log_path = self.dir.join(stem);
                 cleaner::complete_swap(&log_path)?;
-                self.repairs.push(format!(
-                    "completed the swap of cleaned segment {}",
-                    log_path.display()
-                ));
+                self.repairs.push(format!("completed the swap of cleaned segment {}", log_path.display()));
                 if let Some(base) = parse_segment_base(stem) {
                     bases.push(base);
                 }
@@ -203,11 +186,7 @@ impl PartitionLog {
     /// clean stop: a restart then reads no record data). A bad batch truncates the log there
     /// and drops every later segment.
     fn load_segments(&mut self, recovery_point: i64, _now_ms: i64) -> Result<()> {
-        let scan_from = self
-            .segments
-            .range(..=recovery_point)
-            .next_back()
-            .map_or(i64::MIN, |(b, _)| *b);
+        let scan_from = self.segments.range(..=recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         let mut expected_next = None;
         for (i, base) in bases.iter().enumerate() {
@@ -216,26 +195,19 @@ impl PartitionLog {
             let mut cut_reason = None;
             if let Some(next) = expected_next {
                 if *base < next {
-                    cut_reason = Some(format!(
-                        "segment {base} overlaps the previous one, which ends at {next}"
-                    ));
+                    cut_reason = Some(format!("segment {base} overlaps the previous one, which ends at {next}"));
                 }
             }
             if cut_reason.is_none() {
                 let last = i + 1 == bases.len();
-                if *base >= scan_from
-                    && last
-                    && segment.load_flushed_active(recovery_point, rules.index_interval)?
-                {
+                if *base >= scan_from && last && segment.load_flushed_active(recovery_point, rules.index_interval)? {
                     expected_next = Some(segment.next_offset);
                     continue;
                 }
                 if *base >= scan_from {
                     let scan = segment.recover(rules)?;
                     if let Some(reason) = scan.invalid_reason {
-                        let file_size = fs::metadata(segment.log_path())
-                            .map(|m| m.len())
-                            .unwrap_or(0);
+                        let file_size = fs::metadata(segment.log_path()).map(|m| m.len()).unwrap_or(0);
                         self.repairs.push(format!(
                             "{}: {reason}; truncated {} bytes from position {}",
                             segment.log_path().display(),
@@ -243,10 +215,7 @@ impl PartitionLog {
                             scan.valid_bytes
                         ));
                         segment.truncate_file(scan.valid_bytes)?;
-                        self.drop_segments_after(
-                            &bases[i + 1..],
-                            "an earlier segment had a corrupt tail",
-                        )?;
+                        self.drop_segments_after(&bases[i + 1..], "an earlier segment had a corrupt tail")?;
                         return Ok(());
                     }
                     if i + 1 < bases.len() {
@@ -276,10 +245,7 @@ impl PartitionLog {
     fn drop_segments_after(&mut self, bases: &[i64], reason: &str) -> Result<()> {
         for base in bases {
             if let Some(segment) = self.segments.remove(base) {
-                self.repairs.push(format!(
-                    "deleted segment {}: {reason}",
-                    segment.log_path().display()
-                ));
+                self.repairs.push(format!("deleted segment {}: {reason}", segment.log_path().display()));
                 segment.delete_files()?;
             }
         }
@@ -287,32 +253,20 @@ impl PartitionLog {
     }
 
     fn active(&self) -> &Segment {
-        self.segments
-            .values()
-            .next_back()
-            .expect("a log always has a segment")
+        self.segments.values().next_back().expect("a log always has a segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
-        self.segments
-            .values_mut()
-            .next_back()
-            .expect("a log always has a segment")
+        self.segments.values_mut().next_back().expect("a log always has a segment")
     }
 
     /// "topic-index", the name of the log's directory, as Kafka prints a partition.
     fn partition_name(&self) -> String {
-        self.dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+        self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
     pub fn log_end_offset(&self) -> i64 {
-        self.segments
-            .values()
-            .next_back()
-            .map_or(0, |s| s.next_offset)
+        self.segments.values().next_back().map_or(0, |s| s.next_offset)
     }
 
     pub fn size_bytes(&self) -> u64 {
@@ -341,18 +295,9 @@ impl PartitionLog {
 
     /// Like `append`, without the flush that `flush.messages` may call for: the caller checks
     /// `flush_due` and flushes (the server does it off its event loop, before answering).
-    pub fn append_unflushed(
-        &mut self,
-        data: &[u8],
-        leader_epoch: i32,
-        now_ms: i64,
-    ) -> Result<AppendInfo> {
+    pub fn append_unflushed(&mut self, data: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let headers = if self.config.compacted {
-            batch::validate_compacted_produce(
-                data,
-                self.config.max_message_bytes,
-                &self.partition_name(),
-            )?
+            batch::validate_compacted_produce(data, self.config.max_message_bytes, &self.partition_name())?
         } else {
             batch::validate_produce(data, self.config.max_message_bytes)?
         };
@@ -387,9 +332,7 @@ impl PartitionLog {
         let start = self.log_end_offset();
         let mut pos = 0;
         while data.len() - pos >= batch::HEADER_SIZE {
-            let Some((_, size)) = batch::peek_offset_and_size(&data[pos..]) else {
-                break;
-            };
+            let Some((_, size)) = batch::peek_offset_and_size(&data[pos..]) else { break };
             if size > data.len() - pos {
                 break; // a partial batch at the end of the fetch
             }
@@ -420,18 +363,9 @@ impl PartitionLog {
     }
 
     /// The batches re-encoded with the topic's `compression.type`, when any differs from it.
-    fn recompressed(
-        &self,
-        data: &[u8],
-        headers: &[BatchHeader],
-    ) -> Result<Option<(Vec<u8>, Vec<BatchHeader>)>> {
-        let Some(codec) = self.config.compression else {
-            return Ok(None);
-        };
-        if headers
-            .iter()
-            .all(|h| h.compression() == codec || h.is_control())
-        {
+    fn recompressed(&self, data: &[u8], headers: &[BatchHeader]) -> Result<Option<(Vec<u8>, Vec<BatchHeader>)>> {
+        let Some(codec) = self.config.compression else { return Ok(None) };
+        if headers.iter().all(|h| h.compression() == codec || h.is_control()) {
             return Ok(None);
         }
         let mut out = Vec::with_capacity(data.len());
@@ -441,12 +375,7 @@ impl PartitionLog {
             if header.compression() == codec || header.is_control() {
                 out.extend_from_slice(batch);
             } else {
-                out.extend(batch::recompress(
-                    batch,
-                    header,
-                    codec,
-                    self.config.max_message_bytes,
-                )?);
+                out.extend(batch::recompress(batch, header, codec, self.config.max_message_bytes)?);
             }
             pos += header.size();
         }
@@ -454,17 +383,10 @@ impl PartitionLog {
         Ok(Some((out, headers)))
     }
 
-    fn append_validated(
-        &mut self,
-        bytes: &[u8],
-        headers: &[BatchHeader],
-        leader_epoch: i32,
-        now_ms: i64,
-    ) -> Result<AppendInfo> {
+    fn append_validated(&mut self, bytes: &[u8], headers: &[BatchHeader], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
         let base_offset = self.log_end_offset();
         let append_time = self.config.log_append_time.then_some(now_ms);
-        let (patched, assigned) =
-            batch::patched_headers(bytes, headers, base_offset, leader_epoch, append_time);
+        let (patched, assigned) = batch::patched_headers(bytes, headers, base_offset, leader_epoch, append_time);
         let rolled = self.maybe_roll(bytes.len() as u64, assigned.last_offset, now_ms)?;
         let interval = self.config.index_interval_bytes;
         let mut shifted: Vec<BatchHeader> = Vec::with_capacity(headers.len());
@@ -489,12 +411,7 @@ impl PartitionLog {
         for header in &shifted {
             self.producers.record(header);
         }
-        if self
-            .epochs
-            .last()
-            .is_none_or(|(epoch, _)| leader_epoch > *epoch)
-            && leader_epoch >= 0
-        {
+        if self.epochs.last().is_none_or(|(epoch, _)| leader_epoch > *epoch) && leader_epoch >= 0 {
             self.epochs.push((leader_epoch, base_offset));
             // No fsync on the produce path (it cost ~400 µs on each partition's first append);
             // the flush that makes these batches durable syncs the checkpoint too, as Kafka does.
@@ -539,8 +456,7 @@ impl PartitionLog {
             return Ok(());
         }
         self.active_mut().seal()?;
-        self.segments
-            .insert(next, Segment::create(&self.dir, next, now_ms)?);
+        self.segments.insert(next, Segment::create(&self.dir, next, now_ms)?);
         self.dir_needs_sync = true;
         self.write_producer_snapshot()?;
         Ok(())
@@ -549,13 +465,7 @@ impl PartitionLog {
     /// Whole batches from `offset`, at most `max_bytes` (but at least one batch when `min_one`),
     /// none at or past `max_offset` (the high watermark for consumers). `None` when there is
     /// nothing to return; an error when `offset` is outside [log start, log end].
-    pub fn read(
-        &mut self,
-        offset: i64,
-        max_bytes: u64,
-        max_offset: i64,
-        min_one: bool,
-    ) -> Result<Option<FileSlice>> {
+    pub fn read(&mut self, offset: i64, max_bytes: u64, max_offset: i64, min_one: bool) -> Result<Option<FileSlice>> {
         let end = self.log_end_offset();
         if offset < self.log_start_offset || offset > end {
             return Err(CoreError::OffsetOutOfRange(format!(
@@ -568,16 +478,10 @@ impl PartitionLog {
         if offset >= upper {
             return Ok(None);
         }
-        let first_base = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(offset, |(b, _)| *b);
+        let first_base = self.segments.range(..=offset).next_back().map_or(offset, |(b, _)| *b);
         for (_, segment) in self.segments.range(first_base..) {
             let file = segment.file()?;
-            let Some((start, first)) = segment.find_batch(&file, offset)? else {
-                continue;
-            };
+            let Some((start, first)) = segment.find_batch(&file, offset)? else { continue };
             if first.base_offset >= upper {
                 return Ok(None);
             }
@@ -599,12 +503,7 @@ impl PartitionLog {
             if length == 0 {
                 return Ok(None);
             }
-            return Ok(Some(FileSlice {
-                file,
-                position: start,
-                length,
-                base_offset: first.base_offset,
-            }));
+            return Ok(Some(FileSlice { file, position: start, length, base_offset: first.base_offset }));
         }
         Ok(None)
     }
@@ -626,9 +525,8 @@ impl PartitionLog {
                 }
                 let mut bytes = vec![0u8; header.size()];
                 use std::os::unix::fs::FileExt;
-                file.read_exact_at(&mut bytes, position).map_err(|e| {
-                    CoreError::io(format!("read {}", segment.log_path().display()), e)
-                })?;
+                file.read_exact_at(&mut bytes, position)
+                    .map_err(|e| CoreError::io(format!("read {}", segment.log_path().display()), e))?;
                 return Ok(Some((header.base_offset, bytes)));
             }
         }
@@ -641,10 +539,7 @@ impl PartitionLog {
             .values()
             .filter(|s| s.size > 0)
             .map(|s| (s.max_timestamp, s.offset_of_max_timestamp))
-            .fold(
-                (-1, -1),
-                |best, cur| if cur.0 > best.0 { cur } else { best },
-            )
+            .fold((-1, -1), |best, cur| if cur.0 > best.0 { cur } else { best })
     }
 
     /// Whether `flush.messages` records have been appended since the last flush.
@@ -654,11 +549,7 @@ impl PartitionLog {
 
     /// Fsyncs everything past the recovery point and moves the recovery point to the log end.
     pub fn flush(&mut self, now_ms: i64) -> Result<()> {
-        let from = self
-            .segments
-            .range(..=self.recovery_point)
-            .next_back()
-            .map_or(i64::MIN, |(b, _)| *b);
+        let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
         for (_, segment) in self.segments.range_mut(from..) {
             segment.fsync()?;
         }
@@ -678,8 +569,7 @@ impl PartitionLog {
 
     /// Flushes when `flush.ms` has passed since the last flush and something is unflushed.
     pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
-        let due = self.recovery_point < self.log_end_offset()
-            && now_ms - self.last_flush_ms >= self.config.flush_ms;
+        let due = self.recovery_point < self.log_end_offset() && now_ms - self.last_flush_ms >= self.config.flush_ms;
         if due {
             self.flush(now_ms)?;
         }
@@ -733,18 +623,11 @@ impl PartitionLog {
         let mut total = self.size_bytes() as i64;
         let sealed: Vec<(i64, u64, i64)> = {
             let n = self.segments.len();
-            self.segments
-                .values()
-                .take(n.saturating_sub(1))
-                .map(|s| (s.base_offset, s.size, s.max_timestamp))
-                .collect()
+            self.segments.values().take(n.saturating_sub(1)).map(|s| (s.base_offset, s.size, s.max_timestamp)).collect()
         };
         for (base, size, max_timestamp) in sealed {
-            let expired = config.retention_ms >= 0
-                && max_timestamp >= 0
-                && now_ms - max_timestamp > config.retention_ms;
-            let oversize =
-                config.retention_bytes >= 0 && total - size as i64 >= config.retention_bytes;
+            let expired = config.retention_ms >= 0 && max_timestamp >= 0 && now_ms - max_timestamp > config.retention_ms;
+            let oversize = config.retention_bytes >= 0 && total - size as i64 >= config.retention_bytes;
             if !(expired || oversize) {
                 break;
             }
@@ -770,20 +653,11 @@ impl PartitionLog {
             .take_while(|s| lag <= 0 || s.max_timestamp <= now_ms - lag)
             .map(|s| (s.base_offset, s.size, s.next_offset, s.max_timestamp))
             .collect();
-        let Some(&(_, _, end_offset, _)) = sealed.last() else {
-            return Ok(None);
-        };
+        let Some(&(_, _, end_offset, _)) = sealed.last() else { return Ok(None) };
         let first_dirty = self.first_dirty_offset.max(self.log_start_offset);
         let total: u64 = sealed.iter().map(|s| s.1).sum();
-        let dirty: u64 = sealed
-            .iter()
-            .filter(|s| s.2 > first_dirty)
-            .map(|s| s.1)
-            .sum();
-        if first_dirty >= end_offset
-            || total == 0
-            || (dirty as f64) < self.config.min_cleanable_dirty_ratio * total as f64
-        {
+        let dirty: u64 = sealed.iter().filter(|s| s.2 > first_dirty).map(|s| s.1).sum();
+        if first_dirty >= end_offset || total == 0 || (dirty as f64) < self.config.min_cleanable_dirty_ratio * total as f64 {
             return Ok(None);
         }
         let mut keys: HashMap<Vec<u8>, i64> = HashMap::new();
@@ -791,9 +665,7 @@ impl PartitionLog {
         for (base, size, next, _) in &sealed {
             if *next > first_dirty {
                 let path = self.segments[base].log_path();
-                cleaner::for_each_batch(&path, *size, |h, b| {
-                    cleaner::add_keys(&mut keys, h, b, first_dirty)
-                })?;
+                cleaner::for_each_batch(&path, *size, |h, b| cleaner::add_keys(&mut keys, h, b, first_dirty))?;
                 stats.bytes_read += size;
             }
         }
@@ -805,9 +677,7 @@ impl PartitionLog {
             let mut changed = false;
             cleaner::for_each_batch(&path, *size, |header, bytes| {
                 let keep = |offset: i64, key: Option<&[u8]>, tombstone: bool| {
-                    let superseded = key
-                        .and_then(|k| keys.get(k))
-                        .is_some_and(|last| *last > offset);
+                    let superseded = key.and_then(|k| keys.get(k)).is_some_and(|last| *last > offset);
                     !(superseded || (tombstone && header.max_timestamp < horizon))
                 };
                 match cleaner::filter_batch(header, bytes, keep, &mut stats)? {
@@ -832,10 +702,7 @@ impl PartitionLog {
             drop(segment);
             cleaner::complete_swap(&path)?;
             let mut fresh = Segment::open_existing(&self.dir, *base, now_ms)?;
-            fresh.recover(ScanRules {
-                verify_crc: false,
-                ..self.scan_rules(i64::MAX)
-            })?;
+            fresh.recover(ScanRules { verify_crc: false, ..self.scan_rules(i64::MAX) })?;
             fresh.seal()?;
             self.segments.insert(*base, fresh);
         }
@@ -853,27 +720,17 @@ impl PartitionLog {
         }
         let offset = offset.max(self.log_start_offset);
         let first = *self.segments.keys().next().unwrap();
-        let doomed: Vec<i64> = self
-            .segments
-            .range(offset..)
-            .map(|(b, _)| *b)
-            .filter(|b| *b != first)
-            .collect();
+        let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).filter(|b| *b != first).collect();
         for base in doomed {
             if let Some(segment) = self.segments.remove(&base) {
                 segment.delete_files()?;
             }
         }
-        let rules = ScanRules {
-            verify_crc: false,
-            ..self.scan_rules(i64::MAX)
-        };
+        let rules = ScanRules { verify_crc: false, ..self.scan_rules(i64::MAX) };
         let segment = self.active_mut();
         segment.seal()?;
         let file = segment.file()?;
-        let cut = segment
-            .find_batch(&file, offset)?
-            .map_or(segment.size, |(position, _)| position);
+        let cut = segment.find_batch(&file, offset)?.map_or(segment.size, |(position, _)| position);
         segment.truncate_file(cut)?;
         segment.recover(rules)?;
         segment.fsync()?;
@@ -905,8 +762,7 @@ impl PartitionLog {
             let _ = fs::remove_file(path);
         }
         let offset = offset.max(0);
-        self.segments
-            .insert(offset, Segment::create(&self.dir, offset, now_ms)?);
+        self.segments.insert(offset, Segment::create(&self.dir, offset, now_ms)?);
         self.active_mut().activate()?;
         self.dir_needs_sync = true;
         self.log_start_offset = offset;
@@ -927,10 +783,7 @@ impl PartitionLog {
             return (-1, -1);
         };
         let found = self.epochs[position].0;
-        let end = self
-            .epochs
-            .get(position + 1)
-            .map_or(self.log_end_offset(), |(_, start)| *start);
+        let end = self.epochs.get(position + 1).map_or(self.log_end_offset(), |(_, start)| *start);
         (found, end)
     }
 
@@ -939,11 +792,7 @@ impl PartitionLog {
     }
 
     fn write_epochs(&self, sync: bool) -> Result<()> {
-        let lines: Vec<String> = self
-            .epochs
-            .iter()
-            .map(|(e, o)| format!("{e} {o}"))
-            .collect();
+        let lines: Vec<String> = self.epochs.iter().map(|(e, o)| format!("{e} {o}")).collect();
         checkpoint::write_with(&self.dir.join(LEADER_EPOCH_FILE), &lines, sync)
     }
 
@@ -952,8 +801,7 @@ impl PartitionLog {
         let lines = match checkpoint::read(&path) {
             Ok(lines) => lines,
             Err(e) => {
-                self.repairs
-                    .push(format!("ignored {}: {e}", path.display()));
+                self.repairs.push(format!("ignored {}: {e}", path.display()));
                 Vec::new()
             }
         };
@@ -971,15 +819,11 @@ impl PartitionLog {
 
     /// `<offset>.snapshot` files of producer state, oldest first.
     fn snapshot_files(&self) -> Result<Vec<(i64, PathBuf)>> {
-        let entries = fs::read_dir(&self.dir)
-            .map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
+        let entries = fs::read_dir(&self.dir).map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
         let mut found = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(offset) = name
-                .strip_suffix(".snapshot")
-                .and_then(|s| s.parse::<i64>().ok())
-            {
+            if let Some(offset) = name.strip_suffix(".snapshot").and_then(|s| s.parse::<i64>().ok()) {
                 found.push((offset, entry.path()));
             }
         }
@@ -995,9 +839,7 @@ impl PartitionLog {
         let ctx = |op: &str| format!("{op} producer snapshot {}", path.display());
         let mut file = File::create(&tmp).map_err(|e| CoreError::io(ctx("create"), e))?;
         use std::io::Write;
-        file.write_all(&self.producers.to_bytes())
-            .and_then(|_| file.sync_all())
-            .map_err(|e| CoreError::io(ctx("write"), e))?;
+        file.write_all(&self.producers.to_bytes()).and_then(|_| file.sync_all()).map_err(|e| CoreError::io(ctx("write"), e))?;
         fs::rename(&tmp, &path).map_err(|e| CoreError::io(ctx("rename"), e))?;
         let snapshots = self.snapshot_files()?;
         for (_, old) in snapshots.iter().rev().skip(2) {
@@ -1015,36 +857,25 @@ impl PartitionLog {
             if offset > end {
                 continue;
             }
-            match fs::read(&path)
-                .map_err(|e| CoreError::io(format!("read {}", path.display()), e))
-                .and_then(|b| ProducerState::from_bytes(&b))
-            {
+            match fs::read(&path).map_err(|e| CoreError::io(format!("read {}", path.display()), e)).and_then(|b| ProducerState::from_bytes(&b)) {
                 Ok(state) => {
                     self.producers = state;
                     from = offset;
                     break;
                 }
-                Err(e) => self
-                    .repairs
-                    .push(format!("ignored {}: {e}", path.display())),
+                Err(e) => self.repairs.push(format!("ignored {}: {e}", path.display())),
             }
         }
         self.replay_producers(from)
     }
 
     fn replay_producers(&mut self, from: i64) -> Result<()> {
-        let first = self
-            .segments
-            .range(..=from)
-            .next_back()
-            .map_or(from, |(b, _)| *b);
+        let first = self.segments.range(..=from).next_back().map_or(from, |(b, _)| *b);
         let bases: Vec<i64> = self.segments.range(first..).map(|(b, _)| *b).collect();
         for base in bases {
             let segment = self.segments.get_mut(&base).unwrap();
             let file = segment.file()?;
-            let Some((mut position, _)) = segment.find_batch(&file, from)? else {
-                continue;
-            };
+            let Some((mut position, _)) = segment.find_batch(&file, from)? else { continue };
             while let Some(header) = segment.header_at(&file, position)? {
                 self.producers.record(&header);
                 position += header.size() as u64;
@@ -1068,9 +899,28 @@ impl PartitionLog {
         for segment in self.segments.values() {
             segment.forget_file();
         }
-        fs::remove_dir_all(&self.dir)
-            .map_err(|e| CoreError::io(format!("delete {}", self.dir.display()), e))
+        fs::remove_dir_all(&self.dir).map_err(|e| CoreError::io(format!("delete {}", self.dir.display()), e))
     }
+}
+
+impl PartitionLog {
+    /// (file, base offset, bytes written) of every segment: what `verify` reads, without
+    /// holding the log while it does.
+    pub fn segment_extents(&self) -> Vec<(PathBuf, i64, u64)> {
+        self.segments.values().map(|s| (s.log_path(), s.base_offset, s.size)).collect()
+    }
+}
+
+/// Checks every batch of the segments in `extents` (see `Segment::verify_file`): the offset
+/// and reason of the first bad one, or None. For data that recovery does not look at again
+/// (below the recovery point), so that a damaged replica is found before it is served.
+pub fn verify(extents: &[(PathBuf, i64, u64)]) -> Result<Option<(i64, String)>> {
+    for (path, base_offset, size) in extents {
+        if let Some((offset, why)) = Segment::verify_file(path, *base_offset, *size)? {
+            return Ok(Some((offset, format!("{}: {why}", path.display()))));
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(test)]
@@ -1080,11 +930,7 @@ mod tests {
     use std::os::unix::fs::FileExt;
 
     fn small_config() -> LogConfig {
-        LogConfig {
-            segment_bytes: 1000,
-            index_interval_bytes: 100,
-            ..LogConfig::default()
-        }
+        LogConfig { segment_bytes: 1000, index_interval_bytes: 100, ..LogConfig::default() }
     }
 
     fn read_all(log: &mut PartitionLog, from: i64) -> Vec<u8> {
@@ -1105,6 +951,25 @@ mod tests {
     }
 
     #[test]
+    fn verify_finds_a_damaged_batch_below_the_recovery_point_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        for i in 0..30i64 {
+            log.append(&build_batch(0, 1000 + i, &[format!("value-{i:04}-{}", "x".repeat(40)).as_bytes()]), 0, 5).unwrap();
+        }
+        log.flush(5).unwrap();
+        assert_eq!(verify(&log.segment_extents()).unwrap(), None);
+        let (second, _, size) = log.segment_extents()[1].clone();
+        let file = std::fs::OpenOptions::new().write(true).open(&second).unwrap();
+        file.write_all_at(b"\xff", size / 2).unwrap();
+        let (offset, why) = verify(&log.segment_extents()).unwrap().expect("the flipped byte is found");
+        assert!(offset >= log.segment_extents()[1].1 && offset < 30, "{offset}");
+        assert!(why.contains(&second.display().to_string()), "{why}");
+        assert_eq!(log.log_end_offset(), 30, "verify changes nothing");
+    }
+
+    #[test]
     fn append_read_roll_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t-0");
@@ -1112,13 +977,7 @@ mod tests {
         let mut expected = Vec::new();
         for i in 0..50i64 {
             let value = format!("value-{i:04}-{}", "x".repeat(40));
-            let info = log
-                .append(
-                    &build_batch(0, 1000 + i, &[value.as_bytes(), b"second"]),
-                    0,
-                    5,
-                )
-                .unwrap();
+            let info = log.append(&build_batch(0, 1000 + i, &[value.as_bytes(), b"second"]), 0, 5).unwrap();
             assert_eq!(info.base_offset, i * 2);
             assert_eq!(info.last_offset, i * 2 + 1);
         }
@@ -1149,16 +1008,12 @@ mod tests {
     fn a_cleanly_closed_active_segment_is_not_rescanned() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t-0");
-        let config = LogConfig {
-            index_interval_bytes: 100,
-            ..LogConfig::default()
-        };
+        let config = LogConfig { index_interval_bytes: 100, ..LogConfig::default() };
         let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
         for i in 0..30i64 {
             // The max timestamp comes in the last batch, after the last index entry.
             let ts = if i == 29 { 5000 } else { 1000 + i };
-            log.append(&build_batch(0, ts, &["v".repeat(60).as_bytes()]), 0, 0)
-                .unwrap();
+            log.append(&build_batch(0, ts, &["v".repeat(60).as_bytes()]), 0, 0).unwrap();
         }
         log.close(0).unwrap();
         let recovery_point = log.recovery_point;
@@ -1169,26 +1024,11 @@ mod tests {
         let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
         f.write_all_at(b"X", 200).unwrap();
         let mut log = PartitionLog::open(&path, config.clone(), recovery_point, 0, 0).unwrap();
-        assert!(
-            log.repairs.is_empty(),
-            "trusted, not scanned: {:?}",
-            log.repairs
-        );
+        assert!(log.repairs.is_empty(), "trusted, not scanned: {:?}", log.repairs);
         assert_eq!(log.log_end_offset(), 30);
         assert_eq!(log.max_timestamp(), (5000, 29));
-        assert_eq!(
-            log.append(&build_batch(0, 6000, &[b"after"]), 0, 0)
-                .unwrap()
-                .base_offset,
-            30
-        );
-        assert_eq!(
-            log.read(30, 1 << 20, i64::MAX, true)
-                .unwrap()
-                .unwrap()
-                .base_offset,
-            30
-        );
+        assert_eq!(log.append(&build_batch(0, 6000, &[b"after"]), 0, 0).unwrap().base_offset, 30);
+        assert_eq!(log.read(30, 1 << 20, i64::MAX, true).unwrap().unwrap().base_offset, 30);
         drop(log);
         // Without the recovery point (an unclean stop) the same segment is scanned and cut.
         let log = PartitionLog::open(&path, config, 0, 0, 0).unwrap();
@@ -1204,10 +1044,7 @@ mod tests {
         log.append(&build_batch(0, 1, &[b"a"]), 0, 0).unwrap();
         log.append(&build_batch(0, 1, &[b"b"]), 3, 0).unwrap();
         assert!(log.epochs_unsynced);
-        assert_eq!(
-            checkpoint::read(&path.join(LEADER_EPOCH_FILE)).unwrap(),
-            vec!["0 0", "3 1"]
-        );
+        assert_eq!(checkpoint::read(&path.join(LEADER_EPOCH_FILE)).unwrap(), vec!["0 0", "3 1"]);
         log.flush(0).unwrap();
         assert!(!log.epochs_unsynced);
         drop(log);
@@ -1218,28 +1055,16 @@ mod tests {
     #[test]
     fn a_follower_appends_the_leaders_batches_as_they_are() {
         let dir = tempfile::tempdir().unwrap();
-        let mut leader =
-            PartitionLog::open(&dir.path().join("l-0"), LogConfig::default(), 0, 0, 0).unwrap();
-        leader
-            .append(&build_batch(0, 1, &[b"a", b"b"]), 2, 0)
-            .unwrap();
+        let mut leader = PartitionLog::open(&dir.path().join("l-0"), LogConfig::default(), 0, 0, 0).unwrap();
+        leader.append(&build_batch(0, 1, &[b"a", b"b"]), 2, 0).unwrap();
         leader.append(&build_batch(0, 1, &[b"c"]), 5, 0).unwrap();
         let fetched = read_all(&mut leader, 0);
-        let mut follower =
-            PartitionLog::open(&dir.path().join("f-0"), LogConfig::default(), 0, 0, 0).unwrap();
+        let mut follower = PartitionLog::open(&dir.path().join("f-0"), LogConfig::default(), 0, 0, 0).unwrap();
         // a partial batch at the end waits for the next fetch
-        assert_eq!(
-            follower
-                .append_replica(&fetched[..fetched.len() - 3], 0)
-                .unwrap(),
-            (0, 2)
-        );
+        assert_eq!(follower.append_replica(&fetched[..fetched.len() - 3], 0).unwrap(), (0, 2));
         assert_eq!(follower.append_replica(&fetched[0..0], 0).unwrap(), (2, 2));
         let err = follower.append_replica(&fetched, 0).unwrap_err();
-        assert!(
-            err.to_string().contains("does not follow the log end 2"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("does not follow the log end 2"), "{err}");
         let rest = read_all(&mut leader, 2);
         assert_eq!(follower.append_replica(&rest, 0).unwrap(), (2, 3));
         assert_eq!(read_all(&mut follower, 0), fetched);
@@ -1248,10 +1073,7 @@ mod tests {
         let mut corrupt = rest.clone();
         *corrupt.last_mut().unwrap() ^= 1;
         follower.truncate_to(2).unwrap();
-        assert!(
-            follower.append_replica(&corrupt, 0).is_err(),
-            "a bad CRC is refused"
-        );
+        assert!(follower.append_replica(&corrupt, 0).is_err(), "a bad CRC is refused");
         assert_eq!(follower.log_end_offset(), 2);
     }
 
@@ -1261,38 +1083,20 @@ mod tests {
         let path = dir.path().join("t-0");
         let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
         for _ in 0..20 {
-            log.append(&build_batch(0, 1, &[b"some bytes"]), 1, 0)
-                .unwrap();
+            log.append(&build_batch(0, 1, &[b"some bytes"]), 1, 0).unwrap();
         }
         assert!(log.segment_count() > 1);
         log.restart_at(500, 0).unwrap();
-        assert_eq!(
-            (
-                log.log_start_offset,
-                log.log_end_offset(),
-                log.high_watermark,
-                log.segment_count()
-            ),
-            (500, 500, 500, 1)
-        );
+        assert_eq!((log.log_start_offset, log.log_end_offset(), log.high_watermark, log.segment_count()), (500, 500, 500, 1));
         assert_eq!(log.latest_epoch(), -1);
-        let mut leader =
-            PartitionLog::open(&dir.path().join("l-0"), LogConfig::default(), 0, 0, 0).unwrap();
+        let mut leader = PartitionLog::open(&dir.path().join("l-0"), LogConfig::default(), 0, 0, 0).unwrap();
         leader.restart_at(500, 0).unwrap();
         leader.append(&build_batch(0, 1, &[b"x"]), 4, 0).unwrap();
         let fetched = read_all(&mut leader, 500);
         assert_eq!(log.append_replica(&fetched, 0).unwrap(), (500, 501));
         drop(log);
         let log = PartitionLog::open(&path, small_config(), 0, 500, 0).unwrap();
-        assert_eq!(
-            (
-                log.log_start_offset,
-                log.log_end_offset(),
-                log.latest_epoch()
-            ),
-            (500, 501, 4),
-            "it reopens as it was left"
-        );
+        assert_eq!((log.log_start_offset, log.log_end_offset(), log.latest_epoch()), (500, 501, 4), "it reopens as it was left");
     }
 
     #[test]
@@ -1311,12 +1115,7 @@ mod tests {
         let mut log = PartitionLog::open(&path, LogConfig::default(), 0, 0, 0).unwrap();
         assert_eq!(log.log_end_offset(), 2);
         assert_eq!(log.repairs.len(), 1, "{:?}", log.repairs);
-        assert_eq!(
-            log.append(&build_batch(0, 1, &[b"abc"]), 0, 0)
-                .unwrap()
-                .base_offset,
-            2
-        );
+        assert_eq!(log.append(&build_batch(0, 1, &[b"abc"]), 0, 0).unwrap().base_offset, 2);
     }
 
     #[test]
@@ -1327,8 +1126,7 @@ mod tests {
         config.retention_bytes = 2000;
         let mut log = PartitionLog::open(&path, config, 0, 0, 0).unwrap();
         for i in 0..60i64 {
-            log.append(&build_batch(0, i, &["y".repeat(100).as_bytes()]), 0, 0)
-                .unwrap();
+            log.append(&build_batch(0, i, &["y".repeat(100).as_bytes()]), 0, 0).unwrap();
         }
         let before = log.segment_count();
         let deleted = log.apply_retention(10).unwrap();
@@ -1337,21 +1135,13 @@ mod tests {
         assert!(log.log_start_offset > 0);
         assert!(log.read(0, 100, i64::MAX, true).is_err());
         let start = log.log_start_offset;
-        assert!(
-            log.delete_records_before(start + 3).is_err(),
-            "the high watermark has not moved"
-        );
+        assert!(log.delete_records_before(start + 3).is_err(), "the high watermark has not moved");
         log.high_watermark = log.log_end_offset();
         log.delete_records_before(start + 3).unwrap();
         assert_eq!(log.log_start_offset, start + 3);
         log.truncate_to(55).unwrap();
         assert_eq!(log.log_end_offset(), 55);
-        assert_eq!(
-            log.append(&build_batch(0, 1, &[b"z"]), 1, 0)
-                .unwrap()
-                .base_offset,
-            55
-        );
+        assert_eq!(log.append(&build_batch(0, 1, &[b"z"]), 1, 0).unwrap().base_offset, 55);
         assert_eq!(log.end_offset_for_epoch(0), (0, 55));
         assert_eq!(log.end_offset_for_epoch(1), (1, 56));
     }
@@ -1362,8 +1152,7 @@ mod tests {
         let path = dir.path().join("t-0");
         let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
         for i in 0..40i64 {
-            log.append(&build_batch(0, i, &["w".repeat(60).as_bytes()]), 0, 0)
-                .unwrap();
+            log.append(&build_batch(0, i, &["w".repeat(60).as_bytes()]), 0, 0).unwrap();
         }
         let expected = read_all(&mut log, 0);
         log.close(0).unwrap();
@@ -1395,54 +1184,22 @@ mod tests {
         let path = dir.path().join("t-0");
         let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
         for seq in 0..30 {
-            let info = log
-                .append(
-                    &idempotent_batch(
-                        42,
-                        0,
-                        seq * 2,
-                        &[b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", b"b"],
-                    ),
-                    0,
-                    0,
-                )
-                .unwrap();
+            let info = log.append(&idempotent_batch(42, 0, seq * 2, &[b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", b"b"]), 0, 0).unwrap();
             assert_eq!(info.base_offset, seq as i64 * 2);
         }
-        let dup = log
-            .append(&idempotent_batch(42, 0, 56, &[b"x", b"y"]), 0, 0)
-            .unwrap();
-        assert_eq!(
-            (dup.base_offset, dup.last_offset, dup.record_count),
-            (56, 57, 0)
-        );
+        let dup = log.append(&idempotent_batch(42, 0, 56, &[b"x", b"y"]), 0, 0).unwrap();
+        assert_eq!((dup.base_offset, dup.last_offset, dup.record_count), (56, 57, 0));
         assert_eq!(log.log_end_offset(), 60);
-        assert!(matches!(
-            log.append(&idempotent_batch(42, 0, 70, &[b"x"]), 0, 0),
-            Err(CoreError::OutOfOrderSequence(_))
-        ));
+        assert!(matches!(log.append(&idempotent_batch(42, 0, 70, &[b"x"]), 0, 0), Err(CoreError::OutOfOrderSequence(_))));
         let mut two = idempotent_batch(42, 0, 60, &[b"x"]);
         two.extend(idempotent_batch(42, 0, 61, &[b"y"]));
-        assert!(matches!(
-            log.append(&two, 0, 0),
-            Err(CoreError::InvalidRecord(_))
-        ));
+        assert!(matches!(log.append(&two, 0, 0), Err(CoreError::InvalidRecord(_))));
         log.close(0).unwrap();
         drop(log);
         // Clean restart: the snapshot at the log end holds the state.
         let mut log = PartitionLog::open(&path, small_config(), 60, 0, 0).unwrap();
-        assert_eq!(
-            log.append(&idempotent_batch(42, 0, 58, &[b"x", b"y"]), 0, 0)
-                .unwrap()
-                .record_count,
-            0
-        );
-        assert_eq!(
-            log.append(&idempotent_batch(42, 0, 60, &[b"z"]), 0, 0)
-                .unwrap()
-                .base_offset,
-            60
-        );
+        assert_eq!(log.append(&idempotent_batch(42, 0, 58, &[b"x", b"y"]), 0, 0).unwrap().record_count, 0);
+        assert_eq!(log.append(&idempotent_batch(42, 0, 60, &[b"z"]), 0, 0).unwrap().base_offset, 60);
         drop(log);
         // A crash: snapshots after the last roll are missing; replaying headers rebuilds them.
         for entry in fs::read_dir(&path).unwrap().flatten() {
@@ -1451,23 +1208,10 @@ mod tests {
             }
         }
         let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
-        assert_eq!(
-            log.append(&idempotent_batch(42, 0, 60, &[b"z"]), 0, 0)
-                .unwrap()
-                .record_count,
-            0
-        );
-        assert!(matches!(
-            log.append(&idempotent_batch(42, -1, 61, &[b"z"]), 0, 0),
-            Ok(_) | Err(_)
-        ));
+        assert_eq!(log.append(&idempotent_batch(42, 0, 60, &[b"z"]), 0, 0).unwrap().record_count, 0);
+        assert!(matches!(log.append(&idempotent_batch(42, -1, 61, &[b"z"]), 0, 0), Ok(_) | Err(_)));
         log.truncate_to(50).unwrap();
-        assert_eq!(
-            log.append(&idempotent_batch(42, 0, 50, &[b"again", b"again"]), 0, 0)
-                .unwrap()
-                .base_offset,
-            50
-        );
+        assert_eq!(log.append(&idempotent_batch(42, 0, 50, &[b"again", b"again"]), 0, 0).unwrap().base_offset, 50);
     }
 
     fn zigzag(v: i64, out: &mut Vec<u8>) {
@@ -1514,29 +1258,16 @@ mod tests {
     #[test]
     fn a_compacted_log_refuses_a_batch_with_keyless_records_and_writes_none_of_it() {
         let dir = tempfile::tempdir().unwrap();
-        let config = LogConfig {
-            compacted: true,
-            ..small_config()
-        };
+        let config = LogConfig { compacted: true, ..small_config() };
         let mut log = PartitionLog::open(&dir.path().join("orders-3"), config, 0, 0, 0).unwrap();
-        let err = log
-            .append(&build_batch(0, 5, &[b"a", b"b"]), 0, 0)
-            .unwrap_err();
+        let err = log.append(&build_batch(0, 5, &[b"a", b"b"]), 0, 0).unwrap_err();
         assert_eq!(err.kafka_error_code(), 87);
-        let CoreError::RecordErrors(message, records) = err else {
-            panic!("not record errors")
-        };
+        let CoreError::RecordErrors(message, records) = err else { panic!("not record errors") };
         let why = "Compacted topic cannot accept message without key in topic partition orders-3";
         assert_eq!(records, vec![(0, why.to_string()), (1, why.to_string())]);
-        assert!(
-            message.starts_with(
-                "One or more records have been rejected due to 2 record errors in total"
-            ),
-            "{message}"
-        );
+        assert!(message.starts_with("One or more records have been rejected due to 2 record errors in total"), "{message}");
         assert_eq!(log.log_end_offset(), 0);
-        log.append(&keyed_batch(5, b"", Some(b"an empty key is a key")), 0, 0)
-            .unwrap();
+        log.append(&keyed_batch(5, b"", Some(b"an empty key is a key")), 0, 0).unwrap();
         assert_eq!(log.log_end_offset(), 1);
     }
 
@@ -1544,36 +1275,20 @@ mod tests {
     fn compaction_keeps_the_last_value_of_each_key() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c-0");
-        let config = LogConfig {
-            compacted: true,
-            segment_bytes: 600,
-            delete_retention_ms: 1000,
-            ..small_config()
-        };
+        let config = LogConfig { compacted: true, segment_bytes: 600, delete_retention_ms: 1000, ..small_config() };
         let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
         for i in 0..60i64 {
             let key = format!("key-{}", i % 5);
             let value = format!("value-{i}");
             let tombstone = i == 57; // key-2's last record is a tombstone
-            log.append(
-                &keyed_batch(i, key.as_bytes(), (!tombstone).then_some(value.as_bytes())),
-                0,
-                0,
-            )
-            .unwrap();
+            log.append(&keyed_batch(i, key.as_bytes(), (!tombstone).then_some(value.as_bytes())), 0, 0).unwrap();
         }
         log.high_watermark = log.log_end_offset();
         let before = log.size_bytes();
         // Young tombstones stay; superseded records go.
         let stats = log.clean(100).unwrap().unwrap();
-        assert!(
-            stats.records_removed > 0 && log.size_bytes() < before,
-            "{stats:?}"
-        );
-        assert!(
-            log.clean(100).unwrap().is_none(),
-            "nothing dirty until more is written"
-        );
+        assert!(stats.records_removed > 0 && log.size_bytes() < before, "{stats:?}");
+        assert!(log.clean(100).unwrap().is_none(), "nothing dirty until more is written");
         let mut seen = Vec::new();
         let data = read_all(&mut log, 0);
         let mut pos = 0;
@@ -1592,23 +1307,12 @@ mod tests {
         let active_base = *log.segments.keys().next_back().unwrap();
         for (offset, key, _) in seen.iter().filter(|(o, _, _)| *o < active_base) {
             let later = seen.iter().any(|(o, k, _)| o > offset && k == key);
-            assert!(
-                !later || seen.iter().any(|(o, _, _)| *o >= active_base),
-                "offset {offset} kept though superseded"
-            );
+            assert!(!later || seen.iter().any(|(o, _, _)| *o >= active_base), "offset {offset} kept though superseded");
         }
-        assert!(
-            seen.iter().any(|(_, _, t)| *t),
-            "the young tombstone is kept"
-        );
+        assert!(seen.iter().any(|(_, _, t)| *t), "the young tombstone is kept");
         // After delete.retention.ms the tombstone goes too, once the log is dirty again.
         for i in 60..70i64 {
-            log.append(
-                &keyed_batch(i, format!("key-{}", i % 5).as_bytes(), Some(b"again")),
-                0,
-                0,
-            )
-            .unwrap();
+            log.append(&keyed_batch(i, format!("key-{}", i % 5).as_bytes(), Some(b"again")), 0, 0).unwrap();
         }
         log.roll(0).unwrap();
         log.clean(10_000).unwrap().unwrap();
@@ -1622,19 +1326,10 @@ mod tests {
     fn a_swap_left_by_a_crash_is_completed_and_a_partial_clean_discarded() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c-0");
-        let config = LogConfig {
-            compacted: true,
-            segment_bytes: 400,
-            ..small_config()
-        };
+        let config = LogConfig { compacted: true, segment_bytes: 400, ..small_config() };
         let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
         for i in 0..20i64 {
-            log.append(
-                &keyed_batch(i, b"same-key", Some(format!("v{i}").as_bytes())),
-                0,
-                0,
-            )
-            .unwrap();
+            log.append(&keyed_batch(i, b"same-key", Some(format!("v{i}").as_bytes())), 0, 0).unwrap();
         }
         log.close(0).unwrap();
         drop(log);
@@ -1651,11 +1346,7 @@ mod tests {
         fs::write(cleaner::swap_path(&first), &kept).unwrap();
         let log = PartitionLog::open(&path, config, 20, 0, 0).unwrap();
         assert_eq!(fs::read(&first).unwrap(), kept);
-        assert!(
-            log.repairs.iter().any(|r| r.contains("completed the swap")),
-            "{:?}",
-            log.repairs
-        );
+        assert!(log.repairs.iter().any(|r| r.contains("completed the swap")), "{:?}", log.repairs);
         assert_eq!(log.log_end_offset(), 20);
     }
 
@@ -1664,8 +1355,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(&dir.path().join("t-0"), small_config(), 0, 0, 0).unwrap();
         for i in 0..40i64 {
-            log.append(&build_batch(0, i * 10, &["v".repeat(50).as_bytes()]), 0, 0)
-                .unwrap();
+            log.append(&build_batch(0, i * 10, &["v".repeat(50).as_bytes()]), 0, 0).unwrap();
         }
         for target in [0, 5, 10, 155, 390] {
             let (offset, bytes) = log.batch_for_timestamp(target).unwrap().unwrap();

@@ -41,22 +41,13 @@ pub enum RoleKind {
 }
 
 impl Role {
-    pub const ALONE: Role = Role {
-        leader_epoch: 0,
-        kind: RoleKind::Alone,
-        isr_short: false,
-    };
+    pub const ALONE: Role = Role { leader_epoch: 0, kind: RoleKind::Alone, isr_short: false };
 }
 
 /// Where the partitions' logs are.
 pub trait Partitions {
     /// Runs `f` on the log of `topic`-`index`; None when this broker has no such partition.
-    fn with_log<T>(
-        &self,
-        topic: &str,
-        index: i32,
-        f: impl FnOnce(&mut PartitionLog) -> CoreResult<T>,
-    ) -> Option<CoreResult<T>>;
+    fn with_log<T>(&self, topic: &str, index: i32, f: impl FnOnce(&mut PartitionLog) -> CoreResult<T>) -> Option<CoreResult<T>>;
 
     /// Whether another broker of the cluster hosts `topic`-`index` (then the client is sent
     /// there with NOT_LEADER_OR_FOLLOWER rather than told the partition does not exist).
@@ -149,11 +140,7 @@ pub fn handle(
         return None;
     }
     let mut r = Reader::new(frame);
-    let header_version = if version >= produce_request::FLEXIBLE_FROM {
-        2
-    } else {
-        1
-    };
+    let header_version = if version >= produce_request::FLEXIBLE_FROM { 2 } else { 1 };
     let header = request_header::RequestHeader::read(&mut r, header_version).ok()?;
     let request = produce_request::ProduceRequest::read(&mut r, version).ok()?;
     if r.remaining() != 0 {
@@ -161,12 +148,7 @@ pub fn handle(
         // and logs them per connection, which this path cannot.
         return None;
     }
-    if request
-        .topic_data
-        .iter()
-        .flat_map(|t| &t.partition_data)
-        .any(|p| is_legacy_format(p.records))
-    {
+    if request.topic_data.iter().flat_map(|t| &t.partition_data).any(|p| is_legacy_format(p.records)) {
         return None; // message formats v0/v1: the generic path converts them to batches v2
     }
     let mut produced = Produced {
@@ -185,9 +167,7 @@ pub fn handle(
 
 /// Whether a partition's records are a legacy message set (magic 0 or 1).
 fn is_legacy_format(records: Option<&[u8]>) -> bool {
-    records
-        .and_then(|r| r.get(batch::OFF_MAGIC))
-        .is_some_and(|magic| *magic < batch::MAGIC_V2 as u8)
+    records.and_then(|r| r.get(batch::OFF_MAGIC)).is_some_and(|magic| *magic < batch::MAGIC_V2 as u8)
 }
 
 impl Produced {
@@ -211,24 +191,14 @@ impl Produced {
                 continue;
             }
             let data = p.records.unwrap_or_default();
-            let role = partitions.role(
-                topic.name,
-                p.index,
-                Role {
-                    leader_epoch,
-                    ..Role::ALONE
-                },
-            );
-            match append(
-                partitions, topic.name, p.index, data, role, self.acks, now_ms,
-            ) {
+            let role = partitions.role(topic.name, p.index, Role { leader_epoch, ..Role::ALONE });
+            match append(partitions, topic.name, p.index, data, role, self.acks, now_ms) {
                 Ok((result, count, flush_due, next_offset)) => {
                     records += count;
                     bytes += data.len() as u64;
                     self.appended.push((topic.name.to_string(), p.index));
                     if role.kind == RoleKind::Leader && self.acks == -1 {
-                        self.awaiting_replicas
-                            .push((topic.name.to_string(), p.index, next_offset));
+                        self.awaiting_replicas.push((topic.name.to_string(), p.index, next_offset));
                     }
                     if flush_due {
                         self.to_flush.push((self.results.len(), results.len()));
@@ -237,15 +207,13 @@ impl Produced {
                 }
                 Err(result) => {
                     let why = result.message.clone().unwrap_or_default();
-                    self.refused
-                        .push((topic.name.to_string(), p.index, result.error_code, why));
+                    self.refused.push((topic.name.to_string(), p.index, result.error_code, why));
                     results.push(result);
                 }
             }
         }
         if records > 0 {
-            self.per_topic
-                .push((topic.name.to_string(), records, bytes));
+            self.per_topic.push((topic.name.to_string(), records, bytes));
         }
         results
     }
@@ -256,18 +224,9 @@ impl Produced {
         for (t, p) in std::mem::take(&mut self.to_flush) {
             let (topic, results) = &mut self.results[t];
             let result = &mut results[p];
-            let Some(Err(e)) = partitions.with_log(topic, result.index, |log| log.flush(now_ms))
-            else {
-                continue;
-            };
-            *result =
-                PartitionResult::error(result.index, e.kafka_error_code(), Some(e.to_string()));
-            self.refused.push((
-                topic.clone(),
-                result.index,
-                result.error_code,
-                e.to_string(),
-            ));
+            let Some(Err(e)) = partitions.with_log(topic, result.index, |log| log.flush(now_ms)) else { continue };
+            *result = PartitionResult::error(result.index, e.kafka_error_code(), Some(e.to_string()));
+            self.refused.push((topic.clone(), result.index, result.error_code, e.to_string()));
         }
     }
 
@@ -276,10 +235,7 @@ impl Produced {
     pub fn fail(&mut self, topic: &str, index: i32, error_code: i16) {
         for (name, results) in &mut self.results {
             if name == topic {
-                for result in results
-                    .iter_mut()
-                    .filter(|r| r.index == index && r.error_code == 0)
-                {
+                for result in results.iter_mut().filter(|r| r.index == index && r.error_code == 0) {
                     *result = PartitionResult::error(index, error_code, None);
                 }
             }
@@ -288,10 +244,7 @@ impl Produced {
 
     /// The response frame (size prefix, header, body); None for acks=0.
     pub fn response(&self) -> Option<Vec<u8>> {
-        use produce_response::{
-            BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse,
-            TopicProduceResponse,
-        };
+        use produce_response::{BatchIndexAndErrorMessage, PartitionProduceResponse, ProduceResponse, TopicProduceResponse};
         if self.acks == 0 {
             return None;
         }
@@ -322,25 +275,11 @@ impl Produced {
                     .collect(),
             })
             .collect();
-        let body = ProduceResponse {
-            responses,
-            throttle_time_ms: 0,
-            ..Default::default()
-        };
-        let mut w = Writer::with_capacity(
-            64 + 48 * self.results.iter().map(|(_, r)| r.len()).sum::<usize>(),
-        );
+        let body = ProduceResponse { responses, throttle_time_ms: 0, ..Default::default() };
+        let mut w = Writer::with_capacity(64 + 48 * self.results.iter().map(|(_, r)| r.len()).sum::<usize>());
         w.i32(0); // the size, filled in below
-        let header_version = if self.version >= produce_response::FLEXIBLE_FROM {
-            1
-        } else {
-            0
-        };
-        response_header::ResponseHeader {
-            correlation_id: self.correlation_id,
-        }
-        .write(&mut w, header_version)
-        .ok()?;
+        let header_version = if self.version >= produce_response::FLEXIBLE_FROM { 1 } else { 0 };
+        response_header::ResponseHeader { correlation_id: self.correlation_id }.write(&mut w, header_version).ok()?;
         body.write(&mut w, self.version).ok()?;
         let size = (w.buf.len() - 4) as i32;
         w.buf[..4].copy_from_slice(&size.to_be_bytes());
@@ -364,17 +303,10 @@ fn append(
         return Err(PartitionResult::error(index, CORRUPT_MESSAGE, Some(why)));
     }
     match role.kind {
-        RoleKind::NotLeader => {
-            return Err(PartitionResult::error(index, NOT_LEADER_OR_FOLLOWER, None))
-        }
+        RoleKind::NotLeader => return Err(PartitionResult::error(index, NOT_LEADER_OR_FOLLOWER, None)),
         _ if acks == -1 && role.isr_short => {
-            let why =
-                "the partition has fewer in-sync replicas than min.insync.replicas".to_string();
-            return Err(PartitionResult::error(
-                index,
-                NOT_ENOUGH_REPLICAS,
-                Some(why),
-            ));
+            let why = "the partition has fewer in-sync replicas than min.insync.replicas".to_string();
+            return Err(PartitionResult::error(index, NOT_ENOUGH_REPLICAS, Some(why)));
         }
         _ => {}
     }
@@ -388,14 +320,8 @@ fn append(
         Ok((info, log.log_start_offset, log.flush_due(), next_offset))
     });
     match appended {
-        None if partitions.hosted_elsewhere(topic, index) => {
-            Err(PartitionResult::error(index, NOT_LEADER_OR_FOLLOWER, None))
-        }
-        None => Err(PartitionResult::error(
-            index,
-            UNKNOWN_TOPIC_OR_PARTITION,
-            None,
-        )),
+        None if partitions.hosted_elsewhere(topic, index) => Err(PartitionResult::error(index, NOT_LEADER_OR_FOLLOWER, None)),
+        None => Err(PartitionResult::error(index, UNKNOWN_TOPIC_OR_PARTITION, None)),
         Some(Err(e)) => Err(PartitionResult::refusal(index, e)),
         Some(Ok((info, log_start_offset, flush_due, next_offset))) => Ok((
             PartitionResult {
@@ -426,16 +352,8 @@ mod tests {
     struct Logs(RefCell<HashMap<(String, i32), PartitionLog>>);
 
     impl Partitions for Logs {
-        fn with_log<T>(
-            &self,
-            topic: &str,
-            index: i32,
-            f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError>,
-        ) -> Option<Result<T, CoreError>> {
-            self.0
-                .borrow_mut()
-                .get_mut(&(topic.to_string(), index))
-                .map(f)
+        fn with_log<T>(&self, topic: &str, index: i32, f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError>) -> Option<Result<T, CoreError>> {
+            self.0.borrow_mut().get_mut(&(topic.to_string(), index)).map(f)
         }
     }
 
@@ -456,50 +374,25 @@ mod tests {
                 .iter()
                 .map(|(name, index, records)| TopicProduceData {
                     name,
-                    partition_data: vec![PartitionProduceData {
-                        index: *index,
-                        records: Some(records),
-                    }],
+                    partition_data: vec![PartitionProduceData { index: *index, records: Some(records) }],
                 })
                 .collect(),
             ..Default::default()
         };
-        let header = request_header::RequestHeader {
-            request_api_version: version,
-            correlation_id: 42,
-            ..Default::default()
-        };
+        let header = request_header::RequestHeader { request_api_version: version, correlation_id: 42, ..Default::default() };
         let mut w = Writer::default();
-        header
-            .write(
-                &mut w,
-                if version >= produce_request::FLEXIBLE_FROM {
-                    2
-                } else {
-                    1
-                },
-            )
-            .unwrap();
+        header.write(&mut w, if version >= produce_request::FLEXIBLE_FROM { 2 } else { 1 }).unwrap();
         request.write(&mut w, version).unwrap();
         w.buf
     }
 
     fn response(frame: &[u8], version: i16) -> Vec<(i32, i16, i64)> {
         let mut r = Reader::new(&frame[4..]);
-        let header =
-            response_header::ResponseHeader::read(&mut r, if version >= 9 { 1 } else { 0 })
-                .unwrap();
+        let header = response_header::ResponseHeader::read(&mut r, if version >= 9 { 1 } else { 0 }).unwrap();
         assert_eq!(header.correlation_id, 42);
         let body = produce_response::ProduceResponse::read(&mut r, version).unwrap();
         assert_eq!(r.remaining(), 0);
-        body.responses
-            .iter()
-            .flat_map(|t| {
-                t.partition_responses
-                    .iter()
-                    .map(|p| (p.index, p.error_code, p.base_offset))
-            })
-            .collect()
+        body.responses.iter().flat_map(|t| t.partition_responses.iter().map(|p| (p.index, p.error_code, p.base_offset))).collect()
     }
 
     #[test]
@@ -508,23 +401,10 @@ mod tests {
         let logs = logs(dir.path());
         let batch = build_batch(0, 1000, &[b"a", b"b"]);
         for (i, version) in [3i16, 8, 9, 11].into_iter().enumerate() {
-            let out = handle(
-                &frame(version, 1, &[("t", 0, &batch)]),
-                (0, 11),
-                &logs,
-                0,
-                0,
-            )
-            .unwrap();
-            assert_eq!(
-                response(&out.response().unwrap(), version),
-                vec![(0, 0, 2 * i as i64)]
-            );
+            let out = handle(&frame(version, 1, &[("t", 0, &batch)]), (0, 11), &logs, 0, 0).unwrap();
+            assert_eq!(response(&out.response().unwrap(), version), vec![(0, 0, 2 * i as i64)]);
             assert_eq!(out.appended, vec![("t".to_string(), 0)]);
-            assert_eq!(
-                out.per_topic,
-                vec![("t".to_string(), 2, batch.len() as u64)]
-            );
+            assert_eq!(out.per_topic, vec![("t".to_string(), 2, batch.len() as u64)]);
         }
         let log = &logs.0.borrow()[&("t".to_string(), 0)];
         assert_eq!((log.log_end_offset(), log.high_watermark), (8, 8));
@@ -536,37 +416,11 @@ mod tests {
         let logs = logs(dir.path());
         let mut corrupt = build_batch(0, 1000, &[b"a"]);
         *corrupt.last_mut().unwrap() ^= 0xff;
-        let out = handle(
-            &frame(
-                9,
-                1,
-                &[
-                    ("t", 0, &corrupt),
-                    ("t", 1, b"x"),
-                    ("u", 0, b"x"),
-                    ("t", 0, b""),
-                ],
-            ),
-            (0, 11),
-            &logs,
-            0,
-            0,
-        )
-        .unwrap();
-        assert_eq!(
-            response(&out.response().unwrap(), 9),
-            vec![(0, 2, -1), (1, 3, -1), (0, 3, -1), (0, 2, -1)]
-        );
+        let out = handle(&frame(9, 1, &[("t", 0, &corrupt), ("t", 1, b"x"), ("u", 0, b"x"), ("t", 0, b"")]), (0, 11), &logs, 0, 0).unwrap();
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 2, -1), (1, 3, -1), (0, 3, -1), (0, 2, -1)]);
         assert!(out.appended.is_empty() && out.per_topic.is_empty());
         assert_eq!(out.refused.len(), 4);
-        let out = handle(
-            &frame(9, 7, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]),
-            (0, 11),
-            &logs,
-            0,
-            0,
-        )
-        .unwrap();
+        let out = handle(&frame(9, 7, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]), (0, 11), &logs, 0, 0).unwrap();
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 21, -1)]); // INVALID_REQUIRED_ACKS
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 0);
     }
@@ -577,18 +431,12 @@ mod tests {
         let logs = logs(dir.path());
         let good = frame(9, 0, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]);
         for end in 0..good.len() {
-            assert!(
-                handle(&good[..end], (0, 11), &logs, 0, 0).is_none(),
-                "truncated at {end}"
-            );
+            assert!(handle(&good[..end], (0, 11), &logs, 0, 0).is_none(), "truncated at {end}");
         }
         let mut trailing = good.clone();
         trailing.push(0);
         assert!(handle(&trailing, (0, 11), &logs, 0, 0).is_none());
-        assert!(
-            handle(&good, (0, 8), &logs, 0, 0).is_none(),
-            "a version outside the range is declined"
-        );
+        assert!(handle(&good, (0, 8), &logs, 0, 0).is_none(), "a version outside the range is declined");
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 0);
         let out = handle(&good, (0, 11), &logs, 0, 0).unwrap();
         assert!(out.response().is_none());
@@ -598,12 +446,7 @@ mod tests {
     struct Led(Logs, Role);
 
     impl Partitions for Led {
-        fn with_log<T>(
-            &self,
-            topic: &str,
-            index: i32,
-            f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError>,
-        ) -> Option<Result<T, CoreError>> {
+        fn with_log<T>(&self, topic: &str, index: i32, f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError>) -> Option<Result<T, CoreError>> {
             self.0.with_log(topic, index, f)
         }
         fn role(&self, _topic: &str, _index: i32, _default: Role) -> Role {
@@ -615,51 +458,22 @@ mod tests {
     fn roles_send_producers_to_the_leader_and_acks_all_waits_for_followers() {
         let dir = tempfile::tempdir().unwrap();
         let batch = build_batch(0, 1000, &[b"a", b"b"]);
-        let follower = Led(
-            logs(dir.path()),
-            Role {
-                leader_epoch: 3,
-                kind: RoleKind::NotLeader,
-                isr_short: false,
-            },
-        );
+        let follower = Led(logs(dir.path()), Role { leader_epoch: 3, kind: RoleKind::NotLeader, isr_short: false });
         let out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &follower, 0, 0).unwrap();
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 6, -1)]); // NOT_LEADER_OR_FOLLOWER
         let other = tempfile::tempdir().unwrap();
-        let short = Led(
-            logs(other.path()),
-            Role {
-                leader_epoch: 3,
-                kind: RoleKind::Leader,
-                isr_short: true,
-            },
-        );
+        let short = Led(logs(other.path()), Role { leader_epoch: 3, kind: RoleKind::Leader, isr_short: true });
         let out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &short, 0, 0).unwrap();
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 19, -1)]); // NOT_ENOUGH_REPLICAS
         let out = handle(&frame(9, 1, &[("t", 0, &batch)]), (0, 11), &short, 0, 0).unwrap();
-        assert_eq!(
-            response(&out.response().unwrap(), 9),
-            vec![(0, 0, 0)],
-            "acks=1 needs no ISR"
-        );
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 0, 0)], "acks=1 needs no ISR");
         let third = tempfile::tempdir().unwrap();
-        let leader = Led(
-            logs(third.path()),
-            Role {
-                leader_epoch: 3,
-                kind: RoleKind::Leader,
-                isr_short: false,
-            },
-        );
+        let leader = Led(logs(third.path()), Role { leader_epoch: 3, kind: RoleKind::Leader, isr_short: false });
         let mut out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &leader, 0, 0).unwrap();
         assert_eq!(out.awaiting_replicas, vec![("t".to_string(), 0, 2)]);
         assert_eq!(out.timeout_ms, 1000);
         let log = &leader.0 .0.borrow()[&("t".to_string(), 0)];
-        assert_eq!(
-            (log.log_end_offset(), log.high_watermark, log.latest_epoch()),
-            (2, 0, 3),
-            "the followers move the high watermark"
-        );
+        assert_eq!((log.log_end_offset(), log.high_watermark, log.latest_epoch()), (2, 0, 3), "the followers move the high watermark");
         out.fail("t", 0, 7);
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 7, -1)]);
     }
@@ -667,43 +481,17 @@ mod tests {
     #[test]
     fn a_due_flush_is_left_to_flush_and_the_response_waits_for_it() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = logs_with(
-            dir.path(),
-            LogConfig {
-                flush_messages: 1,
-                ..LogConfig::default()
-            },
-        );
-        let mut out = handle(
-            &frame(9, -1, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]),
-            (0, 11),
-            &logs,
-            0,
-            0,
-        )
-        .unwrap();
+        let logs = logs_with(dir.path(), LogConfig { flush_messages: 1, ..LogConfig::default() });
+        let mut out = handle(&frame(9, -1, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]), (0, 11), &logs, 0, 0).unwrap();
         assert!(out.needs_flush());
-        assert_eq!(
-            logs.0.borrow()[&("t".to_string(), 0)].recovery_point,
-            0,
-            "no fsync during the append"
-        );
+        assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].recovery_point, 0, "no fsync during the append");
         out.flush(&logs, 0);
         assert!(!out.needs_flush());
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].recovery_point, 1);
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 0, 0)]);
         let other = tempfile::tempdir().unwrap();
         let default_policy = super::tests::logs(other.path());
-        let out = handle(
-            &frame(9, 1, &[("t", 0, &build_batch(0, 1000, &[b"b"]))]),
-            (0, 11),
-            &default_policy,
-            0,
-            0,
-        );
-        assert!(
-            out.is_some_and(|o| !o.needs_flush()),
-            "the default flush policy leaves fsync to the log flusher"
-        );
+        let out = handle(&frame(9, 1, &[("t", 0, &build_batch(0, 1000, &[b"b"]))]), (0, 11), &default_policy, 0, 0);
+        assert!(out.is_some_and(|o| !o.needs_flush()), "the default flush policy leaves fsync to the log flusher");
     }
 }

@@ -73,11 +73,7 @@ impl ProducerState {
         if !is_idempotent(header) {
             return Ok(Verdict::Append);
         }
-        let (pid, epoch, first) = (
-            header.producer_id,
-            header.producer_epoch,
-            header.base_sequence,
-        );
+        let (pid, epoch, first) = (header.producer_id, header.producer_epoch, header.base_sequence);
         let Some(entry) = self.producers.get(&pid) else {
             if first != 0 {
                 return Err(CoreError::UnknownProducerId(format!(
@@ -101,17 +97,10 @@ impl ProducerState {
             return Ok(Verdict::Append);
         }
         let last = last_sequence(header);
-        if let Some(meta) = entry
-            .batches
-            .iter()
-            .find(|m| m.first_sequence == first && m.last_sequence == last)
-        {
+        if let Some(meta) = entry.batches.iter().find(|m| m.first_sequence == first && m.last_sequence == last) {
             return Ok(Verdict::Duplicate(*meta));
         }
-        let expected = entry
-            .batches
-            .back()
-            .map_or(0, |m| sequence_after(m.last_sequence, 1));
+        let expected = entry.batches.back().map_or(0, |m| sequence_after(m.last_sequence, 1));
         if first != expected {
             return Err(CoreError::OutOfOrderSequence(format!(
                 "producer {pid} epoch {epoch} sent sequence {first}, expected {expected}"
@@ -167,9 +156,7 @@ impl ProducerState {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<ProducerState> {
-        let bad = |why: &str| {
-            CoreError::InvalidArgument(format!("producer state snapshot is unreadable: {why}"))
-        };
+        let bad = |why: &str| CoreError::InvalidArgument(format!("producer state snapshot is unreadable: {why}"));
         if bytes.len() < 14 || &bytes[..4] != SNAPSHOT_MAGIC {
             return Err(bad("no magic"));
         }
@@ -187,10 +174,7 @@ impl ProducerState {
             let pid = i64::from_be_bytes(reader.take::<8>()?);
             let epoch = i16::from_be_bytes(reader.take::<2>()?);
             let batches = reader.take::<1>()?[0] as usize;
-            let mut entry = ProducerEntry {
-                epoch,
-                batches: VecDeque::new(),
-            };
+            let mut entry = ProducerEntry { epoch, batches: VecDeque::new() };
             for _ in 0..batches.min(REMEMBERED_BATCHES) {
                 entry.batches.push_back(BatchMeta {
                     first_sequence: i32::from_be_bytes(reader.take::<4>()?),
@@ -215,9 +199,10 @@ struct SliceReader<'a> {
 
 impl SliceReader<'_> {
     fn take<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let bytes = self.buf.get(self.pos..self.pos + N).ok_or_else(|| {
-            CoreError::InvalidArgument("producer state snapshot is truncated".into())
-        })?;
+        let bytes = self
+            .buf
+            .get(self.pos..self.pos + N)
+            .ok_or_else(|| CoreError::InvalidArgument("producer state snapshot is truncated".into()))?;
         self.pos += N;
         Ok(bytes.try_into().unwrap())
     }
@@ -248,58 +233,23 @@ mod tests {
     #[test]
     fn sequences_duplicates_and_epochs() {
         let mut state = ProducerState::default();
-        assert_eq!(
-            state.check(&header(7, 0, 0, 3, 0)).unwrap(),
-            Verdict::Append
-        );
+        assert_eq!(state.check(&header(7, 0, 0, 3, 0)).unwrap(), Verdict::Append);
         state.record(&header(7, 0, 0, 3, 0));
-        assert!(matches!(
-            state.check(&header(7, 0, 5, 1, 0)),
-            Err(CoreError::OutOfOrderSequence(_))
-        ));
+        assert!(matches!(state.check(&header(7, 0, 5, 1, 0)), Err(CoreError::OutOfOrderSequence(_))));
         let dup = state.check(&header(7, 0, 0, 3, 99)).unwrap();
-        assert_eq!(
-            dup,
-            Verdict::Duplicate(BatchMeta {
-                first_sequence: 0,
-                last_sequence: 2,
-                first_offset: 0,
-                last_offset: 2
-            })
-        );
-        assert_eq!(
-            state.check(&header(7, 0, 3, 2, 0)).unwrap(),
-            Verdict::Append
-        );
+        assert_eq!(dup, Verdict::Duplicate(BatchMeta { first_sequence: 0, last_sequence: 2, first_offset: 0, last_offset: 2 }));
+        assert_eq!(state.check(&header(7, 0, 3, 2, 0)).unwrap(), Verdict::Append);
         for i in 0..6 {
             state.record(&header(7, 0, 3 + i, 1, 3 + i as i64));
         }
         // The first batch fell out of the last five: a repeat of it is out of order now.
-        assert!(matches!(
-            state.check(&header(7, 0, 0, 3, 0)),
-            Err(CoreError::OutOfOrderSequence(_))
-        ));
-        assert!(matches!(
-            state.check(&header(7, 1, 4, 1, 0)),
-            Err(CoreError::OutOfOrderSequence(_))
-        ));
-        assert_eq!(
-            state.check(&header(7, 1, 0, 1, 0)).unwrap(),
-            Verdict::Append
-        );
+        assert!(matches!(state.check(&header(7, 0, 0, 3, 0)), Err(CoreError::OutOfOrderSequence(_))));
+        assert!(matches!(state.check(&header(7, 1, 4, 1, 0)), Err(CoreError::OutOfOrderSequence(_))));
+        assert_eq!(state.check(&header(7, 1, 0, 1, 0)).unwrap(), Verdict::Append);
         state.record(&header(7, 1, 0, 1, 20));
-        assert!(matches!(
-            state.check(&header(7, 0, 9, 1, 0)),
-            Err(CoreError::InvalidProducerEpoch(_))
-        ));
-        assert!(matches!(
-            state.check(&header(8, 0, 1, 1, 0)),
-            Err(CoreError::UnknownProducerId(_))
-        ));
-        assert_eq!(
-            state.check(&header(-1, -1, -1, 1, 0)).unwrap(),
-            Verdict::Append
-        );
+        assert!(matches!(state.check(&header(7, 0, 9, 1, 0)), Err(CoreError::InvalidProducerEpoch(_))));
+        assert!(matches!(state.check(&header(8, 0, 1, 1, 0)), Err(CoreError::UnknownProducerId(_))));
+        assert_eq!(state.check(&header(-1, -1, -1, 1, 0)).unwrap(), Verdict::Append);
         let copy = ProducerState::from_bytes(&state.to_bytes()).unwrap();
         assert_eq!(copy, state);
         let mut damaged = state.to_bytes();

@@ -4,11 +4,11 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict};
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::batch;
@@ -19,60 +19,15 @@ use crate::log::{LogConfig, PartitionLog};
 use crate::produce;
 use crate::quorum::Quorum;
 
-create_exception!(
-    _core,
-    StorageError,
-    PyException,
-    "Base of every error raised by fastlog's core."
-);
-create_exception!(
-    _core,
-    CorruptRecordError,
-    StorageError,
-    "A record batch failed validation: CORRUPT_MESSAGE."
-);
-create_exception!(
-    _core,
-    RecordTooLargeError,
-    StorageError,
-    "A record batch exceeds the size limit: MESSAGE_TOO_LARGE."
-);
-create_exception!(
-    _core,
-    OffsetOutOfRangeError,
-    StorageError,
-    "An offset outside the log: OFFSET_OUT_OF_RANGE."
-);
-create_exception!(
-    _core,
-    LogIOError,
-    StorageError,
-    "A disk operation failed: KAFKA_STORAGE_ERROR."
-);
-create_exception!(
-    _core,
-    OutOfOrderSequenceError,
-    StorageError,
-    "A producer's sequence does not follow its last: OUT_OF_ORDER_SEQUENCE_NUMBER."
-);
-create_exception!(
-    _core,
-    InvalidProducerEpochError,
-    StorageError,
-    "A producer epoch older than the current one: INVALID_PRODUCER_EPOCH."
-);
-create_exception!(
-    _core,
-    UnknownProducerIdError,
-    StorageError,
-    "A producer without state here, mid-sequence: UNKNOWN_PRODUCER_ID."
-);
-create_exception!(
-    _core,
-    InvalidRecordError,
-    StorageError,
-    "A produce request the log cannot take: INVALID_RECORD."
-);
+create_exception!(_core, StorageError, PyException, "Base of every error raised by fastlog's core.");
+create_exception!(_core, CorruptRecordError, StorageError, "A record batch failed validation: CORRUPT_MESSAGE.");
+create_exception!(_core, RecordTooLargeError, StorageError, "A record batch exceeds the size limit: MESSAGE_TOO_LARGE.");
+create_exception!(_core, OffsetOutOfRangeError, StorageError, "An offset outside the log: OFFSET_OUT_OF_RANGE.");
+create_exception!(_core, LogIOError, StorageError, "A disk operation failed: KAFKA_STORAGE_ERROR.");
+create_exception!(_core, OutOfOrderSequenceError, StorageError, "A producer's sequence does not follow its last: OUT_OF_ORDER_SEQUENCE_NUMBER.");
+create_exception!(_core, InvalidProducerEpochError, StorageError, "A producer epoch older than the current one: INVALID_PRODUCER_EPOCH.");
+create_exception!(_core, UnknownProducerIdError, StorageError, "A producer without state here, mid-sequence: UNKNOWN_PRODUCER_ID.");
+create_exception!(_core, InvalidRecordError, StorageError, "A produce request the log cannot take: INVALID_RECORD.");
 
 impl From<CoreError> for PyErr {
     fn from(err: CoreError) -> PyErr {
@@ -108,10 +63,7 @@ fn crc32c_of(py: Python<'_>, data: &[u8]) -> u32 {
 #[pyo3(signature = (data, max_batch_bytes = 1 << 30))]
 fn validate_batches(py: Python<'_>, data: &[u8], max_batch_bytes: usize) -> PyResult<(i64, usize)> {
     let headers = py.detach(|| batch::validate_produce(data, max_batch_bytes))?;
-    Ok((
-        headers.iter().map(|h| h.record_count as i64).sum(),
-        headers.len(),
-    ))
+    Ok((headers.iter().map(|h| h.record_count as i64).sum(), headers.len()))
 }
 
 /// Copies `data` with offsets assigned from `base_offset` (used by tests and internal writers).
@@ -127,22 +79,14 @@ fn assign_offsets<'py>(
     let mut owned = data.to_vec();
     py.detach(|| -> Result<(), CoreError> {
         let headers = batch::validate_produce(&owned, usize::MAX)?;
-        batch::assign_offsets(
-            &mut owned,
-            &headers,
-            base_offset,
-            leader_epoch,
-            log_append_time,
-        );
+        batch::assign_offsets(&mut owned, &headers, base_offset, leader_epoch, log_append_time);
         Ok(())
     })?;
     Ok(PyBytes::new(py, &owned))
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Reads Kafka-named topic configs (`segment.bytes`, `retention.ms`, ...) into a LogConfig.
@@ -153,22 +97,14 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
         let key: String = key.extract()?;
         let int = || -> PyResult<i64> {
             value.extract::<i64>().map_err(|_| {
-                pyo3::exceptions::PyValueError::new_err(format!(
-                    "log config {key} must be an integer, not {value}"
-                ))
+                pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be an integer, not {value}"))
             })
         };
         let non_negative = |v: i64| -> PyResult<u64> {
-            u64::try_from(v).map_err(|_| {
-                pyo3::exceptions::PyValueError::new_err(format!(
-                    "log config {key} must be >= 0, not {v}"
-                ))
-            })
+            u64::try_from(v).map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be >= 0, not {v}")))
         };
         match key.as_str() {
-            "segment.bytes" => {
-                c.segment_bytes = non_negative(int()?)?.max(batch::HEADER_SIZE as u64)
-            }
+            "segment.bytes" => c.segment_bytes = non_negative(int()?)?.max(batch::HEADER_SIZE as u64),
             "segment.ms" => c.segment_ms = int()?,
             "segment.index.bytes" => c.segment_index_bytes = non_negative(int()?)?,
             "index.interval.bytes" => c.index_interval_bytes = non_negative(int()?)?,
@@ -181,9 +117,7 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
             "min.compaction.lag.ms" => c.min_compaction_lag_ms = int()?,
             "min.cleanable.dirty.ratio" => {
                 c.min_cleanable_dirty_ratio = value.extract::<f64>().map_err(|_| {
-                    pyo3::exceptions::PyValueError::new_err(format!(
-                        "log config {key} must be a number, not {value}"
-                    ))
+                    pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be a number, not {value}"))
                 })?
             }
             "cleanup.policy" => {
@@ -199,11 +133,7 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
                     "snappy" => Some(crate::compression::SNAPPY),
                     "lz4" => Some(crate::compression::LZ4),
                     "zstd" => Some(crate::compression::ZSTD),
-                    _ => {
-                        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                            "unknown compression.type {v}"
-                        )))
-                    }
+                    _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown compression.type {v}"))),
                 }
             }
             "message.timestamp.type" => {
@@ -211,11 +141,7 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
                 c.log_append_time = match v.as_str() {
                     "LogAppendTime" => true,
                     "CreateTime" => false,
-                    _ => {
-                        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                            "unknown message.timestamp.type {v}"
-                        )))
-                    }
+                    _ => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown message.timestamp.type {v}"))),
                 }
             }
             _ => {} // other topic configs are the Python layer's business
@@ -253,10 +179,7 @@ impl FileSlice {
         Ok(PyBytes::new(py, &buf))
     }
     fn __repr__(&self) -> String {
-        format!(
-            "FileSlice(base_offset={}, position={}, length={})",
-            self.base_offset, self.position, self.length
-        )
+        format!("FileSlice(base_offset={}, position={}, length={})", self.base_offset, self.position, self.length)
     }
 }
 
@@ -272,18 +195,11 @@ impl Log {
     fn lock(&self) -> PyResult<MutexGuardLog<'_>> {
         let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if guard.is_none() {
-            return Err(LogIOError::new_err(format!(
-                "log {} is closed",
-                self.path.display()
-            )));
+            return Err(LogIOError::new_err(format!("log {} is closed", self.path.display())));
         }
         Ok(MutexGuardLog(guard))
     }
-    fn with<T: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError> + Send,
-    ) -> PyResult<T> {
+    fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError> + Send) -> PyResult<T> {
         py.detach(|| {
             let mut guard = self.lock()?;
             f(guard.0.as_mut().unwrap()).map_err(PyErr::from)
@@ -298,41 +214,19 @@ impl Log {
     /// Opens or creates the log in `path`, recovering from `recovery_point`.
     #[new]
     #[pyo3(signature = (path, config = None, recovery_point = 0, log_start_offset = 0))]
-    fn new(
-        py: Python<'_>,
-        path: PathBuf,
-        config: Option<&Bound<'_, PyDict>>,
-        recovery_point: i64,
-        log_start_offset: i64,
-    ) -> PyResult<Self> {
+    fn new(py: Python<'_>, path: PathBuf, config: Option<&Bound<'_, PyDict>>, recovery_point: i64, log_start_offset: i64) -> PyResult<Self> {
         let config = log_config(config)?;
-        let log = py.detach(|| {
-            PartitionLog::open(&path, config, recovery_point, log_start_offset, now_ms())
-        })?;
-        Ok(Log {
-            inner: Mutex::new(Some(log)),
-            path,
-        })
+        let log = py.detach(|| PartitionLog::open(&path, config, recovery_point, log_start_offset, now_ms()))?;
+        Ok(Log { inner: Mutex::new(Some(log)), path })
     }
 
     /// Validates and appends a producer's record batches.
     /// Returns (base_offset, last_offset, log_append_time or -1, record_count).
     #[pyo3(signature = (data, leader_epoch = 0, now_ms = None))]
-    fn append(
-        &self,
-        py: Python<'_>,
-        data: &[u8],
-        leader_epoch: i32,
-        now_ms: Option<i64>,
-    ) -> PyResult<(i64, i64, i64, i64)> {
+    fn append(&self, py: Python<'_>, data: &[u8], leader_epoch: i32, now_ms: Option<i64>) -> PyResult<(i64, i64, i64, i64)> {
         let now = now_ms.unwrap_or_else(self::now_ms);
         let info = self.with(py, |log| log.append(data, leader_epoch, now))?;
-        Ok((
-            info.base_offset,
-            info.last_offset,
-            info.log_append_time,
-            info.record_count,
-        ))
+        Ok((info.base_offset, info.last_offset, info.log_append_time, info.record_count))
     }
 
     /// Empties the log and starts it at `offset` (a follower behind the leader's log start).
@@ -344,12 +238,7 @@ impl Log {
     /// A follower's append of the leader's batches, offsets and epochs kept (CRCs checked; a
     /// trailing partial batch is left out). Returns (first offset, next offset) appended.
     #[pyo3(signature = (data, now_ms = None))]
-    fn append_replica(
-        &self,
-        py: Python<'_>,
-        data: &[u8],
-        now_ms: Option<i64>,
-    ) -> PyResult<(i64, i64)> {
+    fn append_replica(&self, py: Python<'_>, data: &[u8], now_ms: Option<i64>) -> PyResult<(i64, i64)> {
         let now = now_ms.unwrap_or_else(self::now_ms);
         self.with(py, |log| log.append_replica(data, now))
     }
@@ -357,37 +246,25 @@ impl Log {
     /// Whole batches from `offset`, up to `max_bytes` (at least one batch when `min_one`), none at
     /// or past `max_offset` (default: the high watermark). None when there is nothing to read.
     #[pyo3(signature = (offset, max_bytes, max_offset = None, min_one = true))]
-    fn read(
-        &self,
-        py: Python<'_>,
-        offset: i64,
-        max_bytes: i64,
-        max_offset: Option<i64>,
-        min_one: bool,
-    ) -> PyResult<Option<FileSlice>> {
+    fn read(&self, py: Python<'_>, offset: i64, max_bytes: i64, max_offset: Option<i64>, min_one: bool) -> PyResult<Option<FileSlice>> {
         let max_bytes = max_bytes.max(0) as u64;
         let slice = self.with(py, |log| {
             let upper = max_offset.unwrap_or(log.high_watermark);
             log.read(offset, max_bytes, upper, min_one)
         })?;
-        Ok(slice.map(|s| FileSlice {
-            file: s.file,
-            position: s.position,
-            length: s.length,
-            base_offset: s.base_offset,
-        }))
+        Ok(slice.map(|s| FileSlice { file: s.file, position: s.position, length: s.length, base_offset: s.base_offset }))
+    }
+
+    /// Checks every batch on disk (length, magic, CRC, offset order) without holding the log
+    /// or the GIL while it reads: (offset, why) of the first bad batch, or None.
+    fn verify(&self, py: Python<'_>) -> PyResult<Option<(i64, String)>> {
+        let extents = self.lock()?.0.as_ref().unwrap().segment_extents();
+        Ok(py.detach(|| crate::log::verify(&extents))?)
     }
 
     /// Like `read`, as bytes (empty when there is nothing).
     #[pyo3(signature = (offset, max_bytes, max_offset = None, min_one = true))]
-    fn read_bytes<'py>(
-        &self,
-        py: Python<'py>,
-        offset: i64,
-        max_bytes: i64,
-        max_offset: Option<i64>,
-        min_one: bool,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+    fn read_bytes<'py>(&self, py: Python<'py>, offset: i64, max_bytes: i64, max_offset: Option<i64>, min_one: bool) -> PyResult<Bound<'py, PyBytes>> {
         match self.read(py, offset, max_bytes, max_offset, min_one)? {
             Some(slice) => slice.read(py),
             None => Ok(PyBytes::new(py, b"")),
@@ -461,11 +338,7 @@ impl Log {
 
     /// (base offset of the batch, its bytes) of the first batch with a record at or after
     /// `timestamp`; None when every record is older.
-    fn batch_for_timestamp<'py>(
-        &self,
-        py: Python<'py>,
-        timestamp: i64,
-    ) -> PyResult<Option<(i64, Bound<'py, PyBytes>)>> {
+    fn batch_for_timestamp<'py>(&self, py: Python<'py>, timestamp: i64) -> PyResult<Option<(i64, Bound<'py, PyBytes>)>> {
         let found = self.with(py, |log| log.batch_for_timestamp(timestamp))?;
         Ok(found.map(|(offset, bytes)| (offset, PyBytes::new(py, &bytes))))
     }
@@ -490,11 +363,7 @@ impl Log {
     /// One compaction pass when the log is compacted and dirty enough; returns what it did
     /// (segments, bytes_read, bytes_written, records_removed) or None.
     #[pyo3(signature = (now_ms = None))]
-    fn clean(
-        &self,
-        py: Python<'_>,
-        now_ms: Option<i64>,
-    ) -> PyResult<Option<(usize, u64, u64, u64)>> {
+    fn clean(&self, py: Python<'_>, now_ms: Option<i64>) -> PyResult<Option<(usize, u64, u64, u64)>> {
         let now = now_ms.unwrap_or_else(self::now_ms);
         let stats = self.with(py, |log| log.clean(now))?;
         Ok(stats.map(|s| (s.segments, s.bytes_read, s.bytes_written, s.records_removed)))
@@ -574,24 +443,14 @@ impl produce::Partitions for PartitionTable {
 
     fn hosted_elsewhere(&self, topic: &str, index: i32) -> bool {
         let elsewhere = self.elsewhere.read().unwrap_or_else(|p| p.into_inner());
-        elsewhere
-            .get(topic)
-            .is_some_and(|count| (0..*count).contains(&index))
+        elsewhere.get(topic).is_some_and(|count| (0..*count).contains(&index))
     }
 
     fn role(&self, topic: &str, index: i32, default: produce::Role) -> produce::Role {
         let roles = self.roles.read().unwrap_or_else(|p| p.into_inner());
-        let set = roles
-            .get(topic)
-            .and_then(|r| r.get(usize::try_from(index).ok()?).copied().flatten());
-        let unset = if self
-            .unset_is_follower
-            .load(std::sync::atomic::Ordering::Relaxed)
-        {
-            produce::Role {
-                kind: produce::RoleKind::NotLeader,
-                ..default
-            }
+        let set = roles.get(topic).and_then(|r| r.get(usize::try_from(index).ok()?).copied().flatten());
+        let unset = if self.unset_is_follower.load(std::sync::atomic::Ordering::Relaxed) {
+            produce::Role { kind: produce::RoleKind::NotLeader, ..default }
         } else {
             default
         };
@@ -614,50 +473,31 @@ impl PartitionTable {
     /// In a cluster: partitions without a role set are not led here (Produce answers
     /// NOT_LEADER_OR_FOLLOWER until the replica manager says otherwise).
     fn set_cluster_mode(&self) {
-        self.unset_is_follower
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.unset_is_follower.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sets this broker's role for a partition: `kind` "alone" (the only replica), "leader"
     /// (of followers: the high watermark is moved from Python) or "follower" (Produce answers
     /// NOT_LEADER_OR_FOLLOWER); `isr_short` refuses acks=all with NOT_ENOUGH_REPLICAS.
-    fn set_role(
-        &self,
-        topic: String,
-        index: usize,
-        leader_epoch: i32,
-        kind: &str,
-        isr_short: bool,
-    ) -> PyResult<()> {
+    fn set_role(&self, topic: String, index: usize, leader_epoch: i32, kind: &str, isr_short: bool) -> PyResult<()> {
         let kind = match kind {
             "alone" => produce::RoleKind::Alone,
             "leader" => produce::RoleKind::Leader,
             "follower" => produce::RoleKind::NotLeader,
-            other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "unknown partition role {other:?}"
-                )))
-            }
+            other => return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown partition role {other:?}"))),
         };
         let mut roles = self.roles.write().unwrap_or_else(|p| p.into_inner());
         let partitions = roles.entry(topic).or_default();
         if partitions.len() <= index {
             partitions.resize(index + 1, None);
         }
-        partitions[index] = Some(produce::Role {
-            leader_epoch,
-            kind,
-            isr_short,
-        });
+        partitions[index] = Some(produce::Role { leader_epoch, kind, isr_short });
         Ok(())
     }
 
     /// Forgets the roles of `topic`'s partitions.
     fn clear_roles(&self, topic: &str) {
-        self.roles
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(topic);
+        self.roles.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
     }
 
     /// Replaces the set of topics (name -> partition count) that other brokers host.
@@ -667,17 +507,11 @@ impl PartitionTable {
 
     /// Sets (or replaces) the logs of `topic`'s partitions, in partition order.
     fn set_topic(&self, topic: String, logs: Vec<Py<Log>>) {
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(topic, logs);
+        self.topics.write().unwrap_or_else(|p| p.into_inner()).insert(topic, logs);
     }
 
     fn remove_topic(&self, topic: &str) {
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(topic);
+        self.topics.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
     }
 
     /// Handles a Produce request frame (without its size prefix) of a version in `versions`:
@@ -702,9 +536,7 @@ impl PartitionTable {
             let data = unsafe { array.as_bytes() };
             py.detach(|| produce::handle(data, versions, self, leader_epoch, now))
         } else {
-            return Err(pyo3::exceptions::PyTypeError::new_err(
-                "a Produce frame must be bytes or bytearray",
-            ));
+            return Err(pyo3::exceptions::PyTypeError::new_err("a Produce frame must be bytes or bytearray"));
         };
         Ok(produced.map(|inner| Produced { inner }))
     }
@@ -812,9 +644,7 @@ impl MetadataQuorum {
     #[new]
     fn new(py: Python<'_>, node_id: u64, voters: Vec<u64>, dir: PathBuf) -> PyResult<Self> {
         let quorum = py.detach(|| Quorum::open(node_id, &voters, &dir))?;
-        Ok(MetadataQuorum {
-            inner: Mutex::new(quorum),
-        })
+        Ok(MetadataQuorum { inner: Mutex::new(quorum) })
     }
 
     fn tick(&self) {
@@ -838,30 +668,17 @@ impl MetadataQuorum {
     fn ready<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<(
-        Vec<(u64, Bound<'py, PyBytes>)>,
-        Vec<(u64, Bound<'py, PyBytes>)>,
-        Option<(u64, Bound<'py, PyBytes>)>,
-    )> {
+    ) -> PyResult<(Vec<(u64, Bound<'py, PyBytes>)>, Vec<(u64, Bound<'py, PyBytes>)>, Option<(u64, Bound<'py, PyBytes>)>)> {
         let out = py.detach(|| self.quorum().ready())?;
-        let bytes = |items: Vec<(u64, Vec<u8>)>| {
-            items
-                .into_iter()
-                .map(|(n, b)| (n, PyBytes::new(py, &b)))
-                .collect()
-        };
-        let snapshot = out
-            .snapshot
-            .map(|(index, data)| (index, PyBytes::new(py, &data)));
+        let bytes = |items: Vec<(u64, Vec<u8>)>| items.into_iter().map(|(n, b)| (n, PyBytes::new(py, &b))).collect();
+        let snapshot = out.snapshot.map(|(index, data)| (index, PyBytes::new(py, &data)));
         Ok((bytes(out.messages), bytes(out.committed), snapshot))
     }
 
     /// The snapshot the log starts from, (index, data), or None.
     #[getter]
     fn snapshot<'py>(&self, py: Python<'py>) -> Option<(u64, Bound<'py, PyBytes>)> {
-        self.quorum()
-            .snapshot()
-            .map(|(index, data)| (index, PyBytes::new(py, &data)))
+        self.quorum().snapshot().map(|(index, data)| (index, PyBytes::new(py, &data)))
     }
 
     /// Makes `data` (the whole state as of applied index `index`) the start of the log: the
@@ -873,22 +690,9 @@ impl MetadataQuorum {
     /// For observers: ([(index, data)], index read up to) of the committed entries after
     /// `after` (about `max_bytes` at most), or None when `after` precedes the snapshot.
     #[allow(clippy::type_complexity)]
-    fn committed_after<'py>(
-        &self,
-        py: Python<'py>,
-        after: u64,
-        max_bytes: u64,
-    ) -> PyResult<Option<(Vec<(u64, Bound<'py, PyBytes>)>, u64)>> {
+    fn committed_after<'py>(&self, py: Python<'py>, after: u64, max_bytes: u64) -> PyResult<Option<(Vec<(u64, Bound<'py, PyBytes>)>, u64)>> {
         let read = py.detach(|| self.quorum().committed_after(after, max_bytes))?;
-        Ok(read.map(|(entries, upto)| {
-            (
-                entries
-                    .into_iter()
-                    .map(|(n, b)| (n, PyBytes::new(py, &b)))
-                    .collect(),
-                upto,
-            )
-        }))
+        Ok(read.map(|(entries, upto)| (entries.into_iter().map(|(n, b)| (n, PyBytes::new(py, &b))).collect(), upto)))
     }
 
     #[getter]
@@ -932,23 +736,11 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("StorageError", py.get_type::<StorageError>())?;
     m.add("CorruptRecordError", py.get_type::<CorruptRecordError>())?;
     m.add("RecordTooLargeError", py.get_type::<RecordTooLargeError>())?;
-    m.add(
-        "OffsetOutOfRangeError",
-        py.get_type::<OffsetOutOfRangeError>(),
-    )?;
+    m.add("OffsetOutOfRangeError", py.get_type::<OffsetOutOfRangeError>())?;
     m.add("LogIOError", py.get_type::<LogIOError>())?;
-    m.add(
-        "OutOfOrderSequenceError",
-        py.get_type::<OutOfOrderSequenceError>(),
-    )?;
-    m.add(
-        "InvalidProducerEpochError",
-        py.get_type::<InvalidProducerEpochError>(),
-    )?;
-    m.add(
-        "UnknownProducerIdError",
-        py.get_type::<UnknownProducerIdError>(),
-    )?;
+    m.add("OutOfOrderSequenceError", py.get_type::<OutOfOrderSequenceError>())?;
+    m.add("InvalidProducerEpochError", py.get_type::<InvalidProducerEpochError>())?;
+    m.add("UnknownProducerIdError", py.get_type::<UnknownProducerIdError>())?;
     m.add("InvalidRecordError", py.get_type::<InvalidRecordError>())?;
     m.add_function(wrap_pyfunction!(crc32c_of, m)?)?;
     m.add_function(wrap_pyfunction!(validate_batches, m)?)?;

@@ -72,13 +72,7 @@ impl Storage for QuorumStorage {
         self.mem.initial_state()
     }
 
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        context: GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
+    fn entries(&self, low: u64, high: u64, max_size: impl Into<Option<u64>>, context: GetEntriesContext) -> raft::Result<Vec<Entry>> {
         self.mem.entries(low, high, max_size, context)
     }
 
@@ -97,9 +91,7 @@ impl Storage for QuorumStorage {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let snapshot = self.snapshot.read().unwrap_or_else(|p| p.into_inner());
         if snapshot.get_metadata().index == 0 || snapshot.get_metadata().index < request_index {
-            return Err(raft::Error::Store(
-                raft::StorageError::SnapshotTemporarilyUnavailable,
-            ));
+            return Err(raft::Error::Store(raft::StorageError::SnapshotTemporarilyUnavailable));
         }
         Ok(snapshot.clone())
     }
@@ -109,35 +101,19 @@ impl QuorumStorage {
     /// Makes `snapshot` the start of the log, keeping the entries after it (and the hard state).
     fn install(&self, snapshot: &Snapshot) -> Result<()> {
         let index = snapshot.get_metadata().index;
-        let last = self
-            .mem
-            .last_index()
-            .map_err(|e| raft_error("quorum log", e))?;
-        let first = self
-            .mem
-            .first_index()
-            .map_err(|e| raft_error("quorum log", e))?;
+        let last = self.mem.last_index().map_err(|e| raft_error("quorum log", e))?;
+        let first = self.mem.first_index().map_err(|e| raft_error("quorum log", e))?;
         let keep = if index < last && index + 1 >= first {
-            self.mem
-                .entries(index + 1, last + 1, None, GetEntriesContext::empty(false))
-                .map_err(|e| raft_error("quorum log", e))?
+            self.mem.entries(index + 1, last + 1, None, GetEntriesContext::empty(false)).map_err(|e| raft_error("quorum log", e))?
         } else {
             Vec::new()
         };
         let hard_state = self.mem.rl().hard_state().clone();
         if first > index {
-            return Err(CoreError::InvalidArgument(format!(
-                "snapshot at {index} is older than the log's start {first}"
-            )));
+            return Err(CoreError::InvalidArgument(format!("snapshot at {index} is older than the log's start {first}")));
         }
-        self.mem
-            .wl()
-            .apply_snapshot(snapshot.clone())
-            .map_err(|e| raft_error("installing a snapshot", e))?;
-        self.mem
-            .wl()
-            .append(&keep)
-            .map_err(|e| raft_error("installing a snapshot", e))?;
+        self.mem.wl().apply_snapshot(snapshot.clone()).map_err(|e| raft_error("installing a snapshot", e))?;
+        self.mem.wl().append(&keep).map_err(|e| raft_error("installing a snapshot", e))?;
         let mut state = hard_state;
         state.commit = state.commit.max(index);
         state.term = state.term.max(snapshot.get_metadata().term);
@@ -162,31 +138,18 @@ impl Wal {
         let path = dir.join(WAL_FILE);
         let mut bytes = Vec::new();
         if path.exists() {
-            File::open(&path)
-                .and_then(|mut f| f.read_to_end(&mut bytes))
-                .map_err(|e| io_error(&path, "read", e))?;
+            File::open(&path).and_then(|mut f| f.read_to_end(&mut bytes)).map_err(|e| io_error(&path, "read", e))?;
         }
         let good = replay(&bytes, storage, after)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, "open", e))?;
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, "open", e))?;
         if good < bytes.len() {
-            file.set_len(good as u64)
-                .map_err(|e| io_error(&path, "truncate", e))?;
+            file.set_len(good as u64).map_err(|e| io_error(&path, "truncate", e))?;
         }
-        Ok(Wal {
-            path,
-            file,
-            unsynced: false,
-        })
+        Ok(Wal { path, file, unsynced: false })
     }
 
     fn append(&mut self, kind: u8, payload: &[u8]) -> Result<()> {
-        self.file
-            .write_all(&framed(kind, payload))
-            .map_err(|e| io_error(&self.path, "write", e))?;
+        self.file.write_all(&framed(kind, payload)).map_err(|e| io_error(&self.path, "write", e))?;
         self.unsynced = true;
         Ok(())
     }
@@ -194,30 +157,19 @@ impl Wal {
     /// Replaces the file with `hard_state` and `entries` (what is left after a snapshot),
     /// written aside, fsynced and renamed over it.
     fn rewrite(&mut self, hard_state: &HardState, entries: &[Entry]) -> Result<()> {
-        let mut bytes = framed(
-            KIND_HARD_STATE,
-            &hard_state.write_to_bytes().map_err(encode_error)?,
-        );
+        let mut bytes = framed(KIND_HARD_STATE, &hard_state.write_to_bytes().map_err(encode_error)?);
         for entry in entries {
-            bytes.extend(framed(
-                KIND_ENTRY,
-                &entry.write_to_bytes().map_err(encode_error)?,
-            ));
+            bytes.extend(framed(KIND_ENTRY, &entry.write_to_bytes().map_err(encode_error)?));
         }
         write_atomically(&self.path, &bytes)?;
-        self.file = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| io_error(&self.path, "open", e))?;
+        self.file = OpenOptions::new().append(true).open(&self.path).map_err(|e| io_error(&self.path, "open", e))?;
         self.unsynced = false;
         Ok(())
     }
 
     fn sync(&mut self) -> Result<()> {
         if self.unsynced {
-            self.file
-                .sync_data()
-                .map_err(|e| io_error(&self.path, "fsync", e))?;
+            self.file.sync_data().map_err(|e| io_error(&self.path, "fsync", e))?;
             self.unsynced = false;
         }
         Ok(())
@@ -238,14 +190,10 @@ fn framed(kind: u8, payload: &[u8]) -> Vec<u8> {
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).map_err(|e| io_error(&tmp, "create", e))?;
-    file.write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .map_err(|e| io_error(&tmp, "write", e))?;
+    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(|e| io_error(&tmp, "write", e))?;
     std::fs::rename(&tmp, path).map_err(|e| io_error(path, "rename", e))?;
     if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_error(dir, "fsync", e))?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io_error(dir, "fsync", e))?;
     }
     Ok(())
 }
@@ -268,9 +216,7 @@ fn read_snapshot(dir: &Path) -> Result<Option<Snapshot>> {
     if crc32c::crc32c(covered) != crc || covered[0] != KIND_SNAPSHOT {
         return Err(bad());
     }
-    Snapshot::parse_from_bytes(&covered[1..])
-        .map(Some)
-        .map_err(|_| bad())
+    Snapshot::parse_from_bytes(&covered[1..]).map(Some).map_err(|_| bad())
 }
 
 /// Replays records into `storage`; returns the length of the intact prefix. Only the last
@@ -281,9 +227,7 @@ fn replay(bytes: &[u8], storage: &MemStorage, after: u64) -> Result<usize> {
     while bytes.len() - pos >= RECORD_HEAD {
         let length = u32::from_be_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
         let crc = u32::from_be_bytes(bytes[pos + 4..pos + 8].try_into().unwrap());
-        let Some(covered) = bytes.get(pos + 8..pos + 8 + 1 + length) else {
-            break;
-        };
+        let Some(covered) = bytes.get(pos + 8..pos + 8 + 1 + length) else { break };
         if crc32c::crc32c(covered) != crc {
             if pos + 8 + 1 + length < bytes.len() {
                 return Err(CoreError::CorruptBatch(format!(
@@ -294,24 +238,16 @@ fn replay(bytes: &[u8], storage: &MemStorage, after: u64) -> Result<usize> {
             break;
         }
         let (kind, payload) = (covered[0], &covered[1..]);
-        let bad = |what: &str| {
-            CoreError::CorruptBatch(format!("quorum log record at byte {pos}: bad {what}"))
-        };
+        let bad = |what: &str| CoreError::CorruptBatch(format!("quorum log record at byte {pos}: bad {what}"));
         match kind {
             KIND_ENTRY => {
                 let entry = Entry::parse_from_bytes(payload).map_err(|_| bad("entry"))?;
-                let last = storage
-                    .last_index()
-                    .map_err(|e| raft_error("replaying the quorum log", e))?;
+                let last = storage.last_index().map_err(|e| raft_error("replaying the quorum log", e))?;
                 if entry.index > last + 1 {
                     return Err(bad("entry index (a gap in the log)"));
                 }
-                if entry.index > after {
-                    // those up to the snapshot are in it
-                    storage
-                        .wl()
-                        .append(&[entry])
-                        .map_err(|e| raft_error("replaying the quorum log", e))?;
+                if entry.index > after {  // those up to the snapshot are in it
+                    storage.wl().append(&[entry]).map_err(|e| raft_error("replaying the quorum log", e))?;
                 }
             }
             KIND_HARD_STATE => {
@@ -336,9 +272,7 @@ impl Quorum {
     /// Opens node `id` of the quorum of `voters`, its log kept in `dir`.
     pub fn open(id: u64, voters: &[u64], dir: &Path) -> Result<Self> {
         if !voters.contains(&id) {
-            return Err(CoreError::InvalidArgument(format!(
-                "node {id} is not one of the voters {voters:?}"
-            )));
+            return Err(CoreError::InvalidArgument(format!("node {id} is not one of the voters {voters:?}")));
         }
         let storage = QuorumStorage::default();
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "create", e))?;
@@ -348,10 +282,7 @@ impl Quorum {
             storage.install(snapshot)?;
         }
         let wal = Wal::open(dir, &storage.mem, after)?;
-        storage
-            .mem
-            .wl()
-            .set_conf_state(ConfState::from((voters.to_vec(), vec![])));
+        storage.mem.wl().set_conf_state(ConfState::from((voters.to_vec(), vec![])));
         let config = Config {
             id,
             election_tick: ELECTION_TICKS,
@@ -361,27 +292,15 @@ impl Quorum {
             applied: after, // what the snapshot holds is applied already
             ..Default::default()
         };
-        config
-            .validate()
-            .map_err(|e| raft_error("quorum config", e))?;
+        config.validate().map_err(|e| raft_error("quorum config", e))?;
         let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let node = RawNode::new(&config, storage, &logger)
-            .map_err(|e| raft_error("starting the quorum", e))?;
-        Ok(Quorum {
-            node,
-            wal,
-            dir: dir.to_path_buf(),
-        })
+        let node = RawNode::new(&config, storage, &logger).map_err(|e| raft_error("starting the quorum", e))?;
+        Ok(Quorum { node, wal, dir: dir.to_path_buf() })
     }
 
     /// The snapshot the log starts from: (index, data), None if there is none.
     pub fn snapshot(&self) -> Option<(u64, Vec<u8>)> {
-        let snapshot = self
-            .node
-            .store()
-            .snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner());
+        let snapshot = self.node.store().snapshot.read().unwrap_or_else(|p| p.into_inner());
         let index = snapshot.get_metadata().index;
         (index > 0).then(|| (index, snapshot.data.to_vec()))
     }
@@ -392,18 +311,9 @@ impl Quorum {
     /// is refused.
     pub fn compact(&mut self, index: u64, data: Vec<u8>) -> Result<()> {
         let applied = self.node.raft.raft_log.applied;
-        let current = self
-            .node
-            .store()
-            .snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_metadata()
-            .index;
+        let current = self.node.store().snapshot.read().unwrap_or_else(|p| p.into_inner()).get_metadata().index;
         if index > applied || index <= current {
-            return Err(CoreError::InvalidArgument(format!(
-                "cannot snapshot at {index}: applied {applied}, last snapshot {current}"
-            )));
+            return Err(CoreError::InvalidArgument(format!("cannot snapshot at {index}: applied {applied}, last snapshot {current}")));
         }
         let store = self.node.store().clone();
         let term = store.term(index).map_err(|e| raft_error("snapshot", e))?;
@@ -412,41 +322,23 @@ impl Quorum {
         let meta = snapshot.mut_metadata();
         meta.index = index;
         meta.term = term;
-        meta.set_conf_state(
-            store
-                .mem
-                .initial_state()
-                .map_err(|e| raft_error("snapshot", e))?
-                .conf_state,
-        );
+        meta.set_conf_state(store.mem.initial_state().map_err(|e| raft_error("snapshot", e))?.conf_state);
         self.keep_snapshot(&snapshot)
     }
 
     /// Writes `snapshot` to the snapshot file, makes it the start of the log and rewrites the
     /// write-ahead file with what follows it.
     fn keep_snapshot(&mut self, snapshot: &Snapshot) -> Result<()> {
-        write_atomically(
-            &self.dir.join(SNAPSHOT_FILE),
-            &framed(
-                KIND_SNAPSHOT,
-                &snapshot.write_to_bytes().map_err(encode_error)?,
-            ),
-        )?;
+        write_atomically(&self.dir.join(SNAPSHOT_FILE), &framed(KIND_SNAPSHOT, &snapshot.write_to_bytes().map_err(encode_error)?))?;
         self.node.store().install(snapshot)?;
         self.rewrite_wal()
     }
 
     fn rewrite_wal(&mut self) -> Result<()> {
         let store = self.node.store().clone();
-        let (first, last) = (
-            store.first_index().unwrap_or(1),
-            store.last_index().unwrap_or(0),
-        );
+        let (first, last) = (store.first_index().unwrap_or(1), store.last_index().unwrap_or(0));
         let entries = if last >= first {
-            store
-                .mem
-                .entries(first, last + 1, None, GetEntriesContext::empty(false))
-                .map_err(|e| raft_error("quorum log", e))?
+            store.mem.entries(first, last + 1, None, GetEntriesContext::empty(false)).map_err(|e| raft_error("quorum log", e))?
         } else {
             Vec::new()
         };
@@ -458,11 +350,7 @@ impl Quorum {
     /// to about `max_bytes` (at least one): their (index, data), and the index read up to
     /// (entries without data, a new leader's, are skipped but counted). None when `after` lies
     /// before the log's start: the snapshot must be read first.
-    pub fn committed_after(
-        &self,
-        after: u64,
-        max_bytes: u64,
-    ) -> Result<Option<(Vec<(u64, Vec<u8>)>, u64)>> {
+    pub fn committed_after(&self, after: u64, max_bytes: u64) -> Result<Option<(Vec<(u64, Vec<u8>)>, u64)>> {
         let raft_log = &self.node.raft.raft_log;
         if after + 1 < raft_log.first_index() {
             return Ok(None);
@@ -472,12 +360,7 @@ impl Quorum {
             return Ok(Some((Vec::new(), after)));
         }
         let entries = raft_log
-            .slice(
-                after + 1,
-                committed + 1,
-                max_bytes,
-                GetEntriesContext::empty(false),
-            )
+            .slice(after + 1, committed + 1, max_bytes, GetEntriesContext::empty(false))
             .map_err(|e| raft_error("reading the committed log", e))?;
         let upto = entries.last().map_or(after, |e| e.index);
         let mut out = Output::default();
@@ -502,14 +385,9 @@ impl Quorum {
     /// Appends `data` to the log; only the leader takes proposals.
     pub fn propose(&mut self, data: Vec<u8>) -> Result<()> {
         if !self.is_leader() {
-            return Err(CoreError::InvalidArgument(format!(
-                "node {} is not the quorum leader",
-                self.id()
-            )));
+            return Err(CoreError::InvalidArgument(format!("node {} is not the quorum leader", self.id())));
         }
-        self.node
-            .propose(vec![], data)
-            .map_err(|e| raft_error("proposal", e))
+        self.node.propose(vec![], data).map_err(|e| raft_error("proposal", e))
     }
 
     pub fn id(&self) -> u64 {
@@ -535,14 +413,8 @@ impl Quorum {
         if !self.is_leader() {
             return vec![];
         }
-        let mut active: Vec<u64> = self
-            .node
-            .raft
-            .prs()
-            .iter()
-            .filter(|(id, p)| **id == self.id() || p.recent_active)
-            .map(|(id, _)| *id)
-            .collect();
+        let mut active: Vec<u64> =
+            self.node.raft.prs().iter().filter(|(id, p)| **id == self.id() || p.recent_active).map(|(id, _)| *id).collect();
         active.sort_unstable();
         active
     }
@@ -557,22 +429,9 @@ impl Quorum {
     pub fn voter_progress(&self) -> Vec<(u64, u64)> {
         let own = self.node.raft.raft_log.last_index();
         let mut out: Vec<(u64, u64)> = if self.is_leader() {
-            self.node
-                .raft
-                .prs()
-                .iter()
-                .map(|(id, p)| (*id, if *id == self.id() { own } else { p.matched }))
-                .collect()
+            self.node.raft.prs().iter().map(|(id, p)| (*id, if *id == self.id() { own } else { p.matched })).collect()
         } else {
-            self.node
-                .raft
-                .prs()
-                .conf()
-                .voters()
-                .ids()
-                .iter()
-                .map(|id| (id, if id == self.id() { own } else { 0 }))
-                .collect()
+            self.node.raft.prs().conf().voters().ids().iter().map(|id| (id, if id == self.id() { own } else { 0 })).collect()
         };
         out.sort_unstable();
         out
@@ -596,21 +455,12 @@ impl Quorum {
         add_committed(&mut out, ready.take_committed_entries());
         if !ready.entries().is_empty() {
             for entry in ready.entries() {
-                self.wal
-                    .append(KIND_ENTRY, &entry.write_to_bytes().map_err(encode_error)?)?;
+                self.wal.append(KIND_ENTRY, &entry.write_to_bytes().map_err(encode_error)?)?;
             }
-            self.node
-                .store()
-                .mem
-                .wl()
-                .append(ready.entries())
-                .map_err(|e| raft_error("storing entries", e))?;
+            self.node.store().mem.wl().append(ready.entries()).map_err(|e| raft_error("storing entries", e))?;
         }
         if let Some(state) = ready.hs() {
-            self.wal.append(
-                KIND_HARD_STATE,
-                &state.write_to_bytes().map_err(encode_error)?,
-            )?;
+            self.wal.append(KIND_HARD_STATE, &state.write_to_bytes().map_err(encode_error)?)?;
             self.node.store().mem.wl().set_hardstate(state.clone());
         }
         self.wal.sync()?;
@@ -621,10 +471,7 @@ impl Quorum {
             // the next record), so a restart re-applies all of it without waiting for a leader.
             let mut state = self.node.store().mem.rl().hard_state().clone();
             state.set_commit(commit);
-            self.wal.append(
-                KIND_HARD_STATE,
-                &state.write_to_bytes().map_err(encode_error)?,
-            )?;
+            self.wal.append(KIND_HARD_STATE, &state.write_to_bytes().map_err(encode_error)?)?;
             self.node.store().mem.wl().set_hardstate(state);
         }
         add_messages(&mut out, light.take_messages());
@@ -672,15 +519,8 @@ mod tests {
     impl Cluster {
         fn new() -> Self {
             let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-            let nodes = (1..=3)
-                .map(|id| Some(Quorum::open(id, &[1, 2, 3], dirs[id as usize - 1].path()).unwrap()))
-                .collect();
-            Cluster {
-                nodes,
-                applied: vec![vec![]; 3],
-                queue: VecDeque::new(),
-                dirs,
-            }
+            let nodes = (1..=3).map(|id| Some(Quorum::open(id, &[1, 2, 3], dirs[id as usize - 1].path()).unwrap())).collect();
+            Cluster { nodes, applied: vec![vec![]; 3], queue: VecDeque::new(), dirs }
         }
 
         fn collect(&mut self, index: usize) {
@@ -723,42 +563,22 @@ mod tests {
         cluster.run(40);
         let leader = cluster.leader().expect("a leader within 40 ticks");
         for i in 0..3 {
-            assert_eq!(
-                cluster.nodes[i].as_ref().unwrap().leader_id(),
-                leader as u64 + 1
-            );
+            assert_eq!(cluster.nodes[i].as_ref().unwrap().leader_id(), leader as u64 + 1);
         }
         for n in 0..5u8 {
-            cluster.nodes[leader]
-                .as_mut()
-                .unwrap()
-                .propose(vec![n])
-                .unwrap();
+            cluster.nodes[leader].as_mut().unwrap().propose(vec![n]).unwrap();
         }
         cluster.run(5);
         for applied in &cluster.applied {
             assert_eq!(applied, &(0..5u8).map(|n| vec![n]).collect::<Vec<_>>());
         }
         let follower = (leader + 1) % 3;
-        assert!(cluster.nodes[follower]
-            .as_mut()
-            .unwrap()
-            .propose(vec![9])
-            .is_err());
-        assert_eq!(
-            cluster.nodes[leader].as_ref().unwrap().active_voters(),
-            vec![1, 2, 3]
-        );
+        assert!(cluster.nodes[follower].as_mut().unwrap().propose(vec![9]).is_err());
+        assert_eq!(cluster.nodes[leader].as_ref().unwrap().active_voters(), vec![1, 2, 3]);
         let leader_node = cluster.nodes[leader].as_ref().unwrap();
         let last = leader_node.commit_index();
-        assert!(
-            last >= 5,
-            "five proposals and the leader's empty entry are committed"
-        );
-        assert_eq!(
-            leader_node.voter_progress(),
-            vec![(1, last), (2, last), (3, last)]
-        );
+        assert!(last >= 5, "five proposals and the leader's empty entry are committed");
+        assert_eq!(leader_node.voter_progress(), vec![(1, last), (2, last), (3, last)]);
     }
 
     #[test]
@@ -766,35 +586,20 @@ mod tests {
         let mut cluster = Cluster::new();
         cluster.run(40);
         let first = cluster.leader().unwrap();
-        cluster.nodes[first]
-            .as_mut()
-            .unwrap()
-            .propose(b"before".to_vec())
-            .unwrap();
+        cluster.nodes[first].as_mut().unwrap().propose(b"before".to_vec()).unwrap();
         cluster.run(5);
         cluster.nodes[first] = None; // killed
         cluster.run(60);
         let second = cluster.leader().expect("a new leader");
         assert_ne!(second, first);
-        cluster.nodes[second]
-            .as_mut()
-            .unwrap()
-            .propose(b"after".to_vec())
-            .unwrap();
+        cluster.nodes[second].as_mut().unwrap().propose(b"after".to_vec()).unwrap();
         cluster.run(5);
         let dir = cluster.dirs[first].path().to_path_buf();
         cluster.nodes[first] = Some(Quorum::open(first as u64 + 1, &[1, 2, 3], &dir).unwrap());
         cluster.applied[first].clear();
         cluster.run(30);
-        assert_eq!(
-            cluster.applied[first],
-            vec![b"before".to_vec(), b"after".to_vec()]
-        );
-        assert_eq!(
-            cluster.leader(),
-            Some(second),
-            "the returning node follows the current leader"
-        );
+        assert_eq!(cluster.applied[first], vec![b"before".to_vec(), b"after".to_vec()]);
+        assert_eq!(cluster.leader(), Some(second), "the returning node follows the current leader");
     }
 
     fn applied_index(node: &Quorum) -> u64 {
@@ -816,23 +621,14 @@ mod tests {
             }
             let index = applied_index(&node);
             let wal_before = std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len();
-            assert!(
-                node.compact(index + 1, b"x".to_vec()).is_err(),
-                "not past what is applied"
-            );
+            assert!(node.compact(index + 1, b"x".to_vec()).is_err(), "not past what is applied");
             node.compact(index, b"state after 50".to_vec()).unwrap();
-            assert!(
-                node.compact(index, b"again".to_vec()).is_err(),
-                "not twice at one index"
-            );
+            assert!(node.compact(index, b"again".to_vec()).is_err(), "not twice at one index");
             node.propose(b"later".to_vec()).unwrap();
             node.ready().unwrap();
             (index, wal_before)
         };
-        assert!(
-            std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len() < wal_before / 10,
-            "the log lost what the snapshot holds"
-        );
+        assert!(std::fs::metadata(dir.path().join(WAL_FILE)).unwrap().len() < wal_before / 10, "the log lost what the snapshot holds");
         let mut node = Quorum::open(1, &[1], dir.path()).unwrap();
         assert_eq!(node.snapshot(), Some((index, b"state after 50".to_vec())));
         let mut applied = vec![];
@@ -840,11 +636,7 @@ mod tests {
             node.tick();
             applied.extend(node.ready().unwrap().committed.into_iter().map(|(_, d)| d));
         }
-        assert_eq!(
-            applied,
-            vec![b"later".to_vec()],
-            "only what came after the snapshot is replayed"
-        );
+        assert_eq!(applied, vec![b"later".to_vec()], "only what came after the snapshot is replayed");
     }
 
     #[test]
@@ -855,37 +647,22 @@ mod tests {
         let behind = (leader + 1) % 3;
         cluster.nodes[behind] = None;
         for n in 0..10u8 {
-            cluster.nodes[leader]
-                .as_mut()
-                .unwrap()
-                .propose(vec![n])
-                .unwrap();
+            cluster.nodes[leader].as_mut().unwrap().propose(vec![n]).unwrap();
             cluster.run(1);
         }
         let node = cluster.nodes[leader].as_mut().unwrap();
         let index = applied_index(node);
         node.compact(index, b"the first ten".to_vec()).unwrap();
-        cluster.nodes[leader]
-            .as_mut()
-            .unwrap()
-            .propose(b"eleventh".to_vec())
-            .unwrap();
+        cluster.nodes[leader].as_mut().unwrap().propose(b"eleventh".to_vec()).unwrap();
         cluster.run(3);
         let dir = cluster.dirs[behind].path().to_path_buf();
         cluster.nodes[behind] = Some(Quorum::open(behind as u64 + 1, &[1, 2, 3], &dir).unwrap());
         cluster.applied[behind].clear();
         cluster.run(30);
-        assert_eq!(
-            cluster.applied[behind],
-            vec![b"the first ten".to_vec(), b"eleventh".to_vec()]
-        );
+        assert_eq!(cluster.applied[behind], vec![b"the first ten".to_vec(), b"eleventh".to_vec()]);
         drop(cluster.nodes[behind].take());
         let reopened = Quorum::open(behind as u64 + 1, &[1, 2, 3], &dir).unwrap();
-        assert_eq!(
-            reopened.snapshot().map(|(i, _)| i),
-            Some(index),
-            "the snapshot it got is kept"
-        );
+        assert_eq!(reopened.snapshot().map(|(i, _)| i), Some(index), "the snapshot it got is kept");
     }
 
     #[test]
@@ -894,20 +671,13 @@ mod tests {
         cluster.run(40);
         let leader = cluster.leader().expect("a leader");
         for n in 0..5u8 {
-            cluster.nodes[leader]
-                .as_mut()
-                .unwrap()
-                .propose(vec![b'r', n])
-                .unwrap();
+            cluster.nodes[leader].as_mut().unwrap().propose(vec![b'r', n]).unwrap();
             cluster.run(3);
         }
         let node = cluster.nodes[leader].as_ref().unwrap();
         let (all, upto) = node.committed_after(0, u64::MAX).unwrap().unwrap();
         assert_eq!(upto, node.commit_index());
-        assert_eq!(
-            all.iter().map(|(_, d)| d[1]).collect::<Vec<_>>(),
-            vec![0, 1, 2, 3, 4]
-        );
+        assert_eq!(all.iter().map(|(_, d)| d[1]).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
         let (first, first_upto) = node.committed_after(0, 1).unwrap().unwrap();
         assert!(first_upto < upto, "max_bytes bounds one read");
         assert!(first.len() <= 1);
@@ -918,10 +688,7 @@ mod tests {
         node.compact(third, b"state".to_vec()).unwrap();
         assert!(node.committed_after(0, u64::MAX).unwrap().is_none());
         let (rest, _) = node.committed_after(third, u64::MAX).unwrap().unwrap();
-        assert_eq!(
-            rest.iter().map(|(_, d)| d[1]).collect::<Vec<_>>(),
-            vec![3, 4]
-        );
+        assert_eq!(rest.iter().map(|(_, d)| d[1]).collect::<Vec<_>>(), vec![3, 4]);
     }
 
     #[test]
@@ -968,8 +735,6 @@ mod tests {
             applied.extend(node.ready().unwrap().committed.into_iter().map(|(_, d)| d));
         }
         assert_eq!(applied, vec![b"kept".to_vec()]);
-        assert!(!std::fs::read(&path)
-            .unwrap()
-            .ends_with(&[0, 0, 0, 40, 1, 2]));
+        assert!(!std::fs::read(&path).unwrap().ends_with(&[0, 0, 0, 40, 1, 2]));
     }
 }

@@ -119,13 +119,9 @@ impl Segment {
         let mut segment = Segment::blank(dir, base_offset, now_ms);
         for suffix in [".log", ".index", ".timeindex"] {
             let path = segment.path(suffix);
-            File::create(&path)
-                .map_err(|e| CoreError::io(format!("create {}", path.display()), e))?;
+            File::create(&path).map_err(|e| CoreError::io(format!("create {}", path.display()), e))?;
         }
-        segment.active = Some(ActiveIndexes {
-            time_indexed_max: -1,
-            ..Default::default()
-        });
+        segment.active = Some(ActiveIndexes { time_indexed_max: -1, ..Default::default() });
         Ok(segment)
     }
 
@@ -133,8 +129,7 @@ impl Segment {
     pub fn open_existing(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
         let mut segment = Segment::blank(dir, base_offset, now_ms);
         let log_path = segment.log_path();
-        let meta = fs::metadata(&log_path)
-            .map_err(|e| CoreError::io(format!("stat {}", log_path.display()), e))?;
+        let meta = fs::metadata(&log_path).map_err(|e| CoreError::io(format!("stat {}", log_path.display()), e))?;
         segment.size = meta.len();
         Ok(segment)
     }
@@ -157,17 +152,9 @@ impl Segment {
 
     fn index_view(&self, time: bool) -> Result<IndexView<'_>> {
         if let Some(active) = &self.active {
-            return Ok(IndexView::Memory(if time {
-                &active.times
-            } else {
-                &active.offsets
-            }));
+            return Ok(IndexView::Memory(if time { &active.times } else { &active.offsets }));
         }
-        let (key, suffix) = if time {
-            (self.file_id * 2 + 1, ".timeindex")
-        } else {
-            (self.file_id * 2, ".index")
-        };
+        let (key, suffix) = if time { (self.file_id * 2 + 1, ".timeindex") } else { (self.file_id * 2, ".index") };
         Ok(files::get_map(key, &self.path(suffix))?.map_or(IndexView::Empty, IndexView::Mapped))
     }
 
@@ -178,12 +165,7 @@ impl Segment {
     /// Appends batches whose offsets are already assigned; `headers` describe them in order.
     /// `parts` are written in one `pwritev`, so a caller may pass patched headers and the
     /// producer's untouched record bytes without joining them first.
-    pub fn append(
-        &mut self,
-        parts: &[&[u8]],
-        headers: &[BatchHeader],
-        index_interval: u64,
-    ) -> Result<()> {
+    pub fn append(&mut self, parts: &[&[u8]], headers: &[BatchHeader], index_interval: u64) -> Result<()> {
         let file = self.file()?;
         write_all_at(&file, parts, self.size)
             .map_err(|e| CoreError::io(format!("append to {}", self.log_path().display()), e))?;
@@ -204,23 +186,13 @@ impl Segment {
             self.offset_of_max_timestamp = last_offset;
         }
         self.next_offset = header.next_offset();
-        let (base, max_ts, max_ts_offset) = (
-            self.base_offset,
-            self.max_timestamp,
-            self.offset_of_max_timestamp,
-        );
-        let Some(active) = self.active.as_mut() else {
-            return;
-        };
+        let (base, max_ts, max_ts_offset) = (self.base_offset, self.max_timestamp, self.offset_of_max_timestamp);
+        let Some(active) = self.active.as_mut() else { return };
         if active.bytes_since_entry >= index_interval || position == 0 {
             let relative = (last_offset - base) as i32;
-            active
-                .offsets
-                .extend_from_slice(&index::offset_entry(relative, position as u32));
+            active.offsets.extend_from_slice(&index::offset_entry(relative, position as u32));
             if max_ts > active.time_indexed_max {
-                active
-                    .times
-                    .extend_from_slice(&index::time_entry(max_ts, (max_ts_offset - base) as i32));
+                active.times.extend_from_slice(&index::time_entry(max_ts, (max_ts_offset - base) as i32));
                 active.time_indexed_max = max_ts;
             }
             active.bytes_since_entry = 0;
@@ -234,19 +206,14 @@ impl Segment {
             return Ok(None);
         }
         let mut buf = [0u8; HEADER_SIZE];
-        file.read_exact_at(&mut buf, position).map_err(|e| {
-            CoreError::io(
-                format!("read {} at {position}", self.log_path().display()),
-                e,
-            )
-        })?;
+        file.read_exact_at(&mut buf, position)
+            .map_err(|e| CoreError::io(format!("read {} at {position}", self.log_path().display()), e))?;
         batch::parse_header(&buf).map(Some)
     }
 
     /// Position of the first batch whose last offset is >= `offset` (with that header), or None.
     pub fn find_batch(&self, file: &File, offset: i64) -> Result<Option<(u64, BatchHeader)>> {
-        let mut position =
-            index::offset_lookup(self.offset_index()?.as_slice(), offset - self.base_offset);
+        let mut position = index::offset_lookup(self.offset_index()?.as_slice(), offset - self.base_offset);
         while let Some(header) = self.header_at(file, position)? {
             if header.last_offset() >= offset {
                 return Ok(Some((position, header)));
@@ -257,11 +224,7 @@ impl Segment {
     }
 
     /// Position of the first batch whose max timestamp is >= `timestamp`, or None.
-    pub fn find_batch_by_time(
-        &self,
-        file: &File,
-        timestamp: i64,
-    ) -> Result<Option<(u64, BatchHeader)>> {
+    pub fn find_batch_by_time(&self, file: &File, timestamp: i64) -> Result<Option<(u64, BatchHeader)>> {
         let relative = index::time_lookup(self.time_index()?.as_slice(), timestamp);
         let mut position = index::offset_lookup(self.offset_index()?.as_slice(), relative);
         while let Some(header) = self.header_at(file, position)? {
@@ -278,18 +241,11 @@ impl Segment {
     /// nothing on disk yet). Stops at the first bad batch; the caller truncates there.
     pub fn recover(&mut self, rules: ScanRules) -> Result<ScanResult> {
         let path = self.log_path();
-        let file =
-            File::open(&path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
-        let file_size = file
-            .metadata()
-            .map_err(|e| CoreError::io(format!("stat {}", path.display()), e))?
-            .len();
+        let file = File::open(&path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
+        let file_size = file.metadata().map_err(|e| CoreError::io(format!("stat {}", path.display()), e))?.len();
         let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
         files::forget(self.file_id);
-        self.active = Some(ActiveIndexes {
-            time_indexed_max: -1,
-            ..Default::default()
-        });
+        self.active = Some(ActiveIndexes { time_indexed_max: -1, ..Default::default() });
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = self.base_offset;
@@ -299,21 +255,15 @@ impl Segment {
         while position < file_size {
             let remaining = file_size - position;
             if remaining < HEADER_SIZE as u64 {
-                invalid_reason = Some(format!(
-                    "{remaining} trailing bytes are less than a batch header"
-                ));
+                invalid_reason = Some(format!("{remaining} trailing bytes are less than a batch header"));
                 break;
             }
             let mut head = [0u8; LOG_OVERHEAD];
-            reader
-                .read_exact(&mut head)
-                .map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
+            reader.read_exact(&mut head).map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
             let size = match batch::peek_offset_and_size(&head) {
                 Some((_, size)) if size as u64 <= remaining && size >= HEADER_SIZE => size,
                 _ => {
-                    invalid_reason = Some(format!(
-                        "batch at position {position} has an impossible length"
-                    ));
+                    invalid_reason = Some(format!("batch at position {position} has an impossible length"));
                     break;
                 }
             };
@@ -323,20 +273,11 @@ impl Segment {
             reader
                 .read_exact(&mut batch_bytes[LOG_OVERHEAD..])
                 .map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
-            let checked = if rules.verify_crc {
-                batch::validate_batch(&batch_bytes)
-            } else {
-                batch::parse_header(&batch_bytes)
-            };
+            let checked = if rules.verify_crc { batch::validate_batch(&batch_bytes) } else { batch::parse_header(&batch_bytes) };
             let in_order = |h: &BatchHeader| {
-                let starts_right = if rules.contiguous {
-                    h.base_offset == self.next_offset
-                } else {
-                    h.base_offset >= self.next_offset
-                };
-                starts_right
-                    && h.last_offset() < rules.offset_limit
-                    && h.last_offset() - self.base_offset <= i32::MAX as i64
+                let starts_right =
+                    if rules.contiguous { h.base_offset == self.next_offset } else { h.base_offset >= self.next_offset };
+                starts_right && h.last_offset() < rules.offset_limit && h.last_offset() - self.base_offset <= i32::MAX as i64
             };
             let header = match checked {
                 Ok(h) if in_order(&h) => h,
@@ -356,19 +297,48 @@ impl Segment {
             position += size as u64;
         }
         self.size = position;
-        Ok(ScanResult {
-            valid_bytes: position,
-            invalid_reason,
-        })
+        Ok(ScanResult { valid_bytes: position, invalid_reason })
+    }
+
+    /// Reads the first `size` bytes of this segment's file (what was appended when the caller
+    /// looked) and checks each batch as recovery does (length, magic, CRC, offsets ascending),
+    /// changing nothing: the offset and reason of the first bad batch, or None. A file
+    /// deleted meanwhile (retention) has nothing wrong with it.
+    pub fn verify_file(path: &Path, base_offset: i64, size: u64) -> Result<Option<(i64, String)>> {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(CoreError::io(format!("open {}", path.display()), e)),
+        };
+        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let (mut position, mut next_offset) = (0u64, base_offset);
+        let mut batch_bytes = Vec::new();
+        let read_error = |e| CoreError::io(format!("read {}", path.display()), e);
+        while position + LOG_OVERHEAD as u64 <= size {
+            let mut head = [0u8; LOG_OVERHEAD];
+            reader.read_exact(&mut head).map_err(read_error)?;
+            let Some((_, length)) = batch::peek_offset_and_size(&head).filter(|(_, n)| *n >= HEADER_SIZE && (*n as u64) <= size - position) else {
+                return Ok(Some((next_offset, format!("batch at position {position} has an impossible length"))));
+            };
+            batch_bytes.clear();
+            batch_bytes.extend_from_slice(&head);
+            batch_bytes.resize(length, 0);
+            reader.read_exact(&mut batch_bytes[LOG_OVERHEAD..]).map_err(read_error)?;
+            match batch::validate_batch(&batch_bytes) {
+                Ok(h) if h.base_offset >= next_offset => next_offset = h.next_offset(),
+                Ok(h) => return Ok(Some((next_offset, format!("batch at position {position} has offset {} out of order", h.base_offset)))),
+                Err(e) => return Ok(Some((next_offset, format!("batch at position {position}: {e}")))),
+            }
+            position += length as u64;
+        }
+        Ok(None)
     }
 
     /// Writes what the active indexes hold beyond what is on disk, fsyncing when asked.
     fn persist_indexes(&mut self, fsync: bool) -> Result<()> {
         let offsets_path = self.path(".index");
         let times_path = self.path(".timeindex");
-        let Some(active) = self.active.as_mut() else {
-            return Ok(());
-        };
+        let Some(active) = self.active.as_mut() else { return Ok(()) };
         for (entries, on_disk, path) in [
             (&active.offsets, &mut active.offsets_on_disk, offsets_path),
             (&active.times, &mut active.times_on_disk, times_path),
@@ -377,14 +347,8 @@ impl Segment {
                 continue;
             }
             let ctx = |e| CoreError::io(format!("write {}", path.display()), e);
-            let mut file = OpenOptions::new()
-                .create(true)
-                .write(true)
-                .truncate(*on_disk == 0)
-                .open(&path)
-                .map_err(ctx)?;
-            file.write_all_at(&entries[*on_disk..], *on_disk as u64)
-                .map_err(ctx)?;
+            let mut file = OpenOptions::new().create(true).write(true).truncate(*on_disk == 0).open(&path).map_err(ctx)?;
+            file.write_all_at(&entries[*on_disk..], *on_disk as u64).map_err(ctx)?;
             file.set_len(entries.len() as u64).map_err(ctx)?;
             if fsync {
                 file.sync_data().map_err(ctx)?;
@@ -436,16 +400,10 @@ impl Segment {
     /// the batches after the last index entry read for the next offset and max timestamp.
     pub fn load_sealed(&mut self, rules: ScanRules) -> Result<Option<String>> {
         // An unreadable tail counts as an inconsistent index: the rebuild below reports it.
-        if self
-            .indexes_look_complete(rules.index_interval)
-            .unwrap_or(false)
-        {
+        if self.indexes_look_complete(rules.index_interval).unwrap_or(false) {
             return Ok(None);
         }
-        let scan = self.recover(ScanRules {
-            verify_crc: false,
-            ..rules
-        })?;
+        let scan = self.recover(ScanRules { verify_crc: false, ..rules })?;
         self.seal()?;
         let mut note = format!("rebuilt the indexes of {}", self.log_path().display());
         if let Some(reason) = scan.invalid_reason {
@@ -458,14 +416,8 @@ impl Segment {
     /// offset is below `recovery_point`, as after a clean stop) and its indexes are sane, the
     /// way a sealed segment is loaded; Kafka too trusts what lies below the recovery point.
     /// False when the segment needs `recover` (which resets what this read).
-    pub fn load_flushed_active(
-        &mut self,
-        recovery_point: i64,
-        index_interval: u64,
-    ) -> Result<bool> {
-        if self.indexes_look_complete(index_interval).unwrap_or(false)
-            && self.next_offset <= recovery_point
-        {
+    pub fn load_flushed_active(&mut self, recovery_point: i64, index_interval: u64) -> Result<bool> {
+        if self.indexes_look_complete(index_interval).unwrap_or(false) && self.next_offset <= recovery_point {
             self.activate()?;
             return Ok(true);
         }
@@ -518,8 +470,7 @@ impl Segment {
     /// Fsyncs the log file and writes (and fsyncs) the active indexes.
     pub fn fsync(&mut self) -> Result<()> {
         let file = self.file()?;
-        file.sync_data()
-            .map_err(|e| CoreError::io(format!("fsync {}", self.log_path().display()), e))?;
+        file.sync_data().map_err(|e| CoreError::io(format!("fsync {}", self.log_path().display()), e))?;
         self.persist_indexes(true)
     }
 
@@ -551,20 +502,10 @@ fn write_all_at(file: &File, parts: &[&[u8]], mut offset: u64) -> std::io::Resul
         let iov: Vec<libc::iovec> = parts[first..]
             .iter()
             .take(512)
-            .map(|p| libc::iovec {
-                iov_base: p.as_ptr() as *mut libc::c_void,
-                iov_len: p.len(),
-            })
+            .map(|p| libc::iovec { iov_base: p.as_ptr() as *mut libc::c_void, iov_len: p.len() })
             .collect();
         // SAFETY: every iovec points into a live slice of `parts` for the duration of the call.
-        let written = unsafe {
-            libc::pwritev(
-                file.as_raw_fd(),
-                iov.as_ptr(),
-                iov.len() as i32,
-                offset as libc::off_t,
-            )
-        };
+        let written = unsafe { libc::pwritev(file.as_raw_fd(), iov.as_ptr(), iov.len() as i32, offset as libc::off_t) };
         if written < 0 {
             let err = std::io::Error::last_os_error();
             if err.kind() == std::io::ErrorKind::Interrupted {
@@ -574,10 +515,7 @@ fn write_all_at(file: &File, parts: &[&[u8]], mut offset: u64) -> std::io::Resul
         }
         let mut written = written as usize;
         if written == 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                "pwritev wrote nothing",
-            ));
+            return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "pwritev wrote nothing"));
         }
         offset += written as u64;
         while written > 0 {
@@ -596,10 +534,5 @@ fn write_all_at(file: &File, parts: &[&[u8]], mut offset: u64) -> std::io::Resul
 
 fn modified_ms(path: &Path) -> Option<i64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
-    Some(
-        modified
-            .duration_since(std::time::UNIX_EPOCH)
-            .ok()?
-            .as_millis() as i64,
-    )
+    Some(modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
 }

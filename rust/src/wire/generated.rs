@@ -21,12 +21,7 @@ pub mod request_header {
 
     impl<'a> Default for RequestHeader<'a> {
         fn default() -> Self {
-            Self {
-                request_api_key: 0,
-                request_api_version: 0,
-                correlation_id: 0,
-                client_id: Some(""),
-            }
+            Self { request_api_key: 0, request_api_version: 0, correlation_id: 0, client_id: Some("") }
         }
     }
 
@@ -37,9 +32,7 @@ pub mod request_header {
             this.request_api_key = r.i16()?;
             this.request_api_version = r.i16()?;
             this.correlation_id = r.i32()?;
-            if version >= 1 {
-                this.client_id = r.nullable_string(false)?;
-            }
+            if version >= 1 { this.client_id = r.nullable_string(false)?; }
             if flexible {
                 for _ in 0..r.uvarint()? {
                     let (tag, mut t) = r.tagged_field()?;
@@ -57,9 +50,7 @@ pub mod request_header {
             w.i16(self.request_api_key);
             w.i16(self.request_api_version);
             w.i32(self.correlation_id);
-            if version >= 1 {
-                w.nullable_string(self.client_id, false)?;
-            }
+            if version >= 1 { w.nullable_string(self.client_id, false)?; }
             if flexible {
                 let tagged = 0;
                 w.uvarint(tagged);
@@ -67,6 +58,7 @@ pub mod request_header {
             Ok(())
         }
     }
+
 }
 
 /// ResponseHeader (ResponseHeader.json), versions 0-1.
@@ -116,6 +108,7 @@ pub mod response_header {
             Ok(())
         }
     }
+
 }
 
 /// ProduceRequest (ProduceRequest.json), versions 0-11.
@@ -135,10 +128,7 @@ pub mod produce_request {
 
     impl<'a> Default for PartitionProduceData<'a> {
         fn default() -> Self {
-            Self {
-                index: 0,
-                records: None,
-            }
+            Self { index: 0, records: None }
         }
     }
 
@@ -180,10 +170,7 @@ pub mod produce_request {
 
     impl<'a> Default for TopicProduceData<'a> {
         fn default() -> Self {
-            Self {
-                name: "",
-                partition_data: Vec::new(),
-            }
+            Self { name: "", partition_data: Vec::new() }
         }
     }
 
@@ -192,16 +179,7 @@ pub mod produce_request {
             let flexible = version >= 9;
             let mut this = Self::default();
             this.name = r.string(flexible)?;
-            this.partition_data = {
-                let n = r.count(flexible)?;
-                {
-                    let mut v = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        v.push(PartitionProduceData::read(r, version)?);
-                    }
-                    v
-                }
-            };
+            this.partition_data = { let n = r.count(flexible)?; { let mut v = Vec::with_capacity(n); for _ in 0..n { v.push(PartitionProduceData::read(r, version)?); } v } };
             if flexible {
                 for _ in 0..r.uvarint()? {
                     let (tag, mut t) = r.tagged_field()?;
@@ -217,13 +195,7 @@ pub mod produce_request {
         pub fn write(&self, w: &mut Writer, version: i16) -> Result<()> {
             let flexible = version >= 9;
             w.string(self.name, flexible)?;
-            {
-                let items = &self.partition_data;
-                w.count(Some(items.len()), flexible)?;
-                for e in items {
-                    e.write(w, version)?;
-                }
-            }
+            { let items = &self.partition_data; w.count(Some(items.len()), flexible)?; for e in items { e.write(w, version)?; } }
             if flexible {
                 let tagged = 0;
                 w.uvarint(tagged);
@@ -242,12 +214,7 @@ pub mod produce_request {
 
     impl<'a> Default for ProduceRequest<'a> {
         fn default() -> Self {
-            Self {
-                transactional_id: None,
-                acks: 0,
-                timeout_ms: 0,
-                topic_data: Vec::new(),
-            }
+            Self { transactional_id: None, acks: 0, timeout_ms: 0, topic_data: Vec::new() }
         }
     }
 
@@ -255,21 +222,10 @@ pub mod produce_request {
         pub fn read(r: &mut Reader<'a>, version: i16) -> Result<Self> {
             let flexible = version >= 9;
             let mut this = Self::default();
-            if version >= 3 {
-                this.transactional_id = r.nullable_string(flexible)?;
-            }
+            if version >= 3 { this.transactional_id = r.nullable_string(flexible)?; }
             this.acks = r.i16()?;
             this.timeout_ms = r.i32()?;
-            this.topic_data = {
-                let n = r.count(flexible)?;
-                {
-                    let mut v = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        v.push(TopicProduceData::read(r, version)?);
-                    }
-                    v
-                }
-            };
+            this.topic_data = { let n = r.count(flexible)?; { let mut v = Vec::with_capacity(n); for _ in 0..n { v.push(TopicProduceData::read(r, version)?); } v } };
             if flexible {
                 for _ in 0..r.uvarint()? {
                     let (tag, mut t) = r.tagged_field()?;
@@ -284,20 +240,11 @@ pub mod produce_request {
 
         pub fn write(&self, w: &mut Writer, version: i16) -> Result<()> {
             let flexible = version >= 9;
-            if version >= 3 {
-                w.nullable_string(self.transactional_id, flexible)?;
-            } else if self.transactional_id != None {
-                return unsupported("ProduceRequest", "transactional_id", version);
-            }
+            if version >= 3 { w.nullable_string(self.transactional_id, flexible)?; }
+            else if self.transactional_id != None { return unsupported("ProduceRequest", "transactional_id", version); }
             w.i16(self.acks);
             w.i32(self.timeout_ms);
-            {
-                let items = &self.topic_data;
-                w.count(Some(items.len()), flexible)?;
-                for e in items {
-                    e.write(w, version)?;
-                }
-            }
+            { let items = &self.topic_data; w.count(Some(items.len()), flexible)?; for e in items { e.write(w, version)?; } }
             if flexible {
                 let tagged = 0;
                 w.uvarint(tagged);
@@ -305,6 +252,7 @@ pub mod produce_request {
             Ok(())
         }
     }
+
 }
 
 /// ProduceResponse (ProduceResponse.json), versions 0-11.
@@ -324,10 +272,7 @@ pub mod produce_response {
 
     impl<'a> Default for BatchIndexAndErrorMessage<'a> {
         fn default() -> Self {
-            Self {
-                batch_index: 0,
-                batch_index_error_message: None,
-            }
+            Self { batch_index: 0, batch_index_error_message: None }
         }
     }
 
@@ -335,12 +280,8 @@ pub mod produce_response {
         pub fn read(r: &mut Reader<'a>, version: i16) -> Result<Self> {
             let flexible = version >= 9;
             let mut this = Self::default();
-            if version >= 8 {
-                this.batch_index = r.i32()?;
-            }
-            if version >= 8 {
-                this.batch_index_error_message = r.nullable_string(flexible)?;
-            }
+            if version >= 8 { this.batch_index = r.i32()?; }
+            if version >= 8 { this.batch_index_error_message = r.nullable_string(flexible)?; }
             if flexible {
                 for _ in 0..r.uvarint()? {
                     let (tag, mut t) = r.tagged_field()?;
@@ -355,20 +296,10 @@ pub mod produce_response {
 
         pub fn write(&self, w: &mut Writer, version: i16) -> Result<()> {
             let flexible = version >= 9;
-            if version >= 8 {
-                w.i32(self.batch_index);
-            } else if self.batch_index != 0 {
-                return unsupported("BatchIndexAndErrorMessage", "batch_index", version);
-            }
-            if version >= 8 {
-                w.nullable_string(self.batch_index_error_message, flexible)?;
-            } else if self.batch_index_error_message != None {
-                return unsupported(
-                    "BatchIndexAndErrorMessage",
-                    "batch_index_error_message",
-                    version,
-                );
-            }
+            if version >= 8 { w.i32(self.batch_index); }
+            else if self.batch_index != 0 { return unsupported("BatchIndexAndErrorMessage", "batch_index", version); }
+            if version >= 8 { w.nullable_string(self.batch_index_error_message, flexible)?; }
+            else if self.batch_index_error_message != None { return unsupported("BatchIndexAndErrorMessage", "batch_index_error_message", version); }
             if flexible {
                 let tagged = 0;
                 w.uvarint(tagged);
@@ -385,10 +316,7 @@ pub mod produce_response {
 
     impl Default for LeaderIdAndEpoch {
         fn default() -> Self {
-            Self {
-                leader_id: -1,
-                leader_epoch: -1,
-            }
+            Self { leader_id: -1, leader_epoch: -1 }
         }
     }
 
@@ -396,12 +324,8 @@ pub mod produce_response {
         pub fn read(r: &mut Reader<'_>, version: i16) -> Result<Self> {
             let flexible = version >= 9;
             let mut this = Self::default();
-            if version >= 10 {
-                this.leader_id = r.i32()?;
-            }
-            if version >= 10 {
-                this.leader_epoch = r.i32()?;
-            }
+            if version >= 10 { this.leader_id = r.i32()?; }
+            if version >= 10 { this.leader_epoch = r.i32()?; }
             if flexible {
                 for _ in 0..r.uvarint()? {
                     let (tag, mut t) = r.tagged_field()?;
@@ -416,16 +340,10 @@ pub mod produce_response {
 
         pub fn write(&self, w: &mut Writer, version: i16) -> Result<()> {
             let flexible = version >= 9;
-            if version >= 10 {
-                w.i32(self.leader_id);
-            } else if self.leader_id != -1 {
-                return unsupported("LeaderIdAndEpoch", "leader_id", version);
-            }
-            if version >= 10 {
-                w.i32(self.leader_epoch);
-            } else if self.leader_epoch != -1 {
-                return unsupported("LeaderIdAndEpoch", "leader_epoch", version);
-            }
+            if version >= 10 { w.i32(self.leader_id); }
+            else if self.leader_id != -1 { return unsupported("LeaderIdAndEpoch", "leader_id", version); }
+            if version >= 10 { w.i32(self.leader_epoch); }
+            else if self.leader_epoch != -1 { return unsupported("LeaderIdAndEpoch", "leader_epoch", version); }
             if flexible {
                 let tagged = 0;
                 w.uvarint(tagged);
@@ -448,16 +366,7 @@ pub mod produce_response {
 
     impl<'a> Default for PartitionProduceResponse<'a> {
         fn default() -> Self {
-            Self {
-                index: 0,
-                error_code: 0,
-                base_offset: 0,
-                log_append_time_ms: -1,
-                log_start_offset: -1,
-                record_errors: Vec::new(),
-                error_message: None,
-                current_leader: LeaderIdAndEpoch::default(),
-            }
+            Self { index: 0, error_code: 0, base_offset: 0, log_append_time_ms: -1, log_start_offset: -1, record_errors: Vec::new(), error_message: None, current_leader: LeaderIdAndEpoch::default() }
         }
     }
 
@@ -468,35 +377,16 @@ pub mod produce_response {
             this.index = r.i32()?;
             this.error_code = r.i16()?;
             this.base_offset = r.i64()?;
-            if version >= 2 {
-                this.log_append_time_ms = r.i64()?;
-            }
-            if version >= 5 {
-                this.log_start_offset = r.i64()?;
-            }
-            if version >= 8 {
-                this.record_errors = {
-                    let n = r.count(flexible)?;
-                    {
-                        let mut v = Vec::with_capacity(n);
-                        for _ in 0..n {
-                            v.push(BatchIndexAndErrorMessage::read(r, version)?);
-                        }
-                        v
-                    }
-                };
-            }
-            if version >= 8 {
-                this.error_message = r.nullable_string(flexible)?;
-            }
+            if version >= 2 { this.log_append_time_ms = r.i64()?; }
+            if version >= 5 { this.log_start_offset = r.i64()?; }
+            if version >= 8 { this.record_errors = { let n = r.count(flexible)?; { let mut v = Vec::with_capacity(n); for _ in 0..n { v.push(BatchIndexAndErrorMessage::read(r, version)?); } v } }; }
+            if version >= 8 { this.error_message = r.nullable_string(flexible)?; }
             if flexible {
                 for _ in 0..r.uvarint()? {
                     let (tag, mut t) = r.tagged_field()?;
                     let t = &mut t;
                     match tag {
-                        0 if version >= 10 => {
-                            this.current_leader = LeaderIdAndEpoch::read(t, version)?
-                        }
+                        0 if version >= 10 => this.current_leader = LeaderIdAndEpoch::read(t, version)?,
                         _ => {} // unknown tagged fields are skipped
                     }
                 }
@@ -509,34 +399,14 @@ pub mod produce_response {
             w.i32(self.index);
             w.i16(self.error_code);
             w.i64(self.base_offset);
-            if version >= 2 {
-                w.i64(self.log_append_time_ms);
-            }
-            if version >= 5 {
-                w.i64(self.log_start_offset);
-            }
-            if version >= 8 {
-                {
-                    let items = &self.record_errors;
-                    w.count(Some(items.len()), flexible)?;
-                    for e in items {
-                        e.write(w, version)?;
-                    }
-                }
-            }
-            if version >= 8 {
-                w.nullable_string(self.error_message, flexible)?;
-            }
+            if version >= 2 { w.i64(self.log_append_time_ms); }
+            if version >= 5 { w.i64(self.log_start_offset); }
+            if version >= 8 { { let items = &self.record_errors; w.count(Some(items.len()), flexible)?; for e in items { e.write(w, version)?; } } }
+            if version >= 8 { w.nullable_string(self.error_message, flexible)?; }
             if flexible {
-                let tagged =
-                    u32::from(version >= 10 && self.current_leader != LeaderIdAndEpoch::default());
+                let tagged = u32::from(version >= 10 && self.current_leader != LeaderIdAndEpoch::default());
                 w.uvarint(tagged);
-                if version >= 10 && self.current_leader != LeaderIdAndEpoch::default() {
-                    w.tagged_field(0, |w| {
-                        self.current_leader.write(w, version)?;
-                        Ok(())
-                    })?;
-                }
+                if version >= 10 && self.current_leader != LeaderIdAndEpoch::default() { w.tagged_field(0, |w| { self.current_leader.write(w, version)?; Ok(()) })?; }
             }
             Ok(())
         }
@@ -550,10 +420,7 @@ pub mod produce_response {
 
     impl<'a> Default for TopicProduceResponse<'a> {
         fn default() -> Self {
-            Self {
-                name: "",
-                partition_responses: Vec::new(),
-            }
+            Self { name: "", partition_responses: Vec::new() }
         }
     }
 
@@ -562,16 +429,7 @@ pub mod produce_response {
             let flexible = version >= 9;
             let mut this = Self::default();
             this.name = r.string(flexible)?;
-            this.partition_responses = {
-                let n = r.count(flexible)?;
-                {
-                    let mut v = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        v.push(PartitionProduceResponse::read(r, version)?);
-                    }
-                    v
-                }
-            };
+            this.partition_responses = { let n = r.count(flexible)?; { let mut v = Vec::with_capacity(n); for _ in 0..n { v.push(PartitionProduceResponse::read(r, version)?); } v } };
             if flexible {
                 for _ in 0..r.uvarint()? {
                     let (tag, mut t) = r.tagged_field()?;
@@ -587,13 +445,7 @@ pub mod produce_response {
         pub fn write(&self, w: &mut Writer, version: i16) -> Result<()> {
             let flexible = version >= 9;
             w.string(self.name, flexible)?;
-            {
-                let items = &self.partition_responses;
-                w.count(Some(items.len()), flexible)?;
-                for e in items {
-                    e.write(w, version)?;
-                }
-            }
+            { let items = &self.partition_responses; w.count(Some(items.len()), flexible)?; for e in items { e.write(w, version)?; } }
             if flexible {
                 let tagged = 0;
                 w.uvarint(tagged);
@@ -612,12 +464,7 @@ pub mod produce_response {
 
     impl<'a> Default for NodeEndpoint<'a> {
         fn default() -> Self {
-            Self {
-                node_id: 0,
-                host: "",
-                port: 0,
-                rack: None,
-            }
+            Self { node_id: 0, host: "", port: 0, rack: None }
         }
     }
 
@@ -625,18 +472,10 @@ pub mod produce_response {
         pub fn read(r: &mut Reader<'a>, version: i16) -> Result<Self> {
             let flexible = version >= 9;
             let mut this = Self::default();
-            if version >= 10 {
-                this.node_id = r.i32()?;
-            }
-            if version >= 10 {
-                this.host = r.string(flexible)?;
-            }
-            if version >= 10 {
-                this.port = r.i32()?;
-            }
-            if version >= 10 {
-                this.rack = r.nullable_string(flexible)?;
-            }
+            if version >= 10 { this.node_id = r.i32()?; }
+            if version >= 10 { this.host = r.string(flexible)?; }
+            if version >= 10 { this.port = r.i32()?; }
+            if version >= 10 { this.rack = r.nullable_string(flexible)?; }
             if flexible {
                 for _ in 0..r.uvarint()? {
                     let (tag, mut t) = r.tagged_field()?;
@@ -651,26 +490,14 @@ pub mod produce_response {
 
         pub fn write(&self, w: &mut Writer, version: i16) -> Result<()> {
             let flexible = version >= 9;
-            if version >= 10 {
-                w.i32(self.node_id);
-            } else if self.node_id != 0 {
-                return unsupported("NodeEndpoint", "node_id", version);
-            }
-            if version >= 10 {
-                w.string(self.host, flexible)?;
-            } else if self.host != "" {
-                return unsupported("NodeEndpoint", "host", version);
-            }
-            if version >= 10 {
-                w.i32(self.port);
-            } else if self.port != 0 {
-                return unsupported("NodeEndpoint", "port", version);
-            }
-            if version >= 10 {
-                w.nullable_string(self.rack, flexible)?;
-            } else if self.rack != None {
-                return unsupported("NodeEndpoint", "rack", version);
-            }
+            if version >= 10 { w.i32(self.node_id); }
+            else if self.node_id != 0 { return unsupported("NodeEndpoint", "node_id", version); }
+            if version >= 10 { w.string(self.host, flexible)?; }
+            else if self.host != "" { return unsupported("NodeEndpoint", "host", version); }
+            if version >= 10 { w.i32(self.port); }
+            else if self.port != 0 { return unsupported("NodeEndpoint", "port", version); }
+            if version >= 10 { w.nullable_string(self.rack, flexible)?; }
+            else if self.rack != None { return unsupported("NodeEndpoint", "rack", version); }
             if flexible {
                 let tagged = 0;
                 w.uvarint(tagged);
@@ -688,11 +515,7 @@ pub mod produce_response {
 
     impl<'a> Default for ProduceResponse<'a> {
         fn default() -> Self {
-            Self {
-                responses: Vec::new(),
-                throttle_time_ms: 0,
-                node_endpoints: Vec::new(),
-            }
+            Self { responses: Vec::new(), throttle_time_ms: 0, node_endpoints: Vec::new() }
         }
     }
 
@@ -700,36 +523,14 @@ pub mod produce_response {
         pub fn read(r: &mut Reader<'a>, version: i16) -> Result<Self> {
             let flexible = version >= 9;
             let mut this = Self::default();
-            this.responses = {
-                let n = r.count(flexible)?;
-                {
-                    let mut v = Vec::with_capacity(n);
-                    for _ in 0..n {
-                        v.push(TopicProduceResponse::read(r, version)?);
-                    }
-                    v
-                }
-            };
-            if version >= 1 {
-                this.throttle_time_ms = r.i32()?;
-            }
+            this.responses = { let n = r.count(flexible)?; { let mut v = Vec::with_capacity(n); for _ in 0..n { v.push(TopicProduceResponse::read(r, version)?); } v } };
+            if version >= 1 { this.throttle_time_ms = r.i32()?; }
             if flexible {
                 for _ in 0..r.uvarint()? {
                     let (tag, mut t) = r.tagged_field()?;
                     let t = &mut t;
                     match tag {
-                        0 if version >= 10 => {
-                            this.node_endpoints = {
-                                let n = t.count(flexible)?;
-                                {
-                                    let mut v = Vec::with_capacity(n);
-                                    for _ in 0..n {
-                                        v.push(NodeEndpoint::read(t, version)?);
-                                    }
-                                    v
-                                }
-                            }
-                        }
+                        0 if version >= 10 => this.node_endpoints = { let n = t.count(flexible)?; { let mut v = Vec::with_capacity(n); for _ in 0..n { v.push(NodeEndpoint::read(t, version)?); } v } },
                         _ => {} // unknown tagged fields are skipped
                     }
                 }
@@ -739,33 +540,15 @@ pub mod produce_response {
 
         pub fn write(&self, w: &mut Writer, version: i16) -> Result<()> {
             let flexible = version >= 9;
-            {
-                let items = &self.responses;
-                w.count(Some(items.len()), flexible)?;
-                for e in items {
-                    e.write(w, version)?;
-                }
-            }
-            if version >= 1 {
-                w.i32(self.throttle_time_ms);
-            }
+            { let items = &self.responses; w.count(Some(items.len()), flexible)?; for e in items { e.write(w, version)?; } }
+            if version >= 1 { w.i32(self.throttle_time_ms); }
             if flexible {
                 let tagged = u32::from(version >= 10 && self.node_endpoints != Vec::new());
                 w.uvarint(tagged);
-                if version >= 10 && self.node_endpoints != Vec::new() {
-                    w.tagged_field(0, |w| {
-                        {
-                            let items = &self.node_endpoints;
-                            w.count(Some(items.len()), flexible)?;
-                            for e in items {
-                                e.write(w, version)?;
-                            }
-                        }
-                        Ok(())
-                    })?;
-                }
+                if version >= 10 && self.node_endpoints != Vec::new() { w.tagged_field(0, |w| { { let items = &self.node_endpoints; w.count(Some(items.len()), flexible)?; for e in items { e.write(w, version)?; } } Ok(()) })?; }
             }
             Ok(())
         }
     }
+
 }

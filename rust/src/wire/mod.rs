@@ -47,11 +47,7 @@ impl<'a> Reader<'a> {
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return err(format!(
-                "{n} bytes wanted at position {}, {} left",
-                self.pos,
-                self.remaining()
-            ));
+            return err(format!("{n} bytes wanted at position {}, {} left", self.pos, self.remaining()));
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -118,29 +114,21 @@ impl<'a> Reader<'a> {
     }
 
     pub fn nullable_string(&mut self, compact: bool) -> Result<Option<&'a str>> {
-        let Some(n) = self.length(compact, false)? else {
-            return Ok(None);
-        };
-        std::str::from_utf8(self.take(n)?)
-            .map(Some)
-            .map_err(|_| WireError("string is not UTF-8".into()))
+        let Some(n) = self.length(compact, false)? else { return Ok(None) };
+        std::str::from_utf8(self.take(n)?).map(Some).map_err(|_| WireError("string is not UTF-8".into()))
     }
 
     pub fn string(&mut self, compact: bool) -> Result<&'a str> {
-        self.nullable_string(compact)?
-            .ok_or_else(|| WireError("null in a non-nullable string".into()))
+        self.nullable_string(compact)?.ok_or_else(|| WireError("null in a non-nullable string".into()))
     }
 
     pub fn nullable_bytes(&mut self, compact: bool) -> Result<Option<&'a [u8]>> {
-        let Some(n) = self.length(compact, true)? else {
-            return Ok(None);
-        };
+        let Some(n) = self.length(compact, true)? else { return Ok(None) };
         self.take(n).map(Some)
     }
 
     pub fn bytes(&mut self, compact: bool) -> Result<&'a [u8]> {
-        self.nullable_bytes(compact)?
-            .ok_or_else(|| WireError("null in non-nullable bytes".into()))
+        self.nullable_bytes(compact)?.ok_or_else(|| WireError("null in non-nullable bytes".into()))
     }
 
     /// An array's element count; None for null. Each element takes at least one byte, so a
@@ -149,18 +137,14 @@ impl<'a> Reader<'a> {
         let count = self.length(compact, true)?;
         if let Some(n) = count {
             if n > self.remaining() {
-                return err(format!(
-                    "array of {n} elements in {} bytes",
-                    self.remaining()
-                ));
+                return err(format!("array of {n} elements in {} bytes", self.remaining()));
             }
         }
         Ok(count)
     }
 
     pub fn count(&mut self, compact: bool) -> Result<usize> {
-        self.nullable_count(compact)?
-            .ok_or_else(|| WireError("null in a non-nullable array".into()))
+        self.nullable_count(compact)?.ok_or_else(|| WireError("null in a non-nullable array".into()))
     }
 
     /// The header of a tagged field: (tag, a reader over its bytes).
@@ -179,9 +163,7 @@ pub struct Writer {
 
 impl Writer {
     pub fn with_capacity(capacity: usize) -> Self {
-        Writer {
-            buf: Vec::with_capacity(capacity),
-        }
+        Writer { buf: Vec::with_capacity(capacity) }
     }
 
     pub fn i8(&mut self, v: i8) {
@@ -223,15 +205,9 @@ impl Writer {
             (None, true, _) => self.uvarint(0),
             (None, false, true) => self.i32(-1),
             (None, false, false) => self.i16(-1),
-            (Some(n), true, _) => {
-                self.uvarint(u32::try_from(n + 1).map_err(|_| WireError(format!("length {n}")))?)
-            }
-            (Some(n), false, true) => {
-                self.i32(i32::try_from(n).map_err(|_| WireError(format!("length {n}")))?)
-            }
-            (Some(n), false, false) => {
-                self.i16(i16::try_from(n).map_err(|_| WireError(format!("string of {n} bytes")))?)
-            }
+            (Some(n), true, _) => self.uvarint(u32::try_from(n + 1).map_err(|_| WireError(format!("length {n}")))?),
+            (Some(n), false, true) => self.i32(i32::try_from(n).map_err(|_| WireError(format!("length {n}")))?),
+            (Some(n), false, false) => self.i16(i16::try_from(n).map_err(|_| WireError(format!("string of {n} bytes")))?),
         }
         Ok(())
     }
@@ -261,11 +237,7 @@ impl Writer {
     }
 
     /// A tagged field: its tag, then its bytes (written by `body`) with their size.
-    pub fn tagged_field(
-        &mut self,
-        tag: u32,
-        body: impl FnOnce(&mut Writer) -> Result<()>,
-    ) -> Result<()> {
+    pub fn tagged_field(&mut self, tag: u32, body: impl FnOnce(&mut Writer) -> Result<()>) -> Result<()> {
         let mut inner = Writer::default();
         body(&mut inner)?;
         self.uvarint(tag);
@@ -277,9 +249,7 @@ impl Writer {
 
 /// A field that a version lacks was given a value other than its default.
 pub fn unsupported<T>(message: &str, field: &str, version: i16) -> Result<T> {
-    err(format!(
-        "{message} v{version} has no field {field}, and its value is not the default"
-    ))
+    err(format!("{message} v{version} has no field {field}, and its value is not the default"))
 }
 
 #[cfg(test)]
@@ -293,9 +263,7 @@ mod tests {
             w.uvarint(v);
             assert_eq!(Reader::new(&w.buf).uvarint().unwrap(), v);
         }
-        assert!(Reader::new(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01])
-            .uvarint()
-            .is_err());
+        assert!(Reader::new(&[0x80, 0x80, 0x80, 0x80, 0x80, 0x01]).uvarint().is_err());
     }
 
     #[test]
@@ -303,14 +271,8 @@ mod tests {
         assert!(Reader::new(&[0, 5, b'a']).string(false).is_err());
         assert!(Reader::new(&[0x7f, 0xff, 0xff, 0xff]).count(false).is_err());
         assert!(Reader::new(&[0xff, 0xfe]).string(false).is_err()); // -2
-        assert_eq!(
-            Reader::new(&[0xff, 0xff]).nullable_string(false).unwrap(),
-            None
-        );
-        assert_eq!(
-            Reader::new(&[0xff, 0xfe]).nullable_string(false).unwrap(),
-            None
-        ); // as Kafka reads it
+        assert_eq!(Reader::new(&[0xff, 0xff]).nullable_string(false).unwrap(), None);
+        assert_eq!(Reader::new(&[0xff, 0xfe]).nullable_string(false).unwrap(), None); // as Kafka reads it
         assert!(Reader::new(&[2]).bool().unwrap());
         assert_eq!(Reader::new(&[0]).nullable_string(true).unwrap(), None);
         assert_eq!(Reader::new(&[3, b'h', b'i']).string(true).unwrap(), "hi");
