@@ -214,6 +214,7 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("replica.fetch.response.max.bytes", _int(1, INT_MAX), 10_485_760, "bytes a follower asks for per fetch"),
         BrokerKey("auto.leader.rebalance.enable", _bool, True, "move leadership back to each partition's preferred replica"),
         BrokerKey("leader.imbalance.check.interval.seconds", _int(1, INT_MAX), 300, "how often preferred leaders are checked"),
+        BrokerKey("log.verify.on.start.enable", _bool, True, "a cluster broker checks every batch of its replicas once after start (damaged ones go offline)"),
         BrokerKey("offsets.topic.replication.factor", _int(1, 32767), 3, "replication factor of __consumer_offsets (at most the live brokers)"),
     ]
     keys += [

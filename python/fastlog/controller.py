@@ -78,13 +78,14 @@ class Controller(MetadataNode):
     def voter_addresses(self) -> dict[int, tuple[str, int]]:
         return self.voters
 
-    def propose(self, record: dict[str, Any]) -> None:
+    def propose(self, record: dict[str, Any]) -> bool:
         data = encode(record)
         if self.quorum.is_leader:
             self.quorum.propose(data)
             self._drive()
         elif self.known_leader:
             self._send(self.known_leader, KIND_PROPOSAL, data)
+        return bool(self.known_leader)
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -105,6 +106,8 @@ class Controller(MetadataNode):
             if self.broker.is_broker:
                 nursery.start_soon(self._register_self)
             await self._catch_up()
+            if self.broker.is_broker:
+                await self.wait_registered()
             task_status.started()
 
     async def _catch_up(self) -> None:

@@ -3,8 +3,10 @@ records the metadata quorum committed (`controller.py` proposes them, raft-rs or
 
 Records are JSON objects with a `type`:
 
-- `register_broker` {id, host, port, rack, replication}: a broker (re)registers its client
-  endpoint and the [host, port] its followers fetch from (`inter.broker.listener.name`);
+- `register_broker` {id, host, port, rack, replication, incarnation}: a broker (re)registers
+  its client endpoint and the [host, port] its followers fetch from
+  (`inter.broker.listener.name`); a new incarnation (a restarted process) gets its offline
+  replicas back, a late duplicate of the same one does not;
 - `fence_broker` {id}: the controller stopped hearing from it (`broker.session.timeout.ms`,
   or its port refuses connections): clients no longer see it, it leaves the ISR of every
   partition that has another in-sync replica, and each partition it led gets a new leader
@@ -87,6 +89,7 @@ class BrokerRegistration:
     fenced: bool = False
     replication: tuple[str, int] = ("", 0)  # where followers fetch from it
     shut_down: bool = False  # in (or after) a controlled shutdown, until it registers again
+    incarnation: str = ""  # one per start of the broker's process
 
 
 class MetadataImage:
@@ -211,11 +214,15 @@ class MetadataImage:
         old = self.brokers.get(broker_id)
         host, port = record["host"], int(record["port"])
         replication = record.get("replication") or (host, port)
-        self.brokers[broker_id] = BrokerRegistration(broker_id, host, port, record.get("rack"), old.fenced if old else False, (replication[0], int(replication[1])))
+        incarnation = str(record.get("incarnation", ""))
+        self.brokers[broker_id] = BrokerRegistration(
+            broker_id, host, port, record.get("rack"), old.fenced if old else False, (replication[0], int(replication[1])), incarnation=incarnation
+        )
         log.info("broker %d registered at %s:%d", broker_id, record["host"], record["port"])
+        restarted = old is None or not incarnation or old.incarnation != incarnation
         for topic in self.topics.values():  # a restarted broker tries its failed replicas again
             for p in topic.assignments:
-                if broker_id in p.failed:
+                if restarted and broker_id in p.failed:
                     p.failed.remove(broker_id)
         if old is not None and old.shut_down and not old.fenced:
             self._elect_offline(self.brokers[broker_id])  # back from a shutdown nobody fenced

@@ -61,11 +61,13 @@ class MetadataNode:
         self.applied = trio.Event()  # set (and replaced) whenever the image applies records
         self.shutting_down = False
         self._proposed: dict[tuple, float] = {}  # (type, id) -> when, so a duty is not proposed every tick
+        self.incarnation = str(uuid.uuid4())  # this process's registration, told from the last one's
 
     # -- what subclasses provide ---------------------------------------------------------------
 
-    def propose(self, record: dict[str, Any]) -> None:
-        """Has the leader append `record`; it takes effect when the image applies it."""
+    def propose(self, record: dict[str, Any]) -> bool:
+        """Has the leader append `record`; it takes effect when the image applies it. False
+        when no leader is known to hand it to (it is dropped)."""
         raise NotImplementedError
 
     @property
@@ -190,9 +192,9 @@ class MetadataNode:
         """Proposes `record` unless the same duty was proposed within the last second."""
         now = trio.current_time()
         if now - self._proposed.get(key, -RETRY_PROPOSAL_SECONDS) >= RETRY_PROPOSAL_SECONDS:
-            self._proposed[key] = now
             try:
-                self.propose(record)
+                if self.propose(record):
+                    self._proposed[key] = now
             except ValueError as e:  # leadership moved between the check and the proposal
                 log.debug("proposal of %s not taken: %s", record["type"], e)
 
@@ -218,14 +220,28 @@ class MetadataNode:
             log.warning("controlled shutdown: the controller did not move leadership within %gs; stopping anyway", timeout)
         await trio.sleep(self.tick_seconds)  # the replica manager takes the new roles
 
+    async def wait_registered(self) -> None:
+        """Before a broker serves clients (as Kafka's waits to be unfenced): the image shows
+        this process's registration, live; bounded, as a cluster without a controller cannot."""
+        def live() -> bool:
+            mine = self.image.brokers.get(self.node_id)
+            return mine is not None and mine.incarnation == self.incarnation and not mine.fenced and not mine.shut_down
+
+        if not await self.wait_for(live, CATCH_UP_SECONDS):
+            log.warning("metadata: this broker's registration was not applied within %ss; serving clients anyway", CATCH_UP_SECONDS)
+
     async def _register_self(self) -> None:
         while not self.shutting_down:
             host, port = self.broker.advertised_address()
             replication = list(self.broker.advertised_address(self.broker.config["inter.broker.listener.name"]))
             rack = self.broker.config["broker.rack"]
             mine = self.image.brokers.get(self.node_id)
-            if mine is None or mine.shut_down or (mine.host, mine.port, mine.rack, list(mine.replication)) != (host, port, rack, replication):
-                record = {"type": "register_broker", "id": self.node_id, "host": host, "port": port, "rack": rack, "replication": replication}
+            registered = (mine.host, mine.port, mine.rack, list(mine.replication), mine.incarnation) if mine else None
+            if mine is None or mine.shut_down or registered != (host, port, rack, replication, self.incarnation):
+                record = {
+                    "type": "register_broker", "id": self.node_id, "host": host, "port": port, "rack": rack,
+                    "replication": replication, "incarnation": self.incarnation,
+                }
                 self._propose_once(("register_broker", self.node_id), record)
             await trio.sleep(REGISTER_EVERY_SECONDS)
 

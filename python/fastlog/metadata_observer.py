@@ -57,10 +57,11 @@ class MetadataObserver(MetadataNode):
     def voter_addresses(self) -> dict[int, tuple[str, int]]:
         return self._voters
 
-    def propose(self, record: dict[str, Any]) -> None:
+    def propose(self, record: dict[str, Any]) -> bool:
         if len(self._proposals) >= PROPOSALS_QUEUED:
             raise ValueError("too many proposals waiting for the controller")
         self._proposals.append(encode(record))
+        return True
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -73,6 +74,8 @@ class MetadataObserver(MetadataNode):
                 await self._first_answer.wait()
             if not self._first_answer.is_set():
                 log.warning("metadata: no controller answered within %ss; serving clients with an empty image", CATCH_UP_SECONDS)
+            else:
+                await self.wait_registered()
             task_status.started()
 
     async def _follow(self) -> None:

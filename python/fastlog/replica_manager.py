@@ -27,6 +27,7 @@ import itertools
 import logging
 import struct
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 import trio
@@ -93,6 +94,7 @@ class ReplicaManager:
         self.image = broker.controller.image
         self.states: dict[tuple[str, int], ReplicaState] = {}
         self.lag_max = broker.config["replica.lag.time.max.ms"] / 1000
+        self._first_update = trio.Event()  # the replicas held here are known
         self._fetchers: set[int] = set()  # leaders a fetcher task runs for
         self._nursery: Optional[trio.Nursery] = None
         self.isr_shrinks = 0
@@ -126,6 +128,7 @@ class ReplicaManager:
 
     def update(self) -> None:
         """Brings roles in line with the image (on the event loop, after the logs are)."""
+        self._first_update.set()
         logs = self.broker.logs
         seen = set()
         for topic in list(self.image.topics.values()):
@@ -270,10 +273,30 @@ class ReplicaManager:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             task_status.started()
+            if self.broker.config["log.verify.on.start.enable"]:
+                nursery.start_soon(self._verify_replicas)
             while True:
                 await trio.sleep(min(self.lag_max / 2, 5))
                 self._check_lagging_followers()
                 self._report_failed_replicas()
+
+    async def _verify_replicas(self) -> None:
+        """Once after start, in the background: checks every batch of each replica held here
+        (recovery checks only what follows the recovery point). A damaged replica goes
+        offline here, as a full disk's does, so it is neither served nor elected leader; the
+        other replicas go on. Removing its directory and restarting fetches it anew."""
+        await self._first_update.wait()
+        for state in list(self.states.values()):
+            if state.failed or state.partition.log.log_end_offset == state.partition.log.log_start_offset:
+                continue
+            try:
+                problem = await trio.to_thread.run_sync(state.partition.log.verify)
+            except _core.StorageError as e:  # closed (deleted) meanwhile, or unreadable
+                problem = None if not Path(state.partition.log.path).exists() else (state.partition.log.log_start_offset, str(e))
+            if problem is not None:
+                offset, why = problem
+                self._replica_failed(state, f"damaged data at offset {offset} ({why}); remove {state.partition.log.path} and restart to fetch it again")
+        log.info("verified the %d replicas held here", len(self.states))
 
     def _start_fetchers(self) -> None:
         if self._nursery is None:
@@ -459,6 +482,13 @@ class ReplicaManager:
                 log.warning("%s-%d: cannot move the log start to the leader's %d: %s", state.topic, state.index, data.log_start_offset, e)
         return True
 
+    def write_failed(self, topic: str, index: int, why: str) -> None:
+        """A leader could not write its own replica (a Produce met a full disk, an I/O error):
+        offline here as a follower's would be, so the controller moves leadership to the rest
+        of the ISR."""
+        state = self.state(topic, index)
+        if state is not None and not state.failed:
+            self._replica_failed(state, why)
 
     def _replica_failed(self, state: ReplicaState, why: str) -> None:
         """This broker cannot write its replica: it stops following it and tells the

@@ -6,7 +6,8 @@
   are records the controller commits (`Controller.create_topic`, ...), and each broker brings
   its own logs in line with the image (`reconcile`), then its replicas' roles
   (`ReplicaManager.update`). A broker holding a replica of any partition of a topic opens logs
-  for all of its partitions (those it holds no replica of stay empty and are never served).
+  for all of its partitions (those it holds no replica of stay empty and are never served);
+  a replica moved away (a reassignment) is emptied, and a topic with none left is deleted.
 
 Handlers (CreateTopics, DeleteTopics, CreatePartitions, the configs APIs, Metadata) use
 `broker.topics`, so they work the same way in both.
@@ -166,6 +167,7 @@ class ClusterTopics:
                 complete = await self._reconcile_once()
                 if self.broker.replicas is not None:
                     self.broker.replicas.update()
+                complete = await self._remove_moved_replicas() and complete
             with trio.move_on_after(math.inf if complete else RECONCILE_RETRY_SECONDS):
                 await applied.wait()
 
@@ -187,6 +189,33 @@ class ClusterTopics:
                 except Exception:
                     log.exception("could not bring topic %s in line with the cluster's metadata", wanted.name)
                     complete = False
+        return complete
+
+    async def _remove_moved_replicas(self) -> bool:
+        """Frees what this broker holds of partitions that are no longer its replicas (a
+        reassignment moved them): a topic with no replica left here is deleted here, a
+        partition of a topic it still has other replicas of is emptied. Done after the replica
+        manager stopped following them. False when some could not be removed (retried later)."""
+        logs, me = self.broker.logs, self.broker.node_id
+        complete = True
+        for local in list(logs.topics.values()):
+            wanted = self.image.topics.get(local.name)
+            if wanted is None or wanted.id != local.id:
+                continue  # not the cluster's topic: `_reconcile_topic` says so and leaves it alone
+            held = [me in p.replicas for p in wanted.assignments]
+            try:
+                if not any(held):
+                    log.info("topic %s has no replica here any more: its logs are deleted", local.name)
+                    await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(local.name))
+                    continue
+                for partition in local.partitions:
+                    index = partition.index
+                    if index < len(held) and not held[index] and partition.log.log_end_offset > 0:
+                        log.info("%s-%d is no longer a replica here: its log is emptied", local.name, index)
+                        await trio.to_thread.run_sync(partition.log.restart_at, 0)
+            except Exception:
+                log.exception("could not remove the replicas of %s moved away from this broker", local.name)
+                complete = False
         return complete
 
     async def _reconcile_topic(self, wanted: "TopicImage") -> None:

@@ -132,6 +132,12 @@ def test_a_replica_that_cannot_be_written_is_offline_until_its_broker_registers_
     assert state(image)[0] == NO_LEADER, "a failed replica does not lead, even when in sync"
     apply(image, type="register_broker", id=1, host="h", port=9001, rack=None)
     assert p.failed == [2], "a restart clears the broker's own failed replicas"
+    apply(image, type="register_broker", id=2, host="h", port=9002, rack=None, incarnation="b")
+    apply(image, type="replica_offline", broker=2, name="t", id=TOPIC_ID, partition=0)
+    apply(image, type="register_broker", id=2, host="h", port=9002, rack=None, incarnation="b")
+    assert p.failed == [2], "a late duplicate of the same registration does not"
+    apply(image, type="register_broker", id=2, host="h", port=9002, rack=None, incarnation="c")
+    assert p.failed == [], "the next process's registration does"
 
 
 def test_a_reassignment_adds_replicas_and_drops_the_old_ones_once_they_are_in_sync() -> None:

@@ -374,6 +374,65 @@ def test_a_follower_whose_disk_fills_up_takes_its_replica_offline_and_the_others
     assert offline_replicas(cluster.bootstrap, TOPIC) == []
 
 
+def test_a_leader_whose_disk_fills_up_hands_leadership_over_and_no_acknowledged_record_is_lost(cluster) -> None:
+    """The leader's own disk fills up: the Produce it cannot write is answered
+    KAFKA_STORAGE_ERROR (retriable), it reports its replica offline, the controller moves
+    leadership to the rest of the ISR, and the producer's retries land there: every record is
+    acknowledged and read back once, in order."""
+    full = 1
+    cluster.nodes[full].stop()
+    cluster.nodes[full].file_size_limit = 12 << 20
+    cluster.nodes[full].start()
+    wait_for(lambda: cluster.view(2)[0] == {1, 2, 3}, "the restarted broker is back")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    config = {"min.insync.replicas": "2", "segment.bytes": str(1 << 30)}
+    admin.create_topics([NewTopic(TOPIC, 1, replica_assignment=[[full, 2, 3]], config=config)])[TOPIC].result(timeout=TIMEOUT)
+    wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[0] == full, "the broker with the small disk leads")
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    failures: list = []
+    for i in range(20_000):  # 20 MB: past the leader's limit
+        producer.produce(TOPIC, value=b"%d" % i + b" " * 1000, on_delivery=lambda e, m: e and failures.append(e))
+        if i % 1000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0 and not failures, failures[:3]
+    leader, _, isr = partition_info(cluster.bootstrap, TOPIC)
+    assert leader in (2, 3) and full not in isr
+    assert offline_replicas(cluster.bootstrap, TOPIC) == [full]
+    assert "this replica is offline" in cluster.nodes[full].log_text()
+    assert read_all(cluster.bootstrap, TOPIC) == list(range(20_000)), "every acknowledged record, once, in order"
+
+
+def test_a_follower_with_a_damaged_segment_takes_its_replica_offline_and_the_others_go_on(cluster) -> None:
+    """Fault 6, the other half: a byte of a follower's segment flips while it is down (below its
+    recovery point, which recovery does not read again). After its restart it checks its
+    replicas, reports the damaged one offline, and is neither in the ISR nor a candidate
+    leader; writes go on with the other two; the damaged copy is never served."""
+    create(cluster.bootstrap, TOPIC, **{"min.insync.replicas": "2"})
+    leader, replicas, _ = partition_info(cluster.bootstrap, TOPIC)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    for i in range(5000):
+        producer.produce(TOPIC, value=b"%d" % i)
+    assert producer.flush(30) == 0
+    damaged = next(r for r in replicas if r != leader)
+    wait_for(lambda: len(segment_bytes(cluster, damaged, TOPIC)) == len(segment_bytes(cluster, leader, TOPIC)), "the follower has every batch")
+    cluster.nodes[damaged].stop()
+    segment = sorted((cluster.nodes[damaged].data_dir / f"{TOPIC}-0").glob("*.log"))[0]
+    with open(segment, "r+b") as f:
+        f.seek(segment.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    cluster.nodes[damaged].start()
+    wait_for(lambda: offline_replicas(cluster.bootstrap, TOPIC) == [damaged], "the damaged replica is listed offline")
+    assert "damaged data at offset" in cluster.nodes[damaged].log_text()
+    for i in range(5000, 6000):
+        producer.produce(TOPIC, value=b"%d" % i)
+    assert producer.flush(30) == 0, "writes go on with the two other replicas"
+    leader_now, _, isr = partition_info(cluster.bootstrap, TOPIC)
+    assert damaged not in isr and leader_now != damaged
+    assert read_all(cluster.bootstrap, TOPIC) == list(range(6000))
+
+
 def test_elect_leaders_moves_leadership_back_to_the_preferred_replica(cluster) -> None:
     from confluent_kafka import ElectionType
 
@@ -450,6 +509,8 @@ def test_a_reassignment_moves_a_partition_to_other_brokers_after_they_catch_up(t
         fetch = F(replica_id=-1, max_wait_ms=0, topics=[F.FetchTopic(topic=TOPIC, partitions=[F.FetchPartition(partition=0, partition_max_bytes=1024)])])
         with WireClient(cluster.nodes[source].bootstrap) as wire:
             assert wire.request(fetch, 11).responses[0].partitions[0].error_code == ErrorCode.NOT_LEADER_OR_FOLLOWER
+        moved_away = cluster.nodes[source].data_dir / f"{TOPIC}-0"
+        wait_for(lambda: not moved_away.exists(), "the old replica's log is deleted from the broker it left")
 
 
 def test_a_follower_behind_the_leaders_log_start_starts_over_there(cluster) -> None:

@@ -61,6 +61,8 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) ->
         metrics.count_error(0, code)
         if why:
             log.warning("refused produce to %s-%d from %s: %s", topic, index, peer, why)
+        if code == ErrorCode.KAFKA_STORAGE_ERROR and broker.replicas is not None:
+            broker.replicas.write_failed(topic, index, why)
     awaiting = produced.awaiting_replicas
     if awaiting and broker.replicas is not None:
         return Pending(lambda: answer_when_replicated(broker, produced, awaiting))
@@ -115,7 +117,10 @@ def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awai
     except _core.StorageError as e:
         message, *record_errors = e.args  # InvalidRecordError may carry the records refused
         log.warning("refused produce to %s-%d from %s: %s", topic, index, ctx.peer, message)
-        return refused(index, storage_error_code(e), message, record_errors[0] if record_errors else ())
+        code = storage_error_code(e)
+        if code == ErrorCode.KAFKA_STORAGE_ERROR and replicas is not None:
+            replicas.write_failed(topic, index, message)
+        return refused(index, code, message, record_errors[0] if record_errors else ())
     if replicated:
         awaiting.append((topic, index, last_offset + 1))
     else:
