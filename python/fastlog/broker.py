@@ -17,7 +17,7 @@ from fastlog.metadata_observer import MetadataObserver
 from fastlog.group_coordinator import GroupCoordinator
 from fastlog.log_manager import LogManager
 from fastlog.metrics import Metrics, serve_metrics
-from fastlog.producer_ids import ProducerIdAllocator
+from fastlog.producer_ids import ClusterProducerIds, ProducerIdAllocator
 from fastlog.replica_manager import OFFSETS_TOPIC, ReplicaManager
 from fastlog.server import Connection, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
@@ -33,7 +33,6 @@ class Broker:
         self.config = config
         self.logs = LogManager(config)
         self.metrics = Metrics()
-        self.producer_ids = ProducerIdAllocator(self.logs.data_dir, config.node_id if config.cluster_mode else 0)
         self.groups = GroupCoordinator.for_broker(self)
         self.is_broker = config.is_broker  # False on a controller-only node: no clients, no logs served
         # In a cluster: this node's view of the metadata, as a voter of the quorum (a node with
@@ -41,6 +40,9 @@ class Broker:
         self.controller: Optional[MetadataNode] = None
         if config.cluster_mode:
             self.controller = Controller(self) if config.is_voter else MetadataObserver(self)
+        self.producer_ids: ProducerIdAllocator | ClusterProducerIds = (
+            ClusterProducerIds(self.controller) if self.controller is not None else ProducerIdAllocator(self.logs.data_dir)
+        )
         # Topics as the admin APIs and Metadata see them: this node's logs, or the cluster's image.
         self.topics: LocalTopics | ClusterTopics = ClusterTopics(self) if self.controller else LocalTopics(self)
         # In a cluster: which partitions this broker leads or follows, and replication.

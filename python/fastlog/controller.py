@@ -269,7 +269,9 @@ class Controller(MetadataNode):
         """An observer's fetch of the committed records after an index: the leader answers
         with them (its snapshot first when the index lies before the log's start) and counts
         the fetch as the observer's heartbeat; another voter says where the leader is."""
-        (after,) = struct.unpack(">Q", payload[:8])
+        if len(payload) != 8:
+            raise ValueError(f"a metadata fetch of {len(payload)} bytes from node {observer}")
+        (after,) = struct.unpack(">Q", payload)
         header: dict[str, Any] = {
             "leader": self.known_leader,
             "address": list(self.voters[self.known_leader]) if self.known_leader in self.voters else None,

@@ -31,6 +31,9 @@ Records are JSON objects with a `type`:
   followers; once all of them are in the ISR the partition keeps only `target` (its leader
   moves to the first of `target` in sync when the old one is removed). `target` null cancels
   a reassignment in progress: the added replicas go again;
+- `allocate_producer_ids` {broker, request, size}: the next `size` producer ids of the cluster
+  go to the broker (Kafka's AllocateProducerIds); a repeat of the broker's last request is
+  ignored;
 - `change_partition` {name, id, partition, partition_epoch, isr?, leader?}: a leader's ISR
   change (Kafka's AlterPartition) or an election; applied only when the partition's epoch is
   still `partition_epoch`, so a change decided on stale state is dropped; a fenced broker is
@@ -100,6 +103,8 @@ class MetadataImage:
         self.last_applied = 0  # index of the last record applied
         self.unclean_election_default = unclean_election_default
         self.leader_elections = 0  # leaders chosen after a fence or unfence, for the metrics
+        self.next_producer_id = 0  # the first producer id no broker was given yet
+        self.producer_id_blocks: dict[int, tuple[str, int, int]] = {}  # broker -> (request, first id, size) last given
 
     def listed_brokers(self) -> list[BrokerRegistration]:
         """The brokers clients are told of: not fenced (a broker shutting down included)."""
@@ -175,6 +180,8 @@ class MetadataImage:
                 for t in self.topics.values()
             ],
             "deleted_topics": sorted(str(t) for t in self.deleted_topics),
+            "next_producer_id": self.next_producer_id,
+            "producer_id_blocks": {str(b): list(block) for b, block in self.producer_id_blocks.items()},
         })
 
     def load_snapshot(self, data: bytes) -> None:
@@ -191,6 +198,8 @@ class MetadataImage:
             for t in state["topics"]
         }
         self.deleted_topics = {uuid.UUID(t) for t in state["deleted_topics"]}
+        self.next_producer_id = int(state.get("next_producer_id", 0))
+        self.producer_id_blocks = {int(b): (str(r), int(f), int(n)) for b, (r, f, n) in state.get("producer_id_blocks", {}).items()}
         log.info("metadata image loaded from a snapshot at %d: %d brokers, %d topics", self.last_applied, len(self.brokers), len(self.topics))
 
     def apply(self, index: int, data: bytes) -> None:
@@ -208,6 +217,14 @@ class MetadataImage:
             handler(record)
         except (KeyError, ValueError, TypeError, IndexError) as e:
             log.error("metadata record %d (%s) is malformed and skipped: %s", index, record.get("type"), e)
+
+    def _apply_allocate_producer_ids(self, record: dict[str, Any]) -> None:
+        broker, request, size = int(record["broker"]), str(record["request"]), int(record["size"])
+        last = self.producer_id_blocks.get(broker)
+        if (last is not None and last[0] == request) or not 0 < size <= 1_000_000:
+            return
+        self.producer_id_blocks[broker] = (request, self.next_producer_id, size)
+        self.next_producer_id += size
 
     def _apply_register_broker(self, record: dict[str, Any]) -> None:
         broker_id = int(record["id"])

@@ -134,7 +134,7 @@ class MetadataNode:
         as `replicas` says, a list per partition)."""
         record = self._create_record(name, partitions, factor, configs, replicas)
         topic_id = uuid.UUID(record["id"])
-        await self._propose_and_wait(record, lambda: name in self.image.topics, timeout)
+        await self.propose_and_wait(record, lambda: name in self.image.topics, timeout)
         topic = self.image.topics[name]
         if topic.id != topic_id:
             raise TopicError(TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
@@ -172,9 +172,9 @@ class MetadataNode:
             current = self.image.topics.get(name)
             return current is None or current.id != topic.id or applied(current)
 
-        await self._propose_and_wait({**record, "name": name, "id": str(topic.id)}, done, timeout)
+        await self.propose_and_wait({**record, "name": name, "id": str(topic.id)}, done, timeout)
 
-    async def _propose_and_wait(self, record: dict[str, Any], done: Callable[[], bool], timeout: float) -> None:
+    async def propose_and_wait(self, record: dict[str, Any], done: Callable[[], bool], timeout: float) -> None:
         """Proposes `record` (again every second, as a proposal to a moving leader can be lost)
         until `done()` holds in the image; REQUEST_TIMED_OUT after `timeout` seconds."""
         with trio.move_on_after(timeout):
@@ -214,7 +214,7 @@ class MetadataNode:
             return me is None or ((me.shut_down or me.fenced) and not leads)
 
         try:
-            await self._propose_and_wait(record, moved, timeout)
+            await self.propose_and_wait(record, moved, timeout)
             log.info("controlled shutdown: leadership moved to other brokers")
         except TopicError:
             log.warning("controlled shutdown: the controller did not move leadership within %gs; stopping anyway", timeout)
@@ -281,6 +281,8 @@ def decode_metadata(payload: bytes) -> tuple[dict[str, Any], list[tuple[int, byt
     """(header, [(index, data)]) of `encode_metadata`'s bytes; ValueError if they are not that."""
     try:
         (size,) = struct.unpack_from(">I", payload)
+        if 4 + size > len(payload):
+            raise ValueError("the header runs past the end")
         header = json.loads(payload[4 : 4 + size])
         records, at = [], 4 + size
         while at < len(payload):

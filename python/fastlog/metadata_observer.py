@@ -107,6 +107,7 @@ class MetadataObserver(MetadataNode):
             proposals, self._proposals = self._proposals, []
             fetch = frame(KIND_FETCH, self.node_id, struct.pack(">Q", self.image.last_applied))
             await stream.send_all(b"".join(frame(KIND_PROPOSAL, self.node_id, p) for p in proposals) + fetch)
+            received = None
             with trio.move_on_after(self.tick_seconds * ANSWER_TICKS):
                 received = await read_frame(stream, buffer)
             if received is None or received[0] != KIND_METADATA:

@@ -1,25 +1,26 @@
-"""Producer ids that stay unique across restarts: blocks are reserved on disk before use.
+"""Producer ids that are never handed out twice.
 
-In a cluster every node hands out ids from its own space (its node id in the bits above 40), so
-ids are unique cluster-wide without asking the controller for blocks (Kafka's
-AllocateProducerIds) while each producer's partitions may live on several brokers."""
+A single node reserves blocks on disk (`producer-id-block`) before using them. In a cluster a
+broker asks the controller for blocks through the metadata log (an `allocate_producer_ids`
+record, Kafka's AllocateProducerIds): ids are unique cluster-wide, even when a broker loses its
+data directory, since each producer's partitions may live on several brokers."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import Any
 
 import trio
 
 from fastlog.log_manager import _write_atomically
 
 BLOCK_SIZE = 1000
-SPACE_BITS = 40  # ids per node space: 2**40; node ids up to 2**23 keep ids below 2**63
 
 
 class ProducerIdAllocator:
-    def __init__(self, data_dir: Path, space: int = 0) -> None:
+    def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "producer-id-block"
-        self.base = (space & ((1 << 23) - 1)) << SPACE_BITS
         self.next = 0
         self.block_end = 0
         self.lock = trio.Lock()
@@ -36,4 +37,44 @@ class ProducerIdAllocator:
                 await trio.to_thread.run_sync(self._reserve_block)
             producer_id = self.next
             self.next += 1
-            return self.base + producer_id
+            return producer_id
+
+
+class ProducerIdsUnavailable(Exception):
+    """No block of ids could be had from the controller in time (the client retries)."""
+
+
+class ClusterProducerIds:
+    """In a cluster: ids from blocks the metadata log gives this broker."""
+
+    WAIT_SECONDS = 5
+
+    def __init__(self, metadata: Any) -> None:
+        self.metadata = metadata
+        self.next = 0
+        self.block_end = 0
+        self.lock = trio.Lock()
+
+    async def _allocate(self) -> None:
+        request = str(uuid.uuid4())
+        me = self.metadata.node_id
+        record = {"type": "allocate_producer_ids", "broker": me, "request": request, "size": BLOCK_SIZE}
+
+        def granted() -> bool:
+            block = self.metadata.image.producer_id_blocks.get(me)
+            return block is not None and block[0] == request
+
+        try:
+            await self.metadata.propose_and_wait(record, granted, self.WAIT_SECONDS)
+        except Exception as e:
+            raise ProducerIdsUnavailable(str(e)) from None
+        _, first, size = self.metadata.image.producer_id_blocks[me]
+        self.next, self.block_end = first, first + size
+
+    async def next_id(self) -> int:
+        async with self.lock:
+            if self.next >= self.block_end:
+                await self._allocate()
+            producer_id = self.next
+            self.next += 1
+            return producer_id

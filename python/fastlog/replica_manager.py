@@ -499,7 +499,10 @@ class ReplicaManager:
         topic = self.image.topics.get(state.topic)
         if topic is not None:
             record = {"type": "replica_offline", "broker": self.node_id, "name": topic.name, "id": str(topic.id), "partition": state.index, "why": why[:200]}
-            self.controller.propose(record)
+            try:
+                self.controller.propose(record)
+            except ValueError as e:  # no leader to take it now: `_report_failed_replicas` repeats it
+                log.debug("replica_offline not proposed: %s", e)
 
     def _report_failed_replicas(self) -> None:
         """Proposals can be lost while the controller moves: repeated until applied."""

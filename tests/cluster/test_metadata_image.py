@@ -172,6 +172,7 @@ def test_a_snapshot_restores_the_whole_image() -> None:
     apply(image, type="shutdown_broker", id=2)
     apply(image, type="create_topic", name="gone", id=str(uuid.UUID(int=5)), replicas=[[1]], configs={})
     apply(image, type="delete_topic", name="gone", id=str(uuid.UUID(int=5)))
+    apply(image, type="allocate_producer_ids", broker=2, request="r", size=1000)
     copy = MetadataImage()
     copy.load_snapshot(image.to_snapshot())
     assert copy.to_snapshot() == image.to_snapshot()
@@ -179,3 +180,15 @@ def test_a_snapshot_restores_the_whole_image() -> None:
     assert copy.brokers == image.brokers and copy.deleted_topics == {uuid.UUID(int=5)}
     apply(copy, type="create_topic", name="gone", id=str(uuid.UUID(int=5)), replicas=[[1]], configs={})
     assert "gone" not in copy.topics, "a deleted topic's late duplicate stays ignored"
+
+
+def test_producer_id_blocks_never_overlap_and_a_repeated_request_gets_nothing_more() -> None:
+    image = image_with(3)
+    apply(image, type="allocate_producer_ids", broker=1, request="a", size=1000)
+    apply(image, type="allocate_producer_ids", broker=2, request="b", size=1000)
+    apply(image, type="allocate_producer_ids", broker=1, request="a", size=1000)  # a retried proposal
+    assert image.producer_id_blocks == {1: ("a", 0, 1000), 2: ("b", 1000, 1000)}
+    apply(image, type="allocate_producer_ids", broker=1, request="c", size=1000)
+    assert image.producer_id_blocks[1] == ("c", 2000, 1000) and image.next_producer_id == 3000
+    apply(image, type="allocate_producer_ids", broker=3, request="d", size=-5)
+    assert 3 not in image.producer_id_blocks, "a nonsensical size is skipped"

@@ -173,3 +173,24 @@ def test_manual_replica_assignments_are_kept(cluster) -> None:
         with pytest.raises(Exception) as refused:
             admin.create_topics([NewTopic("bad-manual", len(bad), replica_assignment=bad)])["bad-manual"].result(timeout=TIMEOUT)
         assert refused.value.args[0].code() == KafkaError.INVALID_REPLICA_ASSIGNMENT, why
+
+
+def test_producer_ids_are_unique_across_brokers_and_restarts(cluster) -> None:
+    """Each broker hands out ids from blocks the controller gives it through the metadata log
+    (Kafka's AllocateProducerIds): no two brokers, and no broker before and after a restart
+    (its block on disk gone or not), give the same id."""
+    I = protocol.InitProducerIdRequest
+
+    def ids_from(node: int, count: int = 3) -> list[int]:
+        with WireClient(cluster.nodes[node].bootstrap) as wire:
+            answers = [wire.request(I(transactional_id=None, transaction_timeout_ms=60_000), 4) for _ in range(count)]
+        assert all(a.error_code == 0 and a.producer_epoch == 0 for a in answers)
+        return [a.producer_id for a in answers]
+
+    given = [pid for node in (1, 2, 3) for pid in ids_from(node)]
+    cluster.nodes[2].stop()
+    for leftover in cluster.nodes[2].data_dir.glob("producer-id-block"):
+        leftover.unlink()
+    cluster.nodes[2].start()
+    given += ids_from(2)
+    assert len(set(given)) == len(given) == 12, given

@@ -1,7 +1,8 @@
 """InitProducerId (22): hand an idempotent producer its id and epoch.
 
-v0-v5. Ids come from a block reserved on disk (`producer-id-block`), so an id is never
-handed out twice across restarts. As in Kafka, a producer without a transactional id gets a
+v0-v5. Ids come from a block reserved on disk (`producer-id-block`), or in a cluster from a
+block the controller gives this broker, so an id is never handed out twice (while no block
+can be had: COORDINATOR_LOAD_IN_PROGRESS, which clients retry, as Kafka answers). As in Kafka, a producer without a transactional id gets a
 new id with epoch 0 every time, whatever id and epoch it sends (v3+ fields are for
 transactional producers). Transactions are not supported yet: a transactional id is refused
 with INVALID_REQUEST and a log line. Sequences are checked per partition by the Rust core.
@@ -13,6 +14,7 @@ import logging
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
+from fastlog.producer_ids import ProducerIdsUnavailable
 from fastlog.protocol import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -24,5 +26,9 @@ async def handle(ctx: RequestContext, request):
     if request.transactional_id is not None:
         log.warning("refused transactional producer %r from %s: transactions are not supported yet", request.transactional_id, ctx.peer)
         return R(error_code=ErrorCode.INVALID_REQUEST, producer_id=-1, producer_epoch=-1)
-    producer_id = await ctx.broker.producer_ids.next_id()
+    try:
+        producer_id = await ctx.broker.producer_ids.next_id()
+    except ProducerIdsUnavailable as e:
+        log.warning("no producer id for %s: %s", ctx.peer, e)
+        return R(error_code=ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, producer_id=-1, producer_epoch=-1)
     return R(error_code=0, producer_id=producer_id, producer_epoch=0)
