@@ -448,9 +448,10 @@ class BrokerProcess:
     def __init__(self, data_dir: Path, overrides: list[str], profile: Optional[list[str]] = None) -> None:
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
+        self.metrics_port = free_port()
         command = [sys.executable, "-m", "fastlog", "serve", "--log-level", "WARNING",
                    "--override", f"listeners=PLAINTEXT://{self.bootstrap}", "--override", f"log.dirs={data_dir}",
-                   "--override", "metrics.port=0"]
+                   "--override", f"metrics.port={self.metrics_port}"]
         for o in overrides:
             command += ["--override", o]
         if profile:
@@ -497,6 +498,43 @@ def create_topic(bootstrap: str, topic: str, partitions: int, config: Optional[d
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.create_topics([NewTopic(topic, partitions, 1, config=config or {})], request_timeout=600).values():
         future.result(600)
+
+
+def histograms(metrics_port: int) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    """The broker's histograms from /metrics: (name, label value) -> [(upper bound, cumulative count)]."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    out: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        if not name.endswith("_bucket") or " " not in rest:
+            continue
+        labels, _, count = rest.rpartition(" ")
+        pairs = dict(part.split("=", 1) for part in labels.rstrip("}").split(","))
+        bound = pairs.pop("le").strip('"')
+        label = next(iter(pairs.values()), "").strip('"')
+        out.setdefault((name[: -len("_bucket")], label), []).append((float(bound), float(count)))
+    return out
+
+
+def histogram_delta_percentile(before: dict, after: dict, key: tuple[str, str], p: float) -> tuple[float, int]:
+    """(the p-th percentile, observations) of what `key`'s histogram observed between two
+    scrapes, interpolated linearly within its bucket; (nan, 0) when it observed nothing."""
+    old = dict(before.get(key, []))
+    buckets = [(bound, count - old.get(bound, 0.0)) for bound, count in after.get(key, [])]
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return float("nan"), 0
+    wanted, lower, below = total * p / 100, 0.0, 0.0
+    for bound, cumulative in buckets:
+        if cumulative >= wanted:
+            if bound == float("inf"):
+                return lower, int(total)
+            share = (wanted - below) / max(cumulative - below, 1e-9)
+            return lower + (bound - lower) * share, int(total)
+        lower, below = bound, cumulative
+    return lower, int(total)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -653,9 +691,15 @@ def main() -> None:
                         sent, elapsed, lat = in_child(_mock_latency, asked, seconds, 100, 0)
                         name, cpu = "ceiling: latency generator -> librdkafka mock broker", ""
                     else:
+                        before = histograms(broker.metrics_port)
                         sent, elapsed, lat = in_child(_latency, broker.bootstrap, "latency", asked, seconds, 100, linger, PARTITIONS)
+                        after = histograms(broker.metrics_port)
                         name = "fastlog: produce latency"
                         cpu = f", broker CPU {(broker.cpu_seconds() - cpu0) / elapsed:.2f} cores"
+                        own = histogram_delta_percentile(before, after, ("fastlog_request_total_seconds", "Produce"), 99)
+                        gcs = [histogram_delta_percentile(before, after, ("fastlog_gc_pause_seconds", g), 100) for g in "012"]
+                        cpu += (f"; broker's own Produce time p99 {own[0] * 1000:.2f} ms ({own[1]:,} requests)"
+                                f"; GC pauses gen0/1/2: {'/'.join(str(n) for _, n in gcs)}, longest ≤ {max((t for t, n in gcs if n), default=0) * 1000:.2f} ms")
                     share = "50% of peak, " if asked == rate else ""
                     figures = ", ".join(f"p{p} {percentile(lat, p) * 1000:.2f} ms" for p in (50, 99, 99.9))
                     table.add(f"{name} at {share}{asked:,}/s asked, 100 B, linger.ms={max(linger, 0)}",

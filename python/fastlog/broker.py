@@ -4,9 +4,11 @@ start and a graceful stop (stop accepting, finish requests in flight, flush and 
 from __future__ import annotations
 
 import contextlib
+import gc
+import itertools
 import logging
 import socket
-from typing import Any, AsyncContextManager, Optional
+from typing import Any, AsyncContextManager, Iterator, Optional
 
 import trio
 
@@ -19,7 +21,8 @@ from fastlog.log_manager import LogManager
 from fastlog.metrics import Metrics, serve_metrics
 from fastlog.producer_ids import ClusterProducerIds, ProducerIdAllocator
 from fastlog.replica_manager import OFFSETS_TOPIC, ReplicaManager
-from fastlog.server import Connection, serve_listener
+from fastlog.network_loops import NetworkLoop, network_threads
+from fastlog.server import Connection, ConnectionSlots, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,10 @@ class Broker:
         self.replicas: Optional[ReplicaManager] = ReplicaManager(self) if self.controller else None
         if self.controller is not None:
             self.logs.table.set_cluster_mode()  # a partition is writable here once it is led here
-        self.connections: set[Connection] = set()
+        self.connections: set[Connection] = set()  # served on this loop; extra loops keep their own
+        self.connection_slots = ConnectionSlots(config["max.connections"])
+        self.network_loops: list[NetworkLoop] = []
+        self._next_loop: Iterator[Optional[NetworkLoop]] = itertools.repeat(None)
         self.bound: list[tuple[str, int]] = []
         self._shutdown = trio.Event()
         # Topic changes on this node's logs are serialised: one create/delete/alter at a time.
@@ -126,6 +132,7 @@ class Broker:
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serves until `request_shutdown()`; `task_status.started(self)` once listening."""
         await trio.to_thread.run_sync(self.logs.open)
+        self.metrics.watch_gc()
         try:
             async with trio.open_nursery() as background:
                 background.start_soon(self._every, "log.retention.check.interval.ms", self.logs.apply_retention)
@@ -152,27 +159,60 @@ class Broker:
                 await self._serve(task_status)
                 background.cancel_scope.cancel()
         finally:
+            self.metrics.unwatch_gc()
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self.logs.close)
             log.info("broker stopped; logs flushed and closed")
+
+    async def _start_network_loops(self, loops: int) -> None:
+        for index in range(1, loops):
+            loop = NetworkLoop(self, index)
+            await loop.start()
+            self.network_loops.append(loop)
+        self._next_loop = itertools.cycle([None, *self.network_loops])
+
+    def next_network_loop(self) -> Optional[NetworkLoop]:
+        """Where the next accepted connection is served, in turn: None is this loop."""
+        return next(self._next_loop)
+
+    async def _stop_network_loops(self) -> None:
+        for loop in self.network_loops:
+            loop.stop()
+        for loop in self.network_loops:
+            await loop.join()
+        self.network_loops = []
 
     async def _serve(self, task_status: Any) -> None:
         listeners = []
         for listener in self.config.client_listeners:
             listeners += await trio.open_tcp_listeners(listener.port, host=listener.host)
         self.bound = [l.socket.getsockname()[:2] for l in listeners]
+        try:
+            await self._start_network_loops(network_threads(self))
+            await self._serve_on(listeners, task_status)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._stop_network_loops()
+
+    async def _serve_on(self, listeners: list[trio.SocketListener], task_status: Any) -> None:
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
                 for listener in listeners:
                     accepting.start_soon(serve_listener, self, listener, connections)
                 host, port = self.advertised_address()
-                log.info("listening on %s, data in %s, advertised as %s:%d", self.bound, self.logs.data_dir, host, port)
+                log.info(
+                    "listening on %s (%d network loops), data in %s, advertised as %s:%d",
+                    self.bound, 1 + len(self.network_loops), self.logs.data_dir, host, port,
+                )
+                freeze_startup_objects()
                 task_status.started(self)
                 await self._shutdown.wait()
                 if self.controller is not None:
                     await self.controller.controlled_shutdown(CONTROLLED_SHUTDOWN_SECONDS)
                 log.info("shutting down: no new connections; finishing requests in flight")
                 accepting.cancel_scope.cancel()
+                for loop in self.network_loops:
+                    loop.stop()
             for listener in listeners:
                 await listener.aclose()
             for connection in list(self.connections):
@@ -187,6 +227,14 @@ class Broker:
                 await trio.to_thread.run_sync(work)
             except Exception:
                 log.exception("background %s failed", getattr(work, "__name__", work))
+
+
+def freeze_startup_objects() -> None:
+    """Moves what start-up allocated (modules, codecs, the opened logs' objects) out of the
+    garbage collector's sight: a full collection otherwise walks all of it, a pause of over
+    10 ms in the middle of serving requests (bench/perf.py --only latency counts them)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def run_until_signalled(broker: Broker, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:

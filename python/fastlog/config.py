@@ -185,6 +185,7 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("queued.max.requests", _int(1, INT_MAX), 500, "requests in flight per connection"),
         BrokerKey("connections.max.idle.ms", _int(-1), 600_000, "idle connections are closed after this"),
         BrokerKey("max.connections", _int(1, INT_MAX), INT_MAX, "connections accepted at once"),
+        BrokerKey("num.network.threads", _int(1, 64), min(os.cpu_count() or 1, 8), "threads (each a Trio loop) serving client connections"),
         BrokerKey("offsets.topic.num.partitions", _int(1, INT_MAX), 50, "partitions of __consumer_offsets"),
         BrokerKey("offsets.retention.minutes", _int(1, INT_MAX), 10080, "committed offsets of empty groups are kept this long"),
         BrokerKey("group.initial.rebalance.delay.ms", _int(0), 3000, "wait for more members of a new group"),
@@ -231,7 +232,7 @@ BROKER_KEYS = _broker_keys()
 # Kafka settings that make no difference to fastlog: accepted with a log line, so an
 # existing server.properties starts without edits.
 IGNORED_KEYS = frozenset(
-    """num.network.threads num.io.threads socket.send.buffer.bytes socket.receive.buffer.bytes
+    """num.io.threads socket.send.buffer.bytes socket.receive.buffer.bytes
     num.recovery.threads.per.data.dir
     transaction.state.log.replication.factor transaction.state.log.min.isr
     listener.security.protocol.map zookeeper.connect zookeeper.connection.timeout.ms

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
+import trio
+
 from fastlog import _core
 from fastlog.config import BrokerConfig, config_text
 
@@ -71,13 +73,38 @@ class Partition:
     topic: str
     index: int
     log: _core.Log
-    # Fetches parked until data arrives register an event here; an append sets them all.
+    # Fetches parked until data arrives register (event, its loop's token) here; an append
+    # sets them all, from whichever network loop it ran on (num.network.threads).
     waiters: set = field(default_factory=set)
+    _waiters_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_waiter(self, event: trio.Event) -> tuple:
+        waiter = (event, trio.lowlevel.current_trio_token())
+        with self._waiters_lock:
+            self.waiters.add(waiter)
+        return waiter
+
+    def remove_waiter(self, waiter: tuple) -> None:
+        with self._waiters_lock:
+            self.waiters.discard(waiter)
 
     def wake_waiters(self) -> None:
-        for event in self.waiters:
-            event.set()
-        self.waiters.clear()
+        with self._waiters_lock:
+            waiters, self.waiters = self.waiters, set()
+        if not waiters:
+            return
+        try:
+            here: Optional[trio.lowlevel.TrioToken] = trio.lowlevel.current_trio_token()
+        except RuntimeError:  # a worker thread: every waiter is woken through its loop
+            here = None
+        for event, token in waiters:
+            if token is here:
+                event.set()
+            else:
+                try:
+                    token.run_sync_soon(event.set)
+                except trio.RunFinishedError:  # that loop has stopped
+                    pass
 
     @property
     def dir_name(self) -> str:

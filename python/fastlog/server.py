@@ -19,6 +19,7 @@ import errno
 import logging
 import os
 import struct
+import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 import trio
@@ -29,6 +30,7 @@ from fastlog.protocol import CodecError, ErrorCode
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
+    from fastlog.network_loops import NetworkLoop
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,9 @@ DROPPED = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError) 
 IOV_MAX = 1024
 BUFFERS = (bytes, bytearray, memoryview)  # response parts sent as they are; others are file regions
 API_VERSIONS = 18
+# What an extra network loop answers itself (the data plane: the Rust core's Produce path and
+# Fetch, whose state is the logs); every other request runs on the broker's own loop.
+LOOP_LOCAL_APIS = frozenset({0, 1, API_VERSIONS})
 
 
 class ConnectionClosed(Exception):
@@ -68,12 +73,15 @@ class FrameReader:
         self.view = memoryview(self.buffer)
         self.start = 0  # buffered bytes not yet returned: buffer[start:end]
         self.end = 0
+        self.last_read = 0.0  # when the last bytes came off the socket (trio clock)
 
     async def _recv_into(self, target: memoryview) -> int:
         try:
-            return await self.socket.recv_into(target)
+            received = await self.socket.recv_into(target)
         except OSError as e:
             raise trio.BrokenResourceError(str(e)) from e
+        self.last_read = trio.current_time()
+        return received
 
     async def _buffered(self, size: int) -> bool:
         """Makes `size` bytes available at `start` (size <= READ_BUFFER); False at a clean EOF."""
@@ -139,9 +147,10 @@ class FrameReader:
 
 
 class Connection:
-    def __init__(self, broker: "Broker", stream: trio.SocketStream) -> None:
+    def __init__(self, broker: "Broker", stream: trio.SocketStream, loop: "Optional[NetworkLoop]" = None) -> None:
         self.broker = broker
         self.stream = stream
+        self.loop = loop  # the extra network loop serving it; None: the broker's own loop
         try:
             host, port = stream.socket.getpeername()[:2]
             self.peer = f"{host}:{port}"
@@ -191,48 +200,57 @@ class Connection:
             raise failures[0]
 
     async def _read_requests(self, reader: FrameReader, to_send: trio.MemorySendChannel) -> None:
-        unsent: list = []  # responses of a burst of pipelined requests, sent together
+        # Responses of a burst of pipelined requests, sent together, with (api key, when its
+        # frame was read) of each request: the broker's own time ends when the burst is sent.
+        unsent: list = []
+        stamps: list[tuple[int, float]] = []
         unsent_bytes = 0
         try:
             while not self.stopping:
                 frame = reader.buffered_frame()
                 if frame is None:
                     if unsent:
-                        await to_send.send(unsent)
-                        unsent, unsent_bytes = [], 0
+                        await to_send.send((unsent, stamps))
+                        unsent, stamps, unsent_bytes = [], [], 0
                     frame = await self._next_frame(reader)
                     if frame is None:
                         break
+                stamp = (API_KEY.unpack_from(frame)[0] if len(frame) >= API_KEY.size else -1, reader.last_read)
                 answer = await self._handle(frame)
                 if isinstance(answer, Pending):
                     if unsent:
-                        await to_send.send(unsent)
-                        unsent, unsent_bytes = [], 0
-                    await to_send.send(answer)
+                        await to_send.send((unsent, stamps))
+                        unsent, stamps, unsent_bytes = [], [], 0
+                    await to_send.send((answer, [stamp]))
                 elif answer:
                     unsent += answer
+                    stamps.append(stamp)
                     unsent_bytes += sum(map(len, answer))
                     if unsent_bytes >= SEND_BATCH_BYTES:
-                        await to_send.send(unsent)
-                        unsent, unsent_bytes = [], 0
+                        await to_send.send((unsent, stamps))
+                        unsent, stamps, unsent_bytes = [], [], 0
         except ConnectionClosed:
             if unsent:
-                await to_send.send(unsent)
+                await to_send.send((unsent, stamps))
             raise
         if unsent:
-            await to_send.send(unsent)
+            await to_send.send((unsent, stamps))
 
     async def _send_in_order(self, queued: trio.MemoryReceiveChannel, failures: list, reading: trio.CancelScope) -> None:
         """Sends each burst of responses, and each pending one once it is ready, in order.
         A failure stops the reader too (the connection closes)."""
+        metrics = self.broker.metrics
         try:
-            async for item in queued:
+            async for item, stamps in queued:
                 if isinstance(item, Pending):
                     frame = await item.wait()
                     if frame is not None:
                         await self._send([frame])
                 else:
                     await self._send(item)
+                done = trio.current_time()
+                for api_key, read_at in stamps:
+                    metrics.observe_request_total(api_key, done - read_at)
         except (ConnectionClosed, *DROPPED) as e:
             failures.append(e)
             reading.cancel()
@@ -284,7 +302,10 @@ class Connection:
         context = RequestContext(self.broker, header, version, self.peer)
         started = trio.current_time()
         try:
-            response = await handler.handle(context, body)
+            if self.loop is not None and api_key not in LOOP_LOCAL_APIS:
+                response = await self.loop.on_owner(handler.handle, context, body)
+            else:
+                response = await handler.handle(context, body)
             if response is None:
                 return None
             metrics.observe_response(api_key, response)
@@ -381,9 +402,29 @@ def prefetch(regions: list) -> None:
             pass  # advice only
 
 
+class ConnectionSlots:
+    """`max.connections` across every network loop (each loop's thread takes and gives back)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.taken >= self.limit:
+                return False
+            self.taken += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.taken -= 1
+
+
 async def serve_listener(broker: "Broker", listener: trio.SocketListener, connections: trio.Nursery) -> None:
-    """Accepts connections until cancelled; each runs in the `connections` nursery."""
-    limit = trio.CapacityLimiter(broker.config["max.connections"])
+    """Accepts connections until cancelled; each runs in the `connections` nursery, or is
+    handed to the next extra network loop in turn (`num.network.threads`)."""
     while True:
         try:
             stream = await listener.accept()
@@ -393,19 +434,22 @@ async def serve_listener(broker: "Broker", listener: trio.SocketListener, connec
                 await trio.sleep(0.1)
                 continue
             raise
-        connections.start_soon(_run_connection, broker, stream, limit)
+        loop = broker.next_network_loop()
+        if loop is None:
+            connections.start_soon(run_connection, broker, stream, None)
+        else:
+            loop.adopt(stream)
 
 
-async def _run_connection(broker: "Broker", stream: trio.SocketStream, limit: trio.CapacityLimiter) -> None:
-    try:
-        limit.acquire_nowait()
-    except trio.WouldBlock:
+async def run_connection(broker: "Broker", stream: trio.SocketStream, loop: "Optional[NetworkLoop]") -> None:
+    if not broker.connection_slots.take():
         log.warning("refusing a connection: max.connections=%d reached", broker.config["max.connections"])
         broker.metrics.connection_closed("max_connections")
         await stream.aclose()
         return
-    connection = Connection(broker, stream)
-    broker.connections.add(connection)
+    connection = Connection(broker, stream, loop)
+    served = broker.connections if loop is None else loop.connections
+    served.add(connection)
     broker.metrics.connections_opened += 1
     try:
         await connection.run()
@@ -413,8 +457,8 @@ async def _run_connection(broker: "Broker", stream: trio.SocketStream, limit: tr
         log.exception("connection from %s failed", connection.peer, extra={"peer": connection.peer})
         connection.close_reason = "internal_error"
     finally:
-        broker.connections.discard(connection)
-        limit.release()
+        served.discard(connection)
+        broker.connection_slots.give_back()
         reason = "shutdown" if connection.stopping else connection.close_reason
         broker.metrics.connection_closed(reason)
         log.debug("connection from %s closed: %s", connection.peer, reason, extra={"peer": connection.peer})

@@ -76,6 +76,14 @@ def test_counters_move_with_real_traffic(broker, unique_topic) -> None:
         assert value(after, "fastlog_requests_total", api=api) > value(before, "fastlog_requests_total", api=api), api
         assert value(after, "fastlog_request_duration_seconds_count", api=api) == value(after, "fastlog_requests_total", api=api)
     assert value(after, "fastlog_request_duration_seconds_bucket", api="Produce", le="+Inf") > 0
+    # The broker's own time (frame read to response written) covers every answered request and
+    # is at least the handling time; the answers to a request sent within the broker's time.
+    for api in ("Produce", "Fetch", "Metadata"):
+        answered = value(after, "fastlog_request_total_seconds_count", api=api) - value(before, "fastlog_request_total_seconds_count", api=api)
+        handled = value(after, "fastlog_requests_total", api=api) - value(before, "fastlog_requests_total", api=api)
+        assert 0 < answered <= handled, api
+    assert value(after, "fastlog_request_total_seconds_sum", api="Produce") >= value(after, "fastlog_request_duration_seconds_sum", api="Produce") * 0.5
+    assert any(key.startswith("fastlog_gc_pause_seconds_count") for key in after), "collections are timed"
     assert value(after, "fastlog_connections_opened_total") > value(before, "fastlog_connections_opened_total")
     assert value(after, "fastlog_connections_closed_total", reason="client_closed") > 0
     ends = [value(after, "fastlog_partition_log_end_offset", topic=unique_topic, partition=str(p)) for p in (0, 1)]

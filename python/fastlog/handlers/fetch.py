@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import uuid
 import weakref
 from collections import OrderedDict
@@ -74,37 +75,47 @@ class FetchSession:
 
 
 class FetchSessionCache:
+    """Shared by every network loop, so its changes take a lock."""
+
     def __init__(self) -> None:
         self.sessions: "OrderedDict[int, FetchSession]" = OrderedDict()
+        self._lock = threading.Lock()
 
     def create(self) -> FetchSession:
-        while True:
-            session_id = random.randint(1, 2**31 - 1)
-            if session_id not in self.sessions:
-                break
-        if len(self.sessions) >= MAX_SESSIONS:
-            self.sessions.popitem(last=False)
-        session = self.sessions[session_id] = FetchSession(session_id)
-        return session
+        with self._lock:
+            while True:
+                session_id = random.randint(1, 2**31 - 1)
+                if session_id not in self.sessions:
+                    break
+            if len(self.sessions) >= MAX_SESSIONS:
+                self.sessions.popitem(last=False)
+            session = self.sessions[session_id] = FetchSession(session_id)
+            return session
 
     def get(self, session_id: int) -> Optional[FetchSession]:
-        session = self.sessions.get(session_id)
-        if session is not None:
-            self.sessions.move_to_end(session_id)
-        return session
+        with self._lock:
+            session = self.sessions.get(session_id)
+            if session is not None:
+                self.sessions.move_to_end(session_id)
+            return session
 
     def remove(self, session_id: int) -> None:
-        self.sessions.pop(session_id, None)
+        with self._lock:
+            self.sessions.pop(session_id, None)
 
 
 _caches: "weakref.WeakKeyDictionary[Any, FetchSessionCache]" = weakref.WeakKeyDictionary()
 
 
+_caches_lock = threading.Lock()
+
+
 def session_cache(broker: Any) -> FetchSessionCache:
-    cache = _caches.get(broker)
-    if cache is None:
-        cache = _caches[broker] = FetchSessionCache()
-    return cache
+    with _caches_lock:
+        cache = _caches.get(broker)
+        if cache is None:
+            cache = _caches[broker] = FetchSessionCache()
+        return cache
 
 
 def partition_key(by_id: bool, topic: str, topic_id: uuid.UUID, partition: int) -> tuple:
@@ -302,11 +313,10 @@ async def handle(ctx: RequestContext, request: Any):
 async def wait_for_data(watched: list[Partition], deadline: float) -> None:
     """Parks until an append to one of `watched`, or the deadline."""
     arrived = trio.Event()
-    for partition in watched:
-        partition.waiters.add(arrived)
+    waiters = [(partition, partition.add_waiter(arrived)) for partition in watched]
     try:
         with trio.move_on_at(deadline):
             await arrived.wait()
     finally:
-        for partition in watched:
-            partition.waiters.discard(arrived)
+        for partition, waiter in waiters:
+            partition.remove_waiter(waiter)

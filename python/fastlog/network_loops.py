@@ -1,0 +1,126 @@
+"""More cores for the network (`num.network.threads`): extra Trio loops, one per thread.
+
+The broker's own loop keeps everything it had: topics, groups, the controller, background work,
+and the listeners. It accepts every connection and hands them out in turn, itself included, to
+the loops; each extra loop runs in a thread of its own and serves its connections itself:
+reading frames, Produce through the Rust core, Fetch (long polls included), sending responses.
+(One acceptor, rather than a listener per loop on a shared port: SO_REUSEPORT would also let a
+second broker started on the same port by mistake take half the connections.) The Rust core releases the GIL while it appends, reads, checksums and
+sends, so those run on several cores at once. Any other request is handed to the broker's own
+loop (`on_owner`) and its answer comes back; per connection, requests are still answered in
+order. A produce on one loop wakes fetches parked on any other (`Partition.wake_waiters`).
+
+A cluster node keeps one loop for now (replication's state lives on the broker's loop).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import threading
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
+
+import trio
+
+from fastlog.server import Connection, run_connection
+
+if TYPE_CHECKING:
+    from fastlog.broker import Broker
+
+log = logging.getLogger(__name__)
+
+START_SECONDS = 10
+FORWARDED_AT_ONCE = 1000  # requests of one loop waiting on the broker's loop (long polls, group joins)
+
+
+class NetworkLoop:
+    """One extra loop: its thread, its listeners, its connections."""
+
+    def __init__(self, broker: "Broker", index: int) -> None:
+        self.broker = broker
+        self.index = index
+        self.owner_token = trio.lowlevel.current_trio_token()
+        self.connections: set[Connection] = set()
+        self._token: Optional[trio.lowlevel.TrioToken] = None
+        self._stop: Optional[trio.Event] = None
+        self._nursery: Optional[trio.Nursery] = None  # where this loop's connections run
+        self._limiter: Optional[trio.CapacityLimiter] = None
+        self._running = threading.Event()
+        self._failure: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, name=f"fastlog-network-{index}", daemon=True)
+
+    async def start(self) -> None:
+        """Starts the thread and waits until it takes connections (or raises why not)."""
+        self.thread.start()
+        await trio.to_thread.run_sync(self._running.wait, START_SECONDS)
+        if self._failure is not None:
+            raise self._failure
+        if not self._running.is_set():
+            raise RuntimeError(f"network loop {self.index} did not start within {START_SECONDS}s")
+
+    def adopt(self, stream: trio.SocketStream) -> None:
+        """From the broker's loop: a connection it accepted is served here from now on."""
+        fd = stream.socket.detach()
+        try:
+            assert self._token is not None
+            self._token.run_sync_soon(self._serve_fd, fd)
+        except trio.RunFinishedError:
+            socket.close(fd)
+
+    def _serve_fd(self, fd: int) -> None:
+        sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
+        if self._nursery is None or self._stop is None or self._stop.is_set():
+            sock.close()  # stopping: the connection is refused
+            return
+        self._nursery.start_soon(run_connection, self.broker, trio.SocketStream(sock), self)
+
+    def stop(self) -> None:
+        """From the broker's loop: finish what was read, close (graceful)."""
+        if self._token is not None and self._stop is not None:
+            try:
+                self._token.run_sync_soon(self._stop.set)
+            except trio.RunFinishedError:
+                pass
+
+    async def join(self) -> None:
+        await trio.to_thread.run_sync(self.thread.join)
+
+    def _run(self) -> None:
+        try:
+            trio.run(self._serve)
+        except BaseException as e:  # reported to `start`, or logged once it ran
+            if not self._running.is_set():
+                self._failure = e
+                self._running.set()
+            else:
+                log.exception("network loop %d failed", self.index)
+
+    async def _serve(self) -> None:
+        from fastlog.broker import SHUTDOWN_GRACE_SECONDS
+
+        self._token = trio.lowlevel.current_trio_token()
+        self._stop = trio.Event()
+        self._limiter = trio.CapacityLimiter(FORWARDED_AT_ONCE)
+        async with trio.open_nursery() as connections:
+            self._nursery = connections
+            self._running.set()
+            await self._stop.wait()
+            for connection in list(self.connections):
+                connection.stop_reading()
+            connections.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_SECONDS
+
+    async def on_owner(self, handler: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Runs `handler(*args)` on the broker's own loop and returns its answer. Abandoned
+        (the answer is dropped) if this loop's request is cancelled meanwhile."""
+        run = functools.partial(trio.from_thread.run, handler, *args, trio_token=self.owner_token)
+        return await trio.to_thread.run_sync(run, limiter=self._limiter, abandon_on_cancel=True)
+
+
+def network_threads(broker: "Broker") -> int:
+    """How many loops serve clients: `num.network.threads`, one in a cluster (for now)."""
+    wanted = broker.config["num.network.threads"]
+    if broker.config.cluster_mode and wanted > 1:
+        log.info("num.network.threads=%d: a cluster node serves clients on one loop for now", wanted)
+        return 1
+    return wanted

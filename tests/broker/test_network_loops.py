@@ -1,0 +1,194 @@
+"""Several network loops (`num.network.threads`, issue 15): the broker accepts and hands
+connections in turn to loops in threads of their own; a produce on one loop wakes a fetch parked on another; requests are
+answered in order per connection; a group whose members sit on different loops works; every
+loop stops gracefully; `num.network.threads=1` serves on one loop as before."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from fastlog import protocol
+from fastlog.records import Record, encode_batch
+from tests.broker.wire import WireClient
+from tests.conftest import BrokerProcess, free_port
+
+LOOPS = 4
+TIMEOUT = 20
+
+
+def start(tmp_path: Path, loops: int) -> BrokerProcess:
+    process = BrokerProcess(tmp_path / "data")
+    process.metrics_port = free_port()  # type: ignore[attr-defined]
+    process.overrides.update({"num.network.threads": str(loops), "metrics.port": str(process.metrics_port)})  # type: ignore[attr-defined]
+    return process.start()
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerProcess]:
+    process = start(tmp_path, LOOPS)
+    yield process
+    if process.process and process.process.poll() is None:
+        process.stop()
+
+
+def connections_by_loop(broker: BrokerProcess) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{broker.metrics_port}/metrics", timeout=10).read().decode()  # type: ignore[attr-defined]
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("fastlog_network_loop_connections{"):
+            label, value = line.split("} ")
+            out[label.split('"')[1]] = float(value)
+    return out
+
+
+def open_clients(broker: BrokerProcess, count: int) -> list[WireClient]:
+    clients = [WireClient(broker.bootstrap) for _ in range(count)]
+    for client in clients:  # answered: the connection is being served
+        client.request(protocol.ApiVersionsRequest(), 0)
+    return clients
+
+
+def create(bootstrap: str, topic: str, partitions: int = 1) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(timeout=TIMEOUT)
+
+
+def produce_request(topic: str, values: list[bytes]) -> object:
+    P = protocol.ProduceRequest
+    now = int(time.time() * 1000)
+    batch = encode_batch([Record(i, now, None, v) for i, v in enumerate(values)])
+    return P(acks=1, timeout_ms=5000, topic_data=[P.TopicProduceData(name=topic, partition_data=[P.PartitionProduceData(index=0, records=batch)])])
+
+
+def long_poll(topic: str, offset: int, wait_ms: int) -> object:
+    F = protocol.FetchRequest
+    return F(replica_id=-1, max_wait_ms=wait_ms, min_bytes=1, max_bytes=1 << 20,
+             topics=[F.FetchTopic(topic=topic, partitions=[F.FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=1 << 20)])])
+
+
+def test_connections_spread_over_the_loops(broker) -> None:
+    clients = open_clients(broker, 32)
+    try:
+        assert connections_by_loop(broker) == {str(i): 32 / LOOPS for i in range(LOOPS)}, "handed out in turn"
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_a_produce_wakes_fetches_parked_on_every_loop(broker) -> None:
+    create(broker.bootstrap, "wake")
+    fetchers = open_clients(broker, 12)  # three on each loop (handed out in turn)
+    answers: dict[int, tuple[float, object]] = {}
+
+    def parked(index: int, client: WireClient) -> None:
+        started = time.monotonic()
+        answer = client.request(long_poll("wake", 0, 15_000), 11)
+        answers[index] = (time.monotonic() - started, answer)
+
+    threads = [threading.Thread(target=parked, args=(i, c)) for i, c in enumerate(fetchers)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)  # every fetch is parked
+    with WireClient(broker.bootstrap) as producer:
+        assert producer.request(produce_request("wake", [b"hello"]), 9).responses[0].partition_responses[0].error_code == 0
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert len(answers) == 12
+    for waited, answer in answers.values():
+        assert waited < 5, "woken by the produce, not by max_wait_ms (15 s)"
+        assert answer.responses[0].partitions[0].high_watermark == 1
+    for client in fetchers:
+        client.close()
+
+
+def test_requests_on_one_connection_are_answered_in_order(broker) -> None:
+    """Pipelined requests of every kind (some answered on the connection's loop, some on the
+    broker's own) come back in the order sent."""
+    create(broker.bootstrap, "ordered")
+    with WireClient(broker.bootstrap) as client:
+        bodies = []
+        for i in range(60):
+            kind = i % 3
+            if kind == 0:
+                bodies.append((produce_request("ordered", [b"%d" % i]), 9))
+            elif kind == 1:
+                bodies.append((protocol.MetadataRequest(topics=None), 9))
+            else:
+                bodies.append((long_poll("ordered", 0, 0), 11))
+        sent = []
+        for body, version in bodies:
+            client.send_frame(client.encode(body, version))
+            sent.append(client.correlation_id)
+        got, answered = [], []
+        for body, version in bodies:
+            got.append(client.read_response(type(body).API_KEY, version))
+            answered.append(client.last_correlation_id)
+    assert answered == sent, "answered in the order sent"
+    offsets = [g.responses[0].partition_responses[0].base_offset for g, (b, _) in zip(got, bodies) if isinstance(b, protocol.ProduceRequest)]
+    assert offsets == sorted(offsets) == list(range(20)), "appends in the order sent"
+
+
+def test_a_group_whose_members_sit_on_different_loops(broker) -> None:
+    create(broker.bootstrap, "grouped", partitions=4)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for i in range(400):
+        producer.produce("grouped", value=b"%d" % i, partition=i % 4)
+    assert producer.flush(TIMEOUT) == 0
+    consumers = [
+        Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "loops", "auto.offset.reset": "earliest", "session.timeout.ms": 6000})
+        for _ in range(4)
+    ]
+    for consumer in consumers:
+        consumer.subscribe(["grouped"])
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + 60
+    while len(seen) < 400 and time.monotonic() < deadline:
+        for consumer in consumers:
+            message = consumer.poll(0.2)
+            if message is not None and message.error() is None:
+                seen.add(message.value())
+    assigned = [len(c.assignment()) for c in consumers]
+    for consumer in consumers:
+        consumer.close()
+    assert len(seen) == 400
+    assert sorted(assigned) == [1, 1, 1, 1], "every member got a partition"
+
+
+def test_every_loop_stops_gracefully_and_what_was_acknowledged_is_there(tmp_path: Path) -> None:
+    broker = start(tmp_path, LOOPS)
+    create(broker.bootstrap, "kept")
+    clients = open_clients(broker, 16)
+    for i, client in enumerate(clients):
+        assert client.request(produce_request("kept", [b"%d" % i]), 9).responses[0].partition_responses[0].error_code == 0
+    started = time.monotonic()
+    assert broker.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - started < 15
+    for client in clients:
+        client.close()
+    broker.start()
+    try:
+        with WireClient(broker.bootstrap) as client:
+            answer = client.request(long_poll("kept", 0, 0), 11)
+        assert answer.responses[0].partitions[0].high_watermark == 16
+    finally:
+        broker.stop()
+
+
+def test_one_network_thread_serves_on_the_brokers_own_loop(tmp_path: Path) -> None:
+    broker = start(tmp_path, 1)
+    try:
+        clients = open_clients(broker, 8)
+        assert connections_by_loop(broker) == {"0": 8}
+        for client in clients:
+            client.close()
+    finally:
+        broker.stop()
