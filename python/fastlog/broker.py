@@ -56,6 +56,7 @@ class Broker:
         self.connection_slots = ConnectionSlots(config["max.connections"])
         self.network_loops: list[NetworkLoop] = []
         self._next_loop: Iterator[Optional[NetworkLoop]] = itertools.repeat(None)
+        self._token: Optional[trio.lowlevel.TrioToken] = None  # the broker's loop, once it runs
         self.bound: list[tuple[str, int]] = []
         self._shutdown = trio.Event()
         # Topic changes on this node's logs are serialised: one create/delete/alter at a time.
@@ -131,6 +132,7 @@ class Broker:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serves until `request_shutdown()`; `task_status.started(self)` once listening."""
+        self._token = trio.lowlevel.current_trio_token()
         await trio.to_thread.run_sync(self.logs.open)
         self.metrics.watch_gc()
         try:
@@ -170,6 +172,15 @@ class Broker:
             await loop.start()
             self.network_loops.append(loop)
         self._next_loop = itertools.cycle([None, *self.network_loops])
+
+    def on_own_loop_soon(self, fn: Any, *args: Any) -> None:
+        """Calls `fn(*args)` on the broker's loop: now when already there, else from another
+        network loop as soon as the broker's loop gets to it (state such as the controller's
+        is touched from that loop only)."""
+        if self._token is None or trio.lowlevel.current_trio_token() is self._token:
+            fn(*args)
+        else:
+            self._token.run_sync_soon(fn, *args)
 
     def next_network_loop(self) -> Optional[NetworkLoop]:
         """Where the next accepted connection is served, in turn: None is this loop."""

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -107,14 +108,16 @@ class Metrics:
         )
         self._latency_by_api: dict[int, Any] = {}
         self._total_by_api: dict[int, Any] = {}
+        self._counting = threading.Lock()
         self._gc_started = 0.0
         self._attached = False
 
     # -- the hot path ----------------------------------------------------------------------
 
     def observe_request(self, api_key: int, seconds: float) -> None:
-        self.requests[api_key] += 1
-        self.request_seconds[api_key] += seconds
+        with self._counting:  # several network loops count at once
+            self.requests[api_key] += 1
+            self.request_seconds[api_key] += seconds
         child = self._latency_by_api.get(api_key)
         if child is None:
             child = self._latency_by_api[api_key] = self.request_latency.labels(api_name(api_key))
@@ -146,20 +149,21 @@ class Metrics:
         Produce and Fetch (the responses where partition errors matter and are cheap to read)."""
         code = getattr(response, "error_code", 0)
         if code:
-            self.errors[(api_key, code)] += 1
+            self.count_error(api_key, code)
         if api_key == PRODUCE:
             for topic in response.responses:
                 for p in topic.partition_responses:
                     if p.error_code:
-                        self.errors[(api_key, p.error_code)] += 1
+                        self.count_error(api_key, p.error_code)
         elif api_key == FETCH:
             for topic in response.responses:
                 for p in topic.partitions:
                     if p.error_code:
-                        self.errors[(api_key, p.error_code)] += 1
+                        self.count_error(api_key, p.error_code)
 
     def count_error(self, api_key: int, code: int) -> None:
-        self.errors[(api_key, code)] += 1
+        with self._counting:
+            self.errors[(api_key, code)] += 1
 
     def count_down_conversion(self, magic: int, size: int) -> None:
         self.down_converted[magic] += size
@@ -168,8 +172,13 @@ class Metrics:
         self.trailing_bytes[api_key] += 1
 
     def record_produce(self, topic: str, records: int, size: int) -> None:
-        self.messages_in[topic] += records
-        self.bytes_in += size
+        with self._counting:
+            self.messages_in[topic] += records
+            self.bytes_in += size
+
+    def count_bytes_out(self, size: int) -> None:
+        with self._counting:
+            self.bytes_out += size
 
     def connection_closed(self, reason: str) -> None:
         self.connections_closed[reason] += 1

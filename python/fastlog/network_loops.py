@@ -9,8 +9,8 @@ second broker started on the same port by mistake take half the connections.) Th
 sends, so those run on several cores at once. Any other request is handed to the broker's own
 loop (`on_owner`) and its answer comes back; per connection, requests are still answered in
 order. A produce on one loop wakes fetches parked on any other (`Partition.wake_waiters`).
-
-A cluster node keeps one loop for now (replication's state lives on the broker's loop).
+In a cluster, what touches replication's state runs on the broker's loop too: a follower's
+Fetch, an acks=all Produce's wait for the ISR, a replica reported offline.
 """
 
 from __future__ import annotations
@@ -118,9 +118,5 @@ class NetworkLoop:
 
 
 def network_threads(broker: "Broker") -> int:
-    """How many loops serve clients: `num.network.threads`, one in a cluster (for now)."""
-    wanted = broker.config["num.network.threads"]
-    if broker.config.cluster_mode and wanted > 1:
-        log.info("num.network.threads=%d: a cluster node serves clients on one loop for now", wanted)
-        return 1
-    return wanted
+    """How many loops serve clients: `num.network.threads`."""
+    return broker.config["num.network.threads"]

@@ -46,6 +46,7 @@ API_VERSIONS = 18
 # What an extra network loop answers itself (the data plane: the Rust core's Produce path and
 # Fetch, whose state is the logs); every other request runs on the broker's own loop.
 LOOP_LOCAL_APIS = frozenset({0, 1, API_VERSIONS})
+FETCH = 1
 
 
 class ConnectionClosed(Exception):
@@ -242,8 +243,8 @@ class Connection:
         metrics = self.broker.metrics
         try:
             async for item, stamps in queued:
-                if isinstance(item, Pending):
-                    frame = await item.wait()
+                if isinstance(item, Pending):  # acks=all: waits on the broker's loop, where replication is
+                    frame = await (item.wait() if self.loop is None else self.loop.on_owner(item.wait))
                     if frame is not None:
                         await self._send([frame])
                 else:
@@ -302,7 +303,7 @@ class Connection:
         context = RequestContext(self.broker, header, version, self.peer)
         started = trio.current_time()
         try:
-            if self.loop is not None and api_key not in LOOP_LOCAL_APIS:
+            if self.loop is not None and not answered_on_any_loop(context, body):
                 response = await self.loop.on_owner(handler.handle, context, body)
             else:
                 response = await handler.handle(context, body)
@@ -386,7 +387,17 @@ class Connection:
                 raise ConnectionClosed("segment file shrank under a fetch being sent", "internal_error")
             offset += sent
             remaining -= sent
-        self.broker.metrics.bytes_out += len(region)
+        self.broker.metrics.count_bytes_out(len(region))
+
+
+def answered_on_any_loop(context: RequestContext, body: Any) -> bool:
+    """Whether an extra network loop answers this request itself: Produce, ApiVersions, and a
+    consumer's Fetch. A follower's Fetch moves the leader's replication state (the high
+    watermark, the ISR, acks=all waiting), which lives on the broker's loop."""
+    api_key = context.header.request_api_key
+    if api_key == FETCH:
+        return (body.replica_state.replica_id if context.api_version >= 15 else body.replica_id) < 0
+    return api_key in LOOP_LOCAL_APIS
 
 
 def prefetch(regions: list) -> None:

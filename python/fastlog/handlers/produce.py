@@ -62,7 +62,7 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) ->
         if why:
             log.warning("refused produce to %s-%d from %s: %s", topic, index, peer, why)
         if code == ErrorCode.KAFKA_STORAGE_ERROR and broker.replicas is not None:
-            broker.replicas.write_failed(topic, index, why)
+            broker.on_own_loop_soon(broker.replicas.write_failed, topic, index, why)
     awaiting = produced.awaiting_replicas
     if awaiting and broker.replicas is not None:
         return Pending(lambda: answer_when_replicated(broker, produced, awaiting))
@@ -119,7 +119,7 @@ def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awai
         log.warning("refused produce to %s-%d from %s: %s", topic, index, ctx.peer, message)
         code = storage_error_code(e)
         if code == ErrorCode.KAFKA_STORAGE_ERROR and replicas is not None:
-            replicas.write_failed(topic, index, message)
+            ctx.broker.on_own_loop_soon(replicas.write_failed, topic, index, message)
         return refused(index, code, message, record_errors[0] if record_errors else ())
     if replicated:
         awaiting.append((topic, index, last_offset + 1))
