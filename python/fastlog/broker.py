@@ -183,8 +183,13 @@ class Broker:
             self._token.run_sync_soon(fn, *args)
 
     def next_network_loop(self) -> Optional[NetworkLoop]:
-        """Where the next accepted connection is served, in turn: None is this loop."""
-        return next(self._next_loop)
+        """Where the next accepted connection is served, in turn: None is this loop (a loop
+        whose thread died is skipped)."""
+        for _ in range(1 + len(self.network_loops)):
+            loop = next(self._next_loop)
+            if loop is None or loop.alive:
+                return loop
+        return None
 
     async def _stop_network_loops(self) -> None:
         for loop in self.network_loops:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import socket
 import threading
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 import trio
 
-from fastlog.server import Connection, run_connection
+from fastlog.server import Connection, ConnectionClosed, run_connection
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -67,7 +68,12 @@ class NetworkLoop:
             assert self._token is not None
             self._token.run_sync_soon(self._serve_fd, fd)
         except trio.RunFinishedError:
+            log.error("network loop %d has stopped; a connection it was handed is closed", self.index)
             socket.close(fd)
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive() and self._token is not None
 
     def _serve_fd(self, fd: int) -> None:
         sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
@@ -115,7 +121,12 @@ class NetworkLoop:
         """Runs `handler(*args)` on the broker's own loop and returns its answer. Abandoned
         (the answer is dropped) if this loop's request is cancelled meanwhile."""
         run = functools.partial(trio.from_thread.run, handler, *args, trio_token=self.owner_token)
-        return await trio.to_thread.run_sync(run, limiter=self._limiter, abandon_on_cancel=True)
+        try:
+            return await trio.to_thread.run_sync(run, limiter=self._limiter, abandon_on_cancel=True)
+        except (trio.RunFinishedError, trio.Cancelled) as e:
+            if isinstance(e, trio.Cancelled) and trio.current_effective_deadline() == -math.inf:
+                raise  # this loop's own cancellation
+            raise ConnectionClosed("the broker's loop stopped while handling the request", "shutdown") from None
 
 
 def network_threads(broker: "Broker") -> int:
