@@ -169,8 +169,8 @@ class Broker:
     async def _start_network_loops(self, loops: int) -> None:
         for index in range(1, loops):
             loop = NetworkLoop(self, index)
+            self.network_loops.append(loop)  # stopped with the others even if its start fails
             await loop.start()
-            self.network_loops.append(loop)
         self._next_loop = itertools.cycle([None, *self.network_loops])
 
     def on_own_loop_soon(self, fn: Any, *args: Any) -> None:
@@ -209,6 +209,8 @@ class Broker:
         finally:
             with trio.CancelScope(shield=True):
                 await self._stop_network_loops()
+                for listener in listeners:  # closed already unless the loops failed to start
+                    await listener.aclose()
 
     async def _serve_on(self, listeners: list[trio.SocketListener], task_status: Any) -> None:
         async with trio.open_nursery() as connections:

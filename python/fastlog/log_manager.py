@@ -76,6 +76,7 @@ class Partition:
     # Fetches parked until data arrives register (event, its loop's token) here; an append
     # sets them all, from whichever network loop it ran on (num.network.threads).
     waiters: set = field(default_factory=set)
+    wakes: int = 0  # how many times waiters were woken (appends), for fetches between read and park
     _waiters_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_waiter(self, event: trio.Event) -> tuple:
@@ -90,6 +91,7 @@ class Partition:
 
     def wake_waiters(self) -> None:
         with self._waiters_lock:
+            self.wakes += 1
             waiters, self.waiters = self.waiters, set()
         if not waiters:
             return

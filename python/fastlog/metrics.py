@@ -166,10 +166,12 @@ class Metrics:
             self.errors[(api_key, code)] += 1
 
     def count_down_conversion(self, magic: int, size: int) -> None:
-        self.down_converted[magic] += size
+        with self._counting:
+            self.down_converted[magic] += size
 
     def count_trailing_bytes(self, api_key: int) -> None:
-        self.trailing_bytes[api_key] += 1
+        with self._counting:
+            self.trailing_bytes[api_key] += 1
 
     def record_produce(self, topic: str, records: int, size: int) -> None:
         with self._counting:
@@ -181,7 +183,12 @@ class Metrics:
             self.bytes_out += size
 
     def connection_closed(self, reason: str) -> None:
-        self.connections_closed[reason] += 1
+        with self._counting:
+            self.connections_closed[reason] += 1
+
+    def count_connection_opened(self) -> None:
+        with self._counting:
+            self.connections_opened += 1
 
     def observe_flush(self, seconds: float) -> None:
         self.fsync_latency.observe(seconds)

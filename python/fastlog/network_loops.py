@@ -72,6 +72,10 @@ class NetworkLoop:
             socket.close(fd)
 
     @property
+    def stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
+
+    @property
     def alive(self) -> bool:
         return self.thread.is_alive() and self._token is not None
 
@@ -91,7 +95,11 @@ class NetworkLoop:
                 pass
 
     async def join(self) -> None:
-        await trio.to_thread.run_sync(self.thread.join)
+        """Waits for the thread to end: its connections get the shutdown grace, plus a margin
+        (a daemon thread that hangs does not keep the process alive)."""
+        from fastlog.broker import SHUTDOWN_GRACE_SECONDS
+
+        await trio.to_thread.run_sync(self.thread.join, SHUTDOWN_GRACE_SECONDS + START_SECONDS)
 
     def _run(self) -> None:
         try:

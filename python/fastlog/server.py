@@ -311,6 +311,8 @@ class Connection:
                 return None
             metrics.observe_response(api_key, response)
             parts = protocol.encode_response(header.correlation_id, api_key, version, response).framed_parts()
+        except ConnectionClosed:
+            raise
         except Exception:
             request = {"peer": self.peer, "api": type(body).__name__, "api_version": version, "correlation_id": header.correlation_id}
             log.exception(
@@ -461,7 +463,9 @@ async def run_connection(broker: "Broker", stream: trio.SocketStream, loop: "Opt
     connection = Connection(broker, stream, loop)
     served = broker.connections if loop is None else loop.connections
     served.add(connection)
-    broker.metrics.connections_opened += 1
+    if loop is not None and loop.stopping:
+        connection.stop_reading()  # handed over as the loop began to stop
+    broker.metrics.count_connection_opened()
     try:
         await connection.run()
     except Exception:

@@ -192,3 +192,22 @@ def test_one_network_thread_serves_on_the_brokers_own_loop(tmp_path: Path) -> No
             client.close()
     finally:
         broker.stop()
+
+
+def test_a_fetch_does_not_park_when_an_append_came_between_its_read_and_its_wait() -> None:
+    """The race of two loops: a fetch reads nothing, a produce on another loop appends and
+    wakes nobody, then the fetch parks. The partition's wake count tells the fetch not to."""
+    import trio
+
+    from fastlog.handlers.fetch import wait_for_data
+    from fastlog.log_manager import Partition
+
+    async def main() -> float:
+        partition = Partition("t", 0, None)  # type: ignore[arg-type]
+        seen = partition.wakes  # when the fetch read the partition
+        partition.wake_waiters()  # the append, before the fetch parks
+        started = trio.current_time()
+        await wait_for_data([(partition, seen)], trio.current_time() + 30)
+        return trio.current_time() - started
+
+    assert trio.run(main) < 1, "returned at once, not after the 30 s deadline"

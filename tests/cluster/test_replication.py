@@ -39,9 +39,17 @@ def create(bootstrap: str, name: str, partitions: int = 1, factor: int = 3, **co
 
 
 def partition_info(bootstrap: str, topic: str, partition: int = 0) -> tuple[int, list[int], list[int]]:
-    """(leader, replicas, isr) as the cluster tells a client."""
-    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
-    p = metadata.topics[topic].partitions[partition]
+    """(leader, replicas, isr) as the cluster tells a client. A topic just created may not have
+    reached the broker asked yet (as in Kafka, metadata spreads after CreateTopics answers):
+    asked again for a few seconds."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + 10
+    while True:
+        partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+        if partition in partitions or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    p = partitions[partition]
     return p.leader, sorted(p.replicas), sorted(p.isrs)
 
 

@@ -65,6 +65,7 @@ class WantedPartition:
     current_leader_epoch: int
     told_high_watermark: int = -1
     told_log_start: int = -1
+    wakes_seen: int = 0  # the partition's wake count when it was last read
 
 
 @dataclass
@@ -163,6 +164,7 @@ def read_partition(ctx: RequestContext, request: Any, wanted: WantedPartition, b
     partition, missing, leader_epoch = find_partition(ctx, wanted, by_id)
     if partition is None:
         return R.PartitionData(partition_index=wanted.partition, error_code=missing, records=b""), 0, None
+    wanted.wakes_seen = partition.wakes  # an append after this point wakes the wait (`wait_for_data`)
     log = partition.log
     epoch_error = leader_epoch_error(wanted.current_leader_epoch, leader_epoch)
     follower = replica_id(ctx, request)
@@ -239,7 +241,7 @@ def read_all(ctx: RequestContext, request: Any, wanted: "OrderedDict[tuple, Want
         remaining -= size
         error = error or bool(data.error_code)
         if partition is not None:
-            watched.append(partition)
+            watched.append((partition, want.wakes_seen))
         if not incremental or has_news(want, data):
             included.append((want, data))
     return included, total, error, watched
@@ -310,10 +312,14 @@ async def handle(ctx: RequestContext, request: Any):
     return R(throttle_time_ms=0, error_code=0, session_id=session.id if session else 0, responses=respond(included))
 
 
-async def wait_for_data(watched: list[Partition], deadline: float) -> None:
-    """Parks until an append to one of `watched`, or the deadline."""
+async def wait_for_data(watched: list[tuple[Partition, int]], deadline: float) -> None:
+    """Parks until an append to one of `watched` (partition, its wake count when read), or the
+    deadline. An append on another network loop between the read and the parking has moved
+    the count already: no wait then."""
     arrived = trio.Event()
-    waiters = [(partition, partition.add_waiter(arrived)) for partition in watched]
+    waiters = [(partition, partition.add_waiter(arrived)) for partition, _ in watched]
+    if any(partition.wakes != seen for partition, seen in watched):
+        arrived.set()
     try:
         with trio.move_on_at(deadline):
             await arrived.wait()

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 R = protocol.ProduceResponse
 VERSIONS = (0, 11)
+TO_LOG_END = 2**63 - 1  # a high watermark the log clamps to its end
 
 
 @answers_frames(0)
@@ -53,7 +54,7 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) ->
         await trio.to_thread.run_sync(produced.flush, logs.table)
     for topic, index in produced.appended:
         partition = logs.partition(topic, index)
-        if partition is not None and partition.waiters:
+        if partition is not None:
             partition.wake_waiters()
     for topic, records, size in produced.per_topic:
         metrics.record_produce(topic, records, size)
@@ -123,8 +124,8 @@ def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awai
         return refused(index, code, message, record_errors[0] if record_errors else ())
     if replicated:
         awaiting.append((topic, index, last_offset + 1))
-    else:
-        partition.log.high_watermark = partition.log.log_end_offset
+    else:  # the log end, read and set under the log's lock (another loop may append meanwhile)
+        partition.log.high_watermark = TO_LOG_END
     partition.wake_waiters()
     ctx.broker.metrics.record_produce(topic, count, len(records))
     return R.PartitionProduceResponse(
