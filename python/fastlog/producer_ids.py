@@ -18,44 +18,59 @@ from fastlog.log_manager import _write_atomically
 BLOCK_SIZE = 1000
 
 
-class ProducerIdAllocator:
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "producer-id-block"
+class BlockAllocator:
+    """Hands out ids one by one from blocks; subclasses say where a block comes from."""
+
+    def __init__(self) -> None:
         self.next = 0
         self.block_end = 0
         self.lock = trio.Lock()
 
-    def _reserve_block(self) -> None:
-        start = int(self.path.read_text().strip() or 0) if self.path.exists() else 0
-        start = max(start, self.block_end)
-        _write_atomically(self.path, f"{start + BLOCK_SIZE}\n")
-        self.next, self.block_end = start, start + BLOCK_SIZE
+    async def _next_block(self) -> tuple[int, int]:
+        """(first id, size) of a block no one else has."""
+        raise NotImplementedError
 
     async def next_id(self) -> int:
         async with self.lock:
             if self.next >= self.block_end:
-                await trio.to_thread.run_sync(self._reserve_block)
+                first, size = await self._next_block()
+                self.next, self.block_end = first, first + size
             producer_id = self.next
             self.next += 1
             return producer_id
+
+
+class ProducerIdAllocator(BlockAllocator):
+    """A single node: blocks reserved in `producer-id-block` before use."""
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__()
+        self.path = data_dir / "producer-id-block"
+
+    def _reserve_block(self) -> tuple[int, int]:
+        start = int(self.path.read_text().strip() or 0) if self.path.exists() else 0
+        start = max(start, self.block_end)
+        _write_atomically(self.path, f"{start + BLOCK_SIZE}\n")
+        return start, BLOCK_SIZE
+
+    async def _next_block(self) -> tuple[int, int]:
+        return await trio.to_thread.run_sync(self._reserve_block)
 
 
 class ProducerIdsUnavailable(Exception):
     """No block of ids could be had from the controller in time (the client retries)."""
 
 
-class ClusterProducerIds:
+class ClusterProducerIds(BlockAllocator):
     """In a cluster: ids from blocks the metadata log gives this broker."""
 
     WAIT_SECONDS = 5
 
     def __init__(self, metadata: Any) -> None:
+        super().__init__()
         self.metadata = metadata
-        self.next = 0
-        self.block_end = 0
-        self.lock = trio.Lock()
 
-    async def _allocate(self) -> None:
+    async def _next_block(self) -> tuple[int, int]:
         request = str(uuid.uuid4())
         me = self.metadata.node_id
         record = {"type": "allocate_producer_ids", "broker": me, "request": request, "size": BLOCK_SIZE}
@@ -69,12 +84,4 @@ class ClusterProducerIds:
         except Exception as e:
             raise ProducerIdsUnavailable(str(e)) from None
         _, first, size = self.metadata.image.producer_id_blocks[me]
-        self.next, self.block_end = first, first + size
-
-    async def next_id(self) -> int:
-        async with self.lock:
-            if self.next >= self.block_end:
-                await self._allocate()
-            producer_id = self.next
-            self.next += 1
-            return producer_id
+        return first, size

@@ -216,8 +216,9 @@ class Connection:
                     frame = await self._next_frame(reader)
                     if frame is None:
                         break
-                stamp = (API_KEY.unpack_from(frame)[0] if len(frame) >= API_KEY.size else -1, reader.last_read)
-                answer = await self._handle(frame)
+                api_key = API_KEY.unpack_from(frame)[0] if len(frame) >= API_KEY.size else -1
+                stamp = (api_key, reader.last_read)
+                answer = await self._handle(frame, api_key)
                 if isinstance(answer, Pending):
                     if unsent:
                         await to_send.send((unsent, stamps))
@@ -274,11 +275,10 @@ class Connection:
             return None
         raise ConnectionClosed(f"idle for more than connections.max.idle.ms={idle_ms}", "idle")
 
-    async def _handle(self, frame: bytes) -> "Optional[list] | Pending":
+    async def _handle(self, frame: bytes, api_key: int) -> "Optional[list] | Pending":
         """Decodes and answers one request: its response parts, a `Pending` response, or None
         when the protocol wants no response."""
         metrics = self.broker.metrics
-        api_key = API_KEY.unpack_from(frame)[0] if len(frame) >= API_KEY.size else -1
         answer_frame = FRAME_HANDLERS.get(api_key)
         if answer_frame is not None:
             started = trio.current_time()
