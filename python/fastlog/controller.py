@@ -186,7 +186,9 @@ class Controller(MetadataNode):
             self._rebalance_leaders()
         self._last_heard[self.node_id] = now
         for broker in list(self.image.brokers.values()):
-            silent = now - self._last_heard.setdefault(broker.id, now)  # a new leader gives everyone a full session
+            # A new leader gives every live broker a full session; a fenced one stays fenced
+            # until it is heard from (a dead broker must not be unfenced by a leader change).
+            silent = now - self._last_heard.setdefault(broker.id, -math.inf if broker.fenced else now)
             if not broker.fenced and (silent > self.session_timeout or self._process_gone(broker.id, now)):
                 self._propose_once(("fence_broker", broker.id), {"type": "fence_broker", "id": broker.id})
             elif broker.fenced and silent < self.tick_seconds * ELECTION_TICKS:
