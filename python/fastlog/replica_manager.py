@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import trio
 
 from fastlog import _core, protocol
+from fastlog.framing import ConnectionClosed, FrameReader
 from fastlog.metadata_image import NO_LEADER
 from fastlog.protocol import ErrorCode
 
@@ -50,7 +51,8 @@ CONNECT_TIMEOUT_SECONDS = 3
 _SIZE = struct.Struct(">i")
 OFFSETS_TOPIC = "__consumer_offsets"
 # What a link to a leader meets when the leader goes away or answers nonsense: reconnect.
-LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ValueError, EOFError)
+LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ValueError, EOFError, ConnectionClosed)
+MAX_RESPONSE_BYTES = 1 << 30  # a larger size prefix is nonsense: the link is dropped
 
 
 @dataclass(eq=False)
@@ -519,6 +521,9 @@ class LeaderLink:
         self.stream = stream
         self.client_id = client_id
         self._correlation = itertools.count(1)
+        # Responses are read as the server reads requests: a large one straight into a buffer
+        # of its size, with no copy and no allocation per chunk.
+        self._frames = FrameReader(stream, MAX_RESPONSE_BYTES)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
@@ -531,23 +536,11 @@ class LeaderLink:
         payload = protocol.encode_request(header, body).getvalue()
         with trio.fail_after(CONNECT_TIMEOUT_SECONDS + extra_timeout):
             await self.stream.send_all(_SIZE.pack(len(payload)) + payload)
-            size = _SIZE.unpack(await self._read(4))[0]
-            frame = await self._read(size)
+            frame = await self._frames.next_frame()
+        if frame is None:
+            raise EOFError("the leader closed the connection")
         reader = protocol.Reader(frame)
         response_header = protocol.ResponseHeader.decode(reader, protocol.response_header_version(api_key, version))
         if response_header.correlation_id != correlation_id:
             raise ValueError(f"response for correlation id {response_header.correlation_id}, expected {correlation_id}")
         return protocol.response_class(api_key).decode(reader, version)
-
-    async def _read(self, size: int) -> bytes:
-        """Exactly `size` bytes (one request is out at a time: nothing is read past its
-        response), copied once."""
-        chunks = []
-        missing = size
-        while missing:
-            chunk = await self.stream.receive_some(missing)
-            if not chunk:
-                raise EOFError("the leader closed the connection")
-            chunks.append(chunk)
-            missing -= len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)

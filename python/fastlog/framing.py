@@ -1,0 +1,113 @@
+"""Kafka's framing: each request and response is a 4-byte big-endian size, then that many bytes.
+
+`FrameReader` reads frames off a socket for the server (requests) and for a follower's link
+to its leader (responses).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Optional
+
+import trio
+
+SIZE = struct.Struct(">i")
+READ_BUFFER = 65536
+
+
+class ConnectionClosed(Exception):
+    """The connection must close; the message says why (it is logged), `reason` is a short
+    label for the metrics (connections_closed_total{reason})."""
+
+    def __init__(self, message: str, reason: str = "protocol_error") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class FrameReader:
+    """Reads length-prefixed frames, refusing a length above the limit before allocating.
+
+    Small frames are cut out of a 64 KiB read-ahead buffer filled with `recv_into` (one copy
+    after the kernel's); a frame larger than what is buffered gets a buffer of its exact size
+    and the rest of it is received straight into that (no copy at all): record data reaches the
+    log as a view of the frame."""
+
+    def __init__(self, stream: trio.SocketStream, max_frame: int) -> None:
+        self.socket = stream.socket
+        self.max_frame = max_frame
+        # Allocated once the socket is readable: an idle connection holds no read buffer.
+        self.buffer = bytearray()
+        self.view = memoryview(self.buffer)
+        self.start = 0  # buffered bytes not yet returned: buffer[start:end]
+        self.end = 0
+        self.last_read = 0.0  # when the last bytes came off the socket (trio clock)
+
+    async def _recv_into(self, target: memoryview) -> int:
+        try:
+            received = await self.socket.recv_into(target)
+        except OSError as e:
+            raise trio.BrokenResourceError(str(e)) from e
+        self.last_read = trio.current_time()
+        return received
+
+    async def _buffered(self, size: int) -> bool:
+        """Makes `size` bytes available at `start` (size <= READ_BUFFER); False at a clean EOF."""
+        if self.end - self.start >= size:
+            return True
+        if not self.buffer:
+            await trio.lowlevel.wait_readable(self.socket)
+            self.view.release()
+            self.buffer = bytearray(READ_BUFFER)
+            self.view = memoryview(self.buffer)
+        if self.start:
+            have = self.end - self.start
+            self.buffer[:have] = self.view[self.start : self.end]
+            self.start, self.end = 0, have
+        while self.end < size:
+            received = await self._recv_into(self.view[self.end :])
+            if not received:
+                if self.end:
+                    raise ConnectionClosed(f"the peer closed the connection in the middle of a frame ({self.end} bytes read)", "truncated_frame")
+                return False
+            self.end += received
+        return True
+
+    def _frame_size(self) -> int:
+        (size,) = SIZE.unpack_from(self.buffer, self.start)
+        if size < 0 or size > self.max_frame:
+            raise ConnectionClosed(f"frame size {size} is outside [0, socket.request.max.bytes={self.max_frame}]", "bad_frame_size")
+        return size
+
+    def buffered_frame(self) -> Optional[bytes]:
+        """The next frame if it is already wholly in the buffer (no I/O), else None."""
+        have = self.end - self.start
+        if have < 4:
+            return None
+        size = self._frame_size()
+        if size > have - 4:
+            return None
+        self.start += 4
+        frame = bytes(self.view[self.start : self.start + size])
+        self.start += size
+        return frame
+
+    async def next_frame(self) -> Optional[bytes | bytearray]:
+        if not await self._buffered(4):
+            return None
+        size = self._frame_size()
+        self.start += 4
+        have = self.end - self.start
+        if size <= have:
+            frame = bytes(self.view[self.start : self.start + size])
+            self.start += size
+            return frame
+        frame = bytearray(size)
+        frame[:have] = self.view[self.start : self.end]
+        self.start = self.end = 0
+        target = memoryview(frame)
+        while have < size:
+            received = await self._recv_into(target[have:])
+            if not received:
+                raise ConnectionClosed("the peer closed the connection in the middle of a frame", "truncated_frame")
+            have += received
+        return frame
