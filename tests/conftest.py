@@ -58,6 +58,8 @@ class BrokerProcess:
             "log.dirs": str(data_dir),
             # Each test broker serves metrics on a free port, so none fights over the default.
             "metrics.port": "0",
+            # The schema registry (default 127.0.0.1:8081) only where a test asks for it.
+            "schema.registry.listeners": "-1",
             **(overrides or {}),
         }
         self.log_path = data_dir.parent / f"{data_dir.name}-broker.log"

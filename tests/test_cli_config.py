@@ -13,6 +13,7 @@ import pytest
 
 from fastlog import __version__
 from fastlog.config import BrokerConfig, ConfigError, parse_properties, validate_topic_configs
+from tests.schema_registry.conftest import wait_for_registry
 
 
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -78,6 +79,8 @@ def test_default_serve_uses_9092_and_a_data_dir_here(tmp_path: Path) -> None:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", 9092)) == 0:
             pytest.skip("port 9092 is taken on this machine")
+    with socket.socket() as probe:
+        registry_port_free = probe.connect_ex(("127.0.0.1", 8081)) != 0
     process = subprocess.Popen(
         [sys.executable, "-m", "fastlog", "serve"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -92,6 +95,8 @@ def test_default_serve_uses_9092_and_a_data_dir_here(tmp_path: Path) -> None:
         else:
             pytest.fail("fastlog serve did not listen on 127.0.0.1:9092")
         assert (tmp_path / "fastlog-data" / "meta.properties").exists()
+        if registry_port_free:  # the schema registry comes with it, on 8081
+            wait_for_registry("http://127.0.0.1:8081")
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=30)
     finally:
@@ -99,3 +104,5 @@ def test_default_serve_uses_9092_and_a_data_dir_here(tmp_path: Path) -> None:
             process.kill()
     assert process.returncode == 0
     assert "received SIGINT" in out and "logs flushed and closed" in out
+    if registry_port_free:
+        assert "schema registry on http://127.0.0.1:8081" in out

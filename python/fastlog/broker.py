@@ -12,7 +12,7 @@ from typing import Any, AsyncContextManager, Iterator, Optional
 
 import trio
 
-from fastlog.config import BrokerConfig, validate_topic_configs
+from fastlog.config import BrokerConfig, http_listener_addresses, validate_topic_configs
 from fastlog.controller import Controller
 from fastlog.metadata_node import MetadataNode
 from fastlog.metadata_observer import MetadataObserver
@@ -223,8 +223,11 @@ class Broker:
                     self.bound, 1 + len(self.network_loops), self.logs.data_dir, host, port,
                 )
                 freeze_startup_objects()
+                registry = trio.CancelScope()
+                connections.start_soon(self._run_schema_registry, registry)
                 task_status.started(self)
                 await self._shutdown.wait()
+                registry.cancel()
                 if self.controller is not None:
                     await self.controller.controlled_shutdown(CONTROLLED_SHUTDOWN_SECONDS)
                 log.info("shutting down: no new connections; finishing requests in flight")
@@ -236,6 +239,26 @@ class Broker:
             for connection in list(self.connections):
                 connection.stop_reading()
             connections.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_SECONDS
+
+    async def _run_schema_registry(self, scope: trio.CancelScope) -> None:
+        """The schema registry (`schema.registry.listeners`), a client of this broker's own
+        listener like any other. A port already taken leaves the broker serving without it."""
+        addresses = http_listener_addresses(self.config["schema.registry.listeners"])
+        if not addresses:
+            return
+        from fastlog import schema_registry
+
+        host, port = self.bound[0]
+        bootstrap = f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        with scope:
+            try:
+                await schema_registry.serve(
+                    bootstrap, addresses,
+                    topic=self.config["schema.registry.topic"],
+                    replication_factor=self.config["schema.registry.topic.replication.factor"],
+                )
+            except OSError as e:
+                log.error("schema registry not started: cannot listen on %s: %s", self.config["schema.registry.listeners"], e)
 
     async def _every(self, interval_key: str, work: Any) -> None:
         interval = self.config[interval_key] / 1000

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,26 @@ def _string(key: str, raw: Any) -> str:
 def _optional_string(key: str, raw: Any) -> Optional[str]:
     text = str(raw).strip()
     return text or None
+
+
+def http_listener_addresses(text: str, key: str = "listeners") -> list[tuple[str, int]]:
+    """(host, port) of comma-separated `http://host:port` URLs; empty or -1 is none (off)."""
+    text = text.strip()
+    if text in ("", "-1"):
+        return []
+    out = []
+    for url in text.split(","):
+        match = re.fullmatch(r"http://(\[[0-9a-fA-F:]+\]|[^:/\s\[\]]*):(\d{1,5})/?", url.strip())
+        if match is None or int(match.group(2)) > 65535:
+            raise ConfigError(f"{key}: {url.strip()!r} is not http://HOST:PORT")
+        out.append((match.group(1).strip("[]") or "0.0.0.0", int(match.group(2))))
+    return out
+
+
+def _http_listeners(key: str, raw: Any) -> str:
+    text = str(raw).strip()
+    http_listener_addresses(text, key)
+    return text
 
 
 COMPRESSION_TYPES = ("producer", "uncompressed", "gzip", "snappy", "lz4", "zstd")
@@ -196,6 +217,10 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("metrics.host", _string, "127.0.0.1", "address of the Prometheus endpoint (http://host:port/metrics)"),
         BrokerKey("metrics.port", _int(-1, 65535), 9404, "port of the Prometheus endpoint (-1: off, 0: any free port)"),
         BrokerKey("log.format", _choice("text", "json"), "text", "broker log lines as text, or as JSON lines"),
+        # The schema registry built in (Confluent Schema Registry's REST API; -1 or empty: off).
+        BrokerKey("schema.registry.listeners", _http_listeners, "http://127.0.0.1:8081", "where the schema registry listens (http://HOST:PORT, comma-separated; -1: off)"),
+        BrokerKey("schema.registry.topic", _string, "_schemas", "the compacted topic schemas are kept in (Confluent's kafkastore.topic)"),
+        BrokerKey("schema.registry.topic.replication.factor", _int(-1, 32767), -1, "its replication factor (-1: the live brokers, at most 3)"),
         # A cluster (KRaft's names): empty voters is a single node, a cluster of one without a quorum.
         BrokerKey("process.roles", _string, "broker,controller", "roles of this node: broker, controller, or both"),
         BrokerKey("controller.quorum.voters", _string, "", "the metadata quorum: id@host:port,... (empty or one voter: a single node)"),

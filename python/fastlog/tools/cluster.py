@@ -24,6 +24,7 @@ from fastlog.client import Client, ClientError
 from fastlog.tools import add_common, command, connect, print_json, print_table
 
 STOP_SECONDS = 30
+REGISTRY_BASE_PORT = 8081
 
 
 def register(commands: "argparse._SubParsersAction") -> None:
@@ -97,6 +98,8 @@ def node_overrides(node: int, nodes: int, base_port: int, data: Path) -> list[st
         f"controller.quorum.voters={voters}",
         f"log.dirs={data / f'node-{node}'}",
         "metrics.port=0",
+        # each node's schema registry: 8081, 8082, ...; they share the cluster's _schemas
+        f"schema.registry.listeners=http://127.0.0.1:{REGISTRY_BASE_PORT + node - 1}",
     ]
 
 
@@ -137,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
     bootstrap = ",".join(f"127.0.0.1:{args.base_port + i}" for i in range(args.nodes))
     print(f"{args.nodes} nodes started; logs in {Path(args.data).resolve()}/node-N.log", flush=True)
     print(f"bootstrap servers: {bootstrap}", flush=True)
+    registries = ",".join(f"http://127.0.0.1:{REGISTRY_BASE_PORT + i}" for i in range(args.nodes))
+    print(f"schema registries: {registries}", flush=True)
     stopped: Optional[str] = None
 
     def on_signal(signum: int, _frame: object) -> None:

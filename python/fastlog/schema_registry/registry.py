@@ -1,0 +1,344 @@
+"""The registry's operations, on Trio: reads answer from the applied state, writes append to
+`_schemas` and wait until the record is read back and applied (`state.py` says who wins when
+two instances write at once).
+
+One task tails the topic for the life of the registry (`run`); writes in this instance take
+turns (`_write_lock`), each first catching up with the topic's end so it decides on
+everything written before it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional, Sequence
+
+import trio
+
+from fastlog.schema_registry import compatibility, errors
+from fastlog.schema_registry.schema_types import ParsedSchema, Reference, parse
+from fastlog.schema_registry.state import (
+    NOOP_KEY,
+    RegistryState,
+    SchemaVersion,
+    config_key,
+    delete_subject_key,
+    mode_key,
+    schema_key,
+)
+from fastlog.schema_registry.topic import SchemasTopic
+
+log = logging.getLogger(__name__)
+
+READ_WAIT_MS = 500
+RETRY_SECONDS = 0.5
+WRITE_ATTEMPTS = 10
+MODES = ("READWRITE", "READONLY", "IMPORT")
+MAX_ID = 2**31 - 1
+
+
+class SchemaRegistry:
+    def __init__(self, topic: SchemasTopic, timeout: float = 30.0) -> None:
+        self.topic = topic
+        self.timeout = timeout
+        self.state = RegistryState()
+        self.next_offset = 0  # the next record of the topic to apply
+        self._applied = trio.Event()  # set (and replaced) each time records are applied
+        self._write_lock = trio.Lock()
+        self.ready = trio.Event()  # the topic exists and was read to its end once
+        self._parsed: dict[tuple, ParsedSchema] = {}  # parsing is the costly part of a check
+
+    # -- the topic ----------------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Tails `_schemas` until cancelled; started once the topic exists."""
+        while True:
+            try:
+                await trio.to_thread.run_sync(self.topic.ensure)
+                break
+            except Exception as e:  # the cluster is starting, or unreachable for now
+                log.info("schema registry: cannot create %s yet: %s", self.topic.name, e)
+                self.topic.reset("_writer")
+                await trio.sleep(RETRY_SECONDS)
+        task_status.started()
+        try:
+            while True:
+                try:
+                    records, next_offset = await trio.to_thread.run_sync(self.topic.read, self.next_offset, READ_WAIT_MS, abandon_on_cancel=True)
+                except Exception as e:
+                    log.info("schema registry: reading %s failed: %s; retrying", self.topic.name, e)
+                    self.topic.reset("_reader")
+                    await trio.sleep(RETRY_SECONDS)
+                    continue
+                for key, value in records:
+                    if key is not ... and value is not ...:
+                        self.state.apply(key, value)
+                self.next_offset = max(self.next_offset, next_offset)
+                self._applied.set()
+                self._applied = trio.Event()
+                if not self.ready.is_set():
+                    end = await self._end_offset()
+                    if self.next_offset >= end:
+                        self.ready.set()
+                        log.info("schema registry: %s read (%d subjects, largest id %d)", self.topic.name, len(self.state.subjects), self.state.max_id)
+        finally:
+            self.topic.close()
+
+    async def wait_ready(self) -> None:
+        """Until the topic was read to its end once (answers before would miss schemas)."""
+        if self.ready.is_set():
+            return
+        with trio.move_on_after(self.timeout):
+            await self.ready.wait()
+            return
+        raise errors.operation_timeout(f"the registry has not read {self.topic.name} yet")
+
+    async def _end_offset(self) -> int:
+        try:
+            return await trio.to_thread.run_sync(self.topic.end_offset)
+        except Exception as e:
+            self.topic.reset("_writer")
+            raise errors.store_error(str(e)) from None
+
+    async def _applied_past(self, offset: int) -> None:
+        with trio.move_on_after(self.timeout) as waited:
+            while self.next_offset <= offset:
+                await self._applied.wait()
+        if waited.cancelled_caught:
+            raise errors.operation_timeout(f"the registry did not read {self.topic.name} up to offset {offset} in {self.timeout:g} s")
+
+    async def catch_up(self) -> None:
+        """Waits until every record written before now is applied."""
+        end = await self._end_offset()
+        if end > 0:
+            await self._applied_past(end - 1)
+
+    async def _append(self, key: dict, value: Optional[dict]) -> int:
+        try:
+            offset = await trio.to_thread.run_sync(self.topic.append, key, value)
+        except Exception as e:
+            self.topic.reset("_writer")
+            raise errors.store_error(str(e)) from None
+        await self._applied_past(offset)
+        return offset
+
+    # -- settings -----------------------------------------------------------------------------
+
+    def compatibility_level(self, subject: Optional[str]) -> str:
+        if subject is not None and subject in self.state.configs:
+            return self.state.configs[subject]
+        return self.state.configs.get(None, compatibility.DEFAULT_LEVEL)
+
+    def mode(self, subject: Optional[str]) -> str:
+        if subject is not None and subject in self.state.modes:
+            return self.state.modes[subject]
+        return self.state.modes.get(None, "READWRITE")
+
+    async def set_compatibility(self, subject: Optional[str], level: Any) -> str:
+        if not isinstance(level, str) or level.upper() not in compatibility.LEVELS:
+            raise errors.invalid_compatibility_level(level)
+        await self._write_setting(config_key(subject), {"compatibilityLevel": level.upper()})
+        return level.upper()
+
+    async def delete_compatibility(self, subject: Optional[str]) -> str:
+        previous = self.compatibility_level(subject)
+        if subject is not None and subject not in self.state.configs:
+            raise errors.subject_not_found(subject)
+        await self._write_setting(config_key(subject), None)
+        return previous
+
+    async def set_mode(self, subject: Optional[str], mode: Any, force: bool = False) -> str:
+        if not isinstance(mode, str) or mode.upper() not in MODES:
+            raise errors.invalid_mode(mode)
+        mode = mode.upper()
+        if mode == "IMPORT" and not force and (self.state.subject_names() if subject is None else self.state.live_versions(subject)):
+            raise errors.operation_not_permitted("Cannot import since found existing subjects")
+        await self._write_setting(mode_key(subject), {"mode": mode})
+        return mode
+
+    async def delete_mode(self, subject: str) -> str:
+        previous = self.mode(subject)
+        if subject not in self.state.modes:
+            raise errors.subject_not_found(subject)
+        await self._write_setting(mode_key(subject), None)
+        return previous
+
+    async def _write_setting(self, key: dict, value: Optional[dict]) -> None:
+        async with self._write_lock:
+            await self._append(key, value)
+
+    def _check_writable(self, subject: str, importing: bool = False) -> None:
+        mode = self.mode(subject)
+        if mode == "READONLY":
+            raise errors.operation_not_permitted(f"Subject {subject} is in read-only mode")
+        if importing and mode != "IMPORT":
+            raise errors.operation_not_permitted(f"Subject {subject} is not in import mode: a schema id can be given in IMPORT mode only")
+
+    # -- schemas ------------------------------------------------------------------------------
+
+    def parsed(self, entry_or_content: "SchemaVersion | tuple", normalize: bool = False) -> ParsedSchema:
+        content = entry_or_content.content if isinstance(entry_or_content, SchemaVersion) else entry_or_content
+        key = (*content, normalize)
+        found = self._parsed.get(key)
+        if found is None:
+            schema_type, text, references = content
+            found = parse(schema_type, text, self._referenced(references), normalize=normalize)
+            if len(self._parsed) > 10_000:
+                self._parsed.clear()
+            self._parsed[key] = found
+        return found
+
+    def _referenced(self, references: Sequence[Reference]) -> list[tuple[str, ParsedSchema]]:
+        """The parsed schemas `references` name, their own references first."""
+        out: list[tuple[str, ParsedSchema]] = []
+        for reference in references:
+            entry = self.state.subjects.get(reference.subject, {}).get(reference.version)
+            if entry is None:
+                raise errors.invalid_schema(f"reference {reference.name!r}: subject {reference.subject!r} version {reference.version} not found")
+            out += self._referenced(entry.references)
+            out.append((reference.name, self.parsed(entry)))
+        return out
+
+    def version_entry(self, subject: str, version: Any, deleted: bool = False) -> SchemaVersion:
+        """The entry `version` ("latest", -1 or a number) of `subject` names."""
+        number = parse_version(version)
+        versions = self.state.subjects.get(subject)
+        if not versions or (not deleted and not any(not e.deleted for e in versions.values())):
+            raise errors.subject_not_found(subject)
+        if number == -1:
+            candidates = [e for e in versions.values() if deleted or not e.deleted]
+            return max(candidates, key=lambda e: e.version)
+        entry = versions.get(number)
+        if entry is None or (entry.deleted and not deleted):
+            raise errors.version_not_found(number)
+        return entry
+
+    async def register(self, subject: str, schema_type: str, text: str, references: Sequence[Reference],
+                       normalize: bool = False, schema_id: Optional[int] = None, version: Optional[int] = None) -> int:
+        """The id of the schema under `subject`, registering it as a new version if needed."""
+        self._check_writable(subject, importing=schema_id is not None)
+        async with self._write_lock:
+            for _ in range(WRITE_ATTEMPTS):
+                await self.catch_up()
+                new = parse(schema_type, text, self._referenced(references), normalize=normalize)
+                content = (new.schema_type, new.canonical, tuple(references))
+                existing = self._find(subject, content)
+                if existing is not None and schema_id in (None, existing.id):
+                    return existing.id
+                entry = self._new_version(subject, content, new, schema_id, version)
+                await self._append(schema_key(subject, entry.version), entry.to_value())
+                won = self.state.subjects.get(subject, {}).get(entry.version)
+                if won is not None and won.content == content and won.id == entry.id:
+                    return entry.id
+                log.info("schema registry: another writer took %s version %d or id %d first; again", subject, entry.version, entry.id)
+            raise errors.store_error(f"could not register under {subject!r}: {WRITE_ATTEMPTS} attempts lost to other writers")
+
+    def _find(self, subject: str, content: tuple) -> Optional[SchemaVersion]:
+        for entry in self.state.live_versions(subject):
+            if entry.content == content:
+                return entry
+        return None
+
+    def _new_version(self, subject: str, content: tuple, new: ParsedSchema, schema_id: Optional[int], version: Optional[int]) -> SchemaVersion:
+        if schema_id is None:
+            level = self.compatibility_level(subject)
+            problems = compatibility.problems(level, new, [self.parsed(e) for e in self.state.live_versions(subject)])
+            if problems:
+                raise errors.incompatible(problems)
+            schema_id = self.state.ids.get(content) or self.state.max_id + 1
+        elif self.state.contents.get(schema_id, content) != content:
+            raise errors.RegistryError(422, 42207, f"Schema id {schema_id} already used by a different schema")
+        known = self.state.all_versions(subject)
+        if version is None or version < 0:
+            version = (known[-1].version if known else 0) + 1
+        elif any(e.version == version for e in known):
+            raise errors.RegistryError(422, 42202, f"Version {version} already exists in subject {subject}")
+        schema_type, text, references = content
+        return SchemaVersion(subject, version, schema_id, text, schema_type, references)
+
+    def lookup(self, subject: str, schema_type: str, text: str, references: Sequence[Reference],
+               normalize: bool = False, deleted: bool = False) -> SchemaVersion:
+        if not self.state.subjects.get(subject) or (not deleted and not self.state.live_versions(subject)):
+            raise errors.subject_not_found(subject)
+        new = parse(schema_type, text, self._referenced(references), normalize=normalize)
+        content = (new.schema_type, new.canonical, tuple(references))
+        for entry in reversed(self.state.all_versions(subject)):
+            if entry.content == content and (deleted or not entry.deleted):
+                return entry
+        raise errors.schema_not_found()
+
+    def check(self, subject: str, version: Any, schema_type: str, text: str, references: Sequence[Reference], normalize: bool = False) -> list[str]:
+        """Problems of registering the schema in `subject`, against one version (latest, a
+        number) or, with `version` None, every live version the level compares against."""
+        new = parse(schema_type, text, self._referenced(references), normalize=normalize)
+        level = self.compatibility_level(subject)
+        if version is None:
+            earlier = [self.parsed(e) for e in self.state.live_versions(subject)]
+        else:
+            try:
+                earlier = [self.parsed(self.version_entry(subject, version))]
+            except errors.RegistryError as e:
+                if e.error_code == 40401 and parse_version(version) == -1:
+                    return []  # nothing to be incompatible with
+                raise
+            level = level.replace("_TRANSITIVE", "")
+        return compatibility.problems(level, new, earlier)
+
+    # -- deletes ------------------------------------------------------------------------------
+
+    async def delete_version(self, subject: str, version: Any, permanent: bool) -> int:
+        self._check_writable(subject)
+        async with self._write_lock:
+            await self.catch_up()
+            entry = self.version_entry(subject, version, deleted=permanent)
+            if self.state.referenced_by(subject, entry.version):
+                raise errors.reference_exists(f"One or more references exist to the schema {{subject={subject},version={entry.version}}}.")
+            if permanent:
+                if not entry.deleted:
+                    raise errors.version_not_soft_deleted(subject, entry.version)
+                await self._append(schema_key(subject, entry.version), None)
+            else:
+                if entry.deleted:
+                    raise errors.version_soft_deleted(subject, entry.version)
+                value = entry.to_value()
+                value["deleted"] = True
+                await self._append(schema_key(subject, entry.version), value)
+            return entry.version
+
+    async def delete_subject(self, subject: str, permanent: bool) -> list[int]:
+        self._check_writable(subject)
+        async with self._write_lock:
+            await self.catch_up()
+            every = self.state.all_versions(subject)
+            live = [e for e in every if not e.deleted]
+            if not every:
+                raise errors.subject_not_found(subject)
+            for entry in live if not permanent else every:
+                if self.state.referenced_by(subject, entry.version):
+                    raise errors.reference_exists(f"One or more references exist to the schema {{subject={subject},version={entry.version}}}.")
+            if permanent:
+                if live:
+                    raise errors.subject_not_soft_deleted(subject)
+                for entry in every:
+                    await self._append(schema_key(subject, entry.version), None)
+                return [e.version for e in every]
+            if not live:
+                raise errors.subject_soft_deleted(subject)
+            await self._append(delete_subject_key(subject), {"subject": subject, "version": live[-1].version})
+            return [e.version for e in live]
+
+    async def noop(self) -> None:
+        await self._append(NOOP_KEY, None)
+
+
+def parse_version(version: Any) -> int:
+    """-1 for the latest, else the version number (1 to 2^31-1); 42202 otherwise."""
+    if version in ("latest", -1, "-1"):
+        return -1
+    try:
+        number = int(version)
+    except (TypeError, ValueError):
+        raise errors.invalid_version(version) from None
+    if not 1 <= number <= MAX_ID:
+        raise errors.invalid_version(version)
+    return number
+

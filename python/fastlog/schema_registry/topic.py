@@ -1,0 +1,99 @@
+"""The `_schemas` topic, read and written through fastlog's own Kafka client.
+
+Blocking calls (the client is synchronous): the registry runs them on worker threads, one
+client per direction, since a client serves one request at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Optional
+
+from fastlog.client import Client, KafkaError
+from fastlog.records import Record
+
+PARTITION = 0
+# Confluent's layout: one compacted partition, the order every instance applies.
+TOPIC_CONFIGS = {"cleanup.policy": "compact"}
+
+
+def encode_json(document: Any) -> bytes:
+    # Compact, keys in the order given (Confluent's), so compaction matches its keys byte for byte.
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def decode_json(data: Optional[bytes]) -> Any:
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return ...  # not JSON: skipped (Ellipsis is never a valid key or value)
+
+
+class SchemasTopic:
+    def __init__(self, bootstrap: str, name: str = "_schemas", replication_factor: int = -1, timeout: float = 10.0) -> None:
+        self.bootstrap = bootstrap
+        self.name = name
+        self.replication_factor = replication_factor
+        self.timeout = timeout
+        self._reader: Optional[Client] = None
+        self._writer: Optional[Client] = None
+
+    def _client(self, which: str) -> Client:
+        client = getattr(self, which)
+        if client is None:
+            client = Client(self.bootstrap, timeout=self.timeout, client_id="fastlog-schema-registry")
+            setattr(self, which, client)
+        return client
+
+    def close(self) -> None:
+        for which in ("_reader", "_writer"):
+            client = getattr(self, which)
+            if client is not None:
+                client.close()
+                setattr(self, which, None)
+
+    def reset(self, which: str) -> None:
+        """Drops a client after an error: the next call connects again."""
+        client = getattr(self, which)
+        setattr(self, which, None)
+        if client is not None:
+            client.close()
+
+    def ensure(self) -> None:
+        """Creates the topic when it does not exist (replication factor -1: the live brokers,
+        at most 3, as Confluent's default of 3 where there are fewer)."""
+        client = self._client("_writer")
+        factor = self.replication_factor
+        if factor == -1:
+            factor = min(3, max(1, len(client.metadata([]).brokers)))
+        try:
+            client.create_topic(self.name, 1, factor, TOPIC_CONFIGS)
+        except KafkaError as e:
+            if e.name != "TOPIC_ALREADY_EXISTS":
+                raise
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:  # metadata spreads after CreateTopics answers
+            topic = client.metadata([self.name]).topics.get(self.name)
+            if topic is not None and topic.partitions and all(p.leader >= 0 for p in topic.partitions.values()):
+                return
+            time.sleep(0.05)
+
+    def end_offset(self) -> int:
+        key = (self.name, PARTITION)
+        return self._client("_writer").list_offsets([key])[key]
+
+    def append(self, key: Any, value: Any) -> int:
+        """Appends one record (acks=all); returns its offset."""
+        record = Record(offset=0, timestamp=int(time.time() * 1000), key=encode_json(key), value=None if value is None else encode_json(value))
+        return self._client("_writer").produce({(self.name, PARTITION): [record]})[(self.name, PARTITION)]
+
+    def read(self, offset: int, max_wait_ms: int) -> tuple[list[tuple[Any, Any]], int]:
+        """(key, value) of the records from `offset` (decoded JSON; Ellipsis where not JSON)
+        and the offset to read next."""
+        fetched = self._client("_reader").fetch({(self.name, PARTITION): offset}, max_wait_ms=max_wait_ms)[(self.name, PARTITION)]
+        if fetched.error_code:
+            raise KafkaError(fetched.error_code, context=f"fetch {self.name}")
+        return [(decode_json(r.key), decode_json(r.value)) for r in fetched.records], fetched.next_offset

@@ -1,0 +1,54 @@
+"""A broker with its schema registry on a free port (the registry is off in other tests)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+
+from tests.conftest import BrokerProcess, free_port
+
+
+class RegistryBroker(BrokerProcess):
+    def __init__(self, data_dir: Path, **overrides: str) -> None:
+        self.registry_port = free_port()
+        super().__init__(data_dir, {"schema.registry.listeners": f"http://127.0.0.1:{self.registry_port}", **overrides})
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.registry_port}"
+
+    def start(self, timeout: float = 30) -> "RegistryBroker":
+        super().start(timeout)
+        wait_for_registry(self.url, timeout)
+        return self
+
+
+def wait_for_registry(url: str, timeout: float = 30) -> None:
+    """Until the registry answers (it reads `_schemas` to its end first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/subjects", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the schema registry at {url} did not answer within {timeout}s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def registry_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryBroker]:
+    process = RegistryBroker(tmp_path_factory.mktemp("registry") / "data").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def subject() -> str:
+    return f"subject-{uuid.uuid4().hex[:8]}-value"
