@@ -8,7 +8,7 @@ import gc
 import itertools
 import logging
 import socket
-from typing import Any, AsyncContextManager, Iterator, Optional
+from typing import TYPE_CHECKING, Any, AsyncContextManager, Iterator, Optional
 
 import trio
 
@@ -24,6 +24,9 @@ from fastlog.replica_manager import OFFSETS_TOPIC, ReplicaManager
 from fastlog.network_loops import NetworkLoop, network_threads
 from fastlog.server import Connection, ConnectionSlots, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
+
+if TYPE_CHECKING:
+    from fastlog.schema_registry.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +61,7 @@ class Broker:
         self._next_loop: Iterator[Optional[NetworkLoop]] = itertools.repeat(None)
         self._token: Optional[trio.lowlevel.TrioToken] = None  # the broker's loop, once it runs
         self.bound: list[tuple[str, int]] = []
+        self.schema_registry: Optional["SchemaRegistry"] = None  # the built-in one, when on
         self._shutdown = trio.Event()
         # Topic changes on this node's logs are serialised: one create/delete/alter at a time.
         self.admin_lock = trio.Lock()
@@ -250,13 +254,12 @@ class Broker:
 
         host, port = self.bound[0]
         bootstrap = f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        self.schema_registry = schema_registry.new_registry(
+            bootstrap, self.config["schema.registry.topic"], self.config["schema.registry.topic.replication.factor"],
+        )
         with scope:
             try:
-                await schema_registry.serve(
-                    bootstrap, addresses,
-                    topic=self.config["schema.registry.topic"],
-                    replication_factor=self.config["schema.registry.topic.replication.factor"],
-                )
+                await schema_registry.serve(self.schema_registry, addresses)
             except OSError as e:
                 log.error("schema registry not started: cannot listen on %s: %s", self.config["schema.registry.listeners"], e)
 

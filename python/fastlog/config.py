@@ -156,6 +156,9 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("segment.jitter.ms", _int(0), "log.roll.jitter.ms", 0, "random jitter subtracted from segment.ms"),
         TopicConfigKey("segment.ms", _int(1), "log.roll.ms", 604_800_000, "age at which a segment rolls"),
         TopicConfigKey("unclean.leader.election.enable", _bool, "unclean.leader.election.enable", False, "allow out-of-sync leaders"),
+        # Confluent Server's broker-side schema validation (the built-in schema registry's ids)
+        TopicConfigKey("confluent.value.schema.validation", _bool, None, False, "refuse records whose value is not framed with an id registered under <topic>-value"),
+        TopicConfigKey("confluent.key.schema.validation", _bool, None, False, "refuse records whose key is not framed with an id registered under <topic>-key"),
         TopicConfigKey("message.downconversion.enable", _bool, "log.message.downconversion.enable", True, "convert batches down for Fetch v0-v3 readers (else UNSUPPORTED_VERSION)"),
         _no_effect("message.format.version", _string, "3.0-IV1", "on-disk message format (deprecated in Kafka 3: always v2)"),
         _no_effect("message.timestamp.difference.max.ms", _int(0), LONG_MAX, "deprecated in Kafka 3.6 for message.timestamp.before/after.max.ms"),

@@ -156,6 +156,9 @@ class LogManager:
         self._checkpoint_lock = threading.Lock()
         # Told the seconds each flush (fsync) took; the metrics set it.
         self.on_flush: Optional[Callable[[float], None]] = None
+        # Topics whose records must carry schema ids (confluent.key/value.schema.validation):
+        # name -> (keys, values). Produce takes a slower path for these only.
+        self.schema_validation: dict[str, tuple[bool, bool]] = {}
 
     # -- start-up and shut-down -------------------------------------------------------------
 
@@ -293,6 +296,15 @@ class LogManager:
         self.topics[topic.name] = topic
         self.topics_by_id[topic.id] = topic
         self.table.set_topic(topic.name, [p.log for p in topic.partitions])
+        self._note_schema_validation(topic)
+
+    def _note_schema_validation(self, topic: Topic) -> None:
+        configs = self.effective_configs(topic)
+        checks = (configs["confluent.key.schema.validation"], configs["confluent.value.schema.validation"])
+        if any(checks):
+            self.schema_validation[topic.name] = checks
+        else:
+            self.schema_validation.pop(topic.name, None)
 
     def all_partitions(self) -> Iterator[Partition]:
         for topic in list(self.topics.values()):
@@ -345,6 +357,7 @@ class LogManager:
         if topic is None:
             raise TopicError(3, f"topic {name!r} does not exist")  # UNKNOWN_TOPIC_OR_PARTITION
         del self.topics_by_id[topic.id]
+        self.schema_validation.pop(name, None)
         self.table.remove_topic(name)
         self.table.clear_roles(name)  # a topic created again under this name starts without them
         for partition in topic.partitions:
@@ -378,6 +391,7 @@ class LogManager:
         """Replaces the topic's overrides (already validated) and applies them to its logs."""
         topic = self.topics[name]
         topic.configs = dict(configs)
+        self._note_schema_validation(topic)
         self._write_topics_file()
         settings = self.log_config(topic)
         for partition in topic.partitions:

@@ -26,6 +26,7 @@ import trio
 
 from fastlog import protocol
 from fastlog.framing import ConnectionClosed, FrameReader
+from fastlog.handlers import produce
 from fastlog.handlers import DECLINED, FRAME_HANDLERS, HANDLERS, Pending, RequestContext, api_versions_body
 from fastlog.protocol import CodecError, ErrorCode
 
@@ -46,6 +47,7 @@ API_VERSIONS = 18
 # Fetch, whose state is the logs); every other request runs on the broker's own loop.
 LOOP_LOCAL_APIS = frozenset({0, 1, API_VERSIONS})
 FETCH = 1
+PRODUCE = 0
 
 
 class Connection:
@@ -296,10 +298,13 @@ class Connection:
 def answered_on_any_loop(context: RequestContext, body: Any) -> bool:
     """Whether an extra network loop answers this request itself: Produce, ApiVersions, and a
     consumer's Fetch. A follower's Fetch moves the leader's replication state (the high
-    watermark, the ISR, acks=all waiting), which lives on the broker's loop."""
+    watermark, the ISR, acks=all waiting), which lives on the broker's loop, as does the schema
+    registry a Produce to a topic with schema validation is checked against."""
     api_key = context.header.request_api_key
     if api_key == FETCH:
         return (body.replica_state.replica_id if context.api_version >= 15 else body.replica_id) < 0
+    if api_key == PRODUCE:
+        return not produce.validated(context.broker, body)
     return api_key in LOOP_LOCAL_APIS
 
 

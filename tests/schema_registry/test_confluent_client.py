@@ -119,7 +119,7 @@ def test_compatibility_levels(registry_broker: RegistryBroker, subject: str, lev
     else:
         with pytest.raises(SchemaRegistryError) as refused:
             registry.register_schema(subject, avro(new))
-        assert (refused.value.http_status_code, refused.value.error_code) == (409, 409)
+        assert (refused.value.http_status_code, refused.value.error_code) == (409, 40901)
 
 
 def test_transitive_checks_every_earlier_version(registry_broker: RegistryBroker, subject: str) -> None:
@@ -162,8 +162,9 @@ def test_avro_references(registry_broker: RegistryBroker, subject: str) -> None:
 
 def test_soft_then_hard_delete(registry_broker: RegistryBroker, subject: str) -> None:
     registry = client(registry_broker)
-    first = registry.register_schema(subject, avro(USER_V1))
-    registry.register_schema(subject, avro(USER_V2))
+    v1 = {**USER_V1, "name": "Deleted"}  # a schema no other subject has (ids are per schema)
+    first = registry.register_schema(subject, avro(v1))
+    registry.register_schema(subject, avro({**USER_V2, "name": "Deleted"}))
     assert registry.delete_version(subject, 2) == 2
     assert registry.get_versions(subject) == [1]
     with pytest.raises(SchemaRegistryError) as not_soft:
@@ -174,10 +175,14 @@ def test_soft_then_hard_delete(registry_broker: RegistryBroker, subject: str) ->
     with pytest.raises(SchemaRegistryError) as gone:
         registry.get_latest_version(subject)
     assert gone.value.error_code == 40401
+    # a soft-deleted schema's id still reads (deserializers of old records need it) ...
+    assert json.loads(client(registry_broker).get_schema(first).schema_str) == v1
     assert registry.delete_subject(subject, permanent=True) == [1, 2]
-    # the id still reads (deserializers of old records need it) ... and is not reused
-    assert json.loads(client(registry_broker).get_schema(first).schema_str) == USER_V1
-    assert registry.register_schema(subject, avro({"type": "enum", "name": "E", "symbols": ["A"]})) > first + 1
+    # ... a hard-deleted one does not, and is never given again
+    with pytest.raises(SchemaRegistryError) as unknown:
+        client(registry_broker).get_schema(first)
+    assert unknown.value.error_code == 40403
+    assert registry.register_schema(subject, avro(v1)) > first + 1
 
 
 def test_ids_survive_a_restart(tmp_path, subject: str) -> None:

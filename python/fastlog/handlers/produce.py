@@ -31,6 +31,7 @@ from fastlog.handlers import DECLINED, Pending, RequestContext, answers_frames, 
 from fastlog.handlers.common import LEADER_EPOCH, led_partition, storage_error_code
 from fastlog.protocol import ErrorCode
 from fastlog.records import DEFAULT_MAX_BYTES, CorruptRecordsError, RecordsTooLargeError
+from fastlog.schema_registry import validation
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -47,6 +48,8 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) ->
     or DECLINED when the core's codec cannot decode it. A partition whose flush.messages is
     reached is fsynced on a worker thread before the answer, so other connections go on."""
     logs, metrics = broker.logs, broker.metrics
+    if logs.schema_validation and any(name.encode() in frame for name in logs.schema_validation):
+        return DECLINED  # the records are checked against the schema registry by `handle`
     produced = logs.table.produce(frame, VERSIONS, LEADER_EPOCH)
     if produced is None:
         return DECLINED
@@ -91,7 +94,14 @@ def refused(index: int, code: int, message: Optional[str] = None, record_errors:
     )
 
 
-def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awaiting: list) -> object:
+def validated(broker: "Broker", request) -> bool:
+    """Whether a Produce names a topic with schema validation (answered on the broker's loop,
+    where the schema registry's state is)."""
+    checked = broker.logs.schema_validation
+    return bool(checked) and any(t.name in checked for t in request.topic_data)
+
+
+async def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awaiting: list) -> object:
     partition, error, leader_epoch = led_partition(ctx.broker, topic, index)
     if partition is None:
         return refused(index, error)
@@ -113,6 +123,12 @@ def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awai
             log.warning("refused produce to %s-%d: %s", topic, index, why)
             code = ErrorCode.MESSAGE_TOO_LARGE if isinstance(e, RecordsTooLargeError) else ErrorCode.CORRUPT_MESSAGE
             return refused(index, code, why)
+    checks = ctx.broker.logs.schema_validation.get(topic)
+    if checks:
+        problem = await validation.refusal(ctx.broker.schema_registry, topic, bytes(records), *checks)
+        if problem is not None:
+            log.info("refused produce to %s-%d from %s: %s", topic, index, ctx.peer, problem[0])
+            return refused(index, ErrorCode.INVALID_RECORD, *problem)
     try:
         base_offset, last_offset, append_time, count = partition.log.append(bytes(records), leader_epoch)
     except _core.StorageError as e:
@@ -151,7 +167,7 @@ async def handle(ctx: RequestContext, request):
     awaiting: list = []
     responses = [
         R.TopicProduceResponse(
-            name=t.name, partition_responses=[append(ctx, t.name, p.index, p.records, request.acks, awaiting) for p in t.partition_data]
+            name=t.name, partition_responses=[await append(ctx, t.name, p.index, p.records, request.acks, awaiting) for p in t.partition_data]
         )
         for t in request.topic_data
     ]

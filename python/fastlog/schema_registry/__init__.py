@@ -12,31 +12,31 @@ in the compacted `_schemas` topic in Confluent's layout.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
+
+if TYPE_CHECKING:
+    from fastlog.schema_registry.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
 
-async def serve(
-    bootstrap: str,
-    addresses: list[tuple[str, int]],
-    *,
-    topic: str = "_schemas",
-    replication_factor: int = -1,
-    task_status: Any = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Runs the registry against the cluster at `bootstrap`, on `addresses`, until cancelled;
-    `task_status.started(urls)` once listening."""
+def new_registry(bootstrap: str, topic: str = "_schemas", replication_factor: int = -1) -> "SchemaRegistry":
+    from fastlog.schema_registry.registry import SchemaRegistry
+    from fastlog.schema_registry.topic import SchemasTopic
+
+    return SchemaRegistry(SchemasTopic(bootstrap, topic, replication_factor))
+
+
+async def serve(registry: "SchemaRegistry", addresses: list[tuple[str, int]], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Runs `registry` on `addresses` until cancelled; `task_status.started(urls)` once
+    listening."""
     from hypercorn.config import Config
     from hypercorn.trio import serve as serve_http
 
     from fastlog.schema_registry.api import build_app
-    from fastlog.schema_registry.registry import SchemaRegistry
-    from fastlog.schema_registry.topic import SchemasTopic
 
-    registry = SchemaRegistry(SchemasTopic(bootstrap, topic, replication_factor))
     config = Config()
     config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in addresses]
     config.accesslog = None
@@ -45,5 +45,5 @@ async def serve(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(registry.run)
         urls = await nursery.start(serve_http, build_app(registry), config)
-        log.info("schema registry on %s (topic %s)", ", ".join(urls), topic)
+        log.info("schema registry on %s (topic %s)", ", ".join(urls), registry.topic.name)
         task_status.started(urls)

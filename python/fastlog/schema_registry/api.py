@@ -4,6 +4,7 @@ Starlette application over a `SchemaRegistry`."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Awaitable, Callable, Optional
 
 from starlette.applications import Starlette
@@ -15,6 +16,8 @@ from fastlog.schema_registry import errors
 from fastlog.schema_registry.registry import SchemaRegistry, parse_version
 from fastlog.schema_registry.schema_types import SCHEMA_TYPES, Reference, schema_type_of
 from fastlog.schema_registry.state import SchemaVersion
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 MAX_BODY_BYTES = 16 << 20  # a schema larger than this is refused (413), not read into memory
@@ -201,15 +204,16 @@ def build_app(registry: SchemaRegistry) -> Starlette:
         version = request.path_params.get("version")
         if version is not None:
             parse_version(version)
-        schema_type, text, references = schema_request(await read_body(request))
+        verbose = flag(request, "verbose")
         try:
+            schema_type, text, references = schema_request(await read_body(request))
             problems = registry.check(subject, version, schema_type, text, references, normalize=flag(request, "normalize"))
         except errors.RegistryError as e:
-            if e.error_code != 42201:
+            if e.error_code != 42201 or not verbose:
                 raise
             problems = [e.message]
         document: dict[str, Any] = {"is_compatible": not problems}
-        if flag(request, "verbose"):
+        if verbose:
             document["messages"] = problems
         return json_response(document)
 
@@ -255,7 +259,17 @@ def build_app(registry: SchemaRegistry) -> Starlette:
                 return error_response(e)
         return Route(path, answer, methods=methods)
 
-    return Starlette(routes=[
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return json_response({"error_code": 404, "message": "HTTP 404 Not Found"}, 404)
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return json_response({"error_code": 405, "message": "HTTP 405 Method Not Allowed"}, 405)
+
+    async def internal(request: Request, exc: Exception) -> Response:
+        log.exception("schema registry: %s %s failed", request.method, request.url.path, exc_info=exc)
+        return json_response({"error_code": 500, "message": "Internal Server Error"}, 500)
+
+    return Starlette(exception_handlers={404: not_found, 405: not_allowed, 500: internal}, routes=[
         route("/", root, ["GET"]),
         route("/subjects", list_subjects, ["GET"]),
         route("/subjects/{subject:path}/versions", list_versions, ["GET"]),

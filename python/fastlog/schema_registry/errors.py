@@ -52,15 +52,17 @@ def subject_mode_not_configured(subject: str) -> RegistryError:
     return RegistryError(404, 40409, f"Subject '{subject}' does not have subject-level mode configured")
 
 
-def incompatible(messages: list[str]) -> RegistryError:
-    text = "Schema being registered is incompatible with an earlier schema for subject"
-    if messages:
-        text += ", details: " + "; ".join(messages)
-    return RegistryError(409, 409, text)
+def incompatible(subject: str, messages: list[str], level: str) -> RegistryError:
+    details = [*messages, f"{{compatibility: '{level}'}}"]
+    return RegistryError(409, 40901, f'Schema being registered is incompatible with an earlier schema for subject "{subject}", details: [{", ".join(details)}]')
 
 
 def invalid_schema(detail: str) -> RegistryError:
     return RegistryError(422, 42201, f"Invalid schema {detail}")
+
+
+def invalid_schema_message(message: str) -> RegistryError:
+    return RegistryError(422, 42201, message)
 
 
 def invalid_version(version: object) -> RegistryError:
@@ -70,24 +72,23 @@ def invalid_version(version: object) -> RegistryError:
     )
 
 
-def invalid_compatibility_level(level: object) -> RegistryError:
+def invalid_compatibility_level() -> RegistryError:
     return RegistryError(
         422, 42203,
-        f"Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, "
-        f"forward_transitive, and full_transitive (got {level!r})",
+        "Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive",
     )
 
 
-def invalid_mode(mode: object) -> RegistryError:
-    return RegistryError(422, 42204, f"Invalid mode. Valid values are READWRITE, READONLY and IMPORT (got {mode!r})")
+def invalid_mode() -> RegistryError:
+    return RegistryError(422, 42204, "Invalid mode. Valid values are READWRITE, READONLY, and IMPORT.")
 
 
 def operation_not_permitted(detail: str) -> RegistryError:
     return RegistryError(422, 42205, detail)
 
 
-def reference_exists(detail: str) -> RegistryError:
-    return RegistryError(422, 42206, detail)
+def reference_exists(subject: str, version: int) -> RegistryError:
+    return RegistryError(422, 42206, f"One or more references exist to the schema {{magic=1,keytype=SCHEMA,subject={subject},version={version}}}.")
 
 
 def bad_request(detail: str) -> RegistryError:

@@ -17,7 +17,6 @@ import trio
 from fastlog.schema_registry import compatibility, errors
 from fastlog.schema_registry.schema_types import ParsedSchema, Reference, parse
 from fastlog.schema_registry.state import (
-    NOOP_KEY,
     RegistryState,
     SchemaVersion,
     config_key,
@@ -134,25 +133,31 @@ class SchemaRegistry:
         return self.state.modes.get(None, "READWRITE")
 
     async def set_compatibility(self, subject: Optional[str], level: Any) -> str:
-        if not isinstance(level, str) or level.upper() not in compatibility.LEVELS:
-            raise errors.invalid_compatibility_level(level)
-        await self._write_setting(config_key(subject), {"compatibilityLevel": level.upper()})
-        return level.upper()
+        if not isinstance(level, str) or level.strip().upper() not in compatibility.LEVELS:
+            raise errors.invalid_compatibility_level()
+        level = level.strip().upper()
+        if subject is not None:
+            check_subject(subject)
+            self._check_writable(subject)
+        await self._write_setting(config_key(subject), {"compatibilityLevel": level} if subject is None else {"subject": subject, "compatibilityLevel": level})
+        return level
 
     async def delete_compatibility(self, subject: Optional[str]) -> str:
         previous = self.compatibility_level(subject)
         if subject is not None and subject not in self.state.configs:
             raise errors.subject_not_found(subject)
+        if subject is not None:
+            self._check_writable(subject)
         await self._write_setting(config_key(subject), None)
         return previous
 
     async def set_mode(self, subject: Optional[str], mode: Any, force: bool = False) -> str:
-        if not isinstance(mode, str) or mode.upper() not in MODES:
-            raise errors.invalid_mode(mode)
-        mode = mode.upper()
+        if not isinstance(mode, str) or mode.strip().upper() not in MODES:
+            raise errors.invalid_mode()
+        mode = mode.strip().upper()
         if mode == "IMPORT" and not force and (self.state.subject_names() if subject is None else self.state.live_versions(subject)):
             raise errors.operation_not_permitted("Cannot import since found existing subjects")
-        await self._write_setting(mode_key(subject), {"mode": mode})
+        await self._write_setting(mode_key(subject), {"mode": mode} if subject is None else {"subject": subject, "mode": mode})
         return mode
 
     async def delete_mode(self, subject: str) -> str:
@@ -165,13 +170,6 @@ class SchemaRegistry:
     async def _write_setting(self, key: dict, value: Optional[dict]) -> None:
         async with self._write_lock:
             await self._append(key, value)
-
-    def _check_writable(self, subject: str, importing: bool = False) -> None:
-        mode = self.mode(subject)
-        if mode == "READONLY":
-            raise errors.operation_not_permitted(f"Subject {subject} is in read-only mode")
-        if importing and mode != "IMPORT":
-            raise errors.operation_not_permitted(f"Subject {subject} is not in import mode: a schema id can be given in IMPORT mode only")
 
     # -- schemas ------------------------------------------------------------------------------
 
@@ -199,28 +197,46 @@ class SchemaRegistry:
         return out
 
     def version_entry(self, subject: str, version: Any, deleted: bool = False) -> SchemaVersion:
-        """The entry `version` ("latest", -1 or a number) of `subject` names."""
+        """The entry `version` names: "latest" (or -1) is the newest live version, even with
+        `deleted`; a number is that version, soft-deleted ones only with `deleted`."""
         number = parse_version(version)
-        versions = self.state.subjects.get(subject)
-        if not versions or (not deleted and not any(not e.deleted for e in versions.values())):
+        every = self.state.all_versions(subject)
+        live = [e for e in every if not e.deleted]
+        if not (every if deleted else live):
             raise errors.subject_not_found(subject)
         if number == -1:
-            candidates = [e for e in versions.values() if deleted or not e.deleted]
-            return max(candidates, key=lambda e: e.version)
-        entry = versions.get(number)
+            if not live:
+                raise errors.version_not_found(-1)
+            return live[-1]
+        entry = self.state.subjects[subject].get(number)
         if entry is None or (entry.deleted and not deleted):
             raise errors.version_not_found(number)
         return entry
 
+    def _content(self, schema_type: str, text: str, references: Sequence[Reference], normalize: bool) -> tuple[ParsedSchema, tuple]:
+        new = parse(schema_type, text, self._referenced(references), normalize=normalize)
+        return new, (new.schema_type, new.canonical, tuple(references))
+
     async def register(self, subject: str, schema_type: str, text: str, references: Sequence[Reference],
                        normalize: bool = False, schema_id: Optional[int] = None, version: Optional[int] = None) -> int:
-        """The id of the schema under `subject`, registering it as a new version if needed."""
-        self._check_writable(subject, importing=schema_id is not None)
+        """The id of the schema under `subject`, registering it as a new version if needed.
+        A schema the subject already has is answered before the mode is looked at (as
+        Confluent's: re-registering works in READONLY); an explicit id needs IMPORT mode."""
+        check_subject(subject)
+        new, content = self._content(schema_type, text, references, normalize)
+        existing = self._find(subject, content)
+        if existing is not None and schema_id in (None, existing.id):
+            return existing.id
+        mode = self.mode(subject)
+        if mode == "READONLY":
+            raise errors.operation_not_permitted(f"Subject {subject} is in read-only mode")
+        if schema_id is not None and mode != "IMPORT":
+            raise errors.operation_not_permitted(f"Subject {subject} is not in import mode")
+        if schema_id is None and mode != "READWRITE":
+            raise errors.operation_not_permitted(f"Subject {subject} is not in read-write mode")
         async with self._write_lock:
             for _ in range(WRITE_ATTEMPTS):
                 await self.catch_up()
-                new = parse(schema_type, text, self._referenced(references), normalize=normalize)
-                content = (new.schema_type, new.canonical, tuple(references))
                 existing = self._find(subject, content)
                 if existing is not None and schema_id in (None, existing.id):
                     return existing.id
@@ -228,9 +244,10 @@ class SchemaRegistry:
                 await self._append(schema_key(subject, entry.version), entry.to_value())
                 won = self.state.subjects.get(subject, {}).get(entry.version)
                 if won is not None and won.content == content and won.id == entry.id:
+                    await self._drop_soft_deleted_copies(won)
                     return entry.id
                 log.info("schema registry: another writer took %s version %d or id %d first; again", subject, entry.version, entry.id)
-            raise errors.store_error(f"could not register under {subject!r}: {WRITE_ATTEMPTS} attempts lost to other writers")
+            raise errors.store_error(f"Register schema operation under {subject!r} failed: {WRITE_ATTEMPTS} attempts lost to other writers")
 
     def _find(self, subject: str, content: tuple) -> Optional[SchemaVersion]:
         for entry in self.state.live_versions(subject):
@@ -239,49 +256,66 @@ class SchemaRegistry:
         return None
 
     def _new_version(self, subject: str, content: tuple, new: ParsedSchema, schema_id: Optional[int], version: Optional[int]) -> SchemaVersion:
-        if schema_id is None:
+        known = self.state.all_versions(subject)
+        next_version = (known[-1].version if known else 0) + 1
+        if schema_id is None:  # compatibility is not checked for imports
             level = self.compatibility_level(subject)
             problems = compatibility.problems(level, new, [self.parsed(e) for e in self.state.live_versions(subject)])
             if problems:
-                raise errors.incompatible(problems)
+                raise errors.incompatible(subject, problems, level)
             schema_id = self.state.ids.get(content) or self.state.max_id + 1
+            if version is not None and version != next_version:
+                raise errors.invalid_schema_message("Version is not one more than previous version")
         elif self.state.contents.get(schema_id, content) != content:
-            raise errors.RegistryError(422, 42207, f"Schema id {schema_id} already used by a different schema")
-        known = self.state.all_versions(subject)
-        if version is None or version < 0:
-            version = (known[-1].version if known else 0) + 1
+            raise errors.operation_not_permitted(f"Overwrite new schema with id {schema_id} is not permitted.")
+        if version is None or version < 1:
+            version = next_version
         elif any(e.version == version for e in known):
-            raise errors.RegistryError(422, 42202, f"Version {version} already exists in subject {subject}")
+            raise errors.invalid_schema_message(f"Version {version} already exists in subject {subject}")
         schema_type, text, references = content
         return SchemaVersion(subject, version, schema_id, text, schema_type, references)
 
+    async def _drop_soft_deleted_copies(self, entry: SchemaVersion) -> None:
+        """A schema registered again after its version was soft-deleted takes that version's
+        id; the soft-deleted copies go for good (as Confluent's do), unless referenced."""
+        for old in self.state.all_versions(entry.subject):
+            if old.deleted and old.id == entry.id and old.version != entry.version and not self.state.referenced_by(old.subject, old.version, deleted=True):
+                await self._append(schema_key(old.subject, old.version), None)
+
     def lookup(self, subject: str, schema_type: str, text: str, references: Sequence[Reference],
                normalize: bool = False, deleted: bool = False) -> SchemaVersion:
-        if not self.state.subjects.get(subject) or (not deleted and not self.state.live_versions(subject)):
+        candidates = self.state.all_versions(subject) if deleted else self.state.live_versions(subject)
+        if not candidates:
             raise errors.subject_not_found(subject)
-        new = parse(schema_type, text, self._referenced(references), normalize=normalize)
-        content = (new.schema_type, new.canonical, tuple(references))
-        for entry in reversed(self.state.all_versions(subject)):
-            if entry.content == content and (deleted or not entry.deleted):
+        _, content = self._content(schema_type, text, references, normalize)
+        for entry in reversed(candidates):
+            if entry.content == content:
                 return entry
         raise errors.schema_not_found()
 
     def check(self, subject: str, version: Any, schema_type: str, text: str, references: Sequence[Reference], normalize: bool = False) -> list[str]:
-        """Problems of registering the schema in `subject`, against one version (latest, a
-        number) or, with `version` None, every live version the level compares against."""
-        new = parse(schema_type, text, self._referenced(references), normalize=normalize)
+        """Problems of registering the schema in `subject`, against one version ("latest" or
+        a number: that one only, whatever the level's transitivity) or, with `version` None,
+        the live versions the level compares against."""
+        new, _ = self._content(schema_type, text, references, normalize)
         level = self.compatibility_level(subject)
+        live = self.state.live_versions(subject)
         if version is None:
-            earlier = [self.parsed(e) for e in self.state.live_versions(subject)]
+            earlier = live
         else:
-            try:
-                earlier = [self.parsed(self.version_entry(subject, version))]
-            except errors.RegistryError as e:
-                if e.error_code == 40401 and parse_version(version) == -1:
-                    return []  # nothing to be incompatible with
-                raise
+            number = parse_version(version)
+            if number == -1:
+                earlier = live[-1:]
+            else:
+                entry = self.state.subjects.get(subject, {}).get(number)
+                if entry is None or entry.deleted:
+                    raise errors.version_not_found(number)
+                earlier = [entry]
             level = level.replace("_TRANSITIVE", "")
-        return compatibility.problems(level, new, earlier)
+        found = compatibility.problems(level, new, [self.parsed(e) for e in earlier])
+        if found and earlier:
+            found += [f"{{oldSchemaVersion: {earlier[-1].version}}}", f"{{oldSchema: '{earlier[-1].schema}'}}", f"{{compatibility: '{level}'}}"]
+        return found
 
     # -- deletes ------------------------------------------------------------------------------
 
@@ -289,9 +323,10 @@ class SchemaRegistry:
         self._check_writable(subject)
         async with self._write_lock:
             await self.catch_up()
-            entry = self.version_entry(subject, version, deleted=permanent)
-            if self.state.referenced_by(subject, entry.version):
-                raise errors.reference_exists(f"One or more references exist to the schema {{subject={subject},version={entry.version}}}.")
+            number = parse_version(version)
+            entry = self.version_entry(subject, version, deleted=number != -1)
+            if self.state.referenced_by(subject, entry.version, deleted=permanent):
+                raise errors.reference_exists(subject, entry.version)
             if permanent:
                 if not entry.deleted:
                     raise errors.version_not_soft_deleted(subject, entry.version)
@@ -312,22 +347,28 @@ class SchemaRegistry:
             live = [e for e in every if not e.deleted]
             if not every:
                 raise errors.subject_not_found(subject)
-            for entry in live if not permanent else every:
-                if self.state.referenced_by(subject, entry.version):
-                    raise errors.reference_exists(f"One or more references exist to the schema {{subject={subject},version={entry.version}}}.")
+            if permanent and live:
+                raise errors.subject_not_soft_deleted(subject)
+            if not permanent and not live:
+                raise errors.subject_soft_deleted(subject)
+            for entry in every if permanent else live:
+                if any(e.subject != subject for e in self.state.referrers(subject, entry.version, deleted=permanent)):
+                    raise errors.reference_exists(subject, entry.version)
             if permanent:
-                if live:
-                    raise errors.subject_not_soft_deleted(subject)
-                for entry in every:
+                for entry in reversed(every):
                     await self._append(schema_key(subject, entry.version), None)
                 return [e.version for e in every]
-            if not live:
-                raise errors.subject_soft_deleted(subject)
             await self._append(delete_subject_key(subject), {"subject": subject, "version": live[-1].version})
             return [e.version for e in live]
 
-    async def noop(self) -> None:
-        await self._append(NOOP_KEY, None)
+    def _check_writable(self, subject: str) -> None:
+        if self.mode(subject) == "READONLY":
+            raise errors.operation_not_permitted(f"Subject {subject} is in read-only mode")
+
+
+def check_subject(subject: str) -> None:
+    if not subject or subject in ("__GLOBAL", "__EMPTY") or any(ord(c) < 32 or 127 <= ord(c) < 160 for c in subject):
+        raise errors.RegistryError(422, 42208, f"The specified subject '{subject}' is not a valid.")
 
 
 def parse_version(version: Any) -> int:

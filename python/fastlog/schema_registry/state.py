@@ -59,11 +59,12 @@ def schema_key(subject: str, version: int) -> dict:
 
 
 def config_key(subject: Optional[str]) -> dict:
-    return {"keytype": "CONFIG", "subject": subject, "magic": 0}
+    """The global key has no subject field (Confluent's; Karapace writes "subject": null, read too)."""
+    return {"keytype": "CONFIG", "magic": 0} if subject is None else {"keytype": "CONFIG", "subject": subject, "magic": 0}
 
 
 def mode_key(subject: Optional[str]) -> dict:
-    return {"keytype": "MODE", "subject": subject, "magic": 0}
+    return {"keytype": "MODE", "magic": 0} if subject is None else {"keytype": "MODE", "subject": subject, "magic": 0}
 
 
 def delete_subject_key(subject: str) -> dict:
@@ -114,9 +115,12 @@ class RegistryState:
     def _apply_schema(self, subject: str, version: Any, value: Any) -> None:
         versions = self.subjects.setdefault(subject, {})
         if value is None:  # permanently deleted
-            versions.pop(version, None)
+            gone = versions.pop(version, None)
             if not versions:
                 del self.subjects[subject]
+            if gone is not None and not self.versions_of_id(gone.id, deleted=True):
+                # the id no longer resolves; the same schema registered again gets a new one
+                self.ids.pop(gone.content, None)
             return
         entry = _schema_version(subject, value)
         if entry is None or entry.version != version:
@@ -159,12 +163,15 @@ class RegistryState:
             if e.id == schema_id and (deleted or not e.deleted)
         ]
 
-    def referenced_by(self, subject: str, version: int) -> list[int]:
-        """Ids of live schemas that reference (subject, version)."""
-        return sorted({
-            e.id for versions in self.subjects.values() for e in versions.values()
-            if not e.deleted and any(r.subject == subject and r.version == version for r in e.references)
-        })
+    def referrers(self, subject: str, version: int, deleted: bool = False) -> list[SchemaVersion]:
+        """The versions (soft-deleted ones with `deleted`) that reference (subject, version)."""
+        return [
+            e for versions in self.subjects.values() for e in versions.values()
+            if (deleted or not e.deleted) and any(r.subject == subject and r.version == version for r in e.references)
+        ]
+
+    def referenced_by(self, subject: str, version: int, deleted: bool = False) -> list[int]:
+        return sorted({e.id for e in self.referrers(subject, version, deleted)})
 
 
 def _schema_version(subject: str, value: Any) -> Optional[SchemaVersion]:

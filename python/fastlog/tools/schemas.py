@@ -81,9 +81,8 @@ def run_standalone(args: argparse.Namespace) -> int:
 
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(lambda: schema_registry.serve(
-                    args.bootstrap_server, addresses, topic=args.topic, replication_factor=args.replication_factor,
-                ))
+                registry = schema_registry.new_registry(args.bootstrap_server, args.topic, args.replication_factor)
+                nursery.start_soon(schema_registry.serve, registry, addresses)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
