@@ -113,7 +113,8 @@ main() {
   mkdir -p "$CACHE"
   INTERPRETER=$("$PYTHON" -c 'import sys; print(sys.executable, sys.version.split()[0])')
   confluent_192_venv
-  wheel_venv confluent-kafka-2.3.0 confluent-kafka==2.3.0
+  # with what its schema registry client and Avro serde import (tests/schema_registry)
+  wheel_venv confluent-kafka-2.3.0 confluent-kafka==2.3.0 fastavro==1.9.7 requests==2.32.3
   wheel_venv kafka-python-2.0.2 kafka-python==2.0.2 "${CODECS[@]}"
   # aiokafka 0.8 imports kafka-python's internals: keep the kafka-python of its day.
   wheel_venv aiokafka-0.8.1 aiokafka==0.8.1 kafka-python==2.0.2 "${CODECS[@]}"

@@ -214,7 +214,9 @@ class SchemaRegistry:
         return entry
 
     def _content(self, schema_type: str, text: str, references: Sequence[Reference], normalize: bool) -> tuple[ParsedSchema, tuple]:
-        new = parse(schema_type, text, self._referenced(references), normalize=normalize)
+        """The parsed schema of a request and its identity; a text seen before is not parsed
+        again (serializers send the same text with every lookup)."""
+        new = self.parsed((schema_type.upper(), text, tuple(references)), normalize)
         return new, (new.schema_type, new.canonical, tuple(references))
 
     async def register(self, subject: str, schema_type: str, text: str, references: Sequence[Reference],
