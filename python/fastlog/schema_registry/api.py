@@ -71,19 +71,19 @@ def schema_request(body: dict) -> tuple[str, str, list[Reference]]:
     return schema_type, text, references
 
 
-def describe(entry: SchemaVersion) -> dict:
+def describe(entry: SchemaVersion, schema: Optional[str] = None) -> dict:
     document: dict[str, Any] = {"subject": entry.subject, "version": entry.version, "id": entry.id}
-    document.update(schema_fields(entry))
+    document.update(schema_fields(entry, schema))
     return document
 
 
-def schema_fields(entry: SchemaVersion) -> dict:
+def schema_fields(entry: SchemaVersion, schema: Optional[str] = None) -> dict:
     document: dict[str, Any] = {}
     if entry.schema_type != "AVRO":
         document["schemaType"] = entry.schema_type
     if entry.references:
         document["references"] = [r.to_json() for r in entry.references]
-    document["schema"] = entry.schema
+    document["schema"] = entry.schema if schema is None else schema
     return document
 
 
@@ -96,6 +96,15 @@ def schema_id(request: Request) -> int:
 
 def build_app(registry: SchemaRegistry) -> Starlette:
     state = registry.state
+
+    def schema_text(request: Request, entry: SchemaVersion) -> str:
+        """`?format=serialized`: a Protobuf schema as a base64 FileDescriptorProto (what
+        confluent-kafka's Protobuf serdes ask for), where it was registered as one."""
+        if request.query_params.get("format") == "serialized" and entry.schema_type == "PROTOBUF":
+            from fastlog.schema_registry.protobuf_compatibility import serialized
+
+            return serialized(registry.parsed(entry).parsed) or entry.schema
+        return entry.schema
 
     def entry_of_id(number: int, subject: Optional[str] = None) -> SchemaVersion:
         entries = state.versions_of_id(number, deleted=True)
@@ -137,7 +146,7 @@ def build_app(registry: SchemaRegistry) -> Starlette:
 
     async def get_version(request: Request) -> Response:
         entry = registry.version_entry(request.path_params["subject"], request.path_params["version"], deleted=flag(request, "deleted"))
-        return json_response(describe(entry))
+        return json_response(describe(entry, schema_text(request, entry)))
 
     async def get_version_schema(request: Request) -> Response:
         entry = registry.version_entry(request.path_params["subject"], request.path_params["version"], deleted=flag(request, "deleted"))
@@ -164,7 +173,7 @@ def build_app(registry: SchemaRegistry) -> Starlette:
 
     async def get_schema(request: Request) -> Response:
         entry = entry_of_id(schema_id(request), request.query_params.get("subject"))
-        return json_response(schema_fields(entry))
+        return json_response(schema_fields(entry, schema_text(request, entry)))
 
     async def get_schema_text(request: Request) -> Response:
         return Response(entry_of_id(schema_id(request), request.query_params.get("subject")).schema, media_type=CONTENT_TYPE)

@@ -10,6 +10,8 @@ that one question in `compatibility.py`.
   which is what Confluent's registry checks.
 - JSON: a JSON Schema document (`jsonschema` checks it against its metaschema); compatibility
   follows Confluent's documented rules for JSON Schema (`json_compatibility.py`).
+- PROTOBUF: `.proto` text or a base64 serialized FileDescriptorProto; compatibility follows
+  Confluent's rules for Protobuf (`protobuf_compatibility.py`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from fastlog.schema_registry import errors
 AVRO = "AVRO"
 JSON = "JSON"
 PROTOBUF = "PROTOBUF"
-SCHEMA_TYPES = (AVRO, JSON)
+SCHEMA_TYPES = (JSON, PROTOBUF, AVRO)  # as Confluent lists them
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ def parse(schema_type: str, text: str, referenced: Sequence[tuple[str, "ParsedSc
         return _parse_avro(text, referenced, normalize)
     if schema_type == JSON:
         return _parse_json(text, normalize)
+    if schema_type == PROTOBUF:
+        return _parse_protobuf(text)
     raise errors.invalid_schema(f"of type {schema_type}: this registry accepts {', '.join(SCHEMA_TYPES)}")
 
 
@@ -113,6 +117,19 @@ def _parse_json(text: str, normalize: bool) -> ParsedSchema:
     from fastlog.schema_registry.json_compatibility import read_problems
 
     return ParsedSchema(JSON, compact_json(document, sort_keys=normalize), document, lambda r, w: read_problems(r.parsed, w.parsed))
+
+
+# -- Protobuf -------------------------------------------------------------------------------------
+
+
+def _parse_protobuf(text: str) -> ParsedSchema:
+    from fastlog.schema_registry import protobuf_compatibility as proto
+
+    try:
+        parsed = proto.parse_proto(text)
+    except proto.ProtoError as e:
+        raise errors.invalid_schema(f"of type PROTOBUF, details: {e}") from None
+    return ParsedSchema(PROTOBUF, text.strip(), parsed, lambda r, w: proto.read_problems(r.parsed, w.parsed))
 
 
 def _json_document(text: str) -> Any:
