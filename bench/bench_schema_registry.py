@@ -149,7 +149,7 @@ def main() -> None:
             looked = lookups(broker.url, args.lookups, known_ids, "bench-0", [avro(i) for i in range(0, args.schemas, 50)])
             stub = Stub(json.dumps({"subject": "s", "version": 1, "id": 1, "schema": texts[0]}).encode())
             stub_looked = lookups(stub.url, args.lookups, known_ids, "bench-0", [avro(i) for i in range(0, args.schemas, 50)])
-            print(f"schema registry, one client, keep-alive, 2 rows per line: fastlog's registry | a stub answering at once")
+            print("schema registry, one client, keep-alive; per line: fastlog's registry | a stub answering at once")
             print(f"  registrations/s (new Avro schemas): {registered:8,.0f} | {stub_registered:8,.0f}")
             for name, value in looked.items():
                 print(f"  {name + ' /s:':40} {value:8,.0f} | {stub_looked[name]:8,.0f}")

@@ -207,6 +207,8 @@ pub struct RecordRef {
     pub end: usize,
     pub offset_delta: i32,
     pub key: Option<(usize, usize)>,
+    /// Byte range of the value; None for a null value (a tombstone).
+    pub value: Option<(usize, usize)>,
     pub tombstone: bool,
 }
 
@@ -233,7 +235,12 @@ pub fn parse_records(records: &[u8], count: i32) -> Result<Vec<RecordRef>> {
             Some(range)
         };
         let value_len = read_varint(body, &mut pos).ok_or_else(|| bad("value length"))?;
-        out.push(RecordRef { start, end, offset_delta, key, tombstone: value_len < 0 });
+        let value = if value_len < 0 {
+            None
+        } else {
+            Some((pos, pos.checked_add(value_len as usize).filter(|e| *e <= end).ok_or_else(|| bad("value past the end"))?))
+        };
+        out.push(RecordRef { start, end, offset_delta, key, value, tombstone: value_len < 0 });
         pos = end;
     }
     Ok(out)

@@ -18,4 +18,5 @@ pub mod producer_state;
 pub mod cleaner;
 pub mod produce;
 pub mod quorum;
+pub mod schema_ids;
 pub mod wire;

@@ -66,6 +66,16 @@ fn validate_batches(py: Python<'_>, data: &[u8], max_batch_bytes: usize) -> PyRe
     Ok((headers.iter().map(|h| h.record_count as i64).sum(), headers.len()))
 }
 
+/// The schema ids the records of a run of batches carry (broker-side schema validation):
+/// ([(record index, part)] of unframed keys/values, [(part, id, first record index)]); part 0
+/// is a key, 1 a value.
+#[pyfunction]
+#[pyo3(signature = (data, keys, values, max_batch_bytes = 1 << 30))]
+fn schema_ids(py: Python<'_>, data: &[u8], keys: bool, values: bool, max_batch_bytes: usize) -> PyResult<(Vec<(i32, u8)>, Vec<(u8, u32, i32)>)> {
+    let found = py.detach(|| crate::schema_ids::schema_ids(data, keys, values, max_batch_bytes))?;
+    Ok((found.unframed, found.ids))
+}
+
 /// Copies `data` with offsets assigned from `base_offset` (used by tests and internal writers).
 #[pyfunction]
 #[pyo3(signature = (data, base_offset, leader_epoch = 0, log_append_time = None))]
@@ -744,6 +754,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidRecordError", py.get_type::<InvalidRecordError>())?;
     m.add_function(wrap_pyfunction!(crc32c_of, m)?)?;
     m.add_function(wrap_pyfunction!(validate_batches, m)?)?;
+    m.add_function(wrap_pyfunction!(schema_ids, m)?)?;
     m.add_function(wrap_pyfunction!(assign_offsets, m)?)?;
     m.add_function(wrap_pyfunction!(set_open_file_limit, m)?)?;
     m.add_function(wrap_pyfunction!(open_file_count, m)?)?;

@@ -4,28 +4,21 @@ serializers' wire format, the magic byte 0 and the id of a schema registered und
 subject (`<topic>-value`, `<topic>-key`: the serializers' default TopicNameStrategy). A batch
 with a record that does not is refused whole with INVALID_RECORD, naming the records. A null
 value (a tombstone) or key passes.
+
+The Rust core walks the records (`_core.schema_ids`) and hands back each distinct id once, so
+the registry is asked once per id, not per record.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING, Optional
 
-from fastlog.records import CorruptRecordsError, decode_batches
+from fastlog import _core
 
 if TYPE_CHECKING:
     from fastlog.schema_registry.registry import SchemaRegistry
 
-MAGIC = 0
-SCHEMA_ID = struct.Struct(">bI")
-
-
-def schema_id(data: bytes) -> Optional[int]:
-    """The id in the serializers' 5-byte header, or None when there is none."""
-    if len(data) < SCHEMA_ID.size:
-        return None
-    magic, number = SCHEMA_ID.unpack_from(data)
-    return number if magic == MAGIC else None
+PARTS = ("key", "value")
 
 
 def registered(registry: "SchemaRegistry", subject: str, number: int) -> bool:
@@ -33,43 +26,36 @@ def registered(registry: "SchemaRegistry", subject: str, number: int) -> bool:
     return any(e.id == number and not e.deleted for e in versions.values())
 
 
-def unframed(registry: "SchemaRegistry", topic: str, records: bytes, keys: bool, values: bool) -> list[tuple[int, str, Optional[int]]]:
-    """(index in its batch, why, id) of each record that fails; empty when all pass. Records
-    that cannot be read are left to the append, which refuses them with its own error."""
-    try:
-        batches = decode_batches(records)
-    except CorruptRecordsError:
-        return []
-    failing = []
-    for batch in batches:
-        if batch.is_control:
-            continue
-        for index, record in enumerate(batch.records):
-            for part, data, checked in (("key", record.key, keys), ("value", record.value, values)):
-                if not checked or data is None:
-                    continue
-                number = schema_id(data)
-                subject = f"{topic}-{part}"
-                if number is None:
-                    failing.append((index, f"the {part} does not start with a schema id (magic byte 0 and 4 bytes)", None))
-                elif not registered(registry, subject, number):
-                    failing.append((index, f"schema id {number} of the {part} is not registered under {subject}", number))
-    return failing
+def failing(registry: "SchemaRegistry", topic: str, found: tuple) -> list[tuple[int, str, bool]]:
+    """(record index, why, whether it names an id) of what fails, from `_core.schema_ids`."""
+    unframed, ids = found
+    out = [(index, f"the {PARTS[part]} does not start with a schema id (magic byte 0 and 4 bytes)", False) for index, part in unframed]
+    for part, number, first in ids:
+        subject = f"{topic}-{PARTS[part]}"
+        if not registered(registry, subject, number):
+            out.append((first, f"schema id {number} of the {PARTS[part]} is not registered under {subject}", True))
+    return out
 
 
 async def refusal(registry: Optional["SchemaRegistry"], topic: str, records: bytes, keys: bool, values: bool) -> Optional[tuple[str, list[tuple[int, str]]]]:
     """None when every record passes, else (message, [(record index, why)]). An id not known
     yet may have been registered a moment ago through another registry: the topic is read up
-    to its end once before the answer."""
+    to its end once before the answer. Records that cannot be read are left to the append,
+    which refuses them with its own error."""
     if registry is None:
         return "schema validation is on for this topic but this broker runs no schema registry (schema.registry.listeners)", []
-    failing = unframed(registry, topic, records, keys, values)
-    if any(number is not None for _, _, number in failing):
+    try:
+        found = _core.schema_ids(records, keys, values)
+    except _core.StorageError:
+        return None
+    problems = failing(registry, topic, found)
+    if any(names_id for _, _, names_id in problems):
         try:
             await registry.catch_up()
         except Exception:  # the registry cannot read its topic now: decide on what it has
             pass
-        failing = unframed(registry, topic, records, keys, values)
-    if not failing:
+        problems = failing(registry, topic, found)
+    if not problems:
         return None
-    return f"{len(failing)} record(s) failed schema validation: {failing[0][1]}", [(index, why) for index, why, _ in failing]
+    problems.sort()
+    return f"{len(problems)} record(s) failed schema validation: {problems[0][1]}", [(index, why) for index, why, _ in problems]
