@@ -7,9 +7,6 @@ shapes, the message texts Confluent fixes, and the JSON Schema compatibility rul
 Each test works in subjects of its own (the `subject` fixture and names derived from it): the
 broker, and so the registry's state, is shared by the whole module. Tests that change the
 global compatibility level or mode put it back before they end.
-
-Tests marked xfail(strict=True) pin down where the registry still differs from Confluent's
-behaviour; each says how in its reason.
 """
 
 from __future__ import annotations
@@ -95,7 +92,6 @@ def test_root_answers_an_empty_object(http: httpx.Client) -> None:
     assert ok(http.get("/")) == {}
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent's RootResource answers POST / with {} too; fastlog answers 405")
 def test_post_root_answers_an_empty_object(http: httpx.Client) -> None:
     assert ok(http.post("/", json={})) == {}
 
@@ -110,9 +106,6 @@ def test_wrong_method_is_a_json_405(http: httpx.Client, method: str, path: str) 
     assert_error(http.request(method, path), 405, 405, "HTTP 405 Method Not Allowed")
 
 
-@pytest.mark.xfail(strict=True, reason="DELETE /subjects/{s}/versions and POST /subjects/{s}/versions/1 are no endpoints (Confluent: 405); "
-                   "fastlog's {subject:path} routes take them as DELETE /subjects/{s + '/versions'} and a lookup in subject "
-                   "'s/versions/1', answering 40401")
 def test_wrong_methods_under_a_subject_are_405(http: httpx.Client, subject: str) -> None:
     register(http, subject, record(subject, {"a": STR}))
     assert_error(http.delete(f"/subjects/{subject}/versions"), 405, 405, "HTTP 405 Method Not Allowed")
@@ -120,8 +113,6 @@ def test_wrong_methods_under_a_subject_are_405(http: httpx.Client, subject: str)
     assert ok(http.get(f"/subjects/{subject}/versions")) == [1]
 
 
-@pytest.mark.xfail(strict=True, reason="an unknown path under /subjects/{s}/... (e.g. GET /subjects/{s}/versions/1/nonsense) is 404 "
-                   "'HTTP 404 Not Found' in Confluent; fastlog's /subjects/{subject:path} route (POST/DELETE) matches it and answers 405")
 def test_unknown_path_under_a_subject_is_404(http: httpx.Client, subject: str) -> None:
     assert_error(http.get(f"/subjects/{subject}/versions/1/nonsense"), 404, 404, "HTTP 404 Not Found")
 
@@ -143,24 +134,18 @@ def test_responses_are_schemaregistry_v1_json(http: httpx.Client, accept: Option
     assert answer.headers["content-type"] == V1_JSON
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent negotiates the response type: Accept: application/json gets application/json; "
-                   "fastlog always answers application/vnd.schemaregistry.v1+json")
 def test_accept_application_json_gets_application_json(http: httpx.Client) -> None:
     answer = http.get("/config", headers={"Accept": "application/json"})
     assert answer.status_code == 200
     assert answer.headers["content-type"].split(";")[0] == "application/json"
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent answers an unsupported request Content-Type with 415 "
-                   "{error_code: 415, message: 'HTTP 415 Unsupported Media Type'}; fastlog reads any Content-Type as JSON")
 def test_unsupported_content_type_is_415(http: httpx.Client, subject: str) -> None:
     body = json.dumps({"schema": record(subject, {"a": STR})})
     answer = http.post(f"/subjects/{subject}/versions", content=body, headers={"Content-Type": "text/plain"})
     assert_error(answer, 415, 415, "HTTP 415 Unsupported Media Type")
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent answers an Accept it cannot produce with 406 "
-                   "{error_code: 406, message: 'HTTP 406 Not Acceptable'}; fastlog ignores Accept")
 def test_unacceptable_accept_is_406(http: httpx.Client) -> None:
     assert_error(http.get("/config", headers={"Accept": "text/html"}), 406, 406, "HTTP 406 Not Acceptable")
 
@@ -200,21 +185,15 @@ def test_a_request_without_a_schema_string_is_42201(http: httpx.Client, subject:
     assert_error(http.request(method, path.format(subject), json=body), 422, 42201)
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent answers a missing (empty) request body on register with 422 and error_code 422 "
-                   "(Jersey's @NotNull constraint violation); fastlog reads it as {} and answers error_code 42201")
 def test_an_empty_register_body_is_422(http: httpx.Client, subject: str) -> None:
     answer = http.post(f"/subjects/{subject}/versions", content=b"", headers={"Content-Type": V1_JSON})
     assert_error(answer, 422, 422)
 
 
-@pytest.mark.xfail(strict=True, reason="a non-list \"references\" (e.g. 5) is a JSON mapping error, 400/400 in Confluent "
-                   "(JsonMappingExceptionMapper); fastlog iterates it and answers 500 Internal Server Error (TypeError in api.schema_request)")
 def test_references_that_are_not_a_list_are_400(http: httpx.Client, subject: str) -> None:
     assert_error(http.post(f"/subjects/{subject}/versions", json={"schema": '"string"', "references": 5}), 400, 400)
 
 
-@pytest.mark.xfail(strict=True, reason="a non-string schemaType (e.g. 5) is read by Confluent's Jackson as the string \"5\", an unknown type: "
-                   "422/42201; fastlog answers 500 Internal Server Error (AttributeError: int has no upper() in schema_types.schema_type_of)")
 def test_a_schema_type_that_is_not_a_string_is_42201(http: httpx.Client, subject: str) -> None:
     assert_error(http.post(f"/subjects/{subject}/versions", json={"schema": '"string"', "schemaType": 5}), 422, 42201)
 
@@ -226,9 +205,6 @@ def nested(schema_type: str, depth: int) -> str:
     return text
 
 
-@pytest.mark.xfail(strict=True, reason="a deeply nested but valid schema (Avro arrays 900 deep, JSON Schema arrays 300 deep; Jackson's limit is "
-                   "1000) makes the parser (avro / jsonschema) hit Python's recursion limit: fastlog answers 500 Internal Server Error "
-                   "instead of registering it (Confluent) or at least refusing it with 42201")
 @pytest.mark.parametrize("schema_type,depth", [("AVRO", 900), ("JSON", 300)])
 def test_a_deeply_nested_schema_is_no_server_error(http: httpx.Client, subject: str, schema_type: str, depth: int) -> None:
     answer = http.post(f"/subjects/{subject}/versions", json={"schemaType": schema_type, "schema": nested(schema_type, depth)})
@@ -355,9 +331,6 @@ def test_register_answers_the_id_and_reuses_it(http: httpx.Client, subject: str)
     assert ok(http.get(f"/subjects/{subject}/versions")) == [1, 2]
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent keys an Avro schema by Avro's canonical string (Schema.toString(): fixed key order, "
-                   "'{\"type\":\"string\"}' -> '\"string\"'), so JSON key order is not a new schema without normalize; fastlog keeps the "
-                   "document as sent (compact JSON), registers a new version and a lookup answers 40403")
 def test_avro_key_order_is_not_a_new_schema(http: httpx.Client, subject: str) -> None:
     name = record_name(subject)
     first = register(http, subject, json.dumps({"type": "record", "name": name, "fields": [{"name": "a", "type": "string"}]}))
@@ -416,8 +389,6 @@ def test_an_id_in_the_body_needs_import_mode(http: httpx.Client, subject: str) -
     assert_error(http.get(f"/subjects/{subject}/versions"), 404, 40401)
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent treats any body id >= 0 as an explicit id (needs IMPORT mode: 42205 'Subject X is not "
-                   "in import mode'); fastlog ignores \"id\": 0 and registers the schema with a new id")
 def test_an_id_of_zero_in_the_body_needs_import_mode(http: httpx.Client, subject: str) -> None:
     answer = http.post(f"/subjects/{subject}/versions", json={"schema": record(subject, {"a": STR}), "id": 0})
     assert_error(answer, 422, 42205, f"Subject {subject} is not in import mode")
@@ -436,9 +407,6 @@ def test_an_incompatible_schema_is_40901(http: httpx.Client, subject: str) -> No
     assert_error(answer, 409, 40901)
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent's 40901 details list ends with {oldSchemaVersion: N}, {oldSchema: '<canonical>'} before "
-                   "the compatibility entry (as fastlog's own /compatibility?verbose=true messages do); fastlog's register message "
-                   "has only the problems and {compatibility: 'BACKWARD'}")
 def test_the_40901_details_name_the_old_version(http: httpx.Client, subject: str) -> None:
     register(http, subject, record(subject, {"a": STR}))
     message = assert_error(http.post(f"/subjects/{subject}/versions", json={"schema": record(subject, {"a": STR, "b": STR})}), 409, 40901)
@@ -446,9 +414,6 @@ def test_the_40901_details_name_the_old_version(http: httpx.Client, subject: str
     assert f"{{oldSchemaVersion: 1}}, {{oldSchema: '{stored}'}}, " in message
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent's Avro incompatibility entries read {errorType:'READER_FIELD_MISSING_DEFAULT_VALUE', "
-                   "description:'The field 'b' at path '/fields/1' in the new schema has no default value and is missing in the old schema', "
-                   "additionalInfo:'b'}; fastlog's read {errorType:'READER_FIELD_MISSING_DEFAULT_VALUE', description:'b' at '/fields/1'}")
 def test_avro_incompatibility_entries_read_as_confluents(http: httpx.Client, subject: str) -> None:
     register(http, subject, record(subject, {"a": STR}))
     expected = ("{errorType:'READER_FIELD_MISSING_DEFAULT_VALUE', description:'The field 'b' at path '/fields/1' in the new schema has no "
@@ -491,7 +456,6 @@ def test_an_invalid_version_is_42202(http: httpx.Client, subject: str, version: 
     assert ok(http.get(f"/subjects/{subject}/versions")) == [1]
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent's VersionId reads 'latest' case-insensitively (trimmed); fastlog answers 42202 for 'LATEST'")
 def test_latest_is_case_insensitive(http: httpx.Client, subject: str) -> None:
     number = register(http, subject, record(subject, {"a": STR}))
     assert ok(http.get(f"/subjects/{subject}/versions/LATEST"))["id"] == number
@@ -636,8 +600,6 @@ def test_schemas_by_id(http: httpx.Client, subject: str) -> None:
     assert_error(http.get(f"/schemas/ids/{unknown}/versions"), 404, 40403)
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent's /schemas/ids/{id}/subjects and /versions answer an unknown id with the message "
-                   "'Schema not found'; fastlog's reads 'Schema <id> not found' (that text is GET /schemas/ids/{id}'s only)")
 def test_unknown_id_subjects_and_versions_message(http: httpx.Client) -> None:
     unknown = 2**31 - 3
     assert_error(http.get(f"/schemas/ids/{unknown}/subjects"), 404, 40403, "Schema not found")
@@ -664,8 +626,6 @@ def test_subjects_and_versions_of_an_id(http: httpx.Client, subject: str) -> Non
     assert ok(http.get(f"/schemas/ids/{number}/versions")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="Once every version with an id is hard-deleted the id is unresolvable in Confluent (40403 'Schema not "
-                   "found' from /schemas/ids/{id}/subjects and /versions, as GET /schemas/ids/{id} already answers); fastlog answers 200 []")
 def test_a_hard_deleted_id_has_no_subjects(http: httpx.Client, subject: str) -> None:
     number = register(http, subject, record(subject, {"a": STR}))
     assert ok(http.delete(f"/subjects/{subject}")) == [1]
@@ -718,8 +678,6 @@ def test_list_subjects(http: httpx.Client, subject: str) -> None:
     assert ok(http.get("/subjects", params={"subjectPrefix": f"{subject}.x"})) == []
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent's GET /subjects?deletedOnly=true (without deleted=true) lists the subjects whose versions are "
-                   "all soft-deleted (deletedOnly wins over deleted); fastlog answers [] unless deleted=true is given too")
 def test_list_subjects_deleted_only(http: httpx.Client, subject: str) -> None:
     a, b = f"{subject}.a", f"{subject}.b"
     register(http, a, record(subject, {"a": STR}))
@@ -737,8 +695,6 @@ def test_list_versions_with_deleted(http: httpx.Client, subject: str) -> None:
     assert ok(http.get(f"/subjects/{subject}/versions?deleted=false")) == [1, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent's GET /subjects/{s}/versions?deletedOnly=true lists only the soft-deleted versions; "
-                   "fastlog ignores deletedOnly there and lists the live ones")
 def test_list_versions_deleted_only(http: httpx.Client, subject: str) -> None:
     for fields in ({"a": STR}, {"a": STR, "b": OPTIONAL_STR}):
         register(http, subject, record(subject, fields))
@@ -789,8 +745,6 @@ def test_references(http: httpx.Client, subject: str) -> None:
     assert_error(http.get(f"/schemas/ids/{address_id}"), 404, 40403)
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent's /referencedby takes deleted=true and then lists soft-deleted referrers too; fastlog "
-                   "ignores the parameter and answers []")
 def test_referenced_by_with_deleted_lists_soft_deleted_referrers(http: httpx.Client, subject: str) -> None:
     target, referrer = f"{subject}-target", f"{subject}-referrer"
     register(http, target, '{"type": "fixed", "name": "%s", "size": 4}' % record_name(subject))
@@ -801,8 +755,6 @@ def test_referenced_by_with_deleted_lists_soft_deleted_referrers(http: httpx.Cli
     assert ok(http.get(f"/subjects/{target}/versions/1/referencedby?deleted=true")) == [referrer_id]
 
 
-@pytest.mark.xfail(strict=True, reason="Confluent's /referencedby finds its target version among soft-deleted ones too; fastlog answers "
-                   "40401/40402 for a soft-deleted target")
 def test_referenced_by_of_a_soft_deleted_version(http: httpx.Client, subject: str) -> None:
     register(http, subject, record(subject, {"a": STR}))
     assert ok(http.delete(f"/subjects/{subject}/versions/1")) == 1
@@ -1116,21 +1068,12 @@ JSON_RULES: list[Any] = [
     ("nothing-changed", obj({"a": STR}, required=["a"]), obj({"a": STR}, required=["a"]), True, True),
 ]
 
-REQUIRED_WITH_DEFAULT_XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="Confluent (STRICT policy) accepts a required property added to a closed content model when it has a default "
-    "(REQUIRED_PROPERTY_WITH_DEFAULT_ADDED_TO_UNOPEN_CONTENT_MODEL is compatible) under BACKWARD; fastlog's json_compatibility "
-    "ignores the default and reports REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL",
-)
-
-
 def _json_rule_cases() -> list[Any]:
     cases = []
     for row in JSON_RULES:
         rule, old, new, backward, forward = row.values if hasattr(row, "values") else row
         for level, expected in (("BACKWARD", backward), ("FORWARD", forward)):
-            marks = [REQUIRED_WITH_DEFAULT_XFAIL] if rule == "required-property-with-default-added-to-closed-model" and level == "BACKWARD" else []
-            cases.append(pytest.param(level, old, new, expected, id=f"{rule}-{level}", marks=marks))
+            cases.append(pytest.param(level, old, new, expected, id=f"{rule}-{level}"))
     return cases
 
 

@@ -7,10 +7,10 @@ import json
 import logging
 from typing import Any, Awaitable, Callable, Optional
 
-from starlette.applications import Starlette
+from urllib.parse import unquote
+
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from fastlog.schema_registry import errors
 from fastlog.schema_registry.registry import SchemaRegistry, parse_version
@@ -20,22 +20,39 @@ from fastlog.schema_registry.state import SchemaVersion
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+# What a request body may be (Confluent's list; octet-stream is read as JSON)
+REQUEST_TYPES = {CONTENT_TYPE, "application/vnd.schemaregistry+json", "application/json", "application/octet-stream"}
+# What a response may be, the registry's preference first
+RESPONSE_TYPES = (CONTENT_TYPE, "application/vnd.schemaregistry+json", "application/json")
 MAX_BODY_BYTES = 16 << 20  # a schema larger than this is refused (413), not read into memory
 
 
-def json_response(document: Any, status: int = 200) -> Response:
-    return Response(json.dumps(document, separators=(",", ":"), ensure_ascii=False), status, media_type=CONTENT_TYPE)
+def response_type(request: Request) -> str:
+    """The response's media type from the Accept header (406 when none can be given)."""
+    accept = request.headers.get("accept", "").strip()
+    if not accept:
+        return CONTENT_TYPE
+    wanted = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if any(w in ("*/*", "application/*") for w in wanted):
+        return CONTENT_TYPE
+    for media_type in RESPONSE_TYPES:
+        if media_type in wanted:
+            return media_type
+    raise errors.RegistryError(406, 406, "HTTP 406 Not Acceptable")
 
 
-def error_response(error: errors.RegistryError) -> Response:
-    return json_response(error.body(), error.status)
+def json_response(document: Any, status: int = 200, media_type: str = CONTENT_TYPE) -> Response:
+    return Response(json.dumps(document, separators=(",", ":"), ensure_ascii=False), status, media_type=media_type)
 
 
 def flag(request: Request, name: str) -> bool:
-    return request.query_params.get(name, "false").lower() == "true"
+    return request.query_params.get(name, "false").strip().lower() == "true"
 
 
 async def read_body(request: Request) -> dict:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type not in REQUEST_TYPES:
+        raise errors.RegistryError(415, 415, "HTTP 415 Unsupported Media Type")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
         raise errors.RegistryError(413, 413, f"Request body of {declared} bytes is larger than {MAX_BODY_BYTES}")
@@ -45,8 +62,11 @@ async def read_body(request: Request) -> dict:
         if size > MAX_BODY_BYTES:
             raise errors.RegistryError(413, 413, f"Request body is larger than {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise errors.RegistryError(422, 422, "The request body is missing")
     try:
-        body = json.loads(b"".join(chunks) or b"{}")
+        body = json.loads(raw)
     except (ValueError, RecursionError) as e:
         raise errors.bad_request(f"Unrecognized JSON: {e}") from None
     if not isinstance(body, dict):
@@ -59,11 +79,15 @@ def schema_request(body: dict) -> tuple[str, str, list[Reference]]:
     text = body.get("schema")
     if not isinstance(text, str):
         raise errors.invalid_schema("null: the request has no \"schema\" string")
-    schema_type = schema_type_of(body.get("schemaType"))
+    given_type = body.get("schemaType")
+    schema_type = schema_type_of(None if given_type is None else str(given_type))
     if schema_type not in SCHEMA_TYPES:
-        raise errors.invalid_schema(f"of type {schema_type}: this registry accepts {', '.join(SCHEMA_TYPES)}")
+        raise errors.invalid_schema_message(f"Invalid schema type {schema_type}")
+    given_references = body.get("references") or []
+    if not isinstance(given_references, list):
+        raise errors.bad_request("\"references\" must be a list of {name, subject, version}")
     references = []
-    for reference in body.get("references") or []:
+    for reference in given_references:
         try:
             references.append(Reference(str(reference["name"]), str(reference["subject"]), int(reference["version"])))
         except (KeyError, TypeError, ValueError):
@@ -94,7 +118,7 @@ def schema_id(request: Request) -> int:
         raise errors.schema_not_found(f"Schema {request.path_params['id']} not found") from None
 
 
-def build_app(registry: SchemaRegistry) -> Starlette:
+def build_app(registry: SchemaRegistry) -> "RegistryApp":
     state = registry.state
 
     def schema_text(request: Request, entry: SchemaVersion) -> str:
@@ -118,15 +142,19 @@ def build_app(registry: SchemaRegistry) -> Starlette:
 
     async def list_subjects(request: Request) -> Response:
         prefix = request.query_params.get("subjectPrefix", "")
-        names = state.subject_names(deleted=flag(request, "deleted"))
-        if flag(request, "deletedOnly"):
+        if flag(request, "deletedOnly"):  # subjects whose every version is soft-deleted
             live = set(state.subject_names())
-            names = [n for n in names if n not in live]
+            names = [n for n in state.subject_names(deleted=True) if n not in live]
+        else:
+            names = state.subject_names(deleted=flag(request, "deleted"))
         return json_response([n for n in names if n.startswith(prefix)])
 
     async def list_versions(request: Request) -> Response:
         subject = request.path_params["subject"]
-        entries = state.all_versions(subject) if flag(request, "deleted") else state.live_versions(subject)
+        if flag(request, "deletedOnly"):
+            entries = [e for e in state.all_versions(subject) if e.deleted]
+        else:
+            entries = state.all_versions(subject) if flag(request, "deleted") else state.live_versions(subject)
         if not entries:
             raise errors.subject_not_found(subject)
         return json_response([e.version for e in entries])
@@ -139,7 +167,7 @@ def build_app(registry: SchemaRegistry) -> Starlette:
         given_version = body.get("version")
         number = await registry.register(
             subject, schema_type, text, references, normalize=flag(request, "normalize"),
-            schema_id=int(given_id) if isinstance(given_id, int) and given_id > 0 else None,
+            schema_id=given_id if isinstance(given_id, int) and not isinstance(given_id, bool) and given_id >= 0 else None,
             version=int(given_version) if isinstance(given_version, int) and given_version > 0 else None,
         )
         return json_response({"id": number})
@@ -153,8 +181,8 @@ def build_app(registry: SchemaRegistry) -> Starlette:
         return Response(entry.schema, media_type=CONTENT_TYPE)
 
     async def referenced_by(request: Request) -> Response:
-        entry = registry.version_entry(request.path_params["subject"], request.path_params["version"])
-        return json_response(state.referenced_by(entry.subject, entry.version))
+        entry = registry.version_entry(request.path_params["subject"], request.path_params["version"], deleted=True)
+        return json_response(state.referenced_by(entry.subject, entry.version, deleted=flag(request, "deleted")))
 
     async def delete_version(request: Request) -> Response:
         version = await registry.delete_version(request.path_params["subject"], request.path_params["version"], flag(request, "permanent"))
@@ -178,19 +206,19 @@ def build_app(registry: SchemaRegistry) -> Starlette:
     async def get_schema_text(request: Request) -> Response:
         return Response(entry_of_id(schema_id(request), request.query_params.get("subject")).schema, media_type=CONTENT_TYPE)
 
-    async def schema_subjects(request: Request) -> Response:
+    def versions_of_id(request: Request) -> list[SchemaVersion]:
+        """The versions with the id (soft-deleted ones with ?deleted=true); 40403 when no
+        version has it, not even a soft-deleted one."""
         number = schema_id(request)
-        entries = state.versions_of_id(number, deleted=flag(request, "deleted"))
-        if not entries and number not in state.contents:
-            raise errors.schema_not_found(f"Schema {number} not found")
-        return json_response(sorted({e.subject for e in entries}))
+        if not state.versions_of_id(number, deleted=True):
+            raise errors.schema_not_found()
+        return state.versions_of_id(number, deleted=flag(request, "deleted"))
+
+    async def schema_subjects(request: Request) -> Response:
+        return json_response(sorted({e.subject for e in versions_of_id(request)}))
 
     async def schema_versions(request: Request) -> Response:
-        number = schema_id(request)
-        entries = state.versions_of_id(number, deleted=flag(request, "deleted"))
-        if not entries and number not in state.contents:
-            raise errors.schema_not_found(f"Schema {number} not found")
-        return json_response([{"subject": e.subject, "version": e.version} for e in entries])
+        return json_response([{"subject": e.subject, "version": e.version} for e in versions_of_id(request)])
 
     async def schema_types(request: Request) -> Response:
         return json_response(list(SCHEMA_TYPES))
@@ -259,53 +287,95 @@ def build_app(registry: SchemaRegistry) -> Starlette:
     async def root(request: Request) -> Response:
         return json_response({})
 
-    def route(path: str, endpoint: Callable[[Request], Awaitable[Response]], methods: list[str]) -> Route:
-        async def answer(request: Request) -> Response:
-            try:
-                await registry.wait_ready()
-                return await endpoint(request)
-            except errors.RegistryError as e:
-                return error_response(e)
-        return Route(path, answer, methods=methods)
-
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return json_response({"error_code": 404, "message": "HTTP 404 Not Found"}, 404)
-
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        return json_response({"error_code": 405, "message": "HTTP 405 Method Not Allowed"}, 405)
-
-    async def internal(request: Request, exc: Exception) -> Response:
-        log.exception("schema registry: %s %s failed", request.method, request.url.path, exc_info=exc)
-        return json_response({"error_code": 500, "message": "Internal Server Error"}, 500)
-
-    return Starlette(exception_handlers={404: not_found, 405: not_allowed, 500: internal}, routes=[
-        route("/", root, ["GET"]),
-        route("/subjects", list_subjects, ["GET"]),
-        route("/subjects/{subject:path}/versions", list_versions, ["GET"]),
-        route("/subjects/{subject:path}/versions", register, ["POST"]),
-        route("/subjects/{subject:path}/versions/{version}", get_version, ["GET"]),
-        route("/subjects/{subject:path}/versions/{version}", delete_version, ["DELETE"]),
-        route("/subjects/{subject:path}/versions/{version}/schema", get_version_schema, ["GET"]),
-        route("/subjects/{subject:path}/versions/{version}/referencedby", referenced_by, ["GET"]),
-        route("/subjects/{subject:path}", lookup, ["POST"]),
-        route("/subjects/{subject:path}", delete_subject, ["DELETE"]),
-        route("/schemas", list_schemas, ["GET"]),
-        route("/schemas/types", schema_types, ["GET"]),
-        route("/schemas/ids/{id}", get_schema, ["GET"]),
-        route("/schemas/ids/{id}/schema", get_schema_text, ["GET"]),
-        route("/schemas/ids/{id}/subjects", schema_subjects, ["GET"]),
-        route("/schemas/ids/{id}/versions", schema_versions, ["GET"]),
-        route("/compatibility/subjects/{subject:path}/versions/{version}", check, ["POST"]),
-        route("/compatibility/subjects/{subject:path}/versions", check, ["POST"]),
-        route("/config", get_config, ["GET"]),
-        route("/config", put_config, ["PUT"]),
-        route("/config", delete_config, ["DELETE"]),
-        route("/config/{subject:path}", get_config, ["GET"]),
-        route("/config/{subject:path}", put_config, ["PUT"]),
-        route("/config/{subject:path}", delete_config, ["DELETE"]),
-        route("/mode", get_mode, ["GET"]),
-        route("/mode", put_mode, ["PUT"]),
-        route("/mode/{subject:path}", get_mode, ["GET"]),
-        route("/mode/{subject:path}", put_mode, ["PUT"]),
-        route("/mode/{subject:path}", delete_mode, ["DELETE"]),
+    return RegistryApp(registry, [
+        ("GET", "", root), ("POST", "", root),
+        ("GET", "subjects", list_subjects),
+        ("GET", "subjects/{subject}/versions", list_versions),
+        ("POST", "subjects/{subject}/versions", register),
+        ("GET", "subjects/{subject}/versions/{version}", get_version),
+        ("DELETE", "subjects/{subject}/versions/{version}", delete_version),
+        ("GET", "subjects/{subject}/versions/{version}/schema", get_version_schema),
+        ("GET", "subjects/{subject}/versions/{version}/referencedby", referenced_by),
+        ("POST", "subjects/{subject}", lookup),
+        ("DELETE", "subjects/{subject}", delete_subject),
+        ("GET", "schemas", list_schemas),
+        ("GET", "schemas/types", schema_types),
+        ("GET", "schemas/ids/{id}", get_schema),
+        ("GET", "schemas/ids/{id}/schema", get_schema_text),
+        ("GET", "schemas/ids/{id}/subjects", schema_subjects),
+        ("GET", "schemas/ids/{id}/versions", schema_versions),
+        ("POST", "compatibility/subjects/{subject}/versions/{version}", check),
+        ("POST", "compatibility/subjects/{subject}/versions", check),
+        ("GET", "config", get_config), ("PUT", "config", put_config), ("DELETE", "config", delete_config),
+        ("GET", "config/{subject}", get_config), ("PUT", "config/{subject}", put_config), ("DELETE", "config/{subject}", delete_config),
+        ("GET", "mode", get_mode), ("PUT", "mode", put_mode),
+        ("GET", "mode/{subject}", get_mode), ("PUT", "mode/{subject}", put_mode), ("DELETE", "mode/{subject}", delete_mode),
     ])
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class RegistryApp:
+    """The ASGI application: routes match the raw path segment by segment, each decoded
+    after the split (as Confluent's Jersey does), so a subject may hold an encoded "/"
+    (Protobuf dependencies are registered under their file names, "a/b.proto"); a path
+    that matches no route is 404, a route with another method 405; errors are Confluent's
+    JSON bodies."""
+
+    def __init__(self, registry: SchemaRegistry, routes: list[tuple[str, str, Handler]]) -> None:
+        self.registry = registry
+        self.routes = [(method, tuple(pattern.split("/")) if pattern else (), handler) for method, pattern, handler in routes]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":  # lifespan: nothing to set up
+            if scope["type"] == "lifespan":
+                message = await receive()
+                while message["type"] != "lifespan.shutdown":
+                    await send({"type": message["type"] + ".complete"})
+                    message = await receive()
+                await send({"type": "lifespan.shutdown.complete"})
+            return
+        request = Request(scope, receive)
+        response = await self._answer(request)
+        await response(scope, receive, send)
+
+    def _match(self, segments: tuple[str, ...], method: str) -> tuple[Optional[Handler], dict[str, str], bool]:
+        """(handler, path params, whether the path matched some route at all)."""
+        path_matched = False
+        for route_method, pattern, handler in self.routes:
+            if len(pattern) != len(segments):
+                continue
+            params = {}
+            for want, got in zip(pattern, segments):
+                if want.startswith("{"):
+                    params[want[1:-1]] = got
+                elif want != got:
+                    break
+            else:
+                path_matched = True
+                if route_method == method:
+                    return handler, params, True
+        return None, {}, path_matched
+
+    async def _answer(self, request: Request) -> Response:
+        try:
+            media_type = response_type(request)
+        except errors.RegistryError as e:
+            return json_response(e.body(), e.status)
+        raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+        segments = tuple(unquote(part) for part in raw_path.decode("latin-1").split("?")[0].strip("/").split("/") if part != "")
+        handler, params, path_matched = self._match(segments, request.method)
+        try:
+            if handler is None:
+                raise errors.RegistryError(405, 405, "HTTP 405 Method Not Allowed") if path_matched else errors.RegistryError(404, 404, "HTTP 404 Not Found")
+            request.scope["path_params"] = params
+            await self.registry.wait_ready()
+            response = await handler(request)
+        except errors.RegistryError as e:
+            response = json_response(e.body(), e.status)
+        except Exception:
+            log.exception("schema registry: %s %s failed", request.method, request.url.path)
+            response = json_response({"error_code": 500, "message": "Internal Server Error"}, 500)
+        response.headers["content-type"] = media_type
+        return response

@@ -9,7 +9,7 @@ against the latest only; NONE checks nothing.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 from fastlog.schema_registry.schema_types import ParsedSchema
 
@@ -17,17 +17,17 @@ DEFAULT_LEVEL = "BACKWARD"
 LEVELS = ("NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE")
 
 
-def problems(level: str, new: ParsedSchema, earlier: Sequence[ParsedSchema]) -> list[str]:
-    """Why `new` breaks `level` against `earlier` (oldest first); empty when it does not."""
+def first_failure(level: str, new: ParsedSchema, earlier: Sequence[ParsedSchema]) -> Optional[tuple[int, list[str]]]:
+    """(index in `earlier`, why) of the newest earlier schema `new` breaks `level` against
+    (oldest first in `earlier`; checked newest first, as Confluent stops at the first), or None."""
     if level == "NONE" or not earlier:
-        return []
-    against = list(earlier) if level.endswith("_TRANSITIVE") else [earlier[-1]]
+        return None
+    first = 0 if level.endswith("_TRANSITIVE") else len(earlier) - 1
     backward = level.startswith(("BACKWARD", "FULL"))
     forward = level.startswith(("FORWARD", "FULL"))
-    found: list[str] = []
-    for old in reversed(against):
-        if backward:
-            found += new.read_problems(old)
-        if forward:
-            found += old.read_problems(new)
-    return found
+    for index in range(len(earlier) - 1, first - 1, -1):
+        old = earlier[index]
+        found = (new.read_problems(old) if backward else []) + (old.read_problems(new) if forward else [])
+        if found:
+            return index, found
+    return None

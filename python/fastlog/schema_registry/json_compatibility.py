@@ -156,6 +156,8 @@ def _objects(reader: dict, writer: dict, path: str) -> list[str]:
                 problems.append(f"PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL at {path}/properties/{name}")
     added_required = set(reader.get("required", [])) - set(writer.get("required", []))
     for name in sorted(added_required):
+        if isinstance(reader_properties.get(name), dict) and "default" in reader_properties[name]:
+            continue  # old data without it reads with the default
         kind = "REQUIRED_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL" if name not in writer_properties else "REQUIRED_ATTRIBUTE_ADDED"
         problems.append(f"{kind} at {path}/required/{name}")
     if _open(writer) and not _open(reader):

@@ -262,7 +262,7 @@ class SchemaRegistry:
         next_version = (known[-1].version if known else 0) + 1
         if schema_id is None:  # compatibility is not checked for imports
             level = self.compatibility_level(subject)
-            problems = compatibility.problems(level, new, [self.parsed(e) for e in self.state.live_versions(subject)])
+            problems = self._problems(level, new, self.state.live_versions(subject))
             if problems:
                 raise errors.incompatible(subject, problems, level)
             schema_id = self.state.ids.get(content) or self.state.max_id + 1
@@ -314,10 +314,19 @@ class SchemaRegistry:
                     raise errors.version_not_found(number)
                 earlier = [entry]
             level = level.replace("_TRANSITIVE", "")
-        found = compatibility.problems(level, new, [self.parsed(e) for e in earlier])
-        if found and earlier:
-            found += [f"{{oldSchemaVersion: {earlier[-1].version}}}", f"{{oldSchema: '{earlier[-1].schema}'}}", f"{{compatibility: '{level}'}}"]
-        return found
+        found = self._problems(level, new, earlier)
+        return found + [f"{{compatibility: '{level}'}}"] if found else []
+
+    def _problems(self, level: str, new: ParsedSchema, earlier: list[SchemaVersion]) -> list[str]:
+        """Why `new` breaks `level` against `earlier`, then which version it breaks against
+        (Confluent's details list); empty when it does not."""
+        failure = compatibility.first_failure(level, new, [self.parsed(e) for e in earlier])
+        if failure is None:
+            return []
+        index, found = failure
+        old = earlier[index]
+        shown = old.schema if len(old.schema) <= 10_240 else "<truncated> " + old.schema[:10_240]
+        return [*found, f"{{oldSchemaVersion: {old.version}}}", f"{{oldSchema: '{shown}'}}"]
 
     # -- deletes ------------------------------------------------------------------------------
 
@@ -375,7 +384,9 @@ def check_subject(subject: str) -> None:
 
 def parse_version(version: Any) -> int:
     """-1 for the latest, else the version number (1 to 2^31-1); 42202 otherwise."""
-    if version in ("latest", -1, "-1"):
+    if isinstance(version, str) and version.strip().lower() in ("latest", "-1"):
+        return -1
+    if version == -1:
         return -1
     try:
         number = int(version)

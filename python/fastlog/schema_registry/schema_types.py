@@ -59,6 +59,13 @@ def compact_json(document: Any, *, sort_keys: bool = False) -> str:
 def parse(schema_type: str, text: str, referenced: Sequence[tuple[str, "ParsedSchema"]] = (), *, normalize: bool = False) -> ParsedSchema:
     """The parsed schema; `referenced` are (name, parsed) of the schemas it references, in
     dependency order. Raises RegistryError 42201 when the text is not a valid schema."""
+    try:
+        return _parse(schema_type, text, referenced, normalize)
+    except RecursionError:
+        raise errors.invalid_schema(f"of type {schema_type}, details: nested too deeply") from None
+
+
+def _parse(schema_type: str, text: str, referenced: Sequence[tuple[str, "ParsedSchema"]], normalize: bool) -> ParsedSchema:
     if schema_type == AVRO:
         return _parse_avro(text, referenced, normalize)
     if schema_type == JSON:
@@ -84,20 +91,62 @@ def _parse_avro(text: str, referenced: Sequence[tuple[str, ParsedSchema]], norma
         schema = avro.schema.make_avsc_object(document, names)
     except (avro.errors.AvroException, TypeError, ValueError, KeyError, AttributeError) as e:
         raise errors.invalid_schema(f"{text[:200]}, details: {e}") from None
-    canonical = compact_json(schema.to_json(), sort_keys=True) if normalize and not referenced else compact_json(document)
+    if referenced:  # to_json() would write the referenced types out in full: kept as sent
+        canonical = compact_json(document, sort_keys=normalize)
+    else:
+        canonical = compact_json(_avro_ordered(schema.to_json()), sort_keys=normalize)
     return ParsedSchema(AVRO, canonical, schema, _avro_read_problems)
 
 
+# Avro's Java library writes a schema's attributes in this order (Schema.toString()), which is
+# the identity Confluent compares: the same schema with its keys in another order, extra
+# whitespace or {"type": "string"} for "string" is the same schema.
+_AVRO_KEY_ORDER = ("type", "name", "namespace", "doc", "fields", "symbols", "items", "values", "size", "default", "order", "aliases")
+_AVRO_FIELD_ORDER = ("name", "type", "doc", "default", "order", "aliases")
+
+
+def _avro_ordered(node: Any, is_field: bool = False) -> Any:
+    if isinstance(node, list):
+        return [_avro_ordered(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    order = _AVRO_FIELD_ORDER if is_field else _AVRO_KEY_ORDER
+    out = {}
+    for key in [k for k in order if k in node] + [k for k in node if k not in order]:
+        value = node[key]
+        if key == "fields" and isinstance(value, list):
+            out[key] = [_avro_ordered(f, is_field=True) for f in value]
+        elif key in ("type", "items", "values"):
+            out[key] = _avro_ordered(value)
+        else:
+            out[key] = value
+    return out
+
+
+_AVRO_DESCRIPTIONS = {
+    "reader_field_missing_default_value": "The field '{info}' at path '{path}' in the new schema has no default value and is missing in the old schema",
+    "type_mismatch": "The type (path '{path}') of a field in the new schema does not match with the old schema",
+    "name_mismatch": "The name of the schema has changed (path '{path}')",
+    "missing_enum_symbols": "The new schema is missing enum symbols '{info}' at path '{path}' in the old schema",
+    "missing_union_branch": "The new schema is missing a type inside a union field at path '{path}' in the old schema",
+    "fixed_size_mismatch": "The size of FIXED type field at path '{path}' in the new schema does not match with the old schema",
+}
+
+
 def _avro_read_problems(reader: ParsedSchema, writer: ParsedSchema) -> list[str]:
+    """Confluent's entries: {errorType:'...', description:'...', additionalInfo:'...'}."""
     from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
 
     result = ReaderWriterCompatibilityChecker().get_compatibility(reader.parsed, writer.parsed)
     if result.compatibility is SchemaCompatibilityType.compatible:
         return []
-    kinds = ", ".join(sorted({k.name.upper() for k in result.incompatibilities or []})) or "INCOMPATIBLE"
-    what = ", ".join(sorted(str(m) for m in result.messages or []))
-    where = ", ".join(sorted(result.locations or [])) or "/"
-    return [f"{{errorType:'{kinds}', description:'{what}' at '{where}'}}"]
+    kinds = [k.value for k in result.incompatibilities or []] or ["type_mismatch"]
+    info = ", ".join(sorted(str(m) for m in result.messages or []))
+    path = ", ".join(sorted(result.locations or [])) or "/"
+    return [
+        f"{{errorType:'{kind.upper()}', description:'{_AVRO_DESCRIPTIONS.get(kind, kind).format(info=info, path=path)}', additionalInfo:'{info}'}}"
+        for kind in dict.fromkeys(kinds)
+    ]
 
 
 # -- JSON Schema ----------------------------------------------------------------------------------
