@@ -17,6 +17,7 @@ import trio
 from fastlog.schema_registry import compatibility, errors
 from fastlog.schema_registry.schema_types import ParsedSchema, Reference, parse
 from fastlog.schema_registry.state import (
+    NOOP_KEY,
     RegistryState,
     SchemaVersion,
     config_key,
@@ -277,6 +278,10 @@ class SchemaRegistry:
         schema_type, text, references = content
         return SchemaVersion(subject, version, schema_id, text, schema_type, references)
 
+    async def _keep_max_id(self) -> None:
+        """Before records go for good: the largest id given, kept where compaction leaves it."""
+        await self._append(NOOP_KEY, {"maxId": self.state.max_id})
+
     async def _drop_soft_deleted_copies(self, entry: SchemaVersion) -> None:
         """A schema registered again after its version was soft-deleted takes that version's
         id; the soft-deleted copies go for good (as Confluent's do), unless referenced."""
@@ -341,6 +346,7 @@ class SchemaRegistry:
             if permanent:
                 if not entry.deleted:
                     raise errors.version_not_soft_deleted(subject, entry.version)
+                await self._keep_max_id()
                 await self._append(schema_key(subject, entry.version), None)
             else:
                 if entry.deleted:
@@ -366,6 +372,7 @@ class SchemaRegistry:
                 if any(e.subject != subject for e in self.state.referrers(subject, entry.version, deleted=permanent)):
                     raise errors.reference_exists(subject, entry.version)
             if permanent:
+                await self._keep_max_id()
                 for entry in reversed(every):
                     await self._append(schema_key(subject, entry.version), None)
                 return [e.version for e in every]

@@ -12,7 +12,10 @@ Confluent's layout (JSON keys and values):
 - `{"keytype":"DELETE_SUBJECT","subject":S,"magic":0}` → `{"subject":S,"version":V}`: every
   version up to V soft-deleted.
 - `{"keytype":"CLEAR_SUBJECT","subject":S,"magic":0}`: the subject's versions removed for good.
-- `{"keytype":"NOOP","magic":0}`: written to learn where the topic ends.
+- `{"keytype":"NOOP","magic":0}` → `{"maxId": N}`: the largest id given so far, written before
+  a hard delete, so that compaction, which drops the deleted versions' records, cannot make a
+  restarted registry give their ids again (the latest NOOP record survives compaction; a
+  Confluent reader ignores NOOP values).
 
 Writers do not coordinate: an instance appends what it wants and reads the topic up to its
 record to learn whether it won. A SCHEMA record loses (is not applied) when its subject
@@ -105,6 +108,8 @@ class RegistryState:
             for entry in self.subjects.get(subject, {}).values():
                 if not isinstance(upto, int) or entry.version <= upto:
                     entry.deleted = True
+        elif kind == "NOOP" and isinstance(value, dict) and isinstance(value.get("maxId"), int):
+            self.max_id = max(self.max_id, value["maxId"])
         elif kind == "CLEAR_SUBJECT" and isinstance(subject, str):
             versions = self.subjects.get(subject, {})
             for version in [v for v, e in versions.items() if e.deleted]:
