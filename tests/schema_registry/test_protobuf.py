@@ -90,3 +90,24 @@ def test_an_invalid_proto_is_refused(registry_broker: RegistryBroker, subject: s
         assert text.status_code == 200
         got = http.get(f"/subjects/{subject}/versions/latest").json()
         assert got["schemaType"] == "PROTOBUF" and got["schema"] == V1
+
+
+def test_a_text_schema_is_served_as_a_descriptor_for_format_serialized(registry_broker: RegistryBroker, subject: str) -> None:
+    """What a Java producer registers (text), a Python consumer reads (format=serialized)."""
+    import base64
+
+    text = 'syntax = "proto3";\npackage shop;\nmessage Order {\n  int64 id = 1;\n  repeated string items = 2;\n  map<string, int32> counts = 3;\n  optional string note = 4;\n}\n'
+    with httpx.Client(base_url=registry_broker.url, timeout=30) as http:
+        schema_id = http.post(f"/subjects/{subject}/versions", json={"schema": text, "schemaType": "PROTOBUF"}).json()["id"]
+        assert http.get(f"/schemas/ids/{schema_id}").json()["schema"] == text.strip()
+        encoded = http.get(f"/schemas/ids/{schema_id}", params={"format": "serialized"}).json()["schema"]
+        assert http.get(f"/subjects/{subject}/versions/1", params={"format": "serialized"}).json()["schema"] == encoded
+    file = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(encoded))
+    file.name = "served_order.proto"
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    Served = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+    message = Served(id=3, items=["x"], counts={"k": 1}, note="")
+    assert message.HasField("note")  # proto3 optional kept its presence
+    read = order_class().FromString(message.SerializeToString())  # the same wire format for the fields both know
+    assert (read.id, list(read.items)) == (3, ["x"])

@@ -123,11 +123,11 @@ def build_app(registry: SchemaRegistry) -> "RegistryApp":
 
     def schema_text(request: Request, entry: SchemaVersion) -> str:
         """`?format=serialized`: a Protobuf schema as a base64 FileDescriptorProto (what
-        confluent-kafka's Protobuf serdes ask for), where it was registered as one."""
+        confluent-kafka's Protobuf serdes ask for), also when it was registered as text."""
         if request.query_params.get("format") == "serialized" and entry.schema_type == "PROTOBUF":
             from fastlog.schema_registry.protobuf_compatibility import serialized
 
-            return serialized(registry.parsed(entry).parsed) or entry.schema
+            return serialized(registry.parsed(entry).parsed, entry.schema)
         return entry.schema
 
     def entry_of_id(number: int, subject: Optional[str] = None) -> SchemaVersion:

@@ -129,16 +129,20 @@ def _strict(recognizer: Any) -> None:
     recognizer.addErrorListener(Raise())
 
 
-def _from_text(text: str) -> ProtoFile:
-    from proto_schema_parser import ast
+def parse_text(text: str) -> Any:
+    """proto-schema-parser's AST of a `.proto` text; ProtoError at the first syntax error."""
     from proto_schema_parser.parser import Parser
 
     try:
-        parsed = Parser(setup_lexer=_strict, setup_parser=_strict).parse(text)
-    except ProtoError as e:
+        return Parser(setup_lexer=_strict, setup_parser=_strict).parse(text)
+    except Exception as e:  # ProtoError, or whatever else the parser meets in odd input
         raise ProtoError(f"not a .proto file: {e}") from None
-    except Exception as e:  # whatever else the parser meets in odd input
-        raise ProtoError(f"not a .proto file: {e}") from None
+
+
+def _from_text(text: str) -> ProtoFile:
+    from proto_schema_parser import ast
+
+    parsed = parse_text(text)
     syntax = parsed.syntax or "proto2"
     package = next((e.name for e in parsed.file_elements if isinstance(e, ast.Package)), "")
     out = ProtoFile(syntax, package)
@@ -232,8 +236,12 @@ def _message_problems(name: str, reader: ProtoMessage, writer: ProtoMessage, exp
     return problems
 
 
-def serialized(proto: ProtoFile) -> Optional[str]:
-    """The base64 serialized FileDescriptorProto, when the schema came as one."""
-    if proto.descriptor is None:
-        return None
-    return base64.standard_b64encode(proto.descriptor.SerializeToString(deterministic=True)).decode("ascii")
+def serialized(proto: ProtoFile, text: str) -> str:
+    """The schema as a base64 serialized FileDescriptorProto (`text` converted when it came
+    as `.proto` text)."""
+    descriptor = proto.descriptor
+    if descriptor is None:
+        from fastlog.schema_registry.protobuf_descriptor import descriptor_of
+
+        descriptor = descriptor_of(text)
+    return base64.standard_b64encode(descriptor.SerializeToString(deterministic=True)).decode("ascii")
