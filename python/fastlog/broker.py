@@ -254,14 +254,16 @@ class Broker:
 
         host, port = self.bound[0]
         bootstrap = f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+        try:
+            sockets = schema_registry.bind(addresses)
+        except OSError as e:
+            log.error("schema registry not started: cannot listen on %s: %s", self.config["schema.registry.listeners"], e)
+            return
         self.schema_registry = schema_registry.new_registry(
             bootstrap, self.config["schema.registry.topic"], self.config["schema.registry.topic.replication.factor"],
         )
         with scope:
-            try:
-                await schema_registry.serve(self.schema_registry, addresses)
-            except OSError as e:
-                log.error("schema registry not started: cannot listen on %s: %s", self.config["schema.registry.listeners"], e)
+            await schema_registry.serve(self.schema_registry, sockets)
 
     async def _every(self, interval_key: str, work: Any) -> None:
         interval = self.config[interval_key] / 1000

@@ -75,7 +75,7 @@ class FrameReader:
     def _frame_size(self) -> int:
         (size,) = SIZE.unpack_from(self.buffer, self.start)
         if size < 0 or size > self.max_frame:
-            raise ConnectionClosed(f"frame size {size} is outside [0, socket.request.max.bytes={self.max_frame}]", "bad_frame_size")
+            raise ConnectionClosed(f"frame size {size} is outside [0, {self.max_frame}] (socket.request.max.bytes for requests)", "bad_frame_size")
         return size
 
     def buffered_frame(self) -> Optional[bytes]:

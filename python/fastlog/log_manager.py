@@ -157,8 +157,11 @@ class LogManager:
         # Told the seconds each flush (fsync) took; the metrics set it.
         self.on_flush: Optional[Callable[[float], None]] = None
         # Topics whose records must carry schema ids (confluent.key/value.schema.validation):
-        # name -> (keys, values). Produce takes a slower path for these only.
+        # name -> (keys, values), and the names encoded, which Produce looks for in a frame
+        # (it takes a slower path for these only). Replaced whole, never changed in place:
+        # network loops read them from their threads.
         self.schema_validation: dict[str, tuple[bool, bool]] = {}
+        self.schema_validation_names: tuple[bytes, ...] = ()
 
     # -- start-up and shut-down -------------------------------------------------------------
 
@@ -301,10 +304,14 @@ class LogManager:
     def _note_schema_validation(self, topic: Topic) -> None:
         configs = self.effective_configs(topic)
         checks = (configs["confluent.key.schema.validation"], configs["confluent.value.schema.validation"])
-        if any(checks):
-            self.schema_validation[topic.name] = checks
-        else:
-            self.schema_validation.pop(topic.name, None)
+        self._set_schema_validation(topic.name, checks if any(checks) else None)
+
+    def _set_schema_validation(self, name: str, checks: Optional[tuple[bool, bool]]) -> None:
+        updated = {k: v for k, v in self.schema_validation.items() if k != name}
+        if checks is not None:
+            updated[name] = checks
+        self.schema_validation = updated
+        self.schema_validation_names = tuple(n.encode() for n in updated)
 
     def all_partitions(self) -> Iterator[Partition]:
         for topic in list(self.topics.values()):
@@ -357,7 +364,7 @@ class LogManager:
         if topic is None:
             raise TopicError(3, f"topic {name!r} does not exist")  # UNKNOWN_TOPIC_OR_PARTITION
         del self.topics_by_id[topic.id]
-        self.schema_validation.pop(name, None)
+        self._set_schema_validation(name, None)
         self.table.remove_topic(name)
         self.table.clear_roles(name)  # a topic created again under this name starts without them
         for partition in topic.partitions:

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 import trio
 
-from fastlog.server import Connection, ConnectionClosed, run_connection
+from fastlog.framing import ConnectionClosed
+from fastlog.server import Connection, run_connection
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker

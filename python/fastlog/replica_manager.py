@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import trio
 
 from fastlog import _core, protocol
-from fastlog.framing import ConnectionClosed, FrameReader
+from fastlog.framing import SIZE, ConnectionClosed, FrameReader
 from fastlog.metadata_image import NO_LEADER
 from fastlog.protocol import ErrorCode
 
@@ -48,7 +47,6 @@ FOLLOWER_FETCH_VERSION = 12
 EPOCH_QUERY_VERSION = 4
 RETRY_SECONDS = 0.2
 CONNECT_TIMEOUT_SECONDS = 3
-_SIZE = struct.Struct(">i")
 OFFSETS_TOPIC = "__consumer_offsets"
 # What a link to a leader meets when the leader goes away or answers nonsense: reconnect.
 LINK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, ValueError, EOFError, ConnectionClosed)
@@ -535,7 +533,7 @@ class LeaderLink:
         header = protocol.RequestHeader(request_api_key=api_key, request_api_version=version, correlation_id=correlation_id, client_id=self.client_id)
         payload = protocol.encode_request(header, body).getvalue()
         with trio.fail_after(CONNECT_TIMEOUT_SECONDS + extra_timeout):
-            await self.stream.send_all(_SIZE.pack(len(payload)) + payload)
+            await self.stream.send_all(SIZE.pack(len(payload)) + payload)
             frame = await self._frames.next_frame()
         if frame is None:
             raise EOFError("the leader closed the connection")

@@ -215,7 +215,8 @@ pub struct RecordRef {
 /// Parses the records of a batch's (decompressed) records section.
 pub fn parse_records(records: &[u8], count: i32) -> Result<Vec<RecordRef>> {
     let bad = |what: &str| CoreError::CorruptBatch(format!("record batch has a malformed record: {what}"));
-    let mut out = Vec::with_capacity(count.max(0) as usize);
+    // A record takes at least 7 bytes: a count beyond what the bytes can hold is not trusted.
+    let mut out = Vec::with_capacity((count.max(0) as usize).min(records.len() / 7));
     let mut pos = 0;
     for _ in 0..count {
         let start = pos;

@@ -3,9 +3,11 @@
 //! encoded data. The broker checks that each framed id is registered for the topic's subject;
 //! this walks the batches (decompressing them) so Python sees each distinct id once.
 
+use std::collections::HashSet;
+
 use crate::batch::{self, parse_records, HEADER_SIZE};
 use crate::compression;
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 
 pub const KEY: u8 = 0;
 pub const VALUE: u8 = 1;
@@ -24,31 +26,46 @@ fn framed_id(data: &[u8]) -> Option<u32> {
 }
 
 /// The schema ids of the keys (with `keys`) and values (with `values`) of every record in the
-/// batches of `buf`; control batches are skipped, null keys and values pass.
+/// batches of `buf`; control batches are skipped, null keys and values pass. The bytes come
+/// from a client before any other check: a batch whose length runs past `buf`, or whose
+/// records do not add up, is an error (never a panic); a batch decompresses to at most
+/// `max_batch_bytes`; at most `MAX_REPORTED` unframed records are listed.
 pub fn schema_ids(buf: &[u8], keys: bool, values: bool, max_batch_bytes: usize) -> Result<SchemaIds> {
     let mut out = SchemaIds::default();
+    let mut seen = HashSet::new();
     let mut pos = 0;
-    while buf.len() - pos >= HEADER_SIZE {
+    while pos < buf.len() {
         let header = batch::parse_header(&buf[pos..])?;
-        let whole = &buf[pos..(pos + header.size()).min(buf.len())];
-        pos += header.size();
+        let end = pos
+            .checked_add(header.size())
+            .filter(|end| *end <= buf.len() && header.size() >= HEADER_SIZE)
+            .ok_or_else(|| CoreError::CorruptBatch(format!("record batch at byte {pos} runs past the end of the request")))?;
+        let whole = &buf[pos..end];
+        pos = end;
         if header.is_control() {
             continue;
         }
-        let records = compression::decompress(header.compression(), &whole[HEADER_SIZE.min(whole.len())..], max_batch_bytes)?;
+        let records = compression::decompress(header.compression(), &whole[HEADER_SIZE..], max_batch_bytes)?;
         for (index, record) in parse_records(&records, header.record_count)?.iter().enumerate() {
             for (part, range, checked) in [(KEY, record.key, keys), (VALUE, record.value, values)] {
                 let Some((start, end)) = range.filter(|_| checked) else { continue };
                 match framed_id(&records[start..end]) {
-                    None => out.unframed.push((index as i32, part)),
-                    Some(id) if !out.ids.iter().any(|(p, i, _)| *p == part && *i == id) => out.ids.push((part, id, index as i32)),
-                    Some(_) => {}
+                    None if out.unframed.len() < MAX_REPORTED => out.unframed.push((index as i32, part)),
+                    None => {}
+                    Some(id) => {
+                        if seen.insert((part, id)) {
+                            out.ids.push((part, id, index as i32));
+                        }
+                    }
                 }
             }
         }
     }
     Ok(out)
 }
+
+/// Unframed records listed at most (the Produce answer names them; one is enough to refuse).
+pub const MAX_REPORTED: usize = 1000;
 
 #[cfg(test)]
 mod tests {
@@ -70,5 +87,14 @@ mod tests {
     fn a_truncated_run_is_an_error_not_a_panic() {
         let batch = build_batch(0, 0, &[b"abc"]);
         assert!(schema_ids(&batch[..batch.len() - 2], false, true, 1 << 20).is_err());
+        // a header claiming more bytes than there are, and a header alone with a huge record count
+        let mut long = batch.clone();
+        long[8..12].copy_from_slice(&(i32::MAX).to_be_bytes());
+        assert!(schema_ids(&long, false, true, 1 << 20).is_err());
+        let mut many = batch[..HEADER_SIZE].to_vec();
+        many[8..12].copy_from_slice(&((HEADER_SIZE - 12) as i32).to_be_bytes());
+        many[57..61].copy_from_slice(&(i32::MAX).to_be_bytes());
+        assert!(schema_ids(&many, false, true, 1 << 20).is_err());
+        assert!(schema_ids(&batch[..30], false, true, 1 << 20).is_err());
     }
 }

@@ -243,37 +243,24 @@ impl Segment {
         let path = self.log_path();
         let file = File::open(&path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
         let file_size = file.metadata().map_err(|e| CoreError::io(format!("stat {}", path.display()), e))?.len();
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut batches = BatchReader::new(file, &path, file_size);
         files::forget(self.file_id);
         self.active = Some(ActiveIndexes { time_indexed_max: -1, ..Default::default() });
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
         self.offset_of_max_timestamp = self.base_offset;
-        let mut position = 0u64;
-        let mut batch_bytes = Vec::new();
         let mut invalid_reason = None;
-        while position < file_size {
-            let remaining = file_size - position;
-            if remaining < HEADER_SIZE as u64 {
-                invalid_reason = Some(format!("{remaining} trailing bytes are less than a batch header"));
-                break;
-            }
-            let mut head = [0u8; LOG_OVERHEAD];
-            reader.read_exact(&mut head).map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
-            let size = match batch::peek_offset_and_size(&head) {
-                Some((_, size)) if size as u64 <= remaining && size >= HEADER_SIZE => size,
-                _ => {
-                    invalid_reason = Some(format!("batch at position {position} has an impossible length"));
+        loop {
+            let position = batches.position;
+            let batch_bytes = match batches.next()? {
+                Some(Ok(bytes)) => bytes,
+                Some(Err(reason)) => {
+                    invalid_reason = Some(reason);
                     break;
                 }
+                None => break,
             };
-            batch_bytes.clear();
-            batch_bytes.extend_from_slice(&head);
-            batch_bytes.resize(size, 0);
-            reader
-                .read_exact(&mut batch_bytes[LOG_OVERHEAD..])
-                .map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
-            let checked = if rules.verify_crc { batch::validate_batch(&batch_bytes) } else { batch::parse_header(&batch_bytes) };
+            let checked = if rules.verify_crc { batch::validate_batch(batch_bytes) } else { batch::parse_header(batch_bytes) };
             let in_order = |h: &BatchHeader| {
                 let starts_right =
                     if rules.contiguous { h.base_offset == self.next_offset } else { h.base_offset >= self.next_offset };
@@ -294,10 +281,10 @@ impl Segment {
                 }
             };
             self.note_batch(&header, position, rules.index_interval);
-            position += size as u64;
+            batches.advance();
         }
-        self.size = position;
-        Ok(ScanResult { valid_bytes: position, invalid_reason })
+        self.size = batches.position;
+        Ok(ScanResult { valid_bytes: batches.position, invalid_reason })
     }
 
     /// Reads the first `size` bytes of this segment's file (what was appended when the caller
@@ -310,28 +297,21 @@ impl Segment {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(CoreError::io(format!("open {}", path.display()), e)),
         };
-        let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-        let (mut position, mut next_offset) = (0u64, base_offset);
-        let mut batch_bytes = Vec::new();
-        let read_error = |e| CoreError::io(format!("read {}", path.display()), e);
-        while position + LOG_OVERHEAD as u64 <= size {
-            let mut head = [0u8; LOG_OVERHEAD];
-            reader.read_exact(&mut head).map_err(read_error)?;
-            let Some((_, length)) = batch::peek_offset_and_size(&head).filter(|(_, n)| *n >= HEADER_SIZE && (*n as u64) <= size - position) else {
-                return Ok(Some((next_offset, format!("batch at position {position} has an impossible length"))));
-            };
-            batch_bytes.clear();
-            batch_bytes.extend_from_slice(&head);
-            batch_bytes.resize(length, 0);
-            reader.read_exact(&mut batch_bytes[LOG_OVERHEAD..]).map_err(read_error)?;
-            match batch::validate_batch(&batch_bytes) {
-                Ok(h) if h.base_offset >= next_offset => next_offset = h.next_offset(),
-                Ok(h) => return Ok(Some((next_offset, format!("batch at position {position} has offset {} out of order", h.base_offset)))),
-                Err(e) => return Ok(Some((next_offset, format!("batch at position {position}: {e}")))),
+        let mut batches = BatchReader::new(file, path, size);
+        let mut next_offset = base_offset;
+        loop {
+            let position = batches.position;
+            match batches.next()? {
+                None => return Ok(None),
+                Some(Err(reason)) => return Ok(Some((next_offset, reason))),
+                Some(Ok(bytes)) => match batch::validate_batch(bytes) {
+                    Ok(h) if h.base_offset >= next_offset => next_offset = h.next_offset(),
+                    Ok(h) => return Ok(Some((next_offset, format!("batch at position {position} has offset {} out of order", h.base_offset)))),
+                    Err(e) => return Ok(Some((next_offset, format!("batch at position {position}: {e}")))),
+                },
             }
-            position += length as u64;
+            batches.advance();
         }
-        Ok(None)
     }
 
     /// Writes what the active indexes hold beyond what is on disk, fsyncing when asked.
@@ -535,4 +515,51 @@ fn write_all_at(file: &File, parts: &[&[u8]], mut offset: u64) -> std::io::Resul
 fn modified_ms(path: &Path) -> Option<i64> {
     let modified = fs::metadata(path).ok()?.modified().ok()?;
     Some(modified.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+}
+
+/// A segment file's batches in order, read through one buffer: recovery and verification
+/// walk files the same way and differ only in what they check.
+struct BatchReader<'a> {
+    reader: std::io::BufReader<File>,
+    path: &'a Path,
+    /// Where the batch `next` returned starts (until `advance`).
+    position: u64,
+    size: u64,
+    bytes: Vec<u8>,
+}
+
+impl<'a> BatchReader<'a> {
+    fn new(file: File, path: &'a Path, size: u64) -> Self {
+        BatchReader { reader: std::io::BufReader::with_capacity(1 << 20, file), path, position: 0, size, bytes: Vec::new() }
+    }
+
+    /// The next batch's bytes; None at `size`; Err(why) for bytes that cannot be a batch (a
+    /// tail shorter than a header, a length past the end or below a header's).
+    fn next(&mut self) -> Result<Option<std::result::Result<&[u8], String>>> {
+        let position = self.position;
+        if position >= self.size {
+            return Ok(None);
+        }
+        let remaining = self.size - position;
+        if remaining < HEADER_SIZE as u64 {
+            return Ok(Some(Err(format!("{remaining} trailing bytes are less than a batch header"))));
+        }
+        let path = self.path;
+        let read_error = |e| CoreError::io(format!("read {}", path.display()), e);
+        let mut head = [0u8; LOG_OVERHEAD];
+        self.reader.read_exact(&mut head).map_err(read_error)?;
+        let Some((_, length)) = batch::peek_offset_and_size(&head).filter(|(_, n)| *n >= HEADER_SIZE && (*n as u64) <= remaining) else {
+            return Ok(Some(Err(format!("batch at position {position} has an impossible length"))));
+        };
+        self.bytes.clear();
+        self.bytes.extend_from_slice(&head);
+        self.bytes.resize(length, 0);
+        self.reader.read_exact(&mut self.bytes[LOG_OVERHEAD..]).map_err(read_error)?;
+        Ok(Some(Ok(&self.bytes)))
+    }
+
+    /// Moves past the batch `next` returned.
+    fn advance(&mut self) {
+        self.position += self.bytes.len() as u64;
+    }
 }

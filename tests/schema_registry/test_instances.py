@@ -4,6 +4,7 @@ agree: they apply the same `_schemas` topic in the same order; and the command l
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -124,3 +125,49 @@ def test_the_command_line(registry_broker: RegistryBroker, subject: str, tmp_pat
     assert missing.returncode == 1 and "40401" in missing.stderr
     unreachable = fastlog("schemas", "list", "--url", f"http://127.0.0.1:{free_port()}")
     assert unreachable.returncode == 1 and "cannot reach the schema registry" in unreachable.stderr
+
+
+def test_a_taken_registry_port_leaves_the_broker_serving(tmp_path: Path) -> None:
+    from tests.conftest import BrokerProcess
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        broker = BrokerProcess(tmp_path / "data", {"schema.registry.listeners": f"http://127.0.0.1:{port}"}).start()
+        try:
+            from confluent_kafka.admin import AdminClient
+
+            assert AdminClient({"bootstrap.servers": broker.bootstrap}).list_topics(timeout=10).brokers
+            assert "schema registry not started: cannot listen on" in broker.log_text()
+        finally:
+            assert broker.stop() == 0
+
+
+def test_garbage_in_the_schemas_topic_is_skipped(tmp_path: Path) -> None:
+    """Any client can write to _schemas: records the registry cannot read are skipped, now
+    and after a restart, and it goes on registering."""
+    from confluent_kafka import Producer
+
+    broker = RegistryBroker(tmp_path / "data").start()
+    try:
+        producer = Producer({"bootstrap.servers": broker.bootstrap})
+        for key, value in [
+            (b'{"keytype":"SCHEMA","subject":"g","version":1e999,"magic":1}', b'{"subject":"g","version":1e999,"id":1e999,"schema":"x"}'),
+            (b'{"keytype":"SCHEMA","subject":"g","version":[1],"magic":1}', b'{}'),
+            (b'{"keytype":"SCHEMA","subject":"g","version":1,"magic":1}', b'{"subject":"g","version":1,"id":1099511627776,"schema":"\\"int\\""}'),
+            (b"[" * 100_000, b"]"),
+            (b"not json", b"\xff\xfe"),
+            (b'{"keytype":"CONFIG","subject":5,"magic":0}', b'{"compatibilityLevel":"NONE"}'),
+        ]:
+            producer.produce("_schemas", key=key, value=value)
+        assert producer.flush(30) == 0
+        with httpx.Client(base_url=broker.url, timeout=30) as http:
+            assert http.post("/subjects/after-garbage/versions", json={"schema": record("G", ["a"])}).json()["id"] == 1
+        broker.restart()
+        wait_for_registry(broker.url)
+        with httpx.Client(base_url=broker.url, timeout=30) as http:
+            assert http.get("/subjects").json() == ["after-garbage"]
+            assert http.post("/subjects/after-garbage/versions", json={"schema": record("G", ["a", "b"])}).json()["id"] == 2
+    finally:
+        broker.stop()

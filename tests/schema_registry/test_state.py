@@ -3,7 +3,7 @@ what a Confluent or Karapace writer's records mean, and records that are skipped
 
 from __future__ import annotations
 
-from fastlog.schema_registry.state import NOOP_KEY, RegistryState, SchemaVersion, config_key, delete_subject_key, mode_key, schema_key
+from fastlog.schema_registry.state import MAX_ID_KEY, RegistryState, SchemaVersion, config_key, delete_subject_key, mode_key, schema_key
 
 
 def schema(subject: str, version: int, id_: int, text: str = '"string"', deleted: bool = False) -> tuple[dict, dict]:
@@ -25,12 +25,12 @@ def test_soft_delete_hard_delete_and_the_id_watermark() -> None:
     state.apply(*schema("s", 1, 7))
     state.apply(*schema("s", 1, 7, deleted=True))
     assert state.live_versions("s") == [] and state.subject_names(deleted=True) == ["s"]
-    state.apply(NOOP_KEY, {"maxId": 7})
+    state.apply(MAX_ID_KEY, {"maxId": 7})
     state.apply(schema_key("s", 1), None)
     assert state.subject_names(deleted=True) == []
     # what compaction leaves of it (the watermark and the tombstone) still keeps id 7 taken
     replayed = RegistryState()
-    replayed.apply(NOOP_KEY, {"maxId": 7})
+    replayed.apply(MAX_ID_KEY, {"maxId": 7})
     replayed.apply(schema_key("s", 1), None)
     assert replayed.max_id == 7
 

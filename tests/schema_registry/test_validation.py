@@ -93,3 +93,32 @@ def test_a_broker_without_the_registry_refuses_with_a_reason(fresh_broker, uniqu
     producer.flush(30)
     assert errors[0] is not None and errors[0].code() == KafkaError.INVALID_RECORD
     assert "runs no schema registry" in fresh_broker.log_text()
+
+
+def test_bad_batches_to_a_validated_topic_get_an_error_and_the_broker_goes_on(registry_broker: RegistryBroker, unique_topic: str) -> None:
+    """Bytes the validation walks before any other check: a batch length past the request's
+    end, a record count no bytes could hold, a header cut short, a compressed batch of
+    thousands of distinct ids. Each partition is refused (CORRUPT_MESSAGE or INVALID_RECORD)
+    and the broker still answers."""
+    import struct
+
+    from fastlog import protocol
+    from fastlog.records import Compression, Record, encode_batch
+    from tests.broker.wire import WireClient
+
+    create(registry_broker, unique_topic, **{"confluent.value.schema.validation": "true"})
+    good = encode_batch([Record(0, 0, None, b"\x00\x00\x00\x00\x01x")])
+    long = bytearray(good)
+    struct.pack_into(">i", long, 8, 2**31 - 1)  # batch length
+    many = bytearray(good[:61])
+    struct.pack_into(">i", many, 8, 49)
+    struct.pack_into(">i", many, 57, 2**31 - 1)  # record count
+    ids = encode_batch([Record(i, 0, None, b"\x00" + i.to_bytes(4, "big")) for i in range(20_000)], compression=Compression.ZSTD)
+    P = protocol.ProduceRequest
+    with WireClient(registry_broker.bootstrap) as client:
+        for records in (bytes(long), bytes(many), good[:30], ids):
+            request = P(acks=1, timeout_ms=5000, topic_data=[P.TopicProduceData(name=unique_topic, partition_data=[P.PartitionProduceData(index=0, records=records)])])
+            answer = client.request(request, 9)
+            code = answer.responses[0].partition_responses[0].error_code
+            assert code in (protocol.ErrorCode.CORRUPT_MESSAGE, protocol.ErrorCode.INVALID_RECORD), code
+    assert produce(registry_broker, unique_topic, framed(registry_broker, unique_topic)) is None

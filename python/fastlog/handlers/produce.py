@@ -48,7 +48,8 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) ->
     or DECLINED when the core's codec cannot decode it. A partition whose flush.messages is
     reached is fsynced on a worker thread before the answer, so other connections go on."""
     logs, metrics = broker.logs, broker.metrics
-    if logs.schema_validation and any(name.encode() in frame for name in logs.schema_validation):
+    validated_names = logs.schema_validation_names
+    if validated_names and any(name in frame for name in validated_names):
         return DECLINED  # the records are checked against the schema registry by `handle`
     produced = logs.table.produce(frame, VERSIONS, LEADER_EPOCH)
     if produced is None:
@@ -105,11 +106,6 @@ async def append(ctx: RequestContext, topic: str, index: int, records, acks: int
     partition, error, leader_epoch = led_partition(ctx.broker, topic, index)
     if partition is None:
         return refused(index, error)
-    replicas = ctx.broker.replicas
-    state = replicas.state(topic, index) if replicas is not None else None
-    replicated = state is not None and not replicas.alone(state)
-    if state is not None and acks == -1 and replicas.isr_short(state):
-        return refused(index, ErrorCode.NOT_ENOUGH_REPLICAS, "the partition has fewer in-sync replicas than min.insync.replicas")
     if not records:
         return refused(index, ErrorCode.CORRUPT_MESSAGE, "produce request without record batches")
     magic = legacy.magic_of(records)
@@ -123,14 +119,26 @@ async def append(ctx: RequestContext, topic: str, index: int, records, acks: int
             log.warning("refused produce to %s-%d: %s", topic, index, why)
             code = ErrorCode.MESSAGE_TOO_LARGE if isinstance(e, RecordsTooLargeError) else ErrorCode.CORRUPT_MESSAGE
             return refused(index, code, why)
+    records = bytes(records)
     checks = ctx.broker.logs.schema_validation.get(topic)
     if checks:
-        problem = await validation.refusal(ctx.broker.schema_registry, topic, bytes(records), *checks)
+        logs = ctx.broker.logs
+        limit = logs.effective_configs(logs.topics[topic])["max.message.bytes"] if topic in logs.topics else DEFAULT_MAX_BYTES
+        problem = await validation.refusal(ctx.broker.schema_registry, topic, records, *checks, max_batch_bytes=limit)
         if problem is not None:
             log.info("refused produce to %s-%d from %s: %s", topic, index, ctx.peer, problem[0])
             return refused(index, ErrorCode.INVALID_RECORD, *problem)
+        # The check may have waited for the registry: leadership may have moved meanwhile.
+        partition, error, leader_epoch = led_partition(ctx.broker, topic, index)
+        if partition is None:
+            return refused(index, error)
+    replicas = ctx.broker.replicas
+    state = replicas.state(topic, index) if replicas is not None else None
+    replicated = state is not None and not replicas.alone(state)
+    if state is not None and acks == -1 and replicas.isr_short(state):
+        return refused(index, ErrorCode.NOT_ENOUGH_REPLICAS, "the partition has fewer in-sync replicas than min.insync.replicas")
     try:
-        base_offset, last_offset, append_time, count = partition.log.append(bytes(records), leader_epoch)
+        base_offset, last_offset, append_time, count = partition.log.append(records, leader_epoch)
     except _core.StorageError as e:
         message, *record_errors = e.args  # InvalidRecordError may carry the records refused
         log.warning("refused produce to %s-%d from %s: %s", topic, index, ctx.peer, message)
@@ -165,12 +173,12 @@ async def handle(ctx: RequestContext, request):
         ]
         return None if request.acks == 0 else R(responses=responses)
     awaiting: list = []
-    responses = [
-        R.TopicProduceResponse(
-            name=t.name, partition_responses=[await append(ctx, t.name, p.index, p.records, request.acks, awaiting) for p in t.partition_data]
-        )
-        for t in request.topic_data
-    ]
+    responses = []
+    for t in request.topic_data:  # a loop, not a comprehension: await in one needs Python 3.11
+        answers = []
+        for p in t.partition_data:
+            answers.append(await append(ctx, t.name, p.index, p.records, request.acks, awaiting))
+        responses.append(R.TopicProduceResponse(name=t.name, partition_responses=answers))
     if request.acks == 0:
         return None
     if request.acks == -1 and awaiting and ctx.broker.replicas is not None:

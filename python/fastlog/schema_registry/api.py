@@ -90,9 +90,15 @@ def schema_request(body: dict) -> tuple[str, str, list[Reference]]:
     for reference in given_references:
         try:
             references.append(Reference(str(reference["name"]), str(reference["subject"]), int(reference["version"])))
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise errors.invalid_schema(f"reference {reference!r}: needs name, subject and version") from None
     return schema_type, text, references
+
+
+def whole_number(value: Any) -> bool:
+    """A JSON integer that fits Confluent's 4-byte ids and versions (42201/42202 otherwise,
+    by the registry); true and false are not numbers here."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def describe(entry: SchemaVersion, schema: Optional[str] = None) -> dict:
@@ -121,13 +127,16 @@ def schema_id(request: Request) -> int:
 def build_app(registry: SchemaRegistry) -> "RegistryApp":
     state = registry.state
 
-    def schema_text(request: Request, entry: SchemaVersion) -> str:
+    async def schema_text(request: Request, entry: SchemaVersion) -> str:
         """`?format=serialized`: a Protobuf schema as a base64 FileDescriptorProto (what
         confluent-kafka's Protobuf serdes ask for), also when it was registered as text."""
         if request.query_params.get("format") == "serialized" and entry.schema_type == "PROTOBUF":
-            from fastlog.schema_registry.protobuf_compatibility import serialized
+            from fastlog.schema_registry.protobuf_compatibility import ProtoError, serialized
 
-            return serialized(registry.parsed(entry).parsed, entry.schema)
+            try:
+                return serialized((await registry.parsed(entry)).parsed, entry.schema)
+            except ProtoError as e:
+                raise errors.invalid_schema(f"of type PROTOBUF, details: {e}") from None
         return entry.schema
 
     def entry_of_id(number: int, subject: Optional[str] = None) -> SchemaVersion:
@@ -167,14 +176,14 @@ def build_app(registry: SchemaRegistry) -> "RegistryApp":
         given_version = body.get("version")
         number = await registry.register(
             subject, schema_type, text, references, normalize=flag(request, "normalize"),
-            schema_id=given_id if isinstance(given_id, int) and not isinstance(given_id, bool) and given_id >= 0 else None,
-            version=int(given_version) if isinstance(given_version, int) and given_version > 0 else None,
+            schema_id=given_id if whole_number(given_id) and given_id >= 0 else None,
+            version=given_version if whole_number(given_version) and given_version > 0 else None,
         )
         return json_response({"id": number})
 
     async def get_version(request: Request) -> Response:
         entry = registry.version_entry(request.path_params["subject"], request.path_params["version"], deleted=flag(request, "deleted"))
-        return json_response(describe(entry, schema_text(request, entry)))
+        return json_response(describe(entry, await schema_text(request, entry)))
 
     async def get_version_schema(request: Request) -> Response:
         entry = registry.version_entry(request.path_params["subject"], request.path_params["version"], deleted=flag(request, "deleted"))
@@ -191,7 +200,7 @@ def build_app(registry: SchemaRegistry) -> "RegistryApp":
     async def lookup(request: Request) -> Response:
         subject = request.path_params["subject"]
         schema_type, text, references = schema_request(await read_body(request))
-        entry = registry.lookup(subject, schema_type, text, references, normalize=flag(request, "normalize"), deleted=flag(request, "deleted"))
+        entry = await registry.lookup(subject, schema_type, text, references, normalize=flag(request, "normalize"), deleted=flag(request, "deleted"))
         return json_response(describe(entry))
 
     async def delete_subject(request: Request) -> Response:
@@ -201,7 +210,7 @@ def build_app(registry: SchemaRegistry) -> "RegistryApp":
 
     async def get_schema(request: Request) -> Response:
         entry = entry_of_id(schema_id(request), request.query_params.get("subject"))
-        return json_response(schema_fields(entry, schema_text(request, entry)))
+        return json_response(schema_fields(entry, await schema_text(request, entry)))
 
     async def get_schema_text(request: Request) -> Response:
         return Response(entry_of_id(schema_id(request), request.query_params.get("subject")).schema, media_type=CONTENT_TYPE)
@@ -244,7 +253,7 @@ def build_app(registry: SchemaRegistry) -> "RegistryApp":
         verbose = flag(request, "verbose")
         try:
             schema_type, text, references = schema_request(await read_body(request))
-            problems = registry.check(subject, version, schema_type, text, references, normalize=flag(request, "normalize"))
+            problems = await registry.check(subject, version, schema_type, text, references, normalize=flag(request, "normalize"))
         except errors.RegistryError as e:
             if e.error_code != 42201 or not verbose:
                 raise
@@ -364,7 +373,7 @@ class RegistryApp:
         except errors.RegistryError as e:
             return json_response(e.body(), e.status)
         raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
-        segments = tuple(unquote(part) for part in raw_path.decode("latin-1").split("?")[0].strip("/").split("/") if part != "")
+        segments = tuple(unquote(part) for part in raw_path.decode("utf-8", "replace").split("?")[0].strip("/").split("/") if part != "")
         handler, params, path_matched = self._match(segments, request.method)
         try:
             if handler is None:

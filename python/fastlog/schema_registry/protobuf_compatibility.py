@@ -59,11 +59,20 @@ class ProtoError(ValueError):
     pass
 
 
+MAX_FIELD_NUMBER = 2**29 - 1
+
+
 def parse_proto(text: str) -> ProtoFile:
     stripped = text.strip()
     if stripped and BASE64.fullmatch(stripped) and "syntax" not in stripped:
-        return _from_descriptor(stripped)
-    return _from_text(text)
+        parsed = _from_descriptor(stripped)
+    else:
+        parsed = _from_text(text)
+    for name, message in parsed.messages.items():
+        bad = [n for n in message.fields if not 1 <= n <= MAX_FIELD_NUMBER]
+        if bad:
+            raise ProtoError(f"message {name}: field number {bad[0]} is outside [1, {MAX_FIELD_NUMBER}]")
+    return parsed
 
 
 # -- from a serialized descriptor -----------------------------------------------------------------
@@ -161,6 +170,8 @@ def _add_text_message(out: ProtoFile, message: Any, prefix: str, syntax: str, as
     enums = outer_enums | {e.name for e in message.elements if isinstance(e, ast.Enum)}
 
     def add(element: Any, oneof: Optional[str]) -> None:
+        if isinstance(element, (ast.MapField, ast.Field)) and element.number in model.fields:
+            raise ProtoError(f"message {name}: field number {element.number} is used twice")
         if isinstance(element, ast.MapField):
             model.fields[element.number] = ProtoField(element.name, "map", None, oneof)
         elif isinstance(element, ast.Field):

@@ -20,7 +20,17 @@ LABEL_OPTIONAL, LABEL_REQUIRED, LABEL_REPEATED = 1, 2, 3
 
 
 def descriptor_of(text: str, name: str = "schema.proto") -> Any:
-    """The FileDescriptorProto of a `.proto` text (ProtoError when it does not parse)."""
+    """The FileDescriptorProto of a `.proto` text (ProtoError when it does not parse, or
+    holds what a descriptor cannot: a number past its range)."""
+    from fastlog.schema_registry.protobuf_compatibility import ProtoError
+
+    try:
+        return _descriptor_of(text, name)
+    except (ValueError, TypeError) as e:
+        raise ProtoError(f"cannot be written as a descriptor: {e}") from None
+
+
+def _descriptor_of(text: str, name: str) -> Any:
     from google.protobuf import descriptor_pb2
     from proto_schema_parser import ast
 

@@ -9,6 +9,7 @@ everything written before it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Optional, Sequence
 
@@ -17,7 +18,7 @@ import trio
 from fastlog.schema_registry import compatibility, errors
 from fastlog.schema_registry.schema_types import ParsedSchema, Reference, parse
 from fastlog.schema_registry.state import (
-    NOOP_KEY,
+    MAX_ID_KEY,
     RegistryState,
     SchemaVersion,
     config_key,
@@ -34,6 +35,8 @@ RETRY_SECONDS = 0.5
 WRITE_ATTEMPTS = 10
 MODES = ("READWRITE", "READONLY", "IMPORT")
 MAX_ID = 2**31 - 1
+MAX_REFERENCES = 1000  # schemas one schema may reference, directly and through others
+PARSED_CACHE_BYTES = 64 << 20
 
 
 class SchemaRegistry:
@@ -45,7 +48,13 @@ class SchemaRegistry:
         self._applied = trio.Event()  # set (and replaced) each time records are applied
         self._write_lock = trio.Lock()
         self.ready = trio.Event()  # the topic exists and was read to its end once
-        self._parsed: dict[tuple, ParsedSchema] = {}  # parsing is the costly part of a check
+        # Parsed schemas by (type, text, references, normalize), bounded by their texts' size:
+        # parsing is the costly part of a request.
+        self._parsed: dict[tuple, ParsedSchema] = {}
+        self._parsed_bytes = 0
+        # Parsing and compatibility checks run on a worker thread, one at a time: a large
+        # schema must not stall the broker's loop, nor a flood of them every core.
+        self._cpu = trio.CapacityLimiter(1)
 
     # -- the topic ----------------------------------------------------------------------------
 
@@ -71,7 +80,7 @@ class SchemaRegistry:
                     continue
                 for key, value in records:
                     if key is not ... and value is not ...:
-                        self.state.apply(key, value)
+                        self._apply(key, value)
                 self.next_offset = max(self.next_offset, next_offset)
                 self._applied.set()
                 self._applied = trio.Event()
@@ -82,6 +91,14 @@ class SchemaRegistry:
                         log.info("schema registry: %s read (%d subjects, largest id %d)", self.topic.name, len(self.state.subjects), self.state.max_id)
         finally:
             self.topic.close()
+
+    def _apply(self, key: Any, value: Any) -> None:
+        """Any client can write to the topic: a record that breaks applying is logged and
+        skipped, never the end of the registry (or of the broker it runs in)."""
+        try:
+            self.state.apply(key, value)
+        except Exception:
+            log.exception("schema registry: skipped a record of %s it cannot apply: key %.200r", self.topic.name, key)
 
     async def wait_ready(self) -> None:
         """Until the topic was read to its end once (answers before would miss schemas)."""
@@ -99,18 +116,19 @@ class SchemaRegistry:
             self.topic.reset("_writer")
             raise errors.store_error(str(e)) from None
 
-    async def _applied_past(self, offset: int) -> None:
-        with trio.move_on_after(self.timeout) as waited:
+    async def _applied_past(self, offset: int, timeout: Optional[float] = None) -> None:
+        timeout = self.timeout if timeout is None else timeout
+        with trio.move_on_after(timeout) as waited:
             while self.next_offset <= offset:
                 await self._applied.wait()
         if waited.cancelled_caught:
-            raise errors.operation_timeout(f"the registry did not read {self.topic.name} up to offset {offset} in {self.timeout:g} s")
+            raise errors.operation_timeout(f"the registry did not read {self.topic.name} up to offset {offset} in {timeout:g} s")
 
-    async def catch_up(self) -> None:
+    async def catch_up(self, timeout: Optional[float] = None) -> None:
         """Waits until every record written before now is applied."""
         end = await self._end_offset()
         if end > 0:
-            await self._applied_past(end - 1)
+            await self._applied_past(end - 1, timeout)
 
     async def _append(self, key: dict, value: Optional[dict]) -> int:
         try:
@@ -174,27 +192,43 @@ class SchemaRegistry:
 
     # -- schemas ------------------------------------------------------------------------------
 
-    def parsed(self, entry_or_content: "SchemaVersion | tuple", normalize: bool = False) -> ParsedSchema:
+    async def parsed(self, entry_or_content: "SchemaVersion | tuple", normalize: bool = False) -> ParsedSchema:
+        """The parsed schema of a stored version or of (type, text, references); parsed on a
+        worker thread the first time, then remembered."""
         content = entry_or_content.content if isinstance(entry_or_content, SchemaVersion) else entry_or_content
         key = (*content, normalize)
         found = self._parsed.get(key)
         if found is None:
             schema_type, text, references = content
-            found = parse(schema_type, text, self._referenced(references), normalize=normalize)
-            if len(self._parsed) > 10_000:
-                self._parsed.clear()
-            self._parsed[key] = found
+            referenced = await self._referenced(references)
+            found = await trio.to_thread.run_sync(functools.partial(parse, schema_type, text, referenced, normalize=normalize), limiter=self._cpu)
+            self._remember(key, found, len(text))
         return found
 
-    def _referenced(self, references: Sequence[Reference]) -> list[tuple[str, ParsedSchema]]:
-        """The parsed schemas `references` name, their own references first."""
+    def _remember(self, key: tuple, parsed: ParsedSchema, size: int) -> None:
+        if size > PARSED_CACHE_BYTES // 16:
+            return  # a huge text (a request's, most likely) is not kept
+        if self._parsed_bytes + size > PARSED_CACHE_BYTES:
+            self._parsed.clear()
+            self._parsed_bytes = 0
+        self._parsed[key] = parsed
+        self._parsed_bytes += size
+
+    async def _referenced(self, references: Sequence[Reference], seen: Optional[set] = None) -> list[tuple[str, ParsedSchema]]:
+        """The parsed schemas `references` name, their own references first, each once."""
+        seen = set() if seen is None else seen
         out: list[tuple[str, ParsedSchema]] = []
         for reference in references:
+            if (reference.subject, reference.version) in seen:
+                continue
+            seen.add((reference.subject, reference.version))
+            if len(seen) > MAX_REFERENCES:
+                raise errors.invalid_schema(f"with more than {MAX_REFERENCES} references, direct and indirect")
             entry = self.state.subjects.get(reference.subject, {}).get(reference.version)
             if entry is None:
                 raise errors.invalid_schema(f"reference {reference.name!r}: subject {reference.subject!r} version {reference.version} not found")
-            out += self._referenced(entry.references)
-            out.append((reference.name, self.parsed(entry)))
+            out += await self._referenced(entry.references, seen)
+            out.append((reference.name, await self.parsed(entry)))
         return out
 
     def version_entry(self, subject: str, version: Any, deleted: bool = False) -> SchemaVersion:
@@ -214,10 +248,10 @@ class SchemaRegistry:
             raise errors.version_not_found(number)
         return entry
 
-    def _content(self, schema_type: str, text: str, references: Sequence[Reference], normalize: bool) -> tuple[ParsedSchema, tuple]:
+    async def _content(self, schema_type: str, text: str, references: Sequence[Reference], normalize: bool) -> tuple[ParsedSchema, tuple]:
         """The parsed schema of a request and its identity; a text seen before is not parsed
         again (serializers send the same text with every lookup)."""
-        new = self.parsed((schema_type.upper(), text, tuple(references)), normalize)
+        new = await self.parsed((schema_type.upper(), text, tuple(references)), normalize)
         return new, (new.schema_type, new.canonical, tuple(references))
 
     async def register(self, subject: str, schema_type: str, text: str, references: Sequence[Reference],
@@ -226,7 +260,7 @@ class SchemaRegistry:
         A schema the subject already has is answered before the mode is looked at (as
         Confluent's: re-registering works in READONLY); an explicit id needs IMPORT mode."""
         check_subject(subject)
-        new, content = self._content(schema_type, text, references, normalize)
+        new, content = await self._content(schema_type, text, references, normalize)
         existing = self._find(subject, content)
         if existing is not None and schema_id in (None, existing.id):
             return existing.id
@@ -243,12 +277,22 @@ class SchemaRegistry:
                 existing = self._find(subject, content)
                 if existing is not None and schema_id in (None, existing.id):
                     return existing.id
-                entry = self._new_version(subject, content, new, schema_id, version)
+                if schema_id is None:  # compatibility is not checked for imports
+                    level = self.compatibility_level(subject)
+                    problems = await self._problems(level, new, self.state.live_versions(subject))
+                    if problems:
+                        raise errors.incompatible(subject, problems, level)
+                entry = self._new_version(subject, content, schema_id, version)
                 await self._append(schema_key(subject, entry.version), entry.to_value())
                 won = self.state.subjects.get(subject, {}).get(entry.version)
                 if won is not None and won.content == content and won.id == entry.id:
                     await self._drop_soft_deleted_copies(won)
                     return entry.id
+                if won is not None:
+                    # Another writer's record for this version came first and is what every
+                    # instance applied; written again after ours, it stays the one compaction
+                    # keeps (the last of its key), as Confluent's registry rolls back.
+                    await self._append(schema_key(subject, won.version), won.to_value())
                 log.info("schema registry: another writer took %s version %d or id %d first; again", subject, entry.version, entry.id)
             raise errors.store_error(f"Register schema operation under {subject!r} failed: {WRITE_ATTEMPTS} attempts lost to other writers")
 
@@ -258,15 +302,15 @@ class SchemaRegistry:
                 return entry
         return None
 
-    def _new_version(self, subject: str, content: tuple, new: ParsedSchema, schema_id: Optional[int], version: Optional[int]) -> SchemaVersion:
+    def _new_version(self, subject: str, content: tuple, schema_id: Optional[int], version: Optional[int]) -> SchemaVersion:
+        if (schema_id is not None and schema_id > MAX_ID) or (version is not None and version > MAX_ID):
+            raise errors.invalid_schema_message(f"An id or version above {MAX_ID} does not fit the wire format")
         known = self.state.all_versions(subject)
         next_version = (known[-1].version if known else 0) + 1
-        if schema_id is None:  # compatibility is not checked for imports
-            level = self.compatibility_level(subject)
-            problems = self._problems(level, new, self.state.live_versions(subject))
-            if problems:
-                raise errors.incompatible(subject, problems, level)
-            schema_id = self.state.ids.get(content) or self.state.max_id + 1
+        if schema_id is None:
+            schema_id = self.state.ids.get(content)
+            if schema_id is None:
+                schema_id = self.state.max_id + 1
             if version is not None and version != next_version:
                 raise errors.invalid_schema_message("Version is not one more than previous version")
         elif self.state.contents.get(schema_id, content) != content:
@@ -280,7 +324,7 @@ class SchemaRegistry:
 
     async def _keep_max_id(self) -> None:
         """Before records go for good: the largest id given, kept where compaction leaves it."""
-        await self._append(NOOP_KEY, {"maxId": self.state.max_id})
+        await self._append(MAX_ID_KEY, {"maxId": self.state.max_id})
 
     async def _drop_soft_deleted_copies(self, entry: SchemaVersion) -> None:
         """A schema registered again after its version was soft-deleted takes that version's
@@ -289,22 +333,22 @@ class SchemaRegistry:
             if old.deleted and old.id == entry.id and old.version != entry.version and not self.state.referenced_by(old.subject, old.version, deleted=True):
                 await self._append(schema_key(old.subject, old.version), None)
 
-    def lookup(self, subject: str, schema_type: str, text: str, references: Sequence[Reference],
-               normalize: bool = False, deleted: bool = False) -> SchemaVersion:
+    async def lookup(self, subject: str, schema_type: str, text: str, references: Sequence[Reference],
+                     normalize: bool = False, deleted: bool = False) -> SchemaVersion:
         candidates = self.state.all_versions(subject) if deleted else self.state.live_versions(subject)
         if not candidates:
             raise errors.subject_not_found(subject)
-        _, content = self._content(schema_type, text, references, normalize)
+        _, content = await self._content(schema_type, text, references, normalize)
         for entry in reversed(candidates):
             if entry.content == content:
                 return entry
         raise errors.schema_not_found()
 
-    def check(self, subject: str, version: Any, schema_type: str, text: str, references: Sequence[Reference], normalize: bool = False) -> list[str]:
+    async def check(self, subject: str, version: Any, schema_type: str, text: str, references: Sequence[Reference], normalize: bool = False) -> list[str]:
         """Problems of registering the schema in `subject`, against one version ("latest" or
         a number: that one only, whatever the level's transitivity) or, with `version` None,
         the live versions the level compares against."""
-        new, _ = self._content(schema_type, text, references, normalize)
+        new, _ = await self._content(schema_type, text, references, normalize)
         level = self.compatibility_level(subject)
         live = self.state.live_versions(subject)
         if version is None:
@@ -319,13 +363,14 @@ class SchemaRegistry:
                     raise errors.version_not_found(number)
                 earlier = [entry]
             level = level.replace("_TRANSITIVE", "")
-        found = self._problems(level, new, earlier)
+        found = await self._problems(level, new, earlier)
         return found + [f"{{compatibility: '{level}'}}"] if found else []
 
-    def _problems(self, level: str, new: ParsedSchema, earlier: list[SchemaVersion]) -> list[str]:
+    async def _problems(self, level: str, new: ParsedSchema, earlier: list[SchemaVersion]) -> list[str]:
         """Why `new` breaks `level` against `earlier`, then which version it breaks against
-        (Confluent's details list); empty when it does not."""
-        failure = compatibility.first_failure(level, new, [self.parsed(e) for e in earlier])
+        (Confluent's details list); empty when it does not. Checked on a worker thread."""
+        earlier_parsed = [await self.parsed(e) for e in earlier]
+        failure = await trio.to_thread.run_sync(compatibility.first_failure, level, new, earlier_parsed, limiter=self._cpu)
         if failure is None:
             return []
         index, found = failure

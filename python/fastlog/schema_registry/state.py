@@ -12,10 +12,10 @@ Confluent's layout (JSON keys and values):
 - `{"keytype":"DELETE_SUBJECT","subject":S,"magic":0}` → `{"subject":S,"version":V}`: every
   version up to V soft-deleted.
 - `{"keytype":"CLEAR_SUBJECT","subject":S,"magic":0}`: the subject's versions removed for good.
-- `{"keytype":"NOOP","magic":0}` → `{"maxId": N}`: the largest id given so far, written before
-  a hard delete, so that compaction, which drops the deleted versions' records, cannot make a
-  restarted registry give their ids again (the latest NOOP record survives compaction; a
-  Confluent reader ignores NOOP values).
+- `{"keytype":"NOOP","magic":0,"purpose":"maxId"}` → `{"maxId": N}`: the largest id given so
+  far, written before a hard delete, so that compaction, which drops the deleted versions'
+  records, cannot make a restarted registry give their ids again (the latest record of a key
+  survives compaction; a Confluent reader skips a NOOP).
 
 Writers do not coordinate: an instance appends what it wants and reads the topic up to its
 record to learn whether it won. A SCHEMA record loses (is not applied) when its subject
@@ -78,7 +78,10 @@ def clear_subject_key(subject: str) -> dict:
     return {"keytype": "CLEAR_SUBJECT", "subject": subject, "magic": 0}
 
 
-NOOP_KEY = {"keytype": "NOOP", "magic": 0}
+# The id watermark's own key: Confluent writes NOOP records with the bare key and no value (a
+# tombstone to compaction), which must not take the watermark with it.
+MAX_ID_KEY = {"keytype": "NOOP", "magic": 0, "purpose": "maxId"}
+MAX_ID = 2**31 - 1  # ids and versions are 4-byte signed integers on the wire
 
 
 @dataclass
@@ -93,7 +96,7 @@ class RegistryState:
     def apply(self, key: Any, value: Any) -> None:
         """Applies one record; anything it cannot read is skipped (another writer's newer
         record types, garbage), as Confluent's reader skips it."""
-        if not isinstance(key, dict):
+        if not isinstance(key, dict) or (key.get("subject") is not None and not isinstance(key.get("subject"), str)):
             return
         kind = key.get("keytype")
         subject = key.get("subject")
@@ -108,7 +111,7 @@ class RegistryState:
             for entry in self.subjects.get(subject, {}).values():
                 if not isinstance(upto, int) or entry.version <= upto:
                     entry.deleted = True
-        elif kind == "NOOP" and isinstance(value, dict) and isinstance(value.get("maxId"), int):
+        elif kind == "NOOP" and isinstance(value, dict) and isinstance(value.get("maxId"), int) and 0 <= value["maxId"] <= MAX_ID:
             self.max_id = max(self.max_id, value["maxId"])
         elif kind == "CLEAR_SUBJECT" and isinstance(subject, str):
             versions = self.subjects.get(subject, {})
@@ -118,6 +121,8 @@ class RegistryState:
                 self.subjects.pop(subject, None)
 
     def _apply_schema(self, subject: str, version: Any, value: Any) -> None:
+        if not isinstance(version, int) or isinstance(version, bool):
+            return
         versions = self.subjects.setdefault(subject, {})
         if value is None:  # permanently deleted
             gone = versions.pop(version, None)
@@ -193,6 +198,8 @@ def _schema_version(subject: str, value: Any) -> Optional[SchemaVersion]:
             references=references,
             deleted=bool(value.get("deleted", False)),
         )
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+    if not (1 <= entry.version <= MAX_ID and 0 <= entry.id <= MAX_ID):
         return None
     return entry

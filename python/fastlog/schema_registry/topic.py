@@ -1,12 +1,14 @@
 """The `_schemas` topic, read and written through fastlog's own Kafka client.
 
-Blocking calls (the client is synchronous): the registry runs them on worker threads, one
-client per direction, since a client serves one request at a time.
+Blocking calls (the client is synchronous): the registry runs them on worker threads. A
+client serves one request at a time, so there is one per direction (the reader tails the
+topic while writes go on), each behind its own lock.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import Any, Optional
 
@@ -28,8 +30,8 @@ def decode_json(data: Optional[bytes]) -> Any:
         return None
     try:
         return json.loads(data)
-    except ValueError:
-        return ...  # not JSON: skipped (Ellipsis is never a valid key or value)
+    except (ValueError, RecursionError):
+        return ...  # not JSON (or nested past reason): skipped (Ellipsis is never a key or value)
 
 
 class SchemasTopic:
@@ -40,8 +42,10 @@ class SchemasTopic:
         self.timeout = timeout
         self._reader: Optional[Client] = None
         self._writer: Optional[Client] = None
+        self._locks = {"_reader": threading.Lock(), "_writer": threading.Lock()}
 
     def _client(self, which: str) -> Client:
+        """The client (under its lock, held by the caller)."""
         client = getattr(self, which)
         if client is None:
             client = Client(self.bootstrap, timeout=self.timeout, client_id="fastlog-schema-registry")
@@ -49,23 +53,29 @@ class SchemasTopic:
         return client
 
     def close(self) -> None:
+        """At the end: closes both clients without waiting for their locks (a call abandoned
+        at cancellation may still hold one, blocked in a long-poll, and fails on its own)."""
         for which in ("_reader", "_writer"):
             client = getattr(self, which)
+            setattr(self, which, None)
             if client is not None:
                 client.close()
-                setattr(self, which, None)
 
     def reset(self, which: str) -> None:
         """Drops a client after an error: the next call connects again."""
-        client = getattr(self, which)
-        setattr(self, which, None)
+        with self._locks[which]:
+            client = getattr(self, which)
+            setattr(self, which, None)
         if client is not None:
             client.close()
 
     def ensure(self) -> None:
         """Creates the topic when it does not exist (replication factor -1: the live brokers,
         at most 3, as Confluent's default of 3 where there are fewer)."""
-        client = self._client("_writer")
+        with self._locks["_writer"]:
+            self._ensure(self._client("_writer"))
+
+    def _ensure(self, client: Client) -> None:
         factor = self.replication_factor
         if factor == -1:
             factor = min(3, max(1, len(client.metadata([]).brokers)))
@@ -83,17 +93,20 @@ class SchemasTopic:
 
     def end_offset(self) -> int:
         key = (self.name, PARTITION)
-        return self._client("_writer").list_offsets([key])[key]
+        with self._locks["_writer"]:
+            return self._client("_writer").list_offsets([key])[key]
 
     def append(self, key: Any, value: Any) -> int:
         """Appends one record (acks=all); returns its offset."""
         record = Record(offset=0, timestamp=int(time.time() * 1000), key=encode_json(key), value=None if value is None else encode_json(value))
-        return self._client("_writer").produce({(self.name, PARTITION): [record]})[(self.name, PARTITION)]
+        with self._locks["_writer"]:
+            return self._client("_writer").produce({(self.name, PARTITION): [record]})[(self.name, PARTITION)]
 
     def read(self, offset: int, max_wait_ms: int) -> tuple[list[tuple[Any, Any]], int]:
         """(key, value) of the records from `offset` (decoded JSON; Ellipsis where not JSON)
         and the offset to read next."""
-        fetched = self._client("_reader").fetch({(self.name, PARTITION): offset}, max_wait_ms=max_wait_ms)[(self.name, PARTITION)]
+        with self._locks["_reader"]:
+            fetched = self._client("_reader").fetch({(self.name, PARTITION): offset}, max_wait_ms=max_wait_ms)[(self.name, PARTITION)]
         if fetched.error_code:
             raise KafkaError(fetched.error_code, context=f"fetch {self.name}")
         return [(decode_json(r.key), decode_json(r.value)) for r in fetched.records], fetched.next_offset

@@ -37,7 +37,11 @@ def failing(registry: "SchemaRegistry", topic: str, found: tuple) -> list[tuple[
     return out
 
 
-async def refusal(registry: Optional["SchemaRegistry"], topic: str, records: bytes, keys: bool, values: bool) -> Optional[tuple[str, list[tuple[int, str]]]]:
+CATCH_UP_SECONDS = 2.0  # how long a Produce with an id not known yet waits for the registry
+
+
+async def refusal(registry: Optional["SchemaRegistry"], topic: str, records: bytes, keys: bool, values: bool,
+                  max_batch_bytes: int = 1 << 30) -> Optional[tuple[str, list[tuple[int, str]]]]:
     """None when every record passes, else (message, [(record index, why)]). An id not known
     yet may have been registered a moment ago through another registry: the topic is read up
     to its end once before the answer. Records that cannot be read are left to the append,
@@ -45,13 +49,13 @@ async def refusal(registry: Optional["SchemaRegistry"], topic: str, records: byt
     if registry is None:
         return "schema validation is on for this topic but this broker runs no schema registry (schema.registry.listeners)", []
     try:
-        found = _core.schema_ids(records, keys, values)
+        found = _core.schema_ids(records, keys, values, max_batch_bytes)
     except _core.StorageError:
         return None
     problems = failing(registry, topic, found)
     if any(names_id for _, _, names_id in problems):
         try:
-            await registry.catch_up()
+            await registry.catch_up(CATCH_UP_SECONDS)
         except Exception:  # the registry cannot read its topic now: decide on what it has
             pass
         problems = failing(registry, topic, found)

@@ -53,7 +53,7 @@ def register(commands: "argparse._SubParsersAction") -> None:
         sub = action(name, handler, help_text)
         sub.add_argument("subject")
         sub.add_argument("schema", help="a schema file, or - for standard input")
-        sub.add_argument("--type", default="AVRO", choices=["AVRO", "JSON"], help="schema type (default AVRO)")
+        sub.add_argument("--type", default="AVRO", choices=["AVRO", "JSON", "PROTOBUF"], help="schema type (default AVRO)")
     delete = action("delete", delete_schema, "soft-delete a subject (or one --version); --permanent after that")
     delete.add_argument("subject")
     delete.add_argument("--version")
@@ -76,22 +76,24 @@ def run_standalone(args: argparse.Namespace) -> int:
         print("fastlog schema-registry: --listeners names no address", file=sys.stderr)
         return 2
 
+    try:
+        sockets = schema_registry.bind(addresses)
+    except OSError as e:
+        print(f"fastlog schema-registry: cannot listen on {args.listeners}: {e}", file=sys.stderr)
+        return 1
+
     async def main() -> None:
         import signal
 
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
                 registry = schema_registry.new_registry(args.bootstrap_server, args.topic, args.replication_factor)
-                nursery.start_soon(schema_registry.serve, registry, addresses)
+                nursery.start_soon(schema_registry.serve, registry, sockets)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
 
-    try:
-        trio.run(main)
-    except OSError as e:
-        print(f"fastlog schema-registry: {e}", file=sys.stderr)
-        return 1
+    trio.run(main)
     return 0
 
 
@@ -126,9 +128,11 @@ def read_schema(path: str) -> str:
 
 def list_subjects(args: argparse.Namespace) -> int:
     rows = []
-    for subject in call(args.url, "GET", "/subjects" + ("?deleted=true" if args.deleted else "")):
-        latest = call(args.url, "GET", f"/subjects/{quote(subject)}/versions/latest" + ("?deleted=true" if args.deleted else ""))
-        rows.append({"subject": subject, "version": latest["version"], "id": latest["id"], "type": latest.get("schemaType", "AVRO")})
+    deleted = "?deleted=true" if args.deleted else ""
+    for subject in call(args.url, "GET", "/subjects" + deleted):
+        newest = call(args.url, "GET", f"/subjects/{quote(subject)}/versions{deleted}")[-1]  # "latest" is live ones only
+        found = call(args.url, "GET", f"/subjects/{quote(subject)}/versions/{newest}{deleted}")
+        rows.append({"subject": subject, "version": found["version"], "id": found["id"], "type": found.get("schemaType", "AVRO")})
     if args.json:
         print_json(rows)
     else:
