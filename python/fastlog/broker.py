@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+BROKERS_WAIT_SECONDS = 10.0  # a starting cluster's brokers register within this (the _schemas replicas)
+
 SHUTDOWN_GRACE_SECONDS = 10
 CONTROLLED_SHUTDOWN_SECONDS = 5  # for the partitions led here to get other leaders first
 
@@ -261,6 +263,7 @@ class Broker:
             return
         self.schema_registry = schema_registry.new_registry(
             bootstrap, self.config["schema.registry.topic"], self.config["schema.registry.topic.replication.factor"],
+            brokers_wait=BROKERS_WAIT_SECONDS if self.controller is not None else 0.0,
         )
         with scope:
             await schema_registry.serve(self.schema_registry, sockets)

@@ -16,6 +16,7 @@ and memory does not grow.
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import struct
@@ -212,6 +213,8 @@ class Connection:
                 response = await handler.handle(context, body)
             if response is None:
                 return None
+            if isinstance(response, Pending):  # its response object comes later: encoded then
+                return Pending(functools.partial(self._encode_later, response, header.correlation_id, api_key, version))
             metrics.observe_response(api_key, response)
             parts = protocol.encode_response(header.correlation_id, api_key, version, response).framed_parts()
         except ConnectionClosed:
@@ -225,6 +228,13 @@ class Connection:
         finally:
             metrics.observe_request(api_key, trio.current_time() - started)
         return parts
+
+    async def _encode_later(self, pending: Pending, correlation_id: int, api_key: int, version: int) -> Optional[bytes]:
+        response = await pending.wait()
+        if response is None:
+            return None
+        self.broker.metrics.observe_response(api_key, response)
+        return b"".join(protocol.encode_response(correlation_id, api_key, version, response).framed_parts())
 
     def _note_trailing_bytes(self, api_key: int, version: int, trailing: int) -> None:
         """Bytes after a request's last field are ignored, as Kafka ignores them; counted, and

@@ -49,6 +49,25 @@ def registry_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
     process.stop()
 
 
+@pytest.fixture(autouse=True)
+def close_registry_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """confluent-kafka's SchemaRegistryClient keeps its HTTP connections until closed (and
+    warns when collected with them open): every one a test makes is closed after it."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    made: list = []
+    original = SchemaRegistryClient.__init__
+
+    def tracked(self, *args, **kwargs) -> None:
+        original(self, *args, **kwargs)
+        made.append(self)
+
+    monkeypatch.setattr(SchemaRegistryClient, "__init__", tracked)
+    yield
+    for client in made:
+        client.close()
+
+
 @pytest.fixture
 def subject() -> str:
     return f"subject-{uuid.uuid4().hex[:8]}-value"

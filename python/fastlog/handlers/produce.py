@@ -161,6 +161,18 @@ async def append(ctx: RequestContext, topic: str, index: int, records, acks: int
     )
 
 
+async def answer_when_in_sync(ctx: RequestContext, request, responses: list, awaiting: list) -> object:
+    """acks=all on this path: the response once the ISR has every partition's batches."""
+    assert ctx.broker.replicas is not None
+    for topic, index, code in await ctx.broker.replicas.wait_for_replicas(awaiting, request.timeout_ms):
+        ctx.broker.metrics.count_error(0, code)
+        for t in responses:
+            for position, p in enumerate(t.partition_responses):
+                if t.name == topic and p.index == index:
+                    t.partition_responses[position] = refused(index, code)
+    return R(responses=responses, throttle_time_ms=0)
+
+
 @handles(0, *VERSIONS)
 async def handle(ctx: RequestContext, request):
     if request.acks not in (-1, 0, 1):
@@ -182,10 +194,6 @@ async def handle(ctx: RequestContext, request):
     if request.acks == 0:
         return None
     if request.acks == -1 and awaiting and ctx.broker.replicas is not None:
-        failed = await ctx.broker.replicas.wait_for_replicas(awaiting, request.timeout_ms)
-        for topic, index, code in failed:
-            for t in responses:
-                for p in t.partition_responses:
-                    if t.name == topic and p.index == index:
-                        t.partition_responses[t.partition_responses.index(p)] = refused(index, code)
+        # As the Rust path's: the answer waits for the ISR while the connection reads on.
+        return Pending(lambda: answer_when_in_sync(ctx, request, responses, awaiting))
     return R(responses=responses, throttle_time_ms=0)

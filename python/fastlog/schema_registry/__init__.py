@@ -23,11 +23,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def new_registry(bootstrap: str, topic: str = "_schemas", replication_factor: int = -1) -> "SchemaRegistry":
+def new_registry(bootstrap: str, topic: str = "_schemas", replication_factor: int = -1, brokers_wait: float = 0.0) -> "SchemaRegistry":
+    """`brokers_wait`: how long a starting cluster may take to have 3 live brokers before the
+    topic is created (replication factor -1) with fewer replicas."""
     from fastlog.schema_registry.registry import SchemaRegistry
     from fastlog.schema_registry.topic import SchemasTopic
 
-    return SchemaRegistry(SchemasTopic(bootstrap, topic, replication_factor))
+    return SchemaRegistry(SchemasTopic(bootstrap, topic, replication_factor, brokers_wait=brokers_wait))
 
 
 def bind(addresses: list[tuple[str, int]]) -> list[socket.socket]:

@@ -35,10 +35,14 @@ def decode_json(data: Optional[bytes]) -> Any:
 
 
 class SchemasTopic:
-    def __init__(self, bootstrap: str, name: str = "_schemas", replication_factor: int = -1, timeout: float = 10.0) -> None:
+    def __init__(self, bootstrap: str, name: str = "_schemas", replication_factor: int = -1, timeout: float = 10.0,
+                 brokers_wait: float = 0.0) -> None:
         self.bootstrap = bootstrap
         self.name = name
         self.replication_factor = replication_factor
+        # A cluster that is starting: how long to wait for 3 live brokers before creating the
+        # topic with fewer replicas.
+        self.brokers_wait = brokers_wait
         self.timeout = timeout
         self._reader: Optional[Client] = None
         self._writer: Optional[Client] = None
@@ -78,7 +82,12 @@ class SchemasTopic:
     def _ensure(self, client: Client) -> None:
         factor = self.replication_factor
         if factor == -1:
-            factor = min(3, max(1, len(client.metadata([]).brokers)))
+            deadline = time.monotonic() + self.brokers_wait
+            live = len(client.metadata([]).brokers)
+            while live < 3 and time.monotonic() < deadline and not self._exists(client):
+                time.sleep(0.2)
+                live = len(client.metadata([]).brokers)
+            factor = min(3, max(1, live))
         try:
             client.create_topic(self.name, 1, factor, TOPIC_CONFIGS)
         except KafkaError as e:
@@ -90,6 +99,10 @@ class SchemasTopic:
             if topic is not None and topic.partitions and all(p.leader >= 0 for p in topic.partitions.values()):
                 return
             time.sleep(0.05)
+
+    def _exists(self, client: Client) -> bool:
+        found = client.metadata([self.name]).topics.get(self.name)
+        return found is not None and not found.error_code
 
     def end_offset(self) -> int:
         key = (self.name, PARTITION)
