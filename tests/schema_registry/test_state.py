@@ -63,3 +63,16 @@ def test_records_it_cannot_read_are_skipped() -> None:
     ]:
         state.apply(key, value)
     assert state.subjects == {} and state.max_id == 0
+
+
+def test_the_id_index_follows_adds_and_removals() -> None:
+    state = RegistryState()
+    state.apply(*schema("a", 1, 3))
+    state.apply(*schema("b", 1, 3))  # the same schema under another subject keeps its id
+    assert [(e.subject, e.version) for e in state.versions_of_id(3)] == [("a", 1), ("b", 1)]
+    state.apply(*schema("a", 1, 3, deleted=True))
+    assert [e.subject for e in state.versions_of_id(3)] == ["b"] and len(state.versions_of_id(3, deleted=True)) == 2
+    state.apply({"keytype": "CLEAR_SUBJECT", "subject": "a", "magic": 0}, {"subject": "a"})
+    assert [e.subject for e in state.versions_of_id(3, deleted=True)] == ["b"]
+    state.apply(schema_key("b", 1), None)
+    assert state.versions_of_id(3, deleted=True) == [] and state.ids == {} and state.max_id == 3

@@ -9,9 +9,10 @@ everything written before it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from typing import Any, Optional, Sequence
+from typing import Any, AsyncIterator, Optional, Sequence
 
 import trio
 
@@ -100,6 +101,19 @@ class SchemaRegistry:
         except Exception:
             log.exception("schema registry: skipped a record of %s it cannot apply: key %.200r", self.topic.name, key)
 
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """This instance's turn to write; a request that waits longer than the timeout for
+        it is answered 50002 rather than queued without end."""
+        with trio.move_on_after(self.timeout) as waited:
+            await self._write_lock.acquire()
+        if waited.cancelled_caught:
+            raise errors.operation_timeout(f"Register operation timed out: other writes held the registry for {self.timeout:g} s")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
     async def wait_ready(self) -> None:
         """Until the topic was read to its end once (answers before would miss schemas)."""
         if self.ready.is_set():
@@ -187,7 +201,7 @@ class SchemaRegistry:
         return previous
 
     async def _write_setting(self, key: dict, value: Optional[dict]) -> None:
-        async with self._write_lock:
+        async with self._writing():
             await self._append(key, value)
 
     # -- schemas ------------------------------------------------------------------------------
@@ -271,7 +285,7 @@ class SchemaRegistry:
             raise errors.operation_not_permitted(f"Subject {subject} is not in import mode")
         if schema_id is None and mode != "READWRITE":
             raise errors.operation_not_permitted(f"Subject {subject} is not in read-write mode")
-        async with self._write_lock:
+        async with self._writing():
             for _ in range(WRITE_ATTEMPTS):
                 await self.catch_up()
                 existing = self._find(subject, content)
@@ -382,7 +396,7 @@ class SchemaRegistry:
 
     async def delete_version(self, subject: str, version: Any, permanent: bool) -> int:
         self._check_writable(subject)
-        async with self._write_lock:
+        async with self._writing():
             await self.catch_up()
             number = parse_version(version)
             entry = self.version_entry(subject, version, deleted=number != -1)
@@ -403,7 +417,7 @@ class SchemaRegistry:
 
     async def delete_subject(self, subject: str, permanent: bool) -> list[int]:
         self._check_writable(subject)
-        async with self._write_lock:
+        async with self._writing():
             await self.catch_up()
             every = self.state.all_versions(subject)
             live = [e for e in every if not e.deleted]

@@ -89,6 +89,7 @@ class RegistryState:
     subjects: dict[str, dict[int, SchemaVersion]] = field(default_factory=dict)
     contents: dict[int, tuple] = field(default_factory=dict)  # id → (type, schema, references)
     ids: dict[tuple, int] = field(default_factory=dict)  # content → id
+    holders: dict[int, set[tuple[str, int]]] = field(default_factory=dict)  # id → (subject, version) having it
     configs: dict[Optional[str], str] = field(default_factory=dict)  # None: the global level
     modes: dict[Optional[str], str] = field(default_factory=dict)
     max_id: int = 0
@@ -116,7 +117,7 @@ class RegistryState:
         elif kind == "CLEAR_SUBJECT" and isinstance(subject, str):
             versions = self.subjects.get(subject, {})
             for version in [v for v, e in versions.items() if e.deleted]:
-                del versions[version]
+                self._unindex(versions.pop(version))
             if not versions:
                 self.subjects.pop(subject, None)
 
@@ -128,9 +129,8 @@ class RegistryState:
             gone = versions.pop(version, None)
             if not versions:
                 del self.subjects[subject]
-            if gone is not None and not self.versions_of_id(gone.id, deleted=True):
-                # the id no longer resolves; the same schema registered again gets a new one
-                self.ids.pop(gone.content, None)
+            if gone is not None:
+                self._unindex(gone)
             return
         entry = _schema_version(subject, value)
         if entry is None or entry.version != version:
@@ -143,9 +143,19 @@ class RegistryState:
         if self.contents.get(entry.id, entry.content) != entry.content:
             return  # the id names other content
         versions[entry.version] = entry
+        self.holders.setdefault(entry.id, set()).add((subject, entry.version))
         self.contents[entry.id] = entry.content
         self.ids.setdefault(entry.content, entry.id)
         self.max_id = max(self.max_id, entry.id)
+
+    def _unindex(self, gone: SchemaVersion) -> None:
+        holders = self.holders.get(gone.id, set())
+        holders.discard((gone.subject, gone.version))
+        if not holders:
+            self.holders.pop(gone.id, None)
+            if self.ids.get(gone.content) == gone.id:
+                # the id no longer resolves; the same schema registered again gets a new one
+                del self.ids[gone.content]
 
     @staticmethod
     def _apply_setting(settings: dict, subject: Any, value: Any, field_name: str) -> None:
@@ -168,10 +178,10 @@ class RegistryState:
         return sorted(s for s, versions in self.subjects.items() if deleted or any(not e.deleted for e in versions.values()))
 
     def versions_of_id(self, schema_id: int, deleted: bool = False) -> list[SchemaVersion]:
-        return [
-            e for s in sorted(self.subjects) for _, e in sorted(self.subjects[s].items())
-            if e.id == schema_id and (deleted or not e.deleted)
-        ]
+        """The versions with the id, by subject and version (what a deserializer's lookup asks:
+        an index, not a scan)."""
+        found = [self.subjects[subject][version] for subject, version in sorted(self.holders.get(schema_id, ()))]
+        return [e for e in found if deleted or not e.deleted]
 
     def referrers(self, subject: str, version: int, deleted: bool = False) -> list[SchemaVersion]:
         """The versions (soft-deleted ones with `deleted`) that reference (subject, version)."""
