@@ -209,7 +209,12 @@ pub struct RecordRef {
     pub key: Option<(usize, usize)>,
     /// Byte range of the value; None for a null value (a tombstone).
     pub value: Option<(usize, usize)>,
-    pub tombstone: bool,
+}
+
+impl RecordRef {
+    pub fn tombstone(&self) -> bool {
+        self.value.is_none()
+    }
 }
 
 /// Parses the records of a batch's (decompressed) records section.
@@ -241,7 +246,7 @@ pub fn parse_records(records: &[u8], count: i32) -> Result<Vec<RecordRef>> {
         } else {
             Some((pos, pos.checked_add(value_len as usize).filter(|e| *e <= end).ok_or_else(|| bad("value past the end"))?))
         };
-        out.push(RecordRef { start, end, offset_delta, key, value, tombstone: value_len < 0 });
+        out.push(RecordRef { start, end, offset_delta, key, value });
         pos = end;
     }
     Ok(out)

@@ -81,7 +81,7 @@ pub fn filter_batch(
     let parsed = parse_records(&records, header.record_count)?;
     let kept: Vec<&RecordRef> = parsed
         .iter()
-        .filter(|r| keep(header.base_offset + r.offset_delta as i64, r.key.map(|(s, e)| &records[s..e]), r.tombstone))
+        .filter(|r| keep(header.base_offset + r.offset_delta as i64, r.key.map(|(s, e)| &records[s..e]), r.tombstone()))
         .collect();
     stats.records_removed += (parsed.len() - kept.len()) as u64;
     if kept.len() == parsed.len() {
@@ -149,7 +149,7 @@ mod tests {
         let records = records_of(&b, &header).unwrap();
         let parsed = parse_records(&records, header.record_count).unwrap();
         assert_eq!(parsed.iter().map(|r| r.offset_delta).collect::<Vec<_>>(), vec![0, 1, 2]);
-        assert!(parsed.iter().all(|r| r.key.is_none() && !r.tombstone));
+        assert!(parsed.iter().all(|r| r.key.is_none() && !r.tombstone()));
         let mut stats = CleanStats::default();
         let kept = filter_batch(&header, &b, |offset, _, _| offset != 11, &mut stats).unwrap().unwrap();
         let kept_header = batch::validate_batch(&kept).unwrap();

@@ -1297,7 +1297,7 @@ mod tests {
             let records = &data[pos + batch::HEADER_SIZE..pos + h.size()];
             for r in batch::parse_records(records, h.record_count).unwrap() {
                 let key = r.key.map(|(s, e)| records[s..e].to_vec());
-                seen.push((h.base_offset + r.offset_delta as i64, key, r.tombstone));
+                seen.push((h.base_offset + r.offset_delta as i64, key, r.tombstone()));
             }
             pos += h.size();
         }

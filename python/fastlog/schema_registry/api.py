@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from fastlog.schema_registry import errors
 from fastlog.schema_registry.registry import SchemaRegistry, parse_version
-from fastlog.schema_registry.schema_types import SCHEMA_TYPES, Reference, schema_type_of
+from fastlog.schema_registry.schema_types import SCHEMA_TYPES, Reference, compact_json, schema_type_of
 from fastlog.schema_registry.state import SchemaVersion
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def response_type(request: Request) -> str:
 
 
 def json_response(document: Any, status: int = 200, media_type: str = CONTENT_TYPE) -> Response:
-    return Response(json.dumps(document, separators=(",", ":"), ensure_ascii=False), status, media_type=media_type)
+    return Response(compact_json(document), status, media_type=media_type)
 
 
 def flag(request: Request, name: str) -> bool:
@@ -122,6 +122,9 @@ def schema_id(request: Request) -> int:
         return int(request.path_params["id"])
     except ValueError:
         raise errors.schema_not_found(f"Schema {request.path_params['id']} not found") from None
+
+
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 def build_app(registry: SchemaRegistry) -> "RegistryApp":
@@ -265,11 +268,19 @@ def build_app(registry: SchemaRegistry) -> "RegistryApp":
 
     # -- /config and /mode ------------------------------------------------------------------
 
-    async def get_config(request: Request) -> Response:
-        subject = request.path_params.get("subject")
-        if subject is not None and subject not in state.configs and not flag(request, "defaultToGlobal"):
-            raise errors.subject_compatibility_not_configured(subject)
-        return json_response({"compatibilityLevel": registry.compatibility_level(subject)})
+    def setting_routes(settings: dict, field: str, current: Callable[[Optional[str]], str],
+                       not_configured: Callable[[str], errors.RegistryError]) -> Handler:
+        """GET /config[/{s}] and GET /mode[/{s}]: the subject's own setting (unset: 40408 or
+        40409), or with ?defaultToGlobal=true what applies to it."""
+        async def get(request: Request) -> Response:
+            subject = request.path_params.get("subject")
+            if subject is not None and subject not in settings and not flag(request, "defaultToGlobal"):
+                raise not_configured(subject)
+            return json_response({field: current(subject)})
+        return get
+
+    get_config = setting_routes(state.configs, "compatibilityLevel", registry.compatibility_level, errors.subject_compatibility_not_configured)
+    get_mode = setting_routes(state.modes, "mode", registry.mode, errors.subject_mode_not_configured)
 
     async def put_config(request: Request) -> Response:
         body = await read_body(request)
@@ -278,12 +289,6 @@ def build_app(registry: SchemaRegistry) -> "RegistryApp":
 
     async def delete_config(request: Request) -> Response:
         return json_response({"compatibilityLevel": await registry.delete_compatibility(request.path_params.get("subject"))})
-
-    async def get_mode(request: Request) -> Response:
-        subject = request.path_params.get("subject")
-        if subject is not None and subject not in state.modes and not flag(request, "defaultToGlobal"):
-            raise errors.subject_mode_not_configured(subject)
-        return json_response({"mode": registry.mode(subject)})
 
     async def put_mode(request: Request) -> Response:
         body = await read_body(request)
@@ -321,8 +326,6 @@ def build_app(registry: SchemaRegistry) -> "RegistryApp":
         ("GET", "mode/{subject}", get_mode), ("PUT", "mode/{subject}", put_mode), ("DELETE", "mode/{subject}", delete_mode),
     ])
 
-
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 class RegistryApp:

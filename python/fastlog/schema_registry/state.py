@@ -74,10 +74,6 @@ def delete_subject_key(subject: str) -> dict:
     return {"keytype": "DELETE_SUBJECT", "subject": subject, "magic": 0}
 
 
-def clear_subject_key(subject: str) -> dict:
-    return {"keytype": "CLEAR_SUBJECT", "subject": subject, "magic": 0}
-
-
 # The id watermark's own key: Confluent writes NOOP records with the bare key and no value (a
 # tombstone to compaction), which must not take the watermark with it.
 MAX_ID_KEY = {"keytype": "NOOP", "magic": 0, "purpose": "maxId"}

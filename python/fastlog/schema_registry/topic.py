@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from fastlog.client import Client, KafkaError
 from fastlog.records import Record
+from fastlog.schema_registry.schema_types import compact_json
 
 PARTITION = 0
 # Confluent's layout: one compacted partition, the order every instance applies.
@@ -22,7 +23,7 @@ TOPIC_CONFIGS = {"cleanup.policy": "compact"}
 
 def encode_json(document: Any) -> bytes:
     # Compact, keys in the order given (Confluent's), so compaction matches its keys byte for byte.
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(document).encode()
 
 
 def decode_json(data: Optional[bytes]) -> Any:
