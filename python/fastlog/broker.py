@@ -21,6 +21,9 @@ from fastlog.log_manager import LogManager
 from fastlog.metrics import Metrics, serve_metrics
 from fastlog.producer_ids import ClusterProducerIds, ProducerIdAllocator
 from fastlog.replica_manager import OFFSETS_TOPIC, ReplicaManager
+from fastlog.security import jaas
+from fastlog.security.scram import scram_store
+from fastlog.security.tls import ListenerTls
 from fastlog.network_loops import NetworkLoop, network_threads
 from fastlog.server import Connection, ConnectionSlots, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
@@ -57,12 +60,19 @@ class Broker:
         self.replicas: Optional[ReplicaManager] = ReplicaManager(self) if self.controller else None
         if self.controller is not None:
             self.logs.table.set_cluster_mode()  # a partition is writable here once it is led here
+        # Security: each TLS listener's context (certificate files read now: a bad one stops
+        # the start), the SCRAM credentials, PLAIN's users checked for readability.
+        self.tls = {l.name: ListenerTls(config, l.name) for l in config.client_listeners if l.uses_tls}
+        self.scram = scram_store(self)
+        for listener in config.client_listeners:
+            if listener.uses_sasl:
+                jaas.plain_users(config, listener.name)
         self.connections: set[Connection] = set()  # served on this loop; extra loops keep their own
         self.connection_slots = ConnectionSlots(config["max.connections"])
         self.network_loops: list[NetworkLoop] = []
         self._next_loop: Iterator[Optional[NetworkLoop]] = itertools.repeat(None)
         self._token: Optional[trio.lowlevel.TrioToken] = None  # the broker's loop, once it runs
-        self.bound: list[tuple[str, int]] = []
+        self.bound: list[tuple[str, int]] = []  # where each client listener listens, in config order
         self.schema_registry: Optional["SchemaRegistry"] = None  # the built-in one, when on
         self._shutdown = trio.Event()
         # Topic changes on this node's logs are serialised: one create/delete/alter at a time.
@@ -88,14 +98,16 @@ class Broker:
             host = socket.gethostname()
         return host, port
 
-    def live_brokers(self) -> list[tuple[int, str, int, Optional[str]]]:
-        """(id, host, port, rack) of the brokers clients may use: in a cluster the unfenced
-        registered ones (this node too, before its registration is applied); else this one."""
-        host, port = self.advertised_address()
+    def live_brokers(self, listener: Optional[str] = None) -> list[tuple[int, str, int, Optional[str]]]:
+        """(id, host, port, rack) of the brokers clients may use, at their endpoints of the
+        named listener (a client that came in on SASL_SSL is told SASL_SSL addresses): in a
+        cluster the unfenced registered ones (this node too, before its registration is
+        applied); else this one."""
+        host, port = self.advertised_address(listener)
         me = (self.node_id, host, port, self.config["broker.rack"])
         if self.controller is None:
             return [me]
-        live = [(b.id, b.host, b.port, b.rack) for b in self.controller.image.listed_brokers()]
+        live = [(b.id, *b.endpoint(listener), b.rack) for b in self.controller.image.listed_brokers()]
         if self.node_id not in self.controller.image.brokers:
             live = sorted(live + [me])
         return live
@@ -205,28 +217,31 @@ class Broker:
         self.network_loops = []
 
     async def _serve(self, task_status: Any) -> None:
-        listeners = []
-        for listener in self.config.client_listeners:
-            listeners += await trio.open_tcp_listeners(listener.port, host=listener.host)
-        self.bound = [l.socket.getsockname()[:2] for l in listeners]
+        listeners: list[tuple[trio.SocketListener, Any]] = []
+        self.bound = []
+        for named in self.config.client_listeners:
+            opened = await trio.open_tcp_listeners(named.port, host=named.host)
+            listeners += [(l, named) for l in opened]
+            self.bound.append(opened[0].socket.getsockname()[:2])
         try:
             await self._start_network_loops(network_threads(self))
             await self._serve_on(listeners, task_status)
         finally:
             with trio.CancelScope(shield=True):
                 await self._stop_network_loops()
-                for listener in listeners:  # closed already unless the loops failed to start
+                for listener, _ in listeners:  # closed already unless the loops failed to start
                     await listener.aclose()
 
-    async def _serve_on(self, listeners: list[trio.SocketListener], task_status: Any) -> None:
+    async def _serve_on(self, listeners: list[tuple[trio.SocketListener, Any]], task_status: Any) -> None:
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
-                for listener in listeners:
-                    accepting.start_soon(serve_listener, self, listener, connections)
+                for listener, named in listeners:
+                    accepting.start_soon(serve_listener, self, listener, named, connections)
                 host, port = self.advertised_address()
                 log.info(
                     "listening on %s (%d network loops), data in %s, advertised as %s:%d",
-                    self.bound, 1 + len(self.network_loops), self.logs.data_dir, host, port,
+                    ", ".join(f"{l.name} ({l.protocol}) {h}:{p}" for l, (h, p) in zip(self.config.client_listeners, self.bound)),
+                    1 + len(self.network_loops), self.logs.data_dir, host, port,
                 )
                 freeze_startup_objects()
                 registry = trio.CancelScope()
@@ -240,7 +255,7 @@ class Broker:
                 accepting.cancel_scope.cancel()
                 for loop in self.network_loops:
                     loop.stop()
-            for listener in listeners:
+            for listener, _ in listeners:
                 await listener.aclose()
             for connection in list(self.connections):
                 connection.stop_reading()
@@ -254,7 +269,11 @@ class Broker:
             return
         from fastlog import schema_registry
 
-        host, port = self.bound[0]
+        plaintext = [bound for l, bound in zip(self.config.client_listeners, self.bound) if l.protocol == "PLAINTEXT"]
+        if not plaintext:
+            log.error("schema registry not started: it reaches the broker through a PLAINTEXT listener, and there is none")
+            return
+        host, port = plaintext[0]
         bootstrap = f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         try:
             sockets = schema_registry.bind(addresses)

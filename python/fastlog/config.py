@@ -23,6 +23,14 @@ LONG_MAX = 2**63 - 1
 INT_MAX = 2**31 - 1
 
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+DEFAULT_PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# Keys a `listener.name.<listener>.` prefix may set for one listener (and PLAIN's JAAS config
+# as `listener.name.<listener>.plain.sasl.jaas.config`, Kafka's per-mechanism form).
+PER_LISTENER_PREFIXES = ("ssl.", "sasl.", "plain.sasl.", "scram-sha-256.sasl.", "scram-sha-512.sasl.", "connections.max.reauth.ms")
+
+
 class ConfigError(ValueError):
     """A configuration key is unknown or its value is invalid."""
 
@@ -245,6 +253,33 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("leader.imbalance.check.interval.seconds", _int(1, INT_MAX), 300, "how often preferred leaders are checked"),
         BrokerKey("log.verify.on.start.enable", _bool, True, "a cluster broker checks every batch of its replicas once after start (damaged ones go offline)"),
         BrokerKey("offsets.topic.replication.factor", _int(1, 32767), 3, "replication factor of __consumer_offsets (at most the live brokers)"),
+        # Security (Kafka's names): each listener's protocol, TLS and SASL. A `listener.name.<name>.`
+        # prefix sets any of the ssl.* and sasl.* keys for one listener.
+        BrokerKey("listener.security.protocol.map", _string, DEFAULT_PROTOCOL_MAP, "security protocol of each listener name (NAME:PROTOCOL,...)"),
+        BrokerKey("ssl.keystore.type", _choice("JKS", "PKCS12", "PEM"), "JKS", "format of the keystore (JKS files written by Java 9+ keytool are PKCS12 and are read as such)"),
+        BrokerKey("ssl.keystore.location", _optional_string, None, "the broker's certificate and key: a PKCS12 or PEM file"),
+        BrokerKey("ssl.keystore.password", _optional_string, None, "password of the keystore file"),
+        BrokerKey("ssl.key.password", _optional_string, None, "password of the private key"),
+        BrokerKey("ssl.keystore.certificate.chain", _optional_string, None, "PEM certificate chain inline (ssl.keystore.type=PEM)"),
+        BrokerKey("ssl.keystore.key", _optional_string, None, "PEM private key inline (ssl.keystore.type=PEM)"),
+        BrokerKey("ssl.truststore.type", _choice("JKS", "PKCS12", "PEM"), "JKS", "format of the truststore"),
+        BrokerKey("ssl.truststore.location", _optional_string, None, "certificates trusted to sign clients' certificates: a PKCS12 or PEM file"),
+        BrokerKey("ssl.truststore.password", _optional_string, None, "password of the truststore file"),
+        BrokerKey("ssl.truststore.certificates", _optional_string, None, "PEM trusted certificates inline (ssl.truststore.type=PEM)"),
+        BrokerKey("ssl.client.auth", _choice("none", "requested", "required"), "none", "whether clients must present a certificate"),
+        BrokerKey("ssl.enabled.protocols", _list_of("TLSv1.2", "TLSv1.3"), "TLSv1.2,TLSv1.3", "TLS versions accepted"),
+        BrokerKey("ssl.protocol", _string, "TLSv1.3", "accepted for Kafka's configs; ssl.enabled.protocols decides"),
+        BrokerKey("ssl.cipher.suites", _string, "", "TLS 1.2 cipher suites, OpenSSL or IANA names (empty: OpenSSL's secure defaults)"),
+        BrokerKey("ssl.principal.mapping.rules", _string, "DEFAULT", "how a client certificate's subject becomes a principal name"),
+        BrokerKey("ssl.endpoint.identification.algorithm", _string, "https", "clients' setting; a broker checks no host name"),
+        BrokerKey("sasl.enabled.mechanisms", _list_of(*SASL_MECHANISMS), "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "SASL mechanisms offered on SASL listeners"),
+        BrokerKey("sasl.mechanism.inter.broker.protocol", _string, "GSSAPI", "accepted for Kafka's configs (followers use a PLAINTEXT inter-broker listener)"),
+        BrokerKey("sasl.jaas.config", _optional_string, None, "JAAS login module config (PlainLoginModule's user_NAME=\"password\" entries are PLAIN's users)"),
+        BrokerKey("java.security.auth.login.config", _optional_string, None, "a JAAS file; its KafkaServer section (or <listener>.KafkaServer) holds PLAIN's users"),
+        BrokerKey("sasl.server.max.receive.size", _int(1, INT_MAX), 524_288, "largest frame read from a client before it has authenticated"),
+        BrokerKey("connection.failed.authentication.delay.ms", _int(0, INT_MAX), 100, "a failed authentication is answered (and closed) after this delay"),
+        BrokerKey("connections.max.reauth.ms", _int(0), 0, "an authenticated SASL session must re-authenticate within this (0: never)"),
+        BrokerKey("scram.iterations.min", _int(1, INT_MAX), 4096, "fewest SCRAM iterations AlterUserScramCredentials accepts"),
     ]
     keys += [
         BrokerKey(k.broker_key, k.parse, k.default, k.doc)
@@ -263,7 +298,8 @@ IGNORED_KEYS = frozenset(
     """num.io.threads socket.send.buffer.bytes socket.receive.buffer.bytes
     num.recovery.threads.per.data.dir
     transaction.state.log.replication.factor transaction.state.log.min.isr
-    listener.security.protocol.map zookeeper.connect zookeeper.connection.timeout.ms
+    ssl.keymanager.algorithm ssl.trustmanager.algorithm ssl.secure.random.implementation
+    ssl.engine.factory.class principal.builder.class zookeeper.connect zookeeper.connection.timeout.ms
     log.cleaner.enable log.cleaner.threads num.replica.fetchers
     group.coordinator.rebalance.protocols share.coordinator.state.topic.replication.factor
     share.coordinator.state.topic.min.isr""".split()
@@ -300,6 +336,27 @@ class Listener:
     name: str
     host: str
     port: int
+    protocol: str = "PLAINTEXT"  # its security protocol (listener.security.protocol.map)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol in ("SASL_PLAINTEXT", "SASL_SSL")
+
+
+def parse_protocol_map(text: str, controller_names: set[str]) -> dict[str, str]:
+    """`NAME:PROTOCOL,...`; a controller listener not named is PLAINTEXT (as in KRaft)."""
+    protocols = {name: "PLAINTEXT" for name in controller_names}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, protocol = item.partition(":")
+        protocol = protocol.strip().upper()
+        if not sep or not name.strip() or protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"listener.security.protocol.map: {item!r} is not NAME:PROTOCOL with PROTOCOL one of {', '.join(SECURITY_PROTOCOLS)}")
+        protocols[name.strip()] = protocol
+    return protocols
 
 
 def parse_listeners(key: str, text: str) -> list[Listener]:
@@ -360,8 +417,13 @@ class BrokerConfig:
     def __init__(self, values: Mapping[str, Any] | None = None) -> None:
         self._values: dict[str, Any] = {k: v.default for k, v in BROKER_KEYS.items()}
         self.explicit: set[str] = set()
+        # `listener.name.<listener>.<key>`: per listener (lower-cased name) -> key -> raw value.
+        self.per_listener: dict[str, dict[str, str]] = {}
         for key, raw in (values or {}).items():
             key = key.strip()
+            if key.startswith("listener.name."):
+                self._set_per_listener(key, raw)
+                continue
             if key in IGNORED_KEYS:
                 log.info("config %s has no effect in fastlog; ignored", key)
                 continue
@@ -384,10 +446,47 @@ class BrokerConfig:
         self.quorum_voters = {} if single else voters
         self._cluster = not single
         controller_names = {n.strip() for n in self["controller.listener.names"].split(",")} if self._cluster else set()
+        self._set_protocols(controller_names)
         self.controller_listeners = [l for l in self.listeners if l.name in controller_names]
         self.client_listeners = [l for l in self.listeners if l.name not in controller_names]
         if self._cluster:
             self._check_cluster(controller_names)
+
+    def _set_per_listener(self, key: str, raw: Any) -> None:
+        listener, _, setting = key[len("listener.name.") :].partition(".")
+        if not listener or not setting.startswith(PER_LISTENER_PREFIXES):
+            raise ConfigError(f"unknown config key {key!r} (listener.name.<listener>. sets ssl.*, sasl.* and <mechanism>.sasl.jaas.config keys)")
+        base = setting.split(".", 1)[1] if setting.startswith(("plain.", "scram-sha-256.", "scram-sha-512.")) else setting
+        spec = BROKER_KEYS.get(base)
+        if spec is None:
+            raise ConfigError(f"unknown config key {key!r}")
+        spec.parse(key, raw)  # refused now, not when the listener opens
+        self.per_listener.setdefault(listener.lower(), {})[setting] = str(raw).strip()
+
+    def _set_protocols(self, controller_names: set[str]) -> None:
+        protocols = parse_protocol_map(self["listener.security.protocol.map"], controller_names)
+        named = []
+        for listener in self.listeners:
+            protocol = protocols.get(listener.name)
+            if protocol is None:
+                if listener.name.upper() not in SECURITY_PROTOCOLS or "listener.security.protocol.map" in self.explicit:
+                    raise ConfigError(f"listeners: {listener.name} has no security protocol in listener.security.protocol.map")
+                protocol = listener.name.upper()
+            if listener.name in controller_names and protocol != "PLAINTEXT":
+                raise ConfigError(f"the controller listener {listener.name} is {protocol}: fastlog's quorum speaks PLAINTEXT only for now")
+            named.append(Listener(listener.name, listener.host, listener.port, protocol))
+        self.listeners = named
+        if not self["advertised.listeners"]:
+            self.advertised_listeners = named
+
+    def listener_setting(self, listener: str, key: str, mechanism: Optional[str] = None) -> Any:
+        """`key` for one listener: `listener.name.<listener>.[<mechanism>.]key` if set, else
+        the broker-wide value."""
+        overrides = self.per_listener.get(listener.lower(), {})
+        for setting in ([f"{mechanism.lower()}.{key}"] if mechanism else []) + [key]:
+            if setting in overrides:
+                return BROKER_KEYS[key].parse(setting, overrides[setting])
+        return self[key]
 
     def _check_cluster(self, controller_names: set[str]) -> None:
         voters = self.quorum_voters

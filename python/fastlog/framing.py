@@ -7,21 +7,23 @@ to its leader (responses).
 from __future__ import annotations
 
 import struct
-from typing import Optional
+from typing import Any, Optional
 
 import trio
 
 SIZE = struct.Struct(">i")
 READ_BUFFER = 65536
+TLS_HANDSHAKE_RECORD = b"\x16\x03"  # how a TLS ClientHello begins
 
 
 class ConnectionClosed(Exception):
     """The connection must close; the message says why (it is logged), `reason` is a short
     label for the metrics (connections_closed_total{reason})."""
 
-    def __init__(self, message: str, reason: str = "protocol_error") -> None:
+    def __init__(self, message: str, reason: str = "protocol_error", final: Optional[list] = None) -> None:
         super().__init__(message)
         self.reason = reason
+        self.final = final  # response parts sent before closing (a failed authentication's answer)
 
 
 class FrameReader:
@@ -32,9 +34,10 @@ class FrameReader:
     and the rest of it is received straight into that (no copy at all): record data reaches the
     log as a view of the frame."""
 
-    def __init__(self, stream: trio.SocketStream, max_frame: int) -> None:
-        self.socket = stream.socket
+    def __init__(self, transport: Any, max_frame: int, limit_name: str = "socket.request.max.bytes") -> None:
+        self.transport = transport  # a `fastlog.transport` PlainTransport or TlsTransport
         self.max_frame = max_frame
+        self.limit_name = limit_name  # the setting max_frame comes from, for the log
         # Allocated once the socket is readable: an idle connection holds no read buffer.
         self.buffer = bytearray()
         self.view = memoryview(self.buffer)
@@ -44,7 +47,7 @@ class FrameReader:
 
     async def _recv_into(self, target: memoryview) -> int:
         try:
-            received = await self.socket.recv_into(target)
+            received = await self.transport.recv_into(target)
         except OSError as e:
             raise trio.BrokenResourceError(str(e)) from e
         self.last_read = trio.current_time()
@@ -55,7 +58,7 @@ class FrameReader:
         if self.end - self.start >= size:
             return True
         if not self.buffer:
-            await trio.lowlevel.wait_readable(self.socket)
+            await self.transport.wait_readable()
             self.view.release()
             self.buffer = bytearray(READ_BUFFER)
             self.view = memoryview(self.buffer)
@@ -75,7 +78,9 @@ class FrameReader:
     def _frame_size(self) -> int:
         (size,) = SIZE.unpack_from(self.buffer, self.start)
         if size < 0 or size > self.max_frame:
-            raise ConnectionClosed(f"frame size {size} is outside [0, {self.max_frame}] (socket.request.max.bytes for requests)", "bad_frame_size")
+            if self.buffer[self.start : self.start + 2] == TLS_HANDSHAKE_RECORD:
+                raise ConnectionClosed("a TLS handshake on a listener without TLS (the client's security.protocol is SSL?)", "tls_on_plaintext")
+            raise ConnectionClosed(f"frame size {size} is outside [0, {self.max_frame}] ({self.limit_name})", "bad_frame_size")
         return size
 
     def buffered_frame(self) -> Optional[bytes]:

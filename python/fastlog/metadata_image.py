@@ -3,9 +3,9 @@ records the metadata quorum committed (`controller.py` proposes them, raft-rs or
 
 Records are JSON objects with a `type`:
 
-- `register_broker` {id, host, port, rack, replication, incarnation}: a broker (re)registers
-  its client endpoint and the [host, port] its followers fetch from
-  (`inter.broker.listener.name`); a new incarnation (a restarted process) gets its offline
+- `register_broker` {id, host, port, rack, replication, incarnation, endpoints}: a broker
+  (re)registers its client endpoint, the [host, port] its followers fetch from
+  (`inter.broker.listener.name`) and {listener name: [host, port]} of each client listener; a new incarnation (a restarted process) gets its offline
   replicas back, a late duplicate of the same one does not;
 - `fence_broker` {id}: the controller stopped hearing from it (`broker.session.timeout.ms`,
   or its port refuses connections): clients no longer see it, it leaves the ISR of every
@@ -37,7 +37,10 @@ Records are JSON objects with a `type`:
 - `change_partition` {name, id, partition, partition_epoch, isr?, leader?}: a leader's ISR
   change (Kafka's AlterPartition) or an election; applied only when the partition's epoch is
   still `partition_epoch`, so a change decided on stale state is dropped; a fenced broker is
-  left out of an ISR it was not in.
+  left out of an ISR it was not in;
+- `set_scram_credential` {user, mechanism, salt, stored_key, server_key, iterations} (base64
+  keys, never a password) and `delete_scram_credential` {user, mechanism}: SASL/SCRAM users
+  (AlterUserScramCredentials).
 
 Every change of a partition bumps its `partition_epoch`; a change of leader bumps its
 `leader_epoch` too. Applying a record is deterministic and never fails: a record this version
@@ -93,6 +96,12 @@ class BrokerRegistration:
     replication: tuple[str, int] = ("", 0)  # where followers fetch from it
     shut_down: bool = False  # in (or after) a controlled shutdown, until it registers again
     incarnation: str = ""  # one per start of the broker's process
+    endpoints: dict[str, list] = field(default_factory=dict)  # listener name -> [host, port] for clients
+
+    def endpoint(self, listener: Optional[str]) -> tuple[str, int]:
+        """Where clients of the named listener reach it (its first listener's if unknown)."""
+        host, port = self.endpoints.get(listener or "", (self.host, self.port))
+        return host, int(port)
 
 
 class MetadataImage:
@@ -105,6 +114,7 @@ class MetadataImage:
         self.leader_elections = 0  # leaders chosen after a fence or unfence, for the metrics
         self.next_producer_id = 0  # the first producer id no broker was given yet
         self.producer_id_blocks: dict[int, tuple[str, int, int]] = {}  # broker -> (request, first id, size) last given
+        self.scram: dict[str, dict[str, dict[str, Any]]] = {}  # user -> mechanism -> credential (ScramCredential.to_json)
 
     def listed_brokers(self) -> list[BrokerRegistration]:
         """The brokers clients are told of: not fenced (a broker shutting down included)."""
@@ -182,6 +192,7 @@ class MetadataImage:
             "deleted_topics": sorted(str(t) for t in self.deleted_topics),
             "next_producer_id": self.next_producer_id,
             "producer_id_blocks": {str(b): list(block) for b, block in self.producer_id_blocks.items()},
+            "scram": self.scram,
         })
 
     def load_snapshot(self, data: bytes) -> None:
@@ -200,6 +211,7 @@ class MetadataImage:
         self.deleted_topics = {uuid.UUID(t) for t in state["deleted_topics"]}
         self.next_producer_id = int(state.get("next_producer_id", 0))
         self.producer_id_blocks = {int(b): (str(r), int(f), int(n)) for b, (r, f, n) in state.get("producer_id_blocks", {}).items()}
+        self.scram = {str(u): dict(ms) for u, ms in state.get("scram", {}).items()}
         log.info("metadata image loaded from a snapshot at %d: %d brokers, %d topics", self.last_applied, len(self.brokers), len(self.topics))
 
     def apply(self, index: int, data: bytes) -> None:
@@ -218,6 +230,16 @@ class MetadataImage:
         except (KeyError, ValueError, TypeError, IndexError) as e:
             log.error("metadata record %d (%s) is malformed and skipped: %s", index, record.get("type"), e)
 
+    def _apply_set_scram_credential(self, record: dict[str, Any]) -> None:
+        credential = {"salt": str(record["salt"]), "stored_key": str(record["stored_key"]), "server_key": str(record["server_key"]), "iterations": int(record["iterations"])}
+        self.scram.setdefault(str(record["user"]), {})[str(record["mechanism"])] = credential
+
+    def _apply_delete_scram_credential(self, record: dict[str, Any]) -> None:
+        user = str(record["user"])
+        self.scram.get(user, {}).pop(str(record["mechanism"]), None)
+        if not self.scram.get(user, True):
+            del self.scram[user]
+
     def _apply_allocate_producer_ids(self, record: dict[str, Any]) -> None:
         broker, request, size = int(record["broker"]), str(record["request"]), int(record["size"])
         last = self.producer_id_blocks.get(broker)
@@ -232,8 +254,10 @@ class MetadataImage:
         host, port = record["host"], int(record["port"])
         replication = record.get("replication") or (host, port)
         incarnation = str(record.get("incarnation", ""))
+        endpoints = {str(name): [str(h), int(p)] for name, (h, p) in (record.get("endpoints") or {}).items()}
         self.brokers[broker_id] = BrokerRegistration(
-            broker_id, host, port, record.get("rack"), old.fenced if old else False, (replication[0], int(replication[1])), incarnation=incarnation
+            broker_id, host, port, record.get("rack"), old.fenced if old else False, (replication[0], int(replication[1])),
+            incarnation=incarnation, endpoints=endpoints,
         )
         log.info("broker %d registered at %s:%d", broker_id, record["host"], record["port"])
         restarted = old is None or not incarnation or old.incarnation != incarnation

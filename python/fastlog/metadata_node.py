@@ -235,12 +235,13 @@ class MetadataNode:
             host, port = self.broker.advertised_address()
             replication = list(self.broker.advertised_address(self.broker.config["inter.broker.listener.name"]))
             rack = self.broker.config["broker.rack"]
+            endpoints = {l.name: list(self.broker.advertised_address(l.name)) for l in self.broker.config.client_listeners}
             mine = self.image.brokers.get(self.node_id)
-            registered = (mine.host, mine.port, mine.rack, list(mine.replication), mine.incarnation) if mine else None
-            if mine is None or mine.shut_down or registered != (host, port, rack, replication, self.incarnation):
+            registered = (mine.host, mine.port, mine.rack, list(mine.replication), mine.incarnation, mine.endpoints) if mine else None
+            if mine is None or mine.shut_down or registered != (host, port, rack, replication, self.incarnation, endpoints):
                 record = {
                     "type": "register_broker", "id": self.node_id, "host": host, "port": port, "rack": rack,
-                    "replication": replication, "incarnation": self.incarnation,
+                    "replication": replication, "incarnation": self.incarnation, "endpoints": endpoints,
                 }
                 self._propose_once(("register_broker", self.node_id), record)
             await trio.sleep(REGISTER_EVERY_SECONDS)

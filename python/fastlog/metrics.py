@@ -22,6 +22,7 @@ Exported (all prefixed `fastlog_`):
   bytes_in_total, bytes_out_total          produced record bytes, fetched record bytes sent
   messages_in_total{topic}                 records produced
   connections_active, connections_opened_total, connections_closed_total{reason}
+  authentications_total{listener,mechanism,result}  SASL and TLS client authentications, succeeded or failed
   network_loop_connections{loop}          connections open on each network loop (num.network.threads)
   fsync_duration_seconds                   histogram of the scheduled flushes (flush.ms)
   partition_log_size_bytes, partition_log_end_offset, partition_high_watermark,
@@ -87,6 +88,7 @@ class Metrics:
     connections_closed: dict = field(default_factory=lambda: defaultdict(int))  # reason -> count
     trailing_bytes: dict = field(default_factory=lambda: defaultdict(int))  # api_key -> requests
     down_converted: dict = field(default_factory=lambda: defaultdict(int))  # magic -> bytes sent
+    authentications: dict = field(default_factory=lambda: defaultdict(int))  # (listener, mechanism, result) -> count
     address: Optional[tuple[str, int]] = None  # where /metrics listens, once it does
 
     def __post_init__(self) -> None:
@@ -186,6 +188,10 @@ class Metrics:
         with self._counting:
             self.connections_closed[reason] += 1
 
+    def count_authentication(self, listener: str, mechanism: str, succeeded: bool) -> None:
+        with self._counting:
+            self.authentications[(listener, mechanism, "succeeded" if succeeded else "failed")] += 1
+
     def count_connection_opened(self) -> None:
         with self._counting:
             self.connections_opened += 1
@@ -247,6 +253,13 @@ class BrokerCollector:
         for magic, size in sorted(m.down_converted.items()):
             down.add_metric([str(magic)], size)
         yield down
+        authentications = CounterMetricFamily(
+            "fastlog_authentications", "Client authentications (SASL, TLS certificates), by listener, mechanism and result",
+            labels=["listener", "mechanism", "result"],
+        )
+        for labels, count in sorted(m.authentications.items()):
+            authentications.add_metric(list(labels), count)
+        yield authentications
         yield CounterMetricFamily("fastlog_bytes_in", "Record bytes produced to the broker", value=m.bytes_in)
         yield CounterMetricFamily("fastlog_bytes_out", "Record bytes sent to fetching clients", value=m.bytes_out)
         messages = CounterMetricFamily("fastlog_messages_in", "Records produced, by topic", labels=["topic"])

@@ -30,6 +30,7 @@ from fastlog.server import Connection, run_connection
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
+    from fastlog.config import Listener
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +63,12 @@ class NetworkLoop:
         if not self._running.is_set():
             raise RuntimeError(f"network loop {self.index} did not start within {START_SECONDS}s")
 
-    def adopt(self, stream: trio.SocketStream) -> None:
+    def adopt(self, stream: trio.SocketStream, listener: "Listener") -> None:
         """From the broker's loop: a connection it accepted is served here from now on."""
         fd = stream.socket.detach()
         try:
             assert self._token is not None
-            self._token.run_sync_soon(self._serve_fd, fd)
+            self._token.run_sync_soon(self._serve_fd, fd, listener)
         except trio.RunFinishedError:
             log.error("network loop %d has stopped; a connection it was handed is closed", self.index)
             socket.close(fd)
@@ -80,12 +81,12 @@ class NetworkLoop:
     def alive(self) -> bool:
         return self.thread.is_alive() and self._token is not None
 
-    def _serve_fd(self, fd: int) -> None:
+    def _serve_fd(self, fd: int, listener: "Listener") -> None:
         sock = trio.socket.from_stdlib_socket(socket.socket(fileno=fd))
         if self._nursery is None or self._stop is None or self._stop.is_set():
             sock.close()  # stopping: the connection is refused
             return
-        self._nursery.start_soon(run_connection, self.broker, trio.SocketStream(sock), self)
+        self._nursery.start_soon(run_connection, self.broker, trio.SocketStream(sock), listener, self)
 
     def stop(self) -> None:
         """From the broker's loop: finish what was read, close (graceful)."""

@@ -33,6 +33,7 @@ import trio
 
 from fastlog import _core, protocol
 from fastlog.framing import SIZE, ConnectionClosed, FrameReader
+from fastlog.transport import PlainTransport
 from fastlog.metadata_image import NO_LEADER
 from fastlog.protocol import ErrorCode
 
@@ -521,7 +522,7 @@ class LeaderLink:
         self._correlation = itertools.count(1)
         # Responses are read as the server reads requests: a large one straight into a buffer
         # of its size, with no copy and no allocation per chunk.
-        self._frames = FrameReader(stream, MAX_RESPONSE_BYTES)
+        self._frames = FrameReader(PlainTransport(stream), MAX_RESPONSE_BYTES)
 
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):

@@ -19,6 +19,7 @@ import errno
 import functools
 import logging
 import os
+import ssl
 import struct
 import threading
 from typing import TYPE_CHECKING, Any, Optional
@@ -26,7 +27,12 @@ from typing import TYPE_CHECKING, Any, Optional
 import trio
 
 from fastlog import protocol
+from fastlog.config import Listener
 from fastlog.framing import ConnectionClosed, FrameReader
+from fastlog.security import ANONYMOUS
+from fastlog.security.sasl import SaslAuthenticator
+from fastlog.security.tls import certificate_principal
+from fastlog.transport import PlainTransport, TlsTransport, Transport
 from fastlog.handlers import produce
 from fastlog.handlers import DECLINED, FRAME_HANDLERS, HANDLERS, Pending, RequestContext, api_versions_body
 from fastlog.protocol import CodecError, ErrorCode
@@ -41,7 +47,7 @@ API_KEY = struct.Struct(">h")  # the first field of every request frame
 SEND_BATCH_BYTES = 1 << 20  # queued response bytes that are sent without waiting for the burst to end
 RESPONSES_IN_FLIGHT = 16  # bursts of responses (or pending ones) queued for the sender
 DROPPED = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)  # the client went away
-IOV_MAX = 1024
+TLS_HANDSHAKE_SECONDS = 10
 BUFFERS = (bytes, bytearray, memoryview)  # response parts sent as they are; others are file regions
 API_VERSIONS = 18
 # What an extra network loop answers itself (the data plane: the Rust core's Produce path and
@@ -52,15 +58,21 @@ PRODUCE = 0
 
 
 class Connection:
-    def __init__(self, broker: "Broker", stream: trio.SocketStream, loop: "Optional[NetworkLoop]" = None) -> None:
+    def __init__(self, broker: "Broker", stream: trio.SocketStream, listener: Listener, loop: "Optional[NetworkLoop]" = None) -> None:
         self.broker = broker
         self.stream = stream
+        self.listener = listener
+        self.transport: Transport = PlainTransport(stream)
         self.loop = loop  # the extra network loop serving it; None: the broker's own loop
+        self.certificate_principal: Optional[str] = None  # a TLS client certificate's, mapped
+        self.sasl = SaslAuthenticator(broker, listener, "") if listener.uses_sasl else None
         try:
             host, port = stream.socket.getpeername()[:2]
             self.peer = f"{host}:{port}"
         except OSError:
             self.peer = "?"
+        if self.sasl is not None:
+            self.sasl.peer = self.peer
         self.stopping = False
         self._wait: Optional[trio.CancelScope] = None  # set while waiting for the next request
         self.close_reason = "client_closed"
@@ -72,8 +84,18 @@ class Connection:
         if self._wait is not None:
             self._wait.cancel()
 
+    @property
+    def principal(self) -> str:
+        """Who the client is (Kafka's `User:` principal name): its SASL user, else its
+        certificate's subject, else ANONYMOUS."""
+        if self.sasl is not None and self.sasl.principal is not None:
+            return self.sasl.principal
+        return self.certificate_principal or ANONYMOUS
+
     async def run(self) -> None:
         try:
+            if self.listener.uses_tls:
+                await self._start_tls()
             await self._serve()
         except ConnectionClosed as e:
             log.warning("closing connection from %s: %s", self.peer, e, extra={"peer": self.peer})
@@ -83,10 +105,43 @@ class Connection:
             self.close_reason = "dropped"
         finally:
             with trio.CancelScope(shield=True):
+                with trio.move_on_after(1):  # a TLS close_notify to a peer that reads nothing
+                    try:
+                        await self.transport.aclose()
+                    except DROPPED:
+                        pass
                 await self.stream.aclose()
 
+    async def _start_tls(self) -> None:
+        """The TLS handshake (bounded in time), and the client certificate's principal."""
+        tls = self.broker.tls[self.listener.name]
+        stream = trio.SSLStream(self.stream, tls.current(), server_side=True)
+        self.transport = TlsTransport(stream)
+        with trio.move_on_after(TLS_HANDSHAKE_SECONDS) as handshake:
+            try:
+                await stream.do_handshake()
+            except trio.BrokenResourceError as e:
+                cause = e.__cause__ or e
+                if tls.context.verify_mode == ssl.CERT_REQUIRED:  # perhaps no or a bad certificate
+                    self.broker.metrics.count_authentication(self.listener.name, "SSL", False)
+                raise ConnectionClosed(f"TLS handshake failed on {self.listener.name}: {cause}", "tls_handshake_failed") from None
+        if handshake.cancelled_caught:
+            raise ConnectionClosed(f"TLS handshake not done within {TLS_HANDSHAKE_SECONDS}s on {self.listener.name}", "tls_handshake_failed")
+        try:
+            self.certificate_principal = certificate_principal(stream, tls.principal_rules)
+        except ValueError as e:
+            self.broker.metrics.count_authentication(self.listener.name, "SSL", False)
+            raise ConnectionClosed(f"client certificate refused on {self.listener.name}: {e}", "authentication_failed") from None
+        if self.certificate_principal is not None:
+            self.broker.metrics.count_authentication(self.listener.name, "SSL", True)
+
     async def _serve(self) -> None:
-        reader = FrameReader(self.stream, self.broker.config["socket.request.max.bytes"])
+        full_size = self.broker.config["socket.request.max.bytes"]
+        before_auth = self.broker.config.listener_setting(self.listener.name, "sasl.server.max.receive.size")
+        if self.sasl is None or full_size <= before_auth:
+            reader = FrameReader(self.transport, full_size)
+        else:
+            reader = FrameReader(self.transport, before_auth, "sasl.server.max.receive.size, until authenticated")
         to_send, queued = trio.open_memory_channel[Any](RESPONSES_IN_FLIGHT)
         # Each task's failure is kept and raised here, after both are done: raised inside the
         # nursery it would come out wrapped in an exception group.
@@ -123,6 +178,8 @@ class Connection:
                 api_key = API_KEY.unpack_from(frame)[0] if len(frame) >= API_KEY.size else -1
                 stamp = (api_key, reader.last_read)
                 answer = await self._handle(frame, api_key)
+                if self.sasl is not None and self.sasl.authenticated and reader.limit_name != "socket.request.max.bytes":
+                    reader.max_frame, reader.limit_name = self.broker.config["socket.request.max.bytes"], "socket.request.max.bytes"
                 if isinstance(answer, Pending):
                     if unsent:
                         await to_send.send((unsent, stamps))
@@ -135,7 +192,9 @@ class Connection:
                     if unsent_bytes >= SEND_BATCH_BYTES:
                         await to_send.send((unsent, stamps))
                         unsent, stamps, unsent_bytes = [], [], 0
-        except ConnectionClosed:
+        except ConnectionClosed as e:
+            if e.final:
+                unsent += e.final
             if unsent:
                 await to_send.send((unsent, stamps))
             raise
@@ -183,6 +242,10 @@ class Connection:
         """Decodes and answers one request: its response parts, a `Pending` response, or None
         when the protocol wants no response."""
         metrics = self.broker.metrics
+        if self.sasl is not None:
+            exchanged = await self.sasl.intercept(frame, api_key)
+            if exchanged is not None:
+                return exchanged
         answer_frame = FRAME_HANDLERS.get(api_key)
         if answer_frame is not None:
             started = trio.current_time()
@@ -204,7 +267,7 @@ class Connection:
             if api_key == API_VERSIONS:
                 return self._api_versions_error(header.correlation_id)
             raise ConnectionClosed(f"{type(body).__name__} v{version} is not supported by fastlog", "unsupported_version")
-        context = RequestContext(self.broker, header, version, self.peer)
+        context = RequestContext(self.broker, header, version, self.peer, self.listener.name, self.principal)
         started = trio.current_time()
         try:
             if self.loop is not None and not answered_on_any_loop(context, body):
@@ -279,29 +342,10 @@ class Connection:
             await self._send_buffers(run)
 
     async def _send_buffers(self, buffers: list) -> None:
-        sock = self.stream.socket
-        views = [memoryview(b).cast("B") for b in buffers]
-        while views:
-            sent = await sock.sendmsg(views[:IOV_MAX])
-            while views and sent >= len(views[0]):
-                sent -= len(views.pop(0))
-            if sent:
-                views[0] = views[0][sent:]
+        await self.transport.send_buffers(buffers)
 
     async def _sendfile(self, region: Any) -> None:
-        """Sends a file region (a `FileSlice`) from the page cache straight to the socket."""
-        sock = self.stream.socket
-        offset, remaining = region.position, len(region)
-        while remaining:
-            await trio.lowlevel.wait_writable(sock)
-            try:
-                sent = os.sendfile(sock.fileno(), region.fileno(), offset, remaining)
-            except BlockingIOError:
-                continue
-            if sent == 0:
-                raise ConnectionClosed("segment file shrank under a fetch being sent", "internal_error")
-            offset += sent
-            remaining -= sent
+        await self.transport.send_region(region)
         self.broker.metrics.count_bytes_out(len(region))
 
 
@@ -351,7 +395,7 @@ class ConnectionSlots:
             self.taken -= 1
 
 
-async def serve_listener(broker: "Broker", listener: trio.SocketListener, connections: trio.Nursery) -> None:
+async def serve_listener(broker: "Broker", listener: trio.SocketListener, named: Listener, connections: trio.Nursery) -> None:
     """Accepts connections until cancelled; each runs in the `connections` nursery, or is
     handed to the next extra network loop in turn (`num.network.threads`)."""
     while True:
@@ -365,18 +409,18 @@ async def serve_listener(broker: "Broker", listener: trio.SocketListener, connec
             raise
         loop = broker.next_network_loop()
         if loop is None:
-            connections.start_soon(run_connection, broker, stream, None)
+            connections.start_soon(run_connection, broker, stream, named, None)
         else:
-            loop.adopt(stream)
+            loop.adopt(stream, named)
 
 
-async def run_connection(broker: "Broker", stream: trio.SocketStream, loop: "Optional[NetworkLoop]") -> None:
+async def run_connection(broker: "Broker", stream: trio.SocketStream, listener: Listener, loop: "Optional[NetworkLoop]") -> None:
     if not broker.connection_slots.take():
         log.warning("refusing a connection: max.connections=%d reached", broker.config["max.connections"])
         broker.metrics.connection_closed("max_connections")
         await stream.aclose()
         return
-    connection = Connection(broker, stream, loop)
+    connection = Connection(broker, stream, listener, loop)
     served = broker.connections if loop is None else loop.connections
     served.add(connection)
     if loop is not None and loop.stopping:

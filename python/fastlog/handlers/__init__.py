@@ -22,6 +22,8 @@ class RequestContext:
     header: Any
     api_version: int
     peer: str
+    listener: str = ""  # the listener's name the request came in on
+    principal: str = "ANONYMOUS"  # who sent it (Kafka's User: principal name)
 
 
 HandlerFn = Callable[[RequestContext, Any], Awaitable[Optional[Any]]]
@@ -118,4 +120,10 @@ from fastlog.handlers import (  # noqa: E402,F401
     list_groups,
     delete_groups,
     offset_delete,
+)
+
+# Security: SASL outside an exchange (see fastlog.security.sasl) and SCRAM users.
+from fastlog.handlers import (  # noqa: E402,F401
+    sasl,
+    user_scram_credentials,
 )

@@ -36,7 +36,7 @@ async def handle(ctx: RequestContext, request):
         error_message=None,
         cluster_id=broker.logs.cluster_id,
         controller_id=broker.controller_id,
-        brokers=[R.DescribeClusterBroker(broker_id=i, host=h, port=p, rack=r) for i, h, p, r in broker.live_brokers()],
+        brokers=[R.DescribeClusterBroker(broker_id=i, host=h, port=p, rack=r) for i, h, p, r in broker.live_brokers(ctx.listener)],
         cluster_authorized_operations=CLUSTER_OPERATIONS if request.include_cluster_authorized_operations else NO_OPERATIONS,
     )
     if ctx.api_version >= 1:

@@ -34,7 +34,7 @@ async def lookup(ctx: RequestContext, key: str, key_type: int) -> tuple[int, str
     except TopicError as e:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, e.message, NOT_FOUND
     leader = view.assignments[0].leader  # the leader of __consumer_offsets coordinates every group
-    for node, host, port, _ in ctx.broker.live_brokers():
+    for node, host, port, _ in ctx.broker.live_brokers(ctx.listener):
         if node == leader:
             return ErrorCode.NONE, None, (node, host, port)
     return ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the group's offsets have no live leader (broker {leader})", NOT_FOUND

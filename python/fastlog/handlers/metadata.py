@@ -60,7 +60,7 @@ def error_entry(error_code: int, name: str | None, topic_id: uuid.UUID = ZERO_UU
 
 
 def brokers(ctx: RequestContext) -> list:
-    return [R.MetadataResponseBroker(node_id=i, host=h, port=p, rack=r) for i, h, p, r in ctx.broker.live_brokers()]
+    return [R.MetadataResponseBroker(node_id=i, host=h, port=p, rack=r) for i, h, p, r in ctx.broker.live_brokers(ctx.listener)]
 
 
 @handles(3, 0, 12)
