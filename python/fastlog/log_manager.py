@@ -125,9 +125,10 @@ class Topic:
         return self.name.startswith("__")
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str, mode: int = 0o666) -> None:
+    """Replaces `path` with `text`, durably (fsynced, directory too); `mode` before the umask."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
@@ -199,7 +200,7 @@ class LogManager:
             log.warning("recovery of %s: %s", path.name, repair)
         if created or not (path / "partition.metadata").exists():
             topic_id = base64.urlsafe_b64encode(topic.id.bytes).decode().rstrip("=")
-            _write_atomically(path / "partition.metadata", f"version: 0\ntopic_id: {topic_id}\n")
+            write_atomically(path / "partition.metadata", f"version: 0\ntopic_id: {topic_id}\n")
         return Partition(topic.name, index, partition_log)
 
     def close(self) -> None:
@@ -234,7 +235,7 @@ class LogManager:
         return cluster_id
 
     def _write_meta_properties(self, cluster_id: str) -> None:
-        _write_atomically(self.data_dir / "meta.properties", f"version=1\ncluster.id={cluster_id}\nnode.id={self.config.node_id}\n")
+        write_atomically(self.data_dir / "meta.properties", f"version=1\ncluster.id={cluster_id}\nnode.id={self.config.node_id}\n")
 
     def adopt_cluster_id(self, cluster_id: str) -> None:
         """The cluster id the quorum told a broker that had none (kept in meta.properties)."""
@@ -252,7 +253,7 @@ class LogManager:
             t.name: {"id": str(t.id), "partitions": len(t.partitions), "configs": t.configs}
             for t in self.topics.values()
         }
-        _write_atomically(self.data_dir / TOPICS_FILE, json.dumps({"version": 1, "topics": topics}, indent=1))
+        write_atomically(self.data_dir / TOPICS_FILE, json.dumps({"version": 1, "topics": topics}, indent=1))
 
     def _read_offsets(self, name: str) -> dict[tuple[str, int], int]:
         path = self.data_dir / name

@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from fastlog.log_manager import _write_atomically
+from fastlog.log_manager import write_atomically
 
 BLOCK_SIZE = 1000
 
@@ -50,7 +50,7 @@ class ProducerIdAllocator(BlockAllocator):
     def _reserve_block(self) -> tuple[int, int]:
         start = int(self.path.read_text().strip() or 0) if self.path.exists() else 0
         start = max(start, self.block_end)
-        _write_atomically(self.path, f"{start + BLOCK_SIZE}\n")
+        write_atomically(self.path, f"{start + BLOCK_SIZE}\n")
         return start, BLOCK_SIZE
 
     async def _next_block(self) -> tuple[int, int]:

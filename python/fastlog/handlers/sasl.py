@@ -20,11 +20,6 @@ async def handshake(ctx: RequestContext, request):
 
 @handles(36, 0, 2)
 async def authenticate(ctx: RequestContext, request):
-    message = "SaslAuthenticate request received after successful authentication" if ctx.listener else "no SASL on this listener"
-    if not _is_sasl(ctx):
-        message = f"listener {ctx.listener or '?'} does not use SASL"
+    sasl = any(l.name == ctx.listener and l.uses_sasl for l in ctx.broker.config.client_listeners)
+    message = "SaslAuthenticate request received after successful authentication" if sasl else f"listener {ctx.listener or '?'} does not use SASL"
     return protocol.SaslAuthenticateResponse(error_code=ErrorCode.ILLEGAL_SASL_STATE, error_message=message, auth_bytes=b"", session_lifetime_ms=0)
-
-
-def _is_sasl(ctx: RequestContext) -> bool:
-    return any(l.name == ctx.listener and l.uses_sasl for l in ctx.broker.config.client_listeners)

@@ -17,11 +17,14 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
+
+import trio
+
+from fastlog.log_manager import write_atomically
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -98,26 +101,8 @@ class LocalScramStore:
             users.setdefault(user, {})[mechanism] = credential
         users = {user: mechs for user, mechs in users.items() if mechs}
         text = json.dumps({"version": 1, "users": {u: {m: c.to_json() for m, c in ms.items()} for u, ms in users.items()}}, indent=1)
-        import trio
-
-        await trio.to_thread.run_sync(write_private, self.path, text)
+        await trio.to_thread.run_sync(write_atomically, self.path, text, 0o600)
         self._users = users
-
-
-def write_private(path: Path, text: str) -> None:
-    """Writes `path` atomically, readable by the broker's user only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class ClusterScramStore:
