@@ -464,14 +464,15 @@ class BrokerConfig:
         self.per_listener.setdefault(listener.lower(), {})[setting] = str(raw).strip()
 
     def _set_protocols(self, controller_names: set[str]) -> None:
-        protocols = parse_protocol_map(self["listener.security.protocol.map"], controller_names)
+        names = {n.strip() for n in self["controller.listener.names"].split(",")} | controller_names
+        protocols = parse_protocol_map(self["listener.security.protocol.map"], names)
         named = []
         for listener in self.listeners:
             protocol = protocols.get(listener.name)
             if protocol is None:
-                if listener.name.upper() not in SECURITY_PROTOCOLS or "listener.security.protocol.map" in self.explicit:
+                if "listener.security.protocol.map" in self.explicit:
                     raise ConfigError(f"listeners: {listener.name} has no security protocol in listener.security.protocol.map")
-                protocol = listener.name.upper()
+                protocol = "PLAINTEXT"  # a name fastlog took before the map existed (REPLICATION, INTERNAL)
             if listener.name in controller_names and protocol != "PLAINTEXT":
                 raise ConfigError(f"the controller listener {listener.name} is {protocol}: fastlog's quorum speaks PLAINTEXT only for now")
             named.append(Listener(listener.name, listener.host, listener.port, protocol))
