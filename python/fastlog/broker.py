@@ -21,7 +21,7 @@ from fastlog.log_manager import LogManager
 from fastlog.metrics import Metrics, serve_metrics
 from fastlog.producer_ids import ClusterProducerIds, ProducerIdAllocator
 from fastlog.replica_manager import OFFSETS_TOPIC, ReplicaManager
-from fastlog.security import jaas
+from fastlog.security.sasl import ListenerSasl
 from fastlog.security.scram import scram_store
 from fastlog.security.tls import ListenerTls
 from fastlog.network_loops import NetworkLoop, network_threads
@@ -60,13 +60,11 @@ class Broker:
         self.replicas: Optional[ReplicaManager] = ReplicaManager(self) if self.controller else None
         if self.controller is not None:
             self.logs.table.set_cluster_mode()  # a partition is writable here once it is led here
-        # Security: each TLS listener's context (certificate files read now: a bad one stops
-        # the start), the SCRAM credentials, PLAIN's users checked for readability.
+        # Security, read now so that a bad certificate or JAAS file stops the start: each TLS
+        # listener's context, each SASL listener's settings, the SCRAM credentials.
         self.tls = {l.name: ListenerTls(config, l.name) for l in config.client_listeners if l.uses_tls}
+        self.sasl = {l.name: ListenerSasl(config, l.name) for l in config.client_listeners if l.uses_sasl}
         self.scram = scram_store(self)
-        for listener in config.client_listeners:
-            if listener.uses_sasl:
-                jaas.plain_users(config, listener.name)
         self.connections: set[Connection] = set()  # served on this loop; extra loops keep their own
         self.connection_slots = ConnectionSlots(config["max.connections"])
         self.network_loops: list[NetworkLoop] = []

@@ -51,7 +51,11 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     if config["log.format"] != "text":
         logs.configure(args.log_level, config["log.format"])
-    broker = Broker(config)
+    try:
+        broker = Broker(config)  # reads certificates, JAAS files, SCRAM credentials
+    except ConfigError as e:
+        print(f"fastlog: configuration error: {e}", file=sys.stderr)
+        return 2
     try:
         trio.run(run_until_signalled, broker)
     except (OSError, ClusterMismatch) as e:

@@ -38,9 +38,9 @@ Records are JSON objects with a `type`:
   change (Kafka's AlterPartition) or an election; applied only when the partition's epoch is
   still `partition_epoch`, so a change decided on stale state is dropped; a fenced broker is
   left out of an ISR it was not in;
-- `set_scram_credential` {user, mechanism, salt, stored_key, server_key, iterations} (base64
-  keys, never a password) and `delete_scram_credential` {user, mechanism}: SASL/SCRAM users
-  (AlterUserScramCredentials).
+- `alter_scram_credentials` {deletions: [[user, mechanism]], upserts: [{user, mechanism, salt,
+  stored_key, server_key, iterations}]} (base64 keys, never a password): one
+  AlterUserScramCredentials request's changes to SASL/SCRAM users, applied together.
 
 Every change of a partition bumps its `partition_epoch`; a change of leader bumps its
 `leader_epoch` too. Applying a record is deterministic and never fails: a record this version
@@ -230,15 +230,13 @@ class MetadataImage:
         except (KeyError, ValueError, TypeError, IndexError) as e:
             log.error("metadata record %d (%s) is malformed and skipped: %s", index, record.get("type"), e)
 
-    def _apply_set_scram_credential(self, record: dict[str, Any]) -> None:
-        credential = {"salt": str(record["salt"]), "stored_key": str(record["stored_key"]), "server_key": str(record["server_key"]), "iterations": int(record["iterations"])}
-        self.scram.setdefault(str(record["user"]), {})[str(record["mechanism"])] = credential
-
-    def _apply_delete_scram_credential(self, record: dict[str, Any]) -> None:
-        user = str(record["user"])
-        self.scram.get(user, {}).pop(str(record["mechanism"]), None)
-        if not self.scram.get(user, True):
-            del self.scram[user]
+    def _apply_alter_scram_credentials(self, record: dict[str, Any]) -> None:
+        for user, mechanism in record["deletions"]:
+            self.scram.get(str(user), {}).pop(str(mechanism), None)
+        for u in record["upserts"]:
+            credential = {"salt": str(u["salt"]), "stored_key": str(u["stored_key"]), "server_key": str(u["server_key"]), "iterations": int(u["iterations"])}
+            self.scram.setdefault(str(u["user"]), {})[str(u["mechanism"])] = credential
+        self.scram = {user: mechanisms for user, mechanisms in self.scram.items() if mechanisms}
 
     def _apply_allocate_producer_ids(self, record: dict[str, Any]) -> None:
         broker, request, size = int(record["broker"]), str(record["request"]), int(record["size"])

@@ -137,11 +137,10 @@ class Connection:
 
     async def _serve(self) -> None:
         full_size = self.broker.config["socket.request.max.bytes"]
-        before_auth = self.broker.config.listener_setting(self.listener.name, "sasl.server.max.receive.size")
-        if self.sasl is None or full_size <= before_auth:
+        if self.sasl is None or full_size <= self.sasl.max_receive:
             reader = FrameReader(self.transport, full_size)
         else:
-            reader = FrameReader(self.transport, before_auth, "sasl.server.max.receive.size, until authenticated")
+            reader = FrameReader(self.transport, self.sasl.max_receive, "sasl.server.max.receive.size, until authenticated")
         to_send, queued = trio.open_memory_channel[Any](RESPONSES_IN_FLIGHT)
         # Each task's failure is kept and raised here, after both are done: raised inside the
         # nursery it would come out wrapped in an exception group.

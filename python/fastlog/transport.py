@@ -22,8 +22,6 @@ TLS_READ_BYTES = 1 << 20  # a file region is encrypted and sent in pieces of thi
 
 
 class PlainTransport:
-    tls = False
-
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.socket = stream.socket
@@ -63,11 +61,8 @@ class PlainTransport:
 
 
 class TlsTransport:
-    tls = True
-
     def __init__(self, stream: trio.SSLStream) -> None:
         self.stream = stream
-        self.socket = stream.transport_stream.socket  # type: ignore[attr-defined]
 
     async def wait_readable(self) -> None:
         return  # TLS may hold decrypted bytes already: the socket's readiness says nothing
@@ -83,7 +78,8 @@ class TlsTransport:
     async def send_region(self, region: Any) -> None:
         offset, remaining = region.position, len(region)
         while remaining:
-            piece = os.pread(region.fileno(), min(remaining, TLS_READ_BYTES), offset)
+            # A read from a cold file waits on the disk: in a worker thread, not the event loop.
+            piece = await trio.to_thread.run_sync(os.pread, region.fileno(), min(remaining, TLS_READ_BYTES), offset)
             if not piece:
                 raise ConnectionClosed("segment file shrank under a fetch being sent", "internal_error")
             await self.stream.send_all(piece)

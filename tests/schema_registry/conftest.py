@@ -9,6 +9,8 @@ from typing import Iterator
 
 import httpx
 import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.serialization import MessageField, SerializationContext
 
 from tests.conftest import BrokerProcess, free_port
 
@@ -71,3 +73,23 @@ def close_registry_clients(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def subject() -> str:
     return f"subject-{uuid.uuid4().hex[:8]}-value"
+
+
+def round_trip(broker: RegistryBroker, topic: str, serializer, deserializer, values: list) -> list:
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    for value in values:
+        producer.produce(topic, value=serializer(value, SerializationContext(topic, MessageField.VALUE)))
+    assert producer.flush(30) == 0
+    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    out = []
+    try:
+        for _ in range(300):
+            message = consumer.poll(0.1)
+            if message is not None and message.error() is None:
+                out.append(deserializer(message.value(), SerializationContext(topic, MessageField.VALUE)))
+            if len(out) == len(values):
+                break
+    finally:
+        consumer.close()
+    return out

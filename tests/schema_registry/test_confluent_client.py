@@ -8,14 +8,13 @@ import json
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from tests.schema_registry.conftest import RegistryBroker
+from tests.schema_registry.conftest import RegistryBroker, round_trip
 
 USER_V1 = {"type": "record", "name": "User", "namespace": "example", "fields": [{"name": "name", "type": "string"}]}
 USER_V2 = {**USER_V1, "fields": [*USER_V1["fields"], {"name": "age", "type": "int", "default": 0}]}
@@ -34,26 +33,6 @@ def against_all(broker: RegistryBroker, subject: str, document: dict) -> bool:
     answer = httpx.post(f"{broker.url}/compatibility/subjects/{subject}/versions", json={"schema": json.dumps(document)})
     assert answer.status_code == 200, answer.text
     return answer.json()["is_compatible"]
-
-
-def round_trip(broker: RegistryBroker, topic: str, serializer, deserializer, values: list) -> list:
-    producer = Producer({"bootstrap.servers": broker.bootstrap})
-    for value in values:
-        producer.produce(topic, value=serializer(value, SerializationContext(topic, MessageField.VALUE)))
-    assert producer.flush(30) == 0
-    consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"g-{topic}", "auto.offset.reset": "earliest"})
-    consumer.subscribe([topic])
-    out = []
-    try:
-        for _ in range(300):
-            message = consumer.poll(0.1)
-            if message is not None and message.error() is None:
-                out.append(deserializer(message.value(), SerializationContext(topic, MessageField.VALUE)))
-            if len(out) == len(values):
-                break
-    finally:
-        consumer.close()
-    return out
 
 
 def test_avro_records_round_trip_through_fastlog(registry_broker: RegistryBroker, unique_topic: str) -> None:

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
-from confluent_kafka.serialization import MessageField, SerializationContext
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-from tests.schema_registry.conftest import RegistryBroker
+from tests.schema_registry.conftest import RegistryBroker, round_trip
 
 
 def order_class():
@@ -31,23 +29,7 @@ def test_protobuf_records_round_trip_through_fastlog(registry_broker: RegistryBr
     registry = SchemaRegistryClient({"url": registry_broker.url})
     serializer = ProtobufSerializer(Order, registry, {"use.deprecated.format": False})
     deserializer = ProtobufDeserializer(Order, {"use.deprecated.format": False})
-    producer = Producer({"bootstrap.servers": registry_broker.bootstrap})
-    context = SerializationContext(unique_topic, MessageField.VALUE)
-    for i in range(5):
-        producer.produce(unique_topic, value=serializer(Order(id=i, items=["x"] * i), context))
-    assert producer.flush(30) == 0
-    consumer = Consumer({"bootstrap.servers": registry_broker.bootstrap, "group.id": unique_topic, "auto.offset.reset": "earliest"})
-    consumer.subscribe([unique_topic])
-    read = []
-    try:
-        for _ in range(300):
-            message = consumer.poll(0.1)
-            if message is not None and message.error() is None:
-                read.append(deserializer(message.value(), context))
-            if len(read) == 5:
-                break
-    finally:
-        consumer.close()
+    read = round_trip(registry_broker, unique_topic, serializer, deserializer, [Order(id=i, items=["x"] * i) for i in range(5)])
     assert [(o.id, list(o.items)) for o in read] == [(i, ["x"] * i) for i in range(5)]
     latest = registry.get_latest_version(f"{unique_topic}-value")
     assert latest.schema.schema_type == "PROTOBUF"

@@ -277,3 +277,35 @@ def test_certificates_reload_without_restart(reauth_broker: SecureBroker) -> Non
         time.sleep(0.3)
     assert "TLS certificates reloaded" in reauth_broker.process.log_text()
     assert PASSWORD  # the keystore's password is unchanged, as a renewal keeps it
+
+
+@pytest.mark.parametrize("problem", ["missing keystore", "wrong keystore password", "JKS keystore", "unreadable JAAS", "corrupt credentials"])
+def test_bad_security_files_stop_the_start_with_a_message(tmp_path: Path, problem: str) -> None:
+    """A broker that cannot read its key, its JAAS config or its SCRAM credentials refuses to
+    start with exit code 2 and a line naming the problem (not a traceback)."""
+    import subprocess
+    import sys
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    server = ca.issue("broker", server=True)
+    ports = {p: free_port() for p in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
+    overrides = {**secure_overrides(tmp_path, ports, ca, server), "log.dirs": str(tmp_path / "data"), "metrics.port": "-1", "schema.registry.listeners": "-1"}
+    expected = {"missing keystore": "do not load", "wrong keystore password": "cannot read it as PKCS12", "JKS keystore": "JKS keystore",
+                "unreadable JAAS": "cannot read the JAAS entry", "corrupt credentials": "does not hold readable SCRAM credentials"}[problem]
+    if problem == "missing keystore":
+        overrides["ssl.keystore.location"] = str(tmp_path / "nowhere.p12")
+    elif problem == "wrong keystore password":
+        overrides["ssl.keystore.password"] = "wrong"
+    elif problem == "JKS keystore":
+        (tmp_path / "store.jks").write_bytes(b"\xfe\xed\xfe\xed" + os.urandom(64))
+        overrides["ssl.keystore.location"] = str(tmp_path / "store.jks")
+    elif problem == "unreadable JAAS":
+        (tmp_path / "jaas.conf").write_text("KafkaServer { this is not a login module };")
+    else:
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "scram-credentials.json").write_text('{"users": {"bob": {"SCRAM-SHA-256": {"salt": ')
+    args = [sys.executable, "-m", "fastlog", "serve"] + [a for k, v in overrides.items() for a in ("--override", f"{k}={v}")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "configuration error" in done.stderr and expected in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

@@ -39,7 +39,7 @@ from fastlog.security.scram import HASHES, ScramCredential
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
-    from fastlog.config import Listener
+    from fastlog.config import BrokerConfig, Listener
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,17 @@ def unescape_saslname(name: str) -> str:
     return name.replace("=2C", ",").replace("=3D", "=")
 
 
+class ListenerSasl:
+    """A SASL listener's settings, read once at start: a bad JAAS config stops the start, and
+    no login reads a file."""
+
+    def __init__(self, config: "BrokerConfig", listener: str) -> None:
+        self.mechanisms: list[str] = str(config.listener_setting(listener, "sasl.enabled.mechanisms")).split(",")
+        self.reauth_ms = int(config.listener_setting(listener, "connections.max.reauth.ms"))
+        self.max_receive = int(config.listener_setting(listener, "sasl.server.max.receive.size"))
+        self.plain_users = jaas.plain_users(config, listener) if "PLAIN" in self.mechanisms else {}
+
+
 class SaslAuthenticator:
     """One connection's SASL state."""
 
@@ -158,8 +169,11 @@ class SaslAuthenticator:
         self.broker = broker
         self.listener = listener
         self.peer = peer
-        self.mechanisms = str(broker.config.listener_setting(listener.name, "sasl.enabled.mechanisms")).split(",")
-        self.reauth_ms = int(broker.config.listener_setting(listener.name, "connections.max.reauth.ms"))
+        settings = broker.sasl[listener.name]
+        self.mechanisms = settings.mechanisms
+        self.reauth_ms = settings.reauth_ms
+        self.max_receive = settings.max_receive
+        self._plain_users = settings.plain_users
         self.principal: Optional[str] = None  # the user, once authenticated
         self.mechanism: Optional[str] = None
         self.expires_at: Optional[float] = None  # trio time the session ends (re-authentication)
@@ -221,7 +235,7 @@ class SaslAuthenticator:
 
     def _new_server(self, mechanism: str) -> PlainServer | ScramServer:
         if mechanism == "PLAIN":
-            return PlainServer(jaas.plain_users(self.broker.config, self.listener.name))
+            return PlainServer(self._plain_users)
         assert mechanism in HASHES
         return ScramServer(mechanism, self.broker)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import trio
 
+from fastlog.config import ConfigError
 from fastlog.log_manager import write_atomically
 
 if TYPE_CHECKING:
@@ -82,10 +83,13 @@ class LocalScramStore:
         self.path = data_dir / FILE_NAME
         self._users: dict[str, dict[str, ScramCredential]] = {}
         if self.path.exists():
-            raw = json.loads(self.path.read_text())
-            self._users = {
-                user: {mech: ScramCredential.from_json(c) for mech, c in mechs.items()} for user, mechs in raw.get("users", {}).items()
-            }
+            try:
+                raw = json.loads(self.path.read_text())
+                self._users = {
+                    user: {mech: ScramCredential.from_json(c) for mech, c in mechs.items()} for user, mechs in raw["users"].items()
+                }
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                raise ConfigError(f"{self.path} does not hold readable SCRAM credentials ({type(e).__name__}: {e}); restore it, or move it away to start without SCRAM users") from None
 
     def get(self, user: str, mechanism: str) -> Optional[ScramCredential]:
         return self._users.get(user, {}).get(mechanism)
@@ -120,14 +124,19 @@ class ClusterScramStore:
         return {u: {m: ScramCredential.from_json(c) for m, c in ms.items()} for u, ms in self.controller.image.scram.items()}
 
     async def change(self, upserts: list[tuple[str, str, ScramCredential]], deletions: list[tuple[str, str]], timeout: float) -> None:
+        """One record for the whole request, applied once the quorum commits it."""
         image = self.controller.image
-        for user, mechanism in deletions:
-            record = {"type": "delete_scram_credential", "user": user, "mechanism": mechanism}
-            await self.controller.propose_and_wait(record, lambda u=user, m=mechanism: m not in image.scram.get(u, {}), timeout)
-        for user, mechanism, credential in upserts:
-            wanted = credential.to_json()
-            record = {"type": "set_scram_credential", "user": user, "mechanism": mechanism, **wanted}
-            await self.controller.propose_and_wait(record, lambda u=user, m=mechanism, w=wanted: image.scram.get(u, {}).get(m) == w, timeout)
+        wanted = [(u, m, c.to_json()) for u, m, c in upserts]
+        record = {
+            "type": "alter_scram_credentials", "deletions": [list(d) for d in deletions],
+            "upserts": [{"user": u, "mechanism": m, **c} for u, m, c in wanted],
+        }
+
+        def applied() -> bool:
+            gone = all(m not in image.scram.get(u, {}) for u, m in deletions)
+            return gone and all(image.scram.get(u, {}).get(m) == c for u, m, c in wanted)
+
+        await self.controller.propose_and_wait(record, applied, timeout)
 
 
 def scram_store(broker: "Broker") -> LocalScramStore | ClusterScramStore:

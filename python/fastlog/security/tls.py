@@ -20,6 +20,7 @@ import re
 import secrets
 import ssl
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,13 @@ class ListenerTls:
     def __init__(self, config: "BrokerConfig", listener: str) -> None:
         self.listener = listener
         self.setting: Callable[[str], object] = lambda key: config.listener_setting(listener, key)
-        self.context = self._build()
+        try:
+            self.context = self._build()
+        except ConfigError:
+            raise
+        except (OSError, ValueError, ssl.SSLError) as e:
+            raise ConfigError(f"listener {listener}: its TLS key or certificates do not load: {e}") from None
+        self._rebuilding = threading.Lock()  # network loops accept connections in several threads
         self._files = self._file_stamps()
         self._checked = time.monotonic()
         rules = str(self.setting("ssl.principal.mapping.rules"))
@@ -53,7 +60,9 @@ class ListenerTls:
     def current(self) -> ssl.SSLContext:
         """The context for a new connection, rebuilt first if a certificate file changed."""
         now = time.monotonic()
-        if now - self._checked >= RELOAD_CHECK_SECONDS:
+        if now - self._checked < RELOAD_CHECK_SECONDS or not self._rebuilding.acquire(blocking=False):
+            return self.context  # checked lately, or another loop is checking now
+        try:
             self._checked = now
             stamps = self._file_stamps()
             if stamps != self._files:
@@ -63,6 +72,8 @@ class ListenerTls:
                     log.info("listener %s: TLS certificates reloaded", self.listener)
                 except (ConfigError, OSError, ValueError, ssl.SSLError) as e:
                     log.error("listener %s: TLS certificates changed but do not load (%s); the previous ones stay in use", self.listener, e)
+        finally:
+            self._rebuilding.release()
         return self.context
 
     def _file_stamps(self) -> dict[str, tuple[int, int]]:
