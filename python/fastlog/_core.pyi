@@ -1,7 +1,7 @@
 """Type stubs for fastlog's Rust core (built from rust/src by maturin)."""
 
 from os import PathLike
-from typing import Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 __version__: str
 
@@ -98,6 +98,7 @@ class PartitionTable:
         versions: tuple[int, int],
         leader_epoch: int = 0,
         now_ms: Optional[int] = None,
+        may_write: Optional[Callable[[str], bool]] = None,
     ) -> Optional[Produced]: ...
 
 class Produced:

@@ -22,6 +22,7 @@ from fastlog.metrics import Metrics, serve_metrics
 from fastlog.producer_ids import ClusterProducerIds, ProducerIdAllocator
 from fastlog.replica_manager import OFFSETS_TOPIC, ReplicaManager
 from fastlog.security.sasl import ListenerSasl
+from fastlog.security.acls import authorizer_for
 from fastlog.security.scram import scram_store
 from fastlog.security.tls import ListenerTls
 from fastlog.network_loops import NetworkLoop, network_threads
@@ -65,6 +66,7 @@ class Broker:
         self.tls = {l.name: ListenerTls(config, l.name) for l in config.client_listeners if l.uses_tls}
         self.sasl = {l.name: ListenerSasl(config, l.name) for l in config.client_listeners if l.uses_sasl}
         self.scram = scram_store(self)
+        self.authorizer = authorizer_for(self, config)  # None: no ACLs, every request allowed
         self.connections: set[Connection] = set()  # served on this loop; extra loops keep their own
         self.connection_slots = ConnectionSlots(config["max.connections"])
         self.network_loops: list[NetworkLoop] = []

@@ -279,6 +279,9 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("sasl.server.max.receive.size", _int(1, INT_MAX), 524_288, "largest frame read from a client before it has authenticated"),
         BrokerKey("connection.failed.authentication.delay.ms", _int(0, INT_MAX), 100, "a failed authentication is answered (and closed) after this delay"),
         BrokerKey("connections.max.reauth.ms", _int(0), 0, "an authenticated SASL session must re-authenticate within this (0: never)"),
+        BrokerKey("authorizer.class.name", _string, "", "the ACL authorizer: StandardAuthorizer (Kafka's class names, or fastlog) or empty for none (everything allowed)"),
+        BrokerKey("super.users", _optional_string, None, "principals allowed everything, whatever the ACLs (User:admin;User:broker)"),
+        BrokerKey("allow.everyone.if.no.acl.found", _bool, False, "a resource with no ACL at all is open to everyone (default: closed)"),
         BrokerKey("scram.iterations.min", _int(1, INT_MAX), 4096, "fewest SCRAM iterations AlterUserScramCredentials accepts"),
     ]
     keys += [

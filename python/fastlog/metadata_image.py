@@ -40,7 +40,10 @@ Records are JSON objects with a `type`:
   left out of an ISR it was not in;
 - `alter_scram_credentials` {deletions: [[user, mechanism]], upserts: [{user, mechanism, salt,
   stored_key, server_key, iterations}]} (base64 keys, never a password): one
-  AlterUserScramCredentials request's changes to SASL/SCRAM users, applied together.
+  AlterUserScramCredentials request's changes to SASL/SCRAM users, applied together;
+- `change_acls` {added: [acl], removed: [acl]} (each acl [resource type, name, pattern type,
+  principal, host, operation, permission], `security.acls.AclBinding`): a CreateAcls or
+  DeleteAcls request's ACLs (a DeleteAcls filter is resolved to the ACLs it matched).
 
 Every change of a partition bumps its `partition_epoch`; a change of leader bumps its
 `leader_epoch` too. Applying a record is deterministic and never fails: a record this version
@@ -54,6 +57,8 @@ import logging
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
+
+from fastlog.security.acls import AclBinding
 
 log = logging.getLogger(__name__)
 NO_LEADER = -1
@@ -115,6 +120,8 @@ class MetadataImage:
         self.next_producer_id = 0  # the first producer id no broker was given yet
         self.producer_id_blocks: dict[int, tuple[str, int, int]] = {}  # broker -> (request, first id, size) last given
         self.scram: dict[str, dict[str, dict[str, Any]]] = {}  # user -> mechanism -> credential (ScramCredential.to_json)
+        self.acls: frozenset[AclBinding] = frozenset()
+        self.acls_version = 0  # counts changes of `acls` (the authorizer's cache follows it)
 
     def listed_brokers(self) -> list[BrokerRegistration]:
         """The brokers clients are told of: not fenced (a broker shutting down included)."""
@@ -193,6 +200,7 @@ class MetadataImage:
             "next_producer_id": self.next_producer_id,
             "producer_id_blocks": {str(b): list(block) for b, block in self.producer_id_blocks.items()},
             "scram": self.scram,
+            "acls": sorted(a.to_json() for a in self.acls),
         })
 
     def load_snapshot(self, data: bytes) -> None:
@@ -212,6 +220,8 @@ class MetadataImage:
         self.next_producer_id = int(state.get("next_producer_id", 0))
         self.producer_id_blocks = {int(b): (str(r), int(f), int(n)) for b, (r, f, n) in state.get("producer_id_blocks", {}).items()}
         self.scram = {str(u): dict(ms) for u, ms in state.get("scram", {}).items()}
+        self.acls = frozenset(AclBinding.from_json(a) for a in state.get("acls", []))
+        self.acls_version += 1
         log.info("metadata image loaded from a snapshot at %d: %d brokers, %d topics", self.last_applied, len(self.brokers), len(self.topics))
 
     def apply(self, index: int, data: bytes) -> None:
@@ -237,6 +247,12 @@ class MetadataImage:
             credential = {"salt": str(u["salt"]), "stored_key": str(u["stored_key"]), "server_key": str(u["server_key"]), "iterations": int(u["iterations"])}
             self.scram.setdefault(str(u["user"]), {})[str(u["mechanism"])] = credential
         self.scram = {user: mechanisms for user, mechanisms in self.scram.items() if mechanisms}
+
+    def _apply_change_acls(self, record: dict[str, Any]) -> None:
+        removed = frozenset(AclBinding.from_json(a) for a in record["removed"])
+        added = frozenset(AclBinding.from_json(a) for a in record["added"])
+        self.acls = (self.acls - removed) | added
+        self.acls_version += 1
 
     def _apply_allocate_producer_ids(self, record: dict[str, Any]) -> None:
         broker, request, size = int(record["broker"]), str(record["request"]), int(record["size"])

@@ -23,6 +23,7 @@ Exported (all prefixed `fastlog_`):
   messages_in_total{topic}                 records produced
   connections_active, connections_opened_total, connections_closed_total{reason}
   authentications_total{listener,mechanism,result}  SASL and TLS client authentications, succeeded or failed
+  authorization_denials_total{operation,resource_type}  requests (or parts) the ACLs refused
   network_loop_connections{loop}          connections open on each network loop (num.network.threads)
   fsync_duration_seconds                   histogram of the scheduled flushes (flush.ms)
   partition_log_size_bytes, partition_log_end_offset, partition_high_watermark,
@@ -89,6 +90,7 @@ class Metrics:
     trailing_bytes: dict = field(default_factory=lambda: defaultdict(int))  # api_key -> requests
     down_converted: dict = field(default_factory=lambda: defaultdict(int))  # magic -> bytes sent
     authentications: dict = field(default_factory=lambda: defaultdict(int))  # (listener, mechanism, result) -> count
+    authorization_denials: dict = field(default_factory=lambda: defaultdict(int))  # (operation, resource type) -> count
     address: Optional[tuple[str, int]] = None  # where /metrics listens, once it does
 
     def __post_init__(self) -> None:
@@ -192,6 +194,10 @@ class Metrics:
         with self._counting:
             self.authentications[(listener, mechanism, "succeeded" if succeeded else "failed")] += 1
 
+    def count_authorization_denied(self, operation: str, resource_type: str) -> None:
+        with self._counting:
+            self.authorization_denials[(operation, resource_type)] += 1
+
     def count_connection_opened(self) -> None:
         with self._counting:
             self.connections_opened += 1
@@ -260,6 +266,12 @@ class BrokerCollector:
         for labels, count in sorted(m.authentications.items()):
             authentications.add_metric(list(labels), count)
         yield authentications
+        denials = CounterMetricFamily(
+            "fastlog_authorization_denials", "Requests, or topics and groups within them, the ACLs refused", labels=["operation", "resource_type"],
+        )
+        for labels, count in sorted(m.authorization_denials.items()):
+            denials.add_metric(list(labels), count)
+        yield denials
         yield CounterMetricFamily("fastlog_bytes_in", "Record bytes produced to the broker", value=m.bytes_in)
         yield CounterMetricFamily("fastlog_bytes_out", "Record bytes sent to fetching clients", value=m.bytes_out)
         messages = CounterMetricFamily("fastlog_messages_in", "Records produced, by topic", labels=["topic"])

@@ -248,7 +248,7 @@ class Connection:
         answer_frame = FRAME_HANDLERS.get(api_key)
         if answer_frame is not None:
             started = trio.current_time()
-            response = await answer_frame(self.broker, frame, self.peer)
+            response = await answer_frame(self.broker, frame, self.peer, self.principal)
             if response is not DECLINED:
                 metrics.observe_request(api_key, trio.current_time() - started)
                 if isinstance(response, Pending):

@@ -20,6 +20,7 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const NOT_LEADER_OR_FOLLOWER: i16 = 6;
 const NOT_ENOUGH_REPLICAS: i16 = 19;
 const INVALID_REQUIRED_ACKS: i16 = 21;
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
 
 /// What this broker is for a partition, as the replica manager last said.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,15 +127,9 @@ pub fn api_key_and_version(frame: &[u8]) -> Option<(i16, i16)> {
     Some((r.i16().ok()?, r.i16().ok()?))
 }
 
-/// Handles one Produce frame (without its size prefix); None declines it (not Produce, a
-/// version outside `versions`, or undecodable) before anything is appended.
-pub fn handle(
-    frame: &[u8],
-    versions: (i16, i16),
-    partitions: &impl Partitions,
-    leader_epoch: i32,
-    now_ms: i64,
-) -> Option<Produced> {
+/// A Produce frame of a version in `versions`, decoded (its records borrowed from the frame);
+/// None for anything this path leaves to the generic codec.
+fn decode(frame: &[u8], versions: (i16, i16)) -> Option<(request_header::RequestHeader<'_>, produce_request::ProduceRequest<'_>, i16)> {
     let (api_key, version) = api_key_and_version(frame)?;
     if api_key != API_KEY || version < versions.0 || version > versions.1 {
         return None;
@@ -151,6 +146,27 @@ pub fn handle(
     if request.topic_data.iter().flat_map(|t| &t.partition_data).any(|p| is_legacy_format(p.records)) {
         return None; // message formats v0/v1: the generic path converts them to batches v2
     }
+    Some((header, request, version))
+}
+
+/// The topics a Produce frame writes to (for the authorizer), None when `handle` would decline it.
+pub fn topic_names(frame: &[u8], versions: (i16, i16)) -> Option<Vec<String>> {
+    let (_, request, _) = decode(frame, versions)?;
+    Some(request.topic_data.iter().map(|t| t.name.to_string()).collect())
+}
+
+/// Handles one Produce frame (without its size prefix); None declines it (not Produce, a
+/// version outside `versions`, or undecodable) before anything is appended. The partitions of
+/// `denied` topics (the ACLs do not let the client write them) get TOPIC_AUTHORIZATION_FAILED.
+pub fn handle(
+    frame: &[u8],
+    versions: (i16, i16),
+    partitions: &impl Partitions,
+    leader_epoch: i32,
+    now_ms: i64,
+    denied: &[String],
+) -> Option<Produced> {
+    let (header, request, version) = decode(frame, versions)?;
     let mut produced = Produced {
         correlation_id: header.correlation_id,
         version,
@@ -159,7 +175,13 @@ pub fn handle(
         ..Default::default()
     };
     for topic in &request.topic_data {
-        let results = produced.append_topic(topic, partitions, leader_epoch, now_ms);
+        let results = if denied.iter().any(|name| name == topic.name) {
+            let refused = topic.partition_data.iter().map(|p| (topic.name.to_string(), p.index, TOPIC_AUTHORIZATION_FAILED, String::new()));
+            produced.refused.extend(refused);
+            topic.partition_data.iter().map(|p| PartitionResult::error(p.index, TOPIC_AUTHORIZATION_FAILED, None)).collect()
+        } else {
+            produced.append_topic(topic, partitions, leader_epoch, now_ms)
+        };
         produced.results.push((topic.name.to_string(), results));
     }
     Some(produced)
@@ -401,7 +423,7 @@ mod tests {
         let logs = logs(dir.path());
         let batch = build_batch(0, 1000, &[b"a", b"b"]);
         for (i, version) in [3i16, 8, 9, 11].into_iter().enumerate() {
-            let out = handle(&frame(version, 1, &[("t", 0, &batch)]), (0, 11), &logs, 0, 0).unwrap();
+            let out = handle(&frame(version, 1, &[("t", 0, &batch)]), (0, 11), &logs, 0, 0, &[]).unwrap();
             assert_eq!(response(&out.response().unwrap(), version), vec![(0, 0, 2 * i as i64)]);
             assert_eq!(out.appended, vec![("t".to_string(), 0)]);
             assert_eq!(out.per_topic, vec![("t".to_string(), 2, batch.len() as u64)]);
@@ -416,13 +438,29 @@ mod tests {
         let logs = logs(dir.path());
         let mut corrupt = build_batch(0, 1000, &[b"a"]);
         *corrupt.last_mut().unwrap() ^= 0xff;
-        let out = handle(&frame(9, 1, &[("t", 0, &corrupt), ("t", 1, b"x"), ("u", 0, b"x"), ("t", 0, b"")]), (0, 11), &logs, 0, 0).unwrap();
+        let out = handle(&frame(9, 1, &[("t", 0, &corrupt), ("t", 1, b"x"), ("u", 0, b"x"), ("t", 0, b"")]), (0, 11), &logs, 0, 0, &[]).unwrap();
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 2, -1), (1, 3, -1), (0, 3, -1), (0, 2, -1)]);
         assert!(out.appended.is_empty() && out.per_topic.is_empty());
         assert_eq!(out.refused.len(), 4);
-        let out = handle(&frame(9, 7, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]), (0, 11), &logs, 0, 0).unwrap();
+        let out = handle(&frame(9, 7, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]), (0, 11), &logs, 0, 0, &[]).unwrap();
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 21, -1)]); // INVALID_REQUIRED_ACKS
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 0);
+    }
+
+    #[test]
+    fn a_denied_topic_is_refused_and_not_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = logs(dir.path());
+        let batch = build_batch(0, 1000, &[b"a"]);
+        let request = frame(9, 1, &[("t", 0, &batch)]);
+        assert_eq!(topic_names(&request, (0, 11)), Some(vec!["t".to_string()]));
+        let out = handle(&request, (0, 11), &logs, 0, 0, &["t".to_string()]).unwrap();
+        assert_eq!(response(&out.response().unwrap(), 9), vec![(0, TOPIC_AUTHORIZATION_FAILED, -1)]);
+        assert!(out.appended.is_empty());
+        assert_eq!(out.refused, vec![("t".to_string(), 0, TOPIC_AUTHORIZATION_FAILED, String::new())]);
+        assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 0);
+        let out = handle(&request, (0, 11), &logs, 0, 0, &["u".to_string()]).unwrap();
+        assert_eq!(out.appended, vec![("t".to_string(), 0)]);
     }
 
     #[test]
@@ -431,14 +469,14 @@ mod tests {
         let logs = logs(dir.path());
         let good = frame(9, 0, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]);
         for end in 0..good.len() {
-            assert!(handle(&good[..end], (0, 11), &logs, 0, 0).is_none(), "truncated at {end}");
+            assert!(handle(&good[..end], (0, 11), &logs, 0, 0, &[]).is_none(), "truncated at {end}");
         }
         let mut trailing = good.clone();
         trailing.push(0);
-        assert!(handle(&trailing, (0, 11), &logs, 0, 0).is_none());
-        assert!(handle(&good, (0, 8), &logs, 0, 0).is_none(), "a version outside the range is declined");
+        assert!(handle(&trailing, (0, 11), &logs, 0, 0, &[]).is_none());
+        assert!(handle(&good, (0, 8), &logs, 0, 0, &[]).is_none(), "a version outside the range is declined");
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 0);
-        let out = handle(&good, (0, 11), &logs, 0, 0).unwrap();
+        let out = handle(&good, (0, 11), &logs, 0, 0, &[]).unwrap();
         assert!(out.response().is_none());
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 1);
     }
@@ -459,17 +497,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let batch = build_batch(0, 1000, &[b"a", b"b"]);
         let follower = Led(logs(dir.path()), Role { leader_epoch: 3, kind: RoleKind::NotLeader, isr_short: false });
-        let out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &follower, 0, 0).unwrap();
+        let out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &follower, 0, 0, &[]).unwrap();
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 6, -1)]); // NOT_LEADER_OR_FOLLOWER
         let other = tempfile::tempdir().unwrap();
         let short = Led(logs(other.path()), Role { leader_epoch: 3, kind: RoleKind::Leader, isr_short: true });
-        let out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &short, 0, 0).unwrap();
+        let out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &short, 0, 0, &[]).unwrap();
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 19, -1)]); // NOT_ENOUGH_REPLICAS
-        let out = handle(&frame(9, 1, &[("t", 0, &batch)]), (0, 11), &short, 0, 0).unwrap();
+        let out = handle(&frame(9, 1, &[("t", 0, &batch)]), (0, 11), &short, 0, 0, &[]).unwrap();
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 0, 0)], "acks=1 needs no ISR");
         let third = tempfile::tempdir().unwrap();
         let leader = Led(logs(third.path()), Role { leader_epoch: 3, kind: RoleKind::Leader, isr_short: false });
-        let mut out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &leader, 0, 0).unwrap();
+        let mut out = handle(&frame(9, -1, &[("t", 0, &batch)]), (0, 11), &leader, 0, 0, &[]).unwrap();
         assert_eq!(out.awaiting_replicas, vec![("t".to_string(), 0, 2)]);
         assert_eq!(out.timeout_ms, 1000);
         let log = &leader.0 .0.borrow()[&("t".to_string(), 0)];
@@ -482,7 +520,7 @@ mod tests {
     fn a_due_flush_is_left_to_flush_and_the_response_waits_for_it() {
         let dir = tempfile::tempdir().unwrap();
         let logs = logs_with(dir.path(), LogConfig { flush_messages: 1, ..LogConfig::default() });
-        let mut out = handle(&frame(9, -1, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]), (0, 11), &logs, 0, 0).unwrap();
+        let mut out = handle(&frame(9, -1, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]), (0, 11), &logs, 0, 0, &[]).unwrap();
         assert!(out.needs_flush());
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].recovery_point, 0, "no fsync during the append");
         out.flush(&logs, 0);
@@ -491,7 +529,7 @@ mod tests {
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 0, 0)]);
         let other = tempfile::tempdir().unwrap();
         let default_policy = super::tests::logs(other.path());
-        let out = handle(&frame(9, 1, &[("t", 0, &build_batch(0, 1000, &[b"b"]))]), (0, 11), &default_policy, 0, 0);
+        let out = handle(&frame(9, 1, &[("t", 0, &build_batch(0, 1000, &[b"b"]))]), (0, 11), &default_policy, 0, 0, &[]);
         assert!(out.is_some_and(|o| !o.needs_flush()), "the default flush policy leaves fsync to the log flusher");
     }
 }

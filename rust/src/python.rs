@@ -527,7 +527,9 @@ impl PartitionTable {
     /// Handles a Produce request frame (without its size prefix) of a version in `versions`:
     /// decodes it and appends every partition's batches with the GIL released. None when the
     /// frame is not one this path decodes (the caller's codec then answers it).
-    #[pyo3(signature = (frame, versions, leader_epoch = 0, now_ms = None))]
+    /// `may_write`, when given, is asked once per topic of the request (with the GIL held,
+    /// before anything is appended) whether the client may write it: the ACLs' check.
+    #[pyo3(signature = (frame, versions, leader_epoch = 0, now_ms = None, may_write = None))]
     fn produce(
         &self,
         py: Python<'_>,
@@ -535,21 +537,39 @@ impl PartitionTable {
         versions: (i16, i16),
         leader_epoch: i32,
         now_ms: Option<i64>,
+        may_write: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<Produced>> {
         let now = now_ms.unwrap_or_else(self::now_ms);
         let produced = if let Ok(bytes) = frame.cast::<PyBytes>() {
             let data = bytes.as_bytes();
-            py.detach(|| produce::handle(data, versions, self, leader_epoch, now))
+            let Some(denied) = denied_topics(data, versions, may_write)? else { return Ok(None) };
+            py.detach(|| produce::handle(data, versions, self, leader_epoch, now, &denied))
         } else if let Ok(array) = frame.cast::<PyByteArray>() {
             // SAFETY: the server hands over a frame buffer that nothing else references, so no
-            // Python code can resize or write it while the GIL is released.
+            // Python code can resize or write it while the GIL is released (nor `may_write`,
+            // which is only given topic names).
             let data = unsafe { array.as_bytes() };
-            py.detach(|| produce::handle(data, versions, self, leader_epoch, now))
+            let Some(denied) = denied_topics(data, versions, may_write)? else { return Ok(None) };
+            py.detach(|| produce::handle(data, versions, self, leader_epoch, now, &denied))
         } else {
             return Err(pyo3::exceptions::PyTypeError::new_err("a Produce frame must be bytes or bytearray"));
         };
         Ok(produced.map(|inner| Produced { inner }))
     }
+}
+
+/// The topics of a Produce frame `may_write` refuses (none without it); None when the frame
+/// is one the fast path declines.
+fn denied_topics(frame: &[u8], versions: (i16, i16), may_write: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Vec<String>>> {
+    let Some(may_write) = may_write else { return Ok(Some(Vec::new())) };
+    let Some(names) = produce::topic_names(frame, versions) else { return Ok(None) };
+    let mut denied = Vec::new();
+    for name in names {
+        if !may_write.call1((name.as_str(),))?.is_truthy()? && !denied.contains(&name) {
+            denied.push(name);
+        }
+    }
+    Ok(Some(denied))
 }
 
 /// A Produce request whose batches are appended (`PartitionTable.produce`).

@@ -60,7 +60,7 @@ def frame(version: int, topics: list[tuple[str, list[tuple[int, Optional[bytes]]
 
 
 def core_answer(broker: Broker, data: bytes | bytearray, peer: str) -> object:
-    return trio.run(produce.answer_frame, broker, data, peer)
+    return trio.run(produce.answer_frame, broker, data, peer, "ANONYMOUS")
 
 
 def generic_answer(broker: Broker, data: bytes) -> Optional[bytes]:

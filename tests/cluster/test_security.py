@@ -1,14 +1,27 @@
-"""Security in a cluster (issue 17): SCRAM credentials go through the metadata quorum, so a
-user set through one node logs in at every node, also after a restart; each broker registers
-an endpoint per listener, so a client on the SASL listener is sent to the other brokers' SASL
-listeners (and produces to leaders there)."""
+"""Security in a cluster (issue 17): SCRAM credentials and ACLs go through the metadata quorum,
+so a user set through one node logs in at every node, and an ACL created or deleted through one
+node is enforced at every node, also after a restart; each broker registers an endpoint per
+listener, so a client on the SASL listener is sent to the other brokers' SASL listeners (and
+produces to leaders there). The PLAINTEXT listener (followers fetch on it, as ANONYMOUS) is a
+super user, as Kafka needs for a PLAINTEXT inter-broker listener."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    UserScramCredentialUpsertion,
+)
 
 from tests.cluster.helpers import Cluster, agreed, wait_for
 from tests.conftest import free_port
@@ -29,12 +42,27 @@ def logs_in(port: int) -> bool:
         return False
 
 
-def test_scram_users_and_sasl_endpoints_across_the_cluster(tmp_path: Path) -> None:
+def writes(port: int, topic: str) -> bool:
+    """Whether frank's produce to `topic` through the broker at `port` is accepted."""
+    outcome: list = []
+    producer = Producer({**sasl_conf(port), "message.timeout.ms": 5000})
+    producer.produce(topic, b"x", on_delivery=lambda err, msg: outcome.append(err))
+    producer.flush(10)
+    return bool(outcome) and outcome[0] is None
+
+
+def frank_acl(operation: AclOperation) -> AclBinding:
+    return AclBinding(ResourceType.TOPIC, "secure-", ResourcePatternType.PREFIXED, "User:frank", "*", operation, AclPermissionType.ALLOW)
+
+
+def test_scram_users_acls_and_sasl_endpoints_across_the_cluster(tmp_path: Path) -> None:
     cluster = Cluster(tmp_path)
     sasl_ports = {}
     for node, process in cluster.nodes.items():
         sasl_ports[node] = free_port()
         process.overrides["listeners"] += f",SASL_PLAINTEXT://127.0.0.1:{sasl_ports[node]}"
+        process.overrides["authorizer.class.name"] = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+        process.overrides["super.users"] = "User:ANONYMOUS"
     cluster.start()
     try:
         wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
@@ -42,6 +70,9 @@ def test_scram_users_and_sasl_endpoints_across_the_cluster(tmp_path: Path) -> No
         upsert = UserScramCredentialUpsertion("frank", ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"frank-secret")
         admin.alter_user_scram_credentials([upsert])["frank"].result(TIMEOUT)
         wait_for(lambda: all(logs_in(p) for p in sasl_ports.values()), "every node takes the new user's login")
+        assert not writes(sasl_ports[2], "secure-orders")  # no ACL yet: denied
+        for future in admin.create_acls([frank_acl(AclOperation.WRITE), frank_acl(AclOperation.CREATE)]).values():
+            future.result(TIMEOUT)
 
         metadata = AdminClient(sasl_conf(sasl_ports[2])).list_topics(timeout=TIMEOUT)
         assert {b.port for b in metadata.brokers.values()} == set(sasl_ports.values())
@@ -50,8 +81,20 @@ def test_scram_users_and_sasl_endpoints_across_the_cluster(tmp_path: Path) -> No
             producer.produce("secure-orders", str(i).encode(), partition=-1)
         assert producer.flush(TIMEOUT) == 0
 
+        assert not writes(sasl_ports[3], "orders")  # outside the prefix
+
         cluster.nodes[3].restart()
         wait_for(lambda: logs_in(sasl_ports[3]), "the restarted node takes the user's login")
+        restarted = AdminClient({"bootstrap.servers": cluster.nodes[3].bootstrap})  # kept: a dropped client cancels its calls
+        described = restarted.describe_acls(
+            AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY)
+        ).result(TIMEOUT)
+        assert sorted(str(b.operation) for b in described) == sorted(str(o) for o in (AclOperation.WRITE, AclOperation.CREATE))
+        assert writes(sasl_ports[3], "secure-orders")
+        gone = AclBindingFilter(ResourceType.TOPIC, None, ResourcePatternType.ANY, "User:frank", None, AclOperation.WRITE, AclPermissionType.ANY)
+        for future in admin.delete_acls([gone]).values():
+            future.result(TIMEOUT)
+        wait_for(lambda: not writes(sasl_ports[3], "secure-orders"), "the deleted ACL stops frank's writes at another node")
         assert not any(b"frank-secret" in p.read_bytes() for node in cluster.nodes.values() for p in node.data_dir.rglob("*") if p.is_file())
     finally:
         cluster.stop()

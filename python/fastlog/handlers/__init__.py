@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from fastlog import protocol
+from fastlog.security.acls import CLUSTER_NAME, OPERATIONS_OF, ResourceType, operations_bits
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -24,6 +25,31 @@ class RequestContext:
     peer: str
     listener: str = ""  # the listener's name the request came in on
     principal: str = "ANONYMOUS"  # who sent it (Kafka's User: principal name)
+
+    @property
+    def host(self) -> str:
+        """The client's IP address (what ACLs' hosts are matched against)."""
+        return self.peer.rsplit(":", 1)[0]
+
+    def allows(self, operation: int, resource_type: int, name: str = CLUSTER_NAME, log_denied: bool = True) -> bool:
+        """Whether the ACLs let this request's principal do `operation` on the resource (always,
+        without an authorizer). A denial is logged and counted unless `log_denied` is False
+        (a listing that leaves out what the client may not see)."""
+        authorizer = self.broker.authorizer
+        if authorizer is None or authorizer.authorize(self.principal, self.host, operation, resource_type, name):
+            return True
+        if log_denied:
+            api = protocol.API_BY_KEY[self.header.request_api_key].name
+            authorizer.log_denied(self.principal, self.peer, operation, resource_type, name, api)
+        return False
+
+    def authorized_operations(self, resource_type: int, name: str = CLUSTER_NAME) -> int:
+        """The authorized-operations bit field of a resource (every operation of its type
+        without an authorizer, as Kafka answers)."""
+        authorizer = self.broker.authorizer
+        if authorizer is None:
+            return operations_bits(OPERATIONS_OF[ResourceType(resource_type)])
+        return authorizer.authorized_operations(self.principal, self.host, resource_type, name)
 
 
 HandlerFn = Callable[[RequestContext, Any], Awaitable[Optional[Any]]]
@@ -42,7 +68,8 @@ HANDLERS: dict[int, Handler] = {}
 # An API may also answer whole request frames without the Python codec (Produce does, in the
 # Rust core): such a function returns the response frame, None for no response, or DECLINED to
 # send the frame through its decoded handler (which answers what the fast path cannot decode).
-FrameHandlerFn = Callable[["Broker", "bytes | bytearray", str], Awaitable[object]]
+# It is given (broker, frame, peer, principal).
+FrameHandlerFn = Callable[["Broker", "bytes | bytearray", str, str], Awaitable[object]]
 FRAME_HANDLERS: dict[int, FrameHandlerFn] = {}
 DECLINED = object()
 
@@ -122,8 +149,9 @@ from fastlog.handlers import (  # noqa: E402,F401
     offset_delete,
 )
 
-# Security: SASL outside an exchange (see fastlog.security.sasl) and SCRAM users.
+# Security: SASL outside an exchange (see fastlog.security.sasl), SCRAM users, ACLs.
 from fastlog.handlers import (  # noqa: E402,F401
     sasl,
     user_scram_credentials,
+    acls,
 )

@@ -24,6 +24,7 @@ import trio
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 A = protocol.AlterPartitionReassignmentsResponse
 L = protocol.ListPartitionReassignmentsResponse
@@ -75,6 +76,8 @@ async def reassign(ctx: RequestContext, topic: str, index: int, target: Optional
 
 @handles(45, 0, 0)
 async def alter(ctx: RequestContext, request: Any):
+    if not ctx.allows(Operation.ALTER, ResourceType.CLUSTER):
+        return A(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message="Cluster authorization failed", responses=[])
     deadline = trio.current_time() + max(request.timeout_ms, 0) / 1000
     responses = []
     for t in request.topics:
@@ -88,6 +91,8 @@ async def alter(ctx: RequestContext, request: Any):
 
 @handles(46, 0, 0)
 async def list_ongoing(ctx: RequestContext, request: Any):
+    if not ctx.allows(Operation.DESCRIBE, ResourceType.CLUSTER):
+        return L(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message="Cluster authorization failed", topics=[])
     wanted = None if request.topics is None else {(t.name, i) for t in request.topics for i in t.partition_indexes}
     topics = []
     for view in ctx.broker.topics.all():

@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from fastlog.config import BROKER_KEYS, INT_MAX, TOPIC_CONFIGS, BrokerConfig, config_text
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 # ConfigResource.Type ids.
 TOPIC, BROKER, BROKER_LOGGER = 2, 4, 8
@@ -191,6 +192,17 @@ def check_single_replica(node_id: int, broker_ids: list[int], what: str) -> None
         )
 
 
+def config_refusal(ctx: Any, resource: Any, operation: int) -> Optional[tuple[int, str]]:
+    """Why the ACLs refuse describing (DESCRIBE_CONFIGS) or altering (ALTER_CONFIGS) a
+    resource's configs, or None: a topic's are checked on the topic, a broker's on the cluster."""
+    if resource.resource_type == TOPIC:
+        if not ctx.allows(operation, ResourceType.TOPIC, resource.resource_name):
+            return ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed"
+    elif not ctx.allows(operation, ResourceType.CLUSTER):
+        return ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed"
+    return None
+
+
 async def alter_each(
     ctx: Any,
     request: Any,
@@ -205,6 +217,10 @@ async def alter_each(
         for resource in request.resources:
             if (resource.resource_type, resource.resource_name) in repeated:
                 responses.append(result(resource, ErrorCode.INVALID_REQUEST, "Duplicate resource."))
+                continue
+            refusal = config_refusal(ctx, resource, Operation.ALTER_CONFIGS)
+            if refusal is not None:
+                responses.append(result(resource, *refusal))
                 continue
             try:
                 await alter(ctx, resource, request.validate_only)

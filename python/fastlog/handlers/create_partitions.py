@@ -18,6 +18,7 @@ from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.configs import AdminError, check_replicas, check_single_replica, duplicates
 from fastlog.log_manager import TopicError
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 log = logging.getLogger(__name__)
 R = protocol.CreatePartitionsResponse
@@ -57,6 +58,8 @@ def check(ctx: RequestContext, wanted) -> int:
 
 
 async def grow(ctx: RequestContext, wanted, validate_only: bool) -> object:
+    if not ctx.allows(Operation.ALTER, ResourceType.TOPIC, wanted.name):
+        return result(wanted.name, ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
     try:
         check(ctx, wanted)
     except AdminError as e:

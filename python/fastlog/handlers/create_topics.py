@@ -26,6 +26,7 @@ from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.configs import AdminError, check_replicas, check_single_replica, duplicates, topic_config_entries
 from fastlog.log_manager import TopicError, topic_name_problem
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 log = logging.getLogger(__name__)
 R = protocol.CreateTopicsResponse
@@ -97,6 +98,8 @@ def parse_configs(topic) -> dict[str, Any]:
 async def create_one(ctx: RequestContext, topic, validate_only: bool) -> object:
     topics = ctx.broker.topics
     name = topic.name
+    if not (ctx.allows(Operation.CREATE, ResourceType.CLUSTER, log_denied=False) or ctx.allows(Operation.CREATE, ResourceType.TOPIC, name)):
+        return error_result(name, ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
     problem = topic_name_problem(name)
     if problem:
         return error_result(name, ErrorCode.INVALID_TOPIC_EXCEPTION, problem)
@@ -120,7 +123,10 @@ async def create_one(ctx: RequestContext, topic, validate_only: bool) -> object:
 
 def success_result(ctx: RequestContext, name: str, topic_id: uuid.UUID, count: int, configs: dict[str, Any], factor: int = 1) -> object:
     result = R.CreatableTopicResult(name=name, topic_id=topic_id, error_code=0, error_message=None)
-    if ctx.api_version >= 5:
+    if ctx.api_version >= 5 and not ctx.allows(Operation.DESCRIBE_CONFIGS, ResourceType.TOPIC, name, log_denied=False):
+        result.topic_config_error_code = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+        result.num_partitions = result.replication_factor = -1
+    elif ctx.api_version >= 5:
         effective = {**ctx.broker.logs.defaults, **configs}
         result.num_partitions = count
         result.replication_factor = factor

@@ -20,6 +20,7 @@ from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.common import led_partition, storage_error_code
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 log = logging.getLogger(__name__)
 R = protocol.DeleteRecordsResponse
@@ -45,17 +46,22 @@ def delete_below(ctx: RequestContext, topic: str, wanted) -> object:
     return R.DeleteRecordsPartitionResult(partition_index=index, low_watermark=low, error_code=0)
 
 
-def delete_all(ctx: RequestContext, request) -> list:
+def delete_all(ctx: RequestContext, request, allowed: dict[str, bool]) -> list:
     return [
-        R.DeleteRecordsTopicResult(name=t.name, partitions=[delete_below(ctx, t.name, p) for p in t.partitions])
+        R.DeleteRecordsTopicResult(name=t.name, partitions=[
+            delete_below(ctx, t.name, p) if allowed[t.name] else
+            R.DeleteRecordsPartitionResult(partition_index=p.partition_index, low_watermark=-1, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED)
+            for p in t.partitions
+        ])
         for t in request.topics
     ]
 
 
 @handles(21, 0, 2)
 async def handle(ctx: RequestContext, request):
+    allowed = {t.name: ctx.allows(Operation.DELETE, ResourceType.TOPIC, t.name) for t in request.topics}
     async with ctx.broker.admin_lock:
-        topics = await trio.to_thread.run_sync(delete_all, ctx, request)
+        topics = await trio.to_thread.run_sync(delete_all, ctx, request, allowed)
     # Back on the event loop: fetches parked on these partitions re-read them, and one whose
     # offset is now below the log start is answered OFFSET_OUT_OF_RANGE at once.
     for t in topics:

@@ -19,6 +19,7 @@ from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.configs import duplicates
 from fastlog.log_manager import TopicError
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 log = logging.getLogger(__name__)
 R = protocol.DeleteTopicsResponse
@@ -45,10 +46,17 @@ async def delete_one(ctx: RequestContext, name: Optional[str], topic_id: uuid.UU
         topic = topics.by_id(topic_id)
         if topic is None:
             return result(None, topic_id, ErrorCode.UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")
+        if not ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, topic.name):
+            return result(None, topic_id, ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
     else:
+        # Kafka's order: a client that may not describe the topic cannot learn whether it exists
+        if not ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, name):
+            return result(name, topic_id, ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
         topic = topics.get(name)
         if topic is None:
             return result(name, topic_id, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.")
+    if not ctx.allows(Operation.DELETE, ResourceType.TOPIC, topic.name):
+        return result(name, topic_id, ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Authorization failed.")
     try:
         await topics.delete(topic.name)
     except TopicError as e:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
-from fastlog.handlers.metadata import CLUSTER_OPERATIONS, NO_OPERATIONS
+from fastlog.handlers.metadata import NO_OPERATIONS, cluster_operations
 from fastlog.protocol import ErrorCode
 
 R = protocol.DescribeClusterResponse
@@ -37,7 +37,7 @@ async def handle(ctx: RequestContext, request):
         cluster_id=broker.logs.cluster_id,
         controller_id=broker.controller_id,
         brokers=[R.DescribeClusterBroker(broker_id=i, host=h, port=p, rack=r) for i, h, p, r in broker.live_brokers(ctx.listener)],
-        cluster_authorized_operations=CLUSTER_OPERATIONS if request.include_cluster_authorized_operations else NO_OPERATIONS,
+        cluster_authorized_operations=cluster_operations(ctx) if request.include_cluster_authorized_operations else NO_OPERATIONS,
     )
     if ctx.api_version >= 1:
         body.endpoint_type = BROKERS_ENDPOINT

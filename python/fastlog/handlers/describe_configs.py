@@ -25,11 +25,13 @@ from fastlog.handlers.configs import (
     ConfigEntry,
     broker_config_entries,
     check_broker_name,
+    config_refusal,
     logger_entries,
     topic_config_entries,
 )
 from fastlog.log_manager import topic_name_problem
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation
 
 R = protocol.DescribeConfigsResponse
 
@@ -74,6 +76,10 @@ def describe(ctx: RequestContext, resource, synonyms: bool, documentation: bool)
     out = R.DescribeConfigsResult(
         error_code=0, error_message=None, resource_type=resource.resource_type, resource_name=resource.resource_name
     )
+    refusal = config_refusal(ctx, resource, Operation.DESCRIBE_CONFIGS)
+    if refusal is not None:
+        out.error_code, out.error_message = refusal
+        return out
     try:
         entries = entries_for(ctx, resource)
     except AdminError as e:

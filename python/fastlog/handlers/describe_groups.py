@@ -10,15 +10,18 @@ from __future__ import annotations
 from fastlog import protocol
 from fastlog.group_coordinator import GroupState
 from fastlog.handlers import RequestContext, handles
+from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 R = protocol.DescribeGroupsResponse
-# Without ACLs every group operation is allowed: READ, DESCRIBE, DELETE (AclOperation codes).
-GROUP_OPERATIONS = sum(1 << op for op in (3, 6, 8))
 
 
 def describe(ctx: RequestContext, group_id: str, include_operations: bool) -> object:
     coordinator = ctx.broker.groups
-    ops = GROUP_OPERATIONS if include_operations else -2147483648
+    ops = ctx.authorized_operations(ResourceType.GROUP, group_id) if include_operations else -2147483648
+    if not ctx.allows(Operation.DESCRIBE, ResourceType.GROUP, group_id):
+        return R.DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=group_id,
+                                group_state="", protocol_type="", protocol_data="", authorized_operations=ops)
     if coordinator.unavailable():  # NOT_COORDINATOR elsewhere in a cluster, or still loading
         return R.DescribedGroup(error_code=coordinator.unavailable(), group_id=group_id,
                                 group_state="", protocol_type="", protocol_data="", authorized_operations=ops)

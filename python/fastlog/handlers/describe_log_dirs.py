@@ -12,6 +12,8 @@ import shutil
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
+from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 R = protocol.DescribeLogDirsResponse
 
@@ -41,6 +43,11 @@ def topic_entries(ctx: RequestContext, wanted) -> list:
 @handles(35, 0, 4)
 async def handle(ctx: RequestContext, request):
     data_dir = ctx.broker.logs.data_dir
+    if not ctx.allows(Operation.DESCRIBE, ResourceType.CLUSTER):  # as Kafka: nothing (v3+: and why)
+        body = R(throttle_time_ms=0, results=[])
+        if ctx.api_version >= 3:
+            body.error_code = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+        return body
     result = R.DescribeLogDirsResult(error_code=0, log_dir=str(data_dir), topics=topic_entries(ctx, request.topics))
     if ctx.api_version >= 4:
         usage = shutil.disk_usage(data_dir)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 R = protocol.DescribeQuorumResponse
 METADATA_TOPIC = "__cluster_metadata"
@@ -56,6 +57,8 @@ def voter_endpoints(ctx: RequestContext) -> list:
 
 @handles(55, 0, 2)
 async def handle(ctx: RequestContext, request):
+    if not ctx.allows(Operation.DESCRIBE, ResourceType.CLUSTER):
+        return R(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, topics=[])
     topics = []
     for topic in request.topics:
         if topic.topic_name != METADATA_TOPIC:

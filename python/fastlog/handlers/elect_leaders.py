@@ -20,6 +20,7 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.metadata_image import NO_LEADER
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 R = protocol.ElectLeadersResponse
 PREFERRED, UNCLEAN = 0, 1
@@ -80,8 +81,11 @@ async def handle(ctx: RequestContext, request):
     election_type = request.election_type if ctx.api_version >= 1 else PREFERRED
     deadline = trio.current_time() + max(request.timeout_ms, 0) / 1000
     results: dict[str, list] = {}
+    allowed = ctx.allows(Operation.ALTER, ResourceType.CLUSTER)
     for topic, index in wanted_partitions(ctx, request):
-        if ctx.broker.controller is None:  # a single node leads every partition
+        if not allowed:
+            error, message = ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed"
+        elif ctx.broker.controller is None:  # a single node leads every partition
             error, message = ErrorCode.ELECTION_NOT_NEEDED, "Leader election not needed for topic partition."
             if ctx.broker.topics.get(topic) is None:
                 error, message = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."
@@ -90,6 +94,6 @@ async def handle(ctx: RequestContext, request):
         results.setdefault(topic, []).append(R.PartitionResult(partition_id=index, error_code=error, error_message=message))
     return R(
         throttle_time_ms=0,
-        error_code=0,
+        error_code=0 if allowed else ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
         replica_election_results=[R.ReplicaElectionResult(topic=t, partition_result=p) for t, p in results.items()],
     )

@@ -45,6 +45,7 @@ from fastlog.handlers.common import led_partition, leader_epoch_error, missing_p
 from fastlog.log_manager import Partition
 from fastlog.protocol import ErrorCode
 from fastlog.records import CorruptRecordsError, RecordsTooLargeError
+from fastlog.security.acls import Operation, ResourceType
 
 log = logging.getLogger(__name__)
 R = protocol.FetchResponse
@@ -159,8 +160,10 @@ def replica_id(ctx: RequestContext, request: Any) -> int:
     return request.replica_state.replica_id if ctx.api_version >= 15 else request.replica_id
 
 
-def read_partition(ctx: RequestContext, request: Any, wanted: WantedPartition, budget: int, first: bool, by_id: bool):
+def read_partition(ctx: RequestContext, request: Any, wanted: WantedPartition, budget: int, first: bool, by_id: bool, denied: frozenset):
     """(PartitionData, bytes read, the Partition or None)."""
+    if wanted.topic in denied:
+        return R.PartitionData(partition_index=wanted.partition, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED, records=b""), 0, None
     partition, missing, leader_epoch = find_partition(ctx, wanted, by_id)
     if partition is None:
         return R.PartitionData(partition_index=wanted.partition, error_code=missing, records=b""), 0, None
@@ -227,7 +230,7 @@ def has_news(wanted: WantedPartition, data: Any) -> bool:
     )
 
 
-def read_all(ctx: RequestContext, request: Any, wanted: "OrderedDict[tuple, WantedPartition]", incremental: bool):
+def read_all(ctx: RequestContext, request: Any, wanted: "OrderedDict[tuple, WantedPartition]", incremental: bool, denied: frozenset):
     """One pass: (included (wanted, data) pairs, bytes found, error seen, partitions to watch)."""
     by_id = ctx.api_version >= 13
     remaining = request.max_bytes
@@ -236,7 +239,7 @@ def read_all(ctx: RequestContext, request: Any, wanted: "OrderedDict[tuple, Want
     watched = []
     included = []
     for want in wanted.values():
-        data, size, partition = read_partition(ctx, request, want, remaining, total == 0, by_id)
+        data, size, partition = read_partition(ctx, request, want, remaining, total == 0, by_id, denied)
         total += size
         remaining -= size
         error = error or bool(data.error_code)
@@ -291,8 +294,18 @@ def update_session(ctx: RequestContext, session: FetchSession, request: Any) -> 
             session.partitions.pop(partition_key(by_id, topic.topic, topic.topic_id, index), None)
 
 
+def unreadable(ctx: RequestContext, wanted: "OrderedDict[tuple, WantedPartition]") -> frozenset:
+    """The topics of a consumer's fetch the ACLs do not let it READ."""
+    if ctx.broker.authorizer is None:
+        return frozenset()
+    topics = {want.topic for want in wanted.values() if want.topic}
+    return frozenset(t for t in topics if not ctx.allows(Operation.READ, ResourceType.TOPIC, t))
+
+
 @handles(1, 0, 17)
 async def handle(ctx: RequestContext, request: Any):
+    if replica_id(ctx, request) >= 0 and not ctx.allows(Operation.CLUSTER_ACTION, ResourceType.CLUSTER):
+        return R(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, session_id=0, responses=[])
     session, error, incremental = open_session(ctx, request)
     if error is not None:
         return R(error_code=error, session_id=0, responses=[])
@@ -301,9 +314,10 @@ async def handle(ctx: RequestContext, request: Any):
         wanted = session.partitions
     else:
         wanted = requested(ctx, request)
+    denied = unreadable(ctx, wanted) if replica_id(ctx, request) < 0 else frozenset()
     deadline = trio.current_time() + max(request.max_wait_ms, 0) / 1000
     while True:
-        included, total, errors, watched = read_all(ctx, request, wanted, incremental)
+        included, total, errors, watched = read_all(ctx, request, wanted, incremental, denied)
         if total >= request.min_bytes or errors or trio.current_time() >= deadline or not watched:
             break
         await wait_for_data(watched, deadline)

@@ -13,6 +13,7 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.log_manager import TopicError
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 R = protocol.FindCoordinatorResponse
 GROUP, TRANSACTION = 0, 1
@@ -23,6 +24,10 @@ NOT_FOUND = (-1, "", -1)
 
 async def lookup(ctx: RequestContext, key: str, key_type: int) -> tuple[int, str | None, tuple[int, str, int]]:
     """(error, message, (node id, host, port) of the coordinator) for one key."""
+    if key_type == GROUP and not ctx.allows(Operation.DESCRIBE, ResourceType.GROUP, key):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed", NOT_FOUND
+    if key_type == TRANSACTION and not ctx.allows(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
+        return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Transactional Id authorization failed", NOT_FOUND
     if key_type == TRANSACTION:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported yet", NOT_FOUND
     if key_type != GROUP:

@@ -16,13 +16,29 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.producer_ids import ProducerIdsUnavailable
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 log = logging.getLogger(__name__)
 R = protocol.InitProducerIdResponse
 
 
+def may_write_idempotently(ctx: RequestContext) -> bool:
+    """An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
+    (KIP-679: Kafka 3's producers are idempotent by default)."""
+    authorizer = ctx.broker.authorizer
+    if authorizer is None or ctx.allows(Operation.IDEMPOTENT_WRITE, ResourceType.CLUSTER, log_denied=False):
+        return True
+    if authorizer.authorize_any(ctx.principal, ctx.host, Operation.WRITE, ResourceType.TOPIC):
+        return True
+    return ctx.allows(Operation.IDEMPOTENT_WRITE, ResourceType.CLUSTER)  # denied: logged and counted
+
+
 @handles(22, 0, 5)
 async def handle(ctx: RequestContext, request):
+    if request.transactional_id is not None and not ctx.allows(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        return R(error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1)
+    if request.transactional_id is None and not may_write_idempotently(ctx):
+        return R(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1)
     if request.transactional_id is not None:
         log.warning("refused transactional producer %r from %s: transactions are not supported yet", request.transactional_id, ctx.peer)
         return R(error_code=ErrorCode.INVALID_REQUEST, producer_id=-1, producer_epoch=-1)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
+from fastlog.security.acls import Operation, ResourceType
+from fastlog.protocol import ErrorCode
 
 R = protocol.JoinGroupResponse
 
@@ -25,6 +27,9 @@ def client_host(ctx: RequestContext) -> str:
 @handles(11, 0, 9)
 async def handle(ctx: RequestContext, request):
     v = ctx.api_version
+    if not ctx.allows(Operation.READ, ResourceType.GROUP, request.group_id):
+        return R(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, generation_id=-1,
+                 protocol_name=None if v >= 7 else "", leader="", member_id="", members=[])
     result = await ctx.broker.groups.join(
         request.group_id,
         request.member_id,

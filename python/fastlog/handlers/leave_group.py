@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
+from fastlog.security.acls import Operation, ResourceType
+from fastlog.protocol import ErrorCode
 
 R = protocol.LeaveGroupResponse
 
 
 @handles(13, 0, 5)
 async def handle(ctx: RequestContext, request):
+    if not ctx.allows(Operation.READ, ResourceType.GROUP, request.group_id):
+        return R(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, members=[])
     if ctx.api_version < 3:
         error, errors = await ctx.broker.groups.leave(request.group_id, [(request.member_id, None)])
         return R(throttle_time_ms=0, error_code=error or (errors[0] if errors else 0))

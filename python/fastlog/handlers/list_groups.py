@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 R = protocol.ListGroupsResponse
 
@@ -22,7 +23,10 @@ async def handle(ctx: RequestContext, request):
     states = {s.lower() for s in request.states_filter} if v >= 4 else set()
     types = {t.lower() for t in request.types_filter} if v >= 5 else set()
     groups = []
+    every_group = ctx.allows(Operation.DESCRIBE, ResourceType.CLUSTER, log_denied=False)
     for group in coordinator.list_groups():
+        if not every_group and not ctx.allows(Operation.DESCRIBE, ResourceType.GROUP, group.group_id, log_denied=False):
+            continue  # the client sees only the groups it may describe
         if states and group.state.value.lower() not in states:
             continue
         if types and "classic" not in types:

@@ -18,6 +18,7 @@ from fastlog.handlers.common import led_partition, leader_epoch_error, storage_e
 from fastlog.handlers.configs import duplicates
 from fastlog.protocol import ErrorCode
 from fastlog.records import decode_batches
+from fastlog.security.acls import Operation, ResourceType
 
 R = protocol.ListOffsetsResponse
 LATEST, EARLIEST, MAX_TIMESTAMP, EARLIEST_LOCAL, EARLIEST_PENDING_UPLOAD = -1, -2, -3, -4, -5
@@ -79,7 +80,9 @@ def offsets_before(log: _core.Log, timestamp: int, max_count: int) -> list[int]:
     return sorted((entries[i][0] for i in range(start, start - count, -1)), reverse=True)
 
 
-def answer(ctx: RequestContext, topic: str, wanted) -> object:
+def answer(ctx: RequestContext, topic: str, wanted, allowed: bool) -> object:
+    if not allowed:
+        return R.ListOffsetsPartitionResponse(partition_index=wanted.partition_index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     partition, error, leader_epoch = led_partition(ctx.broker, topic, wanted.partition_index)
     response = R.ListOffsetsPartitionResponse(partition_index=wanted.partition_index)
     if partition is None:
@@ -111,10 +114,11 @@ def refused_duplicate(wanted) -> object:
 async def handle(ctx: RequestContext, request):
     # As Kafka (v1+): a partition named twice is answered INVALID_REQUEST, every time it is named
     repeated = set() if ctx.api_version == 0 else duplicates((t.name, p.partition_index) for t in request.topics for p in t.partitions)
+    allowed = {t.name: ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, t.name) for t in request.topics}
     topics = [
         R.ListOffsetsTopicResponse(
             name=t.name,
-            partitions=[refused_duplicate(p) if (t.name, p.partition_index) in repeated else answer(ctx, t.name, p) for p in t.partitions],
+            partitions=[refused_duplicate(p) if (t.name, p.partition_index) in repeated else answer(ctx, t.name, p, allowed[t.name]) for p in t.partitions],
         )
         for t in request.topics
     ]

@@ -19,15 +19,13 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.log_manager import TopicError, topic_name_problem
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 from fastlog.topic_admin import TopicView
 
 log = logging.getLogger(__name__)
 R = protocol.MetadataResponse
 NO_OPERATIONS = -2147483648
 ZERO_UUID = uuid.UUID(int=0)
-# Without ACLs every operation is allowed: bits of Kafka's AclOperation codes.
-TOPIC_OPERATIONS = sum(1 << op for op in (3, 4, 5, 6, 7, 8, 10, 11))
-CLUSTER_OPERATIONS = sum(1 << op for op in (5, 7, 8, 9, 10, 11, 12))
 
 
 def topic_entry(ctx: RequestContext, topic: TopicView, include_operations: bool) -> object:
@@ -51,8 +49,16 @@ def topic_entry(ctx: RequestContext, topic: TopicView, include_operations: bool)
         topic_id=topic.id,
         is_internal=topic.internal,
         partitions=partitions,
-        topic_authorized_operations=TOPIC_OPERATIONS if include_operations else NO_OPERATIONS,
+        topic_authorized_operations=ctx.authorized_operations(ResourceType.TOPIC, topic.name) if include_operations else NO_OPERATIONS,
     )
+
+
+def cluster_operations(ctx: RequestContext) -> int:
+    """The cluster's authorized-operations field: none for a client that may not DESCRIBE it
+    (Metadata and DescribeCluster still answer, as Kafka's do)."""
+    if not ctx.allows(Operation.DESCRIBE, ResourceType.CLUSTER, log_denied=False):
+        return 0
+    return ctx.authorized_operations(ResourceType.CLUSTER)
 
 
 def error_entry(error_code: int, name: str | None, topic_id: uuid.UUID = ZERO_UUID) -> object:
@@ -71,7 +77,8 @@ async def handle(ctx: RequestContext, request):
     all_topics = request.topics is None or (version == 0 and not request.topics)
     entries = []
     if all_topics:
-        entries = [topic_entry(ctx, t, include_operations) for t in topics.all()]
+        visible = [t for t in topics.all() if ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, t.name, log_denied=False)]
+        entries = [topic_entry(ctx, t, include_operations) for t in visible]
     else:
         may_create = (version < 4 or request.allow_auto_topic_creation) and ctx.broker.config["auto.create.topics.enable"]
         for wanted in request.topics:
@@ -82,7 +89,7 @@ async def handle(ctx: RequestContext, request):
         cluster_id=ctx.broker.logs.cluster_id,
         controller_id=ctx.broker.controller_id,
         topics=entries,
-        cluster_authorized_operations=CLUSTER_OPERATIONS
+        cluster_authorized_operations=cluster_operations(ctx)
         if getattr(request, "include_cluster_authorized_operations", False)
         else NO_OPERATIONS,
     )
@@ -95,7 +102,11 @@ async def lookup(ctx: RequestContext, wanted, may_create: bool, include_operatio
         topic = topics.by_id(wanted.topic_id)
         if topic is None:
             return error_entry(ErrorCode.UNKNOWN_TOPIC_ID, None, wanted.topic_id)
+        if not ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, topic.name):
+            return error_entry(ErrorCode.TOPIC_AUTHORIZATION_FAILED, None, wanted.topic_id)
         return topic_entry(ctx, topic, include_operations)
+    if not ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, name):  # whether it exists or not
+        return error_entry(ErrorCode.TOPIC_AUTHORIZATION_FAILED, name)
     topic = topics.get(name)
     if topic is not None:
         return topic_entry(ctx, topic, include_operations)
@@ -103,6 +114,8 @@ async def lookup(ctx: RequestContext, wanted, may_create: bool, include_operatio
         return error_entry(ErrorCode.INVALID_TOPIC_EXCEPTION, name)
     if not may_create:
         return error_entry(ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, name)
+    if not (ctx.allows(Operation.CREATE, ResourceType.CLUSTER, log_denied=False) or ctx.allows(Operation.CREATE, ResourceType.TOPIC, name)):
+        return error_entry(ErrorCode.TOPIC_AUTHORIZATION_FAILED, name)
     if ctx.broker.controller is not None:  # a cluster: asked for, answered when the client asks again
         topics.request_create(name, ctx.broker.config["num.partitions"], ctx.broker.config["default.replication.factor"])
         return error_entry(ErrorCode.LEADER_NOT_AVAILABLE, name)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
+from fastlog.security.acls import Operation, ResourceType
+from fastlog.protocol import ErrorCode
 
 R = protocol.OffsetCommitResponse
 
@@ -21,6 +23,9 @@ R = protocol.OffsetCommitResponse
 @handles(8, 0, 9)
 async def handle(ctx: RequestContext, request):
     v = ctx.api_version
+    if not ctx.allows(Operation.READ, ResourceType.GROUP, request.group_id):
+        return answer(request, lambda topic, partition: ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    readable = {t.name for t in request.topics if ctx.allows(Operation.READ, ResourceType.TOPIC, t.name)}
     offsets = [
         (
             t.name,
@@ -30,7 +35,7 @@ async def handle(ctx: RequestContext, request):
             p.committed_metadata,
             p.commit_timestamp if v == 1 else -1,
         )
-        for t in request.topics
+        for t in request.topics if t.name in readable
         for p in t.partitions
     ]
     results = await ctx.broker.groups.commit_offsets(
@@ -41,11 +46,15 @@ async def handle(ctx: RequestContext, request):
         offsets,
         retention_ms=request.retention_time_ms if 2 <= v <= 4 else -1,
     )
+    return answer(request, lambda topic, partition: results.get((topic, partition), ErrorCode.TOPIC_AUTHORIZATION_FAILED))
+
+
+def answer(request, error_of) -> object:
     topics = [
         R.OffsetCommitResponseTopic(
             name=t.name,
             partitions=[
-                R.OffsetCommitResponsePartition(partition_index=p.partition_index, error_code=results[(t.name, p.partition_index)])
+                R.OffsetCommitResponsePartition(partition_index=p.partition_index, error_code=error_of(t.name, p.partition_index))
                 for p in t.partitions
             ],
         )

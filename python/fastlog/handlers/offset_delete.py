@@ -9,14 +9,20 @@ from __future__ import annotations
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
+from fastlog.security.acls import Operation, ResourceType
+from fastlog.protocol import ErrorCode
 
 R = protocol.OffsetDeleteResponse
 
 
 @handles(47, 0, 0)
 async def handle(ctx: RequestContext, request):
-    wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions]
+    if not ctx.allows(Operation.DELETE, ResourceType.GROUP, request.group_id):
+        return R(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, throttle_time_ms=0, topics=[])
+    readable = {t.name for t in request.topics if ctx.allows(Operation.READ, ResourceType.TOPIC, t.name)}
+    wanted = [(t.name, p.partition_index) for t in request.topics for p in t.partitions if t.name in readable]
     error, results = await ctx.broker.groups.delete_offsets(request.group_id, wanted)
+    results = {**{(t.name, p.partition_index): ErrorCode.TOPIC_AUTHORIZATION_FAILED for t in request.topics for p in t.partitions}, **results}
     if error:
         return R(error_code=error, throttle_time_ms=0, topics=[])
     topics = [

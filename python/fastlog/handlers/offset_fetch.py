@@ -13,6 +13,7 @@ from __future__ import annotations
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 R = protocol.OffsetFetchResponse
 
@@ -20,9 +21,16 @@ R = protocol.OffsetFetchResponse
 def fetch(ctx: RequestContext, group_id: str, topics, require_stable: bool) -> tuple[int, dict]:
     """(group error, {topic: [(partition, offset, leader epoch, metadata, error)]})."""
     wanted = None if topics is None else [(t.name, p) for t in topics for p in t.partition_indexes]
-    error, rows = ctx.broker.groups.fetch_offsets(group_id, wanted, require_stable)
+    if not ctx.allows(Operation.DESCRIBE, ResourceType.GROUP, group_id):
+        return ErrorCode.GROUP_AUTHORIZATION_FAILED, {} if wanted is None else _rows_of(wanted, ErrorCode.GROUP_AUTHORIZATION_FAILED)
+    described = {t for t in {t for t, _ in wanted or ()} if ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, t)}
+    error, rows = ctx.broker.groups.fetch_offsets(group_id, None if wanted is None else [w for w in wanted if w[0] in described], require_stable)
     if error and wanted is not None:
         rows = [(t, p, None, error) for t, p in wanted]
+    elif wanted is None:  # every committed partition: those of topics the client may not describe are left out
+        rows = [row for row in rows if ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, row[0], log_denied=False)]
+    else:
+        rows = [*rows, *((t, p, None, ErrorCode.TOPIC_AUTHORIZATION_FAILED) for t, p in wanted if t not in described)]
     out: dict = {}
     for topic, partition, committed, partition_error in rows:
         if committed is None:
@@ -31,6 +39,13 @@ def fetch(ctx: RequestContext, group_id: str, topics, require_stable: bool) -> t
             entry = (partition, committed.offset, committed.leader_epoch, committed.metadata, partition_error)
         out.setdefault(topic, []).append(entry)
     return error, out
+
+
+def _rows_of(wanted: list, error: int) -> dict:
+    out: dict = {}
+    for topic, partition in wanted:
+        out.setdefault(topic, []).append((partition, -1, -1, "", error))
+    return out
 
 
 @handles(9, 0, 9)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.common import led_partition, leader_epoch_error, storage_error_code
+from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
 
 R = protocol.OffsetForLeaderEpochResponse
 
@@ -37,8 +39,18 @@ def answer(ctx: RequestContext, topic: str, wanted) -> object:
 
 @handles(23, 0, 4)
 async def handle(ctx: RequestContext, request):
+    follower = ctx.api_version >= 3 and request.replica_id >= 0
+    if follower and not ctx.allows(Operation.CLUSTER_ACTION, ResourceType.CLUSTER):
+        allowed = {t.topic: False for t in request.topics}
+        refusal = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
+    else:
+        allowed = {t.topic: follower or ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, t.topic) for t in request.topics}
+        refusal = ErrorCode.TOPIC_AUTHORIZATION_FAILED
     topics = [
-        R.OffsetForLeaderTopicResult(topic=t.topic, partitions=[answer(ctx, t.topic, p) for p in t.partitions])
+        R.OffsetForLeaderTopicResult(topic=t.topic, partitions=[
+            answer(ctx, t.topic, p) if allowed[t.topic] else R.EpochEndOffset(partition=p.partition, error_code=refusal, end_offset=-1)
+            for p in t.partitions
+        ])
         for t in request.topics
     ]
     return R(throttle_time_ms=0, topics=topics)

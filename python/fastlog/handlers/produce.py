@@ -21,6 +21,7 @@ through the generic codec, which answers with the precise error.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Optional, Sequence
 
@@ -32,9 +33,11 @@ from fastlog.handlers.common import LEADER_EPOCH, led_partition, storage_error_c
 from fastlog.protocol import ErrorCode
 from fastlog.records import DEFAULT_MAX_BYTES, CorruptRecordsError, RecordsTooLargeError
 from fastlog.schema_registry import validation
+from fastlog.security.acls import Operation, ResourceType
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
+    from fastlog.security.acls import Authorizer
 
 log = logging.getLogger(__name__)
 R = protocol.ProduceResponse
@@ -43,15 +46,17 @@ TO_LOG_END = 2**63 - 1  # a high watermark the log clamps to its end
 
 
 @answers_frames(0)
-async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) -> object:
+async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str, principal: str) -> object:
     """Handles a Produce frame in the Rust core: its response frame (bytes), None for acks=0,
     or DECLINED when the core's codec cannot decode it. A partition whose flush.messages is
-    reached is fsynced on a worker thread before the answer, so other connections go on."""
+    reached is fsynced on a worker thread before the answer, so other connections go on.
+    With an authorizer, each topic is checked (cached per principal) before any append."""
     logs, metrics = broker.logs, broker.metrics
     validated_names = logs.schema_validation_names
     if validated_names and any(name in frame for name in validated_names):
         return DECLINED  # the records are checked against the schema registry by `handle`
-    produced = logs.table.produce(frame, VERSIONS, LEADER_EPOCH)
+    may_write = None if broker.authorizer is None else functools.partial(_may_write, broker.authorizer, principal, peer)
+    produced = logs.table.produce(frame, VERSIONS, LEADER_EPOCH, None, may_write)
     if produced is None:
         return DECLINED
     if produced.needs_flush:
@@ -72,6 +77,14 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str) ->
     if awaiting and broker.replicas is not None:
         return Pending(lambda: answer_when_replicated(broker, produced, awaiting))
     return produced.response()
+
+
+def _may_write(authorizer: "Authorizer", principal: str, peer: str, topic: str) -> bool:
+    host = peer.rsplit(":", 1)[0]
+    if authorizer.authorize(principal, host, Operation.WRITE, ResourceType.TOPIC, topic):
+        return True
+    authorizer.log_denied(principal, peer, Operation.WRITE, ResourceType.TOPIC, topic, "Produce")
+    return False
 
 
 async def answer_when_replicated(broker: "Broker", produced: _core.Produced, awaiting: list) -> Optional[bytes]:
@@ -188,7 +201,9 @@ async def handle(ctx: RequestContext, request):
     responses = []
     for t in request.topic_data:  # a loop, not a comprehension: await in one needs Python 3.11
         answers = []
-        for p in t.partition_data:
+        if not ctx.allows(Operation.WRITE, ResourceType.TOPIC, t.name):
+            answers = [refused(p.index, ErrorCode.TOPIC_AUTHORIZATION_FAILED) for p in t.partition_data]
+        for p in t.partition_data if not answers else ():
             answers.append(await append(ctx, t.name, p.index, p.records, request.acks, awaiting))
         responses.append(R.TopicProduceResponse(name=t.name, partition_responses=answers))
     if request.acks == 0:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
+from fastlog.security.acls import Operation, ResourceType
+from fastlog.protocol import ErrorCode
 
 R = protocol.SyncGroupResponse
 
@@ -18,6 +20,8 @@ R = protocol.SyncGroupResponse
 @handles(14, 0, 5)
 async def handle(ctx: RequestContext, request):
     v = ctx.api_version
+    if not ctx.allows(Operation.READ, ResourceType.GROUP, request.group_id):
+        return R(throttle_time_ms=0, error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, assignment=b"")
     result = await ctx.broker.groups.sync(
         request.group_id,
         request.generation_id,

@@ -20,6 +20,7 @@ from fastlog.handlers import RequestContext, handles
 from fastlog.log_manager import TopicError
 from fastlog.protocol import ErrorCode
 from fastlog.security.scram import CODES, MAX_ITERATIONS, MECHANISM_CODES, credential_from_salted_password
+from fastlog.security.acls import Operation, ResourceType
 
 ADMIN_TIMEOUT_SECONDS = 30.0
 
@@ -27,6 +28,8 @@ ADMIN_TIMEOUT_SECONDS = 30.0
 @handles(50, 0, 0)
 async def describe(ctx: RequestContext, request):
     R = protocol.DescribeUserScramCredentialsResponse
+    if not ctx.allows(Operation.DESCRIBE, ResourceType.CLUSTER):
+        return R(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message="Cluster authorization failed", results=[])
     users = ctx.broker.scram.users()
     asked = [u.name for u in request.users] if request.users else sorted(users)
     counts = Counter(asked)
@@ -47,6 +50,11 @@ async def describe(ctx: RequestContext, request):
 @handles(51, 0, 0)
 async def alter(ctx: RequestContext, request):
     R = protocol.AlterUserScramCredentialsResponse
+    if not ctx.allows(Operation.ALTER, ResourceType.CLUSTER):
+        names = dict.fromkeys([d.name for d in request.deletions] + [u.name for u in request.upsertions])
+        return R(throttle_time_ms=0, results=[
+            R.AlterUserScramCredentialsResult(user=n, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, error_message="Cluster authorization failed") for n in names
+        ])
     store = ctx.broker.scram
     minimum = ctx.broker.config["scram.iterations.min"]
     seen = Counter([(d.name, d.mechanism) for d in request.deletions] + [(u.name, u.mechanism) for u in request.upsertions])

@@ -82,6 +82,7 @@ class LocalScramStore:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / FILE_NAME
         self._users: dict[str, dict[str, ScramCredential]] = {}
+        self._changing = trio.Lock()
         if self.path.exists():
             try:
                 raw = json.loads(self.path.read_text())
@@ -98,15 +99,16 @@ class LocalScramStore:
         return self._users
 
     async def change(self, upserts: list[tuple[str, str, ScramCredential]], deletions: list[tuple[str, str]], timeout: float) -> None:
-        users = {user: dict(mechs) for user, mechs in self._users.items()}
-        for user, mechanism in deletions:
-            users.get(user, {}).pop(mechanism, None)
-        for user, mechanism, credential in upserts:
-            users.setdefault(user, {})[mechanism] = credential
-        users = {user: mechs for user, mechs in users.items() if mechs}
-        text = json.dumps({"version": 1, "users": {u: {m: c.to_json() for m, c in ms.items()} for u, ms in users.items()}}, indent=1)
-        await trio.to_thread.run_sync(write_atomically, self.path, text, 0o600)
-        self._users = users
+        async with self._changing:  # one change at a time: each starts from the last one's result
+            users = {user: dict(mechs) for user, mechs in self._users.items()}
+            for user, mechanism in deletions:
+                users.get(user, {}).pop(mechanism, None)
+            for user, mechanism, credential in upserts:
+                users.setdefault(user, {})[mechanism] = credential
+            users = {user: mechs for user, mechs in users.items() if mechs}
+            text = json.dumps({"version": 1, "users": {u: {m: c.to_json() for m, c in ms.items()} for u, ms in users.items()}}, indent=1)
+            await trio.to_thread.run_sync(write_atomically, self.path, text, 0o600)
+            self._users = users
 
 
 class ClusterScramStore:
