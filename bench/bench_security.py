@@ -116,12 +116,9 @@ def scram_login(port: int, context: ssl.SSLContext, user: str, password: str) ->
         assert final.error_code == 0, final.error_message
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--size", type=int, default=1000)
-    parser.add_argument("--connections", type=int, default=200)
-    args = parser.parse_args()
+def measure(records: int, size: int, connections: int) -> dict:
+    """{"PLAINTEXT": (produce MB/s, consume MB/s), "SASL_SSL": (...), "scram_logins_per_s": n}
+    from one broker with both listeners, one after the other."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ca = CertificateAuthority(root / "pki")
@@ -136,25 +133,38 @@ def main() -> None:
         try:
             add_scram_users(process.bootstrap)
             broker = {"PLAINTEXT": f"127.0.0.1:{ports['PLAINTEXT']}", "SASL_SSL": f"127.0.0.1:{ports['SASL_SSL']}", "ca": str(ca.pem)}
-            megabytes = args.records * args.size / 1e6
-            results = {}
+            megabytes = records * size / 1e6
+            results: dict = {}
             for listener in ("PLAINTEXT", "SASL_SSL"):
                 topic = f"bench-{listener.lower()}-{secrets.token_hex(4)}"
-                produced = produce(client_conf(listener, broker), topic, args.records, args.size)
-                consumed = consume(client_conf(listener, broker), topic, args.records)
+                produced = produce(client_conf(listener, broker), topic, records, size)
+                consumed = consume(client_conf(listener, broker), topic, records)
                 results[listener] = (megabytes / produced, megabytes / consumed)
-                print(f"{listener:10s} produce {megabytes / produced:8.1f} MB/s  consume {megabytes / consumed:8.1f} MB/s")
-            plain, secure = results["PLAINTEXT"], results["SASL_SSL"]
-            print(f"SASL_SSL / PLAINTEXT: produce {secure[0] / plain[0]:.2f}, consume {secure[1] / plain[1]:.2f}")
             context = ssl.create_default_context(cafile=str(ca.pem))
             user, password = SCRAM_USERS[MECHANISM]
             started = time.perf_counter()
-            for _ in range(args.connections):
+            for _ in range(connections):
                 scram_login(ports["SASL_SSL"], context, user, password)
-            elapsed = time.perf_counter() - started
-            print(f"SCRAM-SHA-256 over TLS: {args.connections / elapsed:.0f} connections/s ({elapsed / args.connections * 1000:.1f} ms each, one at a time)")
+            results["scram_logins_per_s"] = connections / (time.perf_counter() - started)
+            return results
         finally:
             process.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--size", type=int, default=1000)
+    parser.add_argument("--connections", type=int, default=200)
+    args = parser.parse_args()
+    results = measure(args.records, args.size, args.connections)
+    for listener in ("PLAINTEXT", "SASL_SSL"):
+        produced, consumed = results[listener]
+        print(f"{listener:10s} produce {produced:8.1f} MB/s  consume {consumed:8.1f} MB/s")
+    plain, secure = results["PLAINTEXT"], results["SASL_SSL"]
+    print(f"SASL_SSL / PLAINTEXT: produce {secure[0] / plain[0]:.2f}, consume {secure[1] / plain[1]:.2f}")
+    logins = results["scram_logins_per_s"]
+    print(f"SCRAM-SHA-256 over TLS: {logins:.0f} connections/s ({1000 / logins:.1f} ms each, one at a time)")
 
 
 if __name__ == "__main__":

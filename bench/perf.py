@@ -9,7 +9,7 @@ everything and prints a Markdown table with fastlog's figures as ratios of those
 
     python bench/perf.py                 # full run, ~3.5 minutes on the 2-core VM
     python bench/perf.py --quick         # small sizes, ~1.5 minutes (smoke test)
-    python bench/perf.py --only produce  # a subset: machine,ceiling,produce,acks,consume,latency,scale,conns
+    python bench/perf.py --only produce  # a subset: machine,ceiling,produce,acks,consume,latency,scale,conns,security
 
 Nothing here asserts on timings; the targets of issue 7 are printed next to the figures.
 Loopback only. Needs root for `echo 3 > /proc/sys/vm/drop_caches` (skipped with a note otherwise).
@@ -562,6 +562,21 @@ class Table:
         return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in self.notes)
 
 
+def add_security_rows(table: "Table", records: int, connections: int) -> None:
+    """Produce and consume of 1 KB records over SASL_SSL (SCRAM-SHA-256) next to PLAINTEXT on
+    one broker in one run, and SCRAM logins over TLS one after another (bench_security.py)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as bench/perf.py: the repository's root
+    from bench.bench_security import measure
+
+    results = measure(records, 1000, connections)
+    plain, secure = results["PLAINTEXT"], results["SASL_SSL"]
+    for i, what in enumerate(("produce", "consume")):
+        table.add(f"security: {what} 1 KB, PLAINTEXT", f"{plain[i] * 1000:,.0f}", f"{plain[i]:,.1f}", "1.00")
+        table.add(f"security: {what} 1 KB, SASL_SSL (SCRAM-SHA-256)", f"{secure[i] * 1000:,.0f}", f"{secure[i]:,.1f}", f"{secure[i] / plain[i]:.2f}")
+    logins = results["scram_logins_per_s"]
+    table.add("security: SCRAM-SHA-256 logins over TLS, one at a time", "", "", "", "", f"{logins:,.0f} connections/s ({1000 / logins:.1f} ms each)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default=None, help="parent of the temp data dir (the disk measured)")
@@ -572,7 +587,7 @@ def main() -> None:
     parser.add_argument("--disk-bytes", type=int, default=1 << 30)
     parser.add_argument("--scale-partitions", type=int, default=10_000)
     parser.add_argument("--idle-connections", type=int, default=1000)
-    parser.add_argument("--only", default="machine,ceiling,produce,acks,consume,latency,scale,conns")
+    parser.add_argument("--only", default="machine,ceiling,produce,acks,consume,latency,scale,conns,security")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -775,6 +790,8 @@ def main() -> None:
                       f"RSS {rss0 / 1024:.0f} MB -> {rss_idle / 1024:.0f} MB idle conns -> {rss_busy / 1024:.0f} MB busy (VmHWM {broker.status('VmHWM') / 1024:.0f} MB)")
             broker.stop()
             brokers.remove(broker)
+        if "security" in only:
+            add_security_rows(table, args.records_1kb // 5, max(args.idle_connections // 5, 20))
     finally:
         for b in brokers:
             b.stop()

@@ -23,6 +23,7 @@ from fastlog.producer_ids import ClusterProducerIds, ProducerIdAllocator
 from fastlog.replica_manager import OFFSETS_TOPIC, ReplicaManager
 from fastlog.security.sasl import ListenerSasl
 from fastlog.security.acls import authorizer_for
+from fastlog.security.client_side import ClientSecurity, inter_broker_security
 from fastlog.security.scram import scram_store
 from fastlog.security.tls import ListenerTls
 from fastlog.network_loops import NetworkLoop, network_threads
@@ -67,6 +68,10 @@ class Broker:
         self.sasl = {l.name: ListenerSasl(config, l.name) for l in config.client_listeners if l.uses_sasl}
         self.scram = scram_store(self)
         self.authorizer = authorizer_for(self, config)  # None: no ACLs, every request allowed
+        # How the built-in schema registry connects to this broker (checked now: bad settings stop the start).
+        self.registry_security = ClientSecurity.from_settings(config.registry_client, "schema.registry.kafkastore.*")
+        # How followers reach their leaders (TLS, SASL) on the inter-broker listener.
+        self.inter_broker_security = inter_broker_security(config, self.tls) if self.replicas is not None else None
         self.connections: set[Connection] = set()  # served on this loop; extra loops keep their own
         self.connection_slots = ConnectionSlots(config["max.connections"])
         self.network_loops: list[NetworkLoop] = []
@@ -269,11 +274,13 @@ class Broker:
             return
         from fastlog import schema_registry
 
-        plaintext = [bound for l, bound in zip(self.config.client_listeners, self.bound) if l.protocol == "PLAINTEXT"]
-        if not plaintext:
-            log.error("schema registry not started: it reaches the broker through a PLAINTEXT listener, and there is none")
+        security = self.registry_security
+        reachable = [bound for l, bound in zip(self.config.client_listeners, self.bound) if l.protocol == security.protocol]
+        if not reachable:
+            log.error("schema registry not started: it reaches the broker through a %s listener (schema.registry.kafkastore.security.protocol), "
+                      "and there is none", security.protocol)
             return
-        host, port = plaintext[0]
+        host, port = reachable[0]
         bootstrap = f"{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         try:
             sockets = schema_registry.bind(addresses)
@@ -282,7 +289,7 @@ class Broker:
             return
         self.schema_registry = schema_registry.new_registry(
             bootstrap, self.config["schema.registry.topic"], self.config["schema.registry.topic.replication.factor"],
-            brokers_wait=BROKERS_WAIT_SECONDS if self.controller is not None else 0.0,
+            brokers_wait=BROKERS_WAIT_SECONDS if self.controller is not None else 0.0, security=security,
         )
         with scope:
             await schema_registry.serve(self.schema_registry, sockets)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import ssl
 import struct
 import time
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 from fastlog import protocol
 from fastlog.protocol import ErrorCode
 from fastlog.records import Compression, Record, decode_batches, encode_batch
+from fastlog.security.client_side import ClientSecurity, SaslFailed, sasl_exchange
 
 __all__ = [
     "BrokerUnreachable",
@@ -69,6 +71,8 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     29: (0, 3),  # DescribeAcls
     30: (0, 3),  # CreateAcls
     31: (0, 3),  # DeleteAcls
+    17: (1, 1),  # SaslHandshake (before SaslAuthenticate)
+    36: (0, 2),  # SaslAuthenticate
     50: (0, 0),  # DescribeUserScramCredentials
     51: (0, 0),  # AlterUserScramCredentials
     55: (0, 2),  # DescribeQuorum
@@ -219,12 +223,13 @@ class CommittedOffset:
 class BrokerConnection:
     """A blocking connection to one broker, with the API versions it supports."""
 
-    def __init__(self, host: str, port: int, timeout: float, client_id: str) -> None:
+    def __init__(self, host: str, port: int, timeout: float, client_id: str, security: Optional[ClientSecurity] = None) -> None:
         self.host, self.port = host, port
         self.timeout = timeout
         self.client_id = client_id
         self.versions: dict[int, tuple[int, int]] = {}
         self._correlation = itertools.count(1)
+        security = security or ClientSecurity()
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         except socket.timeout:
@@ -233,10 +238,39 @@ class BrokerConnection:
             raise BrokerUnreachable(f"cannot connect to {host}:{port}: {e.strerror or e}") from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
+            if security.tls is not None:
+                self._start_tls(security.tls)
             self._negotiate()
+            if security.uses_sasl:
+                assert security.mechanism is not None
+                self._authenticate(security.mechanism, security.username, security.password)
         except BaseException:
             self.close()
             raise
+
+    def _start_tls(self, context: ssl.SSLContext) -> None:
+        try:
+            self.sock = context.wrap_socket(self.sock, server_hostname=self.host)
+        except (ssl.SSLError, ssl.CertificateError) as e:
+            raise BrokerUnreachable(f"TLS with {self.address} failed: {e}") from None
+        except socket.timeout:
+            raise ClientTimeout(f"TLS with {self.address}: no handshake within {self.timeout:g}s") from None
+
+    def _authenticate(self, mechanism: str, username: str, password: str) -> None:
+        """SaslHandshake v1, then the mechanism's tokens in SaslAuthenticate requests."""
+        handshake = self.request(protocol.SaslHandshakeRequest(mechanism=mechanism))
+        check(handshake.error_code, f"the broker offers {', '.join(handshake.mechanisms)}", context=f"SASL with {self.address}")
+        exchange = sasl_exchange(mechanism, username, password)
+        try:
+            token = next(exchange)
+            while True:
+                answer = self.request(protocol.SaslAuthenticateRequest(auth_bytes=token))
+                check(answer.error_code, answer.error_message, context=f"SASL {mechanism} login of {username} at {self.address}")
+                token = exchange.send(bytes(answer.auth_bytes))
+        except StopIteration:
+            return
+        except SaslFailed as e:
+            raise ClientError(f"SASL {mechanism} with {self.address}: {e}") from None
 
     @property
     def address(self) -> str:
@@ -323,8 +357,10 @@ class BrokerConnection:
 class Client:
     """A client for a cluster, found through `bootstrap` ("host:port[,host:port]")."""
 
-    def __init__(self, bootstrap: str = DEFAULT_BOOTSTRAP, *, timeout: float = 10.0, client_id: str = "fastlog-tools") -> None:
+    def __init__(self, bootstrap: str = DEFAULT_BOOTSTRAP, *, timeout: float = 10.0, client_id: str = "fastlog-tools",
+                 security: Optional[ClientSecurity] = None) -> None:
         self.bootstrap = parse_bootstrap(bootstrap)
+        self.security = security  # TLS and SASL settings (None: PLAINTEXT)
         self.timeout = timeout
         self.client_id = client_id
         self.brokers: dict[int, tuple[str, int]] = {}
@@ -357,7 +393,7 @@ class Client:
         errors = []
         for host, port in self.bootstrap:
             try:
-                self._bootstrap_connection = BrokerConnection(host, port, self.timeout, self.client_id)
+                self._bootstrap_connection = BrokerConnection(host, port, self.timeout, self.client_id, self.security)
                 return self._bootstrap_connection
             except BrokerUnreachable as e:
                 errors.append(str(e))
@@ -372,7 +408,7 @@ class Client:
         if node_id not in self.brokers:
             raise BrokerUnreachable(f"broker {node_id} is not in the cluster metadata")
         host, port = self.brokers[node_id]
-        connection = self._connections[node_id] = BrokerConnection(host, port, self.timeout, self.client_id)
+        connection = self._connections[node_id] = BrokerConnection(host, port, self.timeout, self.client_id, self.security)
         return connection
 
     def controller(self) -> BrokerConnection:

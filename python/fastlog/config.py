@@ -25,7 +25,7 @@ INT_MAX = 2**31 - 1
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 DEFAULT_PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL"
-SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 # Keys a `listener.name.<listener>.` prefix may set for one listener (and PLAIN's JAAS config
 # as `listener.name.<listener>.plain.sasl.jaas.config`, Kafka's per-mechanism form).
 PER_LISTENER_PREFIXES = ("ssl.", "sasl.", "plain.sasl.", "scram-sha-256.sasl.", "scram-sha-512.sasl.", "connections.max.reauth.ms")
@@ -273,12 +273,22 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("ssl.principal.mapping.rules", _string, "DEFAULT", "how a client certificate's subject becomes a principal name"),
         BrokerKey("ssl.endpoint.identification.algorithm", _string, "https", "clients' setting; a broker checks no host name"),
         BrokerKey("sasl.enabled.mechanisms", _list_of(*SASL_MECHANISMS), "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512", "SASL mechanisms offered on SASL listeners"),
-        BrokerKey("sasl.mechanism.inter.broker.protocol", _string, "GSSAPI", "accepted for Kafka's configs (followers use a PLAINTEXT inter-broker listener)"),
+        BrokerKey("sasl.mechanism.inter.broker.protocol", _string, "GSSAPI", "how followers log in to a SASL inter-broker listener: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
         BrokerKey("sasl.jaas.config", _optional_string, None, "JAAS login module config (PlainLoginModule's user_NAME=\"password\" entries are PLAIN's users)"),
         BrokerKey("java.security.auth.login.config", _optional_string, None, "a JAAS file; its KafkaServer section (or <listener>.KafkaServer) holds PLAIN's users"),
         BrokerKey("sasl.server.max.receive.size", _int(1, INT_MAX), 524_288, "largest frame read from a client before it has authenticated"),
         BrokerKey("connection.failed.authentication.delay.ms", _int(0, INT_MAX), 100, "a failed authentication is answered (and closed) after this delay"),
         BrokerKey("connections.max.reauth.ms", _int(0), 0, "an authenticated SASL session must re-authenticate within this (0: never)"),
+        # OAUTHBEARER (KIP-768): JWTs checked against the keys of a JWKS.
+        BrokerKey("sasl.oauthbearer.jwks.endpoint.url", _optional_string, None, "the JWKS OAUTHBEARER tokens are checked against: a file: or https: URL"),
+        BrokerKey("sasl.oauthbearer.jwks.endpoint.refresh.ms", _int(1000, INT_MAX), 3_600_000, "how often a JWKS URL is fetched again"),
+        BrokerKey("sasl.oauthbearer.jwks.endpoint.retry.backoff.ms", _int(0, INT_MAX), 100, "accepted for Kafka's configs (a failed fetch is retried at the next login after a second)"),
+        BrokerKey("sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms", _int(0, INT_MAX), 10_000, "accepted for Kafka's configs"),
+        BrokerKey("sasl.oauthbearer.expected.audience", _optional_string, None, "audiences a token must name one of (comma separated; empty: not checked)"),
+        BrokerKey("sasl.oauthbearer.expected.issuer", _optional_string, None, "the issuer a token must name (empty: not checked)"),
+        BrokerKey("sasl.oauthbearer.sub.claim.name", _string, "sub", "the claim holding the principal's name"),
+        BrokerKey("sasl.oauthbearer.scope.claim.name", _string, "scope", "the claim holding the token's scopes"),
+        BrokerKey("sasl.oauthbearer.clock.skew.seconds", _int(0, INT_MAX), 30, "leeway for a token's exp, nbf and iat"),
         BrokerKey("authorizer.class.name", _string, "", "the ACL authorizer: StandardAuthorizer (Kafka's class names, or fastlog) or empty for none (everything allowed)"),
         BrokerKey("super.users", _optional_string, None, "principals allowed everything, whatever the ACLs (User:admin;User:broker)"),
         BrokerKey("allow.everyone.if.no.acl.found", _bool, False, "a resource with no ACL at all is open to everyone (default: closed)"),
@@ -414,6 +424,9 @@ def cluster_id_for(voters: dict[int, tuple[str, int]]) -> str:
     return base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, f"fastlog:{name}").bytes).decode().rstrip("=")
 
 
+REGISTRY_CLIENT_PREFIX = "schema.registry.kafkastore."
+
+
 class BrokerConfig:
     """Validated broker settings: `config["log.segment.bytes"]` or the properties below."""
 
@@ -422,10 +435,16 @@ class BrokerConfig:
         self.explicit: set[str] = set()
         # `listener.name.<listener>.<key>`: per listener (lower-cased name) -> key -> raw value.
         self.per_listener: dict[str, dict[str, str]] = {}
+        # `schema.registry.kafkastore.<client setting>`: how the built-in schema registry
+        # reaches the broker (Confluent's kafkastore.security.protocol, .sasl.jaas.config, ...).
+        self.registry_client: dict[str, str] = {}
         for key, raw in (values or {}).items():
             key = key.strip()
             if key.startswith("listener.name."):
                 self._set_per_listener(key, raw)
+                continue
+            if key.startswith(REGISTRY_CLIENT_PREFIX):
+                self.registry_client[key[len(REGISTRY_CLIENT_PREFIX):]] = str(raw).strip()
                 continue
             if key in IGNORED_KEYS:
                 log.info("config %s has no effect in fastlog; ignored", key)

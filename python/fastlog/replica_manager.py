@@ -33,7 +33,8 @@ import trio
 
 from fastlog import _core, protocol
 from fastlog.framing import SIZE, ConnectionClosed, FrameReader
-from fastlog.transport import PlainTransport
+from fastlog.security.client_side import ClientSecurity, SaslFailed, sasl_exchange
+from fastlog.transport import PlainTransport, TlsTransport
 from fastlog.metadata_image import NO_LEADER
 from fastlog.protocol import ErrorCode
 
@@ -351,13 +352,23 @@ class ReplicaManager:
         registration = self.image.brokers.get(leader)
         if registration is None:
             return None
+        security = self.broker.inter_broker_security
         with trio.move_on_after(CONNECT_TIMEOUT_SECONDS):
             try:
                 stream = await trio.open_tcp_stream(*registration.replication)
             except OSError as e:
                 log.debug("replica fetcher: cannot reach broker %d: %s", leader, e)
                 return None
-            return LeaderLink(stream, f"fastlog-replica-{self.node_id}")
+            link = LeaderLink(stream, f"fastlog-replica-{self.node_id}")
+            if security is None or security.protocol == "PLAINTEXT":
+                return link
+            try:
+                await link.secure(security, registration.replication[0])
+                return link
+            except (OSError, EOFError, ValueError, SaslFailed, ConnectionClosed, trio.BrokenResourceError, trio.TooSlowError) as e:
+                log.warning("replica fetcher: cannot log in to broker %d over %s: %s", leader, security.protocol, e)
+                await link.aclose()
+                return None
         return None
 
     async def _truncate(self, link: "LeaderLink", states: list[ReplicaState]) -> None:
@@ -527,6 +538,31 @@ class LeaderLink:
     async def aclose(self) -> None:
         with trio.CancelScope(shield=True):
             await self.stream.aclose()
+
+    async def secure(self, security: ClientSecurity, host: str) -> None:
+        """TLS and SASL over the fresh connection, as a client of the leader's listener
+        (raises SaslFailed when the leader refuses the login)."""
+        if security.tls is not None:
+            stream = trio.SSLStream(self.stream, security.tls, server_hostname=host)
+            await stream.do_handshake()
+            self.stream = stream
+            self._frames = FrameReader(TlsTransport(stream), MAX_RESPONSE_BYTES)
+        if not security.uses_sasl:
+            return
+        assert security.mechanism is not None
+        handshake = await self.call(protocol.SaslHandshakeRequest(mechanism=security.mechanism), 1)
+        if handshake.error_code:
+            raise SaslFailed(f"the leader does not offer {security.mechanism} ({', '.join(handshake.mechanisms)})")
+        exchange = sasl_exchange(security.mechanism, security.username, security.password)
+        token = next(exchange)
+        while True:
+            answer = await self.call(protocol.SaslAuthenticateRequest(auth_bytes=token), 1)
+            if answer.error_code:
+                raise SaslFailed(f"{security.mechanism} login of {security.username} refused: {answer.error_message}")
+            try:
+                token = exchange.send(bytes(answer.auth_bytes))
+            except StopIteration:
+                return
 
     async def call(self, body: Any, version: int, extra_timeout: float = 0.0) -> Any:
         api_key = body.API_KEY

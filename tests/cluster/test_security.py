@@ -98,3 +98,48 @@ def test_scram_users_acls_and_sasl_endpoints_across_the_cluster(tmp_path: Path) 
         assert not any(b"frank-secret" in p.read_bytes() for node in cluster.nodes.values() for p in node.data_dir.rglob("*") if p.is_file())
     finally:
         cluster.stop()
+
+
+def test_followers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Path) -> None:
+    """inter.broker.listener.name is SASL_SSL with client certificates required: followers do
+    TLS (the broker's keystore as their certificate) and log in with PLAIN
+    (sasl.mechanism.inter.broker.protocol, the listener's JAAS username and password), so an
+    acks=all produce to three in-sync replicas succeeds; the brokers log the followers' logins."""
+    from confluent_kafka.admin import NewTopic
+
+    from tests.security.certs import PASSWORD, CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    server = ca.issue("broker", server=True)
+    jaas = ('org.apache.kafka.common.security.plain.PlainLoginModule required username="broker" password="broker-secret" '
+            'user_broker="broker-secret";')
+    cluster = Cluster(tmp_path)
+    for process in cluster.nodes.values():
+        port = free_port()
+        process.overrides.update({
+            "listeners": process.overrides["listeners"] + f",REPLICATION://127.0.0.1:{port}",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,REPLICATION:SASL_SSL",
+            "inter.broker.listener.name": "REPLICATION",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "listener.name.replication.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.replication.plain.sasl.jaas.config": jaas,
+            "listener.name.replication.ssl.client.auth": "required",
+            "ssl.keystore.location": str(server.p12), "ssl.keystore.password": PASSWORD, "ssl.keystore.type": "PKCS12",
+            "ssl.truststore.location": str(ca.pem), "ssl.truststore.type": "PEM",
+        })
+    cluster.start()
+    try:
+        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles")
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+        admin.create_topics([NewTopic("replicated", 2, 3, config={"min.insync.replicas": "3"})])["replicated"].result(TIMEOUT)
+        producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "message.timeout.ms": TIMEOUT * 1000})
+        delivered: list = []
+        for i in range(50):
+            producer.produce("replicated", str(i).encode(), on_delivery=lambda err, msg: delivered.append(err))
+        assert producer.flush(TIMEOUT) == 0
+        assert delivered == [None] * 50  # all three replicas in sync: the followers fetch
+
+        logs = "".join(process.log_text() for process in cluster.nodes.values())
+        assert "REPLICATION authenticated broker from" in logs
+    finally:
+        cluster.stop()

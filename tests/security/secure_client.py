@@ -3,7 +3,9 @@ topic and consume them back in a group. Runs in the interpreter of the client ve
 test (tests/security/test_client_security.py), so it imports only that client.
 
 `python secure_client.py CLIENT JSON` where JSON holds bootstrap, protocol, mechanism (or
-null), username, password, ca (PEM path), cert/key (PEM paths or null), topic, records.
+null), username, password, ca (PEM path), cert/key (PEM paths or null), topic, records. With
+mechanism OAUTHBEARER, token (a JWT the test signed: the old clients' interpreters have no
+PyJWT) and token_expiry (epoch seconds) take the place of username and password.
 Prints one JSON line: {"ok": true, "values": [...]} or {"ok": false, "error": "..."}.
 """
 
@@ -26,7 +28,9 @@ def confluent(o: dict) -> list[str]:
         conf["ssl.ca.location"] = o["ca"]
         if o.get("cert"):
             conf.update({"ssl.certificate.location": o["cert"], "ssl.key.location": o["key"]})
-    if o.get("mechanism"):
+    if o.get("mechanism") == "OAUTHBEARER":
+        conf.update({"sasl.mechanism": "OAUTHBEARER", "oauth_cb": lambda _config: (o["token"], o["token_expiry"])})
+    elif o.get("mechanism"):
         conf.update({"sasl.mechanism": o["mechanism"], "sasl.username": o["username"], "sasl.password": o["password"]})
     errors: list = []
 
@@ -80,9 +84,32 @@ def common_kafka_python(o: dict) -> dict:
         conf["ssl_cafile"] = o["ca"]
         if o.get("cert"):
             conf.update({"ssl_certfile": o["cert"], "ssl_keyfile": o["key"]})
-    if o.get("mechanism"):
+    if o.get("mechanism") == "OAUTHBEARER":
+        conf.update({"sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_provider": kafka_python_token_provider(o["token"])})
+    elif o.get("mechanism"):
         conf.update({"sasl_mechanism": o["mechanism"], "sasl_plain_username": o["username"], "sasl_plain_password": o["password"]})
     return conf
+
+
+def kafka_python_token_provider(token: str):
+    """A provider of `token` on kafka-python's AbstractTokenProvider, which has moved:
+    kafka.oauth.abstract (2.0), kafka.sasl.oauth (2.1, 2.2), kafka.net.sasl.oauth (3.x)."""
+    import importlib
+
+    for name in ("kafka.net.sasl.oauth", "kafka.sasl.oauth", "kafka.oauth.abstract"):
+        try:
+            base = importlib.import_module(name).AbstractTokenProvider
+            break
+        except ImportError:
+            continue
+    else:
+        raise RuntimeError("this kafka-python has no AbstractTokenProvider")
+
+    class Provider(base):
+        def token(self):
+            return token
+
+    return Provider()
 
 
 def aiokafka(o: dict) -> list[str]:
@@ -96,7 +123,15 @@ async def _aiokafka(o: dict) -> list[str]:
     conf: dict = {"bootstrap_servers": o["bootstrap"], "security_protocol": o["protocol"]}
     if o["protocol"] in ("SSL", "SASL_SSL"):
         conf["ssl_context"] = create_ssl_context(cafile=o["ca"], certfile=o.get("cert"), keyfile=o.get("key"))
-    if o.get("mechanism"):
+    if o.get("mechanism") == "OAUTHBEARER":
+        from aiokafka.abc import AbstractTokenProvider
+
+        class Provider(AbstractTokenProvider):
+            async def token(self):
+                return o["token"]
+
+        conf.update({"sasl_mechanism": "OAUTHBEARER", "sasl_oauth_token_provider": Provider()})
+    elif o.get("mechanism"):
         conf.update({"sasl_mechanism": o["mechanism"], "sasl_plain_username": o["username"], "sasl_plain_password": o["password"]})
     producer = AIOKafkaProducer(**conf)
     await asyncio.wait_for(producer.start(), TIMEOUT)

@@ -13,23 +13,25 @@ from __future__ import annotations
 
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import trio
 
 if TYPE_CHECKING:
+    from fastlog.security.client_side import ClientSecurity
     from fastlog.schema_registry.registry import SchemaRegistry
 
 log = logging.getLogger(__name__)
 
 
-def new_registry(bootstrap: str, topic: str = "_schemas", replication_factor: int = -1, brokers_wait: float = 0.0) -> "SchemaRegistry":
+def new_registry(bootstrap: str, topic: str = "_schemas", replication_factor: int = -1, brokers_wait: float = 0.0,
+                 security: "Optional[ClientSecurity]" = None) -> "SchemaRegistry":
     """`brokers_wait`: how long a starting cluster may take to have 3 live brokers before the
     topic is created (replication factor -1) with fewer replicas."""
     from fastlog.schema_registry.registry import SchemaRegistry
     from fastlog.schema_registry.topic import SchemasTopic
 
-    return SchemaRegistry(SchemasTopic(bootstrap, topic, replication_factor, brokers_wait=brokers_wait))
+    return SchemaRegistry(SchemasTopic(bootstrap, topic, replication_factor, brokers_wait=brokers_wait, security=security))
 
 
 def bind(addresses: list[tuple[str, int]]) -> list[socket.socket]:

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from fastlog.client import Client, KafkaError
 from fastlog.records import Record
 from fastlog.schema_registry.schema_types import compact_json
+from fastlog.security.client_side import ClientSecurity
 
 PARTITION = 0
 # Confluent's layout: one compacted partition, the order every instance applies.
@@ -37,8 +38,9 @@ def decode_json(data: Optional[bytes]) -> Any:
 
 class SchemasTopic:
     def __init__(self, bootstrap: str, name: str = "_schemas", replication_factor: int = -1, timeout: float = 10.0,
-                 brokers_wait: float = 0.0) -> None:
+                 brokers_wait: float = 0.0, security: Optional[ClientSecurity] = None) -> None:
         self.bootstrap = bootstrap
+        self.security = security  # TLS and SASL settings of its connections (None: PLAINTEXT)
         self.name = name
         self.replication_factor = replication_factor
         # A cluster that is starting: how long to wait for 3 live brokers before creating the
@@ -53,7 +55,7 @@ class SchemasTopic:
         """The client (under its lock, held by the caller)."""
         client = getattr(self, which)
         if client is None:
-            client = Client(self.bootstrap, timeout=self.timeout, client_id="fastlog-schema-registry")
+            client = Client(self.bootstrap, timeout=self.timeout, client_id="fastlog-schema-registry", security=self.security)
             setattr(self, which, client)
         return client
 

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from fastlog.config import BrokerConfig
 
 PLAIN_MODULE = "org.apache.kafka.common.security.plain.PlainLoginModule"
+SCRAM_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 _ENTRY = re.compile(r"\s*([\w.$]+)\s+(required|requisite|sufficient|optional)((?:\s+[\w.-]+\s*=\s*(?:\"(?:\\.|[^\"\\])*\"|[^\s;]+))*)\s*;", re.S)
 _OPTION = re.compile(r"([\w.-]+)\s*=\s*(?:\"((?:\\.|[^\"\\])*)\"|([^\s;]+))")
 _SECTION = re.compile(r"([\w.-]+)\s*\{(.*?)\}\s*;", re.S)
@@ -49,8 +50,23 @@ def plain_users(config: "BrokerConfig", listener: str) -> dict[str, str]:
     return users
 
 
-def jaas_text(config: "BrokerConfig", listener: str) -> tuple[Optional[str], str]:
-    value = config.listener_setting(listener, "sasl.jaas.config", "PLAIN")
+def login_credentials(config: "BrokerConfig", listener: str, mechanism: str) -> tuple[str, str]:
+    """(user, password) this broker logs in with to another broker's SASL listener: the
+    `username` and `password` options of the listener's login module for `mechanism`
+    (PlainLoginModule, ScramLoginModule), as Kafka's inter-broker clients take them."""
+    text, source = jaas_text(config, listener, mechanism)
+    module = PLAIN_MODULE if mechanism == "PLAIN" else SCRAM_MODULE
+    for name, options in parse_entries(text or "", source):
+        if name == module and "username" in options and "password" in options:
+            return options["username"], options["password"]
+    raise ConfigError(
+        f"listener {listener} is the inter-broker listener with SASL {mechanism}: its JAAS config ({source or 'none found'}) "
+        f"needs {module} username=\"...\" password=\"...\" for this broker's own login"
+    )
+
+
+def jaas_text(config: "BrokerConfig", listener: str, mechanism: str = "PLAIN") -> tuple[Optional[str], str]:
+    value = config.listener_setting(listener, "sasl.jaas.config", mechanism)
     if value:
         return value, "sasl.jaas.config"
     path = config["java.security.auth.login.config"]

@@ -8,15 +8,15 @@ size-prefixed frames without a request header, and the replies go back the same 
 other request before authentication closes the connection (Kafka's IllegalSaslState), and
 until then no frame may exceed `sasl.server.max.receive.size`.
 
-Mechanisms: PLAIN (users from the JAAS config, `jaas.py`) and SCRAM-SHA-256/512 (RFC 5802,
-credentials from `scram.py`). A failed authentication is answered with
+Mechanisms: PLAIN (users from the JAAS config, `jaas.py`), SCRAM-SHA-256/512 (RFC 5802,
+credentials from `scram.py`) and OAUTHBEARER (JWTs checked against a JWKS, `oauthbearer.py`). A failed authentication is answered with
 SASL_AUTHENTICATION_FAILED after `connection.failed.authentication.delay.ms`, logged with the
 peer, and the connection closes; the delay slows password guessing from one peer.
 
 With `connections.max.reauth.ms` (KIP-368), SaslAuthenticate tells the client how long its
 session lasts; a client re-authenticates on the same connection (SaslHandshake and
 SaslAuthenticate again, same mechanism and principal), and a request after the session
-expired closes the connection.
+expired closes the connection. An OAUTHBEARER session also ends when its token expires.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 from typing import TYPE_CHECKING, Optional
 
 import trio
@@ -35,6 +36,7 @@ from fastlog import protocol
 from fastlog.framing import SIZE, ConnectionClosed
 from fastlog.protocol import CodecError, ErrorCode
 from fastlog.security import jaas
+from fastlog.security.oauthbearer import OAuthBearerServer, TokenValidator
 from fastlog.security.scram import HASHES, ScramCredential
 
 if TYPE_CHECKING:
@@ -160,6 +162,7 @@ class ListenerSasl:
         self.reauth_ms = int(config.listener_setting(listener, "connections.max.reauth.ms"))
         self.max_receive = int(config.listener_setting(listener, "sasl.server.max.receive.size"))
         self.plain_users = jaas.plain_users(config, listener) if "PLAIN" in self.mechanisms else {}
+        self.oauth = TokenValidator(config, listener) if "OAUTHBEARER" in self.mechanisms else None
 
 
 class SaslAuthenticator:
@@ -174,10 +177,12 @@ class SaslAuthenticator:
         self.reauth_ms = settings.reauth_ms
         self.max_receive = settings.max_receive
         self._plain_users = settings.plain_users
+        self._oauth = settings.oauth
+        self.session_lifetime_ms = 0  # of the session last authenticated (0: no end)
         self.principal: Optional[str] = None  # the user, once authenticated
         self.mechanism: Optional[str] = None
         self.expires_at: Optional[float] = None  # trio time the session ends (re-authentication)
-        self._server: Optional[PlainServer | ScramServer] = None
+        self._server: Optional[PlainServer | ScramServer | OAuthBearerServer] = None
         self._raw_tokens = False  # after a v0 handshake: tokens are bare frames
         self._in_exchange = False  # a handshake was answered; tokens are expected
 
@@ -191,10 +196,11 @@ class SaslAuthenticator:
         if self._in_exchange and self._raw_tokens:
             return await self._raw_token(bytes(frame))
         if self.authenticated:
-            if api_key in (SASL_HANDSHAKE, SASL_AUTHENTICATE) and self.reauth_ms > 0:
+            if api_key in (SASL_HANDSHAKE, SASL_AUTHENTICATE) and self.session_lifetime_ms > 0:
                 return await self._request(frame, api_key)
             if self.expires_at is not None and trio.current_time() > self.expires_at:
-                raise ConnectionClosed(f"the SASL session of {self.principal} expired (connections.max.reauth.ms={self.reauth_ms}) without re-authentication", "reauthentication_expired")
+                why = f"connections.max.reauth.ms={self.reauth_ms}" if self.session_lifetime_ms == self.reauth_ms else "its OAUTHBEARER token expired"
+                raise ConnectionClosed(f"the SASL session of {self.principal} ended ({why}) without re-authentication", "reauthentication_expired")
             return None
         if api_key == API_VERSIONS and not self._in_exchange:
             return None
@@ -233,32 +239,46 @@ class SaslAuthenticator:
         self._in_exchange = True
         return R(error_code=0, mechanisms=list(self.mechanisms))
 
-    def _new_server(self, mechanism: str) -> PlainServer | ScramServer:
+    def _new_server(self, mechanism: str) -> PlainServer | ScramServer | OAuthBearerServer:
         if mechanism == "PLAIN":
             return PlainServer(self._plain_users)
+        if mechanism == "OAUTHBEARER":
+            assert self._oauth is not None
+            return OAuthBearerServer(self._oauth)
         assert mechanism in HASHES
         return ScramServer(mechanism, self.broker)
 
     async def _authenticate(self, header: object, body: object, version: int) -> list:
         R = protocol.SaslAuthenticateResponse
         correlation_id = header.correlation_id  # type: ignore[attr-defined]
+        token = bytes(body.auth_bytes)  # type: ignore[attr-defined]
+        await self._fresh_keys(token)
         try:
-            reply, principal = self._step(bytes(body.auth_bytes))  # type: ignore[attr-defined]
+            reply, principal = self._step(token)
         except AuthenticationFailed as e:
             response = R(error_code=ErrorCode.SASL_AUTHENTICATION_FAILED, error_message=str(e), auth_bytes=b"")
             parts = protocol.encode_response(correlation_id, SASL_AUTHENTICATE, version, response).framed_parts()
             raise await self._failed(str(e), parts) from None
         response = R(error_code=0, auth_bytes=reply)
         if version >= 1:
-            response.session_lifetime_ms = self.reauth_ms if principal is not None else 0
+            response.session_lifetime_ms = self.session_lifetime_ms if principal is not None else 0
         return protocol.encode_response(correlation_id, SASL_AUTHENTICATE, version, response).framed_parts()
 
     async def _raw_token(self, token: bytes) -> list:
+        await self._fresh_keys(token)
         try:
             reply, _ = self._step(token)
         except AuthenticationFailed as e:
             raise await self._failed(str(e), None) from None  # v0: Kafka just closes
         return [SIZE.pack(len(reply)), reply]
+
+    async def _fresh_keys(self, token: bytes) -> None:
+        """OAUTHBEARER: reads the JWKS again first when it changed, is due, or lacks the token's key."""
+        server = self._server
+        if isinstance(server, OAuthBearerServer) and server.refused is None:
+            keys = server.validator.keys
+            if keys.needs_refresh(server.kid_of(token)):
+                await trio.to_thread.run_sync(keys.refresh)
 
     def _step(self, token: bytes) -> tuple[bytes, Optional[str]]:
         assert self._server is not None and self.mechanism is not None
@@ -269,11 +289,22 @@ class SaslAuthenticator:
             first = self.principal is None
             self.principal = principal
             self._in_exchange = False
-            self.expires_at = trio.current_time() + self.reauth_ms / 1000 if self.reauth_ms > 0 else None
+            self.session_lifetime_ms = self._session_lifetime_ms()
+            self.expires_at = trio.current_time() + self.session_lifetime_ms / 1000 if self.session_lifetime_ms > 0 else None
             self.broker.metrics.count_authentication(self.listener.name, self.mechanism, True)
             log.log(logging.DEBUG if not first else logging.INFO, "%s authenticated %s from %s with %s", self.listener.name, principal, self.peer, self.mechanism,
                     extra={"peer": self.peer, "principal": principal})
         return reply, principal
+
+    def _session_lifetime_ms(self) -> int:
+        """How long the session lasts (0: no end): connections.max.reauth.ms, or less when an
+        OAUTHBEARER token expires sooner; as Kafka, a token's expiry ends the session even
+        without connections.max.reauth.ms."""
+        limits = [self.reauth_ms] if self.reauth_ms > 0 else []
+        expires_at = getattr(self._server, "expires_at", None)
+        if expires_at is not None:
+            limits.append(max(1, int((expires_at - time.time()) * 1000)))
+        return min(limits, default=0)
 
     async def _failed(self, message: str, final: Optional[list]) -> ConnectionClosed:
         """Counts the failure and waits the failed-authentication delay; the connection then

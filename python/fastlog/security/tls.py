@@ -76,6 +76,22 @@ class ListenerTls:
             self._rebuilding.release()
         return self.context
 
+    def client_context(self) -> ssl.SSLContext:
+        """For this broker's connections to the same listener of another broker (a follower
+        fetching over a TLS inter-broker listener): its keystore is the client certificate,
+        its truststore checks the leader's, and ssl.endpoint.identification.algorithm=https
+        checks the leader's host name."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        versions = [TLS_VERSIONS[v] for v in str(self.setting("ssl.enabled.protocols")).split(",")]
+        context.minimum_version, context.maximum_version = min(versions), max(versions)
+        context.check_hostname = str(self.setting("ssl.endpoint.identification.algorithm")).strip().lower() == "https"
+        try:
+            self._load_keystore(context)
+            self._load_truststore(context, ssl.Purpose.SERVER_AUTH)
+        except (OSError, ValueError, ssl.SSLError) as e:
+            raise ConfigError(f"listener {self.listener}: its TLS key or certificates do not load for inter-broker connections: {e}") from None
+        return context
+
     def _file_stamps(self) -> dict[str, tuple[int, int]]:
         stamps = {}
         for key in ("ssl.keystore.location", "ssl.truststore.location"):
@@ -132,7 +148,7 @@ class ListenerTls:
             raise ConfigError(f"ssl.keystore.location {location}: no private key with its certificate in it")
         load_key_objects(context, private_key, [cert, *extra])
 
-    def _load_truststore(self, context: ssl.SSLContext) -> None:
+    def _load_truststore(self, context: ssl.SSLContext, purpose: ssl.Purpose = ssl.Purpose.CLIENT_AUTH) -> None:
         location = self.setting("ssl.truststore.location")
         inline = self.setting("ssl.truststore.certificates")
         if inline:
@@ -145,7 +161,7 @@ class ListenerTls:
                 check_not_jks(data, str(location))
                 context.load_verify_locations(cadata=pkcs12_certificates_pem(data, self.setting("ssl.truststore.password"), str(location)))
         else:
-            context.load_default_certs(ssl.Purpose.CLIENT_AUTH)
+            context.load_default_certs(purpose)
 
 
 def check_not_jks(data: bytes, location: str) -> None:

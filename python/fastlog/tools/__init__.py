@@ -16,6 +16,8 @@ import sys
 from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
 
 from fastlog.client import DEFAULT_BOOTSTRAP, Client, ClientError, parse_bootstrap
+from fastlog.config import ConfigError
+from fastlog.security.client_side import ClientSecurity
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -62,6 +64,12 @@ def add_common(parser: argparse.ArgumentParser, *, json_output: bool = True) -> 
         default=10.0,
         help="timeout of each connect, send and receive (default 10)",
     )
+    group.add_argument(
+        "--command-config",
+        metavar="FILE",
+        help="client settings for a secured listener, as Kafka's tools take them (security.protocol, ssl.truststore.location, "
+        "sasl.mechanism, sasl.jaas.config, ...)",
+    )
     if json_output:
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -84,7 +92,12 @@ def positive_int(text: str) -> int:
 
 
 def connect(args: argparse.Namespace) -> Client:
-    return Client(args.bootstrap_server, timeout=args.request_timeout)
+    config = getattr(args, "command_config", None)
+    try:
+        security = ClientSecurity.from_file(config) if config else None
+    except ConfigError as e:
+        raise ToolError(str(e)) from None
+    return Client(args.bootstrap_server, timeout=args.request_timeout, security=security)
 
 
 def run_tool(name: str, handler: Handler, args: argparse.Namespace) -> int:
