@@ -25,7 +25,7 @@ from fastlog.security.sasl import ListenerSasl
 from fastlog.security.acls import authorizer_for
 from fastlog.security.client_side import ClientSecurity, inter_broker_security
 from fastlog.security.scram import scram_store
-from fastlog.security.tls import ListenerTls
+from fastlog.security.tls import ListenerTls, QuorumTls
 from fastlog.network_loops import NetworkLoop, network_threads
 from fastlog.server import Connection, ConnectionSlots, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
@@ -72,6 +72,8 @@ class Broker:
         self.registry_security = ClientSecurity.from_settings(config.registry_client, "schema.registry.kafkastore.*")
         # How followers reach their leaders (TLS, SASL) on the inter-broker listener.
         self.inter_broker_security = inter_broker_security(config, self.tls) if self.replicas is not None else None
+        # TLS of the metadata quorum's connections (an SSL controller listener), else None.
+        self.quorum_tls = QuorumTls(config) if config.cluster_mode and config.controller_protocol == "SSL" else None
         self.connections: set[Connection] = set()  # served on this loop; extra loops keep their own
         self.connection_slots = ConnectionSlots(config["max.connections"])
         self.network_loops: list[NetworkLoop] = []

@@ -495,10 +495,18 @@ class BrokerConfig:
                 if "listener.security.protocol.map" in self.explicit:
                     raise ConfigError(f"listeners: {listener.name} has no security protocol in listener.security.protocol.map")
                 protocol = "PLAINTEXT"  # a name fastlog took before the map existed (REPLICATION, INTERNAL)
-            if listener.name in controller_names and protocol != "PLAINTEXT":
-                raise ConfigError(f"the controller listener {listener.name} is {protocol}: fastlog's quorum speaks PLAINTEXT only for now")
+            if listener.name in controller_names and protocol not in ("PLAINTEXT", "SSL"):
+                raise ConfigError(f"the controller listener {listener.name} is {protocol}: fastlog's quorum speaks PLAINTEXT or SSL "
+                                  "(authenticate its nodes with ssl.client.auth=required)")
             named.append(Listener(listener.name, listener.host, listener.port, protocol))
         self.listeners = named
+        # The metadata quorum's protocol (PLAINTEXT or SSL): a broker-only node, which has no
+        # controller listener, takes it from listener.security.protocol.map.
+        controller_name = self["controller.listener.names"].split(",")[0].strip()
+        self.controller_protocol = protocols.get(controller_name, "PLAINTEXT")
+        if self.controller_protocol not in ("PLAINTEXT", "SSL"):
+            raise ConfigError(f"the controller listener {controller_name} is {self.controller_protocol}: fastlog's quorum speaks PLAINTEXT or SSL")
+        self.controller_listener_name = controller_name
         if not self["advertised.listeners"]:
             self.advertised_listeners = named
 

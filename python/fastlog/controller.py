@@ -226,11 +226,14 @@ class Controller(MetadataNode):
             self._gone_since.pop(peer, None)
             log.debug("metadata quorum: connected to node %d at %s:%d", peer, host, port)
             try:
+                if self.broker.quorum_tls is not None:
+                    stream = await self.broker.quorum_tls.connect(stream, host)
                 async with stream:
                     async for data in frames:
                         await stream.send_all(data)
-            except (trio.BrokenResourceError, OSError) as e:
-                log.debug("metadata quorum: link to node %d lost: %s", peer, e)
+            except (trio.BrokenResourceError, trio.TooSlowError, OSError) as e:
+                log.debug("metadata quorum: link to node %d lost: %s", peer, e.__cause__ or e)
+                await trio.aclose_forcefully(stream)
             await trio.sleep(RECONNECT_SECONDS)
 
     async def _serve_peer(self, stream: trio.SocketStream) -> None:
@@ -238,6 +241,14 @@ class Controller(MetadataNode):
         fetches (answered on the same connection) and proposals."""
         buffer = bytearray()
         observer: Optional[int] = None
+        tls = self.broker.quorum_tls
+        if tls is not None:
+            try:
+                stream = await tls.accept(stream)
+            except (trio.BrokenResourceError, trio.TooSlowError, OSError) as e:
+                log.warning("metadata quorum: TLS handshake with a peer failed: %s", e.__cause__ or e)
+                await trio.aclose_forcefully(stream)
+                return
         try:
             async with stream:
                 while True:

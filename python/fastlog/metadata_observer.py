@@ -93,10 +93,13 @@ class MetadataObserver(MetadataNode):
                 await trio.sleep(RECONNECT_SECONDS)
                 continue
             try:
+                if self.broker.quorum_tls is not None:
+                    stream = await self.broker.quorum_tls.connect(stream, address[0])
                 async with stream:
                     await self._fetch_from(stream)
-            except (trio.BrokenResourceError, OSError, ValueError) as e:
-                log.debug("metadata: connection to %s:%d ended: %s", *address, e)
+            except (trio.BrokenResourceError, trio.TooSlowError, OSError, ValueError) as e:
+                log.debug("metadata: connection to %s:%d ended: %s", *address, e.__cause__ or e)
+                await trio.aclose_forcefully(stream)
                 self._leader_address = None
             await trio.sleep(RECONNECT_SECONDS)
 

@@ -143,3 +143,41 @@ def test_followers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Pat
         assert "REPLICATION authenticated broker from" in logs
     finally:
         cluster.stop()
+
+
+def test_the_metadata_quorum_over_ssl_with_client_certificates(tmp_path: Path) -> None:
+    """controller.listener.names maps to SSL with ssl.client.auth=required: two voters and a
+    broker-only node (it takes the protocol from listener.security.protocol.map) agree on the
+    metadata over TLS, topics are created through them, and a plaintext peer on the controller
+    port is cut off without disturbing the quorum."""
+    import socket
+
+    from confluent_kafka.admin import NewTopic
+
+    from tests.security.certs import PASSWORD, CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    node_cert = ca.issue("node", server=True)
+    cluster = Cluster(tmp_path, roles={3: "broker"})
+    for process in cluster.nodes.values():
+        process.overrides.update({
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:SSL",
+            "listener.name.controller.ssl.client.auth": "required",
+            "ssl.keystore.location": str(node_cert.p12), "ssl.keystore.password": PASSWORD, "ssl.keystore.type": "PKCS12",
+            "ssl.truststore.location": str(ca.pem), "ssl.truststore.type": "PEM",
+        })
+    cluster.start()
+    try:
+        wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the cluster settles over TLS")
+        controller_port = int(cluster.nodes[1].overrides["listeners"].rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", controller_port), timeout=5) as plain:
+            plain.sendall(b"\x00\x00\x00\x10" + b"\x00" * 16)  # a quorum frame without TLS
+            while plain.recv(100):  # a TLS alert, perhaps, then the close
+                pass
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+        admin.create_topics([NewTopic("over-tls", 3, 3)])["over-tls"].result(TIMEOUT)
+        wait_for(lambda: all("over-tls" in AdminClient({"bootstrap.servers": cluster.nodes[n].bootstrap}).list_topics(timeout=5).topics
+                             for n in (1, 2, 3)), "every node sees the topic")
+        assert "TLS handshake with a peer failed" in cluster.nodes[1].log_text()
+    finally:
+        cluster.stop()

@@ -72,3 +72,17 @@ def test_settings_read() -> None:
     security = ClientSecurity.from_settings({"security.protocol": "sasl_plaintext", "sasl.mechanism": "scram-sha-512", "sasl.jaas.config": jaas})
     assert (security.protocol, security.mechanism, security.username, security.password, security.tls) == ("SASL_PLAINTEXT", "SCRAM-SHA-512", "bob", "p w", None)
     assert ClientSecurity.from_settings({}).protocol == "PLAINTEXT"
+
+
+@pytest.mark.parametrize("protocol, refused", [("SASL_SSL", True), ("SASL_PLAINTEXT", True), ("SSL", False), ("PLAINTEXT", False)])
+def test_the_quorum_speaks_plaintext_or_ssl(protocol: str, refused: bool) -> None:
+    from fastlog.config import BrokerConfig
+
+    settings = {"node.id": "1", "process.roles": "broker,controller", "controller.quorum.voters": "1@127.0.0.1:9093,2@127.0.0.1:9094",
+                "listeners": "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+                "listener.security.protocol.map": f"PLAINTEXT:PLAINTEXT,CONTROLLER:{protocol}"}
+    if refused:
+        with pytest.raises(ConfigError, match="PLAINTEXT or SSL"):
+            BrokerConfig(settings)
+    else:
+        assert BrokerConfig(settings).controller_protocol == protocol

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+import trio
+
 from fastlog.config import ConfigError
 
 if TYPE_CHECKING:
@@ -37,6 +39,9 @@ RELOAD_CHECK_SECONDS = 1.0
 JKS_MAGIC = b"\xfe\xed\xfe\xed"
 CLIENT_AUTH = {"none": ssl.CERT_NONE, "requested": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 TLS_VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+
+
+HANDSHAKE_SECONDS = 10
 
 
 class ListenerTls:
@@ -297,3 +302,27 @@ def certificate_principal(ssl_object: Any, rules: list[MappingRule]) -> Optional
         if name is not None:
             return name
     raise ValueError(f"no rule of ssl.principal.mapping.rules applies to {subject!r}")
+
+
+class QuorumTls:
+    """TLS on the metadata quorum's connections (the controller listener is SSL): the node's
+    keystore on both ends (a voter serving, a voter or broker connecting: with
+    ssl.client.auth=required only nodes with a certificate the truststore trusts join in),
+    the controller listener's ssl.* settings."""
+
+    def __init__(self, config: "BrokerConfig") -> None:
+        self.listener = ListenerTls(config, config.controller_listener_name)
+        self.client = self.listener.client_context()
+
+    async def accept(self, stream: trio.SocketStream) -> trio.SSLStream:
+        """The server side's handshake, bounded in time; trio.BrokenResourceError if it fails."""
+        wrapped = trio.SSLStream(stream, self.listener.current(), server_side=True)
+        with trio.fail_after(HANDSHAKE_SECONDS):
+            await wrapped.do_handshake()
+        return wrapped
+
+    async def connect(self, stream: trio.SocketStream, host: str) -> trio.SSLStream:
+        wrapped = trio.SSLStream(stream, self.client, server_hostname=host)
+        with trio.fail_after(HANDSHAKE_SECONDS):
+            await wrapped.do_handshake()
+        return wrapped
