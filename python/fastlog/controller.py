@@ -242,6 +242,7 @@ class Controller(MetadataNode):
         buffer = bytearray()
         observer: Optional[int] = None
         tls = self.broker.quorum_tls
+        principal = "ANONYMOUS"
         if tls is not None:
             try:
                 stream = await tls.accept(stream)
@@ -249,6 +250,14 @@ class Controller(MetadataNode):
                 log.warning("metadata quorum: TLS handshake with a peer failed: %s", e.__cause__ or e)
                 await trio.aclose_forcefully(stream)
                 return
+            principal = tls.principal(stream) or "ANONYMOUS"
+        authorizer = self.broker.authorizer
+        if authorizer is not None and f"User:{principal}" not in authorizer.super_users:
+            # The quorum's records are the ACLs themselves: only super users (Kafka's brokers'
+            # principals) may propose or read them.
+            log.warning("metadata quorum: refused a peer: User:%s is not in super.users", principal)
+            await trio.aclose_forcefully(stream)
+            return
         try:
             async with stream:
                 while True:

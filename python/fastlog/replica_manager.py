@@ -366,9 +366,12 @@ class ReplicaManager:
                 await link.secure(security, registration.replication[0])
                 return link
             except (OSError, EOFError, ValueError, SaslFailed, ConnectionClosed, trio.BrokenResourceError, trio.TooSlowError) as e:
-                log.warning("replica fetcher: cannot log in to broker %d over %s: %s", leader, security.protocol, e)
+                log.warning("replica fetcher: cannot log in to broker %d over %s: %s", leader, security.protocol, e.__cause__ or e)
                 await link.aclose()
                 return None
+            except BaseException:  # cancelled (CONNECT_TIMEOUT_SECONDS, or shutdown): the socket goes too
+                await link.aclose()
+                raise
         return None
 
     async def _truncate(self, link: "LeaderLink", states: list[ReplicaState]) -> None:

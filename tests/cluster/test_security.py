@@ -146,11 +146,14 @@ def test_followers_replicate_over_a_sasl_ssl_inter_broker_listener(tmp_path: Pat
 
 
 def test_the_metadata_quorum_over_ssl_with_client_certificates(tmp_path: Path) -> None:
-    """controller.listener.names maps to SSL with ssl.client.auth=required: two voters and a
-    broker-only node (it takes the protocol from listener.security.protocol.map) agree on the
-    metadata over TLS, topics are created through them, and a plaintext peer on the controller
-    port is cut off without disturbing the quorum."""
+    """controller.listener.names maps to SSL with ssl.client.auth=required and an authorizer
+    whose super.users names the nodes' certificate: two voters and a broker-only node (it takes
+    the protocol from listener.security.protocol.map) agree on the metadata over TLS and topics
+    are created through them; a plaintext peer on the controller port fails the handshake, and
+    a peer with a certificate the CA signed but a principal that is not a super user is cut off
+    (the quorum's records are the ACLs themselves)."""
     import socket
+    import ssl
 
     from confluent_kafka.admin import NewTopic
 
@@ -158,6 +161,7 @@ def test_the_metadata_quorum_over_ssl_with_client_certificates(tmp_path: Path) -
 
     ca = CertificateAuthority(tmp_path / "pki")
     node_cert = ca.issue("node", server=True)
+    intruder = ca.issue("intruder")
     cluster = Cluster(tmp_path, roles={3: "broker"})
     for process in cluster.nodes.values():
         process.overrides.update({
@@ -165,6 +169,8 @@ def test_the_metadata_quorum_over_ssl_with_client_certificates(tmp_path: Path) -
             "listener.name.controller.ssl.client.auth": "required",
             "ssl.keystore.location": str(node_cert.p12), "ssl.keystore.password": PASSWORD, "ssl.keystore.type": "PKCS12",
             "ssl.truststore.location": str(ca.pem), "ssl.truststore.type": "PEM",
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "super.users": f"User:{node_cert.subject};User:ANONYMOUS",  # ANONYMOUS: this test's PLAINTEXT admin client
         })
     cluster.start()
     try:
@@ -174,10 +180,21 @@ def test_the_metadata_quorum_over_ssl_with_client_certificates(tmp_path: Path) -
             plain.sendall(b"\x00\x00\x00\x10" + b"\x00" * 16)  # a quorum frame without TLS
             while plain.recv(100):  # a TLS alert, perhaps, then the close
                 pass
+        context = ssl.create_default_context(cafile=str(ca.pem))
+        context.load_cert_chain(str(intruder.cert), str(intruder.key))
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", controller_port), timeout=5), server_hostname="127.0.0.1") as tls:
+            try:
+                tls.sendall(b"\x00\x00\x00\x10" + b"\x00" * 16)
+                while tls.recv(100):
+                    pass
+            except (ssl.SSLError, ConnectionError):
+                pass
         admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
         admin.create_topics([NewTopic("over-tls", 3, 3)])["over-tls"].result(TIMEOUT)
         wait_for(lambda: all("over-tls" in AdminClient({"bootstrap.servers": cluster.nodes[n].bootstrap}).list_topics(timeout=5).topics
                              for n in (1, 2, 3)), "every node sees the topic")
-        assert "TLS handshake with a peer failed" in cluster.nodes[1].log_text()
+        log = cluster.nodes[1].log_text()
+        assert "TLS handshake with a peer failed" in log
+        assert f"refused a peer: User:{intruder.subject} is not in super.users" in log
     finally:
         cluster.stop()

@@ -193,3 +193,52 @@ class JwksServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(5)
+
+
+class TokenEndpoint:
+    """An OAuth 2 token endpoint (client credentials grant) on 127.0.0.1, served from a
+    thread: what librdkafka's `sasl.oauthbearer.method=oidc` asks for tokens. It checks the
+    client's id and secret (HTTP Basic) and answers a JWT the issuer signs for that client."""
+
+    PATH = "/oauth2/token"
+
+    def __init__(self, issuer: "Issuer", clients: dict[str, str], lifetime: float = 300) -> None:
+        self.issued = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+                scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
+                client_id, _, secret = base64.b64decode(encoded or "").decode(errors="replace").partition(":") if scheme == "Basic" else ("", "", "")
+                if self.path != outer.PATH or clients.get(client_id) != secret:
+                    self.send_error(401)
+                    return
+                outer.issued += 1
+                body = json.dumps({"access_token": issuer.token(sub=client_id, lifetime=lifetime), "token_type": "bearer",
+                                   "expires_in": int(lifetime)}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}{self.PATH}"
+
+    def __enter__(self) -> "TokenEndpoint":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)

@@ -374,6 +374,27 @@ def test_authorize_any_allowed_where_some_allow_is_not_denied() -> None:
     assert any_write(authorizer(acl(O.WRITE, "t1"), acl(O.WRITE, "t1", principal="User:bob", permission=DENY)))
 
 
+def test_authorize_any_with_allow_everyone_goes_on_to_the_patterns() -> None:
+    """allow.everyone.if.no.acl.found: the wildcard topic has an ACL (for bob), so alice is not
+    allowed there; her own ALLOW on one topic still lets her write somewhere (Kafka goes on to
+    the patterns when the wildcard check is not ALLOWED)."""
+    a = authorizer(acl(O.WRITE, "*", principal="User:bob"), acl(O.WRITE, "a"), allow_if_no_acl=True)
+    assert a.authorize_any("alice", HOST, O.WRITE, R.TOPIC)
+    assert not a.authorize_any("carol", HOST, O.WRITE, R.TOPIC)
+
+
+def test_a_decision_made_on_old_acls_is_not_cached_for_new_ones() -> None:
+    """A decision is stored in the cache of the ACLs it was made on: a revocation landing while
+    another thread decides is not undone by that thread's answer."""
+    store = FakeStore([acl(O.WRITE)])
+    a = Authorizer(store, (), False)
+    _, index, old_decisions = a._current()
+    store.replace([])  # WRITE revoked
+    assert not allowed(a, O.WRITE)
+    old_decisions[("alice", HOST, O.WRITE, R.TOPIC, "payments")] = True  # a late answer on the old ACLs
+    assert not allowed(a, O.WRITE)
+
+
 def test_authorize_any_with_allow_everyone_and_acls_for_others() -> None:
     """Kafka's StandardAuthorizer.authorizeByResourceType, with allow.everyone.if.no.acl.found
     set, only authorizes the operation on the LITERAL `*` resource (the interface's default

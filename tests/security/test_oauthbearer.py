@@ -51,6 +51,7 @@ from tests.security.oauth import (
     Issuer,
     JwksServer,
     SigningKey,
+    TokenEndpoint,
     client_first_message,
     ec_key,
     ed25519_key,
@@ -901,3 +902,45 @@ def test_oauthbearer_without_usable_jwks_stops_the_start(tmp_path: Path, problem
     assert done.returncode == 2, done.stderr[-2000:]
     assert "sasl.oauthbearer.jwks.endpoint.url" in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
+
+
+# -- OIDC: clients that fetch their tokens from a token endpoint ----------------------------------
+
+
+def oidc_settings(endpoint: TokenEndpoint, secret: str) -> dict[str, str]:
+    return {"security.protocol": "SASL_PLAINTEXT", "sasl.mechanisms": MECHANISM, "sasl.oauthbearer.method": "oidc",
+            "sasl.oauthbearer.client.id": "alice", "sasl.oauthbearer.client.secret": secret,
+            "sasl.oauthbearer.token.endpoint.url": endpoint.url}
+
+
+def test_kcat_with_librdkafka_s_unsecured_tokens_is_refused(oauth_broker: OAuthBroker) -> None:
+    """kcat (Debian's librdkafka has no OIDC) makes unsigned tokens from sasl.oauthbearer.config
+    (`alg: none`, librdkafka's default method): refused with the invalid_token challenge, so
+    kcat fails its login; the broker logs why."""
+    settings = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", f"sasl.mechanisms={MECHANISM}", "-X", "sasl.oauthbearer.config=principal=alice",
+                "-X", "enable.sasl.oauthbearer.unsecure.jwt=true"]
+    done = subprocess.run(["kcat", "-b", oauth_broker.address("SASL_PLAINTEXT"), *settings, "-L", "-m", "5"], capture_output=True, timeout=60)
+    assert done.returncode != 0
+    assert "OAUTHBEARER token refused: algorithm 'none' is not accepted" in oauth_broker.log_tail()
+
+
+def test_confluent_kafka_gets_its_token_from_an_oidc_endpoint(oauth_broker: OAuthBroker) -> None:
+    topic = unique("oidc-confluent")
+    with TokenEndpoint(oauth_broker.idp, {"alice": "alice-secret"}) as endpoint:
+        conf = {"bootstrap.servers": oauth_broker.address("SASL_PLAINTEXT"), **oidc_settings(endpoint, "alice-secret")}
+        producer = Producer({**conf, "message.timeout.ms": 20_000})
+        for i in range(5):
+            producer.produce(topic, f"v{i}".encode())
+        assert producer.flush(30) == 0
+        consumer = Consumer({**conf, "group.id": topic, "auto.offset.reset": "earliest"})
+        consumer.subscribe([topic])
+        values: list[bytes] = []
+        deadline = time.monotonic() + 30
+        try:
+            while len(values) < 5 and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is not None and not message.error():
+                    values.append(message.value())
+        finally:
+            consumer.close()
+        assert values == [f"v{i}".encode() for i in range(5)]

@@ -198,7 +198,7 @@ def config_refusal(ctx: Any, resource: Any, operation: int) -> Optional[tuple[in
     if resource.resource_type == TOPIC:
         if not ctx.allows(operation, ResourceType.TOPIC, resource.resource_name):
             return ErrorCode.TOPIC_AUTHORIZATION_FAILED, "Topic authorization failed"
-    elif not ctx.allows(operation, ResourceType.CLUSTER):
+    elif resource.resource_type in (BROKER, BROKER_LOGGER) and not ctx.allows(operation, ResourceType.CLUSTER):
         return ErrorCode.CLUSTER_AUTHORIZATION_FAILED, "Cluster authorization failed"
     return None
 

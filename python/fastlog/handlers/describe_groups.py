@@ -21,7 +21,7 @@ def describe(ctx: RequestContext, group_id: str, include_operations: bool) -> ob
     ops = ctx.authorized_operations(ResourceType.GROUP, group_id) if include_operations else -2147483648
     if not ctx.allows(Operation.DESCRIBE, ResourceType.GROUP, group_id):
         return R.DescribedGroup(error_code=ErrorCode.GROUP_AUTHORIZATION_FAILED, group_id=group_id,
-                                group_state="", protocol_type="", protocol_data="", authorized_operations=ops)
+                                group_state="", protocol_type="", protocol_data="", authorized_operations=-2147483648)
     if coordinator.unavailable():  # NOT_COORDINATOR elsewhere in a cluster, or still loading
         return R.DescribedGroup(error_code=coordinator.unavailable(), group_id=group_id,
                                 group_state="", protocol_type="", protocol_data="", authorized_operations=ops)

@@ -294,18 +294,19 @@ def update_session(ctx: RequestContext, session: FetchSession, request: Any) -> 
             session.partitions.pop(partition_key(by_id, topic.topic, topic.topic_id, index), None)
 
 
-def unreadable(ctx: RequestContext, wanted: "OrderedDict[tuple, WantedPartition]") -> frozenset:
-    """The topics of a consumer's fetch the ACLs do not let it READ."""
+def unreadable(ctx: RequestContext, request: Any, wanted: "OrderedDict[tuple, WantedPartition]") -> frozenset:
+    """The topics of the fetch the ACLs refuse (TOPIC_AUTHORIZATION_FAILED, as Kafka answers):
+    a consumer needs READ on each; a follower CLUSTER_ACTION on the cluster, else all are refused."""
     if ctx.broker.authorizer is None:
         return frozenset()
     topics = {want.topic for want in wanted.values() if want.topic}
+    if replica_id(ctx, request) >= 0:
+        return frozenset() if ctx.allows(Operation.CLUSTER_ACTION, ResourceType.CLUSTER) else frozenset(topics)
     return frozenset(t for t in topics if not ctx.allows(Operation.READ, ResourceType.TOPIC, t))
 
 
 @handles(1, 0, 17)
 async def handle(ctx: RequestContext, request: Any):
-    if replica_id(ctx, request) >= 0 and not ctx.allows(Operation.CLUSTER_ACTION, ResourceType.CLUSTER):
-        return R(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, session_id=0, responses=[])
     session, error, incremental = open_session(ctx, request)
     if error is not None:
         return R(error_code=error, session_id=0, responses=[])
@@ -314,7 +315,7 @@ async def handle(ctx: RequestContext, request: Any):
         wanted = session.partitions
     else:
         wanted = requested(ctx, request)
-    denied = unreadable(ctx, wanted) if replica_id(ctx, request) < 0 else frozenset()
+    denied = unreadable(ctx, request, wanted)
     deadline = trio.current_time() + max(request.max_wait_ms, 0) / 1000
     while True:
         included, total, errors, watched = read_all(ctx, request, wanted, incremental, denied)

@@ -56,6 +56,8 @@ async def handle(ctx: RequestContext, request):
         groups = []
         for g in request.groups:
             error, found = fetch(ctx, g.group_id, g.topics, stable)
+            if error == ErrorCode.GROUP_AUTHORIZATION_FAILED:
+                found = {}  # as Kafka: the group's error alone
             topics = [
                 R.OffsetFetchResponseTopics(
                     name=name,

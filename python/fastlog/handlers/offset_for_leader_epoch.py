@@ -39,13 +39,10 @@ def answer(ctx: RequestContext, topic: str, wanted) -> object:
 
 @handles(23, 0, 4)
 async def handle(ctx: RequestContext, request):
-    follower = ctx.api_version >= 3 and request.replica_id >= 0
-    if follower and not ctx.allows(Operation.CLUSTER_ACTION, ResourceType.CLUSTER):
-        allowed = {t.topic: False for t in request.topics}
-        refusal = ErrorCode.CLUSTER_AUTHORIZATION_FAILED
-    else:
-        allowed = {t.topic: follower or ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, t.topic) for t in request.topics}
-        refusal = ErrorCode.TOPIC_AUTHORIZATION_FAILED
+    # As Kafka: CLUSTER_ACTION (a follower's) allows every topic, else DESCRIBE on each.
+    every_topic = ctx.allows(Operation.CLUSTER_ACTION, ResourceType.CLUSTER, log_denied=False)
+    allowed = {t.topic: every_topic or ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, t.topic) for t in request.topics}
+    refusal = ErrorCode.TOPIC_AUTHORIZATION_FAILED
     topics = [
         R.OffsetForLeaderTopicResult(topic=t.topic, partitions=[
             answer(ctx, t.topic, p) if allowed[t.topic] else R.EpochEndOffset(partition=p.partition, error_code=refusal, end_offset=-1)

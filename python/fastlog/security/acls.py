@@ -238,36 +238,38 @@ class Authorizer:
         self.super_users = frozenset(super_users)
         self.allow_if_no_acl = allow_if_no_acl
         self.on_denied = on_denied  # (operation, resource type) of each logged denial, for the metrics
-        self._version = -1
-        self._index: dict[int, _Index] = {}
-        self._decisions: dict[tuple, bool] = {}
+        # (store version, ACLs indexed by resource type, cached decisions), replaced as one:
+        # network loops' threads decide at once, and a decision made on older ACLs must not
+        # land in the cache of newer ones.
+        self._state: tuple[int, dict[int, _Index], dict[tuple, bool]] = (-1, {}, {})
         self._denials_logged: dict[tuple, float] = {}
 
-    def _refresh(self) -> None:
+    def _current(self) -> tuple[int, dict[int, _Index], dict[tuple, bool]]:
+        state = self._state
         version = self.store.version
-        if version == self._version:
-            return
-        index: dict[int, _Index] = {}
-        for acl in self.store.bindings():
-            index.setdefault(acl.resource_type, _Index()).add(acl)
-        self._index, self._decisions, self._version = index, {}, version
+        if version != state[0]:
+            index: dict[int, _Index] = {}
+            for acl in self.store.bindings():
+                index.setdefault(acl.resource_type, _Index()).add(acl)
+            state = self._state = (version, index, {})
+        return state
 
     def authorize(self, principal: str, host: str, operation: int, resource_type: int, name: str) -> bool:
         """Whether `User:<principal>` from `host` may do `operation` on the resource."""
-        self._refresh()
+        _, index, decisions = self._current()
         key = (principal, host, operation, resource_type, name)
-        decision = self._decisions.get(key)
+        decision = decisions.get(key)
         if decision is None:
-            decision = self._decide(f"User:{principal}", host, operation, resource_type, name)
-            if len(self._decisions) >= CACHED_DECISIONS:
-                self._decisions.clear()
-            self._decisions[key] = decision
+            decision = self._decide(index, f"User:{principal}", host, operation, resource_type, name)
+            if len(decisions) >= CACHED_DECISIONS:
+                decisions.clear()
+            decisions[key] = decision
         return decision
 
-    def _decide(self, principal: str, host: str, operation: int, resource_type: int, name: str) -> bool:
+    def _decide(self, indexes: dict[int, _Index], principal: str, host: str, operation: int, resource_type: int, name: str) -> bool:
         if principal in self.super_users:
             return True
-        index = self._index.get(resource_type)
+        index = indexes.get(resource_type)
         acls = index.applying_to(name) if index is not None else []
         if not acls:
             return self.allow_if_no_acl
@@ -289,13 +291,15 @@ class Authorizer:
     def authorize_any(self, principal: str, host: str, operation: int, resource_type: int) -> bool:
         """Whether some resource of the type may get the operation (Kafka's
         authorizeByResourceType, KIP-679: an idempotent producer needs WRITE on some topic)."""
-        self._refresh()
+        _, indexes, _ = self._current()
         user = f"User:{principal}"
         if user in self.super_users:
             return True
-        if self.allow_if_no_acl:  # as StandardAuthorizer: decided on the type's wildcard resource
-            return self.authorize(principal, host, operation, resource_type, WILDCARD)
-        index = self._index.get(resource_type)
+        # As Kafka's authorizeByResourceType: allowed on the type's wildcard resource settles it
+        # (with allow.everyone.if.no.acl.found, a type without ACLs there); else the patterns decide.
+        if self.allow_if_no_acl and self.authorize(principal, host, operation, resource_type, WILDCARD):
+            return True
+        index = indexes.get(resource_type)
         if index is None:
             return False
         acls = [acl for acls in index.literal.values() for acl in acls] + index.prefixed

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Generator, Mapping, Optional
 
 from fastlog.config import ConfigError, parse_properties
 from fastlog.security.jaas import login_credentials, parse_entries
-from fastlog.security.scram import HASHES, salted_password
+from fastlog.security.scram import HASHES, MAX_ITERATIONS, salted_password
 
 if TYPE_CHECKING:
     from fastlog.config import BrokerConfig
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+MIN_ITERATIONS = 4096  # Kafka's ScramMechanism minimum
 
 
 class SaslFailed(Exception):
@@ -178,8 +179,10 @@ def _scram(mechanism: str, username: str, password: str) -> Exchange:
     client_first_bare = f"n={name},r={nonce}"
     server_first = (yield f"n,,{client_first_bare}".encode()).decode()
     fields = dict(part.split("=", 1) for part in server_first.split(",") if "=" in part)
-    if not fields.get("r", "").startswith(nonce) or "s" not in fields or "i" not in fields:
+    if not fields.get("r", "").startswith(nonce) or "s" not in fields or not fields.get("i", "").isdigit():
         raise SaslFailed(f"unexpected SCRAM server-first message {server_first[:100]!r}")
+    if not MIN_ITERATIONS <= int(fields["i"]) <= MAX_ITERATIONS:  # Kafka's bounds: a server cannot make us hash for minutes
+        raise SaslFailed(f"SCRAM iterations {fields['i']} outside {MIN_ITERATIONS}-{MAX_ITERATIONS}")
     salted = salted_password(mechanism, password, base64.b64decode(fields["s"]), int(fields["i"]))
     without_proof = f"c=biws,r={fields['r']}"
     auth_message = f"{client_first_bare},{server_first},{without_proof}".encode()

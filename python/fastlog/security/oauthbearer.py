@@ -82,15 +82,22 @@ class JwksKeys:
             return True
         return kid not in self._keys and age >= UNKNOWN_KID_REFETCH_SECONDS
 
-    def refresh(self) -> None:
-        """Reads the JWKS again (blocking: call it from a worker thread). A failure is logged and
-        the keys read before are kept."""
-        with self._lock:
-            try:
-                self._load()
-            except (OSError, ValueError, TypeError, AttributeError, KeyError, jwt.PyJWTError) as e:  # not a JWKS at all
-                self._loaded_at = time.monotonic()  # retried after the refetch interval
-                log.warning("could not read the JWKS at %s (%s: %s); keeping %d keys", self.url, type(e).__name__, e, len(self._keys))
+    def refresh(self, kid: Optional[str] = None) -> None:
+        """Reads the JWKS again if still due (blocking: call it from a worker thread). One read
+        at a time: a login that finds one under way goes on with the keys there are, so many
+        logins naming unknown keys cost one fetch, not one each. A failure is logged and the
+        keys read before are kept."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if not self.needs_refresh(kid):  # another login's read just did it
+                return
+            self._load()
+        except (OSError, ValueError, TypeError, AttributeError, KeyError, jwt.PyJWTError) as e:  # not a JWKS at all
+            self._loaded_at = time.monotonic()  # retried after the refetch interval
+            log.warning("could not read the JWKS at %s (%s: %s); keeping %d keys", self.url, type(e).__name__, e, len(self._keys))
+        finally:
+            self._lock.release()
 
     def key(self, kid: Optional[str]) -> Optional[jwt.PyJWK]:
         if kid is None and len(self._keys) == 1:  # a JWKS of one key, a token without kid

@@ -276,9 +276,9 @@ class SaslAuthenticator:
         """OAUTHBEARER: reads the JWKS again first when it changed, is due, or lacks the token's key."""
         server = self._server
         if isinstance(server, OAuthBearerServer) and server.refused is None:
-            keys = server.validator.keys
-            if keys.needs_refresh(server.kid_of(token)):
-                await trio.to_thread.run_sync(keys.refresh)
+            keys, kid = server.validator.keys, server.kid_of(token)
+            if keys.needs_refresh(kid):
+                await trio.to_thread.run_sync(keys.refresh, kid)
 
     def _step(self, token: bytes) -> tuple[bytes, Optional[str]]:
         assert self._server is not None and self.mechanism is not None

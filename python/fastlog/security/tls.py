@@ -306,13 +306,24 @@ def certificate_principal(ssl_object: Any, rules: list[MappingRule]) -> Optional
 
 class QuorumTls:
     """TLS on the metadata quorum's connections (the controller listener is SSL): the node's
-    keystore on both ends (a voter serving, a voter or broker connecting: with
-    ssl.client.auth=required only nodes with a certificate the truststore trusts join in),
-    the controller listener's ssl.* settings."""
+    keystore on both ends (a voter serving, a voter or broker connecting), the controller
+    listener's ssl.* settings. Client certificates are required: the quorum's records are the
+    cluster's ACLs and credentials, so only nodes with a certificate the truststore trusts
+    (and, with an authorizer, whose principal is a super user) take part."""
 
     def __init__(self, config: "BrokerConfig") -> None:
-        self.listener = ListenerTls(config, config.controller_listener_name)
+        name = config.controller_listener_name
+        self.listener = ListenerTls(config, name)
+        if self.listener.context.verify_mode != ssl.CERT_REQUIRED:
+            raise ConfigError(f"the metadata quorum is SSL: set listener.name.{name.lower()}.ssl.client.auth=required (its nodes prove who they are)")
         self.client = self.listener.client_context()
+
+    def principal(self, stream: trio.SSLStream) -> Optional[str]:
+        """The peer's certificate principal, mapped by ssl.principal.mapping.rules."""
+        try:
+            return certificate_principal(stream, self.listener.principal_rules)
+        except ValueError:
+            return None
 
     async def accept(self, stream: trio.SocketStream) -> trio.SSLStream:
         """The server side's handshake, bounded in time; trio.BrokenResourceError if it fails."""
