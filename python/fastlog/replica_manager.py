@@ -545,8 +545,9 @@ class LeaderLink:
     async def secure(self, security: ClientSecurity, host: str) -> None:
         """TLS and SASL over the fresh connection, as a client of the leader's listener
         (raises SaslFailed when the leader refuses the login)."""
-        if security.tls is not None:
-            stream = trio.SSLStream(self.stream, security.tls, server_hostname=host)
+        context = security.tls_context()
+        if context is not None:
+            stream = trio.SSLStream(self.stream, context, server_hostname=host)
             await stream.do_handshake()
             self.stream = stream
             self._frames = FrameReader(TlsTransport(stream), MAX_RESPONSE_BYTES)

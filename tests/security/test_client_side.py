@@ -86,3 +86,28 @@ def test_the_quorum_speaks_plaintext_or_ssl(protocol: str, refused: bool) -> Non
             BrokerConfig(settings)
     else:
         assert BrokerConfig(settings).controller_protocol == protocol
+
+
+def test_outgoing_tls_follows_a_renewed_keystore(tmp_path) -> None:
+    """The context of the broker's own outgoing connections (followers, quorum peers) is built
+    again when the keystore file changes; a file that does not load keeps the previous one."""
+    import os
+
+    from fastlog.config import BrokerConfig
+    from fastlog.security.tls import ListenerTls
+    from tests.security.certs import PASSWORD, CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    keystore = tmp_path / "broker.p12"
+    keystore.write_bytes(ca.issue("broker", server=True).p12.read_bytes())
+    config = BrokerConfig({"listeners": "SSL://127.0.0.1:9093", "ssl.keystore.location": str(keystore), "ssl.keystore.password": PASSWORD,
+                           "ssl.keystore.type": "PKCS12", "ssl.truststore.location": str(ca.pem), "ssl.truststore.type": "PEM"})
+    tls = ListenerTls(config, "SSL")
+    first = tls.current_client()
+    assert tls.current_client() is first  # unchanged files: the same context
+    keystore.write_bytes(ca.issue("broker-renewed", server=True).p12.read_bytes())
+    os.utime(keystore, ns=(0, 1_000_000_000))
+    renewed = tls.current_client()
+    assert renewed is not first
+    keystore.write_bytes(b"not a keystore")
+    assert tls.current_client() is renewed

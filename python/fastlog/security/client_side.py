@@ -25,7 +25,7 @@ import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Generator, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Generator, Mapping, Optional
 
 from fastlog.config import ConfigError, parse_properties
 from fastlog.security.jaas import login_credentials, parse_entries
@@ -51,6 +51,12 @@ class ClientSecurity:
     mechanism: Optional[str] = None
     username: str = ""
     password: str = ""
+    # Where the TLS context comes from when it follows certificate files (a broker's own
+    # listener): asked for each new connection.
+    tls_source: Optional[Callable[[], ssl.SSLContext]] = None
+
+    def tls_context(self) -> Optional[ssl.SSLContext]:
+        return self.tls_source() if self.tls_source is not None else self.tls
 
     @property
     def uses_sasl(self) -> bool:
@@ -88,7 +94,8 @@ def inter_broker_security(config: "BrokerConfig", tls: "Mapping[str, ListenerTls
     listener = next(l for l in config.client_listeners if l.name == name)
     security = ClientSecurity(listener.protocol)
     if listener.uses_tls:
-        security.tls = tls[listener.name].client_context()
+        security.tls = tls[listener.name].current_client()  # loads now: a bad keystore stops the start
+        security.tls_source = tls[listener.name].current_client
     if listener.uses_sasl:
         mechanism = str(config["sasl.mechanism.inter.broker.protocol"]).strip().upper()
         if mechanism not in MECHANISMS:

@@ -61,6 +61,8 @@ class ListenerTls:
         self._checked = time.monotonic()
         rules = str(self.setting("ssl.principal.mapping.rules"))
         self.principal_rules = parse_mapping_rules(rules)
+        self._client: Optional[ssl.SSLContext] = None  # for outgoing connections, built when first needed
+        self._client_stamps: dict[str, tuple[int, int]] = {}
 
     def current(self) -> ssl.SSLContext:
         """The context for a new connection, rebuilt first if a certificate file changed."""
@@ -80,6 +82,21 @@ class ListenerTls:
         finally:
             self._rebuilding.release()
         return self.context
+
+    def current_client(self) -> ssl.SSLContext:
+        """`client_context()`, built again when a certificate file changed (a renewed keystore
+        reaches this broker's outgoing connections too, without a restart); one that does not
+        load is logged and the previous context stays."""
+        stamps = self._file_stamps()
+        if self._client is None or stamps != self._client_stamps:
+            try:
+                self._client, self._client_stamps = self.client_context(), stamps
+            except ConfigError as e:
+                if self._client is None:
+                    raise
+                self._client_stamps = stamps
+                log.error("listener %s: TLS certificates changed but do not load for outgoing connections (%s); the previous ones stay in use", self.listener, e)
+        return self._client
 
     def client_context(self) -> ssl.SSLContext:
         """For this broker's connections to the same listener of another broker (a follower
@@ -316,7 +333,7 @@ class QuorumTls:
         self.listener = ListenerTls(config, name)
         if self.listener.context.verify_mode != ssl.CERT_REQUIRED:
             raise ConfigError(f"the metadata quorum is SSL: set listener.name.{name.lower()}.ssl.client.auth=required (its nodes prove who they are)")
-        self.client = self.listener.client_context()
+        self.listener.current_client()  # loads now: a bad keystore stops the start
 
     def principal(self, stream: trio.SSLStream) -> Optional[str]:
         """The peer's certificate principal, mapped by ssl.principal.mapping.rules."""
@@ -333,7 +350,7 @@ class QuorumTls:
         return wrapped
 
     async def connect(self, stream: trio.SocketStream, host: str) -> trio.SSLStream:
-        wrapped = trio.SSLStream(stream, self.client, server_hostname=host)
+        wrapped = trio.SSLStream(stream, self.listener.current_client(), server_hostname=host)
         with trio.fail_after(HANDSHAKE_SECONDS):
             await wrapped.do_handshake()
         return wrapped
