@@ -463,6 +463,22 @@ def test_log_denied_counts_every_denial_and_logs_once_a_while(caplog: pytest.Log
     assert "READ" in lines[1] and "GROUP" in lines[1]
 
 
+def test_refusals_not_logged_are_counted_into_the_next_line(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastlog.security.acls as acls_module
+
+    clock = [1000.0]
+    monkeypatch.setattr(acls_module.time, "monotonic", lambda: clock[0])
+    a = authorizer()
+    with caplog.at_level(logging.INFO, logger="fastlog.security.acls"):
+        for _ in range(4):
+            a.log_denied("bob", f"{HOST}:5555", O.WRITE, R.TOPIC, "payments", "Produce")
+        clock[0] += acls_module.DENIAL_LOG_SECONDS
+        a.log_denied("bob", f"{HOST}:5555", O.WRITE, R.TOPIC, "payments", "Produce")
+    lines = [r.getMessage() for r in caplog.records if r.name == "fastlog.security.acls"]
+    assert len(lines) == 2 and "more" not in lines[0], lines
+    assert lines[1].endswith("and 3 more since 10 s ago"), lines
+
+
 # -- filters (DescribeAcls, DeleteAcls) --------------------------------------------------------
 
 

@@ -242,7 +242,7 @@ class Authorizer:
         # network loops' threads decide at once, and a decision made on older ACLs must not
         # land in the cache of newer ones.
         self._state: tuple[int, dict[int, _Index], dict[tuple, bool]] = (-1, {}, {})
-        self._denials_logged: dict[tuple, float] = {}
+        self._denials_logged: dict[tuple, tuple[float, int]] = {}  # -> (when last logged, refusals not logged since)
 
     def _current(self) -> tuple[int, dict[int, _Index], dict[tuple, bool]]:
         state = self._state
@@ -320,20 +320,25 @@ class Authorizer:
         return False
 
     def log_denied(self, principal: str, peer: str, operation: int, resource_type: int, name: str, api: str) -> None:
-        """A refused request: logged (at most once per DENIAL_LOG_SECONDS for the same principal,
-        operation and resource) and counted."""
+        """A refused request: counted, and logged; the same principal, operation and resource
+        refused again within DENIAL_LOG_SECONDS is counted into the next line logged for them
+        ("and N more since"), so a client retrying in a loop does not flood the log and no
+        refusal goes unrecorded."""
         if self.on_denied is not None:
             self.on_denied(Operation(operation).name, ResourceType(resource_type).name)
         key = (principal, operation, resource_type, name)
         now = time.monotonic()
-        if now - self._denials_logged.get(key, -DENIAL_LOG_SECONDS) < DENIAL_LOG_SECONDS:
+        last, unlogged = self._denials_logged.get(key, (-DENIAL_LOG_SECONDS, 0))
+        if now - last < DENIAL_LOG_SECONDS:
+            self._denials_logged[key] = (last, unlogged + 1)
             return
         if len(self._denials_logged) >= 10_000:
             self._denials_logged.clear()
-        self._denials_logged[key] = now
+        self._denials_logged[key] = (now, 0)
+        more = f"; and {unlogged} more since {now - last:.0f} s ago" if unlogged else ""
         log.info(
-            "denied: principal User:%s from %s may not %s %s %r (%s)", principal, peer, Operation(operation).name,
-            ResourceType(resource_type).name, name, api,
+            "denied: principal User:%s from %s may not %s %s %r (%s)%s", principal, peer, Operation(operation).name,
+            ResourceType(resource_type).name, name, api, more,
             extra={"peer": peer, "principal": principal, "operation": Operation(operation).name, "resource": f"{ResourceType(resource_type).name}:{name}"},
         )
 
