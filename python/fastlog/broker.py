@@ -71,7 +71,7 @@ class Broker:
         # How the built-in schema registry connects to this broker (checked now: bad settings stop the start).
         self.registry_security = ClientSecurity.from_settings(config.registry_client, "schema.registry.kafkastore.*")
         # How followers reach their leaders (TLS, SASL) on the inter-broker listener.
-        self.inter_broker_security = inter_broker_security(config, self.tls) if self.replicas is not None else None
+        self.inter_broker_security = inter_broker_security(config, self.tls) if self.replicas is not None and self.is_broker else None
         # TLS of the metadata quorum's connections (an SSL controller listener), else None.
         self.quorum_tls = QuorumTls(config) if config.cluster_mode and config.controller_protocol == "SSL" else None
         self.connections: set[Connection] = set()  # served on this loop; extra loops keep their own

@@ -72,9 +72,13 @@ class Cluster:
             proxy.start()
         """Starts every node at once: a node serves clients once it hears a leader, which takes
         a majority of the nodes running."""
-        with ThreadPoolExecutor(len(self.nodes)) as pool:
-            for started in [pool.submit(process.start) for process in self.nodes.values()]:
-                started.result()
+        try:
+            with ThreadPoolExecutor(len(self.nodes)) as pool:
+                for started in [pool.submit(process.start) for process in self.nodes.values()]:
+                    started.result()
+        except BaseException:  # one node did not start: the others are stopped, not left running
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -238,7 +238,7 @@ def test_session_expires_without_reauthentication(reauth_broker: SecureBroker) -
         time.sleep(1.7)
         client.send_frame(client.encode(protocol.ApiVersionsRequest(), 0))
         assert client.recv_frame() is None
-    assert "expired (connections.max.reauth.ms=1500)" in reauth_broker.process.log_text()
+    assert "ended (connections.max.reauth.ms=1500) without re-authentication" in reauth_broker.process.log_text()
 
 
 def test_librdkafka_reauthenticates(reauth_broker: SecureBroker) -> None:
