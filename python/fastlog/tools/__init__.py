@@ -1,4 +1,4 @@
-"""Operator commands: `fastlog topics|produce|consume|groups|perf|cluster|schemas|users|acls`, one module per group.
+"""Operator commands: `fastlog topics|produce|consume|groups|perf|cluster|schemas|users|acls|mirror`, one module per group.
 
 Every command talks to a broker over the Kafka protocol (`fastlog.client`), so it works with
 any Kafka-compatible broker. Shared conventions, as in Kafka's own tools:
@@ -28,7 +28,7 @@ class ToolError(Exception):
 
 def register(commands: "argparse._SubParsersAction") -> None:
     """Adds every tool's subcommand to the `fastlog` parser."""
-    from fastlog.tools import acls, cluster, console, groups, perf, schemas, topics, users
+    from fastlog.tools import acls, cluster, console, groups, mirror, perf, schemas, topics, users
 
     topics.register(commands)
     schemas.register(commands)
@@ -38,6 +38,7 @@ def register(commands: "argparse._SubParsersAction") -> None:
     perf.register(commands)
     users.register(commands)
     acls.register(commands)
+    mirror.register(commands)
 
 
 def bootstrap_server(text: str) -> str:

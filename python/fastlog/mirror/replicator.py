@@ -1,0 +1,189 @@
+"""Copies the topics of one flow (source -> target), as MirrorMaker 2's source connector does.
+
+Each round fetches from every mirrored partition at its position, appends what came to the
+same partition of the remote topic (acks=all; key, value, headers and timestamps kept), and
+only then records the new positions in the target cluster (the group
+`mm2-offsets.<source>.internal`, one committed offset per remote partition: the next source
+offset to copy). A mirror killed at any point therefore resumes from the last recorded
+position: nothing is lost, and what it copies twice is at most the batches of one round
+(at-least-once).
+
+Every `refresh.topics.interval.seconds` the source's topics are listed again: new matching
+topics are made on the target with the source's partition count and configs (minus the ones
+that describe the source cluster), partitions added at the source are added at the target,
+and changed configs are copied (`sync.topic.configs.enabled`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from fastlog.client import RESOURCE_TOPIC, Client, ClientError, KafkaError
+from fastlog.mirror.config import CONFIGS_NOT_COPIED, Flow, MirrorConfig
+from fastlog.protocol import ErrorCode
+from fastlog.records import Record
+
+log = logging.getLogger(__name__)
+
+FETCH_WAIT_MS = 500
+PARTITION_FETCH_BYTES = 1 << 20
+DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' source of a topic's own override
+EARLIEST = -2
+
+
+@dataclass
+class Totals:
+    records: int = 0
+    bytes: int = 0
+
+
+class Replicator:
+    def __init__(self, config: MirrorConfig, flow: Flow, timeout: float = 30.0) -> None:
+        self.config = config
+        self.flow = flow
+        self.source = Client(flow.source.bootstrap, timeout=timeout, client_id=f"fastlog-mirror-{flow.name}", security=flow.source.security)
+        self.target = Client(flow.target.bootstrap, timeout=timeout, client_id=f"fastlog-mirror-{flow.name}", security=flow.target.security)
+        self.progress_group = f"mm2-offsets.{flow.source.alias}.internal"
+        self.positions: dict[tuple[str, int], int] = {}  # (source topic, partition) -> next offset to copy
+        self.topics: dict[str, int] = {}  # source topic -> partitions mirrored
+        self.configs: dict[str, dict[str, str]] = {}  # source topic -> configs copied last
+        self.totals = Totals()
+        self._refreshed_at = float("-inf")
+
+    def close(self) -> None:
+        self.source.close()
+        self.target.close()
+
+    # -- one round ------------------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        """Refreshes the topics when due, then copies one fetch's worth; the records copied."""
+        if time.monotonic() - self._refreshed_at >= self.config.refresh_topics_seconds:
+            self.refresh_topics()
+        if not self.positions:
+            time.sleep(FETCH_WAIT_MS / 1000)
+            return 0
+        fetched = self.source.fetch(self.positions, max_wait_ms=FETCH_WAIT_MS, partition_max_bytes=PARTITION_FETCH_BYTES)
+        batches: dict[tuple[str, int], list[Record]] = {}
+        moved: dict[tuple[str, int], int] = {}
+        for key, part in fetched.items():
+            if part.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
+                self.positions[key] = self._earliest(key)  # retention passed us: go on from the log start
+                log.warning("%s: %s-%d: offset out of range; going on from %d", self.flow.name, *key, self.positions[key])
+                continue
+            if part.error_code:  # a leader moved, most likely: metadata again next round
+                log.debug("%s: fetch %s-%d: %s", self.flow.name, *key, ErrorCode(part.error_code).name)
+                self._refreshed_at = float("-inf")
+                continue
+            if part.records:
+                batches[key] = part.records
+            if part.next_offset > self.positions[key]:
+                moved[key] = part.next_offset  # past control batches and compacted gaps too
+        if batches:
+            # Renumbered from 0: a produced batch's offset deltas are consecutive (the target
+            # assigns offsets; the source's may have gaps, after compaction).
+            remote = {
+                (self.config.remote_topic(self.flow, t), p): [Record(i, r.timestamp, r.key, r.value, r.headers) for i, r in enumerate(records)]
+                for (t, p), records in batches.items()
+            }
+            self.target.produce(remote, acks=-1)
+        if moved:
+            self.target.commit_offsets(self.progress_group, {(self.config.remote_topic(self.flow, t), p): o for (t, p), o in moved.items()})
+            self.positions.update(moved)
+        copied = sum(len(r) for r in batches.values())
+        self.totals.records += copied
+        self.totals.bytes += sum(len(r.value or b"") + len(r.key or b"") for records in batches.values() for r in records)
+        return copied
+
+    def _earliest(self, key: tuple[str, int]) -> int:
+        return self.source.list_offsets([key], EARLIEST)[key]
+
+    # -- topics ---------------------------------------------------------------------------------
+
+    def refresh_topics(self) -> None:
+        """New topics and partitions, and configs, from the source to the target (and both
+        clusters' leaders read again)."""
+        self._refreshed_at = time.monotonic()
+        self.target.metadata()
+        cluster = self.source.metadata()
+        for name, info in sorted(cluster.topics.items()):
+            if info.internal or info.error_code or not self.config.wanted(self.flow, name):
+                continue
+            count = len(info.partitions)
+            remote = self.config.remote_topic(self.flow, name)
+            configs = self._source_configs(name) if self.config.sync_topic_configs else {}
+            if name not in self.topics:
+                self._ensure_topic(remote, count, configs)
+                self._resume(name, remote, count)
+            elif count > self.topics[name]:
+                self._grow(remote, count)
+                self._resume(name, remote, count)
+            if self.config.sync_topic_configs and name in self.configs and configs != self.configs[name]:
+                self.target.alter_configs(RESOURCE_TOPIC, remote, configs, delete=sorted(set(self.configs.get(name, {})) - set(configs)))
+                log.info("%s: configs of %s copied to %s: %s", self.flow.name, name, remote, configs)
+            self.topics[name] = count
+            self.configs[name] = configs
+
+    def _source_configs(self, topic: str) -> dict[str, str]:
+        entries = self.source.describe_configs(RESOURCE_TOPIC, topic)
+        return {e.name: e.value for e in entries if e.config_source == DYNAMIC_TOPIC_CONFIG and e.value is not None and e.name not in CONFIGS_NOT_COPIED}
+
+    def _ensure_topic(self, remote: str, count: int, configs: dict[str, str]) -> None:
+        try:
+            self.target.create_topic(remote, count, self.config.replication_factor, configs)
+            log.info("%s: created %s on %s (%d partitions)", self.flow.name, remote, self.flow.target.alias, count)
+        except KafkaError as e:
+            if e.code != ErrorCode.TOPIC_ALREADY_EXISTS:
+                raise
+            existing = len(self.target.topic(remote).partitions)
+            if existing < count:
+                self._grow(remote, count)
+
+    def _grow(self, remote: str, count: int) -> None:
+        try:
+            self.target.create_partitions(remote, count)
+            log.info("%s: %s grown to %d partitions", self.flow.name, remote, count)
+        except KafkaError as e:
+            if e.code != ErrorCode.INVALID_PARTITIONS:  # already as many
+                raise
+
+    def _resume(self, topic: str, remote: str, count: int) -> None:
+        """Positions of partitions not mirrored yet: recorded progress, else the source's log start."""
+        new = [p for p in range(count) if (topic, p) not in self.positions]
+        recorded = {c.partition: c.offset for c in self.target.committed_offsets(self.progress_group, [(remote, p) for p in new])}
+        unknown = [(topic, p) for p in new if recorded.get(p, -1) < 0]
+        earliest = self.source.list_offsets(unknown, EARLIEST) if unknown else {}
+        for p in new:
+            self.positions[(topic, p)] = recorded[p] if recorded.get(p, -1) >= 0 else earliest[(topic, p)]
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records each mirrored partition's source has that the mirror has not copied."""
+        ends = self.source.list_offsets(list(self.positions))
+        return {key: max(0, ends[key] - position) for key, position in self.positions.items()}
+
+
+def run(config: MirrorConfig, stop: "Optional[object]" = None, report_seconds: float = 30.0) -> None:
+    """Runs every flow, one round each in turn, until `stop` (an Event-like with is_set) is set."""
+    replicators = [Replicator(config, flow) for flow in config.flows]
+    reported = time.monotonic()
+    try:
+        while stop is None or not stop.is_set():  # type: ignore[attr-defined]
+            for replicator in replicators:
+                try:
+                    replicator.run_once()
+                except (ClientError, OSError) as e:  # a cluster away, or a refusal: retried
+                    log.warning("%s: %s; retrying", replicator.flow.name, e)
+                    replicator.source.close()
+                    replicator.target.close()
+                    replicator._refreshed_at = float("-inf")  # leaders and topics read again
+                    time.sleep(1.0)
+            if time.monotonic() - reported >= report_seconds:
+                reported = time.monotonic()
+                for r in replicators:
+                    log.info("%s: %d records (%d bytes) copied, %d topics", r.flow.name, r.totals.records, r.totals.bytes, len(r.topics))
+    finally:
+        for replicator in replicators:
+            replicator.close()
