@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -17,7 +18,7 @@ import pytest
 from confluent_kafka import Producer
 
 from fastlog.client import RESOURCE_TOPIC, Client
-from tests.conftest import BrokerProcess
+from tests.conftest import BrokerProcess, free_port
 
 TIMEOUT = 60.0
 pytestmark = pytest.mark.timeout(180)
@@ -40,9 +41,9 @@ def mirror_config(tmp_path: Path, a: BrokerProcess, b: BrokerProcess, **extra: s
     return path
 
 
-def start_mirror(config: Path, log: Path) -> subprocess.Popen:
+def start_mirror(config: Path, log: Path, *extra: str) -> subprocess.Popen:
     with open(log, "a") as out:
-        return subprocess.Popen([sys.executable, "-m", "fastlog", "mirror", "--config", str(config), "--report-seconds", "1"],
+        return subprocess.Popen([sys.executable, "-m", "fastlog", "mirror", "--config", str(config), "--report-seconds", "1", *extra],
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
@@ -171,8 +172,12 @@ def test_active_active_makes_no_loop(two_brokers, tmp_path: Path) -> None:
         wait_for(lambda: count(b.bootstrap, "a.orders") == 50 and count(a.bootstrap, "b.events") == 50, "both directions copied")
         time.sleep(2.0)  # several topic refreshes: a loop would show by now
         with Client(a.bootstrap) as source, Client(b.bootstrap) as target:
-            assert sorted(t for t in source.metadata().topics if not t.startswith("__")) == ["b.events", "orders"]
-            assert sorted(t for t in target.metadata().topics if not t.startswith("__")) == ["a.orders", "events"]
+            def data_topics(client: Client) -> list[str]:  # less the mirror's own (`.internal`) and the groups'
+                return sorted(t for t in client.metadata().topics if not t.startswith("__") and not t.endswith(".internal"))
+
+            # Each flow's heartbeats go to its target and are mirrored on once, never back.
+            assert data_topics(source) == ["b.events", "b.heartbeats", "heartbeats", "orders"]
+            assert data_topics(target) == ["a.heartbeats", "a.orders", "events", "heartbeats"]
     finally:
         mirror.send_signal(signal.SIGTERM)
         mirror.wait(20)
@@ -192,3 +197,127 @@ def test_bad_settings_are_refused(tmp_path: Path, settings: str, message: str) -
     done = subprocess.run([sys.executable, "-m", "fastlog", "mirror", "--config", str(path)], capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert message in done.stderr, done.stderr
+
+
+def test_a_group_fails_over_to_the_target_without_a_gap(two_brokers, tmp_path: Path) -> None:
+    """The group's offsets on the source are checkpointed (MM2's layout, in
+    a.checkpoints.internal on the target) and, with sync.group.offsets.enabled, written into the
+    target's idle group: a consumer of the same group on the target's a.orders goes on where
+    the group stopped on the source, missing nothing."""
+    from confluent_kafka import Consumer
+
+    from fastlog.mirror.records import Checkpoint
+    from fastlog.mirror.replicator import read_partition
+
+    a, b = two_brokers
+    with Client(a.bootstrap) as client:
+        client.create_topic("orders", 2)
+    producer = Producer({"bootstrap.servers": a.bootstrap})
+    for i in range(1000):
+        producer.produce("orders", key=f"k{i % 7}".encode(), value=f"o-{i}".encode())
+    assert producer.flush(30) == 0
+
+    def consume(bootstrap: str, topic: str, wanted: int) -> list[bytes]:
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "billing", "auto.offset.reset": "earliest",
+                             "enable.auto.commit": False})
+        consumer.subscribe([topic])
+        values: list[bytes] = []
+        deadline = time.monotonic() + TIMEOUT
+        try:
+            while len(values) < wanted and time.monotonic() < deadline:
+                for message in consumer.consume(wanted - len(values), 0.5):
+                    if message.error() is None:
+                        values.append(message.value())
+            consumer.commit(asynchronous=False)
+        finally:
+            consumer.close()
+        return values
+
+    on_source = consume(a.bootstrap, "orders", 400)
+    config = mirror_config(tmp_path, a, b, **{"sync.group.offsets.enabled": "true", "sync.group.offsets.interval.seconds": "0.5",
+                                               "emit.checkpoints.interval.seconds": "0.5"})
+    metrics_port = free_port()
+    mirror = start_mirror(config, tmp_path / "mirror.log", "--metrics-port", str(metrics_port))
+    try:
+        with Client(a.bootstrap) as source, Client(b.bootstrap) as target:
+            committed = {(c.topic, c.partition): c.offset for c in source.committed_offsets("billing")}
+
+            def synced() -> bool:
+                on_target = {(c.topic, c.partition): c.offset for c in target.committed_offsets("billing")}
+                return all(on_target.get((f"a.{t}", p)) == o for (t, p), o in committed.items())
+
+            wait_for(lambda: count(b.bootstrap, "a.orders") == 1000 and synced(), "the group's offsets synced to the target")
+            checkpoints = [Checkpoint.read(r.key, r.value) for r in read_partition(target, "a.checkpoints.internal", 0)]
+            latest = {(c.group, c.topic, c.partition): (c.upstream, c.downstream) for c in checkpoints}
+            assert {("billing", f"a.{t}", p): (o, o) for (t, p), o in committed.items()}.items() <= latest.items()
+
+            def metric(name: str) -> float:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+                return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+            assert metric('fastlog_mirror_records_total{flow="a->b"}') >= 1000
+            wait_for(lambda: metric("fastlog_mirror_lag_records{") == 0 and metric("fastlog_mirror_checkpoints_total") > 0, "lag 0 in the metrics")
+        mirror.send_signal(signal.SIGTERM)
+        mirror.wait(20)
+        on_target = consume(b.bootstrap, "a.orders", 1000 - len(on_source))
+        assert sorted(on_source + on_target) == sorted(f"o-{i}".encode() for i in range(1000))  # no gap, nothing twice
+    finally:
+        if mirror.poll() is None:
+            mirror.send_signal(signal.SIGTERM)
+            mirror.wait(20)
+
+
+def test_a_mirror_from_librdkafka_s_mock_cluster(tmp_path: Path) -> None:
+    """Another Kafka implementation as the source: librdkafka's mock cluster (it has no
+    DescribeConfigs: the topic is made on the target without the source's configs)."""
+    b = BrokerProcess(tmp_path / "b").start()
+    producer = Producer({"bootstrap.servers": "", "test.mock.num.brokers": 1})
+    try:
+        metadata = producer.list_topics("mock-orders", timeout=30)  # the mock makes it
+        broker = next(iter(metadata.brokers.values()))
+        partitions = len(metadata.topics["mock-orders"].partitions)
+        for i in range(500):
+            producer.produce("mock-orders", key=f"k{i}".encode(), value=f"m-{i}".encode(), partition=i % partitions)
+        assert producer.flush(30) == 0
+        settings = {"clusters": "m, b", "m.bootstrap.servers": f"{broker.host}:{broker.port}", "b.bootstrap.servers": b.bootstrap,
+                    "m->b.enabled": "true", "m->b.topics": "mock-orders", "refresh.topics.interval.seconds": "0.5"}
+        config = tmp_path / "mirror.properties"
+        config.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+        mirror = start_mirror(config, tmp_path / "mirror.log")
+        try:
+            wait_for(lambda: count(b.bootstrap, "m.mock-orders") == 500, "the mock's records on fastlog")
+            copied = read_all(b.bootstrap, "m.mock-orders")
+            assert sorted(v for records in copied.values() for _, v, _, _ in records) == sorted(f"m-{i}".encode() for i in range(500))
+        finally:
+            mirror.send_signal(signal.SIGTERM)
+            mirror.wait(20)
+    finally:
+        b.stop()
+
+
+def test_the_source_going_away_and_coming_back(two_brokers, tmp_path: Path) -> None:
+    a, b = two_brokers
+    with Client(a.bootstrap) as client:
+        client.create_topic("orders", 1)
+
+    def produce(first: int, n: int) -> None:
+        producer = Producer({"bootstrap.servers": a.bootstrap})
+        for i in range(first, first + n):
+            producer.produce("orders", f"o-{i}".encode())
+        assert producer.flush(30) == 0
+
+    produce(0, 100)
+    mirror = start_mirror(mirror_config(tmp_path, a, b), tmp_path / "mirror.log")
+    try:
+        wait_for(lambda: count(b.bootstrap, "a.orders") == 100, "the first records copied")
+        a.stop()
+        time.sleep(3)  # the mirror keeps trying
+        assert mirror.poll() is None, "the mirror gave up"
+        a.start()
+        produce(100, 100)
+        wait_for(lambda: count(b.bootstrap, "a.orders") >= 200, "the records produced after the source came back")
+        values = [v for _, v, _, _ in read_all(b.bootstrap, "a.orders")[0]]
+        assert first_copies([(v,) for v in values]) == [(f"o-{i}".encode(),) for i in range(200)]
+    finally:
+        mirror.send_signal(signal.SIGTERM)
+        mirror.wait(20)

@@ -12,6 +12,13 @@
     refresh.topics.interval.seconds = 600
     replication.factor = -1                 # of topics made on the target (-1: the target's default)
     a.security.protocol = SASL_SSL          # any client setting, per cluster (a.sasl.jaas.config, ...)
+    groups = .*                             # consumer groups checkpointed (groups.exclude: console-consumer-.*, connect-.*, __.*)
+    emit.checkpoints.enabled = true
+    emit.checkpoints.interval.seconds = 60
+    sync.group.offsets.enabled = false      # translated offsets written into the target's idle groups
+    sync.group.offsets.interval.seconds = 60
+    emit.heartbeats.enabled = true
+    emit.heartbeats.interval.seconds = 1
 
 The default policy names a topic `orders` of cluster `a` `a.orders` on the target, and never
 mirrors a topic back to the cluster it came from (`b.orders` on `a` is not copied to `b`);
@@ -32,6 +39,7 @@ DEFAULT_POLICY = "org.apache.kafka.connect.mirror.DefaultReplicationPolicy"
 IDENTITY_POLICY = "org.apache.kafka.connect.mirror.IdentityReplicationPolicy"
 POLICIES = {DEFAULT_POLICY: "default", "DefaultReplicationPolicy": "default", IDENTITY_POLICY: "identity", "IdentityReplicationPolicy": "identity"}
 DEFAULT_EXCLUDE = r".*[\-\.]internal, .*\.replica, __.*"
+DEFAULT_GROUPS_EXCLUDE = "console-consumer-.*, connect-.*, __.*"
 # Topic configs MM2 does not copy (they describe the source cluster, not the data).
 CONFIGS_NOT_COPIED = frozenset({
     "follower.replication.throttled.replicas", "leader.replication.throttled.replicas", "message.timestamp.difference.max.ms",
@@ -55,6 +63,13 @@ class Flow:
     target: Cluster
     topics: list[re.Pattern]
     exclude: list[re.Pattern]
+    groups: list[re.Pattern] = field(default_factory=list)
+    groups_exclude: list[re.Pattern] = field(default_factory=list)
+
+    def wants_group(self, group: str) -> bool:
+        if group.startswith("mm2-"):  # the mirror's own progress
+            return False
+        return any(p.fullmatch(group) for p in self.groups) and not any(p.fullmatch(group) for p in self.groups_exclude)
 
     @property
     def name(self) -> str:
@@ -70,6 +85,12 @@ class MirrorConfig:
     refresh_topics_seconds: float = 600.0
     replication_factor: int = -1
     clusters: dict[str, Cluster] = field(default_factory=dict)
+    emit_checkpoints: bool = True
+    checkpoints_seconds: float = 60.0
+    sync_group_offsets: bool = False
+    sync_group_offsets_seconds: float = 60.0
+    emit_heartbeats: bool = True
+    heartbeats_seconds: float = 1.0
 
     def remote_topic(self, flow: Flow, topic: str) -> str:
         return topic if self.policy == "identity" else f"{flow.source.alias}{self.separator}{topic}"
@@ -107,7 +128,9 @@ class MirrorConfig:
                 if a != b and _bool(settings.get(f"{a}->{b}.enabled", "false"), f"{a}->{b}.enabled", source):
                     topics = _patterns(settings.get(f"{a}->{b}.topics", settings.get("topics", ".*")), f"{a}->{b}.topics", source)
                     exclude = _patterns(settings.get(f"{a}->{b}.topics.exclude", settings.get("topics.exclude", DEFAULT_EXCLUDE)), "topics.exclude", source)
-                    flows.append(Flow(clusters[a], clusters[b], topics, exclude))
+                    groups = _patterns(settings.get(f"{a}->{b}.groups", settings.get("groups", ".*")), f"{a}->{b}.groups", source)
+                    groups_exclude = _patterns(settings.get(f"{a}->{b}.groups.exclude", settings.get("groups.exclude", DEFAULT_GROUPS_EXCLUDE)), "groups.exclude", source)
+                    flows.append(Flow(clusters[a], clusters[b], topics, exclude, groups, groups_exclude))
         if not flows:
             raise ConfigError(f"{source}: no flow enabled (set {aliases[0]}->{aliases[1]}.enabled = true)")
         policy_name = settings.get("replication.policy.class", DEFAULT_POLICY).strip()
@@ -120,6 +143,12 @@ class MirrorConfig:
         config.sync_topic_configs = _bool(settings.get("sync.topic.configs.enabled", "true"), "sync.topic.configs.enabled", source)
         config.refresh_topics_seconds = _number(settings.get("refresh.topics.interval.seconds", "600"), "refresh.topics.interval.seconds", source)
         config.replication_factor = int(_number(settings.get("replication.factor", "-1"), "replication.factor", source))
+        config.emit_checkpoints = _bool(settings.get("emit.checkpoints.enabled", "true"), "emit.checkpoints.enabled", source)
+        config.checkpoints_seconds = _number(settings.get("emit.checkpoints.interval.seconds", "60"), "emit.checkpoints.interval.seconds", source)
+        config.sync_group_offsets = _bool(settings.get("sync.group.offsets.enabled", "false"), "sync.group.offsets.enabled", source)
+        config.sync_group_offsets_seconds = _number(settings.get("sync.group.offsets.interval.seconds", "60"), "sync.group.offsets.interval.seconds", source)
+        config.emit_heartbeats = _bool(settings.get("emit.heartbeats.enabled", "true"), "emit.heartbeats.enabled", source)
+        config.heartbeats_seconds = _number(settings.get("emit.heartbeats.interval.seconds", "1"), "emit.heartbeats.interval.seconds", source)
         return config
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional
 
-from fastlog.client import RESOURCE_TOPIC, Client, ClientError, KafkaError
+from fastlog.client import LATEST, RESOURCE_TOPIC, Client, KafkaError, UnsupportedByBroker
 from fastlog.mirror.config import CONFIGS_NOT_COPIED, Flow, MirrorConfig
+from fastlog.mirror.offsets import OffsetSyncs
+from fastlog.mirror.records import OffsetSync
 from fastlog.protocol import ErrorCode
 from fastlog.records import Record
 
@@ -47,11 +48,19 @@ class Replicator:
         self.source = Client(flow.source.bootstrap, timeout=timeout, client_id=f"fastlog-mirror-{flow.name}", security=flow.source.security)
         self.target = Client(flow.target.bootstrap, timeout=timeout, client_id=f"fastlog-mirror-{flow.name}", security=flow.target.security)
         self.progress_group = f"mm2-offsets.{flow.source.alias}.internal"
+        self.syncs_topic = f"mm2-offset-syncs.{flow.target.alias}.internal"  # on the source, as MM2 keeps it
+        self.syncs = OffsetSyncs()
+        self.syncs_on_source = True  # False: the source cannot keep them (no CreateTopics): in memory only
+        self.source_configs = True  # False: the source has no DescribeConfigs
+        self.downstream: dict[tuple[str, int], int] = {}  # (source topic, partition) -> next target offset
         self.positions: dict[tuple[str, int], int] = {}  # (source topic, partition) -> next offset to copy
         self.topics: dict[str, int] = {}  # source topic -> partitions mirrored
         self.configs: dict[str, dict[str, str]] = {}  # source topic -> configs copied last
         self.totals = Totals()
+        self.last_copied_at: dict[tuple[str, int], float] = {}
+        self.latency: dict[tuple[str, int], float] = {}  # seconds from a record's timestamp to its copy, last round
         self._refreshed_at = float("-inf")
+        self._syncs_loaded = False
 
     def close(self) -> None:
         self.source.close()
@@ -61,6 +70,8 @@ class Replicator:
 
     def run_once(self) -> int:
         """Refreshes the topics when due, then copies one fetch's worth; the records copied."""
+        if not self._syncs_loaded:
+            self.load_syncs()
         if time.monotonic() - self._refreshed_at >= self.config.refresh_topics_seconds:
             self.refresh_topics()
         if not self.positions:
@@ -89,10 +100,16 @@ class Replicator:
                 (self.config.remote_topic(self.flow, t), p): [Record(i, r.timestamp, r.key, r.value, r.headers) for i, r in enumerate(records)]
                 for (t, p), records in batches.items()
             }
-            self.target.produce(remote, acks=-1)
+            bases = self.target.produce(remote, acks=-1)
+            for (t, p), records in batches.items():
+                self.downstream[(t, p)] = bases[(self.config.remote_topic(self.flow, t), p)] + len(records)
         if moved:
+            self._write_syncs([(key, self.syncs.advance(key, offset, self.downstream[key])) for key, offset in moved.items()])
             self.target.commit_offsets(self.progress_group, {(self.config.remote_topic(self.flow, t), p): o for (t, p), o in moved.items()})
             self.positions.update(moved)
+            self.last_copied_at.update({key: time.time() for key in batches})
+            for key, records in batches.items():
+                self.latency[key] = time.time() - records[-1].timestamp / 1000
         copied = sum(len(r) for r in batches.values())
         self.totals.records += copied
         self.totals.bytes += sum(len(r.value or b"") + len(r.key or b"") for records in batches.values() for r in records)
@@ -128,7 +145,14 @@ class Replicator:
             self.configs[name] = configs
 
     def _source_configs(self, topic: str) -> dict[str, str]:
-        entries = self.source.describe_configs(RESOURCE_TOPIC, topic)
+        if not self.source_configs:
+            return {}
+        try:
+            entries = self.source.describe_configs(RESOURCE_TOPIC, topic)
+        except UnsupportedByBroker as e:
+            log.warning("%s: %s: topics are made without the source's configs", self.flow.name, e)
+            self.source_configs = False
+            return {}
         return {e.name: e.value for e in entries if e.config_source == DYNAMIC_TOPIC_CONFIG and e.value is not None and e.name not in CONFIGS_NOT_COPIED}
 
     def _ensure_topic(self, remote: str, count: int, configs: dict[str, str]) -> None:
@@ -156,8 +180,40 @@ class Replicator:
         recorded = {c.partition: c.offset for c in self.target.committed_offsets(self.progress_group, [(remote, p) for p in new])}
         unknown = [(topic, p) for p in new if recorded.get(p, -1) < 0]
         earliest = self.source.list_offsets(unknown, EARLIEST) if unknown else {}
+        ends = self.target.list_offsets([(remote, p) for p in new], LATEST)
         for p in new:
             self.positions[(topic, p)] = recorded[p] if recorded.get(p, -1) >= 0 else earliest[(topic, p)]
+            # The next copied record lands at the target's end (this mirror is its one writer).
+            self.downstream[(topic, p)] = ends[(remote, p)]
+        self._write_syncs([((topic, p), self.syncs.advance((topic, p), self.positions[(topic, p)], self.downstream[(topic, p)])) for p in new])
+
+    def _write_syncs(self, points: list[tuple[tuple[str, int], list[tuple[int, int]]]]) -> None:
+        """Writes (partition, [(upstream, downstream), ...]) syncs to the source's syncs topic."""
+        records = [OffsetSync(t, p, up, down) for (t, p), pairs in points for up, down in pairs]
+        if not records or not self.syncs_on_source:
+            return
+        batch = [Record(i, int(time.time() * 1000), s.key(), s.value()) for i, s in enumerate(records)]
+        self.source.produce({(self.syncs_topic, 0): batch}, acks=-1)
+
+    def load_syncs(self) -> None:
+        """The offset syncs written before (by this mirror's earlier runs): offset translation
+        for what was copied then. Makes the syncs topic (compacted, one partition) if missing."""
+        self._syncs_loaded = True
+        try:
+            self.source.create_topic(self.syncs_topic, 1, self.config.replication_factor, {"cleanup.policy": "compact"})
+        except UnsupportedByBroker as e:
+            log.warning("%s: %s: offset syncs are kept in memory only (translation covers this run)", self.flow.name, e)
+            self.syncs_on_source = False
+            return
+        except KafkaError as e:
+            if e.code != ErrorCode.TOPIC_ALREADY_EXISTS:
+                raise
+        for record in read_partition(self.source, self.syncs_topic, 0):
+            try:
+                sync = OffsetSync.read(record.key or b"", record.value or b"")
+            except (ValueError, UnicodeDecodeError, IndexError):
+                continue
+            self.syncs.add((sync.topic, sync.partition), sync.upstream, sync.downstream)
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records each mirrored partition's source has that the mirror has not copied."""
@@ -165,25 +221,17 @@ class Replicator:
         return {key: max(0, ends[key] - position) for key, position in self.positions.items()}
 
 
-def run(config: MirrorConfig, stop: "Optional[object]" = None, report_seconds: float = 30.0) -> None:
-    """Runs every flow, one round each in turn, until `stop` (an Event-like with is_set) is set."""
-    replicators = [Replicator(config, flow) for flow in config.flows]
-    reported = time.monotonic()
-    try:
-        while stop is None or not stop.is_set():  # type: ignore[attr-defined]
-            for replicator in replicators:
-                try:
-                    replicator.run_once()
-                except (ClientError, OSError) as e:  # a cluster away, or a refusal: retried
-                    log.warning("%s: %s; retrying", replicator.flow.name, e)
-                    replicator.source.close()
-                    replicator.target.close()
-                    replicator._refreshed_at = float("-inf")  # leaders and topics read again
-                    time.sleep(1.0)
-            if time.monotonic() - reported >= report_seconds:
-                reported = time.monotonic()
-                for r in replicators:
-                    log.info("%s: %d records (%d bytes) copied, %d topics", r.flow.name, r.totals.records, r.totals.bytes, len(r.topics))
-    finally:
-        for replicator in replicators:
-            replicator.close()
+def read_partition(client: Client, topic: str, partition: int) -> list[Record]:
+    """Every record of one partition, from its start to its end now."""
+    start, end = client.offsets_of(topic)[partition]
+    records: list[Record] = []
+    offset = start
+    while offset < end:
+        fetched = client.fetch({(topic, partition): offset}, max_wait_ms=0)[(topic, partition)]
+        if fetched.error_code:
+            raise KafkaError(fetched.error_code, context=f"read {topic}-{partition}")
+        records += fetched.records
+        if fetched.next_offset <= offset:
+            break
+        offset = fetched.next_offset
+    return records

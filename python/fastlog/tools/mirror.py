@@ -11,7 +11,7 @@ import threading
 
 from fastlog.config import ConfigError
 from fastlog.mirror.config import MirrorConfig
-from fastlog.mirror.replicator import run
+from fastlog.mirror.runner import run
 from fastlog.tools import ToolError, command
 
 
@@ -20,6 +20,7 @@ def register(commands: "argparse._SubParsersAction") -> None:
                      description="Copy topics between Kafka-protocol clusters with MirrorMaker 2's settings (clusters, A->B.enabled, A->B.topics, ...).")
     mirror.add_argument("--config", required=True, metavar="FILE", help="mirror.properties (MM2's names)")
     mirror.add_argument("--report-seconds", type=float, default=30.0, metavar="SECONDS", help="how often progress is logged (default 30)")
+    mirror.add_argument("--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics (records, bytes, lag, latency) on this port")
 
 
 def do_mirror(args: argparse.Namespace) -> int:
@@ -32,5 +33,5 @@ def do_mirror(args: argparse.Namespace) -> int:
         raise ToolError(str(e)) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger(__name__).info("mirroring %s", ", ".join(f.name for f in config.flows))
-    run(config, stop, args.report_seconds)
+    run(config, stop, args.report_seconds, args.metrics_port)
     return 0
