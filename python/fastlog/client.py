@@ -58,6 +58,10 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     8: (2, 9),  # OffsetCommit
     9: (2, 9),  # OffsetFetch: groups[] from v8
     10: (1, 6),  # FindCoordinator: coordinator_keys[] from v4
+    11: (5, 9),  # JoinGroup (fastlog mirror's workers): group_instance_id from v5
+    12: (3, 4),  # Heartbeat
+    13: (3, 5),  # LeaveGroup: members[] from v3
+    14: (3, 5),  # SyncGroup
     15: (0, 5),  # DescribeGroups
     16: (0, 5),  # ListGroups
     18: (0, 4),  # ApiVersions

@@ -110,7 +110,7 @@ def test_a_mirror_killed_mid_stream_loses_nothing(two_brokers, tmp_path: Path) -
     producing.start()
     config = mirror_config(tmp_path, a, b)
     log = tmp_path / "mirror.log"
-    mirror = start_mirror(config, log)
+    mirror = start_mirror(config, log, "--worker-id", "w1")  # restarted, it takes its partitions back at once
     try:
         for started in range(1, 4):  # SIGKILL mid-stream, once copying, and start again
             wait_for(lambda: log.read_text().count("mirroring a->b") == started, "the mirror runs")
@@ -118,7 +118,7 @@ def test_a_mirror_killed_mid_stream_loses_nothing(two_brokers, tmp_path: Path) -
             assert producing.is_alive(), "the records were all produced before the kill"
             mirror.send_signal(signal.SIGKILL)
             mirror.wait(10)
-            mirror = start_mirror(config, log)
+            mirror = start_mirror(config, log, "--worker-id", "w1")
         producing.join(60)
         wait_for(lambda: log.read_text().count("mirroring a->b") == 4, "the mirror runs")
         wait_for(lambda: count(b.bootstrap, "a.orders") >= total, "every record on the target")
@@ -321,3 +321,37 @@ def test_the_source_going_away_and_coming_back(two_brokers, tmp_path: Path) -> N
     finally:
         mirror.send_signal(signal.SIGTERM)
         mirror.wait(20)
+
+
+def test_two_mirrors_share_a_flow_and_one_takes_over_when_the_other_dies(two_brokers, tmp_path: Path) -> None:
+    """Mirrors of the same flow split its partitions through a group on the target; the one
+    left copies them all once the other's session ends; nothing is lost."""
+    a, b = two_brokers
+    with Client(a.bootstrap) as client:
+        client.create_topic("orders", 6)
+
+    def produce(first: int, n: int) -> None:
+        producer = Producer({"bootstrap.servers": a.bootstrap})
+        for i in range(first, first + n):
+            producer.produce("orders", key=f"k{i}".encode(), value=f"o-{i}".encode())
+        assert producer.flush(30) == 0
+
+    produce(0, 600)
+    config = mirror_config(tmp_path, a, b)
+    logs = [tmp_path / "mirror-1.log", tmp_path / "mirror-2.log"]
+    mirrors = [start_mirror(config, logs[0], "--worker-id", "w1"), start_mirror(config, logs[1], "--worker-id", "w2")]
+    try:
+        wait_for(lambda: all("3 partitions here" in log.read_text() for log in logs), "each mirror copies 3 of the 6 partitions")
+        wait_for(lambda: count(b.bootstrap, "a.orders") >= 600, "the first records copied")
+        mirrors[1].send_signal(signal.SIGKILL)
+        mirrors[1].wait(10)
+        produce(600, 600)
+        wait_for(lambda: "6 partitions here" in logs[0].read_text(), "the mirror left takes all 6 (after the session timeout)")
+        wait_for(lambda: count(b.bootstrap, "a.orders") >= 1200, "the records produced after the kill copied")
+        copied = [v for records in read_all(b.bootstrap, "a.orders").values() for _, v, _, _ in records]
+        assert set(copied) == {f"o-{i}".encode() for i in range(1200)}
+    finally:
+        for mirror in mirrors:
+            if mirror.poll() is None:
+                mirror.send_signal(signal.SIGTERM)
+                mirror.wait(20)

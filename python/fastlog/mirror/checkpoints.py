@@ -77,7 +77,7 @@ class GroupsAndHeartbeats:
                 continue
             for committed in source.committed_offsets(group):
                 key = (committed.topic, committed.partition)
-                if committed.offset < 0 or committed.topic not in replicator.topics:
+                if committed.offset < 0 or key not in replicator.positions:  # another mirror's share: it checkpoints those
                     continue
                 downstream = replicator.syncs.translate(key, committed.offset)
                 if downstream is not None:

@@ -19,11 +19,13 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 from fastlog.client import LATEST, RESOURCE_TOPIC, Client, KafkaError, UnsupportedByBroker
 from fastlog.mirror.config import CONFIGS_NOT_COPIED, Flow, MirrorConfig
 from fastlog.mirror.offsets import OffsetSyncs
 from fastlog.mirror.records import OffsetSync
+from fastlog.mirror.workers import WorkGroup
 from fastlog.protocol import ErrorCode
 from fastlog.records import Record
 
@@ -42,7 +44,7 @@ class Totals:
 
 
 class Replicator:
-    def __init__(self, config: MirrorConfig, flow: Flow, timeout: float = 30.0) -> None:
+    def __init__(self, config: MirrorConfig, flow: Flow, timeout: float = 30.0, worker_id: Optional[str] = None) -> None:
         self.config = config
         self.flow = flow
         self.source = Client(flow.source.bootstrap, timeout=timeout, client_id=f"fastlog-mirror-{flow.name}", security=flow.source.security)
@@ -50,10 +52,12 @@ class Replicator:
         self.progress_group = f"mm2-offsets.{flow.source.alias}.internal"
         self.syncs_topic = f"mm2-offset-syncs.{flow.target.alias}.internal"  # on the source, as MM2 keeps it
         self.syncs = OffsetSyncs()
+        # Mirrors of this flow share its partitions; `positions` holds this mirror's share.
+        self.work = WorkGroup(self.target, f"mm2-workers.{flow.source.alias}.{flow.target.alias}.internal", worker_id)
         self.syncs_on_source = True  # False: the source cannot keep them (no CreateTopics): in memory only
         self.source_configs = True  # False: the source has no DescribeConfigs
         self.downstream: dict[tuple[str, int], int] = {}  # (source topic, partition) -> next target offset
-        self.positions: dict[tuple[str, int], int] = {}  # (source topic, partition) -> next offset to copy
+        self.positions: dict[tuple[str, int], int] = {}  # (source topic, partition) -> next offset to copy, of this mirror's share
         self.topics: dict[str, int] = {}  # source topic -> partitions mirrored
         self.configs: dict[str, dict[str, str]] = {}  # source topic -> configs copied last
         self.totals = Totals()
@@ -63,6 +67,7 @@ class Replicator:
         self._syncs_loaded = False
 
     def close(self) -> None:
+        self.work.leave()
         self.source.close()
         self.target.close()
 
@@ -74,6 +79,7 @@ class Replicator:
             self.load_syncs()
         if time.monotonic() - self._refreshed_at >= self.config.refresh_topics_seconds:
             self.refresh_topics()
+        self._take_share(self.work.partitions({(t, p) for t, count in self.topics.items() for p in range(count)}))
         if not self.positions:
             time.sleep(FETCH_WAIT_MS / 1000)
             return 0
@@ -134,10 +140,8 @@ class Replicator:
             configs = self._source_configs(name) if self.config.sync_topic_configs else {}
             if name not in self.topics:
                 self._ensure_topic(remote, count, configs)
-                self._resume(name, remote, count)
             elif count > self.topics[name]:
                 self._grow(remote, count)
-                self._resume(name, remote, count)
             if self.config.sync_topic_configs and name in self.configs and configs != self.configs[name]:
                 self.target.alter_configs(RESOURCE_TOPIC, remote, configs, delete=sorted(set(self.configs.get(name, {})) - set(configs)))
                 log.info("%s: configs of %s copied to %s: %s", self.flow.name, name, remote, configs)
@@ -174,18 +178,26 @@ class Replicator:
             if e.code != ErrorCode.INVALID_PARTITIONS:  # already as many
                 raise
 
-    def _resume(self, topic: str, remote: str, count: int) -> None:
-        """Positions of partitions not mirrored yet: recorded progress, else the source's log start."""
-        new = [p for p in range(count) if (topic, p) not in self.positions]
-        recorded = {c.partition: c.offset for c in self.target.committed_offsets(self.progress_group, [(remote, p) for p in new])}
-        unknown = [(topic, p) for p in new if recorded.get(p, -1) < 0]
+    def _take_share(self, share: frozenset) -> None:
+        """Copies from now on exactly `share`: partitions dealt to another mirror are dropped,
+        new ones start from the progress recorded on the target (another mirror may have
+        moved it), else from the source's log start."""
+        for key in [k for k in self.positions if k not in share]:
+            del self.positions[key]
+        new = sorted(key for key in share if key not in self.positions)
+        if not new:
+            return
+        remote = {key: (self.config.remote_topic(self.flow, key[0]), key[1]) for key in new}
+        recorded = {(c.topic, c.partition): c.offset for c in self.target.committed_offsets(self.progress_group, list(remote.values()))}
+        unknown = [key for key in new if recorded.get(remote[key], -1) < 0]
         earliest = self.source.list_offsets(unknown, EARLIEST) if unknown else {}
-        ends = self.target.list_offsets([(remote, p) for p in new], LATEST)
-        for p in new:
-            self.positions[(topic, p)] = recorded[p] if recorded.get(p, -1) >= 0 else earliest[(topic, p)]
-            # The next copied record lands at the target's end (this mirror is its one writer).
-            self.downstream[(topic, p)] = ends[(remote, p)]
-        self._write_syncs([((topic, p), self.syncs.advance((topic, p), self.positions[(topic, p)], self.downstream[(topic, p)])) for p in new])
+        ends = self.target.list_offsets(list(remote.values()), LATEST)
+        for key in new:
+            self.positions[key] = recorded[remote[key]] if recorded.get(remote[key], -1) >= 0 else earliest[key]
+            # The next copied record lands at the target's end (its one writer is this mirror now).
+            self.downstream[key] = ends[remote[key]]
+            self.syncs.current.pop(key, None)  # another mirror's copies came in between: no linear run across them
+        self._write_syncs([(key, self.syncs.advance(key, self.positions[key], self.downstream[key])) for key in new])
 
     def _write_syncs(self, points: list[tuple[tuple[str, int], list[tuple[int, int]]]]) -> None:
         """Writes (partition, [(upstream, downstream), ...]) syncs to the source's syncs topic."""

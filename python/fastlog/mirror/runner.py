@@ -20,8 +20,8 @@ LAG_SECONDS = 5.0  # how often the source's end offsets are asked for the lag me
 
 
 class Flow:
-    def __init__(self, config: MirrorConfig, flow) -> None:
-        self.replicator = Replicator(config, flow)
+    def __init__(self, config: MirrorConfig, flow, worker_id: Optional[str] = None) -> None:
+        self.replicator = Replicator(config, flow, worker_id=worker_id)
         self.groups = GroupsAndHeartbeats(self.replicator)
         self.lag: dict[tuple[str, int], int] = {}
         self._lag_at = float("-inf")
@@ -34,8 +34,9 @@ class Flow:
             self.lag = self.replicator.lag()
 
 
-def run(config: MirrorConfig, stop: Optional[threading.Event] = None, report_seconds: float = 30.0, metrics_port: Optional[int] = None) -> None:
-    flows = [Flow(config, flow) for flow in config.flows]
+def run(config: MirrorConfig, stop: Optional[threading.Event] = None, report_seconds: float = 30.0, metrics_port: Optional[int] = None,
+        worker_id: Optional[str] = None) -> None:
+    flows = [Flow(config, flow, worker_id) for flow in config.flows]
     if metrics_port is not None:
         serve_metrics(flows, metrics_port)
     reported = time.monotonic()
