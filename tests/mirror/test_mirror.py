@@ -355,3 +355,30 @@ def test_two_mirrors_share_a_flow_and_one_takes_over_when_the_other_dies(two_bro
             if mirror.poll() is None:
                 mirror.send_signal(signal.SIGTERM)
                 mirror.wait(20)
+
+
+def test_a_chain_of_three_brokers(tmp_path: Path) -> None:
+    """a->b and b->c in one mirror: a's orders reach c as b.a.orders, whole and in order."""
+    brokers = {name: BrokerProcess(tmp_path / name).start() for name in "abc"}
+    try:
+        with Client(brokers["a"].bootstrap) as client:
+            client.create_topic("orders", 2)
+        producer = Producer({"bootstrap.servers": brokers["a"].bootstrap})
+        for i in range(300):
+            producer.produce("orders", key=f"k{i % 5}".encode(), value=f"o-{i}".encode())
+        assert producer.flush(30) == 0
+        settings = {"clusters": "a, b, c", **{f"{n}.bootstrap.servers": p.bootstrap for n, p in brokers.items()},
+                    "a->b.enabled": "true", "b->c.enabled": "true", "refresh.topics.interval.seconds": "0.5"}
+        config = tmp_path / "mirror.properties"
+        config.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
+        mirror = start_mirror(config, tmp_path / "mirror.log")
+        try:
+            wait_for(lambda: count(brokers["c"].bootstrap, "b.a.orders") >= 300, "a's records at c")
+            source, end = read_all(brokers["a"].bootstrap, "orders"), read_all(brokers["c"].bootstrap, "b.a.orders")
+            assert {p: first_copies(r) for p, r in end.items()} == source
+        finally:
+            mirror.send_signal(signal.SIGTERM)
+            mirror.wait(20)
+    finally:
+        for broker in brokers.values():
+            broker.stop()
