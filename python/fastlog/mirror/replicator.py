@@ -169,6 +169,8 @@ class Replicator:
             existing = len(self.target.topic(remote).partitions)
             if existing < count:
                 self._grow(remote, count)
+            if configs:  # made by an earlier run, or another mirror: the source's configs now
+                self.target.alter_configs(RESOURCE_TOPIC, remote, configs)
 
     def _grow(self, remote: str, count: int) -> None:
         try:
