@@ -210,6 +210,7 @@ class FetchedPartition:
     log_start_offset: int
     records: list[Record] = field(default_factory=list)
     next_offset: int = -1
+    raw: bytes = b""  # the record batches as they came (fetch(decode=False))
 
 
 @dataclass
@@ -481,13 +482,17 @@ class Client:
         """Appends one batch per partition; returns each partition's base offset (-1 with acks=0).
 
         Raises KafkaError for the first partition the broker refused."""
+        encoded = {key: encode_batch(records, compression=compression) for key, records in batches.items()}
+        return self.produce_encoded(encoded, acks=acks, timeout_ms=timeout_ms)
+
+    def produce_encoded(self, batches: Mapping[tuple[str, int], bytes], *, acks: int = -1, timeout_ms: int = 30_000) -> dict[tuple[str, int], int]:
+        """`produce` of record batches already encoded (one per partition)."""
         P = protocol.ProduceRequest
         out: dict[tuple[str, int], int] = {}
         for leader, partitions in self._by_leader(batches).items():
             topics: dict[str, list] = {}
             for topic, index in partitions:
-                data = encode_batch(batches[(topic, index)], compression=compression)
-                topics.setdefault(topic, []).append(P.PartitionProduceData(index=index, records=data))
+                topics.setdefault(topic, []).append(P.PartitionProduceData(index=index, records=batches[(topic, index)]))
             request = P(
                 acks=acks,
                 timeout_ms=timeout_ms,
@@ -530,8 +535,10 @@ class Client:
         max_bytes: int = 52_428_800,
         partition_max_bytes: int = 1_048_576,
         isolation_level: int = 0,
+        decode: bool = True,
     ) -> dict[tuple[str, int], FetchedPartition]:
-        """Records from each partition's offset on (sessionless fetches to the leaders)."""
+        """Records from each partition's offset on (sessionless fetches to the leaders); with
+        `decode` False, each partition's record bytes as they came (`raw`), not decoded."""
         F = protocol.FetchRequest
         out: dict[tuple[str, int], FetchedPartition] = {}
         for leader, partitions in self._by_leader(offsets).items():
@@ -569,7 +576,9 @@ class Client:
                     key = (name, p.partition_index)
                     start = offsets.get(key, 0)
                     result = FetchedPartition(name, p.partition_index, p.error_code, p.high_watermark, p.log_start_offset, [], start)
-                    if p.records:
+                    if not decode:
+                        result.raw = bytes(p.records or b"")
+                    elif p.records:
                         for batch in decode_batches(p.records):
                             result.next_offset = max(result.next_offset, batch.next_offset)
                             if batch.is_control:

@@ -1,0 +1,96 @@
+"""Record batches copied as they are: the fast path of mirroring.
+
+A fetched magic-2 batch whose records are all at or past the mirror's position and whose
+offsets have no gap is sent to the target unchanged but for the fields that belong to the
+source cluster: its base offset and partition leader epoch (the target assigns its own), and
+the producer id, epoch and sequence and the transactional flag (the source's producer means
+nothing on the target; the copy is a plain append). Its records, their keys, values, headers
+and timestamps, and its compression, stay byte for byte, and the CRC is computed again. Such a
+batch costs no decoding and no compressing here.
+
+Anything else (a batch that starts before the position, a compacted batch with offset gaps,
+an old message format) is decoded, and its records from the position on are encoded into a
+batch of their own (same compression); control batches (transaction markers) are not copied.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import Optional
+
+from fastlog._core import crc32c
+from fastlog.records import Record, decode_batches, encode_batch
+
+LOG_OVERHEAD = 12  # base offset (8) and length (4)
+MAGIC_AT, CRC_AT, ATTRIBUTES_AT, LAST_DELTA_AT = 16, 17, 21, 23
+MAX_TIMESTAMP_AT, PRODUCER_AT, COUNT_AT, HEADER_SIZE = 35, 43, 57, 61
+TRANSACTIONAL, CONTROL = 0x10, 0x20
+NO_PRODUCER = struct.pack(">qhi", -1, -1, -1)  # producer id, epoch, base sequence
+
+
+@dataclass
+class Copy:
+    """What a partition's fetched bytes give the target: batches to append, in order, each with
+    its record count."""
+
+    batches: list[tuple[bytes, int]] = field(default_factory=list)
+    count: int = 0  # records in all
+    size: int = 0  # bytes in all (batches as sent, records' keys and values)
+    next_offset: int = -1  # the source offset after the last batch seen
+    last_timestamp: Optional[int] = None  # of the last record copied, milliseconds
+
+
+def split(data: bytes, position: int) -> Copy:
+    """The batches of `data` (a Fetch response's records) from source offset `position` on."""
+    copy = Copy(next_offset=position)
+    at, total = 0, len(data)
+    while at + HEADER_SIZE <= total:
+        (base, length) = struct.unpack_from(">qi", data, at)
+        end = at + LOG_OVERHEAD + length
+        if end > total:  # a partial batch at the end of the response
+            break
+        batch = data[at:end]
+        at = end
+        magic = batch[MAGIC_AT]
+        last = base + struct.unpack_from(">i", batch, LAST_DELTA_AT)[0] if magic == 2 else None
+        if magic == 2 and last is not None and last < position:
+            continue
+        attributes = struct.unpack_from(">h", batch, ATTRIBUTES_AT)[0] if magic == 2 else 0
+        count = struct.unpack_from(">i", batch, COUNT_AT)[0] if magic == 2 else -1
+        if magic == 2 and attributes & CONTROL:
+            copy.next_offset = max(copy.next_offset, last + 1)
+            continue
+        if magic == 2 and base >= position and count == last - base + 1:
+            _add_batch(copy, rewrite(batch, attributes), count, last)
+            continue
+        for decoded in decode_batches(batch):  # the slow path: decode, copy the records
+            copy.next_offset = max(copy.next_offset, decoded.next_offset)
+            kept = [r for r in decoded.records if r.offset >= position] if not decoded.is_control else []
+            if kept:  # renumbered from 0: a produced batch's offset deltas are consecutive
+                encoded = encode_batch([Record(i, r.timestamp, r.key, r.value, r.headers) for i, r in enumerate(kept)], compression=decoded.compression)
+                copy.batches.append((encoded, len(kept)))
+                copy.count += len(kept)
+                copy.size += len(encoded)
+                copy.last_timestamp = kept[-1].timestamp
+    return copy
+
+
+def _add_batch(copy: Copy, batch: bytes, count: int, last: int) -> None:
+    copy.batches.append((batch, count))
+    copy.count += count
+    copy.size += len(batch)
+    copy.next_offset = max(copy.next_offset, last + 1)
+    copy.last_timestamp = struct.unpack_from(">q", batch, MAX_TIMESTAMP_AT)[0]
+
+
+def rewrite(batch: bytes, attributes: int) -> bytes:
+    """The batch as the target's append: base offset 0, no leader epoch, no producer, not
+    transactional; its CRC computed again (it covers the attributes on)."""
+    out = bytearray(batch)
+    struct.pack_into(">q", out, 0, 0)
+    struct.pack_into(">i", out, 12, -1)  # partition leader epoch
+    struct.pack_into(">h", out, ATTRIBUTES_AT, attributes & ~TRANSACTIONAL)
+    out[PRODUCER_AT : PRODUCER_AT + len(NO_PRODUCER)] = NO_PRODUCER
+    struct.pack_into(">I", out, CRC_AT, crc32c(bytes(out[ATTRIBUTES_AT:])))
+    return bytes(out)
