@@ -485,8 +485,11 @@ class Client:
         encoded = {key: encode_batch(records, compression=compression) for key, records in batches.items()}
         return self.produce_encoded(encoded, acks=acks, timeout_ms=timeout_ms)
 
-    def produce_encoded(self, batches: Mapping[tuple[str, int], bytes], *, acks: int = -1, timeout_ms: int = 30_000) -> dict[tuple[str, int], int]:
-        """`produce` of record batches already encoded (one per partition)."""
+    def produce_encoded(self, batches: Mapping[tuple[str, int], bytes], *, acks: int = -1, timeout_ms: int = 30_000,
+                        errors: Optional[dict[tuple[str, int], "KafkaError"]] = None) -> dict[tuple[str, int], int]:
+        """`produce` of record batches already encoded (one per partition). With `errors`, a
+        partition the broker refused is put there (its KafkaError) instead of raising, so the
+        caller learns which partitions were appended."""
         P = protocol.ProduceRequest
         out: dict[tuple[str, int], int] = {}
         for leader, partitions in self._by_leader(batches).items():
@@ -506,6 +509,9 @@ class Client:
             response = connection.request(request, timeout_ms / 1000)
             for t in response.responses:
                 for p in t.partition_responses:
+                    if p.error_code and errors is not None:
+                        errors[(t.name, p.index)] = KafkaError(p.error_code, p.error_message, f"produce to {t.name}-{p.index}")
+                        continue
                     check(p.error_code, p.error_message, f"produce to {t.name}-{p.index}")
                     out[(t.name, p.index)] = p.base_offset
         return out

@@ -41,3 +41,13 @@ def test_control_batches_and_earlier_batches_are_skipped_and_a_partial_one_left_
     after = encode_batch(records(6, 2), base_offset=6)
     copy = split(before + marker + after + after[:20], 5)
     assert copy.count == 2 and copy.next_offset == 8
+
+
+def test_a_log_append_time_batch_is_copied_with_create_times() -> None:
+    from fastlog.records import LOG_APPEND_TIME, CREATE_TIME
+
+    stamped = [Record(i, 1_700_000_000_999, b"k", f"v{i}".encode()) for i in range(3)]  # each reads the append time
+    copy = split(encode_batch(stamped, timestamp_type=LOG_APPEND_TIME), 0)
+    batch = decode_batches(copy.batches[0][0])[0]
+    assert batch.timestamp_type == CREATE_TIME
+    assert [r.timestamp for r in batch.records] == [1_700_000_000_999] * 3

@@ -83,6 +83,16 @@ def first_copies(records: list[tuple]) -> list[tuple]:
     return out
 
 
+def caught_up(source: str, target: str, topic: str, alias: str = "a") -> bool:
+    """Whether the mirror recorded progress up to the source's end of every partition (a count
+    on the target could be reached by repeated copies before the last records arrive)."""
+    remote = f"{alias}.{topic}"
+    with Client(source) as s, Client(target) as t:
+        ends = {p: end for p, (_, end) in s.offsets_of(topic).items()}
+        recorded = {c.partition: c.offset for c in t.committed_offsets(f"mm2-offsets.{alias}.internal", [(remote, p) for p in ends])}
+    return all(recorded.get(p, -1) >= end for p, end in ends.items())
+
+
 def count(bootstrap: str, topic: str) -> int:
     with Client(bootstrap) as client:
         return sum(end - start for start, end in client.offsets_of(topic).values())
@@ -121,7 +131,7 @@ def test_a_mirror_killed_mid_stream_loses_nothing(two_brokers, tmp_path: Path) -
             mirror = start_mirror(config, log, "--worker-id", "w1")
         producing.join(60)
         wait_for(lambda: log.read_text().count("mirroring a->b") == 4, "the mirror runs")
-        wait_for(lambda: count(b.bootstrap, "a.orders") >= total, "every record on the target")
+        wait_for(lambda: caught_up(a.bootstrap, b.bootstrap, "orders"), "every record on the target")
         source, target = read_all(a.bootstrap, "orders"), read_all(b.bootstrap, "a.orders")
         assert sum(len(r) for r in source.values()) == total
         for partition, records in source.items():
@@ -315,7 +325,7 @@ def test_the_source_going_away_and_coming_back(two_brokers, tmp_path: Path) -> N
         assert mirror.poll() is None, "the mirror gave up"
         a.start()
         produce(100, 100)
-        wait_for(lambda: count(b.bootstrap, "a.orders") >= 200, "the records produced after the source came back")
+        wait_for(lambda: caught_up(a.bootstrap, b.bootstrap, "orders"), "the records produced after the source came back")
         values = [v for _, v, _, _ in read_all(b.bootstrap, "a.orders")[0]]
         assert first_copies([(v,) for v in values]) == [(f"o-{i}".encode(),) for i in range(200)]
     finally:
@@ -324,16 +334,20 @@ def test_the_source_going_away_and_coming_back(two_brokers, tmp_path: Path) -> N
 
 
 def test_two_mirrors_share_a_flow_and_one_takes_over_when_the_other_dies(two_brokers, tmp_path: Path) -> None:
-    """Mirrors of the same flow split its partitions through a group on the target; the one
-    left copies them all once the other's session ends; nothing is lost."""
+    """Mirrors of the same flow split its partitions through a group on the target; one is
+    SIGKILLed while records keep coming: the other copies them all once the dead one's session
+    ends, every record arrives, in order per partition."""
     a, b = two_brokers
     with Client(a.bootstrap) as client:
         client.create_topic("orders", 6)
 
-    def produce(first: int, n: int) -> None:
-        producer = Producer({"bootstrap.servers": a.bootstrap})
+    def produce(first: int, n: int, pause: float = 0.0) -> None:
+        producer = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 5})
         for i in range(first, first + n):
             producer.produce("orders", key=f"k{i}".encode(), value=f"o-{i}".encode())
+            if pause and i % 50 == 0:
+                producer.poll(0)
+                time.sleep(pause)
         assert producer.flush(30) == 0
 
     produce(0, 600)
@@ -342,14 +356,18 @@ def test_two_mirrors_share_a_flow_and_one_takes_over_when_the_other_dies(two_bro
     mirrors = [start_mirror(config, logs[0], "--worker-id", "w1"), start_mirror(config, logs[1], "--worker-id", "w2")]
     try:
         wait_for(lambda: all("3 partitions here" in log.read_text() for log in logs), "each mirror copies 3 of the 6 partitions")
-        wait_for(lambda: count(b.bootstrap, "a.orders") >= 600, "the first records copied")
-        mirrors[1].send_signal(signal.SIGKILL)
+        producing = threading.Thread(target=produce, args=(600, 1200, 0.1))  # ~2.4 s of records
+        producing.start()
+        time.sleep(1.0)
+        mirrors[1].send_signal(signal.SIGKILL)  # mid-stream
         mirrors[1].wait(10)
-        produce(600, 600)
+        producing.join(60)
         wait_for(lambda: "6 partitions here" in logs[0].read_text(), "the mirror left takes all 6 (after the session timeout)")
-        wait_for(lambda: count(b.bootstrap, "a.orders") >= 1200, "the records produced after the kill copied")
-        copied = [v for records in read_all(b.bootstrap, "a.orders").values() for _, v, _, _ in records]
-        assert set(copied) == {f"o-{i}".encode() for i in range(1200)}
+        wait_for(lambda: caught_up(a.bootstrap, b.bootstrap, "orders"), "every record copied")
+        source, target = read_all(a.bootstrap, "orders"), read_all(b.bootstrap, "a.orders")
+        assert sum(len(r) for r in source.values()) == 1800
+        for partition, records in source.items():
+            assert first_copies(target[partition]) == records, f"partition {partition}"
     finally:
         for mirror in mirrors:
             if mirror.poll() is None:
@@ -373,7 +391,8 @@ def test_a_chain_of_three_brokers(tmp_path: Path) -> None:
         config.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
         mirror = start_mirror(config, tmp_path / "mirror.log")
         try:
-            wait_for(lambda: count(brokers["c"].bootstrap, "b.a.orders") >= 300, "a's records at c")
+            wait_for(lambda: caught_up(brokers["a"].bootstrap, brokers["b"].bootstrap, "orders")
+                     and caught_up(brokers["b"].bootstrap, brokers["c"].bootstrap, "a.orders", alias="b"), "a's records at c")
             source, end = read_all(brokers["a"].bootstrap, "orders"), read_all(brokers["c"].bootstrap, "b.a.orders")
             assert {p: first_copies(r) for p, r in end.items()} == source
         finally:
@@ -382,3 +401,39 @@ def test_a_chain_of_three_brokers(tmp_path: Path) -> None:
     finally:
         for broker in brokers.values():
             broker.stop()
+
+
+def test_a_partition_the_target_refuses_holds_back_only_itself(two_brokers, tmp_path: Path) -> None:
+    """The target refuses every batch of a.small (its max.message.bytes is below the records):
+    a.orders is still copied, once (no re-copies of the partitions that were appended), and a
+    topic deleted at the source stops being mirrored without stopping the flow."""
+    a, b = two_brokers
+    with Client(a.bootstrap) as client:
+        for topic in ("orders", "small", "temp"):
+            client.create_topic(topic, 1)
+    with Client(b.bootstrap) as client:
+        client.create_topic("a.small", 1, configs={"max.message.bytes": "200"})
+    producer = Producer({"bootstrap.servers": a.bootstrap})
+    for i in range(100):
+        producer.produce("orders", f"o-{i}".encode())
+        producer.produce("small", b"x" * 1000)
+        producer.produce("temp", b"t")
+    assert producer.flush(30) == 0
+    log = tmp_path / "mirror.log"
+    mirror = start_mirror(mirror_config(tmp_path, a, b), log)
+    try:
+        wait_for(lambda: caught_up(a.bootstrap, b.bootstrap, "orders") and caught_up(a.bootstrap, b.bootstrap, "temp"), "orders and temp copied")
+        time.sleep(2.0)  # rounds go on refusing a.small
+        assert count(b.bootstrap, "a.orders") == 100 and count(b.bootstrap, "a.small") == 0
+        assert "MESSAGE_TOO_LARGE" in log.read_text()
+        with Client(a.bootstrap) as client:
+            client.delete_topics(["temp"])
+        for i in range(100, 150):
+            producer.produce("orders", f"o-{i}".encode())
+        assert producer.flush(30) == 0
+        wait_for(lambda: caught_up(a.bootstrap, b.bootstrap, "orders"), "orders still copied after temp was deleted")
+        wait_for(lambda: "temp is gone from the source" in log.read_text(), "the deleted topic dropped")
+        assert count(b.bootstrap, "a.orders") == 150
+    finally:
+        mirror.send_signal(signal.SIGTERM)
+        mirror.wait(20)

@@ -29,12 +29,12 @@ def test_a_gap_or_a_repeat_writes_a_sync_and_translation_stays_on_the_safe_side(
     assert syncs.advance(KEY, 10, 10) == []
     assert syncs.advance(KEY, 30, 15) == [(10, 10), (30, 15)]  # 20 source offsets, 5 records: a compacted gap
     assert syncs.translate(KEY, 10) == 10  # exact inside the linear run (0..10)
-    assert syncs.translate(KEY, 12) == 11  # inside the gap: just after the last known point, never past
+    assert syncs.translate(KEY, 12) == 10  # inside the gap: the last known point (12 may be the first record after it)
     assert syncs.translate(KEY, 30) == 15
     # A restart copies 20..30 again at the target's end (15): the later mapping wins.
     syncs.add(KEY, 20, 15)
     assert syncs.translate(KEY, 20) == 15
-    assert syncs.translate(KEY, 25) == 16  # between it and the current position: just past the sync
+    assert syncs.translate(KEY, 25) == 15  # between it and the current position: the sync's own point
 
 
 def test_a_checkpoint_reader_without_the_current_position_translates_up_to_the_last_sync() -> None:
@@ -64,3 +64,16 @@ def test_records_in_mm2_s_layout() -> None:
 def test_unreadable_records_are_refused(key: bytes, value: bytes) -> None:
     with pytest.raises((ValueError, struct.error)):
         OffsetSync.read(key, value)
+
+
+def test_no_cycle_in_a_ring_of_three() -> None:
+    from fastlog.mirror.config import MirrorConfig
+
+    settings = {"clusters": "a, b, c", "a.bootstrap.servers": "x:1", "b.bootstrap.servers": "y:1", "c.bootstrap.servers": "z:1",
+                "a->b.enabled": "true", "b->c.enabled": "true", "c->a.enabled": "true"}
+    config = MirrorConfig.from_settings(settings)
+    flows = {f.name: f for f in config.flows}
+    assert config.wanted(flows["c->a"], "b.orders")  # b's orders go on to a
+    assert not config.wanted(flows["c->a"], "b.a.orders")  # a's own orders, back around the ring
+    assert not config.wanted(flows["a->b"], "c.b.orders")
+    assert config.wanted(flows["a->b"], "orders")

@@ -25,7 +25,7 @@ from fastlog.records import Record, decode_batches, encode_batch
 LOG_OVERHEAD = 12  # base offset (8) and length (4)
 MAGIC_AT, CRC_AT, ATTRIBUTES_AT, LAST_DELTA_AT = 16, 17, 21, 23
 MAX_TIMESTAMP_AT, PRODUCER_AT, COUNT_AT, HEADER_SIZE = 35, 43, 57, 61
-TRANSACTIONAL, CONTROL = 0x10, 0x20
+LOG_APPEND_TIME, TRANSACTIONAL, CONTROL, DELETE_HORIZON = 0x08, 0x10, 0x20, 0x40
 NO_PRODUCER = struct.pack(">qhi", -1, -1, -1)  # producer id, epoch, base sequence
 
 
@@ -45,14 +45,16 @@ def split(data: bytes, position: int) -> Copy:
     """The batches of `data` (a Fetch response's records) from source offset `position` on."""
     copy = Copy(next_offset=position)
     at, total = 0, len(data)
-    while at + HEADER_SIZE <= total:
+    while at + MAGIC_AT + 1 <= total:  # old-format messages are shorter than a v2 header
         (base, length) = struct.unpack_from(">qi", data, at)
         end = at + LOG_OVERHEAD + length
-        if end > total:  # a partial batch at the end of the response
+        if length <= 0 or end > total:  # a partial batch at the end of the response
             break
         batch = data[at:end]
         at = end
         magic = batch[MAGIC_AT]
+        if magic == 2 and len(batch) < HEADER_SIZE:
+            raise ValueError(f"a record batch of {len(batch)} bytes at offset {base}")
         last = base + struct.unpack_from(">i", batch, LAST_DELTA_AT)[0] if magic == 2 else None
         if magic == 2 and last is not None and last < position:
             continue
@@ -61,7 +63,9 @@ def split(data: bytes, position: int) -> Copy:
         if magic == 2 and attributes & CONTROL:
             copy.next_offset = max(copy.next_offset, last + 1)
             continue
-        if magic == 2 and base >= position and count == last - base + 1:
+        # As it is: from the position on, no offset gap, create times (a target's produce
+        # refuses LogAppendTime; decoding gives each record its append time as create time).
+        if magic == 2 and base >= position and count == last - base + 1 and not attributes & (LOG_APPEND_TIME | DELETE_HORIZON):
             _add_batch(copy, rewrite(batch, attributes), count, last)
             continue
         for decoded in decode_batches(batch):  # the slow path: decode, copy the records

@@ -103,10 +103,15 @@ class MirrorConfig:
 
     def wanted(self, flow: Flow, topic: str) -> bool:
         """Whether `flow` copies `topic`: it matches the flow's patterns and no exclusion, and it
-        did not come from the target (no cycles)."""
+        did not pass through the target on its way here (no cycles, in rings of any size: MM2's
+        isCycle walks every upstream hop)."""
         if not any(p.fullmatch(topic) for p in flow.topics) or any(p.fullmatch(topic) for p in flow.exclude):
             return False
-        return self.topic_source(topic) != flow.target.alias
+        while (source := self.topic_source(topic)) is not None:
+            if source == flow.target.alias:
+                return False
+            topic = topic.split(self.separator, 1)[1]
+        return True
 
     @classmethod
     def from_file(cls, path: str) -> "MirrorConfig":

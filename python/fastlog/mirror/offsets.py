@@ -8,8 +8,9 @@ that do follow each other linearly is exact. A committed source offset U transla
 
 - the sync's downstream offset when U is a sync's upstream offset;
 - S.down + (U - S.up) when the syncs around it are linear (no gap, no repeat in between);
-- S.down + 1 otherwise (S being the last sync at or before U): the consumer read S's record,
-  maybe more: going on from just after it may repeat records, never skips one.
+- S.down otherwise (S being the last sync at or before U): a sync's upstream offset need not
+  be a record (a transaction marker, a compacted gap), so going on from S.down may repeat
+  records but never skips one.
 
 A U beyond what has been copied is not translated (the group is ahead of the mirror).
 """
@@ -73,5 +74,5 @@ class OffsetSyncs:
             next_up, next_down = points[at + 1]
             if next_up - up == next_down - down:
                 return down + (upstream - up)
-            return down + 1
-        return None if current is None else down + 1
+            return down
+        return None if current is None else down

@@ -33,6 +33,8 @@ from fastlog.records import Record
 log = logging.getLogger(__name__)
 
 FETCH_WAIT_MS = 500
+RETRY_REFUSED_SECONDS = 1.0  # a round where the target refused a partition: a pause before the next
+ERROR_REFRESH_SECONDS = 1.0  # a fetch error (a leader moving): metadata again after this, not at once
 PARTITION_FETCH_BYTES = 8 << 20  # large rounds: fewer requests, fewer progress commits
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' source of a topic's own override
 EARLIEST = -2
@@ -80,28 +82,33 @@ class Replicator:
             self.load_syncs()
         if time.monotonic() - self._refreshed_at >= self.config.refresh_topics_seconds:
             self.refresh_topics()
-        self._take_share(self.work.partitions({(t, p) for t, count in self.topics.items() for p in range(count)}))
+        wanted = {(t, p) for t, count in self.topics.items() for p in range(count)}
+        self._take_share(self.work.partitions(wanted) & wanted)  # a share dealt before a topic was deleted
         if not self.positions:
             time.sleep(FETCH_WAIT_MS / 1000)
             return 0
         fetched = self.source.fetch(self.positions, max_wait_ms=FETCH_WAIT_MS, partition_max_bytes=PARTITION_FETCH_BYTES, decode=False)
         copies: dict[tuple[str, int], Copy] = {}
         moved: dict[tuple[str, int], int] = {}
+        errors = False
         for key, part in fetched.items():
             if part.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
                 self.positions[key] = self._earliest(key)  # retention passed us: go on from the log start
                 log.warning("%s: %s-%d: offset out of range; going on from %d", self.flow.name, *key, self.positions[key])
                 continue
-            if part.error_code:  # a leader moved, most likely: metadata again next round
+            if part.error_code:  # a leader moved, most likely: metadata again soon
                 log.debug("%s: fetch %s-%d: %s", self.flow.name, *key, ErrorCode(part.error_code).name)
-                self._refreshed_at = float("-inf")
+                self._refreshed_at = min(self._refreshed_at, time.monotonic() - self.config.refresh_topics_seconds + ERROR_REFRESH_SECONDS)
+                errors = True
                 continue
             copy = split(part.raw, self.positions[key])
             if copy.batches:
                 copies[key] = copy
             if copy.next_offset > self.positions[key]:
                 moved[key] = copy.next_offset  # past control batches and compacted gaps too
-        self._append(copies)
+        for key in self._append(copies):  # refused there: copied again next round (from its position)
+            moved.pop(key, None)
+            copies.pop(key, None)
         if moved:
             self._write_syncs([(key, self.syncs.advance(key, offset, self.downstream[key])) for key, offset in moved.items()])
             self.target.commit_offsets(self.progress_group, {(self.config.remote_topic(self.flow, t), p): o for (t, p), o in moved.items()})
@@ -112,19 +119,41 @@ class Replicator:
                 if copy.last_timestamp is not None:
                     self.latency[key] = now - copy.last_timestamp / 1000
         copied = sum(c.count for c in copies.values())
+        if errors and not copied:
+            time.sleep(FETCH_WAIT_MS / 1000)  # partitions in error answer at once: no busy loop
         self.totals.records += copied
         self.totals.bytes += sum(c.size for c in copies.values())
         return copied
 
-    def _append(self, copies: dict[tuple[str, int], Copy]) -> None:
+    def _append(self, copies: dict[tuple[str, int], Copy]) -> set[tuple[str, int]]:
         """Appends each partition's batches in order, acks=all: a Produce carries one batch per
-        partition (Kafka's rule from v3), so a partition with several takes several requests."""
+        partition (Kafka's rule from v3), so a partition with several takes several requests.
+        The partitions the target refused (their later batches are not sent): the others'
+        progress is recorded, so a refusal of one partition does not copy the rest again."""
         remote = {key: (self.config.remote_topic(self.flow, key[0]), key[1]) for key in copies}
+        refused: set[tuple[str, int]] = set()
         for wave in range(max((len(c.batches) for c in copies.values()), default=0)):
-            sending = {key: c.batches[wave] for key, c in copies.items() if wave < len(c.batches)}
-            bases = self.target.produce_encoded({remote[key]: batch for key, (batch, _) in sending.items()}, acks=-1)
+            sending = {key: c.batches[wave] for key, c in copies.items() if wave < len(c.batches) and key not in refused}
+            if not sending:
+                break
+            errors: dict = {}
+            bases = self.target.produce_encoded({remote[key]: batch for key, (batch, _) in sending.items()}, acks=-1, errors=errors)
             for key, (_, count) in sending.items():
-                self.downstream[key] = bases[remote[key]] + count
+                if remote[key] in errors:
+                    refused.add(key)
+                    log.warning("%s: %s", self.flow.name, errors[remote[key]])
+                else:
+                    self.downstream[key] = bases[remote[key]] + count
+            self.work.heartbeat_if_due()  # a long round must not end this mirror's group session
+        if refused:
+            # Batches of a refused partition already appended in earlier waves are copied
+            # again from its position: its downstream offset is read anew.
+            ends = self.target.list_offsets([remote[key] for key in refused], LATEST)
+            for key in refused:
+                self.downstream[key] = ends[remote[key]]
+                self.syncs.current.pop(key, None)
+            time.sleep(RETRY_REFUSED_SECONDS)
+        return refused
 
     def _earliest(self, key: tuple[str, int]) -> int:
         return self.source.list_offsets([key], EARLIEST)[key]
@@ -137,6 +166,12 @@ class Replicator:
         self._refreshed_at = time.monotonic()
         self.target.metadata()
         cluster = self.source.metadata()
+        for gone in [t for t in self.topics if t not in cluster.topics]:  # deleted at the source
+            log.info("%s: %s is gone from the source; no longer mirrored", self.flow.name, gone)
+            del self.topics[gone]
+            self.configs.pop(gone, None)
+            for key in [k for k in self.positions if k[0] == gone]:
+                del self.positions[key]
         for name, info in sorted(cluster.topics.items()):
             if info.internal or info.error_code or not self.config.wanted(self.flow, name):
                 continue
@@ -217,12 +252,12 @@ class Replicator:
     def load_syncs(self) -> None:
         """The offset syncs written before (by this mirror's earlier runs): offset translation
         for what was copied then. Makes the syncs topic (compacted, one partition) if missing."""
-        self._syncs_loaded = True
         try:
             self.source.create_topic(self.syncs_topic, 1, self.config.replication_factor, {"cleanup.policy": "compact"})
         except UnsupportedByBroker as e:
             log.warning("%s: %s: offset syncs are kept in memory only (translation covers this run)", self.flow.name, e)
             self.syncs_on_source = False
+            self._syncs_loaded = True
             return
         except KafkaError as e:
             if e.code != ErrorCode.TOPIC_ALREADY_EXISTS:
@@ -233,6 +268,7 @@ class Replicator:
             except (ValueError, UnicodeDecodeError, IndexError):
                 continue
             self.syncs.add((sync.topic, sync.partition), sync.upstream, sync.downstream)
+        self._syncs_loaded = True
 
     def lag(self) -> dict[tuple[str, int], int]:
         """Records each mirrored partition's source has that the mirror has not copied."""

@@ -46,8 +46,11 @@ def run(config: MirrorConfig, stop: Optional[threading.Event] = None, report_sec
                 replicator = flow.replicator
                 try:
                     flow.run_once()
-                except (ClientError, OSError, ValueError) as e:  # a cluster away, or a refusal: retried
-                    log.warning("%s: %s; retrying", replicator.flow.name, e)
+                except Exception as e:  # a cluster away, a refusal, or a bug: logged and retried, the mirror goes on
+                    if isinstance(e, (ClientError, OSError)):
+                        log.warning("%s: %s; retrying", replicator.flow.name, e)
+                    else:
+                        log.exception("%s: the round failed; retrying", replicator.flow.name)
                     replicator.source.close()
                     replicator.target.close()
                     replicator._refreshed_at = float("-inf")  # leaders and topics read again

@@ -53,6 +53,11 @@ class WorkGroup:
                 self._join(wanted)
         return self.assigned or frozenset()
 
+    def heartbeat_if_due(self) -> None:
+        """Within a long round: keeps the session (a rebalance it reports is joined next round)."""
+        if self.assigned is not None and time.monotonic() - self._heartbeat_at >= HEARTBEAT_SECONDS:
+            self._heartbeat()
+
     def leave(self) -> None:
         if not self.member_id:
             return
