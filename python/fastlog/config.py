@@ -319,6 +319,15 @@ IGNORED_KEYS = frozenset(
 )
 
 
+def read_properties(path: str | os.PathLike[str], what: str = "") -> dict[str, str]:
+    """A properties file's settings; ConfigError naming the file when it cannot be read."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read {what + ' ' if what else ''}{path}: {e.strerror}") from None
+    return parse_properties(text, str(path))
+
+
 def parse_properties(text: str, source: str = "config") -> dict[str, str]:
     """Parses Java-properties text: `key=value` or `key: value`, `#`/`!` comments."""
     values: dict[str, str] = {}
@@ -566,12 +575,7 @@ class BrokerConfig:
     ) -> "BrokerConfig":
         values: dict[str, str] = {}
         if config_file is not None:
-            path = Path(config_file)
-            try:
-                text = path.read_text()
-            except OSError as e:
-                raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
-            values.update(parse_properties(text, str(path)))
+            values.update(read_properties(config_file, "config file"))
         values.update(env_overrides(os.environ if environ is None else environ))
         for item in overrides:
             key, sep, value = item.partition("=")

@@ -140,31 +140,34 @@ def client_first_message(token: str, authzid: str = "", extensions: Optional[dic
     return f"n,{'a=' + authzid if authzid else ''},\x01auth=Bearer {token}\x01{pairs}\x01".encode()
 
 
-class JwksServer:
-    """A JWKS endpoint on 127.0.0.1 served from a thread: `keys` may be changed at any time;
-    `fetches` counts the GETs of the JWKS path."""
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 in a thread (a `with` block runs it): subclasses answer a
+    request with `answer(method, path, headers, body)` -> (status, JSON-able body) or None (404)."""
 
-    PATH = "/.well-known/jwks.json"
+    PATH = "/"
 
-    def __init__(self, *keys: SigningKey) -> None:
-        self.keys = list(keys)
-        self.fetches = 0
-        self._lock = threading.Lock()
+    def __init__(self) -> None:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                if self.path != outer.PATH:
-                    self.send_error(404)
+            def _serve(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+                answer = outer.answer(method, self.path, self.headers, body) if self.path == outer.PATH else None
+                if answer is None or answer[0] != 200:
+                    self.send_error(answer[0] if answer else 404)
                     return
-                with outer._lock:
-                    outer.fetches += 1
-                    body = json.dumps(jwks(*outer.keys)).encode()
+                data = json.dumps(answer[1]).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(body)
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's names)
+                self._serve("GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                self._serve("POST")
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -173,9 +176,40 @@ class JwksServer:
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
 
+    def answer(self, method: str, path: str, headers: Any, body: bytes) -> Optional[tuple[int, Any]]:
+        raise NotImplementedError
+
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}{self.PATH}"
+
+    def __enter__(self) -> Any:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+class JwksServer(LoopbackServer):
+    """A JWKS endpoint: `keys` may be changed at any time; `fetches` counts the GETs."""
+
+    PATH = "/.well-known/jwks.json"
+
+    def __init__(self, *keys: SigningKey) -> None:
+        super().__init__()
+        self.keys = list(keys)
+        self.fetches = 0
+        self._lock = threading.Lock()
+
+    def answer(self, method: str, path: str, headers: Any, body: bytes) -> Optional[tuple[int, Any]]:
+        if method != "GET":
+            return None
+        with self._lock:
+            self.fetches += 1
+            return 200, jwks(*self.keys)
 
     def set_keys(self, *keys: SigningKey) -> None:
         with self._lock:
@@ -185,60 +219,24 @@ class JwksServer:
         with self._lock:
             return self.fetches
 
-    def __enter__(self) -> "JwksServer":
-        self.thread.start()
-        return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-
-
-class TokenEndpoint:
-    """An OAuth 2 token endpoint (client credentials grant) on 127.0.0.1, served from a
-    thread: what librdkafka's `sasl.oauthbearer.method=oidc` asks for tokens. It checks the
-    client's id and secret (HTTP Basic) and answers a JWT the issuer signs for that client."""
+class TokenEndpoint(LoopbackServer):
+    """An OAuth 2 token endpoint (client credentials grant): what librdkafka's
+    `sasl.oauthbearer.method=oidc` asks for tokens. It checks the client's id and secret (HTTP
+    Basic) and answers a JWT the issuer signs for that client."""
 
     PATH = "/oauth2/token"
 
     def __init__(self, issuer: "Issuer", clients: dict[str, str], lifetime: float = 300) -> None:
+        super().__init__()
+        self.issuer, self.clients, self.lifetime = issuer, clients, lifetime
         self.issued = 0
-        outer = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-                scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
-                client_id, _, secret = base64.b64decode(encoded or "").decode(errors="replace").partition(":") if scheme == "Basic" else ("", "", "")
-                if self.path != outer.PATH or clients.get(client_id) != secret:
-                    self.send_error(401)
-                    return
-                outer.issued += 1
-                body = json.dumps({"access_token": issuer.token(sub=client_id, lifetime=lifetime), "token_type": "bearer",
-                                   "expires_in": int(lifetime)}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{self.PATH}"
-
-    def __enter__(self) -> "TokenEndpoint":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+    def answer(self, method: str, path: str, headers: Any, body: bytes) -> Optional[tuple[int, Any]]:
+        scheme, _, encoded = (headers.get("Authorization") or "").partition(" ")
+        client_id, _, secret = base64.b64decode(encoded or "").decode(errors="replace").partition(":") if scheme == "Basic" else ("", "", "")
+        if method != "POST" or self.clients.get(client_id) != secret:
+            return 401, None
+        self.issued += 1
+        token = self.issuer.token(sub=client_id, lifetime=self.lifetime)
+        return 200, {"access_token": token, "token_type": "bearer", "expires_in": int(self.lifetime)}

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
 from fastlog import protocol
-from fastlog.security.acls import CLUSTER_NAME, OPERATIONS_OF, ResourceType, operations_bits
+from fastlog.security.acls import CLUSTER_NAME, OPERATIONS_OF, ResourceType, host_of, operations_bits
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -29,7 +29,7 @@ class RequestContext:
     @property
     def host(self) -> str:
         """The client's IP address (what ACLs' hosts are matched against)."""
-        return self.peer.rsplit(":", 1)[0]
+        return host_of(self.peer)
 
     def allows(self, operation: int, resource_type: int, name: str = CLUSTER_NAME, log_denied: bool = True) -> bool:
         """Whether the ACLs let this request's principal do `operation` on the resource (always,

@@ -33,7 +33,7 @@ from fastlog.handlers.common import LEADER_EPOCH, led_partition, storage_error_c
 from fastlog.protocol import ErrorCode
 from fastlog.records import DEFAULT_MAX_BYTES, CorruptRecordsError, RecordsTooLargeError
 from fastlog.schema_registry import validation
-from fastlog.security.acls import Operation, ResourceType
+from fastlog.security.acls import Operation, ResourceType, host_of
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -55,7 +55,7 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str, pr
     validated_names = logs.schema_validation_names
     if validated_names and any(name in frame for name in validated_names):
         return DECLINED  # the records are checked against the schema registry by `handle`
-    may_write = None if broker.authorizer is None else functools.partial(_may_write, broker.authorizer, principal, peer)
+    may_write = None if broker.authorizer is None else functools.partial(_may_write, broker.authorizer, principal, peer, host_of(peer))
     produced = logs.table.produce(frame, VERSIONS, LEADER_EPOCH, None, may_write)
     if produced is None:
         return DECLINED
@@ -79,8 +79,7 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str, pr
     return produced.response()
 
 
-def _may_write(authorizer: "Authorizer", principal: str, peer: str, topic: str) -> bool:
-    host = peer.rsplit(":", 1)[0]
+def _may_write(authorizer: "Authorizer", principal: str, peer: str, host: str, topic: str) -> bool:
     if authorizer.authorize(principal, host, Operation.WRITE, ResourceType.TOPIC, topic):
         return True
     authorizer.log_denied(principal, peer, Operation.WRITE, ResourceType.TOPIC, topic, "Produce")

@@ -29,10 +29,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Mapping, Optional
 
-from fastlog.config import ConfigError, parse_properties
+from fastlog.config import ConfigError, read_properties
 from fastlog.security.client_side import ClientSecurity
 
 DEFAULT_POLICY = "org.apache.kafka.connect.mirror.DefaultReplicationPolicy"
@@ -115,11 +114,7 @@ class MirrorConfig:
 
     @classmethod
     def from_file(cls, path: str) -> "MirrorConfig":
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-        return cls.from_settings(parse_properties(text, path), path)
+        return cls.from_settings(read_properties(path), path)
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, str], source: str = "mirror config") -> "MirrorConfig":

@@ -64,7 +64,6 @@ class Replicator:
         self.topics: dict[str, int] = {}  # source topic -> partitions mirrored
         self.configs: dict[str, dict[str, str]] = {}  # source topic -> configs copied last
         self.totals = Totals()
-        self.last_copied_at: dict[tuple[str, int], float] = {}
         self.latency: dict[tuple[str, int], float] = {}  # seconds from a record's timestamp to its copy, last round
         self._refreshed_at = float("-inf")
         self._syncs_loaded = False
@@ -115,7 +114,6 @@ class Replicator:
             self.positions.update(moved)
             now = time.time()
             for key, copy in copies.items():
-                self.last_copied_at[key] = now
                 if copy.last_timestamp is not None:
                     self.latency[key] = now - copy.last_timestamp / 1000
         copied = sum(c.count for c in copies.values())

@@ -55,6 +55,11 @@ CACHED_DECISIONS = 100_000  # the cache is emptied when it holds more
 DENIAL_LOG_SECONDS = 10.0  # one log line per (principal, operation, resource) this often
 
 
+def host_of(peer: str) -> str:
+    """The IP address of a `host:port` peer (what ACLs' hosts are matched against)."""
+    return peer.rsplit(":", 1)[0]
+
+
 class ResourceType(IntEnum):
     UNKNOWN = 0
     ANY = 1

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Generator, Mapping, Optional
 
-from fastlog.config import ConfigError, parse_properties
+from fastlog.config import ConfigError, read_properties
 from fastlog.security.jaas import login_credentials, parse_entries
 from fastlog.security.scram import HASHES, MAX_ITERATIONS, salted_password
 
@@ -79,11 +79,7 @@ class ClientSecurity:
 
     @classmethod
     def from_file(cls, path: str) -> "ClientSecurity":
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror}") from None
-        return cls.from_settings(parse_properties(text, path), path)
+        return cls.from_settings(read_properties(path), path)
 
 
 def inter_broker_security(config: "BrokerConfig", tls: "Mapping[str, ListenerTls]") -> ClientSecurity:
