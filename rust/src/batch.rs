@@ -468,6 +468,96 @@ pub fn assign_offsets(
     assigned
 }
 
+/// A transaction marker: the control record of a COMMIT or ABORT control batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+const CONTROL_ABORT: i16 = 0;
+const CONTROL_COMMIT: i16 = 1;
+
+fn push_varlong(v: i64, out: &mut Vec<u8>) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+/// The marker a control batch carries (its first record's key: version, type; value:
+/// version, coordinator epoch), None for a control batch of another type or one unreadable.
+/// Control batches are never compressed.
+pub fn marker_of(header: &BatchHeader, batch: &[u8]) -> Option<Marker> {
+    if !header.is_control() || header.record_count < 1 || batch.len() < header.size() {
+        return None;
+    }
+    let records = &batch[HEADER_SIZE..header.size()];
+    let record = parse_records(records, 1).ok()?.into_iter().next()?;
+    let (ks, ke) = record.key?;
+    let key = &records[ks..ke];
+    if key.len() < 4 {
+        return None;
+    }
+    let kind = i16::from_be_bytes([key[2], key[3]]);
+    let coordinator_epoch = record
+        .value
+        .map(|(vs, ve)| &records[vs..ve])
+        .filter(|v| v.len() >= 6)
+        .map_or(0, |v| i32::from_be_bytes([v[2], v[3], v[4], v[5]]));
+    match kind {
+        CONTROL_COMMIT => Some(Marker { commit: true, coordinator_epoch }),
+        CONTROL_ABORT => Some(Marker { commit: false, coordinator_epoch }),
+        _ => None,
+    }
+}
+
+/// A COMMIT or ABORT control batch of one record (Kafka's EndTransactionMarker), offset 0:
+/// the log assigns its offset like any other batch's.
+pub fn build_marker_batch(producer_id: i64, producer_epoch: i16, marker: Marker, timestamp: i64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&(if marker.commit { CONTROL_COMMIT } else { CONTROL_ABORT }).to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&marker.coordinator_epoch.to_be_bytes());
+    let mut body = vec![0u8]; // record attributes
+    push_varlong(0, &mut body); // timestamp delta
+    push_varlong(0, &mut body); // offset delta
+    push_varlong(key.len() as i64, &mut body);
+    body.extend_from_slice(&key);
+    push_varlong(value.len() as i64, &mut body);
+    body.extend_from_slice(&value);
+    push_varlong(0, &mut body); // headers
+    let mut records = Vec::with_capacity(body.len() + 2);
+    push_varlong(body.len() as i64, &mut records);
+    records.extend_from_slice(&body);
+    let mut b = Vec::with_capacity(HEADER_SIZE + records.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // partition leader epoch
+    b.push(MAGIC_V2 as u8);
+    b.extend_from_slice(&0u32.to_be_bytes()); // crc, below
+    b.extend_from_slice(&(ATTR_TRANSACTIONAL | ATTR_CONTROL).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes()); // last offset delta
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&producer_epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // base sequence
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c(&b[OFF_ATTRIBUTES..]);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -15,6 +15,7 @@ pub mod log;
 pub mod segment;
 pub mod compression;
 pub mod producer_state;
+pub mod txn_index;
 pub mod cleaner;
 pub mod produce;
 pub mod quorum;

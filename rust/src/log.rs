@@ -14,8 +14,9 @@ use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
 use crate::cleaner::{self, CleanStats};
 use crate::error::{CoreError, Result};
-use crate::producer_state::{self, ProducerState, Verdict};
+use crate::producer_state::{self, CompletedTxn, ProducerState, Verdict};
 use crate::segment::{ScanRules, Segment};
+use crate::txn_index::{self, AbortedTxn};
 
 /// Per-log settings, named after Kafka's topic configs.
 #[derive(Debug, Clone)]
@@ -104,6 +105,11 @@ pub struct PartitionLog {
     pub repairs: Vec<String>,
     producers: ProducerState,
     first_dirty_offset: i64,
+    /// Aborted transactions, by the base of the segment holding their ABORT marker (that
+    /// segment's `.txnindex`), in marker order.
+    aborted: BTreeMap<i64, Vec<AbortedTxn>>,
+    /// Segments whose `.txnindex` got entries since the last flush (synced by it).
+    txn_index_unsynced: Vec<i64>,
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -130,6 +136,8 @@ impl PartitionLog {
             repairs: Vec::new(),
             producers: ProducerState::default(),
             first_dirty_offset: 0,
+            aborted: BTreeMap::new(),
+            txn_index_unsynced: Vec::new(),
         };
         let mut bases = log.list_segment_files()?;
         bases.sort_unstable();
@@ -149,6 +157,7 @@ impl PartitionLog {
         log.recovery_point = recovery_point.clamp(0, end);
         log.active_mut().activate()?;
         log.load_epochs()?;
+        log.load_txn_indexes()?;
         log.load_producer_state()?;
         log.first_dirty_offset = checkpoint::read(&log.dir.join(CLEANER_FILE))
             .ok()
@@ -301,6 +310,9 @@ impl PartitionLog {
         } else {
             batch::validate_produce(data, self.config.max_message_bytes)?
         };
+        if headers.iter().any(|h| h.is_control()) {
+            return Err(CoreError::InvalidRecord("clients may not write control batches (transaction markers)".into()));
+        }
         if headers.len() > 1 && headers.iter().any(producer_state::is_idempotent) {
             return Err(CoreError::InvalidRecord(format!(
                 "an idempotent producer must send one batch per partition, not {}",
@@ -349,7 +361,7 @@ impl PartitionLog {
             self.maybe_roll(size as u64, header.last_offset(), now_ms)?;
             let interval = self.config.index_interval_bytes;
             self.active_mut().append(&[bytes], &[header], interval)?;
-            self.producers.record(&header);
+            self.note_producer_batch(&header, bytes)?;
             let epoch = header.partition_leader_epoch;
             if epoch >= 0 && self.epochs.last().is_none_or(|(e, _)| epoch > *e) {
                 self.epochs.push((epoch, header.base_offset));
@@ -408,8 +420,10 @@ impl PartitionLog {
             pos += header.size();
         }
         self.active_mut().append(&parts, &shifted, interval)?;
+        let mut pos = 0;
         for header in &shifted {
-            self.producers.record(header);
+            self.note_producer_batch(header, &bytes[pos..pos + header.size()])?;
+            pos += header.size();
         }
         if self.epochs.last().is_none_or(|(epoch, _)| leader_epoch > *epoch) && leader_epoch >= 0 {
             self.epochs.push((leader_epoch, base_offset));
@@ -561,6 +575,7 @@ impl PartitionLog {
             self.write_epochs(true)?;
             self.epochs_unsynced = false;
         }
+        self.sync_txn_indexes()?;
         self.recovery_point = self.log_end_offset();
         self.unflushed_messages = 0;
         self.last_flush_ms = now_ms;
@@ -608,6 +623,7 @@ impl PartitionLog {
             if let Some(segment) = self.segments.remove(base) {
                 segment.delete_files()?;
             }
+            self.aborted.remove(base);
         }
         if let Some(first) = self.segments.keys().next() {
             self.log_start_offset = self.log_start_offset.max(*first);
@@ -646,11 +662,13 @@ impl PartitionLog {
             return Ok(None);
         }
         let lag = self.config.min_compaction_lag_ms;
+        // Open transactions are not cleaned: their outcome decides what stays.
+        let stable = self.producers.first_unstable_offset().unwrap_or(i64::MAX);
         let sealed: Vec<(i64, u64, i64, i64)> = self
             .segments
             .values()
             .take(self.segments.len() - 1)
-            .take_while(|s| lag <= 0 || s.max_timestamp <= now_ms - lag)
+            .take_while(|s| (lag <= 0 || s.max_timestamp <= now_ms - lag) && s.next_offset <= stable)
             .map(|s| (s.base_offset, s.size, s.next_offset, s.max_timestamp))
             .collect();
         let Some(&(_, _, end_offset, _)) = sealed.last() else { return Ok(None) };
@@ -662,10 +680,17 @@ impl PartitionLog {
         }
         let mut keys: HashMap<Vec<u8>, i64> = HashMap::new();
         let mut stats = CleanStats::default();
+        // Records of aborted transactions go, and never hide an earlier value of their key.
+        let aborted: Vec<AbortedTxn> = self.aborted.values().flatten().copied().collect();
+        let is_aborted = |h: &BatchHeader| {
+            h.is_transactional()
+                && !h.is_control()
+                && aborted.iter().any(|t| t.producer_id == h.producer_id && t.first_offset <= h.base_offset && h.base_offset < t.last_offset)
+        };
         for (base, size, next, _) in &sealed {
             if *next > first_dirty {
                 let path = self.segments[base].log_path();
-                cleaner::for_each_batch(&path, *size, |h, b| cleaner::add_keys(&mut keys, h, b, first_dirty))?;
+                cleaner::for_each_batch(&path, *size, |h, b| if is_aborted(h) { Ok(()) } else { cleaner::add_keys(&mut keys, h, b, first_dirty) })?;
                 stats.bytes_read += size;
             }
         }
@@ -676,6 +701,11 @@ impl PartitionLog {
             let mut out = Vec::with_capacity(*size as usize);
             let mut changed = false;
             cleaner::for_each_batch(&path, *size, |header, bytes| {
+                if is_aborted(header) {
+                    stats.records_removed += header.record_count.max(0) as u64;
+                    changed = true;
+                    return Ok(());
+                }
                 let keep = |offset: i64, key: Option<&[u8]>, tombstone: bool| {
                     let superseded = key.and_then(|k| keys.get(k)).is_some_and(|last| *last > offset);
                     !(superseded || (tombstone && header.max_timestamp < horizon))
@@ -772,8 +802,126 @@ impl PartitionLog {
         self.epochs.clear();
         self.write_epochs(true)?;
         self.producers.clear();
+        self.aborted.clear();
+        self.txn_index_unsynced.clear();
         self.first_dirty_offset = offset;
         checkpoint::sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Writes a COMMIT or ABORT marker of a producer's transaction (the coordinator's
+    /// WriteTxnMarkers): its offset. A marker of an older epoch than the producer's is refused.
+    pub fn append_marker(&mut self, producer_id: i64, producer_epoch: i16, marker: batch::Marker, leader_epoch: i32, now_ms: i64) -> Result<i64> {
+        if let Some(entry) = self.producers.entry(producer_id) {
+            if producer_epoch < entry.epoch {
+                return Err(CoreError::InvalidProducerEpoch(format!(
+                    "transaction marker of producer {producer_id} has epoch {producer_epoch}, but epoch {} is current",
+                    entry.epoch
+                )));
+            }
+        }
+        let bytes = batch::build_marker_batch(producer_id, producer_epoch, marker, now_ms);
+        let headers = batch::validate_produce(&bytes, usize::MAX)?;
+        Ok(self.append_validated(&bytes, &headers, leader_epoch, now_ms)?.base_offset)
+    }
+
+    /// The last stable offset: read_committed consumers see nothing at or past it (the first
+    /// offset of the oldest open transaction, at most the high watermark).
+    pub fn last_stable_offset(&self) -> i64 {
+        self.producers.first_unstable_offset().map_or(self.high_watermark, |first| first.min(self.high_watermark))
+    }
+
+    /// Aborted transactions whose records may lie in [fetch_offset, upper): (producer id,
+    /// first offset), as a read_committed Fetch returns them.
+    pub fn aborted_transactions(&self, fetch_offset: i64, upper: i64) -> Vec<(i64, i64)> {
+        let first_base = self.segments.range(..=fetch_offset).next_back().map_or(i64::MIN, |(b, _)| *b);
+        self.aborted
+            .range(first_base..)
+            .flat_map(|(_, entries)| entries)
+            .filter(|t| t.last_offset >= fetch_offset && t.first_offset < upper)
+            .map(|t| (t.producer_id, t.first_offset))
+            .collect()
+    }
+
+    /// Open transactions, oldest first: (producer id, first offset).
+    pub fn ongoing_transactions(&self) -> Vec<(i64, i64)> {
+        self.producers.ongoing()
+    }
+
+    /// Every producer with state here: (id, epoch, last sequence, last timestamp, coordinator
+    /// epoch, first offset of its open transaction or -1), as DescribeProducers answers.
+    pub fn producers(&self) -> Vec<(i64, i16, i32, i64, i32, i64)> {
+        self.producers
+            .entries()
+            .into_iter()
+            .map(|(pid, e)| {
+                let last_sequence = e.batches.back().map_or(-1, |m| m.last_sequence);
+                (pid, e.epoch, last_sequence, e.last_timestamp, e.coordinator_epoch, e.txn_first_offset)
+            })
+            .collect()
+    }
+
+    /// Producer state after an appended (or replayed) batch; an aborted transaction's entry
+    /// goes into the `.txnindex` of the segment holding its marker.
+    fn note_producer_batch(&mut self, header: &BatchHeader, bytes: &[u8]) -> Result<()> {
+        let marker = if header.is_control() { batch::marker_of(header, bytes) } else { None };
+        let Some(CompletedTxn { producer_id, first_offset, last_offset, aborted: true }) = self.producers.record(header, marker) else {
+            return Ok(());
+        };
+        let last_stable_offset = self.producers.first_unstable_offset().unwrap_or(last_offset + 1);
+        let entry = AbortedTxn { producer_id, first_offset, last_offset, last_stable_offset };
+        let base = self.segments.range(..=last_offset).next_back().map_or(last_offset, |(b, _)| *b);
+        if let Some(segment) = self.segments.get(&base) {
+            txn_index::append(&segment.path(txn_index::SUFFIX), &entry)?;
+        }
+        self.aborted.entry(base).or_default().push(entry);
+        if !self.txn_index_unsynced.contains(&base) {
+            self.txn_index_unsynced.push(base);
+        }
+        Ok(())
+    }
+
+    fn load_txn_indexes(&mut self) -> Result<()> {
+        self.aborted.clear();
+        for (base, segment) in &self.segments {
+            let entries = txn_index::read(&segment.path(txn_index::SUFFIX))?;
+            if !entries.is_empty() {
+                self.aborted.insert(*base, entries);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the aborted-transaction entries whose markers are at or past `offset` (replay
+    /// writes them again), rewriting the index files that change.
+    fn forget_aborted_from(&mut self, offset: i64) -> Result<()> {
+        let bases: Vec<i64> = self.aborted.keys().copied().collect();
+        for base in bases {
+            let entries = self.aborted.get_mut(&base).unwrap();
+            let before = entries.len();
+            entries.retain(|t| t.last_offset < offset);
+            if entries.len() == before {
+                continue;
+            }
+            let kept = entries.clone();
+            if kept.is_empty() {
+                self.aborted.remove(&base);
+            }
+            if let Some(segment) = self.segments.get(&base) {
+                txn_index::rewrite(&segment.path(txn_index::SUFFIX), &kept)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_txn_indexes(&mut self) -> Result<()> {
+        for base in std::mem::take(&mut self.txn_index_unsynced) {
+            let Some(segment) = self.segments.get(&base) else { continue };
+            let path = segment.path(txn_index::SUFFIX);
+            if let Ok(file) = File::open(&path) {
+                file.sync_all().map_err(|e| CoreError::io(format!("fsync {}", path.display()), e))?;
+            }
+        }
         Ok(())
     }
 
@@ -866,6 +1014,7 @@ impl PartitionLog {
                 Err(e) => self.repairs.push(format!("ignored {}: {e}", path.display())),
             }
         }
+        self.forget_aborted_from(from)?;
         self.replay_producers(from)
     }
 
@@ -873,12 +1022,27 @@ impl PartitionLog {
         let first = self.segments.range(..=from).next_back().map_or(from, |(b, _)| *b);
         let bases: Vec<i64> = self.segments.range(first..).map(|(b, _)| *b).collect();
         for base in bases {
-            let segment = self.segments.get_mut(&base).unwrap();
-            let file = segment.file()?;
-            let Some((mut position, _)) = segment.find_batch(&file, from)? else { continue };
-            while let Some(header) = segment.header_at(&file, position)? {
-                self.producers.record(&header);
-                position += header.size() as u64;
+            // (header, the batch's bytes for a control batch: its marker), read before noting
+            // them, since noting an abort writes to the segment's index.
+            let mut batches = Vec::new();
+            {
+                let segment = self.segments.get_mut(&base).unwrap();
+                let file = segment.file()?;
+                let Some((mut position, _)) = segment.find_batch(&file, from)? else { continue };
+                while let Some(header) = segment.header_at(&file, position)? {
+                    let mut bytes = Vec::new();
+                    if header.is_control() {
+                        bytes = vec![0u8; header.size()];
+                        use std::os::unix::fs::FileExt;
+                        file.read_exact_at(&mut bytes, position)
+                            .map_err(|e| CoreError::io(format!("read {}", segment.log_path().display()), e))?;
+                    }
+                    batches.push((header, bytes));
+                    position += header.size() as u64;
+                }
+            }
+            for (header, bytes) in batches {
+                self.note_producer_batch(&header, &bytes)?;
             }
         }
         Ok(())
@@ -1212,6 +1376,101 @@ mod tests {
         assert!(matches!(log.append(&idempotent_batch(42, -1, 61, &[b"z"]), 0, 0), Ok(_) | Err(_)));
         log.truncate_to(50).unwrap();
         assert_eq!(log.append(&idempotent_batch(42, 0, 50, &[b"again", b"again"]), 0, 0).unwrap().base_offset, 50);
+    }
+
+    fn transactional(mut b: Vec<u8>, pid: i64, epoch: i16, seq: i32) -> Vec<u8> {
+        b[21..23].copy_from_slice(&batch::ATTR_TRANSACTIONAL.to_be_bytes());
+        b[43..51].copy_from_slice(&pid.to_be_bytes());
+        b[51..53].copy_from_slice(&epoch.to_be_bytes());
+        b[53..57].copy_from_slice(&seq.to_be_bytes());
+        let crc = batch::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn marker(commit: bool) -> batch::Marker {
+        batch::Marker { commit, coordinator_epoch: 0 }
+    }
+
+    /// The last stable offset with the high watermark at the log end (a single replica).
+    fn stable(log: &mut PartitionLog) -> i64 {
+        log.high_watermark = log.log_end_offset();
+        log.last_stable_offset()
+    }
+
+    #[test]
+    fn transactions_hold_the_last_stable_offset_and_aborts_are_indexed_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        log.append(&build_batch(0, 1, &[b"plain"]), 0, 0).unwrap(); // 0
+        log.append(&transactional(build_batch(0, 1, &[b"a1", b"a2"]), 7, 0, 0), 0, 0).unwrap(); // 1-2
+        log.append(&transactional(build_batch(0, 1, &[b"b1"]), 8, 0, 0), 0, 0).unwrap(); // 3
+        assert_eq!(log.last_stable_offset(), 0, "at most the high watermark");
+        assert_eq!(stable(&mut log), 1);
+        assert_eq!(log.append_marker(7, 0, marker(false), 0, 0).unwrap(), 4);
+        assert_eq!(stable(&mut log), 3);
+        assert_eq!(log.append_marker(8, 0, marker(true), 0, 0).unwrap(), 5);
+        assert_eq!(stable(&mut log), 6);
+        assert_eq!(log.aborted_transactions(0, 6), vec![(7, 1)]);
+        assert_eq!(log.aborted_transactions(5, 6), vec![]);
+        assert_eq!(log.aborted_transactions(0, 1), vec![]);
+        assert!(path.join("00000000000000000000.txnindex").exists());
+        // The producer's epoch moved with... nothing: an older marker epoch is refused.
+        log.append(&transactional(build_batch(0, 1, &[b"c"]), 7, 2, 0), 0, 0).unwrap(); // 6
+        assert!(matches!(log.append_marker(7, 1, marker(false), 0, 0), Err(CoreError::InvalidProducerEpoch(_))));
+        assert!(matches!(log.append(&transactional(build_batch(0, 1, &[b"z"]), 7, 1, 1), 0, 0), Err(CoreError::InvalidProducerEpoch(_))));
+        // A client may not write markers itself.
+        let forged = batch::build_marker_batch(9, 0, marker(true), 0);
+        assert!(matches!(log.append(&forged, 0, 0), Err(CoreError::InvalidRecord(_))));
+        log.close(0).unwrap();
+        drop(log);
+        // Clean restart: the open transaction (offset 6) and the index come back.
+        let mut log = PartitionLog::open(&path, small_config(), 7, 0, 0).unwrap();
+        assert_eq!(stable(&mut log), 6);
+        assert_eq!(log.aborted_transactions(0, 7), vec![(7, 1)]);
+        assert_eq!(log.append_marker(7, 2, marker(false), 0, 0).unwrap(), 7);
+        drop(log);
+        // A crash without snapshots: replay rebuilds the open transactions and the index,
+        // without duplicate entries.
+        for entry in fs::read_dir(&path).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "snapshot") {
+                fs::remove_file(entry.path()).unwrap();
+            }
+        }
+        let mut log = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        assert_eq!(stable(&mut log), 8);
+        assert_eq!(log.aborted_transactions(0, 8), vec![(7, 1), (7, 6)]);
+        assert_eq!(log.producers().iter().find(|p| p.0 == 7).map(|p| (p.1, p.5)), Some((2, -1)));
+        // Truncating below the second abort forgets it and reopens that transaction.
+        log.truncate_to(7).unwrap();
+        assert_eq!(log.aborted_transactions(0, 8), vec![(7, 1)]);
+        assert_eq!(log.ongoing_transactions(), vec![(7, 6)]);
+        assert_eq!(stable(&mut log), 6);
+    }
+
+    #[test]
+    fn the_cleaner_removes_aborted_records_and_stops_at_open_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = small_config();
+        config.compacted = true;
+        config.segment_bytes = 200;
+        config.min_cleanable_dirty_ratio = 0.0;
+        let mut log = PartitionLog::open(&dir.path().join("t-0"), config, 0, 0, 0).unwrap();
+        log.append(&keyed_batch(1, b"k", Some(b"committed")), 0, 0).unwrap(); // 0
+        log.append(&transactional(keyed_batch(1, b"k", Some(b"aborted")), 7, 0, 0), 0, 0).unwrap(); // 1
+        log.append_marker(7, 0, marker(false), 0, 0).unwrap(); // 2
+        log.append(&transactional(keyed_batch(1, b"j", Some(b"open")), 8, 0, 0), 0, 0).unwrap(); // 3
+        for i in 0..6 {
+            log.append(&keyed_batch(1, format!("x{i}").as_bytes(), Some(b"filler")), 0, 0).unwrap();
+        }
+        log.clean(10).unwrap();
+        log.high_watermark = log.log_end_offset();
+        let bytes = read_all(&mut log, 0);
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(text.contains("committed") && !text.contains("aborted"), "{text}");
+        assert!(text.contains("open") && text.contains("filler"));
+        assert_eq!(log.last_stable_offset(), 3);
     }
 
     fn zigzag(v: i64, out: &mut Vec<u8>) {

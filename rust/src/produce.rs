@@ -155,6 +155,24 @@ pub fn topic_names(frame: &[u8], versions: (i16, i16)) -> Option<Vec<String>> {
     Some(request.topic_data.iter().map(|t| t.name.to_string()).collect())
 }
 
+/// A transactional Produce's transactional id and its transactional batches: (topic,
+/// partition, producer id, producer epoch) of each partition's first batch. None when the
+/// frame is declined or carries no transactional id.
+pub fn transactional_writes(frame: &[u8], versions: (i16, i16)) -> Option<(String, Vec<(String, i32, i64, i16)>)> {
+    let (_, request, _) = decode(frame, versions)?;
+    let id = request.transactional_id?;
+    let mut writes = Vec::new();
+    for topic in &request.topic_data {
+        for p in &topic.partition_data {
+            let Some(header) = p.records.and_then(|r| batch::parse_header(r).ok()) else { continue };
+            if header.is_transactional() {
+                writes.push((topic.name.to_string(), p.index, header.producer_id, header.producer_epoch));
+            }
+        }
+    }
+    Some((id.to_string(), writes))
+}
+
 /// Handles one Produce frame (without its size prefix); None declines it (not Produce, a
 /// version outside `versions`, or undecodable) before anything is appended. The partitions of
 /// `denied` topics (the ACLs do not let the client write them) get TOPIC_AUTHORIZATION_FAILED.
@@ -165,6 +183,20 @@ pub fn handle(
     leader_epoch: i32,
     now_ms: i64,
     denied: &[String],
+) -> Option<Produced> {
+    handle_refusing(frame, versions, partitions, leader_epoch, now_ms, denied, &[])
+}
+
+/// `handle`, with partitions refused beforehand: (topic, partition, Kafka error code), e.g. a
+/// transaction's write to a partition its coordinator has not added (KIP-890).
+pub fn handle_refusing(
+    frame: &[u8],
+    versions: (i16, i16),
+    partitions: &impl Partitions,
+    leader_epoch: i32,
+    now_ms: i64,
+    denied: &[String],
+    refused_partitions: &[(String, i32, i16)],
 ) -> Option<Produced> {
     let (header, request, version) = decode(frame, versions)?;
     let mut produced = Produced {
@@ -180,7 +212,7 @@ pub fn handle(
             produced.refused.extend(refused);
             topic.partition_data.iter().map(|p| PartitionResult::error(p.index, TOPIC_AUTHORIZATION_FAILED, None)).collect()
         } else {
-            produced.append_topic(topic, partitions, leader_epoch, now_ms)
+            produced.append_topic(topic, partitions, leader_epoch, now_ms, refused_partitions)
         };
         produced.results.push((topic.name.to_string(), results));
     }
@@ -204,12 +236,18 @@ impl Produced {
         partitions: &impl Partitions,
         leader_epoch: i32,
         now_ms: i64,
+        refused_partitions: &[(String, i32, i16)],
     ) -> Vec<PartitionResult> {
         let (mut records, mut bytes) = (0, 0);
         let mut results = Vec::with_capacity(topic.partition_data.len());
         for p in &topic.partition_data {
             if !matches!(self.acks, -1..=1) {
                 results.push(PartitionResult::error(p.index, INVALID_REQUIRED_ACKS, None));
+                continue;
+            }
+            if let Some((_, _, code)) = refused_partitions.iter().find(|(t, i, _)| t == topic.name && *i == p.index) {
+                self.refused.push((topic.name.to_string(), p.index, *code, String::new()));
+                results.push(PartitionResult::error(p.index, *code, None));
                 continue;
             }
             let data = p.records.unwrap_or_default();

@@ -239,6 +239,38 @@ impl Log {
         Ok((info.base_offset, info.last_offset, info.log_append_time, info.record_count))
     }
 
+    /// Writes a transaction's COMMIT or ABORT marker for `producer_id`: its offset. An epoch
+    /// older than the producer's here is refused (InvalidProducerEpochError).
+    #[pyo3(signature = (producer_id, producer_epoch, commit, coordinator_epoch = 0, leader_epoch = 0))]
+    fn append_marker(&self, py: Python<'_>, producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, leader_epoch: i32) -> PyResult<i64> {
+        let now = self::now_ms();
+        let marker = crate::batch::Marker { commit, coordinator_epoch };
+        self.with(py, |log| log.append_marker(producer_id, producer_epoch, marker, leader_epoch, now))
+    }
+
+    /// The last stable offset: the first offset of the oldest open transaction, at most the
+    /// high watermark (read_committed consumers see nothing from there).
+    #[getter]
+    fn last_stable_offset(&self) -> PyResult<i64> {
+        Ok(self.lock()?.0.as_ref().unwrap().last_stable_offset())
+    }
+
+    /// Aborted transactions whose records may lie in [fetch_offset, upper): [(producer id, first offset)].
+    fn aborted_transactions(&self, fetch_offset: i64, upper: i64) -> PyResult<Vec<(i64, i64)>> {
+        Ok(self.lock()?.0.as_ref().unwrap().aborted_transactions(fetch_offset, upper))
+    }
+
+    /// Open transactions, oldest first: [(producer id, first offset)].
+    fn ongoing_transactions(&self) -> PyResult<Vec<(i64, i64)>> {
+        Ok(self.lock()?.0.as_ref().unwrap().ongoing_transactions())
+    }
+
+    /// Producers with state here: [(id, epoch, last sequence, last timestamp, coordinator
+    /// epoch, first offset of the open transaction or -1)].
+    fn producers(&self) -> PyResult<Vec<(i64, i16, i32, i64, i32, i64)>> {
+        Ok(self.lock()?.0.as_ref().unwrap().producers())
+    }
+
     /// Empties the log and starts it at `offset` (a follower behind the leader's log start).
     fn restart_at(&self, py: Python<'_>, offset: i64) -> PyResult<()> {
         let now = self::now_ms();
@@ -529,7 +561,11 @@ impl PartitionTable {
     /// frame is not one this path decodes (the caller's codec then answers it).
     /// `may_write`, when given, is asked once per topic of the request (with the GIL held,
     /// before anything is appended) whether the client may write it: the ACLs' check.
-    #[pyo3(signature = (frame, versions, leader_epoch = 0, now_ms = None, may_write = None))]
+    /// `verify_txn`, when given, is asked for each partition a transactional request writes
+    /// (transactional id, producer id, epoch, topic, partition) for the Kafka error code that
+    /// refuses the write, 0 to let it through (KIP-890's verification).
+    #[pyo3(signature = (frame, versions, leader_epoch = 0, now_ms = None, may_write = None, verify_txn = None))]
+    #[allow(clippy::too_many_arguments)]
     fn produce(
         &self,
         py: Python<'_>,
@@ -538,19 +574,22 @@ impl PartitionTable {
         leader_epoch: i32,
         now_ms: Option<i64>,
         may_write: Option<&Bound<'_, PyAny>>,
+        verify_txn: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Option<Produced>> {
         let now = now_ms.unwrap_or_else(self::now_ms);
         let produced = if let Ok(bytes) = frame.cast::<PyBytes>() {
             let data = bytes.as_bytes();
             let Some(denied) = denied_topics(data, versions, may_write)? else { return Ok(None) };
-            py.detach(|| produce::handle(data, versions, self, leader_epoch, now, &denied))
+            let unverified = unverified_writes(data, versions, verify_txn)?;
+            py.detach(|| produce::handle_refusing(data, versions, self, leader_epoch, now, &denied, &unverified))
         } else if let Ok(array) = frame.cast::<PyByteArray>() {
             // SAFETY: the server hands over a frame buffer that nothing else references, so no
             // Python code can resize or write it while the GIL is released (nor `may_write`,
             // which is only given topic names).
             let data = unsafe { array.as_bytes() };
             let Some(denied) = denied_topics(data, versions, may_write)? else { return Ok(None) };
-            py.detach(|| produce::handle(data, versions, self, leader_epoch, now, &denied))
+            let unverified = unverified_writes(data, versions, verify_txn)?;
+            py.detach(|| produce::handle_refusing(data, versions, self, leader_epoch, now, &denied, &unverified))
         } else {
             return Err(pyo3::exceptions::PyTypeError::new_err("a Produce frame must be bytes or bytearray"));
         };
@@ -570,6 +609,21 @@ fn denied_topics(frame: &[u8], versions: (i16, i16), may_write: Option<&Bound<'_
         }
     }
     Ok(Some(denied))
+}
+
+/// The partitions of a transactional Produce frame that `verify_txn` refuses: (topic,
+/// partition, error code).
+fn unverified_writes(frame: &[u8], versions: (i16, i16), verify_txn: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<(String, i32, i16)>> {
+    let Some(verify_txn) = verify_txn else { return Ok(Vec::new()) };
+    let Some((id, writes)) = produce::transactional_writes(frame, versions) else { return Ok(Vec::new()) };
+    let mut refused = Vec::new();
+    for (topic, index, producer_id, epoch) in writes {
+        let code: i16 = verify_txn.call1((id.as_str(), producer_id, epoch, topic.as_str(), index))?.extract()?;
+        if code != 0 {
+            refused.push((topic, index, code));
+        }
+    }
+    Ok(refused)
 }
 
 /// A Produce request whose batches are appended (`PartitionTable.produce`).

@@ -457,7 +457,7 @@ impl Segment {
     /// Removes the segment's files from disk.
     pub fn delete_files(self) -> Result<()> {
         files::forget(self.file_id);
-        for suffix in [".log", ".index", ".timeindex"] {
+        for suffix in [".log", ".index", ".timeindex", crate::txn_index::SUFFIX] {
             let path = self.path(suffix);
             match fs::remove_file(&path) {
                 Ok(()) => {}
