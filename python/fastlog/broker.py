@@ -29,6 +29,7 @@ from fastlog.security.tls import ListenerTls, QuorumTls
 from fastlog.network_loops import NetworkLoop, network_threads
 from fastlog.server import Connection, ConnectionSlots, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
+from fastlog.transaction_coordinator import TXN_TOPIC, TransactionCoordinator
 
 if TYPE_CHECKING:
     from fastlog.schema_registry.registry import SchemaRegistry
@@ -47,6 +48,7 @@ class Broker:
         self.logs = LogManager(config)
         self.metrics = Metrics()
         self.groups = GroupCoordinator.for_broker(self)
+        self.transactions = TransactionCoordinator(self)
         self.is_broker = config.is_broker  # False on a controller-only node: no clients, no logs served
         # In a cluster: this node's view of the metadata, as a voter of the quorum (a node with
         # the controller role) or as an observer of it (a broker-only node).
@@ -126,6 +128,13 @@ class Broker:
             return True
         return self.replicas.leader_epoch(OFFSETS_TOPIC, 0) is not None
 
+    def coordinates_transactions(self) -> bool:
+        """Whether this broker is the transaction coordinator: always alone; in a cluster, the
+        leader of `__transaction_state` partition 0."""
+        if self.replicas is None:
+            return True
+        return self.replicas.leader_epoch(TXN_TOPIC, 0) is not None
+
     def groups_moved_here(self) -> None:
         """This broker now leads `__consumer_offsets`: the groups are loaded from its replica."""
         if self._background is not None:
@@ -178,6 +187,7 @@ class Broker:
                     background.cancel_scope.cancel()
                     return
                 await background.start(self.groups.run)
+                await background.start(self.transactions.run)
                 if self.controller is not None:
                     assert self.replicas is not None
                     await background.start(self.replicas.run)

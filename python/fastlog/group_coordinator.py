@@ -219,30 +219,43 @@ class Group:
         return topics
 
 
+@dataclass
+class StoredRecord:
+    """One record of a coordinator's topic as read back: a key and value, or a transaction's
+    marker. `producer_id` is the transactional producer that wrote it (-1: none)."""
+
+    partition: int
+    key: Optional[bytes]
+    value: Optional[bytes]
+    producer_id: int = -1
+    commit: Optional[bool] = None  # a COMMIT (True) or ABORT (False) marker: no key or value
+
+
 class OffsetsStore(Protocol):
     """Where the coordinator's records go: `__consumer_offsets` (or memory, in tests)."""
 
     def partition_count(self) -> int: ...
 
-    async def append(self, partition: int, records: list) -> None: ...
+    async def append(self, partition: int, records: list, producer: Optional[tuple[int, int]] = None) -> None: ...
 
-    def read_all(self) -> Iterator[tuple[Optional[bytes], Optional[bytes]]]: ...
+    def read_all(self) -> Iterator[StoredRecord]: ...
 
 
 class MemoryStore:
     """An in-memory stand-in for `__consumer_offsets`, for tests without a broker."""
 
     def __init__(self, partitions: int = 4) -> None:
-        self.partitions = [[] for _ in range(partitions)]
+        self.partitions: list[list[StoredRecord]] = [[] for _ in range(partitions)]
 
     def partition_count(self) -> int:
         return len(self.partitions)
 
-    async def append(self, partition: int, records: list) -> None:
-        self.partitions[partition].extend(records)
+    async def append(self, partition: int, records: list, producer: Optional[tuple[int, int]] = None) -> None:
+        pid = producer[0] if producer else -1
+        self.partitions[partition].extend(StoredRecord(partition, k, v, pid) for k, v in records)
         await trio.sleep(0)
 
-    def read_all(self) -> Iterator[tuple[Optional[bytes], Optional[bytes]]]:
+    def read_all(self) -> Iterator[StoredRecord]:
         for records in self.partitions:
             yield from records
 
@@ -273,6 +286,9 @@ class GroupCoordinator:
         self.groups: dict[str, Group] = {}
         self.offsets: dict[str, dict[tuple[str, int], CommittedOffset]] = {}
         self.pending_commits: dict[tuple[str, str, int], int] = {}
+        # Offsets of open transactions (TxnOffsetCommit): producer id -> group -> (topic,
+        # partition) -> offset, applied when the transaction commits, dropped when it aborts.
+        self.txn_offsets: dict[int, dict[str, dict[tuple[str, int], CommittedOffset]]] = {}
         self.loaded = False
         self._nursery: Optional[trio.Nursery] = None
         # In a cluster, only the broker hosting __consumer_offsets coordinates groups.
@@ -313,14 +329,19 @@ class GroupCoordinator:
         """Forgets the groups and loads them again (this broker became the coordinator: its
         replica of `__consumer_offsets` has what the previous one wrote)."""
         self.loaded = False
-        self.groups, self.offsets, self.pending_commits = {}, {}, {}
+        self.groups, self.offsets, self.pending_commits, self.txn_offsets = {}, {}, {}, {}
         await self.load()
 
     async def load(self) -> None:
         started = time.monotonic()
         records = await trio.to_thread.run_sync(lambda: list(self.store.read_all()))
-        for key, value in records:
-            self.replay(key, value)
+        for record in records:
+            if record.commit is not None:
+                self.complete_txn(record.producer_id, record.commit, record.partition)
+            elif record.producer_id >= 0:
+                self._replay_txn_offset(record.producer_id, record.key, record.value)
+            else:
+                self.replay(record.key, record.value)
         for group in list(self.groups.values()):
             for member in group.members.values():
                 self._watch_member(group, member)
@@ -960,11 +981,76 @@ class GroupCoordinator:
         wanted = sorted(committed) if partitions is None else list(partitions)
         out = []
         for topic, partition in wanted:
-            if require_stable and (group_id, topic, partition) in self.pending_commits:
+            if require_stable and ((group_id, topic, partition) in self.pending_commits or self.has_pending_txn_offset(group_id, topic, partition)):
                 out.append((topic, partition, None, ErrorCode.UNSTABLE_OFFSET_COMMIT))
             else:
                 out.append((topic, partition, committed.get((topic, partition)), ErrorCode.NONE))
         return ErrorCode.NONE, out
+
+    # -- transactional offsets (TxnOffsetCommit) ----------------------------------------------
+
+    async def txn_commit_offsets(
+        self,
+        group_id: str,
+        producer_id: int,
+        producer_epoch: int,
+        generation: int,
+        member_id: str,
+        group_instance_id: Optional[str],
+        offsets: list,
+    ) -> dict:
+        """TxnOffsetCommit: the offsets are written to `__consumer_offsets` inside the producer's
+        transaction and take effect when it commits (`complete_txn`). Old clients (v0-v2) send
+        no member: their commits are not checked against the group's generation, as in Kafka."""
+        if generation < 0 and not member_id:
+            error = self.unavailable() or (ErrorCode.INVALID_GROUP_ID if not group_id else 0)
+            if not error and group_id not in self.groups:
+                self.groups[group_id] = Group(group_id)
+        else:
+            error = self._commit_error(group_id, generation, member_id, group_instance_id)
+        if error:
+            return {(t, p): error for t, p, *_ in offsets}
+        results, records = self.commit_step(group_id, -1, "", None, offsets)
+        if not records:
+            return results
+        try:
+            await self.store.append(partition_for(group_id, self.store.partition_count()), records, (producer_id, producer_epoch))
+        except Exception as e:
+            log.warning("could not write transactional offsets of group %s: %s", group_id, e)
+            code = e.error_code if isinstance(e, TopicError) else ErrorCode.UNKNOWN_SERVER_ERROR
+            return {tp: (code if err == 0 else err) for tp, err in results.items()}
+        for key, value in records:
+            self._replay_txn_offset(producer_id, key, value)
+        return results
+
+    def _replay_txn_offset(self, producer_id: int, key: Optional[bytes], value: Optional[bytes]) -> None:
+        try:
+            record = decode_record(key, value)
+        except Exception as e:
+            log.warning("skipping unreadable __consumer_offsets record: %s", e)
+            return
+        if isinstance(record, OffsetRecord) and record.value is not None:
+            v = record.value
+            pending = self.txn_offsets.setdefault(producer_id, {}).setdefault(record.group, {})
+            pending[(record.topic, record.partition)] = CommittedOffset(v.offset, v.leader_epoch, v.metadata, v.commit_timestamp, v.expire_timestamp)
+
+    def complete_txn(self, producer_id: int, commit: bool, offsets_partition: int) -> None:
+        """A transaction's marker reached `__consumer_offsets` partition `offsets_partition`:
+        the producer's offsets for the groups stored there take effect (commit) or go (abort)."""
+        groups = self.txn_offsets.get(producer_id)
+        if not groups:
+            return
+        count = self.store.partition_count()
+        for group_id in [g for g in groups if partition_for(g, count) == offsets_partition]:
+            pending = groups.pop(group_id)
+            if commit:
+                self.offsets.setdefault(group_id, {}).update(pending)
+                self.groups.setdefault(group_id, Group(group_id))
+        if not groups:
+            del self.txn_offsets[producer_id]
+
+    def has_pending_txn_offset(self, group_id: str, topic: str, partition: int) -> bool:
+        return any((topic, partition) in groups.get(group_id, {}) for groups in self.txn_offsets.values())
 
     async def delete_offsets(self, group_id: str, partitions: list) -> tuple[int, dict]:
         """OffsetDelete: (error, {(topic, partition): error})."""
@@ -1067,56 +1153,68 @@ class GroupCoordinator:
 
 
 class BrokerOffsetsStore:
-    """`__consumer_offsets` in the broker's log manager, created on first need (compacted)."""
+    """`__consumer_offsets` in the broker's log manager, created on first need (compacted).
+    `TransactionStateStore` is the same for `__transaction_state`."""
+
+    topic = OFFSETS_TOPIC
+    partitions_key = "offsets.topic.num.partitions"
+    factor_key = "offsets.topic.replication.factor"
 
     def __init__(self, broker: Any) -> None:
         self.broker = broker
         self._create_lock = trio.Lock()
 
+    def coordinates(self) -> bool:
+        """Whether this broker is the coordinator whose records these are."""
+        return self.broker.coordinates_groups()
+
     def partition_count(self) -> int:
-        topic = self.broker.logs.topics.get(OFFSETS_TOPIC)
-        return len(topic.partitions) if topic else self.broker.config["offsets.topic.num.partitions"]
+        topic = self.broker.logs.topics.get(self.topic)
+        return len(topic.partitions) if topic else self.broker.config[self.partitions_key]
 
     async def ensure_topic(self) -> Any:
         """The local `__consumer_offsets`, created (through the controller in a cluster) when
         missing. Raises TopicError(NOT_COORDINATOR) where another broker hosts it."""
         async with self._create_lock:
-            topic = self.broker.logs.topics.get(OFFSETS_TOPIC)
+            topic = self.broker.logs.topics.get(self.topic)
             if topic is not None:
                 return topic
             await self.ensure_view()
-            if not self.broker.coordinates_groups():
-                raise TopicError(ErrorCode.NOT_COORDINATOR, f"another broker leads {OFFSETS_TOPIC}")
+            if not self.coordinates():
+                raise TopicError(ErrorCode.NOT_COORDINATOR, f"another broker leads {self.topic}")
             with trio.move_on_after(LOCAL_TOPIC_WAIT_SECONDS):  # the broker creates its logs
-                while OFFSETS_TOPIC not in self.broker.logs.topics:
+                while self.topic not in self.broker.logs.topics:
                     await trio.sleep(0.05)
-                return self.broker.logs.topics[OFFSETS_TOPIC]
-            raise TopicError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, f"{OFFSETS_TOPIC} is not open here yet")
+                return self.broker.logs.topics[self.topic]
+            raise TopicError(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, f"{self.topic} is not open here yet")
 
     async def ensure_view(self) -> Any:
         """`__consumer_offsets` as the admin APIs see it, created when missing."""
-        view = self.broker.topics.get(OFFSETS_TOPIC)
-        partitions = self.broker.config["offsets.topic.num.partitions"]
+        view = self.broker.topics.get(self.topic)
+        partitions = self.broker.config[self.partitions_key]
         if view is None and self.broker.controller is not None:  # asked for; the client asks again
-            factor = min(self.broker.config["offsets.topic.replication.factor"], len(self.broker.controller.image.live_brokers()))
-            self.broker.topics.request_create(OFFSETS_TOPIC, partitions, max(factor, 1), {"cleanup.policy": "compact"})
-            raise TopicError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"{OFFSETS_TOPIC} is being created")
+            factor = min(self.broker.config[self.factor_key], len(self.broker.controller.image.live_brokers()))
+            self.broker.topics.request_create(self.topic, partitions, max(factor, 1), {"cleanup.policy": "compact"})
+            raise TopicError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"{self.topic} is being created")
         if view is None:
             try:
-                view = await self.broker.create_topic(OFFSETS_TOPIC, partitions, {"cleanup.policy": "compact"})
+                view = await self.broker.create_topic(self.topic, partitions, {"cleanup.policy": "compact"})
             except TopicError as e:
                 if e.error_code != ErrorCode.TOPIC_ALREADY_EXISTS:  # another node created it first
                     raise
-                view = self.broker.topics.get(OFFSETS_TOPIC)
+                view = self.broker.topics.get(self.topic)
         return view
 
-    async def append(self, partition: int, records: list) -> None:
+    async def append(self, partition: int, records: list, producer: Optional[tuple[int, int]] = None) -> None:
+        """Appends (key, value) records to a partition (in a transactional batch of `producer`,
+        (id, epoch), when given), flushed and, in a cluster, replicated to the ISR."""
         from fastlog.records import Record, encode_batch
 
         topic = await self.ensure_topic()
         now = wall_clock_ms()
         target = topic.partitions[partition]
-        batch = encode_batch([Record(i, now, k, v) for i, (k, v) in enumerate(records)])
+        fields = {"producer_id": producer[0], "producer_epoch": producer[1], "is_transactional": True} if producer else {}
+        batch = encode_batch([Record(i, now, k, v) for i, (k, v) in enumerate(records)], **fields)
         replicas = self.broker.replicas
         if replicas is None:
             target.log.append(batch)
@@ -1124,24 +1222,25 @@ class BrokerOffsetsStore:
             target.wake_waiters()
             await trio.to_thread.run_sync(target.log.flush)
             return
-        epoch = replicas.leader_epoch(OFFSETS_TOPIC, partition)
+        epoch = replicas.leader_epoch(self.topic, partition)
         if epoch is None:
-            raise TopicError(ErrorCode.NOT_COORDINATOR, f"this broker does not lead {OFFSETS_TOPIC}-{partition}")
+            raise TopicError(ErrorCode.NOT_COORDINATOR, f"this broker does not lead {self.topic}-{partition}")
         _, last_offset, _, _ = target.log.append(batch, epoch)
-        state = replicas.state(OFFSETS_TOPIC, partition)
+        state = replicas.state(self.topic, partition)
         if state is not None and replicas.alone(state):
             target.log.high_watermark = target.log.log_end_offset
         target.wake_waiters()
         await trio.to_thread.run_sync(target.log.flush)
-        failed = await replicas.wait_for_replicas([(OFFSETS_TOPIC, partition, last_offset + 1)], OFFSETS_WRITE_TIMEOUT_MS)
+        failed = await replicas.wait_for_replicas([(self.topic, partition, last_offset + 1)], OFFSETS_WRITE_TIMEOUT_MS)
         if failed:
-            raise TopicError(ErrorCode.NOT_COORDINATOR, f"{OFFSETS_TOPIC}-{partition}: the write was not replicated ({failed[0][2]})")
+            raise TopicError(ErrorCode.NOT_COORDINATOR, f"{self.topic}-{partition}: the write was not replicated ({failed[0][2]})")
 
-    def read_all(self) -> Iterator[tuple[Optional[bytes], Optional[bytes]]]:
-        from fastlog.records import decode_batches
+    def read_all(self) -> Iterator[StoredRecord]:
+        """Every record and transaction marker of the topic, partition by partition."""
+        from fastlog.records import ControlType, decode_batches
 
-        topic = self.broker.logs.topics.get(OFFSETS_TOPIC)
-        for partition in topic.partitions if topic else []:
+        topic = self.broker.logs.topics.get(self.topic)
+        for index, partition in enumerate(topic.partitions if topic else []):
             offset = partition.log.log_start_offset
             while offset < partition.log.log_end_offset:
                 data = partition.log.read_bytes(offset, 1 << 20)
@@ -1149,10 +1248,14 @@ class BrokerOffsetsStore:
                 if not batches:
                     break
                 for batch in batches:
-                    if not batch.is_control:
+                    pid = batch.producer_id if batch.is_transactional else -1
+                    if batch.is_control:
+                        if batch.control_type in (ControlType.COMMIT, ControlType.ABORT):
+                            yield StoredRecord(index, None, None, pid, batch.control_type == ControlType.COMMIT)
+                    else:
                         for record in batch.records:
                             if record.offset >= offset:
-                                yield record.key, record.value
+                                yield StoredRecord(index, record.key, record.value, pid)
                     offset = batch.next_offset
 
 

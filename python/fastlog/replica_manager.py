@@ -184,6 +184,8 @@ class ReplicaManager:
         log.info("%s-%d: leading in epoch %d from offset %d, ISR %s", state.topic, state.index, wanted.leader_epoch, state.epoch_start, wanted.isr)
         if state.topic == OFFSETS_TOPIC and state.index == 0:
             self.broker.groups_moved_here()
+        if state.topic == "__transaction_state" and state.index == 0:
+            self.broker.transactions.moved_here()
 
     def _set_role(self, state: ReplicaState, kind: str) -> None:
         self.broker.logs.table.set_role(state.topic, state.index, max(state.leader_epoch, 0), kind, self.isr_short(state))

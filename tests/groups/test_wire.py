@@ -111,7 +111,9 @@ def test_find_coordinator_single_and_batched(group_broker) -> None:
         one = client.request(P.FindCoordinatorRequest(key="g", key_type=0), 3)
         assert (one.error_code, one.port) == (0, port)
         txn = client.request(P.FindCoordinatorRequest(key="t", key_type=1), 3)
-        assert txn.error_code == E.COORDINATOR_NOT_AVAILABLE
+        assert (txn.error_code, txn.port) == (0, port)  # __transaction_state is here
+        assert client.request(P.FindCoordinatorRequest(key="", key_type=1), 3).error_code == E.INVALID_REQUEST
+        assert client.request(P.FindCoordinatorRequest(key="x", key_type=7), 3).error_code == E.INVALID_REQUEST
         many = client.request(P.FindCoordinatorRequest(key_type=0, coordinator_keys=["a", "b"]), 4).coordinators
         assert [(c.key, c.error_code, c.port) for c in many] == [("a", 0, port), ("b", 0, port)]
 

@@ -18,6 +18,8 @@ from fastlog.coordinator_records._generated.group_metadata_key import GroupMetad
 from fastlog.coordinator_records._generated.group_metadata_value import GroupMetadataValue
 from fastlog.coordinator_records._generated.offset_commit_key import OffsetCommitKey
 from fastlog.coordinator_records._generated.offset_commit_value import OffsetCommitValue
+from fastlog.coordinator_records._generated.transaction_log_key import TransactionLogKey
+from fastlog.coordinator_records._generated.transaction_log_value import TransactionLogValue
 
 __all__ = [
     "GroupMetadataKey",
@@ -26,9 +28,13 @@ __all__ = [
     "OffsetCommitKey",
     "OffsetCommitValue",
     "OffsetRecord",
+    "TransactionLogKey",
+    "TransactionLogValue",
     "decode_record",
     "group_record",
     "offset_record",
+    "transaction_record",
+    "decode_transaction_record",
 ]
 
 OFFSET_KEY_VERSION = 1
@@ -36,6 +42,8 @@ GROUP_KEY_VERSION = 2
 OFFSET_VALUE_VERSION = 3
 OFFSET_VALUE_VERSION_WITH_EXPIRY = 1
 GROUP_VALUE_VERSION = 3
+TRANSACTION_KEY_VERSION = 0
+TRANSACTION_VALUE_VERSION = 0
 _I16 = struct.Struct(">h")
 
 
@@ -103,3 +111,20 @@ def _decode_value(cls, value: Optional[bytes]):
     (version,) = _I16.unpack_from(value)
     lo, hi = cls.VALID_VERSIONS
     return cls.decode(value[2:], min(max(version, lo), hi))
+
+
+def transaction_record(transactional_id: str, value: Optional[TransactionLogValue]) -> tuple[bytes, Optional[bytes]]:
+    """(key, value) bytes of a transactional id's state in `__transaction_state` (Kafka's
+    layout; value version 0); `value=None` makes a tombstone."""
+    key = _versioned(TRANSACTION_KEY_VERSION, TransactionLogKey(transactional_id=transactional_id))
+    return key, None if value is None else _versioned(TRANSACTION_VALUE_VERSION, value)
+
+
+def decode_transaction_record(key: Optional[bytes], value: Optional[bytes]) -> tuple[str, Optional[TransactionLogValue]]:
+    """The transactional id and state (None: a tombstone) of a `__transaction_state` record."""
+    if key is None or len(key) < 2:
+        raise ValueError("record in __transaction_state without a versioned key")
+    (key_version,) = _I16.unpack_from(key)
+    if key_version != TRANSACTION_KEY_VERSION:
+        raise ValueError(f"unknown __transaction_state key version {key_version}")
+    return TransactionLogKey.decode(key[2:], key_version).transactional_id, _decode_value(TransactionLogValue, value)

@@ -155,3 +155,15 @@ from fastlog.handlers import (  # noqa: E402,F401
     user_scram_credentials,
     acls,
 )
+
+# Transactions (see fastlog.transaction_coordinator).
+from fastlog.handlers import (  # noqa: E402,F401
+    add_partitions_to_txn,
+    add_offsets_to_txn,
+    end_txn,
+    write_txn_markers,
+    txn_offset_commit,
+    describe_producers,
+    describe_transactions,
+    list_transactions,
+)

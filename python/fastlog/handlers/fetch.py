@@ -9,7 +9,10 @@ file to the socket with sendfile: a partition's data is a `FileSlice`, which the
 a separate part. Budgets: `partition_max_bytes` per
 partition and `max_bytes` for the response, except that the first non-empty partition
 returns at least one whole batch (KIP-74). Consumers see nothing past the high watermark
-(read_uncommitted) or the last stable offset (read_committed; equal until transactions exist).
+(read_uncommitted) or the last stable offset (read_committed: the first offset of the oldest
+open transaction), and read_committed answers carry the aborted transactions whose records may
+be among those returned (producer id, first offset; from the `.txnindex` files), so that the
+client drops them.
 
 A follower of the cluster fetches with its replica id (`replica_id`, v15+ `replica_state`):
 it reads up to the log end rather than the high watermark, and its fetch offset tells the
@@ -66,6 +69,7 @@ class WantedPartition:
     current_leader_epoch: int
     told_high_watermark: int = -1
     told_log_start: int = -1
+    told_last_stable: int = -1
     wakes_seen: int = 0  # the partition's wake count when it was last read
 
 
@@ -178,10 +182,14 @@ def read_partition(ctx: RequestContext, request: Any, wanted: WantedPartition, b
             return R.PartitionData(partition_index=wanted.partition, error_code=ErrorCode.NOT_LEADER_OR_FOLLOWER, records=b""), 0, None
         ctx.broker.replicas.on_replica_fetch(state, follower, wanted.fetch_offset)
         max_offset = log.log_end_offset
+    last_stable = log.last_stable_offset
+    read_committed = request.isolation_level == 1 and follower < 0
+    if read_committed:
+        max_offset = last_stable
     data = R.PartitionData(
         partition_index=wanted.partition,
         high_watermark=log.high_watermark,
-        last_stable_offset=log.high_watermark,
+        last_stable_offset=last_stable,
         log_start_offset=log.log_start_offset,
         aborted_transactions=[] if request.isolation_level == 1 else None,
         records=b"",
@@ -197,6 +205,9 @@ def read_partition(ctx: RequestContext, request: Any, wanted: WantedPartition, b
         return data, 0, partition
     if found is None:
         return data, 0, partition
+    if read_committed and ctx.api_version >= 4:
+        aborted = log.aborted_transactions(wanted.fetch_offset, last_stable)
+        data.aborted_transactions = [R.AbortedTransaction(producer_id=pid, first_offset=first) for pid, first in aborted]
     if ctx.api_version < LEGACY_FETCH_BELOW:
         return down_converted(ctx, wanted, data, found, limit), len(data.records), partition
     data.records = found
@@ -227,6 +238,7 @@ def has_news(wanted: WantedPartition, data: Any) -> bool:
         or len(data.records)
         or data.high_watermark != wanted.told_high_watermark
         or data.log_start_offset != wanted.told_log_start
+        or data.last_stable_offset != wanted.told_last_stable
     )
 
 
@@ -255,6 +267,7 @@ def respond(included: list) -> list:
     topics: "OrderedDict[tuple, Any]" = OrderedDict()
     for want, data in included:
         want.told_high_watermark, want.told_log_start = data.high_watermark, data.log_start_offset
+        want.told_last_stable = data.last_stable_offset
         key = (want.topic_id, want.topic)
         if key not in topics:
             topics[key] = R.FetchableTopicResponse(topic=want.topic, topic_id=want.topic_id, partitions=[])
@@ -288,6 +301,7 @@ def update_session(ctx: RequestContext, session: FetchSession, request: Any) -> 
         old = session.partitions.get(key)
         if old is not None:
             want.told_high_watermark, want.told_log_start = old.told_high_watermark, old.told_log_start
+            want.told_last_stable = old.told_last_stable
         session.partitions[key] = want
     for topic in request.forgotten_topics_data:
         for index in topic.partitions:

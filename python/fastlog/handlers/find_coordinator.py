@@ -3,8 +3,8 @@
 v0-v6. v0-v3 ask for one key (v0: a group; v1+ `key_type`), v4+ for a batch of
 `coordinator_keys` with one answer each. Key type 0 (group): the broker hosting
 `__consumer_offsets` (this one when alone; in a cluster where the controller placed it), which
-is created when missing, as Kafka does. Key type 1 (transaction):
-COORDINATOR_NOT_AVAILABLE until transactions exist; other types: INVALID_REQUEST.
+is created when missing, as Kafka does. Key type 1 (transaction): the broker hosting
+`__transaction_state` (created likewise). Other types: INVALID_REQUEST.
 """
 
 from __future__ import annotations
@@ -28,21 +28,20 @@ async def lookup(ctx: RequestContext, key: str, key_type: int) -> tuple[int, str
         return ErrorCode.GROUP_AUTHORIZATION_FAILED, "Group authorization failed", NOT_FOUND
     if key_type == TRANSACTION and not ctx.allows(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, key):
         return ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "Transactional Id authorization failed", NOT_FOUND
-    if key_type == TRANSACTION:
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE, "transactions are not supported yet", NOT_FOUND
-    if key_type != GROUP:
+    if key_type not in (GROUP, TRANSACTION):
         return ErrorCode.INVALID_REQUEST, f"unknown coordinator key type {key_type}", NOT_FOUND
     if not key:
-        return ErrorCode.INVALID_REQUEST, "empty group id", NOT_FOUND
+        return ErrorCode.INVALID_REQUEST, "empty group id" if key_type == GROUP else "empty transactional id", NOT_FOUND
+    store = ctx.broker.groups.store if key_type == GROUP else ctx.broker.transactions.store
     try:
-        view = await ctx.broker.groups.store.ensure_view()
+        view = await store.ensure_view()
     except TopicError as e:
         return ErrorCode.COORDINATOR_NOT_AVAILABLE, e.message, NOT_FOUND
-    leader = view.assignments[0].leader  # the leader of __consumer_offsets coordinates every group
+    leader = view.assignments[0].leader  # the leader of partition 0 coordinates every group (transaction)
     for node, host, port, _ in ctx.broker.live_brokers(ctx.listener):
         if node == leader:
             return ErrorCode.NONE, None, (node, host, port)
-    return ErrorCode.COORDINATOR_NOT_AVAILABLE, f"the group's offsets have no live leader (broker {leader})", NOT_FOUND
+    return ErrorCode.COORDINATOR_NOT_AVAILABLE, f"{store.topic} has no live leader (broker {leader})", NOT_FOUND
 
 
 @handles(10, 0, 6)

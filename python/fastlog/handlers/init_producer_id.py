@@ -4,8 +4,10 @@ v0-v5. Ids come from a block reserved on disk (`producer-id-block`), or in a clu
 block the controller gives this broker, so an id is never handed out twice (while no block
 can be had: COORDINATOR_LOAD_IN_PROGRESS, which clients retry, as Kafka answers). As in Kafka, a producer without a transactional id gets a
 new id with epoch 0 every time, whatever id and epoch it sends (v3+ fields are for
-transactional producers). Transactions are not supported yet: a transactional id is refused
-with INVALID_REQUEST and a log line. Sequences are checked per partition by the Rust core.
+transactional producers). A transactional id goes to the transaction coordinator
+(`TransactionCoordinator.init_producer_id`: the id's producer id with a new epoch, fencing older
+producers and aborting a transaction left open; INVALID_TRANSACTION_TIMEOUT above
+transaction.max.timeout.ms). Sequences are checked per partition by the Rust core.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ async def handle(ctx: RequestContext, request):
     if request.transactional_id is None and not may_write_idempotently(ctx):
         return R(error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, producer_id=-1, producer_epoch=-1)
     if request.transactional_id is not None:
-        log.warning("refused transactional producer %r from %s: transactions are not supported yet", request.transactional_id, ctx.peer)
-        return R(error_code=ErrorCode.INVALID_REQUEST, producer_id=-1, producer_epoch=-1)
+        producer_id, epoch = (request.producer_id, request.producer_epoch) if ctx.api_version >= 3 else (-1, -1)
+        error, producer_id, epoch = await ctx.broker.transactions.init_producer_id(
+            request.transactional_id, request.transaction_timeout_ms, producer_id, epoch
+        )
+        return R(error_code=error, producer_id=producer_id, producer_epoch=epoch)
     try:
         producer_id = await ctx.broker.producer_ids.next_id()
     except ProducerIdsUnavailable as e:

@@ -31,12 +31,14 @@ def first_record_at_or_after(batch: bytes, timestamp: int, floor: int) -> tuple[
     return -1, -1
 
 
-def lookup(log: _core.Log, timestamp: int) -> tuple[int, int]:
-    """(timestamp, offset) that answers `timestamp` for this log."""
+def lookup(log: _core.Log, timestamp: int, read_committed: bool = False) -> tuple[int, int]:
+    """(timestamp, offset) that answers `timestamp` for this log; read_committed sees nothing
+    at or past the last stable offset."""
+    visible_end = log.last_stable_offset if read_committed else log.high_watermark
     if timestamp in (EARLIEST, EARLIEST_LOCAL):
         return -1, log.log_start_offset
     if timestamp == LATEST:
-        return -1, log.high_watermark
+        return -1, visible_end
     if timestamp == EARLIEST_PENDING_UPLOAD:
         return -1, -1
     if timestamp == MAX_TIMESTAMP:
@@ -50,7 +52,7 @@ def lookup(log: _core.Log, timestamp: int) -> tuple[int, int]:
     if found is None:
         return -1, -1
     offset, ts = first_record_at_or_after(found[1], timestamp, log.log_start_offset)
-    if offset >= log.high_watermark:
+    if offset >= visible_end:
         return -1, -1
     return ts, offset
 
@@ -80,7 +82,7 @@ def offsets_before(log: _core.Log, timestamp: int, max_count: int) -> list[int]:
     return sorted((entries[i][0] for i in range(start, start - count, -1)), reverse=True)
 
 
-def answer(ctx: RequestContext, topic: str, wanted, allowed: bool) -> object:
+def answer(ctx: RequestContext, topic: str, wanted, allowed: bool, read_committed: bool = False) -> object:
     if not allowed:
         return R.ListOffsetsPartitionResponse(partition_index=wanted.partition_index, error_code=ErrorCode.TOPIC_AUTHORIZATION_FAILED)
     partition, error, leader_epoch = led_partition(ctx.broker, topic, wanted.partition_index)
@@ -96,7 +98,7 @@ def answer(ctx: RequestContext, topic: str, wanted, allowed: bool) -> object:
         response.old_style_offsets = offsets_before(partition.log, wanted.timestamp, wanted.max_num_offsets)
         return response
     try:
-        timestamp, offset = lookup(partition.log, wanted.timestamp)
+        timestamp, offset = lookup(partition.log, wanted.timestamp, read_committed)
     except _core.StorageError as e:
         response.error_code = storage_error_code(e)
         return response
@@ -115,10 +117,11 @@ async def handle(ctx: RequestContext, request):
     # As Kafka (v1+): a partition named twice is answered INVALID_REQUEST, every time it is named
     repeated = set() if ctx.api_version == 0 else duplicates((t.name, p.partition_index) for t in request.topics for p in t.partitions)
     allowed = {t.name: ctx.allows(Operation.DESCRIBE, ResourceType.TOPIC, t.name) for t in request.topics}
+    read_committed = ctx.api_version >= 2 and request.isolation_level == 1
     topics = [
         R.ListOffsetsTopicResponse(
             name=t.name,
-            partitions=[refused_duplicate(p) if (t.name, p.partition_index) in repeated else answer(ctx, t.name, p, allowed[t.name]) for p in t.partitions],
+            partitions=[refused_duplicate(p) if (t.name, p.partition_index) in repeated else answer(ctx, t.name, p, allowed[t.name], read_committed) for p in t.partitions],
         )
         for t in request.topics
     ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import struct
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import trio
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 R = protocol.ProduceResponse
 VERSIONS = (0, 11)
 TO_LOG_END = 2**63 - 1  # a high watermark the log clamps to its end
+TRANSACTIONAL = 0x10  # a record batch's transactional attribute
 
 
 @answers_frames(0)
@@ -56,7 +58,7 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str, pr
     if validated_names and any(name in frame for name in validated_names):
         return DECLINED  # the records are checked against the schema registry by `handle`
     may_write = None if broker.authorizer is None else functools.partial(_may_write, broker.authorizer, principal, peer, host_of(peer))
-    produced = logs.table.produce(frame, VERSIONS, LEADER_EPOCH, None, may_write)
+    produced = logs.table.produce(frame, VERSIONS, LEADER_EPOCH, None, may_write, broker.transactions.verify)
     if produced is None:
         return DECLINED
     if produced.needs_flush:
@@ -114,12 +116,26 @@ def validated(broker: "Broker", request) -> bool:
     return bool(checked) and any(t.name in checked for t in request.topic_data)
 
 
-async def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awaiting: list) -> object:
+def unverified(ctx: RequestContext, transactional_id: Optional[str], topic: str, index: int, records) -> int:
+    """KIP-890: the error refusing a transactional batch the coordinator has not seen the
+    partition added for (0: none, or not transactional)."""
+    if transactional_id is None or len(records) < 61 or records[16] != 2:
+        return 0
+    attributes, = struct.unpack_from(">h", records, 21)
+    if not attributes & TRANSACTIONAL:
+        return 0
+    producer_id, epoch = struct.unpack_from(">qh", records, 43)
+    return ctx.broker.transactions.verify(transactional_id, producer_id, epoch, topic, index)
+
+
+async def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awaiting: list, transactional_id: Optional[str] = None) -> object:
     partition, error, leader_epoch = led_partition(ctx.broker, topic, index)
     if partition is None:
         return refused(index, error)
     if not records:
         return refused(index, ErrorCode.CORRUPT_MESSAGE, "produce request without record batches")
+    if code := unverified(ctx, transactional_id, topic, index, records):
+        return refused(index, code)
     magic = legacy.magic_of(records)
     if magic < 2:
         try:
@@ -203,7 +219,7 @@ async def handle(ctx: RequestContext, request):
         if not ctx.allows(Operation.WRITE, ResourceType.TOPIC, t.name):
             answers = [refused(p.index, ErrorCode.TOPIC_AUTHORIZATION_FAILED) for p in t.partition_data]
         for p in t.partition_data if not answers else ():
-            answers.append(await append(ctx, t.name, p.index, p.records, request.acks, awaiting))
+            answers.append(await append(ctx, t.name, p.index, p.records, request.acks, awaiting, request.transactional_id))
         responses.append(R.TopicProduceResponse(name=t.name, partition_responses=answers))
     if request.acks == 0:
         return None

@@ -15,4 +15,6 @@ CLASS_MODULES = {
     'GroupMetadataValue': 'group_metadata_value',
     'OffsetCommitKey': 'offset_commit_key',
     'OffsetCommitValue': 'offset_commit_value',
+    'TransactionLogKey': 'transaction_log_key',
+    'TransactionLogValue': 'transaction_log_value',
 }

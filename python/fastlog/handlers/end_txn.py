@@ -1,0 +1,25 @@
+"""EndTxn (26): commit or abort a producer's transaction.
+
+v0-v5. Answered once every partition of the transaction has its COMMIT or ABORT marker (and
+the coordinator's state says so). Needs WRITE on the transactional id. Errors: PRODUCER_FENCED
+(an older epoch), INVALID_PRODUCER_ID_MAPPING, INVALID_TXN_STATE (no open transaction, or the
+other outcome already decided), CONCURRENT_TRANSACTIONS (markers being written: retried).
+v5's producer id and epoch (transaction version 2) are the producer's current ones.
+"""
+
+from __future__ import annotations
+
+from fastlog import protocol
+from fastlog.handlers import RequestContext, handles
+from fastlog.protocol import ErrorCode
+from fastlog.security.acls import Operation, ResourceType
+
+R = protocol.EndTxnResponse
+
+
+@handles(26, 0, 5)
+async def handle(ctx: RequestContext, request):
+    if not ctx.allows(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
+        return R(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    error = await ctx.broker.transactions.end_txn(request.transactional_id, request.producer_id, request.producer_epoch, request.committed)
+    return R(throttle_time_ms=0, error_code=error, producer_id=request.producer_id, producer_epoch=request.producer_epoch)

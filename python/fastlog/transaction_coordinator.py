@@ -1,0 +1,426 @@
+"""The transaction coordinator: Kafka's transactions for producers with a `transactional.id`.
+
+Each transactional id has one state (Kafka's `TransactionMetadata`), kept in the compacted
+`__transaction_state` topic in Kafka's key/value layout and rebuilt from it at start-up::
+
+    Empty --AddPartitionsToTxn / AddOffsetsToTxn--> Ongoing --EndTxn--> PrepareCommit | PrepareAbort
+    PrepareCommit --markers written--> CompleteCommit;  PrepareAbort --markers--> CompleteAbort
+    CompleteCommit | CompleteAbort --AddPartitionsToTxn--> Ongoing
+
+InitProducerId hands a transactional id its producer id and a new epoch each time (fencing
+every producer of an older epoch: PRODUCER_FENCED at the coordinator, INVALID_PRODUCER_EPOCH at
+the partitions, whose markers carry the new epoch); a transaction still open then is aborted
+first. EndTxn writes the decision (Prepare*) before any marker, so a coordinator that stops
+half-way finishes the markers when it loads again; it answers once every partition has its
+marker (Kafka answers after the Prepare* write; clients see the same outcome either way).
+Transactions past `transaction.timeout.ms` are aborted with a bumped epoch (so their producer
+is fenced); ids idle past `transactional.id.expiration.ms` are forgotten (a tombstone).
+
+KIP-890 part 1: with `transaction.partition.verification.enable`, a transactional Produce to a
+partition its coordinator has not added to the transaction is refused (INVALID_TXN_STATE), so a
+late write of an ended transaction cannot open a hanging one. Transaction version 2 (an epoch per
+transaction, KIP-890 part 2) is not advertised, so clients use version 1.
+
+The coordinator runs on the broker's own loop. In a cluster it is the broker leading partition
+0 of `__transaction_state` (as the group coordinator leads `__consumer_offsets`-0), and markers
+are written only to partitions led there (see the README's limits).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Optional
+
+import trio
+
+from fastlog import _core
+from fastlog.coordinator_records import TransactionLogValue, decode_transaction_record, transaction_record
+from fastlog.group_coordinator import OFFSETS_TOPIC, BrokerOffsetsStore, partition_for, wall_clock_ms
+from fastlog.log_manager import TopicError
+from fastlog.producer_ids import ProducerIdsUnavailable
+from fastlog.protocol import ErrorCode
+
+log = logging.getLogger(__name__)
+
+TXN_TOPIC = "__transaction_state"
+LAST_EPOCH = 32766  # Kafka moves to a new producer id rather than use epoch 32767
+TO_LOG_END = 2**63 - 1  # a high watermark the log clamps to its end
+
+
+class TxnState(enum.IntEnum):
+    """Kafka's TransactionState ids, as stored in `__transaction_state`."""
+
+    EMPTY = 0
+    ONGOING = 1
+    PREPARE_COMMIT = 2
+    PREPARE_ABORT = 3
+    COMPLETE_COMMIT = 4
+    COMPLETE_ABORT = 5
+    DEAD = 6
+    PREPARE_EPOCH_FENCE = 7
+
+    @property
+    def kafka_name(self) -> str:
+        """The name DescribeTransactions and ListTransactions use (Kafka's)."""
+        return "".join(part.capitalize() for part in self.name.split("_"))
+
+
+STATES_BY_NAME = {state.kafka_name: state for state in TxnState}
+
+
+@dataclass
+class TxnMetadata:
+    transactional_id: str
+    producer_id: int
+    producer_epoch: int
+    timeout_ms: int
+    state: TxnState = TxnState.EMPTY
+    partitions: set[tuple[str, int]] = field(default_factory=set)
+    start_ms: int = -1
+    update_ms: int = 0
+
+    def value(self) -> TransactionLogValue:
+        by_topic: dict[str, list[int]] = defaultdict(list)
+        for topic, index in sorted(self.partitions):
+            by_topic[topic].append(index)
+        P = TransactionLogValue.PartitionsSchema
+        return TransactionLogValue(
+            producer_id=self.producer_id,
+            producer_epoch=self.producer_epoch,
+            transaction_timeout_ms=self.timeout_ms,
+            transaction_status=int(self.state),
+            transaction_partitions=[P(topic=t, partition_ids=ids) for t, ids in by_topic.items()],
+            transaction_last_update_timestamp_ms=self.update_ms,
+            transaction_start_timestamp_ms=self.start_ms,
+        )
+
+    @classmethod
+    def from_value(cls, transactional_id: str, v: TransactionLogValue) -> "TxnMetadata":
+        return cls(
+            transactional_id,
+            v.producer_id,
+            v.producer_epoch,
+            v.transaction_timeout_ms,
+            TxnState(v.transaction_status) if v.transaction_status in iter(TxnState) else TxnState.EMPTY,
+            {(p.topic, i) for p in v.transaction_partitions or [] for i in p.partition_ids},
+            v.transaction_start_timestamp_ms,
+            v.transaction_last_update_timestamp_ms,
+        )
+
+
+class TransactionStateStore(BrokerOffsetsStore):
+    """`__transaction_state` in the broker's logs, created on first need (compacted)."""
+
+    topic = TXN_TOPIC
+    partitions_key = "transaction.state.log.num.partitions"
+    factor_key = "transaction.state.log.replication.factor"
+
+    def coordinates(self) -> bool:
+        return self.broker.coordinates_transactions()
+
+
+class TransactionCoordinator:
+    def __init__(self, broker: Any) -> None:
+        self.broker = broker
+        self.store = TransactionStateStore(broker)
+        config = broker.config
+        self.max_timeout_ms = config["transaction.max.timeout.ms"]
+        self.expiration_ms = config["transactional.id.expiration.ms"]
+        self.abort_interval_s = config["transaction.abort.timed.out.transaction.cleanup.interval.ms"] / 1000
+        self.expire_interval_s = config["transaction.remove.expired.transaction.cleanup.interval.ms"] / 1000
+        self.verification = config["transaction.partition.verification.enable"]
+        self.txns: dict[str, TxnMetadata] = {}
+        self.loaded = False
+        self._locks: dict[str, trio.Lock] = defaultdict(trio.Lock)
+        self._nursery: Optional[trio.Nursery] = None
+
+    def unavailable(self) -> int:
+        if not self.broker.coordinates_transactions():
+            return ErrorCode.NOT_COORDINATOR
+        return 0 if self.loaded else ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+
+    # -- running and loading ---------------------------------------------------------------------
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started(self)
+            if self.broker.coordinates_transactions():
+                await self.load()
+            nursery.start_soon(self._every, self.abort_interval_s, self.abort_timed_out)
+            nursery.start_soon(self._every, self.expire_interval_s, self.expire_ids)
+
+    async def _every(self, seconds: float, work: Any) -> None:
+        while True:
+            await trio.sleep(seconds)
+            if not self.loaded or not self.broker.coordinates_transactions():
+                continue
+            try:
+                await work()
+            except Exception:
+                log.exception("transaction coordinator: %s failed", work.__name__)
+
+    def moved_here(self) -> None:
+        """This broker now leads `__transaction_state`: its states are loaded from its replica."""
+        if self._nursery is not None:
+            self.loaded = False
+            self._nursery.start_soon(self.load)
+
+    async def load(self) -> None:
+        started = time.monotonic()
+        records = await trio.to_thread.run_sync(lambda: list(self.store.read_all()))
+        txns: dict[str, TxnMetadata] = {}
+        for record in records:
+            try:
+                transactional_id, value = decode_transaction_record(record.key, record.value)
+            except Exception as e:
+                log.warning("skipping unreadable %s record: %s", TXN_TOPIC, e)
+                continue
+            if value is None:
+                txns.pop(transactional_id, None)
+            else:
+                txns[transactional_id] = TxnMetadata.from_value(transactional_id, value)
+        self.txns = txns
+        self.loaded = True
+        unfinished = [m for m in txns.values() if m.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT, TxnState.PREPARE_EPOCH_FENCE)]
+        log.info("transaction coordinator loaded %d records: %d transactional ids, %d to finish, in %.2fs",
+                 len(records), len(txns), len(unfinished), time.monotonic() - started)
+        for meta in unfinished:  # the decision was written; the markers may not all have been
+            async with self._locks[meta.transactional_id]:
+                await self._write_markers_and_complete(meta, meta.state == TxnState.PREPARE_COMMIT)
+
+    async def _persist(self, meta: TxnMetadata) -> None:
+        meta.update_ms = wall_clock_ms()
+        record = transaction_record(meta.transactional_id, meta.value())
+        await self.store.append(partition_for(meta.transactional_id, self.store.partition_count()), [record])
+
+    # -- the APIs --------------------------------------------------------------------------------
+
+    async def init_producer_id(self, transactional_id: str, timeout_ms: int, producer_id: int = -1, producer_epoch: int = -1) -> tuple[int, int, int]:
+        """(error, producer id, epoch) for InitProducerId with a transactional id."""
+        if error := self.unavailable():
+            return error, -1, -1
+        if not 0 < timeout_ms <= self.max_timeout_ms:
+            return ErrorCode.INVALID_TRANSACTION_TIMEOUT, -1, -1
+        async with self._locks[transactional_id]:
+            meta = self.txns.get(transactional_id)
+            try:
+                if meta is None:
+                    meta = TxnMetadata(transactional_id, await self.broker.producer_ids.next_id(), 0, timeout_ms)
+                    await self._persist(meta)
+                    self.txns[transactional_id] = meta
+                    return ErrorCode.NONE, meta.producer_id, meta.producer_epoch
+                if producer_id >= 0 and (producer_id, producer_epoch) != (meta.producer_id, meta.producer_epoch):
+                    return ErrorCode.PRODUCER_FENCED, -1, -1
+                if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT, TxnState.PREPARE_EPOCH_FENCE):
+                    return ErrorCode.CONCURRENT_TRANSACTIONS, -1, -1
+                await self._bump_epoch(meta)
+                if meta.state == TxnState.ONGOING:  # the previous producer's transaction: aborted
+                    log.info("aborting the open transaction of %r: a new producer initialised it", transactional_id)
+                    await self._end(meta, commit=False)
+                else:
+                    meta.state = TxnState.EMPTY
+                meta.timeout_ms = timeout_ms
+                await self._persist(meta)
+            except ProducerIdsUnavailable as e:
+                log.warning("no producer id for transactional id %r: %s", transactional_id, e)
+                return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, -1, -1
+            except TopicError as e:
+                return self._write_error(e), -1, -1
+            return ErrorCode.NONE, meta.producer_id, meta.producer_epoch
+
+    async def _bump_epoch(self, meta: TxnMetadata) -> None:
+        if meta.producer_epoch >= LAST_EPOCH:
+            meta.producer_id, meta.producer_epoch = await self.broker.producer_ids.next_id(), 0
+        else:
+            meta.producer_epoch += 1
+
+    def _producer_error(self, meta: Optional[TxnMetadata], producer_id: int, producer_epoch: int) -> int:
+        if meta is None or meta.producer_id != producer_id:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        if meta.producer_epoch != producer_epoch:
+            return ErrorCode.PRODUCER_FENCED
+        if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT, TxnState.PREPARE_EPOCH_FENCE):
+            return ErrorCode.CONCURRENT_TRANSACTIONS
+        return ErrorCode.NONE
+
+    async def add_partitions(self, transactional_id: str, producer_id: int, producer_epoch: int, partitions: Iterable[tuple[str, int]], verify_only: bool = False) -> dict:
+        """AddPartitionsToTxn (and AddOffsetsToTxn's partition): {(topic, partition): error}.
+        `verify_only` (v4+, KIP-890): whether each is in the open transaction, adding none."""
+        partitions = list(partitions)
+        if error := self.unavailable():
+            return {tp: error for tp in partitions}
+        async with self._locks[transactional_id]:
+            meta = self.txns.get(transactional_id)
+            error = self._producer_error(meta, producer_id, producer_epoch)
+            if error:
+                return {tp: error for tp in partitions}
+            assert meta is not None
+            if verify_only:
+                ongoing = meta.state == TxnState.ONGOING
+                return {tp: ErrorCode.NONE if ongoing and tp in meta.partitions else ErrorCode.INVALID_TXN_STATE for tp in partitions}
+            unknown = {(t, p) for t, p in partitions if not self._partition_exists(t, p)}
+            if unknown:
+                return {tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp in unknown else ErrorCode.OPERATION_NOT_ATTEMPTED for tp in partitions}
+            if meta.state == TxnState.ONGOING and set(partitions) <= meta.partitions:
+                return {tp: ErrorCode.NONE for tp in partitions}
+            before = (meta.state, set(meta.partitions), meta.start_ms)
+            if meta.state != TxnState.ONGOING:
+                meta.state, meta.partitions, meta.start_ms = TxnState.ONGOING, set(), wall_clock_ms()
+            meta.partitions.update(partitions)
+            try:
+                await self._persist(meta)
+            except TopicError as e:
+                meta.state, meta.partitions, meta.start_ms = before
+                return {tp: self._write_error(e) for tp in partitions}
+            return {tp: ErrorCode.NONE for tp in partitions}
+
+    def offsets_partition(self, group_id: str) -> tuple[str, int]:
+        """The `__consumer_offsets` partition holding a group's offsets (AddOffsetsToTxn)."""
+        return OFFSETS_TOPIC, partition_for(group_id, self.broker.groups.store.partition_count())
+
+    def _partition_exists(self, topic: str, index: int) -> bool:
+        if topic == OFFSETS_TOPIC:
+            return 0 <= index < self.broker.groups.store.partition_count()
+        view = self.broker.topics.get(topic)
+        return view is not None and 0 <= index < view.partitions
+
+    async def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool) -> int:
+        """EndTxn: the error, once every partition of the transaction has its marker."""
+        if error := self.unavailable():
+            return error
+        async with self._locks[transactional_id]:
+            meta = self.txns.get(transactional_id)
+            error = self._producer_error(meta, producer_id, producer_epoch)
+            if error:
+                return error
+            assert meta is not None
+            if meta.state == TxnState.COMPLETE_COMMIT:  # a retry of the same EndTxn
+                return ErrorCode.NONE if commit else ErrorCode.INVALID_TXN_STATE
+            if meta.state == TxnState.COMPLETE_ABORT:
+                return ErrorCode.NONE if not commit else ErrorCode.INVALID_TXN_STATE
+            if meta.state != TxnState.ONGOING:
+                return ErrorCode.INVALID_TXN_STATE
+            try:
+                await self._end(meta, commit)
+            except TopicError as e:
+                return self._write_error(e)
+            return ErrorCode.NONE
+
+    async def _end(self, meta: TxnMetadata, commit: bool) -> None:
+        """Writes the decision, then the markers, then the completion."""
+        meta.state = TxnState.PREPARE_COMMIT if commit else TxnState.PREPARE_ABORT
+        await self._persist(meta)
+        await self._write_markers_and_complete(meta, commit)
+
+    async def _write_markers_and_complete(self, meta: TxnMetadata, commit: bool) -> None:
+        await self.write_markers(meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions))
+        meta.state = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+        meta.partitions = set()
+        await self._persist(meta)
+
+    async def write_markers(self, producer_id: int, producer_epoch: int, commit: bool, partitions: list) -> dict:
+        """Appends a COMMIT or ABORT marker to each partition led here, fsyncs them, and
+        applies transactional offsets of `__consumer_offsets` partitions: {(topic, p): error}."""
+        results: dict[tuple[str, int], int] = {}
+        written = []
+        for topic, index in partitions:
+            partition = self.broker.logs.partition(topic, index)
+            leader_epoch = 0
+            if partition is not None and self.broker.replicas is not None:
+                epoch = self.broker.replicas.leader_epoch(topic, index)
+                partition, leader_epoch = (partition, epoch) if epoch is not None else (None, 0)
+            if partition is None:
+                # A topic deleted meanwhile has nothing left to mark; elsewhere: see the module note.
+                results[(topic, index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if self.broker.topics.get(topic) is None else ErrorCode.NOT_LEADER_OR_FOLLOWER
+                continue
+            try:
+                partition.log.append_marker(producer_id, producer_epoch, commit, 0, leader_epoch)
+            except _core.StorageError as e:
+                log.warning("no %s marker for producer %d in %s-%d: %s", "COMMIT" if commit else "ABORT", producer_id, topic, index, e)
+                results[(topic, index)] = ErrorCode.INVALID_PRODUCER_EPOCH if isinstance(e, _core.InvalidProducerEpochError) else ErrorCode.KAFKA_STORAGE_ERROR
+                continue
+            state = self.broker.replicas.state(topic, index) if self.broker.replicas is not None else None
+            if state is None or self.broker.replicas.alone(state):
+                partition.log.high_watermark = TO_LOG_END
+            written.append(partition)
+            results[(topic, index)] = ErrorCode.NONE
+            if topic == OFFSETS_TOPIC:
+                self.broker.groups.complete_txn(producer_id, commit, index)
+        if written:
+            await trio.to_thread.run_sync(lambda: [p.log.flush() for p in written])
+        for partition in written:
+            partition.wake_waiters()
+        return results
+
+    def verify(self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str, index: int) -> int:
+        """KIP-890's check of a transactional write (called from any network loop): 0 when the
+        partition is in the producer's open transaction, else the error refusing the write."""
+        if not self.verification or not self.loaded or not self.broker.coordinates_transactions():
+            return ErrorCode.NONE  # in a cluster the coordinator may be elsewhere: not checked here
+        meta = self.txns.get(transactional_id)
+        if meta is None or meta.producer_id != producer_id:
+            return ErrorCode.INVALID_PRODUCER_ID_MAPPING
+        if producer_epoch < meta.producer_epoch:
+            return ErrorCode.INVALID_PRODUCER_EPOCH
+        if meta.state != TxnState.ONGOING or (topic, index) not in meta.partitions:
+            return ErrorCode.INVALID_TXN_STATE
+        return ErrorCode.NONE
+
+    # -- timeouts and expiry -----------------------------------------------------------------------
+
+    async def abort_timed_out(self) -> int:
+        """Aborts open transactions older than their timeout, fencing their producer (a new
+        epoch); returns how many."""
+        now = wall_clock_ms()
+        late = [m for m in self.txns.values() if m.state == TxnState.ONGOING and now - m.start_ms > m.timeout_ms]
+        for meta in late:
+            async with self._locks[meta.transactional_id]:
+                if meta.state != TxnState.ONGOING or now - meta.start_ms <= meta.timeout_ms:
+                    continue
+                log.info("aborting the transaction of %r (producer %d): open for %d ms, its timeout is %d ms",
+                         meta.transactional_id, meta.producer_id, now - meta.start_ms, meta.timeout_ms)
+                try:
+                    await self._bump_epoch(meta)
+                    await self._end(meta, commit=False)
+                except (TopicError, ProducerIdsUnavailable) as e:
+                    log.warning("could not abort the transaction of %r: %s", meta.transactional_id, e)
+        return len(late)
+
+    async def expire_ids(self) -> int:
+        """Forgets transactional ids without an open transaction for `transactional.id.expiration.ms`."""
+        now = wall_clock_ms()
+        idle = [m for m in self.txns.values()
+                if m.state in (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT) and now - m.update_ms > self.expiration_ms]
+        for meta in idle:
+            async with self._locks[meta.transactional_id]:
+                if self.txns.get(meta.transactional_id) is not meta or meta.state == TxnState.ONGOING:
+                    continue
+                partition = partition_for(meta.transactional_id, self.store.partition_count())
+                await self.store.append(partition, [transaction_record(meta.transactional_id, None)])
+                del self.txns[meta.transactional_id]
+                self._locks.pop(meta.transactional_id, None)
+        return len(idle)
+
+    # -- describing --------------------------------------------------------------------------------
+
+    def list(self, states: set[TxnState], producer_ids: set[int], min_duration_ms: int) -> list[TxnMetadata]:
+        now = wall_clock_ms()
+        return [
+            m for m in self.txns.values()
+            if (not states or m.state in states)
+            and (not producer_ids or m.producer_id in producer_ids)
+            and (min_duration_ms < 0 or (m.state == TxnState.ONGOING and now - m.start_ms >= min_duration_ms))
+        ]
+
+    @staticmethod
+    def _write_error(e: TopicError) -> int:
+        """A failed write of the coordinator's state: clients retry these."""
+        if e.error_code in (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, ErrorCode.COORDINATOR_NOT_AVAILABLE):
+            return e.error_code
+        log.warning("transaction state not written: %s", e.message)
+        return ErrorCode.COORDINATOR_NOT_AVAILABLE
