@@ -1205,9 +1205,10 @@ class BrokerOffsetsStore:
                 view = self.broker.topics.get(self.topic)
         return view
 
-    async def append(self, partition: int, records: list, producer: Optional[tuple[int, int]] = None) -> None:
+    async def append(self, partition: int, records: list, producer: Optional[tuple[int, int]] = None, durable: bool = True) -> None:
         """Appends (key, value) records to a partition (in a transactional batch of `producer`,
-        (id, epoch), when given), flushed and, in a cluster, replicated to the ISR."""
+        (id, epoch), when given), flushed (unless not `durable`: a record whose loss a restart
+        repairs) and, in a cluster, replicated to the ISR."""
         from fastlog.records import Record, encode_batch
 
         topic = await self.ensure_topic()
@@ -1220,7 +1221,8 @@ class BrokerOffsetsStore:
             target.log.append(batch)
             target.log.high_watermark = target.log.log_end_offset
             target.wake_waiters()
-            await trio.to_thread.run_sync(target.log.flush)
+            if durable:
+                await trio.to_thread.run_sync(target.log.flush)
             return
         epoch = replicas.leader_epoch(self.topic, partition)
         if epoch is None:
@@ -1230,7 +1232,8 @@ class BrokerOffsetsStore:
         if state is not None and replicas.alone(state):
             target.log.high_watermark = target.log.log_end_offset
         target.wake_waiters()
-        await trio.to_thread.run_sync(target.log.flush)
+        if durable:
+            await trio.to_thread.run_sync(target.log.flush)
         failed = await replicas.wait_for_replicas([(self.topic, partition, last_offset + 1)], OFFSETS_WRITE_TIMEOUT_MS)
         if failed:
             raise TopicError(ErrorCode.NOT_COORDINATOR, f"{self.topic}-{partition}: the write was not replicated ({failed[0][2]})")
@@ -1243,7 +1246,9 @@ class BrokerOffsetsStore:
         for index, partition in enumerate(topic.partitions if topic else []):
             offset = partition.log.log_start_offset
             while offset < partition.log.log_end_offset:
-                data = partition.log.read_bytes(offset, 1 << 20)
+                # To the log end, as Kafka's coordinators load: a new leader's high watermark
+                # lags its log until the followers fetch again.
+                data = partition.log.read_bytes(offset, 1 << 20, partition.log.log_end_offset)
                 batches = decode_batches(data) if data else []
                 if not batches:
                     break

@@ -350,6 +350,11 @@ class ReplicaManager:
             if link is not None:
                 await link.aclose()
 
+    async def connect_to(self, broker_id: int) -> Optional["LeaderLink"]:
+        """A connection to another broker's replication listener (logged in where the
+        inter-broker listener asks for it), or None when it cannot be had now."""
+        return await self._connect(broker_id)
+
     async def _connect(self, leader: int) -> Optional["LeaderLink"]:
         registration = self.image.brokers.get(leader)
         if registration is None:

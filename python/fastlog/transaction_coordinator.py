@@ -22,8 +22,10 @@ late write of an ended transaction cannot open a hanging one. Transaction versio
 transaction, KIP-890 part 2) is not advertised, so clients use version 1.
 
 The coordinator runs on the broker's own loop. In a cluster it is the broker leading partition
-0 of `__transaction_state` (as the group coordinator leads `__consumer_offsets`-0), and markers
-are written only to partitions led there (see the README's limits).
+0 of `__transaction_state` (as the group coordinator leads `__consumer_offsets`-0); markers of
+partitions led by other brokers go to them in WriteTxnMarkers requests, retried (leaders move)
+for MARKER_RETRY_SECONDS; a transaction whose markers could not all be written stays Prepare*
+and is finished by the periodic check.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from typing import Any, Iterable, Optional
 
 import trio
 
-from fastlog import _core
+from fastlog import _core, protocol
 from fastlog.coordinator_records import TransactionLogValue, decode_transaction_record, transaction_record
 from fastlog.group_coordinator import OFFSETS_TOPIC, BrokerOffsetsStore, partition_for, wall_clock_ms
 from fastlog.log_manager import TopicError
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 TXN_TOPIC = "__transaction_state"
 LAST_EPOCH = 32766  # Kafka moves to a new producer id rather than use epoch 32767
 TO_LOG_END = 2**63 - 1  # a high watermark the log clamps to its end
+MARKER_RETRY_SECONDS = 10.0
+MARKER_RETRY_PAUSE = 0.2
 
 
 class TxnState(enum.IntEnum):
@@ -189,14 +193,13 @@ class TransactionCoordinator:
         unfinished = [m for m in txns.values() if m.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT, TxnState.PREPARE_EPOCH_FENCE)]
         log.info("transaction coordinator loaded %d records: %d transactional ids, %d to finish, in %.2fs",
                  len(records), len(txns), len(unfinished), time.monotonic() - started)
-        for meta in unfinished:  # the decision was written; the markers may not all have been
-            async with self._locks[meta.transactional_id]:
-                await self._write_markers_and_complete(meta, meta.state == TxnState.PREPARE_COMMIT)
+        if unfinished:  # the decision was written; the markers may not all have been
+            await self.finish_unfinished()
 
-    async def _persist(self, meta: TxnMetadata) -> None:
+    async def _persist(self, meta: TxnMetadata, durable: bool = True) -> None:
         meta.update_ms = wall_clock_ms()
         record = transaction_record(meta.transactional_id, meta.value())
-        await self.store.append(partition_for(meta.transactional_id, self.store.partition_count()), [record])
+        await self.store.append(partition_for(meta.transactional_id, self.store.partition_count()), [record], durable=durable)
 
     # -- the APIs --------------------------------------------------------------------------------
 
@@ -318,10 +321,23 @@ class TransactionCoordinator:
         await self._write_markers_and_complete(meta, commit)
 
     async def _write_markers_and_complete(self, meta: TxnMetadata, commit: bool) -> None:
-        await self.write_markers(meta.producer_id, meta.producer_epoch, commit, sorted(meta.partitions))
+        pending = sorted(meta.partitions)
+        deadline = trio.current_time() + MARKER_RETRY_SECONDS
+        while True:
+            errors = await self.write_markers(meta.producer_id, meta.producer_epoch, commit, pending)
+            if self.broker.replicas is not None:
+                errors.update(await self._write_remote_markers(meta.producer_id, meta.producer_epoch, commit, errors))
+            pending = [tp for tp, code in errors.items() if code not in (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
+            if not pending:
+                break
+            if trio.current_time() >= deadline:
+                raise TopicError(ErrorCode.COORDINATOR_NOT_AVAILABLE, f"markers of {meta.transactional_id!r} not written to {pending}: {errors}")
+            await trio.sleep(MARKER_RETRY_PAUSE)
         meta.state = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
         meta.partitions = set()
-        await self._persist(meta)
+        # Not fsynced: the markers are (before this is written), and a Complete* record lost in
+        # a crash leaves Prepare*, whose markers the next load writes again (harmlessly).
+        await self._persist(meta, durable=False)
 
     async def write_markers(self, producer_id: int, producer_epoch: int, commit: bool, partitions: list) -> dict:
         """Appends a COMMIT or ABORT marker to each partition led here, fsyncs them, and
@@ -357,6 +373,43 @@ class TransactionCoordinator:
             partition.wake_waiters()
         return results
 
+    async def _write_remote_markers(self, producer_id: int, producer_epoch: int, commit: bool, errors: dict) -> dict:
+        """Sends WriteTxnMarkers to the leaders of the partitions another broker leads (those
+        `errors` has as NOT_LEADER_OR_FOLLOWER): their errors, by partition."""
+        assert self.broker.controller is not None and self.broker.replicas is not None
+        image = self.broker.controller.image
+        by_leader: dict[int, list[tuple[str, int]]] = defaultdict(list)
+        for (topic, index), code in errors.items():
+            if code == ErrorCode.NOT_LEADER_OR_FOLLOWER:
+                p = image.partition(topic, index)
+                if p is not None and p.leader >= 0 and p.leader != self.broker.node_id:
+                    by_leader[p.leader].append((topic, index))
+        results: dict[tuple[str, int], int] = {}
+        for leader, partitions in by_leader.items():
+            results.update(await self._send_markers(leader, producer_id, producer_epoch, commit, partitions))
+        return results
+
+    async def _send_markers(self, leader: int, producer_id: int, producer_epoch: int, commit: bool, partitions: list) -> dict:
+        W = protocol.WriteTxnMarkersRequest
+        by_topic: dict[str, list[int]] = defaultdict(list)
+        for topic, index in partitions:
+            by_topic[topic].append(index)
+        request = W(markers=[W.WritableTxnMarker(
+            producer_id=producer_id, producer_epoch=producer_epoch, transaction_result=commit, coordinator_epoch=0,
+            topics=[W.WritableTxnMarkerTopic(name=t, partition_indexes=ids) for t, ids in by_topic.items()],
+        )])
+        link = await self.broker.replicas.connect_to(leader)
+        if link is None:
+            return {tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in partitions}
+        try:
+            response = await link.call(request, 1)
+        except Exception as e:
+            log.info("WriteTxnMarkers to broker %d failed: %s", leader, e)
+            return {tp: ErrorCode.NOT_LEADER_OR_FOLLOWER for tp in partitions}
+        finally:
+            await link.aclose()
+        return {(t.name, p.partition_index): p.error_code for m in response.markers for t in m.topics for p in t.partitions}
+
     def verify(self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str, index: int) -> int:
         """KIP-890's check of a transactional write (called from any network loop): 0 when the
         partition is in the producer's open transaction, else the error refusing the write."""
@@ -376,6 +429,7 @@ class TransactionCoordinator:
     async def abort_timed_out(self) -> int:
         """Aborts open transactions older than their timeout, fencing their producer (a new
         epoch); returns how many."""
+        await self.finish_unfinished()
         now = wall_clock_ms()
         late = [m for m in self.txns.values() if m.state == TxnState.ONGOING and now - m.start_ms > m.timeout_ms]
         for meta in late:
@@ -390,6 +444,16 @@ class TransactionCoordinator:
                 except (TopicError, ProducerIdsUnavailable) as e:
                     log.warning("could not abort the transaction of %r: %s", meta.transactional_id, e)
         return len(late)
+
+    async def finish_unfinished(self) -> None:
+        """Writes the markers of transactions decided but not completed (a leader was away)."""
+        for meta in [m for m in self.txns.values() if m.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT)]:
+            async with self._locks[meta.transactional_id]:
+                if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
+                    try:
+                        await self._write_markers_and_complete(meta, meta.state == TxnState.PREPARE_COMMIT)
+                    except TopicError as e:
+                        log.warning("transaction of %r still not complete: %s", meta.transactional_id, e.message)
 
     async def expire_ids(self) -> int:
         """Forgets transactional ids without an open transaction for `transactional.id.expiration.ms`."""
