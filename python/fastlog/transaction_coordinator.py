@@ -109,7 +109,7 @@ class TxnMetadata:
             v.producer_id,
             v.producer_epoch,
             v.transaction_timeout_ms,
-            TxnState(v.transaction_status) if v.transaction_status in iter(TxnState) else TxnState.EMPTY,
+            TxnState(v.transaction_status) if v.transaction_status in TxnState._value2member_map_ else TxnState.EMPTY,
             {(p.topic, i) for p in v.transaction_partitions or [] for i in p.partition_ids},
             v.transaction_start_timestamp_ms,
             v.transaction_last_update_timestamp_ms,
@@ -472,7 +472,9 @@ class TransactionCoordinator:
 
     # -- describing --------------------------------------------------------------------------------
 
-    def list(self, states: set[TxnState], producer_ids: set[int], min_duration_ms: int) -> list[TxnMetadata]:
+    def matching(self, states: set[TxnState], producer_ids: set[int], min_duration_ms: int) -> list[TxnMetadata]:
+        """ListTransactions: the ids in `states` (any when empty) of `producer_ids` (any when
+        empty), open for at least `min_duration_ms` (-1: any)."""
         now = wall_clock_ms()
         return [
             m for m in self.txns.values()

@@ -478,7 +478,8 @@ pub struct Marker {
 const CONTROL_ABORT: i16 = 0;
 const CONTROL_COMMIT: i16 = 1;
 
-fn push_varlong(v: i64, out: &mut Vec<u8>) {
+/// Appends a zig-zag varlong (a record's varint fields).
+pub(crate) fn push_varlong(v: i64, out: &mut Vec<u8>) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     loop {
         let b = (z & 0x7f) as u8;
@@ -562,18 +563,7 @@ pub fn build_marker_batch(producer_id: i64, producer_epoch: i16, marker: Marker,
 pub(crate) mod tests {
     use super::*;
 
-    fn zigzag(v: i64, out: &mut Vec<u8>) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            let b = (z & 0x7f) as u8;
-            z >>= 7;
-            if z == 0 {
-                out.push(b);
-                break;
-            }
-            out.push(b | 0x80);
-        }
-    }
+    use super::push_varlong as zigzag;
 
     /// Builds an uncompressed batch of `values` with no keys or headers (test helper).
     pub fn build_batch(base_offset: i64, timestamp: i64, values: &[&[u8]]) -> Vec<u8> {

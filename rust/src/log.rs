@@ -1473,18 +1473,7 @@ mod tests {
         assert_eq!(log.last_stable_offset(), 3);
     }
 
-    fn zigzag(v: i64, out: &mut Vec<u8>) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            let b = (z & 0x7f) as u8;
-            z >>= 7;
-            if z == 0 {
-                out.push(b);
-                break;
-            }
-            out.push(b | 0x80);
-        }
-    }
+    use crate::batch::push_varlong as zigzag;
 
     /// One record with `key` and `value` (None: a tombstone), in an uncompressed batch.
     fn keyed_batch(timestamp: i64, key: &[u8], value: Option<&[u8]>) -> Vec<u8> {

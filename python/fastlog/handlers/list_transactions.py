@@ -26,7 +26,7 @@ async def handle(ctx: RequestContext, request):
     duration = request.duration_filter if ctx.api_version >= 1 else -1
     listed = [
         R.TransactionState(transactional_id=m.transactional_id, producer_id=m.producer_id, transaction_state=m.state.kafka_name)
-        for m in coordinator.list(states, set(request.producer_id_filters), duration)
+        for m in coordinator.matching(states, set(request.producer_id_filters), duration)
         if ctx.allows(Operation.DESCRIBE, ResourceType.TRANSACTIONAL_ID, m.transactional_id, log_denied=False)
     ]
     return R(throttle_time_ms=0, error_code=0, unknown_state_filters=unknown, transaction_states=listed)
