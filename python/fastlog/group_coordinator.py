@@ -927,6 +927,10 @@ class GroupCoordinator:
         error = self._commit_error(group_id, generation, member_id, group_instance_id)
         if error:
             return {(t, p): error for t, p, *_ in offsets}, []
+        return self._offset_records(group_id, offsets, retention_ms)
+
+    def _offset_records(self, group_id: str, offsets: list, retention_ms: int = -1) -> tuple[dict, list]:
+        """({(topic, partition): error}, records) of commits already allowed for the group."""
         results, records = {}, []
         now = self.wall_clock()
         for topic, partition, offset, leader_epoch, metadata, commit_ts in offsets:
@@ -1010,7 +1014,7 @@ class GroupCoordinator:
             error = self._commit_error(group_id, generation, member_id, group_instance_id)
         if error:
             return {(t, p): error for t, p, *_ in offsets}
-        results, records = self.commit_step(group_id, -1, "", None, offsets)
+        results, records = self._offset_records(group_id, offsets)
         if not records:
             return results
         try:

@@ -55,6 +55,12 @@ MARKER_RETRY_SECONDS = 10.0
 MARKER_RETRY_PAUSE = 0.2
 
 
+def as_version_knows(code: int, version: int, fenced_since: int) -> int:
+    """PRODUCER_FENCED for request versions that know it (`fenced_since` and later); older
+    versions are answered INVALID_PRODUCER_EPOCH, as Kafka answers them."""
+    return ErrorCode.INVALID_PRODUCER_EPOCH if code == ErrorCode.PRODUCER_FENCED and version < fenced_since else code
+
+
 class TxnState(enum.IntEnum):
     """Kafka's TransactionState ids, as stored in `__transaction_state`."""
 
@@ -351,8 +357,10 @@ class TransactionCoordinator:
                 epoch = self.broker.replicas.leader_epoch(topic, index)
                 partition, leader_epoch = (partition, epoch) if epoch is not None else (None, 0)
             if partition is None:
-                # A topic deleted meanwhile has nothing left to mark; elsewhere: see the module note.
-                results[(topic, index)] = ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if self.broker.topics.get(topic) is None else ErrorCode.NOT_LEADER_OR_FOLLOWER
+                # A partition deleted meanwhile has nothing left to mark; one led elsewhere is sent there.
+                view = self.broker.topics.get(topic)
+                exists = view is not None and 0 <= index < view.partitions
+                results[(topic, index)] = ErrorCode.NOT_LEADER_OR_FOLLOWER if exists else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
             try:
                 partition.log.append_marker(producer_id, producer_epoch, commit, 0, leader_epoch)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up the Python Kafka clients that tests/clients/test_python_clients.py runs against a
 # fastlog broker: one virtualenv per OLD client version under .cache/clients/python/<client>-<version>
-# (git-ignored). The NEWEST versions, with their codec libraries, come with pyproject's [test] extra.
+# (git-ignored), and quixstreams for tests/transactions. The NEWEST versions, with their codec
+# libraries, come with pyproject's [test] extra.
 #
 # Idempotent: a venv whose stamp file matches what it should hold is left alone, so a second
 # run takes a fraction of a second. PYTHON picks the interpreter (default python3).
@@ -118,6 +119,9 @@ main() {
   wheel_venv kafka-python-2.0.2 kafka-python==2.0.2 "${CODECS[@]}"
   # aiokafka 0.8 imports kafka-python's internals: keep the kafka-python of its day.
   wheel_venv aiokafka-0.8.1 aiokafka==0.8.1 kafka-python==2.0.2 "${CODECS[@]}"
+  # quixstreams (tests/transactions: exactly-once processing) pins confluent-kafka below 2.13,
+  # older than this interpreter's newest: it gets a venv of its own.
+  wheel_venv quixstreams-3.28.1 quixstreams==3.28.1 confluent-kafka==2.12.2
   log "ready: $(cd "$CACHE" && ls -d -- */ | tr -d / | tr '\n' ' ')"
 }
 

@@ -10,6 +10,7 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.protocol import ErrorCode
 from fastlog.security.acls import Operation, ResourceType
+from fastlog.transaction_coordinator import as_version_knows
 
 R = protocol.AddOffsetsToTxnResponse
 
@@ -25,4 +26,4 @@ async def handle(ctx: RequestContext, request):
     coordinator = ctx.broker.transactions
     partition = coordinator.offsets_partition(request.group_id)
     errors = await coordinator.add_partitions(request.transactional_id, request.producer_id, request.producer_epoch, [partition])
-    return R(throttle_time_ms=0, error_code=errors[partition])
+    return R(throttle_time_ms=0, error_code=as_version_knows(errors[partition], ctx.api_version, 2))

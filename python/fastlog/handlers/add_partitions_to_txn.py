@@ -15,14 +15,15 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.protocol import ErrorCode
 from fastlog.security.acls import Operation, ResourceType
+from fastlog.transaction_coordinator import as_version_knows
 
 R = protocol.AddPartitionsToTxnResponse
 
 
-def topic_results(errors: dict) -> list:
+def topic_results(errors: dict, version: int) -> list:
     by_topic: dict[str, list] = {}
     for (topic, index), code in errors.items():
-        by_topic.setdefault(topic, []).append(R.AddPartitionsToTxnPartitionResult(partition_index=index, partition_error_code=code))
+        by_topic.setdefault(topic, []).append(R.AddPartitionsToTxnPartitionResult(partition_index=index, partition_error_code=as_version_knows(code, version, 2)))
     return [R.AddPartitionsToTxnTopicResult(name=t, results_by_partition=parts) for t, parts in by_topic.items()]
 
 
@@ -41,11 +42,11 @@ async def handle(ctx: RequestContext, request):
     if ctx.api_version < 4:
         errors = await add(ctx, request.v3_and_below_transactional_id, request.v3_and_below_producer_id,
                            request.v3_and_below_producer_epoch, request.v3_and_below_topics, False)
-        return R(throttle_time_ms=0, results_by_topic_v3_and_below=topic_results(errors))
+        return R(throttle_time_ms=0, results_by_topic_v3_and_below=topic_results(errors, ctx.api_version))
     if not ctx.allows(Operation.CLUSTER_ACTION, ResourceType.CLUSTER):
         return R(throttle_time_ms=0, error_code=ErrorCode.CLUSTER_AUTHORIZATION_FAILED, results_by_transaction=[])
     results = []
     for txn in request.transactions:
         errors = await add(ctx, txn.transactional_id, txn.producer_id, txn.producer_epoch, txn.topics, txn.verify_only)
-        results.append(R.AddPartitionsToTxnResult(transactional_id=txn.transactional_id, topic_results=topic_results(errors)))
+        results.append(R.AddPartitionsToTxnResult(transactional_id=txn.transactional_id, topic_results=topic_results(errors, ctx.api_version)))
     return R(throttle_time_ms=0, error_code=0, results_by_transaction=results)

@@ -13,6 +13,7 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.protocol import ErrorCode
 from fastlog.security.acls import Operation, ResourceType
+from fastlog.transaction_coordinator import as_version_knows
 
 R = protocol.EndTxnResponse
 
@@ -22,4 +23,4 @@ async def handle(ctx: RequestContext, request):
     if not ctx.allows(Operation.WRITE, ResourceType.TRANSACTIONAL_ID, request.transactional_id):
         return R(throttle_time_ms=0, error_code=ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
     error = await ctx.broker.transactions.end_txn(request.transactional_id, request.producer_id, request.producer_epoch, request.committed)
-    return R(throttle_time_ms=0, error_code=error, producer_id=request.producer_id, producer_epoch=request.producer_epoch)
+    return R(throttle_time_ms=0, error_code=as_version_knows(error, ctx.api_version, 2), producer_id=request.producer_id, producer_epoch=request.producer_epoch)

@@ -19,6 +19,7 @@ from fastlog.handlers import RequestContext, handles
 from fastlog.producer_ids import ProducerIdsUnavailable
 from fastlog.protocol import ErrorCode
 from fastlog.security.acls import Operation, ResourceType
+from fastlog.transaction_coordinator import as_version_knows
 
 log = logging.getLogger(__name__)
 R = protocol.InitProducerIdResponse
@@ -46,7 +47,7 @@ async def handle(ctx: RequestContext, request):
         error, producer_id, epoch = await ctx.broker.transactions.init_producer_id(
             request.transactional_id, request.transaction_timeout_ms, producer_id, epoch
         )
-        return R(error_code=error, producer_id=producer_id, producer_epoch=epoch)
+        return R(error_code=as_version_knows(error, ctx.api_version, 4), producer_id=producer_id, producer_epoch=epoch)
     try:
         producer_id = await ctx.broker.producer_ids.next_id()
     except ProducerIdsUnavailable as e:
