@@ -18,7 +18,8 @@ is fenced); ids idle past `transactional.id.expiration.ms` are forgotten (a tomb
 
 KIP-890 part 1: with `transaction.partition.verification.enable`, a transactional Produce to a
 partition its coordinator has not added to the transaction is refused (INVALID_TXN_STATE), so a
-late write of an ended transaction cannot open a hanging one. Transaction version 2 (an epoch per
+late write of an ended transaction cannot open a hanging one; a partition leader that is not the
+coordinator asks it (`verify_remotely`) before the producer's first write of a transaction. Transaction version 2 (an epoch per
 transaction, KIP-890 part 2) is not advertised, so clients use version 1.
 
 The coordinator runs on the broker's own loop. In a cluster it is the broker leading partition
@@ -51,6 +52,7 @@ log = logging.getLogger(__name__)
 TXN_TOPIC = "__transaction_state"
 LAST_EPOCH = 32766  # Kafka moves to a new producer id rather than use epoch 32767
 TO_LOG_END = 2**63 - 1  # a high watermark the log clamps to its end
+NEEDS_COORDINATOR = -1  # `verify`: only the (remote) coordinator can tell; see `verify_remotely`
 MARKER_RETRY_SECONDS = 10.0
 MARKER_RETRY_PAUSE = 0.2
 
@@ -420,9 +422,18 @@ class TransactionCoordinator:
 
     def verify(self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str, index: int) -> int:
         """KIP-890's check of a transactional write (called from any network loop): 0 when the
-        partition is in the producer's open transaction, else the error refusing the write."""
-        if not self.verification or not self.loaded or not self.broker.coordinates_transactions():
-            return ErrorCode.NONE  # in a cluster the coordinator may be elsewhere: not checked here
+        partition is in the producer's open transaction, else the error refusing the write.
+        Where the coordinator is another broker: 0 when the producer's transaction is already
+        open in the partition (verified at its first write), else NEEDS_COORDINATOR."""
+        if not self.verification:
+            return ErrorCode.NONE
+        if not self.broker.coordinates_transactions():
+            partition = self.broker.logs.partition(topic, index)
+            if partition is not None and any(pid == producer_id for pid, _ in partition.log.ongoing_transactions()):
+                return ErrorCode.NONE
+            return NEEDS_COORDINATOR
+        if not self.loaded:
+            return ErrorCode.NONE
         meta = self.txns.get(transactional_id)
         if meta is None or meta.producer_id != producer_id:
             return ErrorCode.INVALID_PRODUCER_ID_MAPPING
@@ -431,6 +442,36 @@ class TransactionCoordinator:
         if meta.state != TxnState.ONGOING or (topic, index) not in meta.partitions:
             return ErrorCode.INVALID_TXN_STATE
         return ErrorCode.NONE
+
+    async def verify_remotely(self, transactional_id: str, producer_id: int, producer_epoch: int, topic: str, index: int) -> int:
+        """`verify` where the coordinator is another broker: AddPartitionsToTxn v4 with
+        `verify_only`, as Kafka's partition leaders ask it."""
+        coordinator = self._coordinator_id()
+        A = protocol.AddPartitionsToTxnRequest
+        request = A(transactions=[A.AddPartitionsToTxnTransaction(
+            transactional_id=transactional_id, producer_id=producer_id, producer_epoch=producer_epoch, verify_only=True,
+            topics=[A.AddPartitionsToTxnTopic(name=topic, partitions=[index])],
+        )])
+        link = await self.broker.replicas.connect_to(coordinator) if coordinator >= 0 and self.broker.replicas is not None else None
+        if link is None:
+            return ErrorCode.NOT_ENOUGH_REPLICAS  # retriable for producers: the coordinator is away
+        try:
+            response = await link.call(request, 4)
+        except Exception as e:
+            log.info("verification of %r by broker %d failed: %s", transactional_id, coordinator, e)
+            return ErrorCode.NOT_ENOUGH_REPLICAS
+        finally:
+            await link.aclose()
+        if response.error_code:
+            return response.error_code
+        codes = [p.partition_error_code for t in response.results_by_transaction for r in t.topic_results for p in r.results_by_partition]
+        return codes[0] if codes else ErrorCode.INVALID_TXN_STATE
+
+    def _coordinator_id(self) -> int:
+        if self.broker.controller is None:
+            return self.broker.node_id
+        p = self.broker.controller.image.partition(TXN_TOPIC, 0)
+        return p.leader if p is not None else -1
 
     # -- timeouts and expiry -----------------------------------------------------------------------
 

@@ -696,6 +696,10 @@ impl PartitionLog {
         }
         let horizon = now_ms - self.config.delete_retention_ms;
         let mut rewritten = Vec::new();
+        // Producers whose current transaction still has records in the cleaned log: its marker
+        // stays. A marker whose transaction kept nothing goes once past `delete.retention.ms`
+        // (a replay then finds neither, so no transaction is left open), as Kafka's cleaner does.
+        let mut txn_has_records: HashMap<i64, bool> = HashMap::new();
         for (base, size, _, _) in &sealed {
             let path = self.segments[base].log_path();
             let mut out = Vec::with_capacity(*size as usize);
@@ -706,6 +710,16 @@ impl PartitionLog {
                     changed = true;
                     return Ok(());
                 }
+                if header.is_control() {
+                    let had_records = txn_has_records.remove(&header.producer_id).unwrap_or(false);
+                    if !had_records && header.max_timestamp < horizon {
+                        stats.records_removed += header.record_count.max(0) as u64;
+                        changed = true;
+                    } else {
+                        out.extend_from_slice(bytes);
+                    }
+                    return Ok(());
+                }
                 let keep = |offset: i64, key: Option<&[u8]>, tombstone: bool| {
                     let superseded = key.and_then(|k| keys.get(k)).is_some_and(|last| *last > offset);
                     !(superseded || (tombstone && header.max_timestamp < horizon))
@@ -714,6 +728,9 @@ impl PartitionLog {
                     Some(kept) => {
                         changed |= kept.len() != bytes.len();
                         out.extend_from_slice(&kept);
+                        if header.is_transactional() {
+                            txn_has_records.insert(header.producer_id, true);
+                        }
                     }
                     None => changed = true,
                 }
@@ -1471,6 +1488,51 @@ mod tests {
         assert!(text.contains("committed") && !text.contains("aborted"), "{text}");
         assert!(text.contains("open") && text.contains("filler"));
         assert_eq!(log.last_stable_offset(), 3);
+    }
+
+    #[test]
+    fn markers_go_once_their_transaction_kept_nothing_and_the_horizon_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut config = small_config();
+        config.compacted = true;
+        config.segment_bytes = 200;
+        config.min_cleanable_dirty_ratio = 0.0;
+        config.delete_retention_ms = 1000;
+        let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
+        log.append(&transactional(keyed_batch(1, b"k", Some(b"aborted")), 7, 0, 0), 0, 0).unwrap(); // 0
+        log.append_marker(7, 0, marker(false), 0, 0).unwrap(); // 1: its data goes, so will it
+        log.append(&transactional(keyed_batch(1, b"kept", Some(b"committed")), 8, 0, 0), 0, 0).unwrap(); // 2
+        log.append_marker(8, 0, marker(true), 0, 0).unwrap(); // 3: its record stays, so does it
+        for i in 0..6 {
+            log.append(&keyed_batch(1, format!("x{i}").as_bytes(), Some(b"filler")), 0, 0).unwrap();
+        }
+        let count_markers = |log: &mut PartitionLog| {
+            log.high_watermark = log.log_end_offset();
+            let mut bytes = read_all(log, 0);
+            let mut n = 0;
+            while bytes.len() >= batch::HEADER_SIZE {
+                let h = batch::parse_header(&bytes).unwrap();
+                n += h.is_control() as usize;
+                bytes.drain(..h.size());
+            }
+            n
+        };
+        log.clean(100).unwrap(); // markers stamped at 0; the horizon is 100 - 1000
+        assert_eq!(count_markers(&mut log), 2);
+        log.first_dirty_offset = 0;
+        log.clean(5000).unwrap();
+        assert_eq!(count_markers(&mut log), 1, "the abort marker went, the commit marker of a kept record stayed");
+        log.close(5000).unwrap();
+        drop(log);
+        for entry in fs::read_dir(&path).unwrap().flatten() {
+            if entry.path().extension().is_some_and(|e| e == "snapshot") {
+                fs::remove_file(entry.path()).unwrap();
+            }
+        }
+        let mut log = PartitionLog::open(&path, config, 0, 0, 0).unwrap();
+        assert!(log.ongoing_transactions().is_empty(), "a replay from the start leaves nothing open");
+        assert_eq!(stable(&mut log), log.log_end_offset());
     }
 
     use crate::batch::push_varlong as zigzag;

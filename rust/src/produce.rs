@@ -159,6 +159,7 @@ pub fn topic_names(frame: &[u8], versions: (i16, i16)) -> Option<Vec<String>> {
 /// partition, producer id, producer epoch) of each partition's first batch. None when the
 /// frame is declined or carries no transactional id.
 pub fn transactional_writes(frame: &[u8], versions: (i16, i16)) -> Option<(String, Vec<(String, i32, i64, i16)>)> {
+    peek_transactional_id(frame)?; // most frames have none: no second decode of them
     let (_, request, _) = decode(frame, versions)?;
     let id = request.transactional_id?;
     let mut writes = Vec::new();
@@ -171,6 +172,18 @@ pub fn transactional_writes(frame: &[u8], versions: (i16, i16)) -> Option<(Strin
         }
     }
     Some((id.to_string(), writes))
+}
+
+/// The transactional id of a Produce frame (v3+), read without decoding the rest.
+fn peek_transactional_id(frame: &[u8]) -> Option<&str> {
+    let (api_key, version) = api_key_and_version(frame)?;
+    if api_key != API_KEY || version < 3 {
+        return None;
+    }
+    let mut r = Reader::new(frame);
+    let flexible = version >= produce_request::FLEXIBLE_FROM;
+    request_header::RequestHeader::read(&mut r, if flexible { 2 } else { 1 }).ok()?;
+    r.nullable_string(flexible).ok()?
 }
 
 /// Handles one Produce frame (without its size prefix); None declines it (not Produce, a
@@ -483,6 +496,42 @@ mod tests {
         let out = handle(&frame(9, 7, &[("t", 0, &build_batch(0, 1000, &[b"a"]))]), (0, 11), &logs, 0, 0, &[]).unwrap();
         assert_eq!(response(&out.response().unwrap(), 9), vec![(0, 21, -1)]); // INVALID_REQUIRED_ACKS
         assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 0);
+    }
+
+    #[test]
+    fn transactional_writes_are_found_and_unverified_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = logs(dir.path());
+        let mut txn = build_batch(0, 1000, &[b"a"]);
+        txn[21..23].copy_from_slice(&batch::ATTR_TRANSACTIONAL.to_be_bytes());
+        txn[43..51].copy_from_slice(&7i64.to_be_bytes());
+        txn[51..53].copy_from_slice(&0i16.to_be_bytes());
+        txn[53..57].copy_from_slice(&0i32.to_be_bytes());
+        let crc = batch::crc32c(&txn[21..]);
+        txn[17..21].copy_from_slice(&crc.to_be_bytes());
+        for version in [3, 9, 11] {
+            let plain = frame(version, 1, &[("t", 0, &txn)]);
+            assert_eq!(transactional_writes(&plain, (0, 11)), None, "no transactional id: not looked at");
+            let mut header_and_body = frame(version, 1, &[("t", 0, &txn), ("t", 1, &build_batch(0, 1000, &[b"b"]))]);
+            // The same request with a transactional id: rebuilt through the codec.
+            let mut r = Reader::new(&header_and_body);
+            let flexible = version >= produce_request::FLEXIBLE_FROM;
+            let header = request_header::RequestHeader::read(&mut r, if flexible { 2 } else { 1 }).unwrap();
+            let mut request = produce_request::ProduceRequest::read(&mut r, version).unwrap();
+            request.transactional_id = Some("tx");
+            let mut w = Writer::default();
+            header.write(&mut w, if flexible { 2 } else { 1 }).unwrap();
+            request.write(&mut w, version).unwrap();
+            header_and_body = w.buf;
+            let (id, writes) = transactional_writes(&header_and_body, (0, 11)).unwrap();
+            assert_eq!((id.as_str(), writes), ("tx", vec![("t".to_string(), 0, 7, 0)]));
+            let refused = [("t".to_string(), 0, 48)];
+            let out = handle_refusing(&header_and_body, (0, 11), &logs, 0, 0, &[], &refused).unwrap();
+            let answers = response(&out.response().unwrap(), version);
+            assert_eq!(answers[0], (0, 48, -1));
+            assert_eq!(answers[1].1, UNKNOWN_TOPIC_OR_PARTITION, "the other partition is answered as usual");
+        }
+        assert_eq!(logs.0.borrow()[&("t".to_string(), 0)].log_end_offset(), 0, "the refused partition got nothing");
     }
 
     #[test]

@@ -563,7 +563,8 @@ impl PartitionTable {
     /// before anything is appended) whether the client may write it: the ACLs' check.
     /// `verify_txn`, when given, is asked for each partition a transactional request writes
     /// (transactional id, producer id, epoch, topic, partition) for the Kafka error code that
-    /// refuses the write, 0 to let it through (KIP-890's verification).
+    /// refuses the write, 0 to let it through (KIP-890's verification), or a negative number:
+    /// the frame is declined (None) for the Python path, which asks a remote coordinator.
     #[pyo3(signature = (frame, versions, leader_epoch = 0, now_ms = None, may_write = None, verify_txn = None))]
     #[allow(clippy::too_many_arguments)]
     fn produce(
@@ -581,6 +582,9 @@ impl PartitionTable {
             let data = bytes.as_bytes();
             let Some(denied) = denied_topics(data, versions, may_write)? else { return Ok(None) };
             let unverified = unverified_writes(data, versions, verify_txn)?;
+            if unverified.iter().any(|(_, _, code)| *code < 0) {
+                return Ok(None); // a coordinator elsewhere must be asked: the Python path does
+            }
             py.detach(|| produce::handle_refusing(data, versions, self, leader_epoch, now, &denied, &unverified))
         } else if let Ok(array) = frame.cast::<PyByteArray>() {
             // SAFETY: the server hands over a frame buffer that nothing else references, so no
@@ -589,6 +593,9 @@ impl PartitionTable {
             let data = unsafe { array.as_bytes() };
             let Some(denied) = denied_topics(data, versions, may_write)? else { return Ok(None) };
             let unverified = unverified_writes(data, versions, verify_txn)?;
+            if unverified.iter().any(|(_, _, code)| *code < 0) {
+                return Ok(None);
+            }
             py.detach(|| produce::handle_refusing(data, versions, self, leader_epoch, now, &denied, &unverified))
         } else {
             return Err(pyo3::exceptions::PyTypeError::new_err("a Produce frame must be bytes or bytearray"));

@@ -111,3 +111,29 @@ def test_the_coordinator_state_survives_its_broker(cluster) -> None:
         cluster.nodes[coordinator].start()
     wait_for(lambda: agreed(cluster, [1, 2, 3], {1, 2, 3}), "the broker is back")
     assert [v for v in read(cluster, "read_committed") if v.startswith(b"after-failover")] == sorted(b"after-failover-%d" % p for p in range(PARTITIONS))
+
+
+def test_a_leader_asks_the_coordinator_elsewhere_before_a_transactions_first_write(cluster) -> None:
+    """KIP-890 on a partition led by a broker that is not the coordinator: the leader asks the
+    coordinator (AddPartitionsToTxn v4, verify_only) before the producer's first write there."""
+    from fastlog import protocol as P
+    from fastlog.protocol import ErrorCode as E
+    from tests.broker.wire import WireClient
+    from tests.transactions.test_wire import add_partitions, produce, txn_batch
+
+    metadata = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(timeout=10)
+    coordinator = metadata.topics["__transaction_state"].partitions[0].leader
+    partition, leader = next((p.id, p.leader) for p in metadata.topics["spread"].partitions.values() if p.leader != coordinator)
+    with WireClient(cluster.nodes[coordinator].bootstrap) as at_coordinator, WireClient(cluster.nodes[leader].bootstrap) as at_leader:
+        answer = at_coordinator.request(P.InitProducerIdRequest(transactional_id="verified", transaction_timeout_ms=30_000), 4)
+        pid, epoch = answer.producer_id, answer.producer_epoch
+        refused = produce(at_leader, "verified", "spread", txn_batch(pid, epoch, 0, b"too early"), partition)
+        assert refused.error_code == E.INVALID_TXN_STATE, E(refused.error_code).name
+        assert add_partitions(at_coordinator, "verified", pid, epoch, {"spread": [partition]}) == {("spread", partition): "NONE"}
+        for sequence, value in enumerate([b"first", b"second"]):  # the second needs no question: the transaction is open there
+            accepted = produce(at_leader, "verified", "spread", txn_batch(pid, epoch, sequence, value), partition)
+            assert accepted.error_code == 0, E(accepted.error_code).name
+        end = at_coordinator.request(P.EndTxnRequest(transactional_id="verified", producer_id=pid, producer_epoch=epoch, committed=True), 3)
+        assert end.error_code == 0
+    assert {b"first", b"second"} <= set(read(cluster, "read_committed"))
+    assert b"too early" not in read(cluster, "read_uncommitted")

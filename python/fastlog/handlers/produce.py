@@ -35,6 +35,7 @@ from fastlog.protocol import ErrorCode
 from fastlog.records import DEFAULT_MAX_BYTES, CorruptRecordsError, RecordsTooLargeError
 from fastlog.schema_registry import validation
 from fastlog.security.acls import Operation, ResourceType, host_of
+from fastlog.transaction_coordinator import NEEDS_COORDINATOR
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -116,16 +117,21 @@ def validated(broker: "Broker", request) -> bool:
     return bool(checked) and any(t.name in checked for t in request.topic_data)
 
 
-def unverified(ctx: RequestContext, transactional_id: Optional[str], topic: str, index: int, records) -> int:
+async def unverified(ctx: RequestContext, transactional_id: Optional[str], topic: str, index: int, records) -> int:
     """KIP-890: the error refusing a transactional batch the coordinator has not seen the
-    partition added for (0: none, or not transactional)."""
+    partition added for (0: none, or not transactional); asked of the coordinator where it is
+    another broker."""
     if transactional_id is None or len(records) < 61 or records[16] != 2:
         return 0
     attributes, = struct.unpack_from(">h", records, 21)
     if not attributes & TRANSACTIONAL:
         return 0
     producer_id, epoch = struct.unpack_from(">qh", records, 43)
-    return ctx.broker.transactions.verify(transactional_id, producer_id, epoch, topic, index)
+    coordinator = ctx.broker.transactions
+    code = coordinator.verify(transactional_id, producer_id, epoch, topic, index)
+    if code == NEEDS_COORDINATOR:
+        code = await coordinator.verify_remotely(transactional_id, producer_id, epoch, topic, index)
+    return code
 
 
 async def append(ctx: RequestContext, topic: str, index: int, records, acks: int, awaiting: list, transactional_id: Optional[str] = None) -> object:
@@ -134,7 +140,7 @@ async def append(ctx: RequestContext, topic: str, index: int, records, acks: int
         return refused(index, error)
     if not records:
         return refused(index, ErrorCode.CORRUPT_MESSAGE, "produce request without record batches")
-    if code := unverified(ctx, transactional_id, topic, index, records):
+    if code := await unverified(ctx, transactional_id, topic, index, records):
         return refused(index, code)
     magic = legacy.magic_of(records)
     if magic < 2:

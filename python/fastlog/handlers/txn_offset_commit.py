@@ -15,6 +15,7 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.protocol import ErrorCode
 from fastlog.security.acls import Operation, ResourceType
+from fastlog.transaction_coordinator import NEEDS_COORDINATOR
 
 R = protocol.TxnOffsetCommitResponse
 
@@ -40,6 +41,8 @@ async def handle(ctx: RequestContext, request):
     coordinator = ctx.broker.transactions
     topic, index = coordinator.offsets_partition(request.group_id)
     unverified = coordinator.verify(request.transactional_id, request.producer_id, request.producer_epoch, topic, index)
+    if unverified == NEEDS_COORDINATOR:
+        unverified = await coordinator.verify_remotely(request.transactional_id, request.producer_id, request.producer_epoch, topic, index)
     if unverified:
         return answer(request, lambda t, p: unverified)
     readable = {t.name for t in request.topics if ctx.allows(Operation.READ, ResourceType.TOPIC, t.name)}
