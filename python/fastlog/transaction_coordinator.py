@@ -19,8 +19,12 @@ is fenced); ids idle past `transactional.id.expiration.ms` are forgotten (a tomb
 KIP-890 part 1: with `transaction.partition.verification.enable`, a transactional Produce to a
 partition its coordinator has not added to the transaction is refused (INVALID_TXN_STATE), so a
 late write of an ended transaction cannot open a hanging one; a partition leader that is not the
-coordinator asks it (`verify_remotely`) before the producer's first write of a transaction. Transaction version 2 (an epoch per
-transaction, KIP-890 part 2) is not advertised, so clients use version 1.
+coordinator asks it (`verify_remotely`) before the producer's first write of a transaction.
+KIP-890 part 2: EndTxn v5 ends each transaction with a new epoch (or a new producer id once the
+epoch is exhausted), carried by its markers and answered to the producer, as Kafka does for
+transaction version 2; a retry with the old epoch is recognised. The `transaction.version`
+feature is not advertised: with the protocol version set here (Produce up to v11,
+TxnOffsetCommit up to v4), clients still add partitions themselves, as with version 1.
 
 The coordinator runs on the broker's own loop. In a cluster it is the broker leading partition
 0 of `__transaction_state` (as the group coordinator leads `__consumer_offsets`-0); markers of
@@ -94,6 +98,10 @@ class TxnMetadata:
     partitions: set[tuple[str, int]] = field(default_factory=set)
     start_ms: int = -1
     update_ms: int = 0
+    # KIP-890 part 2: 2 once the producer ends transactions with EndTxn v5 (an epoch per
+    # transaction); the producer id before an epoch overflow, for recognising a retried EndTxn.
+    client_transaction_version: int = 0
+    previous_producer_id: int = -1
 
     def value(self) -> TransactionLogValue:
         by_topic: dict[str, list[int]] = defaultdict(list)
@@ -108,6 +116,8 @@ class TxnMetadata:
             transaction_partitions=[P(topic=t, partition_ids=ids) for t, ids in by_topic.items()],
             transaction_last_update_timestamp_ms=self.update_ms,
             transaction_start_timestamp_ms=self.start_ms,
+            previous_producer_id=self.previous_producer_id,
+            client_transaction_version=self.client_transaction_version,
         )
 
     @classmethod
@@ -121,6 +131,8 @@ class TxnMetadata:
             {(p.topic, i) for p in v.transaction_partitions or [] for i in p.partition_ids},
             v.transaction_start_timestamp_ms,
             v.transaction_last_update_timestamp_ms,
+            v.client_transaction_version,
+            v.previous_producer_id,
         )
 
 
@@ -246,6 +258,7 @@ class TransactionCoordinator:
 
     async def _bump_epoch(self, meta: TxnMetadata) -> None:
         if meta.producer_epoch >= LAST_EPOCH:
+            meta.previous_producer_id = meta.producer_id
             meta.producer_id, meta.producer_epoch = await self.broker.producer_ids.next_id(), 0
         else:
             meta.producer_epoch += 1
@@ -300,27 +313,45 @@ class TransactionCoordinator:
         view = self.broker.topics.get(topic)
         return view is not None and 0 <= index < view.partitions
 
-    async def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool) -> int:
-        """EndTxn: the error, once every partition of the transaction has its marker."""
+    async def end_txn(self, transactional_id: str, producer_id: int, producer_epoch: int, commit: bool, bump_epoch: bool = False) -> tuple[int, int, int]:
+        """EndTxn: (error, producer id, epoch) once every partition of the transaction has its
+        marker. `bump_epoch` (EndTxn v5, KIP-890 part 2): the transaction ends with a new epoch
+        (a new producer id when the epoch is exhausted), written in its markers and answered,
+        so that no late request of the ended transaction is taken for the next one."""
         if error := self.unavailable():
-            return error
+            return error, -1, -1
         async with self._locks[transactional_id]:
             meta = self.txns.get(transactional_id)
+            if bump_epoch and meta is not None and self._is_bumped_retry(meta, producer_id, producer_epoch):
+                done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
+                return (ErrorCode.NONE if meta.state == done else ErrorCode.INVALID_TXN_STATE), meta.producer_id, meta.producer_epoch
             error = self._producer_error(meta, producer_id, producer_epoch)
             if error:
-                return error
+                return error, -1, -1
             assert meta is not None
             if meta.state == TxnState.COMPLETE_COMMIT:  # a retry of the same EndTxn
-                return ErrorCode.NONE if commit else ErrorCode.INVALID_TXN_STATE
+                return (ErrorCode.NONE if commit else ErrorCode.INVALID_TXN_STATE), meta.producer_id, meta.producer_epoch
             if meta.state == TxnState.COMPLETE_ABORT:
-                return ErrorCode.NONE if not commit else ErrorCode.INVALID_TXN_STATE
+                return (ErrorCode.NONE if not commit else ErrorCode.INVALID_TXN_STATE), meta.producer_id, meta.producer_epoch
             if meta.state != TxnState.ONGOING:
-                return ErrorCode.INVALID_TXN_STATE
+                return ErrorCode.INVALID_TXN_STATE, -1, -1
             try:
+                if bump_epoch:
+                    meta.client_transaction_version = 2
+                    await self._bump_epoch(meta)
                 await self._end(meta, commit)
-            except TopicError as e:
-                return self._write_error(e)
-            return ErrorCode.NONE
+            except (TopicError, ProducerIdsUnavailable) as e:
+                return (self._write_error(e) if isinstance(e, TopicError) else ErrorCode.COORDINATOR_LOAD_IN_PROGRESS), -1, -1
+            return ErrorCode.NONE, meta.producer_id, meta.producer_epoch
+
+    @staticmethod
+    def _is_bumped_retry(meta: TxnMetadata, producer_id: int, producer_epoch: int) -> bool:
+        """An EndTxn v5 sent again with the epoch its first try ended (whose answer was lost)."""
+        if meta.state not in (TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT):
+            return False
+        same_id = producer_id == meta.producer_id and producer_epoch == meta.producer_epoch - 1
+        overflowed = producer_id == meta.previous_producer_id and meta.producer_epoch == 0 and producer_epoch >= LAST_EPOCH
+        return same_id or overflowed
 
     async def _end(self, meta: TxnMetadata, commit: bool) -> None:
         """Writes the decision, then the markers, then the completion."""

@@ -322,6 +322,50 @@ def test_end_txn_states(wire, topic) -> None:
     assert [(b.is_control, b.producer_id) for b in decode_batches(data.records)] == [(True, pid), (True, pid)]
 
 
+def end_v5(wire: WireClient, tid: str, pid: int, epoch: int, commit: bool) -> tuple[str, int, int]:
+    body = P.EndTxnRequest(transactional_id=tid, producer_id=pid, producer_epoch=epoch, committed=commit)
+    answer = wire.request(body, 5)
+    return E(answer.error_code).name, answer.producer_id, answer.producer_epoch
+
+
+def test_end_txn_v5_ends_each_transaction_with_a_new_epoch(tmp_path, unique_topic) -> None:
+    """KIP-890 part 2: EndTxn v5 bumps the epoch; its markers carry it, so a late write or a
+    late EndTxn of the ended transaction is fenced; a retry with the old epoch is recognised,
+    also after a restart (the state is written in value version 1)."""
+    topic = unique_topic
+    broker = BrokerProcess(tmp_path / "data", OVERRIDES).start()
+    try:
+        with WireClient(broker.bootstrap) as wire:
+            create_topic(wire, topic)
+            pid, epoch = begin(wire, "per-txn-epoch")
+            assert add_partitions(wire, "per-txn-epoch", pid, epoch, {topic: [0]}) == {(topic, 0): "NONE"}
+            assert produce(wire, "per-txn-epoch", topic, txn_batch(pid, epoch, 0, b"one")).error_code == 0
+            assert end_v5(wire, "per-txn-epoch", pid, epoch, True) == ("NONE", pid, epoch + 1)
+            assert end_v5(wire, "per-txn-epoch", pid, epoch, True) == ("NONE", pid, epoch + 1), "a retry after a lost answer"
+            assert end_v5(wire, "per-txn-epoch", pid, epoch, False)[0] == "INVALID_TXN_STATE"
+            described = describe(wire, "per-txn-epoch")
+            assert (described.transaction_state, described.producer_epoch) == ("CompleteCommit", epoch + 1)
+            late = produce(wire, "per-txn-epoch", topic, txn_batch(pid, epoch, 1, b"late"))
+            assert late.error_code == E.INVALID_PRODUCER_EPOCH, "the marker moved the partition to the new epoch"
+            assert add_partitions(wire, "per-txn-epoch", pid, epoch, {topic: [0]}) == {(topic, 0): "PRODUCER_FENCED"}
+            # the next transaction, with the new epoch, from sequence 0
+            assert add_partitions(wire, "per-txn-epoch", pid, epoch + 1, {topic: [0]}) == {(topic, 0): "NONE"}
+            assert produce(wire, "per-txn-epoch", topic, txn_batch(pid, epoch + 1, 0, b"two")).error_code == 0
+            assert end_v5(wire, "per-txn-epoch", pid, epoch + 1, False) == ("NONE", pid, epoch + 2)
+            data = fetch(wire, topic, READ_COMMITTED)
+            assert values_of(data) == [b"one", b"two"] and aborted(data) == [(pid, 2)], "the reader drops the aborted one"
+            markers = [(b.producer_epoch, b.control_type) for b in decode_batches(data.records) if b.is_control]
+            assert markers == [(epoch + 1, ControlType.COMMIT), (epoch + 2, ControlType.ABORT)]
+        broker.restart()
+        with WireClient(broker.bootstrap) as wire:
+            deadline = time.monotonic() + 30
+            while describe(wire, "per-txn-epoch").error_code == E.COORDINATOR_LOAD_IN_PROGRESS and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert end_v5(wire, "per-txn-epoch", pid, epoch + 1, False) == ("NONE", pid, epoch + 2)
+    finally:
+        broker.stop()
+
+
 # -- Produce -------------------------------------------------------------------------------------
 
 

@@ -115,9 +115,14 @@ def _decode_value(cls, value: Optional[bytes]):
 
 def transaction_record(transactional_id: str, value: Optional[TransactionLogValue]) -> tuple[bytes, Optional[bytes]]:
     """(key, value) bytes of a transactional id's state in `__transaction_state` (Kafka's
-    layout; value version 0); `value=None` makes a tombstone."""
+    layout); `value=None` makes a tombstone. Value version 0, or 1 when a KIP-890 tagged field is
+    set (a producer bumping its epoch per transaction, or a producer id changed at an epoch
+    overflow)."""
     key = _versioned(TRANSACTION_KEY_VERSION, TransactionLogKey(transactional_id=transactional_id))
-    return key, None if value is None else _versioned(TRANSACTION_VALUE_VERSION, value)
+    if value is None:
+        return key, None
+    kip_890 = value.client_transaction_version >= 2 or value.previous_producer_id != -1 or value.next_producer_id != -1
+    return key, _versioned(1 if kip_890 else TRANSACTION_VALUE_VERSION, value)
 
 
 def decode_transaction_record(key: Optional[bytes], value: Optional[bytes]) -> tuple[str, Optional[TransactionLogValue]]:

@@ -35,7 +35,9 @@ def _absent(cls, name):
 
 __all__ = ['TransactionLogValue']
 
+_S_h = _S('>h')
 _S_i = _S('>i')
+_S_q = _S('>q')
 _S_qhib = _S('>qhib')
 _S_qq = _S('>qq')
 
@@ -176,20 +178,32 @@ def _d_TransactionLogValue_v1(buf, pos):
     o.previous_producer_id = -1
     o.next_producer_id = -1
     o.client_transaction_version = 0
-    if buf[pos] == 0:
-        o.unknown_tagged_fields = {}
-        pos += 1
-    else:
-        o.unknown_tagged_fields, pos = _rutags(buf, pos)
+    unk = {}
+    ntag, pos = _ruv(buf, pos)
+    for _ in range(ntag):
+        tag, end, pos = _rtag(buf, pos)
+        if tag == 0:
+            tb = buf[:end]
+            o.previous_producer_id = _S_q.unpack_from(tb, pos)[0]
+            pos += 8
+            pos = end
+        elif tag == 1:
+            tb = buf[:end]
+            o.next_producer_id = _S_q.unpack_from(tb, pos)[0]
+            pos += 8
+            pos = end
+        elif tag == 2:
+            tb = buf[:end]
+            o.client_transaction_version = _S_h.unpack_from(tb, pos)[0]
+            pos += 2
+            pos = end
+        else:
+            unk[tag] = bytes(buf[pos:end])
+            pos = end
+    o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_TransactionLogValue_v1(o, w, buf):
-    if o.previous_producer_id != -1:
-        raise _absent('TransactionLogValue', 'previous_producer_id')
-    if o.next_producer_id != -1:
-        raise _absent('TransactionLogValue', 'next_producer_id')
-    if o.client_transaction_version != 0:
-        raise _absent('TransactionLogValue', 'client_transaction_version')
     buf += _S_qhib.pack(o.producer_id, o.producer_epoch, o.transaction_timeout_ms, o.transaction_status)
     a1 = o.transaction_partitions
     if a1 is None:
@@ -203,9 +217,22 @@ def _e_TransactionLogValue_v1(o, w, buf):
         for x3 in a1:
             _e_TransactionLogValue_PartitionsSchema_v1(x3, w, buf)
     buf += _S_qq.pack(o.transaction_last_update_timestamp_ms, o.transaction_start_timestamp_ms)
-    u = o.unknown_tagged_fields
-    if u:
-        _wutags(buf, u)
+    unk = o.unknown_tagged_fields
+    t = dict(unk) if unk else {}
+    if o.previous_producer_id != -1:
+        tw = _Writer()
+        tw.buf += _S_q.pack(o.previous_producer_id)
+        t[0] = tw.getvalue()
+    if o.next_producer_id != -1:
+        tw = _Writer()
+        tw.buf += _S_q.pack(o.next_producer_id)
+        t[1] = tw.getvalue()
+    if o.client_transaction_version != 0:
+        tw = _Writer()
+        tw.buf += _S_h.pack(o.client_transaction_version)
+        t[2] = tw.getvalue()
+    if t:
+        _wtags(buf, sorted(t.items()))
     else:
         buf.append(0)
 
@@ -232,7 +259,7 @@ class TransactionLogValue(_Message):
     'Kafka TransactionLogValue'
     __slots__ = ('producer_id', 'previous_producer_id', 'next_producer_id', 'producer_epoch', 'transaction_timeout_ms', 'transaction_status', 'transaction_partitions', 'transaction_last_update_timestamp_ms', 'transaction_start_timestamp_ms', 'client_transaction_version', 'unknown_tagged_fields')
     _FIELDS = ('producer_id', 'previous_producer_id', 'next_producer_id', 'producer_epoch', 'transaction_timeout_ms', 'transaction_status', 'transaction_partitions', 'transaction_last_update_timestamp_ms', 'transaction_start_timestamp_ms', 'client_transaction_version')
-    _SPECS = (('producer_id', 'ProducerId', 'int64', (0, 32767), None, None, None, False, None), ('previous_producer_id', 'PreviousProducerId', 'int64', None, None, (1, 32767), 0, False, None), ('next_producer_id', 'NextProducerId', 'int64', None, None, (1, 32767), 1, False, None), ('producer_epoch', 'ProducerEpoch', 'int16', (0, 32767), None, None, None, False, None), ('transaction_timeout_ms', 'TransactionTimeoutMs', 'int32', (0, 32767), None, None, None, False, None), ('transaction_status', 'TransactionStatus', 'int8', (0, 32767), None, None, None, False, None), ('transaction_partitions', 'TransactionPartitions', '[]PartitionsSchema', (0, 32767), (0, 32767), None, None, False, 'TransactionLogValue_PartitionsSchema'), ('transaction_last_update_timestamp_ms', 'TransactionLastUpdateTimestampMs', 'int64', (0, 32767), None, None, None, False, None), ('transaction_start_timestamp_ms', 'TransactionStartTimestampMs', 'int64', (0, 32767), None, None, None, False, None), ('client_transaction_version', 'ClientTransactionVersion', 'int16', None, None, (1, 32767), 2, False, None))
+    _SPECS = (('producer_id', 'ProducerId', 'int64', (0, 32767), None, None, None, False, None), ('previous_producer_id', 'PreviousProducerId', 'int64', (1, 32767), None, (1, 32767), 0, False, None), ('next_producer_id', 'NextProducerId', 'int64', (1, 32767), None, (1, 32767), 1, False, None), ('producer_epoch', 'ProducerEpoch', 'int16', (0, 32767), None, None, None, False, None), ('transaction_timeout_ms', 'TransactionTimeoutMs', 'int32', (0, 32767), None, None, None, False, None), ('transaction_status', 'TransactionStatus', 'int8', (0, 32767), None, None, None, False, None), ('transaction_partitions', 'TransactionPartitions', '[]PartitionsSchema', (0, 32767), (0, 32767), None, None, False, 'TransactionLogValue_PartitionsSchema'), ('transaction_last_update_timestamp_ms', 'TransactionLastUpdateTimestampMs', 'int64', (0, 32767), None, None, None, False, None), ('transaction_start_timestamp_ms', 'TransactionStartTimestampMs', 'int64', (0, 32767), None, None, None, False, None), ('client_transaction_version', 'ClientTransactionVersion', 'int16', (1, 32767), None, (1, 32767), 2, False, None))
     VALID_VERSIONS = (0, 1)
     FLEXIBLE_MIN = 1
     API_KEY = None
