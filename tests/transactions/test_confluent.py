@@ -1,7 +1,7 @@
 """Transactions with the real confluent-kafka (librdkafka) client against broker processes.
 
 Covered: consume-transform-produce exactly once while its worker (eos_worker.py) is SIGKILLed
-again and again; read_committed against read_uncommitted (aborted transactions filtered, an open
+again and again (the newest confluent-kafka, and 1.9.2 and 2.3.0 from their venvs); read_committed against read_uncommitted (aborted transactions filtered, an open
 transaction holding back the last stable offset, in Fetch and in ListOffsets); a zombie producer
 fenced by a newer one with the same transactional id; a hanging transaction aborted by the
 coordinator after its timeout; a broker SIGKILLed in the middle of a transaction, and aborted
@@ -42,6 +42,8 @@ OVERRIDES = {
     "group.initial.rebalance.delay.ms": "0",
     "group.min.session.timeout.ms": "500",
 }
+VENVS = Path(__file__).resolve().parents[2] / ".cache" / "clients" / "python"
+OLD_VERSIONS = ["1.9.2", "2.3.0"]
 WORKER = Path(__file__).with_name("eos_worker.py")
 SEED = int(os.environ.get("FASTLOG_EOS_SEED", "20261127"))
 FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
@@ -187,10 +189,10 @@ def assert_fenced(call: Callable[[], object]) -> KafkaError:
 class Worker:
     """eos_worker.py in a subprocess; its JSON lines collected by a thread."""
 
-    def __init__(self, args: list[str], stderr_path: Path) -> None:
+    def __init__(self, args: list[str], stderr_path: Path, python: str = sys.executable) -> None:
         self.stderr_path = stderr_path
         with open(stderr_path, "ab") as stderr:
-            self.process = subprocess.Popen([sys.executable, str(WORKER), *args], stdout=subprocess.PIPE, stderr=stderr,
+            self.process = subprocess.Popen([python, str(WORKER), *args], stdout=subprocess.PIPE, stderr=stderr,
                                             stdin=subprocess.DEVNULL)
         self.events: list[dict] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -234,7 +236,21 @@ class Worker:
 
 @pytest.mark.slow
 def test_consume_transform_produce_exactly_once_while_the_worker_is_sigkilled(txn_broker, unique_topic, tmp_path) -> None:
-    n, kills, partitions = 3000, 5, 3
+    exactly_once_under_kills(txn_broker, unique_topic, tmp_path, sys.executable, n=3000, kills=5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("version", OLD_VERSIONS)
+def test_older_confluent_kafka_versions_are_exactly_once_too(txn_broker, unique_topic, tmp_path, version) -> None:
+    """The same worker with confluent-kafka 1.9.2 (librdkafka 1.9.2) and 2.3.0, from their venvs
+    (`bash scripts/clients/python.sh`)."""
+    python = VENVS / f"confluent-kafka-{version}" / "bin" / "python"
+    assert python.exists(), f"{python} is missing: run `bash scripts/clients/python.sh`"
+    exactly_once_under_kills(txn_broker, unique_topic, tmp_path, str(python), n=1000, kills=2)
+
+
+def exactly_once_under_kills(txn_broker, unique_topic: str, tmp_path: Path, python: str, n: int, kills: int) -> None:
+    partitions = 3
     rng = random.Random(SEED)
     bootstrap = txn_broker.bootstrap
     source, sink, group, txn_id = f"{unique_topic}-in", f"{unique_topic}-out", f"{unique_topic}-g", f"{unique_topic}-tx"
@@ -249,7 +265,7 @@ def test_consume_transform_produce_exactly_once_while_the_worker_is_sigkilled(tx
     workers: list[Worker] = []
     try:
         for round_ in range(kills):
-            worker = Worker(args, tmp_path / f"worker-{round_}.err")
+            worker = Worker(args, tmp_path / f"worker-{round_}.err", python)
             workers.append(worker)
             worker.wait_for("committed", timeout=40)
             if worker.process.poll() is not None:
@@ -259,7 +275,7 @@ def test_consume_transform_produce_exactly_once_while_the_worker_is_sigkilled(tx
             if code == -signal.SIGKILL and not worker.count("done"):
                 killed_mid_stream += 1
             assert code in (0, -signal.SIGKILL), f"exit {code}: {worker.events[-5:]}\n{worker.stderr_tail()}"
-        final = Worker(args, tmp_path / "worker-final.err")
+        final = Worker(args, tmp_path / "worker-final.err", python)
         workers.append(final)
         code = final.finish(80)
         assert code == 0 and final.count("done") == 1, f"exit {code}: {final.events[-5:]}\n{final.stderr_tail()}"
