@@ -43,6 +43,7 @@ RETRY_PROPOSAL_SECONDS = 1.0
 CATCH_UP_SECONDS = 10
 # Kafka's error codes for what a topic operation through the quorum can meet
 OFFSETS_TOPIC = "__consumer_offsets"
+TXN_TOPIC = "__transaction_state"
 REQUEST_TIMED_OUT, INVALID_TOPIC_EXCEPTION, TOPIC_ALREADY_EXISTS = 7, 17, 36
 UNKNOWN_TOPIC_OR_PARTITION, INVALID_REPLICATION_FACTOR = 3, 38
 
@@ -113,7 +114,7 @@ class MetadataNode:
             raise TopicError(TOPIC_ALREADY_EXISTS, f"Topic '{name}' already exists.")
         if replicas is None:
             replicas = self._assign(partitions, factor)
-        if name == OFFSETS_TOPIC:  # one group coordinator: every partition led by the same broker
+        if name in (OFFSETS_TOPIC, TXN_TOPIC):  # one coordinator: every partition led by the same broker
             replicas = [replicas[0]] * partitions
         return {"type": "create_topic", "name": name, "id": str(uuid.uuid4()), "replicas": replicas, "configs": configs}
 

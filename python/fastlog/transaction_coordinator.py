@@ -56,8 +56,13 @@ log = logging.getLogger(__name__)
 TXN_TOPIC = "__transaction_state"
 LAST_EPOCH = 32766  # Kafka moves to a new producer id rather than use epoch 32767
 TO_LOG_END = 2**63 - 1  # a high watermark the log clamps to its end
+COORDINATOR_AWAY = (ErrorCode.NOT_COORDINATOR, ErrorCode.COORDINATOR_LOAD_IN_PROGRESS, ErrorCode.COORDINATOR_NOT_AVAILABLE)
 NEEDS_COORDINATOR = -1  # `verify`: only the (remote) coordinator can tell; see `verify_remotely`
 MARKER_RETRY_SECONDS = 10.0
+MARKER_REPLICATION_TIMEOUT_MS = 5000
+# A partition's marker needs no retry: written, the partition gone, or the producer already at a
+# newer epoch there (a later marker ended the transaction).
+MARKER_DONE = (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION, ErrorCode.INVALID_PRODUCER_EPOCH)
 MARKER_RETRY_PAUSE = 0.2
 
 
@@ -65,6 +70,25 @@ def as_version_knows(code: int, version: int, fenced_since: int) -> int:
     """PRODUCER_FENCED for request versions that know it (`fenced_since` and later); older
     versions are answered INVALID_PRODUCER_EPOCH, as Kafka answers them."""
     return ErrorCode.INVALID_PRODUCER_EPOCH if code == ErrorCode.PRODUCER_FENCED and version < fenced_since else code
+
+
+def marker_refusal(error: Exception) -> int:
+    """The Kafka error code of a partition's refusal of a marker."""
+    if isinstance(error, _core.InvalidProducerEpochError):
+        return ErrorCode.INVALID_PRODUCER_EPOCH
+    if isinstance(error, _core.CoordinatorFencedError):
+        return ErrorCode.TRANSACTION_COORDINATOR_FENCED
+    return ErrorCode.KAFKA_STORAGE_ERROR
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A COMMIT (commit=True) or ABORT marker of a producer's transaction."""
+
+    producer_id: int
+    producer_epoch: int
+    commit: bool
+    coordinator_epoch: int = 0
 
 
 class TxnState(enum.IntEnum):
@@ -292,14 +316,15 @@ class TransactionCoordinator:
                 return {tp: ErrorCode.UNKNOWN_TOPIC_OR_PARTITION if tp in unknown else ErrorCode.OPERATION_NOT_ATTEMPTED for tp in partitions}
             if meta.state == TxnState.ONGOING and set(partitions) <= meta.partitions:
                 return {tp: ErrorCode.NONE for tp in partitions}
-            before = (meta.state, set(meta.partitions), meta.start_ms)
+            before = (meta.state, set(meta.partitions), meta.start_ms, meta.previous_producer_id)
             if meta.state != TxnState.ONGOING:
                 meta.state, meta.partitions, meta.start_ms = TxnState.ONGOING, set(), wall_clock_ms()
+                meta.previous_producer_id = -1  # an EndTxn retry of the last transaction is no longer possible
             meta.partitions.update(partitions)
             try:
                 await self._persist(meta)
             except TopicError as e:
-                meta.state, meta.partitions, meta.start_ms = before
+                meta.state, meta.partitions, meta.start_ms, meta.previous_producer_id = before
                 return {tp: self._write_error(e) for tp in partitions}
             return {tp: ErrorCode.NONE for tp in partitions}
 
@@ -323,6 +348,8 @@ class TransactionCoordinator:
         async with self._locks[transactional_id]:
             meta = self.txns.get(transactional_id)
             if bump_epoch and meta is not None and self._is_bumped_retry(meta, producer_id, producer_epoch):
+                if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
+                    return ErrorCode.CONCURRENT_TRANSACTIONS, -1, -1  # its markers are still being written
                 done = TxnState.COMPLETE_COMMIT if commit else TxnState.COMPLETE_ABORT
                 return (ErrorCode.NONE if meta.state == done else ErrorCode.INVALID_TXN_STATE), meta.producer_id, meta.producer_epoch
             error = self._producer_error(meta, producer_id, producer_epoch)
@@ -347,7 +374,7 @@ class TransactionCoordinator:
     @staticmethod
     def _is_bumped_retry(meta: TxnMetadata, producer_id: int, producer_epoch: int) -> bool:
         """An EndTxn v5 sent again with the epoch its first try ended (whose answer was lost)."""
-        if meta.state not in (TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT):
+        if meta.state not in (TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT, TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT):
             return False
         same_id = producer_id == meta.producer_id and producer_epoch == meta.producer_epoch - 1
         overflowed = producer_id == meta.previous_producer_id and meta.producer_epoch == 0 and producer_epoch >= LAST_EPOCH
@@ -360,13 +387,18 @@ class TransactionCoordinator:
         await self._write_markers_and_complete(meta, commit)
 
     async def _write_markers_and_complete(self, meta: TxnMetadata, commit: bool) -> None:
+        marker = self._marker_of(meta, commit)
         pending = sorted(meta.partitions)
         deadline = trio.current_time() + MARKER_RETRY_SECONDS
         while True:
-            errors = await self.write_markers(meta.producer_id, meta.producer_epoch, commit, pending)
+            if not self.broker.coordinates_transactions():  # another broker coordinates now: it finishes this
+                raise TopicError(ErrorCode.NOT_COORDINATOR, f"no longer the coordinator of {meta.transactional_id!r}")
+            errors = await self.write_markers(marker, pending)
             if self.broker.replicas is not None:
-                errors.update(await self._write_remote_markers(meta.producer_id, meta.producer_epoch, commit, errors))
-            pending = [tp for tp, code in errors.items() if code not in (ErrorCode.NONE, ErrorCode.UNKNOWN_TOPIC_OR_PARTITION)]
+                errors.update(await self._write_remote_markers(marker, errors))
+            if ErrorCode.TRANSACTION_COORDINATOR_FENCED in errors.values():
+                raise TopicError(ErrorCode.NOT_COORDINATOR, f"a newer coordinator wrote markers of {meta.transactional_id!r}")
+            pending = [tp for tp, code in errors.items() if code not in MARKER_DONE]
             if not pending:
                 break
             if trio.current_time() >= deadline:
@@ -378,16 +410,32 @@ class TransactionCoordinator:
         # a crash leaves Prepare*, whose markers the next load writes again (harmlessly).
         await self._persist(meta, durable=False)
 
-    async def write_markers(self, producer_id: int, producer_epoch: int, commit: bool, partitions: list) -> dict:
-        """Appends a COMMIT or ABORT marker to each partition led here, fsyncs them, and
-        applies transactional offsets of `__consumer_offsets` partitions: {(topic, p): error}."""
+    def _marker_of(self, meta: TxnMetadata, commit: bool) -> "Marker":
+        """The marker ending `meta`'s transaction. When ending it exhausted the epoch, the
+        producer has a new id already: the markers go to the old id, with the last epoch."""
+        if meta.previous_producer_id >= 0 and meta.producer_epoch == 0:
+            return Marker(meta.previous_producer_id, LAST_EPOCH + 1, commit, self.coordinator_epoch())
+        return Marker(meta.producer_id, meta.producer_epoch, commit, self.coordinator_epoch())
+
+    def coordinator_epoch(self) -> int:
+        """The epoch markers carry, so that a partition refuses those of a coordinator that lost
+        its role (TRANSACTION_COORDINATOR_FENCED): the leader epoch of `__transaction_state`-0."""
+        if self.broker.replicas is None:
+            return 0
+        return max(self.broker.replicas.leader_epoch(TXN_TOPIC, 0) or 0, 0)
+
+    async def write_markers(self, marker: "Marker", partitions: list) -> dict:
+        """Appends the marker to each partition led here, fsyncs them, waits (in a cluster) for
+        their in-sync replicas, and applies transactional offsets of `__consumer_offsets`
+        partitions: {(topic, p): error}."""
         results: dict[tuple[str, int], int] = {}
-        written = []
+        written, awaiting = [], []
+        replicas = self.broker.replicas
         for topic, index in partitions:
             partition = self.broker.logs.partition(topic, index)
             leader_epoch = 0
-            if partition is not None and self.broker.replicas is not None:
-                epoch = self.broker.replicas.leader_epoch(topic, index)
+            if partition is not None and replicas is not None:
+                epoch = replicas.leader_epoch(topic, index)
                 partition, leader_epoch = (partition, epoch) if epoch is not None else (None, 0)
             if partition is None:
                 # A partition deleted meanwhile has nothing left to mark; one led elsewhere is sent there.
@@ -396,25 +444,30 @@ class TransactionCoordinator:
                 results[(topic, index)] = ErrorCode.NOT_LEADER_OR_FOLLOWER if exists else ErrorCode.UNKNOWN_TOPIC_OR_PARTITION
                 continue
             try:
-                partition.log.append_marker(producer_id, producer_epoch, commit, 0, leader_epoch)
+                offset = partition.log.append_marker(marker.producer_id, marker.producer_epoch, marker.commit, marker.coordinator_epoch, leader_epoch)
             except _core.StorageError as e:
-                log.warning("no %s marker for producer %d in %s-%d: %s", "COMMIT" if commit else "ABORT", producer_id, topic, index, e)
-                results[(topic, index)] = ErrorCode.INVALID_PRODUCER_EPOCH if isinstance(e, _core.InvalidProducerEpochError) else ErrorCode.KAFKA_STORAGE_ERROR
+                log.warning("no %s marker for producer %d in %s-%d: %s", "COMMIT" if marker.commit else "ABORT", marker.producer_id, topic, index, e)
+                results[(topic, index)] = marker_refusal(e)
                 continue
-            state = self.broker.replicas.state(topic, index) if self.broker.replicas is not None else None
-            if state is None or self.broker.replicas.alone(state):
+            state = replicas.state(topic, index) if replicas is not None else None
+            if state is None or replicas.alone(state):
                 partition.log.high_watermark = TO_LOG_END
+            else:
+                awaiting.append((topic, index, offset + 1))
             written.append(partition)
             results[(topic, index)] = ErrorCode.NONE
             if topic == OFFSETS_TOPIC:
-                self.broker.groups.complete_txn(producer_id, commit, index)
+                self.broker.groups.complete_txn(marker.producer_id, marker.commit, index)
         if written:
             await trio.to_thread.run_sync(lambda: [p.log.flush() for p in written])
         for partition in written:
             partition.wake_waiters()
+        if awaiting:  # a marker only the leader has could be lost with it: the transaction would reopen
+            for topic, index, code in await replicas.wait_for_replicas(awaiting, MARKER_REPLICATION_TIMEOUT_MS):
+                results[(topic, index)] = code
         return results
 
-    async def _write_remote_markers(self, producer_id: int, producer_epoch: int, commit: bool, errors: dict) -> dict:
+    async def _write_remote_markers(self, marker: "Marker", errors: dict) -> dict:
         """Sends WriteTxnMarkers to the leaders of the partitions another broker leads (those
         `errors` has as NOT_LEADER_OR_FOLLOWER): their errors, by partition."""
         assert self.broker.controller is not None and self.broker.replicas is not None
@@ -427,16 +480,17 @@ class TransactionCoordinator:
                     by_leader[p.leader].append((topic, index))
         results: dict[tuple[str, int], int] = {}
         for leader, partitions in by_leader.items():
-            results.update(await self._send_markers(leader, producer_id, producer_epoch, commit, partitions))
+            results.update(await self._send_markers(leader, marker, partitions))
         return results
 
-    async def _send_markers(self, leader: int, producer_id: int, producer_epoch: int, commit: bool, partitions: list) -> dict:
+    async def _send_markers(self, leader: int, marker: "Marker", partitions: list) -> dict:
         W = protocol.WriteTxnMarkersRequest
         by_topic: dict[str, list[int]] = defaultdict(list)
         for topic, index in partitions:
             by_topic[topic].append(index)
         request = W(markers=[W.WritableTxnMarker(
-            producer_id=producer_id, producer_epoch=producer_epoch, transaction_result=commit, coordinator_epoch=0,
+            producer_id=marker.producer_id, producer_epoch=marker.producer_epoch, transaction_result=marker.commit,
+            coordinator_epoch=marker.coordinator_epoch,
             topics=[W.WritableTxnMarkerTopic(name=t, partition_indexes=ids) for t, ids in by_topic.items()],
         )])
         link = await self.broker.replicas.connect_to(leader)
@@ -464,7 +518,7 @@ class TransactionCoordinator:
                 return ErrorCode.NONE
             return NEEDS_COORDINATOR
         if not self.loaded:
-            return ErrorCode.NONE
+            return ErrorCode.NOT_ENOUGH_REPLICAS  # retriable for producers, as Kafka answers
         meta = self.txns.get(transactional_id)
         if meta is None or meta.producer_id != producer_id:
             return ErrorCode.INVALID_PRODUCER_ID_MAPPING
@@ -493,10 +547,10 @@ class TransactionCoordinator:
             return ErrorCode.NOT_ENOUGH_REPLICAS
         finally:
             await link.aclose()
-        if response.error_code:
-            return response.error_code
         codes = [p.partition_error_code for t in response.results_by_transaction for r in t.topic_results for p in r.results_by_partition]
-        return codes[0] if codes else ErrorCode.INVALID_TXN_STATE
+        code = response.error_code or (codes[0] if codes else ErrorCode.INVALID_TXN_STATE)
+        # The coordinator moving or loading is retriable for the producer (Kafka's mapping).
+        return ErrorCode.NOT_ENOUGH_REPLICAS if code in COORDINATOR_AWAY else code
 
     def _coordinator_id(self) -> int:
         if self.broker.controller is None:
@@ -542,12 +596,15 @@ class TransactionCoordinator:
                 if m.state in (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT) and now - m.update_ms > self.expiration_ms]
         for meta in idle:
             async with self._locks[meta.transactional_id]:
-                if self.txns.get(meta.transactional_id) is not meta or meta.state == TxnState.ONGOING:
-                    continue
+                still_idle = meta.state in (TxnState.EMPTY, TxnState.COMPLETE_COMMIT, TxnState.COMPLETE_ABORT)
+                if self.txns.get(meta.transactional_id) is not meta or not still_idle or wall_clock_ms() - meta.update_ms <= self.expiration_ms:
+                    continue  # used again meanwhile
                 partition = partition_for(meta.transactional_id, self.store.partition_count())
                 await self.store.append(partition, [transaction_record(meta.transactional_id, None)])
                 del self.txns[meta.transactional_id]
-                self._locks.pop(meta.transactional_id, None)
+            lock = self._locks[meta.transactional_id]
+            if meta.transactional_id not in self.txns and not lock.locked() and not lock.statistics().tasks_waiting:
+                del self._locks[meta.transactional_id]  # nobody waits for it: a later request makes a new one
         return len(idle)
 
     # -- describing --------------------------------------------------------------------------------

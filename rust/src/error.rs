@@ -20,6 +20,9 @@ pub enum CoreError {
     InvalidProducerEpoch(String),
     /// A producer this partition has no state for, mid-sequence: UNKNOWN_PRODUCER_ID.
     UnknownProducerId(String),
+    /// A transaction marker from a coordinator older than the last one that wrote a marker for
+    /// the producer here (a coordinator that lost its role): TRANSACTION_COORDINATOR_FENCED.
+    CoordinatorFenced(String),
     /// A produce request the log cannot take as a whole (e.g. two batches of one idempotent
     /// producer): INVALID_RECORD.
     InvalidRecord(String),
@@ -46,6 +49,7 @@ impl CoreError {
             CoreError::OutOfOrderSequence(_) => 45,  // OUT_OF_ORDER_SEQUENCE_NUMBER
             CoreError::InvalidProducerEpoch(_) => 47, // INVALID_PRODUCER_EPOCH
             CoreError::UnknownProducerId(_) => 59,   // UNKNOWN_PRODUCER_ID
+            CoreError::CoordinatorFenced(_) => 52,   // TRANSACTION_COORDINATOR_FENCED
             CoreError::InvalidRecord(_) => 87,       // INVALID_RECORD
             CoreError::RecordErrors(..) => 87,       // INVALID_RECORD
             CoreError::Io(..) => 56,                 // KAFKA_STORAGE_ERROR
@@ -63,6 +67,7 @@ impl fmt::Display for CoreError {
             | CoreError::OutOfOrderSequence(m)
             | CoreError::InvalidProducerEpoch(m)
             | CoreError::UnknownProducerId(m)
+            | CoreError::CoordinatorFenced(m)
             | CoreError::InvalidRecord(m)
             | CoreError::RecordErrors(m, _) => f.write_str(m),
             CoreError::Io(ctx, e) => write!(f, "{ctx}: {e}"),

@@ -472,6 +472,8 @@ impl PartitionLog {
         self.active_mut().seal()?;
         self.segments.insert(next, Segment::create(&self.dir, next, now_ms)?);
         self.dir_needs_sync = true;
+        // The snapshot is where a replay starts: index entries below it must be on disk first.
+        self.sync_txn_indexes()?;
         self.write_producer_snapshot()?;
         Ok(())
     }
@@ -700,6 +702,7 @@ impl PartitionLog {
         // stays. A marker whose transaction kept nothing goes once past `delete.retention.ms`
         // (a replay then finds neither, so no transaction is left open), as Kafka's cleaner does.
         let mut txn_has_records: HashMap<i64, bool> = HashMap::new();
+        let mut dropped_markers: Vec<(i64, i64)> = Vec::new(); // (producer id, offset)
         for (base, size, _, _) in &sealed {
             let path = self.segments[base].log_path();
             let mut out = Vec::with_capacity(*size as usize);
@@ -715,6 +718,7 @@ impl PartitionLog {
                     if !had_records && header.max_timestamp < horizon {
                         stats.records_removed += header.record_count.max(0) as u64;
                         changed = true;
+                        dropped_markers.push((header.producer_id, header.base_offset));
                     } else {
                         out.extend_from_slice(bytes);
                     }
@@ -753,6 +757,9 @@ impl PartitionLog {
             fresh.seal()?;
             self.segments.insert(*base, fresh);
         }
+        // An aborted transaction whose marker is gone must leave the index too: a reader told of
+        // it would skip the producer's batches until an ABORT marker that no longer comes.
+        self.forget_aborted(&dropped_markers)?;
         checkpoint::sync_dir(&self.dir)?;
         stats.segments = rewritten.len();
         self.first_dirty_offset = end_offset;
@@ -836,6 +843,12 @@ impl PartitionLog {
                     entry.epoch
                 )));
             }
+            if marker.coordinator_epoch >= 0 && marker.coordinator_epoch < entry.coordinator_epoch {
+                return Err(CoreError::CoordinatorFenced(format!(
+                    "transaction marker of producer {producer_id} from coordinator epoch {}, but epoch {} wrote its last",
+                    marker.coordinator_epoch, entry.coordinator_epoch
+                )));
+            }
         }
         let bytes = batch::build_marker_batch(producer_id, producer_epoch, marker, now_ms);
         let headers = batch::validate_produce(&bytes, usize::MAX)?;
@@ -910,13 +923,26 @@ impl PartitionLog {
     }
 
     /// Drops the aborted-transaction entries whose markers are at or past `offset` (replay
-    /// writes them again), rewriting the index files that change.
+    /// writes them again).
     fn forget_aborted_from(&mut self, offset: i64) -> Result<()> {
+        self.forget_aborted_where(|t| t.last_offset >= offset)
+    }
+
+    /// Drops the aborted-transaction entries of these (producer id, marker offset) pairs.
+    fn forget_aborted(&mut self, markers: &[(i64, i64)]) -> Result<()> {
+        if markers.is_empty() {
+            return Ok(());
+        }
+        self.forget_aborted_where(|t| markers.contains(&(t.producer_id, t.last_offset)))
+    }
+
+    /// Drops the entries `doomed` picks, rewriting the index files that change.
+    fn forget_aborted_where(&mut self, doomed: impl Fn(&AbortedTxn) -> bool) -> Result<()> {
         let bases: Vec<i64> = self.aborted.keys().copied().collect();
         for base in bases {
             let entries = self.aborted.get_mut(&base).unwrap();
             let before = entries.len();
-            entries.retain(|t| t.last_offset < offset);
+            entries.retain(|t| !doomed(t));
             if entries.len() == before {
                 continue;
             }
@@ -1464,6 +1490,12 @@ mod tests {
         assert_eq!(log.aborted_transactions(0, 8), vec![(7, 1)]);
         assert_eq!(log.ongoing_transactions(), vec![(7, 6)]);
         assert_eq!(stable(&mut log), 6);
+        // A marker of an older coordinator than the producer's last is fenced; an operator's
+        // abort (coordinator epoch -1) is not checked.
+        let from = |coordinator_epoch| batch::Marker { commit: false, coordinator_epoch };
+        log.append_marker(7, 2, from(3), 0, 0).unwrap();
+        assert!(matches!(log.append_marker(7, 2, from(2), 0, 0), Err(CoreError::CoordinatorFenced(_))));
+        assert!(log.append_marker(7, 2, from(-1), 0, 0).is_ok());
     }
 
     #[test]
@@ -1523,6 +1555,7 @@ mod tests {
         log.first_dirty_offset = 0;
         log.clean(5000).unwrap();
         assert_eq!(count_markers(&mut log), 1, "the abort marker went, the commit marker of a kept record stayed");
+        assert_eq!(log.aborted_transactions(0, 100), vec![], "and its index entry with it");
         log.close(5000).unwrap();
         drop(log);
         for entry in fs::read_dir(&path).unwrap().flatten() {

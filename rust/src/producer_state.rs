@@ -173,7 +173,7 @@ impl ProducerState {
                 entry.epoch = header.producer_epoch;
                 entry.batches.clear();
             }
-            entry.coordinator_epoch = marker.coordinator_epoch;
+            entry.coordinator_epoch = entry.coordinator_epoch.max(marker.coordinator_epoch);
             let first = std::mem::replace(&mut entry.txn_first_offset, -1);
             if first < 0 {
                 return None;

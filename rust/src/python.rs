@@ -28,6 +28,7 @@ create_exception!(_core, OutOfOrderSequenceError, StorageError, "A producer's se
 create_exception!(_core, InvalidProducerEpochError, StorageError, "A producer epoch older than the current one: INVALID_PRODUCER_EPOCH.");
 create_exception!(_core, UnknownProducerIdError, StorageError, "A producer without state here, mid-sequence: UNKNOWN_PRODUCER_ID.");
 create_exception!(_core, InvalidRecordError, StorageError, "A produce request the log cannot take: INVALID_RECORD.");
+create_exception!(_core, CoordinatorFencedError, StorageError, "A marker from an older transaction coordinator: TRANSACTION_COORDINATOR_FENCED.");
 
 impl From<CoreError> for PyErr {
     fn from(err: CoreError) -> PyErr {
@@ -42,6 +43,7 @@ impl From<CoreError> for PyErr {
             CoreError::InvalidProducerEpoch(_) => InvalidProducerEpochError::new_err(message),
             CoreError::UnknownProducerId(_) => UnknownProducerIdError::new_err(message),
             CoreError::InvalidRecord(_) => InvalidRecordError::new_err(message),
+            CoreError::CoordinatorFenced(_) => CoordinatorFencedError::new_err(message),
             // args: (message, [(index of the record in its batch, why)]), for KIP-467's record_errors
             CoreError::RecordErrors(_, records) => InvalidRecordError::new_err((message, records)),
         }
@@ -240,7 +242,9 @@ impl Log {
     }
 
     /// Writes a transaction's COMMIT or ABORT marker for `producer_id`: its offset. An epoch
-    /// older than the producer's here is refused (InvalidProducerEpochError).
+    /// older than the producer's here is refused (InvalidProducerEpochError), and so is one of
+    /// a coordinator epoch older than the producer's last marker's (CoordinatorFencedError;
+    /// a negative coordinator epoch, an operator's abort, is not checked).
     #[pyo3(signature = (producer_id, producer_epoch, commit, coordinator_epoch = 0, leader_epoch = 0))]
     fn append_marker(&self, py: Python<'_>, producer_id: i64, producer_epoch: i16, commit: bool, coordinator_epoch: i32, leader_epoch: i32) -> PyResult<i64> {
         let now = self::now_ms();
@@ -831,6 +835,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("LogIOError", py.get_type::<LogIOError>())?;
     m.add("OutOfOrderSequenceError", py.get_type::<OutOfOrderSequenceError>())?;
     m.add("InvalidProducerEpochError", py.get_type::<InvalidProducerEpochError>())?;
+    m.add("CoordinatorFencedError", py.get_type::<CoordinatorFencedError>())?;
     m.add("UnknownProducerIdError", py.get_type::<UnknownProducerIdError>())?;
     m.add("InvalidRecordError", py.get_type::<InvalidRecordError>())?;
     m.add_function(wrap_pyfunction!(crc32c_of, m)?)?;

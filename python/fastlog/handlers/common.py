@@ -29,6 +29,8 @@ def storage_error_code(error: Exception) -> int:
         return ErrorCode.UNKNOWN_PRODUCER_ID
     if isinstance(error, _core.InvalidRecordError):
         return ErrorCode.INVALID_RECORD
+    if isinstance(error, _core.CoordinatorFencedError):
+        return ErrorCode.TRANSACTION_COORDINATOR_FENCED
     return ErrorCode.UNKNOWN_SERVER_ERROR
 
 

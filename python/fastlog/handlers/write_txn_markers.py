@@ -3,7 +3,9 @@ transaction's COMMIT or ABORT markers. Needs CLUSTER_ACTION on the cluster.
 
 v0-v1. Per partition: NONE once written (and fsynced), NOT_LEADER_OR_FOLLOWER where this
 broker does not lead it, UNKNOWN_TOPIC_OR_PARTITION, INVALID_PRODUCER_EPOCH (a marker older
-than the producer's epoch there).
+than the producer's epoch there), TRANSACTION_COORDINATOR_FENCED (a coordinator epoch older than
+that of the producer's last marker there; -1, an operator's abort, is not checked). In a
+cluster the answer waits for the in-sync replicas to have the markers.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.protocol import ErrorCode
 from fastlog.security.acls import Operation, ResourceType
+from fastlog.transaction_coordinator import Marker
 
 R = protocol.WriteTxnMarkersResponse
 
@@ -23,7 +26,8 @@ async def handle(ctx: RequestContext, request):
     for marker in request.markers:
         wanted = [(t.name, p) for t in marker.topics for p in t.partition_indexes]
         if allowed:
-            errors = await ctx.broker.transactions.write_markers(marker.producer_id, marker.producer_epoch, marker.transaction_result, wanted)
+            written = Marker(marker.producer_id, marker.producer_epoch, marker.transaction_result, marker.coordinator_epoch)
+            errors = await ctx.broker.transactions.write_markers(written, wanted)
         else:
             errors = {tp: ErrorCode.CLUSTER_AUTHORIZATION_FAILED for tp in wanted}
         by_topic: dict[str, list] = {}
