@@ -126,6 +126,9 @@ class TxnMetadata:
     # transaction); the producer id before an epoch overflow, for recognising a retried EndTxn.
     client_transaction_version: int = 0
     previous_producer_id: int = -1
+    # The epoch the coordinator fenced when it aborted a timed-out transaction: that producer
+    # may still re-initialise from it (KIP-360), as in Kafka. Not stored.
+    last_producer_epoch: int = field(default=-1, compare=False)
 
     def value(self) -> TransactionLogValue:
         by_topic: dict[str, list[int]] = defaultdict(list)
@@ -261,8 +264,11 @@ class TransactionCoordinator:
                     await self._persist(meta)
                     self.txns[transactional_id] = meta
                     return ErrorCode.NONE, meta.producer_id, meta.producer_epoch
-                if producer_id >= 0 and (producer_id, producer_epoch) != (meta.producer_id, meta.producer_epoch):
+                current = (producer_id, producer_epoch) == (meta.producer_id, meta.producer_epoch)
+                fenced_by_timeout = producer_id == meta.producer_id and producer_epoch == meta.last_producer_epoch >= 0
+                if producer_id >= 0 and not (current or fenced_by_timeout):
                     return ErrorCode.PRODUCER_FENCED, -1, -1
+                meta.last_producer_epoch = -1
                 if meta.state in (TxnState.PREPARE_COMMIT, TxnState.PREPARE_ABORT, TxnState.PREPARE_EPOCH_FENCE):
                     return ErrorCode.CONCURRENT_TRANSACTIONS, -1, -1
                 await self._bump_epoch(meta)
@@ -573,6 +579,7 @@ class TransactionCoordinator:
                 log.info("aborting the transaction of %r (producer %d): open for %d ms, its timeout is %d ms",
                          meta.transactional_id, meta.producer_id, now - meta.start_ms, meta.timeout_ms)
                 try:
+                    meta.last_producer_epoch = meta.producer_epoch
                     await self._bump_epoch(meta)
                     await self._end(meta, commit=False)
                 except (TopicError, ProducerIdsUnavailable) as e:

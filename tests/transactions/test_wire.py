@@ -608,3 +608,28 @@ def test_transaction_state_and_transactional_offsets_survive_a_restart(tmp_path,
             assert (data.last_stable_offset, aborted(data)) == (2, [(open_pid, 0)])
     finally:
         broker.stop()
+
+
+def test_a_producer_whose_transaction_timed_out_may_initialise_again_from_its_epoch(tmp_path, unique_topic) -> None:
+    """KIP-360: the coordinator aborts a timed-out transaction with a new epoch (fencing its
+    producer); that producer re-initialising with its old epoch is let through, as in Kafka, and
+    anything older stays fenced."""
+    overrides = {**OVERRIDES, "transaction.abort.timed.out.transaction.cleanup.interval.ms": "200"}
+    broker = BrokerProcess(tmp_path / "data", overrides).start()
+    try:
+        with WireClient(broker.bootstrap) as wire:
+            create_topic(wire, unique_topic)
+            error, pid, epoch = init(wire, "timed-out", timeout_ms=1000)
+            assert error == 0
+            assert add_partitions(wire, "timed-out", pid, epoch, {unique_topic: [0]}) == {(unique_topic, 0): "NONE"}
+            deadline = time.monotonic() + 20
+            while describe(wire, "timed-out").transaction_state != "CompleteAbort" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            state = describe(wire, "timed-out")
+            assert (state.transaction_state, state.producer_epoch) == ("CompleteAbort", epoch + 1)
+            assert end(wire, "timed-out", pid, epoch, True) == "PRODUCER_FENCED"
+            assert init(wire, "timed-out", producer_id=pid, epoch=epoch - 1) == (E.PRODUCER_FENCED, -1, -1)
+            assert init(wire, "timed-out", producer_id=pid, epoch=epoch) == (0, pid, epoch + 2)
+            assert init(wire, "timed-out", producer_id=pid, epoch=epoch) == (E.PRODUCER_FENCED, -1, -1), "only once"
+    finally:
+        broker.stop()
