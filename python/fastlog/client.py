@@ -78,6 +78,11 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     17: (1, 1),  # SaslHandshake (before SaslAuthenticate)
     36: (0, 2),  # SaslAuthenticate
     50: (0, 0),  # DescribeUserScramCredentials
+    22: (0, 4),  # InitProducerId (transactions: fastlog mirror's exactly-once)
+    24: (0, 3),  # AddPartitionsToTxn (v4+ is for brokers)
+    25: (0, 3),  # AddOffsetsToTxn
+    26: (0, 3),  # EndTxn
+    28: (0, 3),  # TxnOffsetCommit
     51: (0, 0),  # AlterUserScramCredentials
     55: (0, 2),  # DescribeQuorum
 }
@@ -211,6 +216,32 @@ class FetchedPartition:
     records: list[Record] = field(default_factory=list)
     next_offset: int = -1
     raw: bytes = b""  # the record batches as they came (fetch(decode=False))
+    aborted: list[tuple[int, int]] = field(default_factory=list)  # read_committed: (producer id, first offset)
+
+
+class AbortedFilter:
+    """What a read_committed reader drops, as Kafka's consumers do: a Fetch names each aborted
+    transaction (producer id, first offset); from that offset on, the producer's transactional
+    batches are dropped until its ABORT marker."""
+
+    def __init__(self, aborted: Iterable[tuple[int, int]]) -> None:
+        self.pending = sorted(aborted, key=lambda a: a[1])
+        self.active: set[int] = set()
+
+    def keeps_header(self, last_offset: int, producer_id: int, transactional: bool, abort_marker: bool) -> bool:
+        """For a batch in offset order: False when it is an aborted transaction's (markers are
+        passed through: the caller skips them anyway)."""
+        while self.pending and self.pending[0][1] <= last_offset:
+            self.active.add(self.pending.pop(0)[0])
+        if abort_marker:
+            self.active.discard(producer_id)
+            return True
+        return not (transactional and producer_id in self.active)
+
+    def keeps(self, batch: Any) -> bool:
+        """`keeps_header` of a decoded RecordBatch."""
+        abort = batch.is_control and batch.control_type == 0
+        return self.keeps_header(batch.next_offset - 1, batch.producer_id, batch.is_transactional, abort)
 
 
 @dataclass
@@ -486,10 +517,12 @@ class Client:
         return self.produce_encoded(encoded, acks=acks, timeout_ms=timeout_ms)
 
     def produce_encoded(self, batches: Mapping[tuple[str, int], bytes], *, acks: int = -1, timeout_ms: int = 30_000,
-                        errors: Optional[dict[tuple[str, int], "KafkaError"]] = None) -> dict[tuple[str, int], int]:
+                        errors: Optional[dict[tuple[str, int], "KafkaError"]] = None,
+                        transactional_id: Optional[str] = None) -> dict[tuple[str, int], int]:
         """`produce` of record batches already encoded (one per partition). With `errors`, a
         partition the broker refused is put there (its KafkaError) instead of raising, so the
-        caller learns which partitions were appended."""
+        caller learns which partitions were appended. `transactional_id`: the batches belong
+        to that producer's transaction."""
         P = protocol.ProduceRequest
         out: dict[tuple[str, int], int] = {}
         for leader, partitions in self._by_leader(batches).items():
@@ -497,6 +530,7 @@ class Client:
             for topic, index in partitions:
                 topics.setdefault(topic, []).append(P.PartitionProduceData(index=index, records=batches[(topic, index)]))
             request = P(
+                transactional_id=transactional_id,
                 acks=acks,
                 timeout_ms=timeout_ms,
                 topic_data=[P.TopicProduceData(name=t, partition_data=parts) for t, parts in topics.items()],
@@ -582,12 +616,14 @@ class Client:
                     key = (name, p.partition_index)
                     start = offsets.get(key, 0)
                     result = FetchedPartition(name, p.partition_index, p.error_code, p.high_watermark, p.log_start_offset, [], start)
+                    result.aborted = [(a.producer_id, a.first_offset) for a in p.aborted_transactions or []]
                     if not decode:
                         result.raw = bytes(p.records or b"")
                     elif p.records:
+                        committed = AbortedFilter(result.aborted)
                         for batch in decode_batches(p.records):
                             result.next_offset = max(result.next_offset, batch.next_offset)
-                            if batch.is_control:
+                            if not committed.keeps(batch) or batch.is_control:
                                 continue
                             result.records.extend(r for r in batch.records if r.offset >= start)
                     out[key] = result
@@ -698,17 +734,19 @@ class Client:
 
     # groups
 
-    def coordinator(self, group_id: str) -> BrokerConnection:
+    def coordinator(self, group_id: str, key_type: int = 0) -> BrokerConnection:
+        """The coordinator of a group (key type 0) or of a transactional id (1)."""
         F = protocol.FindCoordinatorRequest
         connection = self.any_connection()
+        what = "group" if key_type == 0 else "transactional id"
         if connection.version(F.API_KEY) >= 4:
-            response = connection.request(F(key_type=0, coordinator_keys=[group_id]))
+            response = connection.request(F(key_type=key_type, coordinator_keys=[group_id]))
             c = response.coordinators[0]
-            check(c.error_code, c.error_message, f"find coordinator of group {group_id!r}")
+            check(c.error_code, c.error_message, f"find coordinator of {what} {group_id!r}")
             node_id, host, port = c.node_id, c.host, c.port
         else:
-            response = connection.request(F(key=group_id, key_type=0))
-            check(response.error_code, response.error_message, f"find coordinator of group {group_id!r}")
+            response = connection.request(F(key=group_id, key_type=key_type))
+            check(response.error_code, response.error_message, f"find coordinator of {what} {group_id!r}")
             node_id, host, port = response.node_id, response.host, response.port
         self.brokers.setdefault(node_id, (host, port))
         return self.connection(node_id)

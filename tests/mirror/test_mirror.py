@@ -1,7 +1,9 @@
 """`fastlog mirror` between brokers in separate processes: a growing topic mirrored while the
 mirror is SIGKILLed several times arrives whole (every record, in order per partition, key,
-value, headers and timestamp kept; at-least-once: copies of a round may repeat); new partitions
-and changed configs follow; active-active a<->b makes no loop; bad settings are refused."""
+value, headers and timestamp kept; at-least-once: copies of a round may repeat; exactly-once
+with `exactly.once.source.support=enabled`, also when a kill cuts a round short); the source's
+aborted transactions are not copied; new partitions and changed configs follow; active-active
+a<->b makes no loop; bad settings are refused."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from confluent_kafka import Producer
 
 from fastlog.client import RESOURCE_TOPIC, Client
 from tests.conftest import BrokerProcess, free_port
+from tests.delivery.proxy import ChaosProxy
 
 TIMEOUT = 60.0
 pytestmark = pytest.mark.timeout(180)
@@ -59,14 +62,15 @@ def wait_for(condition: Callable[[], bool], what: str, seconds: float = TIMEOUT)
     raise AssertionError(f"not within {seconds:g}s: {what}")
 
 
-def read_all(bootstrap: str, topic: str) -> dict[int, list[tuple]]:
-    """Every record of every partition: (key, value, headers, timestamp)."""
+def read_all(bootstrap: str, topic: str, isolation_level: int = 0) -> dict[int, list[tuple]]:
+    """Every record of every partition: (key, value, headers, timestamp); with isolation level
+    1 (read_committed), those of committed transactions only."""
     with Client(bootstrap) as client:
         out: dict[int, list[tuple]] = {}
         for partition, (start, end) in client.offsets_of(topic).items():
             records, offset = [], start
             while offset < end:
-                fetched = client.fetch({(topic, partition): offset})[(topic, partition)]
+                fetched = client.fetch({(topic, partition): offset}, isolation_level=isolation_level)[(topic, partition)]
                 records += [(r.key, r.value, tuple(tuple(h) for h in r.headers), r.timestamp) for r in fetched.records]
                 offset = max(fetched.next_offset, offset + 1) if fetched.records or fetched.next_offset > offset else end
             out[partition] = records
@@ -144,6 +148,115 @@ def test_a_mirror_killed_mid_stream_loses_nothing(two_brokers, tmp_path: Path) -
         assert mirror.wait(20) == 0, log.read_text()[-2000:]
 
 
+def test_exactly_once_a_mirror_killed_mid_stream_copies_each_record_once(two_brokers, tmp_path: Path) -> None:
+    """exactly.once.source.support=enabled: each round's copies and progress in one transaction
+    of the target; a read_committed reader of the target sees every source record exactly once,
+    in order, across SIGKILLs (the rounds a kill cut short are aborted)."""
+    a, b = two_brokers
+    with Client(a.bootstrap) as client:
+        client.create_topic("orders", 3)
+    total = 4000
+    producer = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 5})
+
+    def produce(start: int, end: int) -> None:
+        for i in range(start, end):
+            producer.produce("orders", key=f"k{i % 17}".encode(), value=f"order-{i}".encode())
+        assert producer.flush(30) == 0
+
+    produce(0, total // 2)
+    config = mirror_config(tmp_path, a, b, **{"exactly.once.source.support": "enabled"})
+    log = tmp_path / "mirror.log"
+    mirror = start_mirror(config, log, "--worker-id", "w1")
+    try:
+        for started in range(1, 4):
+            wait_for(lambda: log.read_text().count("mirroring a->b") == started, "the mirror runs")
+            wait_for(lambda: count(b.bootstrap, "a.orders") > 0, "copies on the target")
+            produce(total // 2 + (started - 1) * 500, total // 2 + started * 500)
+            time.sleep(0.3)
+            mirror.send_signal(signal.SIGKILL)
+            mirror.wait(10)
+            mirror = start_mirror(config, log, "--worker-id", "w1")
+        produce(total // 2 + 1500, total)
+        wait_for(lambda: caught_up(a.bootstrap, b.bootstrap, "orders"), "every record on the target")
+        source, target = read_all(a.bootstrap, "orders"), read_all(b.bootstrap, "a.orders", isolation_level=1)
+        assert sum(len(r) for r in source.values()) == total
+        for partition, records in source.items():
+            assert target[partition] == records, f"partition {partition}: {len(target[partition])} copies of {len(records)}"
+        everything = read_all(b.bootstrap, "a.orders")
+        print(f"{sum(len(r) for r in everything.values()) - total} records in aborted rounds across 3 kills")
+    finally:
+        mirror.send_signal(signal.SIGTERM)
+        assert mirror.wait(20) == 0, log.read_text()[-2000:]
+
+
+def test_exactly_once_a_round_cut_short_is_aborted_not_repeated(tmp_path: Path) -> None:
+    """A kill in the middle of a round, for sure: the target's answers are held back (the
+    mirror's batches are appended inside its transaction, the mirror waits), the mirror is
+    SIGKILLed, and the next one aborts what it left: the target holds those records twice, but a
+    read_committed reader sees each once."""
+    a = BrokerProcess(tmp_path / "a").start()
+    b = BrokerProcess(tmp_path / "b")
+    proxy = ChaosProxy(b.port).start()
+    b.overrides["advertised.listeners"] = f"PLAINTEXT://127.0.0.1:{proxy.port}"
+    b.start()
+    mirror = None
+    try:
+        with Client(a.bootstrap) as client:
+            client.create_topic("orders", 2)
+        producer = Producer({"bootstrap.servers": a.bootstrap, "linger.ms": 5})
+        for i in range(1000):
+            producer.produce("orders", value=f"order-{i}".encode(), partition=i % 2)
+        assert producer.flush(30) == 0
+        config = mirror_config(tmp_path, a, b, **{"exactly.once.source.support": "enabled", "b.bootstrap.servers": proxy.bootstrap})
+        log = tmp_path / "mirror.log"
+        mirror = start_mirror(config, log, "--worker-id", "w1")
+        wait_for(lambda: caught_up(a.bootstrap, proxy.bootstrap, "orders"), "the first records on the target")
+        before = count(b.bootstrap, "a.orders")
+        proxy.hold(True)
+        for i in range(1000, 1500):
+            producer.produce("orders", value=f"order-{i}".encode(), partition=i % 2)
+        assert producer.flush(30) == 0
+        wait_for(lambda: count(b.bootstrap, "a.orders") > before, "a round appended, unanswered")
+        mirror.send_signal(signal.SIGKILL)
+        mirror.wait(10)
+        proxy.hold(False)
+        proxy.cut()
+        mirror = start_mirror(config, log, "--worker-id", "w1")
+        wait_for(lambda: caught_up(a.bootstrap, proxy.bootstrap, "orders"), "every record on the target")
+        source, target = read_all(a.bootstrap, "orders"), read_all(proxy.bootstrap, "a.orders", isolation_level=1)
+        for partition, records in source.items():
+            assert target[partition] == records, f"partition {partition}: {len(target[partition])} for {len(records)}"
+        everything = read_all(proxy.bootstrap, "a.orders")
+        assert sum(len(r) for r in everything.values()) > 1500, "the cut-short round's copies are there, aborted"
+    finally:
+        if mirror is not None:
+            mirror.send_signal(signal.SIGKILL)
+            mirror.wait(10)
+        proxy.close()
+        a.stop()
+        b.stop()
+
+
+def test_aborted_transactions_of_the_source_are_not_copied(two_brokers, tmp_path: Path) -> None:
+    a, b = two_brokers
+    with Client(a.bootstrap) as client:
+        client.create_topic("payments", 1)
+    producer = Producer({"bootstrap.servers": a.bootstrap, "transactional.id": "payments-app"})
+    producer.init_transactions(30)
+    for value, commit in ((b"kept-1", True), (b"dropped", False), (b"kept-2", True)):
+        producer.begin_transaction()
+        producer.produce("payments", value, partition=0)
+        producer.flush(30)
+        producer.commit_transaction(30) if commit else producer.abort_transaction(30)
+    mirror = start_mirror(mirror_config(tmp_path, a, b), tmp_path / "mirror.log")
+    try:
+        wait_for(lambda: caught_up(a.bootstrap, b.bootstrap, "payments"), "the mirror reached the source's end")
+        assert [r[1] for r in read_all(b.bootstrap, "a.payments")[0]] == [b"kept-1", b"kept-2"]
+    finally:
+        mirror.send_signal(signal.SIGTERM)
+        assert mirror.wait(20) == 0
+
+
 def test_new_partitions_and_configs_follow(two_brokers, tmp_path: Path) -> None:
     a, b = two_brokers
     with Client(a.bootstrap) as client:
@@ -200,6 +313,8 @@ def test_active_active_makes_no_loop(two_brokers, tmp_path: Path) -> None:
     ("clusters = a, b\na.bootstrap.servers = x:1\nb.bootstrap.servers = y:1\na->b.enabled = yes\n", "true or false"),
     ("clusters = a, b\na.bootstrap.servers = x:1\nb.bootstrap.servers = y:1\na->b.enabled = true\na->b.topics = (\n", "a->b.topics"),
     ("clusters = a, b\na.bootstrap.servers = x:1\nb.bootstrap.servers = y:1\na->b.enabled = true\nreplication.policy.class = Foo\n", "replication.policy.class"),
+    ("clusters = a, b\na.bootstrap.servers = x:1\nb.bootstrap.servers = y:1\na->b.enabled = true\nexactly.once.source.support = maybe\n",
+     "exactly.once.source.support"),
 ])
 def test_bad_settings_are_refused(tmp_path: Path, settings: str, message: str) -> None:
     path = tmp_path / "mirror.properties"

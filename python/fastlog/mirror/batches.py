@@ -6,7 +6,9 @@ source cluster: its base offset and partition leader epoch (the target assigns i
 the producer id, epoch and sequence and the transactional flag (the source's producer means
 nothing on the target; the copy is a plain append). Its records, their keys, values, headers
 and timestamps, and its compression, stay byte for byte, and the CRC is computed again. Such a
-batch costs no decoding and no compressing here.
+batch costs no decoding and no compressing here. Batches of aborted transactions (the source's
+read_committed Fetch names them) are not copied; with exactly-once, `stamp` makes each batch
+the mirror's own transactional producer's.
 
 Anything else (a batch that starts before the position, a compacted batch with offset gaps,
 an old message format) is decoded, and its records from the position on are encoded into a
@@ -17,10 +19,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterable, Optional
 
 from fastlog._core import crc32c
-from fastlog.records import Record, decode_batches, encode_batch
+from fastlog.client import AbortedFilter
+from fastlog.records import ControlType, Record, decode_batches, encode_batch
 
 LOG_OVERHEAD = 12  # base offset (8) and length (4)
 MAGIC_AT, CRC_AT, ATTRIBUTES_AT, LAST_DELTA_AT = 16, 17, 21, 23
@@ -41,9 +44,11 @@ class Copy:
     last_timestamp: Optional[int] = None  # of the last record copied, milliseconds
 
 
-def split(data: bytes, position: int) -> Copy:
-    """The batches of `data` (a Fetch response's records) from source offset `position` on."""
+def split(data: bytes, position: int, aborted: Iterable[tuple[int, int]] = ()) -> Copy:
+    """The batches of `data` (a Fetch response's records) from source offset `position` on,
+    leaving out those of the `aborted` transactions (a read_committed Fetch's list)."""
     copy = Copy(next_offset=position)
+    committed = AbortedFilter(aborted)
     at, total = 0, len(data)
     while at + MAGIC_AT + 1 <= total:  # old-format messages are shorter than a v2 header
         (base, length) = struct.unpack_from(">qi", data, at)
@@ -60,6 +65,12 @@ def split(data: bytes, position: int) -> Copy:
             continue
         attributes = struct.unpack_from(">h", batch, ATTRIBUTES_AT)[0] if magic == 2 else 0
         count = struct.unpack_from(">i", batch, COUNT_AT)[0] if magic == 2 else -1
+        if magic == 2:
+            producer_id = struct.unpack_from(">q", batch, PRODUCER_AT)[0]
+            abort_marker = bool(attributes & CONTROL) and decode_batches(batch)[0].control_type == ControlType.ABORT
+            if not committed.keeps_header(last, producer_id, bool(attributes & TRANSACTIONAL), abort_marker) and not attributes & CONTROL:
+                copy.next_offset = max(copy.next_offset, last + 1)  # an aborted transaction's: not copied
+                continue
         if magic == 2 and attributes & CONTROL:
             copy.next_offset = max(copy.next_offset, last + 1)
             continue
@@ -96,5 +107,16 @@ def rewrite(batch: bytes, attributes: int) -> bytes:
     struct.pack_into(">i", out, 12, -1)  # partition leader epoch
     struct.pack_into(">h", out, ATTRIBUTES_AT, attributes & ~TRANSACTIONAL)
     out[PRODUCER_AT : PRODUCER_AT + len(NO_PRODUCER)] = NO_PRODUCER
+    struct.pack_into(">I", out, CRC_AT, crc32c(bytes(out[ATTRIBUTES_AT:])))
+    return bytes(out)
+
+
+def stamp(batch: bytes, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
+    """A batch (as `split` gives them) made a transactional producer's: its id, epoch and base
+    sequence, the transactional flag, the CRC computed again (exactly-once mirroring)."""
+    out = bytearray(batch)
+    attributes = struct.unpack_from(">h", out, ATTRIBUTES_AT)[0]
+    struct.pack_into(">h", out, ATTRIBUTES_AT, attributes | TRANSACTIONAL)
+    struct.pack_into(">qhi", out, PRODUCER_AT, producer_id, producer_epoch, base_sequence)
     struct.pack_into(">I", out, CRC_AT, crc32c(bytes(out[ATTRIBUTES_AT:])))
     return bytes(out)

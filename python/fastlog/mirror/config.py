@@ -90,6 +90,7 @@ class MirrorConfig:
     sync_group_offsets_seconds: float = 60.0
     emit_heartbeats: bool = True
     heartbeats_seconds: float = 1.0
+    exactly_once: bool = False  # exactly.once.source.support=enabled: each round in a transaction of the target
 
     def remote_topic(self, flow: Flow, topic: str) -> str:
         return topic if self.policy == "identity" else f"{flow.source.alias}{self.separator}{topic}"
@@ -149,6 +150,10 @@ class MirrorConfig:
         config.sync_group_offsets_seconds = _number(settings.get("sync.group.offsets.interval.seconds", "60"), "sync.group.offsets.interval.seconds", source)
         config.emit_heartbeats = _bool(settings.get("emit.heartbeats.enabled", "true"), "emit.heartbeats.enabled", source)
         config.heartbeats_seconds = _number(settings.get("emit.heartbeats.interval.seconds", "1"), "emit.heartbeats.interval.seconds", source)
+        support = settings.get("exactly.once.source.support", "disabled").strip().lower()
+        if support not in ("enabled", "disabled", "preparing"):
+            raise ConfigError(f"{source}: exactly.once.source.support={support}: enabled or disabled")
+        config.exactly_once = support == "enabled"
         return config
 
 

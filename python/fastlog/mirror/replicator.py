@@ -6,7 +6,10 @@ only then records the new positions in the target cluster (the group
 `mm2-offsets.<source>.internal`, one committed offset per remote partition: the next source
 offset to copy). A mirror killed at any point therefore resumes from the last recorded
 position: nothing is lost, and what it copies twice is at most the batches of one round
-(at-least-once).
+(at-least-once). With `exactly.once.source.support=enabled` the copies and the new positions of
+a round are one transaction of the target (`transactions.TargetTransactions`): exactly-once for
+read_committed readers. The source is read read_committed: its aborted transactions are not
+copied.
 
 Every `refresh.topics.interval.seconds` the source's topics are listed again: new matching
 topics are made on the target with the source's partition count and configs (minus the ones
@@ -26,6 +29,7 @@ from fastlog.mirror.batches import Copy, split
 from fastlog.mirror.config import CONFIGS_NOT_COPIED, Flow, MirrorConfig
 from fastlog.mirror.offsets import OffsetSyncs
 from fastlog.mirror.records import OffsetSync
+from fastlog.mirror.transactions import TargetTransactions
 from fastlog.mirror.workers import WorkGroup
 from fastlog.protocol import ErrorCode
 from fastlog.records import Record
@@ -38,6 +42,7 @@ ERROR_REFRESH_SECONDS = 1.0  # a fetch error (a leader moving): metadata again a
 PARTITION_FETCH_BYTES = 8 << 20  # large rounds: fewer requests, fewer progress commits
 DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs' source of a topic's own override
 EARLIEST = -2
+READ_COMMITTED = 1  # the source's aborted transactions are not copied
 
 
 @dataclass
@@ -57,6 +62,12 @@ class Replicator:
         self.syncs = OffsetSyncs()
         # Mirrors of this flow share its partitions; `positions` holds this mirror's share.
         self.work = WorkGroup(self.target, f"mm2-workers.{flow.source.alias}.{flow.target.alias}.internal", worker_id)
+        # Exactly-once: a transactional producer of the target, one per mirror of the flow (a
+        # restarted mirror with the same worker id fences its previous incarnation).
+        self.txn: Optional[TargetTransactions] = None
+        if config.exactly_once:
+            suffix = f"-{worker_id}" if worker_id else ""
+            self.txn = TargetTransactions(self.target, f"mm2-{flow.source.alias}->{flow.target.alias}{suffix}")
         self.syncs_on_source = True  # False: the source cannot keep them (no CreateTopics): in memory only
         self.source_configs = True  # False: the source has no DescribeConfigs
         self.downstream: dict[tuple[str, int], int] = {}  # (source topic, partition) -> next target offset
@@ -77,6 +88,9 @@ class Replicator:
 
     def run_once(self) -> int:
         """Refreshes the topics when due, then copies one fetch's worth; the records copied."""
+        if self.txn is not None and self.txn.producer_id < 0:
+            self.txn.start()  # before any position is read: what an earlier run left open is aborted
+            self.positions.clear()
         if not self._syncs_loaded:
             self.load_syncs()
         if time.monotonic() - self._refreshed_at >= self.config.refresh_topics_seconds:
@@ -86,7 +100,8 @@ class Replicator:
         if not self.positions:
             time.sleep(FETCH_WAIT_MS / 1000)
             return 0
-        fetched = self.source.fetch(self.positions, max_wait_ms=FETCH_WAIT_MS, partition_max_bytes=PARTITION_FETCH_BYTES, decode=False)
+        fetched = self.source.fetch(self.positions, max_wait_ms=FETCH_WAIT_MS, partition_max_bytes=PARTITION_FETCH_BYTES, decode=False,
+                                    isolation_level=READ_COMMITTED)
         copies: dict[tuple[str, int], Copy] = {}
         moved: dict[tuple[str, int], int] = {}
         errors = False
@@ -100,17 +115,24 @@ class Replicator:
                 self._refreshed_at = min(self._refreshed_at, time.monotonic() - self.config.refresh_topics_seconds + ERROR_REFRESH_SECONDS)
                 errors = True
                 continue
-            copy = split(part.raw, self.positions[key])
+            copy = split(part.raw, self.positions[key], part.aborted)
             if copy.batches:
                 copies[key] = copy
             if copy.next_offset > self.positions[key]:
                 moved[key] = copy.next_offset  # past control batches and compacted gaps too
-        for key in self._append(copies):  # refused there: copied again next round (from its position)
-            moved.pop(key, None)
-            copies.pop(key, None)
+        progress = {(self.config.remote_topic(self.flow, t), p): o for (t, p), o in moved.items()}
+        if self.txn is not None:
+            if (copies or moved) and not self._copy_in_transaction(copies, progress):
+                return 0
+        else:
+            for key in self._append(copies):  # refused there: copied again next round (from its position)
+                moved.pop(key, None)
+                copies.pop(key, None)
+                progress.pop((self.config.remote_topic(self.flow, key[0]), key[1]), None)
         if moved:
             self._write_syncs([(key, self.syncs.advance(key, offset, self.downstream[key])) for key, offset in moved.items()])
-            self.target.commit_offsets(self.progress_group, {(self.config.remote_topic(self.flow, t), p): o for (t, p), o in moved.items()})
+            if self.txn is None:
+                self.target.commit_offsets(self.progress_group, progress)
             self.positions.update(moved)
             now = time.time()
             for key, copy in copies.items():
@@ -152,6 +174,30 @@ class Replicator:
                 self.syncs.current.pop(key, None)
             time.sleep(RETRY_REFUSED_SECONDS)
         return refused
+
+    def _copy_in_transaction(self, copies: dict[tuple[str, int], Copy], progress: dict[tuple[str, int], int]) -> bool:
+        """Exactly-once: the round's batches and its progress in one transaction of the target.
+        False when it failed: the transaction is aborted and the positions are read again."""
+        assert self.txn is not None
+        remote = {key: (self.config.remote_topic(self.flow, key[0]), key[1]) for key in copies}
+        try:
+            if copies:
+                self.txn.add_partitions(list(remote.values()))
+            for wave in range(max((len(c.batches) for c in copies.values()), default=0)):
+                sending = {key: c.batches[wave] for key, c in copies.items() if wave < len(c.batches)}
+                stamped = {remote[key]: self.txn.stamped(remote[key], batch, count) for key, (batch, count) in sending.items()}
+                bases = self.target.produce_encoded(stamped, acks=-1, transactional_id=self.txn.transactional_id)
+                for key, (_, count) in sending.items():
+                    self.downstream[key] = bases[remote[key]] + count
+                self.work.heartbeat_if_due()
+            self.txn.commit(self.progress_group, progress)
+            return True
+        except Exception as e:  # whatever failed, this transaction must not be committed
+            log.warning("%s: round aborted, copied again from the last committed progress: %s", self.flow.name, e)
+            self.txn.abort()
+            self.txn.producer_id = -1  # the next round starts a new session (new epoch, positions read again)
+            time.sleep(RETRY_REFUSED_SECONDS)
+            return False
 
     def _earliest(self, key: tuple[str, int]) -> int:
         return self.source.list_offsets([key], EARLIEST)[key]
