@@ -37,6 +37,25 @@ ADMIN_TIMEOUT_SECONDS = 30
 RECONCILE_RETRY_SECONDS = 5
 
 
+POLICY_VIOLATION = 44
+
+
+def partition_limit_error(broker: "Broker", topic_partitions: int, adding: int) -> Optional[TopicError]:
+    """Why a topic may not have `topic_partitions` partitions, `adding` of them new (None: it
+    may): above `max.partitions.per.topic` (INVALID_PARTITIONS), or, on a single node, taking the
+    node past `max.partitions` (POLICY_VIOLATION). Each message names the limit."""
+    config = broker.config
+    per_topic = config["max.partitions.per.topic"]
+    if topic_partitions > per_topic:
+        return TopicError(37, f"{topic_partitions} partitions exceed the broker's limit of {per_topic} per topic (max.partitions.per.topic)")
+    if broker.controller is None:
+        hosted = sum(len(t.partitions) for t in list(broker.logs.topics.values()))
+        if hosted + adding > config["max.partitions"]:
+            return TopicError(POLICY_VIOLATION, f"{adding} more partitions would make {hosted + adding} on this broker, above its limit of "
+                                                f"{config['max.partitions']} (max.partitions)")
+    return None
+
+
 def check_partition_count(partitions: int) -> None:
     """The partition counts a broker can open (checked before the controller commits one)."""
     if not 1 <= partitions <= MAX_PARTITIONS_PER_TOPIC:
@@ -94,6 +113,8 @@ class LocalTopics:
         return broker_id == self.broker.node_id
 
     async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1, replicas: Optional[list[list[int]]] = None) -> TopicView:
+        if error := partition_limit_error(self.broker, partitions, partitions):
+            raise error
         topic = await trio.to_thread.run_sync(self.logs.create_topic, name, partitions, configs)
         return self._view(topic)  # type: ignore[return-value]
 
@@ -101,6 +122,9 @@ class LocalTopics:
         await trio.to_thread.run_sync(self.logs.delete_topic_files, self.logs.unregister_topic(name))
 
     async def add_partitions(self, name: str, total: int, replicas: Optional[list[list[int]]] = None) -> None:
+        current = self.logs.topics[name].partitions if name in self.logs.topics else []
+        if error := partition_limit_error(self.broker, total, total - len(current)):
+            raise error
         await trio.to_thread.run_sync(self.logs.add_partitions, name, total)
 
     async def set_configs(self, name: str, configs: dict[str, Any]) -> None:
@@ -132,6 +156,8 @@ class ClusterTopics:
 
     async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1, replicas: Optional[list[list[int]]] = None) -> TopicView:
         check_partition_count(partitions)
+        if error := partition_limit_error(self.broker, partitions, partitions):
+            raise error
         texts = {k: config_text(v) for k, v in configs.items()}
         topic = await self.controller.create_topic(name, partitions, factor, texts, ADMIN_TIMEOUT_SECONDS, replicas)
         return self._view(topic)  # type: ignore[return-value]
@@ -149,6 +175,8 @@ class ClusterTopics:
 
     async def add_partitions(self, name: str, total: int, replicas: Optional[list[list[int]]] = None) -> None:
         check_partition_count(total)
+        if error := partition_limit_error(self.broker, total, 0):
+            raise error
         await self.controller.add_partitions(name, total, ADMIN_TIMEOUT_SECONDS, replicas)
 
     async def set_configs(self, name: str, configs: dict[str, Any]) -> None:

@@ -17,6 +17,7 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.configs import AdminError, check_replicas, check_single_replica, duplicates
 from fastlog.log_manager import TopicError
+from fastlog.topic_admin import partition_limit_error
 from fastlog.protocol import ErrorCode
 from fastlog.security.acls import Operation, ResourceType
 
@@ -42,6 +43,8 @@ def check(ctx: RequestContext, wanted) -> int:
     if wanted.count == current:
         raise AdminError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions.")
     added = wanted.count - current
+    if limit := partition_limit_error(ctx.broker, wanted.count, added):
+        raise AdminError(limit.error_code, limit.message)
     if wanted.assignments is not None:
         if len(wanted.assignments) != added:
             raise AdminError(

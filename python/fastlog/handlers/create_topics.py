@@ -25,6 +25,7 @@ from fastlog.config import ConfigError, validate_topic_configs
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.configs import AdminError, check_replicas, check_single_replica, duplicates, topic_config_entries
 from fastlog.log_manager import TopicError, topic_name_problem
+from fastlog.topic_admin import partition_limit_error
 from fastlog.protocol import ErrorCode
 from fastlog.security.acls import Operation, ResourceType
 
@@ -110,6 +111,8 @@ async def create_one(ctx: RequestContext, topic, validate_only: bool) -> object:
         configs = parse_configs(topic)
     except AdminError as e:
         return error_result(name, e.error_code, e.message)
+    if limit := partition_limit_error(ctx.broker, count, count):
+        return error_result(name, limit.error_code, limit.message)
     topic_id = uuid.UUID(int=0)
     if not validate_only:
         try:
