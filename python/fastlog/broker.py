@@ -83,6 +83,7 @@ class Broker:
         self._token: Optional[trio.lowlevel.TrioToken] = None  # the broker's loop, once it runs
         self.bound: list[tuple[str, int]] = []  # where each client listener listens, in config order
         self.schema_registry: Optional["SchemaRegistry"] = None  # the built-in one, when on
+        self.schema_registry_url: Optional[str] = None  # where it listens, once it does
         self._shutdown = trio.Event()
         # Topic changes on this node's logs are serialised: one create/delete/alter at a time.
         self.admin_lock = trio.Lock()
@@ -285,6 +286,7 @@ class Broker:
         if not addresses:
             return
         from fastlog import schema_registry
+        from fastlog.http_serving import urls_of
 
         security = self.registry_security
         reachable = [bound for l, bound in zip(self.config.client_listeners, self.bound) if l.protocol == security.protocol]
@@ -299,6 +301,7 @@ class Broker:
         except OSError as e:
             log.error("schema registry not started: cannot listen on %s: %s", self.config["schema.registry.listeners"], e)
             return
+        self.schema_registry_url = urls_of(sockets)[0].replace("//0.0.0.0:", "//127.0.0.1:").replace("//[::]:", "//[::1]:")
         self.schema_registry = schema_registry.new_registry(
             bootstrap, self.config["schema.registry.topic"], self.config["schema.registry.topic.replication.factor"],
             brokers_wait=BROKERS_WAIT_SECONDS if self.controller is not None else 0.0, security=security,

@@ -702,6 +702,16 @@ class Client:
             entries += result.configs
         return entries
 
+    def describe_topic_configs(self, names: Sequence[str], keys: Optional[Sequence[str]] = None) -> dict[str, dict[str, Optional[str]]]:
+        """{topic: {config: value}} of many topics in one DescribeConfigs; a topic the broker
+        refused (deleted meanwhile, not authorized) is left out."""
+        if not names:
+            return {}
+        D = protocol.DescribeConfigsRequest
+        resources = [D.DescribeConfigsResource(resource_type=RESOURCE_TOPIC, resource_name=n, configuration_keys=keys) for n in names]
+        response = self.controller().request(D(resources=resources))
+        return {r.resource_name: {e.name: e.value for e in r.configs} for r in response.results if not r.error_code}
+
     def alter_configs(self, resource_type: int, name: str, set_: Mapping[str, str], delete: Sequence[str] = (), *, validate_only: bool = False) -> None:
         """IncrementalAlterConfigs: sets `set_` and removes the overrides named in `delete`."""
         I = protocol.IncrementalAlterConfigsRequest

@@ -243,6 +243,9 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("open.files.max", _int(16, INT_MAX), 4096, "segment files kept open at once across all partitions"),
         BrokerKey("metrics.host", _string, "127.0.0.1", "address of the Prometheus endpoint (http://host:port/metrics)"),
         BrokerKey("metrics.port", _int(-1, 65535), 9404, "port of the Prometheus endpoint (-1: off, 0: any free port)"),
+        BrokerKey("console.enable", _bool, True, "serve the web console at / beside /metrics (metrics.host, metrics.port)"),
+        BrokerKey("console.read.only", _bool, False, "the console shows but changes nothing (no config edits, test messages or offset resets)"),
+        BrokerKey("console.sample.interval.ms", _int(500, 60_000), 5000, "how often the console samples rates and lag for its charts"),
         BrokerKey("log.format", _choice("text", "json"), "text", "broker log lines as text, or as JSON lines"),
         # The schema registry built in (Confluent Schema Registry's REST API; -1 or empty: off).
         BrokerKey("schema.registry.listeners", _http_listeners, "http://127.0.0.1:8081", "where the schema registry listens (http://HOST:PORT, comma-separated; -1: off)"),

@@ -415,7 +415,8 @@ HTTP_TIMEOUT_SECONDS = 10
 
 
 async def serve_metrics(broker: "Broker", *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-    """Serves `GET /metrics` on metrics.host:metrics.port until cancelled.
+    """Serves `GET /metrics` on metrics.host:metrics.port until cancelled, and the web console
+    at `/` beside it unless console.enable=false.
 
     `task_status.started(address or None)` once listening, or at once when the endpoint is
     off or its port cannot be bound (logged; the broker runs on without it)."""
@@ -426,22 +427,57 @@ async def serve_metrics(broker: "Broker", *, task_status: Any = trio.TASK_STATUS
         log.info("metrics endpoint off (metrics.port=-1)")
         task_status.started(None)
         return
+    if broker.config["console.enable"] and broker.is_broker:  # a controller-only node has no clients' listener
+        await _serve_with_console(broker, host, port, task_status)
+        return
     try:
         listeners = await trio.open_tcp_listeners(port, host=host or None)
     except OSError as e:
         log.error("metrics endpoint off: cannot listen on %s:%d: %s", host, port, e.strerror or e)
         task_status.started(None)
         return
-    bound = listeners[0].socket.getsockname()[:2]
-    metrics.address = bound
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    log.info("metrics at http://%s:%d/metrics", shown, bound[1])
+    bound = _announce(metrics, listeners[0].socket.getsockname()[:2])
     task_status.started(bound)
 
     async def handle(stream: trio.SocketStream) -> None:
         await _answer_http(metrics, stream)
 
     await trio.serve_listeners(handle, listeners)
+
+
+def _announce(metrics: Metrics, bound: tuple[str, int]) -> tuple[str, int]:
+    metrics.address = bound
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    log.info("metrics at http://%s:%d/metrics", shown, bound[1])
+    return bound
+
+
+async def _serve_with_console(broker: "Broker", host: str, port: int, task_status: Any) -> None:
+    """/metrics and the web console (fastlog.console) on one listener, served by hypercorn."""
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from fastlog import console
+    from fastlog.http_serving import bind
+
+    metrics = broker.metrics
+    try:
+        sockets = bind([(host or "0.0.0.0", port)])
+    except OSError as e:
+        log.error("metrics endpoint off: cannot listen on %s:%d: %s (nor the console)", host, port, e.strerror or e)
+        task_status.started(None)
+        return
+    bound = _announce(metrics, sockets[0].getsockname()[:2])
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    log.info("console at http://%s:%d/%s", shown, bound[1], " (read-only)" if broker.config["console.read.only"] else "")
+
+    async def exposition(request: Request) -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(console.serve, console.Console(console.broker_settings(broker)), sockets, [Route("/metrics", exposition, methods=["GET"])])
+        task_status.started(bound)
 
 
 async def _answer_http(metrics: Metrics, stream: trio.SocketStream) -> None:

@@ -17,9 +17,13 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import trio
 
+from fastlog.http_serving import bind, serve_app, urls_of
+
 if TYPE_CHECKING:
     from fastlog.security.client_side import ClientSecurity
     from fastlog.schema_registry.registry import SchemaRegistry
+
+__all__ = ["bind", "new_registry", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -34,39 +38,14 @@ def new_registry(bootstrap: str, topic: str = "_schemas", replication_factor: in
     return SchemaRegistry(SchemasTopic(bootstrap, topic, replication_factor, brokers_wait=brokers_wait, security=security))
 
 
-def bind(addresses: list[tuple[str, int]]) -> list[socket.socket]:
-    """Listening sockets for `addresses`: OSError (a port taken) here, before anything starts."""
-    sockets: list[socket.socket] = []
-    try:
-        for host, port in addresses:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            sockets.append(socket.create_server((host, port), family=family, backlog=128))
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
-
-
 async def serve(registry: "SchemaRegistry", sockets: list[socket.socket], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Runs `registry` on the listening `sockets` (from `bind`) until cancelled;
     `task_status.started(urls)` once listening."""
-    from hypercorn.config import Config
-    from hypercorn.trio import serve as serve_http
-
     from fastlog.schema_registry.api import build_app
 
-    urls = []
-    for sock in sockets:
-        host, port = sock.getsockname()[:2]
-        urls.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
-    config = Config()
-    config.bind = [f"fd://{sock.detach()}" for sock in sockets]  # hypercorn owns (and closes) them now
-    config.accesslog = None
-    config.errorlog = logging.getLogger("fastlog.schema_registry.http")
-    config.graceful_timeout = 1.0
+    urls = urls_of(sockets)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(registry.run)
-        await nursery.start(serve_http, build_app(registry), config)
+        await nursery.start(serve_app, build_app(registry), sockets, "fastlog.schema_registry.http")
         log.info("schema registry on %s (topic %s)", ", ".join(urls), registry.topic.name)
         task_status.started(urls)

@@ -28,7 +28,7 @@ class ToolError(Exception):
 
 def register(commands: "argparse._SubParsersAction") -> None:
     """Adds every tool's subcommand to the `fastlog` parser."""
-    from fastlog.tools import acls, cluster, console, groups, mirror, perf, schemas, topics, users
+    from fastlog.tools import acls, cluster, console, groups, mirror, perf, schemas, topics, users, web_console
 
     topics.register(commands)
     schemas.register(commands)
@@ -39,6 +39,7 @@ def register(commands: "argparse._SubParsersAction") -> None:
     users.register(commands)
     acls.register(commands)
     mirror.register(commands)
+    web_console.register(commands)
 
 
 def bootstrap_server(text: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from fastlog import protocol
 from fastlog.client import EARLIEST, LATEST, Client, KafkaError, error_name
@@ -194,32 +194,52 @@ def reset_scope(client: Client, args: argparse.Namespace) -> list[tuple[str, int
 
 
 def new_offsets(client: Client, args: argparse.Namespace, keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+    if args.to_earliest:
+        return plan_reset(client, keys, "earliest")
+    if args.to_latest:
+        return plan_reset(client, keys, "latest")
+    if args.to_offset is not None:
+        return plan_reset(client, keys, "offset", args.to_offset)
+    return plan_reset(client, keys, "timestamp", args.to_datetime)
+
+
+RESET_TARGETS = ("earliest", "latest", "offset", "timestamp")
+
+
+def plan_reset(client: Client, keys: list[tuple[str, int]], to: str, value: int = 0) -> dict[tuple[str, int], int]:
+    """Where a reset moves each partition: `to` is one of RESET_TARGETS; an offset is kept
+    within earliest..latest, a timestamp (ms) finds the first offset at or after it (latest
+    when there is none)."""
     earliest = client.list_offsets(keys, EARLIEST)
     latest = client.list_offsets(keys, LATEST)
-    if args.to_earliest:
+    if to == "earliest":
         return earliest
-    if args.to_latest:
+    if to == "latest":
         return latest
-    if args.to_offset is not None:
-        return {k: min(max(args.to_offset, earliest[k]), latest[k]) for k in keys}
-    found = client.list_offsets(keys, args.to_datetime)
+    if to == "offset":
+        return {k: min(max(value, earliest[k]), latest[k]) for k in keys}
+    found = client.list_offsets(keys, value)
     return {k: latest[k] if found[k] < 0 else found[k] for k in keys}
+
+
+def refuse_active_group(client: Client, group_id: str) -> None:
+    """Offsets can be reset only while a group has no members, as Kafka's tool insists."""
+    try:
+        group = client.describe_group(group_id)
+    except KafkaError as e:
+        if e.code != ErrorCode.GROUP_ID_NOT_FOUND:
+            raise
+        return
+    if group.members:
+        raise ToolError(
+            f"group {group_id!r} is {group.group_state} with {len(group.members)} members; "
+            "offsets can only be reset while it has none (stop its consumers)"
+        )
 
 
 def do_reset(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        state: Optional[str] = None
-        try:
-            group = client.describe_group(args.group)
-            state = group.group_state
-            if group.members:
-                raise ToolError(
-                    f"group {args.group!r} is {state} with {len(group.members)} members; "
-                    "offsets can only be reset while it has none (stop its consumers)"
-                )
-        except KafkaError as e:
-            if e.code != ErrorCode.GROUP_ID_NOT_FOUND:
-                raise
+        refuse_active_group(client, args.group)
         keys = reset_scope(client, args)
         planned = new_offsets(client, args, keys)
         if args.execute:

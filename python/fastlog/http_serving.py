@@ -1,0 +1,45 @@
+"""Serving an ASGI application (the schema registry, the console) with hypercorn on Trio, on
+sockets bound beforehand, so a taken port is known before anything starts."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+import trio
+
+
+def bind(addresses: list[tuple[str, int]]) -> list[socket.socket]:
+    """Listening sockets for `addresses`: OSError (a port taken) here, before anything starts."""
+    sockets: list[socket.socket] = []
+    try:
+        for host, port in addresses:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sockets.append(socket.create_server((host, port), family=family, backlog=128))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def urls_of(sockets: list[socket.socket]) -> list[str]:
+    urls = []
+    for sock in sockets:
+        host, port = sock.getsockname()[:2]
+        urls.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+    return urls
+
+
+async def serve_app(app: Any, sockets: list[socket.socket], log_name: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Serves `app` on `sockets` (which hypercorn then owns and closes) until cancelled."""
+    from hypercorn.config import Config
+    from hypercorn.trio import serve as serve_http
+
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}" for sock in sockets]
+    config.accesslog = None
+    config.errorlog = logging.getLogger(log_name)
+    config.graceful_timeout = 1.0
+    await serve_http(app, config, task_status=task_status)
