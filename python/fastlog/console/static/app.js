@@ -349,9 +349,11 @@ function resetForm(groupId, data) {
       h("button", { class: "danger", id: "reset-execute", onclick: async () => {
         try {
           await api(`/api/groups/${encodeURIComponent(groupId)}/reset`, body(true));
-          formMessage(message, "Offsets reset.", true);
           plan.replaceChildren();
-          route(true);
+          await route(true);
+          // the page was built anew: say so in its form, not in the one just replaced
+          const fresh = document.getElementById("reset-message");
+          if (fresh) formMessage(fresh, "Offsets reset.", true);
         } catch (e) { formMessage(message, e.message); }
       } }, "Execute"));
     } catch (e) { formMessage(message, e.message); }
@@ -380,7 +382,7 @@ async function subjectPage(subject) {
   const showDiff = async () => {
     try {
       const result = await api(`/api/schemas/${encodeURIComponent(subject)}/diff?from=${from.value}&to=${to.value}`);
-      diff.replaceChildren(...(result.diff.length ? result.diff : ["(no difference)"]).map((line) => h("div", { class: line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : null }, line)));
+      diff.replaceChildren(...(result.diff.length ? result.diff : ["(no difference)"]).map((line) => h("div", { class: /^(\+\+\+|---) /.test(line) ? null : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : null }, line)));
     } catch (e) { diff.textContent = e.message; }
   };
   from.addEventListener("change", showDiff);
