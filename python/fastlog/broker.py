@@ -27,6 +27,7 @@ from fastlog.security.client_side import ClientSecurity, inter_broker_security
 from fastlog.security.scram import scram_store
 from fastlog.security.tls import ListenerTls, QuorumTls
 from fastlog.network_loops import NetworkLoop, network_threads
+from fastlog.quotas import ConnectionRates, QuotaManager
 from fastlog.server import Connection, ConnectionSlots, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
 from fastlog.transaction_coordinator import TXN_TOPIC, TransactionCoordinator
@@ -77,7 +78,9 @@ class Broker:
         # TLS of the metadata quorum's connections (an SSL controller listener), else None.
         self.quorum_tls = QuorumTls(config) if config.cluster_mode and config.controller_protocol == "SSL" else None
         self.connections: set[Connection] = set()  # served on this loop; extra loops keep their own
-        self.connection_slots = ConnectionSlots(config["max.connections"])
+        self.connection_slots = ConnectionSlots(config)
+        self.quotas = QuotaManager(self)  # client quotas, and the throttling that holds clients to them
+        self.connection_rates = ConnectionRates(self.quotas)
         self.network_loops: list[NetworkLoop] = []
         self._next_loop: Iterator[Optional[NetworkLoop]] = itertools.repeat(None)
         self._token: Optional[trio.lowlevel.TrioToken] = None  # the broker's loop, once it runs

@@ -77,6 +77,8 @@ CLIENT_VERSIONS: dict[int, tuple[int, int]] = {
     31: (0, 3),  # DeleteAcls
     17: (1, 1),  # SaslHandshake (before SaslAuthenticate)
     36: (0, 2),  # SaslAuthenticate
+    48: (0, 1),  # DescribeClientQuotas
+    49: (0, 1),  # AlterClientQuotas
     50: (0, 0),  # DescribeUserScramCredentials
     22: (0, 4),  # InitProducerId (transactions: fastlog mirror's exactly-once)
     24: (0, 3),  # AddPartitionsToTxn (v4+ is for brokers)
@@ -721,6 +723,33 @@ class Client:
         response = self.controller().request(request)
         for result in response.responses:
             check(result.error_code, result.error_message, f"alter configs of {result.resource_name!r}")
+
+    # client quotas: an entity is [(type, name or None for the default)]
+
+    def describe_client_quotas(self, components: Sequence[tuple[str, int, Optional[str]]] = (), *, strict: bool = False) -> list[tuple[list, dict]]:
+        """[(entity, {key: value})] matching the filter: (entity type, match type 0 name / 1
+        default / 2 any, name) components."""
+        D = protocol.DescribeClientQuotasRequest
+        request = D(components=[D.ComponentData(entity_type=t, match_type=m, match=n) for t, m, n in components], strict=strict)
+        response = self.any_connection().request(request)
+        check(response.error_code, response.error_message, "describe client quotas")
+        return [([(e.entity_type, e.entity_name) for e in entry.entity], {v.key: v.value for v in entry.values}) for entry in response.entries or []]
+
+    def alter_client_quotas(self, changes: Sequence[tuple[Sequence[tuple[str, Optional[str]]], Mapping[str, Optional[float]]]], *,
+                            validate_only: bool = False) -> None:
+        """Each (entity, {key: value, or None to remove it}); KafkaError for the first refused."""
+        A = protocol.AlterClientQuotasRequest
+        entries = [
+            A.EntryData(
+                entity=[A.EntityData(entity_type=t, entity_name=n) for t, n in entity],
+                ops=[A.OpData(key=k, value=0.0 if v is None else float(v), remove=v is None) for k, v in ops.items()],
+            )
+            for entity, ops in changes
+        ]
+        response = self.controller().request(A(entries=entries, validate_only=validate_only))
+        for entry in response.entries:
+            named = ", ".join(f"{e.entity_type}={e.entity_name if e.entity_name is not None else '<default>'}" for e in entry.entity)
+            check(entry.error_code, entry.error_message, f"alter client quotas of {named}")
 
     def log_dir_sizes(self, topics: Optional[Sequence[str]] = None) -> dict[tuple[str, int], int]:
         """{(topic, partition): bytes on disk} summed over every broker's log dirs."""

@@ -28,11 +28,28 @@ DEFAULT_PROTOCOL_MAP = "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEX
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 # Keys a `listener.name.<listener>.` prefix may set for one listener (and PLAIN's JAAS config
 # as `listener.name.<listener>.plain.sasl.jaas.config`, Kafka's per-mechanism form).
+PER_LISTENER_KEYS = ("max.connections", "max.connection.creation.rate")
 PER_LISTENER_PREFIXES = ("ssl.", "sasl.", "plain.sasl.", "scram-sha-256.sasl.", "scram-sha-512.sasl.", "connections.max.reauth.ms")
 
 
 class ConfigError(ValueError):
     """A configuration key is unknown or its value is invalid."""
+
+
+def parse_ip_counts(key: str, raw: Any) -> dict[str, int]:
+    """`max.connections.per.ip.overrides`: `host:count,...` -> {host: count}."""
+    counts = {}
+    for item in filter(None, (part.strip() for part in str(raw).split(","))):
+        host, sep, count = item.rpartition(":")
+        if not sep or not host or not count.strip().isdigit():
+            raise ConfigError(f"{key}: {item!r} is not IP:COUNT")
+        counts[host.strip().strip("[]")] = int(count)
+    return counts
+
+
+def _ip_counts(key: str, raw: Any) -> str:
+    parse_ip_counts(key, raw)
+    return str(raw).strip()
 
 
 def _int(lo: int = -(2**63), hi: int = LONG_MAX) -> Callable[[str, Any], int]:
@@ -216,7 +233,16 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("socket.request.max.bytes", _int(1, INT_MAX), 104_857_600, "largest request frame accepted"),
         BrokerKey("queued.max.requests", _int(1, INT_MAX), 500, "requests in flight per connection"),
         BrokerKey("connections.max.idle.ms", _int(-1), 600_000, "idle connections are closed after this"),
-        BrokerKey("max.connections", _int(1, INT_MAX), INT_MAX, "connections accepted at once"),
+        BrokerKey("max.connections", _int(1, INT_MAX), INT_MAX, "connections accepted at once (also per listener: listener.name.<name>.max.connections)"),
+        BrokerKey("max.connections.per.ip", _int(0, INT_MAX), INT_MAX, "connections accepted at once from one IP address"),
+        BrokerKey("max.connections.per.ip.overrides", _ip_counts, "", "per-IP exceptions to max.connections.per.ip (IP:COUNT,...)"),
+        BrokerKey("max.connection.creation.rate", _int(0, INT_MAX), INT_MAX,
+                  "new connections accepted per second (also per listener: listener.name.<name>.max.connection.creation.rate); the next accept waits"),
+        BrokerKey("max.request.entries", _int(1, INT_MAX), 200_000,
+                  "topics, partitions and other array entries one request may name in all (more: the connection is closed)"),
+        BrokerKey("max.incremental.fetch.session.cache.slots", _int(0, INT_MAX), 1000, "incremental fetch sessions kept (a client keeps at most a quarter)"),
+        BrokerKey("quota.window.num", _int(2, 1000), 11, "samples a client quota's rate is measured over"),
+        BrokerKey("quota.window.size.seconds", _int(1, 3600), 1, "length of each sample"),
         BrokerKey("num.network.threads", _int(1, 64), min(os.cpu_count() or 1, 8), "threads (each a Trio loop) serving client connections"),
         BrokerKey("offsets.topic.num.partitions", _int(1, INT_MAX), 50, "partitions of __consumer_offsets"),
         BrokerKey("offsets.retention.minutes", _int(1, INT_MAX), 10080, "committed offsets of empty groups are kept this long"),
@@ -504,8 +530,9 @@ class BrokerConfig:
 
     def _set_per_listener(self, key: str, raw: Any) -> None:
         listener, _, setting = key[len("listener.name.") :].partition(".")
-        if not listener or not setting.startswith(PER_LISTENER_PREFIXES):
-            raise ConfigError(f"unknown config key {key!r} (listener.name.<listener>. sets ssl.*, sasl.* and <mechanism>.sasl.jaas.config keys)")
+        if not listener or not (setting.startswith(PER_LISTENER_PREFIXES) or setting in PER_LISTENER_KEYS):
+            raise ConfigError(f"unknown config key {key!r} (listener.name.<listener>. sets ssl.*, sasl.*, <mechanism>.sasl.jaas.config, "
+                              "max.connections and max.connection.creation.rate)")
         base = setting.split(".", 1)[1] if setting.startswith(("plain.", "scram-sha-256.", "scram-sha-512.")) else setting
         spec = BROKER_KEYS.get(base)
         if spec is None:

@@ -41,6 +41,8 @@ Records are JSON objects with a `type`:
 - `alter_scram_credentials` {deletions: [[user, mechanism]], upserts: [{user, mechanism, salt,
   stored_key, server_key, iterations}]} (base64 keys, never a password): one
   AlterUserScramCredentials request's changes to SASL/SCRAM users, applied together;
+- `alter_client_quotas` {changes: [[entity, key, value or null]]} (entity [[type, name or
+  null]], `fastlog.quotas`): an AlterClientQuotas request's changes, null removing a key;
 - `change_acls` {added: [acl], removed: [acl]} (each acl [resource type, name, pattern type,
   principal, host, operation, permission], `security.acls.AclBinding`): a CreateAcls or
   DeleteAcls request's ACLs (a DeleteAcls filter is resolved to the ACLs it matched).
@@ -58,6 +60,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from fastlog import quotas
 from fastlog.security.acls import AclBinding
 
 log = logging.getLogger(__name__)
@@ -120,6 +123,7 @@ class MetadataImage:
         self.next_producer_id = 0  # the first producer id no broker was given yet
         self.producer_id_blocks: dict[int, tuple[str, int, int]] = {}  # broker -> (request, first id, size) last given
         self.scram: dict[str, dict[str, dict[str, Any]]] = {}  # user -> mechanism -> credential (ScramCredential.to_json)
+        self.client_quotas: dict[Any, dict[str, float]] = {}  # quotas.Entity -> key -> value
         self.acls: frozenset[AclBinding] = frozenset()
         self.acls_version = 0  # counts changes of `acls` (the authorizer's cache follows it)
 
@@ -200,6 +204,7 @@ class MetadataImage:
             "next_producer_id": self.next_producer_id,
             "producer_id_blocks": {str(b): list(block) for b, block in self.producer_id_blocks.items()},
             "scram": self.scram,
+            "client_quotas": quotas.to_json(self.client_quotas),
             "acls": sorted(a.to_json() for a in self.acls),
         })
 
@@ -220,6 +225,7 @@ class MetadataImage:
         self.next_producer_id = int(state.get("next_producer_id", 0))
         self.producer_id_blocks = {int(b): (str(r), int(f), int(n)) for b, (r, f, n) in state.get("producer_id_blocks", {}).items()}
         self.scram = {str(u): dict(ms) for u, ms in state.get("scram", {}).items()}
+        self.client_quotas = quotas.from_json(state.get("client_quotas", []))
         self.acls = frozenset(AclBinding.from_json(a) for a in state.get("acls", []))
         self.acls_version += 1
         log.info("metadata image loaded from a snapshot at %d: %d brokers, %d topics", self.last_applied, len(self.brokers), len(self.topics))
@@ -247,6 +253,13 @@ class MetadataImage:
             credential = {"salt": str(u["salt"]), "stored_key": str(u["stored_key"]), "server_key": str(u["server_key"]), "iterations": int(u["iterations"])}
             self.scram.setdefault(str(u["user"]), {})[str(u["mechanism"])] = credential
         self.scram = {user: mechanisms for user, mechanisms in self.scram.items() if mechanisms}
+
+    def _apply_alter_client_quotas(self, record: dict[str, Any]) -> None:
+        changes = [
+            (quotas.entity_of((str(t), None if n is None else str(n)) for t, n in entity), str(key), None if value is None else float(value))
+            for entity, key, value in record["changes"]
+        ]
+        self.client_quotas = quotas.apply_changes(self.client_quotas, changes)
 
     def _apply_change_acls(self, record: dict[str, Any]) -> None:
         removed = frozenset(AclBinding.from_json(a) for a in record["removed"])

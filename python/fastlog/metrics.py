@@ -25,6 +25,10 @@ Exported (all prefixed `fastlog_`):
   authentications_total{listener,mechanism,result}  SASL and TLS client authentications, succeeded or failed
   authorization_denials_total{operation,resource_type}  requests (or parts) the ACLs refused
   network_loop_connections{loop}          connections open on each network loop (num.network.threads)
+  quota_throttled_requests_total, quota_throttle_seconds_total {quota,user,client_id,ip}  requests a
+                                           client quota throttled, and for how long in all (Kafka's throttle-time)
+  quota_rate{quota,user,client_id,ip}      each quota sensor's measured rate (bytes/s, percent, per second)
+  connection_accept_throttle_seconds_total{listener}  waits of max.connection.creation.rate
   fsync_duration_seconds                   histogram of the scheduled flushes (flush.ms)
   partition_log_size_bytes, partition_log_end_offset, partition_high_watermark,
   partition_log_start_offset, partition_segments {topic,partition}
@@ -91,6 +95,7 @@ class Metrics:
     down_converted: dict = field(default_factory=lambda: defaultdict(int))  # magic -> bytes sent
     authentications: dict = field(default_factory=lambda: defaultdict(int))  # (listener, mechanism, result) -> count
     authorization_denials: dict = field(default_factory=lambda: defaultdict(int))  # (operation, resource type) -> count
+    accept_throttle: dict = field(default_factory=lambda: defaultdict(float))  # listener -> seconds accepts waited
     address: Optional[tuple[str, int]] = None  # where /metrics listens, once it does
 
     def __post_init__(self) -> None:
@@ -198,6 +203,10 @@ class Metrics:
         with self._counting:
             self.authorization_denials[(operation, resource_type)] += 1
 
+    def count_connection_throttle(self, listener: str, seconds: float) -> None:
+        with self._counting:
+            self.accept_throttle[listener] += seconds
+
     def count_connection_opened(self) -> None:
         with self._counting:
             self.connections_opened += 1
@@ -236,6 +245,22 @@ class BrokerCollector:
         yield from self._cleaner()
         yield from self._groups()
         yield from self._cluster()
+        yield from self._quotas()
+
+    def _quotas(self) -> Iterator[Any]:
+        labels = ["quota", "user", "client_id", "ip"]
+        requests = CounterMetricFamily("fastlog_quota_throttled_requests", "Requests throttled by a client quota", labels=labels)
+        seconds = CounterMetricFamily("fastlog_quota_throttle_seconds", "Throttle time given to clients over a quota", labels=labels)
+        for tags, (count, total) in sorted(dict(self.broker.quotas.throttled).items()):
+            requests.add_metric(list(tags), count)
+            seconds.add_metric(list(tags), total)
+        rates = GaugeMetricFamily("fastlog_quota_rate", "A quota sensor's rate now (bytes/s, percent of a thread, per second)", labels=labels)
+        for key, user, client, ip, rate in sorted(self.broker.quotas.rates()):
+            rates.add_metric([key, user, client, ip], rate)
+        accepts = CounterMetricFamily("fastlog_connection_accept_throttle_seconds", "Time accepts waited for max.connection.creation.rate", labels=["listener"])
+        for listener, total in sorted(self.metrics.accept_throttle.items()):
+            accepts.add_metric([listener], total)
+        yield from (requests, seconds, rates, accepts)
 
     def _counters(self) -> Iterator[Any]:
         m = self.metrics

@@ -15,35 +15,43 @@ and memory does not grow.
 
 from __future__ import annotations
 
+import collections
 import errno
 import functools
+import math
 import logging
 import os
 import ssl
 import struct
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Optional
 
 import trio
 
 from fastlog import protocol
-from fastlog.config import Listener
+from fastlog.config import INT_MAX, Listener, parse_ip_counts
 from fastlog.framing import ConnectionClosed, FrameReader
 from fastlog.security import ANONYMOUS
 from fastlog.security.sasl import SaslAuthenticator
 from fastlog.security.tls import certificate_principal
 from fastlog.transport import PlainTransport, TlsTransport, Transport
-from fastlog.handlers import produce
+from fastlog import quotas
+from fastlog.handlers import fetch, produce
 from fastlog.handlers import DECLINED, FRAME_HANDLERS, HANDLERS, Pending, RequestContext, api_versions_body
 from fastlog.protocol import CodecError, ErrorCode
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
+    from fastlog.config import BrokerConfig
     from fastlog.network_loops import NetworkLoop
 
 log = logging.getLogger(__name__)
 
 API_KEY = struct.Struct(">h")  # the first field of every request frame
+PRODUCE, FETCH = 0, 1
+# Requests no client quota measures (as Kafka: version discovery and authentication)
+QUOTA_EXEMPT = frozenset({17, 18, 36})
 SEND_BATCH_BYTES = 1 << 20  # queued response bytes that are sent without waiting for the burst to end
 RESPONSES_IN_FLIGHT = 16  # bursts of responses (or pending ones) queued for the sender
 DROPPED = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)  # the client went away
@@ -77,6 +85,7 @@ class Connection:
         self._wait: Optional[trio.CancelScope] = None  # set while waiting for the next request
         self.close_reason = "client_closed"
         self.trailing_bytes_logged = False
+        self.throttled_until = 0.0  # a client over its quota: nothing is read before this (trio time)
 
     def stop_reading(self) -> None:
         """Graceful shutdown: the request being handled is answered, no further one is read."""
@@ -191,6 +200,11 @@ class Connection:
                     if unsent_bytes >= SEND_BATCH_BYTES:
                         await to_send.send((unsent, stamps))
                         unsent, stamps, unsent_bytes = [], [], 0
+                if self.throttled_until > trio.current_time():  # muted (KIP-219): the response goes now, reading waits
+                    if unsent:
+                        await to_send.send((unsent, stamps))
+                        unsent, stamps, unsent_bytes = [], [], 0
+                    await self._sit_out_throttle()
         except ConnectionClosed as e:
             if e.final:
                 unsent += e.final
@@ -223,6 +237,13 @@ class Connection:
             failures.append(ConnectionClosed("internal error sending a response", "internal_error"))
             reading.cancel()
 
+    async def _sit_out_throttle(self) -> None:
+        """Waits out a throttle; a broker that stops does not wait for it."""
+        with trio.CancelScope() as self._wait:
+            if not self.stopping:
+                await trio.sleep_until(self.throttled_until)
+        self._wait = None
+
     async def _next_frame(self, reader: FrameReader) -> Optional[bytes | bytearray]:
         """Waits for the next request; None at a clean EOF or when the broker stops."""
         idle_ms = self.broker.config["connections.max.idle.ms"]
@@ -246,7 +267,8 @@ class Connection:
             if exchanged is not None:
                 return exchanged
         answer_frame = FRAME_HANDLERS.get(api_key)
-        if answer_frame is not None:
+        quotas = self.broker.quotas
+        if answer_frame is not None and not quotas.active:  # with quotas, Produce is measured on the decoded path
             started = trio.current_time()
             response = await answer_frame(self.broker, frame, self.peer, self.principal)
             if response is not DECLINED:
@@ -266,17 +288,26 @@ class Connection:
             if api_key == API_VERSIONS:
                 return self._api_versions_error(header.correlation_id)
             raise ConnectionClosed(f"{type(body).__name__} v{version} is not supported by fastlog", "unsupported_version")
+        limit = self.broker.config["max.request.entries"]
+        if entries_over(body, limit):
+            raise ConnectionClosed(f"{type(body).__name__} names more than max.request.entries={limit} topics, partitions or other entries", "request_too_large")
         context = RequestContext(self.broker, header, version, self.peer, self.listener.name, self.principal)
         started = trio.current_time()
+        metered = quotas.active and api_key not in QUOTA_EXEMPT
+        throttle = self._charge_produce(header, len(frame)) if metered and api_key == PRODUCE else 0.0
         try:
             if self.loop is not None and not answered_on_any_loop(context, body):
                 response = await self.loop.on_owner(handler.handle, context, body)
             else:
                 response = await handler.handle(context, body)
+            if metered:
+                throttle = max(throttle, self._charge_response(header, context, body, response, trio.current_time() - started))
             if response is None:
                 return None
             if isinstance(response, Pending):  # its response object comes later: encoded then
-                return Pending(functools.partial(self._encode_later, response, header.correlation_id, api_key, version))
+                return Pending(functools.partial(self._encode_later, response, header.correlation_id, api_key, version, throttle))
+            if throttle > 0:
+                set_throttle(response, throttle)
             metrics.observe_response(api_key, response)
             parts = protocol.encode_response(header.correlation_id, api_key, version, response).framed_parts()
         except ConnectionClosed:
@@ -291,12 +322,38 @@ class Connection:
             metrics.observe_request(api_key, trio.current_time() - started)
         return parts
 
-    async def _encode_later(self, pending: Pending, correlation_id: int, api_key: int, version: int) -> Optional[bytes]:
+    async def _encode_later(self, pending: Pending, correlation_id: int, api_key: int, version: int, throttle: float = 0.0) -> Optional[bytes]:
         response = await pending.wait()
         if response is None:
             return None
+        if throttle > 0:
+            set_throttle(response, throttle)
         self.broker.metrics.observe_response(api_key, response)
         return b"".join(protocol.encode_response(correlation_id, api_key, version, response).framed_parts())
+
+    # -- client quotas (fastlog.quotas) --------------------------------------------------
+
+    def _charge_produce(self, header: Any, size: int) -> float:
+        return self._throttle(quotas.PRODUCER_BYTE_RATE, header, size)
+
+    def _charge_response(self, header: Any, context: RequestContext, body: Any, response: Any, seconds: float) -> float:
+        """Records a request's handling time (request_percentage) and a consumer's fetched
+        bytes (consumer_byte_rate); the longest throttle either asks for."""
+        throttle = self._throttle(quotas.REQUEST_PERCENTAGE, header, seconds * 100)
+        if header.request_api_key == FETCH and response is not None and fetch.replica_id(context, body) < 0:
+            throttle = max(throttle, self._throttle(quotas.CONSUMER_BYTE_RATE, header, fetched_bytes(response)))
+        own = (getattr(response, "throttle_time_ms", 0) or 0) / 1000  # a handler's own: controller mutations
+        if own > 0:
+            self.throttled_until = max(self.throttled_until, trio.current_time() + own)
+        return max(throttle, own)
+
+    def _throttle(self, key: str, header: Any, value: float) -> float:
+        """Charges `value` to the quota that applies; when over it, the connection reads
+        nothing more until the throttle ends (KIP-219's muting) and its length is returned."""
+        seconds = self.broker.quotas.record(key, self.principal, header.client_id or "", value)
+        if seconds > 0:
+            self.throttled_until = max(self.throttled_until, trio.current_time() + seconds)
+        return seconds
 
     def _note_trailing_bytes(self, api_key: int, version: int, trailing: int) -> None:
         """Bytes after a request's last field are ignored, as Kafka ignores them; counted, and
@@ -348,6 +405,32 @@ class Connection:
         self.broker.metrics.count_bytes_out(len(region))
 
 
+def entries_over(body: Any, limit: int) -> bool:
+    """Whether a decoded request holds more than `limit` array entries in all (topics,
+    partitions, groups, ... summed at every level): what the handler would walk through."""
+    count = 0
+    pending = [body]
+    while pending:
+        message = pending.pop()
+        for name in message._FIELDS:
+            value = getattr(message, name, None)
+            if isinstance(value, list):
+                count += len(value)
+                if count > limit:
+                    return True
+                pending += [item for item in value if hasattr(item, "_FIELDS")]
+    return False
+
+
+def set_throttle(response: Any, seconds: float) -> None:
+    if hasattr(response, "throttle_time_ms"):
+        response.throttle_time_ms = max(response.throttle_time_ms or 0, math.ceil(seconds * 1000))
+
+
+def fetched_bytes(response: Any) -> int:
+    return sum(len(p.records or b"") for topic in response.responses for p in topic.partitions)
+
+
 def answered_on_any_loop(context: RequestContext, body: Any) -> bool:
     """Whether an extra network loop answers this request itself: Produce, ApiVersions, and a
     consumer's Fetch. A follower's Fetch moves the leader's replication state (the high
@@ -375,28 +458,50 @@ def prefetch(regions: list) -> None:
 
 
 class ConnectionSlots:
-    """`max.connections` across every network loop (each loop's thread takes and gives back)."""
+    """Connections open at once (`max.connections`, per listener too, and
+    `max.connections.per.ip` with its overrides), across every network loop (each loop's
+    thread takes and gives back)."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, config: "BrokerConfig") -> None:
+        self.limit = config["max.connections"]
+        self.per_ip = config["max.connections.per.ip"]
+        self.ip_overrides = parse_ip_counts("max.connections.per.ip.overrides", config["max.connections.per.ip.overrides"])
+        self.per_listener = {l.name: config.listener_setting(l.name, "max.connections") for l in config.client_listeners}
         self.taken = 0
+        self._by_ip: collections.Counter[str] = collections.Counter()
+        self._by_listener: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
 
-    def take(self) -> bool:
+    def take(self, ip: str, listener: str) -> Optional[str]:
+        """None when the connection may open, else the limit it is over."""
         with self._lock:
             if self.taken >= self.limit:
-                return False
+                return f"max.connections={self.limit}"
+            listener_limit = self.per_listener.get(listener, self.limit)
+            if self._by_listener[listener] >= listener_limit:
+                return f"listener.name.{listener.lower()}.max.connections={listener_limit}"
+            ip_limit = self.ip_overrides.get(ip, self.per_ip)
+            if self._by_ip[ip] >= ip_limit:
+                return f"max.connections.per.ip={ip_limit} for {ip}"
             self.taken += 1
-            return True
+            self._by_ip[ip] += 1
+            self._by_listener[listener] += 1
+            return None
 
-    def give_back(self) -> None:
+    def give_back(self, ip: str, listener: str) -> None:
         with self._lock:
             self.taken -= 1
+            self._by_listener[listener] -= 1
+            self._by_ip[ip] -= 1
+            if not self._by_ip[ip]:
+                del self._by_ip[ip]
 
 
 async def serve_listener(broker: "Broker", listener: trio.SocketListener, named: Listener, connections: trio.Nursery) -> None:
     """Accepts connections until cancelled; each runs in the `connections` nursery, or is
-    handed to the next extra network loop in turn (`num.network.threads`)."""
+    handed to the next extra network loop in turn (`num.network.threads`). Past the
+    listener's `max.connection.creation.rate`, the next accept waits (as Kafka's acceptor)."""
+    creation_rate = broker.config.listener_setting(named.name, "max.connection.creation.rate")
     while True:
         try:
             stream = await listener.accept()
@@ -411,12 +516,27 @@ async def serve_listener(broker: "Broker", listener: trio.SocketListener, named:
             connections.start_soon(run_connection, broker, stream, named, None)
         else:
             loop.adopt(stream, named)
+        if creation_rate < INT_MAX:
+            delay = broker.connection_rates.listener_delay(named.name, creation_rate, time.monotonic())
+            if delay > 0:
+                broker.metrics.count_connection_throttle(named.name, delay)
+                await trio.sleep(delay)
 
 
 async def run_connection(broker: "Broker", stream: trio.SocketStream, listener: Listener, loop: "Optional[NetworkLoop]") -> None:
-    if not broker.connection_slots.take():
-        log.warning("refusing a connection: max.connections=%d reached", broker.config["max.connections"])
-        broker.metrics.connection_closed("max_connections")
+    try:
+        ip = stream.socket.getpeername()[0]
+    except OSError:
+        ip = "?"
+    refusal = broker.connection_slots.take(ip, listener.name)
+    if refusal is None:
+        throttle = broker.connection_rates.ip_throttle(ip, time.monotonic())
+        if throttle > 0:
+            broker.connection_slots.give_back(ip, listener.name)
+            refusal = f"connection_creation_rate quota of {ip} (throttled {throttle * 1000:.0f} ms)"
+    if refusal is not None:
+        log.warning("refusing a connection from %s on %s: %s reached", ip, listener.name, refusal)
+        broker.metrics.connection_closed("connection_limit")
         await stream.aclose()
         return
     connection = Connection(broker, stream, listener, loop)
@@ -432,7 +552,7 @@ async def run_connection(broker: "Broker", stream: trio.SocketStream, listener: 
         connection.close_reason = "internal_error"
     finally:
         served.discard(connection)
-        broker.connection_slots.give_back()
+        broker.connection_slots.give_back(ip, listener.name)
         reason = "shutdown" if connection.stopping else connection.close_reason
         broker.metrics.connection_closed(reason)
         log.debug("connection from %s closed: %s", connection.peer, reason, extra={"peer": connection.peer})

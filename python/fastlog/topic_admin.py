@@ -40,20 +40,34 @@ RECONCILE_RETRY_SECONDS = 5
 POLICY_VIOLATION = 44
 
 
-def partition_limit_error(broker: "Broker", topic_partitions: int, adding: int) -> Optional[TopicError]:
-    """Why a topic may not have `topic_partitions` partitions, `adding` of them new (None: it
-    may): above `max.partitions.per.topic` (INVALID_PARTITIONS), or, on a single node, taking the
-    node past `max.partitions` (POLICY_VIOLATION). Each message names the limit."""
+def partition_limit_error(broker: "Broker", topic_partitions: int, adding: int, factor: int = 1) -> Optional[TopicError]:
+    """Why a topic may not have `topic_partitions` partitions, `adding` of them new with
+    `factor` replicas each (None: it may): above `max.partitions.per.topic`
+    (INVALID_PARTITIONS), or taking a broker past `max.partitions` (POLICY_VIOLATION): this
+    node's partitions on a single node; in a cluster, the replicas of every partition against
+    `max.partitions` for each registered broker. Each message names the limit."""
     config = broker.config
-    per_topic = config["max.partitions.per.topic"]
+    per_topic, per_broker = config["max.partitions.per.topic"], config["max.partitions"]
     if topic_partitions > per_topic:
         return TopicError(37, f"{topic_partitions} partitions exceed the broker's limit of {per_topic} per topic (max.partitions.per.topic)")
     if broker.controller is None:
         hosted = sum(len(t.partitions) for t in list(broker.logs.topics.values()))
-        if hosted + adding > config["max.partitions"]:
+        if hosted + adding > per_broker:
             return TopicError(POLICY_VIOLATION, f"{adding} more partitions would make {hosted + adding} on this broker, above its limit of "
-                                                f"{config['max.partitions']} (max.partitions)")
+                                                f"{per_broker} (max.partitions)")
+        return None
+    image = broker.controller.image
+    replicas = sum(len(p.replicas) for t in list(image.topics.values()) for p in t.assignments)
+    brokers = max(1, len(image.brokers))
+    wanted = replicas + adding * max(1, factor)
+    if wanted > per_broker * brokers:
+        return TopicError(POLICY_VIOLATION, f"{adding} more partitions of {max(1, factor)} replicas would make {wanted} replicas on the cluster's "
+                                            f"{brokers} brokers, above their limit of {per_broker} each (max.partitions)")
     return None
+
+
+def replication_factor_of(view: "Optional[TopicView]") -> int:
+    return len(view.assignments[0].replicas) if view is not None and view.assignments else 1
 
 
 def check_partition_count(partitions: int) -> None:
@@ -156,7 +170,7 @@ class ClusterTopics:
 
     async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1, replicas: Optional[list[list[int]]] = None) -> TopicView:
         check_partition_count(partitions)
-        if error := partition_limit_error(self.broker, partitions, partitions):
+        if error := partition_limit_error(self.broker, partitions, partitions, len(replicas[0]) if replicas else factor):
             raise error
         texts = {k: config_text(v) for k, v in configs.items()}
         topic = await self.controller.create_topic(name, partitions, factor, texts, ADMIN_TIMEOUT_SECONDS, replicas)
@@ -175,7 +189,9 @@ class ClusterTopics:
 
     async def add_partitions(self, name: str, total: int, replicas: Optional[list[list[int]]] = None) -> None:
         check_partition_count(total)
-        if error := partition_limit_error(self.broker, total, 0):
+        view = self.get(name)
+        current = len(view.assignments) if view is not None else 0
+        if error := partition_limit_error(self.broker, total, max(0, total - current), replication_factor_of(view)):
             raise error
         await self.controller.add_partitions(name, total, ADMIN_TIMEOUT_SECONDS, replicas)
 

@@ -10,10 +10,12 @@ from fastlog import protocol
 
 
 class WireClient:
-    def __init__(self, bootstrap: str, timeout: float = 10) -> None:
+    def __init__(self, bootstrap: str, timeout: float = 10, *, client_id: str = "wire-test", source: Optional[str] = None) -> None:
+        """`source`: the local address to connect from (another loopback address, 127.0.0.2, ...)."""
         host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout, source_address=(source, 0) if source else None)
         self.correlation_id = 0
+        self.client_id = client_id
 
     def close(self) -> None:
         self.sock.close()
@@ -33,7 +35,7 @@ class WireClient:
             request_api_key=body.API_KEY,
             request_api_version=version,
             correlation_id=self.correlation_id if correlation_id is None else correlation_id,
-            client_id="wire-test",
+            client_id=self.client_id,
         )
         return protocol.encode_request(header, body).getvalue()
 

@@ -130,6 +130,7 @@ from fastlog.handlers import (  # noqa: E402,F401
     elect_leaders,
     incremental_alter_configs,
     alter_partition_reassignments,
+    client_quotas,
     describe_quorum,
     describe_cluster,
 )

@@ -17,8 +17,9 @@ from fastlog import protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.configs import AdminError, check_replicas, check_single_replica, duplicates
 from fastlog.log_manager import TopicError
-from fastlog.topic_admin import partition_limit_error
+from fastlog.topic_admin import partition_limit_error, replication_factor_of
 from fastlog.protocol import ErrorCode
+from fastlog.quotas import MutationQuota
 from fastlog.security.acls import Operation, ResourceType
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def check(ctx: RequestContext, wanted) -> int:
     if wanted.count == current:
         raise AdminError(ErrorCode.INVALID_PARTITIONS, f"Topic already has {current} partitions.")
     added = wanted.count - current
-    if limit := partition_limit_error(ctx.broker, wanted.count, added):
+    if limit := partition_limit_error(ctx.broker, wanted.count, added, replication_factor_of(ctx.broker.topics.get(wanted.name))):
         raise AdminError(limit.error_code, limit.message)
     if wanted.assignments is not None:
         if len(wanted.assignments) != added:
@@ -82,8 +83,17 @@ async def grow(ctx: RequestContext, wanted, validate_only: bool) -> object:
 async def handle(ctx: RequestContext, request):
     repeated = duplicates(t.name for t in request.topics)
     results = [result(name, ErrorCode.INVALID_REQUEST, "Duplicate topic name.") for name in sorted(repeated)]
+    mutations = MutationQuota(ctx.broker.quotas, ctx.principal, ctx.header.client_id, strict=ctx.api_version >= 3)
     async with ctx.broker.topic_changes():
         for wanted in request.topics:
-            if wanted.name not in repeated:
-                results.append(await grow(ctx, wanted, request.validate_only))
-    return R(throttle_time_ms=0, results=results)
+            if wanted.name in repeated:
+                continue
+            if mutations.exceeded():
+                results.append(result(wanted.name, ErrorCode.THROTTLING_QUOTA_EXCEEDED, MutationQuota.REFUSAL))
+                continue
+            before = ctx.broker.topics.get(wanted.name)
+            grown = await grow(ctx, wanted, request.validate_only)
+            if not grown.error_code and not request.validate_only and before is not None:
+                mutations.charge(wanted.count - len(before.assignments))
+            results.append(grown)
+    return R(throttle_time_ms=mutations.throttle_ms, results=results)

@@ -27,6 +27,7 @@ from fastlog.handlers.configs import AdminError, check_replicas, check_single_re
 from fastlog.log_manager import TopicError, topic_name_problem
 from fastlog.topic_admin import partition_limit_error
 from fastlog.protocol import ErrorCode
+from fastlog.quotas import MutationQuota
 from fastlog.security.acls import Operation, ResourceType
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ async def create_one(ctx: RequestContext, topic, validate_only: bool) -> object:
         configs = parse_configs(topic)
     except AdminError as e:
         return error_result(name, e.error_code, e.message)
-    if limit := partition_limit_error(ctx.broker, count, count):
+    if limit := partition_limit_error(ctx.broker, count, count, len(replicas[0]) if replicas else factor):
         return error_result(name, limit.error_code, limit.message)
     topic_id = uuid.UUID(int=0)
     if not validate_only:
@@ -149,10 +150,24 @@ async def handle(ctx: RequestContext, request):
     results = [
         error_result(name, ErrorCode.INVALID_REQUEST, "Duplicate topic name.") for name in sorted(repeated)
     ]
+    mutations = MutationQuota(ctx.broker.quotas, ctx.principal, ctx.header.client_id, strict=ctx.api_version >= 6)
     async with ctx.broker.topic_changes():
         for topic in request.topics:
-            if topic.name not in repeated:
-                results.append(await create_one(ctx, topic, validate_only))
+            if topic.name in repeated:
+                continue
+            if mutations.exceeded():
+                results.append(error_result(topic.name, ErrorCode.THROTTLING_QUOTA_EXCEEDED, MutationQuota.REFUSAL))
+                continue
+            created = await create_one(ctx, topic, validate_only)
+            if not created.error_code and not validate_only:
+                mutations.charge(partitions_asked(ctx, topic))
+            results.append(created)
     for refused in (r for r in results if r.error_code):
         log.info("%s: creating topic %s refused with %s: %s", ctx.peer, refused.name, ErrorCode(refused.error_code).name, refused.error_message)
-    return R(throttle_time_ms=0, topics=results)
+    return R(throttle_time_ms=mutations.throttle_ms, topics=results)
+
+
+def partitions_asked(ctx: RequestContext, topic) -> int:
+    if topic.assignments:
+        return len(topic.assignments)
+    return topic.num_partitions if topic.num_partitions > 0 else ctx.broker.config["num.partitions"]

@@ -19,6 +19,7 @@ from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.configs import duplicates
 from fastlog.log_manager import TopicError
 from fastlog.protocol import ErrorCode
+from fastlog.quotas import MutationQuota
 from fastlog.security.acls import Operation, ResourceType
 
 log = logging.getLogger(__name__)
@@ -75,11 +76,19 @@ async def handle(ctx: RequestContext, request):
     repeated_ids = duplicates(i for n, i in wanted if n is None and i != ZERO_UUID)
     results = [result(n, ZERO_UUID, ErrorCode.INVALID_REQUEST, "Duplicate topic name.") for n in sorted(repeated_names)]
     results += [result(None, i, ErrorCode.INVALID_REQUEST, "Duplicate topic id.") for i in sorted(repeated_ids)]
+    mutations = MutationQuota(ctx.broker.quotas, ctx.principal, ctx.header.client_id, strict=ctx.api_version >= 5)
     async with ctx.broker.topic_changes():
         for name, topic_id in wanted:
             if name in repeated_names or (name is None and topic_id in repeated_ids):
                 continue
-            results.append(await delete_one(ctx, name, topic_id))
+            if mutations.exceeded():
+                results.append(result(name, topic_id, ErrorCode.THROTTLING_QUOTA_EXCEEDED, MutationQuota.REFUSAL))
+                continue
+            before = ctx.broker.topics.get(name) if name is not None else ctx.broker.topics.by_id(topic_id)
+            deleted = await delete_one(ctx, name, topic_id)
+            if not deleted.error_code and before is not None:
+                mutations.charge(len(before.assignments))
+            results.append(deleted)
     for refused in (r for r in results if r.error_code):
         log.info("%s: deleting topic %s refused with %s: %s", ctx.peer, refused.name or refused.topic_id, ErrorCode(refused.error_code).name, refused.error_message)
-    return R(throttle_time_ms=0, responses=results)
+    return R(throttle_time_ms=mutations.throttle_ms, responses=results)

@@ -26,7 +26,8 @@ answers in full; later requests (epoch 1, 2, ...) name only what changed (new fe
 `forgotten_topics_data`) and get only partitions with news: records, an error, or a moved
 high watermark / log start. Epoch -1 is a sessionless full fetch. A request naming an
 unknown session gets FETCH_SESSION_ID_NOT_FOUND, a wrong epoch INVALID_FETCH_SESSION_EPOCH;
-the client then starts a new session. At most `MAX_SESSIONS` are kept, least recently used go.
+the client then starts a new session. At most `max.incremental.fetch.session.cache.slots` are
+kept (0: none, every fetch is full), least recently used go; a client keeps at most a quarter.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from fastlog.security.acls import Operation, ResourceType
 log = logging.getLogger(__name__)
 R = protocol.FetchResponse
 INITIAL_EPOCH, FINAL_EPOCH = 0, -1
-MAX_SESSIONS = 1000
+DEFAULT_SLOTS = 1000  # Kafka's max.incremental.fetch.session.cache.slots
 LEGACY_FETCH_BELOW = 4  # versions below read message formats v0/v1
 
 
@@ -76,26 +77,38 @@ class WantedPartition:
 @dataclass
 class FetchSession:
     id: int
+    owner: tuple = ()  # (principal, host) of the client that opened it
     epoch: int = 0  # the next request must carry epoch + 1 once a response is sent
     partitions: "OrderedDict[tuple, WantedPartition]" = field(default_factory=OrderedDict)
 
 
 class FetchSessionCache:
-    """Shared by every network loop, so its changes take a lock."""
+    """Shared by every network loop, so its changes take a lock. At most `slots` sessions
+    (`max.incremental.fetch.session.cache.slots`), the least recently used going first; one
+    client (principal and host) holds at most a quarter of them, so a client opening
+    sessions in a loop evicts its own, not everyone else's."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = DEFAULT_SLOTS) -> None:
+        self.slots = slots
+        self.per_owner = max(1, slots // 4)
         self.sessions: "OrderedDict[int, FetchSession]" = OrderedDict()
         self._lock = threading.Lock()
 
-    def create(self) -> FetchSession:
+    def create(self, owner: tuple = ()) -> Optional[FetchSession]:
+        """A new session, or None when sessions are off (no slots: every fetch is full)."""
+        if self.slots <= 0:
+            return None
         with self._lock:
             while True:
                 session_id = random.randint(1, 2**31 - 1)
                 if session_id not in self.sessions:
                     break
-            if len(self.sessions) >= MAX_SESSIONS:
+            owned = [s.id for s in self.sessions.values() if s.owner == owner]
+            if len(owned) >= self.per_owner:
+                del self.sessions[owned[0]]  # its own least recently used
+            elif len(self.sessions) >= self.slots:
                 self.sessions.popitem(last=False)
-            session = self.sessions[session_id] = FetchSession(session_id)
+            session = self.sessions[session_id] = FetchSession(session_id, owner)
             return session
 
     def get(self, session_id: int) -> Optional[FetchSession]:
@@ -120,7 +133,7 @@ def session_cache(broker: Any) -> FetchSessionCache:
     with _caches_lock:
         cache = _caches.get(broker)
         if cache is None:
-            cache = _caches[broker] = FetchSessionCache()
+            cache = _caches[broker] = FetchSessionCache(broker.config["max.incremental.fetch.session.cache.slots"])
         return cache
 
 
@@ -285,7 +298,7 @@ def open_session(ctx: RequestContext, request: Any) -> tuple[Optional[FetchSessi
     if request.session_epoch == INITIAL_EPOCH:
         if request.session_id:
             cache.remove(request.session_id)
-        return cache.create(), None, False
+        return cache.create((ctx.principal, ctx.host)), None, False
     session = cache.get(request.session_id)
     if session is None:
         return None, ErrorCode.FETCH_SESSION_ID_NOT_FOUND, True

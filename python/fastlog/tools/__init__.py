@@ -28,7 +28,7 @@ class ToolError(Exception):
 
 def register(commands: "argparse._SubParsersAction") -> None:
     """Adds every tool's subcommand to the `fastlog` parser."""
-    from fastlog.tools import acls, cluster, console, groups, mirror, perf, schemas, topics, users, web_console
+    from fastlog.tools import acls, cluster, console, groups, mirror, perf, quotas, schemas, topics, users, web_console
 
     topics.register(commands)
     schemas.register(commands)
@@ -40,6 +40,7 @@ def register(commands: "argparse._SubParsersAction") -> None:
     acls.register(commands)
     mirror.register(commands)
     web_console.register(commands)
+    quotas.register(commands)
 
 
 def bootstrap_server(text: str) -> str:
