@@ -824,3 +824,47 @@ def test_subject_diff_shows_added_lines(page: Page, seeded: Seeded) -> None:
     page.select("#diff-from", "1")
     page.wait(lambda: page.text("#diff") == "(no difference)", "no difference between a version and itself")
     page.check_log()
+
+
+# -- 9. logins on a SASL broker ---------------------------------------------------------------
+
+LOGIN_JAAS = """KafkaServer {
+  org.apache.kafka.common.security.plain.PlainLoginModule required
+    username="admin" password="admin-secret"
+    user_admin="admin-secret";
+};
+"""
+
+
+def test_login_with_a_sasl_user(browser: WebDriver, tmp_path: Path, artifacts_dir: Path) -> None:
+    from tests.conftest import free_port
+
+    jaas = tmp_path / "jaas.conf"
+    jaas.write_text(LOGIN_JAAS)
+    port = free_port()
+    broker = console_broker_process(tmp_path / "data", **{
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}", "java.security.auth.login.config": str(jaas),
+        "schema.registry.listeners": "-1", "connection.failed.authentication.delay.ms": "10",
+    })
+    broker.port = port
+    broker.start()
+    try:
+        page = Page(browser, broker.console_url, artifacts_dir)  # type: ignore[attr-defined]
+        page.open("#/topics", "Log in")
+        page.shot("login")
+        page.type("#login input[name=username]", "admin")
+        page.type("#login input[name=password]", "wrong")
+        page.click("#login button[type=submit]")
+        text, css = page.message("#login-error")
+        assert "login refused" in text and css == "form-error"
+        page.check_log(page.failed_fetch("/api/login", 401))
+        page.type("#login input[name=password]", "admin-secret")
+        page.click("#login button[type=submit]")
+        page.wait_title("Topics")  # where the user was going
+        assert "admin" in (page.text("#who") or "")
+        page.check_log()
+        page.click("#who button")
+        page.wait_title("Log in")
+        page.check_log()
+    finally:
+        broker.stop()

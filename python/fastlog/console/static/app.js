@@ -29,12 +29,18 @@ class ApiError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
 
+// A read answered after the user went to another page: its page must not be drawn over the new one.
+class Stale extends Error {}
+let generation = 0;
+
 async function api(path, body) {
   const options = body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  const asked = generation;
   const response = await fetch(path, options);
+  if (body === undefined && asked !== generation) throw new Stale();
   const document = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
   if (!response.ok) {
-    if (response.status === 401 && info.login_required) { info.logged_in = false; showLogin(); }
+    if (response.status === 401 && info.login_required && path !== "/api/login") { info.logged_in = false; showLogin(); }
     throw new ApiError(response.status, document.error || `HTTP ${response.status}`);
   }
   return document;
@@ -401,6 +407,7 @@ function prettySchema(text) {
 // -- routing ---------------------------------------------------------------------------
 
 async function route(refresh = false) {
+  generation++;
   clearInterval(refreshTimer);
   if (info.login_required && !info.logged_in) { showLogin(); return; }
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
@@ -417,7 +424,7 @@ async function route(refresh = false) {
     else await overview();
     if (refresh) showError("");
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) return;
+    if (e instanceof Stale || (e instanceof ApiError && e.status === 401)) return;
     showError(e.message);
     if (!refresh) setPage("Not available", h("p", { class: "muted" }, e.message));
   }
