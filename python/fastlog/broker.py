@@ -267,9 +267,12 @@ class Broker:
                 freeze_startup_objects()
                 registry = trio.CancelScope()
                 connections.start_soon(self._run_schema_registry, registry)
+                console = trio.CancelScope()
+                connections.start_soon(self._run_console, console)
                 task_status.started(self)
                 await self._shutdown.wait()
                 registry.cancel()
+                console.cancel()
                 if self.controller is not None:
                     await self.controller.controlled_shutdown(CONTROLLED_SHUTDOWN_SECONDS)
                 log.info("shutting down: no new connections; finishing requests in flight")
@@ -281,6 +284,24 @@ class Broker:
             for connection in list(self.connections):
                 connection.stop_reading()
             connections.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_SECONDS
+
+    async def _run_console(self, scope: trio.CancelScope) -> None:
+        """The web console on listeners of its own (`console.listeners`); without them it is
+        served beside /metrics (`metrics.serve_metrics`)."""
+        addresses = http_listener_addresses(self.config["console.listeners"], "console.listeners")
+        if not addresses or not self.config["console.enable"]:
+            return
+        from fastlog import console
+        from fastlog.http_serving import bind, urls_of
+
+        try:
+            sockets = bind(addresses)
+        except OSError as e:
+            log.error("console not started: cannot listen on %s: %s", self.config["console.listeners"], e)
+            return
+        log.info("console at %s%s", ", ".join(u + "/" for u in urls_of(sockets)), " (read-only)" if self.config["console.read.only"] else "")
+        with scope:
+            await console.serve(console.Console(console.broker_settings(self)), sockets)
 
     async def _run_schema_registry(self, scope: trio.CancelScope) -> None:
         """The schema registry (`schema.registry.listeners`), a client of this broker's own

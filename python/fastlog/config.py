@@ -270,6 +270,7 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("metrics.host", _string, "127.0.0.1", "address of the Prometheus endpoint (http://host:port/metrics)"),
         BrokerKey("metrics.port", _int(-1, 65535), 9404, "port of the Prometheus endpoint (-1: off, 0: any free port)"),
         BrokerKey("console.enable", _bool, True, "serve the web console at / beside /metrics (metrics.host, metrics.port)"),
+        BrokerKey("console.listeners", _http_listeners, "", "where the console listens instead (http://HOST:PORT, comma-separated; empty: beside /metrics)"),
         BrokerKey("console.read.only", _bool, False, "the console shows but changes nothing (no config edits, test messages or offset resets)"),
         BrokerKey("console.sample.interval.ms", _int(500, 60_000), 5000, "how often the console samples rates and lag for its charts"),
         BrokerKey("log.format", _choice("text", "json"), "text", "broker log lines as text, or as JSON lines"),

@@ -452,7 +452,8 @@ async def serve_metrics(broker: "Broker", *, task_status: Any = trio.TASK_STATUS
         log.info("metrics endpoint off (metrics.port=-1)")
         task_status.started(None)
         return
-    if broker.config["console.enable"] and broker.is_broker:  # a controller-only node has no clients' listener
+    beside = broker.config["console.enable"] and not broker.config["console.listeners"]
+    if beside and broker.is_broker:  # a controller-only node has no clients' listener
         await _serve_with_console(broker, host, port, task_status)
         return
     try:

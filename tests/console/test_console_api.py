@@ -468,3 +468,29 @@ def test_standalone_console_refuses_bad_arguments(tmp_path: Path) -> None:
     assert done.returncode == 2 and "--sample-interval" in done.stderr
     missing = run("--command-config", str(tmp_path / "missing.properties"))
     assert missing.returncode == 2 and "missing.properties" in missing.stderr
+
+
+def test_console_on_listeners_of_its_own(tmp_path: Path) -> None:
+    port = free_port()
+    broker = console_broker_process(tmp_path / "data", **{"console.listeners": f"http://127.0.0.1:{port}", "schema.registry.listeners": "-1"}).start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                status, info, _ = call(url + "/api/info")
+                break
+            except (OSError, urllib.error.URLError):
+                assert time.monotonic() < deadline, broker.log_text()
+                time.sleep(0.1)
+        assert status == 200 and info["bootstrap"] == broker.bootstrap
+        assert call(url + "/api/overview")[1]["brokers"][0]["port"] == broker.port
+        with urllib.request.urlopen(broker.console_url + "/metrics", timeout=10) as response:  # type: ignore[attr-defined]
+            assert b"fastlog_" in response.read()  # /metrics stays where it was, alone
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(broker.console_url + "/api/info", timeout=10)  # type: ignore[attr-defined]
+        assert missing.value.code == 404
+        missing.value.close()
+        assert f"console at {url}/" in broker.log_text()
+    finally:
+        broker.stop()
