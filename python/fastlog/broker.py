@@ -299,9 +299,10 @@ class Broker:
         except OSError as e:
             log.error("console not started: cannot listen on %s: %s", self.config["console.listeners"], e)
             return
-        log.info("console at %s%s", ", ".join(u + "/" for u in urls_of(sockets)), " (read-only)" if self.config["console.read.only"] else "")
+        settings = console.broker_settings(self)
+        log.info("console at %s%s", ", ".join(u + "/" for u in urls_of(sockets)), " (read-only)" if settings.read_only else "")
         with scope:
-            await console.serve(console.Console(console.broker_settings(self)), sockets)
+            await console.serve(console.Console(settings), sockets)
 
     async def _run_schema_registry(self, scope: trio.CancelScope) -> None:
         """The schema registry (`schema.registry.listeners`), a client of this broker's own

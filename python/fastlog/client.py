@@ -17,6 +17,7 @@ on every operation, one connection per broker id, requests answered one at a tim
 
 from __future__ import annotations
 
+import collections
 import itertools
 import socket
 import ssl
@@ -227,14 +228,14 @@ class AbortedFilter:
     batches are dropped until its ABORT marker."""
 
     def __init__(self, aborted: Iterable[tuple[int, int]]) -> None:
-        self.pending = sorted(aborted, key=lambda a: a[1])
+        self.pending = collections.deque(sorted(aborted, key=lambda a: a[1]))
         self.active: set[int] = set()
 
     def keeps_header(self, last_offset: int, producer_id: int, transactional: bool, abort_marker: bool) -> bool:
         """For a batch in offset order: False when it is an aborted transaction's (markers are
         passed through: the caller skips them anyway)."""
         while self.pending and self.pending[0][1] <= last_offset:
-            self.active.add(self.pending.pop(0)[0])
+            self.active.add(self.pending.popleft()[0])
         if abort_marker:
             self.active.discard(producer_id)
             return True

@@ -236,7 +236,7 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("max.connections", _int(1, INT_MAX), INT_MAX, "connections accepted at once (also per listener: listener.name.<name>.max.connections)"),
         BrokerKey("max.connections.per.ip", _int(0, INT_MAX), INT_MAX, "connections accepted at once from one IP address"),
         BrokerKey("max.connections.per.ip.overrides", _ip_counts, "", "per-IP exceptions to max.connections.per.ip (IP:COUNT,...)"),
-        BrokerKey("max.connection.creation.rate", _int(0, INT_MAX), INT_MAX,
+        BrokerKey("max.connection.creation.rate", _int(1, INT_MAX), INT_MAX,
                   "new connections accepted per second (also per listener: listener.name.<name>.max.connection.creation.rate); the next accept waits"),
         BrokerKey("max.request.entries", _int(1, INT_MAX), 200_000,
                   "topics, partitions and other array entries one request may name in all (more: the connection is closed)"),

@@ -3,6 +3,7 @@ sockets bound beforehand, so a taken port is known before anything starts."""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import socket
 from typing import Any
@@ -15,6 +16,9 @@ def bind(addresses: list[tuple[str, int]]) -> list[socket.socket]:
     sockets: list[socket.socket] = []
     try:
         for host, port in addresses:
+            if not host and socket.has_dualstack_ipv6():  # every address, IPv4 and IPv6
+                sockets.append(socket.create_server(("", port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=128))
+                continue
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             sockets.append(socket.create_server((host, port), family=family, backlog=128))
     except OSError:
@@ -22,6 +26,16 @@ def bind(addresses: list[tuple[str, int]]) -> list[socket.socket]:
             sock.close()
         raise
     return sockets
+
+
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` reaches this machine only ("" and 0.0.0.0 reach every interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def urls_of(sockets: list[socket.socket]) -> list[str]:

@@ -489,20 +489,21 @@ async def _serve_with_console(broker: "Broker", host: str, port: int, task_statu
 
     metrics = broker.metrics
     try:
-        sockets = bind([(host or "0.0.0.0", port)])
+        sockets = bind([(host, port)])
     except OSError as e:
         log.error("metrics endpoint off: cannot listen on %s:%d: %s (nor the console)", host, port, e.strerror or e)
         task_status.started(None)
         return
     bound = _announce(metrics, sockets[0].getsockname()[:2])
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    log.info("console at http://%s:%d/%s", shown, bound[1], " (read-only)" if broker.config["console.read.only"] else "")
+    settings = console.broker_settings(broker)
+    log.info("console at http://%s:%d/%s", shown, bound[1], " (read-only)" if settings.read_only else "")
 
     async def exposition(request: Request) -> Response:
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(console.serve, console.Console(console.broker_settings(broker)), sockets, [Route("/metrics", exposition, methods=["GET"])])
+        await nursery.start(console.serve, console.Console(settings), sockets, [Route("/metrics", exposition, methods=["GET"])])
         task_status.started(bound)
 
 

@@ -29,6 +29,7 @@ Sensors are touched from every network loop's thread: each has a lock of its own
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 import trio
 
-from fastlog.config import ConfigError
+from fastlog.config import INT_MAX, ConfigError
 from fastlog.log_manager import write_atomically
 
 if TYPE_CHECKING:
@@ -49,20 +50,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FILE_NAME = "client-quotas.json"
+IDLE_METER_SECONDS = 3600.0  # a client's meters unused this long go (Kafka expires quota sensors after an hour)
+SWEEP_SECONDS = 60.0
+MAX_METERS = 100_000  # past this many, every meter that is full again goes at once
 USER, CLIENT_ID, IP = "user", "client-id", "ip"
 PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE = "producer_byte_rate", "consumer_byte_rate"
 REQUEST_PERCENTAGE, CONTROLLER_MUTATION_RATE = "request_percentage", "controller_mutation_rate"
 CONNECTION_CREATION_RATE = "connection_creation_rate"
 CLIENT_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, REQUEST_PERCENTAGE, CONTROLLER_MUTATION_RATE)
 # Keys whose values are whole numbers in Kafka (a LONG config); the others are doubles
-LONG_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE)
+LONG_KEYS = (PRODUCER_BYTE_RATE, CONSUMER_BYTE_RATE, CONNECTION_CREATION_RATE)
 
 # An entity: ((type, name or None for the default), ...) sorted by type
 Entity = tuple[tuple[str, Optional[str]], ...]
 
 
 def entity_of(parts: Iterable[tuple[str, Optional[str]]]) -> Entity:
-    return tuple(sorted(parts))
+    return tuple(sorted(parts, key=lambda part: (part[0], part[1] is not None, part[1] or "")))
 
 
 def entity_problem(entity: Entity) -> Optional[str]:
@@ -75,6 +79,11 @@ def entity_problem(entity: Entity) -> Optional[str]:
     for entity_type, name in entity:
         if name == "":
             return f"an empty {entity_type} name (null is the default)"
+        if entity_type == IP and name is not None:
+            try:
+                ipaddress.ip_address(name)
+            except ValueError:
+                return f"{name!r} is not an IP address"
     return None
 
 
@@ -86,7 +95,7 @@ def key_problem(entity: Entity, key: str, value: Optional[float]) -> Optional[st
         if not math.isfinite(value) or value <= 0:
             return f"{key} must be positive, got {value}"
         if key in LONG_KEYS and value != int(value):
-            return f"{key} must be a whole number of bytes, got {value}"
+            return f"{key} must be a whole number, got {value}"
     return None
 
 
@@ -197,11 +206,17 @@ class TokenBucket:
         self._lock = threading.Lock()
 
     def take(self, value: float, quota: float, now: float) -> float:
-        """Takes `value` (a changed quota applies from now); the throttle in seconds."""
+        """Takes `value` (a changed quota applies from now); the throttle in seconds. The debt
+        stops at one burst's worth, so one huge request does not throttle a client for hours."""
         with self._lock:
             self._refill(quota, now)
-            self.tokens -= value
+            self.tokens = max(self.tokens - value, -quota * self.burst_seconds)
             return self._debt_seconds()
+
+    def idle(self, now: float, unused_for: float = 0.0) -> bool:
+        """Full again (and unused for `unused_for` seconds): nothing is lost by forgetting it."""
+        with self._lock:
+            return now - self.updated >= unused_for and self.tokens + self.quota * (now - self.updated) >= self.quota * self.burst_seconds
 
     def give_back(self, value: float) -> None:
         with self._lock:
@@ -241,6 +256,7 @@ class QuotaManager:
         self.window = broker.config["quota.window.size.seconds"]
         self._meters: dict[tuple[str, str, str, str], tuple[TokenBucket, Sensor]] = {}
         self._meters_lock = threading.Lock()
+        self._swept = time.monotonic()
         # (quota key, user, client id, ip) -> [throttled requests, throttle seconds]
         self.throttled: dict[tuple[str, str, str, str], list[float]] = defaultdict(lambda: [0, 0.0])
 
@@ -271,8 +287,20 @@ class QuotaManager:
         found = self._meters.get(name)
         if found is None:
             with self._meters_lock:
+                if now - self._swept > SWEEP_SECONDS or len(self._meters) >= MAX_METERS:
+                    self._sweep(now)
                 found = self._meters.setdefault(name, (TokenBucket(quota, self.samples * self.window, now), Sensor(self.samples, self.window)))
         return found
+
+    def _sweep(self, now: float) -> None:
+        """Forgets the meters (and throttle counts) of clients idle for an hour: a client that
+        changes its client id on every request must not grow the broker's memory."""
+        self._swept = now
+        unused_for = 0.0 if len(self._meters) >= MAX_METERS else IDLE_METER_SECONDS
+        for name, (bucket, _) in list(self._meters.items()):
+            if bucket.idle(now, unused_for):
+                del self._meters[name]
+                self.throttled.pop(name, None)
 
     def record(self, key: str, user: str, client_id: str, value: float, now: Optional[float] = None) -> float:
         """Charges `value` to the quota on `key` that applies; the throttle in seconds (0
@@ -286,9 +314,10 @@ class QuotaManager:
         sensor.record(value, now)
         seconds = bucket.take(value, quota, now)
         if seconds > 0:
-            counted = self.throttled[(key, *tags)]
-            counted[0] += 1
-            counted[1] += seconds
+            with self._meters_lock:
+                counted = self.throttled[(key, *tags)]
+                counted[0] += 1
+                counted[1] += seconds
         return seconds
 
     def throttle_of(self, key: str, user: str, client_id: str, now: Optional[float] = None) -> float:
@@ -315,10 +344,30 @@ class ConnectionRates:
         self._listeners: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
-    def listener_delay(self, listener: str, limit: float, now: float) -> float:
-        """Seconds to wait before accepting the next connection on `listener` (0 within its rate)."""
+    def accept_delay(self, listener: str, now: float) -> float:
+        """Seconds to wait before accepting the next connection on `listener`: the broker-wide
+        `max.connection.creation.rate` is shared by every listener but the inter-broker one,
+        and `listener.name.<listener>.max.connection.creation.rate` holds for that one."""
+        config = self.quotas.broker.config
+        delay = 0.0
+        own = config.per_listener.get(listener.lower(), {}).get("max.connection.creation.rate")
+        if own is not None:
+            delay = self._bucket(listener, config.listener_setting(listener, "max.connection.creation.rate"), now)
+        broker_wide = config["max.connection.creation.rate"]
+        if broker_wide < INT_MAX and listener != self.inter_broker_listener:
+            delay = max(delay, self._bucket("", broker_wide, now))
+        return delay
+
+    @property
+    def inter_broker_listener(self) -> Optional[str]:
+        broker = self.quotas.broker
+        if broker.controller is None:
+            return None
+        return broker.config["inter.broker.listener.name"] or broker.config.client_listeners[0].name
+
+    def _bucket(self, name: str, limit: float, now: float) -> float:
         with self._lock:
-            bucket = self._listeners.setdefault(listener, TokenBucket(limit, 1.0, now))
+            bucket = self._listeners.setdefault(name, TokenBucket(limit, 1.0, now))
         return bucket.take(1, limit, now)
 
     def ip_throttle(self, ip: str, now: float) -> float:

@@ -52,6 +52,8 @@ API_KEY = struct.Struct(">h")  # the first field of every request frame
 PRODUCE, FETCH = 0, 1
 # Requests no client quota measures (as Kafka: version discovery and authentication)
 QUOTA_EXEMPT = frozenset({17, 18, 36})
+# Requests whose handling is mostly waiting for the rest of a group (JoinGroup, SyncGroup): no request quota
+WAITING_APIS = frozenset({11, 14})
 SEND_BATCH_BYTES = 1 << 20  # queued response bytes that are sent without waiting for the burst to end
 RESPONSES_IN_FLIGHT = 16  # bursts of responses (or pending ones) queued for the sender
 DROPPED = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)  # the client went away
@@ -267,8 +269,7 @@ class Connection:
             if exchanged is not None:
                 return exchanged
         answer_frame = FRAME_HANDLERS.get(api_key)
-        quotas = self.broker.quotas
-        if answer_frame is not None and not quotas.active:  # with quotas, Produce is measured on the decoded path
+        if answer_frame is not None and not self._metered_frame(frame):
             started = trio.current_time()
             response = await answer_frame(self.broker, frame, self.peer, self.principal)
             if response is not DECLINED:
@@ -289,12 +290,14 @@ class Connection:
                 return self._api_versions_error(header.correlation_id)
             raise ConnectionClosed(f"{type(body).__name__} v{version} is not supported by fastlog", "unsupported_version")
         limit = self.broker.config["max.request.entries"]
-        if entries_over(body, limit):
+        if len(frame) > limit and entries_over(body, limit):  # every entry takes a byte at least
             raise ConnectionClosed(f"{type(body).__name__} names more than max.request.entries={limit} topics, partitions or other entries", "request_too_large")
         context = RequestContext(self.broker, header, version, self.peer, self.listener.name, self.principal)
         started = trio.current_time()
-        metered = quotas.active and api_key not in QUOTA_EXEMPT
+        metered = self.broker.quotas.active and api_key not in QUOTA_EXEMPT
         throttle = self._charge_produce(header, len(frame)) if metered and api_key == PRODUCE else 0.0
+        if metered and api_key == FETCH and version >= 3:
+            self._cap_fetch(header, context, body)
         try:
             if self.loop is not None and not answered_on_any_loop(context, body):
                 response = await self.loop.on_owner(handler.handle, context, body)
@@ -333,14 +336,41 @@ class Connection:
 
     # -- client quotas (fastlog.quotas) --------------------------------------------------
 
+    def _metered_frame(self, frame: "bytes | bytearray") -> bool:
+        """Whether a Produce quota or request quota applies to this frame's client: its
+        request then takes the decoded path, where it is measured and throttled; everyone
+        else's stays on the fast path."""
+        manager = self.broker.quotas
+        if not manager.active:
+            return False
+        client_id = peek_client_id(frame)
+        return any(manager.bound(key, self.principal, client_id) is not None for key in (quotas.PRODUCER_BYTE_RATE, quotas.REQUEST_PERCENTAGE))
+
     def _charge_produce(self, header: Any, size: int) -> float:
         return self._throttle(quotas.PRODUCER_BYTE_RATE, header, size)
 
+    def _cap_fetch(self, header: Any, context: RequestContext, body: Any) -> None:
+        """A consumer under a byte-rate quota fetches at most one quota window's worth at a
+        time (as Kafka's getMaxValueInQuotaWindow), so one response cannot outrun its quota."""
+        if fetch.replica_id(context, body) >= 0:
+            return
+        manager = self.broker.quotas
+        found = manager.bound(quotas.CONSUMER_BYTE_RATE, self.principal, header.client_id or "")
+        if found is not None:
+            body.max_bytes = max(1, min(body.max_bytes, int(found[0] * manager.samples * manager.window)))
+            body.min_bytes = min(body.min_bytes, body.max_bytes)
+
     def _charge_response(self, header: Any, context: RequestContext, body: Any, response: Any, seconds: float) -> float:
-        """Records a request's handling time (request_percentage) and a consumer's fetched
-        bytes (consumer_byte_rate); the longest throttle either asks for."""
-        throttle = self._throttle(quotas.REQUEST_PERCENTAGE, header, seconds * 100)
-        if header.request_api_key == FETCH and response is not None and fetch.replica_id(context, body) < 0:
+        """Records a request's handling time, less what it parked waiting for data or a
+        rebalance (request_percentage), and a consumer's fetched bytes (consumer_byte_rate);
+        the longest throttle either asks for. A follower's Fetch is never charged."""
+        api_key = header.request_api_key
+        if api_key == FETCH and fetch.replica_id(context, body) >= 0:
+            return 0.0
+        throttle = 0.0
+        if api_key not in WAITING_APIS:
+            throttle = self._throttle(quotas.REQUEST_PERCENTAGE, header, max(0.0, seconds - context.waited) * 100)
+        if api_key == FETCH and response is not None:
             throttle = max(throttle, self._throttle(quotas.CONSUMER_BYTE_RATE, header, fetched_bytes(response)))
         own = (getattr(response, "throttle_time_ms", 0) or 0) / 1000  # a handler's own: controller mutations
         if own > 0:
@@ -403,6 +433,15 @@ class Connection:
     async def _sendfile(self, region: Any) -> None:
         await self.transport.send_region(region)
         self.broker.metrics.count_bytes_out(len(region))
+
+
+def peek_client_id(frame: "bytes | bytearray") -> str:
+    """The client id of a request frame, read off its header (every header version keeps it
+    as a plain nullable string after api key, version and correlation id)."""
+    if len(frame) < 10:
+        return ""
+    size = int.from_bytes(frame[8:10], "big", signed=True)
+    return "" if size < 0 else bytes(frame[10 : 10 + size]).decode("utf-8", "replace")
 
 
 def entries_over(body: Any, limit: int) -> bool:
@@ -501,7 +540,8 @@ async def serve_listener(broker: "Broker", listener: trio.SocketListener, named:
     """Accepts connections until cancelled; each runs in the `connections` nursery, or is
     handed to the next extra network loop in turn (`num.network.threads`). Past the
     listener's `max.connection.creation.rate`, the next accept waits (as Kafka's acceptor)."""
-    creation_rate = broker.config.listener_setting(named.name, "max.connection.creation.rate")
+    config = broker.config
+    limited = config["max.connection.creation.rate"] < INT_MAX or "max.connection.creation.rate" in config.per_listener.get(named.name.lower(), {})
     while True:
         try:
             stream = await listener.accept()
@@ -516,8 +556,8 @@ async def serve_listener(broker: "Broker", listener: trio.SocketListener, named:
             connections.start_soon(run_connection, broker, stream, named, None)
         else:
             loop.adopt(stream, named)
-        if creation_rate < INT_MAX:
-            delay = broker.connection_rates.listener_delay(named.name, creation_rate, time.monotonic())
+        if limited:
+            delay = broker.connection_rates.accept_delay(named.name, time.monotonic())
             if delay > 0:
                 broker.metrics.count_connection_throttle(named.name, delay)
                 await trio.sleep(delay)
@@ -528,6 +568,8 @@ async def run_connection(broker: "Broker", stream: trio.SocketStream, listener: 
         ip = stream.socket.getpeername()[0]
     except OSError:
         ip = "?"
+    if ip.startswith("::ffff:") and "." in ip:  # an IPv4 client of a dual-stack listener
+        ip = ip[len("::ffff:"):]
     refusal = broker.connection_slots.take(ip, listener.name)
     if refusal is None:
         throttle = broker.connection_rates.ip_throttle(ip, time.monotonic())
@@ -536,7 +578,7 @@ async def run_connection(broker: "Broker", stream: trio.SocketStream, listener: 
             refusal = f"connection_creation_rate quota of {ip} (throttled {throttle * 1000:.0f} ms)"
     if refusal is not None:
         log.warning("refusing a connection from %s on %s: %s reached", ip, listener.name, refusal)
-        broker.metrics.connection_closed("connection_limit")
+        broker.metrics.connection_closed("max_connections")
         await stream.aclose()
         return
     connection = Connection(broker, stream, listener, loop)

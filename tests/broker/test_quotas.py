@@ -94,6 +94,9 @@ def test_alter_and_describe_on_the_wire(fresh_broker: BrokerProcess) -> None:
     ([("client-id", "")], {"producer_byte_rate": 1}, "empty client-id name"),
     ([("group", "g")], {"producer_byte_rate": 1}, "Unknown entity type"),
     ([], {"producer_byte_rate": 1}, "empty"),
+    ([("user", "a"), ("user", None)], {"producer_byte_rate": 1}, "given twice"),
+    ([("ip", "not.an.address")], {"connection_creation_rate": 1}, "not an IP address"),
+    ([("ip", "10.0.0.1")], {"connection_creation_rate": 1.5}, "whole number"),
 ])
 def test_invalid_alterations_are_refused_and_change_nothing(quota_broker: BrokerProcess, entity, values, words) -> None:
     with Client(quota_broker.bootstrap) as client:
@@ -315,3 +318,48 @@ def test_controller_mutation_rate(quota_broker: BrokerProcess) -> None:
     with Client(quota_broker.bootstrap) as client:
         names = set(client.metadata().topics)
     assert {"mut-1", "mut-3", "mut-5"} <= names and "mut-2" not in names
+
+
+def test_a_long_polling_consumer_is_not_charged_for_its_waits(quota_broker: BrokerProcess) -> None:
+    """request_percentage counts work, not the time a Fetch parks waiting for data: a
+    consumer allowed 2 % of a thread long-polls an idle topic for 4 s unthrottled."""
+    with Client(quota_broker.bootstrap) as client:
+        client.create_topic("idle-topic", 1)
+    set_quota(quota_broker.bootstrap, [("client-id", "patient")], {"request_percentage": 2})
+    F = P.FetchRequest
+    with Client(quota_broker.bootstrap) as client:
+        topic_id = client.topic("idle-topic").id
+    body = F(replica_id=-1, max_wait_ms=500, min_bytes=1, max_bytes=1 << 20, isolation_level=0, session_id=0, session_epoch=-1,
+             topics=[F.FetchTopic(topic_id=topic_id, partitions=[F.FetchPartition(partition=0, fetch_offset=0, partition_max_bytes=1 << 20)])],
+             forgotten_topics_data=[], rack_id="")
+    with WireClient(quota_broker.bootstrap, client_id="patient") as wire:
+        throttles = [wire.request(body, 13).throttle_time_ms for _ in range(8)]
+    assert throttles == [0] * 8
+
+
+def test_meters_of_clients_that_come_and_go_are_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A default client-id quota measures each client id by itself; a client that changes its
+    id on every request must not grow the broker's memory without bound."""
+    import fastlog.quotas as q
+
+    class Store:
+        def entries(self) -> dict:
+            return {((q.CLIENT_ID, None),): {q.PRODUCER_BYTE_RATE: 1e9}}
+
+    monkeypatch.setattr(q, "MAX_METERS", 500)
+    manager = QuotaManager.__new__(QuotaManager)
+    manager.store = Store()  # type: ignore[assignment]
+    manager.samples, manager.window = 11, 1
+    manager._meters, manager._meters_lock, manager._swept = {}, threading.Lock(), time.monotonic()
+    manager.throttled = {}  # type: ignore[assignment]
+    for i in range(20_000):
+        manager.record(q.PRODUCER_BYTE_RATE, "u", f"client-{i}", 1, now=1000.0 + i * 0.001)
+    assert len(manager._meters) <= 500
+
+
+def test_a_huge_debt_is_bounded() -> None:
+    from fastlog.quotas import TokenBucket
+
+    bucket = TokenBucket(1000.0, 2.0, 0.0)
+    assert bucket.take(50_000_000, 1000.0, 0.0) == 2.0  # capped at the window
+    assert bucket.take(1, 1000.0, 4.5) == 0.0  # paid back within two windows, not in 14 hours

@@ -494,3 +494,58 @@ def test_console_on_listeners_of_its_own(tmp_path: Path) -> None:
         assert f"console at {url}/" in broker.log_text()
     finally:
         broker.stop()
+
+
+def test_requests_a_web_page_elsewhere_could_send_are_refused(console_broker: BrokerProcess, unique_topic: str) -> None:
+    url = console_broker.console_url  # type: ignore[attr-defined]
+    create_topic(console_broker.bootstrap, unique_topic)
+
+    def raw(method: str, path: str, headers: dict, body: bytes = b"") -> tuple[int, dict, dict]:
+        request = urllib.request.Request(url + path, data=body if method == "POST" else None, headers=headers, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.load(response), dict(response.headers)
+        except urllib.error.HTTPError as e:
+            with e:
+                return e.code, json.load(e), dict(e.headers)
+
+    target = f"/api/topics/{unique_topic}/messages"
+    # a form or a no-cors fetch cannot send JSON without asking first: text/plain is refused
+    status, document, _ = raw("POST", target, {"Content-Type": "text/plain"}, b'{"value": "x"}')
+    assert status == 400 and "application/json" in document["error"]
+    status, document, _ = raw("POST", target, {"Content-Type": "application/json", "Origin": "http://evil.example"}, b'{"value": "x"}')
+    assert status == 403 and "evil.example" in document["error"]
+    # DNS rebinding: a loopback console answers only for loopback names
+    status, document, _ = raw("GET", "/api/topics", {"Host": "evil.example:9404"})
+    assert status == 403 and "loopback host" in document["error"]
+    status, _, headers = raw("GET", "/api/info", {})
+    assert status == 200 and headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert call(url + f"/api/topics/{unique_topic}")[1]["partitions"][0]["end_offset"] == 0  # nothing was written
+
+
+def test_a_console_on_every_interface_is_read_only_unless_told_otherwise(tmp_path: Path) -> None:
+    for overrides, read_only in (({}, True), ({"console.read.only": "false"}, False)):
+        broker = console_broker_process(tmp_path / f"data-{read_only}", **{"metrics.host": "0.0.0.0", "schema.registry.listeners": "-1", **overrides}).start()
+        try:
+            assert call(broker.console_url + "/api/info")[1]["read_only"] is read_only  # type: ignore[attr-defined]
+        finally:
+            broker.stop()
+
+
+def test_failed_logins_are_slowed(tmp_path: Path) -> None:
+    jaas = tmp_path / "jaas.conf"
+    jaas.write_text(JAAS)
+    port = free_port()
+    broker = console_broker_process(tmp_path / "data", **{
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}", "java.security.auth.login.config": str(jaas),
+        "schema.registry.listeners": "-1", "connection.failed.authentication.delay.ms": "10",
+    })
+    broker.port = port
+    broker.start()
+    try:
+        url = broker.console_url  # type: ignore[attr-defined]
+        statuses = [post_login(url, "admin", f"guess-{i}")[0] for i in range(7)]
+        assert statuses[:5] == [401] * 5 and statuses[5:] == [429, 429]
+        assert post_login(url, "admin", "admin-secret")[0] == 429  # even the right password, for a while
+    finally:
+        broker.stop()

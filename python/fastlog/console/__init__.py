@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import trio
 
 from fastlog.console.app import Console, ConsoleSettings, build_app
-from fastlog.http_serving import serve_app, urls_of
+from fastlog.config import http_listener_addresses
+from fastlog.http_serving import is_loopback, serve_app, urls_of
 from fastlog.security.client_side import ClientSecurity
 
 if TYPE_CHECKING:
@@ -31,15 +32,21 @@ if TYPE_CHECKING:
 __all__ = ["Console", "ConsoleSettings", "broker_settings", "serve"]
 
 log = logging.getLogger(__name__)
-# The order in which a broker's console picks one of its own listeners to reach it through
-LISTENER_PREFERENCE = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL")
+# The order in which a broker's console picks one of its own listeners to reach it through: a
+# SASL one where there is one, so that people log in as themselves rather than borrowing the
+# console's place on a listener the brokers themselves may use unauthenticated
+LISTENER_PREFERENCE = ("SASL_PLAINTEXT", "SASL_SSL", "PLAINTEXT", "SSL")
 CONSOLE_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN")
 
 
 def broker_settings(broker: "Broker") -> ConsoleSettings:
     """A broker's console: a client of its own listener (the first of LISTENER_PREFERENCE),
-    its own schema registry, and its socket counters."""
+    its own schema registry, and its socket counters. Read-only unless it listens on loopback
+    only, or console.read.only=false is set."""
     config = broker.config
+    console_hosts = [h for h, _ in http_listener_addresses(config["console.listeners"], "console.listeners")] or [config["metrics.host"]]
+    loopback = all(is_loopback(h) for h in console_hosts)
+    read_only = config["console.read.only"] if "console.read.only" in config.explicit else not loopback
     listeners = sorted(config.client_listeners, key=lambda l: LISTENER_PREFERENCE.index(l.protocol))
     chosen = listeners[0]
     security = ClientSecurity(chosen.protocol)
@@ -67,12 +74,13 @@ def broker_settings(broker: "Broker") -> ConsoleSettings:
     return ConsoleSettings(
         bootstrap=bootstrap,
         security=security,
-        read_only=config["console.read.only"],
+        read_only=read_only,
         registry_url=lambda: broker.schema_registry_url,
         sample_seconds=config["console.sample.interval.ms"] / 1000,
         local_counters=counters,
         metrics=True,
         login_mechanisms=mechanisms,
+        loopback_only=loopback,
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, Optional, Union
 
 import trio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -44,6 +45,14 @@ SESSION_COOKIE = "fastlog_console"
 SESSION_IDLE_SECONDS = 3600
 MAX_SESSIONS = 1000
 MAX_BODY_BYTES = 2 << 20
+LOGIN_FAILURES, LOGIN_BACKOFF_SECONDS = 5, 60.0  # this many failed logins from an address: it waits this long
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
+SECURITY_HEADERS = [
+    (b"x-frame-options", b"DENY"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'"),
+]
 FORBIDDEN = {
     ErrorCode.TOPIC_AUTHORIZATION_FAILED, ErrorCode.GROUP_AUTHORIZATION_FAILED, ErrorCode.CLUSTER_AUTHORIZATION_FAILED,
     ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, ErrorCode.DELEGATION_TOKEN_AUTHORIZATION_FAILED,
@@ -60,7 +69,11 @@ class Unauthorized(Exception):
 
 
 class ReadOnly(Exception):
-    """A change asked of a read-only console (HTTP 403)."""
+    """A change asked of a read-only console, or a request from elsewhere (HTTP 403)."""
+
+
+class TooManyLogins(Exception):
+    """Logins from one address failed too often lately (HTTP 429)."""
 
 
 @dataclass
@@ -87,6 +100,9 @@ class ConsoleSettings:
     # SASL mechanisms a login tries in turn (a user may exist for PLAIN or for SCRAM only);
     # empty: the security's own mechanism
     login_mechanisms: tuple[str, ...] = ()
+    # Listening on loopback only: then a request must name a loopback host (a web page whose
+    # own name resolves to 127.0.0.1, DNS rebinding, is refused)
+    loopback_only: bool = True
 
     @property
     def login_required(self) -> bool:
@@ -99,6 +115,8 @@ class Console:
         self.settings = settings
         self._schemas: Optional[SchemaLookup] = None
         self.sessions: dict[str, Session] = {}
+        self.failures: dict[str, tuple[int, float]] = {}  # peer -> (failed logins, since)
+        self.login_limiter = trio.CapacityLimiter(2)  # logins talk SASL with the cluster: a few at once
         self.shared: Optional[Session] = None if settings.login_required else Session("", self.new_view(settings.security))
         self.history: Optional[History] = None
         if not settings.login_required:  # a logged-in user's rights are not lent to background work
@@ -139,7 +157,7 @@ class Console:
 
     def session(self, request: Request) -> Session:
         if self.history is not None:
-            self.history.wanted.set()
+            self.history.viewed()
         if self.shared is not None:
             return self.shared
         session = self.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
@@ -148,22 +166,42 @@ class Console:
         session.last_used = time.monotonic()
         return session
 
-    async def login(self, username: str, password: str) -> tuple[str, Session]:
+    async def login(self, username: str, password: str, peer: str) -> tuple[str, Session]:
+        self._check_failures(peer)
         refusal: Optional[Exception] = None
         for mechanism in self.settings.login_mechanisms or (self.settings.security.mechanism,):
             security = replace(self.settings.security, mechanism=mechanism, username=username, password=password)
             session = Session(username, self.new_view(security))
             try:
-                await trio.to_thread.run_sync(session.view.call, session.view.client.metadata, abandon_on_cancel=True)
+                await trio.to_thread.run_sync(session.view.call, session.view.client.metadata, limiter=self.login_limiter, abandon_on_cancel=True)
             except (SaslFailed, KafkaError) as e:
                 session.view.close()
                 refusal = e
                 continue
+            except BaseException:  # the cluster away, or the request cancelled: no connection left behind
+                session.view.close()
+                raise
             self._forget_idle()
             token = secrets.token_urlsafe(32)
             self.sessions[token] = session
+            self.failures.pop(peer, None)
             return token, session
+        self._note_failure(peer)
         raise Unauthorized(f"login refused: {refusal}")
+
+    def _check_failures(self, peer: str) -> None:
+        count, since = self.failures.get(peer, (0, 0.0))
+        if count >= LOGIN_FAILURES and time.monotonic() - since < LOGIN_BACKOFF_SECONDS:
+            raise TooManyLogins(f"{count} failed logins from {peer}: wait {LOGIN_BACKOFF_SECONDS:.0f} s")
+
+    def _note_failure(self, peer: str) -> None:
+        now = time.monotonic()
+        count, since = self.failures.get(peer, (0, now))
+        if now - since >= LOGIN_BACKOFF_SECONDS:
+            count, since = 0, now
+        if len(self.failures) >= MAX_SESSIONS:
+            self.failures.clear()
+        self.failures[peer] = (count + 1, since)
 
     def _forget_idle(self) -> None:
         now = time.monotonic()
@@ -208,6 +246,8 @@ def error_response(e: Exception) -> JSONResponse:
         return JSONResponse({"error": str(e)}, 401)
     if isinstance(e, ReadOnly):
         return JSONResponse({"error": str(e)}, 403)
+    if isinstance(e, TooManyLogins):
+        return JSONResponse({"error": str(e)}, 429)
     if isinstance(e, ToolError):
         return JSONResponse({"error": str(e)}, 409)
     if isinstance(e, RegistryUnavailable):
@@ -221,11 +261,29 @@ def error_response(e: Exception) -> JSONResponse:
     raise e
 
 
+def check_origin(console: Console, request: Request) -> None:
+    """Refuses what a web page elsewhere could make a browser send: a request naming a
+    non-loopback host to a loopback console (DNS rebinding), a POST from another origin or
+    one that is not JSON (a form or a `no-cors` fetch; a JSON body makes the browser ask first)."""
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if console.settings.loopback_only and name not in LOOPBACK_NAMES and not name.startswith("127."):
+        raise ReadOnly(f"this console answers requests for a loopback host, not {host!r}")
+    if request.method == "POST":
+        origin = request.headers.get("origin")
+        if origin is not None and origin.split("://", 1)[-1] != host:
+            raise ReadOnly(f"a request from {origin} is refused")
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            raise BadRequest("a change must be sent as application/json")
+
+
 def endpoint(console: Console, handler: Callable[..., Any], *, change: bool = False) -> Callable[[Request], Any]:
-    """A route's function: the session, read-only refusal for changes, errors as JSON."""
+    """A route's function: the origin check, the session, read-only refusal for changes,
+    errors as JSON."""
 
     async def serve(request: Request) -> Response:
         try:
+            check_origin(console, request)
             if change and console.settings.read_only:
                 raise ReadOnly("this console is read-only (console.read.only=true)")
             session = console.session(request)
@@ -244,6 +302,10 @@ def optional_int(request: Request, name: str, **bounds: int) -> Optional[int]:
 
 def build_routes(console: Console) -> list[BaseRoute]:
     async def info(request: Request) -> Response:
+        try:
+            check_origin(console, request)
+        except Exception as e:
+            return error_response(e)
         session = console.shared
         token = request.cookies.get(SESSION_COOKIE, "")
         if session is None and token in console.sessions:
@@ -260,13 +322,14 @@ def build_routes(console: Console) -> list[BaseRoute]:
 
     async def login(request: Request) -> Response:
         try:
+            check_origin(console, request)
             if not console.settings.login_required:
                 raise BadRequest("this console needs no login")
             body = await json_body(request)
             username, password = body.get("username"), body.get("password")
             if not isinstance(username, str) or not username or not isinstance(password, str):
                 raise BadRequest("username and password are required")
-            token, session = await console.login(username, password)
+            token, session = await console.login(username, password, request.client.host if request.client else "?")
         except Exception as e:
             return error_response(e)
         response = JSONResponse({"user": session.user})
@@ -274,6 +337,10 @@ def build_routes(console: Console) -> list[BaseRoute]:
         return response
 
     async def logout(request: Request) -> Response:
+        try:
+            check_origin(console, request)
+        except Exception as e:
+            return error_response(e)
         session = console.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
         if session is not None:
             session.view.close()
@@ -417,5 +484,24 @@ def pretty_schema(text: str) -> str:
         return text  # Protobuf: already lines
 
 
+class SecurityHeaders:
+    """ASGI middleware: no framing, no sniffing, scripts and styles from this origin only."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def build_app(console: Console, extra_routes: Optional[list[BaseRoute]] = None) -> Starlette:
-    return Starlette(routes=[*(extra_routes or []), *build_routes(console)])
+    return Starlette(routes=[*(extra_routes or []), *build_routes(console)], middleware=[Middleware(SecurityHeaders)])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from fastlog.client import EARLIEST, LATEST, RESOURCE_TOPIC, Client, KafkaError
+from fastlog.client import EARLIEST, LATEST, RESOURCE_TOPIC, Client, ClientError, KafkaError
 from fastlog.console.decode import SchemaLookup, render
 from fastlog.protocol import ErrorCode
 from fastlog.records import Record
@@ -53,17 +53,21 @@ class ClusterView:
         self._client_factory = client_factory
         self._client: Optional[Client] = None
         self.schemas = schemas
+        self.closed = False  # for good (a logout): no connection is opened again
 
     @property
     def client(self) -> Client:
+        if self.closed:
+            raise ClientError("this console session is closed")
         if self._client is None:
             self._client = self._client_factory()
         return self._client
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+    def close(self, *, for_good: bool = True) -> None:
+        self.closed = self.closed or for_good
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def call(self, operation: Callable[..., Any], *args: Any) -> Any:
         """Runs `operation(*args)`; a broken connection is dropped so the next call reconnects."""
@@ -72,7 +76,7 @@ class ClusterView:
         except (KafkaError, BadRequest, NotFound):
             raise
         except Exception:
-            self.close()
+            self.close(for_good=False)  # reconnects on the next call
             raise
 
     def sizes(self, topics: Optional[Sequence[str]] = None) -> dict[tuple[str, int], int]:

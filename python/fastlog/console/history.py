@@ -1,8 +1,8 @@
 """The last 15 minutes, for the console's charts: a sample of the cluster's cumulative counts
 every few seconds (`ClusterView.sample`), from which rates and lag over time are derived.
 
-Sampling starts when someone first opens the console, so a broker nobody looks at does no
-extra work; it then runs until the console stops.
+Sampling starts when someone opens the console, so a broker nobody looks at does no extra
+work, and stops again once nobody has looked for the length of the window.
 """
 
 from __future__ import annotations
@@ -28,20 +28,31 @@ class History:
         self.interval = interval
         self.local_counters = local_counters
         self.samples: collections.deque[dict] = collections.deque(maxlen=int(WINDOW_SECONDS / interval) + 1)
-        self.wanted = trio.Event()
+        self._wanted = trio.Event()
+        self._viewed = 0.0  # trio time of the last page view
+
+    def viewed(self) -> None:
+        """A page asked for data: sample (again) from now on."""
+        self._viewed = trio.current_time()
+        self._wanted.set()
 
     async def run(self) -> None:
-        await self.wanted.wait()
         while True:
-            try:
-                sample = await trio.to_thread.run_sync(self.view.call, self.view.sample, abandon_on_cancel=True)
-            except Exception as e:  # the cluster away for a while: a gap in the charts
-                log.warning("console: sampling the cluster failed: %s", e)
-            else:
-                if self.local_counters is not None:
-                    sample.update(self.local_counters())
-                self.samples.append(sample)
-            await trio.sleep(self.interval)
+            await self._wanted.wait()
+            while trio.current_time() - self._viewed < WINDOW_SECONDS:
+                await self._sample()
+                await trio.sleep(self.interval)
+            self._wanted = trio.Event()
+
+    async def _sample(self) -> None:
+        try:
+            sample = await trio.to_thread.run_sync(self.view.call, self.view.sample, abandon_on_cancel=True)
+        except Exception as e:  # the cluster away for a while: a gap in the charts
+            log.warning("console: sampling the cluster failed: %s", e)
+            return
+        if self.local_counters is not None:
+            sample.update(self.local_counters())
+        self.samples.append(sample)
 
     def rates(self) -> list[dict]:
         """Per interval: messages produced and consumed (committed) per second, bytes on disk,

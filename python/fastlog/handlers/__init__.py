@@ -25,6 +25,7 @@ class RequestContext:
     peer: str
     listener: str = ""  # the listener's name the request came in on
     principal: str = "ANONYMOUS"  # who sent it (Kafka's User: principal name)
+    waited: float = 0.0  # seconds the handler parked for data (a long-polling Fetch): not work, for request quotas
 
     @property
     def host(self) -> str:

@@ -27,7 +27,7 @@ answers in full; later requests (epoch 1, 2, ...) name only what changed (new fe
 high watermark / log start. Epoch -1 is a sessionless full fetch. A request naming an
 unknown session gets FETCH_SESSION_ID_NOT_FOUND, a wrong epoch INVALID_FETCH_SESSION_EPOCH;
 the client then starts a new session. At most `max.incremental.fetch.session.cache.slots` are
-kept (0: none, every fetch is full), least recently used go; a client keeps at most a quarter.
+kept (0: none, every fetch is full), least recently used go, a client over a quarter losing its own.
 """
 
 from __future__ import annotations
@@ -84,9 +84,10 @@ class FetchSession:
 
 class FetchSessionCache:
     """Shared by every network loop, so its changes take a lock. At most `slots` sessions
-    (`max.incremental.fetch.session.cache.slots`), the least recently used going first; one
-    client (principal and host) holds at most a quarter of them, so a client opening
-    sessions in a loop evicts its own, not everyone else's."""
+    (`max.incremental.fetch.session.cache.slots`); when they are all taken, the least recently
+    used goes, unless the new session's client (principal and host) holds a quarter of them
+    already: then that client's own least recently used goes, so a client opening sessions
+    in a loop evicts its own, not everyone else's."""
 
     def __init__(self, slots: int = DEFAULT_SLOTS) -> None:
         self.slots = slots
@@ -103,11 +104,12 @@ class FetchSessionCache:
                 session_id = random.randint(1, 2**31 - 1)
                 if session_id not in self.sessions:
                     break
-            owned = [s.id for s in self.sessions.values() if s.owner == owner]
-            if len(owned) >= self.per_owner:
-                del self.sessions[owned[0]]  # its own least recently used
-            elif len(self.sessions) >= self.slots:
-                self.sessions.popitem(last=False)
+            if len(self.sessions) >= self.slots:
+                owned = [s.id for s in self.sessions.values() if s.owner == owner]
+                if len(owned) >= self.per_owner:
+                    del self.sessions[owned[0]]  # its own least recently used
+                else:
+                    self.sessions.popitem(last=False)
             session = self.sessions[session_id] = FetchSession(session_id, owner)
             return session
 
@@ -348,7 +350,9 @@ async def handle(ctx: RequestContext, request: Any):
         included, total, errors, watched = read_all(ctx, request, wanted, incremental, denied)
         if total >= request.min_bytes or errors or trio.current_time() >= deadline or not watched:
             break
+        parked = trio.current_time()
         await wait_for_data(watched, deadline)
+        ctx.waited += trio.current_time() - parked
     if session is not None:
         session.epoch += 1
     return R(throttle_time_ms=0, error_code=0, session_id=session.id if session else 0, responses=respond(included))

@@ -27,6 +27,12 @@ RETRIABLE = (ErrorCode.CONCURRENT_TRANSACTIONS, ErrorCode.COORDINATOR_LOAD_IN_PR
 RETRY_SECONDS = 10.0
 
 
+def first_partition_error(response) -> int:
+    """An AddPartitionsToTxn (v3 and below) response's first partition error, or 0."""
+    codes = [p.partition_error_code for t in response.results_by_topic_v3_and_below for p in t.results_by_partition]
+    return next((c for c in codes if c), 0)
+
+
 class TargetTransactions:
     def __init__(self, target: Client, transactional_id: str) -> None:
         self.target = target
@@ -36,13 +42,13 @@ class TargetTransactions:
         self.sequences: dict[tuple[str, int], int] = {}  # next sequence per target partition
         self.open = False
 
-    def _call(self, body, what: str):
-        """A request to the transaction coordinator, retried while it is busy or moving."""
+    def _call(self, body, error_of=lambda response: getattr(response, "error_code", 0)):
+        """A request to the transaction coordinator, retried while it is busy or moving
+        (`error_of` reads a response's error code)."""
         deadline = time.monotonic() + RETRY_SECONDS
         while True:
             response = self.target.coordinator(self.transactional_id, key_type=1).request(body)
-            code = getattr(response, "error_code", 0)
-            if code not in RETRIABLE or time.monotonic() >= deadline:
+            if error_of(response) not in RETRIABLE or time.monotonic() >= deadline:
                 return response
             time.sleep(0.05)
 
@@ -50,7 +56,7 @@ class TargetTransactions:
         """A new producer session: fences an older mirror with this id and aborts what it left open."""
         body = protocol.InitProducerIdRequest(transactional_id=self.transactional_id, transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
                                               producer_id=-1, producer_epoch=-1)
-        response = self._call(body, "init")
+        response = self._call(body)
         check(response.error_code, context=f"InitProducerId of {self.transactional_id!r}")
         self.producer_id, self.producer_epoch = response.producer_id, response.producer_epoch
         self.sequences = {}
@@ -64,15 +70,8 @@ class TargetTransactions:
         body = A(v3_and_below_transactional_id=self.transactional_id, v3_and_below_producer_id=self.producer_id,
                  v3_and_below_producer_epoch=self.producer_epoch,
                  v3_and_below_topics=[A.AddPartitionsToTxnTopic(name=t, partitions=ids) for t, ids in by_topic.items()])
-        deadline = time.monotonic() + RETRY_SECONDS
-        while True:
-            response = self.target.coordinator(self.transactional_id, key_type=1).request(body)
-            codes = [p.partition_error_code for t in response.results_by_topic_v3_and_below for p in t.results_by_partition]
-            worst = next((c for c in codes if c), 0)
-            if worst not in RETRIABLE or time.monotonic() >= deadline:
-                check(worst, context=f"AddPartitionsToTxn of {self.transactional_id!r}")
-                break
-            time.sleep(0.05)
+        response = self._call(body, first_partition_error)
+        check(first_partition_error(response), context=f"AddPartitionsToTxn of {self.transactional_id!r}")
         self.open = True
 
     def stamped(self, partition: tuple[str, int], batch: bytes, count: int) -> bytes:
@@ -85,7 +84,7 @@ class TargetTransactions:
         if offsets:
             add = protocol.AddOffsetsToTxnRequest(transactional_id=self.transactional_id, producer_id=self.producer_id,
                                                   producer_epoch=self.producer_epoch, group_id=group)
-            check(self._call(add, "add offsets").error_code, context=f"AddOffsetsToTxn of {self.transactional_id!r}")
+            check(self._call(add).error_code, context=f"AddOffsetsToTxn of {self.transactional_id!r}")
             self._commit_offsets(group, offsets)
             self.open = True
         self._end(True)
@@ -114,6 +113,6 @@ class TargetTransactions:
     def _end(self, commit: bool) -> None:
         body = protocol.EndTxnRequest(transactional_id=self.transactional_id, producer_id=self.producer_id,
                                       producer_epoch=self.producer_epoch, committed=commit)
-        response = self._call(body, "end")
+        response = self._call(body)
         self.open = False
         check(response.error_code, context=f"EndTxn of {self.transactional_id!r}")

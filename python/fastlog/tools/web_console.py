@@ -28,7 +28,9 @@ def register(commands: "argparse._SubParsersAction") -> None:
     )
     parser.add_argument("--listeners", default=DEFAULT_LISTEN, help=f"where the console listens: http://HOST:PORT, comma-separated (default {DEFAULT_LISTEN})")
     parser.add_argument("--schema-registry-url", metavar="URL", help="a Confluent-compatible schema registry, for the Schemas page and Avro values")
-    parser.add_argument("--read-only", action="store_true", help="show, change nothing (no config edits, test messages or offset resets)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--read-only", action="store_true", help="show, change nothing (no config edits, test messages or offset resets)")
+    mode.add_argument("--read-write", action="store_true", help="allow changes on a non-loopback address too (read-only there by default)")
     parser.add_argument("--sample-interval", type=float, default=5.0, metavar="SECONDS", help="how often rates and lag are sampled for the charts (default 5)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     add_common(parser, json_output=False)
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fastlog import console, logs
     from fastlog.config import ConfigError, http_listener_addresses
-    from fastlog.http_serving import bind
+    from fastlog.http_serving import bind, is_loopback
 
     logs.configure(args.log_level)
     try:
@@ -77,8 +79,10 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"fastlog console: cannot listen on {args.listeners}: {e}", file=sys.stderr)
         return 1
+    loopback = all(is_loopback(host) for host, _ in addresses)
+    read_only = args.read_only or (not loopback and not args.read_write)
     settings = console.ConsoleSettings(
-        bootstrap=args.bootstrap_server, security=security, read_only=args.read_only,
+        bootstrap=args.bootstrap_server, security=security, read_only=read_only, loopback_only=loopback,
         registry_url=args.schema_registry_url, sample_seconds=args.sample_interval, request_timeout=args.request_timeout,
     )
 
@@ -87,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             async with trio.open_nursery() as nursery:
                 urls = await nursery.start(console.serve, console.Console(settings), sockets)
                 console.log.info("console at %s against %s%s", ", ".join(u + "/" for u in urls), args.bootstrap_server,
-                                 " (read-only)" if args.read_only else "")
+                                 " (read-only)" if read_only else "")
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
