@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from fastlog.client import EARLIEST, Client
+from fastlog.client import EARLIEST
 from fastlog.records import Record
 from fastlog.tools import ToolError, add_common, command, connect, percentiles, positive_int, print_json
 from fastlog.tools.console import COMPRESSION
