@@ -683,11 +683,22 @@ impl PartitionLog {
         let mut keys: HashMap<Vec<u8>, i64> = HashMap::new();
         let mut stats = CleanStats::default();
         // Records of aborted transactions go, and never hide an earlier value of their key.
-        let aborted: Vec<AbortedTxn> = self.aborted.values().flatten().copied().collect();
+        // Indexed by producer (its aborted transactions never overlap, sorted by first offset),
+        // so each batch costs a lookup and a binary search, not a pass over every abort.
+        let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in self.aborted.values().flatten() {
+            aborted.entry(t.producer_id).or_default().push((t.first_offset, t.last_offset));
+        }
+        for ranges in aborted.values_mut() {
+            ranges.sort_unstable();
+        }
         let is_aborted = |h: &BatchHeader| {
             h.is_transactional()
                 && !h.is_control()
-                && aborted.iter().any(|t| t.producer_id == h.producer_id && t.first_offset <= h.base_offset && h.base_offset < t.last_offset)
+                && aborted.get(&h.producer_id).is_some_and(|ranges| {
+                    let after = ranges.partition_point(|&(first, _)| first <= h.base_offset);
+                    after > 0 && h.base_offset < ranges[after - 1].1
+                })
         };
         for (base, size, next, _) in &sealed {
             if *next > first_dirty {
@@ -1520,6 +1531,41 @@ mod tests {
         assert!(text.contains("committed") && !text.contains("aborted"), "{text}");
         assert!(text.contains("open") && text.contains("filler"));
         assert_eq!(log.last_stable_offset(), 3);
+    }
+
+    #[test]
+    fn the_cleaner_finds_each_aborted_transaction_among_many() {
+        // Two producers, each with alternating aborted and committed transactions: only the
+        // aborted ones' records go (the cleaner looks them up per producer, by offset).
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = small_config();
+        config.compacted = true;
+        config.segment_bytes = 300;
+        config.min_cleanable_dirty_ratio = 0.0;
+        let mut log = PartitionLog::open(&dir.path().join("t-0"), config, 0, 0, 0).unwrap();
+        for round in 0..6i32 {
+            for producer in [7i64, 9] {
+                let commit = round % 2 == 1;
+                let value = format!("{}-p{producer}-r{round}", if commit { "kept" } else { "gone" });
+                let key = format!("k{producer}-{round}");
+                log.append(&transactional(keyed_batch(1, key.as_bytes(), Some(value.as_bytes())), producer, 0, round), 0, 0).unwrap();
+            }
+            for producer in [7i64, 9] {
+                log.append_marker(producer, 0, marker(round % 2 == 1), 0, 0).unwrap();
+            }
+        }
+        for i in 0..6 {
+            log.append(&keyed_batch(1, format!("x{i}").as_bytes(), Some(b"filler")), 0, 0).unwrap();
+        }
+        log.clean(10).unwrap();
+        log.high_watermark = log.log_end_offset();
+        let text = String::from_utf8_lossy(&read_all(&mut log, 0)).into_owned();
+        for round in 0..6 {
+            for producer in [7, 9] {
+                let kept = text.contains(&format!("p{producer}-r{round}"));
+                assert_eq!(kept, round % 2 == 1, "round {round} of producer {producer}: {text}");
+            }
+        }
     }
 
     #[test]
