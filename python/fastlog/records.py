@@ -189,6 +189,12 @@ class RecordBatch:
 # --------------------------------------------------------------------------- #
 # Constants of the wire format
 
+# Where a magic-2 batch's header fields sit (Kafka's DefaultRecordBatch), for code that reads or
+# rewrites one of them without decoding the batch (the produce path, the mirror).
+BATCH_MAGIC_AT, BATCH_CRC_AT, BATCH_ATTRIBUTES_AT, BATCH_LAST_DELTA_AT = 16, 17, 21, 23
+BATCH_MAX_TIMESTAMP_AT, BATCH_PRODUCER_AT, BATCH_COUNT_AT, BATCH_HEADER_SIZE = 35, 43, 57, 61
+ATTR_LOG_APPEND_TIME, ATTR_TRANSACTIONAL, ATTR_CONTROL, ATTR_DELETE_HORIZON = 0x08, 0x10, 0x20, 0x40
+
 _V2_HEADER = struct.Struct(">qiibIhiqqqhii")
 _V2_HEADER_SIZE = _V2_HEADER.size  # 61
 _LOG_OVERHEAD = 12  # baseOffset + batchLength / offset + messageSize

@@ -32,7 +32,16 @@ from fastlog import _core, legacy, protocol
 from fastlog.handlers import DECLINED, Pending, RequestContext, answers_frames, handles
 from fastlog.handlers.common import LEADER_EPOCH, led_partition, storage_error_code
 from fastlog.protocol import ErrorCode
-from fastlog.records import DEFAULT_MAX_BYTES, CorruptRecordsError, RecordsTooLargeError
+from fastlog.records import (
+    ATTR_TRANSACTIONAL,
+    BATCH_ATTRIBUTES_AT,
+    BATCH_HEADER_SIZE,
+    BATCH_MAGIC_AT,
+    BATCH_PRODUCER_AT,
+    DEFAULT_MAX_BYTES,
+    CorruptRecordsError,
+    RecordsTooLargeError,
+)
 from fastlog.schema_registry import validation
 from fastlog.security.acls import Operation, ResourceType, host_of
 from fastlog.transaction_coordinator import NEEDS_COORDINATOR
@@ -45,7 +54,6 @@ log = logging.getLogger(__name__)
 R = protocol.ProduceResponse
 VERSIONS = (0, 11)
 TO_LOG_END = 2**63 - 1  # a high watermark the log clamps to its end
-TRANSACTIONAL = 0x10  # a record batch's transactional attribute
 
 
 @answers_frames(0)
@@ -121,12 +129,12 @@ async def unverified(ctx: RequestContext, transactional_id: Optional[str], topic
     """KIP-890: the error refusing a transactional batch the coordinator has not seen the
     partition added for (0: none, or not transactional); asked of the coordinator where it is
     another broker."""
-    if transactional_id is None or len(records) < 61 or records[16] != 2:
+    if transactional_id is None or len(records) < BATCH_HEADER_SIZE or records[BATCH_MAGIC_AT] != 2:
         return 0
-    attributes, = struct.unpack_from(">h", records, 21)
-    if not attributes & TRANSACTIONAL:
+    attributes, = struct.unpack_from(">h", records, BATCH_ATTRIBUTES_AT)
+    if not attributes & ATTR_TRANSACTIONAL:
         return 0
-    producer_id, epoch = struct.unpack_from(">qh", records, 43)
+    producer_id, epoch = struct.unpack_from(">qh", records, BATCH_PRODUCER_AT)
     coordinator = ctx.broker.transactions
     code = coordinator.verify(transactional_id, producer_id, epoch, topic, index)
     if code == NEEDS_COORDINATOR:

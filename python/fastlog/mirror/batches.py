@@ -23,12 +23,21 @@ from typing import Iterable, Optional
 
 from fastlog._core import crc32c
 from fastlog.client import AbortedFilter
+from fastlog.records import ATTR_CONTROL as CONTROL
+from fastlog.records import ATTR_DELETE_HORIZON as DELETE_HORIZON
+from fastlog.records import ATTR_LOG_APPEND_TIME as LOG_APPEND_TIME
+from fastlog.records import ATTR_TRANSACTIONAL as TRANSACTIONAL
+from fastlog.records import BATCH_ATTRIBUTES_AT as ATTRIBUTES_AT
+from fastlog.records import BATCH_COUNT_AT as COUNT_AT
+from fastlog.records import BATCH_CRC_AT as CRC_AT
+from fastlog.records import BATCH_HEADER_SIZE as HEADER_SIZE
+from fastlog.records import BATCH_LAST_DELTA_AT as LAST_DELTA_AT
+from fastlog.records import BATCH_MAGIC_AT as MAGIC_AT
+from fastlog.records import BATCH_MAX_TIMESTAMP_AT as MAX_TIMESTAMP_AT
+from fastlog.records import BATCH_PRODUCER_AT as PRODUCER_AT
 from fastlog.records import ControlType, Record, decode_batches, encode_batch
 
 LOG_OVERHEAD = 12  # base offset (8) and length (4)
-MAGIC_AT, CRC_AT, ATTRIBUTES_AT, LAST_DELTA_AT = 16, 17, 21, 23
-MAX_TIMESTAMP_AT, PRODUCER_AT, COUNT_AT, HEADER_SIZE = 35, 43, 57, 61
-LOG_APPEND_TIME, TRANSACTIONAL, CONTROL, DELETE_HORIZON = 0x08, 0x10, 0x20, 0x40
 NO_PRODUCER = struct.pack(">qhi", -1, -1, -1)  # producer id, epoch, base sequence
 
 
