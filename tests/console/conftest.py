@@ -32,6 +32,29 @@ def console_broker_process(data_dir: Path, **overrides: str) -> BrokerProcess:
     return process
 
 
+PLAIN_USERS_JAAS = """KafkaServer {
+  org.apache.kafka.common.security.plain.PlainLoginModule required
+    username="admin" password="admin-secret"
+    user_admin="admin-secret"
+    user_alice="alice-secret";
+};
+"""
+
+
+def sasl_console_broker(tmp_path: Path, **overrides: str) -> BrokerProcess:
+    """A started broker whose only listener is SASL_PLAINTEXT (PLAIN users admin and alice),
+    so its console asks people to log in."""
+    jaas = tmp_path / "jaas.conf"
+    jaas.write_text(PLAIN_USERS_JAAS)
+    port = free_port()
+    broker = console_broker_process(tmp_path / "data", **{
+        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}", "java.security.auth.login.config": str(jaas),
+        "schema.registry.listeners": "-1", "connection.failed.authentication.delay.ms": "10", **overrides,
+    })
+    broker.port = port
+    return broker.start()
+
+
 def wait_for_registry(url: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while True:

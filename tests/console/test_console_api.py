@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from tests.conftest import BrokerProcess, free_port
-from tests.console.conftest import call, console_broker_process
+from tests.console.conftest import call, console_broker_process, sasl_console_broker
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -359,13 +359,7 @@ def test_console_off_leaves_metrics_alone(tmp_path: Path) -> None:
 
 # -- logins on a SASL broker with ACLs --------------------------------------------------------
 
-JAAS = """KafkaServer {
-  org.apache.kafka.common.security.plain.PlainLoginModule required
-    username="admin" password="admin-secret"
-    user_admin="admin-secret"
-    user_alice="alice-secret";
-};
-"""
+
 
 
 def post_login(url: str, username: str, password: str) -> tuple[int, dict, str]:
@@ -375,19 +369,10 @@ def post_login(url: str, username: str, password: str) -> tuple[int, dict, str]:
 
 
 def test_login_with_sasl_users_and_acls(tmp_path: Path) -> None:
-    jaas = tmp_path / "jaas.conf"
-    jaas.write_text(JAAS)
-    port = free_port()
-    broker = console_broker_process(tmp_path / "data", **{
-        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}",
-        "java.security.auth.login.config": str(jaas),
-        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-        "super.users": "User:admin",
-        "schema.registry.listeners": "-1",
-        "connection.failed.authentication.delay.ms": "10",
+    broker = sasl_console_broker(tmp_path, **{
+        "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer", "super.users": "User:admin",
     })
-    broker.port = port
-    broker.start()
+    port = broker.port
     try:
         url = broker.console_url  # type: ignore[attr-defined]
         info = call(url + "/api/info")[1]
@@ -533,15 +518,7 @@ def test_a_console_on_every_interface_is_read_only_unless_told_otherwise(tmp_pat
 
 
 def test_failed_logins_are_slowed(tmp_path: Path) -> None:
-    jaas = tmp_path / "jaas.conf"
-    jaas.write_text(JAAS)
-    port = free_port()
-    broker = console_broker_process(tmp_path / "data", **{
-        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}", "java.security.auth.login.config": str(jaas),
-        "schema.registry.listeners": "-1", "connection.failed.authentication.delay.ms": "10",
-    })
-    broker.port = port
-    broker.start()
+    broker = sasl_console_broker(tmp_path)
     try:
         url = broker.console_url  # type: ignore[attr-defined]
         statuses = [post_login(url, "admin", f"guess-{i}")[0] for i in range(7)]

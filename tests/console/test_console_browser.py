@@ -828,26 +828,13 @@ def test_subject_diff_shows_added_lines(page: Page, seeded: Seeded) -> None:
 
 # -- 9. logins on a SASL broker ---------------------------------------------------------------
 
-LOGIN_JAAS = """KafkaServer {
-  org.apache.kafka.common.security.plain.PlainLoginModule required
-    username="admin" password="admin-secret"
-    user_admin="admin-secret";
-};
-"""
+
 
 
 def test_login_with_a_sasl_user(browser: WebDriver, tmp_path: Path, artifacts_dir: Path) -> None:
-    from tests.conftest import free_port
+    from tests.console.conftest import sasl_console_broker
 
-    jaas = tmp_path / "jaas.conf"
-    jaas.write_text(LOGIN_JAAS)
-    port = free_port()
-    broker = console_broker_process(tmp_path / "data", **{
-        "listeners": f"SASL_PLAINTEXT://127.0.0.1:{port}", "java.security.auth.login.config": str(jaas),
-        "schema.registry.listeners": "-1", "connection.failed.authentication.delay.ms": "10",
-    })
-    broker.port = port
-    broker.start()
+    broker = sasl_console_broker(tmp_path)
     try:
         page = Page(browser, broker.console_url, artifacts_dir)  # type: ignore[attr-defined]
         page.open("#/topics", "Log in")
