@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -413,6 +414,19 @@ def test_login_with_sasl_users_and_acls(tmp_path: Path) -> None:
         broker.stop()
 
 
+def info_once_up(url: str, alive: Callable[[], bool], log: Callable[[], str], seconds: float = 20) -> dict:
+    """/api/info of a console that is starting, once it answers (200)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            status, info, _ = call(url + "/api/info")
+            assert status == 200, info
+            return info
+        except (OSError, urllib.error.URLError):
+            assert alive() and time.monotonic() < deadline, log()
+            time.sleep(0.1)
+
+
 def test_standalone_console_against_a_broker(console_broker: BrokerProcess, tmp_path: Path, unique_topic: str) -> None:
     create_topic(console_broker.bootstrap, unique_topic)
     produce(console_broker.bootstrap, unique_topic, [(b"k", b"standalone", None)])
@@ -426,14 +440,7 @@ def test_standalone_console_against_a_broker(console_broker: BrokerProcess, tmp_
         )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                status, info, _ = call(url + "/api/info")
-                break
-            except (OSError, urllib.error.URLError):
-                assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
+        info = info_once_up(url, lambda: process.poll() is None, log_path.read_text)
         assert info["metrics"] is False and info["schema_registry"] is True
         page = call(url + f"/api/topics/{unique_topic}/messages?partition=0&offset=0")[1]
         assert base64.b64decode(page["messages"][0]["value"]["base64"]) == b"standalone"
@@ -448,7 +455,8 @@ def test_standalone_console_refuses_bad_arguments(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "fastlog", "console", *args], capture_output=True, text=True, timeout=30)
 
-    assert "is not" in run("--listeners", "ftp://x").stderr or run("--listeners", "ftp://x").returncode == 2
+    bad_url = run("--listeners", "ftp://x")
+    assert bad_url.returncode == 2 and "'ftp://x' is not http://HOST:PORT" in bad_url.stderr
     done = run("--sample-interval", "0")
     assert done.returncode == 2 and "--sample-interval" in done.stderr
     missing = run("--command-config", str(tmp_path / "missing.properties"))
@@ -460,15 +468,8 @@ def test_console_on_listeners_of_its_own(tmp_path: Path) -> None:
     broker = console_broker_process(tmp_path / "data", **{"console.listeners": f"http://127.0.0.1:{port}", "schema.registry.listeners": "-1"}).start()
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                status, info, _ = call(url + "/api/info")
-                break
-            except (OSError, urllib.error.URLError):
-                assert time.monotonic() < deadline, broker.log_text()
-                time.sleep(0.1)
-        assert status == 200 and info["bootstrap"] == broker.bootstrap
+        info = info_once_up(url, lambda: True, broker.log_text)
+        assert info["bootstrap"] == broker.bootstrap
         assert call(url + "/api/overview")[1]["brokers"][0]["port"] == broker.port
         with urllib.request.urlopen(broker.console_url + "/metrics", timeout=10) as response:  # type: ignore[attr-defined]
             assert b"fastlog_" in response.read()  # /metrics stays where it was, alone
