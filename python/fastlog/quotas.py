@@ -344,6 +344,12 @@ class ConnectionRates:
         self._listeners: dict[str, TokenBucket] = {}
         self._lock = threading.Lock()
 
+    def limits_accepts(self, listener: str) -> bool:
+        """Whether a creation rate holds for `listener` at all (else accepts never wait)."""
+        config = self.quotas.broker.config
+        own = "max.connection.creation.rate" in config.per_listener.get(listener.lower(), {})
+        return own or (config["max.connection.creation.rate"] < INT_MAX and listener != self.inter_broker_listener)
+
     def accept_delay(self, listener: str, now: float) -> float:
         """Seconds to wait before accepting the next connection on `listener`: the broker-wide
         `max.connection.creation.rate` is shared by every listener but the inter-broker one,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import trio
 
 from fastlog import protocol
-from fastlog.config import INT_MAX, Listener, parse_ip_counts
+from fastlog.config import Listener, parse_ip_counts
 from fastlog.framing import ConnectionClosed, FrameReader
 from fastlog.security import ANONYMOUS
 from fastlog.security.sasl import SaslAuthenticator
@@ -295,7 +295,7 @@ class Connection:
         context = RequestContext(self.broker, header, version, self.peer, self.listener.name, self.principal)
         started = trio.current_time()
         metered = self.broker.quotas.active and api_key not in QUOTA_EXEMPT
-        throttle = self._charge_produce(header, len(frame)) if metered and api_key == PRODUCE else 0.0
+        throttle = self._throttle(quotas.PRODUCER_BYTE_RATE, header, len(frame)) if metered and api_key == PRODUCE else 0.0
         if metered and api_key == FETCH and version >= 3:
             self._cap_fetch(header, context, body)
         try:
@@ -345,9 +345,6 @@ class Connection:
             return False
         client_id = peek_client_id(frame)
         return any(manager.bound(key, self.principal, client_id) is not None for key in (quotas.PRODUCER_BYTE_RATE, quotas.REQUEST_PERCENTAGE))
-
-    def _charge_produce(self, header: Any, size: int) -> float:
-        return self._throttle(quotas.PRODUCER_BYTE_RATE, header, size)
 
     def _cap_fetch(self, header: Any, context: RequestContext, body: Any) -> None:
         """A consumer under a byte-rate quota fetches at most one quota window's worth at a
@@ -540,8 +537,7 @@ async def serve_listener(broker: "Broker", listener: trio.SocketListener, named:
     """Accepts connections until cancelled; each runs in the `connections` nursery, or is
     handed to the next extra network loop in turn (`num.network.threads`). Past the
     listener's `max.connection.creation.rate`, the next accept waits (as Kafka's acceptor)."""
-    config = broker.config
-    limited = config["max.connection.creation.rate"] < INT_MAX or "max.connection.creation.rate" in config.per_listener.get(named.name.lower(), {})
+    limited = broker.connection_rates.limits_accepts(named.name)
     while True:
         try:
             stream = await listener.accept()

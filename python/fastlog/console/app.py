@@ -277,16 +277,16 @@ def check_origin(console: Console, request: Request) -> None:
             raise BadRequest("a change must be sent as application/json")
 
 
-def endpoint(console: Console, handler: Callable[..., Any], *, change: bool = False) -> Callable[[Request], Any]:
-    """A route's function: the origin check, the session, read-only refusal for changes,
-    errors as JSON."""
+def endpoint(console: Console, handler: Callable[..., Any], *, change: bool = False, needs_session: bool = True) -> Callable[[Request], Any]:
+    """A route's function: the origin check, the session (None for the routes that come
+    before one: info, login, logout), read-only refusal for changes, errors as JSON."""
 
     async def serve(request: Request) -> Response:
         try:
             check_origin(console, request)
             if change and console.settings.read_only:
                 raise ReadOnly("this console is read-only (console.read.only=true)")
-            session = console.session(request)
+            session = console.session(request) if needs_session else None
             result = await handler(request, session)
         except Exception as e:
             return error_response(e)
@@ -301,16 +301,9 @@ def optional_int(request: Request, name: str, **bounds: int) -> Optional[int]:
 
 
 def build_routes(console: Console) -> list[BaseRoute]:
-    async def info(request: Request) -> Response:
-        try:
-            check_origin(console, request)
-        except Exception as e:
-            return error_response(e)
-        session = console.shared
-        token = request.cookies.get(SESSION_COOKIE, "")
-        if session is None and token in console.sessions:
-            session = console.sessions[token]
-        return JSONResponse({
+    async def info(request: Request, _: None) -> dict:
+        session = console.shared or console.sessions.get(request.cookies.get(SESSION_COOKIE, ""))
+        return {
             "read_only": console.settings.read_only,
             "login_required": console.settings.login_required,
             "user": session.user if session is not None else None,
@@ -318,29 +311,21 @@ def build_routes(console: Console) -> list[BaseRoute]:
             "schema_registry": console.schemas is not None,
             "bootstrap": console.bootstrap,
             "metrics": console.settings.metrics,
-        })
+        }
 
-    async def login(request: Request) -> Response:
-        try:
-            check_origin(console, request)
-            if not console.settings.login_required:
-                raise BadRequest("this console needs no login")
-            body = await json_body(request)
-            username, password = body.get("username"), body.get("password")
-            if not isinstance(username, str) or not username or not isinstance(password, str):
-                raise BadRequest("username and password are required")
-            token, session = await console.login(username, password, request.client.host if request.client else "?")
-        except Exception as e:
-            return error_response(e)
+    async def login(request: Request, _: None) -> Response:
+        if not console.settings.login_required:
+            raise BadRequest("this console needs no login")
+        body = await json_body(request)
+        username, password = body.get("username"), body.get("password")
+        if not isinstance(username, str) or not username or not isinstance(password, str):
+            raise BadRequest("username and password are required")
+        token, session = await console.login(username, password, request.client.host if request.client else "?")
         response = JSONResponse({"user": session.user})
         response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", max_age=SESSION_IDLE_SECONDS)
         return response
 
-    async def logout(request: Request) -> Response:
-        try:
-            check_origin(console, request)
-        except Exception as e:
-            return error_response(e)
+    async def logout(request: Request, _: None) -> Response:
         session = console.sessions.pop(request.cookies.get(SESSION_COOKIE, ""), None)
         if session is not None:
             session.view.close()
@@ -461,9 +446,9 @@ def build_routes(console: Console) -> list[BaseRoute]:
     ]
     routes: list[BaseRoute] = [
         Route("/", index, methods=["GET", "HEAD"]),
-        Route("/api/info", info, methods=["GET"]),
-        Route("/api/login", login, methods=["POST"]),
-        Route("/api/logout", logout, methods=["POST"]),
+        Route("/api/info", endpoint(console, info, needs_session=False), methods=["GET"]),
+        Route("/api/login", endpoint(console, login, needs_session=False), methods=["POST"]),
+        Route("/api/logout", endpoint(console, logout, needs_session=False), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     routes += [Route(path, endpoint(console, handler), methods=["GET"]) for path, handler, _ in api]
