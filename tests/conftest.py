@@ -17,6 +17,10 @@ import pytest
 
 _HANDED_OUT: set[int] = set()
 
+# The interpreter the test brokers run on: this one, or the one FASTLOG_TEST_BROKER_PYTHON names
+# (a free-threaded CPython with fastlog installed, say) while the clients stay on this one.
+BROKER_PYTHON = os.environ.get("FASTLOG_TEST_BROKER_PYTHON") or sys.executable
+
 
 def _ephemeral_start() -> int:
     try:
@@ -72,7 +76,7 @@ class BrokerProcess:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> "BrokerProcess":
-        args = [sys.executable, "-m", "fastlog", "serve"]
+        args = [BROKER_PYTHON, "-m", "fastlog", "serve"]
         for key, value in self.overrides.items():
             args += ["--override", f"{key}={value}"]
         log_file = open(self.log_path, "a")

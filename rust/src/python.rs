@@ -824,7 +824,10 @@ impl MetadataQuorum {
     }
 }
 
-#[pymodule]
+// The shared classes keep their state behind Mutexes (frozen pyclasses) and hold no Python
+// state across a released GIL; the per-request `Produced` is guarded by PyO3's borrow flag. So a
+// free-threaded CPython may call this module from several threads without turning the GIL on.
+#[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
