@@ -445,10 +445,11 @@ def _raise_fd_limit() -> None:
 
 
 def describe_interpreter(python: str) -> str:
-    """Which CPython runs the broker, and whether the GIL is on once fastlog's Rust core is loaded
-    (a free-threaded build turns it back on for a module that does not declare itself safe)."""
+    """Which CPython runs the broker, and whether the GIL is on once the broker's modules are
+    loaded (a free-threaded build turns it back on for an extension that does not declare itself
+    safe: fastlog's Rust core, cramjam, xxhash...)."""
     probe = "\n".join((
-        "import sys, sysconfig, fastlog._core",
+        "import sys, sysconfig, fastlog.broker, fastlog.cli",
         "build = ' free-threaded' if sysconfig.get_config_var('Py_GIL_DISABLED') else ''",
         "gil = getattr(sys, '_is_gil_enabled', lambda: True)()",
         "print(f'CPython {sys.version.split()[0]}{build}, GIL {\"on\" if gil else \"off\"} with fastlog loaded')",
@@ -576,8 +577,8 @@ class Table:
 
 
 def add_latency_rows(table: "Table", broker: "BrokerProcess", half_peak: int, seconds: float, run: str) -> None:
-    """Paced 100 B produces with linger.ms=0 at every rate from 1,000/s to half the peak: each
-    rate first against librdkafka's in-memory mock broker (the generator's own latency), then
+    """Paced 100 B produces with linger.ms=0 at 1,000, 10,000 and 100,000/s and half the peak:
+    each rate first against librdkafka's in-memory mock broker (the generator's own latency), then
     against fastlog, whose row carries the client's p99 over the mock's, the broker's own time
     per Produce (`fastlog_request_total_seconds`) and its GC pauses. Then linger.ms=5 at half
     the peak."""
@@ -639,7 +640,7 @@ def main() -> None:
     parser.add_argument("--broker-python", default=sys.executable,
                         help="the interpreter that runs the broker (a free-threaded CPython, say); the clients keep this one")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="a broker config for every broker started (num.network.threads=1, say); repeatable")
+                        help="a broker config for every broker started (num.network.threads=1, say; a scenario's own setting of the key wins); repeatable")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.records_100b, args.records_1kb = 2, 300_000, 100_000
@@ -749,7 +750,6 @@ def main() -> None:
             if "latency" in only:
                 if peak_100b != peak_100b:
                     peak_100b = 200_000
-                rate = int(peak_100b / 2)
                 create_topic(broker.bootstrap, "latency", PARTITIONS)
                 for round_ in range(1, args.latency_rounds + 1):
                     add_latency_rows(table, broker, int(peak_100b / 2), max(args.seconds * 2, 4),

@@ -140,11 +140,20 @@ class NetworkLoop:
         here = trio.lowlevel.current_trio_token()
         answered = trio.Event()
         answers: list[outcome.Outcome] = []
+        # The slot is held until the handler ends, not just while this side waits: a client
+        # that sends and hangs up cannot pile up handlers on the broker's loop.
+        slot = object()
+        forwarded = self._forwarded
+        assert forwarded is not None
+
+        def finished() -> None:  # on this loop
+            forwarded.release_on_behalf_of(slot)
+            answered.set()
 
         def answer(result: outcome.Outcome) -> None:  # on the broker's loop
             answers.append(result)
             try:
-                here.run_sync_soon(answered.set)
+                here.run_sync_soon(finished)
             except trio.RunFinishedError:  # this loop has stopped: nobody waits for it
                 pass
 
@@ -157,13 +166,13 @@ class NetworkLoop:
             except RuntimeError:  # the broker's loop is closing
                 answer(outcome.Error(OwnerLoopClosing()))
 
-        assert self._forwarded is not None
-        async with self._forwarded:
-            try:
-                self.owner_token.run_sync_soon(start_there)
-            except trio.RunFinishedError:
-                raise ConnectionClosed("the broker's loop stopped before handling the request", "shutdown") from None
-            await answered.wait()
+        await forwarded.acquire_on_behalf_of(slot)
+        try:
+            self.owner_token.run_sync_soon(start_there)
+        except trio.RunFinishedError:
+            forwarded.release_on_behalf_of(slot)
+            raise ConnectionClosed("the broker's loop stopped before handling the request", "shutdown") from None
+        await answered.wait()
         result = answers[0]
         if isinstance(result, outcome.Error) and isinstance(result.error, (trio.Cancelled, OwnerLoopClosing)):
             raise ConnectionClosed("the broker's loop stopped while handling the request", "shutdown") from None

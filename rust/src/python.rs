@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 
 use crate::batch;
 use crate::checkpoint;
@@ -287,6 +287,24 @@ impl Log {
     fn append_replica(&self, py: Python<'_>, data: &[u8], now_ms: Option<i64>) -> PyResult<(i64, i64)> {
         let now = now_ms.unwrap_or_else(self::now_ms);
         self.with(py, |log| log.append_replica(data, now))
+    }
+
+    /// `append_replica` if nothing holds the log now, else None: the event loop calls this and
+    /// never waits behind a cleaner pass, a flush or retention (it retries on a worker thread).
+    #[pyo3(signature = (data, now_ms = None))]
+    fn try_append_replica(&self, py: Python<'_>, data: &[u8], now_ms: Option<i64>) -> PyResult<Option<(i64, i64)>> {
+        let now = now_ms.unwrap_or_else(self::now_ms);
+        py.detach(|| {
+            let mut guard = match self.inner.try_lock() {
+                Ok(guard) => guard,
+                Err(TryLockError::WouldBlock) => return Ok(None),
+                Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            };
+            let Some(log) = guard.as_mut() else {
+                return Err(LogIOError::new_err(format!("log {} is closed", self.path.display())));
+            };
+            log.append_replica(data, now).map(Some).map_err(PyErr::from)
+        })
     }
 
     /// Whole batches from `offset`, up to `max_bytes` (at least one batch when `min_one`), none at

@@ -211,3 +211,57 @@ def test_a_fetch_does_not_park_when_an_append_came_between_its_read_and_its_wait
         return trio.current_time() - started
 
     assert trio.run(main) < 1, "returned at once, not after the 30 s deadline"
+
+
+def test_a_request_handed_to_the_brokers_loop_runs_there_and_holds_its_slot_until_it_ends() -> None:
+    """`on_owner` between two real Trio loops in two threads: the handler runs on the broker's
+    loop, its answer and its exceptions come back, and a waiter that gives up leaves its slot
+    held until the handler ends (a client hanging up cannot pile up handlers there)."""
+    import trio
+
+    from fastlog.network_loops import NetworkLoop
+
+    class Refused(Exception):
+        pass
+
+    async def main() -> None:
+        owner_thread = threading.get_ident()
+        loop = NetworkLoop(None, 1)  # type: ignore[arg-type]  # on_owner uses no broker state
+        await loop.start()
+        release = trio.Event()
+
+        async def handler(value: int) -> tuple[int, int]:
+            await trio.sleep(0)
+            return value * 2, threading.get_ident()
+
+        async def refusing() -> None:
+            raise Refused("no")
+
+        async def slow() -> str:
+            await release.wait()
+            return "late"
+
+        def on_loop(fn, *args):  # from a worker thread: runs fn on the network loop
+            return trio.from_thread.run(fn, *args, trio_token=loop._token)
+
+        async def abandon_slow() -> bool:
+            with trio.move_on_after(0.2) as scope:
+                await loop.on_owner(slow)
+            return scope.cancelled_caught
+
+        try:
+            answer, ran_on = await trio.to_thread.run_sync(on_loop, loop.on_owner, handler, 21)
+            assert (answer, ran_on) == (42, owner_thread)
+            with pytest.raises(Refused):
+                await trio.to_thread.run_sync(on_loop, loop.on_owner, refusing)
+            assert await trio.to_thread.run_sync(on_loop, abandon_slow), "the waiter gave up"
+            assert loop._forwarded.borrowed_tokens == 1, "the abandoned handler still holds its slot"
+            release.set()
+            with trio.fail_after(10):
+                while loop._forwarded.borrowed_tokens:
+                    await trio.sleep(0.01)
+        finally:
+            loop.stop()
+            await loop.join()
+
+    trio.run(main)

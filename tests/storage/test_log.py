@@ -212,3 +212,23 @@ def test_damaged_files_reopen_with_a_message(tmp_path: Path) -> None:
             assert any("truncated" in r or "deleted" in r for r in reopened.repairs), reopened.repairs
         assert reopened.append(batch(0, b"after"))[0] == end
         reopened.close()
+
+
+def test_a_followers_try_append_keeps_the_leaders_offsets_or_declines(tmp_path: Path) -> None:
+    """`try_append_replica` (what a follower's event loop calls) writes as `append_replica`
+    does; a batch that does not follow the log end is refused; a closed log is an error."""
+    leader = _core.Log(tmp_path / "leader-0")
+    leader.append(batch(0, b"a", b"b"))
+    leader.append(batch(0, b"c"))
+    leader.high_watermark = leader.log_end_offset
+    fetched = leader.read_bytes(0, 1 << 20)
+    follower = _core.Log(tmp_path / "follower-0")
+    assert follower.try_append_replica(fetched) == (0, 3)
+    follower.high_watermark = 3
+    assert values(follower.read_bytes(0, 1 << 20)) == [(0, b"a"), (1, b"b"), (2, b"c")]
+    with pytest.raises(_core.CorruptRecordError, match="does not follow the log end 3"):
+        follower.try_append_replica(batch(7, b"x"))
+    assert follower.log_end_offset == 3
+    follower.close()
+    with pytest.raises(_core.LogIOError, match="is closed"):
+        follower.try_append_replica(batch(3, b"d"))
