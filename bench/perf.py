@@ -576,6 +576,11 @@ class Table:
         return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in self.notes)
 
 
+def latency_figures(latencies: list[float]) -> str:
+    """p50, p99 and p99.9 of sorted latencies in seconds, as the table prints them."""
+    return ", ".join(f"p{p} {percentile(latencies, p) * 1000:.2f} ms" for p in (50, 99, 99.9))
+
+
 def add_latency_rows(table: "Table", broker: "BrokerProcess", half_peak: int, seconds: float, run: str) -> None:
     """Paced 100 B produces with linger.ms=0 at 1,000, 10,000 and 100,000/s and half the peak:
     each rate first against librdkafka's in-memory mock broker (the generator's own latency), then
@@ -589,7 +594,7 @@ def add_latency_rows(table: "Table", broker: "BrokerProcess", half_peak: int, se
         if linger == 0:
             sent, elapsed, lat = in_child(_mock_latency, asked, seconds, 100, 0)
             mock_p99 = percentile(lat, 99)
-            figures = ", ".join(f"p{p} {percentile(lat, p) * 1000:.2f} ms" for p in (50, 99, 99.9))
+            figures = latency_figures(lat)
             table.add(f"ceiling: latency generator -> librdkafka mock broker, {run}{share}{asked:,}/s asked, 100 B, linger.ms=0",
                       f"{sent / elapsed:,.0f}", f"{sent * 100 / elapsed / 1e6:,.1f}", "", "", f"{figures} ({len(lat):,} samples)")
         cpu0 = broker.cpu_seconds()
@@ -598,7 +603,7 @@ def add_latency_rows(table: "Table", broker: "BrokerProcess", half_peak: int, se
         after = histograms(broker.metrics_port)
         own = histogram_delta_percentile(before, after, ("fastlog_request_total_seconds", "Produce"), 99)
         gcs = [histogram_delta_percentile(before, after, ("fastlog_gc_pause_seconds", g), 100) for g in "012"]
-        figures = ", ".join(f"p{p} {percentile(lat, p) * 1000:.2f} ms" for p in (50, 99, 99.9))
+        figures = latency_figures(lat)
         ratio = f"client/mock p99 {percentile(lat, 99) / mock_p99:.2f}; " if mock_p99 == mock_p99 else ""
         table.add(f"fastlog: produce latency, {run}{share}{asked:,}/s asked, 100 B, linger.ms={linger}",
                   f"{sent / elapsed:,.0f}", f"{sent * 100 / elapsed / 1e6:,.1f}", "",
@@ -743,7 +748,7 @@ def main() -> None:
                     durable.join(60)
                     if durable.is_alive():
                         durable.kill()
-                figures = ", ".join(f"p{p} {percentile(lat, p) * 1000:.2f} ms" for p in (50, 99, 99.9))
+                figures = latency_figures(lat)
                 table.add("fastlog: produce latency at 10,000/s, acks=1, beside a producer of 1 KB acks=all to a flush.messages=1 topic",
                           f"{sent / elapsed:,.0f}", f"{sent * 100 / elapsed / 1e6:,.1f}", "", "",
                           f"{figures}; the other producer {n / durable_elapsed:,.0f} rec/s")
