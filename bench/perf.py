@@ -18,7 +18,9 @@ Loopback only. Needs root for `echo 3 > /proc/sys/vm/drop_caches` (skipped with 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import json
 import multiprocessing as mp
 import os
 import resource
@@ -34,6 +36,8 @@ from typing import Any, Optional
 
 PARTITIONS = 6
 CTX = mp.get_context("spawn")
+REPO = Path(__file__).resolve().parents[1]
+LOADGEN = REPO / "target" / "release" / "examples" / "loadgen"
 
 
 def free_port() -> int:
@@ -353,6 +357,56 @@ def _mock_latency(rate: int, seconds: float, size: int, linger_ms: int, result: 
     result.put(inner.get())
 
 
+def _mock_broker(ready: "mp.Queue", stop: Any) -> None:
+    """librdkafka's in-memory mock broker, up until `stop` is set. Puts its address and the
+    partitions of its topic "mock"."""
+    from confluent_kafka import Producer
+
+    mock = Producer({"bootstrap.servers": "", "test.mock.num.brokers": 1})
+    metadata = mock.list_topics("mock", timeout=30)
+    broker = next(iter(metadata.brokers.values()))
+    ready.put((f"{broker.host}:{broker.port}", len(metadata.topics["mock"].partitions)))
+    stop.wait(600)
+
+
+@contextlib.contextmanager
+def mock_broker() -> Any:
+    """(address, partitions) of a mock broker in a child process, for a generator in another."""
+    ready: mp.Queue = CTX.Queue()
+    stop = CTX.Event()
+    process = CTX.Process(target=_mock_broker, args=(ready, stop))
+    process.start()
+    try:
+        yield ready.get(timeout=60)
+    finally:
+        stop.set()
+        process.join(30)
+        if process.is_alive():
+            process.kill()
+
+
+def find_loadgen(path: str) -> Optional[Path]:
+    """The Rust generator (bench/loadgen.rs): `path`, else target/release/examples/loadgen,
+    built with cargo when it is missing and cargo is here. None: neither."""
+    if path:
+        return Path(path)
+    if not LOADGEN.exists() and shutil.which("cargo"):
+        subprocess.run(["cargo", "build", "--quiet", "--release", "--no-default-features", "--example", "loadgen"], cwd=REPO, check=False)
+    return LOADGEN if LOADGEN.exists() else None
+
+
+def run_loadgen(binary: Path, bootstrap: str, topic: str, partitions: int, rate: int, seconds: float, size: int, cpu: Optional[int]) -> dict:
+    """One paced run of the Rust generator: its JSON line (records, latency percentiles in ms)."""
+    command = [str(binary), "--bootstrap", bootstrap, "--topic", topic, "--partitions", str(partitions),
+               "--rate", str(rate), "--seconds", str(seconds), "--size", str(size)]
+    if cpu is not None:
+        command += ["--cpu", str(cpu)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 90)
+    if not done.stdout.strip():
+        raise RuntimeError(f"loadgen exited {done.returncode}: {done.stderr.strip()}")
+    return json.loads(done.stdout)
+
+
 def _scale_producer(bootstrap: str, topic: str, partitions: int, rate: int, seconds: float, size: int, result: "mp.Queue") -> None:
     """`rate` records/s spread over every partition in turn (partition i % partitions).
     Puts (sent, acked by the end of the window, acked in all, seconds to the last ack, the
@@ -581,12 +635,13 @@ def latency_figures(latencies: list[float]) -> str:
     return ", ".join(f"p{p} {percentile(latencies, p) * 1000:.2f} ms" for p in (50, 99, 99.9))
 
 
-def add_latency_rows(table: "Table", broker: "BrokerProcess", half_peak: int, seconds: float, run: str) -> None:
+def add_latency_rows(table: "Table", broker: "BrokerProcess", half_peak: int, seconds: float, run: str,
+                     loadgen: Optional[Path] = None, loadgen_cpu: Optional[int] = None) -> None:
     """Paced 100 B produces with linger.ms=0 at 1,000, 10,000 and 100,000/s and half the peak:
     each rate first against librdkafka's in-memory mock broker (the generator's own latency), then
     against fastlog, whose row carries the client's p99 over the mock's, the broker's own time
     per Produce (`fastlog_request_total_seconds`) and its GC pauses. Then linger.ms=5 at half
-    the peak."""
+    the peak. With `loadgen`, each linger.ms=0 rate is run again by the Rust generator."""
     rates = sorted({half_peak, 100_000, 10_000, 1_000}, reverse=True)
     for asked, linger in [(r, 0) for r in rates] + [(half_peak, 5)]:
         share = "50% of peak, " if asked == half_peak else ""
@@ -612,12 +667,41 @@ def add_latency_rows(table: "Table", broker: "BrokerProcess", half_peak: int, se
                   f"{figures} ({len(lat):,} samples); {ratio}broker's own Produce time p99 {own[0] * 1000:.2f} ms ({own[1]:,} requests); "
                   f"broker CPU {(broker.cpu_seconds() - cpu0) / elapsed:.2f} cores; GC pauses gen0/1/2: {'/'.join(str(n) for _, n in gcs)}, "
                   f"longest ≤ {max((t for t, n in gcs if n), default=0) * 1000:.2f} ms")
+        if loadgen and linger == 0:
+            add_loadgen_rows(table, broker, loadgen, loadgen_cpu, asked, seconds, f"{run}{share}{asked:,}/s asked, 100 B, linger 0")
+
+
+def loadgen_figures(run: dict) -> str:
+    """The Rust generator's percentiles as the table prints them."""
+    return (", ".join(f"p{p} {run[key]:.2f} ms" for p, key in ((50, "p50_ms"), (99, "p99_ms"), (99.9, "p999_ms")))
+            + f"; generator's send lag p99 {run['send_lag_p99_ms']:.3f} ms; {run['requests']:,} requests"
+            + (f"; {run['refused']:,} refused ({run['error']})" if run["refused"] else ""))
+
+
+def add_loadgen_rows(table: "Table", broker: "BrokerProcess", loadgen: Path, cpu: Optional[int], asked: int, seconds: float, label: str) -> None:
+    """The same paced 100 B load from the Rust generator (bench/loadgen.rs), one connection,
+    linger 0: first against librdkafka's mock broker, then against fastlog with the broker's own
+    Produce time beside it."""
+    with mock_broker() as (address, partitions):
+        mock = run_loadgen(loadgen, address, "mock", partitions, asked, seconds, 100, cpu)
+    table.add(f"ceiling: Rust loadgen -> librdkafka mock broker, {label}", f"{mock['acked'] / mock['seconds']:,.0f}",
+              f"{mock['acked'] * 100 / mock['seconds'] / 1e6:,.1f}", "", "", loadgen_figures(mock))
+    cpu0 = broker.cpu_seconds()
+    before = histograms(broker.metrics_port)
+    got = run_loadgen(loadgen, broker.bootstrap, "latency", PARTITIONS, asked, seconds, 100, cpu)
+    after = histograms(broker.metrics_port)
+    own = histogram_delta_percentile(before, after, ("fastlog_request_total_seconds", "Produce"), 99)
+    table.add(f"fastlog: produce latency, Rust loadgen, {label}", f"{got['acked'] / got['seconds']:,.0f}",
+              f"{got['acked'] * 100 / got['seconds'] / 1e6:,.1f}", "", "own p99 ≤ 1 ms, client/mock ≤ 1.2",
+              f"{loadgen_figures(got)}; client/mock p99 {got['p99_ms'] / mock['p99_ms']:.2f}; "
+              f"broker's own Produce time p99 {own[0] * 1000:.2f} ms ({own[1]:,} requests); "
+              f"broker CPU {(broker.cpu_seconds() - cpu0) / got['seconds']:.2f} cores")
 
 
 def add_security_rows(table: "Table", records: int, connections: int) -> None:
     """Produce and consume of 1 KB records over SASL_SSL (SCRAM-SHA-256) next to PLAINTEXT on
     one broker in one run, and SCRAM logins over TLS one after another (bench_security.py)."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as bench/perf.py: the repository's root
+    sys.path.insert(0, str(REPO))  # run as bench/perf.py: the repository's root
     from bench.bench_security import measure
 
     results = measure(records, 1000, connections)
@@ -644,6 +728,10 @@ def main() -> None:
     parser.add_argument("--latency-rounds", type=int, default=1, help="runs in a row of the latency rows")
     parser.add_argument("--broker-python", default=sys.executable,
                         help="the interpreter that runs the broker (a free-threaded CPython, say); the clients keep this one")
+    parser.add_argument("--loadgen", default="", metavar="PATH",
+                        help="the Rust latency generator (default: target/release/examples/loadgen, built with cargo if missing)")
+    parser.add_argument("--no-loadgen", action="store_true", help="latency rows with librdkafka's generator only")
+    parser.add_argument("--loadgen-cpu", type=int, default=None, metavar="N", help="pin the Rust generator to CPU N")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="a broker config for every broker started (num.network.threads=1, say; a scenario's own setting of the key wins); repeatable")
     args = parser.parse_args()
@@ -756,9 +844,13 @@ def main() -> None:
                 if peak_100b != peak_100b:
                     peak_100b = 200_000
                 create_topic(broker.bootstrap, "latency", PARTITIONS)
+                loadgen = None if args.no_loadgen else find_loadgen(args.loadgen)
+                if loadgen is None and not args.no_loadgen:
+                    table.notes.append("latency: no Rust generator rows (no target/release/examples/loadgen and no cargo to build it)")
                 for round_ in range(1, args.latency_rounds + 1):
                     add_latency_rows(table, broker, int(peak_100b / 2), max(args.seconds * 2, 4),
-                                     f"run {round_} of {args.latency_rounds}, " if args.latency_rounds > 1 else "")
+                                     f"run {round_} of {args.latency_rounds}, " if args.latency_rounds > 1 else "",
+                                     loadgen, args.loadgen_cpu)
             if "consume" in only:
                 consumers = (
                     ("kcat (librdkafka's C consumer), 1 process", lambda b: (*kcat_consume(b.bootstrap, "acks1-1000"), None)),

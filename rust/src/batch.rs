@@ -559,45 +559,46 @@ pub fn build_marker_batch(producer_id: i64, producer_epoch: i16, marker: Marker,
     b
 }
 
+/// An uncompressed batch of `values` with no keys or headers, no producer id, every record at
+/// `timestamp` (the tests' batches and the load generator's, bench/loadgen.rs).
+pub fn build_batch(base_offset: i64, timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
+    let mut records = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let mut body = vec![0u8]; // attributes
+        push_varlong(0, &mut body); // timestamp delta
+        push_varlong(i as i64, &mut body); // offset delta
+        push_varlong(-1, &mut body); // key: null
+        push_varlong(value.len() as i64, &mut body);
+        body.extend_from_slice(value);
+        push_varlong(0, &mut body); // no headers
+        push_varlong(body.len() as i64, &mut records);
+        records.extend_from_slice(&body);
+    }
+    let mut b = Vec::new();
+    b.extend_from_slice(&base_offset.to_be_bytes());
+    b.extend_from_slice(&((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(MAGIC_V2 as u8);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&0i16.to_be_bytes());
+    b.extend_from_slice(&(values.len() as i32 - 1).to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&(-1i64).to_be_bytes());
+    b.extend_from_slice(&(-1i16).to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&(values.len() as i32).to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c(&b[OFF_ATTRIBUTES..]);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
 
-    use super::push_varlong as zigzag;
-
-    /// Builds an uncompressed batch of `values` with no keys or headers (test helper).
-    pub fn build_batch(base_offset: i64, timestamp: i64, values: &[&[u8]]) -> Vec<u8> {
-        let mut records = Vec::new();
-        for (i, value) in values.iter().enumerate() {
-            let mut body = vec![0u8]; // attributes
-            zigzag(0, &mut body); // timestamp delta
-            zigzag(i as i64, &mut body); // offset delta
-            zigzag(-1, &mut body); // key: null
-            zigzag(value.len() as i64, &mut body);
-            body.extend_from_slice(value);
-            zigzag(0, &mut body); // no headers
-            zigzag(body.len() as i64, &mut records);
-            records.extend_from_slice(&body);
-        }
-        let mut b = Vec::new();
-        b.extend_from_slice(&base_offset.to_be_bytes());
-        b.extend_from_slice(&((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
-        b.extend_from_slice(&0i32.to_be_bytes());
-        b.push(2);
-        b.extend_from_slice(&0u32.to_be_bytes());
-        b.extend_from_slice(&0i16.to_be_bytes());
-        b.extend_from_slice(&(values.len() as i32 - 1).to_be_bytes());
-        b.extend_from_slice(&timestamp.to_be_bytes());
-        b.extend_from_slice(&timestamp.to_be_bytes());
-        b.extend_from_slice(&(-1i64).to_be_bytes());
-        b.extend_from_slice(&(-1i16).to_be_bytes());
-        b.extend_from_slice(&(-1i32).to_be_bytes());
-        b.extend_from_slice(&(values.len() as i32).to_be_bytes());
-        b.extend_from_slice(&records);
-        let crc = crc32c(&b[OFF_ATTRIBUTES..]);
-        b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
-        b
-    }
+    pub use super::build_batch;
 
     #[test]
     fn the_max_timestamp_is_the_records_largest_whatever_the_producer_wrote() {
