@@ -548,3 +548,31 @@ def test_a_follower_behind_the_leaders_log_start_starts_over_there(cluster) -> N
         cluster.nodes[other].stop()  # leadership moves to the replica that started over
     wait_for(lambda: partition_info(cluster.nodes[behind].bootstrap, TOPIC)[0] == behind, "it leads")
     assert read_all(cluster.nodes[behind].bootstrap, TOPIC) == list(range(2000, 3000)), "it holds what the leader held"
+
+
+def test_requests_pipelined_behind_an_acks_all_produce_are_answered_after_it(cluster) -> None:
+    """An acks=all Produce waits for the followers while the requests behind it on the same
+    connection are answered at once; their responses still go out after its response."""
+    from fastlog import protocol
+    from tests.broker.test_network_loops import produce_request
+    from tests.broker.wire import WireClient
+
+    create(cluster.bootstrap, TOPIC, factor=3, **{"min.insync.replicas": "3"})
+    leader, _, _ = partition_info(cluster.bootstrap, TOPIC)
+    wait_for(lambda: len(partition_info(cluster.bootstrap, TOPIC)[2]) == 3, "every replica in sync")
+    with WireClient(cluster.nodes[leader].bootstrap) as client:
+        for round_ in range(5):
+            produce = produce_request(TOPIC, [b"%d" % round_])
+            produce.acks = -1
+            frames = [client.encode(produce, 9)] + [client.encode(protocol.MetadataRequest(topics=None), 9) for _ in range(3)]
+            client.sock.sendall(b"".join(len(f).to_bytes(4, "big") + f for f in frames))  # read by the broker at once
+            sent = list(range(client.correlation_id - 3, client.correlation_id + 1))
+            answered = []
+            produced = client.read_response(protocol.ProduceRequest.API_KEY, 9)
+            answered.append(client.last_correlation_id)
+            for _ in range(3):
+                client.read_response(protocol.MetadataRequest.API_KEY, 9)
+                answered.append(client.last_correlation_id)
+            assert answered == sent, "answered in the order sent"
+            partition = produced.responses[0].partition_responses[0]
+            assert (partition.error_code, partition.base_offset) == (0, round_)
