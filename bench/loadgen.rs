@@ -6,16 +6,17 @@
 //!     target/release/examples/loadgen --bootstrap 127.0.0.1:9092 --topic t --partitions 6 \
 //!         --rate 10000 --seconds 5 [--size 100] [--in-flight 5] [--acks 1] [--cpu 1]
 //!
-//! One thread, one connection, no allocation on the hot path beyond the request buffers. Record
-//! i is due at i/rate seconds after the start (an open-loop schedule): when an in-flight slot
-//! is free, every record due and not yet sent goes out in one Produce request, to the next
-//! partition in turn (librdkafka with linger.ms=0 and max.in.flight=5 does the same). A record's
-//! latency runs from the moment it was due to the moment its response was read, so a late
-//! generator shows up in its own figures instead of hiding. Waits use ppoll with a 1 ns timer
-//! slack; `--cpu N` pins the thread.
+//! One thread, one connection. Record i is due at i/rate seconds after the start (an open-loop
+//! schedule): when an in-flight slot is free, the records due and not yet sent (up to 8,000, and
+//! under 900 KB) go out in one Produce request, to the next partition in turn (librdkafka with
+//! linger.ms=0 and max.in.flight=5 does the same). A record's latency runs from the moment it
+//! was due to the moment its response was read, so a late generator shows up in its own figures
+//! instead of hiding. Waits use ppoll with a 1 ns timer slack; `--cpu N` pins the thread.
 //!
-//! Prints one JSON line: records sent, acked and refused, requests, the latency percentiles (ms)
-//! and the generator's own send lag (due → written to the socket). Exits 1 when a record is
+//! Prints one JSON line: records sent, acked and refused, requests, the latency percentiles (ms,
+//! null when no record was acked) and the send lag: from a request's oldest record being due to
+//! the request written to the socket, which includes any wait for a free in-flight slot (the
+//! broker's back-pressure) as well as the generator's own delay. Exits 1 when a record is
 //! refused or the broker hangs up, 2 on bad arguments.
 
 use std::collections::VecDeque;
@@ -30,8 +31,11 @@ use _core::wire::generated::{produce_request, produce_response, request_header, 
 use _core::wire::{Reader, Writer};
 
 const PRODUCE: i16 = 0;
-/// Records in one request at most: 8,000 records of 100 B stay under the broker's 1 MB default.
+/// Records in one request at most, and its records' bytes at most (the broker's default
+/// message.max.bytes is 1,048,588), counting a record's own overhead generously.
 const MAX_RECORDS_PER_REQUEST: u64 = 8_000;
+const MAX_REQUEST_BYTES: u64 = 900_000;
+const RECORD_OVERHEAD: u64 = 16;
 /// How long the broker may take to answer the last request after the schedule ends.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -84,6 +88,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(args.rate > 0.0 && args.seconds > 0.0 && args.partitions > 0 && args.in_flight > 0) {
         return Err("--rate, --seconds, --partitions and --in-flight must be positive".into());
+    }
+    if args.cpu.is_some_and(|cpu| cpu >= libc::CPU_SETSIZE as usize) {
+        return Err(format!("--cpu must be below {}", libc::CPU_SETSIZE));
     }
     if !(3..=produce_request::MAX_VERSION).contains(&args.version) {
         return Err(format!("--version must be 3 to {}", produce_request::MAX_VERSION));
@@ -233,16 +240,64 @@ fn wait(connection: &Connection, until: Option<Duration>) -> std::io::Result<()>
     Ok(())
 }
 
+/// Reads what has arrived and settles each whole response: its records acked (with their
+/// latencies) or refused.
+fn read_responses(connection: &mut Connection, in_flight: &mut VecDeque<InFlight>, figures: &mut Figures, clock: &Clock, version: i16) -> std::io::Result<()> {
+    connection.read_some()?;
+    while let Some(frame) = connection.next_frame() {
+        let answered = clock.start.elapsed();
+        let request = in_flight
+            .pop_front()
+            .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidData, "a response to no request"))?;
+        let (id, codes) = response_errors(&frame, version).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
+        if id != request.correlation_id {
+            let message = format!("response {id} where {} was due", request.correlation_id);
+            return Err(std::io::Error::new(ErrorKind::InvalidData, message));
+        }
+        match codes.iter().find(|&&c| c != 0) {
+            Some(&code) => {
+                figures.refused += request.count;
+                figures.first_error.get_or_insert(format!("partition error code {code}"));
+            }
+            None => {
+                figures.acked += request.count;
+                for i in request.first..request.first + request.count {
+                    figures.latencies.push(answered.saturating_sub(clock.due_at(i)).as_nanos() as u64);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The schedule: record i is due at i / rate after `start`.
+struct Clock {
+    start: Instant,
+    interval_ns: f64,
+    total: u64,
+}
+
+impl Clock {
+    fn due_at(&self, i: u64) -> Duration {
+        Duration::from_nanos((i as f64 * self.interval_ns) as u64)
+    }
+
+    /// How many records are due by now (all of them once the schedule has run out).
+    fn due(&self, elapsed: Duration) -> u64 {
+        self.total.min((elapsed.as_nanos() as f64 / self.interval_ns) as u64 + 1)
+    }
+}
+
 fn run(args: &Args) -> std::io::Result<(Figures, Duration)> {
     let stream = TcpStream::connect(&args.bootstrap)?;
     stream.set_nodelay(true)?;
     stream.set_nonblocking(true)?;
     let mut connection = Connection { stream, unsent: Vec::new(), written: 0, received: Vec::new() };
     let total = (args.rate * args.seconds).round() as u64;
-    let interval_ns = 1e9 / args.rate;
-    let due_at = |i: u64| Duration::from_nanos((i as f64 * interval_ns) as u64);
+    // A catch-up request stays under the broker's default message.max.bytes (1 MB).
+    let per_request = MAX_RECORDS_PER_REQUEST.min(MAX_REQUEST_BYTES / (args.size as u64 + RECORD_OVERHEAD)).max(1);
     let value = vec![b'x'; args.size];
-    let values: Vec<&[u8]> = vec![&value[..]; MAX_RECORDS_PER_REQUEST as usize];
+    let values: Vec<&[u8]> = vec![&value[..]; per_request as usize];
     let mut figures = Figures {
         acked: 0,
         refused: 0,
@@ -253,18 +308,20 @@ fn run(args: &Args) -> std::io::Result<(Figures, Duration)> {
     };
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(args.in_flight);
     let mut sent: u64 = 0;
+    let mut writing_from: Option<u64> = None; // first record of the request being written
     let mut correlation_id: i32 = 0;
-    let start = Instant::now();
+    let clock = Clock { start: Instant::now(), interval_ns: 1e9 / args.rate, total };
     loop {
-        let elapsed = start.elapsed();
-        let due = total.min((elapsed.as_nanos() as f64 / interval_ns) as u64 + 1);
+        // Responses first: their latencies are taken before time goes into building a request.
+        read_responses(&mut connection, &mut in_flight, &mut figures, &clock, args.version)?;
+        let due = clock.due(clock.start.elapsed());
         if sent < due && in_flight.len() < args.in_flight && connection.unsent.is_empty() {
-            let count = (due - sent).min(MAX_RECORDS_PER_REQUEST);
+            let count = (due - sent).min(per_request);
             let batch = build_batch(0, now_ms(), &values[..count as usize]);
             let partition = (figures.requests % args.partitions as u64) as i32;
             connection.unsent = produce_frame(args, correlation_id, partition, &batch);
             in_flight.push_back(InFlight { correlation_id, first: sent, count });
-            figures.send_lags.push(start.elapsed().saturating_sub(due_at(sent)).as_nanos() as u64);
+            writing_from = Some(sent);
             figures.requests += 1;
             correlation_id = correlation_id.wrapping_add(1);
             sent += count;
@@ -274,55 +331,36 @@ fn run(args: &Args) -> std::io::Result<(Figures, Duration)> {
             }
         }
         connection.flush_some()?;
-        connection.read_some()?;
-        while let Some(frame) = connection.next_frame() {
-            let answered = start.elapsed();
-            let request = in_flight
-                .pop_front()
-                .ok_or_else(|| std::io::Error::new(ErrorKind::InvalidData, "a response to no request"))?;
-            let (id, codes) = response_errors(&frame, args.version).map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e))?;
-            if id != request.correlation_id {
-                let message = format!("response {id} where {} was due", request.correlation_id);
-                return Err(std::io::Error::new(ErrorKind::InvalidData, message));
-            }
-            match codes.iter().find(|&&c| c != 0) {
-                Some(&code) => {
-                    figures.refused += request.count;
-                    figures.first_error.get_or_insert(format!("partition error code {code}"));
-                }
-                None => {
-                    figures.acked += request.count;
-                    for i in request.first..request.first + request.count {
-                        figures.latencies.push(answered.saturating_sub(due_at(i)).as_nanos() as u64);
-                    }
-                }
-            }
+        if let (Some(first), true) = (writing_from, connection.unsent.is_empty()) {
+            figures.send_lags.push(clock.start.elapsed().saturating_sub(clock.due_at(first)).as_nanos() as u64);
+            writing_from = None;
         }
         if sent == total && in_flight.is_empty() && connection.unsent.is_empty() {
-            return Ok((figures, start.elapsed()));
+            return Ok((figures, clock.start.elapsed()));
         }
-        let elapsed = start.elapsed();
-        if elapsed > due_at(total) + DRAIN_TIMEOUT {
+        let elapsed = clock.start.elapsed();
+        if elapsed > clock.due_at(total) + DRAIN_TIMEOUT {
             return Err(std::io::Error::new(ErrorKind::TimedOut, format!("{} requests unanswered", in_flight.len())));
         }
-        let due = total.min((elapsed.as_nanos() as f64 / interval_ns) as u64 + 1);
+        let due = clock.due(elapsed);
         let slot_free = in_flight.len() < args.in_flight && connection.unsent.is_empty();
         if sent < due && slot_free {
             continue;
         }
         // Sleep until the next record is due, unless records wait for a slot: then only a
         // response (or a writable socket) can move things on.
-        let next_due = if sent < due || sent == total { None } else { Some(due_at(due).saturating_sub(elapsed)) };
+        let next_due = if sent < due || sent == total { None } else { Some(clock.due_at(due).saturating_sub(elapsed)) };
         wait(&connection, next_due.or(Some(Duration::from_millis(100))))?;
     }
 }
 
-fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+/// The p-th percentile of nanoseconds, in ms as JSON: null when there is none.
+fn percentile_ms(sorted: &[u64], p: f64) -> String {
     if sorted.is_empty() {
-        return f64::NAN;
+        return "null".into();
     }
     let at = ((p / 100.0 * sorted.len() as f64) as usize).min(sorted.len() - 1);
-    sorted[at] as f64 / 1e6
+    format!("{:.4}", sorted[at] as f64 / 1e6)
 }
 
 fn main() -> ExitCode {
@@ -345,7 +383,7 @@ fn main() -> ExitCode {
     figures.send_lags.sort_unstable();
     let l = &figures.latencies;
     println!(
-        "{{\"sent\": {}, \"acked\": {}, \"refused\": {}, \"requests\": {}, \"seconds\": {:.6}, \"p50_ms\": {:.4}, \"p99_ms\": {:.4}, \"p999_ms\": {:.4}, \"max_ms\": {:.4}, \"send_lag_p99_ms\": {:.4}, \"error\": {}}}",
+        "{{\"sent\": {}, \"acked\": {}, \"refused\": {}, \"requests\": {}, \"seconds\": {:.6}, \"p50_ms\": {}, \"p99_ms\": {}, \"p999_ms\": {}, \"max_ms\": {}, \"send_lag_p99_ms\": {}, \"error\": {}}}",
         figures.acked + figures.refused,
         figures.acked,
         figures.refused,

@@ -183,6 +183,7 @@ class Connection:
                 frame = reader.buffered_frame()
                 if frame is None:
                     if unsent:
+                        # emptied first: a ConnectionClosed from the send must not send it again below
                         burst, burst_stamps = unsent, stamps
                         unsent, stamps, unsent_bytes = [], [], 0
                         await self._send_burst(burst, burst_stamps, to_send)

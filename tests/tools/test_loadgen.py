@@ -49,8 +49,22 @@ def test_every_record_reported_acked_is_in_the_log_spread_over_the_partitions(br
     assert 3 <= report["requests"] <= 2000
     assert 0 < report["p50_ms"] <= report["p99_ms"] <= report["p999_ms"] <= report["max_ms"]
     assert 0.9 < report["seconds"] < 30
+    assert 0 <= report["send_lag_p99_ms"] < 1000
     ends = stored(broker.bootstrap, unique_topic, 3)
     assert sum(ends) == 2000 and min(ends) > 0, ends
+
+
+def test_a_generator_that_falls_behind_keeps_its_catch_up_requests_under_the_size_limit(broker, unique_topic, loadgen) -> None:
+    """At 2,000,000 records/s of 1 KB with one request in flight, thousands of records fall due
+    while a response is awaited; each request takes at most 900 KB of them, so the broker
+    (message.max.bytes 1 MB) refuses none."""
+    create(broker.bootstrap, unique_topic, 2)
+    rc, report, err = run(loadgen, "--bootstrap", broker.bootstrap, "--topic", unique_topic, "--partitions", "2",
+                          "--rate", "2000000", "--seconds", "0.02", "--size", "1000", "--in-flight", "1")
+    assert rc == 0, (report, err)
+    assert (report["acked"], report["refused"]) == (40_000, 0)
+    assert report["requests"] >= 40_000 // 870
+    assert sum(stored(broker.bootstrap, unique_topic, 2)) == 40_000
 
 
 def test_records_the_broker_refuses_are_counted_and_fail_the_run(broker, unique_topic, loadgen) -> None:
@@ -58,6 +72,7 @@ def test_records_the_broker_refuses_are_counted_and_fail_the_run(broker, unique_
     assert rc == 1
     assert (report["acked"], report["refused"]) == (0, 100)
     assert report["error"] == "partition error code 3"  # UNKNOWN_TOPIC_OR_PARTITION
+    assert report["p50_ms"] is None and report["p99_ms"] is None, "no latency without an acked record"
 
 
 def test_no_broker_and_bad_flags_stop_it_with_a_message(loadgen) -> None:
@@ -71,6 +86,7 @@ def test_no_broker_and_bad_flags_stop_it_with_a_message(loadgen) -> None:
         (["--bootstrap", address, "--topic", "t", "--rate", "fast"], "--rate fast"),
         (["--bootstrap", address, "--topic", "t", "--rate", "0"], "must be positive"),
         (["--bootstrap", address, "--topic", "t", "--version", "12"], "--version must be 3 to 11"),
+        (["--bootstrap", address, "--topic", "t", "--cpu", "100000"], "--cpu must be below"),
         (["--bootstrap", address, "--topic", "t", "--colour", "red"], "unknown flag --colour"),
         (["--bootstrap"], "--bootstrap needs a value"),
     ]:
