@@ -314,6 +314,9 @@ class LogManager:
         self.schema_validation = updated
         self.schema_validation_names = tuple(n.encode() for n in updated)
 
+    def partition_count(self) -> int:
+        return sum(len(t.partitions) for t in self.topics.values())
+
     def all_partitions(self) -> Iterator[Partition]:
         for topic in list(self.topics.values()):
             yield from topic.partitions

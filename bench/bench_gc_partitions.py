@@ -1,0 +1,77 @@
+"""Full garbage collections in a broker whose partitions were created at run time (issue 15).
+
+Starts `fastlog serve` on free ports with a temp data dir, creates `--topics` topics of
+`--partitions` partitions each over the wire (10,000 partitions by default), waits `--settle`
+seconds (the broker freezes its long-lived objects again 30 s after the partition count moved),
+then runs bench/loadgen.rs at `--rate` records/s of 100 B for `--seconds`, `--rounds` times.
+Prints per round the generator's latency, the broker's own Produce time and its GC pauses by
+generation (`fastlog_request_total_seconds`, `fastlog_gc_pause_seconds`, read from /metrics
+around the round; a pause is given as its histogram bucket's upper bound).
+
+    python bench/bench_gc_partitions.py [--topics 100] [--partitions 100] [--settle 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.perf import LOADGEN, find_loadgen, free_port, histogram_delta_percentile, histograms, run_loadgen  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--topics", type=int, default=100)
+    parser.add_argument("--partitions", type=int, default=100, help="partitions per topic")
+    parser.add_argument("--settle", type=float, default=40, help="seconds between the topics created and the first round")
+    parser.add_argument("--rate", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    notes: list[str] = []
+    loadgen = find_loadgen("", notes) or sys.exit(f"{notes[0]} ({LOADGEN})")
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    data = Path(tempfile.mkdtemp(prefix="fastlog-gc-"))
+    port, metrics_port = free_port(), free_port()
+    log_path = data.parent / f"{data.name}-broker.log"
+    broker = subprocess.Popen(
+        [sys.executable, "-m", "fastlog", "serve", "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}",
+         "--override", f"log.dirs={data}", "--override", f"metrics.port={metrics_port}"],
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(3)
+        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+        topics = [NewTopic(f"many-{i}", args.partitions, 1) for i in range(args.topics)] + [NewTopic("latency", 6, 1)]
+        for future in admin.create_topics(topics).values():
+            future.result(300)
+        time.sleep(args.settle)
+        for round_ in range(1, args.rounds + 1):
+            before = histograms(metrics_port)
+            run = run_loadgen(loadgen, f"127.0.0.1:{port}", "latency", 6, args.rate, args.seconds, 100, None)
+            after = histograms(metrics_port)
+            own = [histogram_delta_percentile(before, after, ("fastlog_request_total_seconds", "Produce"), p)[0] * 1000 for p in (99, 99.9, 100)]
+            gcs = [histogram_delta_percentile(before, after, ("fastlog_gc_pause_seconds", g), 100) for g in "012"]
+            print(f"round {round_}: {args.topics * args.partitions:,} partitions, {args.rate:,}/s: client p99 {run['p99_ms']} ms, "
+                  f"p99.9 {run['p999_ms']} ms, max {run['max_ms']} ms; broker's own Produce p99 {own[0]:.2f}, p99.9 {own[1]:.2f}, "
+                  f"max ≤ {own[2]:.2f} ms; GC pauses gen0/1/2: "
+                  + ", ".join(f"{n} ≤ {t * 1000:.2f} ms" if n else "0" for t, n in gcs), flush=True)
+        frozen = [line.strip() for line in log_path.read_text().splitlines() if "frozen again" in line]
+        print("broker log: " + ("; ".join(frozen) if frozen else "no refreeze"))
+    finally:
+        broker.terminate()
+        broker.wait(120)
+        shutil.rmtree(data, ignore_errors=True)
+        log_path.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    main()
