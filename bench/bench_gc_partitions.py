@@ -2,7 +2,8 @@
 
 Starts `fastlog serve` on free ports with a temp data dir, creates `--topics` topics of
 `--partitions` partitions each over the wire (10,000 partitions by default), waits `--settle`
-seconds (the broker freezes its long-lived objects again 30 s after the partition count moved),
+seconds (the broker checks every 30 s whether the partition count moved enough to freeze its
+long-lived objects again; its log says when it did),
 then runs bench/loadgen.rs at `--rate` records/s of 100 B for `--seconds`, `--rounds` times.
 Prints per round the generator's latency, the broker's own Produce time and its GC pauses by
 generation (`fastlog_request_total_seconds`, `fastlog_gc_pause_seconds`, read from /metrics
@@ -42,11 +43,12 @@ def main() -> None:
     data = Path(tempfile.mkdtemp(prefix="fastlog-gc-"))
     port, metrics_port = free_port(), free_port()
     log_path = data.parent / f"{data.name}-broker.log"
-    broker = subprocess.Popen(
-        [sys.executable, "-m", "fastlog", "serve", "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}",
-         "--override", f"log.dirs={data}", "--override", f"metrics.port={metrics_port}"],
-        stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
-    )
+    with open(log_path, "w") as log_file:
+        broker = subprocess.Popen(
+            [sys.executable, "-m", "fastlog", "serve", "--override", f"listeners=PLAINTEXT://127.0.0.1:{port}",
+             "--override", f"log.dirs={data}", "--override", f"metrics.port={metrics_port}"],
+            stdout=log_file, stderr=subprocess.STDOUT,
+        )
     try:
         time.sleep(3)
         admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
@@ -68,7 +70,10 @@ def main() -> None:
         print("broker log: " + ("; ".join(frozen) if frozen else "no refreeze"))
     finally:
         broker.terminate()
-        broker.wait(120)
+        try:
+            broker.wait(120)
+        except subprocess.TimeoutExpired:
+            broker.kill()
         shutil.rmtree(data, ignore_errors=True)
         log_path.unlink(missing_ok=True)
 

@@ -397,6 +397,9 @@ def find_loadgen(path: str, notes: list[str]) -> Optional[Path]:
         build = subprocess.run(["cargo", "build", "--quiet", "--release", "--no-default-features", "--example", "loadgen"],
                                cwd=REPO, capture_output=True, text=True)
         if build.returncode != 0:
+            if LOADGEN.exists():
+                notes.append(f"latency: cargo build failed, the Rust generator rows use the binary there, perhaps stale ({build.stderr.strip()[-200:]})")
+                return LOADGEN
             notes.append(f"latency: no Rust generator rows (cargo build failed: {build.stderr.strip()[-300:]})")
             return None
     if LOADGEN.exists():

@@ -358,7 +358,10 @@ class Broker:
         frozen_at = self.logs.partition_count()
         while True:
             await trio.sleep(REFREEZE_CHECK_SECONDS)
-            frozen_at = refreeze_if_moved(frozen_at, self.logs.partition_count())
+            try:
+                frozen_at = refreeze_if_moved(frozen_at, self.logs.partition_count())
+            except Exception:
+                log.exception("freezing long-lived objects again failed")
 
 
 def refreeze_if_moved(frozen_at: int, now: int) -> int:
@@ -367,8 +370,11 @@ def refreeze_if_moved(frozen_at: int, now: int) -> int:
 
     Without it, every full collection walks the objects of each partition opened since
     start-up: 5-25 ms per collection at 10,000 partitions, a pause for every loop
-    (bench/README.md). A refreeze pays for that walk once. It unfreezes first, so that the
-    cyclic garbage left by deleted topics can be collected."""
+    (bench/README.md). A refreeze pays for that walk once (its own full collection, 26-32 ms
+    at 10,000 partitions). It unfreezes first, so that cyclic garbage frozen last time (what
+    deleted topics or connections since closed left behind) can be collected. The trigger is
+    the net count: topics created and deleted in equal numbers leave their objects unfrozen,
+    as before this existed."""
     if abs(now - frozen_at) < max(REFREEZE_MIN_PARTITIONS, frozen_at * REFREEZE_SHARE):
         return frozen_at
     started = time.perf_counter()

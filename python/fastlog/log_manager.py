@@ -315,7 +315,8 @@ class LogManager:
         self.schema_validation_names = tuple(n.encode() for n in updated)
 
     def partition_count(self) -> int:
-        return sum(len(t.partitions) for t in self.topics.values())
+        """Partitions open now (a snapshot of the topics: workers add and remove them)."""
+        return sum(len(t.partitions) for t in list(self.topics.values()))
 
     def all_partitions(self) -> Iterator[Partition]:
         for topic in list(self.topics.values()):

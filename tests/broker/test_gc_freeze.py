@@ -6,7 +6,11 @@ from __future__ import annotations
 import gc
 import weakref
 
+from pathlib import Path
+
 from fastlog.broker import refreeze_if_moved
+from fastlog.config import BrokerConfig
+from fastlog.log_manager import LogManager
 
 
 class Held:
@@ -29,7 +33,6 @@ def test_partitions_opened_at_run_time_are_frozen_once_their_count_has_moved_far
         assert tracked(Held) == 50
         assert refreeze_if_moved(1000, 1150) == 1150
         assert tracked(Held) == 0, "frozen: full collections no longer walk them"
-        assert gc.get_freeze_count() > 0
         del held
     finally:
         gc.unfreeze()
@@ -47,3 +50,15 @@ def test_a_refreeze_after_topics_are_deleted_collects_what_they_left() -> None:
         assert alive() is None, "unfrozen first, so collected"
     finally:
         gc.unfreeze()
+
+
+def test_the_count_it_watches_is_every_partition_open(tmp_path: Path) -> None:
+    logs = LogManager(BrokerConfig({"log.dirs": str(tmp_path), "listeners": "PLAINTEXT://127.0.0.1:0"}))
+    logs.open()
+    try:
+        assert logs.partition_count() == 0
+        logs.create_topic("a", 3, {})
+        logs.create_topic("b", 5, {})
+        assert logs.partition_count() == 8
+    finally:
+        logs.close()
