@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 BROKERS_WAIT_SECONDS = 10.0  # a starting cluster's brokers register within this (the _schemas replicas)
 
 SHUTDOWN_GRACE_SECONDS = 10
-# Partitions opened or closed since the last gc.freeze() that make it worth freezing again:
-# at least REFREEZE_MIN_PARTITIONS and REFREEZE_SHARE of those open then, checked this often.
+# The net change in open partitions since the last gc.freeze() that makes it worth freezing
+# again: at least REFREEZE_MIN_PARTITIONS and REFREEZE_SHARE of those open then; checked every
+# REFREEZE_CHECK_SECONDS.
 REFREEZE_CHECK_SECONDS = 30
 REFREEZE_MIN_PARTITIONS = 100
 REFREEZE_SHARE = 0.1
@@ -350,7 +351,6 @@ class Broker:
                 await trio.to_thread.run_sync(work)
             except Exception:
                 log.exception("background %s failed", getattr(work, "__name__", work))
-
 
     async def _refreeze_when_partitions_change(self) -> None:
         """Keeps the objects of open partitions out of the collector's sight, as at start-up,
