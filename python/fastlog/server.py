@@ -239,6 +239,10 @@ class Connection:
         except Exception:
             log.exception("sending a response to %s failed", self.peer, extra={"peer": self.peer})
             raise ConnectionClosed("internal error sending a response", "internal_error") from None
+        self._observe_sent(stamps)
+
+    def _observe_sent(self, stamps: list) -> None:
+        """The broker's own time of each request whose response has just gone out."""
         done = trio.current_time()
         for api_key, read_at in stamps:
             self.broker.metrics.observe_request_total(api_key, done - read_at)
@@ -246,7 +250,6 @@ class Connection:
     async def _send_in_order(self, queued: trio.MemoryReceiveChannel, failures: list, reading: trio.CancelScope) -> None:
         """Sends each burst of responses, and each pending one once it is ready, in order.
         A failure stops the reader too (the connection closes)."""
-        metrics = self.broker.metrics
         try:
             async for item, stamps in queued:
                 if isinstance(item, Pending):  # acks=all: waits on the broker's loop, where replication is
@@ -256,9 +259,7 @@ class Connection:
                 else:
                     await self._send(item)
                 self._queued_to_sender -= 1
-                done = trio.current_time()
-                for api_key, read_at in stamps:
-                    metrics.observe_request_total(api_key, done - read_at)
+                self._observe_sent(stamps)
         except (ConnectionClosed, *DROPPED) as e:
             failures.append(e)
             reading.cancel()
