@@ -302,6 +302,13 @@ def _raw_fetch(bootstrap: str, topic: str, partitions: int, result: "mp.Queue") 
     result.put((sum(offsets.values()), total, elapsed))
 
 
+def warm_raw_fetch(bootstrap: str, topic: str, readers: int) -> tuple[int, int, float]:
+    """`readers` processes of `_raw_fetch` at once, each reading all of `topic`: (records, bytes,
+    seconds until the last one finished), summed over them."""
+    results = in_children(readers, _raw_fetch, bootstrap, topic, PARTITIONS)
+    return sum(r[0] for r in results), sum(r[1] for r in results), max(r[2] for r in results)
+
+
 def _latency(bootstrap: str, topic: str, rate: int, seconds: float, size: int, linger_ms: int, partitions: int, result: "mp.Queue") -> None:
     """Produces at a fixed rate, paced every half millisecond: what is due goes out in one
     `produce_batch` to the next partition in turn. One record in 100 is timed with librdkafka's
@@ -528,6 +535,12 @@ def describe_interpreter(python: str) -> str:
     return subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
 
 
+def _cpu_seconds(stat: Path) -> float:
+    """utime + stime of a /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat file."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class BrokerProcess:
     def __init__(self, data_dir: Path, overrides: list[str], profile: Optional[list[str]] = None,
                  python: str = sys.executable) -> None:
@@ -564,8 +577,24 @@ class BrokerProcess:
         return -1
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(Path(f"/proc/{self.process.pid}/stat"))
+
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds of each of the broker's threads so far, by thread id."""
+        threads = {}
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                threads[task.name] = _cpu_seconds(task / "stat")
+            except (OSError, IndexError, ValueError):
+                pass  # a thread that ended meanwhile
+        return threads
+
+    def cpu_spread(self, before: dict[str, float], elapsed: float) -> str:
+        """How the broker's CPU since `before` (thread_cpu_seconds) fell on its threads: the
+        busiest one's share in cores, and how many threads used at least a tenth of a core."""
+        used = [(s - before.get(t, 0.0)) / elapsed for t, s in self.thread_cpu_seconds().items()]
+        busy = [u for u in used if u >= 0.1]
+        return f"busiest thread {max(used, default=0.0):.2f} cores, {len(busy)} thread(s) over 0.1"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -746,6 +775,8 @@ def main() -> None:
     parser.add_argument("--records-100b", type=int, default=3_000_000)
     parser.add_argument("--records-1kb", type=int, default=1_000_000)
     parser.add_argument("--producers", type=int, default=1, help="producer processes for the throughput runs")
+    parser.add_argument("--consumers", type=int, default=1,
+                        help="processes of raw Fetch requests for the warm consume row, each reading the whole topic (a row for 1 as well)")
     parser.add_argument("--disk-bytes", type=int, default=1 << 30)
     parser.add_argument("--scale-partitions", type=int, default=10_000)
     parser.add_argument("--idle-connections", type=int, default=1000)
@@ -822,7 +853,7 @@ def main() -> None:
                 for size, count in ((100, args.records_100b), (1000, args.records_1kb)):
                     topic = f"acks1-{size}"
                     create_topic(broker.bootstrap, topic, PARTITIONS)
-                    cpu0 = broker.cpu_seconds()
+                    cpu0, threads0 = broker.cpu_seconds(), broker.thread_cpu_seconds()
                     results = in_children(args.producers, _produce, {"bootstrap.servers": broker.bootstrap, "acks": "1"},
                                           topic, PARTITIONS, count // args.producers, size)
                     n = sum(r[0] for r in results)
@@ -837,7 +868,8 @@ def main() -> None:
                         ratio = f"{mbs / loopback:.3f} of loopback" + (f", {rate / ceilings[size]:.2f} of ceiling" if size in ceilings else "")
                     cpu = (broker.cpu_seconds() - cpu0) / elapsed
                     table.add(f"fastlog: produce {size} B, acks=1, {PARTITIONS} partitions, {args.producers} producer(s)",
-                              f"{rate:,.0f}", f"{mbs:,.1f}", ratio, target, f"broker CPU {cpu:.2f} cores")
+                              f"{rate:,.0f}", f"{mbs:,.1f}", ratio, target,
+                              f"broker CPU {cpu:.2f} cores ({broker.cpu_spread(threads0, elapsed)})")
             if "acks" in only:
                 count = max(args.records_1kb // 5, 10_000)
                 for label, config in (("default flush policy", {}), ("topic flush.messages=1", {"flush.messages": "1"})):
@@ -876,8 +908,12 @@ def main() -> None:
                                      f"run {round_} of {args.latency_rounds}, " if args.latency_rounds > 1 else "",
                                      loadgen, args.loadgen_cpu)
             if "consume" in only:
+                kcat = (("kcat (librdkafka's C consumer), 1 process", lambda b: (*kcat_consume(b.bootstrap, "acks1-1000"), None)),)
+                if not shutil.which("kcat"):
+                    kcat = ()
+                    table.notes.append("consume: no kcat row (kcat is not on PATH)")
                 consumers = (
-                    ("kcat (librdkafka's C consumer), 1 process", lambda b: (*kcat_consume(b.bootstrap, "acks1-1000"), None)),
+                    *kcat,
                     ("confluent-kafka Python consumer, 1 process",
                      lambda b: (lambda r: (r[0], r[2], r[1]))(in_child(_consume, b.bootstrap, "acks1-1000", PARTITIONS, args.records_1kb))),
                     ("raw Fetch requests (no client library: the broker's fetch path)",
@@ -897,11 +933,14 @@ def main() -> None:
                               f"{mbs:,.1f}", f"{mbs / loopback:.3f} of loopback{disk}", "≥ 0.7 of loopback",
                               f"{got:,} records, broker CPU {cpu:.2f} cores, start-up {broker.startup_s:.2f} s")
                 table.notes.append(f"consume: before each cold row the broker was stopped, {note}, and restarted")
-                cpu0 = broker.cpu_seconds()
-                got, elapsed, size = consumers[2][1](broker)
-                mbs = size / elapsed / 1e6
-                table.add("fastlog: consume 1 KB from the page cache (warm), raw Fetch requests", f"{got / elapsed:,.0f}", f"{mbs:,.1f}",
-                          f"{mbs / loopback:.3f} of loopback", "", f"broker CPU {(broker.cpu_seconds() - cpu0) / elapsed:.2f} cores")
+                for readers in sorted({1, args.consumers}):
+                    cpu0, threads0 = broker.cpu_seconds(), broker.thread_cpu_seconds()
+                    got, size, elapsed = warm_raw_fetch(broker.bootstrap, "acks1-1000", readers)
+                    mbs = size / elapsed / 1e6
+                    table.add(f"fastlog: consume 1 KB from the page cache (warm), raw Fetch requests, {readers} process{'es' if readers > 1 else ''} "
+                              "each reading the whole topic", f"{got / elapsed:,.0f}", f"{mbs:,.1f}",
+                              f"{mbs / loopback:.3f} of loopback", "≥ 0.7 of loopback",
+                              f"broker CPU {(broker.cpu_seconds() - cpu0) / elapsed:.2f} cores ({broker.cpu_spread(threads0, elapsed)})")
             broker.stop()
             brokers.remove(broker)
 
@@ -952,7 +991,7 @@ def main() -> None:
             b.stop()
         shutil.rmtree(work, ignore_errors=True)
     table.notes.append(f"whole run {time.perf_counter() - run_started:.0f} s; {os.cpu_count()} cores; "
-                       f"confluent-kafka {__import__('confluent_kafka').version()[0]}, librdkafka {__import__('confluent_kafka').libversion()[0]}")
+                       f"confluent-kafka {__import__('confluent_kafka').__version__}, librdkafka {__import__('confluent_kafka').libversion()[0]}")
     print()
     print(table.render())
 
