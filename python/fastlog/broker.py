@@ -18,6 +18,7 @@ from fastlog.controller import Controller
 from fastlog.metadata_node import MetadataNode
 from fastlog.metadata_observer import MetadataObserver
 from fastlog.group_coordinator import GroupCoordinator
+from fastlog.io_threads import IoThreads
 from fastlog.log_manager import LogManager
 from fastlog.metrics import Metrics, serve_metrics
 from fastlog.producer_ids import ClusterProducerIds, ProducerIdAllocator
@@ -54,6 +55,7 @@ class Broker:
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
         self.logs = LogManager(config)
+        self.io_threads = IoThreads(config["num.io.threads"])
         self.metrics = Metrics()
         self.groups = GroupCoordinator.for_broker(self)
         self.transactions = TransactionCoordinator(self)

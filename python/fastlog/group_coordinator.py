@@ -1226,7 +1226,7 @@ class BrokerOffsetsStore:
             target.log.high_watermark = target.log.log_end_offset
             target.wake_waiters()
             if durable:
-                await trio.to_thread.run_sync(target.log.flush)
+                await self.broker.io_threads.run(target.log.flush)
             return
         epoch = replicas.leader_epoch(self.topic, partition)
         if epoch is None:
@@ -1237,7 +1237,7 @@ class BrokerOffsetsStore:
             target.log.high_watermark = target.log.log_end_offset
         target.wake_waiters()
         if durable:
-            await trio.to_thread.run_sync(target.log.flush)
+            await self.broker.io_threads.run(target.log.flush)
         failed = await replicas.wait_for_replicas([(self.topic, partition, last_offset + 1)], OFFSETS_WRITE_TIMEOUT_MS)
         if failed:
             raise TopicError(ErrorCode.NOT_COORDINATOR, f"{self.topic}-{partition}: the write was not replicated ({failed[0][2]})")

@@ -129,20 +129,20 @@ class LocalTopics:
     async def create(self, name: str, partitions: int, configs: dict[str, Any], factor: int = 1, replicas: Optional[list[list[int]]] = None) -> TopicView:
         if error := partition_limit_error(self.broker, partitions, partitions):
             raise error
-        topic = await trio.to_thread.run_sync(self.logs.create_topic, name, partitions, configs)
+        topic = await self.broker.io_threads.run(self.logs.create_topic, name, partitions, configs)
         return self._view(topic)  # type: ignore[return-value]
 
     async def delete(self, name: str) -> None:
-        await trio.to_thread.run_sync(self.logs.delete_topic_files, self.logs.unregister_topic(name))
+        await self.broker.io_threads.run(self.logs.delete_topic_files, self.logs.unregister_topic(name))
 
     async def add_partitions(self, name: str, total: int, replicas: Optional[list[list[int]]] = None) -> None:
         current = self.logs.topics[name].partitions if name in self.logs.topics else []
         if error := partition_limit_error(self.broker, total, total - len(current)):
             raise error
-        await trio.to_thread.run_sync(self.logs.add_partitions, name, total)
+        await self.broker.io_threads.run(self.logs.add_partitions, name, total)
 
     async def set_configs(self, name: str, configs: dict[str, Any]) -> None:
-        await trio.to_thread.run_sync(self.logs.set_topic_configs, name, configs)
+        await self.broker.io_threads.run(self.logs.set_topic_configs, name, configs)
 
 
 class ClusterTopics:
@@ -225,7 +225,7 @@ class ClusterTopics:
         logs.table.set_hosted_elsewhere(others)  # the Rust Produce path answers NOT_LEADER_OR_FOLLOWER
         for topic in list(logs.topics.values()):
             if topic.id in self.image.deleted_topics:
-                await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(topic.name))
+                await self.broker.io_threads.run(logs.delete_topic_files, logs.unregister_topic(topic.name))
         for wanted in mine:
             if wanted.name in self.image.topics:
                 try:
@@ -250,13 +250,13 @@ class ClusterTopics:
             try:
                 if not any(held):
                     log.info("topic %s has no replica here any more: its logs are deleted", local.name)
-                    await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(local.name))
+                    await self.broker.io_threads.run(logs.delete_topic_files, logs.unregister_topic(local.name))
                     continue
                 for partition in local.partitions:
                     index = partition.index
                     if index < len(held) and not held[index] and partition.log.log_end_offset > 0:
                         log.info("%s-%d is no longer a replica here: its log is emptied", local.name, index)
-                        await trio.to_thread.run_sync(partition.log.restart_at, 0)
+                        await self.broker.io_threads.run(partition.log.restart_at, 0)
             except Exception:
                 log.exception("could not remove the replicas of %s moved away from this broker", local.name)
                 complete = False
@@ -274,12 +274,12 @@ class ClusterTopics:
                     wanted.name, local.id, wanted.id,
                 )
                 return
-            await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(local.name))
+            await self.broker.io_threads.run(logs.delete_topic_files, logs.unregister_topic(local.name))
             local = None
         if local is None:
-            await trio.to_thread.run_sync(logs.create_topic, wanted.name, wanted.partitions, configs, wanted.id)
+            await self.broker.io_threads.run(logs.create_topic, wanted.name, wanted.partitions, configs, wanted.id)
             return
         if len(local.partitions) < wanted.partitions:
-            await trio.to_thread.run_sync(logs.add_partitions, wanted.name, wanted.partitions)
+            await self.broker.io_threads.run(logs.add_partitions, wanted.name, wanted.partitions)
         if local.configs != configs:
-            await trio.to_thread.run_sync(logs.set_topic_configs, wanted.name, configs)
+            await self.broker.io_threads.run(logs.set_topic_configs, wanted.name, configs)

@@ -465,7 +465,7 @@ class TransactionCoordinator:
             if topic == OFFSETS_TOPIC:
                 self.broker.groups.complete_txn(marker.producer_id, marker.commit, index)
         if written:
-            await trio.to_thread.run_sync(lambda: [p.log.flush() for p in written])
+            await self.broker.io_threads.run(lambda: [p.log.flush() for p in written])
         for partition in written:
             partition.wake_waiters()
         if awaiting:  # a marker only the leader has could be lost with it: the transaction would reopen

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 
-import trio
 
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
@@ -61,7 +60,7 @@ def delete_all(ctx: RequestContext, request, allowed: dict[str, bool]) -> list:
 async def handle(ctx: RequestContext, request):
     allowed = {t.name: ctx.allows(Operation.DELETE, ResourceType.TOPIC, t.name) for t in request.topics}
     async with ctx.broker.admin_lock:
-        topics = await trio.to_thread.run_sync(delete_all, ctx, request, allowed)
+        topics = await ctx.broker.io_threads.run(delete_all, ctx, request, allowed)
     # Back on the event loop: fetches parked on these partitions re-read them, and one whose
     # offset is now below the log start is answered OFFSET_OUT_OF_RANGE at once.
     for t in topics:

@@ -26,7 +26,6 @@ import logging
 import struct
 from typing import TYPE_CHECKING, Optional, Sequence
 
-import trio
 
 from fastlog import _core, legacy, protocol
 from fastlog.handlers import DECLINED, Pending, RequestContext, answers_frames, handles
@@ -71,7 +70,7 @@ async def answer_frame(broker: "Broker", frame: bytes | bytearray, peer: str, pr
     if produced is None:
         return DECLINED
     if produced.needs_flush:
-        await trio.to_thread.run_sync(produced.flush, logs.table)
+        await broker.io_threads.run(produced.flush, logs.table)
     for topic, index in produced.appended:
         partition = logs.partition(topic, index)
         if partition is not None:
