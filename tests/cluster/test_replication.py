@@ -130,6 +130,26 @@ def segment_bytes(cluster: Cluster, node: int, topic: str, partition: int = 0) -
 
 
 def test_acks_all_survives_a_sigkilled_leader(cluster) -> None:
+    acks_all_survives_a_sigkilled_leader(cluster)
+
+
+def test_acks_all_survives_a_sigkilled_leader_with_two_network_loops_per_node(tmp_path: Path) -> None:
+    """`num.network.threads` given: a cluster node serves clients on that many loops (one when
+    it is not given), and replication holds with Produce answered on the extra loops."""
+    with running_cluster(tmp_path, {"num.network.threads": "2"}) as cluster:
+        for node in cluster.nodes.values():
+            assert "(2 network loops)" in node.log_text()
+        acks_all_survives_a_sigkilled_leader(cluster)
+        assert "(2 network loops)" in cluster.nodes[1].log_text()
+
+
+def test_a_cluster_node_serves_on_one_loop_unless_num_network_threads_is_given(cluster) -> None:
+    for node in cluster.nodes.values():
+        assert "(1 network loops)" in node.log_text()
+        assert "unless num.network.threads is set" in node.log_text()
+
+
+def acks_all_survives_a_sigkilled_leader(cluster: Cluster) -> None:
     create(cluster.bootstrap, TOPIC, **{"min.insync.replicas": "2"})
     leader, replicas, isr = partition_info(cluster.bootstrap, TOPIC)
     assert replicas == [1, 2, 3] and isr == [1, 2, 3]
