@@ -245,7 +245,7 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("quota.window.size.seconds", _int(1, 3600), 1, "length of each sample"),
         BrokerKey("num.network.threads", _int(1, 64), min(os.cpu_count() or 1, 8), "threads (each a Trio loop) serving client connections"),
         BrokerKey("num.io.threads", _int(1, 256), 8,
-                  "disk work (fsyncs, topic files, replica log changes, TLS reads of log files) running at once, across every network loop"),
+                  "disk work of requests (flush.messages fsyncs, group and transaction flushes, topic files, DeleteRecords) running at once, across every network loop"),
         BrokerKey("offsets.topic.num.partitions", _int(1, INT_MAX), 50, "partitions of __consumer_offsets"),
         BrokerKey("offsets.retention.minutes", _int(1, INT_MAX), 10080, "committed offsets of empty groups are kept this long"),
         BrokerKey("max.partitions.per.topic", _int(1, 100_000), 10_000,

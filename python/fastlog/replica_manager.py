@@ -299,7 +299,7 @@ class ReplicaManager:
             if state.failed or state.partition.log.log_end_offset == state.partition.log.log_start_offset:
                 continue
             try:
-                problem = await self.broker.io_threads.run(state.partition.log.verify)
+                problem = await trio.to_thread.run_sync(state.partition.log.verify)
             except _core.StorageError as e:  # closed (deleted) meanwhile, or unreadable
                 problem = None if not Path(state.partition.log.path).exists() else (state.partition.log.log_start_offset, str(e))
             if problem is not None:
@@ -421,7 +421,7 @@ class ReplicaManager:
                 cut = min(answer.end_offset, partition_log.end_offset_for_epoch(answer.leader_epoch)[1])
             if cut < partition_log.log_end_offset:
                 log.warning("%s-%d: truncating from %d to %d (the leader's epoch %d ends there)", state.topic, state.index, partition_log.log_end_offset, cut, answer.leader_epoch)
-                await self.broker.io_threads.run(partition_log.truncate_to, max(cut, 0))
+                await trio.to_thread.run_sync(partition_log.truncate_to, max(cut, 0))
             state.truncated = True
 
     async def _fetch_once(self, link: "LeaderLink", states: list[ReplicaState]) -> None:
@@ -473,7 +473,7 @@ class ReplicaManager:
                 # at its log start, as Kafka's follower does.
                 log.warning("%s-%d: the leader's log starts at %d, past this replica's end %d: starting the replica there",
                             state.topic, state.index, data.log_start_offset, partition_log.log_end_offset)
-                await self.broker.io_threads.run(partition_log.restart_at, data.log_start_offset)
+                await trio.to_thread.run_sync(partition_log.restart_at, data.log_start_offset)
                 return True
             if data.error_code == ErrorCode.OFFSET_OUT_OF_RANGE:
                 log.error("%s-%d: the leader does not have offset %d (its log is [%d, ...)); checking the tail against it again",
@@ -486,7 +486,7 @@ class ReplicaManager:
         if len(records) >= 8 and partition_log.log_end_offset == partition_log.log_start_offset:
             first = int.from_bytes(records[:8], "big")
             if first < partition_log.log_end_offset:  # an empty log that starts inside the leader's first batch
-                await self.broker.io_threads.run(partition_log.restart_at, first)
+                await trio.to_thread.run_sync(partition_log.restart_at, first)
         if records:
             try:
                 # A small write runs here, unless a cleaner pass, a flush or retention holds the
@@ -495,7 +495,7 @@ class ReplicaManager:
                 if len(records) <= APPEND_ON_LOOP_BYTES and partition_log.try_append_replica(records) is not None:
                     await trio.lowlevel.checkpoint()  # one response may carry many partitions
                 else:
-                    await self.broker.io_threads.run(partition_log.append_replica, records)
+                    await trio.to_thread.run_sync(partition_log.append_replica, records)
             except _core.LogIOError as e:  # a full disk, an I/O error: this replica is offline
                 self._replica_failed(state, str(e))
                 return False
@@ -508,7 +508,7 @@ class ReplicaManager:
             partition_log.high_watermark = high_watermark
         if partition_log.log_start_offset < data.log_start_offset <= high_watermark:  # DeleteRecords at the leader
             try:
-                await self.broker.io_threads.run(partition_log.delete_records, data.log_start_offset)
+                await trio.to_thread.run_sync(partition_log.delete_records, data.log_start_offset)
             except _core.StorageError as e:
                 log.warning("%s-%d: cannot move the log start to the leader's %d: %s", state.topic, state.index, data.log_start_offset, e)
         return True

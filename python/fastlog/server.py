@@ -130,7 +130,7 @@ class Connection:
         """The TLS handshake (bounded in time), and the client certificate's principal."""
         tls = self.broker.tls[self.listener.name]
         stream = trio.SSLStream(self.stream, tls.current(), server_side=True)
-        self.transport = TlsTransport(stream, self.broker.io_threads)
+        self.transport = TlsTransport(stream)
         with trio.move_on_after(TLS_HANDSHAKE_SECONDS) as handshake:
             try:
                 await stream.do_handshake()

@@ -11,14 +11,11 @@ trio's TLS runs over memory buffers. One task may receive while another sends on
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import Any, Union
 
 import trio
 
 from fastlog.framing import ConnectionClosed
-
-if TYPE_CHECKING:
-    from fastlog.io_threads import IoThreads
 
 IOV_MAX = 1024
 TLS_READ_BYTES = 1 << 20  # a file region is encrypted and sent in pieces of this size
@@ -64,9 +61,8 @@ class PlainTransport:
 
 
 class TlsTransport:
-    def __init__(self, stream: trio.SSLStream, io_threads: "Optional[IoThreads]" = None) -> None:
+    def __init__(self, stream: trio.SSLStream) -> None:
         self.stream = stream
-        self.io_threads = io_threads  # bounds the reads of log files (a replica fetcher sends none)
 
     async def wait_readable(self) -> None:
         return  # TLS may hold decrypted bytes already: the socket's readiness says nothing
@@ -83,8 +79,7 @@ class TlsTransport:
         offset, remaining = region.position, len(region)
         while remaining:
             # A read from a cold file waits on the disk: in a worker thread, not the event loop.
-            read = (os.pread, region.fileno(), min(remaining, TLS_READ_BYTES), offset)
-            piece = await (trio.to_thread.run_sync(*read) if self.io_threads is None else self.io_threads.run(*read))
+            piece = await trio.to_thread.run_sync(os.pread, region.fileno(), min(remaining, TLS_READ_BYTES), offset)
             if not piece:
                 raise ConnectionClosed("segment file shrank under a fetch being sent", "internal_error")
             await self.stream.send_all(piece)

@@ -61,6 +61,29 @@ def test_at_most_num_io_threads_pieces_of_work_run_at_once_across_loops() -> Non
     assert occupancy.most == 2
 
 
+def test_work_waiting_for_a_slot_holds_up_neither_the_loop_nor_its_other_worker_threads() -> None:
+    """Fifty pieces of work queued on one slot: the loop starts one thread for them, and an
+    unrelated call to a worker thread of the same loop is answered before they are done."""
+    io_threads, occupancy, done = IoThreads(1), Occupancy(), []
+    threads_before = threading.active_count()
+
+    async def main() -> None:
+        async def one(value: int) -> None:
+            done.append(await io_threads.run(occupancy.work, value))
+
+        async with trio.open_nursery() as nursery:
+            for value in range(50):
+                nursery.start_soon(one, value)
+            await trio.sleep(0.05)
+            assert threading.active_count() <= threads_before + 1
+            await trio.to_thread.run_sync(len, b"other work")
+            assert len(done) < 50, "answered only once the queue had drained"
+            nursery.cancel_scope.deadline = trio.current_time() + TIMEOUT
+        assert len(done) == 50 and occupancy.most == 1
+
+    trio.run(main)
+
+
 def test_a_cancelled_caller_still_waits_for_its_work_to_end() -> None:
     finished = threading.Event()
 
@@ -91,10 +114,10 @@ def test_an_exception_in_the_work_reaches_the_caller_and_frees_the_slot() -> Non
 
 
 def test_num_io_threads_is_kafkas_default_and_refuses_zero(tmp_path: Path) -> None:
-    assert BrokerConfig.load(None, [])["num.io.threads"] == 8
-    assert BrokerConfig.load(None, ["num.io.threads=3"])["num.io.threads"] == 3
+    assert BrokerConfig.load(None, [], environ={})["num.io.threads"] == 8
+    assert BrokerConfig.load(None, ["num.io.threads=3"], environ={})["num.io.threads"] == 3
     with pytest.raises(ConfigError, match="num.io.threads"):
-        BrokerConfig.load(None, ["num.io.threads=0"])
+        BrokerConfig.load(None, ["num.io.threads=0"], environ={})
 
 
 def test_one_io_thread_serves_fsync_per_message_producers_on_every_loop(tmp_path: Path) -> None:
@@ -103,7 +126,7 @@ def test_one_io_thread_serves_fsync_per_message_producers_on_every_loop(tmp_path
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})  # kept alive until the topic is made
         admin.create_topics([NewTopic("durable", 4, 1, config={"flush.messages": "1"})])["durable"].result(TIMEOUT)
         producers = [Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0}) for _ in range(4)]
-        for n, producer in enumerate(producers):  # four connections: one on each loop
+        for n, producer in enumerate(producers):  # four connections, spread over the loops in turn
             for i in range(100):
                 producer.produce("durable", f"{n}-{i}".encode(), partition=(n + i) % 4)
         assert [producer.flush(TIMEOUT) for producer in producers] == [0, 0, 0, 0]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 
-
 from fastlog import _core, protocol
 from fastlog.handlers import RequestContext, handles
 from fastlog.handlers.common import led_partition, storage_error_code

@@ -26,7 +26,6 @@ import logging
 import struct
 from typing import TYPE_CHECKING, Optional, Sequence
 
-
 from fastlog import _core, legacy, protocol
 from fastlog.handlers import DECLINED, Pending, RequestContext, answers_frames, handles
 from fastlog.handlers.common import LEADER_EPOCH, led_partition, storage_error_code
