@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional
 
@@ -190,7 +191,11 @@ def network_threads(broker: "Broker") -> int:
     off the broker's loop before a cluster node gains by default; where its Produce and Fetch
     traffic is large (1 KB records, many consumers), a node given more loops spreads them."""
     wanted = broker.config["num.network.threads"]
-    if broker.config.cluster_mode and wanted > 1 and "num.network.threads" not in broker.config.explicit:
-        log.info("a cluster node serves clients on one loop unless num.network.threads is set (%d would be the default)", wanted)
-        return 1
+    if broker.config.cluster_mode and wanted > 1:
+        if "num.network.threads" not in broker.config.explicit:
+            log.info("a cluster node serves clients on one loop unless num.network.threads is set (%d would be the default)", wanted)
+            return 1
+        if getattr(sys, "_is_gil_enabled", lambda: True)():  # Kafka's sample server.properties sets 3
+            log.warning("num.network.threads=%d on a cluster node: with the GIL, acks=all latency is lower on one loop "
+                        "(bench/README.md, 'Several network loops')", wanted)
     return wanted

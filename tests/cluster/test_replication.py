@@ -135,18 +135,18 @@ def test_acks_all_survives_a_sigkilled_leader(cluster) -> None:
 
 def test_acks_all_survives_a_sigkilled_leader_with_two_network_loops_per_node(tmp_path: Path) -> None:
     """`num.network.threads` given: a cluster node serves clients on that many loops (one when
-    it is not given), and replication holds with Produce answered on the extra loops."""
+    it is not given), and replication holds with connections on either loop."""
     with running_cluster(tmp_path, {"num.network.threads": "2"}) as cluster:
         for node in cluster.nodes.values():
             assert "(2 network loops)" in node.log_text()
         acks_all_survives_a_sigkilled_leader(cluster)
-        assert "(2 network loops)" in cluster.nodes[1].log_text()
+        restarted = [n for n in cluster.nodes.values() if n.log_text().count("(2 network loops)") == 2]
+        assert len(restarted) == 1, "the killed leader came back on two loops too"
 
 
 def test_a_cluster_node_serves_on_one_loop_unless_num_network_threads_is_given(cluster) -> None:
     for node in cluster.nodes.values():
         assert "(1 network loops)" in node.log_text()
-        assert "unless num.network.threads is set" in node.log_text()
 
 
 def acks_all_survives_a_sigkilled_leader(cluster: Cluster) -> None:
