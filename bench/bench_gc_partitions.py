@@ -7,20 +7,26 @@ long-lived objects again; its log says when it did),
 then runs bench/loadgen.rs at `--rate` records/s of 100 B for `--seconds`, `--rounds` times.
 Prints per round the generator's latency, the broker's own Produce time and its GC pauses by
 generation (`fastlog_request_total_seconds`, `fastlog_gc_pause_seconds`, read from /metrics
-around the round; a pause is given as its histogram bucket's upper bound).
+around the round; a pause is given as its histogram bucket's upper bound). With
+`--scrape-every S`, the rounds alternate: one without scrapes, one with a scrape of /metrics
+every S seconds (its duration printed), as Prometheus would.
 
-    python bench/bench_gc_partitions.py [--topics 100] [--partitions 100] [--settle 40]
+    python bench/bench_gc_partitions.py [--topics 100] [--partitions 100] [--settle 40] [--scrape-every 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,6 +41,7 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--scrape-every", type=float, default=0, help="seconds between scrapes of /metrics in every other round (0: none)")
     args = parser.parse_args()
     notes: list[str] = []
     loadgen = find_loadgen("", notes) or sys.exit(f"{notes[0]} ({LOADGEN})")
@@ -57,9 +64,14 @@ def main() -> None:
             future.result(300)
         time.sleep(args.settle)
         for round_ in range(1, args.rounds + 1):
+            scraping = args.scrape_every > 0 and round_ % 2 == 0
             before = histograms(metrics_port)
-            run = run_loadgen(loadgen, f"127.0.0.1:{port}", "latency", 6, args.rate, args.seconds, 100, None)
+            with scrapes(metrics_port, args.scrape_every if scraping else 0) as took:
+                run = run_loadgen(loadgen, f"127.0.0.1:{port}", "latency", 6, args.rate, args.seconds, 100, None)
             after = histograms(metrics_port)
+            if scraping:
+                print(f"round {round_}: {len(took)} scrapes of /metrics during it, each "
+                      f"{min(took) * 1000:.0f}-{max(took) * 1000:.0f} ms" if took else f"round {round_}: no scrape finished", flush=True)
             own = [histogram_delta_percentile(before, after, ("fastlog_request_total_seconds", "Produce"), p)[0] * 1000 for p in (99, 99.9, 100)]
             gcs = [histogram_delta_percentile(before, after, ("fastlog_gc_pause_seconds", g), 100) for g in "012"]
             print(f"round {round_}: {args.topics * args.partitions:,} partitions, {args.rate:,}/s: client p99 {run['p99_ms']} ms, "
@@ -76,6 +88,30 @@ def main() -> None:
             broker.kill()
         shutil.rmtree(data, ignore_errors=True)
         log_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def scrapes(metrics_port: int, every: float) -> Iterator[list[float]]:
+    """Scrapes /metrics every `every` seconds (none when 0) from a thread while the block runs;
+    gives the list of scrape durations, filled in as they end."""
+    took: list[float] = []
+    stop = threading.Event()
+
+    def scrape() -> None:
+        while not stop.wait(every):
+            started = time.perf_counter()
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).read()
+            took.append(time.perf_counter() - started)
+
+    scraper = threading.Thread(target=scrape, daemon=True) if every > 0 else None
+    if scraper:
+        scraper.start()
+    try:
+        yield took
+    finally:
+        stop.set()
+        if scraper:
+            scraper.join(60)
 
 
 if __name__ == "__main__":

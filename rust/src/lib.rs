@@ -18,6 +18,7 @@ pub mod producer_state;
 pub mod txn_index;
 pub mod cleaner;
 pub mod produce;
+pub mod partition_metrics;
 pub mod quorum;
 pub mod schema_ids;
 pub mod wire;

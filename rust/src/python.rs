@@ -16,6 +16,7 @@ use crate::checkpoint;
 use crate::error::CoreError;
 use crate::files;
 use crate::log::{LogConfig, PartitionLog};
+use crate::partition_metrics;
 use crate::produce;
 use crate::quorum::Quorum;
 
@@ -576,6 +577,33 @@ impl PartitionTable {
 
     fn remove_topic(&self, topic: &str) {
         self.topics.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
+    }
+
+    /// The per-partition gauges of `/metrics` in Prometheus' text format, read and written
+    /// with the GIL released: topics by name, partitions in order, closed logs left out.
+    fn metrics_text<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let text = py.detach(|| {
+            let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+            let mut names: Vec<&String> = topics.keys().collect();
+            names.sort();
+            let mut rows = Vec::new();
+            for name in names {
+                for (index, log) in topics[name].iter().enumerate() {
+                    let guard = log.get().inner.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(log) = guard.as_ref() {
+                        rows.push((name.as_str(), index, partition_metrics::PartitionGauges {
+                            size_bytes: log.size_bytes(),
+                            log_end_offset: log.log_end_offset(),
+                            high_watermark: log.high_watermark,
+                            log_start_offset: log.log_start_offset,
+                            segments: log.segment_count(),
+                        }));
+                    }
+                }
+            }
+            partition_metrics::render(&rows)
+        });
+        PyBytes::new(py, text.as_bytes())
     }
 
     /// Handles a Produce request frame (without its size prefix) of a version in `versions`:

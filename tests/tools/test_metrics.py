@@ -184,3 +184,37 @@ def test_fsync_latency_of_scheduled_flushes(broker, unique_topic) -> None:
         assert time.monotonic() < deadline, "no flush observed"
         time.sleep(0.1)
     assert value(scrape(broker.metrics_url), "fastlog_fsync_duration_seconds_sum") > 0
+
+
+def test_partition_gauges_from_the_rust_core_parse_as_prometheus_text_and_follow_topics(broker, unique_topic) -> None:
+    """The five per-partition gauges are written by the Rust core, after prometheus_client's
+    families: the whole page still parses with Prometheus' own text parser, each family once,
+    and a deleted topic's partitions leave it."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+    from prometheus_client.parser import text_string_to_metric_families
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(unique_topic, 3, 1)])[unique_topic].result(10)
+    producer = Producer({"bootstrap.servers": broker.bootstrap})
+    producer.produce(unique_topic, b"v", partition=2)
+    assert producer.flush(10) == 0
+
+    def families() -> dict:
+        with urllib.request.urlopen(broker.metrics_url, timeout=10) as response:
+            parsed = list(text_string_to_metric_families(response.read().decode()))
+        names = [f.name for f in parsed]
+        assert len(names) == len(set(names)), "each family once"
+        return {f.name: f for f in parsed}
+
+    def of_topic(family) -> dict[str, float]:
+        return {s.labels["partition"]: s.value for s in family.samples if s.labels["topic"] == unique_topic}
+
+    page = families()
+    for name in ("fastlog_partition_log_size_bytes", "fastlog_partition_log_end_offset", "fastlog_partition_high_watermark",
+                 "fastlog_partition_log_start_offset", "fastlog_partition_segments"):
+        assert page[name].type == "gauge", name
+        assert set(of_topic(page[name])) == {"0", "1", "2"}, name
+    assert of_topic(page["fastlog_partition_log_end_offset"]) == {"0": 0, "1": 0, "2": 1}
+    assert of_topic(page["fastlog_partition_segments"]) == {"0": 1, "1": 1, "2": 1}
+    admin.delete_topics([unique_topic])[unique_topic].result(10)
+    assert of_topic(families()["fastlog_partition_log_end_offset"]) == {}
