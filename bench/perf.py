@@ -248,7 +248,9 @@ def _raw_fetch(bootstrap: str, topic: str, partitions: int, result: "mp.Queue") 
     """The broker's fetch path without a client library: Fetch v11 requests for every partition
     (8 MiB each, 50 MiB per response) from offset 0 to the high watermarks. Each response is
     received into one reused buffer and decoded with fastlog's codec (records stay a zero-copy
-    view); only batch headers are read, to find the next offset. Puts (records, bytes, seconds)."""
+    view); only batch headers are read, to find the next offset. Puts (records, bytes, seconds,
+    and the clock's start and end: perf_counter is the system's monotonic clock, one for every
+    process)."""
     import struct
 
     from fastlog import protocol
@@ -297,16 +299,16 @@ def _raw_fetch(bootstrap: str, topic: str, partitions: int, result: "mp.Queue") 
                 offsets[data.partition_index] = base + last_delta + 1
                 position += 12 + length
             total += position
-    elapsed = time.perf_counter() - start
+    end = time.perf_counter()
     sock.close()
-    result.put((sum(offsets.values()), total, elapsed))
+    result.put((sum(offsets.values()), total, end - start, start, end))
 
 
 def warm_raw_fetch(bootstrap: str, topic: str, readers: int) -> tuple[int, int, float]:
-    """`readers` processes of `_raw_fetch` at once, each reading all of `topic`: (records, bytes,
-    seconds until the last one finished), summed over them."""
+    """`readers` processes of `_raw_fetch` at once, each reading all of `topic`: records and bytes
+    summed over them, and the seconds from the first one's start to the last one's end."""
     results = in_children(readers, _raw_fetch, bootstrap, topic, PARTITIONS)
-    return sum(r[0] for r in results), sum(r[1] for r in results), max(r[2] for r in results)
+    return sum(r[0] for r in results), sum(r[1] for r in results), max(r[4] for r in results) - min(r[3] for r in results)
 
 
 def _latency(bootstrap: str, topic: str, rate: int, seconds: float, size: int, linger_ms: int, partitions: int, result: "mp.Queue") -> None:
@@ -792,6 +794,11 @@ def main() -> None:
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="a broker config for every broker started (num.network.threads=1, say; a scenario's own setting of the key wins); repeatable")
     args = parser.parse_args()
+    if args.consumers < 1 or args.producers < 1:
+        parser.error("--producers and --consumers take 1 or more")
+    # A time limit's SIGTERM (bench/device.sh) ends the run through its cleanup: brokers
+    # stopped, the data dir removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.quick:
         args.seconds, args.records_100b, args.records_1kb = 2, 300_000, 100_000
         args.disk_bytes, args.scale_partitions, args.idle_connections = 128 << 20, 500, 100
