@@ -570,25 +570,32 @@ impl PartitionTable {
         *self.elsewhere.write().unwrap_or_else(|p| p.into_inner()) = topics;
     }
 
-    /// Sets (or replaces) the logs of `topic`'s partitions, in partition order.
-    fn set_topic(&self, topic: String, logs: Vec<Py<Log>>) {
-        self.topics.write().unwrap_or_else(|p| p.into_inner()).insert(topic, logs);
+    /// Sets (or replaces) the logs of `topic`'s partitions, in partition order. The lock is
+    /// waited for without the GIL: a reader may hold it through an fsync.
+    fn set_topic(&self, py: Python<'_>, topic: String, logs: Vec<Py<Log>>) {
+        let replaced = py.detach(|| self.topics.write().unwrap_or_else(|p| p.into_inner()).insert(topic, logs));
+        drop(replaced); // with the GIL again
     }
 
-    fn remove_topic(&self, topic: &str) {
-        self.topics.write().unwrap_or_else(|p| p.into_inner()).remove(topic);
+    fn remove_topic(&self, py: Python<'_>, topic: &str) {
+        let removed = py.detach(|| self.topics.write().unwrap_or_else(|p| p.into_inner()).remove(topic));
+        drop(removed);
     }
 
-    /// The per-partition gauges of `/metrics` in Prometheus' text format, read and written
-    /// with the GIL released: topics by name, partitions in order, closed logs left out.
+    /// The per-partition gauges of `/metrics` in Prometheus' text format: topics by name,
+    /// partitions in order, closed logs left out. The logs are read and the text written with
+    /// the GIL released and the table unlocked, so a log busy with an fsync or a cleaner pass
+    /// delays the scrape and nothing else.
     fn metrics_text<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let text = py.detach(|| {
+        let mut logs: Vec<(String, Vec<Py<Log>>)> = {
             let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-            let mut names: Vec<&String> = topics.keys().collect();
-            names.sort();
+            topics.iter().map(|(name, logs)| (name.clone(), logs.iter().map(|log| log.clone_ref(py)).collect())).collect()
+        };
+        logs.sort_by(|a, b| a.0.cmp(&b.0));
+        let text = py.detach(|| {
             let mut rows = Vec::new();
-            for name in names {
-                for (index, log) in topics[name].iter().enumerate() {
+            for (name, partitions) in &logs {
+                for (index, log) in partitions.iter().enumerate() {
                     let guard = log.get().inner.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(log) = guard.as_ref() {
                         rows.push((name.as_str(), index, partition_metrics::PartitionGauges {
@@ -603,6 +610,7 @@ impl PartitionTable {
             }
             partition_metrics::render(&rows)
         });
+        drop(logs);
         PyBytes::new(py, text.as_bytes())
     }
 
