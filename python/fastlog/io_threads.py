@@ -2,8 +2,9 @@
 
 In Kafka, `num.io.threads` request handler threads do a request's disk work. Here the loops
 never wait on the disk themselves: the fsync that `flush.messages` asks for, a group's or a
-transaction's flushed records, a topic's files created, deleted or reconfigured, records
-deleted (DeleteRecords) run on Trio worker threads. At most `num.io.threads` of them run at
+transaction's flushed records, a topic's files created, deleted or reconfigured by a request
+(a cluster node applies the metadata's topic changes on Trio's own worker threads, as Kafka's
+metadata loader does), records deleted (DeleteRecords) run on Trio worker threads. At most `num.io.threads` of them run at
 once across every network loop of the broker, and each loop starts at most that many threads
 for them: work past the bound waits on its loop (without blocking it) for a thread, then in the
 thread for a broker-wide slot. Replication (followers' appends and truncations, Kafka's replica

@@ -225,7 +225,7 @@ class ClusterTopics:
         logs.table.set_hosted_elsewhere(others)  # the Rust Produce path answers NOT_LEADER_OR_FOLLOWER
         for topic in list(logs.topics.values()):
             if topic.id in self.image.deleted_topics:
-                await self.broker.io_threads.run(logs.delete_topic_files, logs.unregister_topic(topic.name))
+                await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(topic.name))
         for wanted in mine:
             if wanted.name in self.image.topics:
                 try:
@@ -250,13 +250,13 @@ class ClusterTopics:
             try:
                 if not any(held):
                     log.info("topic %s has no replica here any more: its logs are deleted", local.name)
-                    await self.broker.io_threads.run(logs.delete_topic_files, logs.unregister_topic(local.name))
+                    await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(local.name))
                     continue
                 for partition in local.partitions:
                     index = partition.index
                     if index < len(held) and not held[index] and partition.log.log_end_offset > 0:
                         log.info("%s-%d is no longer a replica here: its log is emptied", local.name, index)
-                        await self.broker.io_threads.run(partition.log.restart_at, 0)
+                        await trio.to_thread.run_sync(partition.log.restart_at, 0)
             except Exception:
                 log.exception("could not remove the replicas of %s moved away from this broker", local.name)
                 complete = False
@@ -274,12 +274,12 @@ class ClusterTopics:
                     wanted.name, local.id, wanted.id,
                 )
                 return
-            await self.broker.io_threads.run(logs.delete_topic_files, logs.unregister_topic(local.name))
+            await trio.to_thread.run_sync(logs.delete_topic_files, logs.unregister_topic(local.name))
             local = None
         if local is None:
-            await self.broker.io_threads.run(logs.create_topic, wanted.name, wanted.partitions, configs, wanted.id)
+            await trio.to_thread.run_sync(logs.create_topic, wanted.name, wanted.partitions, configs, wanted.id)
             return
         if len(local.partitions) < wanted.partitions:
-            await self.broker.io_threads.run(logs.add_partitions, wanted.name, wanted.partitions)
+            await trio.to_thread.run_sync(logs.add_partitions, wanted.name, wanted.partitions)
         if local.configs != configs:
-            await self.broker.io_threads.run(logs.set_topic_configs, wanted.name, configs)
+            await trio.to_thread.run_sync(logs.set_topic_configs, wanted.name, configs)
