@@ -53,6 +53,7 @@ step() {
     echo "== $name: perf.py $* (limit ${limit} s)"
     timeout --kill-after=5 "$limit" "$PYTHON" bench/perf.py $QUICK "$@" 2>&1 | tee "$OUT/$name.log"
     status=${PIPESTATUS[0]}
+    rm -rf "${TMPDIR:-/tmp}"/fastlog-perf-*  # what a step killed in its cleanup left behind
     echo "== $name: exit $status"
     [ "$status" = 0 ] || FAILED=$((FAILED + 1))
 }

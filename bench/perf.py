@@ -244,11 +244,12 @@ def kcat_consume(bootstrap: str, topic: str, partitions: Optional[list[int]] = N
     return records, time.perf_counter() - start
 
 
-def _raw_fetch(bootstrap: str, topic: str, partitions: int, result: "mp.Queue") -> None:
+def _raw_fetch(bootstrap: str, topic: str, partitions: int, start_together: Any, result: "mp.Queue") -> None:
     """The broker's fetch path without a client library: Fetch v11 requests for every partition
     (8 MiB each, 50 MiB per response) from offset 0 to the high watermarks. Each response is
     received into one reused buffer and decoded with fastlog's codec (records stay a zero-copy
-    view); only batch headers are read, to find the next offset. Puts (records, bytes, seconds,
+    view); only batch headers are read, to find the next offset. `start_together`, a barrier
+    or None, lines several readers up before their clocks start. Puts (records, bytes, seconds,
     and the clock's start and end: perf_counter is the system's monotonic clock, one for every
     process)."""
     import struct
@@ -274,6 +275,8 @@ def _raw_fetch(bootstrap: str, topic: str, partitions: int, result: "mp.Queue") 
             got += n
         return view[:size]
 
+    if start_together is not None:
+        start_together.wait(120)
     start = time.perf_counter()
     for correlation_id in itertools.count():
         if ends and all(offsets[p] >= ends[p] for p in offsets):
@@ -307,7 +310,7 @@ def _raw_fetch(bootstrap: str, topic: str, partitions: int, result: "mp.Queue") 
 def warm_raw_fetch(bootstrap: str, topic: str, readers: int) -> tuple[int, int, float]:
     """`readers` processes of `_raw_fetch` at once, each reading all of `topic`: records and bytes
     summed over them, and the seconds from the first one's start to the last one's end."""
-    results = in_children(readers, _raw_fetch, bootstrap, topic, PARTITIONS)
+    results = in_children(readers, _raw_fetch, bootstrap, topic, PARTITIONS, CTX.Barrier(readers))
     return sum(r[0] for r in results), sum(r[1] for r in results), max(r[4] for r in results) - min(r[3] for r in results)
 
 
@@ -770,6 +773,13 @@ def add_security_rows(table: "Table", records: int, connections: int) -> None:
     table.add("security: SCRAM-SHA-256 logins over TLS, one at a time", "", "", "", "", f"{logins:,.0f} connections/s ({1000 / logins:.1f} ms each)")
 
 
+def _exit_on_first_term(*_: Any) -> None:
+    """`timeout` signals perf.py and then its whole process group: the second SIGTERM must not
+    cut the cleanup the first one started."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(143)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default=None, help="parent of the temp data dir (the disk measured)")
@@ -798,7 +808,7 @@ def main() -> None:
         parser.error("--producers and --consumers take 1 or more")
     # A time limit's SIGTERM (bench/device.sh) ends the run through its cleanup: brokers
     # stopped, the data dir removed.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, _exit_on_first_term)
     if args.quick:
         args.seconds, args.records_100b, args.records_1kb = 2, 300_000, 100_000
         args.disk_bytes, args.scale_partitions, args.idle_connections = 128 << 20, 500, 100
@@ -924,7 +934,7 @@ def main() -> None:
                     ("confluent-kafka Python consumer, 1 process",
                      lambda b: (lambda r: (r[0], r[2], r[1]))(in_child(_consume, b.bootstrap, "acks1-1000", PARTITIONS, args.records_1kb))),
                     ("raw Fetch requests (no client library: the broker's fetch path)",
-                     lambda b: (lambda r: (r[0], r[2], r[1]))(in_child(_raw_fetch, b.bootstrap, "acks1-1000", PARTITIONS))),
+                     lambda b: (lambda r: (r[0], r[2], r[1]))(in_child(_raw_fetch, b.bootstrap, "acks1-1000", PARTITIONS, None))),
                 )
                 for label, consume in consumers:
                     broker.stop()
