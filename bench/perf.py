@@ -249,9 +249,8 @@ def _raw_fetch(bootstrap: str, topic: str, partitions: int, start_together: Any,
     (8 MiB each, 50 MiB per response) from offset 0 to the high watermarks. Each response is
     received into one reused buffer and decoded with fastlog's codec (records stay a zero-copy
     view); only batch headers are read, to find the next offset. `start_together`, a barrier
-    or None, lines several readers up before their clocks start. Puts (records, bytes, seconds,
-    and the clock's start and end: perf_counter is the system's monotonic clock, one for every
-    process)."""
+    or None, lines several readers up before their clocks start. Puts (records, bytes, and the
+    clock's start and end: perf_counter is the system's monotonic clock, one for every process)."""
     import struct
 
     from fastlog import protocol
@@ -304,14 +303,14 @@ def _raw_fetch(bootstrap: str, topic: str, partitions: int, start_together: Any,
             total += position
     end = time.perf_counter()
     sock.close()
-    result.put((sum(offsets.values()), total, end - start, start, end))
+    result.put((sum(offsets.values()), total, start, end))
 
 
 def warm_raw_fetch(bootstrap: str, topic: str, readers: int) -> tuple[int, int, float]:
     """`readers` processes of `_raw_fetch` at once, each reading all of `topic`: records and bytes
     summed over them, and the seconds from the first one's start to the last one's end."""
     results = in_children(readers, _raw_fetch, bootstrap, topic, PARTITIONS, CTX.Barrier(readers))
-    return sum(r[0] for r in results), sum(r[1] for r in results), max(r[4] for r in results) - min(r[3] for r in results)
+    return sum(r[0] for r in results), sum(r[1] for r in results), max(r[3] for r in results) - min(r[2] for r in results)
 
 
 def _latency(bootstrap: str, topic: str, rate: int, seconds: float, size: int, linger_ms: int, partitions: int, result: "mp.Queue") -> None:
@@ -934,7 +933,7 @@ def main() -> None:
                     ("confluent-kafka Python consumer, 1 process",
                      lambda b: (lambda r: (r[0], r[2], r[1]))(in_child(_consume, b.bootstrap, "acks1-1000", PARTITIONS, args.records_1kb))),
                     ("raw Fetch requests (no client library: the broker's fetch path)",
-                     lambda b: (lambda r: (r[0], r[2], r[1]))(in_child(_raw_fetch, b.bootstrap, "acks1-1000", PARTITIONS, None))),
+                     lambda b: (lambda r: (r[0], r[3] - r[2], r[1]))(in_child(_raw_fetch, b.bootstrap, "acks1-1000", PARTITIONS, None))),
                 )
                 for label, consume in consumers:
                     broker.stop()

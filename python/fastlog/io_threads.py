@@ -4,10 +4,10 @@ In Kafka, `num.io.threads` request handler threads do a request's disk work. Her
 never wait on the disk themselves: the fsync that `flush.messages` asks for, a group's or a
 transaction's flushed records, a topic's files created, deleted or reconfigured by a request
 (a cluster node applies the metadata's topic changes on Trio's own worker threads, as Kafka's
-metadata loader does), records deleted (DeleteRecords) run on Trio worker threads. At most `num.io.threads` of them run at
-once across every network loop of the broker, and each loop starts at most that many threads
-for them: work past the bound waits on its loop (without blocking it) for a thread, then in the
-thread for a broker-wide slot. Replication (followers' appends and truncations, Kafka's replica
+metadata loader does), records deleted (DeleteRecords) run on Trio worker threads. At most
+`num.io.threads` of them run at once across every network loop of the broker, and each loop
+starts at most that many threads for them: work past the bound waits on its loop (without
+blocking it) for a thread, then in the thread for a broker-wide slot. Replication (followers' appends and truncations, Kafka's replica
 fetcher threads), TLS reads of log files (Kafka's network threads) and background work
 (retention, `flush.ms`, checkpoints) keep their own worker threads and never queue behind it.
 """

@@ -180,6 +180,11 @@ class NetworkLoop:
         return result.unwrap()
 
 
+def gil_enabled() -> bool:
+    """Whether this interpreter runs with the GIL (always, before CPython 3.13)."""
+    return getattr(sys, "_is_gil_enabled", lambda: True)()
+
+
 def network_threads(broker: "Broker") -> int:
     """How many loops serve clients: `num.network.threads`. A cluster node takes one unless the
     setting is given (file, environment or override), since on a GIL build more cost latency:
@@ -195,7 +200,7 @@ def network_threads(broker: "Broker") -> int:
         if "num.network.threads" not in broker.config.explicit:
             log.info("a cluster node serves clients on one loop unless num.network.threads is set (%d would be the default)", wanted)
             return 1
-        if getattr(sys, "_is_gil_enabled", lambda: True)():  # Kafka's sample server.properties sets 3
+        if gil_enabled():  # Kafka's sample server.properties sets 3
             log.warning("num.network.threads=%d on a cluster node: with the GIL, acks=all latency is lower on one loop "
                         "(bench/README.md, 'Several network loops')", wanted)
     return wanted

@@ -588,7 +588,15 @@ impl PartitionTable {
     /// delays the scrape and nothing else.
     fn metrics_text<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         let mut logs: Vec<(String, Vec<Py<Log>>)> = {
-            let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+            // Never waited for with the GIL held: a writer queued behind an fsync would stop
+            // every loop's Python until that fsync ends.
+            let topics = loop {
+                match self.topics.try_read() {
+                    Ok(topics) => break topics,
+                    Err(TryLockError::Poisoned(p)) => break p.into_inner(),
+                    Err(TryLockError::WouldBlock) => py.detach(|| std::thread::sleep(std::time::Duration::from_micros(200))),
+                }
+            };
             topics.iter().map(|(name, logs)| (name.clone(), logs.iter().map(|log| log.clone_ref(py)).collect())).collect()
         };
         logs.sort_by(|a, b| a.0.cmp(&b.0));

@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fastlog.network_loops import gil_enabled
 from tests.cluster.helpers import Cluster, running_cluster, wait_for
 
 TIMEOUT = 20
@@ -139,7 +140,7 @@ def test_acks_all_survives_a_sigkilled_leader_with_two_network_loops_per_node(tm
     with running_cluster(tmp_path, {"num.network.threads": "2"}) as cluster:
         for node in cluster.nodes.values():
             assert "(2 network loops)" in node.log_text()
-            if getattr(sys, "_is_gil_enabled", lambda: True)():
+            if gil_enabled():
                 assert "num.network.threads=2 on a cluster node" in node.log_text()  # what it costs there
         acks_all_survives_a_sigkilled_leader(cluster)
         restarted = [n for n in cluster.nodes.values() if n.log_text().count("(2 network loops)") == 2]
