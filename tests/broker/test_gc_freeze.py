@@ -1,5 +1,5 @@
 """The broker keeps the objects of open partitions frozen (out of the garbage collector's
-sight) when topics come and go at run time: `refreeze_if_moved`, on this process's collector."""
+sight) when topics come and go at run time: `Refreezer`, on this process's collector."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import weakref
 
 from pathlib import Path
 
-from fastlog.broker import refreeze_if_moved
+from fastlog.broker import Refreezer
 from fastlog.config import BrokerConfig
 from fastlog.log_manager import LogManager
 
@@ -28,10 +28,12 @@ def test_partitions_opened_at_run_time_are_frozen_once_their_count_has_moved_far
     try:
         gc.freeze()
         held = [Held() for _ in range(50)]
-        assert refreeze_if_moved(1000, 1050) == 1000, "5 % more partitions: not worth a refreeze"
-        assert refreeze_if_moved(10, 90) == 10, "fewer than 100 opened: not worth one either"
+        assert not Refreezer(1000).check(1050), "5 % more partitions: not worth a refreeze"
+        assert not Refreezer(10).check(90), "fewer than 100 opened: not worth one either"
         assert tracked(Held) == 50
-        assert refreeze_if_moved(1000, 1150) == 1150
+        refreezer = Refreezer(1000)
+        assert refreezer.check(1150)
+        assert refreezer.frozen_at == 1150
         assert tracked(Held) == 0, "frozen: full collections no longer walk them"
         del held
     finally:
@@ -42,12 +44,38 @@ def test_a_refreeze_after_topics_are_deleted_collects_what_they_left() -> None:
     try:
         gone = Held()
         alive = weakref.ref(gone)
-        assert refreeze_if_moved(0, 200) == 200
+        refreezer = Refreezer(0)
+        assert refreezer.check(200)
         del gone  # a deleted topic's objects, frozen while it was open
         gc.collect()
         assert alive() is not None, "frozen garbage is out of the collector's sight"
-        assert refreeze_if_moved(200, 50) == 50, "150 partitions closed: refrozen"
+        assert refreezer.check(50), "150 partitions closed: refrozen"
         assert alive() is None, "unfrozen first, so collected"
+    finally:
+        gc.unfreeze()
+
+
+def test_a_refreeze_after_topics_are_created_walks_only_what_is_new_until_the_frozen_have_doubled() -> None:
+    try:
+        gc.collect()
+        gc.freeze()
+        at_start = gc.get_freeze_count()
+        gone = Held()
+        alive = weakref.ref(gone)
+        refreezer = Refreezer(1000)
+        assert refreezer.check(1100)
+        del gone  # say, a connection open at that refreeze and closed since
+        assert refreezer.check(1210)
+        assert alive() is not None, "partitions were added: the frozen were not walked again"
+        assert gc.get_freeze_count() < 2 * at_start
+        grown = [Held() for _ in range(at_start)]  # as many new long-lived objects as were frozen
+        assert refreezer.check(1331)
+        assert alive() is not None
+        assert gc.get_freeze_count() >= 2 * at_start
+        assert refreezer.check(1500)
+        assert alive() is None, "the frozen had doubled: a full walk collected what died meanwhile"
+        assert tracked(Held) == 0, "and what is new is frozen"
+        del grown
     finally:
         gc.unfreeze()
 
