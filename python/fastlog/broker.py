@@ -28,7 +28,7 @@ from fastlog.security.acls import authorizer_for
 from fastlog.security.client_side import ClientSecurity, inter_broker_security
 from fastlog.security.scram import scram_store
 from fastlog.security.tls import ListenerTls, QuorumTls
-from fastlog.network_loops import NetworkLoop, network_threads
+from fastlog.network_loops import NetworkLoop, gil_enabled, network_threads
 from fastlog.quotas import ConnectionRates, QuotaManager
 from fastlog.server import Connection, ConnectionSlots, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
@@ -269,9 +269,9 @@ class Broker:
                     accepting.start_soon(serve_listener, self, listener, named, connections)
                 host, port = self.advertised_address()
                 log.info(
-                    "listening on %s (%d network loops), data in %s, advertised as %s:%d",
+                    "listening on %s (%d network loops%s), data in %s, advertised as %s:%d",
                     ", ".join(f"{l.name} ({l.protocol}) {h}:{p}" for l, (h, p) in zip(self.config.client_listeners, self.bound)),
-                    1 + len(self.network_loops), self.logs.data_dir, host, port,
+                    1 + len(self.network_loops), "" if gil_enabled() else ", GIL off", self.logs.data_dir, host, port,
                 )
                 freeze_startup_objects()
                 assert self._background is not None

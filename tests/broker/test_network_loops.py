@@ -6,6 +6,7 @@ loop stops gracefully; `num.network.threads=1` serves on one loop as before."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -19,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from fastlog import protocol
 from fastlog.records import Record, encode_batch
 from tests.broker.wire import WireClient
-from tests.conftest import BrokerProcess, free_port
+from tests.conftest import BROKER_PYTHON, BrokerProcess, free_port
 
 LOOPS = 4
 TIMEOUT = 20
@@ -192,6 +193,17 @@ def test_one_network_thread_serves_on_the_brokers_own_loop(tmp_path: Path) -> No
             client.close()
     finally:
         broker.stop()
+
+
+def test_the_broker_says_when_its_loops_run_without_the_gil(broker) -> None:
+    """On a free-threaded CPython (FASTLOG_TEST_BROKER_PYTHON, as scripts/test runs these tests a
+    second time) the loops' Python runs in parallel only if nothing loaded turned the GIL back on:
+    the broker's start-up line says which, and it matches what its interpreter reports with
+    fastlog's modules loaded."""
+    probe = "import sys, fastlog.broker, fastlog.cli; print(getattr(sys, '_is_gil_enabled', lambda: True)())"
+    gil = subprocess.run([BROKER_PYTHON, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert gil in ("True", "False")
+    assert (f"({LOOPS} network loops, GIL off)" in broker.log_text()) == (gil == "False")
 
 
 def test_a_fetch_does_not_park_when_an_append_came_between_its_read_and_its_wait() -> None:

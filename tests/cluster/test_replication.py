@@ -21,7 +21,6 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from fastlog.network_loops import gil_enabled
 from tests.cluster.helpers import Cluster, running_cluster, wait_for
 
 TIMEOUT = 20
@@ -139,17 +138,17 @@ def test_acks_all_survives_a_sigkilled_leader_with_two_network_loops_per_node(tm
     it is not given), and replication holds with connections on either loop."""
     with running_cluster(tmp_path, {"num.network.threads": "2"}) as cluster:
         for node in cluster.nodes.values():
-            assert "(2 network loops)" in node.log_text()
-            if gil_enabled():
+            assert "(2 network loops" in node.log_text()
+            if "GIL off" not in node.log_text():  # the node's interpreter, which may not be this one
                 assert "num.network.threads=2 on a cluster node" in node.log_text()  # what it costs there
         acks_all_survives_a_sigkilled_leader(cluster)
-        restarted = [n for n in cluster.nodes.values() if n.log_text().count("(2 network loops)") == 2]
+        restarted = [n for n in cluster.nodes.values() if n.log_text().count("(2 network loops") == 2]
         assert len(restarted) == 1, "the killed leader came back on two loops too"
 
 
 def test_a_cluster_node_serves_on_one_loop_unless_num_network_threads_is_given(cluster) -> None:
     for node in cluster.nodes.values():
-        assert "(1 network loops)" in node.log_text()
+        assert "(1 network loops" in node.log_text()
         if (os.cpu_count() or 1) > 1:  # the default would be more than one
             assert "unless num.network.threads is set" in node.log_text()
 

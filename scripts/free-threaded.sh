@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Prepares a free-threaded CPython 3.13 (python3.13t) with fastlog installed, for the test
+# brokers that scripts/test runs on it (FASTLOG_TEST_BROKER_PYTHON). Prints the interpreter's path.
+#
+# No registry this project may use ships a free-threaded CPython, so it is built once from
+# Debian's own source of CPython 3.13 (trixie's python3.13, checked against its sha256) into
+# .cache/python3.13t. On 3.13t, cramjam has no wheel and its newest releases do not build,
+# so 2.11.0 is built from source; cryptography (cffi) does not install, so fastlog goes in with
+# --no-deps beside its other dependencies (the brokers tested on it use no PKCS12 keystores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VERSION=3.13.5
+SOURCE_URL="http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_${VERSION}.orig.tar.xz"
+SOURCE_SHA256=93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640
+PREFIX="$PWD/.cache/python3.13t"
+PY="$PREFIX/bin/python3.13t"
+DEPENDENCIES=(trio outcome prometheus_client xxhash hypercorn starlette avro jsonschema protobuf
+              proto-schema-parser pyjwt cramjam==2.11.0)
+
+build_python() {
+  # A compiler, the headers CPython's ssl, zlib and ctypes modules need (trio imports ssl; pip
+  # needs zlib), and what fetches and unpacks the source.
+  local packages=(build-essential libssl-dev zlib1g-dev libffi-dev curl xz-utils)
+  if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
+    as_root=""
+    [ "$(id -u)" = 0 ] || as_root="sudo"
+    $as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq "${packages[@]}" >/dev/null
+  fi
+  local work
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' RETURN
+  curl -fsSL -o "$work/python.tar.xz" "$SOURCE_URL"
+  echo "$SOURCE_SHA256  $work/python.tar.xz" | sha256sum -c --quiet
+  tar -xJf "$work/python.tar.xz" -C "$work"
+  if ! (
+    cd "$work/Python-$VERSION"
+    ./configure --disable-gil --prefix="$PREFIX" --with-ensurepip=install
+    make -j"$(nproc)"
+    make altinstall
+  ) >"$work/build.log" 2>&1; then
+    tail -n 40 "$work/build.log"
+    rm -rf "$PREFIX"
+    return 1
+  fi
+}
+
+if [ ! -x "$PY" ]; then
+  build_python >&2
+fi
+"$PY" -c 'import sys; assert not sys._is_gil_enabled(), "not a free-threaded build"'
+
+# --prefer-binary: the newest releases of some (rpds-py, under jsonschema) build with a PyO3 that
+# no longer supports 3.13t, while earlier ones have wheels for it.
+"$PY" -m pip install -q --disable-pip-version-check --prefer-binary "${DEPENDENCIES[@]}" >&2
+# Editable, as for the interpreter that runs the tests, so the brokers run the working tree: the
+# build for this interpreter (abi3 does not load on free-threaded builds) sits beside the other
+# in python/fastlog as _core.cpython-313t-*.so, in the one target/.
+"$PY" -m pip install -q --disable-pip-version-check --no-deps -e . >&2
+"$PY" -c 'import sys, fastlog._core; assert not sys._is_gil_enabled(), "fastlog._core turned the GIL on"'
+echo "$PY"
