@@ -206,7 +206,22 @@ struct Log {
 
 impl Log {
     fn lock(&self) -> PyResult<MutexGuardLog<'_>> {
-        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        self.open(self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+    /// The log, locked, for a caller that stays attached to the interpreter (a getter): taken at
+    /// once when free, else waited for detached. Whoever holds it may be in an fsync, a segment
+    /// roll or a cleaner pass, and a wait with the GIL held (or, on a free-threaded build,
+    /// attached, which holds up every stop-the-world pause) would stop every thread's Python.
+    fn lock_attached(&self, py: Python<'_>) -> PyResult<MutexGuardLog<'_>> {
+        loop {
+            match self.inner.try_lock() {
+                Ok(guard) => return self.open(guard),
+                Err(TryLockError::Poisoned(p)) => return self.open(p.into_inner()),
+                Err(TryLockError::WouldBlock) => py.detach(|| drop(self.inner.lock())),
+            }
+        }
+    }
+    fn open<'a>(&self, guard: MutexGuard<'a, Option<PartitionLog>>) -> PyResult<MutexGuardLog<'a>> {
         if guard.is_none() {
             return Err(LogIOError::new_err(format!("log {} is closed", self.path.display())));
         }
@@ -256,24 +271,24 @@ impl Log {
     /// The last stable offset: the first offset of the oldest open transaction, at most the
     /// high watermark (read_committed consumers see nothing from there).
     #[getter]
-    fn last_stable_offset(&self) -> PyResult<i64> {
-        Ok(self.lock()?.0.as_ref().unwrap().last_stable_offset())
+    fn last_stable_offset(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().last_stable_offset())
     }
 
     /// Aborted transactions whose records may lie in [fetch_offset, upper): [(producer id, first offset)].
-    fn aborted_transactions(&self, fetch_offset: i64, upper: i64) -> PyResult<Vec<(i64, i64)>> {
-        Ok(self.lock()?.0.as_ref().unwrap().aborted_transactions(fetch_offset, upper))
+    fn aborted_transactions(&self, py: Python<'_>, fetch_offset: i64, upper: i64) -> PyResult<Vec<(i64, i64)>> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().aborted_transactions(fetch_offset, upper))
     }
 
     /// Open transactions, oldest first: [(producer id, first offset)].
-    fn ongoing_transactions(&self) -> PyResult<Vec<(i64, i64)>> {
-        Ok(self.lock()?.0.as_ref().unwrap().ongoing_transactions())
+    fn ongoing_transactions(&self, py: Python<'_>) -> PyResult<Vec<(i64, i64)>> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().ongoing_transactions())
     }
 
     /// Producers with state here: [(id, epoch, last sequence, last timestamp, coordinator
     /// epoch, first offset of the open transaction or -1)].
-    fn producers(&self) -> PyResult<Vec<(i64, i16, i32, i64, i32, i64)>> {
-        Ok(self.lock()?.0.as_ref().unwrap().producers())
+    fn producers(&self, py: Python<'_>) -> PyResult<Vec<(i64, i16, i32, i64, i32, i64)>> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().producers())
     }
 
     /// Empties the log and starts it at `offset` (a follower behind the leader's log start).
@@ -323,7 +338,7 @@ impl Log {
     /// Checks every batch on disk (length, magic, CRC, offset order) without holding the log
     /// or the GIL while it reads: (offset, why) of the first bad batch, or None.
     fn verify(&self, py: Python<'_>) -> PyResult<Option<(i64, String)>> {
-        let extents = self.lock()?.0.as_ref().unwrap().segment_extents();
+        let extents = self.lock_attached(py)?.0.as_ref().unwrap().segment_extents();
         Ok(py.detach(|| crate::log::verify(&extents))?)
     }
 
@@ -337,50 +352,50 @@ impl Log {
     }
 
     #[getter]
-    fn log_start_offset(&self) -> PyResult<i64> {
-        Ok(self.lock()?.0.as_ref().unwrap().log_start_offset)
+    fn log_start_offset(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().log_start_offset)
     }
     #[getter]
-    fn log_end_offset(&self) -> PyResult<i64> {
-        Ok(self.lock()?.0.as_ref().unwrap().log_end_offset())
+    fn log_end_offset(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().log_end_offset())
     }
     #[getter]
-    fn high_watermark(&self) -> PyResult<i64> {
-        Ok(self.lock()?.0.as_ref().unwrap().high_watermark)
+    fn high_watermark(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().high_watermark)
     }
     #[setter]
-    fn set_high_watermark(&self, value: i64) -> PyResult<()> {
-        let mut guard = self.lock()?;
+    fn set_high_watermark(&self, py: Python<'_>, value: i64) -> PyResult<()> {
+        let mut guard = self.lock_attached(py)?;
         let log = guard.0.as_mut().unwrap();
         log.high_watermark = value.clamp(log.log_start_offset, log.log_end_offset());
         Ok(())
     }
     #[getter]
-    fn recovery_point(&self) -> PyResult<i64> {
-        Ok(self.lock()?.0.as_ref().unwrap().recovery_point)
+    fn recovery_point(&self, py: Python<'_>) -> PyResult<i64> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().recovery_point)
     }
     #[getter]
-    fn size_bytes(&self) -> PyResult<u64> {
-        Ok(self.lock()?.0.as_ref().unwrap().size_bytes())
+    fn size_bytes(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().size_bytes())
     }
     #[getter]
-    fn segment_count(&self) -> PyResult<usize> {
-        Ok(self.lock()?.0.as_ref().unwrap().segment_count())
+    fn segment_count(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().segment_count())
     }
     #[getter]
-    fn latest_epoch(&self) -> PyResult<i32> {
-        Ok(self.lock()?.0.as_ref().unwrap().latest_epoch())
+    fn latest_epoch(&self, py: Python<'_>) -> PyResult<i32> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().latest_epoch())
     }
     /// What opening the log repaired (torn tails, rebuilt indexes), for the log file.
     #[getter]
-    fn repairs(&self) -> PyResult<Vec<String>> {
-        Ok(self.lock()?.0.as_ref().unwrap().repairs.clone())
+    fn repairs(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().repairs.clone())
     }
 
     /// Replaces the Kafka-named settings this log uses (retention, segment size, ...).
-    fn reconfigure(&self, config: &Bound<'_, PyDict>) -> PyResult<()> {
+    fn reconfigure(&self, py: Python<'_>, config: &Bound<'_, PyDict>) -> PyResult<()> {
         let config = log_config(Some(config))?;
-        self.lock()?.0.as_mut().unwrap().config = config;
+        self.lock_attached(py)?.0.as_mut().unwrap().config = config;
         Ok(())
     }
 

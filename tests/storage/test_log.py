@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -232,3 +234,40 @@ def test_a_followers_try_append_keeps_the_leaders_offsets_or_declines(tmp_path: 
     follower.close()
     with pytest.raises(_core.LogIOError, match="is closed"):
         follower.try_append_replica(batch(3, b"d"))
+
+
+def test_a_getter_that_finds_the_log_busy_waits_without_stopping_other_threads(tmp_path: Path) -> None:
+    """The fetch path reads a log's offsets from the network loops. When a long append (or an
+    fsync, or a cleaner pass) holds the log, the getter waits for it with the GIL released:
+    this thread's Python keeps running meanwhile. Waiting with the GIL held stopped it for the
+    rest of the append."""
+    log = _core.Log(tmp_path / "t-0", {"max.message.bytes": 1 << 30, "segment.bytes": 1 << 30})
+    big = batch(0, os.urandom(1 << 20) * 256)  # 256 MiB: the append holds the log for tens of ms
+    measuring, appended = threading.Event(), threading.Event()
+    append_seconds = []
+
+    def append() -> None:
+        started = time.perf_counter()
+        log.append(big)
+        append_seconds.append(time.perf_counter() - started)
+        appended.set()
+
+    def read_offsets() -> None:
+        measuring.wait()
+        while not appended.is_set():
+            assert log.high_watermark == 0
+
+    threads = [threading.Thread(target=append), threading.Thread(target=read_offsets)]
+    for thread in threads:
+        thread.start()
+    longest_gap, last = 0.0, time.perf_counter()
+    measuring.set()
+    while not appended.is_set():
+        now = time.perf_counter()
+        longest_gap, last = max(longest_gap, now - last), now
+    for thread in threads:
+        thread.join()
+    assert log.log_end_offset == 1
+    assert append_seconds[0] > 0.03, "too short to tell"
+    # The GIL's switch interval (5 ms) bounds a fair wait; a wait behind the getter is the append's.
+    assert longest_gap < append_seconds[0] / 2, (longest_gap, append_seconds)
