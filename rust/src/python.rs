@@ -199,7 +199,8 @@ impl FileSlice {
 /// A partition log on disk. Every method releases the GIL while it works.
 #[pyclass(frozen, module = "fastlog._core")]
 struct Log {
-    inner: Mutex<Option<PartitionLog>>,
+    // Shared so that the partition table can let go of its lock before it waits for a log.
+    inner: Arc<Mutex<Option<PartitionLog>>>,
     #[pyo3(get)]
     path: PathBuf,
 }
@@ -245,7 +246,7 @@ impl Log {
     fn new(py: Python<'_>, path: PathBuf, config: Option<&Bound<'_, PyDict>>, recovery_point: i64, log_start_offset: i64) -> PyResult<Self> {
         let config = log_config(config)?;
         let log = py.detach(|| PartitionLog::open(&path, config, recovery_point, log_start_offset, now_ms()))?;
-        Ok(Log { inner: Mutex::new(Some(log)), path })
+        Ok(Log { inner: Arc::new(Mutex::new(Some(log))), path })
     }
 
     /// Validates and appends a producer's record batches.
@@ -509,13 +510,19 @@ impl produce::Partitions for PartitionTable {
         index: i32,
         f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError>,
     ) -> Option<Result<T, CoreError>> {
-        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        let log = topics.get(topic)?.get(usize::try_from(index).ok()?)?.get();
-        let mut guard = log.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // The table is let go before the wait for the log: a writer queued behind the read lock
+        // (a topic created or deleted) would otherwise hold up every partition's produce until
+        // this one's fsync or cleaner pass ends.
+        let shared = {
+            let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+            let log = topics.get(topic)?.get(usize::try_from(index).ok()?)?.get();
+            Arc::clone(&log.inner)
+        };
+        let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
         Some(match guard.as_mut() {
             Some(log) => f(log),
             None => Err(CoreError::io(
-                format!("log {}", log.path.display()),
+                format!("log of {topic}-{index}"),
                 std::io::Error::other("the log is closed"),
             )),
         })

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import random
 import struct
+import threading
+import time
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -163,3 +165,42 @@ def test_mutated_frames_never_crash_the_core(brokers) -> None:
         if isinstance(answer, bytes):
             (size,) = struct.unpack(">i", answer[:4])
             assert size == len(answer) - 4
+
+
+def test_a_busy_partition_holds_up_only_its_own_produces_while_a_topic_is_created(tmp_path: Path) -> None:
+    """A produce waiting for a partition busy with a long append (an fsync, a cleaner pass)
+    must not hold the partition table while it waits: a topic created meanwhile waits for the
+    table, and every produce behind that would wait for the busy partition too."""
+    broker = open_broker(tmp_path)
+    try:
+        huge = encode_batch([Record(0, 1000, None, bytes(256 << 20))])  # holds "two"-0 for tens of ms
+        broker.logs.partition("two", 0).log.reconfigure({"max.message.bytes": 1 << 30, "segment.bytes": 1 << 30})
+        appended = threading.Event()
+
+        def append() -> None:
+            broker.logs.partition("two", 0).log.append(huge)
+            appended.set()
+
+        waiters = [
+            threading.Thread(target=append),
+            threading.Thread(target=core_answer, args=(broker, frame(9, [("two", [(0, batch(b"behind"))])]), "w")),
+            threading.Thread(target=broker.logs.create_topic, args=("created", 1, {})),
+        ]
+        for waiter in waiters:
+            waiter.start()
+            time.sleep(0.03)  # each in turn: the append holds the log, the produce waits, then the create
+        started = time.perf_counter()
+        answer = core_answer(broker, frame(9, [("two", [(1, batch(b"other"))])]), "x")
+        took = time.perf_counter() - started
+        still_busy = not appended.is_set()
+        for waiter in waiters:
+            waiter.join(30)
+        assert took < 0.05, f"a produce to another partition waited {took * 1000:.0f} ms"
+        assert still_busy, "the append ended too soon to tell"
+        reader = P.Reader(answer[4:])
+        P.ResponseHeader.decode(reader, 1)
+        assert P.ProduceResponse.decode(reader, 9).responses[0].partition_responses[0].error_code == ErrorCode.NONE
+        assert broker.logs.partition("created", 0) is not None
+        assert broker.logs.partition("two", 0).log.log_end_offset == 2
+    finally:
+        broker.logs.close()
