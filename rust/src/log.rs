@@ -110,6 +110,153 @@ pub struct PartitionLog {
     aborted: BTreeMap<i64, Vec<AbortedTxn>>,
     /// Segments whose `.txnindex` got entries since the last flush (synced by it).
     txn_index_unsynced: Vec<i64>,
+    /// Counts deletions and truncations of segments: a compaction pass run without the log
+    /// held puts its output in place only if this has not moved since its plan.
+    generation: u64,
+}
+
+/// A sealed segment that a compaction pass reads.
+struct SealedSegment {
+    base: i64,
+    size: u64,
+    next_offset: i64,
+    path: PathBuf,
+}
+
+/// A compaction pass, planned with the log held and run without it: sealed segments' files do
+/// not change while appends go to the active segment, and `generation` tells the pass's end
+/// whether segments were deleted or truncated meanwhile.
+pub struct CleanPlan {
+    sealed: Vec<SealedSegment>,
+    end_offset: i64,
+    first_dirty: i64,
+    /// Tombstones and markers of transactions that kept nothing older than this go.
+    horizon: i64,
+    /// Aborted transactions' (first offset, last offset), by producer.
+    aborted: HashMap<i64, Vec<(i64, i64)>>,
+    generation: u64,
+}
+
+/// What a pass wrote (`.swap` files complete beside their segments), to be put in place.
+pub struct CleanOutput {
+    /// (base, `.log` path) of each segment rewritten; the first `placed` are in place.
+    rewritten: Vec<(i64, PathBuf)>,
+    placed: usize,
+    /// (segment base, producer id, offset) of each transaction marker left out.
+    dropped_markers: Vec<(i64, i64, i64)>,
+    stats: CleanStats,
+    end_offset: i64,
+    generation: u64,
+}
+
+/// Where `finish_clean_step` left a pass.
+pub enum CleanStep {
+    More,
+    /// The pass is over: what it did, or None when it was dropped.
+    Done(Option<CleanStats>),
+}
+
+impl CleanOutput {
+    /// Removes the files of the segments not in place yet: what was planned has changed, or
+    /// the log is gone.
+    pub fn discard(&mut self) {
+        for (_, path) in &self.rewritten[self.placed..] {
+            let _ = fs::remove_file(cleaner::swap_path(path));
+        }
+        self.placed = self.rewritten.len();
+    }
+}
+
+impl CleanPlan {
+    /// Reads the sealed segments and writes each one that loses records to its `.swap` file.
+    /// A failure removes what it wrote.
+    pub fn run(self) -> Result<CleanOutput> {
+        let mut output = CleanOutput {
+            rewritten: Vec::new(),
+            placed: 0,
+            dropped_markers: Vec::new(),
+            stats: CleanStats::default(),
+            end_offset: self.end_offset,
+            generation: self.generation,
+        };
+        match self.rewrite(&mut output) {
+            Ok(()) => Ok(output),
+            Err(e) => {
+                output.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Records of aborted transactions go, and never hide an earlier value of their key.
+    fn is_aborted(&self, h: &BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && self.aborted.get(&h.producer_id).is_some_and(|ranges| {
+                let after = ranges.partition_point(|&(first, _)| first <= h.base_offset);
+                after > 0 && h.base_offset < ranges[after - 1].1
+            })
+    }
+
+    fn rewrite(&self, output: &mut CleanOutput) -> Result<()> {
+        let stats = &mut output.stats;
+        let mut keys: HashMap<Vec<u8>, i64> = HashMap::new();
+        for segment in &self.sealed {
+            if segment.next_offset > self.first_dirty {
+                cleaner::for_each_batch(&segment.path, segment.size, |h, b| {
+                    if self.is_aborted(h) { Ok(()) } else { cleaner::add_keys(&mut keys, h, b, self.first_dirty) }
+                })?;
+                stats.bytes_read += segment.size;
+            }
+        }
+        // Producers whose current transaction still has records in the cleaned log: its marker
+        // stays. A marker whose transaction kept nothing goes once past `delete.retention.ms`
+        // (a replay then finds neither, so no transaction is left open), as Kafka's cleaner does.
+        let mut txn_has_records: HashMap<i64, bool> = HashMap::new();
+        for segment in &self.sealed {
+            let mut out = Vec::with_capacity(segment.size as usize);
+            let mut changed = false;
+            cleaner::for_each_batch(&segment.path, segment.size, |header, bytes| {
+                if self.is_aborted(header) {
+                    stats.records_removed += header.record_count.max(0) as u64;
+                    changed = true;
+                    return Ok(());
+                }
+                if header.is_control() {
+                    let had_records = txn_has_records.remove(&header.producer_id).unwrap_or(false);
+                    if !had_records && header.max_timestamp < self.horizon {
+                        stats.records_removed += header.record_count.max(0) as u64;
+                        changed = true;
+                        output.dropped_markers.push((segment.base, header.producer_id, header.base_offset));
+                    } else {
+                        out.extend_from_slice(bytes);
+                    }
+                    return Ok(());
+                }
+                let keep = |offset: i64, key: Option<&[u8]>, tombstone: bool| {
+                    let superseded = key.and_then(|k| keys.get(k)).is_some_and(|last| *last > offset);
+                    !(superseded || (tombstone && header.max_timestamp < self.horizon))
+                };
+                match cleaner::filter_batch(header, bytes, keep, stats)? {
+                    Some(kept) => {
+                        changed |= kept.len() != bytes.len();
+                        out.extend_from_slice(&kept);
+                        if header.is_transactional() {
+                            txn_has_records.insert(header.producer_id, true);
+                        }
+                    }
+                    None => changed = true,
+                }
+                Ok(())
+            })?;
+            if changed {
+                cleaner::write_swap(&segment.path, &out)?;
+                stats.bytes_written += out.len() as u64;
+                output.rewritten.push((segment.base, segment.path.clone()));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -138,6 +285,7 @@ impl PartitionLog {
             first_dirty_offset: 0,
             aborted: BTreeMap::new(),
             txn_index_unsynced: Vec::new(),
+            generation: 0,
         };
         let mut bases = log.list_segment_files()?;
         bases.sort_unstable();
@@ -621,6 +769,9 @@ impl PartitionLog {
     }
 
     fn delete_segments(&mut self, bases: &[i64]) -> Result<usize> {
+        if !bases.is_empty() {
+            self.generation += 1;
+        }
         for base in bases {
             if let Some(segment) = self.segments.remove(base) {
                 segment.delete_files()?;
@@ -658,31 +809,41 @@ impl PartitionLog {
     }
 
     /// One compaction pass (see `cleaner`); None when the log is not compacted or not dirty
-    /// enough. Holds the log for the pass: appends to this partition wait for it.
+    /// enough. The three steps, for a caller that holds the log only for the first and the last:
+    /// `plan_clean`, `CleanPlan::run` (reads and writes only sealed segments' files) and
+    /// `finish_clean`.
     pub fn clean(&mut self, now_ms: i64) -> Result<Option<CleanStats>> {
+        let Some(plan) = self.plan_clean(now_ms) else { return Ok(None) };
+        let mut output = plan.run()?;
+        loop {
+            if let CleanStep::Done(stats) = self.finish_clean_step(&mut output, now_ms, None)? {
+                return Ok(stats);
+            }
+        }
+    }
+
+    /// What a compaction pass would clean now, or None when there is nothing worth it.
+    pub fn plan_clean(&self, now_ms: i64) -> Option<CleanPlan> {
         if !self.config.compacted || self.segments.len() < 2 {
-            return Ok(None);
+            return None;
         }
         let lag = self.config.min_compaction_lag_ms;
         // Open transactions are not cleaned: their outcome decides what stays.
         let stable = self.producers.first_unstable_offset().unwrap_or(i64::MAX);
-        let sealed: Vec<(i64, u64, i64, i64)> = self
+        let sealed: Vec<SealedSegment> = self
             .segments
             .values()
             .take(self.segments.len() - 1)
             .take_while(|s| (lag <= 0 || s.max_timestamp <= now_ms - lag) && s.next_offset <= stable)
-            .map(|s| (s.base_offset, s.size, s.next_offset, s.max_timestamp))
+            .map(|s| SealedSegment { base: s.base_offset, size: s.size, next_offset: s.next_offset, path: s.log_path() })
             .collect();
-        let Some(&(_, _, end_offset, _)) = sealed.last() else { return Ok(None) };
+        let end_offset = sealed.last()?.next_offset;
         let first_dirty = self.first_dirty_offset.max(self.log_start_offset);
-        let total: u64 = sealed.iter().map(|s| s.1).sum();
-        let dirty: u64 = sealed.iter().filter(|s| s.2 > first_dirty).map(|s| s.1).sum();
+        let total: u64 = sealed.iter().map(|s| s.size).sum();
+        let dirty: u64 = sealed.iter().filter(|s| s.next_offset > first_dirty).map(|s| s.size).sum();
         if first_dirty >= end_offset || total == 0 || (dirty as f64) < self.config.min_cleanable_dirty_ratio * total as f64 {
-            return Ok(None);
+            return None;
         }
-        let mut keys: HashMap<Vec<u8>, i64> = HashMap::new();
-        let mut stats = CleanStats::default();
-        // Records of aborted transactions go, and never hide an earlier value of their key.
         // Indexed by producer (its aborted transactions never overlap, sorted by first offset),
         // so each batch costs a lookup and a binary search, not a pass over every abort.
         let mut aborted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
@@ -692,90 +853,61 @@ impl PartitionLog {
         for ranges in aborted.values_mut() {
             ranges.sort_unstable();
         }
-        let is_aborted = |h: &BatchHeader| {
-            h.is_transactional()
-                && !h.is_control()
-                && aborted.get(&h.producer_id).is_some_and(|ranges| {
-                    let after = ranges.partition_point(|&(first, _)| first <= h.base_offset);
-                    after > 0 && h.base_offset < ranges[after - 1].1
-                })
-        };
-        for (base, size, next, _) in &sealed {
-            if *next > first_dirty {
-                let path = self.segments[base].log_path();
-                cleaner::for_each_batch(&path, *size, |h, b| if is_aborted(h) { Ok(()) } else { cleaner::add_keys(&mut keys, h, b, first_dirty) })?;
-                stats.bytes_read += size;
-            }
+        Some(CleanPlan {
+            sealed,
+            end_offset,
+            first_dirty,
+            horizon: now_ms - self.config.delete_retention_ms,
+            aborted,
+            generation: self.generation,
+        })
+    }
+
+    /// Puts a pass's cleaned segments in place, in steps: each stops at `deadline` (after one
+    /// segment at least), so that a caller holding the log for one step lets appends and
+    /// fetches of this partition in between. Between steps the log is valid, some segments
+    /// cleaned and others not, as after a crash in the middle of a pass. A pass that segments
+    /// were deleted or truncated under since its plan (retention, DeleteRecords, replication's
+    /// truncation) is dropped from there, its remaining files removed: the next pass plans
+    /// again.
+    pub fn finish_clean_step(&mut self, output: &mut CleanOutput, now_ms: i64, deadline: Option<std::time::Instant>) -> Result<CleanStep> {
+        if output.generation != self.generation {
+            output.discard();
+            return Ok(CleanStep::Done(None));
         }
-        let horizon = now_ms - self.config.delete_retention_ms;
-        let mut rewritten = Vec::new();
-        // Producers whose current transaction still has records in the cleaned log: its marker
-        // stays. A marker whose transaction kept nothing goes once past `delete.retention.ms`
-        // (a replay then finds neither, so no transaction is left open), as Kafka's cleaner does.
-        let mut txn_has_records: HashMap<i64, bool> = HashMap::new();
-        let mut dropped_markers: Vec<(i64, i64)> = Vec::new(); // (producer id, offset)
-        for (base, size, _, _) in &sealed {
-            let path = self.segments[base].log_path();
-            let mut out = Vec::with_capacity(*size as usize);
-            let mut changed = false;
-            cleaner::for_each_batch(&path, *size, |header, bytes| {
-                if is_aborted(header) {
-                    stats.records_removed += header.record_count.max(0) as u64;
-                    changed = true;
-                    return Ok(());
-                }
-                if header.is_control() {
-                    let had_records = txn_has_records.remove(&header.producer_id).unwrap_or(false);
-                    if !had_records && header.max_timestamp < horizon {
-                        stats.records_removed += header.record_count.max(0) as u64;
-                        changed = true;
-                        dropped_markers.push((header.producer_id, header.base_offset));
-                    } else {
-                        out.extend_from_slice(bytes);
-                    }
-                    return Ok(());
-                }
-                let keep = |offset: i64, key: Option<&[u8]>, tombstone: bool| {
-                    let superseded = key.and_then(|k| keys.get(k)).is_some_and(|last| *last > offset);
-                    !(superseded || (tombstone && header.max_timestamp < horizon))
-                };
-                match cleaner::filter_batch(header, bytes, keep, &mut stats)? {
-                    Some(kept) => {
-                        changed |= kept.len() != bytes.len();
-                        out.extend_from_slice(&kept);
-                        if header.is_transactional() {
-                            txn_has_records.insert(header.producer_id, true);
-                        }
-                    }
-                    None => changed = true,
-                }
-                Ok(())
-            })?;
-            if changed {
-                cleaner::write_swap(&path, &out)?;
-                stats.bytes_written += out.len() as u64;
-                rewritten.push(*base);
-            }
-        }
-        for base in &rewritten {
-            let segment = self.segments.remove(base).unwrap();
-            let path = segment.log_path();
+        let mut placed = Vec::new();
+        while let Some((base, path)) = output.rewritten.get(output.placed).cloned() {
+            output.placed += 1;
+            let Some(segment) = self.segments.remove(&base) else {
+                let _ = fs::remove_file(cleaner::swap_path(&path));
+                continue;
+            };
             segment.forget_file();
             drop(segment);
             cleaner::complete_swap(&path)?;
-            let mut fresh = Segment::open_existing(&self.dir, *base, now_ms)?;
+            let mut fresh = Segment::open_existing(&self.dir, base, now_ms)?;
             fresh.recover(ScanRules { verify_crc: false, ..self.scan_rules(i64::MAX) })?;
             fresh.seal()?;
-            self.segments.insert(*base, fresh);
+            self.segments.insert(base, fresh);
+            placed.push(base);
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                break;
+            }
         }
+        checkpoint::sync_dir(&self.dir)?;
         // An aborted transaction whose marker is gone must leave the index too: a reader told of
         // it would skip the producer's batches until an ABORT marker that no longer comes.
-        self.forget_aborted(&dropped_markers)?;
-        checkpoint::sync_dir(&self.dir)?;
-        stats.segments = rewritten.len();
-        self.first_dirty_offset = end_offset;
-        checkpoint::write(&self.dir.join(CLEANER_FILE), &[end_offset.to_string()])?;
-        Ok(Some(stats))
+        let markers: Vec<(i64, i64)> =
+            output.dropped_markers.iter().filter(|(base, _, _)| placed.contains(base)).map(|&(_, id, offset)| (id, offset)).collect();
+        self.forget_aborted(&markers)?;
+        if output.placed < output.rewritten.len() {
+            return Ok(CleanStep::More);
+        }
+        let mut stats = output.stats;
+        stats.segments = output.rewritten.len();
+        self.first_dirty_offset = output.end_offset;
+        checkpoint::write(&self.dir.join(CLEANER_FILE), &[output.end_offset.to_string()])?;
+        Ok(CleanStep::Done(Some(stats)))
     }
 
     /// Cuts the log back so that `offset` is the next offset (replication's truncation).
@@ -783,6 +915,7 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.generation += 1;
         let offset = offset.max(self.log_start_offset);
         let first = *self.segments.keys().next().unwrap();
         let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).filter(|b| *b != first).collect();
@@ -817,6 +950,7 @@ impl PartitionLog {
     /// whose log end is below the leader's log start (records the leader deleted) takes the
     /// leader's log from there. Every segment, the leader-epoch cache and producer state go.
     pub fn restart_at(&mut self, offset: i64, now_ms: i64) -> Result<()> {
+        self.generation += 1;
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for base in bases {
             if let Some(segment) = self.segments.remove(&base) {
@@ -1709,6 +1843,84 @@ mod tests {
         let reopened = PartitionLog::open(&path, config, 0, 0, 0).unwrap();
         assert_eq!(reopened.log_end_offset(), 70);
         assert!(reopened.repairs.is_empty(), "{:?}", reopened.repairs);
+    }
+
+    /// A compacted log of 60 records over five keys in 600-byte segments.
+    fn dirty_compacted_log(path: &Path) -> PartitionLog {
+        let config = LogConfig { compacted: true, segment_bytes: 600, delete_retention_ms: 1000, ..small_config() };
+        let mut log = PartitionLog::open(path, config, 0, 0, 0).unwrap();
+        for i in 0..60i64 {
+            log.append(&keyed_batch(i, format!("key-{}", i % 5).as_bytes(), Some(format!("value-{i}").as_bytes())), 0, 0).unwrap();
+        }
+        log.high_watermark = log.log_end_offset();
+        log
+    }
+
+    /// Puts a pass in place one segment per step, with an append between steps; the steps taken.
+    fn finish_in_steps(log: &mut PartitionLog, output: &mut CleanOutput, now_ms: i64) -> (usize, Option<CleanStats>) {
+        let mut steps = 0;
+        loop {
+            steps += 1;
+            match log.finish_clean_step(output, now_ms, Some(std::time::Instant::now())).unwrap() {
+                CleanStep::Done(stats) => return (steps, stats),
+                CleanStep::More => {
+                    log.append(&keyed_batch(now_ms, b"between", Some(b"steps")), 0, 0).unwrap();
+                }
+            }
+        }
+    }
+
+    fn swap_files(dir: &Path) -> Vec<String> {
+        let names = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.ends_with(".swap") || n.ends_with(".cleaned")).collect()
+    }
+
+    #[test]
+    fn appends_made_while_a_pass_runs_unheld_stay_and_its_output_goes_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-0");
+        let mut log = dirty_compacted_log(&path);
+        let before = log.size_bytes();
+        let plan = log.plan_clean(100).expect("dirty enough");
+        let mut output = plan.run().unwrap();
+        assert!(!swap_files(&path).is_empty(), "the pass wrote its segments beside the live ones");
+        for i in 60..80i64 {
+            log.append(&keyed_batch(i, b"new", Some(b"while cleaning")), 0, 0).unwrap();
+        }
+        let rewritten = output.rewritten.len();
+        let (steps, stats) = finish_in_steps(&mut log, &mut output, 100);
+        let stats = stats.unwrap();
+        assert!(rewritten > 1 && steps == rewritten, "one segment a step: {steps} steps, {rewritten} segments");
+        assert!(stats.records_removed > 0 && stats.segments == rewritten, "{stats:?}");
+        let end = 80 + steps as i64 - 1;
+        assert_eq!(log.log_end_offset(), end, "what was appended meanwhile and between the steps is there");
+        assert!(log.size_bytes() < before + 40 * 100);
+        assert!(swap_files(&path).is_empty());
+        let last = read_all(&mut log, 60);
+        assert_eq!(batch::parse_header(&last).unwrap().base_offset, 60);
+        drop(log);
+        let reopened = PartitionLog::open(&path, LogConfig { compacted: true, segment_bytes: 600, ..small_config() }, 0, 0, 0).unwrap();
+        assert_eq!(reopened.log_end_offset(), end);
+        assert!(reopened.repairs.is_empty(), "{:?}", reopened.repairs);
+    }
+
+    #[test]
+    fn a_pass_whose_segments_were_truncated_or_deleted_meanwhile_is_dropped_with_its_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-0");
+        let mut log = dirty_compacted_log(&path);
+        let mut output = log.plan_clean(100).unwrap().run().unwrap();
+        log.truncate_to(30).unwrap(); // replication's truncation, under the pass
+        assert!(finish_in_steps(&mut log, &mut output, 100).1.is_none());
+        assert!(swap_files(&path).is_empty(), "the pass's files are gone");
+        assert_eq!(log.log_end_offset(), 30);
+        let mut output = log.plan_clean(100).unwrap().run().unwrap();
+        assert!(matches!(log.finish_clean_step(&mut output, 100, Some(std::time::Instant::now())).unwrap(), CleanStep::More));
+        log.delete_records_before(20).unwrap(); // DeleteRecords, between two steps
+        assert!(finish_in_steps(&mut log, &mut output, 100).1.is_none());
+        assert!(swap_files(&path).is_empty(), "what was not in place yet is gone");
+        assert!(log.clean(100).unwrap().is_some(), "the next pass plans again");
+        assert_eq!(log.log_end_offset(), 30);
     }
 
     #[test]

@@ -10,12 +10,13 @@ use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
+use std::time::{Duration, Instant};
 
 use crate::batch;
 use crate::checkpoint;
 use crate::error::CoreError;
 use crate::files;
-use crate::log::{LogConfig, PartitionLog};
+use crate::log::{CleanStep, LogConfig, PartitionLog};
 use crate::partition_metrics;
 use crate::produce;
 use crate::quorum::Quorum;
@@ -196,11 +197,18 @@ impl FileSlice {
     }
 }
 
+/// How long a compaction pass holds its log at a time to put cleaned segments in place (one
+/// segment at least), and its pause between two such steps.
+const CLEAN_STEP: Duration = Duration::from_millis(2);
+const CLEAN_STEP_PAUSE: Duration = Duration::from_micros(200);
+
 /// A partition log on disk. Every method releases the GIL while it works.
 #[pyclass(frozen, module = "fastlog._core")]
 struct Log {
     // Shared so that the partition table can let go of its lock before it waits for a log.
     inner: Arc<Mutex<Option<PartitionLog>>>,
+    /// Held for a whole compaction pass, which holds `inner` only at its start and end.
+    cleaning: Mutex<()>,
     #[pyo3(get)]
     path: PathBuf,
 }
@@ -246,7 +254,7 @@ impl Log {
     fn new(py: Python<'_>, path: PathBuf, config: Option<&Bound<'_, PyDict>>, recovery_point: i64, log_start_offset: i64) -> PyResult<Self> {
         let config = log_config(config)?;
         let log = py.detach(|| PartitionLog::open(&path, config, recovery_point, log_start_offset, now_ms()))?;
-        Ok(Log { inner: Arc::new(Mutex::new(Some(log))), path })
+        Ok(Log { inner: Arc::new(Mutex::new(Some(log))), cleaning: Mutex::new(()), path })
     }
 
     /// Validates and appends a producer's record batches.
@@ -446,7 +454,30 @@ impl Log {
     #[pyo3(signature = (now_ms = None))]
     fn clean(&self, py: Python<'_>, now_ms: Option<i64>) -> PyResult<Option<(usize, u64, u64, u64)>> {
         let now = now_ms.unwrap_or_else(self::now_ms);
-        let stats = self.with(py, |log| log.clean(now))?;
+        // The log is held to plan the pass and, in steps of about CLEAN_STEP, to put its output
+        // in place, not while it reads and rewrites sealed segments: appends, fetches and the
+        // getters of this partition go on meanwhile. Held for the whole pass, a pass over 300 MB
+        // stopped a loop that produced to the partition for 140 ms.
+        let stats = py.detach(|| {
+            let _one_pass_at_a_time = self.cleaning.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(plan) = self.lock()?.0.as_ref().unwrap().plan_clean(now) else { return Ok(None) };
+            let mut output = plan.run()?;
+            loop {
+                let step = match self.lock() {
+                    Ok(mut guard) => guard.0.as_mut().unwrap().finish_clean_step(&mut output, now, Some(Instant::now() + CLEAN_STEP))?,
+                    Err(closed) => {
+                        output.discard();
+                        return Err(closed);
+                    }
+                };
+                match step {
+                    CleanStep::Done(stats) => return Ok(stats),
+                    // The mutex is not fair: without a pause, this thread would take it again
+                    // before a waiter woken by its release.
+                    CleanStep::More => std::thread::sleep(CLEAN_STEP_PAUSE),
+                }
+            }
+        })?;
         Ok(stats.map(|s| (s.segments, s.bytes_read, s.bytes_written, s.records_removed)))
     }
 
@@ -616,7 +647,7 @@ impl PartitionTable {
                 match self.topics.try_read() {
                     Ok(topics) => break topics,
                     Err(TryLockError::Poisoned(p)) => break p.into_inner(),
-                    Err(TryLockError::WouldBlock) => py.detach(|| std::thread::sleep(std::time::Duration::from_micros(200))),
+                    Err(TryLockError::WouldBlock) => py.detach(|| std::thread::sleep(Duration::from_micros(200))),
                 }
             };
             topics.iter().map(|(name, logs)| (name.clone(), logs.iter().map(|log| log.clone_ref(py)).collect())).collect()

@@ -271,3 +271,34 @@ def test_a_getter_that_finds_the_log_busy_waits_without_stopping_other_threads(t
     assert append_seconds[0] > 0.03, "too short to tell"
     # The GIL's switch interval (5 ms) bounds a fair wait; a wait behind the getter is the append's.
     assert longest_gap < append_seconds[0] / 2, (longest_gap, append_seconds)
+
+
+def test_a_compaction_pass_holds_its_partition_only_briefly(tmp_path: Path) -> None:
+    """A pass reads and rewrites sealed segments without holding the log, and puts them in
+    place in steps of a few ms: appends to the partition go on through it. Held for the whole
+    pass, an append waited for nearly all of it."""
+    config = {"cleanup.policy": "compact", "segment.bytes": 1 << 20, "min.cleanable.dirty.ratio": 0.01,
+              "max.message.bytes": 1 << 20}
+    log = _core.Log(tmp_path / "c-0", config)
+    value = os.urandom(100_000)
+    for i in range(1000):  # 100 MB over ~100 segments, every value but the last superseded
+        log.append(encode_batch([Record(0, 1_000 + i, b"key", value)]))
+    log.high_watermark = log.log_end_offset
+    outcome: list = []
+    cleaner = threading.Thread(target=lambda: outcome.append(log.clean(now_ms=10_000)))
+    started = time.perf_counter()
+    cleaner.start()
+    longest_append = 0.0
+    appends = 0
+    while cleaner.is_alive():
+        before = time.perf_counter()
+        log.append(encode_batch([Record(0, 20_000, b"other", b"small")]))
+        longest_append = max(longest_append, time.perf_counter() - before)
+        appends += 1
+    cleaner.join()
+    pass_seconds = time.perf_counter() - started
+    segments, _, _, removed = outcome[0]
+    assert segments > 10 and removed >= 900, outcome
+    assert log.log_end_offset == 1000 + appends
+    assert pass_seconds > 0.03, "too short to tell"
+    assert longest_append < pass_seconds / 3, (longest_append, pass_seconds)
