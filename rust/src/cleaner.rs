@@ -114,12 +114,22 @@ pub fn swap_path(log_path: &Path) -> std::path::PathBuf {
     log_path.with_extension("log.swap")
 }
 
-/// Writes `bytes` to the segment's `.cleaned` file, fsyncs it, and marks it complete (`.swap`).
-pub fn write_swap(log_path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to the segment's `.cleaned` file and fsyncs it; a failure removes the file.
+/// Opening a log deletes `.cleaned` files: the output of a pass is not in place until
+/// `mark_complete`, which the pass does with the log held, as the segment goes in.
+pub fn write_cleaned(log_path: &Path, bytes: &[u8]) -> Result<()> {
     let cleaned = cleaned_path(log_path);
     let ctx = |e| CoreError::io(format!("write {}", cleaned.display()), e);
-    let mut file = File::create(&cleaned).map_err(ctx)?;
-    file.write_all(bytes).and_then(|_| file.sync_all()).map_err(ctx)?;
+    let written = File::create(&cleaned).and_then(|mut file| file.write_all(bytes).and_then(|_| file.sync_all()));
+    written.map_err(|e| {
+        let _ = fs::remove_file(&cleaned);
+        ctx(e)
+    })
+}
+
+/// Renames the `.cleaned` file `.swap`: from here a crash finishes the swap on open.
+pub fn mark_complete(log_path: &Path) -> Result<()> {
+    let cleaned = cleaned_path(log_path);
     fs::rename(&cleaned, swap_path(log_path)).map_err(|e| CoreError::io(format!("rename {}", cleaned.display()), e))
 }
 

@@ -113,6 +113,8 @@ pub struct PartitionLog {
     /// Counts deletions and truncations of segments: a compaction pass run without the log
     /// held puts its output in place only if this has not moved since its plan.
     generation: u64,
+    /// Files of deleted segments, renamed `.deleted`, for `take_retired`'s caller to unlink.
+    retired: Vec<PathBuf>,
 }
 
 /// A sealed segment that a compaction pass reads.
@@ -161,13 +163,18 @@ impl CleanOutput {
     /// the log is gone.
     pub fn discard(&mut self) {
         for (_, path) in &self.rewritten[self.placed..] {
-            let _ = fs::remove_file(cleaner::swap_path(path));
+            let _ = fs::remove_file(cleaner::cleaned_path(path));
         }
         self.placed = self.rewritten.len();
     }
 }
 
 impl CleanPlan {
+    /// The log's generation when the pass was planned (see `PartitionLog::generation`).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Reads the sealed segments and writes each one that loses records to its `.swap` file.
     /// A failure removes what it wrote.
     pub fn run(self) -> Result<CleanOutput> {
@@ -250,7 +257,7 @@ impl CleanPlan {
                 Ok(())
             })?;
             if changed {
-                cleaner::write_swap(&segment.path, &out)?;
+                cleaner::write_cleaned(&segment.path, &out)?;
                 stats.bytes_written += out.len() as u64;
                 output.rewritten.push((segment.base, segment.path.clone()));
             }
@@ -286,6 +293,7 @@ impl PartitionLog {
             aborted: BTreeMap::new(),
             txn_index_unsynced: Vec::new(),
             generation: 0,
+            retired: Vec::new(),
         };
         let mut bases = log.list_segment_files()?;
         bases.sort_unstable();
@@ -420,6 +428,17 @@ impl PartitionLog {
     /// "topic-index", the name of the log's directory, as Kafka prints a partition.
     fn partition_name(&self) -> String {
         self.dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    /// Counts deletions and truncations of segments (a pass planned before a change is dropped).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The files of segments deleted since the last call, renamed `.deleted`: the caller
+    /// unlinks them (`delete_retired`) after it lets go of the log.
+    pub fn take_retired(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.retired)
     }
 
     pub fn log_end_offset(&self) -> i64 {
@@ -774,7 +793,7 @@ impl PartitionLog {
         }
         for base in bases {
             if let Some(segment) = self.segments.remove(base) {
-                segment.delete_files()?;
+                self.retired.extend(segment.retire_files()?);
             }
             self.aborted.remove(base);
         }
@@ -879,14 +898,16 @@ impl PartitionLog {
         while let Some((base, path)) = output.rewritten.get(output.placed).cloned() {
             output.placed += 1;
             let Some(segment) = self.segments.remove(&base) else {
-                let _ = fs::remove_file(cleaner::swap_path(&path));
+                let _ = fs::remove_file(cleaner::cleaned_path(&path));
                 continue;
             };
             segment.forget_file();
             drop(segment);
+            cleaner::mark_complete(&path)?;
             cleaner::complete_swap(&path)?;
             let mut fresh = Segment::open_existing(&self.dir, base, now_ms)?;
-            fresh.recover(ScanRules { verify_crc: false, ..self.scan_rules(i64::MAX) })?;
+            // Gaps are what cleaning leaves, whatever the topic's policy has become since the plan.
+            fresh.recover(ScanRules { verify_crc: false, contiguous: false, ..self.scan_rules(i64::MAX) })?;
             fresh.seal()?;
             self.segments.insert(base, fresh);
             placed.push(base);
@@ -899,7 +920,10 @@ impl PartitionLog {
         // it would skip the producer's batches until an ABORT marker that no longer comes.
         let markers: Vec<(i64, i64)> =
             output.dropped_markers.iter().filter(|(base, _, _)| placed.contains(base)).map(|&(_, id, offset)| (id, offset)).collect();
-        self.forget_aborted(&markers)?;
+        if !markers.is_empty() {
+            self.forget_aborted(&markers)?;
+            checkpoint::sync_dir(&self.dir)?;
+        }
         if output.placed < output.rewritten.len() {
             return Ok(CleanStep::More);
         }
@@ -921,7 +945,7 @@ impl PartitionLog {
         let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).filter(|b| *b != first).collect();
         for base in doomed {
             if let Some(segment) = self.segments.remove(&base) {
-                segment.delete_files()?;
+                self.retired.extend(segment.retire_files()?);
             }
         }
         let rules = ScanRules { verify_crc: false, ..self.scan_rules(i64::MAX) };
@@ -954,7 +978,7 @@ impl PartitionLog {
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for base in bases {
             if let Some(segment) = self.segments.remove(&base) {
-                segment.delete_files()?;
+                self.retired.extend(segment.retire_files()?);
             }
         }
         for (_, path) in self.snapshot_files()? {
@@ -1238,6 +1262,7 @@ impl PartitionLog {
 
     /// Flushes and seals the active segment's index files (clean shutdown).
     pub fn close(&mut self, now_ms: i64) -> Result<()> {
+        delete_retired(self.take_retired());
         self.flush(now_ms)?;
         self.write_producer_snapshot()?;
         for segment in self.segments.values() {
@@ -1266,6 +1291,13 @@ impl PartitionLog {
 /// Checks every batch of the segments in `extents` (see `Segment::verify_file`): the offset
 /// and reason of the first bad one, or None. For data that recovery does not look at again
 /// (below the recovery point), so that a damaged replica is found before it is served.
+/// Unlinks the files `take_retired` handed over; one that cannot go is left to the next open.
+pub fn delete_retired(paths: Vec<PathBuf>) {
+    for path in paths {
+        let _ = fs::remove_file(path);
+    }
+}
+
 pub fn verify(extents: &[(PathBuf, i64, u64)]) -> Result<Option<(i64, String)>> {
     for (path, base_offset, size) in extents {
         if let Some((offset, why)) = Segment::verify_file(path, *base_offset, *size)? {
@@ -1476,13 +1508,20 @@ mod tests {
         let path = dir.path().join("t-0");
         let mut config = small_config();
         config.retention_bytes = 2000;
-        let mut log = PartitionLog::open(&path, config, 0, 0, 0).unwrap();
+        let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
         for i in 0..60i64 {
             log.append(&build_batch(0, i, &["y".repeat(100).as_bytes()]), 0, 0).unwrap();
         }
         let before = log.segment_count();
         let deleted = log.apply_retention(10).unwrap();
         assert!(deleted > 0 && log.segment_count() == before - deleted);
+        // The deleted segments' files wait, renamed, for whoever holds the log to let go of it.
+        let retired = log.take_retired();
+        assert!(retired.len() >= 2 * deleted && retired.iter().all(|p| p.to_string_lossy().ends_with(".deleted") && p.exists()));
+        let first_retired = retired[0].clone();
+        delete_retired(retired);
+        assert!(!first_retired.exists());
+        assert!(log.take_retired().is_empty());
         assert!(log.size_bytes() <= 2000 + 1000);
         assert!(log.log_start_offset > 0);
         assert!(log.read(0, 100, i64::MAX, true).is_err());
@@ -1492,6 +1531,14 @@ mod tests {
         log.delete_records_before(start + 3).unwrap();
         assert_eq!(log.log_start_offset, start + 3);
         log.truncate_to(55).unwrap();
+        assert_eq!(log.log_end_offset(), 55);
+        // What a crash leaves renamed goes when the log is opened again.
+        let leftover = log.take_retired();
+        assert!(!leftover.is_empty());
+        log.close(0).unwrap();
+        drop(log);
+        let mut log = PartitionLog::open(&path, config, 55, start + 3, 0).unwrap();
+        assert!(leftover.iter().all(|p| !p.exists()), "{:?}", log.repairs);
         assert_eq!(log.log_end_offset(), 55);
         assert_eq!(log.append(&build_batch(0, 1, &[b"z"]), 1, 0).unwrap().base_offset, 55);
         assert_eq!(log.end_offset_for_epoch(0), (0, 55));
@@ -1921,6 +1968,26 @@ mod tests {
         assert!(swap_files(&path).is_empty(), "what was not in place yet is gone");
         assert!(log.clean(100).unwrap().is_some(), "the next pass plans again");
         assert_eq!(log.log_end_offset(), 30);
+    }
+
+    #[test]
+    fn a_crash_while_a_pass_runs_unheld_brings_nothing_truncated_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-0");
+        let mut log = dirty_compacted_log(&path);
+        let output = log.plan_clean(100).unwrap().run().unwrap();
+        assert!(!output.rewritten.is_empty());
+        log.truncate_to(30).unwrap(); // a follower's truncation under the pass
+        for i in 30..35i64 {
+            log.append_unflushed(&keyed_batch(i, b"after", Some(b"the new leader's")), 1, 0).unwrap();
+        }
+        log.close(0).unwrap();
+        drop((log, output)); // the process dies before the pass's next step
+        let mut reopened = PartitionLog::open(&path, LogConfig { compacted: true, segment_bytes: 600, ..small_config() }, 0, 0, 0).unwrap();
+        assert_eq!(reopened.log_end_offset(), 35, "{:?}", reopened.repairs);
+        let tail = read_all(&mut reopened, 30);
+        assert_eq!(batch::parse_header(&tail).unwrap().partition_leader_epoch, 1, "offset 30 is the new leader's record");
+        assert!(swap_files(&path).is_empty());
     }
 
     #[test]

@@ -238,8 +238,15 @@ impl Log {
     }
     fn with<T: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut PartitionLog) -> Result<T, CoreError> + Send) -> PyResult<T> {
         py.detach(|| {
-            let mut guard = self.lock()?;
-            f(guard.0.as_mut().unwrap()).map_err(PyErr::from)
+            let (result, retired) = {
+                let mut guard = self.lock()?;
+                let log = guard.0.as_mut().unwrap();
+                let result = f(log);
+                (result, log.take_retired())
+            };
+            // Deleted segments' files are unlinked with the log let go: ~200 ms for 1 GiB.
+            crate::log::delete_retired(retired);
+            result.map_err(PyErr::from)
         })
     }
 }
@@ -461,13 +468,23 @@ impl Log {
         let stats = py.detach(|| {
             let _one_pass_at_a_time = self.cleaning.lock().unwrap_or_else(|p| p.into_inner());
             let Some(plan) = self.lock()?.0.as_ref().unwrap().plan_clean(now) else { return Ok(None) };
-            let mut output = plan.run()?;
+            let planned_at = plan.generation();
+            let mut output = match plan.run() {
+                Ok(output) => output,
+                // Retention or a truncation took a planned segment away under the pass.
+                Err(_) if self.lock()?.0.as_ref().unwrap().generation() != planned_at => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
             loop {
                 let step = match self.lock() {
-                    Ok(mut guard) => guard.0.as_mut().unwrap().finish_clean_step(&mut output, now, Some(Instant::now() + CLEAN_STEP))?,
-                    Err(closed) => {
+                    Ok(mut guard) => guard.0.as_mut().unwrap().finish_clean_step(&mut output, now, Some(Instant::now() + CLEAN_STEP)).map_err(PyErr::from),
+                    Err(closed) => Err(closed),
+                };
+                let step = match step {
+                    Ok(step) => step,
+                    Err(e) => {
                         output.discard();
-                        return Err(closed);
+                        return Err(e);
                     }
                 };
                 match step {
