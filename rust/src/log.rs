@@ -751,9 +751,21 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// The files a flush would fsync now, for a caller to sync ahead of it without holding the
+    /// log: the flush that follows, with the log held, then finds little left to write back.
+    pub fn unflushed_files(&self) -> Vec<Arc<File>> {
+        let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
+        self.segments.range(from..).filter_map(|(_, segment)| segment.file().ok()).collect()
+    }
+
+    /// Whether `flush.ms` has passed since the last flush with something unflushed.
+    pub fn flush_ms_passed(&self, now_ms: i64) -> bool {
+        self.recovery_point < self.log_end_offset() && now_ms - self.last_flush_ms >= self.config.flush_ms
+    }
+
     /// Flushes when `flush.ms` has passed since the last flush and something is unflushed.
     pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
-        let due = self.recovery_point < self.log_end_offset() && now_ms - self.last_flush_ms >= self.config.flush_ms;
+        let due = self.flush_ms_passed(now_ms);
         if due {
             self.flush(now_ms)?;
         }
@@ -1291,6 +1303,13 @@ impl PartitionLog {
 /// Checks every batch of the segments in `extents` (see `Segment::verify_file`): the offset
 /// and reason of the first bad one, or None. For data that recovery does not look at again
 /// (below the recovery point), so that a damaged replica is found before it is served.
+/// Writes back what `unflushed_files` returned, before the flush that needs the log held.
+pub fn sync_ahead(files: Vec<Arc<File>>) {
+    for file in files {
+        let _ = file.sync_data(); // the flush reports what fails
+    }
+}
+
 /// Unlinks the files `take_retired` handed over; one that cannot go is left to the next open.
 pub fn delete_retired(paths: Vec<PathBuf>) {
     for path in paths {

@@ -297,6 +297,10 @@ impl Produced {
         for (t, p) in std::mem::take(&mut self.to_flush) {
             let (topic, results) = &mut self.results[t];
             let result = &mut results[p];
+            // Most of the fsync's writeback without the log held (see `log::sync_ahead`).
+            if let Some(Ok(files)) = partitions.with_log(topic, result.index, |log| Ok(log.unflushed_files())) {
+                crate::log::sync_ahead(files);
+            }
             let Some(Err(e)) = partitions.with_log(topic, result.index, |log| log.flush(now_ms)) else { continue };
             *result = PartitionResult::error(result.index, e.kafka_error_code(), Some(e.to_string()));
             self.refused.push((topic.clone(), result.index, result.error_code, e.to_string()));

@@ -329,3 +329,26 @@ def test_retention_unlinks_deleted_segments_without_holding_the_partition(tmp_pa
     if took < 0.02:
         pytest.skip(f"this filesystem unlinks 189 MiB in {took * 1000:.1f} ms: too fast to tell")
     assert longest_append < took / 2, (longest_append, took)
+
+
+def test_a_flush_writes_back_without_holding_the_partition(tmp_path: Path) -> None:
+    """A flush (`flush.ms`, `flush.messages`, shutdown) writes the data back before it takes the
+    log, then fsyncs what is left with it held: appends to the partition go on through the
+    long part. Held throughout, an append waited for the whole writeback."""
+    log = _core.Log(tmp_path / "t-0", {"segment.bytes": 1 << 30, "max.message.bytes": 64 << 20})
+    for _ in range(4):
+        log.append(batch(0, os.urandom(1 << 20) * 63))
+    flushing = threading.Thread(target=log.flush)
+    started = time.perf_counter()
+    flushing.start()
+    longest_append = 0.0
+    while flushing.is_alive():
+        before = time.perf_counter()
+        log.append(batch(0, b"small"))
+        longest_append = max(longest_append, time.perf_counter() - before)
+    flushing.join()
+    took = time.perf_counter() - started
+    assert log.recovery_point >= 4
+    if took < 0.02:
+        pytest.skip(f"this filesystem writes 252 MiB back in {took * 1000:.1f} ms: too fast to tell")
+    assert longest_append < took / 2, (longest_append, took)
