@@ -7,6 +7,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -273,6 +274,22 @@ def test_a_getter_that_finds_the_log_busy_waits_without_stopping_other_threads(t
     assert longest_gap < append_seconds[0] / 2, (longest_gap, append_seconds)
 
 
+def appending_while(log: _core.Log, work: Callable[[], object]) -> tuple[float, int, float]:
+    """Runs `work` on a thread while this one appends small batches to `log`: (the longest
+    append, appends made, how long `work` took)."""
+    worker = threading.Thread(target=work)
+    started = time.perf_counter()
+    worker.start()
+    longest_append, appends = 0.0, 0
+    while worker.is_alive():
+        before = time.perf_counter()
+        log.append(batch(0, b"small"))
+        longest_append = max(longest_append, time.perf_counter() - before)
+        appends += 1
+    worker.join()
+    return longest_append, appends, time.perf_counter() - started
+
+
 def test_a_compaction_pass_holds_its_partition_only_briefly(tmp_path: Path) -> None:
     """A pass reads and rewrites sealed segments without holding the log, and puts them in
     place in steps of a few ms: appends to the partition go on through it. Held for the whole
@@ -285,18 +302,7 @@ def test_a_compaction_pass_holds_its_partition_only_briefly(tmp_path: Path) -> N
         log.append(encode_batch([Record(0, 1_000 + i, b"key", value)]))
     log.high_watermark = log.log_end_offset
     outcome: list = []
-    cleaner = threading.Thread(target=lambda: outcome.append(log.clean(now_ms=10_000)))
-    started = time.perf_counter()
-    cleaner.start()
-    longest_append = 0.0
-    appends = 0
-    while cleaner.is_alive():
-        before = time.perf_counter()
-        log.append(encode_batch([Record(0, 20_000, b"other", b"small")]))
-        longest_append = max(longest_append, time.perf_counter() - before)
-        appends += 1
-    cleaner.join()
-    pass_seconds = time.perf_counter() - started
+    longest_append, appends, pass_seconds = appending_while(log, lambda: outcome.append(log.clean(now_ms=10_000)))
     segments, _, _, removed = outcome[0]
     assert segments > 10 and removed >= 900, outcome
     assert log.log_end_offset == 1000 + appends
@@ -314,16 +320,7 @@ def test_retention_unlinks_deleted_segments_without_holding_the_partition(tmp_pa
     assert log.segment_count == 4
     log.high_watermark = log.log_end_offset
     log.flush()  # blocks allocated: what makes an unlink slow
-    deleting = threading.Thread(target=log.apply_retention)
-    started = time.perf_counter()
-    deleting.start()
-    longest_append = 0.0
-    while deleting.is_alive():
-        before = time.perf_counter()
-        log.append(batch(0, b"small"))
-        longest_append = max(longest_append, time.perf_counter() - before)
-    deleting.join()
-    took = time.perf_counter() - started
+    longest_append, _, took = appending_while(log, log.apply_retention)
     assert log.segment_count == 1 and log.log_start_offset == 3
     assert not [p.name for p in (tmp_path / "t-0").iterdir() if p.name.endswith(".deleted")]
     if took < 0.02:
@@ -338,16 +335,7 @@ def test_a_flush_writes_back_without_holding_the_partition(tmp_path: Path) -> No
     log = _core.Log(tmp_path / "t-0", {"segment.bytes": 1 << 30, "max.message.bytes": 64 << 20})
     for _ in range(4):
         log.append(batch(0, os.urandom(1 << 20) * 63))
-    flushing = threading.Thread(target=log.flush)
-    started = time.perf_counter()
-    flushing.start()
-    longest_append = 0.0
-    while flushing.is_alive():
-        before = time.perf_counter()
-        log.append(batch(0, b"small"))
-        longest_append = max(longest_append, time.perf_counter() - before)
-    flushing.join()
-    took = time.perf_counter() - started
+    longest_append, _, took = appending_while(log, log.flush)
     assert log.recovery_point >= 4
     if took < 0.02:
         pytest.skip(f"this filesystem writes 252 MiB back in {took * 1000:.1f} ms: too fast to tell")
