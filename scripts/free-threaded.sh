@@ -15,6 +15,7 @@ SOURCE_URL="http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_${VER
 SOURCE_SHA256=93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640
 PREFIX="$PWD/.cache/python3.13t"
 PY="$PREFIX/bin/python3.13t"
+BUILT="$PREFIX/.built"  # written once the interpreter works: an interrupted build is redone
 DEPENDENCIES=(trio outcome prometheus_client xxhash hypercorn starlette avro jsonschema protobuf
               proto-schema-parser pyjwt cramjam==2.11.0)
 
@@ -31,25 +32,26 @@ build_python() {
   local work
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
-  curl -fsSL -o "$work/python.tar.xz" "$SOURCE_URL"
+  curl -fsSL --retry 3 -o "$work/python.tar.xz" "$SOURCE_URL"
   echo "$SOURCE_SHA256  $work/python.tar.xz" | sha256sum -c --quiet
   tar -xJf "$work/python.tar.xz" -C "$work"
-  if ! (
-    cd "$work/Python-$VERSION"
-    ./configure --disable-gil --prefix="$PREFIX" --with-ensurepip=install
-    make -j"$(nproc)"
-    make altinstall
-  ) >"$work/build.log" 2>&1; then
+  rm -rf "$PREFIX"
+  if ! (cd "$work/Python-$VERSION" &&
+         ./configure --disable-gil --prefix="$PREFIX" --with-ensurepip=install &&
+         make -j"$(nproc)" &&
+         make altinstall) >"$work/build.log" 2>&1; then
     tail -n 40 "$work/build.log"
     rm -rf "$PREFIX"
     return 1
   fi
+  # The modules trio (ssl) and pip (zlib) need, ctypes, and no GIL.
+  "$PY" -c 'import sys, ssl, zlib, ctypes; assert not sys._is_gil_enabled(), "not a free-threaded build"'
+  touch "$BUILT"
 }
 
-if [ ! -x "$PY" ]; then
+if [ ! -f "$BUILT" ]; then
   build_python >&2
 fi
-"$PY" -c 'import sys; assert not sys._is_gil_enabled(), "not a free-threaded build"'
 
 # --prefer-binary: the newest releases of some (rpds-py, under jsonschema) build with a PyO3 that
 # no longer supports 3.13t, while earlier ones have wheels for it.

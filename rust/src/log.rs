@@ -751,11 +751,12 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// The files a flush would fsync now, for a caller to sync ahead of it without holding the
-    /// log: the flush that follows, with the log held, then finds little left to write back.
-    pub fn unflushed_files(&self) -> Vec<Arc<File>> {
+    /// The segment files a flush would fsync now, for a caller to sync ahead of it without
+    /// holding the log (`sync_ahead`): the flush that follows, with the log held, then finds
+    /// little left to write back.
+    pub fn unflushed_paths(&self) -> Vec<PathBuf> {
         let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
-        self.segments.range(from..).filter_map(|(_, segment)| segment.file().ok()).collect()
+        self.segments.range(from..).map(|(_, segment)| segment.log_path()).collect()
     }
 
     /// Whether `flush.ms` has passed since the last flush with something unflushed.
@@ -909,13 +910,15 @@ impl PartitionLog {
         let mut placed = Vec::new();
         while let Some((base, path)) = output.rewritten.get(output.placed).cloned() {
             output.placed += 1;
-            let Some(segment) = self.segments.remove(&base) else {
+            if !self.segments.contains_key(&base) {
                 let _ = fs::remove_file(cleaner::cleaned_path(&path));
                 continue;
-            };
-            segment.forget_file();
-            drop(segment);
+            }
+            // Renamed first: if that fails, the segment is still in the log.
             cleaner::mark_complete(&path)?;
+            if let Some(segment) = self.segments.remove(&base) {
+                segment.forget_file();
+            }
             cleaner::complete_swap(&path)?;
             let mut fresh = Segment::open_existing(&self.dir, base, now_ms)?;
             // Gaps are what cleaning leaves, whatever the topic's policy has become since the plan.
@@ -1300,14 +1303,21 @@ impl PartitionLog {
     }
 }
 
-/// Checks every batch of the segments in `extents` (see `Segment::verify_file`): the offset
-/// and reason of the first bad one, or None. For data that recovery does not look at again
-/// (below the recovery point), so that a damaged replica is found before it is served.
-/// Writes back what `unflushed_files` returned, before the flush that needs the log held.
-pub fn sync_ahead(files: Vec<Arc<File>>) {
-    for file in files {
-        let _ = file.sync_data(); // the flush reports what fails
+/// Writes back the segment files `unflushed_paths` named, before the flush that needs the log
+/// held, one at a time through a descriptor of its own (the file cache's limit holds, and an
+/// error the kernel reports here once is still reported to the cache's descriptor at the flush,
+/// as each open file description sees a writeback error). A segment deleted meanwhile is
+/// skipped; a failed sync is an error, and the flush does not go ahead.
+pub fn sync_ahead(paths: &[PathBuf]) -> Result<()> {
+    for path in paths {
+        let file = match File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(CoreError::io(format!("open {}", path.display()), e)),
+        };
+        file.sync_data().map_err(|e| CoreError::io(format!("fsync {}", path.display()), e))?;
     }
+    Ok(())
 }
 
 /// Unlinks the files `take_retired` handed over; one that cannot go is left to the next open.
@@ -1317,6 +1327,9 @@ pub fn delete_retired(paths: Vec<PathBuf>) {
     }
 }
 
+/// Checks every batch of the segments in `extents` (see `Segment::verify_file`): the offset
+/// and reason of the first bad one, or None. For data that recovery does not look at again
+/// (below the recovery point), so that a damaged replica is found before it is served.
 pub fn verify(extents: &[(PathBuf, i64, u64)]) -> Result<Option<(i64, String)>> {
     for (path, base_offset, size) in extents {
         if let Some((offset, why)) = Segment::verify_file(path, *base_offset, *size)? {

@@ -298,10 +298,15 @@ impl Produced {
             let (topic, results) = &mut self.results[t];
             let result = &mut results[p];
             // Most of the fsync's writeback without the log held (see `log::sync_ahead`).
-            if let Some(Ok(files)) = partitions.with_log(topic, result.index, |log| Ok(log.unflushed_files())) {
-                crate::log::sync_ahead(files);
-            }
-            let Some(Err(e)) = partitions.with_log(topic, result.index, |log| log.flush(now_ms)) else { continue };
+            let synced_ahead = match partitions.with_log(topic, result.index, |log| Ok(log.unflushed_paths())) {
+                Some(Ok(paths)) => crate::log::sync_ahead(&paths),
+                _ => Ok(()),
+            };
+            let flushed = match synced_ahead {
+                Ok(()) => partitions.with_log(topic, result.index, |log| log.flush(now_ms)),
+                Err(e) => Some(Err(e)),
+            };
+            let Some(Err(e)) = flushed else { continue };
             *result = PartitionResult::error(result.index, e.kafka_error_code(), Some(e.to_string()));
             self.refused.push((topic.clone(), result.index, result.error_code, e.to_string()));
         }

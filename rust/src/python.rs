@@ -235,9 +235,8 @@ impl Log {
     /// would otherwise wait for. The flush, with the log held, then has little left to do.
     fn sync_ahead(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| {
-            let files = self.lock()?.0.as_ref().unwrap().unflushed_files();
-            crate::log::sync_ahead(files);
-            Ok(())
+            let paths = self.lock()?.0.as_ref().unwrap().unflushed_paths();
+            crate::log::sync_ahead(&paths).map_err(PyErr::from)
         })
     }
     fn open<'a>(&self, guard: MutexGuard<'a, Option<PartitionLog>>) -> PyResult<MutexGuardLog<'a>> {

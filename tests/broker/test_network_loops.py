@@ -5,6 +5,7 @@ loop stops gracefully; `num.network.threads=1` serves on one loop as before."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -200,10 +201,13 @@ def test_the_broker_says_when_its_loops_run_without_the_gil(broker) -> None:
     second time) the loops' Python runs in parallel only if nothing loaded turned the GIL back on:
     the broker's start-up line says which, and it matches what its interpreter reports with
     fastlog's modules loaded."""
-    probe = "import sys, fastlog.broker, fastlog.cli; print(getattr(sys, '_is_gil_enabled', lambda: True)())"
-    gil = subprocess.run([BROKER_PYTHON, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
-    assert gil in ("True", "False")
-    assert (f"({LOOPS} network loops, GIL off)" in broker.log_text()) == (gil == "False")
+    probe = ("import sys, sysconfig, fastlog.broker, fastlog.cli; "
+             "print(getattr(sys, '_is_gil_enabled', lambda: True)(), bool(sysconfig.get_config_var('Py_GIL_DISABLED')))")
+    answer = subprocess.run([BROKER_PYTHON, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    gil, free_threaded_build = answer[0] == "True", answer[1] == "True"
+    assert (f"({LOOPS} network loops, GIL off)" in broker.log_text()) == (not gil)
+    if free_threaded_build and os.environ.get("PYTHON_GIL") == "0":
+        assert not gil, "a free-threaded build told to run without the GIL runs with it"
 
 
 def test_a_fetch_does_not_park_when_an_append_came_between_its_read_and_its_wait() -> None:
