@@ -489,22 +489,19 @@ impl Log {
                 Err(e) => return Err(e.into()),
             };
             loop {
-                let step = match self.lock() {
-                    Ok(mut guard) => guard.0.as_mut().unwrap().finish_clean_step(&mut output, now, Some(Instant::now() + CLEAN_STEP)).map_err(PyErr::from),
-                    Err(closed) => Err(closed),
-                };
-                let step = match step {
-                    Ok(step) => step,
+                let step = self.lock().and_then(|mut guard| {
+                    let log = guard.0.as_mut().unwrap();
+                    log.finish_clean_step(&mut output, now, Some(Instant::now() + CLEAN_STEP)).map_err(PyErr::from)
+                });
+                match step {
+                    Ok(CleanStep::Done(stats)) => return Ok(stats),
+                    // The mutex is not fair: without a pause, this thread would take it again
+                    // before a waiter woken by its release.
+                    Ok(CleanStep::More) => std::thread::sleep(CLEAN_STEP_PAUSE),
                     Err(e) => {
                         output.discard();
                         return Err(e);
                     }
-                };
-                match step {
-                    CleanStep::Done(stats) => return Ok(stats),
-                    // The mutex is not fair: without a pause, this thread would take it again
-                    // before a waiter woken by its release.
-                    CleanStep::More => std::thread::sleep(CLEAN_STEP_PAUSE),
                 }
             }
         })?;

@@ -52,6 +52,9 @@ impl IndexView<'_> {
     }
 }
 
+/// The files of a segment, by suffix: what deleting or retiring it removes.
+const SEGMENT_FILES: [&str; 4] = [".log", ".index", ".timeindex", crate::txn_index::SUFFIX];
+
 pub struct Segment {
     pub base_offset: i64,
     file_id: u64,
@@ -457,7 +460,7 @@ impl Segment {
     /// Removes the segment's files from disk.
     pub fn delete_files(self) -> Result<()> {
         files::forget(self.file_id);
-        for suffix in [".log", ".index", ".timeindex", crate::txn_index::SUFFIX] {
+        for suffix in SEGMENT_FILES {
             let path = self.path(suffix);
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -474,7 +477,7 @@ impl Segment {
     pub fn retire_files(self) -> Result<Vec<PathBuf>> {
         files::forget(self.file_id);
         let mut retired = Vec::new();
-        for suffix in [".log", ".index", ".timeindex", crate::txn_index::SUFFIX] {
+        for suffix in SEGMENT_FILES {
             let path = self.path(suffix);
             let mut doomed = path.clone().into_os_string();
             doomed.push(".deleted");
