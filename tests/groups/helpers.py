@@ -55,10 +55,15 @@ class GroupMember(threading.Thread):
             enable_auto_commit=False, session_timeout_ms=3000, heartbeat_interval_ms=300,
             max_poll_interval_ms=10_000, **self.extra,
         )
-        # kafka-python 3.0.12 leaders that assign before knowing the topic's partitions
-        # sometimes stall after the follow-up rebalance; learn the metadata first.
-        consumer.partitions_for_topic(self.topic)
         consumer.subscribe([self.topic])
+        # kafka-python 3.0.12 snapshots the subscribed topics' partitions only on a metadata
+        # update after subscribe(). A leader that assigns with an empty snapshot starts a
+        # second rebalance itself once the update comes, and that rebalance is lost when its
+        # JoinGroup outlasts one poll(): need_rejoin() turns false as soon as the leader has
+        # assigned, so no later poll awaits the SyncGroup answer, and the leader never
+        # heartbeats again (seen under CPU load). A metadata fetch after subscribe() fills the
+        # snapshot before the first join. topics() always asks the broker.
+        consumer.topics()
         try:
             while not self.stop.is_set():
                 batches = consumer.poll(timeout_ms=100)

@@ -157,8 +157,8 @@ class Scenario:
         self.produce(topic, expected_records(GROUP_RECORDS))
         first = self.consumer(group, max_poll_records=GROUP_FIRST_PART)
         try:
-            first.partitions_for_topic(topic)  # metadata first: see tests/groups/helpers.py
             first.subscribe([topic])
+            first.topics()  # metadata after subscribe(): see tests/groups/helpers.py
             part = self.poll_records(first, GROUP_FIRST_PART)[:GROUP_FIRST_PART]
             assert [o for o, _ in part] == list(range(GROUP_FIRST_PART)), f"first member read {[o for o, _ in part]}"
             first.commit({partition: offset_and_metadata(GROUP_FIRST_PART)})
@@ -168,8 +168,8 @@ class Scenario:
         try:
             committed = second.committed(partition)
             assert committed == GROUP_FIRST_PART, f"committed offset {committed}"
-            second.partitions_for_topic(topic)
             second.subscribe([topic])
+            second.topics()
             rest = self.poll_records(second, GROUP_RECORDS - GROUP_FIRST_PART)
         finally:
             second.close()
