@@ -278,7 +278,16 @@ impl Log {
     #[pyo3(signature = (data, leader_epoch = 0, now_ms = None))]
     fn append(&self, py: Python<'_>, data: &[u8], leader_epoch: i32, now_ms: Option<i64>) -> PyResult<(i64, i64, i64, i64)> {
         let now = now_ms.unwrap_or_else(self::now_ms);
-        let info = self.with(py, |log| log.append(data, leader_epoch, now))?;
+        let (info, flush_due) = self.with(py, |log| {
+            let info = log.append_unflushed(data, leader_epoch, now)?;
+            Ok((info, log.flush_due()))
+        })?;
+        if flush_due {
+            // `flush.messages` reached: answered once on disk, as `PartitionLog::append` is,
+            // but with the writeback done before the log is taken again.
+            self.sync_ahead(py)?;
+            self.with(py, |log| log.flush(now))?;
+        }
         Ok((info.base_offset, info.last_offset, info.log_append_time, info.record_count))
     }
 

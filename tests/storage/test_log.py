@@ -346,3 +346,29 @@ def test_a_flush_writes_back_without_holding_the_partition(tmp_path: Path) -> No
     # Held throughout, one append waits for nearly all of it; a loaded machine's own stalls
     # (dirty-page throttling, preemption) stay well below that.
     assert longest_append < took * 0.75, (longest_append, took)
+
+
+def test_an_append_that_reaches_flush_messages_writes_back_without_holding_the_partition(tmp_path: Path) -> None:
+    """An append that reaches `flush.messages` returns once its records are on disk, but the
+    writeback runs before it takes the log again for the fsync: reads of the partition (the
+    high watermark, fetches) go on meanwhile. Flushed inside the append, they waited for the
+    whole writeback."""
+    config = {"segment.bytes": 1 << 30, "max.message.bytes": 64 << 20}
+    log = _core.Log(tmp_path / "t-0", config)
+    for _ in range(4):
+        log.append(batch(0, os.urandom(1 << 20) * 63))
+    log.reconfigure({**config, "flush.messages": 1})
+    worker = threading.Thread(target=lambda: log.append(batch(0, b"reaches flush.messages")))
+    started = time.perf_counter()
+    worker.start()
+    longest_read = 0.0
+    while worker.is_alive():
+        before = time.perf_counter()
+        log.log_end_offset
+        longest_read = max(longest_read, time.perf_counter() - before)
+    worker.join()
+    took = time.perf_counter() - started
+    assert log.recovery_point == log.log_end_offset == 5
+    if took < 0.02:
+        pytest.skip(f"this filesystem writes 252 MiB back in {took * 1000:.1f} ms: too fast to tell")
+    assert longest_read < took * 0.75, (longest_read, took)
