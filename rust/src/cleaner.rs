@@ -114,17 +114,38 @@ pub fn swap_path(log_path: &Path) -> std::path::PathBuf {
     log_path.with_extension("log.swap")
 }
 
-/// Writes `bytes` to the segment's `.cleaned` file and fsyncs it; a failure removes the file.
-/// Opening a log deletes `.cleaned` files: the output of a pass is not in place until
-/// `mark_complete`, which the pass does with the log held, as the segment goes in.
-pub fn write_cleaned(log_path: &Path, bytes: &[u8]) -> Result<()> {
-    let cleaned = cleaned_path(log_path);
-    let ctx = |e| CoreError::io(format!("write {}", cleaned.display()), e);
-    let written = File::create(&cleaned).and_then(|mut file| file.write_all(bytes).and_then(|_| file.sync_all()));
-    written.map_err(|e| {
-        let _ = fs::remove_file(&cleaned);
-        ctx(e)
-    })
+/// The index files written beside a `.cleaned` file, and the names they take in place.
+fn cleaned_index_paths(log_path: &Path) -> [(std::path::PathBuf, std::path::PathBuf); 2] {
+    ["index", "timeindex"].map(|suffix| (log_path.with_extension(format!("{suffix}.cleaned")), log_path.with_extension(suffix)))
+}
+
+/// Writes `bytes` to the segment's `.cleaned` file, and `indexes` (offset index, time index)
+/// beside it, and fsyncs them; a failure removes them. Opening a log deletes `.cleaned` files:
+/// the output of a pass is not in place until `mark_complete`, which the pass does with the
+/// log held, as the segment goes in.
+pub fn write_cleaned(log_path: &Path, bytes: &[u8], indexes: Option<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    let mut files = vec![(cleaned_path(log_path), bytes)];
+    let [(offsets_path, _), (times_path, _)] = cleaned_index_paths(log_path);
+    if let Some((offsets, times)) = &indexes {
+        files.push((offsets_path, offsets));
+        files.push((times_path, times));
+    }
+    for (path, contents) in files {
+        let written = File::create(&path).and_then(|mut file| file.write_all(contents).and_then(|_| file.sync_all()));
+        if let Err(e) = written {
+            remove_cleaned(log_path);
+            return Err(CoreError::io(format!("write {}", path.display()), e));
+        }
+    }
+    Ok(())
+}
+
+/// Removes what `write_cleaned` wrote for a segment (a pass dropped, or failed).
+pub fn remove_cleaned(log_path: &Path) {
+    let _ = fs::remove_file(cleaned_path(log_path));
+    for (cleaned, _) in cleaned_index_paths(log_path) {
+        let _ = fs::remove_file(cleaned);
+    }
 }
 
 /// Renames the `.cleaned` file `.swap`: from here a crash finishes the swap on open.
@@ -145,6 +166,28 @@ pub fn complete_swap(log_path: &Path) -> Result<()> {
     }
     let swap = swap_path(log_path);
     fs::rename(&swap, log_path).map_err(|e| CoreError::io(format!("rename {}", swap.display()), e))
+}
+
+/// Renames a segment's `.log` file `.deleted` before `complete_swap` puts the cleaned one in
+/// its place: a rename over it would unlink it there and then (~200 ms a GiB on ext4), with the
+/// log held. The caller unlinks it after letting go (an open removes `.deleted` leftovers, and
+/// finishes the swap of a `.swap` file whether or not the `.log` is still there).
+pub fn retire_replaced(log_path: &Path) -> Result<Option<std::path::PathBuf>> {
+    let mut doomed = log_path.to_path_buf().into_os_string();
+    doomed.push(".deleted");
+    match fs::rename(log_path, &doomed) {
+        Ok(()) => Ok(Some(doomed.into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CoreError::io(format!("rename {}", log_path.display()), e)),
+    }
+}
+
+/// After `complete_swap`: the index files the pass wrote take their place. Whatever is not
+/// there (none were written, or a rename failed) the segment's open rebuilds from the log.
+pub fn place_cleaned_indexes(log_path: &Path) {
+    for (cleaned, placed) in cleaned_index_paths(log_path) {
+        let _ = fs::rename(cleaned, placed);
+    }
 }
 
 #[cfg(test)]

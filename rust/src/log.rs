@@ -137,6 +137,8 @@ pub struct CleanPlan {
     /// Aborted transactions' (first offset, last offset), by producer.
     aborted: HashMap<i64, Vec<(i64, i64)>>,
     generation: u64,
+    /// `index.interval.bytes`, for the index files written beside each cleaned segment.
+    index_interval: u64,
 }
 
 /// What a pass wrote (`.swap` files complete beside their segments), to be put in place.
@@ -163,7 +165,7 @@ impl CleanOutput {
     /// the log is gone.
     pub fn discard(&mut self) {
         for (_, path) in &self.rewritten[self.placed..] {
-            let _ = fs::remove_file(cleaner::cleaned_path(path));
+            cleaner::remove_cleaned(path);
         }
         self.placed = self.rewritten.len();
     }
@@ -257,7 +259,9 @@ impl CleanPlan {
                 Ok(())
             })?;
             if changed {
-                cleaner::write_cleaned(&segment.path, &out)?;
+                // Built here, unheld, so that putting the segment in place needs no scan of it.
+                let indexes = Segment::indexes_of(&out, segment.base, self.index_interval).ok();
+                cleaner::write_cleaned(&segment.path, &out, indexes)?;
                 stats.bytes_written += out.len() as u64;
                 output.rewritten.push((segment.base, segment.path.clone()));
             }
@@ -849,6 +853,7 @@ impl PartitionLog {
         let mut output = plan.run()?;
         loop {
             if let CleanStep::Done(stats) = self.finish_clean_step(&mut output, now_ms, None)? {
+                delete_retired(self.take_retired());
                 return Ok(stats);
             }
         }
@@ -892,6 +897,7 @@ impl PartitionLog {
             horizon: now_ms - self.config.delete_retention_ms,
             aborted,
             generation: self.generation,
+            index_interval: self.config.index_interval_bytes,
         })
     }
 
@@ -911,7 +917,7 @@ impl PartitionLog {
         while let Some((base, path)) = output.rewritten.get(output.placed).cloned() {
             output.placed += 1;
             if !self.segments.contains_key(&base) {
-                let _ = fs::remove_file(cleaner::cleaned_path(&path));
+                cleaner::remove_cleaned(&path);
                 continue;
             }
             // Renamed first: if that fails, the segment is still in the log.
@@ -919,11 +925,14 @@ impl PartitionLog {
             if let Some(segment) = self.segments.remove(&base) {
                 segment.forget_file();
             }
+            self.retired.extend(cleaner::retire_replaced(&path)?);
             cleaner::complete_swap(&path)?;
+            cleaner::place_cleaned_indexes(&path);
             let mut fresh = Segment::open_existing(&self.dir, base, now_ms)?;
-            // Gaps are what cleaning leaves, whatever the topic's policy has become since the plan.
-            fresh.recover(ScanRules { verify_crc: false, contiguous: false, ..self.scan_rules(i64::MAX) })?;
-            fresh.seal()?;
+            // The pass's index files, checked as a sealed segment's are at open; rebuilt from the
+            // log (the slow part, with the log held) only when missing or not sane. Gaps are what
+            // cleaning leaves, whatever the topic's policy has become since the plan.
+            fresh.load_sealed(ScanRules { verify_crc: false, contiguous: false, ..self.scan_rules(i64::MAX) })?;
             self.segments.insert(base, fresh);
             placed.push(base);
             if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
@@ -1343,6 +1352,7 @@ pub fn verify(extents: &[(PathBuf, i64, u64)]) -> Result<Option<(i64, String)>> 
 mod tests {
     use super::*;
     use crate::batch::tests::build_batch;
+    use crate::segment::segment_file_name;
     use std::os::unix::fs::FileExt;
 
     fn small_config() -> LogConfig {
@@ -1940,7 +1950,9 @@ mod tests {
         let mut steps = 0;
         loop {
             steps += 1;
-            match log.finish_clean_step(output, now_ms, Some(std::time::Instant::now())).unwrap() {
+            let step = log.finish_clean_step(output, now_ms, Some(std::time::Instant::now())).unwrap();
+            delete_retired(log.take_retired()); // as a caller does once it lets go of the log
+            match step {
                 CleanStep::Done(stats) => return (steps, stats),
                 CleanStep::More => {
                     log.append(&keyed_batch(now_ms, b"between", Some(b"steps")), 0, 0).unwrap();
@@ -1981,6 +1993,37 @@ mod tests {
         let reopened = PartitionLog::open(&path, LogConfig { compacted: true, segment_bytes: 600, ..small_config() }, 0, 0, 0).unwrap();
         assert_eq!(reopened.log_end_offset(), end);
         assert!(reopened.repairs.is_empty(), "{:?}", reopened.repairs);
+    }
+
+    #[test]
+    fn a_cleaned_segment_goes_in_place_with_index_files_equal_to_a_rebuilds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-0");
+        let config = LogConfig { compacted: true, segment_bytes: 3000, ..small_config() };
+        let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
+        for i in 0..200i64 {
+            // Every fourth record's key is written again: each pass keeps most of a segment.
+            let key = if i % 4 == 0 { "again".to_string() } else { format!("key-{i}") };
+            log.append(&keyed_batch(i, key.as_bytes(), Some(format!("value-{i}").as_bytes())), 0, 0).unwrap();
+        }
+        log.high_watermark = log.log_end_offset();
+        let mut output = log.plan_clean(100).unwrap().run().unwrap();
+        let bases: Vec<i64> = output.rewritten.iter().map(|(base, _)| *base).collect();
+        finish_in_steps(&mut log, &mut output, 100).1.unwrap();
+        log.close(0).unwrap();
+        drop(log);
+        let index_files = || -> Vec<Vec<u8>> {
+            let names = bases.iter().flat_map(|b| [segment_file_name(*b, ".index"), segment_file_name(*b, ".timeindex")]);
+            names.map(|name| fs::read(path.join(name)).unwrap()).collect()
+        };
+        let written = index_files();
+        assert!(bases.len() > 2 && written.iter().filter(|f| f.len() > 12).count() > 2, "{bases:?}");
+        for name in bases.iter().flat_map(|b| [segment_file_name(*b, ".index"), segment_file_name(*b, ".timeindex")]) {
+            fs::remove_file(path.join(name)).unwrap();
+        }
+        let reopened = PartitionLog::open(&path, config, i64::MAX, 0, 0).unwrap();
+        assert_eq!(reopened.repairs.iter().filter(|r| r.starts_with("rebuilt the indexes")).count(), bases.len());
+        assert_eq!(index_files(), written, "what the pass wrote is what a scan of its output builds");
     }
 
     #[test]
@@ -2044,9 +2087,18 @@ mod tests {
         // A clean that died after completing its output: the swap is finished on open.
         let kept = original[..keyed_batch(0, b"same-key", Some(b"v0")).len()].to_vec();
         fs::write(cleaner::swap_path(&first), &kept).unwrap();
-        let log = PartitionLog::open(&path, config, 20, 0, 0).unwrap();
+        let log = PartitionLog::open(&path, config.clone(), 20, 0, 0).unwrap();
         assert_eq!(fs::read(&first).unwrap(), kept);
         assert!(log.repairs.iter().any(|r| r.contains("completed the swap")), "{:?}", log.repairs);
+        assert_eq!(log.log_end_offset(), 20);
+        drop(log);
+        // A clean that died between retiring the replaced file and the swap: no `.log`, its
+        // `.deleted` file and the `.swap`. The swap is finished and the old file removed.
+        let replaced = cleaner::retire_replaced(&first).unwrap().expect("the segment's file");
+        fs::write(cleaner::swap_path(&first), &kept).unwrap();
+        let log = PartitionLog::open(&path, config, 20, 0, 0).unwrap();
+        assert_eq!(fs::read(&first).unwrap(), kept);
+        assert!(!replaced.exists());
         assert_eq!(log.log_end_offset(), 20);
     }
 

@@ -498,10 +498,16 @@ impl Log {
                 Err(e) => return Err(e.into()),
             };
             loop {
-                let step = self.lock().and_then(|mut guard| {
-                    let log = guard.0.as_mut().unwrap();
-                    log.finish_clean_step(&mut output, now, Some(Instant::now() + CLEAN_STEP)).map_err(PyErr::from)
-                });
+                let (step, retired) = match self.lock() {
+                    Ok(mut guard) => {
+                        let log = guard.0.as_mut().unwrap();
+                        let step = log.finish_clean_step(&mut output, now, Some(Instant::now() + CLEAN_STEP));
+                        (step.map_err(PyErr::from), log.take_retired())
+                    }
+                    Err(e) => (Err(e), Vec::new()),
+                };
+                // The segment files the cleaned ones replaced are unlinked with the log let go.
+                crate::log::delete_retired(retired);
                 match step {
                     Ok(CleanStep::Done(stats)) => return Ok(stats),
                     // The mutex is not fair: without a pause, this thread would take it again

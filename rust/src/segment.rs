@@ -203,6 +203,22 @@ impl Segment {
         active.bytes_since_entry += header.size() as u64;
     }
 
+    /// The offset and time index files of a segment whose `.log` file will hold `bytes`
+    /// (whole batches, from the segment's base offset on), built as appends build them: what
+    /// a cleaner pass writes beside its output, so that putting it in place needs no scan.
+    pub fn indexes_of(bytes: &[u8], base_offset: i64, index_interval: u64) -> Result<(Vec<u8>, Vec<u8>)> {
+        let mut segment = Segment::blank(Path::new(""), base_offset, 0);
+        segment.active = Some(ActiveIndexes { time_indexed_max: -1, ..Default::default() });
+        let mut position = 0;
+        while position < bytes.len() {
+            let header = batch::parse_header(&bytes[position..])?;
+            segment.note_batch(&header, position as u64, index_interval);
+            position += header.size();
+        }
+        let active = segment.active.take().unwrap_or_default();
+        Ok((active.offsets, active.times))
+    }
+
     /// Reads the batch header at `position`, or None at the end of the segment.
     pub fn header_at(&self, file: &File, position: u64) -> Result<Option<BatchHeader>> {
         if position + HEADER_SIZE as u64 > self.size {

@@ -312,6 +312,43 @@ def test_a_compaction_pass_holds_its_partition_only_briefly(tmp_path: Path) -> N
     assert longest_append < pass_seconds / 3, (longest_append, pass_seconds)
 
 
+def test_a_cleaned_segment_replaces_a_large_one_without_holding_the_partition(tmp_path: Path) -> None:
+    """Putting a cleaned segment in place neither unlinks the file it replaces nor scans its
+    own with the log held: the pass wrote its index files beside it, and the replaced file is
+    renamed `.deleted` and unlinked after the log is let go. A rename over it unlinked it there,
+    and an append waited for that (~200 ms a GiB on ext4) and for the scan."""
+    config = {"cleanup.policy": "compact", "segment.bytes": 256 << 20, "min.cleanable.dirty.ratio": 0.01,
+              "max.message.bytes": 2 << 20}
+    log = _core.Log(tmp_path / "c-0", config)
+    value = os.urandom(16 << 10)
+    same_keys = encode_batch([Record(i, 1_000, b"k%d" % i, value) for i in range(64)])  # 1 MiB
+    while log.segment_count < 2:  # the first segment: 256 MiB, every record superseded
+        log.append(same_keys)
+    log.roll()
+    log.high_watermark = log.log_end_offset
+    log.flush()  # blocks allocated: what makes an unlink slow
+    outcome: list = []
+    longest_append, _, _ = appending_while(log, lambda: outcome.append(log.clean(now_ms=10_000)))
+    assert outcome[0][0] >= 1, outcome
+    assert not [p.name for p in (tmp_path / "c-0").iterdir() if p.name.endswith((".deleted", ".cleaned", ".swap"))]
+    unlink_seconds = unlink_time(tmp_path / "reference", 256 << 20)
+    if unlink_seconds < 0.02:
+        pytest.skip(f"this filesystem unlinks 256 MiB in {unlink_seconds * 1000:.1f} ms: too fast to tell")
+    assert longest_append < unlink_seconds / 2, (longest_append, unlink_seconds)
+
+
+def unlink_time(path: Path, size: int) -> float:
+    """Seconds to unlink a synced file of `size` bytes here."""
+    with open(path, "wb") as f:
+        for _ in range(size >> 20):
+            f.write(os.urandom(1 << 20))
+        f.flush()
+        os.fsync(f.fileno())
+    started = time.perf_counter()
+    os.unlink(path)
+    return time.perf_counter() - started
+
+
 def test_retention_unlinks_deleted_segments_without_holding_the_partition(tmp_path: Path) -> None:
     """Deleted segments' files are renamed `.deleted` with the log held and unlinked after it
     is let go: unlinking a 1 GiB segment takes ~200 ms on ext4, and appends to the partition
