@@ -124,6 +124,8 @@ fn cleaned_index_paths(log_path: &Path) -> [(std::path::PathBuf, std::path::Path
 /// the output of a pass is not in place until `mark_complete`, which the pass does with the
 /// log held, as the segment goes in.
 pub fn write_cleaned(log_path: &Path, bytes: &[u8], indexes: Option<(Vec<u8>, Vec<u8>)>) -> Result<()> {
+    // No index file of an earlier, failed pass may go in place beside this one's log.
+    remove_cleaned(log_path);
     let mut files = vec![(cleaned_path(log_path), bytes)];
     let [(offsets_path, _), (times_path, _)] = cleaned_index_paths(log_path);
     if let Some((offsets, times)) = &indexes {
@@ -168,18 +170,35 @@ pub fn complete_swap(log_path: &Path) -> Result<()> {
     fs::rename(&swap, log_path).map_err(|e| CoreError::io(format!("rename {}", swap.display()), e))
 }
 
-/// Renames a segment's `.log` file `.deleted` before `complete_swap` puts the cleaned one in
+pub fn replaced_path(log_path: &Path) -> std::path::PathBuf {
+    log_path.with_extension("log.replaced")
+}
+
+/// Renames a segment's `.log` file `.replaced` before `complete_swap` puts the cleaned one in
 /// its place: a rename over it would unlink it there and then (~200 ms a GiB on ext4), with the
-/// log held. The caller unlinks it after letting go (an open removes `.deleted` leftovers, and
-/// finishes the swap of a `.swap` file whether or not the `.log` is still there).
+/// log held. The caller unlinks it after letting go. An open finishes the swap of a `.swap`
+/// file whether or not the `.log` is still there, and then removes a `.replaced` file beside a
+/// `.log`, or renames it back where there is none (`restore_replaced`).
 pub fn retire_replaced(log_path: &Path) -> Result<Option<std::path::PathBuf>> {
-    let mut doomed = log_path.to_path_buf().into_os_string();
-    doomed.push(".deleted");
+    let doomed = replaced_path(log_path);
     match fs::rename(log_path, &doomed) {
-        Ok(()) => Ok(Some(doomed.into())),
+        Ok(()) => Ok(Some(doomed)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(CoreError::io(format!("rename {}", log_path.display()), e)),
     }
+}
+
+/// At open, after the swaps were finished: a `.replaced` file left by a crash goes if its
+/// segment's `.log` is there, and is the `.log` again if not (the cleaned file's renames did not
+/// all reach the disk). Whether it became the `.log` again.
+pub fn restore_replaced(replaced: &Path) -> Result<bool> {
+    let log_path = replaced.with_extension("");
+    if log_path.exists() {
+        fs::remove_file(replaced).map_err(|e| CoreError::io(format!("delete {}", replaced.display()), e))?;
+        return Ok(false);
+    }
+    fs::rename(replaced, &log_path).map_err(|e| CoreError::io(format!("rename {}", replaced.display()), e))?;
+    Ok(true)
 }
 
 /// After `complete_swap`: the index files the pass wrote take their place. Whatever is not

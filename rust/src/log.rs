@@ -113,7 +113,8 @@ pub struct PartitionLog {
     /// Counts deletions and truncations of segments: a compaction pass run without the log
     /// held puts its output in place only if this has not moved since its plan.
     generation: u64,
-    /// Files of deleted segments, renamed `.deleted`, for `take_retired`'s caller to unlink.
+    /// Files of deleted segments (renamed `.deleted`) and of segments a cleaned one replaced
+    /// (renamed `.replaced`), for `take_retired`'s caller to unlink.
     retired: Vec<PathBuf>,
 }
 
@@ -329,10 +330,13 @@ impl PartitionLog {
     fn list_segment_files(&mut self) -> Result<Vec<i64>> {
         let entries = fs::read_dir(&self.dir).map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
         let mut bases = Vec::new();
+        let mut replaced = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".tmp") || name.ends_with(".deleted") || name.ends_with(".cleaned") {
+            if name.ends_with(".log.replaced") {
+                replaced.push(entry.path()); // once every swap is finished
+            } else if name.ends_with(".tmp") || name.ends_with(".deleted") || name.ends_with(".cleaned") {
                 let _ = fs::remove_file(entry.path());
                 self.repairs.push(format!("removed leftover file {}", entry.path().display()));
             } else if let Some(stem) = name.strip_suffix(".swap") {
@@ -345,6 +349,15 @@ impl PartitionLog {
                 }
             } else if let Some(base) = parse_segment_base(&name) {
                 bases.push(base);
+            }
+        }
+        for path in replaced {
+            if cleaner::restore_replaced(&path)? {
+                self.repairs.push(format!("restored {}: its cleaned segment did not reach the disk", path.display()));
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                bases.extend(name.strip_suffix(".replaced").and_then(parse_segment_base));
+            } else {
+                self.repairs.push(format!("removed leftover file {}", path.display()));
             }
         }
         Ok(bases)
@@ -439,7 +452,7 @@ impl PartitionLog {
         self.generation
     }
 
-    /// The files of segments deleted since the last call, renamed `.deleted`: the caller
+    /// The files of segments deleted or replaced since the last call (see `retired`): the caller
     /// unlinks them (`delete_retired`) after it lets go of the log.
     pub fn take_retired(&mut self) -> Vec<PathBuf> {
         std::mem::take(&mut self.retired)
@@ -2093,12 +2106,20 @@ mod tests {
         assert_eq!(log.log_end_offset(), 20);
         drop(log);
         // A clean that died between retiring the replaced file and the swap: no `.log`, its
-        // `.deleted` file and the `.swap`. The swap is finished and the old file removed.
+        // `.replaced` file and the `.swap`. The swap is finished and the old file removed.
         let replaced = cleaner::retire_replaced(&first).unwrap().expect("the segment's file");
         fs::write(cleaner::swap_path(&first), &kept).unwrap();
-        let log = PartitionLog::open(&path, config, 20, 0, 0).unwrap();
+        let log = PartitionLog::open(&path, config.clone(), 20, 0, 0).unwrap();
         assert_eq!(fs::read(&first).unwrap(), kept);
         assert!(!replaced.exists());
+        assert_eq!(log.log_end_offset(), 20);
+        drop(log);
+        // A disk that kept the retirement's rename but not the one before it: no `.log`, no
+        // `.swap`. The replaced file is the segment again.
+        fs::rename(&first, cleaner::replaced_path(&first)).unwrap();
+        let log = PartitionLog::open(&path, config, 20, 0, 0).unwrap();
+        assert_eq!(fs::read(&first).unwrap(), kept);
+        assert!(log.repairs.iter().any(|r| r.starts_with("restored")), "{:?}", log.repairs);
         assert_eq!(log.log_end_offset(), 20);
     }
 

@@ -239,6 +239,9 @@ impl Log {
             crate::log::sync_ahead(&paths).map_err(PyErr::from)
         })
     }
+    fn is_closed(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.inner.lock().map_or_else(|p| p.into_inner().is_none(), |guard| guard.is_none()))
+    }
     fn open<'a>(&self, guard: MutexGuard<'a, Option<PartitionLog>>) -> PyResult<MutexGuardLog<'a>> {
         if guard.is_none() {
             return Err(LogIOError::new_err(format!("log {} is closed", self.path.display())));
@@ -285,8 +288,11 @@ impl Log {
         if flush_due {
             // `flush.messages` reached: answered once on disk, as `PartitionLog::append` is,
             // but with the writeback done before the log is taken again.
-            self.sync_ahead(py)?;
-            self.with(py, |log| log.flush(now))?;
+            let flushed = self.sync_ahead(py).and_then(|_| self.with(py, |log| log.flush(now)));
+            // A log closed in between flushed the records as it closed.
+            if flushed.is_err() && !self.is_closed(py) {
+                flushed?;
+            }
         }
         Ok((info.base_offset, info.last_offset, info.log_append_time, info.record_count))
     }
@@ -506,8 +512,11 @@ impl Log {
                     }
                     Err(e) => (Err(e), Vec::new()),
                 };
-                // The segment files the cleaned ones replaced are unlinked with the log let go.
-                crate::log::delete_retired(retired);
+                // The segment files the cleaned ones replaced are unlinked with the log let go; after
+                // a failed step (its directory not synced) they are left for the next open.
+                if step.is_ok() {
+                    crate::log::delete_retired(retired);
+                }
                 match step {
                     Ok(CleanStep::Done(stats)) => return Ok(stats),
                     // The mutex is not fair: without a pause, this thread would take it again

@@ -14,8 +14,8 @@ def main(bootstrap: str, topic: str, group: str) -> None:
         bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False,
         session_timeout_ms=3000, heartbeat_interval_ms=300, max_poll_interval_ms=10_000,
     )
-    consumer.partitions_for_topic(topic)  # see helpers.GroupMember
     consumer.subscribe([topic])
+    consumer.topics()  # metadata after subscribe(): see helpers.GroupMember
     while True:
         batches = consumer.poll(timeout_ms=100)
         for tp, records in batches.items():

@@ -315,7 +315,7 @@ def test_a_compaction_pass_holds_its_partition_only_briefly(tmp_path: Path) -> N
 def test_a_cleaned_segment_replaces_a_large_one_without_holding_the_partition(tmp_path: Path) -> None:
     """Putting a cleaned segment in place neither unlinks the file it replaces nor scans its
     own with the log held: the pass wrote its index files beside it, and the replaced file is
-    renamed `.deleted` and unlinked after the log is let go. A rename over it unlinked it there,
+    renamed `.replaced` and unlinked after the log is let go. A rename over it unlinked it there,
     and an append waited for that (~200 ms a GiB on ext4) and for the scan."""
     config = {"cleanup.policy": "compact", "segment.bytes": 256 << 20, "min.cleanable.dirty.ratio": 0.01,
               "max.message.bytes": 2 << 20}
@@ -330,11 +330,13 @@ def test_a_cleaned_segment_replaces_a_large_one_without_holding_the_partition(tm
     outcome: list = []
     longest_append, _, _ = appending_while(log, lambda: outcome.append(log.clean(now_ms=10_000)))
     assert outcome[0][0] >= 1, outcome
-    assert not [p.name for p in (tmp_path / "c-0").iterdir() if p.name.endswith((".deleted", ".cleaned", ".swap"))]
+    assert not [p.name for p in (tmp_path / "c-0").iterdir() if p.name.endswith((".replaced", ".cleaned", ".swap"))]
     unlink_seconds = unlink_time(tmp_path / "reference", 256 << 20)
     if unlink_seconds < 0.02:
         pytest.skip(f"this filesystem unlinks 256 MiB in {unlink_seconds * 1000:.1f} ms: too fast to tell")
-    assert longest_append < unlink_seconds / 2, (longest_append, unlink_seconds)
+    # Held for it, one append waits for the whole unlink and the scan; a loaded machine's own
+    # stalls (and the unlink that now runs beside the appends) stay well below that.
+    assert longest_append < unlink_seconds * 0.75, (longest_append, unlink_seconds)
 
 
 def unlink_time(path: Path, size: int) -> float:
