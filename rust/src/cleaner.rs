@@ -170,22 +170,13 @@ pub fn complete_swap(log_path: &Path) -> Result<()> {
     fs::rename(&swap, log_path).map_err(|e| CoreError::io(format!("rename {}", swap.display()), e))
 }
 
-pub fn replaced_path(log_path: &Path) -> std::path::PathBuf {
-    log_path.with_extension("log.replaced")
-}
-
 /// Renames a segment's `.log` file `.replaced` before `complete_swap` puts the cleaned one in
 /// its place: a rename over it would unlink it there and then (~200 ms a GiB on ext4), with the
 /// log held. The caller unlinks it after letting go. An open finishes the swap of a `.swap`
 /// file whether or not the `.log` is still there, and then removes a `.replaced` file beside a
 /// `.log`, or renames it back where there is none (`restore_replaced`).
 pub fn retire_replaced(log_path: &Path) -> Result<Option<std::path::PathBuf>> {
-    let doomed = replaced_path(log_path);
-    match fs::rename(log_path, &doomed) {
-        Ok(()) => Ok(Some(doomed)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(CoreError::io(format!("rename {}", log_path.display()), e)),
-    }
+    crate::segment::rename_aside(log_path, ".replaced")
 }
 
 /// At open, after the swaps were finished: a `.replaced` file left by a crash goes if its

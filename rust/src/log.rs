@@ -142,7 +142,8 @@ pub struct CleanPlan {
     index_interval: u64,
 }
 
-/// What a pass wrote (`.swap` files complete beside their segments), to be put in place.
+/// What a pass wrote (`.cleaned` files, with their index files, beside their segments), to be
+/// put in place.
 pub struct CleanOutput {
     /// (base, `.log` path) of each segment rewritten; the first `placed` are in place.
     rewritten: Vec<(i64, PathBuf)>,
@@ -178,7 +179,7 @@ impl CleanPlan {
         self.generation
     }
 
-    /// Reads the sealed segments and writes each one that loses records to its `.swap` file.
+    /// Reads the sealed segments and writes each one that loses records to its `.cleaned` file.
     /// A failure removes what it wrote.
     pub fn run(self) -> Result<CleanOutput> {
         let mut output = CleanOutput {
@@ -860,7 +861,7 @@ impl PartitionLog {
     /// One compaction pass (see `cleaner`); None when the log is not compacted or not dirty
     /// enough. The three steps, for a caller that holds the log only for the first and the last:
     /// `plan_clean`, `CleanPlan::run` (reads and writes only sealed segments' files) and
-    /// `finish_clean`.
+    /// `finish_clean_step`.
     pub fn clean(&mut self, now_ms: i64) -> Result<Option<CleanStats>> {
         let Some(plan) = self.plan_clean(now_ms) else { return Ok(None) };
         let mut output = plan.run()?;
@@ -2116,7 +2117,7 @@ mod tests {
         drop(log);
         // A disk that kept the retirement's rename but not the one before it: no `.log`, no
         // `.swap`. The replaced file is the segment again.
-        fs::rename(&first, cleaner::replaced_path(&first)).unwrap();
+        fs::rename(&first, first.with_extension("log.replaced")).unwrap();
         let log = PartitionLog::open(&path, config, 20, 0, 0).unwrap();
         assert_eq!(fs::read(&first).unwrap(), kept);
         assert!(log.repairs.iter().any(|r| r.starts_with("restored")), "{:?}", log.repairs);

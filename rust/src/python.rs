@@ -288,7 +288,7 @@ impl Log {
         if flush_due {
             // `flush.messages` reached: answered once on disk, as `PartitionLog::append` is,
             // but with the writeback done before the log is taken again.
-            let flushed = self.sync_ahead(py).and_then(|_| self.with(py, |log| log.flush(now)));
+            let flushed = self.flush(py);
             // A log closed in between flushed the records as it closed.
             if flushed.is_err() && !self.is_closed(py) {
                 flushed?;

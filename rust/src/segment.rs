@@ -52,6 +52,18 @@ impl IndexView<'_> {
     }
 }
 
+/// Renames `path` to itself plus `suffix` (a file to unlink once the log is let go): the new
+/// path, or None when there was no such file.
+pub fn rename_aside(path: &Path, suffix: &str) -> Result<Option<PathBuf>> {
+    let mut aside = path.as_os_str().to_owned();
+    aside.push(suffix);
+    match fs::rename(path, &aside) {
+        Ok(()) => Ok(Some(aside.into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(CoreError::io(format!("rename {}", path.display()), e)),
+    }
+}
+
 /// The files of a segment, by suffix: what deleting or retiring it removes.
 const SEGMENT_FILES: [&str; 4] = [".log", ".index", ".timeindex", crate::txn_index::SUFFIX];
 
@@ -494,14 +506,7 @@ impl Segment {
         files::forget(self.file_id);
         let mut retired = Vec::new();
         for suffix in SEGMENT_FILES {
-            let path = self.path(suffix);
-            let mut doomed = path.clone().into_os_string();
-            doomed.push(".deleted");
-            match fs::rename(&path, &doomed) {
-                Ok(()) => retired.push(PathBuf::from(doomed)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(CoreError::io(format!("rename {}", path.display()), e)),
-            }
+            retired.extend(rename_aside(&self.path(suffix), ".deleted")?);
         }
         Ok(retired)
     }

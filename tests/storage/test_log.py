@@ -275,20 +275,21 @@ def test_a_getter_that_finds_the_log_busy_waits_without_stopping_other_threads(t
     assert longest_gap < append_seconds[0] / 2, (longest_gap, append_seconds)
 
 
-def appending_while(log: _core.Log, work: Callable[[], object]) -> tuple[float, int, float]:
-    """Runs `work` on a thread while this one appends small batches to `log`: (the longest
-    append, appends made, how long `work` took)."""
+def appending_while(log: _core.Log, work: Callable[[], object], call: Callable[[], object] | None = None) -> tuple[float, int, float]:
+    """Runs `work` on a thread while this one appends small batches to `log` (or makes `call`
+    again and again): (the longest append or call, how many were made, how long `work` took)."""
+    call = call or (lambda: log.append(batch(0, b"small")))
     worker = threading.Thread(target=work)
     started = time.perf_counter()
     worker.start()
-    longest_append, appends = 0.0, 0
+    longest, calls = 0.0, 0
     while worker.is_alive():
         before = time.perf_counter()
-        log.append(batch(0, b"small"))
-        longest_append = max(longest_append, time.perf_counter() - before)
-        appends += 1
+        call()
+        longest = max(longest, time.perf_counter() - before)
+        calls += 1
     worker.join()
-    return longest_append, appends, time.perf_counter() - started
+    return longest, calls, time.perf_counter() - started
 
 
 def test_a_compaction_pass_holds_its_partition_only_briefly(tmp_path: Path) -> None:
@@ -397,16 +398,8 @@ def test_an_append_that_reaches_flush_messages_writes_back_without_holding_the_p
     for _ in range(4):
         log.append(batch(0, os.urandom(1 << 20) * 63))
     log.reconfigure({**config, "flush.messages": 1})
-    worker = threading.Thread(target=lambda: log.append(batch(0, b"reaches flush.messages")))
-    started = time.perf_counter()
-    worker.start()
-    longest_read = 0.0
-    while worker.is_alive():
-        before = time.perf_counter()
-        log.log_end_offset
-        longest_read = max(longest_read, time.perf_counter() - before)
-    worker.join()
-    took = time.perf_counter() - started
+    longest_read, _, took = appending_while(
+        log, lambda: log.append(batch(0, b"reaches flush.messages")), call=lambda: log.log_end_offset)
     assert log.recovery_point == log.log_end_offset == 5
     if took < 0.02:
         pytest.skip(f"this filesystem writes 252 MiB back in {took * 1000:.1f} ms: too fast to tell")
