@@ -4,10 +4,13 @@ Each connection has a task that reads a request, handles it and queues its respo
 arrival order, as Kafka does (a producer's pipelined batches append in order), and a task that
 sends the queued responses in that order. Queued responses are handed to the sender when no
 further complete request is buffered, so a pipelining client gets several responses per
-`sendmsg` and the broker pays for one task step and one send per burst rather than per
+`writev` and the broker pays for one task step and one send per burst rather than per
 request. When the sender holds nothing, the reader sends the burst itself: nothing can be
 overtaken, and the hand-off between the tasks is saved (about 10 % of the broker's CPU per
-request at 10,000-20,000 single-record requests/s). A response that is ready only later
+request at 10,000-20,000 single-record requests/s). The socket calls themselves skip trio's
+pass of the run loop after each one (`fastlog.transport`): a connection whose client sends
+without pause reads, answers and reads again until it has held the loop for
+`transport.HOLD_SECONDS`. A response that is ready only later
 (acks=all waiting for the in-sync replicas: a `Pending`) takes its place in the queue while
 the reader goes on with the next requests, so a producer's pipelined batches replicate
 together instead of one round trip each. At most `RESPONSES_IN_FLIGHT` bursts wait to be
@@ -187,9 +190,13 @@ class Connection:
                         burst, burst_stamps = unsent, stamps
                         unsent, stamps, unsent_bytes = [], [], 0
                         await self._send_burst(burst, burst_stamps, to_send)
-                    frame = await self._next_frame(reader)
+                    frame = reader.ready_frame()
                     if frame is None:
-                        break
+                        frame = await self._next_frame(reader)
+                        if frame is None:
+                            break
+                    else:
+                        await self.transport.share_the_loop()
                 api_key = API_KEY.unpack_from(frame)[0] if len(frame) >= API_KEY.size else -1
                 stamp = (api_key, reader.last_read)
                 answer = await self._handle(frame, api_key)
@@ -437,7 +444,7 @@ class Connection:
         return protocol.encode_response(correlation_id, API_VERSIONS, 0, body).framed_parts()
 
     async def _send(self, parts: list) -> None:
-        """Sends response parts in order: runs of bytes with `sendmsg`, file regions with sendfile."""
+        """Sends response parts in order: runs of bytes with `writev`, file regions with sendfile."""
         regions = [part for part in parts if not isinstance(part, BUFFERS)]
         if regions:
             prefetch(regions)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import struct
 import subprocess
 import threading
 import time
@@ -192,6 +193,51 @@ def test_one_network_thread_serves_on_the_brokers_own_loop(tmp_path: Path) -> No
         assert connections_by_loop(broker) == {"0": 8}
         for client in clients:
             client.close()
+    finally:
+        broker.stop()
+
+
+def test_a_connection_that_never_pauses_does_not_keep_others_on_its_loop_waiting(tmp_path: Path) -> None:
+    """A connection reads and sends with the syscall first, without a pass of the loop between
+    requests; it still lets the loop's other connections in (every HOLD_SECONDS). One client
+    pipelines 100,000 ApiVersions requests; another, on the same loop, is answered before the
+    flood is."""
+    broker = start(tmp_path, 1)
+    flood = 100_000
+    try:
+        with WireClient(broker.bootstrap, timeout=60) as flooder:
+            frame = flooder.encode(protocol.ApiVersionsRequest(), 0)
+            requests = (struct.pack(">i", len(frame)) + frame) * flood
+            answered = [0]
+            first_answers = threading.Event()
+
+            def read_answers() -> None:
+                pending = b""
+                while answered[0] < flood:
+                    chunk = flooder.sock.recv(1 << 20)
+                    if not chunk:
+                        return
+                    pending += chunk
+                    at = 0
+                    while len(pending) - at >= 4 and len(pending) - at - 4 >= struct.unpack_from(">i", pending, at)[0]:
+                        at += 4 + struct.unpack_from(">i", pending, at)[0]
+                        answered[0] += 1
+                    pending = pending[at:]
+                    if answered[0] >= 1000:
+                        first_answers.set()
+
+            reader = threading.Thread(target=read_answers)
+            sender = threading.Thread(target=flooder.sock.sendall, args=(requests,))
+            reader.start()
+            sender.start()
+            assert first_answers.wait(TIMEOUT), "the flood is being answered"
+            with WireClient(broker.bootstrap) as other:
+                assert other.request(protocol.ApiVersionsRequest(), 0).error_code == 0
+                answered_by_then = answered[0]
+            sender.join(60)
+            reader.join(60)
+        assert answered[0] == flood, "every flooded request answered"
+        assert answered_by_then < flood, "the other connection was answered while the flood was still being served"
     finally:
         broker.stop()
 
