@@ -64,7 +64,7 @@ class FrameReader:
             self.view = memoryview(self.buffer)
         if self.start:
             have = self.end - self.start
-            self.buffer[:have] = self.view[self.start : self.end]
+            self.view[:have] = self.view[self.start : self.end]  # a memoryview copy may overlap
             self.start, self.end = 0, have
         while self.end < size:
             received = await self._recv_into(self.view[self.end :])
@@ -109,7 +109,7 @@ class FrameReader:
             return  # a frame larger than the buffer is received by next_frame
         if self.start:
             have = self.end - self.start
-            self.buffer[:have] = self.view[self.start : self.end]
+            self.view[:have] = self.view[self.start : self.end]  # a memoryview copy may overlap
             self.start, self.end = 0, have
         try:
             received = self.transport.recv_ready(self.view[self.end :])

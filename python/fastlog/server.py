@@ -183,6 +183,7 @@ class Connection:
         unsent_bytes = 0
         try:
             while not self.stopping:
+                await self.transport.share_the_loop()  # frames buffered are served in turns too
                 frame = reader.buffered_frame()
                 if frame is None:
                     if unsent:
@@ -195,8 +196,6 @@ class Connection:
                         frame = await self._next_frame(reader)
                         if frame is None:
                             break
-                    else:
-                        await self.transport.share_the_loop()
                 api_key = API_KEY.unpack_from(frame)[0] if len(frame) >= API_KEY.size else -1
                 stamp = (api_key, reader.last_read)
                 answer = await self._handle(frame, api_key)

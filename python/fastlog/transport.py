@@ -22,21 +22,42 @@ HOLD_SECONDS = 0.0005  # the longest a busy connection runs before letting the o
 TLS_READ_BYTES = 1 << 20  # a file region is encrypted and sent in pieces of this size
 
 
-class PlainTransport:
-    """Receives and sends with the syscall first, waiting on the socket only when it would
-    block. trio's own socket methods yield to the scheduler after every call that succeeds: a
-    pass of the run loop (an `epoll_wait`) per receive and per send, a third of a busy loop's
-    time with small requests. Here a connection yields once it has held the loop for
-    `HOLD_SECONDS` (or whenever it waits), so the others still get their turn."""
+class LoopTurns:
+    """When a connection lets the other tasks of its loop run. trio's own socket methods yield
+    to the scheduler after every call that succeeds: a pass of the run loop (an `epoll_wait`)
+    per receive and per send, a third of a busy loop's time with small requests. A connection
+    here yields when it waits, or once it has held the loop for `HOLD_SECONDS`; and a
+    cancellation is seen before each call, as with trio's methods."""
+
+    def __init__(self) -> None:
+        self.held_since = trio.current_time()  # when this connection last got the loop back
+
+    async def share_the_loop(self) -> None:
+        """Called before a step (a system call, a frame taken from the buffer): raises if the
+        task is cancelled, and yields if the connection has held the loop for HOLD_SECONDS. A
+        cancellation here loses nothing, as nothing has been received or sent yet."""
+        if trio.current_time() - self.held_since >= HOLD_SECONDS:
+            await trio.lowlevel.checkpoint()
+            self.held_since = trio.current_time()
+        else:
+            await trio.lowlevel.checkpoint_if_cancelled()
+
+    def waited(self) -> None:
+        self.held_since = trio.current_time()
+
+
+class PlainTransport(LoopTurns):
+    """Receives and sends with the system call first, waiting on the socket only when it would
+    block."""
 
     def __init__(self, stream: trio.SocketStream) -> None:
+        super().__init__()
         self.stream = stream
         self.socket = stream.socket
-        self.held_since = trio.current_time()  # when this connection last let other tasks run
 
     async def wait_readable(self) -> None:
         await trio.lowlevel.wait_readable(self.socket)
-        self.held_since = trio.current_time()
+        self.waited()
 
     def recv_ready(self, target: memoryview) -> Optional[int]:
         """What the socket holds already, received without waiting: None when it holds nothing."""
@@ -46,42 +67,34 @@ class PlainTransport:
             return None
 
     async def recv_into(self, target: memoryview) -> int:
+        await self.share_the_loop()
         while True:
             try:
                 # fileno() each time: -1 once the socket is closed, never a reused number
-                received = os.readv(self.socket.fileno(), (target,))
+                return os.readv(self.socket.fileno(), (target,))
             except BlockingIOError:
                 await self.wait_readable()
-                continue
-            await self.share_the_loop()
-            return received
 
     async def send_buffers(self, buffers: list) -> None:
+        await self.share_the_loop()
         views: list = buffers
         while views:
             try:
                 sent = os.writev(self.socket.fileno(), views[:IOV_MAX])
             except BlockingIOError:
                 await trio.lowlevel.wait_writable(self.socket)
-                self.held_since = trio.current_time()
+                self.waited()
                 continue
+            except OSError as e:  # as a receive's (framing.py): the peer is gone, not a fault here
+                raise trio.BrokenResourceError(str(e)) from e
             if views is buffers:  # rarely all in one call with IOV_MAX or more, or a full socket buffer
                 if len(buffers) <= IOV_MAX and sent == sum(map(byte_length, buffers)):
-                    break
+                    return
                 views = [memoryview(b).cast("B") for b in buffers]
             while views and sent >= len(views[0]):
                 sent -= len(views.pop(0))
             if sent:
                 views[0] = views[0][sent:]
-        await self.share_the_loop()
-
-    async def share_the_loop(self) -> None:
-        """Lets the loop's other tasks run if this connection has held it for HOLD_SECONDS.
-        Shielded, as trio's socket methods are after a call that succeeded: bytes received are
-        never lost to a cancellation; it comes at the next wait."""
-        if trio.current_time() - self.held_since >= HOLD_SECONDS:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            self.held_since = trio.current_time()
 
     async def send_region(self, region: Any) -> None:
         """Sends a file region (a `FileSlice`) from the page cache straight to the socket."""
@@ -102,15 +115,13 @@ class PlainTransport:
         await self.stream.aclose()
 
 
-class TlsTransport:
+class TlsTransport(LoopTurns):
     def __init__(self, stream: trio.SSLStream) -> None:
+        super().__init__()
         self.stream = stream
 
     async def wait_readable(self) -> None:
         return  # TLS may hold decrypted bytes already: the socket's readiness says nothing
-
-    async def share_the_loop(self) -> None:
-        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def recv_ready(self, target: memoryview) -> Optional[int]:
         return None  # what the socket holds may not make a whole TLS record: always waited for
