@@ -372,16 +372,16 @@ class Refreezer:
 
     Without it, every full collection walks the objects of each partition opened since
     start-up: 5-25 ms per collection at 10,000 partitions, a pause for every loop
-    (bench/README.md). A refreeze collects once before it freezes:
-    - when partitions were added, that collection walks only what is not frozen yet, the objects
-      allocated since the last freeze: its pause is in proportion to the change (3-4 ms for
-      1,000 more at 10,000; 14-24 ms with the full walk);
-    - when partitions were closed, or the objects frozen have doubled since the last full walk,
-      it unfreezes first, so that the cyclic garbage frozen meanwhile (closed partitions',
-      closed connections') is collected. That collection walks everything, and the doubling
-      rule bounds how long such garbage stays frozen while partitions only grow.
-    The trigger is the net count: topics created and deleted in equal numbers leave their
-    objects unfrozen, as before this existed."""
+    (bench/README.md). A refreeze collects once before it freezes, and that collection walks
+    only what is not frozen yet, the objects allocated since the last freeze: its pause is in
+    proportion to the change (3-4 ms for 1,000 more partitions at 10,000; 14-24 ms with a full
+    walk). A deleted topic's partitions leave no cyclic garbage: reference counting frees their
+    objects, frozen or not (tests/broker/test_gc_freeze.py), so deletions need no full walk
+    either. Other objects can die in a cycle while frozen (a connection open at a refreeze and
+    closed since): once the objects frozen have doubled since the last full walk (or since the
+    fewest frozen after one, when topics were deleted), the refreeze unfreezes first and
+    collects everything. The trigger is the net count: topics created and
+    deleted in equal numbers leave their objects unfrozen, as before this existed."""
 
     def __init__(self, partitions: int) -> None:
         self.frozen_at = partitions  # open partitions as of the last freeze
@@ -393,13 +393,16 @@ class Refreezer:
         if moved < max(REFREEZE_MIN_PARTITIONS, self.frozen_at * REFREEZE_SHARE):
             return False
         started = time.perf_counter()
-        full_walk = partitions < self.frozen_at or gc.get_freeze_count() >= 2 * self.frozen_after_full_walk
+        frozen = gc.get_freeze_count()  # a walk of the frozen list: read once a refreeze
+        full_walk = frozen >= 2 * self.frozen_after_full_walk
         if full_walk:
             gc.unfreeze()
         gc.collect()
         gc.freeze()
         if full_walk:
             self.frozen_after_full_walk = gc.get_freeze_count()
+        else:  # lowered by deletions
+            self.frozen_after_full_walk = min(self.frozen_after_full_walk, frozen)
         log.info("%d partitions open (%d at the last freeze): long-lived objects frozen again in %.1f ms%s",
                  partitions, self.frozen_at, (time.perf_counter() - started) * 1000,
                  " (a full walk)" if full_walk else "")
