@@ -401,7 +401,7 @@ class Refreezer:
         gc.freeze()
         if full_walk:
             self.frozen_after_full_walk = gc.get_freeze_count()
-        else:  # lowered by deletions
+        else:  # the fewest frozen at a refreeze since the last full walk: deletions lower it
             self.frozen_after_full_walk = min(self.frozen_after_full_walk, frozen)
         log.info("%d partitions open (%d at the last freeze): long-lived objects frozen again in %.1f ms%s",
                  partitions, self.frozen_at, (time.perf_counter() - started) * 1000,

@@ -66,10 +66,37 @@ def test_a_refreeze_after_topics_are_deleted_walks_only_what_is_new() -> None:
         gc.unfreeze()
 
 
+def test_deletions_lower_the_count_that_the_frozen_must_double_from() -> None:
+    try:
+        gc.collect()
+        gc.freeze()
+        refreezer = Refreezer(1000)
+        many = [[i] for i in range(gc.get_freeze_count())]  # freed by reference counting
+        assert refreezer.check(2000)
+        assert refreezer.check(4000), "the frozen have doubled: a full walk"
+        walked_at = refreezer.frozen_after_full_walk
+        del many  # their topics deleted: freed while frozen
+        assert refreezer.check(2000)
+        lowered = refreezer.frozen_after_full_walk
+        assert lowered < walked_at * 0.75, "the base follows the frozen down"
+        gone = Held()
+        alive = weakref.ref(gone)
+        grown = [[i] for i in range(2 * lowered)]
+        assert refreezer.check(3000)
+        del gone
+        assert alive() is not None, "frozen: not walked"
+        assert refreezer.check(4000)
+        assert alive() is None, "doubled from the lowered base, not from the last full walk's: a full walk"
+        del grown
+    finally:
+        gc.unfreeze()
+
+
 def test_a_deleted_topics_partitions_are_freed_by_reference_counting_while_frozen(tmp_path: Path) -> None:
-    """Why deletions need no full walk: a broker serves a topic (produce, a group's fetches),
-    its objects are frozen, the topic is deleted over the wire, and every partition object is
-    gone at once, with the collector disabled. A cycle through a partition would keep it."""
+    """Why deletions need no full walk: a broker serves a topic (produce, a group's fetches, still
+    parked on the partitions when it goes), its objects are frozen, the topic is deleted over the
+    wire, and every partition object is gone with collections that never walk the frozen. A
+    cycle through a frozen partition would keep it."""
     port = free_port()
     broker = Broker(BrokerConfig.load(None, [f"listeners=PLAINTEXT://127.0.0.1:{port}", f"log.dirs={tmp_path}", "metrics.port=-1",
                                              "schema.registry.listeners=-1", "num.network.threads=2"]))
@@ -82,11 +109,14 @@ def test_a_deleted_topics_partitions_are_freed_by_reference_counting_while_froze
             await nursery.start(broker.run)
             listening.set()
 
-    server = threading.Thread(target=trio.run, args=(serve,))
+    server = threading.Thread(target=trio.run, args=(serve,), daemon=True)
     server.start()
     bootstrap = f"127.0.0.1:{port}"
+    polling = threading.Event()
     try:
-        assert listening.wait(30)
+        deadline = time.monotonic() + 30
+        while not listening.wait(0.1):
+            assert server.is_alive() and time.monotonic() < deadline, "the broker did not start"
         admin = AdminClient({"bootstrap.servers": bootstrap})
         admin.create_topics([NewTopic("doomed", 4, 1)])["doomed"].result(timeout=30)
         producer = Producer({"bootstrap.servers": bootstrap})
@@ -99,23 +129,35 @@ def test_a_deleted_topics_partitions_are_freed_by_reference_counting_while_froze
         while got < 40 and time.monotonic() < deadline:
             message = consumer.poll(0.5)
             got += message is not None and message.error() is None
-        consumer.close()
         assert got == 40
+
+        def poll_on() -> None:  # caught up: its fetches park on the partitions
+            while polling.is_set():
+                consumer.poll(0.1)
+
+        polling.set()
+        poller = threading.Thread(target=poll_on, daemon=True)
+        poller.start()
+        time.sleep(1)
         partitions = [weakref.ref(p) for p in broker.logs.topics["doomed"].partitions]
         gc.collect()
-        gc.disable()
         gc.freeze()
         admin.delete_topics(["doomed"])["doomed"].result(timeout=30)
         deadline = time.monotonic() + 10
         while any(p() is not None for p in partitions) and time.monotonic() < deadline:
+            gc.collect()  # of what is not frozen: what came after the freeze, never a full walk
             time.sleep(0.05)
         assert [p() for p in partitions] == [None] * 4, "no cycle holds a deleted partition"
+        polling.clear()
+        poller.join(10)
+        consumer.close()
     finally:
+        polling.clear()
         gc.unfreeze()
-        gc.enable()
-        if tokens:
+        if tokens and server.is_alive():
             trio.from_thread.run_sync(broker.request_shutdown, trio_token=tokens[0])
         server.join(30)
+    assert not server.is_alive(), "the broker stopped"
 
 
 def test_a_refreeze_after_topics_are_created_walks_only_what_is_new_until_the_frozen_have_doubled() -> None:
