@@ -62,10 +62,7 @@ class FrameReader:
             self.view.release()
             self.buffer = bytearray(READ_BUFFER)
             self.view = memoryview(self.buffer)
-        if self.start:
-            have = self.end - self.start
-            self.view[:have] = self.view[self.start : self.end]  # a memoryview copy may overlap
-            self.start, self.end = 0, have
+        self._compact()
         while self.end < size:
             received = await self._recv_into(self.view[self.end :])
             if not received:
@@ -74,6 +71,13 @@ class FrameReader:
                 return False
             self.end += received
         return True
+
+    def _compact(self) -> None:
+        """Moves the buffered bytes not yet returned to the start of the buffer."""
+        if self.start:
+            have = self.end - self.start
+            self.view[:have] = self.view[self.start : self.end]  # a memoryview copy may overlap
+            self.start, self.end = 0, have
 
     def _frame_size(self) -> int:
         (size,) = SIZE.unpack_from(self.buffer, self.start)
@@ -107,10 +111,7 @@ class FrameReader:
         or when no buffer is allocated yet)."""
         if not self.buffer or self.end - self.start >= 4 and self._frame_size() > READ_BUFFER - 4:
             return  # a frame larger than the buffer is received by next_frame
-        if self.start:
-            have = self.end - self.start
-            self.view[:have] = self.view[self.start : self.end]  # a memoryview copy may overlap
-            self.start, self.end = 0, have
+        self._compact()
         try:
             received = self.transport.recv_ready(self.view[self.end :])
         except OSError as e:

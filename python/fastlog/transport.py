@@ -62,18 +62,16 @@ class PlainTransport(LoopTurns):
     def recv_ready(self, target: memoryview) -> Optional[int]:
         """What the socket holds already, received without waiting: None when it holds nothing."""
         try:
+            # fileno() each time: -1 once the socket is closed, never a reused number
             return os.readv(self.socket.fileno(), (target,))
         except BlockingIOError:
             return None
 
     async def recv_into(self, target: memoryview) -> int:
         await self.share_the_loop()
-        while True:
-            try:
-                # fileno() each time: -1 once the socket is closed, never a reused number
-                return os.readv(self.socket.fileno(), (target,))
-            except BlockingIOError:
-                await self.wait_readable()
+        while (received := self.recv_ready(target)) is None:
+            await self.wait_readable()
+        return received
 
     async def send_buffers(self, buffers: list) -> None:
         await self.share_the_loop()
