@@ -1,23 +1,43 @@
 #!/usr/bin/env bash
-# Prepares a free-threaded CPython 3.13 (python3.13t) with fastlog installed, for the test
-# brokers that scripts/test runs on it (FASTLOG_TEST_BROKER_PYTHON). Prints the interpreter's path.
+# Prepares a free-threaded CPython with fastlog installed, for the test brokers that scripts/test
+# runs on it (FASTLOG_TEST_BROKER_PYTHON). Prints the interpreter's path.
+#
+#   bash scripts/free-threaded.sh        CPython 3.14 (python3.14t): what scripts/test uses
+#   bash scripts/free-threaded.sh 3.13   CPython 3.13 (python3.13t)
 #
 # No registry this project may use ships a free-threaded CPython, so it is built once from
-# Debian's own source of CPython 3.13 (trixie's python3.13, checked against its sha256) into
-# .cache/python3.13t. On 3.13t, cramjam has no wheel and its newest releases do not build,
-# so 2.11.0 is built from source; cryptography (cffi) does not install, so fastlog goes in with
-# --no-deps beside its other dependencies (the brokers tested on it use no PKCS12 keystores).
+# Debian's own source (the python3.14 and python3.13 source packages, checked against the
+# sha256 that their .dsc gives) into .cache/python3.14t or .cache/python3.13t.
+#
+# On 3.14t every dependency has a free-threaded wheel on PyPI, and none turns the GIL back on.
+# On 3.13t, cramjam has no wheel and its newest releases do not build, so 2.11.0 is built from
+# source, and it does not declare itself GIL-free (run the brokers with PYTHON_GIL=0 there);
+# cryptography (cffi) does not install, so fastlog goes in with --no-deps beside its other
+# dependencies (the brokers tested on it use no PKCS12 keystores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VERSION=3.13.5
-SOURCE_URL="http://deb.debian.org/debian/pool/main/p/python3.13/python3.13_${VERSION}.orig.tar.xz"
-SOURCE_SHA256=93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640
-PREFIX="$PWD/.cache/python3.13t"
-PY="$PREFIX/bin/python3.13t"
+SERIES="${1:-3.14}"
+case "$SERIES" in
+  3.14)
+    VERSION=3.14.5
+    SOURCE_SHA256=7e32597b99e5d9a39abed35de4693fa169df3e5850d4c334337ffd6a19a36db6
+    ;;
+  3.13)
+    VERSION=3.13.5
+    SOURCE_SHA256=93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640
+    ;;
+  *)
+    echo "usage: $0 [3.14|3.13]" >&2
+    exit 2
+    ;;
+esac
+SOURCE_URL="http://deb.debian.org/debian/pool/main/p/python${SERIES}/python${SERIES}_${VERSION}.orig.tar.xz"
+PREFIX="$PWD/.cache/python${SERIES}t"
+PY="$PREFIX/bin/python${SERIES}t"
 BUILT="$PREFIX/.built"  # written once the interpreter works: an interrupted build is redone
-DEPENDENCIES=(trio outcome prometheus_client xxhash hypercorn starlette avro jsonschema protobuf
-              proto-schema-parser pyjwt cramjam==2.11.0)
+DEPENDENCIES_313=(trio outcome prometheus_client xxhash hypercorn starlette avro jsonschema protobuf
+                  proto-schema-parser pyjwt cramjam==2.11.0)
 
 build_python() {
   # A compiler, the headers CPython's ssl, zlib and ctypes modules need (trio imports ssl; pip
@@ -53,12 +73,21 @@ if [ ! -f "$BUILT" ]; then
   build_python >&2
 fi
 
-# --prefer-binary: the newest releases of some (rpds-py, under jsonschema) build with a PyO3 that
-# no longer supports 3.13t, while earlier ones have wheels for it.
-"$PY" -m pip install -q --disable-pip-version-check --prefer-binary "${DEPENDENCIES[@]}" >&2
+if [ "$SERIES" = 3.13 ]; then
+  # --prefer-binary: the newest releases of some (rpds-py, under jsonschema) build with a PyO3
+  # that no longer supports 3.13t, while earlier ones have wheels for it.
+  "$PY" -m pip install -q --disable-pip-version-check --prefer-binary "${DEPENDENCIES_313[@]}" >&2
+  install_options=(--no-deps)
+else
+  install_options=(--prefer-binary)
+fi
 # Editable, as for the interpreter that runs the tests, so the brokers run the working tree: the
 # build for this interpreter (abi3 does not load on free-threaded builds) sits beside the other
-# in python/fastlog as _core.cpython-313t-*.so, in the one target/.
-"$PY" -m pip install -q --disable-pip-version-check --no-deps -e . >&2
-"$PY" -c 'import sys, fastlog._core; assert not sys._is_gil_enabled(), "fastlog._core turned the GIL on"'
+# in python/fastlog as _core.cpython-314t-*.so (or -313t-), in the one target/.
+"$PY" -m pip install -q --disable-pip-version-check "${install_options[@]}" -e . >&2
+if [ "$SERIES" = 3.13 ]; then
+  "$PY" -c 'import sys, fastlog._core; assert not sys._is_gil_enabled(), "fastlog._core turned the GIL on"'
+else  # nothing a broker loads may turn the GIL back on
+  "$PY" -c 'import sys, fastlog.broker, fastlog.cli; assert not sys._is_gil_enabled(), "a module fastlog loads turned the GIL on"'
+fi
 echo "$PY"
