@@ -18,21 +18,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SERIES="${1:-3.14}"
+# "version sha256" of the sources tried in turn, newest first: the sha256 is the one the
+# package's .dsc (python3.14_<version>-<revision>.dsc) gives for its .orig.tar.xz. Debian's pool drops
+# old versions in time: add the newest one here when none of these downloads any more.
 case "$SERIES" in
   3.14)
-    VERSION=3.14.5
-    SOURCE_SHA256=7e32597b99e5d9a39abed35de4693fa169df3e5850d4c334337ffd6a19a36db6
+    SOURCES=("3.14.7 3b48dac8fb59f62eaa67ac83c1eb12bda1b7a08406dd286e252c11a66be27f81"
+             "3.14.6 143b1dddefaec3bd2e21e3b839b34a2b7fb9842272883c576420d605e9f30c63"
+             "3.14.5 7e32597b99e5d9a39abed35de4693fa169df3e5850d4c334337ffd6a19a36db6")
     ;;
   3.13)
-    VERSION=3.13.5
-    SOURCE_SHA256=93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640
+    SOURCES=("3.13.5 93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640")
     ;;
   *)
     echo "usage: $0 [3.14|3.13]" >&2
     exit 2
     ;;
 esac
-SOURCE_URL="http://deb.debian.org/debian/pool/main/p/python${SERIES}/python${SERIES}_${VERSION}.orig.tar.xz"
 PREFIX="$PWD/.cache/python${SERIES}t"
 PY="$PREFIX/bin/python${SERIES}t"
 BUILT="$PREFIX/.built"  # written once the interpreter works: an interrupted build is redone
@@ -52,11 +54,24 @@ build_python() {
   local work
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' RETURN
-  curl -fsSL --retry 3 -o "$work/python.tar.xz" "$SOURCE_URL"
-  echo "$SOURCE_SHA256  $work/python.tar.xz" | sha256sum -c --quiet
+  local version="" source candidate sha256
+  for source in "${SOURCES[@]}"; do
+    read -r candidate sha256 <<<"$source"
+    if curl -fsSL --retry 3 -o "$work/python.tar.xz" \
+         "http://deb.debian.org/debian/pool/main/p/python${SERIES}/python${SERIES}_${candidate}.orig.tar.xz" &&
+       echo "$sha256  $work/python.tar.xz" | sha256sum -c --quiet; then
+      version="$candidate"
+      break
+    fi
+  done
+  if [ -z "$version" ]; then
+    echo "no CPython $SERIES source in scripts/free-threaded.sh's list downloads from Debian's pool with its sha256:" \
+         "add the newest there (its .dsc gives the sha256)" >&2
+    return 1
+  fi
   tar -xJf "$work/python.tar.xz" -C "$work"
   rm -rf "$PREFIX"
-  if ! (cd "$work/Python-$VERSION" &&
+  if ! (cd "$work/Python-$version" &&
          ./configure --disable-gil --prefix="$PREFIX" --with-ensurepip=install &&
          make -j"$(nproc)" &&
          make altinstall) >"$work/build.log" 2>&1; then
@@ -87,7 +102,7 @@ fi
 "$PY" -m pip install -q --disable-pip-version-check "${install_options[@]}" -e . >&2
 if [ "$SERIES" = 3.13 ]; then
   "$PY" -c 'import sys, fastlog._core; assert not sys._is_gil_enabled(), "fastlog._core turned the GIL on"'
-else  # nothing a broker loads may turn the GIL back on
-  "$PY" -c 'import sys, fastlog.broker, fastlog.cli; assert not sys._is_gil_enabled(), "a module fastlog loads turned the GIL on"'
+else  # nothing a broker loads at start-up may turn the GIL back on (a test checks the rest)
+  env -u PYTHON_GIL "$PY" -c 'import sys, fastlog.broker, fastlog.cli; assert not sys._is_gil_enabled(), "a module fastlog loads turned the GIL on"'
 fi
 echo "$PY"

@@ -242,20 +242,32 @@ def test_a_connection_that_never_pauses_does_not_keep_others_on_its_loop_waiting
         broker.stop()
 
 
+# What a broker may load after start-up, when a feature is first used: TLS keystores and
+# certificates, the schema registry's schema types, its HTTP server.
+LOADED_WHEN_USED = ("cryptography.x509", "cryptography.hazmat.primitives.serialization.pkcs12", "jsonschema", "avro.schema",
+                    "google.protobuf.descriptor_pb2", "proto_schema_parser.parser", "hypercorn.trio", "starlette.applications")
+
+
 def test_the_broker_says_when_its_loops_run_without_the_gil(broker) -> None:
     """On a free-threaded CPython (FASTLOG_TEST_BROKER_PYTHON, as scripts/test runs these tests a
     second time) the loops' Python runs in parallel only if nothing loaded turned the GIL back on:
     the broker's start-up line says which, and it matches what its interpreter reports with
-    fastlog's modules loaded."""
+    fastlog's modules loaded. On 3.14t nothing a broker loads, then or later, turns it on; on
+    3.13t cramjam 2.11.0 does unless PYTHON_GIL=0 (scripts/free-threaded.sh)."""
     probe = ("import sys, sysconfig, fastlog.broker, fastlog.cli; "
              "print(getattr(sys, '_is_gil_enabled', lambda: True)(), bool(sysconfig.get_config_var('Py_GIL_DISABLED')), sys.version_info[1])")
     answer = subprocess.run([BROKER_PYTHON, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     gil, free_threaded_build, minor = answer[0] == "True", answer[1] == "True", int(answer[2])
     assert (f"({LOOPS} network loops, GIL off)" in broker.log_text()) == (not gil)
-    # On 3.14t nothing fastlog loads turns the GIL back on; on 3.13t cramjam 2.11.0 does unless
-    # PYTHON_GIL=0 (scripts/free-threaded.sh). PYTHON_GIL=1 asks for it.
-    if free_threaded_build and os.environ.get("PYTHON_GIL") != "1" and (minor >= 14 or os.environ.get("PYTHON_GIL") == "0"):
-        assert not gil, "a free-threaded build runs the broker with the GIL"
+    if free_threaded_build and minor >= 14:
+        everything = f"import sys, fastlog.broker, fastlog.cli, {', '.join(LOADED_WHEN_USED)}; print(sys._is_gil_enabled())"
+        unforced = {name: value for name, value in os.environ.items() if name != "PYTHON_GIL"}
+        loaded = subprocess.run([BROKER_PYTHON, "-c", everything], capture_output=True, text=True, check=True, env=unforced)
+        assert loaded.stdout.split() == ["False"], f"a module turned the GIL on: {loaded.stderr}"
+        if os.environ.get("PYTHON_GIL") != "1":
+            assert not gil, "a free-threaded build runs the broker with the GIL"
+    elif free_threaded_build and os.environ.get("PYTHON_GIL") == "0":
+        assert not gil, "a free-threaded build told to run without the GIL runs with it"
 
 
 def test_a_fetch_does_not_park_when_an_append_came_between_its_read_and_its_wait() -> None:
