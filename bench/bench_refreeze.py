@@ -4,8 +4,9 @@ Starts `fastlog serve` on free ports with a temp data dir, then over the wire: c
 `--topics` topics of `--partitions` partitions (10,000 partitions by default), adds a tenth as
 many topics again, then deletes a fifth of them, waiting `--settle` seconds after each step (the
 broker checks every 30 s whether the partition count moved enough to freeze its long-lived
-objects again). Prints the refreezes the broker logged: the count before and after, how long
-each took, and whether it was a full walk (every object unfrozen and collected).
+objects again). Prints the refreezes the broker logged, each with the step it followed: the
+count before and after, how long it took, and whether it was a full walk (every object unfrozen
+and collected). Stops with the broker's log if the broker exits early.
 
     python bench/bench_refreeze.py [--topics 100] [--partitions 100] [--settle 35]
 """
@@ -13,6 +14,7 @@ each took, and whether it was a full walk (every object unfrozen and collected).
 from __future__ import annotations
 
 import argparse
+import datetime
 import re
 import shutil
 import subprocess
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.perf import free_port  # noqa: E402
 
+LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"  # how a line of the broker's log begins (fastlog.logs)
 REFREEZE_LINE = re.compile(r"(\d+) partitions open \((\d+) at the last freeze\): long-lived objects frozen again in ([\d.]+) ms( \(a full walk\))?")
 
 
@@ -51,25 +54,47 @@ def main() -> None:
         first = [f"many-{i}" for i in range(args.topics)]
         more = [f"more-{i}" for i in range(max(1, args.topics // 10))]
         steps = [("create", first), ("create", more), ("delete", first[: max(1, len(first + more) // 5)])]
+        done: list[tuple[float, str]] = []  # (when, what): each step once it was answered
         for action, names in steps:
+            check_running(broker, log_path)
             if action == "create":
                 futures = admin.create_topics([NewTopic(name, args.partitions, 1) for name in names])
             else:
                 futures = admin.delete_topics(names)
             for future in futures.values():
                 future.result(300)
+            done.append((time.time(), f"after {action} {len(names)} topics"))
             print(f"{action}d {len(names)} topics of {args.partitions} partitions", flush=True)
             time.sleep(args.settle)
+        check_running(broker, log_path)
         del admin, futures  # its connections close before the broker stops
     finally:
         broker.terminate()
         broker.wait(60)
         shutil.rmtree(data, ignore_errors=True)
-    found = [REFREEZE_LINE.search(line) for line in log_path.read_text().splitlines()]
-    for match in filter(None, found):
-        now, before, ms, full = match.groups()
-        print(f"refreeze {int(before):,} -> {int(now):,} partitions: {float(ms):.1f} ms{' (a full walk)' if full else ''}")
+    for line in log_path.read_text().splitlines():
+        match = REFREEZE_LINE.search(line)
+        if match:
+            now, before, ms, full = match.groups()
+            step = step_before(done, line)
+            print(f"refreeze {int(before):,} -> {int(now):,} partitions ({step}): {float(ms):.1f} ms{' (a full walk)' if full else ''}")
     print(f"broker log: {log_path}")
+
+
+
+def check_running(broker: subprocess.Popen, log_path: Path) -> None:
+    if broker.poll() is not None:
+        sys.exit(f"the broker exited with {broker.returncode}; its log: {log_path}")
+
+
+def step_before(done: list[tuple[float, str]], line: str) -> str:
+    """The last step answered before the broker logged `line`."""
+    try:
+        logged = datetime.datetime.strptime(line[:23], LOG_TIME_FORMAT).timestamp()
+    except ValueError:
+        return "?"
+    before = [what for when, what in done if when <= logged]
+    return before[-1] if before else "after start-up"
 
 
 if __name__ == "__main__":
