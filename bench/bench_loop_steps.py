@@ -3,10 +3,11 @@
 Runs a one-loop broker (`num.network.threads=1`) in this process with a trio Instrument on its
 loop, and the Rust generator (bench/loadgen.rs) against it at `--rate` for `--seconds`. Every
 step of a connection's task (from the loop resuming it to it yielding: a request read, handled
-and answered, or several) longer than `--longer-than` ms is kept with its wall time, the CPU time
-of the loop's thread in it (`time.thread_time`), and the garbage collector's time in it. A long
-step with little CPU spent its time off the CPU: a blocking system call, a wait for a lock, or
-the thread preempted (`perf sched` or `perf record -e sched:sched_switch` tells which).
+and answered, or several) taken while the generator runs and longer than `--longer-than` ms is
+kept with its wall time, the CPU time of the loop's thread in it (`time.thread_time`), and the
+time of the loop thread's garbage collections in it. A long step with little CPU spent its time
+off the CPU: a blocking system call, a wait for a lock, or the thread preempted (`perf record -e
+sched:sched_switch` tells which). Time between steps (a wake-up that comes late) is not seen.
 
     python bench/bench_loop_steps.py [--rate 10000] [--seconds 10] [--longer-than 0.5]
 """
@@ -17,54 +18,65 @@ import argparse
 import gc
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable, NamedTuple, Optional
 
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.perf import find_loadgen, free_port  # noqa: E402
+from bench.perf import create_topic, find_loadgen, free_port, run_loadgen  # noqa: E402
 
 CONNECTION_TASK = "fastlog.server.run_connection"
 
 
+class Step(NamedTuple):
+    wall: float  # seconds
+    cpu: float  # the loop thread's CPU seconds in the step
+    collecting: float  # seconds of the loop thread's garbage collections in the step
+    at: float  # seconds from the generator's start
+
+
 class LongSteps(trio.abc.Instrument):
-    """Keeps the connection tasks' steps longer than `threshold` seconds: (wall, CPU, GC, when)
-    each, when in seconds from the first connection step."""
+    """Counts the connection tasks' steps once `measuring_from` is set, and keeps those longer
+    than `threshold` seconds."""
 
     def __init__(self, threshold: float) -> None:
         self.threshold = threshold
-        self.steps = 0
-        self.long: list[tuple[float, float, float, float]] = []
-        self._first = 0.0
-        self._gc_seconds = 0.0
-        self._gc_started = 0.0
+        self.measuring_from: Optional[float] = None  # perf_counter when the generator started
+        self.connection_steps = 0
+        self.long_steps: list[Step] = []
+        self.loop_thread = threading.get_ident()
+        self._step_wall = self._step_cpu = 0.0
+        self._collecting = 0.0
+        self._collection_started = 0.0
 
     def on_gc(self, phase: str, info: dict) -> None:
+        if threading.get_ident() != self.loop_thread:  # another thread's collection
+            return
         if phase == "start":
-            self._gc_started = time.perf_counter()
-        elif self._gc_started:
-            self._gc_seconds += time.perf_counter() - self._gc_started
-            self._gc_started = 0.0
+            self._collection_started = time.perf_counter()
+        elif self._collection_started:
+            self._collecting += time.perf_counter() - self._collection_started
+            self._collection_started = 0.0
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
-        self._gc_seconds = 0.0
-        self._cpu = time.thread_time()
-        self._wall = time.perf_counter()
+        self._collecting = 0.0
+        self._step_cpu = time.thread_time()
+        self._step_wall = time.perf_counter()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
-        wall = time.perf_counter() - self._wall
-        if task.name != CONNECTION_TASK:
+        wall = time.perf_counter() - self._step_wall
+        if task.name != CONNECTION_TASK or self.measuring_from is None or self._step_wall < self.measuring_from:
             return
-        self.steps += 1
-        self._first = self._first or self._wall
+        self.connection_steps += 1
         if wall > self.threshold:
-            self.long.append((wall, time.thread_time() - self._cpu, self._gc_seconds, self._wall - self._first))
+            cpu = time.thread_time() - self._step_cpu
+            self.long_steps.append(Step(wall, cpu, self._collecting, self._step_wall - self.measuring_from))
 
 
 def main() -> None:
@@ -73,73 +85,67 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--longer-than", type=float, default=0.5, help="ms: the steps kept")
     args = parser.parse_args()
-    from fastlog.broker import Broker, run_until_signalled
-    from fastlog.config import BrokerConfig
-
     notes: list[str] = []
     loadgen = find_loadgen("", notes)
     if loadgen is None:
         sys.exit("; ".join(notes))
+    steps = LongSteps(args.longer_than / 1000)
+    failures: list[BaseException] = []
     data = Path(tempfile.mkdtemp(prefix="fastlog-steps-"))
+    gc.callbacks.append(steps.on_gc)
+    try:
+        run_broker(data, steps, lambda port: drive(loadgen, port, args, steps, failures))
+    finally:
+        gc.callbacks.remove(steps.on_gc)
+        shutil.rmtree(data, ignore_errors=True)
+    if failures:
+        sys.exit(f"the load failed: {failures[0]!r}")
+    report(steps, args.longer_than)
+
+
+def run_broker(data: Path, steps: LongSteps, load: Callable[[int], None]) -> None:
+    """Serves a one-loop broker on this thread, with `steps` on its loop, until `load` (run on
+    a worker thread with the broker's port) returns."""
+    from fastlog.broker import Broker, run_until_signalled
+    from fastlog.config import BrokerConfig
+
     port = free_port()
     overrides = [f"listeners=PLAINTEXT://127.0.0.1:{port}", f"log.dirs={data}", "num.network.threads=1",
                  "metrics.port=-1", "schema.registry.listeners=-1"]
     broker = Broker(BrokerConfig.load(None, overrides))
-    steps = LongSteps(args.longer_than / 1000)
-    gc.callbacks.append(steps.on_gc)
-    stopped = threading.Event()
 
-    def serve() -> None:
-        try:
-            trio.run(run_until_signalled, broker, instruments=[steps])
-        finally:
-            stopped.set()
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(run_until_signalled, broker)
+            await trio.to_thread.run_sync(load, port)
+            broker.request_shutdown()
 
-    # trio takes SIGINT/SIGTERM only on the main thread: the broker runs there, the load beside it.
-    runner = threading.Thread(target=drive, args=(loadgen, port, args, broker, stopped), daemon=True)
-    runner.start()
+    trio.run(serve, instruments=[steps])
+
+
+def drive(loadgen: Path, port: int, args: argparse.Namespace, steps: LongSteps, failures: list[BaseException]) -> None:
+    """Creates the topic and runs the generator, measuring the loop's steps while it runs."""
+    bootstrap = f"127.0.0.1:{port}"
     try:
-        serve()
-    finally:
-        gc.callbacks.remove(steps.on_gc)
-        shutil.rmtree(data, ignore_errors=True)
-    runner.join(5)
-    report(steps, args)
+        create_topic(bootstrap, "steps", 6)
+        steps.measuring_from = time.perf_counter()
+        run = run_loadgen(loadgen, bootstrap, "steps", 6, args.rate, args.seconds, 100, None)
+        print("generator:", json.dumps(run), flush=True)
+    except Exception as e:  # reported by main once the broker has stopped
+        failures.append(e)
 
 
-def drive(loadgen: Path, port: int, args: argparse.Namespace, broker: object, stopped: threading.Event) -> None:
-    """Creates the topic, runs the generator, then stops the broker (SIGINT to this process)."""
-    import os
-    import signal
-
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    try:
-        time.sleep(2)
-        admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
-        admin.create_topics([NewTopic("steps", 6, 1)])["steps"].result(30)
-        del admin
-        done = subprocess.run([str(loadgen), "--bootstrap", f"127.0.0.1:{port}", "--topic", "steps", "--partitions", "6",
-                               "--rate", str(args.rate), "--seconds", str(args.seconds)],
-                              capture_output=True, text=True, timeout=args.seconds + 60)
-        print(f"generator: {done.stdout.strip() or done.stderr.strip()}", flush=True)
-    finally:
-        if not stopped.is_set():
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-def report(steps: LongSteps, args: argparse.Namespace) -> None:
-    longest = sorted(steps.long, reverse=True)
-    off_cpu = [s for s in longest if s[1] < s[0] / 2]
-    in_gc = [s for s in longest if s[2] >= s[0] / 2]
+def report(steps: LongSteps, longer_than_ms: float) -> None:
+    longest = sorted(steps.long_steps, reverse=True)
     print(json.dumps({
-        "connection_steps": steps.steps,
-        f"longer_than_{args.longer_than}_ms": len(longest),
-        "mostly_off_cpu": len(off_cpu),
-        "mostly_in_gc": len(in_gc),
+        "connection_steps": steps.connection_steps,
+        f"longer_than_{longer_than_ms}_ms": len(longest),
+        "mostly_off_cpu": sum(step.cpu < step.wall / 2 for step in longest),
+        "mostly_collecting": sum(step.collecting >= step.wall / 2 for step in longest),
     }))
-    for wall, cpu, in_collector, when in longest[:20]:
-        print(f"  step {wall * 1000:7.2f} ms at {when:6.3f} s: CPU {cpu * 1000:6.2f} ms, garbage collector {in_collector * 1000:6.2f} ms")
+    for step in longest[:20]:
+        print(f"  step {step.wall * 1000:7.2f} ms at {step.at:6.3f} s: CPU {step.cpu * 1000:6.2f} ms, "
+              f"garbage collector {step.collecting * 1000:6.2f} ms")
 
 
 if __name__ == "__main__":

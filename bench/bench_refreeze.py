@@ -54,16 +54,21 @@ def main() -> None:
         first = [f"many-{i}" for i in range(args.topics)]
         more = [f"more-{i}" for i in range(max(1, args.topics // 10))]
         steps = [("create", first), ("create", more), ("delete", first[: max(1, len(first + more) // 5)])]
-        done: list[tuple[float, str]] = []  # (when, what): each step once it was answered
+        marks: list[tuple[float, str]] = []  # (when, what): each step as it was asked, and once answered
         for action, names in steps:
             check_running(broker, log_path)
+            marks.append((time.time(), f"during {action} {len(names)} topics"))
             if action == "create":
                 futures = admin.create_topics([NewTopic(name, args.partitions, 1) for name in names])
             else:
                 futures = admin.delete_topics(names)
-            for future in futures.values():
-                future.result(300)
-            done.append((time.time(), f"after {action} {len(names)} topics"))
+            try:
+                for future in futures.values():
+                    future.result(300)
+            except Exception:
+                check_running(broker, log_path)
+                raise
+            marks.append((time.time(), f"after {action} {len(names)} topics"))
             print(f"{action}d {len(names)} topics of {args.partitions} partitions", flush=True)
             time.sleep(args.settle)
         check_running(broker, log_path)
@@ -76,10 +81,9 @@ def main() -> None:
         match = REFREEZE_LINE.search(line)
         if match:
             now, before, ms, full = match.groups()
-            step = step_before(done, line)
+            step = step_before(marks, line)
             print(f"refreeze {int(before):,} -> {int(now):,} partitions ({step}): {float(ms):.1f} ms{' (a full walk)' if full else ''}")
     print(f"broker log: {log_path}")
-
 
 
 def check_running(broker: subprocess.Popen, log_path: Path) -> None:
@@ -87,13 +91,13 @@ def check_running(broker: subprocess.Popen, log_path: Path) -> None:
         sys.exit(f"the broker exited with {broker.returncode}; its log: {log_path}")
 
 
-def step_before(done: list[tuple[float, str]], line: str) -> str:
-    """The last step answered before the broker logged `line`."""
+def step_before(marks: list[tuple[float, str]], line: str) -> str:
+    """Where the steps stood when the broker logged `line`: during one, or after one."""
     try:
         logged = datetime.datetime.strptime(line[:23], LOG_TIME_FORMAT).timestamp()
     except ValueError:
         return "?"
-    before = [what for when, what in done if when <= logged]
+    before = [what for when, what in marks if when <= logged]
     return before[-1] if before else "after start-up"
 
 
