@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -218,6 +219,29 @@ def test_produce_a_test_message(console_broker: BrokerProcess, unique_topic: str
     ]:
         status, document, _ = call(target, body)
         assert status == status_wanted and words in document["error"], (body, document)
+
+
+def test_a_body_too_large_sent_slowly_is_still_answered(console_broker: BrokerProcess, unique_topic: str) -> None:
+    """A body declared larger than the console takes gets a 400 saying so, even from a client
+    still sending it when the refusal is decided: the console reads and drops the body first.
+    Closed with the body unread, the connection was reset under the client, which never read
+    the answer (a broken pipe)."""
+    url = console_broker.console_url  # type: ignore[attr-defined]
+    host, port = url.split("://", 1)[1].rsplit(":", 1)
+    body_size, piece = 3 << 20, b"x" * (256 << 10)
+    head = (f"POST /api/topics/{unique_topic}/messages HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {body_size}\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(head)
+        for _ in range(body_size // len(piece)):
+            time.sleep(0.02)  # the console has decided long before the body is all sent
+            client.sendall(piece)
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.split()[1] == b"400", answer[:300]
+    assert b"at most" in rest.partition(b"\r\n\r\n")[2]
 
 
 def test_group_lag_reset_plan_and_execute(console_broker: BrokerProcess, unique_topic: str) -> None:
