@@ -6,9 +6,14 @@ from __future__ import annotations
 import ipaddress
 import logging
 import socket
-from typing import Any
+from typing import Any, AsyncIterator, Optional
 
 import trio
+
+# A body too large is still read (and dropped) up to this much or this long before it is
+# refused: closed with the body unread, the connection would be reset under a client still
+# sending it, which would then never read why.
+DRAINED_BODY_BYTES, DRAIN_SECONDS = 16 << 20, 5.0
 
 
 def bind(addresses: list[tuple[str, int]]) -> list[socket.socket]:
@@ -57,3 +62,40 @@ async def serve_app(app: Any, sockets: list[socket.socket], log_name: str, *, ta
     config.errorlog = logging.getLogger(log_name)
     config.graceful_timeout = 1.0
     await serve_http(app, config, task_status=task_status)
+
+
+async def read_body_within(request: Any, limit: int) -> Optional[bytes]:
+    """A Starlette request's body, or None when it is larger than `limit` bytes, declared or
+    sent; then the rest is read and dropped first (`DRAINED_BODY_BYTES`, `DRAIN_SECONDS`), for
+    the caller to refuse it with an answer the client reads."""
+    declared = request.headers.get("content-length", "")
+    declared_size = int(declared) if declared.isdigit() else 0
+    if declared_size > max(limit, DRAINED_BODY_BYTES):
+        return None  # more than a drain would read: the client is reset either way
+    chunks = request.stream()
+    try:
+        pieces, received = [], 0
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > limit or declared_size > limit:
+                await drop_rest(chunks, received)
+                return None
+            pieces.append(chunk)
+        return None if declared_size > limit else b"".join(pieces)
+    finally:
+        await chunks.aclose()
+
+
+async def drop_rest(chunks: AsyncIterator[bytes], received: int) -> None:
+    """Reads and drops what is left of a body, up to `DRAINED_BODY_BYTES` in all or for
+    `DRAIN_SECONDS`; a client that hangs up meanwhile ends it too."""
+    from starlette.requests import ClientDisconnect
+
+    with trio.move_on_after(DRAIN_SECONDS):
+        try:
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > DRAINED_BODY_BYTES:
+                    return
+        except ClientDisconnect:
+            return

@@ -20,7 +20,7 @@ import secrets
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import trio
 from starlette.applications import Starlette
@@ -34,6 +34,7 @@ from fastlog.client import Client, ClientError, KafkaError
 from fastlog.console.cluster_view import BadRequest, ClusterView, NotFound, int_param
 from fastlog.console.decode import RegistryUnavailable, SchemaLookup
 from fastlog.console.history import History
+from fastlog.http_serving import read_body_within
 from fastlog.protocol import ErrorCode
 from fastlog.security.client_side import ClientSecurity, SaslFailed
 from fastlog.tools import ToolError
@@ -45,10 +46,6 @@ SESSION_COOKIE = "fastlog_console"
 SESSION_IDLE_SECONDS = 3600
 MAX_SESSIONS = 1000
 MAX_BODY_BYTES = 2 << 20
-# A body too large is still read (and dropped) up to this much or this long before the refusal:
-# closed with the body unread, the connection would be reset under a client still sending it,
-# which would then never read why.
-DRAINED_BODY_BYTES, DRAIN_SECONDS = 8 * MAX_BODY_BYTES, 5.0
 LOGIN_FAILURES, LOGIN_BACKOFF_SECONDS = 5, 60.0  # this many failed logins from an address: it waits this long
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 SECURITY_HEADERS = [
@@ -224,14 +221,9 @@ async def run_view(session: Session, operation: Callable[..., Any], *args: Any) 
 
 
 async def json_body(request: Request) -> dict:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        await drain(request, 0)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            await drain(request, len(body))
+    body = await read_body_within(request, MAX_BODY_BYTES)
+    if body is None:
+        raise BadRequest(f"a request body may hold at most {MAX_BODY_BYTES} bytes")
     try:
         document = json.loads(body or b"{}")
     except ValueError as e:
@@ -239,16 +231,6 @@ async def json_body(request: Request) -> dict:
     if not isinstance(document, dict):
         raise BadRequest("the body must be a JSON object")
     return document
-
-
-async def drain(request: Request, received: int) -> NoReturn:
-    """Refuses a body too large, once it is read or DRAINED_BODY_BYTES or DRAIN_SECONDS are reached."""
-    with trio.move_on_after(DRAIN_SECONDS):
-        async for chunk in request.stream():
-            received += len(chunk)
-            if received > DRAINED_BODY_BYTES:
-                break
-    raise BadRequest(f"a request body may hold at most {MAX_BODY_BYTES} bytes")
 
 
 def error_response(e: Exception) -> JSONResponse:

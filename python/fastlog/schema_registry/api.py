@@ -12,6 +12,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
+from fastlog.http_serving import read_body_within
 from fastlog.schema_registry import errors
 from fastlog.schema_registry.registry import SchemaRegistry, parse_version
 from fastlog.schema_registry.schema_types import SCHEMA_TYPES, Reference, compact_json, schema_type_of
@@ -53,16 +54,12 @@ async def read_body(request: Request) -> dict:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type and content_type not in REQUEST_TYPES:
         raise errors.RegistryError(415, 415, "HTTP 415 Unsupported Media Type")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise errors.RegistryError(413, 413, f"Request body of {declared} bytes is larger than {MAX_BODY_BYTES}")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise errors.RegistryError(413, 413, f"Request body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = await read_body_within(request, MAX_BODY_BYTES)
+    if raw is None:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            raise errors.RegistryError(413, 413, f"Request body of {declared} bytes is larger than {MAX_BODY_BYTES}")
+        raise errors.RegistryError(413, 413, f"Request body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
         raise errors.RegistryError(422, 422, "The request body is missing")
     try:
