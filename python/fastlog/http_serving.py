@@ -64,12 +64,17 @@ async def serve_app(app: Any, sockets: list[socket.socket], log_name: str, *, ta
     await serve_http(app, config, task_status=task_status)
 
 
+def declared_length(request: Any) -> int:
+    """The body size a request's Content-Length declares; 0 when it declares none (chunked)."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdigit() else 0
+
+
 async def read_body_within(request: Any, limit: int) -> Optional[bytes]:
     """A Starlette request's body, or None when it is larger than `limit` bytes, declared or
     sent; then the rest is read and dropped first (`DRAINED_BODY_BYTES`, `DRAIN_SECONDS`), for
     the caller to refuse it with an answer the client reads."""
-    declared = request.headers.get("content-length", "")
-    declared_size = int(declared) if declared.isdigit() else 0
+    declared_size = declared_length(request)
     if declared_size > max(limit, DRAINED_BODY_BYTES):
         return None  # more than a drain would read: the client is reset either way
     chunks = request.stream()

@@ -12,7 +12,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fastlog.http_serving import read_body_within
+from fastlog.http_serving import declared_length, read_body_within
 from fastlog.schema_registry import errors
 from fastlog.schema_registry.registry import SchemaRegistry, parse_version
 from fastlog.schema_registry.schema_types import SCHEMA_TYPES, Reference, compact_json, schema_type_of
@@ -56,8 +56,8 @@ async def read_body(request: Request) -> dict:
         raise errors.RegistryError(415, 415, "HTTP 415 Unsupported Media Type")
     raw = await read_body_within(request, MAX_BODY_BYTES)
     if raw is None:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        declared = declared_length(request)
+        if declared > MAX_BODY_BYTES:
             raise errors.RegistryError(413, 413, f"Request body of {declared} bytes is larger than {MAX_BODY_BYTES}")
         raise errors.RegistryError(413, 413, f"Request body is larger than {MAX_BODY_BYTES} bytes")
     if not raw.strip():
