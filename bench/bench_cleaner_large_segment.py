@@ -5,8 +5,8 @@ A partition with `--segment-mib` segments (two sealed ones) of 16-record batches
 values whose keys are unique but for every tenth, so that a pass keeps ~90 % of each. The pass
 runs on a thread (`Log.clean`, as the broker's cleaner calls it) while this thread appends one
 small batch after another; prints the pass's time, what it did (segments, bytes read, bytes
-written, records removed) and the longest append, per round. Each round writes its data to a
-temporary directory under `--dir`.
+written, records removed) and the appends' p99.9, count over 1 ms and longest, per round.
+Each round writes its data to a temporary directory under `--dir`.
 
     python bench/bench_cleaner_large_segment.py [--segment-mib 256] [--rounds 3] [--dir .]
 """
@@ -14,6 +14,7 @@ temporary directory under `--dir`.
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import shutil
 import tempfile
@@ -43,15 +44,18 @@ def one_round(directory: Path, segment_bytes: int) -> str:
     small = encode_batch([Record(0, 5, b"x", b"y")])
     started = time.perf_counter()
     cleaner.start()
-    longest, appends = 0.0, 0
+    waits = []
     while cleaner.is_alive():
         before = time.perf_counter()
         log.append(small)
-        longest, appends = max(longest, time.perf_counter() - before), appends + 1
+        waits.append(time.perf_counter() - before)
     cleaner.join()
     took = time.perf_counter() - started
     log.close()
-    return f"pass {took:.3f} s, (segments, read, written, removed) {outcome[0]}, longest append {longest * 1000:.1f} ms of {appends}"
+    waits.sort()
+    over_1ms = len(waits) - bisect.bisect_left(waits, 0.001)
+    return (f"pass {took:.3f} s, (segments, read, written, removed) {outcome[0]}, {len(waits)} appends: "
+            f"p99.9 {waits[int(len(waits) * 0.999)] * 1000:.2f} ms, {over_1ms} over 1 ms, longest {waits[-1] * 1000:.1f} ms")
 
 
 def main() -> None:

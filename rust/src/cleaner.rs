@@ -156,18 +156,17 @@ pub fn mark_complete(log_path: &Path) -> Result<()> {
     fs::rename(&cleaned, swap_path(log_path)).map_err(|e| CoreError::io(format!("rename {}", cleaned.display()), e))
 }
 
-/// Replaces a segment's `.log` with its `.swap` file; its index files go, to be rebuilt.
-pub fn complete_swap(log_path: &Path) -> Result<()> {
+/// Replaces a segment's `.log` with its `.swap` file; its index files are renamed `.deleted`
+/// (to be rebuilt, or replaced by the pass's), and returned for the caller to unlink once it
+/// lets go of the log: an unlink can wait for the device (a filesystem mounted with `discard`).
+pub fn complete_swap(log_path: &Path) -> Result<Vec<std::path::PathBuf>> {
+    let mut retired = Vec::new();
     for suffix in ["index", "timeindex"] {
-        let index = log_path.with_extension(suffix);
-        match fs::remove_file(&index) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(CoreError::io(format!("delete {}", index.display()), e)),
-        }
+        retired.extend(crate::segment::rename_aside(&log_path.with_extension(suffix), ".deleted")?);
     }
     let swap = swap_path(log_path);
-    fs::rename(&swap, log_path).map_err(|e| CoreError::io(format!("rename {}", swap.display()), e))
+    fs::rename(&swap, log_path).map_err(|e| CoreError::io(format!("rename {}", swap.display()), e))?;
+    Ok(retired)
 }
 
 /// Renames a segment's `.log` file `.replaced` before `complete_swap` puts the cleaned one in

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod files;
 pub mod index;
 pub mod log;
+pub mod flusher;
 pub mod segment;
 pub mod compression;
 pub mod producer_state;

@@ -101,6 +101,20 @@ pub struct PartitionLog {
     epochs: Vec<(i32, i64)>,
     /// The leader-epoch checkpoint was written without fsync (on an append); the next flush syncs it.
     epochs_unsynced: bool,
+    /// Counts those unsynced writes: a flush in steps clears `epochs_unsynced` only if none
+    /// came after its plan.
+    epochs_written: u64,
+    /// Records appended in all, and how many of them flushes covered: two flushes in steps
+    /// that overlap take off `unflushed_messages` only what neither took off before.
+    messages_appended: i64,
+    messages_flushed: i64,
+    /// Counts truncations (`truncate_to`, `restart_at`): a flush in steps planned before one
+    /// does not move the recovery point, since what lies past the cut may be new and unsynced.
+    truncations: u64,
+    /// The first fsync of a flush in steps that failed: every later flush fails with it, as
+    /// pages whose writeback failed may never reach the disk while a later fsync (through a
+    /// new descriptor) reports success. Kafka takes the log directory offline.
+    sync_failure: Option<String>,
     /// What opening the log had to repair, for the caller to log.
     pub repairs: Vec<String>,
     producers: ProducerState,
@@ -108,14 +122,78 @@ pub struct PartitionLog {
     /// Aborted transactions, by the base of the segment holding their ABORT marker (that
     /// segment's `.txnindex`), in marker order.
     aborted: BTreeMap<i64, Vec<AbortedTxn>>,
-    /// Segments whose `.txnindex` got entries since the last flush (synced by it).
+    /// Segments whose `.txnindex` got entries since the last flush (synced by it; a flush in
+    /// steps syncs every `.txnindex` from the recovery point on as well).
     txn_index_unsynced: Vec<i64>,
     /// Counts deletions and truncations of segments: a compaction pass run without the log
     /// held puts its output in place only if this has not moved since its plan.
     generation: u64,
-    /// Files of deleted segments (renamed `.deleted`) and of segments a cleaned one replaced
-    /// (renamed `.replaced`), for `take_retired`'s caller to unlink.
+    /// Files of deleted segments and of the index files and producer snapshots that went
+    /// (renamed `.deleted`), and of segments a cleaned one replaced (renamed `.replaced`), for
+    /// `take_retired`'s caller to unlink once it lets go of the log.
     retired: Vec<PathBuf>,
+    /// Offsets of the producer snapshots rolls wrote without fsync, as `<offset>.snapshot.tmp`
+    /// (which an open deletes): a flush syncs them and puts them in place once the transaction
+    /// indexes below them are on disk.
+    pending_snapshots: Vec<i64>,
+    /// A segment was rolled since the last `take_rolled`: its caller has the sealed segment
+    /// flushed off the append path (`flusher`).
+    rolled: bool,
+}
+
+/// How far a flush in three steps (`plan_flush`) goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FlushUpTo {
+    /// The log end: `flush.ms`, `flush.messages`, an explicit flush.
+    LogEnd,
+    /// The segments rolls sealed: the flusher's thread, after a roll.
+    Sealed,
+}
+
+/// A flush in three steps, for a caller that must not hold the log through fsyncs (each one
+/// waits for the device to empty its cache: 1-50 ms here). `plan_flush`, held: the active
+/// segment's index entries written, the files listed. `sync`, unheld: every file fsynced.
+/// `finish_flush`, held: the recovery point moved to what was planned.
+pub struct PlannedFlush {
+    dir: PathBuf,
+    truncations: u64,
+    upto: FlushUpTo,
+    /// Everything below this offset is in `files`.
+    offset: i64,
+    files: Vec<PathBuf>,
+    snapshots: Vec<i64>,
+    txn_indexes: Vec<i64>,
+    epochs_written: u64,
+    messages_appended: i64,
+}
+
+impl PlannedFlush {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Fsyncs the planned files, the pending snapshots and the directory, with the log let go.
+    /// Sealed segments' files do not change, and the active one's only grow past what is
+    /// planned. A file deleted meanwhile (retention, a cleaner's swap) is skipped.
+    pub fn sync(&self) -> Result<()> {
+        let snapshots = self.snapshots.iter().map(|offset| pending_snapshot_path(&self.dir, *offset));
+        for path in self.files.iter().cloned().chain(snapshots) {
+            match File::open(&path).and_then(|file| file.sync_all()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CoreError::io(format!("fsync {}", path.display()), e)),
+            }
+        }
+        checkpoint::sync_dir(&self.dir)
+    }
+}
+
+fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    dir.join(format!("{offset:020}.snapshot"))
+}
+
+fn pending_snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+    snapshot_path(dir, offset).with_extension("snapshot.tmp")
 }
 
 /// A sealed segment that a compaction pass reads.
@@ -130,6 +208,8 @@ struct SealedSegment {
 /// not change while appends go to the active segment, and `generation` tells the pass's end
 /// whether segments were deleted or truncated meanwhile.
 pub struct CleanPlan {
+    /// The log's directory, where `CleanOutput::settle_step` syncs and checkpoints.
+    dir: PathBuf,
     sealed: Vec<SealedSegment>,
     end_offset: i64,
     first_dirty: i64,
@@ -153,6 +233,7 @@ pub struct CleanOutput {
     stats: CleanStats,
     end_offset: i64,
     generation: u64,
+    dir: PathBuf,
 }
 
 /// Where `finish_clean_step` left a pass.
@@ -170,6 +251,23 @@ impl CleanOutput {
             cleaner::remove_cleaned(path);
         }
         self.placed = self.rewritten.len();
+    }
+
+    /// What a step of `finish_clean_step` leaves to its caller, to do once it has let go of the
+    /// log: makes the step's renames durable, then unlinks the files it retired (`retired`:
+    /// `take_retired`) and, when the pass is over, records where it ended. With the log held,
+    /// these fsyncs and unlinks kept the partition's appends waiting 10-20 ms a step (a
+    /// directory fsync, a checkpoint's two, and on a filesystem mounted with `discard` every
+    /// unlink waits for the device). A failure leaves the retired files to the next open.
+    pub fn settle_step(&self, step: &CleanStep, retired: Vec<PathBuf>) -> Result<()> {
+        checkpoint::sync_dir(&self.dir)?;
+        delete_retired(retired);
+        if let CleanStep::Done(Some(_)) = step {
+            // Only passes write this file, one at a time; a truncation since only leaves it
+            // ahead of the log, which delays the next pass, as it would have anyway.
+            checkpoint::write(&self.dir.join(CLEANER_FILE), &[self.end_offset.to_string()])?;
+        }
+        Ok(())
     }
 }
 
@@ -189,6 +287,7 @@ impl CleanPlan {
             stats: CleanStats::default(),
             end_offset: self.end_offset,
             generation: self.generation,
+            dir: self.dir.clone(),
         };
         match self.rewrite(&mut output) {
             Ok(()) => Ok(output),
@@ -293,6 +392,11 @@ impl PartitionLog {
             dir_needs_sync: false,
             epochs: Vec::new(),
             epochs_unsynced: false,
+            epochs_written: 0,
+            messages_appended: 0,
+            messages_flushed: 0,
+            truncations: 0,
+            sync_failure: None,
             repairs: Vec::new(),
             producers: ProducerState::default(),
             first_dirty_offset: 0,
@@ -300,6 +404,8 @@ impl PartitionLog {
             txn_index_unsynced: Vec::new(),
             generation: 0,
             retired: Vec::new(),
+            pending_snapshots: Vec::new(),
+            rolled: false,
         };
         let mut bases = log.list_segment_files()?;
         bases.sort_unstable();
@@ -337,13 +443,17 @@ impl PartitionLog {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".log.replaced") {
                 replaced.push(entry.path()); // once every swap is finished
+            } else if name.ends_with(".snapshot.tmp") {
+                // A roll's snapshot that no flush put in place: a replay from an older one
+                // (or from the log start) rebuilds what it held. Routine after a crash.
+                let _ = fs::remove_file(entry.path());
             } else if name.ends_with(".tmp") || name.ends_with(".deleted") || name.ends_with(".cleaned") {
                 let _ = fs::remove_file(entry.path());
                 self.repairs.push(format!("removed leftover file {}", entry.path().display()));
             } else if let Some(stem) = name.strip_suffix(".swap") {
                 // A cleaned segment was complete but not yet in place: finish the swap.
                 let log_path = self.dir.join(stem);
-                cleaner::complete_swap(&log_path)?;
+                delete_retired(cleaner::complete_swap(&log_path)?);
                 self.repairs.push(format!("completed the swap of cleaned segment {}", log_path.display()));
                 if let Some(base) = parse_segment_base(stem) {
                     bases.push(base);
@@ -552,8 +662,10 @@ impl PartitionLog {
                 self.epochs.push((epoch, header.base_offset));
                 self.write_epochs(false)?;
                 self.epochs_unsynced = true;
+                self.epochs_written += 1;
             }
             self.unflushed_messages += header.record_count as i64;
+            self.messages_appended += header.record_count as i64;
             pos += size;
         }
         Ok((start, self.log_end_offset()))
@@ -616,9 +728,11 @@ impl PartitionLog {
             // the flush that makes these batches durable syncs the checkpoint too, as Kafka does.
             self.write_epochs(false)?;
             self.epochs_unsynced = true;
+            self.epochs_written += 1;
         }
         let record_count: i64 = headers.iter().map(|h| h.record_count as i64).sum();
         self.unflushed_messages += record_count;
+        self.messages_appended += record_count;
         Ok(AppendInfo {
             base_offset,
             last_offset: assigned.last_offset,
@@ -654,13 +768,100 @@ impl PartitionLog {
         if self.active().size == 0 {
             return Ok(());
         }
-        self.active_mut().seal()?;
+        // No fsync here, with the log held (an append that rolled waited 1.5 ms at the median
+        // and up to 81 ms for three): the sealed segment's files and the snapshot are synced by
+        // `flusher::after_roll` on the flusher's thread, or by the next flush, as Kafka's roll leaves
+        // them to its scheduler.
+        self.active_mut().seal_unsynced()?;
         self.segments.insert(next, Segment::create(&self.dir, next, now_ms)?);
         self.dir_needs_sync = true;
-        // The snapshot is where a replay starts: index entries below it must be on disk first.
-        self.sync_txn_indexes()?;
-        self.write_producer_snapshot()?;
+        self.write_pending_snapshot()?;
+        self.rolled = true;
         Ok(())
+    }
+
+    /// Whether a segment was rolled since the last call (see `rolled`).
+    pub fn take_rolled(&mut self) -> bool {
+        std::mem::take(&mut self.rolled)
+    }
+
+    /// Step one of a flush in three steps (see `PlannedFlush`), with the log held: writes the
+    /// active segment's index entries (for `LogEnd`) and lists what `sync` must fsync. None when
+    /// nothing lies unflushed there.
+    pub fn plan_flush(&mut self, upto: FlushUpTo) -> Result<Option<PlannedFlush>> {
+        self.check_no_sync_failure()?;
+        let offset = match upto {
+            FlushUpTo::LogEnd => self.log_end_offset(),
+            FlushUpTo::Sealed => self.active().base_offset,
+        };
+        if offset <= self.recovery_point && self.pending_snapshots.is_empty() && !self.epochs_unsynced {
+            return Ok(None);
+        }
+        if upto == FlushUpTo::LogEnd {
+            self.active_mut().write_indexes()?;
+        }
+        let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
+        let segments = self.segments.range(from..).filter(|(base, _)| upto == FlushUpTo::LogEnd || **base < offset);
+        let mut files: Vec<PathBuf> = segments.flat_map(|(_, s)| [".log", ".index", ".timeindex", txn_index::SUFFIX].map(|x| s.path(x))).collect();
+        files.extend(self.txn_index_unsynced.iter().filter_map(|base| self.segments.get(base)).map(|s| s.path(txn_index::SUFFIX)));
+        if self.epochs_unsynced {
+            files.push(self.dir.join(LEADER_EPOCH_FILE));
+        }
+        Ok(Some(PlannedFlush {
+            dir: self.dir.clone(),
+            truncations: self.truncations,
+            upto,
+            offset,
+            files,
+            snapshots: self.pending_snapshots.clone(),
+            txn_indexes: self.txn_index_unsynced.clone(),
+            epochs_written: self.epochs_written,
+            messages_appended: self.messages_appended,
+        }))
+    }
+
+    /// Records that a flush in steps failed to sync (see `sync_failure`).
+    pub fn note_sync_failure(&mut self, error: &CoreError) {
+        self.sync_failure.get_or_insert_with(|| error.to_string());
+    }
+
+    fn check_no_sync_failure(&self) -> Result<()> {
+        match &self.sync_failure {
+            Some(why) => Err(CoreError::io(format!("flush {}", self.dir.display()), std::io::Error::other(format!("an earlier fsync failed: {why}")))),
+            None => Ok(()),
+        }
+    }
+
+    /// Step three, with the log held, after `PlannedFlush::sync`: puts the synced snapshots in
+    /// place and moves the recovery point to the planned offset, unless the log was truncated
+    /// since. Renames only; true when the caller must sync the directory again (and unlink what
+    /// `take_retired` hands over) once it lets go. The recovery point moves before that sync:
+    /// the data below it is on disk, and a snapshot whose rename is lost only means a longer
+    /// replay.
+    pub fn finish_flush(&mut self, flush: PlannedFlush, now_ms: i64) -> Result<bool> {
+        if flush.truncations != self.truncations {
+            return Ok(false);
+        }
+        let placed = !flush.snapshots.is_empty();
+        for offset in flush.snapshots {
+            self.place_pending_snapshot(offset)?;
+        }
+        if placed {
+            self.retire_old_snapshots()?;
+        }
+        if self.epochs_written == flush.epochs_written {
+            self.epochs_unsynced = false;
+        }
+        self.txn_index_unsynced.retain(|base| !flush.txn_indexes.contains(base));
+        self.recovery_point = self.recovery_point.max(flush.offset);
+        if flush.messages_appended > self.messages_flushed {
+            self.unflushed_messages = (self.unflushed_messages - (flush.messages_appended - self.messages_flushed)).max(0);
+            self.messages_flushed = flush.messages_appended;
+        }
+        if flush.upto == FlushUpTo::LogEnd {
+            self.last_flush_ms = self.last_flush_ms.max(now_ms);
+        }
+        Ok(placed)
     }
 
     /// Whole batches from `offset`, at most `max_bytes` (but at least one batch when `min_one`),
@@ -748,8 +949,12 @@ impl PartitionLog {
         self.unflushed_messages >= self.config.flush_messages
     }
 
-    /// Fsyncs everything past the recovery point and moves the recovery point to the log end.
+    /// Fsyncs everything past the recovery point (segments with their index files, the
+    /// directory, the leader-epoch checkpoint, the transaction indexes, then the snapshots rolls
+    /// left pending) and moves the recovery point to the log end, all with the log held: a clean
+    /// stop's flush. Other flushes go in steps (`plan_flush`).
     pub fn flush(&mut self, now_ms: i64) -> Result<()> {
+        self.check_no_sync_failure()?;
         let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
         for (_, segment) in self.segments.range_mut(from..) {
             segment.fsync()?;
@@ -763,32 +968,29 @@ impl PartitionLog {
             self.epochs_unsynced = false;
         }
         self.sync_txn_indexes()?;
+        if !self.pending_snapshots.is_empty() {
+            for offset in self.pending_snapshots.clone() {
+                let tmp = pending_snapshot_path(&self.dir, offset);
+                match File::open(&tmp).and_then(|file| file.sync_all()) {
+                    Ok(()) => self.place_pending_snapshot(offset)?,
+                    // Gone (removed by hand?): a replay from an older snapshot does without it.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.pending_snapshots.retain(|o| *o != offset),
+                    Err(e) => return Err(CoreError::io(format!("fsync {}", tmp.display()), e)),
+                }
+            }
+            self.retire_old_snapshots()?;
+            checkpoint::sync_dir(&self.dir)?;
+        }
         self.recovery_point = self.log_end_offset();
         self.unflushed_messages = 0;
+        self.messages_flushed = self.messages_appended;
         self.last_flush_ms = now_ms;
         Ok(())
-    }
-
-    /// The segment files a flush would fsync now, for a caller to sync ahead of it without
-    /// holding the log (`sync_ahead`): the flush that follows, with the log held, then finds
-    /// little left to write back.
-    pub fn unflushed_paths(&self) -> Vec<PathBuf> {
-        let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
-        self.segments.range(from..).map(|(_, segment)| segment.log_path()).collect()
     }
 
     /// Whether `flush.ms` has passed since the last flush with something unflushed.
     pub fn flush_ms_passed(&self, now_ms: i64) -> bool {
         self.recovery_point < self.log_end_offset() && now_ms - self.last_flush_ms >= self.config.flush_ms
-    }
-
-    /// Flushes when `flush.ms` has passed since the last flush and something is unflushed.
-    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<bool> {
-        let due = self.flush_ms_passed(now_ms);
-        if due {
-            self.flush(now_ms)?;
-        }
-        Ok(due)
     }
 
     /// DeleteRecords: moves the log start to `offset` (at most the high watermark) and deletes
@@ -866,8 +1068,9 @@ impl PartitionLog {
         let Some(plan) = self.plan_clean(now_ms) else { return Ok(None) };
         let mut output = plan.run()?;
         loop {
-            if let CleanStep::Done(stats) = self.finish_clean_step(&mut output, now_ms, None)? {
-                delete_retired(self.take_retired());
+            let step = self.finish_clean_step(&mut output, now_ms, None)?;
+            output.settle_step(&step, self.take_retired())?;
+            if let CleanStep::Done(stats) = step {
                 return Ok(stats);
             }
         }
@@ -905,6 +1108,7 @@ impl PartitionLog {
             ranges.sort_unstable();
         }
         Some(CleanPlan {
+            dir: self.dir.clone(),
             sealed,
             end_offset,
             first_dirty,
@@ -940,7 +1144,7 @@ impl PartitionLog {
                 segment.forget_file();
             }
             self.retired.extend(cleaner::retire_replaced(&path)?);
-            cleaner::complete_swap(&path)?;
+            self.retired.extend(cleaner::complete_swap(&path)?);
             cleaner::place_cleaned_indexes(&path);
             let mut fresh = Segment::open_existing(&self.dir, base, now_ms)?;
             // The pass's index files, checked as a sealed segment's are at open; rebuilt from the
@@ -953,7 +1157,6 @@ impl PartitionLog {
                 break;
             }
         }
-        checkpoint::sync_dir(&self.dir)?;
         // An aborted transaction whose marker is gone must leave the index too: a reader told of
         // it would skip the producer's batches until an ABORT marker that no longer comes.
         let markers: Vec<(i64, i64)> =
@@ -968,7 +1171,6 @@ impl PartitionLog {
         let mut stats = output.stats;
         stats.segments = output.rewritten.len();
         self.first_dirty_offset = output.end_offset;
-        checkpoint::write(&self.dir.join(CLEANER_FILE), &[output.end_offset.to_string()])?;
         Ok(CleanStep::Done(Some(stats)))
     }
 
@@ -978,6 +1180,7 @@ impl PartitionLog {
             return Ok(());
         }
         self.generation += 1;
+        self.truncations += 1;
         let offset = offset.max(self.log_start_offset);
         let first = *self.segments.keys().next().unwrap();
         let doomed: Vec<i64> = self.segments.range(offset..).map(|(b, _)| *b).filter(|b| *b != first).collect();
@@ -1004,6 +1207,7 @@ impl PartitionLog {
                 let _ = fs::remove_file(path);
             }
         }
+        self.drop_pending_snapshots(|offset| offset > end);
         self.load_producer_state()?;
         Ok(())
     }
@@ -1013,6 +1217,7 @@ impl PartitionLog {
     /// leader's log from there. Every segment, the leader-epoch cache and producer state go.
     pub fn restart_at(&mut self, offset: i64, now_ms: i64) -> Result<()> {
         self.generation += 1;
+        self.truncations += 1;
         let bases: Vec<i64> = self.segments.keys().copied().collect();
         for base in bases {
             if let Some(segment) = self.segments.remove(&base) {
@@ -1022,6 +1227,7 @@ impl PartitionLog {
         for (_, path) in self.snapshot_files()? {
             let _ = fs::remove_file(path);
         }
+        self.drop_pending_snapshots(|_| true);
         let offset = offset.max(0);
         self.segments.insert(offset, Segment::create(&self.dir, offset, now_ms)?);
         self.active_mut().activate()?;
@@ -1030,6 +1236,7 @@ impl PartitionLog {
         self.high_watermark = offset;
         self.recovery_point = offset;
         self.unflushed_messages = 0;
+        self.messages_flushed = self.messages_appended;
         self.epochs.clear();
         self.write_epochs(true)?;
         self.producers.clear();
@@ -1229,21 +1436,59 @@ impl PartitionLog {
         Ok(found)
     }
 
-    /// Writes the producer state as of the log end, keeping the two newest snapshots.
-    fn write_producer_snapshot(&self) -> Result<()> {
+    /// Writes and syncs the producer state as of the log end (a clean stop), keeping the two
+    /// newest snapshots.
+    fn write_producer_snapshot(&mut self) -> Result<()> {
         let end = self.log_end_offset();
-        let path = self.dir.join(format!("{end:020}.snapshot"));
-        let tmp = path.with_extension("snapshot.tmp");
+        let (path, tmp) = (snapshot_path(&self.dir, end), pending_snapshot_path(&self.dir, end));
+        self.pending_snapshots.retain(|offset| *offset != end); // this one takes its place
         let ctx = |op: &str| format!("{op} producer snapshot {}", path.display());
         let mut file = File::create(&tmp).map_err(|e| CoreError::io(ctx("create"), e))?;
         use std::io::Write;
         file.write_all(&self.producers.to_bytes()).and_then(|_| file.sync_all()).map_err(|e| CoreError::io(ctx("write"), e))?;
         fs::rename(&tmp, &path).map_err(|e| CoreError::io(ctx("rename"), e))?;
-        let snapshots = self.snapshot_files()?;
-        for (_, old) in snapshots.iter().rev().skip(2) {
-            let _ = fs::remove_file(old);
+        self.retire_old_snapshots()?;
+        delete_retired(self.take_retired());
+        Ok(())
+    }
+
+    /// A roll's snapshot: written, neither synced nor in place (see `pending_snapshots`).
+    fn write_pending_snapshot(&mut self) -> Result<()> {
+        let end = self.log_end_offset();
+        let tmp = pending_snapshot_path(&self.dir, end);
+        fs::write(&tmp, self.producers.to_bytes()).map_err(|e| CoreError::io(format!("write producer snapshot {}", tmp.display()), e))?;
+        if !self.pending_snapshots.contains(&end) {
+            self.pending_snapshots.push(end);
         }
         Ok(())
+    }
+
+    /// Renames a pending snapshot, synced by the caller, into place.
+    fn place_pending_snapshot(&mut self, offset: i64) -> Result<()> {
+        let Some(i) = self.pending_snapshots.iter().position(|o| *o == offset) else { return Ok(()) };
+        self.pending_snapshots.remove(i);
+        let tmp = pending_snapshot_path(&self.dir, offset);
+        fs::rename(&tmp, snapshot_path(&self.dir, offset)).map_err(|e| CoreError::io(format!("rename {}", tmp.display()), e))
+    }
+
+    /// Renames every snapshot but the two newest `.deleted`, for `take_retired`'s caller.
+    fn retire_old_snapshots(&mut self) -> Result<()> {
+        let snapshots = self.snapshot_files()?;
+        for (_, old) in snapshots.iter().rev().skip(2) {
+            self.retired.extend(crate::segment::rename_aside(old, ".deleted")?);
+        }
+        Ok(())
+    }
+
+    /// Forgets the pending snapshots at the offsets `doomed` picks, and removes their files.
+    fn drop_pending_snapshots(&mut self, doomed: impl Fn(i64) -> bool) {
+        let dir = &self.dir;
+        self.pending_snapshots.retain(|offset| {
+            if doomed(*offset) {
+                let _ = fs::remove_file(pending_snapshot_path(dir, *offset));
+            }
+            !doomed(*offset)
+        });
     }
 
     /// Loads the newest readable snapshot at or below the log end and replays later batches.
@@ -1324,23 +1569,6 @@ impl PartitionLog {
     pub fn segment_extents(&self) -> Vec<(PathBuf, i64, u64)> {
         self.segments.values().map(|s| (s.log_path(), s.base_offset, s.size)).collect()
     }
-}
-
-/// Writes back the segment files `unflushed_paths` named, before the flush that needs the log
-/// held, one at a time through a descriptor of its own (the file cache's limit holds, and an
-/// error the kernel reports here once is still reported to the cache's descriptor at the flush,
-/// as each open file description sees a writeback error). A segment deleted meanwhile is
-/// skipped; a failed sync is an error, and the flush does not go ahead.
-pub fn sync_ahead(paths: &[PathBuf]) -> Result<()> {
-    for path in paths {
-        let file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(CoreError::io(format!("open {}", path.display()), e)),
-        };
-        file.sync_data().map_err(|e| CoreError::io(format!("fsync {}", path.display()), e))?;
-    }
-    Ok(())
 }
 
 /// Unlinks the files `take_retired` handed over; one that cannot go is left to the next open.
@@ -1965,7 +2193,7 @@ mod tests {
         loop {
             steps += 1;
             let step = log.finish_clean_step(output, now_ms, Some(std::time::Instant::now())).unwrap();
-            delete_retired(log.take_retired()); // as a caller does once it lets go of the log
+            output.settle_step(&step, log.take_retired()).unwrap(); // as a caller does once it lets go of the log
             match step {
                 CleanStep::Done(stats) => return (steps, stats),
                 CleanStep::More => {
@@ -2007,6 +2235,151 @@ mod tests {
         let reopened = PartitionLog::open(&path, LogConfig { compacted: true, segment_bytes: 600, ..small_config() }, 0, 0, 0).unwrap();
         assert_eq!(reopened.log_end_offset(), end);
         assert!(reopened.repairs.is_empty(), "{:?}", reopened.repairs);
+    }
+
+    fn rolled_log(path: &Path) -> PartitionLog {
+        let mut log = PartitionLog::open(path, small_config(), 0, 0, 0).unwrap();
+        while log.segment_count() < 3 {
+            log.append(&keyed_batch(0, b"k", Some(&[7u8; 100])), 0, 0).unwrap();
+        }
+        log
+    }
+
+    fn file_names(dir: &Path, suffix: &str) -> Vec<String> {
+        let names = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned());
+        names.filter(|n| n.ends_with(suffix)).collect()
+    }
+
+    #[test]
+    fn a_roll_leaves_its_fsyncs_to_a_flush_off_the_append_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = rolled_log(&path);
+        let active_base = log.active().base_offset;
+        assert!(log.take_rolled() && !log.take_rolled());
+        assert_eq!(log.recovery_point, 0);
+        assert!(file_names(&path, ".snapshot").is_empty(), "a roll's snapshot is not in place before it is synced");
+        assert_eq!(file_names(&path, ".snapshot.tmp").len(), 2);
+        let flush = log.plan_flush(FlushUpTo::Sealed).unwrap().expect("two sealed segments");
+        flush.sync().unwrap(); // as the flusher does, with the log let go
+        log.finish_flush(flush, 0).unwrap();
+        assert_eq!(log.recovery_point, active_base);
+        assert!(file_names(&path, ".snapshot.tmp").is_empty());
+        assert_eq!(file_names(&path, ".snapshot").len(), 2);
+        assert!(log.plan_flush(FlushUpTo::Sealed).unwrap().is_none(), "nothing left to flush");
+        drop(log); // a crash: what lies below the recovery point is trusted
+        let reopened = PartitionLog::open(&path, small_config(), active_base, 0, 0).unwrap();
+        assert!(reopened.repairs.is_empty(), "{:?}", reopened.repairs);
+        assert_eq!(reopened.active().base_offset, active_base);
+    }
+
+    #[test]
+    fn a_truncation_between_a_rolled_flushs_plan_and_finish_keeps_the_recovery_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = rolled_log(&path);
+        let flush = log.plan_flush(FlushUpTo::Sealed).unwrap().unwrap();
+        flush.sync().unwrap();
+        log.truncate_to(1).unwrap(); // replication's truncation while the flusher synced
+        assert!(file_names(&path, ".snapshot.tmp").is_empty(), "the snapshots above the new end are gone");
+        log.finish_flush(flush, 0).unwrap();
+        assert_eq!(log.recovery_point, 0);
+        assert!(file_names(&path, ".snapshot").is_empty());
+    }
+
+    #[test]
+    fn a_flush_puts_what_a_roll_left_in_place_and_a_crash_before_it_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = rolled_log(&path);
+        let end = log.log_end_offset();
+        log.flush(0).unwrap();
+        assert_eq!(log.recovery_point, end);
+        assert!(file_names(&path, ".snapshot.tmp").is_empty() && file_names(&path, ".snapshot").len() == 2);
+        let mut crashed = rolled_log(&dir.path().join("t-1"));
+        crashed.take_rolled();
+        let end = crashed.log_end_offset();
+        drop(crashed); // nothing flushed: the open scans from the start and drops the pending snapshots
+        let reopened = PartitionLog::open(&dir.path().join("t-1"), small_config(), 0, 0, 0).unwrap();
+        assert_eq!(reopened.log_end_offset(), end);
+        assert!(file_names(&dir.path().join("t-1"), ".snapshot.tmp").is_empty());
+    }
+
+    #[test]
+    fn a_flush_in_steps_covers_what_was_appended_before_its_plan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, LogConfig { segment_bytes: 1 << 20, ..LogConfig::default() }, 0, 0, 0).unwrap();
+        for _ in 0..3 {
+            log.append(&keyed_batch(0, b"k", Some(b"v")), 0, 0).unwrap();
+        }
+        let planned = log.log_end_offset();
+        let flush = log.plan_flush(FlushUpTo::LogEnd).unwrap().expect("three records unflushed");
+        log.append(&keyed_batch(0, b"k", Some(b"after the plan")), 1, 0).unwrap(); // a new leader epoch too
+        flush.sync().unwrap();
+        assert!(!log.finish_flush(flush, 7).unwrap(), "no snapshot to put in place");
+        assert_eq!(log.recovery_point, planned);
+        assert_eq!((log.unflushed_messages, log.last_flush_ms), (1, 7), "the append after the plan is still unflushed");
+        assert!(log.epochs_unsynced, "the checkpoint written after the plan was not synced");
+        let flush = log.plan_flush(FlushUpTo::LogEnd).unwrap().expect("one record and the checkpoint");
+        flush.sync().unwrap();
+        log.finish_flush(flush, 8).unwrap();
+        assert_eq!((log.recovery_point, log.unflushed_messages, log.epochs_unsynced), (planned + 1, 0, false));
+        assert!(log.plan_flush(FlushUpTo::LogEnd).unwrap().is_none());
+        drop(log);
+        let reopened = PartitionLog::open(&path, LogConfig::default(), planned + 1, 0, 0).unwrap();
+        assert_eq!(reopened.log_end_offset(), planned + 1);
+        assert!(reopened.repairs.is_empty(), "{:?}", reopened.repairs);
+    }
+
+    #[test]
+    fn overlapping_flushes_take_each_record_off_the_count_once_and_a_failed_sync_sticks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(&dir.path().join("t-0"), LogConfig::default(), 0, 0, 0).unwrap();
+        log.append(&keyed_batch(0, b"k", Some(b"1")), 0, 0).unwrap();
+        let first = log.plan_flush(FlushUpTo::LogEnd).unwrap().unwrap();
+        log.append(&keyed_batch(0, b"k", Some(b"2")), 0, 0).unwrap();
+        let second = log.plan_flush(FlushUpTo::LogEnd).unwrap().unwrap(); // flush.ms and flush.messages at once
+        log.append(&keyed_batch(0, b"k", Some(b"3")), 0, 0).unwrap();
+        log.finish_flush(second, 9).unwrap();
+        log.finish_flush(first, 8).unwrap();
+        assert_eq!((log.unflushed_messages, log.recovery_point, log.last_flush_ms), (1, 2, 9));
+        log.note_sync_failure(&CoreError::io("fsync x".to_string(), std::io::Error::other("EIO")));
+        assert!(log.plan_flush(FlushUpTo::LogEnd).is_err() && log.flush(10).is_err(), "no later flush claims the data is on disk");
+    }
+
+    #[test]
+    fn the_flusher_moves_the_recovery_point_past_a_rolled_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = rolled_log(&dir.path().join("t-0"));
+        assert!(log.take_rolled());
+        let active_base = log.active().base_offset;
+        let shared: crate::flusher::SharedLog = Arc::new(std::sync::Mutex::new(Some(log)));
+        crate::flusher::after_roll(&shared);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while shared.lock().unwrap().as_ref().unwrap().recovery_point != active_base {
+            assert!(std::time::Instant::now() < deadline, "the flusher did not flush within 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn a_step_leaves_its_fsyncs_and_unlinks_to_its_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-0");
+        let mut log = dirty_compacted_log(&path);
+        let mut output = log.plan_clean(100).unwrap().run().unwrap();
+        let step = log.finish_clean_step(&mut output, 100, None).unwrap();
+        assert!(matches!(step, CleanStep::Done(Some(_))));
+        let retired = log.take_retired();
+        let named = |suffix: &str| retired.iter().filter(|p| p.to_string_lossy().ends_with(suffix)).count();
+        assert_eq!(named(".log.replaced"), output.rewritten.len());
+        assert_eq!(named(".index.deleted"), output.rewritten.len(), "the old index files are renamed, not unlinked, with the log held");
+        assert!(retired.iter().all(|p| p.exists()));
+        assert!(!path.join(CLEANER_FILE).exists(), "the checkpoint is written once the log is let go");
+        output.settle_step(&step, retired.clone()).unwrap();
+        assert!(retired.iter().all(|p| !p.exists()));
+        assert_eq!(checkpoint::read(&path.join(CLEANER_FILE)).unwrap(), vec![output.end_offset.to_string()]);
     }
 
     #[test]

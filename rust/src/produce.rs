@@ -10,7 +10,7 @@
 
 use crate::batch;
 use crate::error::{CoreError, Result as CoreResult};
-use crate::log::PartitionLog;
+use crate::log::{FlushUpTo, PartitionLog};
 use crate::wire::generated::{produce_request, produce_response, request_header, response_header};
 use crate::wire::{Reader, Writer};
 
@@ -297,16 +297,7 @@ impl Produced {
         for (t, p) in std::mem::take(&mut self.to_flush) {
             let (topic, results) = &mut self.results[t];
             let result = &mut results[p];
-            // Most of the fsync's writeback without the log held (see `log::sync_ahead`).
-            let synced_ahead = match partitions.with_log(topic, result.index, |log| Ok(log.unflushed_paths())) {
-                Some(Ok(paths)) => crate::log::sync_ahead(&paths),
-                _ => Ok(()),
-            };
-            let flushed = match synced_ahead {
-                Ok(()) => partitions.with_log(topic, result.index, |log| log.flush(now_ms)),
-                Err(e) => Some(Err(e)),
-            };
-            let Some(Err(e)) = flushed else { continue };
+            let Err(e) = flush_unheld(partitions, topic, result.index, now_ms) else { continue };
             *result = PartitionResult::error(result.index, e.kafka_error_code(), Some(e.to_string()));
             self.refused.push((topic.clone(), result.index, result.error_code, e.to_string()));
         }
@@ -367,6 +358,18 @@ impl Produced {
         w.buf[..4].copy_from_slice(&size.to_be_bytes());
         Some(w.buf)
     }
+}
+
+/// Flushes a partition in three steps (see `log::PlannedFlush`), holding its log only to plan
+/// and to finish: the fsyncs between run without it. A partition gone meanwhile ends it.
+fn flush_unheld(partitions: &impl Partitions, topic: &str, index: i32, now_ms: i64) -> Result<(), CoreError> {
+    let with_log = |step: &mut dyn FnMut(&mut PartitionLog)| {
+        partitions.with_log(topic, index, |log| {
+            step(log);
+            Ok(())
+        });
+    };
+    crate::flusher::flush_in_steps(with_log, FlushUpTo::LogEnd, now_ms)
 }
 
 /// Appends one partition's batches: (its result, records appended, whether its flush is due,

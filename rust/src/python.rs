@@ -16,7 +16,8 @@ use crate::batch;
 use crate::checkpoint;
 use crate::error::CoreError;
 use crate::files;
-use crate::log::{CleanStep, LogConfig, PartitionLog};
+use crate::flusher;
+use crate::log::{CleanStep, FlushUpTo, LogConfig, PartitionLog};
 use crate::partition_metrics;
 use crate::produce;
 use crate::quorum::Quorum;
@@ -230,13 +231,13 @@ impl Log {
             }
         }
     }
-    /// Writes back the files a flush is about to fsync, without holding the log: most of a
-    /// flush's time, which appends and fetches of this partition (and the loop serving them)
-    /// would otherwise wait for. The flush, with the log held, then has little left to do.
-    fn sync_ahead(&self, py: Python<'_>) -> PyResult<()> {
+    /// Flushes without holding the log through the fsyncs (`flusher::flush_unheld`): they were
+    /// most of a flush's time, which appends and fetches of this partition (and the loop
+    /// serving them) waited for.
+    fn flush_unheld(&self, py: Python<'_>, now: i64) -> PyResult<()> {
         py.detach(|| {
-            let paths = self.lock()?.0.as_ref().unwrap().unflushed_paths();
-            crate::log::sync_ahead(&paths).map_err(PyErr::from)
+            drop(self.lock()?); // a closed log raises
+            flusher::flush_unheld(&self.inner, FlushUpTo::LogEnd, now).map_err(PyErr::from)
         })
     }
     fn is_closed(&self, py: Python<'_>) -> bool {
@@ -254,6 +255,9 @@ impl Log {
                 let mut guard = self.lock()?;
                 let log = guard.0.as_mut().unwrap();
                 let result = f(log);
+                if log.take_rolled() {
+                    flusher::after_roll(&self.inner);
+                }
                 (result, log.take_retired())
             };
             // Deleted segments' files are unlinked with the log let go: ~200 ms for 1 GiB.
@@ -359,7 +363,11 @@ impl Log {
             let Some(log) = guard.as_mut() else {
                 return Err(LogIOError::new_err(format!("log {} is closed", self.path.display())));
             };
-            log.append_replica(data, now).map(Some).map_err(PyErr::from)
+            let appended = log.append_replica(data, now);
+            if log.take_rolled() {
+                flusher::after_roll(&self.inner);
+            }
+            appended.map(Some).map_err(PyErr::from)
         })
     }
 
@@ -441,18 +449,18 @@ impl Log {
 
     /// Fsyncs all unflushed data and moves the recovery point to the log end.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        self.sync_ahead(py)?;
-        self.with(py, |log| log.flush(now_ms()))
+        self.flush_unheld(py, now_ms())
     }
 
     /// Flushes if `flush.ms` has passed since the last flush; returns whether it did.
     #[pyo3(signature = (now_ms = None))]
     fn flush_if_due(&self, py: Python<'_>, now_ms: Option<i64>) -> PyResult<bool> {
         let now = now_ms.unwrap_or_else(self::now_ms);
-        if py.detach(|| self.lock().map(|log| log.0.as_ref().unwrap().flush_ms_passed(now)))? {
-            self.sync_ahead(py)?;
+        let due = py.detach(|| self.lock().map(|log| log.0.as_ref().unwrap().flush_ms_passed(now)))?;
+        if due {
+            self.flush_unheld(py, now)?;
         }
-        self.with(py, |log| log.flush_if_due(now))
+        Ok(due)
     }
 
     /// Starts a new segment now (if the active one holds anything).
@@ -512,11 +520,10 @@ impl Log {
                     }
                     Err(e) => (Err(e), Vec::new()),
                 };
-                // The segment files the cleaned ones replaced are unlinked with the log let go; after
-                // a failed step (its directory not synced) they are left for the next open.
-                if step.is_ok() {
-                    crate::log::delete_retired(retired);
-                }
+                // The step's directory fsync, the unlinks of the files it retired and the pass's
+                // checkpoint happen with the log let go; after a failed step the retired files are
+                // left for the next open.
+                let step = step.and_then(|step| output.settle_step(&step, retired).map(|()| step).map_err(PyErr::from));
                 match step {
                     Ok(CleanStep::Done(stats)) => return Ok(stats),
                     // The mutex is not fair: without a pause, this thread would take it again
@@ -554,9 +561,11 @@ impl Log {
         Ok(())
     }
 
-    /// Closes the log and deletes its directory.
+    /// Closes the log and deletes its directory, once a compaction pass under way has ended
+    /// (its last step writes files there with the log let go).
     fn delete(&self, py: Python<'_>) -> PyResult<()> {
         py.detach(|| {
+            let _no_pass = self.cleaning.lock().unwrap_or_else(|p| p.into_inner());
             let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(log) = guard.take() {
                 log.delete()?;
@@ -602,7 +611,13 @@ impl produce::Partitions for PartitionTable {
         };
         let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
         Some(match guard.as_mut() {
-            Some(log) => f(log),
+            Some(log) => {
+                let result = f(log);
+                if log.take_rolled() {
+                    flusher::after_roll(&shared);
+                }
+                result
+            }
             None => Err(CoreError::io(
                 format!("log of {topic}-{index}"),
                 std::io::Error::other("the log is closed"),

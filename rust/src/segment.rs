@@ -407,6 +407,18 @@ impl Segment {
         Ok(())
     }
 
+    /// Writes the active segment's new index entries, without fsync (a flush in steps syncs them).
+    pub fn write_indexes(&mut self) -> Result<()> {
+        self.persist_indexes(false)
+    }
+
+    /// `seal` without the fsyncs: the index files are written, and synced by a later flush.
+    pub fn seal_unsynced(&mut self) -> Result<()> {
+        self.persist_indexes(false)?;
+        self.active = None;
+        Ok(())
+    }
+
     /// Loads what a sealed segment knows without a scan: indexes checked, rebuilt if not sane,
     /// the batches after the last index entry read for the next offset and max timestamp.
     pub fn load_sealed(&mut self, rules: ScanRules) -> Result<Option<String>> {
@@ -478,11 +490,26 @@ impl Segment {
         Ok(position == self.size)
     }
 
-    /// Fsyncs the log file and writes (and fsyncs) the active indexes.
+    /// Fsyncs the log file and the index files: an active segment's offset and time indexes
+    /// written first, a sealed one's as they are (a roll seals without syncing them), and the
+    /// transaction index, as Kafka's segment flush does.
     pub fn fsync(&mut self) -> Result<()> {
         let file = self.file()?;
         file.sync_data().map_err(|e| CoreError::io(format!("fsync {}", self.log_path().display()), e))?;
-        self.persist_indexes(true)
+        let mut unsynced = vec![self.path(crate::txn_index::SUFFIX)];
+        if self.active.is_some() {
+            self.persist_indexes(true)?;
+        } else {
+            unsynced.extend([self.path(".index"), self.path(".timeindex")]);
+        }
+        for path in unsynced {
+            match File::open(&path).and_then(|file| file.sync_data()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CoreError::io(format!("fsync {}", path.display()), e)),
+            }
+        }
+        Ok(())
     }
 
     /// Removes the segment's files from disk.
