@@ -204,12 +204,20 @@ class LogManager:
         return Partition(topic.name, index, partition_log)
 
     def close(self) -> None:
-        """Flushes every log, records the checkpoints, and closes the files (clean shutdown)."""
+        """Flushes every log, records the checkpoints, and closes the files (clean shutdown).
+        A log that cannot be flushed (an fsync failed, here or on the core's flusher thread) is
+        logged and left to recovery at the next start; the others still close cleanly."""
         for partition in self.all_partitions():
-            self._flush(partition.log.flush)
+            try:
+                self._flush(partition.log.flush)
+            except _core.StorageError as e:
+                log.error("flush of %s failed at shutdown: %s", partition.dir_name, e)
         self.write_checkpoints()
         for partition in self.all_partitions():
-            partition.log.close()
+            try:
+                partition.log.close()
+            except _core.StorageError as e:
+                log.error("close of %s failed: %s", partition.dir_name, e)
 
     def _load_meta_properties(self) -> str:
         path = self.data_dir / "meta.properties"

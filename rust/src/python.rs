@@ -291,7 +291,7 @@ impl Log {
         })?;
         if flush_due {
             // `flush.messages` reached: answered once on disk, as `PartitionLog::append` is,
-            // but with the writeback done before the log is taken again.
+            // but with the fsyncs done without the log held (`flush_unheld`).
             let flushed = self.flush(py);
             // A log closed in between flushed the records as it closed.
             if flushed.is_err() && !self.is_closed(py) {
