@@ -827,6 +827,11 @@ impl PartitionLog {
         self.sync_failure.get_or_insert_with(|| error.to_string());
     }
 
+    /// Whether a flush's sync failed (see `sync_failure`): `/metrics` shows it.
+    pub fn sync_failed(&self) -> bool {
+        self.sync_failure.is_some()
+    }
+
     fn check_no_sync_failure(&self) -> Result<()> {
         match &self.sync_failure {
             Some(why) => Err(CoreError::io(format!("flush {}", self.dir.display()), std::io::Error::other(format!("an earlier fsync failed: {why}")))),

@@ -14,18 +14,24 @@ pub struct PartitionGauges {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub segments: usize,
+    /// Below this offset everything is fsynced (it lags the log end until a flush or a roll).
+    pub recovery_point: i64,
+    /// A flush's fsync failed: the partition's later flushes fail too (see `PartitionLog`).
+    pub sync_failed: bool,
 }
 
 /// (metric name, help text, the gauge's value): the families, in the order they are written.
-const FAMILIES: [(&str, &str, fn(&PartitionGauges) -> i128); 5] = [
+const FAMILIES: [(&str, &str, fn(&PartitionGauges) -> i128); 7] = [
     ("fastlog_partition_log_size_bytes", "Bytes of a partition's segments", |g| g.size_bytes as i128),
     ("fastlog_partition_log_end_offset", "Offset the next record of a partition gets", |g| g.log_end_offset as i128),
     ("fastlog_partition_high_watermark", "Last committed offset + 1 of a partition", |g| g.high_watermark as i128),
     ("fastlog_partition_log_start_offset", "First offset still in a partition", |g| g.log_start_offset as i128),
     ("fastlog_partition_segments", "Segment files of a partition", |g| g.segments as i128),
+    ("fastlog_partition_recovery_point", "Offset below which a partition is fsynced", |g| g.recovery_point as i128),
+    ("fastlog_partition_sync_failed", "1 when an fsync of a partition failed and its flushes fail since", |g| g.sync_failed as i128),
 ];
 
-/// The five gauge families for `partitions` ((topic, partition, gauges), in the order given),
+/// The gauge families for `partitions` ((topic, partition, gauges), in the order given),
 /// each with its HELP and TYPE lines, as prometheus_client writes them.
 pub fn render(partitions: &[(&str, usize, PartitionGauges)]) -> String {
     let mut text = String::with_capacity(64 + partitions.len() * 5 * 80);
@@ -57,25 +63,28 @@ fn push_label_value(text: &mut String, value: &str) {
 mod tests {
     use super::*;
 
-    const GAUGES: PartitionGauges = PartitionGauges { size_bytes: 4096, log_end_offset: 42, high_watermark: 40, log_start_offset: 3, segments: 2 };
+    const GAUGES: PartitionGauges =
+        PartitionGauges { size_bytes: 4096, log_end_offset: 42, high_watermark: 40, log_start_offset: 3, segments: 2, recovery_point: 30, sync_failed: false };
 
     #[test]
     fn every_family_has_its_help_type_and_one_sample_per_partition() {
         let text = render(&[("orders", 0, GAUGES), ("orders", 1, PartitionGauges { segments: 1, ..GAUGES })]);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 5 * (2 + 2));
+        assert_eq!(lines.len(), FAMILIES.len() * (2 + 2));
         assert_eq!(lines[0], "# HELP fastlog_partition_log_size_bytes Bytes of a partition's segments");
         assert_eq!(lines[1], "# TYPE fastlog_partition_log_size_bytes gauge");
         assert_eq!(lines[2], "fastlog_partition_log_size_bytes{topic=\"orders\",partition=\"0\"} 4096.0");
         assert!(text.contains("fastlog_partition_log_end_offset{topic=\"orders\",partition=\"1\"} 42.0\n"));
         assert!(text.contains("fastlog_partition_high_watermark{topic=\"orders\",partition=\"0\"} 40.0\n"));
         assert!(text.contains("fastlog_partition_log_start_offset{topic=\"orders\",partition=\"0\"} 3.0\n"));
-        assert!(text.ends_with("fastlog_partition_segments{topic=\"orders\",partition=\"1\"} 1.0\n"));
+        assert!(text.contains("fastlog_partition_segments{topic=\"orders\",partition=\"1\"} 1.0\n"));
+        assert!(text.contains("fastlog_partition_recovery_point{topic=\"orders\",partition=\"0\"} 30.0\n"));
+        assert!(text.ends_with("fastlog_partition_sync_failed{topic=\"orders\",partition=\"1\"} 0.0\n"));
     }
 
     #[test]
     fn no_partitions_still_describes_the_families() {
-        assert_eq!(render(&[]).lines().count(), 10);
+        assert_eq!(render(&[]).lines().count(), 2 * FAMILIES.len());
     }
 
     #[test]

@@ -731,6 +731,8 @@ impl PartitionTable {
                             high_watermark: log.high_watermark,
                             log_start_offset: log.log_start_offset,
                             segments: log.segment_count(),
+                            recovery_point: log.recovery_point,
+                            sync_failed: log.sync_failed(),
                         }));
                     }
                 }

@@ -211,10 +211,12 @@ def test_partition_gauges_from_the_rust_core_parse_as_prometheus_text_and_follow
 
     page = families()
     for name in ("fastlog_partition_log_size_bytes", "fastlog_partition_log_end_offset", "fastlog_partition_high_watermark",
-                 "fastlog_partition_log_start_offset", "fastlog_partition_segments"):
+                 "fastlog_partition_log_start_offset", "fastlog_partition_segments", "fastlog_partition_recovery_point",
+                 "fastlog_partition_sync_failed"):
         assert page[name].type == "gauge", name
         assert set(of_topic(page[name])) == {"0", "1", "2"}, name
     assert of_topic(page["fastlog_partition_log_end_offset"]) == {"0": 0, "1": 0, "2": 1}
     assert of_topic(page["fastlog_partition_segments"]) == {"0": 1, "1": 1, "2": 1}
+    assert of_topic(page["fastlog_partition_sync_failed"]) == {"0": 0, "1": 0, "2": 0}
     admin.delete_topics([unique_topic])[unique_topic].result(10)
     assert of_topic(families()["fastlog_partition_log_end_offset"]) == {}
