@@ -96,7 +96,6 @@ pub struct PartitionLog {
     pub recovery_point: i64,
     unflushed_messages: i64,
     last_flush_ms: i64,
-    dir_needs_sync: bool,
     /// (leader epoch, first offset written in it), ascending: answers OffsetForLeaderEpoch.
     epochs: Vec<(i32, i64)>,
     /// The leader-epoch checkpoint was written without fsync (on an append); the next flush syncs it.
@@ -391,7 +390,6 @@ impl PartitionLog {
             recovery_point: 0,
             unflushed_messages: 0,
             last_flush_ms: now_ms,
-            dir_needs_sync: false,
             epochs: Vec::new(),
             epochs_unsynced: false,
             epochs_written: 0,
@@ -418,7 +416,6 @@ impl PartitionLog {
         if log.segments.is_empty() {
             let base = log_start_offset.max(0);
             log.segments.insert(base, Segment::create(dir, base, now_ms)?);
-            log.dir_needs_sync = true;
         }
         let first_base = *log.segments.keys().next().unwrap();
         let end = log.log_end_offset();
@@ -776,7 +773,6 @@ impl PartitionLog {
         // them to its scheduler.
         self.active_mut().seal_unsynced()?;
         self.segments.insert(next, Segment::create(&self.dir, next, now_ms)?);
-        self.dir_needs_sync = true;
         self.write_pending_snapshot()?;
         self.rolled = true;
         Ok(())
@@ -958,42 +954,19 @@ impl PartitionLog {
         self.unflushed_messages >= self.config.flush_messages
     }
 
-    /// Fsyncs everything past the recovery point (segments with their index files, the
-    /// directory, the leader-epoch checkpoint, the transaction indexes, then the snapshots rolls
-    /// left pending) and moves the recovery point to the log end, all with the log held: a clean
-    /// stop's flush. Other flushes go in steps (`plan_flush`).
+    /// The three steps of `plan_flush` in one go, with the log held throughout: a clean stop's
+    /// flush, and `append`'s for `flush.messages`. Moves the recovery point to the log end.
     pub fn flush(&mut self, now_ms: i64) -> Result<()> {
-        self.check_no_sync_failure()?;
-        let from = self.segments.range(..=self.recovery_point).next_back().map_or(i64::MIN, |(b, _)| *b);
-        for (_, segment) in self.segments.range_mut(from..) {
-            segment.fsync()?;
+        let Some(flush) = self.plan_flush(FlushUpTo::LogEnd)? else { return Ok(()) };
+        if let Err(e) = flush.sync() {
+            self.note_sync_failure(&e);
+            return Err(e);
         }
-        if self.dir_needs_sync {
-            checkpoint::sync_dir(&self.dir)?;
-            self.dir_needs_sync = false;
+        let dir = flush.dir.clone();
+        if self.finish_flush(flush, now_ms)? {
+            checkpoint::sync_dir(&dir)?;
         }
-        if self.epochs_unsynced {
-            self.write_epochs(true)?;
-            self.epochs_unsynced = false;
-        }
-        self.sync_txn_indexes()?;
-        if !self.pending_snapshots.is_empty() {
-            for offset in self.pending_snapshots.clone() {
-                let tmp = pending_snapshot_path(&self.dir, offset);
-                match File::open(&tmp).and_then(|file| file.sync_all()) {
-                    Ok(()) => self.place_pending_snapshot(offset)?,
-                    // Gone (removed by hand?): a replay from an older snapshot does without it.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.pending_snapshots.retain(|o| *o != offset),
-                    Err(e) => return Err(CoreError::io(format!("fsync {}", tmp.display()), e)),
-                }
-            }
-            self.retire_old_snapshots()?;
-            checkpoint::sync_dir(&self.dir)?;
-        }
-        self.recovery_point = self.log_end_offset();
-        self.unflushed_messages = 0;
-        self.messages_flushed = self.messages_appended;
-        self.last_flush_ms = now_ms;
+        delete_retired(self.take_retired());
         Ok(())
     }
 
@@ -1240,7 +1213,6 @@ impl PartitionLog {
         let offset = offset.max(0);
         self.segments.insert(offset, Segment::create(&self.dir, offset, now_ms)?);
         self.active_mut().activate()?;
-        self.dir_needs_sync = true;
         self.log_start_offset = offset;
         self.high_watermark = offset;
         self.recovery_point = offset;
@@ -1380,17 +1352,6 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn sync_txn_indexes(&mut self) -> Result<()> {
-        for base in std::mem::take(&mut self.txn_index_unsynced) {
-            let Some(segment) = self.segments.get(&base) else { continue };
-            let path = segment.path(txn_index::SUFFIX);
-            if let Ok(file) = File::open(&path) {
-                file.sync_all().map_err(|e| CoreError::io(format!("fsync {}", path.display()), e))?;
-            }
-        }
-        Ok(())
-    }
-
     /// OffsetForLeaderEpoch: the largest epoch <= `epoch` we know and the offset it ends at.
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
         let Some(position) = self.epochs.iter().rposition(|(e, _)| *e <= epoch) else {
@@ -1478,7 +1439,11 @@ impl PartitionLog {
         let Some(i) = self.pending_snapshots.iter().position(|o| *o == offset) else { return Ok(()) };
         self.pending_snapshots.remove(i);
         let tmp = pending_snapshot_path(&self.dir, offset);
-        fs::rename(&tmp, snapshot_path(&self.dir, offset)).map_err(|e| CoreError::io(format!("rename {}", tmp.display()), e))
+        match fs::rename(&tmp, snapshot_path(&self.dir, offset)) {
+            // Gone (removed by hand?): a replay from an older snapshot does without it.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CoreError::io(format!("rename {}", tmp.display()), e)),
+            _ => Ok(()),
+        }
     }
 
     /// Renames every snapshot but the two newest `.deleted`, for `take_retired`'s caller.
