@@ -21,6 +21,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from fastlog.client import Client
 from tests.cluster.helpers import Cluster, running_cluster, wait_for
 
 TIMEOUT = 20
@@ -51,6 +52,17 @@ def partition_info(bootstrap: str, topic: str, partition: int = 0) -> tuple[int,
         time.sleep(0.1)
     p = partitions[partition]
     return p.leader, sorted(p.replicas), sorted(p.isrs)
+
+
+def leads_with_full_isr(bootstrap: str, node_id: int, replicas: int = 3) -> bool:
+    """Whether the node at `bootstrap` leads TOPIC-0 by its own state (it answers a ListOffsets)
+    with every replica in its ISR."""
+    leader, _, isr = partition_info(bootstrap, TOPIC)
+    if leader != node_id or len(isr) != replicas:
+        return False
+    with Client(bootstrap) as client:
+        client.list_offsets([(TOPIC, 0)])  # NOT_LEADER_OR_FOLLOWER raises until it leads
+    return True
 
 
 class AckRecorder:
@@ -583,8 +595,11 @@ def test_requests_pipelined_behind_an_acks_all_produce_are_answered_after_it(clu
 
     create(cluster.bootstrap, TOPIC, factor=3, **{"min.insync.replicas": "3"})
     leader, _, _ = partition_info(cluster.bootstrap, TOPIC)
-    wait_for(lambda: len(partition_info(cluster.bootstrap, TOPIC)[2]) == 3, "every replica in sync")
-    with WireClient(cluster.nodes[leader].bootstrap) as client:
+    leader_node = cluster.nodes[leader].bootstrap
+    # The leader as the metadata names it may not have taken the role yet (its NOT_LEADER
+    # would fail the first round): it must answer a ListOffsets and see the whole ISR itself.
+    wait_for(lambda: leads_with_full_isr(leader_node, leader), "the leader leads, every replica in sync")
+    with WireClient(leader_node) as client:
         for round_ in range(5):
             produce = produce_request(TOPIC, [b"%d" % round_])
             produce.acks = -1
