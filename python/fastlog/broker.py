@@ -186,6 +186,7 @@ class Broker:
             async with trio.open_nursery() as background:
                 background.start_soon(self._every, "log.retention.check.interval.ms", self.logs.apply_retention)
                 background.start_soon(self._every, "log.flush.scheduler.interval.ms", self.logs.flush_due)
+                background.start_soon(self._report_sync_failures)
                 background.start_soon(self._every, "log.cleaner.backoff.ms", self.logs.clean_compacted)
                 background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
                 if self.controller is not None:
@@ -353,6 +354,28 @@ class Broker:
                 await trio.to_thread.run_sync(work)
             except Exception:
                 log.exception("background %s failed", getattr(work, "__name__", work))
+
+    async def _report_sync_failures(self) -> None:
+        """Logs each partition whose sync failed (looked for as often as flush.ms is) and, in a
+        cluster, takes its replica offline so that leadership moves, as Kafka takes a log
+        directory offline after a failed flush. A produce meets the failure too (its append is
+        refused), but one may not come."""
+        interval = self.config["log.flush.scheduler.interval.ms"] / 1000
+        while True:
+            await trio.sleep(interval)
+            try:
+                failed = await trio.to_thread.run_sync(self.logs.new_sync_failures)
+            except Exception:
+                log.exception("looking for failed syncs failed")
+                continue
+            for partition, why in failed:
+                partition.sync_failure_reported = True
+                log.error("%s: a sync failed; the partition refuses appends until the broker restarts: %s", partition.dir_name, why)
+                if self.replicas is not None:
+                    try:
+                        self.replicas.write_failed(partition.topic, partition.index, why)
+                    except Exception:
+                        log.exception("%s: reporting the replica offline failed", partition.dir_name)
 
     async def _refreeze_when_partitions_change(self) -> None:
         """Keeps the objects of open partitions out of the collector's sight, as at start-up,

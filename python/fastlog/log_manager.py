@@ -77,6 +77,7 @@ class Partition:
     # sets them all, from whichever network loop it ran on (num.network.threads).
     waiters: set = field(default_factory=set)
     wakes: int = 0  # how many times waiters were woken (appends), for fetches between read and park
+    sync_failure_reported: bool = False  # logged (Broker._report_sync_failures)
     _waiters_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add_waiter(self, event: trio.Event) -> tuple:
@@ -153,6 +154,7 @@ class LogManager:
         self.cluster_id = ""
         self.defaults = config.topic_defaults()
         self.cleaner_stats = {"bytes_read": 0, "bytes_written": 0, "records_removed": 0}
+        self._sync_failures_seen = 0  # _core.sync_failure_count() at the last new_sync_failures
         # Checkpoints are written from worker threads (periodically) and at shutdown.
         self._checkpoint_lock = threading.Lock()
         # Told the seconds each flush (fsync) took; the metrics set it.
@@ -458,10 +460,33 @@ class LogManager:
             if self.effective_configs(topic)["flush.ms"] >= 2**62:
                 continue
             for partition in topic.partitions:
+                if partition.sync_failure_reported:
+                    continue  # logged once; its flushes fail until a restart
                 try:
                     self._flush(partition.log.flush_if_due)
                 except _core.StorageError as e:
                     log.error("flush of %s failed: %s", partition.dir_name, e)
+
+    def new_sync_failures(self) -> list[tuple[Partition, str]]:
+        """Partitions whose sync failed and that are not marked reported yet, with why: a rolled
+        segment's flush fails on the core's own thread, where nobody hears of it; the log
+        refuses appends since (KAFKA_STORAGE_ERROR). The logs are only read when the process's
+        count of failures has moved since the last look."""
+        count = _core.sync_failure_count()
+        if count == self._sync_failures_seen:
+            return []
+        found = []
+        for partition in self.all_partitions():
+            if partition.sync_failure_reported:
+                continue
+            try:
+                why = partition.log.sync_failure
+            except _core.StorageError:  # closed: deleted meanwhile
+                continue
+            if why is not None:
+                found.append((partition, why))
+        self._sync_failures_seen = count
+        return found
 
     def _flush(self, flush: Callable[[], Any]) -> None:
         """Runs a partition flush, timing it for the metrics when it did flush."""

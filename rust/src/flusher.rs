@@ -22,23 +22,24 @@ type WeakLog = Weak<Mutex<Option<PartitionLog>>>;
 /// flusher's thread, started on first use. The queue holds the log weakly: a log closed and
 /// dropped meanwhile is skipped.
 pub fn after_roll(log: &SharedLog) {
-    static QUEUE: OnceLock<Mutex<Sender<WeakLog>>> = OnceLock::new();
+    static QUEUE: OnceLock<Sender<WeakLog>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
         let (sender, receiver) = mpsc::channel::<WeakLog>();
         // Without the thread, sends fail: flushes and clean stops still sync what rolls left.
         let _ = std::thread::Builder::new().name("fastlog-flusher".into()).spawn(move || {
             for log in receiver {
                 if let Some(log) = log.upgrade() {
-                    // A failed sync leaves the recovery point where it was, and every later
-                    // flush of the log (the next one asked for, a clean stop) fails with it and
-                    // says why: the broker logs it, as Kafka takes such a log's directory offline.
+                    // A failed sync leaves the recovery point where it was and sticks to the
+                    // log: its appends and flushes fail since. The broker finds it through
+                    // `sync_failure`, logs it and takes the replica offline, as Kafka takes such
+                    // a log's directory offline.
                     let _ = flush_unheld(&log, FlushUpTo::Sealed, 0);
                 }
             }
         });
-        Mutex::new(sender)
+        sender
     });
-    let _ = queue.lock().unwrap_or_else(|p| p.into_inner()).send(Arc::downgrade(log));
+    let _ = queue.send(Arc::downgrade(log));
 }
 
 /// Flushes `log` in three steps (see `PlannedFlush`), holding it only to plan and to finish.

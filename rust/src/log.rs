@@ -188,6 +188,10 @@ impl PlannedFlush {
     }
 }
 
+/// How many logs of this process have noted a sync failure: the broker looks for the failed
+/// logs (to log them and take them offline) only when this has moved.
+pub static SYNC_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
     dir.join(format!("{offset:020}.snapshot"))
 }
@@ -230,6 +234,10 @@ pub struct CleanOutput {
     placed: usize,
     /// (segment base, producer id, offset) of each transaction marker left out.
     dropped_markers: Vec<(i64, i64, i64)>,
+    /// `.txnindex` files a step rewrote without their markers' entries, for `settle_step` to sync.
+    txn_indexes_rewritten: Vec<PathBuf>,
+    /// A sync of `settle_step` failed: the caller notes it on the log (see `sync_failure`).
+    sync_failed: bool,
     stats: CleanStats,
     end_offset: i64,
     generation: u64,
@@ -260,8 +268,11 @@ impl CleanOutput {
     /// directory fsync, a checkpoint's two, and on a filesystem mounted with `discard` every
     /// unlink waits for the device). A failed directory sync leaves the retired files to the next
     /// open.
-    pub fn settle_step(&self, step: &CleanStep, retired: Vec<PathBuf>) -> Result<()> {
-        checkpoint::sync_dir(&self.dir)?;
+    pub fn settle_step(&mut self, step: &CleanStep, retired: Vec<PathBuf>) -> Result<()> {
+        if let Err(e) = self.sync_step() {
+            self.sync_failed = true;
+            return Err(e);
+        }
         delete_retired(retired);
         if let CleanStep::Done(Some(_)) = step {
             // Only passes write this file, one at a time; a truncation since only leaves it
@@ -269,6 +280,25 @@ impl CleanOutput {
             checkpoint::write(&self.dir.join(CLEANER_FILE), &[self.end_offset.to_string()])?;
         }
         Ok(())
+    }
+
+    /// Whether `settle_step` failed to sync: its caller passes the error to the log's
+    /// `note_sync_failure`, as a flush's would be.
+    pub fn sync_failed(&self) -> bool {
+        self.sync_failed
+    }
+
+    /// The rewritten `.txnindex` files (written and renamed in place unsynced, with the log
+    /// held: a crash before this may leave one empty or stale, as before this sync existed),
+    /// then the directory with the step's renames.
+    fn sync_step(&mut self) -> Result<()> {
+        for path in self.txn_indexes_rewritten.drain(..) {
+            match File::open(&path).and_then(|file| file.sync_all()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(CoreError::io(format!("fsync {}", path.display()), e)),
+                _ => {}
+            }
+        }
+        checkpoint::sync_dir(&self.dir)
     }
 }
 
@@ -285,6 +315,8 @@ impl CleanPlan {
             rewritten: Vec::new(),
             placed: 0,
             dropped_markers: Vec::new(),
+            txn_indexes_rewritten: Vec::new(),
+            sync_failed: false,
             stats: CleanStats::default(),
             end_offset: self.end_offset,
             generation: self.generation,
@@ -599,6 +631,7 @@ impl PartitionLog {
     /// Like `append`, without the flush that `flush.messages` may call for: the caller checks
     /// `flush_due` and flushes (the server does it off its event loop, before answering).
     pub fn append_unflushed(&mut self, data: &[u8], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        self.check_no_sync_failure("append to")?; // before the duplicate check: a retry is not acknowledged either
         let headers = if self.config.compacted {
             batch::validate_compacted_produce(data, self.config.max_message_bytes, &self.partition_name())?
         } else {
@@ -635,6 +668,7 @@ impl PartitionLog {
     /// start at the log end. Producer state and the leader-epoch cache follow the batches, so
     /// that this replica can lead with them. Returns (first offset, next offset) appended.
     pub fn append_replica(&mut self, data: &[u8], now_ms: i64) -> Result<(i64, i64)> {
+        self.check_no_sync_failure("append to")?;
         let start = self.log_end_offset();
         let mut pos = 0;
         while data.len() - pos >= batch::HEADER_SIZE {
@@ -692,6 +726,7 @@ impl PartitionLog {
     }
 
     fn append_validated(&mut self, bytes: &[u8], headers: &[BatchHeader], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
+        self.check_no_sync_failure("append to")?; // transaction markers come this way
         let base_offset = self.log_end_offset();
         let append_time = self.config.log_append_time.then_some(now_ms);
         let (patched, assigned) = batch::patched_headers(bytes, headers, base_offset, leader_epoch, append_time);
@@ -787,7 +822,7 @@ impl PartitionLog {
     /// active segment's index entries (for `LogEnd`) and lists what `sync` must fsync. None when
     /// nothing lies unflushed there.
     pub fn plan_flush(&mut self, upto: FlushUpTo) -> Result<Option<PlannedFlush>> {
-        self.check_no_sync_failure()?;
+        self.check_no_sync_failure("flush")?;
         let offset = match upto {
             FlushUpTo::LogEnd => self.log_end_offset(),
             FlushUpTo::Sealed => self.active().base_offset,
@@ -820,7 +855,10 @@ impl PartitionLog {
 
     /// Records that a flush in steps failed to sync (see `sync_failure`).
     pub fn note_sync_failure(&mut self, error: &CoreError) {
-        self.sync_failure.get_or_insert_with(|| error.to_string());
+        if self.sync_failure.is_none() {
+            self.sync_failure = Some(error.to_string());
+            SYNC_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Whether a flush's sync failed (see `sync_failure`): `/metrics` shows it.
@@ -828,9 +866,17 @@ impl PartitionLog {
         self.sync_failure.is_some()
     }
 
-    fn check_no_sync_failure(&self) -> Result<()> {
+    /// Why a flush's sync failed, if one did: the broker logs it and takes the replica offline.
+    pub fn sync_failure(&self) -> Option<&str> {
+        self.sync_failure.as_deref()
+    }
+
+    /// After a failed sync the log takes no more records and flushes no more (KAFKA_STORAGE_ERROR
+    /// for each): what it acknowledged since might never reach the disk, as Kafka's log
+    /// directory goes offline. Reopening the log (a restart) tries again.
+    fn check_no_sync_failure(&self, what: &str) -> Result<()> {
         match &self.sync_failure {
-            Some(why) => Err(CoreError::io(format!("flush {}", self.dir.display()), std::io::Error::other(format!("an earlier fsync failed: {why}")))),
+            Some(why) => Err(CoreError::io(format!("{what} {}", self.dir.display()), std::io::Error::other(format!("an earlier fsync failed: {why}")))),
             None => Ok(()),
         }
     }
@@ -1051,7 +1097,12 @@ impl PartitionLog {
         let mut output = plan.run()?;
         loop {
             let step = self.finish_clean_step(&mut output, now_ms, None)?;
-            output.settle_step(&step, self.take_retired())?;
+            if let Err(e) = output.settle_step(&step, self.take_retired()) {
+                if output.sync_failed() {
+                    self.note_sync_failure(&e);
+                }
+                return Err(e);
+            }
             if let CleanStep::Done(stats) = step {
                 return Ok(stats);
             }
@@ -1144,8 +1195,8 @@ impl PartitionLog {
         let markers: Vec<(i64, i64)> =
             output.dropped_markers.iter().filter(|(base, _, _)| placed.contains(base)).map(|&(_, id, offset)| (id, offset)).collect();
         if !markers.is_empty() {
-            self.forget_aborted(&markers)?;
-            checkpoint::sync_dir(&self.dir)?;
+            let rewritten = self.forget_aborted(&markers)?;
+            output.txn_indexes_rewritten.extend(rewritten);
         }
         if output.placed < output.rewritten.len() {
             return Ok(CleanStep::More);
@@ -1320,19 +1371,18 @@ impl PartitionLog {
     /// Drops the aborted-transaction entries whose markers are at or past `offset` (replay
     /// writes them again).
     fn forget_aborted_from(&mut self, offset: i64) -> Result<()> {
-        self.forget_aborted_where(|t| t.last_offset >= offset)
+        self.forget_aborted_where(|t| t.last_offset >= offset).map(drop)
     }
 
     /// Drops the aborted-transaction entries of these (producer id, marker offset) pairs.
-    fn forget_aborted(&mut self, markers: &[(i64, i64)]) -> Result<()> {
-        if markers.is_empty() {
-            return Ok(());
-        }
+    fn forget_aborted(&mut self, markers: &[(i64, i64)]) -> Result<Vec<PathBuf>> {
         self.forget_aborted_where(|t| markers.contains(&(t.producer_id, t.last_offset)))
     }
 
-    /// Drops the entries `doomed` picks, rewriting the index files that change.
-    fn forget_aborted_where(&mut self, doomed: impl Fn(&AbortedTxn) -> bool) -> Result<()> {
+    /// Drops the entries `doomed` picks, rewriting the index files that change (unsynced): the
+    /// paths of those rewritten.
+    fn forget_aborted_where(&mut self, doomed: impl Fn(&AbortedTxn) -> bool) -> Result<Vec<PathBuf>> {
+        let mut rewritten = Vec::new();
         let bases: Vec<i64> = self.aborted.keys().copied().collect();
         for base in bases {
             let entries = self.aborted.get_mut(&base).unwrap();
@@ -1346,10 +1396,12 @@ impl PartitionLog {
                 self.aborted.remove(&base);
             }
             if let Some(segment) = self.segments.get(&base) {
-                txn_index::rewrite(&segment.path(txn_index::SUFFIX), &kept)?;
+                let path = segment.path(txn_index::SUFFIX);
+                txn_index::rewrite(&path, &kept)?;
+                rewritten.push(path);
             }
         }
-        Ok(())
+        Ok(rewritten)
     }
 
     /// OffsetForLeaderEpoch: the largest epoch <= `epoch` we know and the offset it ends at.
@@ -2321,6 +2373,32 @@ mod tests {
         assert_eq!((log.unflushed_messages, log.recovery_point, log.last_flush_ms), (1, 2, 9));
         log.note_sync_failure(&CoreError::io("fsync x".to_string(), std::io::Error::other("EIO")));
         assert!(log.plan_flush(FlushUpTo::LogEnd).is_err() && log.flush(10).is_err(), "no later flush claims the data is on disk");
+    }
+
+    #[test]
+    fn after_a_failed_sync_appends_are_refused_until_the_log_is_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, LogConfig::default(), 0, 0, 0).unwrap();
+        let first = idempotent_batch(7, 0, 0, &[b"1"]);
+        log.append(&first, 0, 0).unwrap();
+        // A file the sync cannot open (a symlink to itself: ELOOP) stands in for a failed writeback.
+        let txn_index = log.active().path(txn_index::SUFFIX);
+        let _ = fs::remove_file(&txn_index);
+        std::os::unix::fs::symlink(&txn_index, &txn_index).unwrap();
+        assert!(log.flush(1).is_err());
+        assert!(log.sync_failure().is_some_and(|why| why.contains("txnindex")), "{:?}", log.sync_failure());
+        let refused = log.append(&keyed_batch(0, b"k", Some(b"2")), 0, 2).unwrap_err();
+        assert_eq!(refused.kafka_error_code(), 56, "{refused}");
+        assert!(refused.to_string().contains("an earlier fsync failed"), "{refused}");
+        assert_eq!(log.append(&first, 0, 2).unwrap_err().kafka_error_code(), 56, "nor is a producer's retry acknowledged");
+        assert_eq!(log.append_replica(&first, 2).unwrap_err().kafka_error_code(), 56);
+        assert_eq!(log.log_end_offset(), 1);
+        drop(log);
+        fs::remove_file(&txn_index).unwrap();
+        let mut reopened = PartitionLog::open(&path, LogConfig::default(), 0, 0, 0).unwrap();
+        assert_eq!(reopened.append(&keyed_batch(0, b"k", Some(b"2")), 0, 3).unwrap().base_offset, 1);
+        reopened.flush(4).unwrap();
     }
 
     #[test]

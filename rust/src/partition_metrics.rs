@@ -28,7 +28,7 @@ const FAMILIES: [(&str, &str, fn(&PartitionGauges) -> i128); 7] = [
     ("fastlog_partition_log_start_offset", "First offset still in a partition", |g| g.log_start_offset as i128),
     ("fastlog_partition_segments", "Segment files of a partition", |g| g.segments as i128),
     ("fastlog_partition_recovery_point", "Offset below which a partition is fsynced", |g| g.recovery_point as i128),
-    ("fastlog_partition_sync_failed", "1 when an fsync of a partition failed and its flushes fail since", |g| g.sync_failed as i128),
+    ("fastlog_partition_sync_failed", "1 when an fsync of a partition failed: its appends and flushes fail since, until a restart", |g| g.sync_failed as i128),
 ];
 
 /// The gauge families for `partitions` ((topic, partition, gauges), in the order given),

@@ -434,6 +434,12 @@ impl Log {
     fn latest_epoch(&self, py: Python<'_>) -> PyResult<i32> {
         Ok(self.lock_attached(py)?.0.as_ref().unwrap().latest_epoch())
     }
+    /// Why a sync of this log failed (on the flusher's thread or in a flush), if one did: the
+    /// log then refuses appends and flushes until it is opened again.
+    #[getter]
+    fn sync_failure(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        Ok(self.lock_attached(py)?.0.as_ref().unwrap().sync_failure().map(str::to_owned))
+    }
     /// What opening the log repaired (torn tails, rebuilt indexes), for the log file.
     #[getter]
     fn repairs(&self, py: Python<'_>) -> PyResult<Vec<String>> {
@@ -523,7 +529,17 @@ impl Log {
                 // The step's directory fsync, the unlinks of the files it retired and the pass's
                 // checkpoint happen with the log let go; after a failed step the retired files are
                 // left for the next open.
-                let step = step.and_then(|step| output.settle_step(&step, retired).map(|()| step).map_err(PyErr::from));
+                let step = step.and_then(|step| match output.settle_step(&step, retired) {
+                    Ok(()) => Ok(step),
+                    Err(e) => {
+                        if output.sync_failed() {
+                            if let Some(log) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                                log.note_sync_failure(&e);
+                            }
+                        }
+                        Err(e.into())
+                    }
+                });
                 match step {
                     Ok(CleanStep::Done(stats)) => return Ok(stats),
                     // The mutex is not fair: without a pause, this thread would take it again
@@ -891,6 +907,13 @@ fn mapped_index_count() -> usize {
     files::mapped_count()
 }
 
+/// How many logs of this process have noted a failed sync since it started: the broker looks
+/// for them (`Log.sync_failure`) only when this moved.
+#[pyfunction]
+fn sync_failure_count() -> u64 {
+    crate::log::SYNC_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Writes a Kafka offset checkpoint file atomically (temp file, fsync, rename, fsync dir).
 #[pyfunction]
 fn write_checkpoint(py: Python<'_>, path: PathBuf, lines: Vec<String>) -> PyResult<()> {
@@ -1031,6 +1054,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_open_file_limit, m)?)?;
     m.add_function(wrap_pyfunction!(open_file_count, m)?)?;
     m.add_function(wrap_pyfunction!(mapped_index_count, m)?)?;
+    m.add_function(wrap_pyfunction!(sync_failure_count, m)?)?;
     m.add_function(wrap_pyfunction!(write_checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(read_checkpoint, m)?)?;
     m.add_class::<Log>()?;

@@ -446,6 +446,39 @@ def test_a_leader_whose_disk_fills_up_hands_leadership_over_and_no_acknowledged_
     assert read_all(cluster.bootstrap, TOPIC) == list(range(20_000)), "every acknowledged record, once, in order"
 
 
+def test_a_leader_whose_rolled_segment_fails_to_sync_hands_leadership_over(cluster) -> None:
+    """The sync of a segment the leader rolled fails on its core's flusher thread (forced: a
+    file the sync opens is a symlink to itself). With no produce coming to meet the failure,
+    the leader finds it, logs it and reports its replica offline, as Kafka takes a log
+    directory offline: leadership moves to the rest of the ISR, which takes the next records,
+    and every acknowledged record is read back once, in order."""
+    create(cluster.bootstrap, TOPIC, **{"min.insync.replicas": "2", "segment.bytes": "16384"})
+    leader, _, _ = partition_info(cluster.bootstrap, TOPIC)
+    wait_for(lambda: leads_with_full_isr(cluster.nodes[leader].bootstrap, leader), "the leader leads, every replica in sync")
+    txn_index = cluster.nodes[leader].data_dir / f"{TOPIC}-0" / f"{0:020}.txnindex"
+    txn_index.unlink(missing_ok=True)
+    txn_index.symlink_to(txn_index.name)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    failures: list = []
+
+    def produce(value: int) -> None:
+        producer.produce(TOPIC, value=b"%d" % value + b" " * 1000, on_delivery=lambda e, m: e and failures.append(e))
+        assert producer.flush(30) == 0 and not failures, failures[:3]
+
+    sent = 0
+    while len(list(txn_index.parent.glob("*.log"))) == 1:  # one at a time, none after the roll
+        assert sent < 100, "no roll"
+        produce(sent)
+        sent += 1
+    wait_for(lambda: "a sync failed" in cluster.nodes[leader].log_text(), "the leader logs the failed sync")
+    wait_for(lambda: offline_replicas(cluster.bootstrap, TOPIC) == [leader], "the failed replica is listed offline")
+    wait_for(lambda: partition_info(cluster.bootstrap, TOPIC)[0] not in (leader, -1), "leadership moved")
+    for value in range(sent, 500):
+        produce(value)
+    assert leader not in partition_info(cluster.bootstrap, TOPIC)[2]
+    assert read_all(cluster.bootstrap, TOPIC) == list(range(500)), "every acknowledged record, once, in order"
+
+
 def test_a_follower_with_a_damaged_segment_takes_its_replica_offline_and_the_others_go_on(cluster) -> None:
     """Fault 6, the other half: a byte of a follower's segment flips while it is down (below its
     recovery point, which recovery does not read again). After its restart it checks its
