@@ -349,6 +349,7 @@ class LogManager:
         out["cleanup.policy"] = configs["cleanup.policy"]
         out["compression.type"] = configs["compression.type"]
         out["min.cleanable.dirty.ratio"] = configs["min.cleanable.dirty.ratio"]
+        out["preallocate"] = configs["preallocate"]
         return out
 
     # -- topic administration --------------------------------------------------------------

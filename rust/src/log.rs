@@ -39,6 +39,8 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
     pub min_compaction_lag_ms: i64,
+    /// `preallocate`: the active segment's blocks are reserved ahead of its appends.
+    pub preallocate: bool,
 }
 
 impl Default for LogConfig {
@@ -59,6 +61,7 @@ impl Default for LogConfig {
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
+            preallocate: false,
         }
     }
 }
@@ -576,6 +579,11 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// Up to where the active segment's blocks are reserved ahead of appends (`preallocate`).
+    fn preallocate_limit(&self) -> u64 {
+        if self.config.preallocate { self.config.segment_bytes } else { 0 }
+    }
+
     fn active(&self) -> &Segment {
         self.segments.values().next_back().expect("a log always has a segment")
     }
@@ -688,7 +696,8 @@ impl PartitionLog {
             }
             self.maybe_roll(size as u64, header.last_offset(), now_ms)?;
             let interval = self.config.index_interval_bytes;
-            self.active_mut().append(&[bytes], &[header], interval)?;
+            let preallocate = self.preallocate_limit();
+            self.active_mut().append(&[bytes], &[header], interval, preallocate)?;
             self.note_producer_batch(&header, bytes)?;
             let epoch = header.partition_leader_epoch;
             if epoch >= 0 && self.epochs.last().is_none_or(|(e, _)| epoch > *e) {
@@ -750,7 +759,8 @@ impl PartitionLog {
             parts.push(&bytes[pos + batch::HEADER_SIZE..pos + header.size()]);
             pos += header.size();
         }
-        self.active_mut().append(&parts, &shifted, interval)?;
+        let preallocate = self.preallocate_limit();
+        self.active_mut().append(&parts, &shifted, interval, preallocate)?;
         let mut pos = 0;
         for header in &shifted {
             self.note_producer_batch(header, &bytes[pos..pos + header.size()])?;
@@ -1573,6 +1583,7 @@ impl PartitionLog {
     /// Flushes and seals the active segment's index files (clean shutdown).
     pub fn close(&mut self, now_ms: i64) -> Result<()> {
         delete_retired(self.take_retired());
+        self.active_mut().release_preallocation()?;
         self.flush(now_ms)?;
         self.write_producer_snapshot()?;
         for segment in self.segments.values() {
@@ -2373,6 +2384,40 @@ mod tests {
         assert_eq!((log.unflushed_messages, log.recovery_point, log.last_flush_ms), (1, 2, 9));
         log.note_sync_failure(&CoreError::io("fsync x".to_string(), std::io::Error::other("EIO")));
         assert!(log.plan_flush(FlushUpTo::LogEnd).is_err() && log.flush(10).is_err(), "no later flush claims the data is on disk");
+    }
+
+    #[test]
+    fn preallocate_reserves_blocks_ahead_of_the_appends_and_gives_them_back_at_a_roll_and_a_stop() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let probe = File::create(dir.path().join("probe")).unwrap();
+        // SAFETY: a plain call on a descriptor we own.
+        let reserves = unsafe { libc::fallocate(probe.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20) } == 0;
+        let path = dir.path().join("t-0");
+        let config = LogConfig { preallocate: true, segment_bytes: 1 << 20, ..LogConfig::default() };
+        let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
+        let value = vec![7u8; 100_000];
+        log.append(&keyed_batch(0, b"k", Some(&value)), 0, 0).unwrap();
+        let size = |p: &Path| { let m = fs::metadata(p).unwrap(); (m.len(), m.blocks() * 512) };
+        let first = log.active().log_path();
+        let (bytes, reserved) = size(&first);
+        assert!(!reserves || reserved >= 2 * bytes - 4096, "{bytes} bytes, {reserved} reserved: as much again ahead");
+        while log.segment_count() < 2 {
+            log.append(&keyed_batch(0, b"k", Some(&value)), 0, 0).unwrap();
+        }
+        let (bytes, reserved) = size(&first);
+        assert!(bytes <= 1 << 20 && reserved < bytes + 8192, "the roll gave back what it did not use: {bytes} bytes, {reserved}");
+        let second = log.active().log_path();
+        assert!(!reserves || size(&second).1 > size(&second).0 + 4096);
+        let end = log.log_end_offset();
+        log.close(1).unwrap();
+        assert!(size(&second).1 < size(&second).0 + 8192, "a clean stop gives the active segment's back");
+        let mut reopened = PartitionLog::open(&path, config, end, 0, 0).unwrap();
+        assert_eq!(reopened.log_end_offset(), end);
+        assert!(reopened.repairs.is_empty(), "{:?}", reopened.repairs);
+        reopened.truncate_to(end - 1).unwrap();
+        assert_eq!(reopened.append(&keyed_batch(0, b"k", Some(b"after")), 0, 2).unwrap().base_offset, end - 1);
     }
 
     #[test]

@@ -135,6 +135,11 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
                     pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be a number, not {value}"))
                 })?
             }
+            "preallocate" => {
+                c.preallocate = value.extract::<bool>().map_err(|_| {
+                    pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be true or false, not {value}"))
+                })?
+            }
             "cleanup.policy" => {
                 let v: String = value.extract()?;
                 c.compacted = v.split(',').any(|p| p.trim() == "compact");

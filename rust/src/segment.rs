@@ -8,6 +8,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,7 +82,13 @@ pub struct Segment {
     pub created_ms: i64,
     /// Present while the segment is active (or being rebuilt).
     active: Option<ActiveIndexes>,
+    /// How far the `.log` file's blocks are reserved (`preallocate`), past its size; 0 when not.
+    preallocated_to: u64,
 }
+
+/// The most `preallocate` reserves ahead of the appends: the active segment's size, at least a
+/// page, at most this, within `segment.bytes`. What the roll does not use it gives back.
+const PREALLOCATE_AHEAD_MAX: u64 = 8 << 20;
 
 /// What a recovery scan accepts as a valid batch.
 #[derive(Clone, Copy)]
@@ -126,6 +133,7 @@ impl Segment {
             offset_of_max_timestamp: base_offset,
             created_ms: now_ms,
             active: None,
+            preallocated_to: 0,
         }
     }
 
@@ -179,9 +187,14 @@ impl Segment {
 
     /// Appends batches whose offsets are already assigned; `headers` describe them in order.
     /// `parts` are written in one `pwritev`, so a caller may pass patched headers and the
-    /// producer's untouched record bytes without joining them first.
-    pub fn append(&mut self, parts: &[&[u8]], headers: &[BatchHeader], index_interval: u64) -> Result<()> {
+    /// producer's untouched record bytes without joining them first. `preallocate_limit`: the
+    /// file's blocks are reserved ahead of the appends up to there (`segment.bytes`), 0: not.
+    pub fn append(&mut self, parts: &[&[u8]], headers: &[BatchHeader], index_interval: u64, preallocate_limit: u64) -> Result<()> {
         let file = self.file()?;
+        let end = self.size + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+        if end > self.preallocated_to && preallocate_limit > 0 {
+            self.preallocate(&file, end, preallocate_limit);
+        }
         write_all_at(&file, parts, self.size)
             .map_err(|e| CoreError::io(format!("append to {}", self.log_path().display()), e))?;
         let mut position = self.size;
@@ -191,6 +204,34 @@ impl Segment {
         }
         self.size = position;
         Ok(())
+    }
+
+    /// Reserves the file's blocks from its end on, past `end`, without changing its size
+    /// (`fallocate` with KEEP_SIZE: readers and recovery see the file as it is). Appends into
+    /// reserved blocks need no block allocation, which on ext4 waits for the inode's allocation
+    /// lock whenever writeback holds it: 4-33 ms per write beside a flush here, 0.2-0.3 ms with
+    /// the blocks reserved (bench/README.md, "preallocate"). A filesystem that cannot, or a full
+    /// disk, leaves the appends as they were: the write itself reports what matters.
+    fn preallocate(&mut self, file: &File, end: u64, limit: u64) {
+        let target = (end + end.clamp(4096, PREALLOCATE_AHEAD_MAX)).min(limit);
+        let from = self.preallocated_to.max(self.size);
+        if target <= from {
+            return;
+        }
+        // SAFETY: fallocate reads no memory of ours; the descriptor is open for writing.
+        let done = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, from as libc::off_t, (target - from) as libc::off_t) };
+        self.preallocated_to = if done == 0 { target } else { u64::MAX }; // never tried again
+    }
+
+    /// Gives back the blocks reserved past the file's end (a same-size truncate frees them):
+    /// at a roll or a clean stop. Cheap: 0.05 ms for 64 MiB here, as nothing was written there.
+    pub fn release_preallocation(&mut self) -> Result<()> {
+        if self.preallocated_to == 0 || self.preallocated_to == u64::MAX {
+            return Ok(());
+        }
+        self.preallocated_to = 0;
+        let file = self.file()?;
+        file.set_len(self.size).map_err(|e| CoreError::io(format!("truncate {}", self.log_path().display()), e))
     }
 
     /// Accounts for one batch at `position`: offsets, timestamps and (every interval) index entries.
@@ -377,6 +418,7 @@ impl Segment {
             .and_then(|_| file.sync_all())
             .map_err(|e| CoreError::io(format!("truncate {}", self.log_path().display()), e))?;
         self.size = size;
+        self.preallocated_to = 0; // freed with the rest past `size`
         Ok(())
     }
 
@@ -402,6 +444,7 @@ impl Segment {
 
     /// Stops appending: index files written in full and fsynced, mapped when next needed.
     pub fn seal(&mut self) -> Result<()> {
+        self.release_preallocation()?;
         self.persist_indexes(true)?;
         self.active = None;
         Ok(())
@@ -414,6 +457,7 @@ impl Segment {
 
     /// `seal` without the fsyncs: the index files are written, and synced by a later flush.
     pub fn seal_unsynced(&mut self) -> Result<()> {
+        self.release_preallocation()?;
         self.persist_indexes(false)?;
         self.active = None;
         Ok(())
