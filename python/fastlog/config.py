@@ -175,7 +175,7 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("min.insync.replicas", _int(1, INT_MAX), "min.insync.replicas", 1, "replicas that must acknowledge acks=all"),
         # On by default, unlike Kafka's (which sizes a sparse file to segment.bytes): blocks are
         # reserved ahead of the appends, at most the active segment's size and 8 MiB, and given
-        # back at the roll; appends then never wait for ext4's allocation lock during writeback.
+        # back at the roll; appends then rarely wait for ext4's allocation lock during writeback.
         TopicConfigKey("preallocate", _bool, "log.preallocate", True, "reserve the active segment's blocks ahead of its appends"),
         TopicConfigKey("retention.bytes", _int(), "log.retention.bytes", -1, "size kept per partition (-1: no limit)"),
         TopicConfigKey("retention.ms", _int(-1), "log.retention.ms", 604_800_000, "time kept (-1: forever)"),

@@ -458,6 +458,7 @@ impl PartitionLog {
         log.high_watermark = end;
         log.recovery_point = recovery_point.clamp(0, end);
         log.active_mut().activate()?;
+        log.active_mut().release_leftover_preallocation();
         log.load_epochs()?;
         log.load_txn_indexes()?;
         log.load_producer_state()?;
@@ -1583,8 +1584,8 @@ impl PartitionLog {
     /// Flushes and seals the active segment's index files (clean shutdown).
     pub fn close(&mut self, now_ms: i64) -> Result<()> {
         delete_retired(self.take_retired());
-        self.active_mut().release_preallocation()?;
         self.flush(now_ms)?;
+        self.active_mut().release_preallocation();
         self.write_producer_snapshot()?;
         for segment in self.segments.values() {
             segment.forget_file();
@@ -2413,11 +2414,19 @@ mod tests {
         let end = log.log_end_offset();
         log.close(1).unwrap();
         assert!(size(&second).1 < size(&second).0 + 8192, "a clean stop gives the active segment's back");
-        let mut reopened = PartitionLog::open(&path, config, end, 0, 0).unwrap();
+        let mut reopened = PartitionLog::open(&path, config.clone(), end, 0, 0).unwrap();
         assert_eq!(reopened.log_end_offset(), end);
         assert!(reopened.repairs.is_empty(), "{:?}", reopened.repairs);
         reopened.truncate_to(end - 1).unwrap();
-        assert_eq!(reopened.append(&keyed_batch(0, b"k", Some(b"after")), 0, 2).unwrap().base_offset, end - 1);
+        assert_eq!(reopened.append(&keyed_batch(0, b"k", Some(&value)), 0, 2).unwrap().base_offset, end - 1);
+        assert!(!reserves || size(&second).1 > size(&second).0 + 8192);
+        drop(reopened); // no clean stop: the reserve stays, as after a crash
+        let mut again = PartitionLog::open(&path, LogConfig { preallocate: false, ..config }, 0, 0, 0).unwrap();
+        assert!(size(&second).1 < size(&second).0 + 8192, "an open gives back what a crash left");
+        assert_eq!(again.log_end_offset(), end);
+        assert!(again.repairs.iter().all(|r| r.starts_with("removed leftover file")), "{:?}", again.repairs);
+        again.roll(3).unwrap();
+        assert!(size(&second).1 < size(&second).0 + 8192);
     }
 
     #[test]

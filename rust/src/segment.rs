@@ -84,6 +84,8 @@ pub struct Segment {
     active: Option<ActiveIndexes>,
     /// How far the `.log` file's blocks are reserved (`preallocate`), past its size; 0 when not.
     preallocated_to: u64,
+    /// A reservation failed (no support, a full disk): not tried again for this segment.
+    preallocate_failed: bool,
 }
 
 /// The most `preallocate` reserves ahead of the appends: the active segment's size, at least a
@@ -134,6 +136,7 @@ impl Segment {
             created_ms: now_ms,
             active: None,
             preallocated_to: 0,
+            preallocate_failed: false,
         }
     }
 
@@ -192,7 +195,7 @@ impl Segment {
     pub fn append(&mut self, parts: &[&[u8]], headers: &[BatchHeader], index_interval: u64, preallocate_limit: u64) -> Result<()> {
         let file = self.file()?;
         let end = self.size + parts.iter().map(|p| p.len() as u64).sum::<u64>();
-        if end > self.preallocated_to && preallocate_limit > 0 {
+        if end > self.preallocated_to && preallocate_limit > 0 && !self.preallocate_failed {
             self.preallocate(&file, end, preallocate_limit);
         }
         write_all_at(&file, parts, self.size)
@@ -220,18 +223,34 @@ impl Segment {
         }
         // SAFETY: fallocate reads no memory of ours; the descriptor is open for writing.
         let done = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, from as libc::off_t, (target - from) as libc::off_t) };
-        self.preallocated_to = if done == 0 { target } else { u64::MAX }; // never tried again
+        self.preallocate_failed = done != 0;
+        self.preallocated_to = target; // a failure may have reserved part of it: given back all the same
     }
 
-    /// Gives back the blocks reserved past the file's end (a same-size truncate frees them):
-    /// at a roll or a clean stop. Cheap: 0.05 ms for 64 MiB here, as nothing was written there.
-    pub fn release_preallocation(&mut self) -> Result<()> {
-        if self.preallocated_to == 0 || self.preallocated_to == u64::MAX {
-            return Ok(());
+    /// Gives back the blocks reserved past the file's end (a same-size truncate frees them), at
+    /// a roll or a clean stop. Cheap: 0.05 ms for 64 MiB here, as nothing was written there.
+    /// Best effort: a failure only leaves the blocks reserved until the segment is deleted.
+    pub fn release_preallocation(&mut self) {
+        if self.preallocated_to != 0 {
+            self.preallocated_to = 0;
+            self.give_back_past_end(0);
         }
-        self.preallocated_to = 0;
-        let file = self.file()?;
-        file.set_len(self.size).map_err(|e| CoreError::io(format!("truncate {}", self.log_path().display()), e))
+    }
+
+    /// At open: a reserve that a crash left on the active segment (more than `slack` bytes of
+    /// blocks past its end) is given back, as the roll would have.
+    pub fn release_leftover_preallocation(&mut self) {
+        self.give_back_past_end(8192);
+    }
+
+    fn give_back_past_end(&self, slack: u64) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(file) = self.file() else { return };
+        let Ok(meta) = file.metadata() else { return };
+        // Only a file as long as what this segment holds: anything else is recovery's business.
+        if meta.len() == self.size && meta.blocks() * 512 > self.size.next_multiple_of(4096) + slack {
+            let _ = file.set_len(self.size);
+        }
     }
 
     /// Accounts for one batch at `position`: offsets, timestamps and (every interval) index entries.
@@ -444,7 +463,7 @@ impl Segment {
 
     /// Stops appending: index files written in full and fsynced, mapped when next needed.
     pub fn seal(&mut self) -> Result<()> {
-        self.release_preallocation()?;
+        self.release_preallocation();
         self.persist_indexes(true)?;
         self.active = None;
         Ok(())
@@ -457,7 +476,7 @@ impl Segment {
 
     /// `seal` without the fsyncs: the index files are written, and synced by a later flush.
     pub fn seal_unsynced(&mut self) -> Result<()> {
-        self.release_preallocation()?;
+        self.release_preallocation();
         self.persist_indexes(false)?;
         self.active = None;
         Ok(())

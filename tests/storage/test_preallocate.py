@@ -47,8 +47,8 @@ def test_a_topic_reserves_its_active_segments_blocks_unless_told_not_to(tmp_path
         active = f"{0:020}.log"
         reserved = allocated_past_end(broker.data_dir / "reserved-0" / active)
         plain = allocated_past_end(broker.data_dir / "plain-0" / active)
-        assert reserved >= 900_000, f"{reserved} bytes reserved past 1 MB of records: as much again"
-        assert plain < 8192, plain
+        # (XFS reserves some past the end of a file being written by itself: compared, not zero.)
+        assert reserved >= plain + 900_000, f"{reserved} bytes reserved past 1 MB of records (as much again), {plain} without"
         assert broker.stop() == 0
         assert allocated_past_end(broker.data_dir / "reserved-0" / active) < 8192, "a clean stop gives it back"
     finally:
@@ -57,16 +57,21 @@ def test_a_topic_reserves_its_active_segments_blocks_unless_told_not_to(tmp_path
 
 def test_reserved_blocks_change_nothing_a_reader_or_a_recovery_sees(tmp_path: Path) -> None:
     """A log left without a clean stop (its reserve still past the end, as after a crash) opens
-    with nothing to repair and every record there, and takes appends where it ended."""
+    with nothing to repair and every record there, gives the reserve back, and takes appends
+    where it ended."""
     from fastlog import _core
 
     log = _core.Log(tmp_path / "t-0", {"preallocate": True})
     for i in range(100):
         log.append(encode_batch([Record(0, 0, None, b"v%d" % i)]))
     end = log.log_end_offset
+    active = tmp_path / "t-0" / f"{0:020}.log"
+    if reserves_blocks(tmp_path):
+        assert allocated_past_end(active) > 0
     del log
     again = _core.Log(tmp_path / "t-0", {"preallocate": True})
     assert (again.log_end_offset, again.repairs) == (end, [])
+    assert allocated_past_end(active) < 8192, "the open gave back what the crash left"
     again.high_watermark = end
     values = [r.value for b in decode_batches(again.read(0, 1 << 20).read()) for r in b.records]
     assert values == [b"v%d" % i for i in range(100)]
