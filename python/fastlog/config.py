@@ -173,10 +173,10 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("min.cleanable.dirty.ratio", _float(0.0, 1.0), "log.cleaner.min.cleanable.ratio", 0.5, "dirty share that triggers compaction"),
         TopicConfigKey("min.compaction.lag.ms", _int(0), "log.cleaner.min.compaction.lag.ms", 0, "youngest a record may be compacted"),
         TopicConfigKey("min.insync.replicas", _int(1, INT_MAX), "min.insync.replicas", 1, "replicas that must acknowledge acks=all"),
-        # On by default, unlike Kafka's (which sizes a sparse file to segment.bytes): blocks are
-        # reserved ahead of the appends, at most the active segment's size and 8 MiB, and given
-        # back at the roll; appends then rarely wait for ext4's allocation lock during writeback.
-        TopicConfigKey("preallocate", _bool, "log.preallocate", True, "reserve the active segment's blocks ahead of its appends"),
+        # Off by default, as in Kafka: the reservation (a fallocate on the append path) makes
+        # appends wait for block bitmaps to load, while it spares them the allocation lock during
+        # a flush's writeback (bench/README.md, "preallocate").
+        TopicConfigKey("preallocate", _bool, "log.preallocate", False, "reserve the active segment's blocks ahead of its appends"),
         TopicConfigKey("retention.bytes", _int(), "log.retention.bytes", -1, "size kept per partition (-1: no limit)"),
         TopicConfigKey("retention.ms", _int(-1), "log.retention.ms", 604_800_000, "time kept (-1: forever)"),
         TopicConfigKey("segment.bytes", _int(14, INT_MAX), "log.segment.bytes", 1_073_741_824, "size of a segment file"),

@@ -225,7 +225,7 @@ def test_describe_configs(broker, kp, ck, unique_topic):
     assert entries["cleanup.policy"]["value"] == "compact"
     assert entries["cleanup.policy"]["config_source"] == "DYNAMIC_TOPIC_CONFIG"
     assert entries["retention.ms"]["value"] == "604800000"
-    assert entries["preallocate"]["value"] == "true"  # fastlog's default (config.py)
+    assert entries["preallocate"]["value"] == "false"
 
     configs = ck_configs(ck, unique_topic)
     assert configs["cleanup.policy"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value

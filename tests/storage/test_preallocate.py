@@ -1,6 +1,6 @@
-"""`preallocate` (on by default): the active segment's blocks are reserved ahead of its appends,
-so that an append never waits for the filesystem to allocate blocks while writeback holds the
-inode's allocation lock (bench/README.md, "preallocate"); `preallocate=false` turns it off."""
+"""`preallocate` (off by default, as in Kafka): the active segment's blocks are reserved ahead of
+its appends, so that an append does not wait for the filesystem to allocate blocks while a
+flush's writeback holds the inode's allocation lock (bench/README.md, "preallocate")."""
 
 from __future__ import annotations
 
@@ -33,15 +33,15 @@ def allocated_past_end(path: Path) -> int:
     return stat.st_blocks * 512 - stat.st_size
 
 
-def test_a_topic_reserves_its_active_segments_blocks_unless_told_not_to(tmp_path: Path) -> None:
+def test_a_topic_reserves_its_active_segments_blocks_when_told_to(tmp_path: Path) -> None:
     tmp_path.mkdir(exist_ok=True)
     if not reserves_blocks(tmp_path):
         pytest.skip("this filesystem cannot reserve blocks past a file's end")
     broker = BrokerProcess(tmp_path / "data").start()
     try:
         with Client(broker.bootstrap) as client:
-            client.create_topic("reserved", 1)
-            client.create_topic("plain", 1, configs={"preallocate": "false"})
+            client.create_topic("reserved", 1, configs={"preallocate": "true"})
+            client.create_topic("plain", 1)
             for topic in ("reserved", "plain"):
                 client.produce({(topic, 0): [Record(i, 0, None, os.urandom(1000)) for i in range(1000)]})
         active = f"{0:020}.log"
