@@ -213,8 +213,10 @@ impl Segment {
     /// (`fallocate` with KEEP_SIZE: readers and recovery see the file as it is). Appends into
     /// reserved blocks need no block allocation, which on ext4 waits for the inode's allocation
     /// lock whenever writeback holds it: 4-33 ms per write beside a flush here, 0.2-0.3 ms with
-    /// the blocks reserved (bench/README.md, "preallocate"). A filesystem that cannot, or a full
-    /// disk, leaves the appends as they were: the write itself reports what matters.
+    /// the blocks reserved. But the reservation runs here, on the append path, and may wait for
+    /// the allocator to read block bitmaps (7-9 ms at times here), which writeback would
+    /// otherwise do: hence off by default (bench/README.md, "preallocate"). A filesystem that
+    /// cannot, or a full disk, leaves the appends as they were: the write reports what matters.
     fn preallocate(&mut self, file: &File, end: u64, limit: u64) {
         let target = (end + end.clamp(4096, PREALLOCATE_AHEAD_MAX)).min(limit);
         let from = self.preallocated_to.max(self.size);
