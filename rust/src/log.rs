@@ -736,7 +736,6 @@ impl PartitionLog {
     }
 
     fn append_validated(&mut self, bytes: &[u8], headers: &[BatchHeader], leader_epoch: i32, now_ms: i64) -> Result<AppendInfo> {
-        self.check_no_sync_failure("append to")?; // transaction markers come this way
         let base_offset = self.log_end_offset();
         let append_time = self.config.log_append_time.then_some(now_ms);
         let (patched, assigned) = batch::patched_headers(bytes, headers, base_offset, leader_epoch, append_time);
@@ -1293,6 +1292,7 @@ impl PartitionLog {
     /// Writes a COMMIT or ABORT marker of a producer's transaction (the coordinator's
     /// WriteTxnMarkers): its offset. A marker of an older epoch than the producer's is refused.
     pub fn append_marker(&mut self, producer_id: i64, producer_epoch: i16, marker: batch::Marker, leader_epoch: i32, now_ms: i64) -> Result<i64> {
+        self.check_no_sync_failure("append to")?;
         if let Some(entry) = self.producers.entry(producer_id) {
             if producer_epoch < entry.epoch {
                 return Err(CoreError::InvalidProducerEpoch(format!(

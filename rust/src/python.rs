@@ -17,7 +17,7 @@ use crate::checkpoint;
 use crate::error::CoreError;
 use crate::files;
 use crate::flusher;
-use crate::log::{CleanStep, FlushUpTo, LogConfig, PartitionLog};
+use crate::log::{CleanOutput, CleanStep, FlushUpTo, LogConfig, PartitionLog};
 use crate::partition_metrics;
 use crate::produce;
 use crate::quorum::Quorum;
@@ -235,6 +235,15 @@ impl Log {
                 Err(TryLockError::WouldBlock) => py.detach(|| drop(self.inner.lock())),
             }
         }
+    }
+    /// A compaction step's settling failed: a failed sync sticks to the log, as a flush's does.
+    fn settle_failed(&self, output: &CleanOutput, error: CoreError) -> PyErr {
+        if output.sync_failed() {
+            if let Some(log) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                log.note_sync_failure(&error);
+            }
+        }
+        error.into()
     }
     /// Flushes without holding the log through the fsyncs (`flusher::flush_unheld`): they were
     /// most of a flush's time, which appends and fetches of this partition (and the loop
@@ -536,14 +545,7 @@ impl Log {
                 // left for the next open.
                 let step = step.and_then(|step| match output.settle_step(&step, retired) {
                     Ok(()) => Ok(step),
-                    Err(e) => {
-                        if output.sync_failed() {
-                            if let Some(log) = self.inner.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
-                                log.note_sync_failure(&e);
-                            }
-                        }
-                        Err(e.into())
-                    }
+                    Err(e) => Err(self.settle_failed(&output, e)),
                 });
                 match step {
                     Ok(CleanStep::Done(stats)) => return Ok(stats),

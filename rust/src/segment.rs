@@ -194,9 +194,11 @@ impl Segment {
     /// file's blocks are reserved ahead of the appends up to there (`segment.bytes`), 0: not.
     pub fn append(&mut self, parts: &[&[u8]], headers: &[BatchHeader], index_interval: u64, preallocate_limit: u64) -> Result<()> {
         let file = self.file()?;
-        let end = self.size + parts.iter().map(|p| p.len() as u64).sum::<u64>();
-        if end > self.preallocated_to && preallocate_limit > 0 && !self.preallocate_failed {
-            self.preallocate(&file, end, preallocate_limit);
+        if preallocate_limit > 0 && !self.preallocate_failed {
+            let end = self.size + parts.iter().map(|p| p.len() as u64).sum::<u64>();
+            if end > self.preallocated_to {
+                self.preallocate(&file, end, preallocate_limit);
+            }
         }
         write_all_at(&file, parts, self.size)
             .map_err(|e| CoreError::io(format!("append to {}", self.log_path().display()), e))?;
