@@ -9,7 +9,7 @@ import itertools
 import logging
 import socket
 import time
-from typing import TYPE_CHECKING, Any, AsyncContextManager, Iterator, Optional
+from typing import TYPE_CHECKING, Any, AsyncContextManager, Callable, Iterator, Optional
 
 import trio
 
@@ -187,7 +187,7 @@ class Broker:
                 background.start_soon(self._every, "log.retention.check.interval.ms", self.logs.apply_retention)
                 background.start_soon(self._every, "log.flush.scheduler.interval.ms", self.logs.flush_due)
                 background.start_soon(self._report_sync_failures)
-                background.start_soon(self._every, "log.cleaner.backoff.ms", self.logs.clean_compacted)
+                background.start_soon(self._every, "log.cleaner.backoff.ms", self.logs.clean_compacted, self.logs.stop_cleaning)
                 background.start_soon(self._every, "log.flush.offset.checkpoint.interval.ms", self.logs.write_checkpoints)
                 if self.controller is not None:
                     background.start_soon(self._every, "replica.high.watermark.checkpoint.interval.ms", self.logs.write_high_watermarks)
@@ -346,12 +346,18 @@ class Broker:
         with scope:
             await schema_registry.serve(self.schema_registry, sockets)
 
-    async def _every(self, interval_key: str, work: Any) -> None:
+    async def _every(self, interval_key: str, work: Any, stop: Optional[Callable[[], None]] = None) -> None:
+        """Runs `work` on a worker thread every `interval_key` ms. A thread cannot be cancelled:
+        a cancellation (the broker stops) waits for the run under way, after calling `stop`,
+        when given, to cut it short."""
         interval = self.config[interval_key] / 1000
         while True:
             await trio.sleep(interval)
             try:
-                await trio.to_thread.run_sync(work)
+                if stop is None:
+                    await trio.to_thread.run_sync(work)
+                else:
+                    await run_sync_stopped_on_cancel(work, stop)
             except Exception:
                 log.exception("background %s failed", getattr(work, "__name__", work))
 
@@ -431,6 +437,26 @@ class Refreezer:
                  " (a full walk)" if full_walk else "")
         self.frozen_at = partitions
         return True
+
+
+async def run_sync_stopped_on_cancel(work: Callable[[], Any], stop: Callable[[], None]) -> Any:
+    """`trio.to_thread.run_sync(work)`, with `stop()` called on this loop as soon as the caller is
+    cancelled (then the run is still waited for; `stop` is what makes that wait short)."""
+    finished = False
+
+    async def stop_when_cancelled() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            if not finished:
+                stop()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stop_when_cancelled)
+        result = await trio.to_thread.run_sync(work)
+        finished = True
+        nursery.cancel_scope.cancel()
+    return result
 
 
 def freeze_startup_objects() -> None:

@@ -154,6 +154,7 @@ class LogManager:
         self.cluster_id = ""
         self.defaults = config.topic_defaults()
         self.cleaner_stats = {"bytes_read": 0, "bytes_written": 0, "records_removed": 0}
+        self.cleaning_stopped = False
         self._sync_failures_seen = 0  # _core.sync_failure_count() at the last new_sync_failures
         # Checkpoints are written from worker threads (periodically) and at shutdown.
         self._checkpoint_lock = threading.Lock()
@@ -436,6 +437,8 @@ class LogManager:
         """One compaction pass over every compacted log that is dirty enough; segments cleaned."""
         cleaned = 0
         for topic in list(self.topics.values()):
+            if self.cleaning_stopped:
+                break
             if "compact" not in self.effective_configs(topic)["cleanup.policy"]:
                 continue
             for partition in topic.partitions:
@@ -455,6 +458,13 @@ class LogManager:
                         partition.dir_name, segments, removed, read, written,
                     )
         return cleaned
+
+    def stop_cleaning(self) -> None:
+        """For a broker that stops: the compaction pass under way gives up at its next batch
+        (one over a large log takes minutes), and no other starts."""
+        self.cleaning_stopped = True
+        for partition in self.all_partitions():
+            partition.log.stop_cleaning()
 
     def flush_due(self) -> None:
         for topic in list(self.topics.values()):

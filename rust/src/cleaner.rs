@@ -12,6 +12,7 @@
 //! renames, so a crash leaves a segment either old or new, never a mix.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::fs::{self, File};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
@@ -43,8 +44,73 @@ pub fn for_each_batch(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader, &[
     Ok(())
 }
 
+/// The offset of each key's last record in the dirty part of a log, by a 128-bit digest of the
+/// key, as Kafka's cleaner keeps an MD5 of it. Keyed by the keys themselves, a pass over a log of
+/// 8.5 M small records held 1 GB and spent 0.9 s freeing them one by one. The digest is two
+/// SipHashes under keys drawn for this pass (`RandomState`), so no producer can choose two keys
+/// that collide (a collision would drop the older key's last value); by chance, one pass over
+/// 10^9 keys collides with odds of about 10^-21.
+pub struct LastOffsets {
+    digests: [RandomState; 2],
+    map: HashMap<Digest, i64, BuildHasherDefault<DigestHasher>>,
+}
+
+/// Two u64s rather than a u128, whose alignment would make each entry of the map 32 bytes, not 24.
+#[derive(PartialEq, Eq, Clone, Copy)]
+struct Digest(u64, u64);
+
+impl Hash for Digest {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.1);
+    }
+}
+
+impl Default for LastOffsets {
+    fn default() -> Self {
+        LastOffsets { digests: [RandomState::new(), RandomState::new()], map: HashMap::default() }
+    }
+}
+
+impl LastOffsets {
+    fn digest(&self, key: &[u8]) -> Digest {
+        let [high, low] = &self.digests;
+        Digest(high.hash_one(key), low.hash_one(key))
+    }
+
+    pub fn insert(&mut self, key: &[u8], offset: i64) {
+        let digest = self.digest(key);
+        self.map.insert(digest, offset);
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<i64> {
+        self.map.get(&self.digest(key)).copied()
+    }
+}
+
+/// The map's own hash of a digest: half of it, already uniform (hashing it again would cost a
+/// third of an insert).
+#[derive(Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; anything else is folded in, not dropped.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, half: u64) {
+        self.0 = half;
+    }
+}
+
 /// Maps each key seen in batches at or after `from` to the offset of its last record.
-pub fn add_keys(map: &mut HashMap<Vec<u8>, i64>, header: &BatchHeader, batch_bytes: &[u8], from: i64) -> Result<()> {
+pub fn add_keys(map: &mut LastOffsets, header: &BatchHeader, batch_bytes: &[u8], from: i64) -> Result<()> {
     if header.is_control() || header.last_offset() < from {
         return Ok(());
     }
@@ -52,7 +118,7 @@ pub fn add_keys(map: &mut HashMap<Vec<u8>, i64>, header: &BatchHeader, batch_byt
     for record in parse_records(&records, header.record_count)? {
         let offset = header.base_offset + record.offset_delta as i64;
         if let (Some((start, end)), true) = (record.key, offset >= from) {
-            map.insert(records[start..end].to_vec(), offset);
+            map.insert(&records[start..end], offset);
         }
     }
     Ok(())

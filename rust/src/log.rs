@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader};
@@ -314,6 +315,14 @@ impl CleanPlan {
     /// Reads the sealed segments and writes each one that loses records to its `.cleaned` file.
     /// A failure removes what it wrote.
     pub fn run(self) -> Result<CleanOutput> {
+        let never = AtomicBool::new(false);
+        self.run_until(&never)?.ok_or_else(|| CoreError::io("compaction pass", std::io::ErrorKind::Interrupted.into()))
+    }
+
+    /// `run`, given up between two batches once `stop` is set (the log is closing or being
+    /// deleted): None, with what it wrote removed. A pass over a large log takes seconds, and
+    /// a topic's deletion or the broker's stop would wait for all of it.
+    pub fn run_until(self, stop: &AtomicBool) -> Result<Option<CleanOutput>> {
         let mut output = CleanOutput {
             rewritten: Vec::new(),
             placed: 0,
@@ -325,11 +334,11 @@ impl CleanPlan {
             generation: self.generation,
             dir: self.dir.clone(),
         };
-        match self.rewrite(&mut output) {
-            Ok(()) => Ok(output),
+        match self.rewrite(&mut output, stop) {
+            Ok(()) => Ok(Some(output)),
             Err(e) => {
                 output.discard();
-                Err(e)
+                if stop.load(Ordering::Relaxed) { Ok(None) } else { Err(e) }
             }
         }
     }
@@ -344,12 +353,13 @@ impl CleanPlan {
             })
     }
 
-    fn rewrite(&self, output: &mut CleanOutput) -> Result<()> {
+    fn rewrite(&self, output: &mut CleanOutput, stop: &AtomicBool) -> Result<()> {
         let stats = &mut output.stats;
-        let mut keys: HashMap<Vec<u8>, i64> = HashMap::new();
+        let mut keys = cleaner::LastOffsets::default();
         for segment in &self.sealed {
             if segment.next_offset > self.first_dirty {
                 cleaner::for_each_batch(&segment.path, segment.size, |h, b| {
+                    check_not_stopped(stop)?;
                     if self.is_aborted(h) { Ok(()) } else { cleaner::add_keys(&mut keys, h, b, self.first_dirty) }
                 })?;
                 stats.bytes_read += segment.size;
@@ -363,6 +373,7 @@ impl CleanPlan {
             let mut out = Vec::with_capacity(segment.size as usize);
             let mut changed = false;
             cleaner::for_each_batch(&segment.path, segment.size, |header, bytes| {
+                check_not_stopped(stop)?;
                 if self.is_aborted(header) {
                     stats.records_removed += header.record_count.max(0) as u64;
                     changed = true;
@@ -380,7 +391,7 @@ impl CleanPlan {
                     return Ok(());
                 }
                 let keep = |offset: i64, key: Option<&[u8]>, tombstone: bool| {
-                    let superseded = key.and_then(|k| keys.get(k)).is_some_and(|last| *last > offset);
+                    let superseded = key.and_then(|k| keys.get(k)).is_some_and(|last| last > offset);
                     !(superseded || (tombstone && header.max_timestamp < self.horizon))
                 };
                 match cleaner::filter_batch(header, bytes, keep, stats)? {
@@ -405,6 +416,14 @@ impl CleanPlan {
         }
         Ok(())
     }
+}
+
+/// The error that ends a pass whose `stop` was set (`run_until` tells it from a real one).
+fn check_not_stopped(stop: &AtomicBool) -> Result<()> {
+    if stop.load(Ordering::Relaxed) {
+        return Err(CoreError::io("compaction pass", std::io::Error::from(std::io::ErrorKind::Interrupted)));
+    }
+    Ok(())
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {
@@ -2468,6 +2487,21 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the flusher did not flush within 10 s");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn a_stopped_pass_writes_nothing_and_a_later_one_cleans() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-0");
+        let mut log = dirty_compacted_log(&path);
+        let before = fs::read_dir(&path).unwrap().count();
+        let stop = AtomicBool::new(true);
+        assert!(log.plan_clean(100).unwrap().run_until(&stop).unwrap().is_none());
+        assert_eq!(fs::read_dir(&path).unwrap().count(), before, "no .cleaned file is left");
+        stop.store(false, Ordering::Relaxed);
+        let mut output = log.plan_clean(100).unwrap().run_until(&stop).unwrap().unwrap();
+        assert!(!output.rewritten.is_empty());
+        assert!(finish_in_steps(&mut log, &mut output, 100).1.is_some());
     }
 
     #[test]

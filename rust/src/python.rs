@@ -9,6 +9,7 @@ use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -215,6 +216,9 @@ struct Log {
     inner: Arc<Mutex<Option<PartitionLog>>>,
     /// Held for a whole compaction pass, which holds `inner` only at its start and end.
     cleaning: Mutex<()>,
+    /// Set by `close`, `delete` and `stop_cleaning`: a compaction pass under way gives up at its
+    /// next batch, and no other starts.
+    cleaning_stopped: AtomicBool,
     #[pyo3(get)]
     path: PathBuf,
 }
@@ -291,7 +295,7 @@ impl Log {
     fn new(py: Python<'_>, path: PathBuf, config: Option<&Bound<'_, PyDict>>, recovery_point: i64, log_start_offset: i64) -> PyResult<Self> {
         let config = log_config(config)?;
         let log = py.detach(|| PartitionLog::open(&path, config, recovery_point, log_start_offset, now_ms()))?;
-        Ok(Log { inner: Arc::new(Mutex::new(Some(log))), cleaning: Mutex::new(()), path })
+        Ok(Log { inner: Arc::new(Mutex::new(Some(log))), cleaning: Mutex::new(()), cleaning_stopped: AtomicBool::new(false), path })
     }
 
     /// Validates and appends a producer's record batches.
@@ -523,15 +527,23 @@ impl Log {
         // stopped a loop that produced to the partition for 140 ms.
         let stats = py.detach(|| {
             let _one_pass_at_a_time = self.cleaning.lock().unwrap_or_else(|p| p.into_inner());
+            if self.cleaning_stopped.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
             let Some(plan) = self.lock()?.0.as_ref().unwrap().plan_clean(now) else { return Ok(None) };
             let planned_at = plan.generation();
-            let mut output = match plan.run() {
-                Ok(output) => output,
+            let mut output = match plan.run_until(&self.cleaning_stopped) {
+                Ok(Some(output)) => output,
+                Ok(None) => return Ok(None),
                 // Retention or a truncation took a planned segment away under the pass.
                 Err(_) if self.lock()?.0.as_ref().unwrap().generation() != planned_at => return Ok(None),
                 Err(e) => return Err(e.into()),
             };
             loop {
+                if self.cleaning_stopped.load(Ordering::Relaxed) {
+                    output.discard();
+                    return Ok(None);
+                }
                 let (step, retired) = match self.lock() {
                     Ok(mut guard) => {
                         let log = guard.0.as_mut().unwrap();
@@ -572,8 +584,15 @@ impl Log {
         self.with(py, |log| Ok(log.end_offset_for_epoch(epoch)))
     }
 
-    /// Flushes and closes; later calls raise.
+    /// Gives up a compaction pass under way (at its next batch) and every later one: for a
+    /// broker that stops, which would otherwise wait for the pass.
+    fn stop_cleaning(&self) {
+        self.cleaning_stopped.store(true, Ordering::Relaxed);
+    }
+
+    /// Flushes and closes; later calls raise. A compaction pass under way is given up.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.cleaning_stopped.store(true, Ordering::Relaxed);
         py.detach(|| {
             let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(mut log) = guard.take() {
@@ -584,9 +603,10 @@ impl Log {
         Ok(())
     }
 
-    /// Closes the log and deletes its directory, once a compaction pass under way has ended
-    /// (its last step writes files there with the log let go).
+    /// Closes the log and deletes its directory. A compaction pass under way is given up, and
+    /// waited for (it writes files there with the log let go) until it has removed them.
     fn delete(&self, py: Python<'_>) -> PyResult<()> {
+        self.cleaning_stopped.store(true, Ordering::Relaxed);
         py.detach(|| {
             let _no_pass = self.cleaning.lock().unwrap_or_else(|p| p.into_inner());
             let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());

@@ -3,18 +3,20 @@ and a SIGKILL in the middle of cleaning loses nothing."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
 from fastlog import _core
-from fastlog.records import Record, decode_batches, encode_batch
+from fastlog.records import Compression, Record, decode_batches, encode_batch
 from tests.conftest import BrokerProcess
 
 CONFIG = {"cleanup.policy": "compact", "segment.bytes": 4096, "min.cleanable.dirty.ratio": 0.01, "delete.retention.ms": 0}
@@ -62,6 +64,94 @@ def test_compaction_in_the_core(tmp_path: Path) -> None:
     log.close()
     again = _core.Log(tmp_path / "c-0", CONFIG)
     assert again.repairs == [] and last_values(again) == latest
+
+
+def log_in_the_middle_of_a_pass(path: Path) -> tuple[_core.Log, threading.Thread, dict]:
+    """A compacted log of six 4 MiB segments of gzip batches, each losing a record to a later
+    one, whose compaction pass runs on a thread until it has written its first `.cleaned`
+    file: five segments (a second or more of deflate) are still to be rewritten."""
+    config = {**CONFIG, "segment.bytes": 4 << 20}
+    log = _core.Log(path, config)
+    rng = random.Random(5)
+    offset = 0
+    while log.size_bytes < 6 * (4 << 20) + 1:
+        # Values that do not compress, so that the pass spends its time deflating.
+        records = [Record(offset + i, 1000, b"hot" if i == 0 else b"k%d" % (offset + i), rng.randbytes(1000)) for i in range(100)]
+        log.append(encode_batch(records, base_offset=offset, compression=Compression.GZIP))
+        offset += 100
+    outcome: dict = {}
+
+    def clean() -> None:
+        outcome["stats"] = log.clean(now_ms=10**13)
+
+    thread = threading.Thread(target=clean)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not any(name.endswith(".cleaned") for name in os.listdir(path)):
+        assert thread.is_alive() and time.monotonic() < deadline, "the pass ended before it wrote a segment"
+        time.sleep(0.001)
+    return log, thread, outcome
+
+
+def test_deleting_a_log_gives_up_its_compaction_pass(tmp_path: Path) -> None:
+    path = tmp_path / "c-0"
+    log, thread, outcome = log_in_the_middle_of_a_pass(path)
+    log.delete()  # waits for the pass, which writes files in the directory
+    thread.join(30)
+    assert not thread.is_alive()
+    assert outcome == {"stats": None}, "the pass stopped at its next batch, not after the last segment"
+    assert not path.exists()
+
+
+def test_closing_a_log_gives_up_its_compaction_pass_and_keeps_every_record(tmp_path: Path) -> None:
+    path = tmp_path / "c-0"
+    log, thread, outcome = log_in_the_middle_of_a_pass(path)
+    end = log.log_end_offset
+    log.close()
+    thread.join(30)
+    assert not thread.is_alive() and outcome == {"stats": None}
+    assert log.clean(now_ms=10**13) is None, "a closed log is not cleaned"
+    again = _core.Log(path, {**CONFIG, "segment.bytes": 4 << 20})
+    assert again.repairs == [] and again.log_end_offset == end
+    assert not [name for name in os.listdir(path) if name.endswith((".cleaned", ".swap"))]
+    assert len(last_values(again)) == end - end // 100 + 1, "nothing was cleaned: every key's record is there"
+    again.close()
+
+
+def test_a_broker_that_stops_gives_up_its_compaction_pass(tmp_path: Path) -> None:
+    """SIGTERM in the middle of a pass over 32 MiB: the broker does not wait for the pass (it
+    would log "cleaned big-0"), stops cleanly, and comes back with every record."""
+    data = tmp_path / "data"
+    broker = BrokerProcess(data, {"log.cleaner.backoff.ms": "100"}).start()
+    try:
+        admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+        segment = {"segment.bytes": str(4 << 20)}
+        for future in admin.create_topics([NewTopic("big", 1, 1, config=segment)]).values():
+            future.result(20)
+        producer = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": "gzip", "linger.ms": 50})
+        rng = random.Random(3)
+        count = 8 * 4 * 1024
+        for i in range(count):  # values that do not compress, so that the pass takes seconds
+            producer.produce("big", rng.randbytes(1000), key=b"hot" if i % 100 == 0 else b"k%d" % i, partition=0)
+            if i % 1000 == 0:
+                producer.poll(0)
+        assert producer.flush(60) == 0
+        compact = [ConfigEntry(k, str(v), incremental_operation=AlterConfigOpType.SET) for k, v in CONFIG.items() if k != "segment.bytes"]
+        for future in admin.incremental_alter_configs([ConfigResource("topic", "big", incremental_configs=compact)]).values():
+            future.result(20)
+        deadline = time.monotonic() + 60
+        while not any(name.endswith(".cleaned") for name in os.listdir(data / "big-0")):
+            assert time.monotonic() < deadline and "cleaned big-0" not in broker.log_text(), "no pass seen under way"
+            time.sleep(0.002)
+        assert broker.stop() == 0
+        text = broker.log_text()
+        assert "broker stopped" in text and "cleaned big-0" not in text and "cleaning big-0 failed" not in text
+        broker.start()
+        consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "g"})
+        assert consumer.get_watermark_offsets(TopicPartition("big", 0), timeout=20) == (0, count)
+        consumer.close()
+    finally:
+        broker.stop()
 
 
 CLEANER = """
