@@ -2,13 +2,14 @@
 
 Builds a compacted partition log of `--mb` MB of keyed records of `--value-bytes` (`--keys`
 distinct keys, so most records are superseded), with each codec (or `--codec`), then times one
-`Log.clean()` pass over it. "peak RSS" is the process's: run one codec for the pass's own.
+`Log.clean()` pass over it, its key map bounded as the broker bounds it (`--dedupe-buffer-size`).
+"peak RSS" is the process's: run one codec for the pass's own.
 
 With `--delete-during-pass`, the log is deleted as soon as the pass has written its first
 segment, and the table says how long the deletion waited for the pass.
 
     python bench/bench_cleaner.py [--mb 64] [--keys 10000] [--value-bytes 1000] [--segment-mb 64] [--codec gzip]
-                                  [--delete-during-pass] [--dir /tmp]
+                                  [--delete-during-pass] [--dedupe-buffer-size BYTES] [--dir /tmp]
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--segment-mb", type=int, default=64)
     parser.add_argument("--codec", choices=["none", "lz4", "zstd", "gzip"], default=None)
     parser.add_argument("--delete-during-pass", action="store_true")
+    parser.add_argument("--dedupe-buffer-size", type=int, default=128 << 20, help="as the broker's log.cleaner.dedupe.buffer.size")
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
     codecs = [Compression[args.codec.upper()]] if args.codec else [Compression.NONE, Compression.LZ4, Compression.ZSTD, Compression.GZIP]
@@ -90,7 +92,7 @@ def main() -> None:
                 print(f"| {codec.name.lower()} | {before / 1e6:,.0f} | {records:,} | {first:.2f} | {deleted:.3f} |")
                 continue
             started = time.perf_counter()
-            stats = log.clean(now_ms=2_000_000_000_000)
+            stats = log.clean(now_ms=2_000_000_000_000, max_keys=int(args.dedupe_buffer_size // 24 * 0.9))
             elapsed = time.perf_counter() - started
             assert stats is not None
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

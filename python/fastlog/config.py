@@ -231,6 +231,8 @@ def _broker_keys() -> dict[str, BrokerKey]:
         BrokerKey("log.retention.check.interval.ms", _int(1), 300_000, "how often retention runs"),
         BrokerKey("log.flush.scheduler.interval.ms", _int(1), 1_000, "how often flush.ms is checked"),
         BrokerKey("log.cleaner.backoff.ms", _int(1), 15_000, "how often compacted logs are checked for cleaning"),
+        BrokerKey("log.cleaner.dedupe.buffer.size", _int(1), 134_217_728, "memory of a compaction pass's key map (24 bytes a key, as Kafka counts)"),
+        BrokerKey("log.cleaner.io.buffer.load.factor", _float(0.01, 1.0), 0.9, "share of log.cleaner.dedupe.buffer.size a pass fills"),
         BrokerKey("log.flush.offset.checkpoint.interval.ms", _int(1), 60_000, "how often recovery points are saved"),
         BrokerKey("log.flush.start.offset.checkpoint.interval.ms", _int(1), 60_000, "how often log start offsets are saved"),
         BrokerKey("socket.request.max.bytes", _int(1, INT_MAX), 104_857_600, "largest request frame accepted"),

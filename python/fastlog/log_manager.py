@@ -155,6 +155,8 @@ class LogManager:
         self.defaults = config.topic_defaults()
         self.cleaner_stats = {"bytes_read": 0, "bytes_written": 0, "records_removed": 0}
         self.cleaning_stopped = False
+        # Kafka's count: a key map entry is a 16-byte digest and an 8-byte offset.
+        self.cleaner_max_keys = int(config["log.cleaner.dedupe.buffer.size"] // 24 * config["log.cleaner.io.buffer.load.factor"])
         self._sync_failures_seen = 0  # _core.sync_failure_count() at the last new_sync_failures
         # Checkpoints are written from worker threads (periodically) and at shutdown.
         self._checkpoint_lock = threading.Lock()
@@ -443,7 +445,7 @@ class LogManager:
                 continue
             for partition in topic.partitions:
                 try:
-                    stats = partition.log.clean()
+                    stats = partition.log.clean(max_keys=self.cleaner_max_keys)
                 except _core.StorageError as e:
                     log.error("cleaning %s failed: %s", partition.dir_name, e)
                     continue

@@ -85,6 +85,14 @@ impl LastOffsets {
     pub fn get(&self, key: &[u8]) -> Option<i64> {
         self.map.get(&self.digest(key)).copied()
     }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
 }
 
 /// The map's own hash of a digest: half of it, already uniform (hashing it again would cost a

@@ -228,6 +228,9 @@ pub struct CleanPlan {
     generation: u64,
     /// `index.interval.bytes`, for the index files written beside each cleaned segment.
     index_interval: u64,
+    /// Most keys the pass maps (Kafka's `log.cleaner.dedupe.buffer.size`): it cleans as far
+    /// into the dirty part as they cover, and leaves the rest to the next pass.
+    max_keys: usize,
 }
 
 /// What a pass wrote (`.cleaned` files, with their index files, beside their segments), to be
@@ -307,6 +310,12 @@ impl CleanOutput {
 }
 
 impl CleanPlan {
+    /// Maps at most `max_keys` keys (see `max_keys`).
+    pub fn with_max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
     /// The log's generation when the pass was planned (see `PartitionLog::generation`).
     pub fn generation(&self) -> u64 {
         self.generation
@@ -356,24 +365,42 @@ impl CleanPlan {
     fn rewrite(&self, output: &mut CleanOutput, stop: &AtomicBool) -> Result<()> {
         let stats = &mut output.stats;
         let mut keys = cleaner::LastOffsets::default();
-        for segment in &self.sealed {
-            if segment.next_offset > self.first_dirty {
-                cleaner::for_each_batch(&segment.path, segment.size, |h, b| {
-                    check_not_stopped(stop)?;
-                    if self.is_aborted(h) { Ok(()) } else { cleaner::add_keys(&mut keys, h, b, self.first_dirty) }
-                })?;
-                stats.bytes_read += segment.size;
+        // Where the map ends: the first batch that found it full (`max_keys`, after one batch at
+        // least, so that every pass moves on), or the end of the plan. The next pass starts there.
+        let mut covered_end = self.end_offset;
+        for segment in self.sealed.iter().filter(|s| s.next_offset > self.first_dirty) {
+            if covered_end < self.end_offset {
+                break;
             }
+            cleaner::for_each_batch(&segment.path, segment.size, |h, b| {
+                check_not_stopped(stop)?;
+                if covered_end < self.end_offset || h.last_offset() < self.first_dirty || self.is_aborted(h) {
+                    return Ok(());
+                }
+                if keys.len() >= self.max_keys && !keys.is_empty() {
+                    covered_end = h.base_offset;
+                    return Ok(());
+                }
+                cleaner::add_keys(&mut keys, h, b, self.first_dirty)
+            })?;
+            stats.bytes_read += segment.size;
         }
+        output.end_offset = covered_end;
         // Producers whose current transaction still has records in the cleaned log: its marker
         // stays. A marker whose transaction kept nothing goes once past `delete.retention.ms`
         // (a replay then finds neither, so no transaction is left open), as Kafka's cleaner does.
         let mut txn_has_records: HashMap<i64, bool> = HashMap::new();
-        for segment in &self.sealed {
+        for segment in self.sealed.iter().take_while(|s| s.base < covered_end) {
             let mut out = Vec::with_capacity(segment.size as usize);
             let mut changed = false;
             cleaner::for_each_batch(&segment.path, segment.size, |header, bytes| {
                 check_not_stopped(stop)?;
+                if header.base_offset >= covered_end {
+                    // Past the map: a later record of a key there is not known, so nothing goes
+                    // (a tombstone dropped here would bring back its key's value kept below).
+                    out.extend_from_slice(bytes);
+                    return Ok(());
+                }
                 if self.is_aborted(header) {
                     stats.records_removed += header.record_count.max(0) as u64;
                     changed = true;
@@ -1178,6 +1205,7 @@ impl PartitionLog {
             aborted,
             generation: self.generation,
             index_interval: self.config.index_interval_bytes,
+            max_keys: usize::MAX,
         })
     }
 
@@ -2487,6 +2515,76 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the flusher did not flush within 10 s");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+    }
+
+    /// Each key's last value reading the whole log (none once its last record is a tombstone),
+    /// and how many records are left.
+    fn table_of(log: &mut PartitionLog) -> (BTreeMap<Vec<u8>, Vec<u8>>, usize) {
+        let data = read_all(log, 0);
+        let (mut table, mut count, mut pos) = (BTreeMap::new(), 0, 0);
+        while pos < data.len() {
+            let h = batch::parse_header(&data[pos..]).unwrap();
+            let records = &data[pos + batch::HEADER_SIZE..pos + h.size()];
+            for r in batch::parse_records(records, h.record_count).unwrap() {
+                let (start, end) = r.key.unwrap();
+                match r.value {
+                    Some((s, e)) => table.insert(records[start..end].to_vec(), records[s..e].to_vec()),
+                    None => table.remove(&records[start..end]),
+                };
+                count += 1;
+            }
+            pos += h.size();
+        }
+        (table, count)
+    }
+
+    #[test]
+    fn a_pass_whose_key_map_fills_cleans_as_far_as_it_covers_and_the_next_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { compacted: true, segment_bytes: 600, delete_retention_ms: 0, min_cleanable_dirty_ratio: 0.0, ..small_config() };
+        let mut logs: Vec<PartitionLog> = ["unbounded", "bounded"]
+            .iter()
+            .map(|name| PartitionLog::open(&dir.path().join(name), config.clone(), 0, 0, 0).unwrap())
+            .collect();
+        for log in &mut logs {
+            for i in 0..120i64 {
+                // Twelve keys, the last record of six of them a tombstone (60-65), then seven
+                // other keys: some pass finds a tombstone past the end of its map.
+                let key = if i < 66 { format!("key-{}", i % 12) } else { format!("late-{}", i % 7) };
+                let value = format!("value-{i}");
+                log.append(&keyed_batch(i, key.as_bytes(), (!(60..66).contains(&i)).then_some(value.as_bytes())), 0, 0).unwrap();
+            }
+            log.high_watermark = log.log_end_offset();
+        }
+        let (written, _) = table_of(&mut logs[0]);
+        logs[0].clean(100).unwrap().unwrap();
+        let (unbounded, unbounded_count) = table_of(&mut logs[0]);
+        assert_eq!(unbounded, written);
+        let bounded = &mut logs[1];
+        let mut passes = 0;
+        while let Some(plan) = bounded.plan_clean(100) {
+            passes += 1;
+            assert!(passes <= 40, "each pass moves on");
+            let planned_end = plan.end_offset;
+            // A map of no key at all still maps one batch, so that a pass moves on.
+            let mut output = plan.with_max_keys(if passes == 1 { 0 } else { 4 }).run().unwrap();
+            if passes == 1 {
+                assert!(output.end_offset > 0 && output.end_offset < planned_end, "one batch is mapped, not the dirty part");
+            }
+            loop {
+                let step = bounded.finish_clean_step(&mut output, 100, None).unwrap();
+                output.settle_step(&step, bounded.take_retired()).unwrap();
+                if let CleanStep::Done(_) = step {
+                    break;
+                }
+            }
+            // Never a value back from the dead, never a last value lost, at any pass.
+            assert_eq!(table_of(bounded).0, written, "after pass {passes}");
+        }
+        assert!(passes > 1);
+        let (table, count) = table_of(bounded);
+        assert_eq!(table, unbounded);
+        assert_eq!(count, unbounded_count, "the passes together clean as much as one unbounded pass");
     }
 
     #[test]

@@ -517,9 +517,10 @@ impl Log {
     }
 
     /// One compaction pass when the log is compacted and dirty enough; returns what it did
-    /// (segments, bytes_read, bytes_written, records_removed) or None.
-    #[pyo3(signature = (now_ms = None))]
-    fn clean(&self, py: Python<'_>, now_ms: Option<i64>) -> PyResult<Option<(usize, u64, u64, u64)>> {
+    /// (segments, bytes_read, bytes_written, records_removed) or None. It maps at most
+    /// `max_keys` keys of the dirty part, and cleans as far as they cover.
+    #[pyo3(signature = (now_ms = None, max_keys = None))]
+    fn clean(&self, py: Python<'_>, now_ms: Option<i64>, max_keys: Option<usize>) -> PyResult<Option<(usize, u64, u64, u64)>> {
         let now = now_ms.unwrap_or_else(self::now_ms);
         // The log is held to plan the pass and, in steps of about CLEAN_STEP, to put its output
         // in place, not while it reads and rewrites sealed segments: appends, fetches and the
@@ -531,6 +532,7 @@ impl Log {
                 return Ok(None);
             }
             let Some(plan) = self.lock()?.0.as_ref().unwrap().plan_clean(now) else { return Ok(None) };
+            let plan = plan.with_max_keys(max_keys.unwrap_or(usize::MAX));
             let planned_at = plan.generation();
             let mut output = match plan.run_until(&self.cleaning_stopped) {
                 Ok(Some(output)) => output,

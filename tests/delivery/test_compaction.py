@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic
 
@@ -200,8 +201,15 @@ def test_sigkill_during_cleaning_loses_nothing(tmp_path: Path) -> None:
     assert kills >= 20
 
 
-def test_compacted_topic_with_real_clients(tmp_path: Path) -> None:
-    broker = BrokerProcess(tmp_path / "data", {"log.cleaner.backoff.ms": "200"}).start()
+@pytest.mark.parametrize("dedupe_buffer", [None, "240"], ids=["default", "key-map-of-9-keys"])
+def test_compacted_topic_with_real_clients(tmp_path: Path, dedupe_buffer: str | None) -> None:
+    """With a key map of 9 keys (240 bytes of `log.cleaner.dedupe.buffer.size`, 24 bytes a key,
+    0.9 of it used), each pass cleans only part of the dirty records; passes go on until the
+    topic is as compacted as with the default map."""
+    overrides = {"log.cleaner.backoff.ms": "200"}
+    if dedupe_buffer is not None:
+        overrides["log.cleaner.dedupe.buffer.size"] = dedupe_buffer
+    broker = BrokerProcess(tmp_path / "data", overrides).start()
     try:
         admin = AdminClient({"bootstrap.servers": broker.bootstrap})
         configs = {k: str(v) for k, v in CONFIG.items()}
