@@ -11,6 +11,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, AsyncContextManager, Callable, Iterator, Optional
 
+import outcome
 import trio
 
 from fastlog.config import BrokerConfig, http_listener_addresses, validate_topic_configs
@@ -453,10 +454,11 @@ async def run_sync_stopped_on_cancel(work: Callable[[], Any], stop: Callable[[],
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_when_cancelled)
-        result = await trio.to_thread.run_sync(work)
+        # Captured, so that an exception of `work` ends the run like a result (no `stop`).
+        result = await trio.to_thread.run_sync(outcome.capture, work)
         finished = True
         nursery.cancel_scope.cancel()
-    return result
+    return result.unwrap()
 
 
 def freeze_startup_objects() -> None:

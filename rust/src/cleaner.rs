@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher, RandomState};
 use std::fs::{self, File};
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -27,8 +28,9 @@ fn records_of(batch_bytes: &[u8], header: &BatchHeader) -> Result<Vec<u8>> {
     compression::decompress(header.compression(), &batch_bytes[HEADER_SIZE..], usize::MAX)
 }
 
-/// Calls `f(header, batch bytes)` for each batch of a segment file up to `size` bytes.
-pub fn for_each_batch(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<()>) -> Result<()> {
+/// Calls `f(header, batch bytes)` for each batch of a segment file up to `size` bytes, until it
+/// answers `Break`.
+pub fn for_each_batch(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader, &[u8]) -> Result<ControlFlow<()>>) -> Result<()> {
     let file = File::open(path).map_err(|e| CoreError::io(format!("open {}", path.display()), e))?;
     let mut position = 0u64;
     let mut buf = Vec::new();
@@ -38,7 +40,9 @@ pub fn for_each_batch(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader, &[
         let header = batch::parse_header(&head)?;
         buf.resize(header.size(), 0);
         file.read_exact_at(&mut buf, position).map_err(|e| CoreError::io(format!("read {}", path.display()), e))?;
-        f(&header, &buf)?;
+        if f(&header, &buf)?.is_break() {
+            break;
+        }
         position += header.size() as u64;
     }
     Ok(())
@@ -47,9 +51,10 @@ pub fn for_each_batch(path: &Path, size: u64, mut f: impl FnMut(&BatchHeader, &[
 /// The offset of each key's last record in the dirty part of a log, by a 128-bit digest of the
 /// key, as Kafka's cleaner keeps an MD5 of it. Keyed by the keys themselves, a pass over a log of
 /// 8.5 M small records held 1 GB and spent 0.9 s freeing them one by one. The digest is two
-/// SipHashes under keys drawn for this pass (`RandomState`), so no producer can choose two keys
-/// that collide (a collision would drop the older key's last value); by chance, one pass over
-/// 10^9 keys collides with odds of about 10^-21.
+/// SipHashes under the process's secret keys (std's `RandomState`; the two differ in one of
+/// their two keys), so no producer can choose two keys that collide (a collision would drop the
+/// older key's last value); by chance, one pass over 10^9 keys collides with odds of about
+/// 10^-21.
 pub struct LastOffsets {
     digests: [RandomState; 2],
     map: HashMap<Digest, i64, BuildHasherDefault<DigestHasher>>,

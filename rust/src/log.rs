@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -347,7 +348,7 @@ impl CleanPlan {
             Ok(()) => Ok(Some(output)),
             Err(e) => {
                 output.discard();
-                if stop.load(Ordering::Relaxed) { Ok(None) } else { Err(e) }
+                if is_stopped_error(&e) { Ok(None) } else { Err(e) }
             }
         }
     }
@@ -374,14 +375,14 @@ impl CleanPlan {
             }
             cleaner::for_each_batch(&segment.path, segment.size, |h, b| {
                 check_not_stopped(stop)?;
-                if covered_end < self.end_offset || h.last_offset() < self.first_dirty || self.is_aborted(h) {
-                    return Ok(());
-                }
-                if keys.len() >= self.max_keys && !keys.is_empty() {
+                if keys.len() >= self.max_keys && !keys.is_empty() && h.last_offset() >= self.first_dirty {
                     covered_end = h.base_offset;
-                    return Ok(());
+                    return Ok(ControlFlow::Break(()));
                 }
-                cleaner::add_keys(&mut keys, h, b, self.first_dirty)
+                if !self.is_aborted(h) {
+                    cleaner::add_keys(&mut keys, h, b, self.first_dirty)?;
+                }
+                Ok(ControlFlow::Continue(()))
             })?;
             stats.bytes_read += segment.size;
         }
@@ -399,12 +400,12 @@ impl CleanPlan {
                     // Past the map: a later record of a key there is not known, so nothing goes
                     // (a tombstone dropped here would bring back its key's value kept below).
                     out.extend_from_slice(bytes);
-                    return Ok(());
+                    return Ok(ControlFlow::Continue(()));
                 }
                 if self.is_aborted(header) {
                     stats.records_removed += header.record_count.max(0) as u64;
                     changed = true;
-                    return Ok(());
+                    return Ok(ControlFlow::Continue(()));
                 }
                 if header.is_control() {
                     let had_records = txn_has_records.remove(&header.producer_id).unwrap_or(false);
@@ -415,7 +416,7 @@ impl CleanPlan {
                     } else {
                         out.extend_from_slice(bytes);
                     }
-                    return Ok(());
+                    return Ok(ControlFlow::Continue(()));
                 }
                 let keep = |offset: i64, key: Option<&[u8]>, tombstone: bool| {
                     let superseded = key.and_then(|k| keys.get(k)).is_some_and(|last| last > offset);
@@ -431,7 +432,7 @@ impl CleanPlan {
                     }
                     None => changed = true,
                 }
-                Ok(())
+                Ok(ControlFlow::Continue(()))
             })?;
             if changed {
                 // Built here, unheld, so that putting the segment in place needs no scan of it.
@@ -445,12 +446,18 @@ impl CleanPlan {
     }
 }
 
+const STOPPED_PASS: &str = "compaction pass stopped";
+
 /// The error that ends a pass whose `stop` was set (`run_until` tells it from a real one).
 fn check_not_stopped(stop: &AtomicBool) -> Result<()> {
     if stop.load(Ordering::Relaxed) {
-        return Err(CoreError::io("compaction pass", std::io::Error::from(std::io::ErrorKind::Interrupted)));
+        return Err(CoreError::io(STOPPED_PASS, std::io::ErrorKind::Interrupted.into()));
     }
     Ok(())
+}
+
+fn is_stopped_error(e: &CoreError) -> bool {
+    matches!(e, CoreError::Io(context, _) if context == STOPPED_PASS)
 }
 
 fn parse_segment_base(name: &str) -> Option<i64> {

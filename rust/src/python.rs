@@ -552,6 +552,11 @@ impl Log {
                         let step = log.finish_clean_step(&mut output, now, Some(Instant::now() + CLEAN_STEP));
                         (step.map_err(PyErr::from), log.take_retired())
                     }
+                    // A close between the check above and this lock.
+                    Err(_) if self.cleaning_stopped.load(Ordering::Relaxed) => {
+                        output.discard();
+                        return Ok(None);
+                    }
                     Err(e) => (Err(e), Vec::new()),
                 };
                 // The step's directory fsync, the unlinks of the files it retired and the pass's
