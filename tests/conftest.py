@@ -29,14 +29,25 @@ def _ephemeral_start() -> int:
         return 0
 
 
+def _worker_ports(top: int) -> range:
+    """The ports this test process hands out: under pytest-xdist each worker has its own slice of
+    10000..top, so two workers never pick the same port before either broker binds it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    index = int(worker) if worker.isdigit() else 0
+    span = (top - 10000) // max(count, 1)
+    return range(10000 + index * span, 10000 + (index + 1) * span)
+
+
 def free_port() -> int:
     """A port free now, below the kernel's ephemeral range where it can: a broker restarted
     on it must not find it taken by some client's outgoing connection meanwhile."""
     top = _ephemeral_start()
     if top > 12000:
         rng = random.Random()
+        ports = _worker_ports(top)
         for _ in range(200):
-            port = rng.randrange(10000, top)
+            port = rng.randrange(ports.start, ports.stop)
             if port in _HANDED_OUT:
                 continue
             with socket.socket() as s:
