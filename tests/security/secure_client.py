@@ -5,7 +5,8 @@ test (tests/security/test_client_security.py), so it imports only that client.
 `python secure_client.py CLIENT JSON` where JSON holds bootstrap, protocol, mechanism (or
 null), username, password, ca (PEM path), cert/key (PEM paths or null), topic, records. With
 mechanism OAUTHBEARER, token (a JWT the test signed: the old clients' interpreters have no
-PyJWT) and token_expiry (epoch seconds) take the place of username and password.
+PyJWT) and token_expiry (epoch seconds) take the place of username and password. An optional
+bootstrap_timeout_ms goes to kafka-python 3.x.
 Prints one JSON line: {"ok": true, "values": [...]} or {"ok": false, "error": "..."}.
 """
 
@@ -80,6 +81,8 @@ def kafka_python(o: dict) -> list[str]:
 
 def common_kafka_python(o: dict) -> dict:
     conf = {"bootstrap_servers": o["bootstrap"], "security_protocol": o["protocol"]}
+    if o.get("bootstrap_timeout_ms"):  # kafka-python 3.x only
+        conf["bootstrap_timeout_ms"] = o["bootstrap_timeout_ms"]
     if o["protocol"] in ("SSL", "SASL_SSL"):
         conf["ssl_cafile"] = o["ca"]
         if o.get("cert"):

@@ -52,7 +52,7 @@ def credentials(mechanism: Optional[str]) -> tuple[Optional[str], Optional[str]]
 
 
 def run_client(client: str, venv: Optional[str], broker: SecureBroker, protocol: str, mechanism: Optional[str],
-               username: Optional[str], password: Optional[str], records: int = RECORDS) -> dict:
+               username: Optional[str], password: Optional[str], records: int = RECORDS, **extra: object) -> dict:
     python = Path(sys.executable) if venv is None else VENVS / venv / "bin" / "python"
     if not python.exists():
         pytest.fail(f"no virtualenv {venv}: run `bash scripts/clients/python.sh` first")
@@ -60,6 +60,7 @@ def run_client(client: str, venv: Optional[str], broker: SecureBroker, protocol:
         "bootstrap": broker.address(protocol), "protocol": protocol, "mechanism": mechanism, "username": username,
         "password": password, "ca": str(broker.ca.pem), "topic": f"secure-{uuid.uuid4().hex[:10]}", "records": records,
         "cert": str(broker.client.cert) if mechanism is None else None, "key": str(broker.client.key) if mechanism is None else None,
+        **extra,
     }
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     done = subprocess.run([str(python), str(SCRIPT), client, json.dumps(options)], capture_output=True, text=True,
@@ -84,7 +85,9 @@ def test_client_produces_and_consumes(secure_broker: SecureBroker, client: str, 
 ])
 def test_bad_credentials_are_refused(secure_broker: SecureBroker, client: str, mechanism: str, username: str, password: str) -> None:
     log_start = len(secure_broker.process.log_text())
-    result = run_client(client, None, secure_broker, "SASL_SSL", mechanism, username, password, records=1)
+    # kafka-python 3 retries a refused bootstrap until bootstrap_timeout_ms (30 s by default)
+    # before it gives up; a few seconds see the same refusals.
+    result = run_client(client, None, secure_broker, "SASL_SSL", mechanism, username, password, records=1, bootstrap_timeout_ms=5000)
     assert not result["ok"]
     if client == "confluent-kafka":  # the others report any failed bootstrap alike
         assert "Authentication failed" in result["error"], result["error"]
