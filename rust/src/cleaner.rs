@@ -144,6 +144,8 @@ pub struct CleanStats {
     pub bytes_read: u64,
     pub bytes_written: u64,
     pub records_removed: u64,
+    /// Keys in the pass's map (at most its `max_keys`, or one batch's).
+    pub keys_mapped: usize,
 }
 
 /// The batch with only the records `keep` says to keep, or None when none are left.

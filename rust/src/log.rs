@@ -375,7 +375,9 @@ impl CleanPlan {
             }
             cleaner::for_each_batch(&segment.path, segment.size, |h, b| {
                 check_not_stopped(stop)?;
-                if keys.len() >= self.max_keys && !keys.is_empty() && h.last_offset() >= self.first_dirty {
+                // A batch's records may all be new keys: one that could pass `max_keys` waits.
+                let could_fill = keys.len().saturating_add(h.record_count.max(0) as usize) > self.max_keys;
+                if could_fill && !keys.is_empty() && h.last_offset() >= self.first_dirty {
                     covered_end = h.base_offset;
                     return Ok(ControlFlow::Break(()));
                 }
@@ -387,6 +389,7 @@ impl CleanPlan {
             stats.bytes_read += segment.size;
         }
         output.end_offset = covered_end;
+        stats.keys_mapped = keys.len();
         // Producers whose current transaction still has records in the cleaned log: its marker
         // stays. A marker whose transaction kept nothing goes once past `delete.retention.ms`
         // (a replay then finds neither, so no transaction is left open), as Kafka's cleaner does.
@@ -2176,23 +2179,31 @@ mod tests {
 
     /// One record with `key` and `value` (None: a tombstone), in an uncompressed batch.
     fn keyed_batch(timestamp: i64, key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
-        let mut body = vec![0u8];
-        zigzag(0, &mut body);
-        zigzag(0, &mut body);
-        zigzag(key.len() as i64, &mut body);
-        body.extend_from_slice(key);
-        match value {
-            Some(v) => {
-                zigzag(v.len() as i64, &mut body);
-                body.extend_from_slice(v);
-            }
-            None => zigzag(-1, &mut body),
-        }
-        zigzag(0, &mut body);
+        keyed_records(timestamp, &[(key, value)])
+    }
+
+    /// One batch of these (key, value or tombstone) records.
+    fn keyed_records(timestamp: i64, keyed: &[(&[u8], Option<&[u8]>)]) -> Vec<u8> {
         let mut records = Vec::new();
-        zigzag(body.len() as i64, &mut records);
-        records.extend_from_slice(&body);
-        let mut b = build_batch(0, timestamp, &[b"x"]);
+        for (delta, (key, value)) in keyed.iter().enumerate() {
+            let mut body = vec![0u8];
+            zigzag(0, &mut body);
+            zigzag(delta as i64, &mut body);
+            zigzag(key.len() as i64, &mut body);
+            body.extend_from_slice(key);
+            match value {
+                Some(v) => {
+                    zigzag(v.len() as i64, &mut body);
+                    body.extend_from_slice(v);
+                }
+                None => zigzag(-1, &mut body),
+            }
+            zigzag(0, &mut body);
+            zigzag(body.len() as i64, &mut records);
+            records.extend_from_slice(&body);
+        }
+        let placeholders = vec![&b"x"[..]; keyed.len()];
+        let mut b = build_batch(0, timestamp, &placeholders);
         b.truncate(batch::HEADER_SIZE);
         b.extend_from_slice(&records);
         let length = (b.len() - 12) as i32;
@@ -2592,6 +2603,37 @@ mod tests {
         let (table, count) = table_of(bounded);
         assert_eq!(table, unbounded);
         assert_eq!(count, unbounded_count, "the passes together clean as much as one unbounded pass");
+    }
+
+    #[test]
+    fn a_pass_maps_no_more_than_max_keys_however_many_records_a_batch_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { compacted: true, segment_bytes: 400, min_cleanable_dirty_ratio: 0.0, ..small_config() };
+        let mut log = PartitionLog::open(&dir.path().join("wide-0"), config, 0, 0, 0).unwrap();
+        // Batches of three records, each of a key of its own.
+        for batch in 0..20 {
+            let keys: Vec<String> = (0..3).map(|i| format!("key-{}", batch * 3 + i)).collect();
+            let records: Vec<(&[u8], Option<&[u8]>)> = keys.iter().map(|k| (k.as_bytes(), Some(&b"v"[..]))).collect();
+            log.append(&keyed_records(batch, &records), 0, 0).unwrap();
+        }
+        log.high_watermark = log.log_end_offset();
+        let mut passes = 0;
+        while let Some(plan) = log.plan_clean(100) {
+            passes += 1;
+            assert!(passes <= 40, "each pass moves on");
+            let mut output = plan.with_max_keys(if passes == 1 { 2 } else { 7 }).run().unwrap();
+            // The first batch is mapped whole, even past the bound, so that a pass moves on.
+            let most = if passes == 1 { 3 } else { 6 };
+            assert!(output.stats.keys_mapped <= most, "pass {passes} mapped {} keys", output.stats.keys_mapped);
+            loop {
+                let step = log.finish_clean_step(&mut output, 100, None).unwrap();
+                output.settle_step(&step, log.take_retired()).unwrap();
+                if let CleanStep::Done(_) = step {
+                    break;
+                }
+            }
+        }
+        assert!(passes > 2);
     }
 
     #[test]
