@@ -33,21 +33,23 @@ def _worker_ports(top: int) -> range:
     """The ports this test process hands out: under pytest-xdist each worker has its own slice of
     10000..top, so two workers never pick the same port before either broker binds it."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
-    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    index = int(worker) if worker.isdigit() else 0
-    span = (top - 10000) // max(count, 1)
+    count = max(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")), 1)
+    # A worker that replaces a crashed one is numbered on (gw3, gw4...): it takes over a slice.
+    index = (int(worker) if worker.isdigit() else 0) % count
+    span = (top - 10000) // count
     return range(10000 + index * span, 10000 + (index + 1) * span)
 
 
-def free_port() -> int:
+def free_port(room: int = 1) -> int:
     """A port free now, below the kernel's ephemeral range where it can: a broker restarted
-    on it must not find it taken by some client's outgoing connection meanwhile."""
+    on it must not find it taken by some client's outgoing connection meanwhile. `room`: the
+    ports from it up to `port + room - 1` are this worker's too (they may be taken)."""
     top = _ephemeral_start()
     if top > 12000:
         rng = random.Random()
         ports = _worker_ports(top)
         for _ in range(200):
-            port = rng.randrange(ports.start, ports.stop)
+            port = rng.randrange(ports.start, ports.stop - room + 1)
             if port in _HANDED_OUT:
                 continue
             with socket.socket() as s:

@@ -87,7 +87,7 @@ def test_a_bad_cluster_config_stops_start_up_with_a_message(tmp_path, overrides,
 def free_port_range(count: int) -> int:
     """A first port such that it and the `count - 1` after it are free now."""
     for _ in range(100):
-        base = free_port()
+        base = free_port(room=count)
         sockets = []
         try:
             for port in range(base, base + count):
@@ -105,7 +105,9 @@ def free_port_range(count: int) -> int:
 
 def test_fastlog_cluster_starts_three_nodes_and_stops_them_on_ctrl_c(tmp_path) -> None:
     base = free_port_range(6)  # three client ports, then three controller ports
-    command = [sys.executable, "-m", "fastlog", "cluster", "--nodes", "3", "--data", str(tmp_path), "--base-port", str(base)]
+    # No schema registries on 8081-8083: another test process may be using 8081.
+    command = [sys.executable, "-m", "fastlog", "cluster", "--nodes", "3", "--data", str(tmp_path), "--base-port", str(base),
+               "--override", "schema.registry.listeners=-1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert "3 nodes started" in process.stdout.readline()

@@ -81,7 +81,7 @@ def kafka_python(o: dict) -> list[str]:
 
 def common_kafka_python(o: dict) -> dict:
     conf = {"bootstrap_servers": o["bootstrap"], "security_protocol": o["protocol"]}
-    if o.get("bootstrap_timeout_ms"):  # kafka-python 3.x only
+    if o.get("bootstrap_timeout_ms") and int(kafka_version().split(".")[0]) >= 3:  # a 3.x config
         conf["bootstrap_timeout_ms"] = o["bootstrap_timeout_ms"]
     if o["protocol"] in ("SSL", "SASL_SSL"):
         conf["ssl_cafile"] = o["ca"]
@@ -92,6 +92,12 @@ def common_kafka_python(o: dict) -> dict:
     elif o.get("mechanism"):
         conf.update({"sasl_mechanism": o["mechanism"], "sasl_plain_username": o["username"], "sasl_plain_password": o["password"]})
     return conf
+
+
+def kafka_version() -> str:
+    import kafka
+
+    return kafka.__version__
 
 
 def kafka_python_token_provider(token: str):
