@@ -2558,19 +2558,31 @@ mod tests {
 
     #[test]
     fn a_pass_whose_key_map_fills_cleans_as_far_as_it_covers_and_the_next_goes_on() {
+        // One record a batch, then three: a batch that could fill the map waits for a pass.
+        for per_batch in [1, 3] {
+            passes_over_a_bounded_map_clean_as_one_unbounded_pass(per_batch);
+        }
+    }
+
+    fn passes_over_a_bounded_map_clean_as_one_unbounded_pass(per_batch: usize) {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig { compacted: true, segment_bytes: 600, delete_retention_ms: 0, min_cleanable_dirty_ratio: 0.0, ..small_config() };
         let mut logs: Vec<PartitionLog> = ["unbounded", "bounded"]
             .iter()
             .map(|name| PartitionLog::open(&dir.path().join(name), config.clone(), 0, 0, 0).unwrap())
             .collect();
-        for log in &mut logs {
-            for i in 0..120i64 {
-                // Twelve keys, the last record of six of them a tombstone (60-65), then seven
-                // other keys: some pass finds a tombstone past the end of its map.
+        // Twelve keys, the last record of six of them a tombstone (60-65), then seven other
+        // keys: some pass finds a tombstone past the end of its map.
+        let records: Vec<(String, Option<String>)> = (0..120i64)
+            .map(|i| {
                 let key = if i < 66 { format!("key-{}", i % 12) } else { format!("late-{}", i % 7) };
-                let value = format!("value-{i}");
-                log.append(&keyed_batch(i, key.as_bytes(), (!(60..66).contains(&i)).then_some(value.as_bytes())), 0, 0).unwrap();
+                (key, (!(60..66).contains(&i)).then(|| format!("value-{i}")))
+            })
+            .collect();
+        for log in &mut logs {
+            for (i, chunk) in records.chunks(per_batch).enumerate() {
+                let chunk: Vec<(&[u8], Option<&[u8]>)> = chunk.iter().map(|(k, v)| (k.as_bytes(), v.as_deref().map(str::as_bytes))).collect();
+                log.append(&keyed_records(i as i64, &chunk), 0, 0).unwrap();
             }
             log.high_watermark = log.log_end_offset();
         }
@@ -2582,13 +2594,14 @@ mod tests {
         let mut passes = 0;
         while let Some(plan) = bounded.plan_clean(100) {
             passes += 1;
-            assert!(passes <= 40, "each pass moves on");
+            assert!(passes <= 60, "each pass moves on");
             let planned_end = plan.end_offset;
             // A map of no key at all still maps one batch, so that a pass moves on.
             let mut output = plan.with_max_keys(if passes == 1 { 0 } else { 4 }).run().unwrap();
             if passes == 1 {
                 assert!(output.end_offset > 0 && output.end_offset < planned_end, "one batch is mapped, not the dirty part");
             }
+            assert!(output.stats.keys_mapped <= 4.max(per_batch), "pass {passes} mapped {}", output.stats.keys_mapped);
             loop {
                 let step = bounded.finish_clean_step(&mut output, 100, None).unwrap();
                 output.settle_step(&step, bounded.take_retired()).unwrap();
@@ -2597,12 +2610,12 @@ mod tests {
                 }
             }
             // Never a value back from the dead, never a last value lost, at any pass.
-            assert_eq!(table_of(bounded).0, written, "after pass {passes}");
+            assert_eq!(table_of(bounded).0, written, "after pass {passes} ({per_batch} a batch)");
         }
         assert!(passes > 1);
         let (table, count) = table_of(bounded);
         assert_eq!(table, unbounded);
-        assert_eq!(count, unbounded_count, "the passes together clean as much as one unbounded pass");
+        assert_eq!(count, unbounded_count, "the passes together clean as much as one unbounded pass ({per_batch} a batch)");
     }
 
     #[test]
