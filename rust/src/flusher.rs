@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use crate::checkpoint;
 use crate::error::Result;
 use crate::log::{delete_retired, FlushUpTo, PartitionLog};
+use crate::spares;
 
 /// A partition's log as the Python layer shares it (None once closed).
 pub type SharedLog = Arc<Mutex<Option<PartitionLog>>>;
@@ -21,7 +22,9 @@ type WeakLog = Weak<Mutex<Option<PartitionLog>>>;
 /// Queues `log` for a flush of its sealed segments (`flush_unheld` up to `Sealed`) on the
 /// flusher's thread, started on first use. The queue holds the log weakly: a log closed and
 /// dropped meanwhile is skipped.
-pub fn after_roll(log: &SharedLog) {
+pub fn after_roll(log: &SharedLog, rolled: &PartitionLog) {
+    // The next roll's files, made on a thread of their own: fsyncs here can lag several rolls.
+    spares::make_soon(&rolled.spares());
     static QUEUE: OnceLock<Sender<WeakLog>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
         let (sender, receiver) = mpsc::channel::<WeakLog>();

@@ -14,6 +14,7 @@ pub mod index;
 pub mod log;
 pub mod flusher;
 pub mod segment;
+pub mod spares;
 pub mod compression;
 pub mod producer_state;
 pub mod txn_index;

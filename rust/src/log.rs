@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
+use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +19,7 @@ use crate::cleaner::{self, CleanStats};
 use crate::error::{CoreError, Result};
 use crate::producer_state::{self, CompletedTxn, ProducerState, Verdict};
 use crate::segment::{ScanRules, Segment};
+use crate::spares::{self, Spares};
 use crate::txn_index::{self, AbortedTxn};
 
 /// Per-log settings, named after Kafka's topic configs.
@@ -143,6 +145,8 @@ pub struct PartitionLog {
     /// A segment was rolled since the last `take_rolled`: its caller has the sealed segment
     /// flushed off the append path (`flusher`).
     rolled: bool,
+    /// Files the flusher's thread made ahead of the next roll (`spares`).
+    spares: Arc<Spares>,
 }
 
 /// How far a flush in three steps (`plan_flush`) goes.
@@ -497,6 +501,7 @@ impl PartitionLog {
             retired: Vec::new(),
             pending_snapshots: Vec::new(),
             rolled: false,
+            spares: Arc::new(Spares::new(dir)),
         };
         let mut bases = log.list_segment_files()?;
         bases.sort_unstable();
@@ -506,7 +511,7 @@ impl PartitionLog {
         log.load_segments(recovery_point, now_ms)?;
         if log.segments.is_empty() {
             let base = log_start_offset.max(0);
-            log.segments.insert(base, Segment::create(dir, base, now_ms)?);
+            log.segments.insert(base, Segment::create(dir, base, now_ms, None)?);
         }
         let first_base = *log.segments.keys().next().unwrap();
         let end = log.log_end_offset();
@@ -532,7 +537,9 @@ impl PartitionLog {
         for entry in entries {
             let entry = entry.map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".log.replaced") {
+            if spares::is_spare(&name) {
+                let _ = fs::remove_file(entry.path()); // made again after the next roll
+            } else if name.ends_with(".log.replaced") {
                 replaced.push(entry.path()); // once every swap is finished
             } else if name.ends_with(".snapshot.tmp") {
                 // A roll's snapshot that no flush put in place: a replay from an older one
@@ -873,10 +880,15 @@ impl PartitionLog {
         // `flusher::after_roll` on the flusher's thread, or by the next flush, as Kafka's roll leaves
         // them to its scheduler.
         self.active_mut().seal_unsynced()?;
-        self.segments.insert(next, Segment::create(&self.dir, next, now_ms)?);
+        self.segments.insert(next, Segment::create(&self.dir, next, now_ms, Some(&self.spares))?);
         self.write_pending_snapshot()?;
         self.rolled = true;
         Ok(())
+    }
+
+    /// The partition's spares, for the flusher's thread to make after a roll.
+    pub fn spares(&self) -> Arc<Spares> {
+        Arc::clone(&self.spares)
     }
 
     /// Whether a segment was rolled since the last call (see `rolled`).
@@ -1329,7 +1341,7 @@ impl PartitionLog {
         }
         self.drop_pending_snapshots(|_| true);
         let offset = offset.max(0);
-        self.segments.insert(offset, Segment::create(&self.dir, offset, now_ms)?);
+        self.segments.insert(offset, Segment::create(&self.dir, offset, now_ms, None)?);
         self.active_mut().activate()?;
         self.log_start_offset = offset;
         self.high_watermark = offset;
@@ -1549,7 +1561,12 @@ impl PartitionLog {
             return Ok(()); // a roll at the same offset before a truncation: the same state
         }
         let tmp = pending_snapshot_path(&self.dir, end);
-        fs::write(&tmp, self.producers.to_bytes()).map_err(|e| CoreError::io(format!("write producer snapshot {}", tmp.display()), e))?;
+        let written = if self.spares.take(".snapshot.tmp", &tmp) {
+            fs::OpenOptions::new().write(true).open(&tmp).and_then(|mut file| file.write_all(&self.producers.to_bytes()))
+        } else {
+            fs::write(&tmp, self.producers.to_bytes())
+        };
+        written.map_err(|e| CoreError::io(format!("write producer snapshot {}", tmp.display()), e))?;
         self.pending_snapshots.push(end);
         Ok(())
     }
@@ -1640,6 +1657,7 @@ impl PartitionLog {
 
     /// Flushes and seals the active segment's index files (clean shutdown).
     pub fn close(&mut self, now_ms: i64) -> Result<()> {
+        self.spares.retire(); // none lands in a directory its owner may remove once this returns
         delete_retired(self.take_retired());
         self.flush(now_ms)?;
         self.active_mut().release_preallocation();
@@ -1652,6 +1670,7 @@ impl PartitionLog {
 
     /// Removes the whole log directory (topic deletion).
     pub fn delete(self) -> Result<()> {
+        self.spares.retire();
         for segment in self.segments.values() {
             segment.forget_file();
         }
@@ -2355,6 +2374,34 @@ mod tests {
     }
 
     #[test]
+    fn a_roll_renames_the_spares_made_ahead_into_place_and_an_open_removes_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = rolled_log(&path);
+        log.spares().make();
+        assert_eq!(file_names(&path, ".spare").len(), 4);
+        let next = log.log_end_offset();
+        log.roll(0).unwrap();
+        assert!(file_names(&path, ".spare").is_empty(), "the roll took all four");
+        for suffix in [".log", ".index", ".timeindex"] {
+            assert_eq!(fs::metadata(path.join(format!("{next:020}{suffix}"))).unwrap().len(), 0);
+        }
+        assert!(fs::metadata(path.join(format!("{next:020}.snapshot.tmp"))).unwrap().len() > 0, "the snapshot is written");
+        log.append(&keyed_batch(0, b"k", Some(b"after the roll")), 0, 0).unwrap();
+        log.spares().make();
+        log.close(0).unwrap();
+        let reopened = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
+        assert!(file_names(&path, ".spare").is_empty());
+        assert_eq!(reopened.log_end_offset(), next + 1);
+        assert_eq!(reopened.segment_count(), 4);
+        // A deleted log's directory gets no spare after.
+        let spares = reopened.spares();
+        reopened.delete().unwrap();
+        spares.make();
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn a_roll_leaves_its_fsyncs_to_a_flush_off_the_append_path() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t-0");
@@ -2521,16 +2568,17 @@ mod tests {
     }
 
     #[test]
-    fn the_flusher_moves_the_recovery_point_past_a_rolled_segment() {
+    fn the_flusher_moves_the_recovery_point_past_a_rolled_segment_and_spares_are_made() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = rolled_log(&dir.path().join("t-0"));
+        let path = dir.path().join("t-0");
+        let mut log = rolled_log(&path);
         assert!(log.take_rolled());
         let active_base = log.active().base_offset;
         let shared: crate::flusher::SharedLog = Arc::new(std::sync::Mutex::new(Some(log)));
-        crate::flusher::after_roll(&shared);
+        crate::flusher::after_roll(&shared, shared.lock().unwrap().as_ref().unwrap());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while shared.lock().unwrap().as_ref().unwrap().recovery_point != active_base {
-            assert!(std::time::Instant::now() < deadline, "the flusher did not flush within 10 s");
+        while shared.lock().unwrap().as_ref().unwrap().recovery_point != active_base || file_names(&path, ".spare").len() < 4 {
+            assert!(std::time::Instant::now() < deadline, "the flusher did not flush, or no spares were made, within 10 s");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }

@@ -274,7 +274,7 @@ impl Log {
                 let log = guard.0.as_mut().unwrap();
                 let result = f(log);
                 if log.take_rolled() {
-                    flusher::after_roll(&self.inner);
+                    flusher::after_roll(&self.inner, log);
                 }
                 (result, log.take_retired())
             };
@@ -383,7 +383,7 @@ impl Log {
             };
             let appended = log.append_replica(data, now);
             if log.take_rolled() {
-                flusher::after_roll(&self.inner);
+                flusher::after_roll(&self.inner, log);
             }
             appended.map(Some).map_err(PyErr::from)
         })
@@ -664,7 +664,7 @@ impl produce::Partitions for PartitionTable {
             Some(log) => {
                 let result = f(log);
                 if log.take_rolled() {
-                    flusher::after_roll(&shared);
+                    flusher::after_roll(&shared, log);
                 }
                 result
             }

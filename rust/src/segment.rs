@@ -18,6 +18,7 @@ use memmap2::Mmap;
 use crate::batch::{self, BatchHeader, HEADER_SIZE, LOG_OVERHEAD};
 use crate::error::{CoreError, Result};
 use crate::files;
+use crate::spares::Spares;
 use crate::index::{self, OFFSET_ENTRY};
 
 pub fn segment_file_name(base_offset: i64, suffix: &str) -> String {
@@ -140,11 +141,15 @@ impl Segment {
         }
     }
 
-    /// Creates the files of a new active segment (an existing one is emptied).
-    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> Result<Segment> {
+    /// Creates the files of a new active segment (an existing one is emptied), or renames
+    /// `spares` made ahead into place where there are some.
+    pub fn create(dir: &Path, base_offset: i64, now_ms: i64, spares: Option<&Spares>) -> Result<Segment> {
         let mut segment = Segment::blank(dir, base_offset, now_ms);
         for suffix in [".log", ".index", ".timeindex"] {
             let path = segment.path(suffix);
+            if spares.is_some_and(|spares| spares.take(suffix, &path)) {
+                continue;
+            }
             File::create(&path).map_err(|e| CoreError::io(format!("create {}", path.display()), e))?;
         }
         segment.active = Some(ActiveIndexes { time_indexed_max: -1, ..Default::default() });
