@@ -538,7 +538,10 @@ impl PartitionLog {
             let entry = entry.map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if spares::is_spare(&name) {
-                let _ = fs::remove_file(entry.path()); // made again after the next roll
+                // Kept for the first roll when empty, as they are made (a stop leaves them).
+                if entry.metadata().map_or(true, |m| m.len() > 0) {
+                    let _ = fs::remove_file(entry.path());
+                }
             } else if name.ends_with(".log.replaced") {
                 replaced.push(entry.path()); // once every swap is finished
             } else if name.ends_with(".snapshot.tmp") {
@@ -1562,7 +1565,7 @@ impl PartitionLog {
         }
         let tmp = pending_snapshot_path(&self.dir, end);
         let written = if self.spares.take(".snapshot.tmp", &tmp) {
-            fs::OpenOptions::new().write(true).open(&tmp).and_then(|mut file| file.write_all(&self.producers.to_bytes()))
+            fs::OpenOptions::new().write(true).truncate(true).open(&tmp).and_then(|mut file| file.write_all(&self.producers.to_bytes()))
         } else {
             fs::write(&tmp, self.producers.to_bytes())
         };
@@ -1675,6 +1678,13 @@ impl PartitionLog {
             segment.forget_file();
         }
         fs::remove_dir_all(&self.dir).map_err(|e| CoreError::io(format!("delete {}", self.dir.display()), e))
+    }
+}
+
+impl Drop for PartitionLog {
+    /// A log dropped without `close` (or `delete`) gets no spare after either.
+    fn drop(&mut self) {
+        self.spares.retire();
     }
 }
 
@@ -2374,7 +2384,7 @@ mod tests {
     }
 
     #[test]
-    fn a_roll_renames_the_spares_made_ahead_into_place_and_an_open_removes_leftovers() {
+    fn a_roll_renames_the_spares_made_ahead_into_place_and_a_closed_or_deleted_log_gets_none() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t-0");
         let mut log = rolled_log(&path);
@@ -2389,16 +2399,22 @@ mod tests {
         assert!(fs::metadata(path.join(format!("{next:020}.snapshot.tmp"))).unwrap().len() > 0, "the snapshot is written");
         log.append(&keyed_batch(0, b"k", Some(b"after the roll")), 0, 0).unwrap();
         log.spares().make();
+        let spares = log.spares();
         log.close(0).unwrap();
+        fs::write(path.join("log.spare"), b"never written by fastlog").unwrap();
+        fs::remove_file(path.join("index.spare")).unwrap();
+        spares.make();
+        assert!(!path.join("index.spare").exists(), "none made for a closed log");
+        // An open keeps the empty spares for its first roll, and removes one that is not empty.
         let reopened = PartitionLog::open(&path, small_config(), 0, 0, 0).unwrap();
-        assert!(file_names(&path, ".spare").is_empty());
+        assert_eq!(file_names(&path, ".spare").len(), 2);
         assert_eq!(reopened.log_end_offset(), next + 1);
         assert_eq!(reopened.segment_count(), 4);
-        // A deleted log's directory gets no spare after.
         let spares = reopened.spares();
         reopened.delete().unwrap();
+        fs::create_dir(&path).unwrap();
         spares.make();
-        assert!(!path.exists());
+        assert!(file_names(&path, ".spare").is_empty(), "none made for a deleted log");
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //! creates were most of a roll's median (`bench/bench_roll.py`). After each roll a thread of
 //! their own (`make_soon`) makes one empty file of each kind in the partition's directory, and
 //! the next roll renames them into place. A roll that finds none creates its files as before.
-//! Spares are never written; an open removes what a stop left.
+//! Spares are never written; an open keeps the empty ones a stop left, for its first roll.
 
 use std::fs::{self, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// The files a roll makes, by the suffix they take: the segment's three and its snapshot.
@@ -23,11 +24,13 @@ pub struct Spares {
     /// Set once the log closes or its directory is to be deleted: no spare is made there after,
     /// so that none lands in it while it is removed.
     retired: Mutex<bool>,
+    /// In the spares' queue: a partition waits there once however often it rolls meanwhile.
+    queued: AtomicBool,
 }
 
 impl Spares {
     pub fn new(dir: &Path) -> Self {
-        Spares { dir: dir.to_path_buf(), retired: Mutex::new(false) }
+        Spares { dir: dir.to_path_buf(), retired: Mutex::new(false), queued: AtomicBool::new(false) }
     }
 
     fn path(&self, kind: &str) -> PathBuf {
@@ -37,6 +40,7 @@ impl Spares {
     /// Makes the spares that are missing. A failure (a full disk) leaves the next roll to
     /// create its files itself.
     pub fn make(&self) {
+        self.queued.store(false, Ordering::Release);
         let retired = self.retired.lock().unwrap_or_else(|p| p.into_inner());
         if *retired {
             return;
@@ -74,10 +78,12 @@ pub fn make_soon(spares: &Arc<Spares>) {
         });
         sender
     });
-    let _ = queue.send(Arc::downgrade(spares));
+    if !spares.queued.swap(true, Ordering::AcqRel) {
+        let _ = queue.send(Arc::downgrade(spares));
+    }
 }
 
-/// Whether a file of a partition's directory is a spare (which an open removes).
+/// Whether a file of a partition's directory is a spare (which an open keeps when empty).
 pub fn is_spare(name: &str) -> bool {
     name.ends_with(SUFFIX)
 }
