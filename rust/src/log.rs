@@ -145,7 +145,7 @@ pub struct PartitionLog {
     /// A segment was rolled since the last `take_rolled`: its caller has the sealed segment
     /// flushed off the append path (`flusher`).
     rolled: bool,
-    /// Files the flusher's thread made ahead of the next roll (`spares`).
+    /// Files the spares' thread made ahead of the next roll (`spares`).
     spares: Arc<Spares>,
 }
 
@@ -889,7 +889,7 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// The partition's spares, for the flusher's thread to make after a roll.
+    /// The partition's spares, for the spares' thread to make after a roll.
     pub fn spares(&self) -> Arc<Spares> {
         Arc::clone(&self.spares)
     }

@@ -50,9 +50,12 @@ impl Spares {
         }
     }
 
-    /// Renames the spare of `kind` to `target`; false when there is none to take.
+    /// Renames the spare of `kind` to `target`; false when there is none to take. Only an
+    /// empty regular file goes in place (not a directory or file someone put there by hand).
     pub fn take(&self, kind: &str, target: &Path) -> bool {
-        fs::rename(self.path(kind), target).is_ok()
+        let spare = self.path(kind);
+        let empty_file = fs::symlink_metadata(&spare).is_ok_and(|m| m.is_file() && m.len() == 0);
+        empty_file && fs::rename(spare, target).is_ok()
     }
 
     /// As the log closes or its directory is deleted: waits for a `make` under way, and stops
@@ -106,6 +109,12 @@ mod tests {
         assert!(spares.take(".log", &dir.path().join("0.log")));
         assert!(!spares.take(".log", &dir.path().join("1.log")), "taken once");
         assert_eq!(fs::metadata(dir.path().join("0.log")).unwrap().len(), 0);
+        // What is not an empty regular file stays where it is.
+        fs::write(dir.path().join("log.spare"), b"x").unwrap();
+        fs::remove_file(dir.path().join("timeindex.spare")).unwrap();
+        fs::create_dir(dir.path().join("timeindex.spare")).unwrap();
+        assert!(!spares.take(".log", &dir.path().join("2.log")) && !spares.take(".timeindex", &dir.path().join("2.timeindex")));
+        assert!(!dir.path().join("2.log").exists() && !dir.path().join("2.timeindex").exists());
         spares.retire();
         fs::remove_file(dir.path().join("index.spare")).unwrap();
         spares.make();
