@@ -65,6 +65,14 @@ def _int(lo: int = -(2**63), hi: int = LONG_MAX) -> Callable[[str, Any], int]:
     return parse
 
 
+def _gzip_level(key: str, raw: Any) -> int:
+    """-1 (zlib's default, 6) or 1-9: Kafka refuses 0, which would store batches uncompressed."""
+    value = _int(-1, 9)(key, raw)
+    if value == 0:
+        raise ConfigError(f"{key}: 0 is not a gzip level (-1 or 1 to 9)")
+    return value
+
+
 def _float(lo: float, hi: float) -> Callable[[str, Any], float]:
     def parse(key: str, raw: Any) -> float:
         try:
@@ -190,9 +198,9 @@ TOPIC_CONFIGS: dict[str, TopicConfigKey] = {
         TopicConfigKey("message.downconversion.enable", _bool, "log.message.downconversion.enable", True, "convert batches down for Fetch v0-v3 readers (else UNSUPPORTED_VERSION)"),
         _no_effect("message.format.version", _string, "3.0-IV1", "on-disk message format (deprecated in Kafka 3: always v2)"),
         _no_effect("message.timestamp.difference.max.ms", _int(0), LONG_MAX, "deprecated in Kafka 3.6 for message.timestamp.before/after.max.ms"),
-        _no_effect("compression.gzip.level", _int(-1, 9), -1, "gzip level when the broker compresses"),
-        _no_effect("compression.lz4.level", _int(1, 17), 9, "lz4 level when the broker compresses"),
-        _no_effect("compression.zstd.level", _int(-131072, 22), 3, "zstd level when the broker compresses"),
+        TopicConfigKey("compression.gzip.level", _gzip_level, "compression.gzip.level", -1, "gzip level when the broker compresses for compression.type (-1: 6)"),
+        _no_effect("compression.lz4.level", _int(1, 17), 9, "lz4 level when the broker compresses (fastlog's lz4 has one level)"),
+        TopicConfigKey("compression.zstd.level", _int(-131072, 22), "compression.zstd.level", 3, "zstd level when the broker compresses for compression.type"),
         _no_effect("leader.replication.throttled.replicas", _string, "", "replicas throttled on the leader (replication is not throttled)"),
         _no_effect("follower.replication.throttled.replicas", _string, "", "replicas throttled on followers (replication is not throttled)"),
         _no_effect("remote.storage.enable", _bool, False, "tiered storage (not in fastlog)"),

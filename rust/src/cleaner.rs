@@ -175,7 +175,8 @@ pub fn filter_batch(
     for record in &kept {
         body.extend_from_slice(&records[record.start..record.end]);
     }
-    let body = compression::compress(header.compression(), &body)?;
+    // Kafka's cleaner also rewrites a batch at its codec's default level.
+    let body = compression::compress(header.compression(), &body, compression::DEFAULT_LEVEL)?;
     let mut out = Vec::with_capacity(HEADER_SIZE + body.len());
     out.extend_from_slice(&batch_bytes[..HEADER_SIZE]);
     out.extend_from_slice(&body);

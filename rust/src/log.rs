@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::batch::{self, BatchHeader};
 use crate::checkpoint;
+use crate::compression;
 use crate::cleaner::{self, CleanStats};
 use crate::error::{CoreError, Result};
 use crate::producer_state::{self, CompletedTxn, ProducerState, Verdict};
@@ -40,6 +41,10 @@ pub struct LogConfig {
     pub compacted: bool,
     /// `compression.type`: the codec batches are stored with; None keeps the producer's.
     pub compression: Option<i16>,
+    /// `compression.gzip.level` and `compression.zstd.level` (-1: the codec's default), used
+    /// when the log compresses for `compression.type`.
+    pub gzip_level: i32,
+    pub zstd_level: i32,
     pub delete_retention_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
     pub min_compaction_lag_ms: i64,
@@ -62,6 +67,8 @@ impl Default for LogConfig {
             log_append_time: false,
             compacted: false,
             compression: None,
+            gzip_level: compression::DEFAULT_LEVEL,
+            zstd_level: compression::DEFAULT_LEVEL,
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
@@ -793,7 +800,12 @@ impl PartitionLog {
             if header.compression() == codec || header.is_control() {
                 out.extend_from_slice(batch);
             } else {
-                out.extend(batch::recompress(batch, header, codec, self.config.max_message_bytes)?);
+                let level = match codec {
+                    compression::GZIP => self.config.gzip_level,
+                    compression::ZSTD => self.config.zstd_level,
+                    _ => compression::DEFAULT_LEVEL,
+                };
+                out.extend(batch::recompress(batch, header, codec, level, self.config.max_message_bytes)?);
             }
             pos += header.size();
         }

@@ -88,3 +88,41 @@ def test_bombs_and_lying_counts_are_refused(broker, unique_topic) -> None:
             assert response.error_code == ErrorCode.CORRUPT_MESSAGE, response
         assert client.request(P.ApiVersionsRequest(), 3).error_code == 0
     assert raw_batches(broker.bootstrap, unique_topic) == []
+
+
+def produce_batch(bootstrap: str, topic: str, batch: bytes) -> None:
+    with WireClient(bootstrap) as client:
+        body = P.ProduceRequest(
+            acks=1,
+            timeout_ms=5000,
+            topic_data=[P.ProduceRequest.TopicProduceData(name=topic, partition_data=[P.ProduceRequest.PartitionProduceData(index=0, records=batch)])],
+        )
+        assert client.request(body, 9).responses[0].partition_responses[0].error_code == 0
+
+
+@pytest.mark.parametrize("codec, fast, small", [("gzip", 1, 9), ("zstd", -5, 19)])
+def test_the_topic_compression_level_sets_how_hard_the_broker_compresses(broker, unique_topic, codec, fast, small) -> None:
+    values = [b'{"order":%d,"item":"sku-%d","state":"%s"}' % (i, i % 97, [b"new", b"paid", b"sent"][i % 3]) for i in range(2000)]
+    batch = encode_batch([Record(i, 1_700_000_000_000, None, v) for i, v in enumerate(values)])
+    sizes = {}
+    for level in (fast, "default", small):
+        topic = f"{unique_topic}-{level}"
+        configs = {"compression.type": codec}
+        if level != "default":
+            configs[f"compression.{codec}.level"] = str(level)
+        create(broker.bootstrap, topic, configs)
+        produce_batch(broker.bootstrap, topic, batch)
+        [stored] = raw_batches(broker.bootstrap, topic)
+        assert stored.compression == Compression[codec.upper()]
+        sizes[level] = stored.size_in_bytes
+        assert consume_all(broker.bootstrap, topic, len(values)) == values
+    assert sizes[fast] > sizes["default"] > sizes[small], sizes
+
+
+@pytest.mark.parametrize("key, value", [("compression.gzip.level", "0"), ("compression.gzip.level", "10"), ("compression.zstd.level", "23")])
+def test_a_compression_level_out_of_the_codecs_range_is_refused(broker, unique_topic, key, value) -> None:
+    from confluent_kafka import KafkaError, KafkaException
+
+    with pytest.raises(KafkaException) as refused:
+        create(broker.bootstrap, unique_topic, {"compression.type": "gzip", key: value})
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
