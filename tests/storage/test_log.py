@@ -317,10 +317,27 @@ def test_a_cleaned_segment_replaces_a_large_one_without_holding_the_partition(tm
     """Putting a cleaned segment in place neither unlinks the file it replaces nor scans its
     own with the log held: the pass wrote its index files beside it, and the replaced file is
     renamed `.replaced` and unlinked after the log is let go. A rename over it unlinked it there,
-    and an append waited for that (~200 ms a GiB on ext4) and for the scan."""
+    and an append waited for that (~200 ms a GiB on ext4) and for the scan.
+
+    Held, every attempt fails; a loaded machine's own stall (CI runs three suites' workers on
+    two cores) fails one at random, so up to three attempts are made."""
+    tries = []
+    for attempt in range(3):
+        longest_append, unlink_seconds = replace_a_large_segment_while_appending(tmp_path / f"try-{attempt}")
+        if unlink_seconds < 0.02:
+            pytest.skip(f"this filesystem unlinks 256 MiB in {unlink_seconds * 1000:.1f} ms: too fast to tell")
+        tries.append((longest_append, unlink_seconds))
+        # Held for it, one append waits for the whole unlink and the scan.
+        if longest_append < unlink_seconds * 0.75:
+            return
+    pytest.fail(f"an append waited for the replaced segment's unlink in every attempt: (longest append, unlink) {tries}")
+
+
+def replace_a_large_segment_while_appending(directory: Path) -> tuple[float, float]:
+    """(the longest append while a pass replaced a 256 MiB segment, seconds to unlink as much)."""
     config = {"cleanup.policy": "compact", "segment.bytes": 256 << 20, "min.cleanable.dirty.ratio": 0.01,
               "max.message.bytes": 2 << 20}
-    log = _core.Log(tmp_path / "c-0", config)
+    log = _core.Log(directory / "c-0", config)
     value = os.urandom(16 << 10)
     same_keys = encode_batch([Record(i, 1_000, b"k%d" % i, value) for i in range(64)])  # 1 MiB
     while log.segment_count < 2:  # the first segment: 256 MiB, every record superseded
@@ -331,13 +348,9 @@ def test_a_cleaned_segment_replaces_a_large_one_without_holding_the_partition(tm
     outcome: list = []
     longest_append, _, _ = appending_while(log, lambda: outcome.append(log.clean(now_ms=10_000)))
     assert outcome[0][0] >= 1, outcome
-    assert not [p.name for p in (tmp_path / "c-0").iterdir() if p.name.endswith((".replaced", ".cleaned", ".swap"))]
-    unlink_seconds = unlink_time(tmp_path / "reference", 256 << 20)
-    if unlink_seconds < 0.02:
-        pytest.skip(f"this filesystem unlinks 256 MiB in {unlink_seconds * 1000:.1f} ms: too fast to tell")
-    # Held for it, one append waits for the whole unlink and the scan; a loaded machine's own
-    # stalls (and the unlink that now runs beside the appends) stay well below that.
-    assert longest_append < unlink_seconds * 0.75, (longest_append, unlink_seconds)
+    assert not [p.name for p in (directory / "c-0").iterdir() if p.name.endswith((".replaced", ".cleaned", ".swap"))]
+    log.delete()
+    return longest_append, unlink_time(directory / "reference", 256 << 20)
 
 
 def unlink_time(path: Path, size: int) -> float:
