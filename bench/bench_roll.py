@@ -63,18 +63,19 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the logs go (the disk measured)")
     args = parser.parse_args()
     parent = Path(args.dir or tempfile.gettempdir())
-    print("| round | rolls | rolled: median / p90 / longest, ms | others: median / p99.9 / longest, ms |")
-    print("|---|---|---|---|")
+    print("| round | rolls | rolled: median / p90 / longest, ms | others: median / p99.9 / longest, ms | others over 1 ms / over 5 ms |")
+    print("|---|---|---|---|---|")
     for round_number in range(1, args.rounds + 1):
         rolled, others = one_round(parent, args.seconds, int(args.segment_mb * (1 << 20)), args.preallocate)
         rolled.sort()
         others.sort()
         if not rolled:
-            print(f"| {round_number} | 0 | - | - |")
+            print(f"| {round_number} | 0 | - | - | - |")
             continue
         print(
             f"| {round_number} | {len(rolled)} | {statistics.median(rolled):.2f} / {quantile(rolled, 0.9):.2f} / {rolled[-1]:.2f} "
-            f"| {statistics.median(others):.3f} / {quantile(others, 0.999):.2f} / {others[-1]:.2f} |"
+            f"| {statistics.median(others):.3f} / {quantile(others, 0.999):.2f} / {others[-1]:.2f} "
+            f"| {sum(t > 1 for t in others)} / {sum(t > 5 for t in others)} |"
         )
 
 

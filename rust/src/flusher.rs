@@ -24,7 +24,7 @@ type WeakLog = Weak<Mutex<Option<PartitionLog>>>;
 /// dropped meanwhile is skipped.
 pub fn after_roll(log: &SharedLog, rolled: &PartitionLog) {
     // The next roll's files, made on a thread of their own: fsyncs here can lag several rolls.
-    spares::make_soon(&rolled.spares());
+    spares::make_soon(&rolled.spares(), rolled.preallocate_ahead());
     static QUEUE: OnceLock<Sender<WeakLog>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
         let (sender, receiver) = mpsc::channel::<WeakLog>();

@@ -19,7 +19,7 @@ use crate::compression;
 use crate::cleaner::{self, CleanStats};
 use crate::error::{CoreError, Result};
 use crate::producer_state::{self, CompletedTxn, ProducerState, Verdict};
-use crate::segment::{ScanRules, Segment};
+use crate::segment::{self, ScanRules, Segment};
 use crate::spares::{self, Spares};
 use crate::txn_index::{self, AbortedTxn};
 
@@ -899,6 +899,12 @@ impl PartitionLog {
         self.write_pending_snapshot()?;
         self.rolled = true;
         Ok(())
+    }
+
+    /// What the spares' thread reserves of the next segment's blocks (`preallocate`): as much
+    /// as its appends would reserve ahead at most, within `segment.bytes`.
+    pub fn preallocate_ahead(&self) -> u64 {
+        self.preallocate_limit().min(segment::PREALLOCATE_AHEAD_MAX)
     }
 
     /// The partition's spares, for the spares' thread to make after a roll.
@@ -2525,6 +2531,46 @@ mod tests {
         assert_eq!((log.unflushed_messages, log.recovery_point, log.last_flush_ms), (1, 2, 9));
         log.note_sync_failure(&CoreError::io("fsync x".to_string(), std::io::Error::other("EIO")));
         assert!(log.plan_flush(FlushUpTo::LogEnd).is_err() && log.flush(10).is_err(), "no later flush claims the data is on disk");
+    }
+
+    #[test]
+    fn with_preallocate_a_log_spare_comes_reserved_and_its_roll_gives_back_what_was_not_used() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let probe = File::create(dir.path().join("probe")).unwrap();
+        // SAFETY: a plain call on a descriptor we own.
+        let reserves = unsafe { libc::fallocate(probe.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20) } == 0;
+        let size = |p: &Path| { let m = fs::metadata(p).unwrap(); (m.len(), m.blocks() * 512) };
+        let path = dir.path().join("t-0");
+        let config = LogConfig { preallocate: true, segment_bytes: 4 << 20, ..LogConfig::default() };
+        let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
+        assert_eq!(log.preallocate_ahead(), 4 << 20, "as much as the segment, at most 8 MiB");
+        log.append(&keyed_batch(0, b"k", Some(&[7u8; 1000])), 0, 0).unwrap(); // a roll leaves an empty segment be
+        log.spares().set_reserve(log.preallocate_ahead());
+        log.spares().make();
+        let spare = path.join("log.spare");
+        assert_eq!(size(&spare).0, 0, "a spare stays empty");
+        assert!(!reserves || size(&spare).1 >= 4 << 20, "{:?}", size(&spare));
+        log.roll(1).unwrap();
+        let active = log.active().log_path();
+        assert!(!reserves || size(&active).1 >= 4 << 20, "the roll took the reserved spare");
+        log.append(&keyed_batch(0, b"k", Some(&[7u8; 1000])), 0, 2).unwrap();
+        assert!(!reserves || size(&active).1 < 5 << 20, "no reserve of its own on top: {:?}", size(&active));
+        log.roll(3).unwrap();
+        assert!(size(&active).1 < size(&active).0 + 8192, "the roll gave back what it did not use: {:?}", size(&active));
+        // A reserved spare that a log with preallocate since turned off takes: given back too.
+        log.append(&keyed_batch(0, b"k", Some(&[7u8; 1000])), 0, 4).unwrap();
+        log.spares().make();
+        log.config.preallocate = false;
+        log.roll(4).unwrap();
+        let taken = log.active().log_path();
+        assert!(!reserves || size(&taken).1 >= 4 << 20, "the roll took the reserved spare");
+        log.append(&keyed_batch(0, b"k", Some(&[7u8; 1000])), 0, 5).unwrap();
+        log.roll(6).unwrap();
+        assert!(size(&taken).1 < size(&taken).0 + 8192, "given back: {:?}", size(&taken));
+        let plain = PartitionLog::open(&dir.path().join("u-0"), LogConfig { preallocate: false, ..config }, 0, 0, 0).unwrap();
+        assert_eq!(plain.preallocate_ahead(), 0, "without preallocate, spares reserve nothing");
     }
 
     #[test]

@@ -91,7 +91,14 @@ pub struct Segment {
 
 /// The most `preallocate` reserves ahead of the appends: the active segment's size, at least a
 /// page, at most this, within `segment.bytes`. What the roll does not use it gives back.
-const PREALLOCATE_AHEAD_MAX: u64 = 8 << 20;
+pub const PREALLOCATE_AHEAD_MAX: u64 = 8 << 20;
+
+/// The bytes of blocks the file at `path` holds: what the spares' thread reserved of a log spare
+/// (`preallocate`), given back at the roll as the appends' own reserve is.
+fn reserved_bytes(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path).map_or(0, |meta| meta.blocks() * 512)
+}
 
 /// What a recovery scan accepts as a valid batch.
 #[derive(Clone, Copy)]
@@ -148,6 +155,9 @@ impl Segment {
         for suffix in [".log", ".index", ".timeindex"] {
             let path = segment.path(suffix);
             if spares.is_some_and(|spares| spares.take(suffix, &path)) {
+                if suffix == ".log" {
+                    segment.preallocated_to = reserved_bytes(&path);
+                }
                 continue;
             }
             File::create(&path).map_err(|e| CoreError::io(format!("create {}", path.display()), e))?;
@@ -222,7 +232,8 @@ impl Segment {
     /// lock whenever writeback holds it: 4-33 ms per write beside a flush here, 0.2-0.3 ms with
     /// the blocks reserved. But the reservation runs here, on the append path, and may wait for
     /// the allocator to read block bitmaps (7-9 ms at times here), which writeback would
-    /// otherwise do: hence off by default (bench/README.md, "preallocate"). A filesystem that
+    /// otherwise do: hence off by default (bench/README.md, "preallocate"). A segment taken from
+    /// a spare comes with its first 8 MiB reserved on the spares' thread. A filesystem that
     /// cannot, or a full disk, leaves the appends as they were: the write reports what matters.
     fn preallocate(&mut self, file: &File, end: u64, limit: u64) {
         let target = (end + end.clamp(4096, PREALLOCATE_AHEAD_MAX)).min(limit);

@@ -6,11 +6,16 @@
 //! their own (`make_soon`) makes one empty file of each kind in the partition's directory, and
 //! the next roll renames them into place. A roll that finds none creates its files as before.
 //! Spares are never written; an open keeps the empty ones a stop left, for its first roll.
+//!
+//! With `preallocate`, the log spare's first blocks are reserved there too (`fallocate` with
+//! KEEP_SIZE: the file stays empty), so that a new segment's first reservations, which may wait
+//! for ext4's allocator to read block bitmaps, are not made on the append path.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Sender};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 /// The files a roll makes, by the suffix they take: the segment's three and its snapshot.
@@ -26,11 +31,13 @@ pub struct Spares {
     retired: Mutex<bool>,
     /// In the spares' queue: a partition waits there once however often it rolls meanwhile.
     queued: AtomicBool,
+    /// Bytes of the log spare's blocks to reserve (`preallocate`); 0: none.
+    reserve: AtomicU64,
 }
 
 impl Spares {
     pub fn new(dir: &Path) -> Self {
-        Spares { dir: dir.to_path_buf(), retired: Mutex::new(false), queued: AtomicBool::new(false) }
+        Spares { dir: dir.to_path_buf(), retired: Mutex::new(false), queued: AtomicBool::new(false), reserve: AtomicU64::new(0) }
     }
 
     fn path(&self, kind: &str) -> PathBuf {
@@ -46,8 +53,16 @@ impl Spares {
             return;
         }
         for kind in KINDS {
-            let _ = OpenOptions::new().write(true).create_new(true).open(self.path(kind));
+            let made = OpenOptions::new().write(true).create_new(true).open(self.path(kind));
+            if let (".log", Ok(file)) = (kind, made) {
+                reserve(&file, self.reserve.load(Ordering::Acquire));
+            }
         }
+    }
+
+    /// How much of the log spare's blocks `make` reserves from now on (0: none).
+    pub fn set_reserve(&self, bytes: u64) {
+        self.reserve.store(bytes, Ordering::Release);
     }
 
     /// Renames the spare of `kind` to `target`; false when there is none to take. Only an
@@ -65,9 +80,20 @@ impl Spares {
     }
 }
 
+/// Reserves `bytes` of `file`'s blocks without changing its size. Best effort: a filesystem
+/// that cannot (or a full disk) leaves the segment's appends to reserve as they go.
+fn reserve(file: &File, bytes: u64) {
+    if bytes > 0 {
+        // SAFETY: fallocate reads no memory of ours; the descriptor is open for writing.
+        let _ = unsafe { libc::fallocate(file.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, bytes as libc::off_t) };
+    }
+}
+
 /// Queues `spares` to be made on the spares' thread, started on first use. It holds them
 /// weakly: a log closed meanwhile gets none.
-pub fn make_soon(spares: &Arc<Spares>) {
+/// `reserve`: bytes of the log spare's blocks to reserve (`preallocate`; 0: none).
+pub fn make_soon(spares: &Arc<Spares>, reserve: u64) {
+    spares.set_reserve(reserve);
     static QUEUE: OnceLock<Sender<Weak<Spares>>> = OnceLock::new();
     let queue = QUEUE.get_or_init(|| {
         let (sender, receiver) = mpsc::channel::<Weak<Spares>>();
