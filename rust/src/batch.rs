@@ -382,8 +382,9 @@ fn validate_run(buf: &[u8], max_batch_bytes: usize, keys_required_in: Option<&st
 /// Rewrites one validated batch with its records compressed by `codec` instead (Kafka's
 /// `compression.type` topic config): records decompressed (within `limit`), compressed again,
 /// and a new header with the codec bits, length and CRC to match. Offsets, timestamps and
-/// producer fields are kept. `level`: `compression.gzip.level` or `compression.zstd.level`.
-pub fn recompress(batch: &[u8], header: &BatchHeader, codec: i16, level: i32, limit: usize) -> Result<Vec<u8>> {
+/// producer fields are kept. `level`: `compression.gzip.level` or `compression.zstd.level`
+/// (None: the codec's default).
+pub fn recompress(batch: &[u8], header: &BatchHeader, codec: i16, level: Option<i32>, limit: usize) -> Result<Vec<u8>> {
     let records = compression::decompress(header.compression(), &batch[HEADER_SIZE..header.size()], limit)?;
     let body = compression::compress(codec, &records, level)?;
     let mut out = Vec::with_capacity(HEADER_SIZE + body.len());
@@ -658,11 +659,11 @@ pub(crate) mod tests {
     fn recompress_changes_codec_and_keeps_records() {
         let plain = build_batch(7, 1000, &[b"aaaaaaaaaaaaaaaaaaaaaaaa", b"bbbbbbbbbbbbbbbbbbbbbbbb"]);
         let header = validate_batch(&plain).unwrap();
-        let zstd = recompress(&plain, &header, compression::ZSTD, compression::DEFAULT_LEVEL, 1 << 20).unwrap();
+        let zstd = recompress(&plain, &header, compression::ZSTD, None, 1 << 20).unwrap();
         let zheader = validate_produce(&zstd, 1 << 20).unwrap()[0];
         assert_eq!(zheader.compression(), compression::ZSTD);
         assert_eq!((zheader.base_offset, zheader.record_count, zheader.max_timestamp), (7, 2, 1000));
-        let back = recompress(&zstd, &zheader, compression::NONE, compression::DEFAULT_LEVEL, 1 << 20).unwrap();
+        let back = recompress(&zstd, &zheader, compression::NONE, None, 1 << 20).unwrap();
         assert_eq!(back, plain);
     }
 

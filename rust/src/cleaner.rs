@@ -176,7 +176,7 @@ pub fn filter_batch(
         body.extend_from_slice(&records[record.start..record.end]);
     }
     // Kafka's cleaner also rewrites a batch at its codec's default level.
-    let body = compression::compress(header.compression(), &body, compression::DEFAULT_LEVEL)?;
+    let body = compression::compress(header.compression(), &body, None)?;
     let mut out = Vec::with_capacity(HEADER_SIZE + body.len());
     out.extend_from_slice(&batch_bytes[..HEADER_SIZE]);
     out.extend_from_slice(&body);

@@ -103,25 +103,21 @@ pub fn decompress(codec: i16, data: &[u8], limit: usize) -> Result<Vec<u8>> {
     }
 }
 
-/// The codec's own default level: gzip's 6 (Kafka's -1), zstd's 3.
-pub const DEFAULT_LEVEL: i32 = -1;
-/// `compression.gzip.level`: -1 (the default, 6) or 1-9, as Kafka accepts.
+/// `compression.gzip.level`: 1-9, or Kafka's -1 for zlib's default (6).
 pub const GZIP_LEVELS: std::ops::RangeInclusive<i32> = 1..=9;
-/// `compression.zstd.level`: zstd's own range, as Kafka accepts.
-pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = -131072..=22;
 
 /// Compresses `data` with `codec` (snappy in the xerial framing Kafka's Java client writes) at
-/// `level` for gzip and zstd (`DEFAULT_LEVEL`: the codec's default); snappy and lz4 have one level.
-pub fn compress(codec: i16, data: &[u8], level: i32) -> Result<Vec<u8>> {
+/// `level` for gzip and zstd (None: the codec's default); snappy and lz4 have one level.
+pub fn compress(codec: i16, data: &[u8], level: Option<i32>) -> Result<Vec<u8>> {
     use std::io::Write;
     let fail = |e: std::io::Error| CoreError::io(format!("{} compression", codec_name(codec)), e);
     match codec {
         NONE => Ok(data.to_vec()),
         GZIP => {
-            let level = if GZIP_LEVELS.contains(&level) {
-                flate2::Compression::new(level as u32)
-            } else {
-                flate2::Compression::default()
+            let level = match level {
+                None | Some(-1) => flate2::Compression::default(),
+                Some(level) if GZIP_LEVELS.contains(&level) => flate2::Compression::new(level as u32),
+                Some(level) => return Err(CoreError::InvalidArgument(format!("gzip has no level {level}"))),
             };
             let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 2), level);
             encoder.write_all(data).map_err(fail)?;
@@ -146,8 +142,7 @@ pub fn compress(codec: i16, data: &[u8], level: i32) -> Result<Vec<u8>> {
             encoder.finish().map_err(|e| CoreError::InvalidArgument(format!("lz4 compression: {e}")))
         }
         ZSTD => {
-            let level = if level == DEFAULT_LEVEL { zstd::DEFAULT_COMPRESSION_LEVEL } else { level };
-            zstd::stream::encode_all(data, level).map_err(fail)
+            zstd::stream::encode_all(data, level.unwrap_or(zstd::DEFAULT_COMPRESSION_LEVEL)).map_err(fail)
         }
         other => Err(CoreError::InvalidArgument(format!("unknown compression codec {other}"))),
     }
@@ -161,7 +156,7 @@ mod tests {
     fn round_trip_every_codec() {
         let data: Vec<u8> = (0..100_000u32).flat_map(|i| (i % 251).to_be_bytes()).collect();
         for codec in [NONE, GZIP, SNAPPY, LZ4, ZSTD] {
-            let packed = compress(codec, &data, DEFAULT_LEVEL).unwrap();
+            let packed = compress(codec, &data, None).unwrap();
             assert_eq!(decompress(codec, &packed, data.len()).unwrap(), data, "codec {codec}");
             assert!(decompress(codec, &packed, data.len() - 1).is_err(), "codec {codec} limit");
         }
@@ -170,18 +165,20 @@ mod tests {
     #[test]
     fn gzip_and_zstd_compress_at_the_level_asked() {
         let data: Vec<u8> = (0..200_000u32).flat_map(|i| format!("{{\"n\":{},\"k\":\"v{}\"}}", i % 977, i % 13).into_bytes()).collect();
-        for (codec, fast, small) in [(GZIP, 1, 9), (ZSTD, -5, 19)] {
-            let fast_out = compress(codec, &data, fast).unwrap();
-            let default_out = compress(codec, &data, DEFAULT_LEVEL).unwrap();
-            let small_out = compress(codec, &data, small).unwrap();
+        for (codec, fast, small) in [(GZIP, 1, 9), (ZSTD, -1, 19)] {
+            let fast_out = compress(codec, &data, Some(fast)).unwrap();
+            let default_out = compress(codec, &data, None).unwrap();
+            let small_out = compress(codec, &data, Some(small)).unwrap();
             assert!(fast_out.len() > default_out.len(), "codec {codec}: {} vs {}", fast_out.len(), default_out.len());
             assert!(small_out.len() < default_out.len(), "codec {codec}: {} vs {}", small_out.len(), default_out.len());
             for packed in [fast_out, default_out, small_out] {
                 assert_eq!(decompress(codec, &packed, data.len()).unwrap(), data, "codec {codec}");
             }
         }
-        // Levels out of a codec's range fall back to its default (config refuses them before).
-        assert_eq!(compress(GZIP, &data, 0).unwrap(), compress(GZIP, &data, DEFAULT_LEVEL).unwrap());
+        // gzip's -1 is zlib's default; zstd's -1 is its first fast level, not its default.
+        assert_eq!(compress(GZIP, &data, Some(-1)).unwrap(), compress(GZIP, &data, None).unwrap());
+        assert_eq!(compress(ZSTD, &data, Some(3)).unwrap(), compress(ZSTD, &data, None).unwrap());
+        assert!(compress(GZIP, &data, Some(0)).is_err() && compress(GZIP, &data, Some(10)).is_err());
     }
 
     #[test]
@@ -198,7 +195,7 @@ mod tests {
     fn bombs_are_refused() {
         let zeros = vec![0u8; 50 << 20];
         for codec in [GZIP, SNAPPY, LZ4, ZSTD] {
-            let packed = compress(codec, &zeros, DEFAULT_LEVEL).unwrap();
+            let packed = compress(codec, &zeros, None).unwrap();
             assert!(packed.len() < 5 << 20);
             let err = decompress(codec, &packed, 1 << 20).unwrap_err();
             assert!(err.to_string().contains("inflate past"), "{codec}: {err}");

@@ -41,10 +41,10 @@ pub struct LogConfig {
     pub compacted: bool,
     /// `compression.type`: the codec batches are stored with; None keeps the producer's.
     pub compression: Option<i16>,
-    /// `compression.gzip.level` and `compression.zstd.level` (-1: the codec's default), used
+    /// `compression.gzip.level` and `compression.zstd.level` (None: the codec's default), used
     /// when the log compresses for `compression.type`.
-    pub gzip_level: i32,
-    pub zstd_level: i32,
+    pub gzip_level: Option<i32>,
+    pub zstd_level: Option<i32>,
     pub delete_retention_ms: i64,
     pub min_cleanable_dirty_ratio: f64,
     pub min_compaction_lag_ms: i64,
@@ -67,8 +67,8 @@ impl Default for LogConfig {
             log_append_time: false,
             compacted: false,
             compression: None,
-            gzip_level: compression::DEFAULT_LEVEL,
-            zstd_level: compression::DEFAULT_LEVEL,
+            gzip_level: None,
+            zstd_level: None,
             delete_retention_ms: 24 * 3600 * 1000,
             min_cleanable_dirty_ratio: 0.5,
             min_compaction_lag_ms: 0,
@@ -545,8 +545,10 @@ impl PartitionLog {
             let entry = entry.map_err(|e| CoreError::io(format!("list {}", self.dir.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if spares::is_spare(&name) {
-                // Kept for the first roll when empty, as they are made (a stop leaves them).
-                if entry.metadata().map_or(true, |m| m.len() > 0) {
+                // Kept for the first roll when empty, as they are made (a stop leaves them). One
+                // that holds blocks reserved for `preallocate`, since turned off, is removed.
+                let keep = |m: fs::Metadata| m.len() == 0 && (self.config.preallocate || std::os::unix::fs::MetadataExt::blocks(&m) == 0);
+                if !entry.metadata().is_ok_and(keep) {
                     let _ = fs::remove_file(entry.path());
                 }
             } else if name.ends_with(".log.replaced") {
@@ -803,7 +805,7 @@ impl PartitionLog {
                 let level = match codec {
                     compression::GZIP => self.config.gzip_level,
                     compression::ZSTD => self.config.zstd_level,
-                    _ => compression::DEFAULT_LEVEL,
+                    _ => None,
                 };
                 out.extend(batch::recompress(batch, header, codec, level, self.config.max_message_bytes)?);
             }
@@ -2569,6 +2571,14 @@ mod tests {
         log.append(&keyed_batch(0, b"k", Some(&[7u8; 1000])), 0, 5).unwrap();
         log.roll(6).unwrap();
         assert!(size(&taken).1 < size(&taken).0 + 8192, "given back: {:?}", size(&taken));
+        // A reserved spare is kept by an open with preallocate, removed by one without.
+        log.spares().make();
+        let end = log.log_end_offset();
+        log.close(7).unwrap();
+        drop(PartitionLog::open(&path, config.clone(), end, 0, 0).unwrap());
+        assert!(!reserves || size(&spare).1 >= 4 << 20, "kept: {:?}", size(&spare));
+        drop(PartitionLog::open(&path, LogConfig { preallocate: false, ..config.clone() }, end, 0, 0).unwrap());
+        assert!(!reserves || !spare.exists(), "removed, not left to hold its blocks");
         let plain = PartitionLog::open(&dir.path().join("u-0"), LogConfig { preallocate: false, ..config }, 0, 0, 0).unwrap();
         assert_eq!(plain.preallocate_ahead(), 0, "without preallocate, spares reserve nothing");
     }
@@ -2647,6 +2657,9 @@ mod tests {
         let path = dir.path().join("t-0");
         let mut log = rolled_log(&path);
         assert!(log.take_rolled());
+        log.config.preallocate = true;
+        let ahead = log.preallocate_ahead();
+        assert!(ahead > 0);
         let active_base = log.active().base_offset;
         let shared: crate::flusher::SharedLog = Arc::new(std::sync::Mutex::new(Some(log)));
         crate::flusher::after_roll(&shared, shared.lock().unwrap().as_ref().unwrap());
@@ -2655,6 +2668,17 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "the flusher did not flush, or no spares were made, within 10 s");
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
+        // With preallocate, the log spare (made first) came with the next segment's first blocks reserved.
+        let spare = fs::metadata(path.join("log.spare")).unwrap();
+        assert!(!reserves_blocks(dir.path()) || std::os::unix::fs::MetadataExt::blocks(&spare) * 512 >= ahead);
+    }
+
+    /// Whether the filesystem at `dir` reserves blocks with `fallocate` (KEEP_SIZE).
+    fn reserves_blocks(dir: &Path) -> bool {
+        use std::os::fd::AsRawFd;
+        let probe = File::create(dir.join("probe")).unwrap();
+        // SAFETY: a plain call on a descriptor we own.
+        unsafe { libc::fallocate(probe.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20) == 0 }
     }
 
     /// Each key's last value reading the whole log (none once its last record is a tombstone),

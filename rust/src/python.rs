@@ -120,14 +120,9 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
             u64::try_from(v).map_err(|_| pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be >= 0, not {v}")))
         };
         let level = |v: i64, levels: &std::ops::RangeInclusive<i32>| -> PyResult<i32> {
-            match i32::try_from(v) {
-                Ok(v) if v == crate::compression::DEFAULT_LEVEL || levels.contains(&v) => Ok(v),
-                _ => Err(pyo3::exceptions::PyValueError::new_err(format!(
-                    "log config {key} must be -1 or {}..={}, not {v}",
-                    levels.start(),
-                    levels.end()
-                ))),
-            }
+            i32::try_from(v).ok().filter(|v| levels.contains(v)).ok_or_else(|| {
+                pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be in {}..={}, not {v}", levels.start(), levels.end()))
+            })
         };
         match key.as_str() {
             "segment.bytes" => c.segment_bytes = non_negative(int()?)?.max(batch::HEADER_SIZE as u64),
@@ -141,8 +136,10 @@ fn log_config(config: Option<&Bound<'_, PyDict>>) -> PyResult<LogConfig> {
             "flush.ms" => c.flush_ms = int()?,
             "delete.retention.ms" => c.delete_retention_ms = int()?,
             "min.compaction.lag.ms" => c.min_compaction_lag_ms = int()?,
-            "compression.gzip.level" => c.gzip_level = level(int()?, &crate::compression::GZIP_LEVELS)?,
-            "compression.zstd.level" => c.zstd_level = level(int()?, &crate::compression::ZSTD_LEVELS)?,
+            // Kafka's -1 is zlib's default.
+            "compression.gzip.level" => c.gzip_level = match int()? { -1 => None, v => Some(level(v, &crate::compression::GZIP_LEVELS)?) },
+            // zstd's own range (negative levels are its fast ones), as Kafka accepts.
+            "compression.zstd.level" => c.zstd_level = Some(level(int()?, &zstd::compression_level_range())?),
             "min.cleanable.dirty.ratio" => {
                 c.min_cleanable_dirty_ratio = value.extract::<f64>().map_err(|_| {
                     pyo3::exceptions::PyValueError::new_err(format!("log config {key} must be a number, not {value}"))

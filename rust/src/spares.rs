@@ -27,7 +27,8 @@ const SUFFIX: &str = ".spare";
 pub struct Spares {
     dir: PathBuf,
     /// Set once the log closes or its directory is to be deleted: no spare is made there after,
-    /// so that none lands in it while it is removed.
+    /// so that none lands in it while it is removed. `make` holds it throughout, so that
+    /// `take` can tell when one is under way.
     retired: Mutex<bool>,
     /// In the spares' queue: a partition waits there once however often it rolls meanwhile.
     queued: AtomicBool,
@@ -67,7 +68,10 @@ impl Spares {
 
     /// Renames the spare of `kind` to `target`; false when there is none to take. Only an
     /// empty regular file goes in place (not a directory or file someone put there by hand).
+    /// None while a `make` is under way: the rename would wait for its reservation (both take
+    /// the inode's lock), or leave the reservation to run on an active segment.
     pub fn take(&self, kind: &str, target: &Path) -> bool {
+        let Ok(_not_making) = self.retired.try_lock() else { return false };
         let spare = self.path(kind);
         let empty_file = fs::symlink_metadata(&spare).is_ok_and(|m| m.is_file() && m.len() == 0);
         empty_file && fs::rename(spare, target).is_ok()

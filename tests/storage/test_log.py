@@ -319,12 +319,12 @@ def test_a_cleaned_segment_replaces_a_large_one_without_holding_the_partition(tm
     renamed `.replaced` and unlinked after the log is let go. A rename over it unlinked it there,
     and an append waited for that (~200 ms a GiB on ext4) and for the scan.
 
-    Held, every attempt fails; a loaded machine's own stall (CI runs three suites' workers on
-    two cores) fails one at random, so up to three attempts are made."""
+    Held, every attempt fails; a loaded machine's own stall (CI runs three test workers on two
+    cores) fails one at random, so up to three attempts are made."""
     tries = []
     for attempt in range(3):
         longest_append, unlink_seconds = replace_a_large_segment_while_appending(tmp_path / f"try-{attempt}")
-        if unlink_seconds < 0.02:
+        if attempt == 0 and unlink_seconds < 0.02:
             pytest.skip(f"this filesystem unlinks 256 MiB in {unlink_seconds * 1000:.1f} ms: too fast to tell")
         tries.append((longest_append, unlink_seconds))
         # Held for it, one append waits for the whole unlink and the scan.
