@@ -1584,7 +1584,7 @@ impl PartitionLog {
             return Ok(()); // a roll at the same offset before a truncation: the same state
         }
         let tmp = pending_snapshot_path(&self.dir, end);
-        let written = if self.spares.take(".snapshot.tmp", &tmp) {
+        let written = if self.spares.take(".snapshot.tmp", &tmp).is_some() {
             fs::OpenOptions::new().write(true).truncate(true).open(&tmp).and_then(|mut file| file.write_all(&self.producers.to_bytes()))
         } else {
             fs::write(&tmp, self.producers.to_bytes())
@@ -2537,12 +2537,9 @@ mod tests {
 
     #[test]
     fn with_preallocate_a_log_spare_comes_reserved_and_its_roll_gives_back_what_was_not_used() {
-        use std::os::fd::AsRawFd;
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let probe = File::create(dir.path().join("probe")).unwrap();
-        // SAFETY: a plain call on a descriptor we own.
-        let reserves = unsafe { libc::fallocate(probe.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20) } == 0;
+        let reserves = reserves_blocks(dir.path());
         let size = |p: &Path| { let m = fs::metadata(p).unwrap(); (m.len(), m.blocks() * 512) };
         let path = dir.path().join("t-0");
         let config = LogConfig { preallocate: true, segment_bytes: 4 << 20, ..LogConfig::default() };
@@ -2585,12 +2582,9 @@ mod tests {
 
     #[test]
     fn preallocate_reserves_blocks_ahead_of_the_appends_and_gives_them_back_at_a_roll_and_a_stop() {
-        use std::os::fd::AsRawFd;
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let probe = File::create(dir.path().join("probe")).unwrap();
-        // SAFETY: a plain call on a descriptor we own.
-        let reserves = unsafe { libc::fallocate(probe.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, 1 << 20) } == 0;
+        let reserves = reserves_blocks(dir.path());
         let path = dir.path().join("t-0");
         let config = LogConfig { preallocate: true, segment_bytes: 1 << 20, ..LogConfig::default() };
         let mut log = PartitionLog::open(&path, config.clone(), 0, 0, 0).unwrap();
@@ -2669,8 +2663,9 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
         // With preallocate, the log spare (made first) came with the next segment's first blocks reserved.
+        use std::os::unix::fs::MetadataExt;
         let spare = fs::metadata(path.join("log.spare")).unwrap();
-        assert!(!reserves_blocks(dir.path()) || std::os::unix::fs::MetadataExt::blocks(&spare) * 512 >= ahead);
+        assert!(!reserves_blocks(dir.path()) || spare.blocks() * 512 >= ahead);
     }
 
     /// Whether the filesystem at `dir` reserves blocks with `fallocate` (KEEP_SIZE).

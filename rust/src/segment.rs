@@ -93,13 +93,6 @@ pub struct Segment {
 /// page, at most this, within `segment.bytes`. What the roll does not use it gives back.
 pub const PREALLOCATE_AHEAD_MAX: u64 = 8 << 20;
 
-/// The bytes of blocks the file at `path` holds: what the spares' thread reserved of a log spare
-/// (`preallocate`), given back at the roll as the appends' own reserve is.
-fn reserved_bytes(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata(path).map_or(0, |meta| meta.blocks() * 512)
-}
-
 /// What a recovery scan accepts as a valid batch.
 #[derive(Clone, Copy)]
 pub struct ScanRules {
@@ -154,9 +147,11 @@ impl Segment {
         let mut segment = Segment::blank(dir, base_offset, now_ms);
         for suffix in [".log", ".index", ".timeindex"] {
             let path = segment.path(suffix);
-            if spares.is_some_and(|spares| spares.take(suffix, &path)) {
+            if let Some(spare) = spares.and_then(|spares| spares.take(suffix, &path)) {
                 if suffix == ".log" {
-                    segment.preallocated_to = reserved_bytes(&path);
+                    // What the spares' thread reserved (`preallocate`), given back at the roll
+                    // as the appends' own reserve is.
+                    segment.preallocated_to = std::os::unix::fs::MetadataExt::blocks(&spare) * 512;
                 }
                 continue;
             }

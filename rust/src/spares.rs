@@ -66,15 +66,17 @@ impl Spares {
         self.reserve.store(bytes, Ordering::Release);
     }
 
-    /// Renames the spare of `kind` to `target`; false when there is none to take. Only an
-    /// empty regular file goes in place (not a directory or file someone put there by hand).
-    /// None while a `make` is under way: the rename would wait for its reservation (both take
-    /// the inode's lock), or leave the reservation to run on an active segment.
-    pub fn take(&self, kind: &str, target: &Path) -> bool {
-        let Ok(_not_making) = self.retired.try_lock() else { return false };
+    /// Renames the spare of `kind` to `target`, and gives its metadata (its blocks: what was
+    /// reserved); None when there is none to take. Only an empty regular file goes in place
+    /// (not a directory or file someone put there by hand). None while a `make` is under way:
+    /// the rename would wait for its reservation (both take the inode's lock), or leave the
+    /// reservation to run on an active segment.
+    pub fn take(&self, kind: &str, target: &Path) -> Option<fs::Metadata> {
+        let _not_making = self.retired.try_lock().ok()?;
         let spare = self.path(kind);
-        let empty_file = fs::symlink_metadata(&spare).is_ok_and(|m| m.is_file() && m.len() == 0);
-        empty_file && fs::rename(spare, target).is_ok()
+        let meta = fs::symlink_metadata(&spare).ok().filter(|m| m.is_file() && m.len() == 0)?;
+        fs::rename(spare, target).ok()?;
+        Some(meta)
     }
 
     /// As the log closes or its directory is deleted: waits for a `make` under way, and stops
@@ -129,21 +131,21 @@ mod tests {
     fn spares_are_made_once_taken_once_and_never_after_retirement() {
         let dir = tempfile::tempdir().unwrap();
         let spares = Spares::new(dir.path());
-        assert!(!spares.take(".log", &dir.path().join("0.log")), "none made yet");
+        assert!(spares.take(".log", &dir.path().join("0.log")).is_none(), "none made yet");
         spares.make();
         spares.make(); // the ones there stay as they are
         let mut names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
         names.sort();
         assert_eq!(names, ["index.spare", "log.spare", "snapshot.tmp.spare", "timeindex.spare"]);
         assert!(names.iter().all(|n| is_spare(n)));
-        assert!(spares.take(".log", &dir.path().join("0.log")));
-        assert!(!spares.take(".log", &dir.path().join("1.log")), "taken once");
+        assert!(spares.take(".log", &dir.path().join("0.log")).is_some());
+        assert!(spares.take(".log", &dir.path().join("1.log")).is_none(), "taken once");
         assert_eq!(fs::metadata(dir.path().join("0.log")).unwrap().len(), 0);
         // What is not an empty regular file stays where it is.
         fs::write(dir.path().join("log.spare"), b"x").unwrap();
         fs::remove_file(dir.path().join("timeindex.spare")).unwrap();
         fs::create_dir(dir.path().join("timeindex.spare")).unwrap();
-        assert!(!spares.take(".log", &dir.path().join("2.log")) && !spares.take(".timeindex", &dir.path().join("2.timeindex")));
+        assert!(spares.take(".log", &dir.path().join("2.log")).is_none() && spares.take(".timeindex", &dir.path().join("2.timeindex")).is_none());
         assert!(!dir.path().join("2.log").exists() && !dir.path().join("2.timeindex").exists());
         spares.retire();
         fs::remove_file(dir.path().join("index.spare")).unwrap();
