@@ -478,11 +478,15 @@ async def run_until_signalled(broker: Broker, *, task_status: Any = trio.TASK_ST
             await nursery.start(broker.run)
             task_status.started(broker)
 
+            watching = trio.CancelScope()
+
             async def watch() -> None:
-                async for signum in signals:
-                    log.info("received %s", signal.Signals(signum).name)
-                    broker.request_shutdown()
-                    return
+                with watching:
+                    async for signum in signals:
+                        log.info("received %s", signal.Signals(signum).name)
+                        broker.request_shutdown()
+                        return
 
             nursery.start_soon(watch)
             await broker._shutdown.wait()
+            watching.cancel()  # a shutdown asked in the process (`request_shutdown`) ends the wait for a signal too

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+import trio
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from fastlog import protocol
+from fastlog.broker import Broker, run_until_signalled
+from fastlog.config import BrokerConfig
 from fastlog.records import Record, encode_batch
 from tests.broker.wire import WireClient
 from tests.conftest import BROKER_PYTHON, BrokerProcess, free_port
@@ -184,6 +187,25 @@ def test_every_loop_stops_gracefully_and_what_was_acknowledged_is_there(tmp_path
         assert answer.responses[0].partitions[0].high_watermark == 16
     finally:
         broker.stop()
+
+
+def test_a_shutdown_asked_in_the_process_ends_run_until_signalled(tmp_path: Path) -> None:
+    """`request_shutdown()` (a bench or an embedding program, no signal) stops every loop and
+    returns; it used to leave `run_until_signalled` waiting for a signal after the broker stopped."""
+    port = free_port()
+    broker = Broker(BrokerConfig.load(None, [f"listeners=PLAINTEXT://127.0.0.1:{port}", f"log.dirs={tmp_path}",
+                                             f"num.network.threads={LOOPS}", "metrics.port=-1", "schema.registry.listeners=-1"]))
+
+    async def serve_then_stop() -> None:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(run_until_signalled, broker)
+                with WireClient(f"127.0.0.1:{port}") as client:
+                    await trio.to_thread.run_sync(client.request, protocol.request_class(18)(), 3)  # ApiVersions
+                broker.request_shutdown()
+
+    trio.run(serve_then_stop)
+    assert not broker.network_loops or all(not loop.thread.is_alive() for loop in broker.network_loops)
 
 
 def test_one_network_thread_serves_on_the_brokers_own_loop(tmp_path: Path) -> None:
