@@ -31,7 +31,7 @@ from fastlog.security.scram import scram_store
 from fastlog.security.tls import ListenerTls, QuorumTls
 from fastlog.network_loops import NetworkLoop, gil_enabled, network_threads
 from fastlog.quotas import ConnectionRates, QuotaManager
-from fastlog.server import Connection, ConnectionSlots, serve_listener
+from fastlog.server import Connection, ConnectionSlots, close_idle_connections, serve_listener
 from fastlog.topic_admin import ClusterTopics, LocalTopics, TopicView
 from fastlog.transaction_coordinator import TXN_TOPIC, TransactionCoordinator
 
@@ -282,10 +282,13 @@ class Broker:
                 connections.start_soon(self._run_schema_registry, registry)
                 console = trio.CancelScope()
                 connections.start_soon(self._run_console, console)
+                sweeping = trio.CancelScope()
+                connections.start_soon(close_idle_connections, self, self.connections, sweeping)
                 task_status.started(self)
                 await self._shutdown.wait()
                 registry.cancel()
                 console.cancel()
+                sweeping.cancel()
                 if self.controller is not None:
                     await self.controller.controlled_shutdown(CONTROLLED_SHUTDOWN_SECONDS)
                 log.info("shutting down: no new connections; finishing requests in flight")

@@ -50,7 +50,7 @@ class FrameReader:
             received = await self.transport.recv_into(target)
         except OSError as e:
             raise trio.BrokenResourceError(str(e)) from e
-        self.last_read = trio.current_time()
+        self.last_read = self.transport.now()
         return received
 
     async def _buffered(self, size: int) -> bool:
@@ -102,7 +102,7 @@ class FrameReader:
 
     def ready_frame(self) -> Optional[bytes]:
         """The next frame if the buffer and what the socket holds already make it whole (no wait):
-        saves the cancel scope of a wait for a connection whose client sends without pause."""
+        a connection whose client sends without pause is served without waiting on the socket."""
         self._receive_ready()
         return self.buffered_frame()
 
@@ -118,7 +118,7 @@ class FrameReader:
             raise trio.BrokenResourceError(str(e)) from e
         if received:  # 0 (a clean EOF) is seen by next_frame
             self.end += received
-            self.last_read = trio.current_time()
+            self.last_read = self.transport.now()
 
     async def next_frame(self) -> Optional[bytes | bytearray]:
         if not await self._buffered(4):

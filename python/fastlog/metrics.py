@@ -44,16 +44,19 @@ Exported (all prefixed `fastlog_`):
 from __future__ import annotations
 
 import gc
+import itertools
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from fastlog import protocol
 
@@ -80,6 +83,50 @@ def error_name(code: int) -> str:
         return str(code)
 
 
+class ApiHistogram:
+    """A histogram with an `api` label, for the two observed on every request. prometheus_client's
+    `Histogram.observe` takes a lock for each value it bumps (about 1.5 µs a call on the 2-core
+    VM); here an observation is one bisect and two additions, made under the caller's lock."""
+
+    def __init__(self, name: str, documentation: str, bounds: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.bounds = bounds
+        self.counts: dict[int, list[int]] = {}  # api key -> observations per bucket, the last past every bound
+        self.sums: dict[int, float] = defaultdict(float)  # api key -> seconds observed in all
+
+    def observe(self, api_key: int, seconds: float) -> None:
+        counts = self.counts.get(api_key)
+        if counts is None:
+            counts = self.counts[api_key] = [0] * (len(self.bounds) + 1)
+        counts[bisect_left(self.bounds, seconds)] += 1  # a bucket holds what is <= its bound
+        self.sums[api_key] += seconds
+
+    def family(self, lock: threading.Lock) -> HistogramMetricFamily:
+        with lock:
+            observed = [(api_key, list(counts), self.sums[api_key]) for api_key, counts in self.counts.items()]
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["api"])
+        for api_key, counts, total in sorted(observed):
+            cumulative = list(itertools.accumulate(counts))
+            buckets = [(floatToGoString(bound), n) for bound, n in zip(self.bounds, cumulative)]
+            family.add_metric([api_name(api_key)], buckets + [("+Inf", cumulative[-1])], sum_value=total)
+        return family
+
+
+class RequestHistograms:
+    """Collects the per-API request histograms when Prometheus scrapes."""
+
+    def __init__(self, metrics: "Metrics") -> None:
+        self.metrics = metrics
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        yield self.metrics.request_latency.family(self.metrics._counting)
+        yield self.metrics.request_total.family(self.metrics._counting)
+
+
 @dataclass
 class Metrics:
     connections_opened: int = 0
@@ -100,24 +147,21 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.request_latency = Histogram(
-            "fastlog_request_duration_seconds", "Time to handle a request, by API", ["api"], registry=self.registry, buckets=LATENCY_BUCKETS
-        )
+        self.request_latency = ApiHistogram("fastlog_request_duration_seconds", "Time to handle a request, by API", LATENCY_BUCKETS)
         self.fsync_latency = Histogram(
             "fastlog_fsync_duration_seconds", "Time of a partition flush (fsync)", registry=self.registry, buckets=LATENCY_BUCKETS
         )
-        self.request_total = Histogram(
+        self.request_total = ApiHistogram(
             "fastlog_request_total_seconds",
             "From a request's frame read off the socket to its response's last byte written, by API: the broker's own time, queueing included",
-            ["api"], registry=self.registry, buckets=REQUEST_BUCKETS,
+            REQUEST_BUCKETS,
         )
         self.gc_pause = Histogram(
             "fastlog_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, by generation", ["generation"],
             registry=self.registry, buckets=REQUEST_BUCKETS,
         )
-        self._latency_by_api: dict[int, Any] = {}
-        self._total_by_api: dict[int, Any] = {}
         self._counting = threading.Lock()
+        self.registry.register(RequestHistograms(self))
         self._gc_started = 0.0
         self._attached = False
         self._partition_gauges: Callable[[], bytes] = bytes  # the broker's, once attached
@@ -128,16 +172,11 @@ class Metrics:
         with self._counting:  # several network loops count at once
             self.requests[api_key] += 1
             self.request_seconds[api_key] += seconds
-        child = self._latency_by_api.get(api_key)
-        if child is None:
-            child = self._latency_by_api[api_key] = self.request_latency.labels(api_name(api_key))
-        child.observe(seconds)
+            self.request_latency.observe(api_key, seconds)
 
     def observe_request_total(self, api_key: int, seconds: float) -> None:
-        child = self._total_by_api.get(api_key)
-        if child is None:
-            child = self._total_by_api[api_key] = self.request_total.labels(api_name(api_key))
-        child.observe(seconds)
+        with self._counting:
+            self.request_total.observe(api_key, seconds)
 
     def watch_gc(self) -> None:
         """Times every collection of Python's garbage collector (gc.callbacks), for the metrics."""

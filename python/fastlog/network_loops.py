@@ -26,7 +26,7 @@ import outcome
 import trio
 
 from fastlog.framing import ConnectionClosed
-from fastlog.server import Connection, run_connection
+from fastlog.server import Connection, close_idle_connections, run_connection
 
 if TYPE_CHECKING:
     from fastlog.broker import Broker
@@ -125,8 +125,11 @@ class NetworkLoop:
         self._forwarded = trio.CapacityLimiter(FORWARDED_AT_ONCE)
         async with trio.open_nursery() as connections:
             self._nursery = connections
+            sweeping = trio.CancelScope()
+            connections.start_soon(close_idle_connections, self.broker, self.connections, sweeping)
             self._running.set()
             await self._stop.wait()
+            sweeping.cancel()
             for connection in list(self.connections):
                 connection.stop_reading()
             connections.cancel_scope.deadline = trio.current_time() + SHUTDOWN_GRACE_SECONDS

@@ -18,7 +18,7 @@ import pytest
 from fastlog import protocol as P
 from fastlog.client import Client
 from tests.broker.wire import WireClient
-from tests.conftest import BrokerProcess
+from tests.conftest import BrokerProcess, free_port
 
 pytestmark = pytest.mark.timeout(120)
 API_VERSIONS = P.ApiVersionsRequest(client_software_name="limits-test", client_software_version="1")
@@ -181,4 +181,38 @@ def test_an_ips_connection_creation_rate_quota(tmp_path: Path) -> None:
             wire.close()
         assert refused
     finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("loops", [1, 3])
+def test_a_connection_idle_past_connections_max_idle_ms_is_closed_and_a_busy_one_is_kept(tmp_path: Path, loops: int) -> None:
+    """Each network loop sweeps its own connections: the idle ones (spread over every loop) are
+    closed within a few sweeps of the limit, counted as `idle`; the one that sends a request
+    every 100 ms, six times within the limit, stays open and answered."""
+    from tests.tools.test_metrics import scrape, value
+
+    metrics_port = free_port()
+    broker = started(BrokerProcess(tmp_path / "data", {
+        "connections.max.idle.ms": "600", "num.network.threads": str(loops),
+        "metrics.port": str(metrics_port), "console.enable": "false",
+    }))
+    opened: list[WireClient] = []
+    try:
+        opened += [connect(broker) for _ in range(2 * loops + 1)]
+        idle, busy = opened[:-1], opened[-1]
+        assert all(served(wire) for wire in idle)
+        until = time.monotonic() + 2.5
+        while time.monotonic() < until:
+            assert served(busy), "a connection that sends within the limit is kept"
+            time.sleep(0.1)
+        for wire in idle:
+            try:
+                assert wire.sock.recv(1) == b"", "the broker closed the idle connection"
+            except ConnectionResetError:
+                pass
+        assert served(busy)
+        assert value(scrape(f"http://127.0.0.1:{metrics_port}/metrics"), "fastlog_connections_closed_total", reason="idle") >= 2 * loops
+    finally:
+        for wire in opened:
+            wire.close()
         broker.stop()
