@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="round trips per round")
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
+    if args.requests < 1 or args.rounds < 1:
+        parser.error("--requests and --rounds must be at least 1")
 
     from fastlog.broker import Broker, run_until_signalled
     from fastlog.config import BrokerConfig

@@ -51,7 +51,7 @@ import time
 from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -86,45 +86,50 @@ def error_name(code: int) -> str:
 class ApiHistogram:
     """A histogram with an `api` label, for the two observed on every request. prometheus_client's
     `Histogram.observe` takes a lock for each value it bumps (about 1.5 µs a call on the 2-core
-    VM); here an observation is one bisect and two additions, made under the caller's lock."""
+    VM); here an observation is one bisect and two additions under one lock, shared with the
+    other counters (several network loops observe at once). A collector: exported when
+    Prometheus scrapes."""
 
-    def __init__(self, name: str, documentation: str, bounds: tuple[float, ...]) -> None:
+    def __init__(self, name: str, documentation: str, bounds: tuple[float, ...], lock: threading.Lock) -> None:
         self.name = name
         self.documentation = documentation
         self.bounds = bounds
+        self.lock = lock
         self.counts: dict[int, list[int]] = {}  # api key -> observations per bucket, the last past every bound
         self.sums: dict[int, float] = defaultdict(float)  # api key -> seconds observed in all
 
     def observe(self, api_key: int, seconds: float) -> None:
+        with self.lock:
+            self._add(api_key, seconds)
+
+    def observe_each(self, observations: Iterable[tuple[int, float]]) -> None:
+        """Several observations (a burst of responses sent together) under one lock."""
+        with self.lock:
+            for api_key, seconds in observations:
+                self._add(api_key, seconds)
+
+    def _add(self, api_key: int, seconds: float) -> None:
         counts = self.counts.get(api_key)
         if counts is None:
             counts = self.counts[api_key] = [0] * (len(self.bounds) + 1)
         counts[bisect_left(self.bounds, seconds)] += 1  # a bucket holds what is <= its bound
         self.sums[api_key] += seconds
 
-    def family(self, lock: threading.Lock) -> HistogramMetricFamily:
-        with lock:
-            observed = [(api_key, list(counts), self.sums[api_key]) for api_key, counts in self.counts.items()]
-        family = HistogramMetricFamily(self.name, self.documentation, labels=["api"])
-        for api_key, counts, total in sorted(observed):
-            cumulative = list(itertools.accumulate(counts))
-            buckets = [(floatToGoString(bound), n) for bound, n in zip(self.bounds, cumulative)]
-            family.add_metric([api_name(api_key)], buckets + [("+Inf", cumulative[-1])], sum_value=total)
-        return family
-
-
-class RequestHistograms:
-    """Collects the per-API request histograms when Prometheus scrapes."""
-
-    def __init__(self, metrics: "Metrics") -> None:
-        self.metrics = metrics
+    def observed(self) -> list[tuple[int, list[int], float]]:
+        """(api key, counts per bucket, sum) of each API observed, copied under the lock."""
+        with self.lock:
+            return sorted((api_key, list(counts), self.sums[api_key]) for api_key, counts in self.counts.items())
 
     def describe(self) -> list:
         return []
 
     def collect(self) -> Iterator[Any]:
-        yield self.metrics.request_latency.family(self.metrics._counting)
-        yield self.metrics.request_total.family(self.metrics._counting)
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["api"])
+        for api_key, counts, total in self.observed():
+            cumulative = list(itertools.accumulate(counts))
+            buckets = [(floatToGoString(bound), n) for bound, n in zip(self.bounds, cumulative)]
+            family.add_metric([api_name(api_key)], buckets + [("+Inf", cumulative[-1])], sum_value=total)
+        yield family
 
 
 @dataclass
@@ -134,8 +139,6 @@ class Metrics:
     bytes_out: int = 0
     bytes_out_pending: int = 0
     messages_in: dict = field(default_factory=lambda: defaultdict(int))
-    requests: dict = field(default_factory=lambda: defaultdict(int))
-    request_seconds: dict = field(default_factory=lambda: defaultdict(float))
     errors: dict = field(default_factory=lambda: defaultdict(int))  # (api_key, error code) -> count
     connections_closed: dict = field(default_factory=lambda: defaultdict(int))  # reason -> count
     trailing_bytes: dict = field(default_factory=lambda: defaultdict(int))  # api_key -> requests
@@ -147,21 +150,24 @@ class Metrics:
 
     def __post_init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.request_latency = ApiHistogram("fastlog_request_duration_seconds", "Time to handle a request, by API", LATENCY_BUCKETS)
+        self._counting = threading.Lock()
+        self.request_latency = ApiHistogram(
+            "fastlog_request_duration_seconds", "Time to handle a request, by API", LATENCY_BUCKETS, self._counting
+        )
         self.fsync_latency = Histogram(
             "fastlog_fsync_duration_seconds", "Time of a partition flush (fsync)", registry=self.registry, buckets=LATENCY_BUCKETS
         )
         self.request_total = ApiHistogram(
             "fastlog_request_total_seconds",
             "From a request's frame read off the socket to its response's last byte written, by API: the broker's own time, queueing included",
-            REQUEST_BUCKETS,
+            REQUEST_BUCKETS, self._counting,
         )
         self.gc_pause = Histogram(
             "fastlog_gc_pause_seconds", "Pauses of Python's cyclic garbage collector, by generation", ["generation"],
             registry=self.registry, buckets=REQUEST_BUCKETS,
         )
-        self._counting = threading.Lock()
-        self.registry.register(RequestHistograms(self))
+        self.registry.register(self.request_latency)
+        self.registry.register(self.request_total)
         self._gc_started = 0.0
         self._attached = False
         self._partition_gauges: Callable[[], bytes] = bytes  # the broker's, once attached
@@ -169,14 +175,12 @@ class Metrics:
     # -- the hot path ----------------------------------------------------------------------
 
     def observe_request(self, api_key: int, seconds: float) -> None:
-        with self._counting:  # several network loops count at once
-            self.requests[api_key] += 1
-            self.request_seconds[api_key] += seconds
-            self.request_latency.observe(api_key, seconds)
+        self.request_latency.observe(api_key, seconds)
 
-    def observe_request_total(self, api_key: int, seconds: float) -> None:
-        with self._counting:
-            self.request_total.observe(api_key, seconds)
+    def observe_sent(self, stamps: list[tuple[int, float]], done: float) -> None:
+        """The broker's own time of each request of a burst whose responses went out at `done`:
+        (api key, when its frame was read) each."""
+        self.request_total.observe_each((api_key, done - read_at) for api_key, read_at in stamps)
 
     def watch_gc(self) -> None:
         """Times every collection of Python's garbage collector (gc.callbacks), for the metrics."""
@@ -311,8 +315,8 @@ class BrokerCollector:
     def _counters(self) -> Iterator[Any]:
         m = self.metrics
         requests = CounterMetricFamily("fastlog_requests", "Requests handled, by API", labels=["api"])
-        for key, count in sorted(m.requests.items()):
-            requests.add_metric([api_name(key)], count)
+        for key, counts, _ in m.request_latency.observed():
+            requests.add_metric([api_name(key)], sum(counts))
         yield requests
         errors = CounterMetricFamily("fastlog_errors", "Error codes answered, by API and error", labels=["api", "error"])
         for (key, code), count in sorted(m.errors.items()):

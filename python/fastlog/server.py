@@ -269,9 +269,7 @@ class Connection:
 
     def _observe_sent(self, stamps: list) -> None:
         """The broker's own time of each request whose response has just gone out."""
-        done = self.transport.now()
-        for api_key, read_at in stamps:
-            self.broker.metrics.observe_request_total(api_key, done - read_at)
+        self.broker.metrics.observe_sent(stamps, self.transport.now())
 
     async def _send_in_order(self, queued: trio.MemoryReceiveChannel, failures: list, reading: trio.CancelScope) -> None:
         """Sends each burst of responses, and each pending one once it is ready, in order.
