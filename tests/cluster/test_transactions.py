@@ -121,6 +121,9 @@ def test_a_leader_asks_the_coordinator_elsewhere_before_a_transactions_first_wri
     from tests.broker.wire import WireClient
     from tests.transactions.test_wire import add_partitions, produce, txn_batch
 
+    # The coordinators' topic is created by the first transactional producer: the other tests
+    # make one, but this test may be the first of the module on its pytest-xdist worker.
+    Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": "verified-first"}).init_transactions(TIMEOUT)
     metadata = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(timeout=10)
     coordinator = metadata.topics["__transaction_state"].partitions[0].leader
     partition, leader = next((p.id, p.leader) for p in metadata.topics["spread"].partitions.values() if p.leader != coordinator)
