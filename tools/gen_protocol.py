@@ -183,11 +183,21 @@ class Field:
     def non_default_test(self, ctx, expr):
         """Expression true when ``expr`` differs from the default."""
         d = self.default_expr(ctx)
+        if self.struct is not None and not self.is_array and d != "None":
+            return self.struct_differs(ctx, expr)
         if d == "None":
             return f"{expr} is not None"
         if d == "[]":
             return f"{expr}"
         return f"{expr} != {d}"
+
+    def struct_differs(self, ctx, expr):
+        """``expr != StructClass()`` written out field by field, so that encoding
+        does not build a default instance and run ``__eq__`` (per partition of a Fetch)."""
+        parts = [f"type({expr}) is not {ctx.cls_name(self.struct)}"]
+        parts += [sub.non_default_test(ctx, f"{expr}.{sub.attr}") for sub in self.struct.fields]
+        parts.append(f"{expr}.unknown_tagged_fields")
+        return "(" + " or ".join(parts) + ")"
 
 
 class StructSpec:

@@ -147,6 +147,28 @@ def test_absent_field_rules():
     assert P.MetadataResponse.decode(r.encode(1), 1).cluster_id is None
 
 
+@pytest.mark.parametrize("change", [
+    lambda p: setattr(p.diverging_epoch, "epoch", 3),
+    lambda p: setattr(p.current_leader, "leader_epoch", 0),
+    lambda p: setattr(p.snapshot_id, "end_offset", 7),
+    lambda p: setattr(p.snapshot_id, "unknown_tagged_fields", {4: b"x"}),
+    lambda p: setattr(p, "current_leader", None),
+], ids=["epoch", "leader-epoch", "snapshot-offset", "unknown-tag", "none"])
+def test_a_struct_field_off_its_default_is_refused_where_the_version_lacks_it_and_tagged_where_it_has_it(change):
+    # A struct field counts as default only when every field of it (and its unknown tags) is;
+    # v11 cannot carry these tagged structs, v12 writes them.
+    part = P.FetchResponse.PartitionData(partition_index=1, records=b"")
+    assert P.FetchResponse.PartitionData.decode(part.encode(11), 11) == part
+    plain = part.encode(12)
+    change(part)
+    with pytest.raises(UnsupportedVersionError):
+        part.encode(11)
+    if part.current_leader is not None:
+        data = part.encode(12)
+        assert len(data) > len(plain)
+        assert P.FetchResponse.PartitionData.decode(data, 12) == part
+
+
 def test_null_in_non_nullable_rejected():
     with pytest.raises(InvalidValueError):
         P.ProduceRequest.TopicProduceData(name=None).encode(3)

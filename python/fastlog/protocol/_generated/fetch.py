@@ -539,7 +539,7 @@ def _d_FetchRequest_v0(buf, pos):
     return o, pos
 
 def _e_FetchRequest_v0(o, w, buf):
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         raise _absent('FetchRequest', 'replica_state')
     if o.forgotten_topics_data:
         raise _absent('FetchRequest', 'forgotten_topics_data')
@@ -577,7 +577,7 @@ def _d_FetchRequest_v3(buf, pos):
     return o, pos
 
 def _e_FetchRequest_v3(o, w, buf):
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         raise _absent('FetchRequest', 'replica_state')
     if o.forgotten_topics_data:
         raise _absent('FetchRequest', 'forgotten_topics_data')
@@ -614,7 +614,7 @@ def _d_FetchRequest_v4(buf, pos):
     return o, pos
 
 def _e_FetchRequest_v4(o, w, buf):
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         raise _absent('FetchRequest', 'replica_state')
     if o.forgotten_topics_data:
         raise _absent('FetchRequest', 'forgotten_topics_data')
@@ -651,7 +651,7 @@ def _d_FetchRequest_v5(buf, pos):
     return o, pos
 
 def _e_FetchRequest_v5(o, w, buf):
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         raise _absent('FetchRequest', 'replica_state')
     if o.forgotten_topics_data:
         raise _absent('FetchRequest', 'forgotten_topics_data')
@@ -697,7 +697,7 @@ def _d_FetchRequest_v7(buf, pos):
     return o, pos
 
 def _e_FetchRequest_v7(o, w, buf):
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         raise _absent('FetchRequest', 'replica_state')
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
@@ -746,7 +746,7 @@ def _d_FetchRequest_v9(buf, pos):
     return o, pos
 
 def _e_FetchRequest_v9(o, w, buf):
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         raise _absent('FetchRequest', 'replica_state')
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
@@ -795,7 +795,7 @@ def _d_FetchRequest_v11(buf, pos):
     return o, pos
 
 def _e_FetchRequest_v11(o, w, buf):
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         raise _absent('FetchRequest', 'replica_state')
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
@@ -865,7 +865,7 @@ def _d_FetchRequest_v12(buf, pos):
     return o, pos
 
 def _e_FetchRequest_v12(o, w, buf):
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         raise _absent('FetchRequest', 'replica_state')
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
@@ -953,7 +953,7 @@ def _d_FetchRequest_v13(buf, pos):
     return o, pos
 
 def _e_FetchRequest_v13(o, w, buf):
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         raise _absent('FetchRequest', 'replica_state')
     buf += _S_iiiibii.pack(o.replica_id, o.max_wait_ms, o.min_bytes, o.max_bytes, o.isolation_level, o.session_id, o.session_epoch)
     a1 = o.topics
@@ -1075,7 +1075,7 @@ def _e_FetchRequest_v15(o, w, buf):
         tw = _Writer()
         _wncs(tw.buf, o.cluster_id)
         t[0] = tw.getvalue()
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         tw = _Writer()
         if o.replica_state is None: raise _null('ReplicaState')
         _e_FetchRequest_ReplicaState_v15(o.replica_state, tw, tw.buf)
@@ -1173,7 +1173,7 @@ def _e_FetchRequest_v17(o, w, buf):
         tw = _Writer()
         _wncs(tw.buf, o.cluster_id)
         t[0] = tw.getvalue()
-    if o.replica_state != FetchRequest_ReplicaState():
+    if (type(o.replica_state) is not FetchRequest_ReplicaState or o.replica_state.replica_id != -1 or o.replica_state.replica_epoch != -1 or o.replica_state.unknown_tagged_fields):
         tw = _Writer()
         if o.replica_state is None: raise _null('ReplicaState')
         _e_FetchRequest_ReplicaState_v15(o.replica_state, tw, tw.buf)
@@ -1285,11 +1285,11 @@ def _d_FetchResponse_PartitionData_v0(buf, pos):
     return o, pos
 
 def _e_FetchResponse_PartitionData_v0(o, w, buf):
-    if o.diverging_epoch != FetchResponse_EpochEndOffset():
+    if (type(o.diverging_epoch) is not FetchResponse_EpochEndOffset or o.diverging_epoch.epoch != -1 or o.diverging_epoch.end_offset != -1 or o.diverging_epoch.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'diverging_epoch')
-    if o.current_leader != FetchResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not FetchResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'current_leader')
-    if o.snapshot_id != FetchResponse_SnapshotId():
+    if (type(o.snapshot_id) is not FetchResponse_SnapshotId or o.snapshot_id.end_offset != -1 or o.snapshot_id.epoch != -1 or o.snapshot_id.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'snapshot_id')
     if o.preferred_read_replica != -1:
         raise _absent('FetchResponse_PartitionData', 'preferred_read_replica')
@@ -1322,11 +1322,11 @@ def _d_FetchResponse_PartitionData_v4(buf, pos):
     return o, pos
 
 def _e_FetchResponse_PartitionData_v4(o, w, buf):
-    if o.diverging_epoch != FetchResponse_EpochEndOffset():
+    if (type(o.diverging_epoch) is not FetchResponse_EpochEndOffset or o.diverging_epoch.epoch != -1 or o.diverging_epoch.end_offset != -1 or o.diverging_epoch.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'diverging_epoch')
-    if o.current_leader != FetchResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not FetchResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'current_leader')
-    if o.snapshot_id != FetchResponse_SnapshotId():
+    if (type(o.snapshot_id) is not FetchResponse_SnapshotId or o.snapshot_id.end_offset != -1 or o.snapshot_id.epoch != -1 or o.snapshot_id.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'snapshot_id')
     if o.preferred_read_replica != -1:
         raise _absent('FetchResponse_PartitionData', 'preferred_read_replica')
@@ -1365,11 +1365,11 @@ def _d_FetchResponse_PartitionData_v5(buf, pos):
     return o, pos
 
 def _e_FetchResponse_PartitionData_v5(o, w, buf):
-    if o.diverging_epoch != FetchResponse_EpochEndOffset():
+    if (type(o.diverging_epoch) is not FetchResponse_EpochEndOffset or o.diverging_epoch.epoch != -1 or o.diverging_epoch.end_offset != -1 or o.diverging_epoch.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'diverging_epoch')
-    if o.current_leader != FetchResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not FetchResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'current_leader')
-    if o.snapshot_id != FetchResponse_SnapshotId():
+    if (type(o.snapshot_id) is not FetchResponse_SnapshotId or o.snapshot_id.end_offset != -1 or o.snapshot_id.epoch != -1 or o.snapshot_id.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'snapshot_id')
     if o.preferred_read_replica != -1:
         raise _absent('FetchResponse_PartitionData', 'preferred_read_replica')
@@ -1409,11 +1409,11 @@ def _d_FetchResponse_PartitionData_v11(buf, pos):
     return o, pos
 
 def _e_FetchResponse_PartitionData_v11(o, w, buf):
-    if o.diverging_epoch != FetchResponse_EpochEndOffset():
+    if (type(o.diverging_epoch) is not FetchResponse_EpochEndOffset or o.diverging_epoch.epoch != -1 or o.diverging_epoch.end_offset != -1 or o.diverging_epoch.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'diverging_epoch')
-    if o.current_leader != FetchResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not FetchResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'current_leader')
-    if o.snapshot_id != FetchResponse_SnapshotId():
+    if (type(o.snapshot_id) is not FetchResponse_SnapshotId or o.snapshot_id.end_offset != -1 or o.snapshot_id.epoch != -1 or o.snapshot_id.unknown_tagged_fields):
         raise _absent('FetchResponse_PartitionData', 'snapshot_id')
     buf += _S_ihqqq.pack(o.partition_index, o.error_code, o.high_watermark, o.last_stable_offset, o.log_start_offset)
     a1 = o.aborted_transactions
@@ -1491,17 +1491,17 @@ def _e_FetchResponse_PartitionData_v12(o, w, buf):
     _wrec(w, buf, o.records, True, True)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
-    if o.diverging_epoch != FetchResponse_EpochEndOffset():
+    if (type(o.diverging_epoch) is not FetchResponse_EpochEndOffset or o.diverging_epoch.epoch != -1 or o.diverging_epoch.end_offset != -1 or o.diverging_epoch.unknown_tagged_fields):
         tw = _Writer()
         if o.diverging_epoch is None: raise _null('DivergingEpoch')
         _e_FetchResponse_EpochEndOffset_v12(o.diverging_epoch, tw, tw.buf)
         t[0] = tw.getvalue()
-    if o.current_leader != FetchResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not FetchResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         tw = _Writer()
         if o.current_leader is None: raise _null('CurrentLeader')
         _e_FetchResponse_LeaderIdAndEpoch_v12(o.current_leader, tw, tw.buf)
         t[1] = tw.getvalue()
-    if o.snapshot_id != FetchResponse_SnapshotId():
+    if (type(o.snapshot_id) is not FetchResponse_SnapshotId or o.snapshot_id.end_offset != -1 or o.snapshot_id.epoch != -1 or o.snapshot_id.unknown_tagged_fields):
         tw = _Writer()
         if o.snapshot_id is None: raise _null('SnapshotId')
         _e_FetchResponse_SnapshotId_v12(o.snapshot_id, tw, tw.buf)

@@ -398,7 +398,7 @@ def _e_FetchSnapshotResponse_PartitionSnapshot_v0(o, w, buf):
     _wrec(w, buf, o.unaligned_records, True, False)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
-    if o.current_leader != FetchSnapshotResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not FetchSnapshotResponse_LeaderIdAndEpoch or o.current_leader.leader_id != 0 or o.current_leader.leader_epoch != 0 or o.current_leader.unknown_tagged_fields):
         tw = _Writer()
         if o.current_leader is None: raise _null('CurrentLeader')
         _e_FetchSnapshotResponse_LeaderIdAndEpoch_v0(o.current_leader, tw, tw.buf)

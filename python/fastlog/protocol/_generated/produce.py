@@ -316,7 +316,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v0(buf, pos):
     return o, pos
 
 def _e_ProduceResponse_PartitionProduceResponse_v0(o, w, buf):
-    if o.current_leader != ProduceResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not ProduceResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         raise _absent('ProduceResponse_PartitionProduceResponse', 'current_leader')
     buf += _S_ihq.pack(o.index, o.error_code, o.base_offset)
 
@@ -332,7 +332,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v2(buf, pos):
     return o, pos
 
 def _e_ProduceResponse_PartitionProduceResponse_v2(o, w, buf):
-    if o.current_leader != ProduceResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not ProduceResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         raise _absent('ProduceResponse_PartitionProduceResponse', 'current_leader')
     buf += _S_ihqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms)
 
@@ -347,7 +347,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v5(buf, pos):
     return o, pos
 
 def _e_ProduceResponse_PartitionProduceResponse_v5(o, w, buf):
-    if o.current_leader != ProduceResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not ProduceResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         raise _absent('ProduceResponse_PartitionProduceResponse', 'current_leader')
     buf += _S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset)
 
@@ -373,7 +373,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v8(buf, pos):
     return o, pos
 
 def _e_ProduceResponse_PartitionProduceResponse_v8(o, w, buf):
-    if o.current_leader != ProduceResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not ProduceResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         raise _absent('ProduceResponse_PartitionProduceResponse', 'current_leader')
     buf += _S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset)
     a1 = o.record_errors
@@ -413,7 +413,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v9(buf, pos):
     return o, pos
 
 def _e_ProduceResponse_PartitionProduceResponse_v9(o, w, buf):
-    if o.current_leader != ProduceResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not ProduceResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         raise _absent('ProduceResponse_PartitionProduceResponse', 'current_leader')
     buf += _S_ihqqq.pack(o.index, o.error_code, o.base_offset, o.log_append_time_ms, o.log_start_offset)
     a1 = o.record_errors
@@ -482,7 +482,7 @@ def _e_ProduceResponse_PartitionProduceResponse_v10(o, w, buf):
     _wncs(buf, o.error_message)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
-    if o.current_leader != ProduceResponse_LeaderIdAndEpoch():
+    if (type(o.current_leader) is not ProduceResponse_LeaderIdAndEpoch or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.unknown_tagged_fields):
         tw = _Writer()
         if o.current_leader is None: raise _null('CurrentLeader')
         _e_ProduceResponse_LeaderIdAndEpoch_v10(o.current_leader, tw, tw.buf)

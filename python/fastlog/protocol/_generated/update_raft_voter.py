@@ -184,7 +184,7 @@ def _e_UpdateRaftVoterResponse_v0(o, w, buf):
     buf += _S_ih.pack(o.throttle_time_ms, o.error_code)
     unk = o.unknown_tagged_fields
     t = dict(unk) if unk else {}
-    if o.current_leader != UpdateRaftVoterResponse_CurrentLeader():
+    if (type(o.current_leader) is not UpdateRaftVoterResponse_CurrentLeader or o.current_leader.leader_id != -1 or o.current_leader.leader_epoch != -1 or o.current_leader.host != '' or o.current_leader.port != 0 or o.current_leader.unknown_tagged_fields):
         tw = _Writer()
         if o.current_leader is None: raise _null('CurrentLeader')
         _e_UpdateRaftVoterResponse_CurrentLeader_v0(o.current_leader, tw, tw.buf)
