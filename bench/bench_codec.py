@@ -1,5 +1,6 @@
 """Wire-codec throughput: a Produce request carrying 1 MB of record batches
-(opaque bytes) and a Metadata response with 1,000 partitions.
+(opaque bytes), a Metadata response with 1,000 partitions and a Fetch response
+with 1,000 partitions that found no new records (a long poll's answer).
 
     python bench/bench_codec.py [--seconds 1.0]
 
@@ -40,6 +41,17 @@ def metadata_response(partitions=1000, topics=10, brokers=3):
                  for t in range(topics)])
 
 
+def fetch_response(partitions=1000, topics=10):
+    per = partitions // topics
+    F = P.FetchResponse
+    return F(throttle_time_ms=0, error_code=0, responses=[
+        F.FetchableTopicResponse(topic=f"topic-{t}", topic_id=uuid.UUID(int=t + 1), partitions=[
+            F.PartitionData(partition_index=p, high_watermark=1000, last_stable_offset=1000,
+                            log_start_offset=0, aborted_transactions=None, records=b"")
+            for p in range(per)])
+        for t in range(topics)])
+
+
 def rate(fn, seconds):
     fn()
     n, t0 = 0, time.perf_counter()
@@ -59,6 +71,7 @@ def main():
     cases = [
         ("Produce 1 MB (64 partitions)", P.ProduceRequest, produce_request(), (3, 9, 11)),
         ("Metadata 1,000 partitions", P.MetadataResponse, metadata_response(), (1, 9, 12)),
+        ("Fetch 1,000 partitions, no records", P.FetchResponse, fetch_response(), (4, 11, 12, 16)),
     ]
     for label, cls, obj, versions in cases:
         for v in versions:
