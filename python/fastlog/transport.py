@@ -98,14 +98,18 @@ class PlainTransport(LoopTurns):
                 views[0] = views[0][sent:]
 
     async def send_region(self, region: Any) -> None:
-        """Sends a file region (a `FileSlice`) from the page cache straight to the socket."""
+        """Sends a file region (a `FileSlice`) from the page cache straight to the socket. As
+        with `send_buffers`, the system call comes first: a wait for a writable socket before
+        each call was a pass of the run loop and two epoll registrations per Fetch answer."""
         sock = self.socket
         offset, remaining = region.position, len(region)
         while remaining:
-            await trio.lowlevel.wait_writable(sock)
+            await self.share_the_loop()
             try:
                 sent = os.sendfile(sock.fileno(), region.fileno(), offset, remaining)
             except BlockingIOError:
+                await trio.lowlevel.wait_writable(sock)
+                self.waited()
                 continue
             if sent == 0:
                 raise ConnectionClosed("segment file shrank under a fetch being sent", "internal_error")

@@ -86,3 +86,77 @@ def test_a_partial_send_is_finished_in_order() -> None:
         return bytes(received)
 
     assert trio.run(main) == expected
+
+
+class Region:
+    """A file region as `Log.read` hands one out: position, length, the file's descriptor."""
+
+    def __init__(self, file, position: int, length: int) -> None:
+        self.file, self.position, self.length = file, position, length
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def send_region_to_a_peer(tmp_path, content: bytes, position: int, length: int, drain_pause: float) -> tuple[bytes, int]:
+    """(what the peer read, how often the sender waited for a writable socket)."""
+    path = tmp_path / "segment"
+    path.write_bytes(content)
+    waits = 0
+
+    async def main() -> bytes:
+        real_wait = trio.lowlevel.wait_writable
+
+        async def counted_wait(sock) -> None:
+            nonlocal waits
+            waits += 1
+            await real_wait(sock)
+
+        ours, theirs = trio.socket.socketpair()
+        received = bytearray()
+        with ours, theirs, open(path, "rb") as file:
+            sender = PlainTransport(trio.SocketStream(ours))
+            async with trio.open_nursery() as nursery:
+                async def drain() -> None:
+                    while len(received) < length:
+                        await trio.sleep(drain_pause)
+                        received.extend(await theirs.recv(1 << 20))
+
+                nursery.start_soon(drain)
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(trio.lowlevel, "wait_writable", counted_wait)
+                    await sender.send_region(Region(file, position, length))
+        return bytes(received)
+
+    return trio.run(main), waits
+
+
+def test_a_region_the_socket_takes_at_once_is_sent_without_a_wait(tmp_path) -> None:
+    content = bytes(range(256)) * 64
+    received, waits = send_region_to_a_peer(tmp_path, content, 100, 4000, 0)
+    assert received == content[100:4100]
+    assert waits == 0
+
+
+def test_a_region_larger_than_the_socket_buffer_waits_and_arrives_whole_and_in_order(tmp_path) -> None:
+    content = bytes(i % 251 for i in range(8 << 20))
+    received, waits = send_region_to_a_peer(tmp_path, content, 3, len(content) - 10, 0.001)
+    assert received == content[3:-7]
+    assert waits > 0, "the socket filled: the sender waited for it rather than spinning"
+
+
+def test_a_region_sent_to_a_peer_that_has_gone_raises_a_connection_error(tmp_path) -> None:
+    path = tmp_path / "segment"
+    path.write_bytes(b"x" * (4 << 20))
+
+    async def main() -> None:
+        ours, theirs = trio.socket.socketpair()
+        theirs.close()
+        with ours, open(path, "rb") as file:
+            await PlainTransport(trio.SocketStream(ours)).send_region(Region(file, 0, 4 << 20))
+
+    with pytest.raises(ConnectionError):
+        trio.run(main)
