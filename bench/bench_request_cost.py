@@ -1,8 +1,10 @@
-"""What one small Produce request costs the broker's loop, measured without other processes.
+"""What one small Produce or Fetch request costs the broker's loop, measured without other processes.
 
 A one-loop broker (`num.network.threads=1`) runs in this process, and a client task on the
 same trio loop sends one Produce request of one 100-byte record (acks=1) over a loopback TCP
-connection, waits for its response, and sends the next: each request is read after a wait,
+connection, waits for its response, and sends the next; or, with `--api fetch`, one Fetch
+(v12, no session, as librdkafka sends it) of the first batch of the partition (one 100-byte
+record, `max_wait_ms=0`). Each request is read after a wait,
 handled and answered alone, as at a low request rate. Everything runs on one thread, so the
 thread's CPU time per round trip (`time.thread_time`) is the broker's cost per request plus
 the client's (a send and a receive of fixed bytes, the same for every build). The least round
@@ -10,7 +12,7 @@ of each run varied by about 5 % on the 2-core VM, where the cross-process figure
 of a broker under bench/loadgen.rs at 1,000-10,000 requests/s) swing by 20 %. For an exact
 count, run it under callgrind twice and take the difference (instructions per request):
 
-    python bench/bench_request_cost.py [--requests 2000] [--rounds 15]
+    python bench/bench_request_cost.py [--requests 2000] [--rounds 15] [--api produce|fetch]
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python3.11 bench/bench_request_cost.py --requests 200 --rounds 1
     (and --requests 1200: the difference of the two "Collected" counts / 1000)
 """
@@ -55,6 +57,18 @@ def produce_frame() -> bytes:
     return request_frame(0, 9, body)
 
 
+def fetch_frame() -> bytes:
+    from fastlog import protocol
+
+    Req = protocol.request_class(1)
+    body = Req(replica_id=-1, max_wait_ms=0, min_bytes=1, max_bytes=1 << 20, isolation_level=0, session_id=0,
+               session_epoch=-1, topics=[Req.FetchTopic(topic=TOPIC, partitions=[
+                   Req.FetchPartition(partition=0, current_leader_epoch=-1, fetch_offset=0, log_start_offset=-1,
+                                      partition_max_bytes=1)])],
+               forgotten_topics_data=[], rack_id="")
+    return request_frame(1, 12, body)
+
+
 def create_topic_frame() -> bytes:
     from fastlog import protocol
 
@@ -75,7 +89,7 @@ async def exchange(stream: trio.SocketStream, frame: bytes, buffer: bytearray) -
     del buffer[: 4 + SIZE.unpack_from(buffer)[0]]
 
 
-async def measure(port: int, requests: int, rounds: int) -> list[tuple[float, float]]:
+async def measure(port: int, api: str, requests: int, rounds: int) -> list[tuple[float, float]]:
     """(wall µs, CPU µs) per request of each round."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     buffer = bytearray()
@@ -83,6 +97,10 @@ async def measure(port: int, requests: int, rounds: int) -> list[tuple[float, fl
     frame = produce_frame()
     for _ in range(1000):  # warm-up: the partition's files, the codec's caches
         await exchange(stream, frame, buffer)
+    if api == "fetch":
+        frame = fetch_frame()
+        for _ in range(1000):
+            await exchange(stream, frame, buffer)
     results = []
     for _ in range(rounds):
         wall, cpu = time.perf_counter(), time.thread_time()
@@ -97,6 +115,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=2000, help="round trips per round")
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--api", choices=("produce", "fetch"), default="produce", help="the request measured")
     args = parser.parse_args()
     if args.requests < 1 or args.rounds < 1:
         parser.error("--requests and --rounds must be at least 1")
@@ -114,7 +133,7 @@ def main() -> None:
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(run_until_signalled, broker)
-            results.extend(await measure(port, args.requests, args.rounds))
+            results.extend(await measure(port, args.api, args.requests, args.rounds))
             broker.request_shutdown()
 
     try:
