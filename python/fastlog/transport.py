@@ -4,8 +4,9 @@
 `writev` and file regions (a Fetch's record data) with `sendfile`, from the page cache to the
 socket without passing through Python. `TlsTransport` runs the same calls through a
 `trio.SSLStream`: record data has to be encrypted in this process, so a file region is read
-in large pieces (`TLS_READ_BYTES`) and sent as TLS records; kernel TLS is out of reach while
-trio's TLS runs over memory buffers. One task may receive while another sends on either.
+in large pieces (`TLS_READ_BYTES`: on the loop what the page cache holds, in a worker thread
+what it does not) and sent as TLS records; kernel TLS is out of reach while trio's TLS runs
+over memory buffers. One task may receive while another sends on either.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from fastlog.framing import ConnectionClosed
 IOV_MAX = 1024
 HOLD_SECONDS = 0.0005  # the longest a busy connection runs before letting the others run
 TLS_READ_BYTES = 1 << 20  # a file region is encrypted and sent in pieces of this size
+READ_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+: a read that fails rather than wait on the disk
 
 
 class LoopTurns:
@@ -142,8 +144,11 @@ class TlsTransport(LoopTurns):
     async def send_region(self, region: Any) -> None:
         offset, remaining = region.position, len(region)
         while remaining:
-            # A read from a cold file waits on the disk: in a worker thread, not the event loop.
-            piece = await trio.to_thread.run_sync(os.pread, region.fileno(), min(remaining, TLS_READ_BYTES), offset)
+            # What the page cache holds is read here; a read that would wait on the disk goes
+            # to a worker thread, not the event loop.
+            piece = read_cached(region.fileno(), min(remaining, TLS_READ_BYTES), offset)
+            if piece is None:
+                piece = await trio.to_thread.run_sync(os.pread, region.fileno(), min(remaining, TLS_READ_BYTES), offset)
             if not piece:
                 raise ConnectionClosed("segment file shrank under a fetch being sent", "internal_error")
             await self.stream.send_all(piece)
@@ -152,6 +157,23 @@ class TlsTransport(LoopTurns):
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+def read_cached(fd: int, length: int, offset: int) -> Optional[bytearray]:
+    """Up to `length` bytes of the file at `offset`, as far as the page cache holds them, read
+    without waiting on the disk (RWF_NOWAIT); None when it holds none of them, at the file's
+    end, or where there is no such read (not Linux, a filesystem without it)."""
+    if READ_NOWAIT is None or length <= 0:
+        return None
+    data = bytearray(length)
+    try:
+        read = os.preadv(fd, (data,), offset, READ_NOWAIT)
+    except OSError:  # EAGAIN: not cached; EOPNOTSUPP: not here
+        return None
+    if read == 0:
+        return None
+    del data[read:]
+    return data
 
 
 def byte_length(buffer: Any) -> int:

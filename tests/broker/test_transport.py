@@ -3,6 +3,7 @@ with the loop shared in turns, and partial sends finished in order."""
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 
@@ -160,3 +161,107 @@ def test_a_region_sent_to_a_peer_that_has_gone_raises_a_connection_error(tmp_pat
 
     with pytest.raises(ConnectionError):
         trio.run(main)
+
+
+def test_a_small_cached_region_goes_out_as_bytes_and_a_large_or_cold_one_stays_a_region(tmp_path) -> None:
+    """`server.with_cached_regions_inline`: a Fetch answer of a few records is one writev."""
+    from fastlog import server
+
+    if transport.READ_NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT here: every region is sent with sendfile")
+    content = bytes(i % 253 for i in range(3 * server.INLINE_REGION_BYTES))
+    path = tmp_path / "segment"
+    path.write_bytes(content)
+    with open(path, "rb") as file:
+        small = Region(file, 10, server.INLINE_REGION_BYTES)
+        large = Region(file, 0, server.INLINE_REGION_BYTES + 1)
+        parts = [b"head", small, b"between", large, b"tail"]
+        inlined = server.with_cached_regions_inline(parts)
+        assert inlined[0] == b"head" and inlined[2] == b"between" and inlined[4] == b"tail"
+        assert bytes(inlined[1]) == content[10:10 + server.INLINE_REGION_BYTES]
+        assert inlined[3] is large
+        assert parts[1] is small, "the caller's list is left as it was"
+
+        # Pages the kernel does not hold are not read on the loop: sendfile sends them.
+        os.fsync(file.fileno())
+        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        try:
+            os.preadv(file.fileno(), (bytearray(1),), 10, transport.READ_NOWAIT)
+            pytest.skip("this filesystem kept the pages cached after POSIX_FADV_DONTNEED")
+        except BlockingIOError:
+            pass
+        assert server.with_cached_regions_inline([small])[0] is small
+
+
+def test_a_region_past_the_end_of_its_file_stays_a_region(tmp_path) -> None:
+    """A segment that shrank under the fetch: sendfile then reports it (as before)."""
+    from fastlog import server
+
+    path = tmp_path / "segment"
+    path.write_bytes(b"x" * 100)
+    with open(path, "rb") as file:
+        region = Region(file, 50, 100)
+        assert server.with_cached_regions_inline([region])[0] is region
+
+
+def send_region_over_tls(tmp_path, content: bytes, cold: bool) -> tuple[bytes, int]:
+    """A region of `content` sent by `TlsTransport` (its pages evicted first when `cold`):
+    (what the peer decrypted, reads handed to a worker thread)."""
+    import ssl
+
+    from fastlog.transport import TlsTransport
+    from tests.security.certs import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    issued = ca.issue("broker", server=True)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(issued.cert, issued.key)
+    client_context = ssl.create_default_context(cafile=str(ca.pem))
+    path = tmp_path / "segment"
+    path.write_bytes(content)
+    thread_reads = 0
+
+    async def main() -> bytes:
+        real_run_sync = trio.to_thread.run_sync
+
+        async def counted(fn, *args, **kwargs):
+            nonlocal thread_reads
+            thread_reads += 1
+            return await real_run_sync(fn, *args, **kwargs)
+
+        ours, theirs = trio.socket.socketpair()
+        server = trio.SSLStream(trio.SocketStream(ours), server_context, server_side=True)
+        client = trio.SSLStream(trio.SocketStream(theirs), client_context, server_hostname="127.0.0.1")
+        received = bytearray()
+        with ours, theirs, open(path, "rb") as file:
+            if cold:
+                os.fsync(file.fileno())
+                os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            async with trio.open_nursery() as nursery:
+                async def drain() -> None:
+                    while len(received) < len(content):
+                        received.extend(await client.receive_some(1 << 20))
+
+                nursery.start_soon(drain)
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(trio.to_thread, "run_sync", counted)
+                    await TlsTransport(server).send_region(Region(file, 0, len(content)))
+        return bytes(received)
+
+    return trio.run(main), thread_reads
+
+
+def test_a_cached_region_is_read_for_tls_on_the_loop(tmp_path) -> None:
+    if transport.READ_NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT here: TLS reads go to a worker thread")
+    content = bytes(i % 241 for i in range(3 * transport.TLS_READ_BYTES + 5))
+    received, thread_reads = send_region_over_tls(tmp_path, content, cold=False)
+    assert received == content
+    assert thread_reads == 0
+
+
+def test_a_region_not_in_the_page_cache_is_read_for_tls_in_a_worker_thread(tmp_path) -> None:
+    content = bytes(i % 239 for i in range(transport.TLS_READ_BYTES + 5))
+    received, thread_reads = send_region_over_tls(tmp_path, content, cold=True)
+    assert received == content
+    assert thread_reads >= 1, "a read that would wait on the disk is not made on the loop"
