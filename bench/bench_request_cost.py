@@ -4,7 +4,8 @@ A one-loop broker (`num.network.threads=1`) runs in this process, and a client t
 same trio loop sends one Produce request of one 100-byte record (acks=1) over a loopback TCP
 connection, waits for its response, and sends the next; or, with `--api fetch`, one Fetch
 (v12, no session, as librdkafka sends it) of the first batch of the partition (one 100-byte
-record, `max_wait_ms=0`). Each request is read after a wait,
+record, `max_wait_ms=0`). With `--tls`, the same over an SSL listener (a certificate made for
+the run). Each request is read after a wait,
 handled and answered alone, as at a low request rate. Everything runs on one thread, so the
 thread's CPU time per round trip (`time.thread_time`) is the broker's cost per request plus
 the client's (a send and a receive of fixed bytes, the same for every build). The least round
@@ -12,7 +13,7 @@ of each run varied by about 5 % on the 2-core VM, where the cross-process figure
 of a broker under bench/loadgen.rs at 1,000-10,000 requests/s) swing by 20 %. For an exact
 count, run it under callgrind twice and take the difference (instructions per request):
 
-    python bench/bench_request_cost.py [--requests 2000] [--rounds 15] [--api produce|fetch]
+    python bench/bench_request_cost.py [--requests 2000] [--rounds 15] [--api produce|fetch] [--tls]
     valgrind --tool=callgrind --callgrind-out-file=/dev/null python3.11 bench/bench_request_cost.py --requests 200 --rounds 1
     (and --requests 1200: the difference of the two "Collected" counts / 1000)
 """
@@ -21,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import ssl
 import statistics
 import struct
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Optional
 
 import trio
 
@@ -78,7 +81,7 @@ def create_topic_frame() -> bytes:
     return request_frame(19, 5, body)
 
 
-async def exchange(stream: trio.SocketStream, frame: bytes, buffer: bytearray) -> None:
+async def exchange(stream: trio.abc.Stream, frame: bytes, buffer: bytearray) -> None:
     """Sends one request and reads its whole response."""
     await stream.send_all(frame)
     while len(buffer) < 4 or len(buffer) < 4 + SIZE.unpack_from(buffer)[0]:
@@ -89,9 +92,11 @@ async def exchange(stream: trio.SocketStream, frame: bytes, buffer: bytearray) -
     del buffer[: 4 + SIZE.unpack_from(buffer)[0]]
 
 
-async def measure(port: int, api: str, requests: int, rounds: int) -> list[tuple[float, float]]:
+async def measure(port: int, api: str, requests: int, rounds: int, tls: Optional[ssl.SSLContext]) -> list[tuple[float, float]]:
     """(wall µs, CPU µs) per request of each round."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    stream: trio.abc.Stream = await trio.open_tcp_stream("127.0.0.1", port)
+    if tls is not None:
+        stream = trio.SSLStream(stream, tls, server_hostname="127.0.0.1")
     buffer = bytearray()
     await exchange(stream, create_topic_frame(), buffer)
     frame = produce_frame()
@@ -116,6 +121,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000, help="round trips per round")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--api", choices=("produce", "fetch"), default="produce", help="the request measured")
+    parser.add_argument("--tls", action="store_true", help="over an SSL listener")
     args = parser.parse_args()
     if args.requests < 1 or args.rounds < 1:
         parser.error("--requests and --rounds must be at least 1")
@@ -127,13 +133,22 @@ def main() -> None:
     port = free_port()
     overrides = [f"listeners=PLAINTEXT://127.0.0.1:{port}", f"log.dirs={data}", "num.network.threads=1",
                  "metrics.port=-1", "schema.registry.listeners=-1"]
+    tls = None
+    if args.tls:
+        from tests.security.certs import PASSWORD, CertificateAuthority
+
+        ca = CertificateAuthority(data / "pki")
+        server = ca.issue("broker", server=True)
+        overrides[0] = f"listeners=SSL://127.0.0.1:{port}"
+        overrides += [f"ssl.keystore.location={server.p12}", f"ssl.keystore.password={PASSWORD}", "ssl.keystore.type=PKCS12"]
+        tls = ssl.create_default_context(cafile=str(ca.pem))
     broker = Broker(BrokerConfig.load(None, overrides))
     results: list[tuple[float, float]] = []
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(run_until_signalled, broker)
-            results.extend(await measure(port, args.api, args.requests, args.rounds))
+            results.extend(await measure(port, args.api, args.requests, args.rounds, tls))
             broker.request_shutdown()
 
     try:
