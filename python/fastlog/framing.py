@@ -107,8 +107,8 @@ class FrameReader:
         return self.buffered_frame()
 
     def _receive_ready(self) -> None:
-        """Adds what the socket holds already to the buffer, without waiting (nothing with TLS,
-        or when no buffer is allocated yet)."""
+        """Adds what the socket holds already to the buffer, without waiting (with TLS, what the
+        records received already decrypt to; nothing when no buffer is allocated yet)."""
         if not self.buffer or self.end - self.start >= 4 and self._frame_size() > READ_BUFFER - 4:
             return  # a frame larger than the buffer is received by next_frame
         self._compact()

@@ -12,6 +12,7 @@ over memory buffers. One task may receive while another sends on either.
 from __future__ import annotations
 
 import os
+import ssl
 from typing import Any, Optional, Union
 
 import trio
@@ -126,14 +127,34 @@ class TlsTransport(LoopTurns):
     def __init__(self, stream: trio.SSLStream) -> None:
         super().__init__()
         self.stream = stream
+        # trio's SSLStream decrypts one TLS record (at most 16 KiB) per receive_some, each a
+        # pass of the run loop: a 1 MB produce took 64. The records it has received already
+        # are decrypted here instead, without a pass, by its own SSLObject. These are trio's
+        # private attributes: where a trio release lacks them every receive is trio's own.
+        self.ssl_object = getattr(stream, "_ssl_object", None)
+        self.incoming = getattr(stream, "_incoming", None)
+        if not isinstance(self.ssl_object, ssl.SSLObject) or not isinstance(self.incoming, ssl.MemoryBIO):
+            self.ssl_object = self.incoming = None
 
     async def wait_readable(self) -> None:
         return  # TLS may hold decrypted bytes already: the socket's readiness says nothing
 
     def recv_ready(self, target: memoryview) -> Optional[int]:
-        return None  # what the socket holds may not make a whole TLS record: always waited for
+        """Plaintext of the TLS records received already (None when they make no whole record).
+        What the SSLObject may have to send in turn (a TLS 1.3 KeyUpdate) stays in trio's
+        outgoing buffer, which its next call on the stream sends first."""
+        if self.ssl_object is None or not (self.ssl_object.pending() or self.incoming.pending):
+            return None
+        try:
+            return self.ssl_object.read(len(target), target) or None
+        except ssl.SSLError:  # a partial record (want read); a fault is raised by receive_some
+            return None
 
     async def recv_into(self, target: memoryview) -> int:
+        await self.share_the_loop()
+        received = self.recv_ready(target)
+        if received is not None:
+            return received
         data = await self.stream.receive_some(len(target))
         target[: len(data)] = data
         return len(data)

@@ -207,16 +207,9 @@ def test_a_region_past_the_end_of_its_file_stays_a_region(tmp_path) -> None:
 def send_region_over_tls(tmp_path, content: bytes, cold: bool) -> tuple[bytes, int]:
     """A region of `content` sent by `TlsTransport` (its pages evicted first when `cold`):
     (what the peer decrypted, reads handed to a worker thread)."""
-    import ssl
-
     from fastlog.transport import TlsTransport
-    from tests.security.certs import CertificateAuthority
 
-    ca = CertificateAuthority(tmp_path / "pki")
-    issued = ca.issue("broker", server=True)
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(issued.cert, issued.key)
-    client_context = ssl.create_default_context(cafile=str(ca.pem))
+    server_context, client_context = tls_pair(tmp_path)
     path = tmp_path / "segment"
     path.write_bytes(content)
     thread_reads = 0
@@ -265,3 +258,67 @@ def test_a_region_not_in_the_page_cache_is_read_for_tls_in_a_worker_thread(tmp_p
     received, thread_reads = send_region_over_tls(tmp_path, content, cold=True)
     assert received == content
     assert thread_reads >= 1, "a read that would wait on the disk is not made on the loop"
+
+
+def tls_pair(tmp_path):
+    """Server and client contexts for a TLS connection over a socketpair."""
+    import ssl
+
+    from tests.security.certs import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    issued = ca.issue("broker", server=True)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(issued.cert, issued.key)
+    return server_context, ssl.create_default_context(cafile=str(ca.pem))
+
+
+def frames_over_tls(tmp_path, frames: list[bytes], decrypt_here: bool) -> tuple[list, int]:
+    """`frames` sent at once by a TLS client, read by a FrameReader over `TlsTransport`:
+    (the frames read, receive_some calls on trio's SSLStream)."""
+    from fastlog.transport import TlsTransport
+
+    server_context, client_context = tls_pair(tmp_path)
+    calls = 0
+
+    async def main() -> list:
+        nonlocal calls
+        ours, theirs = trio.socket.socketpair()
+        with ours, theirs:
+            server = trio.SSLStream(trio.SocketStream(ours), server_context, server_side=True)
+            client = trio.SSLStream(trio.SocketStream(theirs), client_context, server_hostname="127.0.0.1")
+            tls = TlsTransport(server)
+            if not decrypt_here:
+                tls.ssl_object = tls.incoming = None
+            real_receive = server.receive_some
+
+            async def counted(max_bytes=None):
+                nonlocal calls
+                calls += 1
+                return await real_receive(max_bytes)
+
+            server.receive_some = counted  # type: ignore[method-assign]
+            reader = FrameReader(tls, 4 << 20)
+            read = []
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client.send_all, b"".join(struct.pack(">i", len(f)) + f for f in frames))
+                await server.do_handshake()
+                calls = 0
+                while len(read) < len(frames):
+                    read.append(reader.ready_frame() or await reader.next_frame())
+            return read
+
+    return trio.run(main), calls
+
+
+@pytest.mark.parametrize("decrypt_here", [True, False], ids=["records-received-decrypted-here", "trio-alone"])
+def test_frames_over_tls_arrive_whole_and_in_order_and_a_large_one_takes_few_loop_passes(tmp_path, decrypt_here: bool) -> None:
+    large = bytes(i % 249 for i in range(1 << 20))
+    frames = [b"first", b"second" * 100, large, b"after" * 3, b"last"]
+    read, calls = frames_over_tls(tmp_path, frames, decrypt_here)
+    assert [bytes(f) for f in read] == frames
+    records = len(large) // (16 * 1024)
+    if decrypt_here:
+        assert calls <= records // 2, "trio's receive_some only for socket reads, not once per TLS record"
+    else:
+        assert calls >= records, "trio alone: one receive_some per TLS record"
