@@ -66,6 +66,7 @@ TLS_HANDSHAKE_SECONDS = 10
 IDLE_SWEEP_MAX_SECONDS = 30.0  # the longest between two looks for idle connections
 BUFFERS = (bytes, bytearray, memoryview)  # response parts sent as they are; others are file regions
 INLINE_REGION_BYTES = 16 * 1024  # record data up to this size goes out with the bytes around it, when cached
+INLINE_BURST_BYTES = 64 * 1024  # at most this much record data of a burst of responses is copied so
 API_VERSIONS = 18
 # What an extra network loop answers itself (the data plane: the Rust core's Produce path and
 # Fetch, whose state is the logs); every other request runs on the broker's own loop.
@@ -464,8 +465,9 @@ class Connection:
     async def _send(self, parts: list) -> None:
         """Sends response parts in order: runs of bytes with `writev`, file regions with sendfile."""
         regions = [part for part in parts if not isinstance(part, BUFFERS)]
+        inlined = 0
         if regions:
-            parts = with_cached_regions_inline(parts)
+            parts, inlined = with_cached_regions_inline(parts)
             regions = [part for part in parts if not isinstance(part, BUFFERS)]
             prefetch(regions)
         run: list = []
@@ -479,6 +481,8 @@ class Connection:
             await self._sendfile(part)
         if run:
             await self._send_buffers(run)
+        if inlined:
+            self.broker.metrics.count_bytes_out(inlined)
 
     async def _send_buffers(self, buffers: list) -> None:
         await self.transport.send_buffers(buffers)
@@ -536,17 +540,21 @@ def answered_on_any_loop(context: RequestContext, body: Any) -> bool:
     return api_key in LOOP_LOCAL_APIS
 
 
-def with_cached_regions_inline(parts: list) -> list:
-    """The parts with each small file region replaced by its bytes, where the page cache holds
-    them all (`read_cached`). A Fetch answer of a few records then goes out in one writev, not
-    a writev, a sendfile and a writev."""
+def with_cached_regions_inline(parts: list) -> tuple[list, int]:
+    """(the parts with small file regions replaced by their bytes, the bytes so read): regions
+    of up to INLINE_REGION_BYTES whose pages the page cache holds (`read_cached`), up to
+    INLINE_BURST_BYTES in all. A Fetch answer of a few records then goes out in one writev,
+    not a writev, a sendfile and a writev; a wide one copies no more than that."""
     inlined = list(parts)
+    total = 0
     for i, part in enumerate(parts):
-        if not isinstance(part, BUFFERS) and len(part) <= INLINE_REGION_BYTES:
-            data = read_cached(part.fileno(), len(part), part.position)
-            if data is not None and len(data) == len(part):
-                inlined[i] = data
-    return inlined
+        if isinstance(part, BUFFERS) or len(part) > INLINE_REGION_BYTES or total + len(part) > INLINE_BURST_BYTES:
+            continue
+        data = read_cached(part.fileno(), len(part), part.position)
+        if data is not None and len(data) == len(part):
+            inlined[i] = data
+            total += len(data)
+    return inlined, total
 
 
 def prefetch(regions: list) -> None:

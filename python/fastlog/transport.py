@@ -23,6 +23,7 @@ IOV_MAX = 1024
 HOLD_SECONDS = 0.0005  # the longest a busy connection runs before letting the others run
 TLS_READ_BYTES = 1 << 20  # a file region is encrypted and sent in pieces of this size
 READ_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+: a read that fails rather than wait on the disk
+TRIO_SSL_CHECKED = (0, 25) <= tuple(int(n) for n in trio.__version__.split(".")[:2]) < (0, 36)
 
 
 class LoopTurns:
@@ -129,10 +130,11 @@ class TlsTransport(LoopTurns):
         self.stream = stream
         # trio's SSLStream decrypts one TLS record (at most 16 KiB) per receive_some, each a
         # pass of the run loop: a 1 MB produce took 64. The records it has received already
-        # are decrypted here instead, without a pass, by its own SSLObject. These are trio's
-        # private attributes: where a trio release lacks them every receive is trio's own.
-        self.ssl_object = getattr(stream, "_ssl_object", None)
-        self.incoming = getattr(stream, "_incoming", None)
+        # are decrypted here instead, without a pass, by its own SSLObject. That relies on
+        # trio's private attributes and on its keeping no plaintext of its own, as checked for
+        # the releases below; with any other, every receive is trio's own.
+        self.ssl_object = getattr(stream, "_ssl_object", None) if TRIO_SSL_CHECKED else None
+        self.incoming = getattr(stream, "_incoming", None) if TRIO_SSL_CHECKED else None
         if not isinstance(self.ssl_object, ssl.SSLObject) or not isinstance(self.incoming, ssl.MemoryBIO):
             self.ssl_object = self.incoming = None
 
@@ -140,15 +142,24 @@ class TlsTransport(LoopTurns):
         return  # TLS may hold decrypted bytes already: the socket's readiness says nothing
 
     def recv_ready(self, target: memoryview) -> Optional[int]:
-        """Plaintext of the TLS records received already (None when they make no whole record).
-        What the SSLObject may have to send in turn (a TLS 1.3 KeyUpdate) stays in trio's
-        outgoing buffer, which its next call on the stream sends first."""
-        if self.ssl_object is None or not (self.ssl_object.pending() or self.incoming.pending):
+        """Plaintext of the whole TLS records received already, as much as `target` takes; None
+        when they make no whole record. What the SSLObject may have to send in turn (a TLS 1.3
+        KeyUpdate) stays in trio's outgoing buffer, which its next call on the stream sends first."""
+        obj = self.ssl_object
+        if obj is None or not (obj.pending() or self.incoming.pending):
             return None
-        try:
-            return self.ssl_object.read(len(target), target) or None
-        except ssl.SSLError:  # a partial record (want read); a fault is raised by receive_some
-            return None
+        received = 0
+        while received < len(target):
+            try:
+                read = obj.read(len(target) - received, target[received:])
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break  # a partial record; or the peer's close_notify, which receive_some reports
+            except ssl.SSLError as e:
+                raise trio.BrokenResourceError(f"TLS: {e}") from e
+            if not read:
+                break
+            received += read
+        return received or None
 
     async def recv_into(self, target: memoryview) -> int:
         await self.share_the_loop()
@@ -156,11 +167,13 @@ class TlsTransport(LoopTurns):
         if received is not None:
             return received
         data = await self.stream.receive_some(len(target))
+        self.waited()
         target[: len(data)] = data
         return len(data)
 
     async def send_buffers(self, buffers: list) -> None:
         await self.stream.send_all(b"".join(buffers) if len(buffers) > 1 else buffers[0])
+        self.waited()
 
     async def send_region(self, region: Any) -> None:
         offset, remaining = region.position, len(region)
@@ -173,6 +186,7 @@ class TlsTransport(LoopTurns):
             if not piece:
                 raise ConnectionClosed("segment file shrank under a fetch being sent", "internal_error")
             await self.stream.send_all(piece)
+            self.waited()
             offset += len(piece)
             remaining -= len(piece)
 

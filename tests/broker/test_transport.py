@@ -1,5 +1,6 @@
-"""A connection's socket calls (`fastlog.transport.PlainTransport`): straight to the kernel,
-with the loop shared in turns, and partial sends finished in order."""
+"""A connection's socket calls (`fastlog.transport`): straight to the kernel, with the loop
+shared in turns, partial sends finished in order, file regions sent with sendfile or (small
+and cached) inline, and TLS records decrypted without a pass of the loop each."""
 
 from __future__ import annotations
 
@@ -89,6 +90,8 @@ def test_a_partial_send_is_finished_in_order() -> None:
     assert trio.run(main) == expected
 
 
+
+
 class Region:
     """A file region as `Log.read` hands one out: position, length, the file's descriptor."""
 
@@ -100,6 +103,36 @@ class Region:
 
     def __len__(self) -> int:
         return self.length
+
+
+def cached_reads_or_skip(file) -> None:
+    """Skips where `preadv(RWF_NOWAIT)` is missing or refused by the filesystem."""
+    if transport.READ_NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT here: file regions are always sent with sendfile (or read in a thread for TLS)")
+    if transport.read_cached(file.fileno(), 1, 0) is None:
+        pytest.skip("this filesystem refuses RWF_NOWAIT reads")
+
+
+def evict(file) -> None:
+    os.fsync(file.fileno())
+    os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def evict_or_skip(file, directory) -> None:
+    """Drops the file's pages from the page cache; skips where the kernel keeps them. The probe
+    reads another file: a read with RWF_NOWAIT that misses starts the kernel's readahead."""
+    if transport.READ_NOWAIT is not None:
+        probe = directory / "eviction-probe"
+        probe.write_bytes(b"p" * 8192)
+        with open(probe, "rb") as probed:
+            evict(probed)
+            try:
+                os.preadv(probed.fileno(), (bytearray(1),), 0, transport.READ_NOWAIT)
+            except OSError:  # EAGAIN: evicted; anything else: read_cached reads nothing here either
+                pass
+            else:
+                pytest.skip("this filesystem kept the pages cached after POSIX_FADV_DONTNEED")
+    evict(file)
 
 
 def send_region_to_a_peer(tmp_path, content: bytes, position: int, length: int, drain_pause: float) -> tuple[bytes, int]:
@@ -118,7 +151,7 @@ def send_region_to_a_peer(tmp_path, content: bytes, position: int, length: int, 
 
         ours, theirs = trio.socket.socketpair()
         received = bytearray()
-        with ours, theirs, open(path, "rb") as file:
+        with ours, theirs, open(path, "rb") as file, trio.fail_after(20):
             sender = PlainTransport(trio.SocketStream(ours))
             async with trio.open_nursery() as nursery:
                 async def drain() -> None:
@@ -156,7 +189,7 @@ def test_a_region_sent_to_a_peer_that_has_gone_raises_a_connection_error(tmp_pat
     async def main() -> None:
         ours, theirs = trio.socket.socketpair()
         theirs.close()
-        with ours, open(path, "rb") as file:
+        with ours, open(path, "rb") as file, trio.fail_after(20):
             await PlainTransport(trio.SocketStream(ours)).send_region(Region(file, 0, 4 << 20))
 
     with pytest.raises(ConnectionError):
@@ -167,30 +200,39 @@ def test_a_small_cached_region_goes_out_as_bytes_and_a_large_or_cold_one_stays_a
     """`server.with_cached_regions_inline`: a Fetch answer of a few records is one writev."""
     from fastlog import server
 
-    if transport.READ_NOWAIT is None:
-        pytest.skip("no RWF_NOWAIT here: every region is sent with sendfile")
     content = bytes(i % 253 for i in range(3 * server.INLINE_REGION_BYTES))
     path = tmp_path / "segment"
     path.write_bytes(content)
     with open(path, "rb") as file:
+        cached_reads_or_skip(file)
         small = Region(file, 10, server.INLINE_REGION_BYTES)
         large = Region(file, 0, server.INLINE_REGION_BYTES + 1)
         parts = [b"head", small, b"between", large, b"tail"]
-        inlined = server.with_cached_regions_inline(parts)
+        inlined, read = server.with_cached_regions_inline(parts)
         assert inlined[0] == b"head" and inlined[2] == b"between" and inlined[4] == b"tail"
         assert bytes(inlined[1]) == content[10:10 + server.INLINE_REGION_BYTES]
         assert inlined[3] is large
+        assert read == server.INLINE_REGION_BYTES, "counted for fastlog_bytes_out as sendfile's bytes are"
         assert parts[1] is small, "the caller's list is left as it was"
 
         # Pages the kernel does not hold are not read on the loop: sendfile sends them.
-        os.fsync(file.fileno())
-        os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        try:
-            os.preadv(file.fileno(), (bytearray(1),), 10, transport.READ_NOWAIT)
-            pytest.skip("this filesystem kept the pages cached after POSIX_FADV_DONTNEED")
-        except BlockingIOError:
-            pass
-        assert server.with_cached_regions_inline([small])[0] is small
+        evict_or_skip(file, tmp_path)
+        assert server.with_cached_regions_inline([small]) == ([small], 0)
+
+
+def test_a_wide_answer_copies_at_most_inline_burst_bytes(tmp_path) -> None:
+    from fastlog import server
+
+    size = 1000
+    count = server.INLINE_BURST_BYTES // size + 5
+    path = tmp_path / "segment"
+    path.write_bytes(os.urandom(size * count))
+    with open(path, "rb") as file:
+        cached_reads_or_skip(file)
+        regions = [Region(file, i * size, size) for i in range(count)]
+        inlined, read = server.with_cached_regions_inline(regions)
+    assert read == (server.INLINE_BURST_BYTES // size) * size
+    assert sum(1 for part in inlined if isinstance(part, Region)) == count - server.INLINE_BURST_BYTES // size
 
 
 def test_a_region_past_the_end_of_its_file_stays_a_region(tmp_path) -> None:
@@ -201,7 +243,20 @@ def test_a_region_past_the_end_of_its_file_stays_a_region(tmp_path) -> None:
     path.write_bytes(b"x" * 100)
     with open(path, "rb") as file:
         region = Region(file, 50, 100)
-        assert server.with_cached_regions_inline([region])[0] is region
+        assert server.with_cached_regions_inline([region]) == ([region], 0)
+
+
+def tls_pair(tmp_path):
+    """Server and client contexts for a TLS connection over a socketpair."""
+    import ssl
+
+    from tests.security.certs import CertificateAuthority
+
+    ca = CertificateAuthority(tmp_path / "pki")
+    issued = ca.issue("broker", server=True)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(issued.cert, issued.key)
+    return server_context, ssl.create_default_context(cafile=str(ca.pem))
 
 
 def send_region_over_tls(tmp_path, content: bytes, cold: bool) -> tuple[bytes, int]:
@@ -226,10 +281,11 @@ def send_region_over_tls(tmp_path, content: bytes, cold: bool) -> tuple[bytes, i
         server = trio.SSLStream(trio.SocketStream(ours), server_context, server_side=True)
         client = trio.SSLStream(trio.SocketStream(theirs), client_context, server_hostname="127.0.0.1")
         received = bytearray()
-        with ours, theirs, open(path, "rb") as file:
+        with ours, theirs, open(path, "rb") as file, trio.fail_after(20):
             if cold:
-                os.fsync(file.fileno())
-                os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+                evict_or_skip(file, tmp_path)
+            else:
+                cached_reads_or_skip(file)
             async with trio.open_nursery() as nursery:
                 async def drain() -> None:
                     while len(received) < len(content):
@@ -245,8 +301,6 @@ def send_region_over_tls(tmp_path, content: bytes, cold: bool) -> tuple[bytes, i
 
 
 def test_a_cached_region_is_read_for_tls_on_the_loop(tmp_path) -> None:
-    if transport.READ_NOWAIT is None:
-        pytest.skip("no RWF_NOWAIT here: TLS reads go to a worker thread")
     content = bytes(i % 241 for i in range(3 * transport.TLS_READ_BYTES + 5))
     received, thread_reads = send_region_over_tls(tmp_path, content, cold=False)
     assert received == content
@@ -260,22 +314,10 @@ def test_a_region_not_in_the_page_cache_is_read_for_tls_in_a_worker_thread(tmp_p
     assert thread_reads >= 1, "a read that would wait on the disk is not made on the loop"
 
 
-def tls_pair(tmp_path):
-    """Server and client contexts for a TLS connection over a socketpair."""
-    import ssl
-
-    from tests.security.certs import CertificateAuthority
-
-    ca = CertificateAuthority(tmp_path / "pki")
-    issued = ca.issue("broker", server=True)
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(issued.cert, issued.key)
-    return server_context, ssl.create_default_context(cafile=str(ca.pem))
-
-
-def frames_over_tls(tmp_path, frames: list[bytes], decrypt_here: bool) -> tuple[list, int]:
-    """`frames` sent at once by a TLS client, read by a FrameReader over `TlsTransport`:
-    (the frames read, receive_some calls on trio's SSLStream)."""
+def frames_over_tls(tmp_path, frames: list[bytes], decrypt_here: bool, then_close: bool = False) -> tuple[list, int]:
+    """`frames` sent at once by a TLS client (then a close_notify, if `then_close`), read by a
+    FrameReader over `TlsTransport` until it has them all, or until EOF after them:
+    (what was read, receive_some calls on trio's SSLStream)."""
     from fastlog.transport import TlsTransport
 
     server_context, client_context = tls_pair(tmp_path)
@@ -284,7 +326,7 @@ def frames_over_tls(tmp_path, frames: list[bytes], decrypt_here: bool) -> tuple[
     async def main() -> list:
         nonlocal calls
         ours, theirs = trio.socket.socketpair()
-        with ours, theirs:
+        with ours, theirs, trio.fail_after(20):
             server = trio.SSLStream(trio.SocketStream(ours), server_context, server_side=True)
             client = trio.SSLStream(trio.SocketStream(theirs), client_context, server_hostname="127.0.0.1")
             tls = TlsTransport(server)
@@ -299,12 +341,18 @@ def frames_over_tls(tmp_path, frames: list[bytes], decrypt_here: bool) -> tuple[
 
             server.receive_some = counted  # type: ignore[method-assign]
             reader = FrameReader(tls, 4 << 20)
-            read = []
+            read: list = []
+
+            async def send() -> None:
+                await client.send_all(b"".join(struct.pack(">i", len(f)) + f for f in frames))
+                if then_close:
+                    await client.aclose()
+
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(client.send_all, b"".join(struct.pack(">i", len(f)) + f for f in frames))
+                nursery.start_soon(send)
                 await server.do_handshake()
                 calls = 0
-                while len(read) < len(frames):
+                while len(read) < len(frames) + then_close:
                     read.append(reader.ready_frame() or await reader.next_frame())
             return read
 
@@ -319,6 +367,14 @@ def test_frames_over_tls_arrive_whole_and_in_order_and_a_large_one_takes_few_loo
     assert [bytes(f) for f in read] == frames
     records = len(large) // (16 * 1024)
     if decrypt_here:
+        assert transport.TRIO_SSL_CHECKED, f"trio {trio.__version__}: check its SSLStream, then widen TRIO_SSL_CHECKED"
         assert calls <= records // 2, "trio's receive_some only for socket reads, not once per TLS record"
     else:
         assert calls >= records, "trio alone: one receive_some per TLS record"
+
+
+def test_a_close_notify_after_frames_is_a_clean_end_after_them(tmp_path) -> None:
+    frames = [b"one", bytes(100_000), b"three"]
+    read, _ = frames_over_tls(tmp_path, frames, decrypt_here=True, then_close=True)
+    assert [bytes(f) for f in read[:-1]] == frames
+    assert read[-1] is None, "the end of the stream, not an error"
