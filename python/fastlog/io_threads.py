@@ -8,7 +8,7 @@ metadata loader does), records deleted (DeleteRecords) run on Trio worker thread
 `num.io.threads` of them run at once across every network loop of the broker, and each loop
 starts at most that many threads for them: work past the bound waits on its loop (without
 blocking it) for a thread, then in the thread for a broker-wide slot. Replication (followers' appends and truncations, Kafka's replica
-fetcher threads), TLS reads of log files (Kafka's network threads) and background work
+fetcher threads), TLS reads of log files the page cache does not hold (Kafka's network threads) and background work
 (retention, `flush.ms`, checkpoints) keep their own worker threads and never queue behind it.
 """
 

@@ -6,7 +6,8 @@ offset and control records left out, cut after the last whole message within the
 budget), unless the topic's `message.downconversion.enable` is false: then UNSUPPORTED_VERSION,
 as Kafka answers. Topics by name, or by topic id from v13. Records (v4+) go from the segment
 file to the socket with sendfile: a partition's data is a `FileSlice`, which the codec keeps as
-a separate part. Budgets: `partition_max_bytes` per
+a separate part (up to 16 KiB that the page cache holds are read and sent with the rest:
+`server.with_cached_regions_inline`). Budgets: `partition_max_bytes` per
 partition and `max_bytes` for the response, except that the first non-empty partition
 returns at least one whole batch (KIP-74). Consumers see nothing past the high watermark
 (read_uncommitted) or the last stable offset (read_committed: the first offset of the oldest
