@@ -464,12 +464,10 @@ class Connection:
 
     async def _send(self, parts: list) -> None:
         """Sends response parts in order: runs of bytes with `writev`, file regions with sendfile."""
-        regions = [part for part in parts if not isinstance(part, BUFFERS)]
         inlined = 0
-        if regions:
+        if not all(isinstance(part, BUFFERS) for part in parts):
             parts, inlined = with_cached_regions_inline(parts)
-            regions = [part for part in parts if not isinstance(part, BUFFERS)]
-            prefetch(regions)
+            prefetch([part for part in parts if not isinstance(part, BUFFERS)])
         run: list = []
         for part in parts:
             if isinstance(part, BUFFERS):

@@ -12,6 +12,7 @@ over memory buffers. One task may receive while another sends on either.
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from typing import Any, Optional, Union
 
@@ -23,7 +24,16 @@ IOV_MAX = 1024
 HOLD_SECONDS = 0.0005  # the longest a busy connection runs before letting the others run
 TLS_READ_BYTES = 1 << 20  # a file region is encrypted and sent in pieces of this size
 READ_NOWAIT = getattr(os, "RWF_NOWAIT", None)  # Linux 4.14+: a read that fails rather than wait on the disk
-TRIO_SSL_CHECKED = (0, 25) <= tuple(int(n) for n in trio.__version__.split(".")[:2]) < (0, 36)
+
+
+def trio_ssl_checked(version: str) -> bool:
+    """Whether this trio release's SSLStream was read for `TlsTransport.recv_ready` (0.25-0.35).
+    A version string it cannot read counts as not checked."""
+    match = re.match(r"(\d+)\.(\d+)", version)
+    return match is not None and (0, 25) <= (int(match[1]), int(match[2])) < (0, 36)
+
+
+TRIO_SSL_CHECKED = trio_ssl_checked(trio.__version__)
 
 
 class LoopTurns:

@@ -378,3 +378,11 @@ def test_a_close_notify_after_frames_is_a_clean_end_after_them(tmp_path) -> None
     read, _ = frames_over_tls(tmp_path, frames, decrypt_here=True, then_close=True)
     assert [bytes(f) for f in read[:-1]] == frames
     assert read[-1] is None, "the end of the stream, not an error"
+
+
+@pytest.mark.parametrize("version, checked", [
+    ("0.35.0", True), ("0.25.1", True), ("0.35.0+dev", True), ("0.24.0", False), ("0.36.0", False),
+    ("0.36rc1", False), ("1.0", False), ("", False), ("unknown", False),
+])
+def test_only_the_trio_releases_read_decrypt_tls_records_here_and_an_odd_version_string_is_not_an_error(version: str, checked: bool) -> None:
+    assert transport.trio_ssl_checked(version) is checked
