@@ -169,6 +169,28 @@ def test_a_struct_field_off_its_default_is_refused_where_the_version_lacks_it_an
         assert P.FetchResponse.PartitionData.decode(data, 12) == part
 
 
+@pytest.mark.parametrize("version", [4, 11, 12])
+def test_a_struct_field_left_at_its_default_is_a_fresh_instance_equal_to_the_class_default(version):
+    # Built by the generated default-makers (not the keyword constructor) on decode and in
+    # __init__: each must equal what the class's own defaults give, and no two owners may
+    # share one (a change to one partition's struct must not show in another's).
+    F = P.FetchResponse
+    built = [F.PartitionData(partition_index=i, records=b"") for i in range(2)]
+    decoded = F.decode(F(responses=[F.FetchableTopicResponse(topic="t", partitions=built)]).encode(version),
+                       version).responses[0].partitions
+    for a, b in (built, decoded):
+        assert a.diverging_epoch == F.EpochEndOffset(epoch=-1, end_offset=-1)
+        assert a.current_leader == F.LeaderIdAndEpoch(leader_id=-1, leader_epoch=-1)
+        assert a.snapshot_id == F.SnapshotId(end_offset=-1, epoch=-1)
+        assert a.diverging_epoch is not b.diverging_epoch
+        assert a.snapshot_id.unknown_tagged_fields is not b.snapshot_id.unknown_tagged_fields
+    # a default struct whose own field is a list gets a fresh list too
+    M = P.ConsumerGroupDescribeResponse.Member
+    one, two = M(), M()
+    one.assignment.topic_partitions.append("x")
+    assert two.assignment.topic_partitions == [] and one.target_assignment.topic_partitions == []
+
+
 def test_null_in_non_nullable_rejected():
     with pytest.raises(InvalidValueError):
         P.ProduceRequest.TopicProduceData(name=None).encode(3)

@@ -344,6 +344,12 @@ def _e_ConsumerGroupDescribeResponse_v0(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_ConsumerGroupDescribeResponse_Assignment():
+    o = _new(ConsumerGroupDescribeResponse_Assignment)
+    o.topic_partitions = []
+    o.unknown_tagged_fields = {}
+    return o
+
 class ConsumerGroupDescribeRequest(_Message):
     'Kafka ConsumerGroupDescribeRequest'
     __slots__ = ('group_ids', 'include_authorized_operations', 'unknown_tagged_fields')
@@ -422,8 +428,8 @@ class ConsumerGroupDescribeResponse_Member(_StructBase):
         self.client_host = client_host
         self.subscribed_topic_names = [] if subscribed_topic_names is _D else subscribed_topic_names
         self.subscribed_topic_regex = subscribed_topic_regex
-        self.assignment = ConsumerGroupDescribeResponse_Assignment() if assignment is _D else assignment
-        self.target_assignment = ConsumerGroupDescribeResponse_Assignment() if target_assignment is _D else target_assignment
+        self.assignment = _mk_ConsumerGroupDescribeResponse_Assignment() if assignment is _D else assignment
+        self.target_assignment = _mk_ConsumerGroupDescribeResponse_Assignment() if target_assignment is _D else target_assignment
         self.unknown_tagged_fields = {} if unknown_tagged_fields is None else unknown_tagged_fields
 
 

@@ -528,7 +528,7 @@ def _d_FetchRequest_v0(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.cluster_id = None
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     o.max_bytes = 2147483647
     o.isolation_level = 0
     o.session_id = 0
@@ -567,7 +567,7 @@ def _d_FetchRequest_v3(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.cluster_id = None
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     o.isolation_level = 0
     o.session_id = 0
     o.session_epoch = -1
@@ -605,7 +605,7 @@ def _d_FetchRequest_v4(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.cluster_id = None
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     o.session_id = 0
     o.session_epoch = -1
     o.forgotten_topics_data = []
@@ -642,7 +642,7 @@ def _d_FetchRequest_v5(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.cluster_id = None
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     o.session_id = 0
     o.session_epoch = -1
     o.forgotten_topics_data = []
@@ -691,7 +691,7 @@ def _d_FetchRequest_v7(buf, pos):
             a5.append(x6)
         o.forgotten_topics_data = a5
     o.cluster_id = None
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     o.rack_id = ''
     o.unknown_tagged_fields = {}
     return o, pos
@@ -740,7 +740,7 @@ def _d_FetchRequest_v9(buf, pos):
             a5.append(x6)
         o.forgotten_topics_data = a5
     o.cluster_id = None
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     o.rack_id = ''
     o.unknown_tagged_fields = {}
     return o, pos
@@ -790,7 +790,7 @@ def _d_FetchRequest_v11(buf, pos):
         o.forgotten_topics_data = a5
     o.rack_id, pos = _rs(buf, pos)
     o.cluster_id = None
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     o.unknown_tagged_fields = {}
     return o, pos
 
@@ -849,7 +849,7 @@ def _d_FetchRequest_v12(buf, pos):
         o.forgotten_topics_data = a5
     o.rack_id, pos = _rcs(buf, pos)
     o.cluster_id = None
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     unk = {}
     ntag, pos = _ruv(buf, pos)
     for _ in range(ntag):
@@ -937,7 +937,7 @@ def _d_FetchRequest_v13(buf, pos):
         o.forgotten_topics_data = a5
     o.rack_id, pos = _rcs(buf, pos)
     o.cluster_id = None
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     unk = {}
     ntag, pos = _ruv(buf, pos)
     for _ in range(ntag):
@@ -1026,7 +1026,7 @@ def _d_FetchRequest_v15(buf, pos):
     o.rack_id, pos = _rcs(buf, pos)
     o.cluster_id = None
     o.replica_id = -1
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     unk = {}
     ntag, pos = _ruv(buf, pos)
     for _ in range(ntag):
@@ -1124,7 +1124,7 @@ def _d_FetchRequest_v17(buf, pos):
     o.rack_id, pos = _rcs(buf, pos)
     o.cluster_id = None
     o.replica_id = -1
-    o.replica_state = FetchRequest_ReplicaState()
+    o.replica_state = _mk_FetchRequest_ReplicaState()
     unk = {}
     ntag, pos = _ruv(buf, pos)
     for _ in range(ntag):
@@ -1182,6 +1182,13 @@ def _e_FetchRequest_v17(o, w, buf):
         _wtags(buf, sorted(t.items()))
     else:
         buf.append(0)
+
+def _mk_FetchRequest_ReplicaState():
+    o = _new(FetchRequest_ReplicaState)
+    o.replica_id = -1
+    o.replica_epoch = -1
+    o.unknown_tagged_fields = {}
+    return o
 
 def _d_FetchResponse_EpochEndOffset_v12(buf, pos):
     o = _new(FetchResponse_EpochEndOffset)
@@ -1276,9 +1283,9 @@ def _d_FetchResponse_PartitionData_v0(buf, pos):
     o.records, pos = _rrec(buf, pos)
     o.last_stable_offset = -1
     o.log_start_offset = -1
-    o.diverging_epoch = FetchResponse_EpochEndOffset()
-    o.current_leader = FetchResponse_LeaderIdAndEpoch()
-    o.snapshot_id = FetchResponse_SnapshotId()
+    o.diverging_epoch = _mk_FetchResponse_EpochEndOffset()
+    o.current_leader = _mk_FetchResponse_LeaderIdAndEpoch()
+    o.snapshot_id = _mk_FetchResponse_SnapshotId()
     o.aborted_transactions = []
     o.preferred_read_replica = -1
     o.unknown_tagged_fields = {}
@@ -1314,9 +1321,9 @@ def _d_FetchResponse_PartitionData_v4(buf, pos):
         o.aborted_transactions = a2
     o.records, pos = _rrec(buf, pos)
     o.log_start_offset = -1
-    o.diverging_epoch = FetchResponse_EpochEndOffset()
-    o.current_leader = FetchResponse_LeaderIdAndEpoch()
-    o.snapshot_id = FetchResponse_SnapshotId()
+    o.diverging_epoch = _mk_FetchResponse_EpochEndOffset()
+    o.current_leader = _mk_FetchResponse_LeaderIdAndEpoch()
+    o.snapshot_id = _mk_FetchResponse_SnapshotId()
     o.preferred_read_replica = -1
     o.unknown_tagged_fields = {}
     return o, pos
@@ -1357,9 +1364,9 @@ def _d_FetchResponse_PartitionData_v5(buf, pos):
             a2.append(x3)
         o.aborted_transactions = a2
     o.records, pos = _rrec(buf, pos)
-    o.diverging_epoch = FetchResponse_EpochEndOffset()
-    o.current_leader = FetchResponse_LeaderIdAndEpoch()
-    o.snapshot_id = FetchResponse_SnapshotId()
+    o.diverging_epoch = _mk_FetchResponse_EpochEndOffset()
+    o.current_leader = _mk_FetchResponse_LeaderIdAndEpoch()
+    o.snapshot_id = _mk_FetchResponse_SnapshotId()
     o.preferred_read_replica = -1
     o.unknown_tagged_fields = {}
     return o, pos
@@ -1402,9 +1409,9 @@ def _d_FetchResponse_PartitionData_v11(buf, pos):
     o.preferred_read_replica, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.records, pos = _rrec(buf, pos)
-    o.diverging_epoch = FetchResponse_EpochEndOffset()
-    o.current_leader = FetchResponse_LeaderIdAndEpoch()
-    o.snapshot_id = FetchResponse_SnapshotId()
+    o.diverging_epoch = _mk_FetchResponse_EpochEndOffset()
+    o.current_leader = _mk_FetchResponse_LeaderIdAndEpoch()
+    o.snapshot_id = _mk_FetchResponse_SnapshotId()
     o.unknown_tagged_fields = {}
     return o, pos
 
@@ -1449,9 +1456,9 @@ def _d_FetchResponse_PartitionData_v12(buf, pos):
     o.preferred_read_replica, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.records, pos = _rcrec(buf, pos)
-    o.diverging_epoch = FetchResponse_EpochEndOffset()
-    o.current_leader = FetchResponse_LeaderIdAndEpoch()
-    o.snapshot_id = FetchResponse_SnapshotId()
+    o.diverging_epoch = _mk_FetchResponse_EpochEndOffset()
+    o.current_leader = _mk_FetchResponse_LeaderIdAndEpoch()
+    o.snapshot_id = _mk_FetchResponse_SnapshotId()
     unk = {}
     ntag, pos = _ruv(buf, pos)
     for _ in range(ntag):
@@ -2109,6 +2116,27 @@ def _e_FetchResponse_v16(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_FetchResponse_EpochEndOffset():
+    o = _new(FetchResponse_EpochEndOffset)
+    o.epoch = -1
+    o.end_offset = -1
+    o.unknown_tagged_fields = {}
+    return o
+
+def _mk_FetchResponse_LeaderIdAndEpoch():
+    o = _new(FetchResponse_LeaderIdAndEpoch)
+    o.leader_id = -1
+    o.leader_epoch = -1
+    o.unknown_tagged_fields = {}
+    return o
+
+def _mk_FetchResponse_SnapshotId():
+    o = _new(FetchResponse_SnapshotId)
+    o.end_offset = -1
+    o.epoch = -1
+    o.unknown_tagged_fields = {}
+    return o
+
 class FetchRequest_ReplicaState(_StructBase):
     'Kafka FetchRequest struct ReplicaState'
     __slots__ = ('replica_id', 'replica_epoch', 'unknown_tagged_fields')
@@ -2207,7 +2235,7 @@ class FetchRequest(_Message):
     def __init__(self, *, cluster_id=None, replica_id=-1, replica_state=_D, max_wait_ms=0, min_bytes=0, max_bytes=2147483647, isolation_level=0, session_id=0, session_epoch=-1, topics=_D, forgotten_topics_data=_D, rack_id='', unknown_tagged_fields=None):
         self.cluster_id = cluster_id
         self.replica_id = replica_id
-        self.replica_state = FetchRequest_ReplicaState() if replica_state is _D else replica_state
+        self.replica_state = _mk_FetchRequest_ReplicaState() if replica_state is _D else replica_state
         self.max_wait_ms = max_wait_ms
         self.min_bytes = min_bytes
         self.max_bytes = max_bytes
@@ -2315,9 +2343,9 @@ class FetchResponse_PartitionData(_StructBase):
         self.high_watermark = high_watermark
         self.last_stable_offset = last_stable_offset
         self.log_start_offset = log_start_offset
-        self.diverging_epoch = FetchResponse_EpochEndOffset() if diverging_epoch is _D else diverging_epoch
-        self.current_leader = FetchResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
-        self.snapshot_id = FetchResponse_SnapshotId() if snapshot_id is _D else snapshot_id
+        self.diverging_epoch = _mk_FetchResponse_EpochEndOffset() if diverging_epoch is _D else diverging_epoch
+        self.current_leader = _mk_FetchResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
+        self.snapshot_id = _mk_FetchResponse_SnapshotId() if snapshot_id is _D else snapshot_id
         self.aborted_transactions = [] if aborted_transactions is _D else aborted_transactions
         self.preferred_read_replica = preferred_read_replica
         self.records = records

@@ -329,6 +329,13 @@ def _e_FetchSnapshotRequest_v1(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_FetchSnapshotRequest_SnapshotId():
+    o = _new(FetchSnapshotRequest_SnapshotId)
+    o.end_offset = 0
+    o.epoch = 0
+    o.unknown_tagged_fields = {}
+    return o
+
 def _d_FetchSnapshotResponse_SnapshotId_v0(buf, pos):
     o = _new(FetchSnapshotResponse_SnapshotId)
     o.end_offset, o.epoch, = _S_qi.unpack_from(buf, pos)
@@ -375,7 +382,7 @@ def _d_FetchSnapshotResponse_PartitionSnapshot_v0(buf, pos):
     o.size, o.position, = _S_qq.unpack_from(buf, pos)
     pos += 16
     o.unaligned_records, pos = _rcrecn(buf, pos)
-    o.current_leader = FetchSnapshotResponse_LeaderIdAndEpoch()
+    o.current_leader = _mk_FetchSnapshotResponse_LeaderIdAndEpoch()
     unk = {}
     ntag, pos = _ruv(buf, pos)
     for _ in range(ntag):
@@ -604,6 +611,20 @@ def _e_FetchSnapshotResponse_v1(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_FetchSnapshotResponse_SnapshotId():
+    o = _new(FetchSnapshotResponse_SnapshotId)
+    o.end_offset = 0
+    o.epoch = 0
+    o.unknown_tagged_fields = {}
+    return o
+
+def _mk_FetchSnapshotResponse_LeaderIdAndEpoch():
+    o = _new(FetchSnapshotResponse_LeaderIdAndEpoch)
+    o.leader_id = 0
+    o.leader_epoch = 0
+    o.unknown_tagged_fields = {}
+    return o
+
 class FetchSnapshotRequest_SnapshotId(_StructBase):
     'Kafka FetchSnapshotRequest struct SnapshotId'
     __slots__ = ('end_offset', 'epoch', 'unknown_tagged_fields')
@@ -634,7 +655,7 @@ class FetchSnapshotRequest_PartitionSnapshot(_StructBase):
     def __init__(self, *, partition=0, current_leader_epoch=0, snapshot_id=_D, position=0, replica_directory_id=_ZERO_UUID, unknown_tagged_fields=None):
         self.partition = partition
         self.current_leader_epoch = current_leader_epoch
-        self.snapshot_id = FetchSnapshotRequest_SnapshotId() if snapshot_id is _D else snapshot_id
+        self.snapshot_id = _mk_FetchSnapshotRequest_SnapshotId() if snapshot_id is _D else snapshot_id
         self.position = position
         self.replica_directory_id = replica_directory_id
         self.unknown_tagged_fields = {} if unknown_tagged_fields is None else unknown_tagged_fields
@@ -738,8 +759,8 @@ class FetchSnapshotResponse_PartitionSnapshot(_StructBase):
     def __init__(self, *, index=0, error_code=0, snapshot_id=_D, current_leader=_D, size=0, position=0, unaligned_records=None, unknown_tagged_fields=None):
         self.index = index
         self.error_code = error_code
-        self.snapshot_id = FetchSnapshotResponse_SnapshotId() if snapshot_id is _D else snapshot_id
-        self.current_leader = FetchSnapshotResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
+        self.snapshot_id = _mk_FetchSnapshotResponse_SnapshotId() if snapshot_id is _D else snapshot_id
+        self.current_leader = _mk_FetchSnapshotResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
         self.size = size
         self.position = position
         self.unaligned_records = unaligned_records

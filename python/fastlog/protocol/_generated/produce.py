@@ -311,7 +311,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v0(buf, pos):
     o.log_start_offset = -1
     o.record_errors = []
     o.error_message = None
-    o.current_leader = ProduceResponse_LeaderIdAndEpoch()
+    o.current_leader = _mk_ProduceResponse_LeaderIdAndEpoch()
     o.unknown_tagged_fields = {}
     return o, pos
 
@@ -327,7 +327,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v2(buf, pos):
     o.log_start_offset = -1
     o.record_errors = []
     o.error_message = None
-    o.current_leader = ProduceResponse_LeaderIdAndEpoch()
+    o.current_leader = _mk_ProduceResponse_LeaderIdAndEpoch()
     o.unknown_tagged_fields = {}
     return o, pos
 
@@ -342,7 +342,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v5(buf, pos):
     pos += 30
     o.record_errors = []
     o.error_message = None
-    o.current_leader = ProduceResponse_LeaderIdAndEpoch()
+    o.current_leader = _mk_ProduceResponse_LeaderIdAndEpoch()
     o.unknown_tagged_fields = {}
     return o, pos
 
@@ -368,7 +368,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v8(buf, pos):
             a2.append(x3)
         o.record_errors = a2
     o.error_message, pos = _rns(buf, pos)
-    o.current_leader = ProduceResponse_LeaderIdAndEpoch()
+    o.current_leader = _mk_ProduceResponse_LeaderIdAndEpoch()
     o.unknown_tagged_fields = {}
     return o, pos
 
@@ -404,7 +404,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v9(buf, pos):
             a2.append(x3)
         o.record_errors = a2
     o.error_message, pos = _rncs(buf, pos)
-    o.current_leader = ProduceResponse_LeaderIdAndEpoch()
+    o.current_leader = _mk_ProduceResponse_LeaderIdAndEpoch()
     if buf[pos] == 0:
         o.unknown_tagged_fields = {}
         pos += 1
@@ -453,7 +453,7 @@ def _d_ProduceResponse_PartitionProduceResponse_v10(buf, pos):
             a2.append(x3)
         o.record_errors = a2
     o.error_message, pos = _rncs(buf, pos)
-    o.current_leader = ProduceResponse_LeaderIdAndEpoch()
+    o.current_leader = _mk_ProduceResponse_LeaderIdAndEpoch()
     unk = {}
     ntag, pos = _ruv(buf, pos)
     for _ in range(ntag):
@@ -990,6 +990,13 @@ def _e_ProduceResponse_v10(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_ProduceResponse_LeaderIdAndEpoch():
+    o = _new(ProduceResponse_LeaderIdAndEpoch)
+    o.leader_id = -1
+    o.leader_epoch = -1
+    o.unknown_tagged_fields = {}
+    return o
+
 class ProduceRequest_PartitionProduceData(_StructBase):
     'Kafka ProduceRequest struct PartitionProduceData'
     __slots__ = ('index', 'records', 'unknown_tagged_fields')
@@ -1107,7 +1114,7 @@ class ProduceResponse_PartitionProduceResponse(_StructBase):
         self.log_start_offset = log_start_offset
         self.record_errors = [] if record_errors is _D else record_errors
         self.error_message = error_message
-        self.current_leader = ProduceResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
+        self.current_leader = _mk_ProduceResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
         self.unknown_tagged_fields = {} if unknown_tagged_fields is None else unknown_tagged_fields
 
 

@@ -408,6 +408,13 @@ def _e_ShareAcknowledgeResponse_v0(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_ShareAcknowledgeResponse_LeaderIdAndEpoch():
+    o = _new(ShareAcknowledgeResponse_LeaderIdAndEpoch)
+    o.leader_id = 0
+    o.leader_epoch = 0
+    o.unknown_tagged_fields = {}
+    return o
+
 class ShareAcknowledgeRequest_AcknowledgementBatch(_StructBase):
     'Kafka ShareAcknowledgeRequest struct AcknowledgementBatch'
     __slots__ = ('first_offset', 'last_offset', 'acknowledge_types', 'unknown_tagged_fields')
@@ -522,7 +529,7 @@ class ShareAcknowledgeResponse_PartitionData(_StructBase):
         self.partition_index = partition_index
         self.error_code = error_code
         self.error_message = error_message
-        self.current_leader = ShareAcknowledgeResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
+        self.current_leader = _mk_ShareAcknowledgeResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
         self.unknown_tagged_fields = {} if unknown_tagged_fields is None else unknown_tagged_fields
 
 

@@ -532,6 +532,13 @@ def _e_ShareFetchResponse_v0(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_ShareFetchResponse_LeaderIdAndEpoch():
+    o = _new(ShareFetchResponse_LeaderIdAndEpoch)
+    o.leader_id = 0
+    o.leader_epoch = 0
+    o.unknown_tagged_fields = {}
+    return o
+
 class ShareFetchRequest_AcknowledgementBatch(_StructBase):
     'Kafka ShareFetchRequest struct AcknowledgementBatch'
     __slots__ = ('first_offset', 'last_offset', 'acknowledge_types', 'unknown_tagged_fields')
@@ -692,7 +699,7 @@ class ShareFetchResponse_PartitionData(_StructBase):
         self.error_message = error_message
         self.acknowledge_error_code = acknowledge_error_code
         self.acknowledge_error_message = acknowledge_error_message
-        self.current_leader = ShareFetchResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
+        self.current_leader = _mk_ShareFetchResponse_LeaderIdAndEpoch() if current_leader is _D else current_leader
         self.records = records
         self.acquired_records = [] if acquired_records is _D else acquired_records
         self.unknown_tagged_fields = {} if unknown_tagged_fields is None else unknown_tagged_fields

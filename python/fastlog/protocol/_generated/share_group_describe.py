@@ -337,6 +337,12 @@ def _e_ShareGroupDescribeResponse_v0(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_ShareGroupDescribeResponse_Assignment():
+    o = _new(ShareGroupDescribeResponse_Assignment)
+    o.topic_partitions = []
+    o.unknown_tagged_fields = {}
+    return o
+
 class ShareGroupDescribeRequest(_Message):
     'Kafka ShareGroupDescribeRequest'
     __slots__ = ('group_ids', 'include_authorized_operations', 'unknown_tagged_fields')
@@ -413,7 +419,7 @@ class ShareGroupDescribeResponse_Member(_StructBase):
         self.client_id = client_id
         self.client_host = client_host
         self.subscribed_topic_names = [] if subscribed_topic_names is _D else subscribed_topic_names
-        self.assignment = ShareGroupDescribeResponse_Assignment() if assignment is _D else assignment
+        self.assignment = _mk_ShareGroupDescribeResponse_Assignment() if assignment is _D else assignment
         self.unknown_tagged_fields = {} if unknown_tagged_fields is None else unknown_tagged_fields
 
 

@@ -136,6 +136,13 @@ def _e_UpdateRaftVoterRequest_v0(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_UpdateRaftVoterRequest_KRaftVersionFeature():
+    o = _new(UpdateRaftVoterRequest_KRaftVersionFeature)
+    o.min_supported_version = 0
+    o.max_supported_version = 0
+    o.unknown_tagged_fields = {}
+    return o
+
 def _d_UpdateRaftVoterResponse_CurrentLeader_v0(buf, pos):
     o = _new(UpdateRaftVoterResponse_CurrentLeader)
     o.leader_id, o.leader_epoch, = _S_ii.unpack_from(buf, pos)
@@ -165,7 +172,7 @@ def _d_UpdateRaftVoterResponse_v0(buf, pos):
     o = _new(UpdateRaftVoterResponse)
     o.throttle_time_ms, o.error_code, = _S_ih.unpack_from(buf, pos)
     pos += 6
-    o.current_leader = UpdateRaftVoterResponse_CurrentLeader()
+    o.current_leader = _mk_UpdateRaftVoterResponse_CurrentLeader()
     unk = {}
     ntag, pos = _ruv(buf, pos)
     for _ in range(ntag):
@@ -193,6 +200,15 @@ def _e_UpdateRaftVoterResponse_v0(o, w, buf):
         _wtags(buf, sorted(t.items()))
     else:
         buf.append(0)
+
+def _mk_UpdateRaftVoterResponse_CurrentLeader():
+    o = _new(UpdateRaftVoterResponse_CurrentLeader)
+    o.leader_id = -1
+    o.leader_epoch = -1
+    o.host = ''
+    o.port = 0
+    o.unknown_tagged_fields = {}
+    return o
 
 class UpdateRaftVoterRequest_Listener(_StructBase):
     'Kafka UpdateRaftVoterRequest struct Listener'
@@ -251,7 +267,7 @@ class UpdateRaftVoterRequest(_Message):
         self.voter_id = voter_id
         self.voter_directory_id = voter_directory_id
         self.listeners = [] if listeners is _D else listeners
-        self.k_raft_version_feature = UpdateRaftVoterRequest_KRaftVersionFeature() if k_raft_version_feature is _D else k_raft_version_feature
+        self.k_raft_version_feature = _mk_UpdateRaftVoterRequest_KRaftVersionFeature() if k_raft_version_feature is _D else k_raft_version_feature
         self.unknown_tagged_fields = {} if unknown_tagged_fields is None else unknown_tagged_fields
 
 
@@ -296,7 +312,7 @@ class UpdateRaftVoterResponse(_Message):
     def __init__(self, *, throttle_time_ms=0, error_code=0, current_leader=_D, unknown_tagged_fields=None):
         self.throttle_time_ms = throttle_time_ms
         self.error_code = error_code
-        self.current_leader = UpdateRaftVoterResponse_CurrentLeader() if current_leader is _D else current_leader
+        self.current_leader = _mk_UpdateRaftVoterResponse_CurrentLeader() if current_leader is _D else current_leader
         self.unknown_tagged_fields = {} if unknown_tagged_fields is None else unknown_tagged_fields
 
 

@@ -176,6 +176,13 @@ def _e_VotersRecord_v0(o, w, buf):
     else:
         buf.append(0)
 
+def _mk_VotersRecord_KRaftVersionFeature():
+    o = _new(VotersRecord_KRaftVersionFeature)
+    o.min_supported_version = 0
+    o.max_supported_version = 0
+    o.unknown_tagged_fields = {}
+    return o
+
 class VotersRecord_Endpoint(_StructBase):
     'Kafka VotersRecord struct Endpoint'
     __slots__ = ('name', 'host', 'port', 'unknown_tagged_fields')
@@ -227,7 +234,7 @@ class VotersRecord_Voter(_StructBase):
         self.voter_id = voter_id
         self.voter_directory_id = voter_directory_id
         self.endpoints = [] if endpoints is _D else endpoints
-        self.k_raft_version_feature = VotersRecord_KRaftVersionFeature() if k_raft_version_feature is _D else k_raft_version_feature
+        self.k_raft_version_feature = _mk_VotersRecord_KRaftVersionFeature() if k_raft_version_feature is _D else k_raft_version_feature
         self.unknown_tagged_fields = {} if unknown_tagged_fields is None else unknown_tagged_fields
 
 
