@@ -418,24 +418,26 @@ class Emitter:
                 body.append("else:")
                 body.append("    o.unknown_tagged_fields, pos = _rutags(buf, pos)")
             else:
-                body.append("unk = {}")
-                body.append("ntag, pos = _ruv(buf, pos)")
-                body.append("for _ in range(ntag):")
-                body.append("    tag, end, pos = _rtag(buf, pos)")
+                # No tags (the usual case) is one byte, read without a call.
+                body.append("if buf[pos] == 0:")
+                body.append("    o.unknown_tagged_fields = {}")
+                body.append("    pos += 1")
+                body.append("else:")
+                tags = ["unk = {}", "ntag, pos = _ruv(buf, pos)", "for _ in range(ntag):",
+                        "    tag, end, pos = _rtag(buf, pos)"]
                 kw = "if"
                 for f in sorted(tagged, key=lambda f: f.tag):
-                    body.append(f"    {kw} tag == {f.tag}:")
-                    body.append("        tb = buf[:end]")
+                    tags.append(f"    {kw} tag == {f.tag}:")
+                    tags.append("        tb = buf[:end]")
                     for line in self.decode_value(f, f"o.{f.attr}", "tb", tagged=True):
-                        body.append("        " + line)
+                        tags.append("        " + line)
                     # Kafka reads a known tag's value and ignores its declared size;
                     # a value shorter than its size leaves the rest unread, skipped here.
-                    body.append("        pos = end")
+                    tags.append("        pos = end")
                     kw = "elif"
-                body.append("    else:")
-                body.append("        unk[tag] = bytes(buf[pos:end])")
-                body.append("        pos = end")
-                body.append("o.unknown_tagged_fields = unk")
+                tags += ["    else:", "        unk[tag] = bytes(buf[pos:end])", "        pos = end",
+                         "o.unknown_tagged_fields = unk"]
+                body.extend("    " + t for t in tags)
         else:
             body.append("o.unknown_tagged_fields = {}")
         body.append("return o, pos")

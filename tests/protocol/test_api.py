@@ -137,6 +137,20 @@ def test_known_tagged_field_and_unknown_merge_in_tag_order():
     assert P.FetchResponse.PartitionData.decode(data, 12).encode(12) == data
 
 
+@pytest.mark.parametrize("tagged", [False, True], ids=["no-tags", "known-and-unknown-tags"])
+def test_every_prefix_of_a_struct_with_tagged_fields_is_truncated_not_a_crash(tagged):
+    # The tag section is read by a one-byte fast path when empty, by the loop otherwise.
+    part = P.FetchResponse.PartitionData(partition_index=1, records=b"")
+    if tagged:
+        part.snapshot_id = P.FetchResponse.SnapshotId(end_offset=5, epoch=2)
+        part.unknown_tagged_fields = {9: b"zz"}
+    data = part.encode(12)
+    assert P.FetchResponse.PartitionData.decode(data, 12) == part
+    for cut in range(len(data)):
+        with pytest.raises(TruncatedError):
+            P.FetchResponse.PartitionData.decode(data[:cut], 12)
+
+
 def test_absent_field_rules():
     # TransactionalId appeared in v3 and is not ignorable
     with pytest.raises(UnsupportedVersionError):

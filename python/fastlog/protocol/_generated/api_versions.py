@@ -239,62 +239,66 @@ def _d_ApiVersionsResponse_v3(buf, pos):
     o.finalized_features_epoch = -1
     o.finalized_features = []
     o.zk_migration_ready = False
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            n4 = tb[pos]
-            if n4 < 128:
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                n4 = tb[pos]
+                if n4 < 128:
+                    pos += 1
+                else:
+                    n4, pos = _ruv(tb, pos)
+                n4 -= 1
+                if n4 < 0:
+                    raise _null('SupportedFeatures')
+                elif n4 > len(tb) - pos:
+                    raise _badcnt(n4, tb, pos)
+                else:
+                    a5 = []
+                    for _ in range(n4):
+                        x6, pos = _d_ApiVersionsResponse_SupportedFeatureKey_v3(tb, pos)
+                        a5.append(x6)
+                    o.supported_features = a5
+                pos = end
+            elif tag == 1:
+                tb = buf[:end]
+                o.finalized_features_epoch = _S_q.unpack_from(tb, pos)[0]
+                pos += 8
+                pos = end
+            elif tag == 2:
+                tb = buf[:end]
+                n7 = tb[pos]
+                if n7 < 128:
+                    pos += 1
+                else:
+                    n7, pos = _ruv(tb, pos)
+                n7 -= 1
+                if n7 < 0:
+                    raise _null('FinalizedFeatures')
+                elif n7 > len(tb) - pos:
+                    raise _badcnt(n7, tb, pos)
+                else:
+                    a8 = []
+                    for _ in range(n7):
+                        x9, pos = _d_ApiVersionsResponse_FinalizedFeatureKey_v3(tb, pos)
+                        a8.append(x9)
+                    o.finalized_features = a8
+                pos = end
+            elif tag == 3:
+                tb = buf[:end]
+                o.zk_migration_ready = _S_Z.unpack_from(tb, pos)[0]
                 pos += 1
+                pos = end
             else:
-                n4, pos = _ruv(tb, pos)
-            n4 -= 1
-            if n4 < 0:
-                raise _null('SupportedFeatures')
-            elif n4 > len(tb) - pos:
-                raise _badcnt(n4, tb, pos)
-            else:
-                a5 = []
-                for _ in range(n4):
-                    x6, pos = _d_ApiVersionsResponse_SupportedFeatureKey_v3(tb, pos)
-                    a5.append(x6)
-                o.supported_features = a5
-            pos = end
-        elif tag == 1:
-            tb = buf[:end]
-            o.finalized_features_epoch = _S_q.unpack_from(tb, pos)[0]
-            pos += 8
-            pos = end
-        elif tag == 2:
-            tb = buf[:end]
-            n7 = tb[pos]
-            if n7 < 128:
-                pos += 1
-            else:
-                n7, pos = _ruv(tb, pos)
-            n7 -= 1
-            if n7 < 0:
-                raise _null('FinalizedFeatures')
-            elif n7 > len(tb) - pos:
-                raise _badcnt(n7, tb, pos)
-            else:
-                a8 = []
-                for _ in range(n7):
-                    x9, pos = _d_ApiVersionsResponse_FinalizedFeatureKey_v3(tb, pos)
-                    a8.append(x9)
-                o.finalized_features = a8
-            pos = end
-        elif tag == 3:
-            tb = buf[:end]
-            o.zk_migration_ready = _S_Z.unpack_from(tb, pos)[0]
-            pos += 1
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_ApiVersionsResponse_v3(o, w, buf):

@@ -65,33 +65,37 @@ def _d_BrokerHeartbeatRequest_v1(buf, pos):
     o.broker_id, o.broker_epoch, o.current_metadata_offset, o.want_fence, o.want_shut_down, = _S_iqqZZ.unpack_from(buf, pos)
     pos += 22
     o.offline_log_dirs = []
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            n1 = tb[pos]
-            if n1 < 128:
-                pos += 1
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                n1 = tb[pos]
+                if n1 < 128:
+                    pos += 1
+                else:
+                    n1, pos = _ruv(tb, pos)
+                n1 -= 1
+                if n1 < 0:
+                    raise _null('OfflineLogDirs')
+                elif n1 > len(tb) - pos:
+                    raise _badcnt(n1, tb, pos)
+                else:
+                    a2 = []
+                    for _ in range(n1):
+                        x3, pos = _ruuid(tb, pos)
+                        a2.append(x3)
+                    o.offline_log_dirs = a2
+                pos = end
             else:
-                n1, pos = _ruv(tb, pos)
-            n1 -= 1
-            if n1 < 0:
-                raise _null('OfflineLogDirs')
-            elif n1 > len(tb) - pos:
-                raise _badcnt(n1, tb, pos)
-            else:
-                a2 = []
-                for _ in range(n1):
-                    x3, pos = _ruuid(tb, pos)
-                    a2.append(x3)
-                o.offline_log_dirs = a2
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_BrokerHeartbeatRequest_v1(o, w, buf):

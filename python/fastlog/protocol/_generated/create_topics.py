@@ -455,19 +455,23 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v5(buf, pos):
         o.configs = a2
     o.topic_id = _ZERO_UUID
     o.topic_config_error_code = 0
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.topic_config_error_code = _S_h.unpack_from(tb, pos)[0]
-            pos += 2
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.topic_config_error_code = _S_h.unpack_from(tb, pos)[0]
+                pos += 2
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_CreateTopicsResponse_CreatableTopicResult_v5(o, w, buf):
@@ -524,19 +528,23 @@ def _d_CreateTopicsResponse_CreatableTopicResult_v7(buf, pos):
             a3.append(x4)
         o.configs = a3
     o.topic_config_error_code = 0
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.topic_config_error_code = _S_h.unpack_from(tb, pos)[0]
-            pos += 2
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.topic_config_error_code = _S_h.unpack_from(tb, pos)[0]
+                pos += 2
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_CreateTopicsResponse_CreatableTopicResult_v7(o, w, buf):

@@ -502,33 +502,37 @@ def _d_EndQuorumEpochResponse_v1(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.node_endpoints = []
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            n4 = tb[pos]
-            if n4 < 128:
-                pos += 1
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                n4 = tb[pos]
+                if n4 < 128:
+                    pos += 1
+                else:
+                    n4, pos = _ruv(tb, pos)
+                n4 -= 1
+                if n4 < 0:
+                    raise _null('NodeEndpoints')
+                elif n4 > len(tb) - pos:
+                    raise _badcnt(n4, tb, pos)
+                else:
+                    a5 = []
+                    for _ in range(n4):
+                        x6, pos = _d_EndQuorumEpochResponse_NodeEndpoint_v1(tb, pos)
+                        a5.append(x6)
+                    o.node_endpoints = a5
+                pos = end
             else:
-                n4, pos = _ruv(tb, pos)
-            n4 -= 1
-            if n4 < 0:
-                raise _null('NodeEndpoints')
-            elif n4 > len(tb) - pos:
-                raise _badcnt(n4, tb, pos)
-            else:
-                a5 = []
-                for _ in range(n4):
-                    x6, pos = _d_EndQuorumEpochResponse_NodeEndpoint_v1(tb, pos)
-                    a5.append(x6)
-                o.node_endpoints = a5
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_EndQuorumEpochResponse_v1(o, w, buf):

@@ -144,18 +144,22 @@ def _d_FetchRequest_FetchPartition_v17(buf, pos):
     o.partition, o.current_leader_epoch, o.fetch_offset, o.last_fetched_epoch, o.log_start_offset, o.partition_max_bytes, = _S_iiqiqi.unpack_from(buf, pos)
     pos += 32
     o.replica_directory_id = _ZERO_UUID
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.replica_directory_id, pos = _ruuid(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.replica_directory_id, pos = _ruuid(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchRequest_FetchPartition_v17(o, w, buf):
@@ -850,18 +854,22 @@ def _d_FetchRequest_v12(buf, pos):
     o.rack_id, pos = _rcs(buf, pos)
     o.cluster_id = None
     o.replica_state = _mk_FetchRequest_ReplicaState()
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.cluster_id, pos = _rncs(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.cluster_id, pos = _rncs(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchRequest_v12(o, w, buf):
@@ -938,18 +946,22 @@ def _d_FetchRequest_v13(buf, pos):
     o.rack_id, pos = _rcs(buf, pos)
     o.cluster_id = None
     o.replica_state = _mk_FetchRequest_ReplicaState()
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.cluster_id, pos = _rncs(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.cluster_id, pos = _rncs(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchRequest_v13(o, w, buf):
@@ -1027,22 +1039,26 @@ def _d_FetchRequest_v15(buf, pos):
     o.cluster_id = None
     o.replica_id = -1
     o.replica_state = _mk_FetchRequest_ReplicaState()
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.cluster_id, pos = _rncs(tb, pos)
-            pos = end
-        elif tag == 1:
-            tb = buf[:end]
-            o.replica_state, pos = _d_FetchRequest_ReplicaState_v15(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.cluster_id, pos = _rncs(tb, pos)
+                pos = end
+            elif tag == 1:
+                tb = buf[:end]
+                o.replica_state, pos = _d_FetchRequest_ReplicaState_v15(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchRequest_v15(o, w, buf):
@@ -1125,22 +1141,26 @@ def _d_FetchRequest_v17(buf, pos):
     o.cluster_id = None
     o.replica_id = -1
     o.replica_state = _mk_FetchRequest_ReplicaState()
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.cluster_id, pos = _rncs(tb, pos)
-            pos = end
-        elif tag == 1:
-            tb = buf[:end]
-            o.replica_state, pos = _d_FetchRequest_ReplicaState_v15(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.cluster_id, pos = _rncs(tb, pos)
+                pos = end
+            elif tag == 1:
+                tb = buf[:end]
+                o.replica_state, pos = _d_FetchRequest_ReplicaState_v15(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchRequest_v17(o, w, buf):
@@ -1459,26 +1479,30 @@ def _d_FetchResponse_PartitionData_v12(buf, pos):
     o.diverging_epoch = _mk_FetchResponse_EpochEndOffset()
     o.current_leader = _mk_FetchResponse_LeaderIdAndEpoch()
     o.snapshot_id = _mk_FetchResponse_SnapshotId()
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.diverging_epoch, pos = _d_FetchResponse_EpochEndOffset_v12(tb, pos)
-            pos = end
-        elif tag == 1:
-            tb = buf[:end]
-            o.current_leader, pos = _d_FetchResponse_LeaderIdAndEpoch_v12(tb, pos)
-            pos = end
-        elif tag == 2:
-            tb = buf[:end]
-            o.snapshot_id, pos = _d_FetchResponse_SnapshotId_v12(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.diverging_epoch, pos = _d_FetchResponse_EpochEndOffset_v12(tb, pos)
+                pos = end
+            elif tag == 1:
+                tb = buf[:end]
+                o.current_leader, pos = _d_FetchResponse_LeaderIdAndEpoch_v12(tb, pos)
+                pos = end
+            elif tag == 2:
+                tb = buf[:end]
+                o.snapshot_id, pos = _d_FetchResponse_SnapshotId_v12(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchResponse_PartitionData_v12(o, w, buf):
@@ -2057,33 +2081,37 @@ def _d_FetchResponse_v16(buf, pos):
             a2.append(x3)
         o.responses = a2
     o.node_endpoints = []
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            n4 = tb[pos]
-            if n4 < 128:
-                pos += 1
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                n4 = tb[pos]
+                if n4 < 128:
+                    pos += 1
+                else:
+                    n4, pos = _ruv(tb, pos)
+                n4 -= 1
+                if n4 < 0:
+                    raise _null('NodeEndpoints')
+                elif n4 > len(tb) - pos:
+                    raise _badcnt(n4, tb, pos)
+                else:
+                    a5 = []
+                    for _ in range(n4):
+                        x6, pos = _d_FetchResponse_NodeEndpoint_v16(tb, pos)
+                        a5.append(x6)
+                    o.node_endpoints = a5
+                pos = end
             else:
-                n4, pos = _ruv(tb, pos)
-            n4 -= 1
-            if n4 < 0:
-                raise _null('NodeEndpoints')
-            elif n4 > len(tb) - pos:
-                raise _badcnt(n4, tb, pos)
-            else:
-                a5 = []
-                for _ in range(n4):
-                    x6, pos = _d_FetchResponse_NodeEndpoint_v16(tb, pos)
-                    a5.append(x6)
-                o.node_endpoints = a5
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchResponse_v16(o, w, buf):

@@ -97,18 +97,22 @@ def _d_FetchSnapshotRequest_PartitionSnapshot_v1(buf, pos):
     o.position, = _S_q.unpack_from(buf, pos)
     pos += 8
     o.replica_directory_id = _ZERO_UUID
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.replica_directory_id, pos = _ruuid(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.replica_directory_id, pos = _ruuid(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchSnapshotRequest_PartitionSnapshot_v1(o, w, buf):
@@ -236,18 +240,22 @@ def _d_FetchSnapshotRequest_v0(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.cluster_id = None
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.cluster_id, pos = _rncs(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.cluster_id, pos = _rncs(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchSnapshotRequest_v0(o, w, buf):
@@ -293,18 +301,22 @@ def _d_FetchSnapshotRequest_v1(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.cluster_id = None
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.cluster_id, pos = _rncs(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.cluster_id, pos = _rncs(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchSnapshotRequest_v1(o, w, buf):
@@ -383,18 +395,22 @@ def _d_FetchSnapshotResponse_PartitionSnapshot_v0(buf, pos):
     pos += 16
     o.unaligned_records, pos = _rcrecn(buf, pos)
     o.current_leader = _mk_FetchSnapshotResponse_LeaderIdAndEpoch()
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.current_leader, pos = _d_FetchSnapshotResponse_LeaderIdAndEpoch_v0(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.current_leader, pos = _d_FetchSnapshotResponse_LeaderIdAndEpoch_v0(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchSnapshotResponse_PartitionSnapshot_v0(o, w, buf):
@@ -552,33 +568,37 @@ def _d_FetchSnapshotResponse_v1(buf, pos):
             a2.append(x3)
         o.topics = a2
     o.node_endpoints = []
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            n4 = tb[pos]
-            if n4 < 128:
-                pos += 1
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                n4 = tb[pos]
+                if n4 < 128:
+                    pos += 1
+                else:
+                    n4, pos = _ruv(tb, pos)
+                n4 -= 1
+                if n4 < 0:
+                    raise _null('NodeEndpoints')
+                elif n4 > len(tb) - pos:
+                    raise _badcnt(n4, tb, pos)
+                else:
+                    a5 = []
+                    for _ in range(n4):
+                        x6, pos = _d_FetchSnapshotResponse_NodeEndpoint_v1(tb, pos)
+                        a5.append(x6)
+                    o.node_endpoints = a5
+                pos = end
             else:
-                n4, pos = _ruv(tb, pos)
-            n4 -= 1
-            if n4 < 0:
-                raise _null('NodeEndpoints')
-            elif n4 > len(tb) - pos:
-                raise _badcnt(n4, tb, pos)
-            else:
-                a5 = []
-                for _ in range(n4):
-                    x6, pos = _d_FetchSnapshotResponse_NodeEndpoint_v1(tb, pos)
-                    a5.append(x6)
-                o.node_endpoints = a5
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_FetchSnapshotResponse_v1(o, w, buf):

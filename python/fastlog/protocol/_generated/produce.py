@@ -454,18 +454,22 @@ def _d_ProduceResponse_PartitionProduceResponse_v10(buf, pos):
         o.record_errors = a2
     o.error_message, pos = _rncs(buf, pos)
     o.current_leader = _mk_ProduceResponse_LeaderIdAndEpoch()
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.current_leader, pos = _d_ProduceResponse_LeaderIdAndEpoch_v10(tb, pos)
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.current_leader, pos = _d_ProduceResponse_LeaderIdAndEpoch_v10(tb, pos)
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_ProduceResponse_PartitionProduceResponse_v10(o, w, buf):
@@ -931,33 +935,37 @@ def _d_ProduceResponse_v10(buf, pos):
     o.throttle_time_ms, = _S_i.unpack_from(buf, pos)
     pos += 4
     o.node_endpoints = []
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            n4 = tb[pos]
-            if n4 < 128:
-                pos += 1
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                n4 = tb[pos]
+                if n4 < 128:
+                    pos += 1
+                else:
+                    n4, pos = _ruv(tb, pos)
+                n4 -= 1
+                if n4 < 0:
+                    raise _null('NodeEndpoints')
+                elif n4 > len(tb) - pos:
+                    raise _badcnt(n4, tb, pos)
+                else:
+                    a5 = []
+                    for _ in range(n4):
+                        x6, pos = _d_ProduceResponse_NodeEndpoint_v10(tb, pos)
+                        a5.append(x6)
+                    o.node_endpoints = a5
+                pos = end
             else:
-                n4, pos = _ruv(tb, pos)
-            n4 -= 1
-            if n4 < 0:
-                raise _null('NodeEndpoints')
-            elif n4 > len(tb) - pos:
-                raise _badcnt(n4, tb, pos)
-            else:
-                a5 = []
-                for _ in range(n4):
-                    x6, pos = _d_ProduceResponse_NodeEndpoint_v10(tb, pos)
-                    a5.append(x6)
-                o.node_endpoints = a5
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_ProduceResponse_v10(o, w, buf):

@@ -1185,19 +1185,23 @@ def _d_UpdateMetadataRequest_v8(buf, pos):
         o.live_brokers = a5
     o.type = 0
     o.ungrouped_partition_states = []
-    unk = {}
-    ntag, pos = _ruv(buf, pos)
-    for _ in range(ntag):
-        tag, end, pos = _rtag(buf, pos)
-        if tag == 0:
-            tb = buf[:end]
-            o.type = _S_b.unpack_from(tb, pos)[0]
-            pos += 1
-            pos = end
-        else:
-            unk[tag] = bytes(buf[pos:end])
-            pos = end
-    o.unknown_tagged_fields = unk
+    if buf[pos] == 0:
+        o.unknown_tagged_fields = {}
+        pos += 1
+    else:
+        unk = {}
+        ntag, pos = _ruv(buf, pos)
+        for _ in range(ntag):
+            tag, end, pos = _rtag(buf, pos)
+            if tag == 0:
+                tb = buf[:end]
+                o.type = _S_b.unpack_from(tb, pos)[0]
+                pos += 1
+                pos = end
+            else:
+                unk[tag] = bytes(buf[pos:end])
+                pos = end
+        o.unknown_tagged_fields = unk
     return o, pos
 
 def _e_UpdateMetadataRequest_v8(o, w, buf):
