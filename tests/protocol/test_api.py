@@ -296,6 +296,11 @@ def test_reader_primitives_roundtrip():
     (b"\x00\x05ab", "string"), (b"\x00\x00\x00\x09abc", "bytes"),
     (b"\x80\x80", "unsigned_varint"), (b"\x05ab", "compact_string"),
     (b"\x00\x00\x00\x09\x00\x00\x00\x01", "records"),
+    # the readers that check lengths inline and read a one-byte varint without the loop
+    (b"", "unsigned_varint"), (b"", "compact_string"), (b"", "compact_records"), (b"\x00", "string"),
+    (b"\x00\x02a", "nullable_string"), (b"\x03a", "compact_nullable_string"), (b"\x03a", "compact_bytes"),
+    (b"\x03a", "compact_nullable_bytes"), (b"\x05abc", "compact_records"), (b"\x80", "compact_records"),
+    (b"\x00\x00\x00\x02a", "nullable_bytes"), (b"\x00\x00\x00", "records"),
 ])
 def test_truncated(data, method):
     with pytest.raises(TruncatedError):

@@ -68,13 +68,29 @@ def as_view(data) -> memoryview:
 # decoding helpers: f(buf, pos) -> (value, new_pos)
 # --------------------------------------------------------------------------
 
+# The readers below check lengths inline rather than through _need, and read a one-byte
+# varint without the loop: each Python call they save is ~0.05 µs, and a string, a byte
+# string or a record set is read once per field of every message decoded here.
+
 def _need(buf, pos, n):
     if n > len(buf) - pos:
-        raise TruncatedError(f"need {n} bytes at offset {pos}, only {len(buf) - pos} left")
+        raise _short(buf, pos, n)
+
+
+def _short(buf, pos, n):
+    return TruncatedError(f"need {n} bytes at offset {pos}, only {len(buf) - pos} left")
 
 
 def r_uvarint(buf, pos):
     """Unsigned varint of at most 5 bytes (a 32-bit value)."""
+    if pos < len(buf):
+        b = buf[pos]
+        if b < 0x80:  # one byte: most lengths, counts and tags
+            return b, pos + 1
+    return _r_uvarint_long(buf, pos)
+
+
+def _r_uvarint_long(buf, pos):
     result = 0
     shift = 0
     end = len(buf)
@@ -122,28 +138,30 @@ def r_varlong(buf, pos):
     return (v >> 1) ^ -(v & 1), pos
 
 
-def _utf8(buf, pos, end):
-    return str(buf[pos:end], "utf-8", "replace")
-
-
 def r_string(buf, pos):
-    _need(buf, pos, 2)
+    if len(buf) - pos < 2:
+        raise _short(buf, pos, 2)
     n = I16.unpack_from(buf, pos)[0]
     pos += 2
     if n < 0:
         raise InvalidValueError("null in a non-nullable string")
-    _need(buf, pos, n)
-    return _utf8(buf, pos, pos + n), pos + n
+    end = pos + n
+    if end > len(buf):
+        raise _short(buf, pos, n)
+    return str(buf[pos:end], "utf-8", "replace"), end
 
 
 def r_nstring(buf, pos):
-    _need(buf, pos, 2)
+    if len(buf) - pos < 2:
+        raise _short(buf, pos, 2)
     n = I16.unpack_from(buf, pos)[0]
     pos += 2
     if n < 0:
         return None, pos
-    _need(buf, pos, n)
-    return _utf8(buf, pos, pos + n), pos + n
+    end = pos + n
+    if end > len(buf):
+        raise _short(buf, pos, n)
+    return str(buf[pos:end], "utf-8", "replace"), end
 
 
 def r_cstring(buf, pos):
@@ -153,8 +171,10 @@ def r_cstring(buf, pos):
     n -= 1
     if n > MAX_STRING_LENGTH:
         raise InvalidValueError(f"string length {n} exceeds {MAX_STRING_LENGTH}")
-    _need(buf, pos, n)
-    return _utf8(buf, pos, pos + n), pos + n
+    end = pos + n
+    if end > len(buf):
+        raise _short(buf, pos, n)
+    return str(buf[pos:end], "utf-8", "replace"), end
 
 
 def r_ncstring(buf, pos):
@@ -164,30 +184,39 @@ def r_ncstring(buf, pos):
     n -= 1
     if n > MAX_STRING_LENGTH:
         raise InvalidValueError(f"string length {n} exceeds {MAX_STRING_LENGTH}")
-    _need(buf, pos, n)
-    return _utf8(buf, pos, pos + n), pos + n
+    end = pos + n
+    if end > len(buf):
+        raise _short(buf, pos, n)
+    return str(buf[pos:end], "utf-8", "replace"), end
 
 
 def _len32(buf, pos, nullable):
-    _need(buf, pos, 4)
+    if len(buf) - pos < 4:
+        raise _short(buf, pos, 4)
     n = I32.unpack_from(buf, pos)[0]
     pos += 4
     if n < 0:
         if not nullable:
             raise InvalidValueError(f"invalid length {n} of a non-nullable field")
         return None, pos
-    _need(buf, pos, n)
+    if n > len(buf) - pos:
+        raise _short(buf, pos, n)
     return n, pos
 
 
 def _clen(buf, pos, nullable):
-    n, pos = r_uvarint(buf, pos)
+    if pos < len(buf) and buf[pos] < 0x80:
+        n = buf[pos]
+        pos += 1
+    else:
+        n, pos = _r_uvarint_long(buf, pos)
     if n == 0:
         if not nullable:
             raise InvalidValueError("null in a non-nullable compact field")
         return None, pos
     n -= 1
-    _need(buf, pos, n)
+    if n > len(buf) - pos:
+        raise _short(buf, pos, n)
     return n, pos
 
 
