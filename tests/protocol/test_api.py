@@ -361,3 +361,23 @@ def test_huge_and_negative_array_counts():
         P.MetadataResponse.decode(b"\x7f\xff\xff\xff" + b"\x00" * 16, 1)
     with pytest.raises(InvalidValueError):
         P.MetadataResponse.decode(b"\xff\xff\xff\xfe" + b"\x00" * 16, 1)
+
+
+def test_a_topic_id_read_twice_is_one_shared_uuid_and_the_cache_stays_bounded(monkeypatch):
+    import uuid
+
+    from fastlog.protocol import primitives
+
+    F = P.FetchRequest
+    ids = [uuid.UUID(int=i + 1) for i in range(5)]
+    body = F(topics=[F.FetchTopic(topic_id=i, partitions=[F.FetchPartition(partition=0)]) for i in ids]).encode(13)
+    first, again = (F.decode(body, 13) for _ in range(2))
+    assert [t.topic_id for t in first.topics] == ids  # equal to what was sent, of type UUID
+    assert all(a.topic_id is b.topic_id for a, b in zip(first.topics, again.topics))
+    # bounded: a full cache is emptied, and what is read then is still right
+    monkeypatch.setattr(primitives, "UUID_CACHE_MAX", 3)
+    primitives._UUIDS.clear()
+    for _ in range(3):
+        assert [t.topic_id for t in F.decode(body, 13).topics] == ids
+        assert len(primitives._UUIDS) <= 3
+    assert Reader(ids[0].bytes + b"\x00").uuid() == ids[0]

@@ -270,9 +270,27 @@ def r_crecords_nn(buf, pos):
     return buf[pos:pos + n], pos + n
 
 
+# Topic ids recur in every request and answer that names their topic, and building a
+# uuid.UUID costs ~1.8 µs (its __init__ is Python): each id read is built once and shared
+# (they are immutable). Bounded: when full the cache is emptied and fills again.
+UUID_CACHE_MAX = 16384
+_UUIDS: dict = {}
+
+
+def uuid_from(raw: bytes) -> _uuid.UUID:
+    """The UUID of 16 bytes, shared with earlier reads of the same bytes."""
+    found = _UUIDS.get(raw)
+    if found is None:
+        found = _UUID(bytes=raw)
+        if len(_UUIDS) >= UUID_CACHE_MAX:
+            _UUIDS.clear()
+        _UUIDS[raw] = found
+    return found
+
+
 def r_uuid(buf, pos):
     _need(buf, pos, 16)
-    return _UUID(bytes=bytes(buf[pos:pos + 16])), pos + 16
+    return uuid_from(bytes(buf[pos:pos + 16])), pos + 16
 
 
 def r_count(buf, pos):

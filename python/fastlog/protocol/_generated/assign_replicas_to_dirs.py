@@ -9,7 +9,7 @@ from fastlog.protocol.primitives import (
     r_string as _rs, r_nstring as _rns, r_cstring as _rcs, r_ncstring as _rncs,
     r_bytes as _rb, r_nbytes as _rnb, r_cbytes as _rcb, r_ncbytes as _rncb,
     r_records as _rrec, r_crecords as _rcrec, r_records_nn as _rrecn, r_crecords_nn as _rcrecn,
-    r_uuid as _ruuid, r_count as _rcnt, r_ccount as _rccnt, r_fixed_array as _rfa,
+    r_uuid as _ruuid, uuid_from as _uuidf, r_count as _rcnt, r_ccount as _rccnt, r_fixed_array as _rfa,
     r_uvarint as _ruv, r_tag_header as _rtag, r_unknown_tags as _rutags,
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
@@ -20,7 +20,6 @@ from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
 )
 from struct import Struct as _S
-from uuid import UUID as _UUID
 
 _new = object.__new__
 _D = object()  # "argument not given" marker for mutable defaults
@@ -62,7 +61,7 @@ def _e_AssignReplicasToDirsRequest_PartitionData_v0(o, w, buf):
 def _d_AssignReplicasToDirsRequest_TopicData_v0(buf, pos):
     o = _new(AssignReplicasToDirsRequest_TopicData)
     u1, = _S_U.unpack_from(buf, pos)
-    o.topic_id = _UUID(bytes=u1)
+    o.topic_id = _uuidf(u1)
     pos += 16
     n2 = buf[pos]
     if n2 < 128:
@@ -107,7 +106,7 @@ def _e_AssignReplicasToDirsRequest_TopicData_v0(o, w, buf):
 def _d_AssignReplicasToDirsRequest_DirectoryData_v0(buf, pos):
     o = _new(AssignReplicasToDirsRequest_DirectoryData)
     u1, = _S_U.unpack_from(buf, pos)
-    o.id = _UUID(bytes=u1)
+    o.id = _uuidf(u1)
     pos += 16
     n2 = buf[pos]
     if n2 < 128:
@@ -215,7 +214,7 @@ def _e_AssignReplicasToDirsResponse_PartitionData_v0(o, w, buf):
 def _d_AssignReplicasToDirsResponse_TopicData_v0(buf, pos):
     o = _new(AssignReplicasToDirsResponse_TopicData)
     u1, = _S_U.unpack_from(buf, pos)
-    o.topic_id = _UUID(bytes=u1)
+    o.topic_id = _uuidf(u1)
     pos += 16
     n2 = buf[pos]
     if n2 < 128:
@@ -260,7 +259,7 @@ def _e_AssignReplicasToDirsResponse_TopicData_v0(o, w, buf):
 def _d_AssignReplicasToDirsResponse_DirectoryData_v0(buf, pos):
     o = _new(AssignReplicasToDirsResponse_DirectoryData)
     u1, = _S_U.unpack_from(buf, pos)
-    o.id = _UUID(bytes=u1)
+    o.id = _uuidf(u1)
     pos += 16
     n2 = buf[pos]
     if n2 < 128:
