@@ -137,6 +137,20 @@ def response_header_version(api_key: int, api_version: int) -> int:
 
 _HDR = _Struct(">hhi")
 
+# (api_key, api_version) -> (RequestHeader, its version, request class): looked up once per
+# request instead of checked and loaded again. Only valid pairs are kept, so it stays small.
+_REQUEST_PLANS: dict = {}
+
+
+def _request_plan(api_key: int, api_version: int, correlation_id: int) -> tuple:
+    if api_key not in API_BY_KEY:
+        raise UnknownApiKeyError(f"unknown API key {api_key}", api_key=api_key,
+                                 api_version=api_version, correlation_id=correlation_id)
+    _check_version(API_BY_KEY[api_key], api_version, correlation_id)
+    plan = (_load("RequestHeader"), request_header_version(api_key, api_version), request_class(api_key))
+    _REQUEST_PLANS[(api_key, api_version)] = plan
+    return plan
+
 
 def decode_request(frame):
     """Decode one request frame (without its 4-byte size prefix).
@@ -153,16 +167,13 @@ def decode_request(frame):
     if len(buf) < 8:
         raise TruncatedError(f"request frame of {len(buf)} bytes is shorter than a header")
     api_key, api_version, correlation_id = _HDR.unpack_from(buf, 0)
-    ids = dict(api_key=api_key, api_version=api_version, correlation_id=correlation_id)
-    if api_key not in API_BY_KEY:
-        raise UnknownApiKeyError(f"unknown API key {api_key}", **ids)
-    info = API_BY_KEY[api_key]
-    _check_version(info, api_version, correlation_id)
-    req_cls = request_class(api_key)
-    hdr_cls = _load("RequestHeader")
+    plan = _REQUEST_PLANS.get((api_key, api_version))
+    if plan is None:
+        plan = _request_plan(api_key, api_version, correlation_id)
+    header_class, header_version, req_cls = plan
     try:
         reader = Reader(buf)
-        header = hdr_cls.decode(reader, request_header_version(api_key, api_version))
+        header = header_class.decode(reader, header_version)
         body = req_cls.decode(reader, api_version)
     except CodecError as e:
         e.api_key, e.api_version, e.correlation_id = api_key, api_version, correlation_id
