@@ -197,7 +197,12 @@ def encode_response(correlation_id: int, api_key: int, api_version: int, body,
     default) and return it.  Use ``w.framed_parts()`` for the socket (records
     given as file regions stay separate parts) or ``w.getvalue()``."""
     w = Writer() if writer is None else writer
-    hdr_cls = _load("ResponseHeader")
-    hdr_cls(correlation_id=correlation_id).encode_into(w, response_header_version(api_key, api_version))
+    header_version = _RESPONSE_HEADER_VERSIONS.get((api_key, api_version))
+    if header_version is None:  # checked once per valid (api key, version)
+        header_version = _RESPONSE_HEADER_VERSIONS[(api_key, api_version)] = response_header_version(api_key, api_version)
+    _load("ResponseHeader")(correlation_id=correlation_id).encode_into(w, header_version)
     body.encode_into(w, api_version)
     return w
+
+
+_RESPONSE_HEADER_VERSIONS: dict = {}  # (api_key, api_version) -> ResponseHeader version
