@@ -381,3 +381,14 @@ def test_a_topic_id_read_twice_is_one_shared_uuid_and_the_cache_stays_bounded(mo
         assert [t.topic_id for t in F.decode(body, 13).topics] == ids
         assert len(primitives._UUIDS) <= 3
     assert Reader(ids[0].bytes + b"\x00").uuid() == ids[0]
+
+
+@pytest.mark.parametrize("size", [0, 1, 126, 127, 128, 16383, 16384])
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_records_of_every_length_prefix_width_round_trip(size, kind):
+    # one-byte compact lengths are written inline, longer ones as a varint
+    data = kind(bytes(range(256)) * (size // 256) + bytes(size % 256))
+    part = P.FetchResponse.PartitionData(partition_index=1, records=data)
+    for version in (11, 12):
+        back = P.FetchResponse.PartitionData.decode(part.encode(version), version)
+        assert bytes(back.records) == bytes(data)

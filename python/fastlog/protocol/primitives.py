@@ -482,15 +482,17 @@ def w_records(w, buf, v, compact, nullable=True):
             buf += _NULL32
         return
     if isinstance(v, _BYTES_LIKE):
-        n = _nbytes(v)
+        n = v.nbytes if type(v) is memoryview else len(v)
         external = False
     else:
         n = len(v)
         external = True
-    if compact:
-        w_uvarint(buf, n + 1)
-    else:
+    if not compact:
         buf += I32.pack(n)
+    elif n < 0x7F:
+        buf.append(n + 1)
+    else:
+        w_uvarint(buf, n + 1)
     if external:
         w.add_external(v)
     elif n >= ZERO_COPY_THRESHOLD:
