@@ -9,7 +9,7 @@ from fastlog.protocol.primitives import (
     r_string as _rs, r_nstring as _rns, r_cstring as _rcs, r_ncstring as _rncs,
     r_bytes as _rb, r_nbytes as _rnb, r_cbytes as _rcb, r_ncbytes as _rncb,
     r_records as _rrec, r_crecords as _rcrec, r_records_nn as _rrecn, r_crecords_nn as _rcrecn,
-    r_uuid as _ruuid, r_count as _rcnt, r_ccount as _rccnt, r_fixed_array as _rfa,
+    r_uuid as _ruuid, uuid_from as _uuidf, r_count as _rcnt, r_ccount as _rccnt, r_fixed_array as _rfa,
     r_uvarint as _ruv, r_tag_header as _rtag, r_unknown_tags as _rutags,
     w_string as _ws, w_nstring as _wns, w_cstring as _wcs, w_ncstring as _wncs,
     w_bytes as _wb, w_nbytes as _wnb, w_cbytes as _wcb, w_ncbytes as _wncb,
@@ -20,7 +20,6 @@ from fastlog.protocol.errors import (
     InvalidValueError as _Invalid, UnsupportedVersionError as _Unsupported,
 )
 from struct import Struct as _S
-from uuid import UUID as _UUID
 
 _new = object.__new__
 _D = object()  # "argument not given" marker for mutable defaults
