@@ -82,6 +82,25 @@ def test_decode_request_unsupported_version_carries_ids():
     assert e.error_code == ErrorCode.UNSUPPORTED_VERSION == 35
 
 
+def test_a_pair_already_decoded_does_not_let_other_versions_or_keys_through():
+    # decode_request and encode_response remember what they checked per (api key, version):
+    # a good pair seen first must not change what a bad one gets, however often it comes.
+    body = P.ApiVersionsRequest(client_software_name="c", client_software_version="1")
+    good = _frame(P.RequestHeader(request_api_key=18, request_api_version=3, correlation_id=1, client_id="c"), body)
+    for _ in range(2):
+        assert P.decode_request(good)[1] == body
+        with pytest.raises(UnsupportedVersionError) as ei:
+            P.decode_request(struct.pack(">hhih", 18, 99, 7, 1) + b"x" + b"\x00\x00\x00")
+        assert (ei.value.api_version, ei.value.correlation_id) == (99, 7)
+        with pytest.raises(UnknownApiKeyError):
+            P.decode_request(struct.pack(">hhih", 9999, 3, 8, 1) + b"x" + b"\x00")
+    answer = P.ApiVersionsResponse()
+    assert P.encode_response(5, 18, 3, answer).getvalue()[:4] == struct.pack(">i", 5)
+    for bad in (99, 3.0, "3"):
+        with pytest.raises(UnsupportedVersionError):
+            P.encode_response(5, 18, bad, answer)
+
+
 def test_decode_request_unknown_key_carries_ids():
     with pytest.raises(UnknownApiKeyError) as ei:
         P.decode_request(struct.pack(">hhih", 4242, 0, 9, -1))
@@ -368,6 +387,7 @@ def test_a_topic_id_read_twice_is_one_shared_uuid_and_the_cache_stays_bounded(mo
 
     from fastlog.protocol import primitives
 
+    primitives._UUIDS.clear()  # so that no earlier test's reads fill it during this one
     F = P.FetchRequest
     ids = [uuid.UUID(int=i + 1) for i in range(5)]
     body = F(topics=[F.FetchTopic(topic_id=i, partitions=[F.FetchPartition(partition=0)]) for i in ids]).encode(13)
@@ -389,6 +409,9 @@ def test_records_of_every_length_prefix_width_round_trip(size, kind):
     # one-byte compact lengths are written inline, longer ones as a varint
     data = kind(bytes(range(256)) * (size // 256) + bytes(size % 256))
     part = P.FetchResponse.PartitionData(partition_index=1, records=data)
+    empty = len(P.FetchResponse.PartitionData(partition_index=1, records=b"").encode(12))
+    prefix = 1 if size < 127 else 2 if size < 16383 else 3  # varint of size + 1
+    assert len(part.encode(12)) == empty - 1 + prefix + size
     for version in (11, 12):
         back = P.FetchResponse.PartitionData.decode(part.encode(version), version)
         assert bytes(back.records) == bytes(data)

@@ -140,6 +140,7 @@ _HDR = _Struct(">hhi")
 # (api_key, api_version) -> (RequestHeader, its version, request class): looked up once per
 # request instead of checked and loaded again. Only valid pairs are kept, so it stays small.
 _REQUEST_PLANS: dict = {}
+_RESPONSE_HEADER_VERSIONS: dict = {}  # (api_key, api_version) -> ResponseHeader version, the same way
 
 
 def _request_plan(api_key: int, api_version: int, correlation_id: int) -> tuple:
@@ -197,12 +198,11 @@ def encode_response(correlation_id: int, api_key: int, api_version: int, body,
     default) and return it.  Use ``w.framed_parts()`` for the socket (records
     given as file regions stay separate parts) or ``w.getvalue()``."""
     w = Writer() if writer is None else writer
-    header_version = _RESPONSE_HEADER_VERSIONS.get((api_key, api_version))
-    if header_version is None:  # checked once per valid (api key, version)
-        header_version = _RESPONSE_HEADER_VERSIONS[(api_key, api_version)] = response_header_version(api_key, api_version)
+    # 3.0 == 3 as a key: only an int version may find what an earlier call checked
+    header_version = _RESPONSE_HEADER_VERSIONS.get((api_key, api_version)) if type(api_version) is int else None
+    if header_version is None:
+        header_version = response_header_version(api_key, api_version)  # raises for a bad one
+        _RESPONSE_HEADER_VERSIONS[(api_key, api_version)] = header_version
     _load("ResponseHeader")(correlation_id=correlation_id).encode_into(w, header_version)
     body.encode_into(w, api_version)
     return w
-
-
-_RESPONSE_HEADER_VERSIONS: dict = {}  # (api_key, api_version) -> ResponseHeader version

@@ -17,8 +17,9 @@ any negative length of a nullable string, bytes or array is null (only -1 is
 ever written), invalid UTF-8 becomes U+FFFD as Java's decoder makes it, a bool
 is true for any non-zero byte, and the fifth byte of a varint is not checked
 for bits above 32 (Java's int arithmetic drops them).  (Generated decoders may also let
-``struct.error``/``IndexError`` out of an inlined fixed-width read; the message
-entry points translate those to :class:`TruncatedError`.)
+``struct.error``/``IndexError`` out of an inlined read: a fixed-width group, a one-byte
+count or an empty tag section; the message entry points and :class:`Reader` translate
+those to :class:`TruncatedError`.)
 
 Records fields (type ``records``) are opaque.  Decoding returns a zero-copy
 ``memoryview`` slice of the input (or ``None``).  Encoding accepts ``None``, a
@@ -68,9 +69,9 @@ def as_view(data) -> memoryview:
 # decoding helpers: f(buf, pos) -> (value, new_pos)
 # --------------------------------------------------------------------------
 
-# The readers below check lengths inline rather than through _need, and read a one-byte
-# varint without the loop: each Python call they save is ~0.05 µs, and a string, a byte
-# string or a record set is read once per field of every message decoded here.
+# The string, bytes and records readers below check lengths inline rather than through
+# _need, and a one-byte varint is read without the loop: each Python call they save is
+# ~0.05 µs, and such a field is read once per field of every message decoded here.
 
 def _need(buf, pos, n):
     if n > len(buf) - pos:
