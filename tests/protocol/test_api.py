@@ -415,3 +415,12 @@ def test_records_of_every_length_prefix_width_round_trip(size, kind):
     for version in (11, 12):
         back = P.FetchResponse.PartitionData.decode(part.encode(version), version)
         assert bytes(back.records) == bytes(data)
+
+
+def test_every_valid_request_version_has_a_decoder_for_it_and_its_header():
+    # decode_request looks both up once per pair, outside the codec's own version check
+    for api_key, info in P.API_BY_KEY.items():
+        lo, hi = info.valid_versions
+        for version in range(lo, hi + 1):
+            assert version in P.request_class(api_key)._DEC
+            assert P.request_header_version(api_key, version) in P.RequestHeader._DEC

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import importlib
 from collections import namedtuple
-from struct import Struct as _Struct
+from struct import Struct as _Struct, error as StructError
 
 from ._generated import APIS as _APIS, CLASS_MODULES as _CLASS_MODULES
 from .errors import (
@@ -137,8 +137,9 @@ def response_header_version(api_key: int, api_version: int) -> int:
 
 _HDR = _Struct(">hhi")
 
-# (api_key, api_version) -> (RequestHeader, its version, request class): looked up once per
-# request instead of checked and loaded again. Only valid pairs are kept, so it stays small.
+# (api_key, api_version) -> (the generated decoders of its RequestHeader version and of the
+# request, the request class): looked up once per request instead of checked and loaded
+# again. Only valid pairs are kept, so it stays small.
 _REQUEST_PLANS: dict = {}
 _RESPONSE_HEADER_VERSIONS: dict = {}  # (api_key, api_version) -> ResponseHeader version, the same way
 
@@ -148,7 +149,8 @@ def _request_plan(api_key: int, api_version: int, correlation_id: int) -> tuple:
         raise UnknownApiKeyError(f"unknown API key {api_key}", api_key=api_key,
                                  api_version=api_version, correlation_id=correlation_id)
     _check_version(API_BY_KEY[api_key], api_version, correlation_id)
-    plan = (_load("RequestHeader"), request_header_version(api_key, api_version), request_class(api_key))
+    req_cls = request_class(api_key)
+    plan = (_load("RequestHeader")._DEC[request_header_version(api_key, api_version)], req_cls._DEC[api_version], req_cls)
     _REQUEST_PLANS[(api_key, api_version)] = plan
     return plan
 
@@ -171,15 +173,17 @@ def decode_request(frame):
     plan = _REQUEST_PLANS.get((api_key, api_version))
     if plan is None:
         plan = _request_plan(api_key, api_version, correlation_id)
-    header_class, header_version, req_cls = plan
+    decode_header, decode_body, req_cls = plan
     try:
-        reader = Reader(buf)
-        header = header_class.decode(reader, header_version)
-        body = req_cls.decode(reader, api_version)
+        header, pos = decode_header(buf, 0)
+        body, pos = decode_body(buf, pos)
     except CodecError as e:
         e.api_key, e.api_version, e.correlation_id = api_key, api_version, correlation_id
         raise
-    return header, body, len(buf) - reader.pos
+    except (StructError, IndexError) as e:  # an inlined read past the end (see primitives)
+        raise TruncatedError(f"{req_cls.__qualname__} v{api_version}: truncated ({e})", api_key=api_key,
+                             api_version=api_version, correlation_id=correlation_id) from None
+    return header, body, len(buf) - pos
 
 
 def encode_request(header, body) -> Writer:
