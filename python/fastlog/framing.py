@@ -44,10 +44,14 @@ class FrameReader:
         self.start = 0  # buffered bytes not yet returned: buffer[start:end]
         self.end = 0
         self.last_read = 0.0  # when the last bytes came off the socket (trio clock)
+        # `ready_frame` found the socket empty and nothing has been received since: the next
+        # receive waits first, rather than make the same system call again to learn that.
+        self.drained = False
 
     async def _recv_into(self, target: memoryview) -> int:
+        drained, self.drained = self.drained, False
         try:
-            received = await self.transport.recv_into(target)
+            received = await self.transport.recv_into(target, drained)
         except OSError as e:
             raise trio.BrokenResourceError(str(e)) from e
         self.last_read = self.transport.now()
@@ -116,6 +120,7 @@ class FrameReader:
             received = self.transport.recv_ready(self.view[self.end :])
         except OSError as e:
             raise trio.BrokenResourceError(str(e)) from e
+        self.drained = received is None
         if received:  # 0 (a clean EOF) is seen by next_frame
             self.end += received
             self.last_read = self.transport.now()

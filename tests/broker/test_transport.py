@@ -64,6 +64,58 @@ def test_without_the_hold_the_other_task_waits_for_the_reader(monkeypatch: pytes
     assert first_turn == total
 
 
+class CountingTransport(PlainTransport):
+    """Counts the receive system calls (`recv_ready`) and the waits."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        super().__init__(stream)
+        self.receives = self.waits = 0
+
+    def recv_ready(self, target: memoryview):
+        self.receives += 1
+        return super().recv_ready(target)
+
+    async def wait_readable(self) -> None:
+        self.waits += 1
+        await super().wait_readable()
+
+
+def test_a_socket_found_empty_is_waited_on_before_it_is_read_again() -> None:
+    """After `ready_frame` found nothing, the next frame costs one wait and one receive: the
+    receive that would only say again that the socket is empty is not made (before: two
+    receives). A frame split across sends, and a second frame already there, are still read
+    whole and in order."""
+
+    async def main() -> list[tuple[int, int]]:
+        ours, theirs = trio.socket.socketpair()
+        calls = []
+        with ours, theirs:
+            counting = CountingTransport(trio.SocketStream(ours))
+            reader = FrameReader(counting, 1 << 20)
+            await theirs.send(FRAME)
+            assert await reader.next_frame() == FRAME[4:]  # allocates the buffer
+            for pieces in ([FRAME], [FRAME[:2], FRAME[2:9], FRAME[9:]], [FRAME * 2]):
+                assert reader.ready_frame() is None  # nothing sent yet: the socket is empty
+                before = (counting.receives, counting.waits)
+
+                async def send_later() -> None:
+                    for piece in pieces:
+                        await trio.sleep(0.01)
+                        await theirs.send(piece)
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(send_later)
+                    assert await reader.next_frame() == FRAME[4:]
+                calls.append((counting.receives - before[0], counting.waits - before[1]))
+            assert reader.buffered_frame() == FRAME[4:]  # the second of the last send
+        return calls
+
+    one, split, two = trio.run(main)
+    assert one == (1, 1), "one wait, then the one receive that takes the frame"
+    assert split[1] >= 2, "a frame in pieces: read whole after more than one wait"
+    assert two == (1, 1)
+
+
 def test_a_partial_send_is_finished_in_order() -> None:
     """Buffers of every kind, more than the socket holds at once and more than IOV_MAX of
     them: the peer reads exactly their bytes, in order."""
