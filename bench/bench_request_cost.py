@@ -14,8 +14,12 @@ of a broker under bench/loadgen.rs at 1,000-10,000 requests/s) swing by 20 %. Fo
 count, run it under callgrind twice and take the difference (instructions per request):
 
     python bench/bench_request_cost.py [--requests 2000] [--rounds 15] [--api produce|fetch] [--tls]
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null python3.11 bench/bench_request_cost.py --requests 200 --rounds 1
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null python3.11 bench/bench_request_cost.py --requests 200 --rounds 1 --exact
     (and --requests 1200: the difference of the two "Collected" counts / 1000)
+
+`--exact` stops a connection from yielding to the loop because it has held it for
+`transport.HOLD_SECONDS`: under callgrind everything runs ~50 times slower, so those yields come
+at random and moved the count by 10,000-35,000 instructions between runs of the same code.
 """
 
 from __future__ import annotations
@@ -122,12 +126,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--api", choices=("produce", "fetch"), default="produce", help="the request measured")
     parser.add_argument("--tls", action="store_true", help="over an SSL listener")
+    parser.add_argument("--exact", action="store_true", help="no yields on time, for a count that does not move (callgrind)")
     args = parser.parse_args()
     if args.requests < 1 or args.rounds < 1:
         parser.error("--requests and --rounds must be at least 1")
 
+    from fastlog import transport
     from fastlog.broker import Broker, run_until_signalled
     from fastlog.config import BrokerConfig
+
+    if args.exact:
+        transport.HOLD_SECONDS = float("inf")
 
     data = Path(tempfile.mkdtemp(prefix="fastlog-cost-"))
     port = free_port()
