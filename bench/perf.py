@@ -593,6 +593,18 @@ class BrokerProcess:
                 pass  # a thread that ended meanwhile
         return threads
 
+    def run_queue_seconds(self) -> float:
+        """How long the broker's threads have waited, runnable, for a CPU (the second field of
+        each thread's /proc schedstat): time in which a request's own time may run on while
+        the broker does nothing, because another process holds the cores."""
+        waited = 0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            try:
+                waited += int((task / "schedstat").read_text().split()[1])
+            except (OSError, IndexError, ValueError):
+                pass  # a thread that ended meanwhile; a kernel without schedstats
+        return waited / 1e9
+
     def cpu_spread(self, before: dict[str, float], elapsed: float) -> str:
         """How the broker's CPU since `before` (thread_cpu_seconds) fell on its threads: the
         busiest one's share in cores, and how many threads used at least a tenth of a core."""
@@ -702,7 +714,7 @@ def add_latency_rows(table: "Table", broker: "BrokerProcess", half_peak: int, se
             figures = latency_figures(lat)
             table.add(f"ceiling: latency generator -> librdkafka mock broker, {run}{share}{asked:,}/s asked, 100 B, linger.ms=0",
                       f"{sent / elapsed:,.0f}", f"{sent * 100 / elapsed / 1e6:,.1f}", "", "", f"{figures} ({len(lat):,} samples)")
-        cpu0 = broker.cpu_seconds()
+        cpu0, queued0 = broker.cpu_seconds(), broker.run_queue_seconds()
         before = histograms(broker.metrics_port)
         sent, elapsed, lat = in_child(_latency, broker.bootstrap, "latency", asked, seconds, 100, linger, PARTITIONS)
         after = histograms(broker.metrics_port)
@@ -715,7 +727,8 @@ def add_latency_rows(table: "Table", broker: "BrokerProcess", half_peak: int, se
                   ("p99 ≤ 5 ms" if asked == half_peak else "") + ("; " if asked == half_peak and linger == 0 else "")
                   + ("own p99 ≤ 1 ms, client/mock ≤ 1.2" if linger == 0 else ""),
                   f"{figures} ({len(lat):,} samples); {ratio}broker's own Produce time p99 {own[0] * 1000:.2f} ms ({own[1]:,} requests); "
-                  f"broker CPU {(broker.cpu_seconds() - cpu0) / elapsed:.2f} cores; GC pauses gen0/1/2: {'/'.join(str(n) for _, n in gcs)}, "
+                  f"broker CPU {(broker.cpu_seconds() - cpu0) / elapsed:.2f} cores, {waited_for_a_cpu(broker, queued0, elapsed)}; "
+                  f"GC pauses gen0/1/2: {'/'.join(str(n) for _, n in gcs)}, "
                   f"longest ≤ {max((t for t, n in gcs if n), default=0) * 1000:.2f} ms")
         if loadgen and linger == 0:
             add_loadgen_rows(table, broker, loadgen, loadgen_cpu, asked, seconds, f"{run}{share}{asked:,}/s asked, 100 B, linger 0")
@@ -740,7 +753,7 @@ def add_loadgen_rows(table: "Table", broker: "BrokerProcess", loadgen: Path, cpu
         return
     table.add(f"ceiling: Rust loadgen -> librdkafka mock broker, {label}", f"{mock['acked'] / mock['seconds']:,.0f}",
               f"{mock['acked'] * 100 / mock['seconds'] / 1e6:,.1f}", "", "", loadgen_figures(mock))
-    cpu0 = broker.cpu_seconds()
+    cpu0, queued0 = broker.cpu_seconds(), broker.run_queue_seconds()
     before = histograms(broker.metrics_port)
     try:
         got = run_loadgen(loadgen, broker.bootstrap, "latency", PARTITIONS, asked, seconds, 100, cpu)
@@ -754,7 +767,12 @@ def add_loadgen_rows(table: "Table", broker: "BrokerProcess", loadgen: Path, cpu
               f"{got['acked'] * 100 / got['seconds'] / 1e6:,.1f}", "", "own p99 ≤ 1 ms, client/mock ≤ 1.2",
               f"{loadgen_figures(got)}; client/mock p99 {got['p99_ms'] / mock['p99_ms']:.2f}; "
               f"broker's own Produce time p99 {own[0] * 1000:.2f} ms, p99.9 {own_tail * 1000:.2f} ms ({own[1]:,} requests); "
-              f"broker CPU {(broker.cpu_seconds() - cpu0) / got['seconds']:.2f} cores")
+              f"broker CPU {(broker.cpu_seconds() - cpu0) / got['seconds']:.2f} cores, {waited_for_a_cpu(broker, queued0, got['seconds'])}")
+
+
+def waited_for_a_cpu(broker: "BrokerProcess", queued0: float, elapsed: float) -> str:
+    """The broker's threads' wait for a CPU since `queued0` (run_queue_seconds), per second."""
+    return f"waited for a CPU {(broker.run_queue_seconds() - queued0) / elapsed * 1000:.1f} ms/s"
 
 
 def add_security_rows(table: "Table", records: int, connections: int) -> None:
