@@ -816,6 +816,8 @@ def main() -> None:
                         help="the interpreter that runs the broker (a free-threaded CPython, say); the clients keep this one")
     parser.add_argument("--loadgen", default="", metavar="PATH",
                         help="the Rust latency generator (default: target/release/examples/loadgen, built by cargo when cargo is here)")
+    parser.add_argument("--broker-nice", type=int, default=None, metavar="N",
+                        help="run the broker under nice -n N (negative: the CPU before the generators; needs root)")
     parser.add_argument("--no-loadgen", action="store_true", help="latency rows with librdkafka's generator only")
     parser.add_argument("--loadgen-cpu", type=int, default=None, metavar="N", help="pin the Rust generator to CPU N")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
@@ -837,6 +839,8 @@ def main() -> None:
     brokers: list[BrokerProcess] = []
 
     def start_broker(data: Path, *overrides: str, profile: Optional[list[str]] = None) -> BrokerProcess:
+        if profile is None and args.broker_nice is not None:
+            profile = ["nice", "-n", str(args.broker_nice), args.broker_python]
         b = BrokerProcess(data, args.override + list(overrides), profile, args.broker_python)
         brokers.append(b)
         return b
@@ -846,7 +850,8 @@ def main() -> None:
     try:
         print(f"fastlog perf: {os.cpu_count()} cores, data in {work}", flush=True)
         table.notes.append(f"broker: {describe_interpreter(args.broker_python)}"
-                           + (f", with {' '.join(args.override)}" if args.override else ""))
+                           + (f", with {' '.join(args.override)}" if args.override else "")
+                           + (f", under nice -n {args.broker_nice}" if args.broker_nice is not None else ""))
         if "machine" in only or "produce" in only or "consume" in only:
             loopback = loopback_limit(args.seconds)
             table.add("machine: loopback TCP, 2 processes, 1 MiB writes", "", f"{loopback:,.0f}", "1.00")

@@ -30,7 +30,7 @@ def test_warm_raw_fetch_sums_what_each_reader_read_of_the_whole_topic(broker, un
     assert 0 < seconds < 60
 
 
-def test_cpu_spread_reads_the_broker_s_threads(tmp_path) -> None:
+def test_cpu_spread_and_the_wait_for_a_cpu_read_the_broker_s_threads(tmp_path) -> None:
     broker = perf.BrokerProcess(tmp_path / "data", ["num.network.threads=2"])
     try:
         threads = broker.thread_cpu_seconds()
@@ -41,6 +41,11 @@ def test_cpu_spread_reads_the_broker_s_threads(tmp_path) -> None:
         assert re.fullmatch(r"busiest thread \d+\.\d\d cores, \d+ thread\(s\) over 0\.1", spread), spread
         # a thread absent from `before` (started since) counts from zero
         assert re.match(r"busiest thread", broker.cpu_spread({}, 1.0))
+        # the threads' wait for a CPU: read from schedstat, never going back
+        queued = broker.run_queue_seconds()
+        assert queued >= 0
+        assert broker.run_queue_seconds() >= queued
+        assert re.fullmatch(r"waited for a CPU \d+\.\d ms/s", perf.waited_for_a_cpu(broker, queued, 1.0))
     finally:
         broker.stop()
 
