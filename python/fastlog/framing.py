@@ -49,9 +49,14 @@ class FrameReader:
         self.drained = False
 
     async def _recv_into(self, target: memoryview) -> int:
-        drained, self.drained = self.drained, False
         try:
-            received = await self.transport.recv_into(target, drained)
+            received = None
+            if self.drained:  # the wait is the loop's turn, so no share_the_loop after it
+                self.drained = False
+                await self.transport.wait_readable()
+                received = self.transport.recv_ready(target)
+            if received is None:
+                received = await self.transport.recv_into(target)
         except OSError as e:
             raise trio.BrokenResourceError(str(e)) from e
         self.last_read = self.transport.now()

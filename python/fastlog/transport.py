@@ -84,13 +84,8 @@ class PlainTransport(LoopTurns):
         except BlockingIOError:
             return None
 
-    async def recv_into(self, target: memoryview, drained: bool = False) -> int:
-        """Receives at least one byte, waiting for them; `drained`: the socket was found empty
-        just before, so it waits first (a wait is also the turn `share_the_loop` would give)."""
-        if drained:
-            await self.wait_readable()
-        else:
-            await self.share_the_loop()
+    async def recv_into(self, target: memoryview) -> int:
+        await self.share_the_loop()
         while (received := self.recv_ready(target)) is None:
             await self.wait_readable()
         return received
@@ -176,8 +171,8 @@ class TlsTransport(LoopTurns):
             received += read
         return received or None
 
-    async def recv_into(self, target: memoryview, drained: bool = False) -> int:
-        await self.share_the_loop()  # `drained` changes nothing: checking the SSLObject takes no system call
+    async def recv_into(self, target: memoryview) -> int:
+        await self.share_the_loop()
         received = self.recv_ready(target)
         if received is not None:
             return received
