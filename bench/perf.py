@@ -32,7 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 PARTITIONS = 6
 CTX = mp.get_context("spawn")
@@ -583,27 +583,30 @@ class BrokerProcess:
     def cpu_seconds(self) -> float:
         return _cpu_seconds(Path(f"/proc/{self.process.pid}/stat"))
 
-    def thread_cpu_seconds(self) -> dict[str, float]:
-        """CPU seconds of each of the broker's threads so far, by thread id."""
+    def per_thread(self, read: Callable[[Path], float]) -> dict[str, float]:
+        """`read` of each of the broker's threads' /proc directories, by thread id; a thread
+        that ended meanwhile (or a file this kernel lacks) is left out."""
         threads = {}
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
             try:
-                threads[task.name] = _cpu_seconds(task / "stat")
+                threads[task.name] = read(task)
             except (OSError, IndexError, ValueError):
-                pass  # a thread that ended meanwhile
+                pass
         return threads
+
+    def thread_cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds of each of the broker's threads so far, by thread id."""
+        return self.per_thread(lambda task: _cpu_seconds(task / "stat"))
 
     def run_queue_seconds(self) -> float:
         """How long the broker's threads have waited, runnable, for a CPU (the second field of
         each thread's /proc schedstat): time in which a request's own time may run on while
         the broker does nothing, because another process holds the cores."""
-        waited = 0
-        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
-            try:
-                waited += int((task / "schedstat").read_text().split()[1])
-            except (OSError, IndexError, ValueError):
-                pass  # a thread that ended meanwhile; a kernel without schedstats
-        return waited / 1e9
+        return sum(self.per_thread(lambda task: int((task / "schedstat").read_text().split()[1]) / 1e9).values())
+
+    def niceness(self) -> int:
+        """The broker's nice value (the 19th field of /proc/<pid>/stat)."""
+        return int(Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
 
     def cpu_spread(self, before: dict[str, float], elapsed: float) -> str:
         """How the broker's CPU since `before` (thread_cpu_seconds) fell on its threads: the
@@ -843,6 +846,10 @@ def main() -> None:
             profile = ["nice", "-n", str(args.broker_nice), args.broker_python]
         b = BrokerProcess(data, args.override + list(overrides), profile, args.broker_python)
         brokers.append(b)
+        if args.broker_nice is not None and b.niceness() != args.broker_nice:  # nice runs it anyway when refused
+            note = f"--broker-nice {args.broker_nice}: the broker ran at nice {b.niceness()} (a negative value needs root)"
+            if note not in table.notes:
+                table.notes.append(note)
         return b
 
     loopback = disk_nosync = disk_sync = disk_read = float("nan")

@@ -50,6 +50,16 @@ def test_cpu_spread_and_the_wait_for_a_cpu_read_the_broker_s_threads(tmp_path) -
         broker.stop()
 
 
+def test_a_broker_started_under_nice_reports_its_niceness(tmp_path) -> None:
+    """What `--broker-nice` runs (`nice -n N python ...`), and what perf.py reads back to say
+    whether nice was refused (a negative N without root runs the broker unchanged)."""
+    broker = perf.BrokerProcess(tmp_path / "data", ["num.network.threads=1"], ["nice", "-n", "5", sys.executable])
+    try:
+        assert broker.niceness() == 5
+    finally:
+        broker.stop()
+
+
 def test_the_device_kit_without_a_verb_says_how_to_use_it() -> None:
     done = subprocess.run(["bash", str(REPO / "bench" / "device.sh")], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
